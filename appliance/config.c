@@ -1,0 +1,2 @@
+/* placeholder until written */
+typedef int op_placeholder_unused;
