@@ -1,2 +1,116 @@
-/* placeholder until written */
-int main(void) { return 1; }
+/*
+ * outpostctl — the operator's tool.
+ *
+ *   outpostctl [-c FILE] status [--json]   what the appliance is doing, per stage
+ *   outpostctl [-c FILE] stop              orderly stop (drains what is in flight)
+ *   outpostctl check-config FILE           every error in FILE, as file:line:col
+ *   outpostctl print-defaults              the embedded defaults
+ *
+ * -c names the appliance's configuration so outpostctl finds its control socket (run_dir);
+ * without it the embedded default run_dir is used. Exit status: 0 ok, 1 appliance not
+ * answering, 2 usage or configuration errors.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#include "appliance/config.h"
+#include "appliance/stage.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: outpostctl [-c FILE] status [--json] | stop | ping\n"
+		   "       outpostctl check-config FILE\n"
+		   "       outpostctl print-defaults\n");
+}
+
+static int request(const op_config *cfg, const char *req, int timeout_ms)
+{
+	char ep[OP_CFG_STR + 32];
+	void *ctx = zmq_ctx_new(), *sock = zmq_socket(ctx, ZMQ_REQ);
+	int linger = 0, rc = 1;
+	zmq_msg_t m;
+
+	op_stage_endpoint(ep, sizeof(ep), cfg, "control.sock");
+	zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof(linger));
+	zmq_setsockopt(sock, ZMQ_RCVTIMEO, &timeout_ms, sizeof(timeout_ms));
+	zmq_setsockopt(sock, ZMQ_SNDTIMEO, &timeout_ms, sizeof(timeout_ms));
+	if (zmq_connect(sock, ep) != 0 || zmq_send(sock, req, strlen(req), 0) < 0) {
+		fprintf(stderr, "outpostctl: cannot reach outpostd at %s: %s\n", ep, zmq_strerror(errno));
+		goto out;
+	}
+	zmq_msg_init(&m);
+	if (zmq_msg_recv(&m, sock, 0) < 0) {
+		fprintf(stderr, "outpostctl: outpostd did not answer at %s within %d ms (is it running?)\n", ep,
+			timeout_ms);
+		zmq_msg_close(&m);
+		goto out;
+	}
+	fwrite(zmq_msg_data(&m), 1, zmq_msg_size(&m), stdout);
+	if (!strcmp(req, "status-json"))
+		fputc('\n', stdout);
+	zmq_msg_close(&m);
+	rc = 0;
+out:
+	zmq_close(sock);
+	zmq_ctx_term(ctx);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	const char *config_path = NULL;
+	op_config cfg;
+	int i = 1;
+
+	if (i + 1 < argc && !strcmp(argv[i], "-c")) {
+		config_path = argv[i + 1];
+		i += 2;
+	}
+	if (i >= argc) {
+		usage(stderr);
+		return 2;
+	}
+	const char *cmd = argv[i++];
+	if (!strcmp(cmd, "check-config")) {
+		if (i >= argc) {
+			usage(stderr);
+			return 2;
+		}
+		op_config_defaults(&cfg);
+		int rc = op_config_load_file(&cfg, argv[i], stderr);
+		if (rc < 0) {
+			fprintf(stderr, "%s: cannot read: %s\n", argv[i], strerror(-rc));
+			return 2;
+		}
+		if (rc > 0) {
+			fprintf(stderr, "%s: %d error%s\n", argv[i], rc, rc == 1 ? "" : "s");
+			return 2;
+		}
+		printf("%s: ok\n", argv[i]);
+		return 0;
+	}
+	if (!strcmp(cmd, "print-defaults")) {
+		op_config_print_defaults(stdout);
+		return 0;
+	}
+	op_config_defaults(&cfg);
+	if (config_path) {
+		int rc = op_config_load_file(&cfg, config_path, stderr);
+		if (rc != 0)
+			return 2;
+	}
+	if (!strcmp(cmd, "status")) {
+		int json = i < argc && !strcmp(argv[i], "--json");
+		return request(&cfg, json ? "status-json" : "status", 3000);
+	}
+	if (!strcmp(cmd, "stop"))
+		return request(&cfg, "stop", 3000);
+	if (!strcmp(cmd, "ping"))
+		return request(&cfg, "ping", 1000);
+	fprintf(stderr, "outpostctl: unknown command '%s'\n", cmd);
+	usage(stderr);
+	return 2;
+}

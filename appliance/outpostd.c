@@ -1,2 +1,69 @@
-/* placeholder until written */
-int main(void) { return 1; }
+/*
+ * outpostd — the appliance daemon.
+ *
+ *   outpostd [-c FILE]          run the appliance (embedded defaults without -c)
+ *   outpostd --print-defaults   the embedded defaults as a commented YAML file
+ *   outpostd --stage NAME -c F  (internal) run one pipeline stage; started by the supervisor
+ *
+ * A broken configuration never starts the appliance: every error is printed with file:line:col
+ * and the exit status is 2, so systemd's start fails visibly instead of running on a guess.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "appliance/config.h"
+#include "appliance/log.h"
+#include "appliance/stage.h"
+#include "appliance/supervisor.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: outpostd [-c FILE] | --print-defaults | --version\n"
+		   "  -c FILE           configuration (YAML); without it the embedded defaults run\n"
+		   "  --print-defaults  print the embedded defaults as YAML and exit\n");
+}
+
+int main(int argc, char **argv)
+{
+	const char *config_path = NULL, *stage = NULL;
+	op_config cfg;
+
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "-c") && i + 1 < argc) {
+			config_path = argv[++i];
+		} else if (!strcmp(argv[i], "--stage") && i + 1 < argc) {
+			stage = argv[++i];
+		} else if (!strcmp(argv[i], "--print-defaults")) {
+			op_config_print_defaults(stdout);
+			return 0;
+		} else if (!strcmp(argv[i], "--version")) {
+			printf("outpostd %s\n", OUTPOST_VERSION);
+			return 0;
+		} else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+			usage(stdout);
+			return 0;
+		} else {
+			fprintf(stderr, "outpostd: unknown argument '%s'\n", argv[i]);
+			usage(stderr);
+			return 2;
+		}
+	}
+
+	op_config_defaults(&cfg);
+	if (config_path) {
+		int rc = op_config_load_file(&cfg, config_path, stderr);
+		if (rc != 0) {
+			if (rc < 0)
+				fprintf(stderr, "outpostd: cannot read %s: %s\n", config_path, strerror(-rc));
+			else
+				fprintf(stderr, "outpostd: %d error%s in %s; not starting\n", rc, rc == 1 ? "" : "s",
+					config_path);
+			return 2;
+		}
+	}
+	if (stage)
+		return op_stage_main(stage, &cfg);
+	op_log_init("outpostd", cfg.log_level);
+	return op_supervisor_run(&cfg, config_path);
+}

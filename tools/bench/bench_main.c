@@ -1,2 +1,32 @@
-/* placeholder until written */
-int main(void) { return 1; }
+/*
+ * outpost-bench — benchmarks that print figures and ratios against a baseline measured in the
+ * same run (never pass/fail: timings on shared machines belong in docs/benchmarks.md, not in
+ * tests).
+ *
+ *   outpost-bench ingest   [--seconds S]   decode+validate+queue vs plain libzmq PUSH→PULL
+ *   outpost-bench store                    HDF5 segment append and seal
+ *   outpost-bench linefit  [--events N]    LineFit angular error and speed on simulated tracks
+ *   outpost-bench e2e      [--events N]    simulator → sealed segments through the real daemon
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "tools/bench/bench.h"
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		fprintf(stderr, "usage: outpost-bench ingest|store|linefit|e2e [options]\n");
+		return 2;
+	}
+	if (!strcmp(argv[1], "ingest"))
+		return op_bench_ingest(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "store"))
+		return op_bench_store(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "linefit"))
+		return op_bench_linefit(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "e2e"))
+		return op_bench_e2e(argc - 1, argv + 1);
+	fprintf(stderr, "outpost-bench: unknown benchmark '%s'\n", argv[1]);
+	return 2;
+}

@@ -1,0 +1,142 @@
+/*
+ * dedup.c — open-addressing hash table (linear probing, backward-shift deletion) with a FIFO
+ * of insertion order for eviction. See dedup.h.
+ */
+#include "appliance/dedup.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+typedef struct entry {
+	uint64_t seq;
+	uint64_t gen;
+	uint32_t stream;
+	uint32_t used;
+} entry;
+
+typedef struct key {
+	uint64_t seq;
+	uint32_t stream;
+} key;
+
+struct op_dedup {
+	entry *tab;
+	size_t mask;
+	key *fifo; /* insertion order; ring of capacity */
+	size_t capacity, head, count;
+};
+
+static size_t hash(uint32_t stream, uint64_t seq)
+{
+	uint64_t h = seq * 0x9E3779B97F4A7C15ull ^ ((uint64_t)stream * 0xC2B2AE3D27D4EB4Full);
+	h ^= h >> 31;
+	return (size_t)h;
+}
+
+int op_dedup_open(size_t capacity, op_dedup **ret)
+{
+	op_dedup *d = calloc(1, sizeof(*d));
+	size_t slots = 16;
+
+	if (!d || capacity == 0)
+		goto fail;
+	while (slots < capacity * 2)
+		slots *= 2;
+	d->tab = calloc(slots, sizeof(entry));
+	d->fifo = calloc(capacity, sizeof(key));
+	if (!d->tab || !d->fifo)
+		goto fail;
+	d->mask = slots - 1;
+	d->capacity = capacity;
+	*ret = d;
+	return 0;
+fail:
+	op_dedup_close(d);
+	return capacity ? -ENOMEM : -EINVAL;
+}
+
+void op_dedup_close(op_dedup *d)
+{
+	if (!d)
+		return;
+	free(d->tab);
+	free(d->fifo);
+	free(d);
+}
+
+static entry *lookup(const op_dedup *d, uint32_t stream, uint64_t seq)
+{
+	for (size_t i = hash(stream, seq) & d->mask;; i = (i + 1) & d->mask) {
+		entry *e = &d->tab[i];
+		if (!e->used)
+			return NULL;
+		if (e->stream == stream && e->seq == seq)
+			return e;
+	}
+}
+
+int op_dedup_find(const op_dedup *d, uint32_t stream, uint64_t seq, uint64_t *gen)
+{
+	entry *e = lookup(d, stream, seq);
+	if (!e)
+		return 0;
+	*gen = e->gen;
+	return 1;
+}
+
+static void erase(op_dedup *d, entry *e)
+{
+	size_t i = (size_t)(e - d->tab), j = i;
+
+	e->used = 0;
+	for (;;) {
+		j = (j + 1) & d->mask;
+		if (!d->tab[j].used)
+			return;
+		size_t home = hash(d->tab[j].stream, d->tab[j].seq) & d->mask;
+		/* Move j back to i if its home is not cyclically within (i, j]. */
+		if ((j > i && (home <= i || home > j)) || (j < i && (home <= i && home > j))) {
+			d->tab[i] = d->tab[j];
+			d->tab[j].used = 0;
+			i = j;
+		}
+	}
+}
+
+void op_dedup_insert(op_dedup *d, uint32_t stream, uint64_t seq, uint64_t gen)
+{
+	if (d->count == d->capacity) {
+		key *old = &d->fifo[d->head];
+		entry *e = lookup(d, old->stream, old->seq);
+		if (e)
+			erase(d, e);
+		d->head = (d->head + 1) % d->capacity;
+		d->count--;
+	}
+	size_t i = hash(stream, seq) & d->mask;
+	while (d->tab[i].used)
+		i = (i + 1) & d->mask;
+	d->tab[i] = (entry){.seq = seq, .gen = gen, .stream = stream, .used = 1};
+	d->fifo[(d->head + d->count) % d->capacity] = (key){.seq = seq, .stream = stream};
+	d->count++;
+}
+
+/* Forgotten keys keep their place in the FIFO until it reaches them: eviction of a key that is
+ * no longer in the table is a no-op. Only used on the rare seal-failure path. */
+void op_dedup_forget_gen(op_dedup *d, uint64_t gen)
+{
+	for (size_t i = 0; i <= d->mask; i++) {
+		if (d->tab[i].used && d->tab[i].gen == gen) {
+			erase(d, &d->tab[i]);
+			i--; /* backward shift may have moved another entry into i */
+		}
+	}
+}
+
+size_t op_dedup_size(const op_dedup *d)
+{
+	size_t n = 0;
+	for (size_t i = 0; i <= d->mask; i++)
+		n += d->tab[i].used;
+	return n;
+}

@@ -1,0 +1,24 @@
+/*
+ * log.h — the appliance's one way to say something to the operator.
+ *
+ * Only appliance/ logs (library modules return errors). Each line carries the stage name and,
+ * where it has them, structured fields (STREAM=, SEQUENCE=, FILE=, REASON=). Under systemd
+ * (JOURNAL_STREAM set) lines go to the journal with those fields; otherwise to stderr as
+ * "outpost[stage] LEVEL: message". Logging must never block the data path for long and never
+ * fail loudly: a log line that can't be written is dropped.
+ */
+#ifndef OP_APPLIANCE_LOG_H
+#define OP_APPLIANCE_LOG_H
+
+enum op_log_level { OP_LOG_ERR = 3, OP_LOG_WARNING = 4, OP_LOG_INFO = 6, OP_LOG_DEBUG = 7 };
+
+void op_log_init(const char *stage, const char *level_name);
+void op_log_set_level(const char *level_name);
+void op_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define op_err(...) op_log(OP_LOG_ERR, __VA_ARGS__)
+#define op_warn(...) op_log(OP_LOG_WARNING, __VA_ARGS__)
+#define op_info(...) op_log(OP_LOG_INFO, __VA_ARGS__)
+#define op_debug(...) op_log(OP_LOG_DEBUG, __VA_ARGS__)
+
+#endif

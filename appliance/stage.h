@@ -1,0 +1,71 @@
+/*
+ * stage.h — what every pipeline stage process shares: its sockets' names, its report to the
+ * supervisor, and the messages that pass between stages.
+ *
+ * Stages (ARCHITECTURE.md "Data flow"): ingest → infer → store, and uplink beside them.
+ * Each is a child process of outpostd (the same binary, re-executed with --stage NAME), so a
+ * crash costs a restart of that stage only. Between stages (all ZeroMQ ipc:// in run_dir):
+ *
+ *   ingest.PUSH ──▶ infer.sock (infer binds PULL)    2 frames: serial u64 | wire message
+ *   infer.PUSH  ──▶ store.sock (store binds PULL)    1 frame: n × {serial u64, op_result_row}
+ *   store.PUSH  ──▶ ack.sock   (ingest binds PULL)   1 frame: n × serial u64 (durable now)
+ *   outpostd.PUSH ─▶ ingest-ctl.sock (ingest binds)  "resend": a stage after ingest restarted
+ *   every stage.PUSH ─▶ stats.sock (outpostd binds)  text report, every 250 ms and at exit
+ *
+ * Delivery is at-least-once (invariant 2): ingest keeps every accepted event until the store
+ * acknowledges its serial as durable (sealed into outbox/), resends on request or after a
+ * backstop timeout, and the store deduplicates by (stream, sequence).
+ */
+#ifndef OP_APPLIANCE_STAGE_H
+#define OP_APPLIANCE_STAGE_H
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "appliance/config.h"
+#include "uplink/segment.h"
+
+#define OP_STAGE_REPORT_NS 250000000ull
+
+/* infer → store record. */
+typedef struct op_stage_result {
+	uint64_t serial;
+	op_result_row row;
+} op_stage_result;
+
+typedef struct op_stage_ctx {
+	const op_config *cfg;
+	const char *name;
+	void *zctx;
+	void *stats_sock;
+	uint64_t incarnation_ns; /* CLOCK_REALTIME at start: tells incarnations apart */
+	uint64_t last_report_ns;
+	char *report;            /* report being built */
+	size_t report_len, report_cap;
+} op_stage_ctx;
+
+extern volatile sig_atomic_t op_stage_stop;
+
+uint64_t op_now_ns(void);      /* CLOCK_MONOTONIC */
+uint64_t op_realtime_ns(void); /* CLOCK_REALTIME */
+
+/* ipc://<run_dir>/<sock> */
+void op_stage_endpoint(char *out, size_t cap, const op_config *cfg, const char *sock);
+
+/* Run stage `name` until asked to stop. Returns the process exit status. */
+int op_stage_main(const char *name, const op_config *cfg);
+
+/* Report building: begin, add counters (monotone, 'c') and gauges ('g'), send. */
+void op_report_begin(op_stage_ctx *s, uint64_t progress, int idle);
+void op_report_counter(op_stage_ctx *s, const char *key, uint64_t v);
+void op_report_gauge(op_stage_ctx *s, const char *key, double v);
+void op_report_send(op_stage_ctx *s);
+/* 1 when a report is due now (every OP_STAGE_REPORT_NS). */
+int op_report_due(op_stage_ctx *s, uint64_t now_ns);
+
+int op_stage_ingest(op_stage_ctx *s);
+int op_stage_infer(op_stage_ctx *s);
+int op_stage_store(op_stage_ctx *s);
+int op_stage_uplink(op_stage_ctx *s);
+
+#endif

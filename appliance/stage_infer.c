@@ -1,0 +1,262 @@
+/*
+ * stage_infer.c — the infer stage: one result row for every event it is given.
+ *
+ * Stateless by design: it keeps nothing that is not also held by ingest, so killing it loses
+ * nothing (ingest resends what was in flight). Per batch: decode each event (already validated
+ * by ingest, checked again because this is a process boundary), place its pulses with the
+ * geometry table, run the configured reconstruction, send the rows to the store.
+ * It must never drop an event silently: an event it cannot decode is counted and logged, and
+ * stays unacknowledged so that ingest's accounting shows it.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#include "appliance/log.h"
+#include "appliance/stage.h"
+#include "ingest/geometry.h"
+#include "ingest/wire.h"
+#include "kernels/reco.h"
+
+typedef struct scratch {
+	float *x, *y, *z, *t, *q;
+	size_t cap, used;
+	op_pulse *pulses;
+	size_t pulses_cap;
+} scratch;
+
+static int scratch_reserve(scratch *sc, size_t need)
+{
+	if (sc->used + need <= sc->cap)
+		return 0;
+	size_t cap = sc->cap ? sc->cap : 4096;
+	while (cap < sc->used + need)
+		cap *= 2;
+	float **arr[5] = {&sc->x, &sc->y, &sc->z, &sc->t, &sc->q};
+	for (int i = 0; i < 5; i++) {
+		float *p = realloc(*arr[i], cap * sizeof(float));
+		if (!p)
+			return -ENOMEM;
+		*arr[i] = p;
+	}
+	sc->cap = cap;
+	return 0;
+}
+
+static uint64_t get_le64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v |= (uint64_t)p[i] << (8 * i);
+	return v;
+}
+
+int op_stage_infer(op_stage_ctx *s)
+{
+	const op_config *cfg = s->cfg;
+	op_geometry *geo = NULL;
+	op_reco *reco = NULL;
+	void *in = NULL, *out = NULL;
+	char ep[OP_CFG_STR + 32];
+	int rc = 1, linger = 0, sndtimeo = 100;
+	uint32_t batch = cfg->infer_batch_events;
+	zmq_msg_t *msgs = calloc(batch, sizeof(zmq_msg_t));
+	op_reco_event *evs = calloc(batch, sizeof(op_reco_event));
+	op_reco_out *outs = calloc(batch, sizeof(op_reco_out));
+	op_stage_result *res = calloc(batch, sizeof(op_stage_result));
+	op_wire_header *hdrs = calloc(batch, sizeof(op_wire_header));
+	uint64_t *serials = calloc(batch, sizeof(uint64_t));
+	size_t *offs = calloc(batch, sizeof(size_t));
+	uint32_t *unknown = calloc(batch, sizeof(uint32_t));
+	scratch sc;
+	uint64_t events = 0, batches = 0, pulses = 0, unknown_pulses = 0, bad = 0, blocked_ms = 0;
+	uint64_t reco_ns = 0;
+	int blocked = 0;
+
+	memset(&sc, 0, sizeof(sc));
+	if (!msgs || !evs || !outs || !res || !hdrs || !serials || !offs || !unknown)
+		goto out;
+	if (op_geometry_default(&geo) < 0) {
+		op_err("cannot load the embedded detector geometry");
+		goto out;
+	}
+	op_reco_config rcfg = {.kind = cfg->infer_method, .charge_weighted = cfg->infer_charge_weighted};
+	int err = op_reco_open(&rcfg, &reco);
+	if (err < 0) {
+		op_err("cannot open reconstruction '%s': %s", cfg->infer_method, strerror(-err));
+		goto out;
+	}
+	in = zmq_socket(s->zctx, ZMQ_PULL);
+	out = zmq_socket(s->zctx, ZMQ_PUSH);
+	zmq_setsockopt(in, ZMQ_LINGER, &linger, sizeof(linger));
+	zmq_setsockopt(out, ZMQ_LINGER, &linger, sizeof(linger));
+	zmq_setsockopt(out, ZMQ_SNDTIMEO, &sndtimeo, sizeof(sndtimeo));
+	op_stage_endpoint(ep, sizeof(ep), cfg, "infer.sock");
+	if (zmq_bind(in, ep) != 0)
+		goto zfail;
+	op_stage_endpoint(ep, sizeof(ep), cfg, "store.sock");
+	if (zmq_connect(out, ep) != 0)
+		goto zfail;
+	op_info("reconstruction %s (model id %u), batches of up to %u events", op_reco_model_name(reco),
+		op_reco_model_id(reco), batch);
+
+	while (!op_stage_stop) {
+		zmq_pollitem_t it = {.socket = in, .events = ZMQ_POLLIN};
+		uint32_t n = 0;
+		int idle = 1;
+
+		if (zmq_poll(&it, 1, 100) < 0 && errno != EINTR)
+			goto zfail;
+		sc.used = 0;
+		while (n < batch) {
+			zmq_msg_init(&msgs[n]);
+			if (zmq_msg_recv(&msgs[n], in, ZMQ_DONTWAIT) < 0) {
+				zmq_msg_close(&msgs[n]);
+				break;
+			}
+			const uint8_t *p = zmq_msg_data(&msgs[n]);
+			size_t len = zmq_msg_size(&msgs[n]);
+			int werr = len < 8 ? OP_WIRE_ETRUNCATED
+					   : op_wire_decode(&hdrs[n], p + 8, len - 8, cfg->ingest_max_pulses);
+			if (werr != OP_WIRE_OK) {
+				bad++;
+				op_err("internal message %s: not a valid event (%s); left unacknowledged",
+				       len >= 8 ? "from ingest" : "too short", op_wire_strerror(werr));
+				zmq_msg_close(&msgs[n]);
+				continue;
+			}
+			serials[n] = get_le64(p);
+			uint32_t np = hdrs[n].pulse_count;
+			if (np > sc.pulses_cap) {
+				op_pulse *pp = realloc(sc.pulses, np * sizeof(op_pulse));
+				if (!pp)
+					goto out;
+				sc.pulses = pp;
+				sc.pulses_cap = np;
+			}
+			if (scratch_reserve(&sc, np) < 0)
+				goto out;
+			op_wire_get_pulses(sc.pulses, p + 8, &hdrs[n]);
+			offs[n] = sc.used;
+			unknown[n] = 0;
+			for (uint32_t i = 0; i < np; i++) {
+				float xyz[3];
+				if (op_geometry_position(geo, sc.pulses[i].sensor_id, xyz) < 0) {
+					unknown[n]++;
+					continue;
+				}
+				sc.x[sc.used] = xyz[0];
+				sc.y[sc.used] = xyz[1];
+				sc.z[sc.used] = xyz[2];
+				sc.t[sc.used] = sc.pulses[i].time_ns;
+				sc.q[sc.used] = sc.pulses[i].charge_pe;
+				sc.used++;
+			}
+			pulses += np;
+			unknown_pulses += unknown[n];
+			zmq_msg_close(&msgs[n]);
+			n++;
+		}
+		if (n > 0) {
+			/* Pointers are taken only now: the scratch arrays may have moved while growing. */
+			for (uint32_t k = 0; k < n; k++) {
+				size_t end = k + 1 < n ? offs[k + 1] : sc.used;
+				evs[k] = (op_reco_event){.n = (uint32_t)(end - offs[k]),
+							 .x_m = sc.x + offs[k], .y_m = sc.y + offs[k],
+							 .z_m = sc.z + offs[k], .t_ns = sc.t + offs[k],
+							 .q_pe = sc.q + offs[k]};
+			}
+			uint64_t t0 = op_now_ns();
+			op_reco_run(reco, outs, evs, n);
+			reco_ns += op_now_ns() - t0;
+			for (uint32_t k = 0; k < n; k++) {
+				op_result_row *row = &res[k].row;
+				res[k].serial = serials[k];
+				memset(row, 0, sizeof(*row));
+				row->stream_id = hdrs[k].stream_id;
+				row->sequence = hdrs[k].sequence;
+				row->detector_time_ns = hdrs[k].detector_time_ns;
+				row->n_pulses = hdrs[k].pulse_count;
+				row->dir_x = outs[k].dir[0];
+				row->dir_y = outs[k].dir[1];
+				row->dir_z = outs[k].dir[2];
+				row->zenith_rad = outs[k].zenith_rad;
+				row->azimuth_rad = outs[k].azimuth_rad;
+				row->log10_energy_gev = outs[k].log10_energy_gev;
+				row->track_score = outs[k].track_score;
+				row->model_id = op_reco_model_id(reco);
+				row->flags = outs[k].status;
+				if (unknown[k])
+					row->flags |= OP_RESULT_F_UNKNOWN_SENSOR;
+				if (hdrs[k].flags & OP_WIRE_F_SIMULATED)
+					row->flags |= OP_RESULT_F_SIMULATED;
+				if (hdrs[k].flags & OP_WIRE_F_REPLAY)
+					row->flags |= OP_RESULT_F_REPLAY;
+			}
+			/* The store may be restarting: keep trying (and keep reporting) until it takes
+			 * the batch or we are told to stop. Nothing is lost if we are killed here:
+			 * ingest still holds every one of these events. */
+			while (zmq_send(out, res, n * sizeof(op_stage_result), 0) < 0) {
+				if (errno != EAGAIN || op_stage_stop)
+					goto zfail;
+				blocked = 1;
+				blocked_ms += (uint64_t)sndtimeo;
+				if (op_report_due(s, op_now_ns())) {
+					op_report_begin(s, events, 0);
+					op_report_gauge(s, "blocked_downstream", 1);
+					op_report_send(s);
+				}
+			}
+			blocked = 0;
+			events += n;
+			batches++;
+			idle = 0;
+		}
+		if (op_report_due(s, op_now_ns())) {
+			op_report_begin(s, events, idle);
+			op_report_counter(s, "events", events);
+			op_report_counter(s, "batches", batches);
+			op_report_counter(s, "pulses", pulses);
+			op_report_counter(s, "unknown_sensor_pulses", unknown_pulses);
+			op_report_counter(s, "invalid_internal", bad);
+			op_report_counter(s, "blocked_downstream_ms", blocked_ms);
+			op_report_counter(s, "reco_ns", reco_ns);
+			op_report_gauge(s, "blocked_downstream", blocked);
+			op_report_send(s);
+		}
+	}
+	rc = 0;
+	goto out;
+zfail:
+	if (!op_stage_stop) {
+		op_err("infer socket error: %s", zmq_strerror(errno));
+		rc = 1;
+	} else {
+		rc = 0;
+	}
+out:
+	if (in)
+		zmq_close(in);
+	if (out)
+		zmq_close(out);
+	op_reco_close(reco);
+	op_geometry_close(geo);
+	free(msgs);
+	free(evs);
+	free(outs);
+	free(res);
+	free(hdrs);
+	free(serials);
+	free(offs);
+	free(unknown);
+	free(sc.x);
+	free(sc.y);
+	free(sc.z);
+	free(sc.t);
+	free(sc.q);
+	free(sc.pulses);
+	return rc;
+}

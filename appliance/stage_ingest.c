@@ -1,0 +1,382 @@
+/*
+ * stage_ingest.c — the ingest stage: receive, validate, account, and hold every accepted event
+ * until the store says it is durable.
+ *
+ * NOTES ON THE DESIGN OF THE INGEST WINDOW
+ *
+ * Every accepted event gets a serial (a 64-bit number that starts at this incarnation's
+ * wall-clock time in ns, so serials never repeat across restarts) and a slot in a ring of
+ * window_events slots. A slot moves through:
+ *
+ *      accept ──▶ QUEUED ──send──▶ SENT ──ack from store──▶ FREE
+ *                   ▲                │
+ *                   └── resend ──────┘   (supervisor says a later stage restarted, or the
+ *                                         backstop timer found it unacknowledged too long)
+ *
+ * Invariants:
+ *  1. accepted = stored + dropped + in_flight at every report (in_flight = slots not FREE).
+ *  2. A slot is FREE only after the store acknowledged its serial (it is sealed in outbox/)
+ *     or after it was counted as dropped with a reason (resend_exhausted).
+ *  3. When the window is full we stop reading the PULL socket: the sender blocks at its
+ *     high-water mark (lossless). Nothing is dropped for lack of room.
+ *  4. The ring is bounded by window_events; message buffers by ingest.max_message_bytes.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#include "appliance/log.h"
+#include "appliance/stage.h"
+#include "ingest/receiver.h"
+#include "ingest/wire.h"
+
+/* After this many resends an event is taken to be what kills a later stage ("poison"). */
+#define INGEST_MAX_RESENDS 8
+/* How long a stopping ingest waits for its in-flight events to be sealed. */
+#define INGEST_STOP_GRACE_NS 15000000000ull
+
+enum slot_state { SLOT_FREE = 0, SLOT_QUEUED, SLOT_SENT };
+
+typedef struct slot {
+	uint64_t serial;
+	uint64_t sent_ns;
+	uint8_t *buf; /* serial (8 bytes, little-endian) then the wire message */
+	size_t len;
+	uint32_t stream_id;
+	uint64_t sequence;
+	uint16_t resends;
+	uint8_t state;
+} slot;
+
+typedef struct ingest {
+	op_stage_ctx *s;
+	slot *slots;
+	uint64_t cap;
+	uint64_t base;        /* first serial of this incarnation */
+	uint64_t head, tail;  /* serials: next to assign; oldest possibly not FREE */
+	uint64_t send_cursor; /* lowest serial that may be QUEUED */
+	uint64_t occupied;
+	void *out, *ack, *ctl;
+	/* counters */
+	uint64_t accepted, accepted_live, stored, dropped_resend_exhausted, resends, resend_requests,
+		backstop_resends, acks_unknown, sent, dropped_shutdown;
+} ingest;
+
+static slot *slot_of(ingest *g, uint64_t serial)
+{
+	return &g->slots[(serial - g->base) % g->cap];
+}
+
+static void put_le64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t get_le64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v |= (uint64_t)p[i] << (8 * i);
+	return v;
+}
+
+static void slot_free(ingest *g, slot *sl)
+{
+	free(sl->buf);
+	sl->buf = NULL;
+	sl->state = SLOT_FREE;
+	g->occupied--;
+	while (g->tail < g->head && slot_of(g, g->tail)->state == SLOT_FREE)
+		g->tail++;
+	if (g->send_cursor < g->tail)
+		g->send_cursor = g->tail;
+}
+
+static int on_event(void *ctx, const op_wire_header *h, const uint8_t *msg, size_t len, int live)
+{
+	ingest *g = ctx;
+	slot *sl;
+
+	if (g->head - g->tail >= g->cap)
+		return 1; /* cannot happen: we drain at most the room we have */
+	sl = slot_of(g, g->head);
+	sl->buf = malloc(len + 8);
+	if (!sl->buf)
+		return 1; /* counted by the receiver as caller_rejected */
+	put_le64(sl->buf, g->head);
+	memcpy(sl->buf + 8, msg, len);
+	sl->len = len + 8;
+	sl->serial = g->head;
+	sl->stream_id = h->stream_id;
+	sl->sequence = h->sequence;
+	sl->resends = 0;
+	sl->state = SLOT_QUEUED;
+	g->head++;
+	g->occupied++;
+	g->accepted++;
+	if (live)
+		g->accepted_live++;
+	return 0;
+}
+
+/* Mark SENT slots for resending; with older_than_ns == 0 every SENT slot. */
+static void mark_resend(ingest *g, uint64_t now_ns, uint64_t older_than_ns)
+{
+	for (uint64_t sn = g->tail; sn < g->head; sn++) {
+		slot *sl = slot_of(g, sn);
+		if (sl->state != SLOT_SENT)
+			continue;
+		if (older_than_ns && now_ns - sl->sent_ns < older_than_ns)
+			continue;
+		if (sl->resends >= INGEST_MAX_RESENDS) {
+			op_err("stream %u sequence %llu dropped: still unacknowledged after %d resends "
+			       "(reason=resend_exhausted)",
+			       sl->stream_id, (unsigned long long)sl->sequence, INGEST_MAX_RESENDS);
+			g->dropped_resend_exhausted++;
+			slot_free(g, sl);
+			continue;
+		}
+		sl->resends++;
+		sl->state = SLOT_QUEUED;
+		g->resends++;
+		if (older_than_ns)
+			g->backstop_resends++;
+		if (sn < g->send_cursor)
+			g->send_cursor = sn;
+	}
+}
+
+static void send_queued(ingest *g, uint64_t now_ns)
+{
+	while (g->send_cursor < g->head) {
+		slot *sl = slot_of(g, g->send_cursor);
+		if (sl->state == SLOT_QUEUED) {
+			if (zmq_send(g->out, sl->buf, sl->len, ZMQ_DONTWAIT) < 0)
+				return; /* EAGAIN: infer is slow or restarting; try again later */
+			sl->state = SLOT_SENT;
+			sl->sent_ns = now_ns;
+			g->sent++;
+		}
+		g->send_cursor++;
+	}
+}
+
+static void handle_acks(ingest *g)
+{
+	zmq_msg_t m;
+
+	for (;;) {
+		zmq_msg_init(&m);
+		if (zmq_msg_recv(&m, g->ack, ZMQ_DONTWAIT) < 0) {
+			zmq_msg_close(&m);
+			return;
+		}
+		const uint8_t *p = zmq_msg_data(&m);
+		size_t n = zmq_msg_size(&m) / 8;
+		for (size_t i = 0; i < n; i++) {
+			uint64_t sn = get_le64(p + 8 * i);
+			slot *sl;
+			if (sn < g->tail || sn >= g->head) {
+				g->acks_unknown++; /* an earlier incarnation's, or already freed */
+				continue;
+			}
+			sl = slot_of(g, sn);
+			if (sl->state == SLOT_FREE || sl->serial != sn) {
+				g->acks_unknown++;
+				continue;
+			}
+			g->stored++;
+			slot_free(g, sl);
+		}
+		zmq_msg_close(&m);
+	}
+}
+
+static void handle_ctl(ingest *g, uint64_t now_ns)
+{
+	char buf[64];
+	int n;
+
+	while ((n = zmq_recv(g->ctl, buf, sizeof(buf) - 1, ZMQ_DONTWAIT)) >= 0) {
+		buf[n < (int)sizeof(buf) - 1 ? n : (int)sizeof(buf) - 1] = 0;
+		if (!strcmp(buf, "resend")) {
+			g->resend_requests++;
+			mark_resend(g, now_ns, 0);
+		}
+	}
+}
+
+static void report(ingest *g, op_receiver *r, uint64_t progress, int idle)
+{
+	op_stage_ctx *s = g->s;
+	op_receiver_stats st;
+
+	op_receiver_get_stats(r, &st);
+	op_report_begin(s, progress, idle);
+	op_report_counter(s, "received", st.received);
+	op_report_counter(s, "received_bytes", st.bytes);
+	op_report_counter(s, "accepted", g->accepted);
+	op_report_counter(s, "accepted_live", g->accepted_live);
+	op_report_counter(s, "stored", g->stored);
+	op_report_counter(s, "dropped_resend_exhausted", g->dropped_resend_exhausted);
+	op_report_counter(s, "dropped_shutdown", g->dropped_shutdown);
+	op_report_gauge(s, "in_flight", (double)g->occupied);
+	op_report_gauge(s, "window_events", (double)g->cap);
+	op_report_counter(s, "sent", g->sent);
+	op_report_counter(s, "resends", g->resends);
+	op_report_counter(s, "resend_requests", g->resend_requests);
+	op_report_counter(s, "backstop_resends", g->backstop_resends);
+	op_report_counter(s, "acks_unknown", g->acks_unknown);
+	for (int i = 1; i < OP_WIRE_NERR; i++) {
+		char key[64];
+		snprintf(key, sizeof(key), "rejected_%s", op_wire_strerror(-i));
+		op_report_counter(s, key, st.rejected[i]);
+	}
+	op_report_counter(s, "rejected_oversize", st.oversize);
+	op_report_counter(s, "rejected_multipart", st.multipart);
+	op_report_counter(s, "rejected_duplicate", st.duplicates);
+	op_report_counter(s, "rejected_too_old", st.too_old);
+	op_report_counter(s, "rejected_stream_limit", st.stream_limit);
+	op_report_counter(s, "rejected_no_memory", st.caller_rejected);
+	op_report_counter(s, "gap_events", st.seq.gap_events_total);
+	op_report_counter(s, "late_events", st.seq.late_total);
+	op_report_gauge(s, "streams", (double)st.seq.streams);
+	op_report_send(s);
+}
+
+int op_stage_ingest(op_stage_ctx *s)
+{
+	const op_config *cfg = s->cfg;
+	op_receiver_config rc_cfg;
+	op_receiver *r = NULL;
+	ingest g;
+	char ep[OP_CFG_STR + 32];
+	int rc = 1, hwm = 1000, linger = 0;
+	uint64_t progress = 0, last_backstop = op_now_ns(), stopping_since = 0;
+	/* Backstop: only for messages lost without a restart we heard of. It must be far longer
+	 * than a segment's age, or every event would be resent while it waits for its seal. */
+	uint64_t backstop_ns = cfg->ingest_resend_after_ns;
+	if (backstop_ns < 3 * cfg->store_rotate_age_ns)
+		backstop_ns = 3 * cfg->store_rotate_age_ns;
+
+	memset(&g, 0, sizeof(g));
+	g.s = s;
+	g.cap = cfg->ingest_window_events;
+	g.slots = calloc(g.cap, sizeof(slot));
+	g.base = g.head = g.tail = g.send_cursor = s->incarnation_ns;
+	if (!g.slots)
+		goto out;
+
+	g.out = zmq_socket(s->zctx, ZMQ_PUSH);
+	zmq_setsockopt(g.out, ZMQ_SNDHWM, &hwm, sizeof(hwm));
+	zmq_setsockopt(g.out, ZMQ_LINGER, &linger, sizeof(linger));
+	op_stage_endpoint(ep, sizeof(ep), cfg, "infer.sock");
+	if (zmq_connect(g.out, ep) != 0)
+		goto zfail;
+	g.ack = zmq_socket(s->zctx, ZMQ_PULL);
+	zmq_setsockopt(g.ack, ZMQ_LINGER, &linger, sizeof(linger));
+	op_stage_endpoint(ep, sizeof(ep), cfg, "ack.sock");
+	if (zmq_bind(g.ack, ep) != 0)
+		goto zfail;
+	g.ctl = zmq_socket(s->zctx, ZMQ_PULL);
+	zmq_setsockopt(g.ctl, ZMQ_LINGER, &linger, sizeof(linger));
+	op_stage_endpoint(ep, sizeof(ep), cfg, "ingest-ctl.sock");
+	if (zmq_bind(g.ctl, ep) != 0)
+		goto zfail;
+
+	memset(&rc_cfg, 0, sizeof(rc_cfg));
+	rc_cfg.pull_endpoint = cfg->ingest_pull;
+	rc_cfg.sub_endpoint = cfg->ingest_sub;
+	rc_cfg.rcvhwm = (int)cfg->ingest_rcvhwm;
+	rc_cfg.max_pulses = cfg->ingest_max_pulses;
+	rc_cfg.max_message_bytes = cfg->ingest_max_message_bytes;
+	rc_cfg.max_streams = 4096;
+	rc_cfg.seq_window = 4096;
+	int err = op_receiver_open(s->zctx, &rc_cfg, &r);
+	if (err < 0) {
+		op_err("cannot open receiver on '%s' / '%s': %s", cfg->ingest_pull, cfg->ingest_sub,
+		       strerror(-err));
+		goto out;
+	}
+	op_info("accepting events on %s%s%s; window %llu events", cfg->ingest_pull,
+		cfg->ingest_sub[0] ? ", live view from " : "", cfg->ingest_sub,
+		(unsigned long long)g.cap);
+
+	for (;;) {
+		zmq_pollitem_t items[8];
+		int n = 0, idle = 1;
+		uint64_t room = g.cap - (g.head - g.tail);
+
+		/* Stopping: take nothing new, wait (bounded) until what we hold is durable. */
+		if (op_stage_stop) {
+			if (!stopping_since) {
+				stopping_since = op_now_ns();
+				op_info("stopping: waiting for %llu events in flight to become durable",
+					(unsigned long long)g.occupied);
+			}
+			if (g.occupied == 0)
+				break;
+			if (op_now_ns() - stopping_since > INGEST_STOP_GRACE_NS) {
+				op_err("stopping with %llu events not yet durable (reason=shutdown); "
+				       "they are counted as dropped",
+				       (unsigned long long)g.occupied);
+				g.dropped_shutdown += g.occupied;
+				g.occupied = 0;
+				break;
+			}
+			room = 0;
+		}
+
+		items[n++] = (zmq_pollitem_t){.socket = g.ack, .events = ZMQ_POLLIN};
+		items[n++] = (zmq_pollitem_t){.socket = g.ctl, .events = ZMQ_POLLIN};
+		if (g.send_cursor < g.head)
+			items[n++] = (zmq_pollitem_t){.socket = g.out, .events = ZMQ_POLLOUT};
+		if (room > 0)
+			n += op_receiver_pollitems(r, items + n, 8 - n);
+		if (zmq_poll(items, n, 100) < 0 && errno != EINTR)
+			goto zfail;
+
+		uint64_t now = op_now_ns();
+		handle_acks(&g);
+		handle_ctl(&g, now);
+		room = op_stage_stop ? 0 : g.cap - (g.head - g.tail);
+		if (room > 0) {
+			long got = op_receiver_drain(r, room < 512 ? room : 512, on_event, &g);
+			if (got > 0) {
+				progress += (uint64_t)got;
+				idle = 0;
+			}
+		}
+		send_queued(&g, now);
+		if (now - last_backstop >= 1000000000ull) {
+			mark_resend(&g, now, backstop_ns);
+			last_backstop = now;
+		}
+		if (g.occupied)
+			idle = 0;
+		if (op_report_due(s, now))
+			report(&g, r, progress + g.stored, idle);
+	}
+	rc = 0;
+	report(&g, r, progress + g.stored, 1);
+	goto out;
+zfail:
+	op_err("ingest socket setup failed: %s", zmq_strerror(errno));
+out:
+	op_receiver_close(r);
+	if (g.out)
+		zmq_close(g.out);
+	if (g.ack)
+		zmq_close(g.ack);
+	if (g.ctl)
+		zmq_close(g.ctl);
+	if (g.slots) {
+		for (uint64_t i = 0; i < g.cap; i++)
+			free(g.slots[i].buf);
+		free(g.slots);
+	}
+	return rc;
+}

@@ -1,0 +1,500 @@
+/*
+ * stage_store.c — the store stage: append result rows to the open HDF5 segment, seal it by
+ * rows, bytes or age, and only then tell ingest which events are durable.
+ *
+ * NOTES ON THE DESIGN OF THE STORE
+ *
+ *   start ──▶ recover (rebuild dedup from outbox/, salvage segments/ left by a crash)
+ *         ──▶ RUN: rows ──dedup──▶ open segment (generation g) ──seal──▶ outbox/ ──▶ ack g's serials
+ *
+ * Invariants:
+ *  1. A serial is acknowledged only after the row for its (stream, sequence) is in a sealed
+ *     segment in outbox/ (ARCHITECTURE.md invariant 3): serials of rows in the open segment wait
+ *     in `pending`; a resent event whose row is already sealed is acknowledged at once.
+ *  2. Each (stream, sequence) is written once while it is remembered by the dedup table, which
+ *     spans ingest's whole resend window and is rebuilt from outbox/ at start.
+ *  3. If a segment can't be sealed (disk full, I/O error) the store exits non-zero: nothing of
+ *     that segment was acknowledged, ingest still holds it, and the restarted store salvages
+ *     the file. It never acknowledges what it could not make durable.
+ *  4. A file in segments/ that can't be read at start is moved to segments/corrupt/, never
+ *     deleted, and counted.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "appliance/dedup.h"
+#include "appliance/log.h"
+#include "appliance/stage.h"
+#include "kernels/reco.h"
+#include "uplink/segment.h"
+
+#define STORE_PATH 512
+#define STORE_MAX_SALVAGE 64
+
+typedef struct u64vec {
+	uint64_t *v;
+	size_t n, cap;
+} u64vec;
+
+static int u64vec_push(u64vec *a, uint64_t x)
+{
+	if (a->n == a->cap) {
+		size_t cap = a->cap ? a->cap * 2 : 1024;
+		uint64_t *p = realloc(a->v, cap * sizeof(uint64_t));
+		if (!p)
+			return -ENOMEM;
+		a->v = p;
+		a->cap = cap;
+	}
+	a->v[a->n++] = x;
+	return 0;
+}
+
+typedef struct store {
+	op_stage_ctx *s;
+	const op_config *cfg;
+	char segments_dir[STORE_PATH], outbox_dir[STORE_PATH], corrupt_dir[STORE_PATH];
+	op_segment_meta meta;
+	char model_name[64], config_hash[17], site[64];
+	op_dedup *dedup;
+	op_segment *seg;
+	uint64_t gen;        /* generation of the open segment */
+	uint64_t opened_ns;  /* when its first row arrived */
+	uint64_t flushed_ns;
+	int dirty;
+	u64vec pending;      /* serials waiting for the open segment's seal */
+	u64vec ack_now;      /* serials whose rows are already sealed */
+	op_result_row *rows; /* batch being appended */
+	size_t rows_cap;
+	char salvaged[STORE_MAX_SALVAGE][STORE_PATH]; /* leftovers to delete after the next seal */
+	int n_salvaged;
+	void *ack;
+	/* counters */
+	uint64_t rows_received, rows_written, rows_duplicate, rows_sealed, segments_sealed,
+		rows_salvaged, files_salvaged, files_corrupt, acks_sent;
+	double last_seal_ms;
+} store;
+
+static volatile sig_atomic_t seal_now;
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+	seal_now = 1;
+}
+
+static int ensure_dir(const char *path)
+{
+	if (mkdir(path, 0750) == 0 || errno == EEXIST)
+		return 0;
+	return -errno;
+}
+
+static int ends_with(const char *s, const char *suffix)
+{
+	size_t a = strlen(s), b = strlen(suffix);
+	return a >= b && !strcmp(s + a - b, suffix);
+}
+
+static void segment_name(store *st, char *out, size_t cap)
+{
+	time_t now = time(NULL);
+	struct tm tm;
+	char ts[32];
+
+	gmtime_r(&now, &tm);
+	strftime(ts, sizeof(ts), "%Y%m%dT%H%M%SZ", &tm);
+	snprintf(out, cap, "%s-%s-%08" PRIx64 "-%06" PRIu64, st->site, ts,
+		 (uint64_t)(st->s->incarnation_ns / 1000u) & 0xffffffffu, st->gen);
+}
+
+static int open_segment(store *st)
+{
+	char name[160];
+	segment_name(st, name, sizeof(name));
+	int rc = op_segment_create(st->segments_dir, name, &st->meta, &st->seg);
+	if (rc < 0) {
+		op_err("cannot create segment %s/%s.h5: %s", st->segments_dir, name, strerror(-rc));
+		return rc;
+	}
+	st->opened_ns = st->flushed_ns = op_now_ns();
+	return 0;
+}
+
+static int send_acks(store *st, u64vec *a)
+{
+	size_t off = 0;
+
+	while (off < a->n) {
+		size_t n = a->n - off > 8192 ? 8192 : a->n - off;
+		uint8_t buf[8192 * 8];
+		for (size_t i = 0; i < n; i++)
+			for (int b = 0; b < 8; b++)
+				buf[8 * i + b] = (uint8_t)(a->v[off + i] >> (8 * b));
+		/* Blocks only while ingest is restarting; ZMQ keeps the pipe for the new one. */
+		while (zmq_send(st->ack, buf, n * 8, 0) < 0) {
+			if (errno != EAGAIN)
+				return -errno;
+			if (op_stage_stop)
+				return -EINTR;
+		}
+		off += n;
+		st->acks_sent += n;
+	}
+	a->n = 0;
+	return 0;
+}
+
+static int seal(store *st)
+{
+	char sha[65];
+	uint64_t rows, t0 = op_now_ns();
+	int rc;
+
+	if (!st->seg)
+		return 0;
+	rows = op_segment_rows(st->seg);
+	rc = op_segment_seal(st->seg, st->outbox_dir, sha);
+	st->seg = NULL;
+	if (rc < 0) {
+		op_err("cannot seal segment of generation %" PRIu64 " (%" PRIu64 " rows) into %s: %s; "
+		       "nothing of it was acknowledged, exiting so that it is salvaged on restart",
+		       st->gen, rows, st->outbox_dir, strerror(-rc));
+		return rc;
+	}
+	st->last_seal_ms = (double)(op_now_ns() - t0) / 1e6;
+	st->segments_sealed++;
+	st->rows_sealed += rows;
+	op_debug("sealed segment generation %" PRIu64 ": %" PRIu64 " rows, sha256 %s", st->gen, rows, sha);
+	/* The salvaged leftovers' rows are now durable in outbox/: their files can go. */
+	for (int i = 0; i < st->n_salvaged; i++) {
+		if (unlink(st->salvaged[i]) != 0)
+			op_warn("cannot remove salvaged file %s: %s", st->salvaged[i], strerror(errno));
+	}
+	st->n_salvaged = 0;
+	st->gen++;
+	rc = send_acks(st, &st->pending);
+	return rc;
+}
+
+static int append_rows(store *st, const op_result_row *rows, size_t n)
+{
+	int rc;
+
+	if (n == 0)
+		return 0;
+	if (!st->seg && (rc = open_segment(st)) < 0)
+		return rc;
+	rc = op_segment_append(st->seg, rows, n);
+	if (rc < 0) {
+		op_err("cannot append %zu rows to the open segment: %s", n, strerror(-rc));
+		return rc;
+	}
+	st->rows_written += n;
+	st->dirty = 1;
+	return 0;
+}
+
+static int take_batch(store *st, const op_stage_result *res, size_t n)
+{
+	size_t k = 0;
+	int rc;
+
+	if (n > st->rows_cap) {
+		op_result_row *p = realloc(st->rows, n * sizeof(op_result_row));
+		if (!p)
+			return -ENOMEM;
+		st->rows = p;
+		st->rows_cap = n;
+	}
+	for (size_t i = 0; i < n; i++) {
+		op_stage_result r;
+		uint64_t gen;
+		memcpy(&r, &res[i], sizeof(r)); /* the message buffer need not be aligned */
+		st->rows_received++;
+		if (op_dedup_find(st->dedup, r.row.stream_id, r.row.sequence, &gen)) {
+			st->rows_duplicate++;
+			rc = u64vec_push(gen < st->gen ? &st->ack_now : &st->pending, r.serial);
+		} else {
+			op_dedup_insert(st->dedup, r.row.stream_id, r.row.sequence, st->gen);
+			st->rows[k++] = r.row;
+			rc = u64vec_push(&st->pending, r.serial);
+		}
+		if (rc < 0)
+			return rc;
+	}
+	return append_rows(st, st->rows, k);
+}
+
+static int cmp_desc(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)b, *(char *const *)a);
+}
+
+/* Remember what outbox/ already holds (newest first, up to the table's capacity), and remove
+ * sidecars whose segment never arrived (a crash between the two renames of a seal). */
+static void recover_outbox(store *st, size_t capacity)
+{
+	DIR *d = opendir(st->outbox_dir);
+	struct dirent *de;
+	char **names = NULL;
+	size_t n = 0, cap = 0, loaded = 0;
+	char path[STORE_PATH * 2];
+
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		if (ends_with(de->d_name, ".h5.sha256")) {
+			struct stat sb;
+			snprintf(path, sizeof(path), "%s/%.*s", st->outbox_dir,
+				 (int)(strlen(de->d_name) - 7), de->d_name);
+			if (stat(path, &sb) != 0) {
+				snprintf(path, sizeof(path), "%s/%s", st->outbox_dir, de->d_name);
+				op_warn("removing orphan sidecar %s (its segment was never published)", path);
+				unlink(path);
+			}
+			continue;
+		}
+		if (!ends_with(de->d_name, ".h5"))
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 64;
+			char **p = realloc(names, cap * sizeof(char *));
+			if (!p)
+				break;
+			names = p;
+		}
+		names[n] = strdup(de->d_name);
+		if (names[n])
+			n++;
+	}
+	closedir(d);
+	qsort(names, n, sizeof(char *), cmp_desc);
+	for (size_t i = 0; i < n; i++) {
+		op_result_row *rows = NULL;
+		size_t nr = 0;
+		snprintf(path, sizeof(path), "%s/%s", st->outbox_dir, names[i]);
+		if (loaded < capacity && op_segment_read(path, &rows, &nr) == 0) {
+			for (size_t k = 0; k < nr; k++) {
+				uint64_t g;
+				if (!op_dedup_find(st->dedup, rows[k].stream_id, rows[k].sequence, &g))
+					op_dedup_insert(st->dedup, rows[k].stream_id, rows[k].sequence, 0);
+			}
+			loaded += nr;
+		}
+		free(rows);
+		free(names[i]);
+	}
+	free(names);
+	if (loaded)
+		op_info("remembered %zu rows already sealed in %s", loaded, st->outbox_dir);
+}
+
+/* Rows of segments a crashed store left open: written again into the new segment, and the
+ * old file deleted once that segment is sealed. Unreadable files go to corrupt/. */
+static int salvage(store *st)
+{
+	DIR *d = opendir(st->segments_dir);
+	struct dirent *de;
+	char path[STORE_PATH * 2], dest[STORE_PATH * 2];
+	int rc = 0;
+
+	if (!d)
+		return -errno;
+	while ((de = readdir(d)) && st->n_salvaged < STORE_MAX_SALVAGE) {
+		snprintf(path, sizeof(path), "%s/%s", st->segments_dir, de->d_name);
+		if (ends_with(de->d_name, ".h5.sha256")) {
+			unlink(path); /* its seal never completed; a new one will be written */
+			continue;
+		}
+		if (!ends_with(de->d_name, ".h5"))
+			continue;
+		op_result_row *rows = NULL;
+		size_t n = 0, k = 0;
+		if (op_segment_read(path, &rows, &n) < 0) {
+			snprintf(dest, sizeof(dest), "%s/%s", st->corrupt_dir, de->d_name);
+			if (rename(path, dest) == 0)
+				op_err("segment %s left by a crash is unreadable; moved to %s (reason=corrupt)",
+				       path, dest);
+			else
+				op_err("segment %s is unreadable and cannot be moved: %s", path, strerror(errno));
+			st->files_corrupt++;
+			continue;
+		}
+		for (size_t i = 0; i < n; i++) {
+			uint64_t g;
+			if (op_dedup_find(st->dedup, rows[i].stream_id, rows[i].sequence, &g))
+				continue;
+			op_dedup_insert(st->dedup, rows[i].stream_id, rows[i].sequence, st->gen);
+			rows[k++] = rows[i];
+		}
+		rc = append_rows(st, rows, k);
+		free(rows);
+		if (rc < 0)
+			break;
+		op_info("salvaged %zu rows from %s (left by an earlier run)", k, path);
+		st->rows_salvaged += k;
+		st->files_salvaged++;
+		snprintf(st->salvaged[st->n_salvaged++], STORE_PATH, "%s", path);
+	}
+	closedir(d);
+	if (rc == 0 && st->n_salvaged)
+		rc = seal(st);
+	return rc;
+}
+
+static void report(store *st, uint64_t progress, int idle)
+{
+	op_stage_ctx *s = st->s;
+	op_report_begin(s, progress, idle);
+	op_report_counter(s, "rows_received", st->rows_received);
+	op_report_counter(s, "rows_written", st->rows_written);
+	op_report_counter(s, "rows_duplicate", st->rows_duplicate);
+	op_report_counter(s, "rows_sealed", st->rows_sealed);
+	op_report_counter(s, "segments_sealed", st->segments_sealed);
+	op_report_counter(s, "rows_salvaged", st->rows_salvaged);
+	op_report_counter(s, "files_salvaged", st->files_salvaged);
+	op_report_counter(s, "files_corrupt", st->files_corrupt);
+	op_report_counter(s, "acks_sent", st->acks_sent);
+	op_report_gauge(s, "open_rows", st->seg ? (double)op_segment_rows(st->seg) : 0);
+	op_report_gauge(s, "last_seal_ms", st->last_seal_ms);
+	op_report_send(s);
+}
+
+int op_stage_store(op_stage_ctx *s)
+{
+	const op_config *cfg = s->cfg;
+	store st;
+	void *in = NULL;
+	char ep[OP_CFG_STR + 32];
+	int rc = 1, linger = 2000, hwm = 100000, sndtimeo = 100;
+	uint64_t progress = 0;
+	size_t dedup_cap = (size_t)cfg->ingest_window_events * 4;
+	op_reco *reco = NULL;
+	struct sigaction sa;
+
+	memset(&st, 0, sizeof(st));
+	st.s = s;
+	st.cfg = cfg;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_usr1;
+	sigaction(SIGUSR1, &sa, NULL);
+
+	snprintf(st.segments_dir, sizeof(st.segments_dir), "%s/segments", cfg->state_dir);
+	snprintf(st.outbox_dir, sizeof(st.outbox_dir), "%s/outbox", cfg->state_dir);
+	snprintf(st.corrupt_dir, sizeof(st.corrupt_dir), "%s/segments/corrupt", cfg->state_dir);
+	if (ensure_dir(cfg->state_dir) < 0 || ensure_dir(st.segments_dir) < 0 ||
+	    ensure_dir(st.outbox_dir) < 0 || ensure_dir(st.corrupt_dir) < 0) {
+		op_err("cannot create the state directories under %s: %s", cfg->state_dir, strerror(errno));
+		goto out;
+	}
+	/* Site names go into file names: keep only characters safe everywhere. */
+	snprintf(st.site, sizeof(st.site), "%s", cfg->site_name);
+	for (char *c = st.site; *c; c++)
+		if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || *c == '-'))
+			*c = '_';
+	op_reco_config rcfg = {.kind = cfg->infer_method, .charge_weighted = cfg->infer_charge_weighted};
+	if (op_reco_open(&rcfg, &reco) == 0)
+		snprintf(st.model_name, sizeof(st.model_name), "%s", op_reco_model_name(reco));
+	op_reco_close(reco);
+	op_config_hash(cfg, st.config_hash);
+	st.meta = (op_segment_meta){.model_name = st.model_name, .config_hash = st.config_hash,
+				    .software_version = OUTPOST_VERSION, .site = cfg->site_name,
+				    .chunk_rows = cfg->store_chunk_rows,
+				    .deflate_level = cfg->store_deflate_level};
+	if (op_dedup_open(dedup_cap, &st.dedup) < 0)
+		goto out;
+
+	in = zmq_socket(s->zctx, ZMQ_PULL);
+	st.ack = zmq_socket(s->zctx, ZMQ_PUSH);
+	zmq_setsockopt(st.ack, ZMQ_LINGER, &linger, sizeof(linger));
+	zmq_setsockopt(st.ack, ZMQ_SNDHWM, &hwm, sizeof(hwm));
+	zmq_setsockopt(st.ack, ZMQ_SNDTIMEO, &sndtimeo, sizeof(sndtimeo));
+	op_stage_endpoint(ep, sizeof(ep), cfg, "store.sock");
+	if (zmq_bind(in, ep) != 0)
+		goto zfail;
+	op_stage_endpoint(ep, sizeof(ep), cfg, "ack.sock");
+	if (zmq_connect(st.ack, ep) != 0)
+		goto zfail;
+
+	recover_outbox(&st, dedup_cap);
+	st.gen = 1; /* generation 0 = "already in outbox/" */
+	if (salvage(&st) < 0)
+		goto out;
+
+	while (!op_stage_stop) {
+		zmq_pollitem_t it = {.socket = in, .events = ZMQ_POLLIN};
+		int idle = 1;
+		zmq_msg_t m;
+
+		if (zmq_poll(&it, 1, 100) < 0 && errno != EINTR)
+			goto zfail;
+		for (int i = 0; i < 64; i++) {
+			zmq_msg_init(&m);
+			if (zmq_msg_recv(&m, in, ZMQ_DONTWAIT) < 0) {
+				zmq_msg_close(&m);
+				break;
+			}
+			size_t n = zmq_msg_size(&m) / sizeof(op_stage_result);
+			if (zmq_msg_size(&m) % sizeof(op_stage_result))
+				op_err("batch from infer has %zu stray bytes; ignored them", zmq_msg_size(&m) % sizeof(op_stage_result));
+			int err = take_batch(&st, zmq_msg_data(&m), n);
+			zmq_msg_close(&m);
+			if (err < 0)
+				goto out;
+			progress += n;
+			idle = 0;
+		}
+		uint64_t now = op_now_ns();
+		if (st.ack_now.n && send_acks(&st, &st.ack_now) < 0)
+			goto zfail;
+		if (st.seg) {
+			int due = seal_now || op_segment_rows(st.seg) >= cfg->store_rotate_rows ||
+				  op_segment_bytes(st.seg) >= cfg->store_rotate_bytes ||
+				  now - st.opened_ns >= cfg->store_rotate_age_ns;
+			if (due) {
+				if (seal(&st) < 0)
+					goto out;
+			} else if (st.dirty && now - st.flushed_ns >= 1000000000ull) {
+				op_segment_flush(st.seg); /* not durable yet, but salvageable after a crash */
+				st.flushed_ns = now;
+				st.dirty = 0;
+			}
+		}
+		seal_now = 0;
+		if (op_report_due(s, now))
+			report(&st, progress, idle && !st.seg);
+	}
+	/* Stopping: what we hold becomes durable now, and ingest hears about it. */
+	if (seal(&st) < 0)
+		goto out;
+	rc = 0;
+	report(&st, progress, 1);
+	goto out;
+zfail:
+	op_err("store socket error: %s", zmq_strerror(errno));
+out:
+	if (st.seg) {
+		op_segment_flush(st.seg);
+		op_segment_abandon(st.seg); /* stays in segments/ and is salvaged next start */
+	}
+	if (in)
+		zmq_close(in);
+	if (st.ack)
+		zmq_close(st.ack);
+	op_dedup_close(st.dedup);
+	free(st.pending.v);
+	free(st.ack_now.v);
+	free(st.rows);
+	return rc;
+}

@@ -1,0 +1,95 @@
+/*
+ * stage_uplink.c — the uplink stage: offer sealed segments in outbox/ to outpost-north and
+ * delete each local copy only after north confirmed a matching checksum (custody transfer;
+ * the protocol and its guarantees live in uplink/sender.c and docs/uplink-protocol.md).
+ * With no north endpoint configured it only reports what is waiting.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "appliance/log.h"
+#include "appliance/stage.h"
+#include "uplink/sender.h"
+
+int op_stage_uplink(op_stage_ctx *s)
+{
+	const op_config *cfg = s->cfg;
+	char outbox[OP_CFG_STR + 16], quarantine[OP_CFG_STR + 16];
+	op_uplink_config ucfg;
+	op_uplink *u = NULL;
+	op_uplink_stats st, prev;
+	uint64_t progress = 0;
+	int rc = 1;
+
+	snprintf(outbox, sizeof(outbox), "%s/outbox", cfg->state_dir);
+	snprintf(quarantine, sizeof(quarantine), "%s/quarantine", cfg->state_dir);
+	mkdir(outbox, 0750);
+	mkdir(quarantine, 0750);
+	if (!cfg->uplink_north[0]) {
+		op_info("no north endpoint configured: segments stay in %s", outbox);
+		while (!op_stage_stop) {
+			usleep(100000);
+			if (op_report_due(s, op_now_ns())) {
+				op_report_begin(s, 0, 1);
+				op_report_send(s);
+			}
+		}
+		return 0;
+	}
+
+	memset(&ucfg, 0, sizeof(ucfg));
+	ucfg.outbox_dir = outbox;
+	ucfg.quarantine_dir = quarantine;
+	ucfg.north_endpoint = cfg->uplink_north;
+	ucfg.chunk_bytes = (size_t)cfg->uplink_chunk_bytes;
+	ucfg.window = 8;
+	ucfg.timeout_ns = cfg->uplink_timeout_ns;
+	ucfg.retry_ns = cfg->uplink_retry_ns;
+	int err = op_uplink_open(s->zctx, &ucfg, &u);
+	if (err < 0) {
+		op_err("cannot open the uplink to %s: %s", cfg->uplink_north, strerror(-err));
+		return 1;
+	}
+	op_info("shipping %s to %s", outbox, cfg->uplink_north);
+	memset(&prev, 0, sizeof(prev));
+	while (!op_stage_stop) {
+		err = op_uplink_step(u, 100);
+		if (err < 0 && err != -EINTR && err != -EAGAIN && err != -ETIMEDOUT) {
+			op_err("uplink step failed: %s", strerror(-err));
+			goto out;
+		}
+		op_uplink_get_stats(u, &st);
+		if (st.files_confirmed != prev.files_confirmed)
+			op_info("north confirmed %llu segment(s) in total, %llu bytes",
+				(unsigned long long)st.files_confirmed, (unsigned long long)st.bytes_confirmed);
+		if (st.quarantined != prev.quarantined)
+			op_err("a segment in %s did not match its checksum: moved to %s (reason=corrupt)", outbox,
+			       quarantine);
+		progress = st.bytes_sent + st.files_confirmed;
+		prev = st;
+		if (op_report_due(s, op_now_ns())) {
+			op_report_begin(s, progress, st.files_pending == 0);
+			op_report_counter(s, "files_confirmed", st.files_confirmed);
+			op_report_counter(s, "bytes_sent", st.bytes_sent);
+			op_report_counter(s, "bytes_confirmed", st.bytes_confirmed);
+			op_report_counter(s, "resumes", st.resumes);
+			op_report_counter(s, "timeouts", st.timeouts);
+			op_report_counter(s, "rejected", st.rejected);
+			op_report_counter(s, "quarantined", st.quarantined);
+			op_report_gauge(s, "files_pending", (double)st.files_pending);
+			op_report_gauge(s, "bytes_pending", (double)st.bytes_pending);
+			/* A link that is down is not a stuck stage: the watchdog must not restart us for
+			 * waiting on the satellite. */
+			op_report_gauge(s, "blocked_downstream", st.files_pending ? 1 : 0);
+			op_report_send(s);
+		}
+	}
+	rc = 0;
+out:
+	op_uplink_close(u);
+	return rc;
+}

@@ -1,0 +1,13 @@
+/*
+ * supervisor.h — outpostd's parent process: starts the stages, watches them, restarts them,
+ * answers outpostctl, talks to systemd.
+ */
+#ifndef OP_APPLIANCE_SUPERVISOR_H
+#define OP_APPLIANCE_SUPERVISOR_H
+#include "appliance/config.h"
+
+/* Runs until SIGTERM/SIGINT or `outpostctl stop`. config_path may be NULL (embedded defaults).
+ * Returns the process exit status. */
+int op_supervisor_run(const op_config *cfg, const char *config_path);
+
+#endif

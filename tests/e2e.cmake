@@ -1,0 +1,8 @@
+# End-to-end tests: the real daemon, simulator and north receiver; results read back with h5py.
+foreach(case synthetic pyproducer replay kill malformed)
+  add_test(NAME e2e_${case}
+    COMMAND ${OP_PY} ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_e2e.py
+            $<TARGET_FILE_DIR:outpostd> ${case} ${OP_ICECUBE_DATA})
+  set_tests_properties(e2e_${case} PROPERTIES LABELS integration SKIP_RETURN_CODE 77 TIMEOUT 300
+    RESOURCE_LOCK e2e_cpu)
+endforeach()

@@ -1,0 +1,167 @@
+"""
+harness.py — starts the real outpost programs for integration tests and reads back what they
+stored. Every test gets its own temporary state, run and north directories and free TCP ports,
+so tests can run in parallel and never touch /var/lib/outpost.
+
+Runs under Debian's /usr/bin/python3 (python3-zmq, python3-h5py, python3-numpy).
+"""
+import glob
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import h5py
+import numpy as np
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def fail(msg):
+    print("FAIL: " + msg, file=sys.stderr)
+    sys.exit(1)
+
+
+def check(cond, msg):
+    if not cond:
+        fail(msg)
+
+
+class Appliance:
+    """outpost-north + outpostd with a test configuration."""
+
+    def __init__(self, bindir, name, extra_config="", north=True):
+        self.bindir = bindir
+        self.tmp = tempfile.mkdtemp(prefix="op-%s-" % name)
+        self.state = os.path.join(self.tmp, "state")
+        self.run = os.path.join(self.tmp, "run")
+        self.north_dir = os.path.join(self.tmp, "north")
+        self.pull_port = free_port()
+        self.north_port = free_port()
+        self.endpoint = "tcp://127.0.0.1:%d" % self.pull_port
+        self.cfg = os.path.join(self.tmp, "outpost.yaml")
+        with open(self.cfg, "w") as f:
+            f.write(
+                "site:\n  name: test-%s\n"
+                "paths:\n  state_dir: %s\n  run_dir: %s\n"
+                "ingest:\n  pull_endpoint: %s\n"
+                "store:\n  rotate_age: 1s\n"
+                "uplink:\n  north_endpoint: tcp://127.0.0.1:%d\n  retry: 200ms\n  timeout: 5s\n"
+                "supervisor:\n  restart_backoff: 200ms\n  stage_deadline: 10s\n"
+                "log:\n  level: info\n"
+                % (name, self.state, self.run, self.endpoint, self.north_port)
+            )
+            f.write(extra_config)
+        self.logs = open(os.path.join(self.tmp, "log.txt"), "w")
+        self.north = None
+        if north:
+            self.north = subprocess.Popen(
+                [os.path.join(bindir, "outpost-north"), "--bind", "tcp://127.0.0.1:%d" % self.north_port,
+                 "--dir", self.north_dir], stdout=self.logs, stderr=self.logs)
+        self.daemon = subprocess.Popen([os.path.join(bindir, "outpostd"), "-c", self.cfg],
+                                       stdout=self.logs, stderr=self.logs)
+        self.wait(lambda: self.ctl("ping", check_rc=False)[0] == 0, 20, "outpostd answering")
+        self.wait(lambda: all(s["state"] == "running" for s in self.status()["stages"].values()),
+                  20, "all stages running")
+
+    def ctl(self, *args, check_rc=True):
+        p = subprocess.run([os.path.join(self.bindir, "outpostctl"), "-c", self.cfg] + list(args),
+                           capture_output=True, text=True, timeout=20)
+        if check_rc and p.returncode != 0:
+            fail("outpostctl %s: rc %d: %s" % (" ".join(args), p.returncode, p.stderr))
+        return p.returncode, p.stdout
+
+    def status(self):
+        return json.loads(self.ctl("status", "--json")[1])
+
+    def wait(self, pred, timeout, what):
+        t0 = time.time()
+        while time.time() - t0 < timeout:
+            try:
+                if pred():
+                    return
+            except (json.JSONDecodeError, KeyError):
+                pass
+            if self.daemon.poll() is not None:
+                self.dump_log()
+                fail("outpostd exited (rc %s) while waiting for %s" % (self.daemon.returncode, what))
+            time.sleep(0.1)
+        self.dump_log()
+        fail("timed out after %ds waiting for %s" % (timeout, what))
+
+    def sim(self, *args):
+        p = subprocess.run([os.path.join(self.bindir, "outpost-sim"), "--endpoint", self.endpoint] + list(args),
+                           capture_output=True, text=True, timeout=300)
+        check(p.returncode == 0, "outpost-sim failed: %s" % p.stderr)
+        return json.loads(p.stdout.strip().splitlines()[-1])
+
+    def stage_pid(self, stage):
+        return self.status()["stages"][stage]["pid"]
+
+    def north_files(self):
+        return sorted(glob.glob(os.path.join(self.north_dir, "*.h5")))
+
+    def north_rows(self):
+        parts = []
+        for path in self.north_files():
+            with h5py.File(path, "r") as f:
+                parts.append(f["results"][:])
+        if not parts:
+            return None
+        return np.concatenate(parts)
+
+    def north_count(self):
+        rows = self.north_rows()
+        return 0 if rows is None else len(rows)
+
+    def wait_delivered(self, n, timeout=90):
+        self.wait(lambda: self.status()["events"]["stored"] >= n, timeout, "%d events stored" % n)
+        self.wait(lambda: self.north_count() >= n, timeout, "%d rows north" % n)
+
+    def dump_log(self):
+        self.logs.flush()
+        with open(os.path.join(self.tmp, "log.txt")) as f:
+            sys.stderr.write(f.read()[-8000:])
+
+    def stop(self, keep=False):
+        if self.daemon.poll() is None:
+            self.daemon.send_signal(signal.SIGTERM)
+            try:
+                self.daemon.wait(60)
+            except subprocess.TimeoutExpired:
+                self.daemon.kill()
+                fail("outpostd did not stop within 60 s of SIGTERM")
+        if self.north and self.north.poll() is None:
+            self.north.send_signal(signal.SIGTERM)
+            self.north.wait(20)
+        rc = self.daemon.returncode
+        self.logs.close()
+        if not keep and rc == 0:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        return rc
+
+
+def unique_keys(rows):
+    keys = set(zip(rows["stream_id"].tolist(), rows["sequence"].tolist()))
+    return keys
+
+
+def linefit(pos, t, q=None):
+    """Independent LineFit (numpy): direction of travel v/|v|."""
+    w = np.ones_like(t) if q is None else q
+    w = w / w.sum()
+    tm = (w * t).sum()
+    rm = (w[:, None] * pos).sum(0)
+    rt = (w[:, None] * pos * t[:, None]).sum(0)
+    tt = (w * t * t).sum()
+    v = (rt - rm * tm) / (tt - tm * tm)
+    return v / np.linalg.norm(v)

@@ -1,0 +1,244 @@
+#!/usr/bin/python3
+"""
+test_e2e.py — the appliance end to end, with the real programs: outpost-north, outpostd (all
+its stages) and outpost-sim or an independent Python producer. What reaches the north
+directory is read back with h5py.
+
+  test_e2e.py BINDIR synthetic     simulated events: one row per event sent, values checked
+  test_e2e.py BINDIR pyproducer    events from tools/pub_events.py (no outpost code): exact
+                                   values and an independent LineFit in numpy
+  test_e2e.py BINDIR replay DATA   the public IceCube pulse files replayed
+  test_e2e.py BINDIR kill          SIGKILL infer and store mid-run: nothing lost silently
+  test_e2e.py BINDIR malformed     garbage and damaged messages: counted, nothing crashes
+"""
+import csv
+import os
+import random
+import signal
+import struct
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Appliance, check, fail, linefit, unique_keys  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+SRC = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(SRC, "tools"))
+
+
+def balanced(st):
+    e = st["events"]
+    return e["accepted"] == e["stored"] + e["dropped"] + e["in_flight"]
+
+
+def test_synthetic(bindir):
+    a = Appliance(bindir, "synthetic")
+    n = 3000
+    truth = os.path.join(a.tmp, "truth.csv")
+    out = a.sim("--count", str(n), "--stream", "7", "--kind", "track", "--seed", "11", "--truth-out", truth)
+    check(out["events_sent"] == n, "simulator sent %s, not %d" % (out["events_sent"], n))
+    a.wait_delivered(n)
+    rows = a.north_rows()
+    st = a.status()
+    check(len(rows) == n, "north holds %d rows for %d events sent" % (len(rows), n))
+    check(unique_keys(rows) == {(7, s) for s in range(n)}, "north rows are not exactly (7, 0..%d)" % (n - 1))
+    check(st["events"]["stored"] == n and st["events"]["dropped"] == 0, "status: %s" % st["events"])
+    check(balanced(st), "accounting does not balance: %s" % st["events"])
+    # Values: every row names its model, its direction is a unit vector, and LineFit on
+    # simulated tracks is far better than chance against the simulator's truth.
+    check((rows["model_id"] > 0).all(), "rows without a model id")
+    ok = (rows["flags"] & 3) == 0
+    norms = np.sqrt(rows["dir_x"][ok] ** 2 + rows["dir_y"][ok] ** 2 + rows["dir_z"][ok] ** 2)
+    check(np.allclose(norms, 1.0, atol=1e-5), "directions are not unit vectors")
+    t = {}
+    with open(truth) as f:
+        for r in csv.DictReader(f):
+            t[int(r["sequence"])] = np.array([float(r["dir_x"]), float(r["dir_y"]), float(r["dir_z"])])
+    order = np.argsort(rows["sequence"])
+    rows = rows[order]
+    err = []
+    for r in rows[:1000]:
+        if r["flags"] & 3:
+            continue
+        d = np.array([r["dir_x"], r["dir_y"], r["dir_z"]])
+        err.append(np.degrees(np.arccos(np.clip(d @ t[int(r["sequence"])], -1, 1))))
+    med = float(np.median(err))
+    print("LineFit median angular error on %d simulated tracks: %.1f deg" % (len(err), med))
+    check(med < 30, "median angular error %.1f deg: LineFit is not working" % med)
+    # Segments carry their provenance.
+    import h5py
+    with h5py.File(a.north_files()[0], "r") as f:
+        check(f.attrs["format"] in (b"outpost-results", "outpost-results"), "format attribute")
+        check(len(str(f.attrs["config_hash"])) >= 16, "config_hash attribute")
+    check(a.stop() == 0, "outpostd did not stop cleanly")
+
+
+def test_pyproducer(bindir):
+    import pub_events  # tools/pub_events.py: an independent producer of the wire format
+    import zmq
+
+    geo = {}
+    with open(os.path.join(SRC, "ingest", "data", "geometry_icecube86.csv")) as f:
+        for r in csv.DictReader(f):
+            geo[int(r["sensor_id"])] = (float(r["x_m"]), float(r["y_m"]), float(r["z_m"]))
+    a = Appliance(bindir, "pyproducer")
+    ctx = zmq.Context()
+    s = ctx.socket(zmq.PUSH)
+    s.connect(a.endpoint)
+    rng = random.Random(5)
+    sent = {}
+    n = 200
+    for seq in range(n):
+        npulses = rng.randint(3, 60)
+        # a straight line of DOM hits, times increasing: a clean track for LineFit
+        pulses = []
+        for _ in range(npulses):
+            sid = rng.randrange(0, 5160)
+            pulses.append((sid, rng.uniform(0, 5000.0), rng.uniform(0.2, 5.0), rng.randint(0, 1)))
+        t_ns = 1_700_000_000_000_000_000 + seq * 370_000
+        s.send(pub_events.encode_event(stream_id=42, sequence=seq, detector_time_ns=t_ns, pulses=pulses))
+        sent[seq] = (t_ns, pulses)
+    s.close(linger=5000)
+    a.wait_delivered(n)
+    rows = a.north_rows()
+    check(len(rows) == n, "north holds %d rows for %d sent" % (len(rows), n))
+    check(unique_keys(rows) == {(42, q) for q in range(n)}, "wrong (stream, sequence) set north")
+    by_seq = {int(r["sequence"]): r for r in rows}
+    for seq in (0, 1, 117, n - 1):
+        r = by_seq[seq]
+        t_ns, pulses = sent[seq]
+        check(int(r["detector_time_ns"]) == t_ns, "event %d: detector time %d != %d" % (seq, r["detector_time_ns"], t_ns))
+        check(int(r["n_pulses"]) == len(pulses), "event %d: n_pulses %d != %d" % (seq, r["n_pulses"], len(pulses)))
+        pos = np.array([geo[p[0]] for p in pulses], dtype=np.float64)
+        tt = np.array([np.float32(p[1]) for p in pulses], dtype=np.float64)
+        want = linefit(pos, tt)
+        got = np.array([r["dir_x"], r["dir_y"], r["dir_z"]], dtype=np.float64)
+        check(np.allclose(got, want, atol=2e-4), "event %d: direction %s, independent LineFit %s" % (seq, got, want))
+    check(a.stop() == 0, "outpostd did not stop cleanly")
+
+
+def test_replay(bindir, data):
+    a = Appliance(bindir, "replay")
+    pulses = os.path.join(data, "oscnext_l7_5ev_pulses.csv")
+    truthf = os.path.join(data, "oscnext_l7_5ev_truth.csv")
+    n = 50  # the 5 events, cycled 10 times with consecutive sequence numbers
+    out = a.sim("--replay", pulses, "--truth", truthf, "--count", str(n), "--stream", "3")
+    check(out["events_sent"] == n, "replay sent %s" % out["events_sent"])
+    a.wait_delivered(n)
+    rows = a.north_rows()
+    check(len(rows) == n and unique_keys(rows) == {(3, q) for q in range(n)}, "replayed rows north: %d" % len(rows))
+    counts = {}
+    with open(pulses) as f:
+        for r in csv.DictReader(f):
+            counts[int(r["event_no"])] = counts.get(int(r["event_no"]), 0) + 1
+    by_seq = {int(r["sequence"]): r for r in rows}
+    for seq in range(n):
+        want = counts[sorted(counts)[seq % len(counts)]]
+        check(int(by_seq[seq]["n_pulses"]) == want, "replayed event %d: %d pulses, file has %d" % (seq, by_seq[seq]["n_pulses"], want))
+        check(by_seq[seq]["flags"] & (1 << 18), "replayed event %d not flagged as replay" % seq)
+    check(a.stop() == 0, "outpostd did not stop cleanly")
+
+
+def test_kill(bindir):
+    a = Appliance(bindir, "kill")
+    n = 20000
+    sim = subprocess.Popen([os.path.join(bindir, "outpost-sim"), "--endpoint", a.endpoint, "--count", str(n),
+                            "--rate", "4000", "--stream", "9", "--kind", "mix"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    kills = 0
+    for stage in ("infer", "store", "infer", "store"):
+        time.sleep(0.8)
+        pid = a.stage_pid(stage)
+        if pid > 0:
+            os.kill(pid, signal.SIGKILL)
+            kills += 1
+        a.wait(lambda: a.status()["stages"][stage]["state"] == "running", 20, "%s restarted" % stage)
+    out, err = sim.communicate(timeout=120)
+    check(sim.returncode == 0, "simulator failed: %s" % err)
+    a.wait(lambda: a.status()["events"]["in_flight"] == 0 and a.status()["events"]["accepted"] == n, 120,
+           "every accepted event settled")
+    st = a.status()
+    e = st["events"]
+    check(balanced(st), "accounting does not balance after kills: %s" % e)
+    check(e["accepted"] == n, "accepted %d of %d sent" % (e["accepted"], n))
+    a.wait(lambda: a.north_count() >= e["stored"], 60, "stored rows north")
+    rows = a.north_rows()
+    keys = unique_keys(rows)
+    check(len(rows) == len(keys), "%d duplicate rows north" % (len(rows) - len(keys)))
+    check(len(rows) == e["stored"], "north holds %d rows, status says %d stored" % (len(rows), e["stored"]))
+    check(e["stored"] + e["dropped"] == n, "stored %d + dropped %d != %d sent" % (e["stored"], e["dropped"], n))
+    restarts = sum(s["restarts"] for s in st["stages"].values())
+    check(restarts >= kills, "status shows %d restarts after %d kills" % (restarts, kills))
+    print("after %d kills: %d stored, %d dropped (%s)" % (kills, e["stored"], e["dropped"], e))
+    check(a.stop() == 0, "outpostd did not stop cleanly")
+
+
+def test_malformed(bindir):
+    import pub_events
+    import zmq
+
+    a = Appliance(bindir, "malformed")
+    ctx = zmq.Context()
+    s = ctx.socket(zmq.PUSH)
+    s.connect(a.endpoint)
+    good = pub_events.encode_event(stream_id=1, sequence=0, detector_time_ns=1, pulses=[(5, 1.0, 1.0, 0)] * 4)
+    rng = random.Random(9)
+    bad = [b"", b"x", b"OPEV", good[:47], good[:-1], good + b"\0"]
+    for _ in range(200):
+        m = bytearray(good)
+        m[rng.randrange(len(m))] ^= 1 << rng.randrange(8)
+        bad.append(bytes(m))
+    for _ in range(100):
+        bad.append(bytes(rng.randrange(256) for _ in range(rng.randrange(0, 300))))
+    s.send(good)
+    for m in bad:
+        s.send(m)
+    s.send_multipart([good, good])
+    good2 = pub_events.encode_event(stream_id=1, sequence=1, detector_time_ns=2, pulses=[(6, 2.0, 1.0, 0)] * 4)
+    s.send(good2)
+    s.close(linger=5000)
+    total = 1 + len(bad) + 1 + 1
+    a.wait(lambda: a.status()["events"]["received"] >= total, 30, "all messages received")
+    a.wait_delivered(2)
+    st = a.status()
+    e = st["events"]
+    check(e["accepted"] == 2, "accepted %d, expected the 2 good events only" % e["accepted"])
+    check(e["rejected"] == total - 2, "rejected %d of %d bad messages" % (e["rejected"], total - 2))
+    check(all(x["restarts"] == 0 for x in st["stages"].values()), "a stage restarted: %s" % st["stages"])
+    check(a.north_count() == 2, "north holds %d rows, expected 2" % a.north_count())
+    print("rejections by reason:", {k: v for k, v in st["stages"]["ingest"]["counters"].items()
+                                    if k.startswith("rejected_") and v})
+    check(a.stop() == 0, "outpostd did not stop cleanly")
+
+
+def main():
+    bindir, case = sys.argv[1], sys.argv[2]
+    try:
+        import h5py  # noqa: F401
+        import zmq  # noqa: F401
+    except ImportError as e:
+        print("skipped: %s (install python3-h5py python3-zmq)" % e)
+        sys.exit(77)
+    if case == "synthetic":
+        test_synthetic(bindir)
+    elif case == "pyproducer":
+        test_pyproducer(bindir)
+    elif case == "replay":
+        if not os.path.isdir(sys.argv[3]):
+            print("skipped: no IceCube data at %s" % sys.argv[3])
+            sys.exit(77)
+        test_replay(bindir, sys.argv[3])
+    elif case == "kill":
+        test_kill(bindir)
+    elif case == "malformed":
+        test_malformed(bindir)
+    else:
+        fail("unknown case " + case)
+    print("ok: " + case)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,31 @@
+#!/bin/sh
+# Runs systemd-analyze verify on deploy/outpostd.service with the built binaries in place of
+# the installed paths. Any message from verify is a failure (it exits 0 on many warnings).
+# To prove the check can fail, a deliberately broken copy must produce a message.
+set -u
+unit=$1
+bindir=$2
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+command -v systemd-analyze >/dev/null || { echo "systemd-analyze not installed"; exit 77; }
+
+sed -e "s#/usr/local/bin/outpostd#$bindir/outpostd#g; s#/usr/local/bin/outpostctl#$bindir/outpostctl#g" \
+	"$unit" >"$tmp/outpostd.service"
+out=$(systemd-analyze verify "$tmp/outpostd.service" 2>&1)
+rc=$?
+if [ $rc -ne 0 ] || [ -n "$out" ]; then
+	echo "FAIL: systemd-analyze verify (rc $rc):"
+	echo "$out"
+	exit 1
+fi
+
+sed -e 's/^Type=notify/Type=notifyy/' "$tmp/outpostd.service" >"$tmp/broken.service"
+mv "$tmp/broken.service" "$tmp/outpostd.service"
+out=$(systemd-analyze verify "$tmp/outpostd.service" 2>&1)
+if [ -z "$out" ]; then
+	echo "FAIL: verify did not notice a broken Type= line; this check proves nothing here"
+	exit 1
+fi
+grep -q '^Type=notify$' "$unit" || { echo "FAIL: unit is not Type=notify"; exit 1; }
+grep -q '^WatchdogSec=' "$unit" || { echo "FAIL: unit has no WatchdogSec"; exit 1; }
+echo "ok: systemd-analyze verify is clean"

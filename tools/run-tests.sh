@@ -1,0 +1,19 @@
+#!/bin/sh
+# Builds outpost and runs the whole test suite:
+#   1. the normal build (RelWithDebInfo, -Werror), every ctest: unit, integration, fuzz;
+#   2. an ASan+UBSan build running the unit tests.
+# GPU tests report "skipped" (exit 77) on machines without a GPU; they never count as passes.
+set -eu
+cd "$(dirname "$0")/.."
+jobs=$(nproc 2>/dev/null || echo 2)
+
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+cmake --build build -j"$jobs"
+ctest --test-dir build --output-on-failure -j"$jobs" --timeout 600
+
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DOUTPOST_SANITIZE=ON
+cmake --build build-asan -j"$jobs"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	ctest --test-dir build-asan --output-on-failure -j"$jobs" -L unit --timeout 600
+
+echo "outpost: all tests passed"
