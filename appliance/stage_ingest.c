@@ -225,6 +225,9 @@ static void report(ingest *g, op_receiver *r, uint64_t progress, int idle)
 	op_report_counter(s, "dropped_shutdown", g->dropped_shutdown);
 	op_report_gauge(s, "in_flight", (double)g->occupied);
 	op_report_gauge(s, "window_events", (double)g->cap);
+	/* Holding events while waiting for the store's seal is waiting, not being stuck: a hung
+	 * ingest shows as missing reports instead. */
+	op_report_gauge(s, "blocked_downstream", g->occupied ? 1 : 0);
 	op_report_counter(s, "sent", g->sent);
 	op_report_counter(s, "resends", g->resends);
 	op_report_counter(s, "resend_requests", g->resend_requests);

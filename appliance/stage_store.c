@@ -473,7 +473,7 @@ int op_stage_store(op_stage_ctx *s)
 		}
 		seal_now = 0;
 		if (op_report_due(s, now))
-			report(&st, progress, idle && !st.seg);
+			report(&st, progress, idle);
 	}
 	/* Stopping: what we hold becomes durable now, and ingest hears about it. */
 	if (seal(&st) < 0)
