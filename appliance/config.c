@@ -1,2 +1,654 @@
-/* placeholder until written */
-typedef int op_placeholder_unused;
+/*
+ * config.c — the schema table and the YAML loader behind config.h.
+ *
+ * One table (keys[] below) says everything about every key: its YAML path, type, unit,
+ * bounds, default (written as an operator would write it), target field, whether it can be
+ * reloaded, and a one-line description. The loader, check-config, --print-defaults, the
+ * effective-config printer and docs/configuration.md are all generated from it.
+ *
+ * The loader must never half-apply a file: it loads into a copy and commits only when there
+ * were no errors. It reports every error of a file in one pass, each as FILE:LINE:COL with the
+ * offending line and a caret, because the operator may be editing over a 2.4 kbit/s link.
+ */
+#include "appliance/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+enum kind { K_STR, K_BOOL, K_U32, K_U64, K_INT, K_SIZE, K_DUR, K_ENUM };
+
+typedef struct key {
+	const char *path;
+	enum kind kind;
+	const char *def;
+	uint64_t min, max;
+	size_t off, size;
+	int reloadable;
+	const char *choices; /* K_ENUM: "a|b|c" */
+	const char *desc;
+} key;
+
+#define F(field) offsetof(op_config, field), sizeof(((op_config *)0)->field)
+#define KiB 1024ull
+#define MiB (1024ull * KiB)
+#define GiB (1024ull * MiB)
+#define SEC 1000000000ull
+
+static const key keys[] = {
+	{"site.name", K_STR, "outpost", 1, 63, F(site_name), 0, NULL,
+	 "name of this site; goes into every segment and its file name"},
+	{"paths.state_dir", K_STR, "/var/lib/outpost", 1, OP_CFG_STR - 1, F(state_dir), 0, NULL,
+	 "segments/, outbox/, quarantine/ live here; must survive reboots"},
+	{"paths.run_dir", K_STR, "/run/outpost", 1, 100, F(run_dir), 0, NULL,
+	 "control socket and the stages' ipc sockets (paths over ~100 characters do not fit a socket)"},
+	{"ingest.pull_endpoint", K_STR, "tcp://127.0.0.1:5555", 0, OP_CFG_STR - 1, F(ingest_pull), 0, NULL,
+	 "ZeroMQ endpoint the lossless PULL socket binds (loopback by default: open it to the DAQ "
+	 "network deliberately); empty = none"},
+	{"ingest.sub_endpoint", K_STR, "", 0, OP_CFG_STR - 1, F(ingest_sub), 0, NULL,
+	 "PUB endpoint to subscribe to for a live view (lossy upstream; gaps are counted); empty = none"},
+	{"ingest.max_pulses", K_U32, "200000", 1, 16777216, F(ingest_max_pulses), 1, NULL,
+	 "events with more pulses are rejected (reason too_many_pulses)"},
+	{"ingest.max_message_bytes", K_SIZE, "4MiB", 64, 1 * GiB, F(ingest_max_message_bytes), 1, NULL,
+	 "larger messages are rejected (reason oversize)"},
+	{"ingest.window_events", K_U32, "65536", 16, 16777216, F(ingest_window_events), 0, NULL,
+	 "accepted events held until the store says they are durable; when full, ingest stops reading "
+	 "and the sender blocks"},
+	{"ingest.resend_after", K_DUR, "60s", 1 * SEC, 3600 * SEC, F(ingest_resend_after_ns), 1, NULL,
+	 "backstop: resend an event unacknowledged this long (at least 3 x store.rotate_age is used)"},
+	{"ingest.rcvhwm", K_U32, "10000", 1, 10000000, F(ingest_rcvhwm), 0, NULL,
+	 "ZeroMQ receive high-water mark (messages) of the ingest sockets"},
+	{"infer.method", K_ENUM, "linefit", 0, 0, F(infer_method), 0, "linefit",
+	 "reconstruction run on every event"},
+	{"infer.charge_weighted", K_BOOL, "false", 0, 1, F(infer_charge_weighted), 0, NULL,
+	 "LineFit: weight each pulse by its charge"},
+	{"infer.batch_events", K_U32, "256", 1, 65536, F(infer_batch_events), 0, NULL,
+	 "events reconstructed per batch"},
+	{"store.rotate_rows", K_U64, "100000", 1, 100000000, F(store_rotate_rows), 1, NULL,
+	 "seal the open segment after this many rows"},
+	{"store.rotate_bytes", K_SIZE, "64MiB", 64 * KiB, 16 * GiB, F(store_rotate_bytes), 1, NULL,
+	 "seal the open segment when its file reaches this size"},
+	{"store.rotate_age", K_DUR, "10s", SEC / 10, 86400 * SEC, F(store_rotate_age_ns), 1, NULL,
+	 "seal the open segment this long after its first row (events are acknowledged at seal)"},
+	{"store.deflate_level", K_INT, "4", 0, 9, F(store_deflate_level), 1, NULL,
+	 "HDF5 deflate level of result segments (0 = uncompressed)"},
+	{"store.chunk_rows", K_U32, "4096", 16, 1048576, F(store_chunk_rows), 1, NULL,
+	 "HDF5 chunk size in rows"},
+	{"uplink.north_endpoint", K_STR, "tcp://127.0.0.1:5600", 0, OP_CFG_STR - 1, F(uplink_north), 0, NULL,
+	 "outpost-north receiver; empty = keep segments in outbox/"},
+	{"uplink.chunk_bytes", K_SIZE, "1MiB", 4 * KiB, 64 * MiB, F(uplink_chunk_bytes), 1, NULL,
+	 "bytes per transfer chunk"},
+	{"uplink.timeout", K_DUR, "30s", SEC / 10, 3600 * SEC, F(uplink_timeout_ns), 1, NULL,
+	 "no reply from north for this long: reconnect and resume"},
+	{"uplink.retry", K_DUR, "5s", SEC / 100, 3600 * SEC, F(uplink_retry_ns), 1, NULL,
+	 "wait before reconnecting to north"},
+	{"supervisor.stage_deadline", K_DUR, "30s", SEC, 3600 * SEC, F(watchdog_stage_deadline_ns), 1, NULL,
+	 "a stage silent, or busy without progress, this long is killed and restarted"},
+	{"supervisor.restart_burst", K_U32, "5", 1, 1000, F(restart_burst), 1, NULL,
+	 "restarts of one stage tolerated per restart_interval before it counts as a restart storm"},
+	{"supervisor.restart_interval", K_DUR, "5m", SEC, 86400 * SEC, F(restart_interval_ns), 1, NULL,
+	 "window of the restart budget"},
+	{"supervisor.restart_backoff", K_DUR, "1s", SEC / 100, 3600 * SEC, F(restart_backoff_ns), 1, NULL,
+	 "first delay before restarting a failed stage; doubles on each failure up to 60 s"},
+	{"log.level", K_ENUM, "info", 0, 0, F(log_level), 1, "error|warning|info|debug",
+	 "least severe messages logged"},
+};
+#define NKEYS (sizeof(keys) / sizeof(keys[0]))
+
+static const char *const kind_names[] = {"string", "bool", "integer", "integer", "integer",
+					 "size", "duration", "enum"};
+
+/* ---- value parsing (shared by the defaults and by files) ---------------------------------- */
+
+static int parse_u64(const char *s, uint64_t *out)
+{
+	char *end;
+	if (!isdigit((unsigned char)s[0]))
+		return -1;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || *end)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static const struct unit {
+	const char *name;
+	uint64_t mul;
+} dur_units[] = {{"ns", 1}, {"us", 1000}, {"ms", 1000000}, {"s", SEC}, {"m", 60 * SEC},
+		 {"h", 3600 * SEC}, {"d", 86400 * SEC}, {NULL, 0}},
+  size_units[] = {{"B", 1}, {"KiB", KiB}, {"MiB", MiB}, {"GiB", GiB}, {"TiB", 1024 * GiB},
+		  {"KB", 1000}, {"MB", 1000000}, {"GB", 1000000000}, {"TB", 1000000000000ull}, {NULL, 0}};
+
+/* "<number><unit>"; number may have a fraction. Returns 0, -1 bad syntax, -2 no/unknown unit,
+ * -3 overflow. */
+static int parse_unit(const char *s, const struct unit *units, int unit_required, uint64_t *out)
+{
+	char *end;
+	if (!isdigit((unsigned char)s[0]))
+		return -1;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (errno || end == s || !isfinite(v) || v < 0)
+		return -1;
+	while (*end == ' ')
+		end++;
+	if (!*end) {
+		if (unit_required)
+			return -2;
+		if (v != floor(v))
+			return -1;
+		*out = (uint64_t)v;
+		return 0;
+	}
+	for (const struct unit *u = units; u->name; u++) {
+		if (!strcmp(end, u->name)) {
+			double r = v * (double)u->mul;
+			if (r >= 18446744073709551615.0)
+				return -3;
+			*out = (uint64_t)llround(r);
+			return 0;
+		}
+	}
+	return -2;
+}
+
+static void fmt_unit(char *out, size_t cap, uint64_t v, const struct unit *units, int n_binary)
+{
+	const struct unit *best = &units[0];
+	for (int i = 0; i < n_binary; i++)
+		if (units[i].mul <= v && v % units[i].mul == 0)
+			best = &units[i];
+	if (v == 0)
+		best = n_binary == 5 ? &units[0] : &units[3];
+	snprintf(out, cap, "%" PRIu64 "%s", v / best->mul, best->name);
+}
+
+static void fmt_value(const key *k, const op_config *c, char *out, size_t cap)
+{
+	const char *base = (const char *)c + k->off;
+	switch (k->kind) {
+	case K_STR:
+	case K_ENUM:
+		snprintf(out, cap, "%s", base);
+		break;
+	case K_BOOL:
+	case K_INT:
+		if (k->kind == K_BOOL)
+			snprintf(out, cap, "%s", *(const int *)base ? "true" : "false");
+		else
+			snprintf(out, cap, "%d", *(const int *)base);
+		break;
+	case K_U32:
+		snprintf(out, cap, "%" PRIu32, *(const uint32_t *)base);
+		break;
+	case K_U64:
+		snprintf(out, cap, "%" PRIu64, *(const uint64_t *)base);
+		break;
+	case K_SIZE:
+		fmt_unit(out, cap, *(const uint64_t *)base, size_units, 5);
+		break;
+	case K_DUR:
+		fmt_unit(out, cap, *(const uint64_t *)base, dur_units, 7);
+		break;
+	}
+}
+
+static void fmt_bound(const key *k, uint64_t v, char *out, size_t cap)
+{
+	if (k->kind == K_SIZE)
+		fmt_unit(out, cap, v, size_units, 5);
+	else if (k->kind == K_DUR)
+		fmt_unit(out, cap, v, dur_units, 7);
+	else
+		snprintf(out, cap, "%" PRIu64, v);
+}
+
+/* Set field of k from text s. 0 or -1 with a message in err. */
+static int set_value(const key *k, op_config *c, const char *s, char *err, size_t errcap)
+{
+	char *base = (char *)c + k->off;
+	uint64_t v = 0;
+	int rc;
+	char lo[32], hi[32];
+
+	switch (k->kind) {
+	case K_STR:
+		if (strlen(s) < k->min || strlen(s) > k->max || strlen(s) >= k->size) {
+			snprintf(err, errcap, "'%s' must be %" PRIu64 " to %" PRIu64 " characters long (it is %zu)",
+				 k->path, k->min, k->max, strlen(s));
+			return -1;
+		}
+		snprintf(base, k->size, "%s", s);
+		return 0;
+	case K_ENUM: {
+		size_t n = strlen(s);
+		for (const char *p = k->choices; *p;) {
+			const char *e = strchr(p, '|');
+			size_t len = e ? (size_t)(e - p) : strlen(p);
+			if (len == n && !strncmp(p, s, n)) {
+				snprintf(base, k->size, "%s", s);
+				return 0;
+			}
+			p += len + (e ? 1 : 0);
+		}
+		snprintf(err, errcap, "'%s' must be one of %s, not '%s'", k->path, k->choices, s);
+		return -1;
+	}
+	case K_BOOL:
+		if (!strcmp(s, "true") || !strcmp(s, "false")) {
+			*(int *)base = !strcmp(s, "true");
+			return 0;
+		}
+		snprintf(err, errcap, "'%s' must be true or false, not '%s'", k->path, s);
+		return -1;
+	case K_INT:
+	case K_U32:
+	case K_U64:
+		if (parse_u64(s, &v) < 0) {
+			snprintf(err, errcap, "'%s' must be a whole number, not '%s'", k->path, s);
+			return -1;
+		}
+		break;
+	case K_SIZE:
+		rc = parse_unit(s, size_units, 0, &v);
+		if (rc < 0) {
+			snprintf(err, errcap, "'%s' must be a size such as 512B, 64KiB, 10GiB (binary) or 10GB "
+					      "(decimal), not '%s'", k->path, s);
+			return -1;
+		}
+		break;
+	case K_DUR:
+		rc = parse_unit(s, dur_units, 1, &v);
+		if (rc == -2 && parse_u64(s, &v) == 0) {
+			snprintf(err, errcap, "'%s' needs a unit: write '%ss' for seconds (units: ns, us, ms, s, m, "
+					      "h, d)", k->path, s);
+			return -1;
+		}
+		if (rc < 0) {
+			snprintf(err, errcap, "'%s' must be a duration such as 250ms, 30s, 5m, 1h, 2d, not '%s'",
+				 k->path, s);
+			return -1;
+		}
+		break;
+	}
+	if (v < k->min || v > k->max) {
+		fmt_bound(k, k->min, lo, sizeof(lo));
+		fmt_bound(k, k->max, hi, sizeof(hi));
+		snprintf(err, errcap, "'%s' must be between %s and %s, not '%s'", k->path, lo, hi, s);
+		return -1;
+	}
+	if (k->kind == K_INT)
+		*(int *)base = (int)v;
+	else if (k->kind == K_U32)
+		*(uint32_t *)base = (uint32_t)v;
+	else
+		*(uint64_t *)base = v;
+	return 0;
+}
+
+void op_config_defaults(op_config *c)
+{
+	char err[256];
+	memset(c, 0, sizeof(*c));
+	for (size_t i = 0; i < NKEYS; i++)
+		if (set_value(&keys[i], c, keys[i].def, err, sizeof(err)) != 0)
+			abort(); /* a default outside its own bounds is a bug in this table */
+}
+
+/* ---- diagnostics ------------------------------------------------------------------------- */
+
+typedef struct diag {
+	FILE *out;
+	const char *name, *text;
+	size_t len;
+	int errors, warnings;
+} diag;
+
+static void report(diag *d, int is_error, size_t line0, size_t col0, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+static void report(diag *d, int is_error, size_t line0, size_t col0, const char *fmt, ...)
+{
+	va_list ap;
+	const char *p = d->text, *end = d->text + d->len;
+
+	if (is_error)
+		d->errors++;
+	else
+		d->warnings++;
+	if (!d->out)
+		return;
+	fprintf(d->out, "%s:%zu:%zu: %s: ", d->name, line0 + 1, col0 + 1, is_error ? "error" : "warning");
+	va_start(ap, fmt);
+	vfprintf(d->out, fmt, ap);
+	va_end(ap);
+	fputc('\n', d->out);
+	for (size_t l = 0; l < line0 && p < end; l++) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		p = nl ? nl + 1 : end;
+	}
+	if (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		int n = (int)((nl ? nl : end) - p);
+		fprintf(d->out, "  %.*s\n  ", n, p);
+		for (size_t i = 0; i < col0 && i < (size_t)n; i++)
+			fputc(p[i] == '\t' ? '\t' : ' ', d->out);
+		fputs("^\n", d->out);
+	}
+}
+
+static size_t edit_distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b), prev[96], cur[96];
+	if (la > 90 || lb > 90)
+		return 99;
+	for (size_t j = 0; j <= lb; j++)
+		prev[j] = j;
+	for (size_t i = 1; i <= la; i++) {
+		cur[0] = i;
+		for (size_t j = 1; j <= lb; j++) {
+			size_t sub = prev[j - 1] + (a[i - 1] != b[j - 1]);
+			size_t del = prev[j] + 1, ins = cur[j - 1] + 1;
+			cur[j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
+		}
+		memcpy(prev, cur, (lb + 1) * sizeof(size_t));
+	}
+	return prev[lb];
+}
+
+/* Closest known name to an unknown path (section or full key). */
+static const char *suggest(const char *path, char *buf, size_t cap)
+{
+	size_t best = 4;
+	const char *found = NULL;
+	const char *dot = strrchr(path, '.');
+	for (size_t i = 0; i < NKEYS; i++) {
+		size_t d = edit_distance(path, keys[i].path);
+		/* also compare the last component alone, to catch a key put in the wrong section */
+		const char *kd = strrchr(keys[i].path, '.');
+		if (dot && kd && edit_distance(dot + 1, kd + 1) == 0)
+			d = d < 2 ? d : 2;
+		if (d < best) {
+			best = d;
+			found = keys[i].path;
+		}
+		/* sections */
+		size_t sl = (size_t)(kd - keys[i].path);
+		char sec[48];
+		snprintf(sec, sizeof(sec), "%.*s", (int)sl, keys[i].path);
+		d = edit_distance(path, sec);
+		if (d < best) {
+			best = d;
+			found = NULL;
+			snprintf(buf, cap, "%s", sec);
+			found = buf;
+		}
+	}
+	return found;
+}
+
+static const key *find_key(const char *path)
+{
+	for (size_t i = 0; i < NKEYS; i++)
+		if (!strcmp(keys[i].path, path))
+			return &keys[i];
+	return NULL;
+}
+
+static int is_section(const char *path)
+{
+	size_t n = strlen(path);
+	for (size_t i = 0; i < NKEYS; i++)
+		if (!strncmp(keys[i].path, path, n) && keys[i].path[n] == '.')
+			return 1;
+	return 0;
+}
+
+static int yaml11_bool(const char *s)
+{
+	static const char *const words[] = {"yes", "no", "on", "off", "y", "n", "Yes", "No", "On", "Off",
+					    "YES", "NO", "ON", "OFF", "True", "False", "TRUE", "FALSE"};
+	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+		if (!strcmp(s, words[i]))
+			return 1;
+	return 0;
+}
+
+/* ---- the walk over the YAML document ----------------------------------------------------- */
+
+static void walk(diag *d, yaml_document_t *doc, yaml_node_t *map, const char *prefix, op_config *c)
+{
+	for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
+		yaml_node_t *kn = yaml_document_get_node(doc, p->key), *vn = yaml_document_get_node(doc, p->value);
+		char path[160], err[400], sbuf[64];
+		if (!kn || !vn)
+			continue;
+		if (kn->type != YAML_SCALAR_NODE) {
+			report(d, 1, kn->start_mark.line, kn->start_mark.column, "keys must be plain names");
+			continue;
+		}
+		const char *kname = (const char *)kn->data.scalar.value;
+		/* duplicate keys: libyaml keeps both silently; we refuse them */
+		for (yaml_node_pair_t *q = map->data.mapping.pairs.start; q < p; q++) {
+			yaml_node_t *qk = yaml_document_get_node(doc, q->key);
+			if (qk && qk->type == YAML_SCALAR_NODE && !strcmp((const char *)qk->data.scalar.value, kname)) {
+				report(d, 1, kn->start_mark.line, kn->start_mark.column,
+				       "duplicate key '%s' (first set on line %zu)", kname, qk->start_mark.line + 1);
+				goto next;
+			}
+		}
+		snprintf(path, sizeof(path), "%s%s%s", prefix, prefix[0] ? "." : "", kname);
+		const key *k = find_key(path);
+		if (!k) {
+			if (is_section(path)) {
+				if (vn->type == YAML_MAPPING_NODE)
+					walk(d, doc, vn, path, c);
+				else if (!(vn->type == YAML_SCALAR_NODE && vn->data.scalar.length == 0))
+					report(d, 1, vn->start_mark.line, vn->start_mark.column,
+					       "'%s' is a section: it holds keys, not a value", path);
+				goto next;
+			}
+			const char *s = suggest(path, sbuf, sizeof(sbuf));
+			if (s)
+				report(d, 1, kn->start_mark.line, kn->start_mark.column,
+				       "unknown key '%s'; did you mean '%s'?", path, s);
+			else
+				report(d, 1, kn->start_mark.line, kn->start_mark.column, "unknown key '%s'", path);
+			goto next;
+		}
+		if (vn->type != YAML_SCALAR_NODE) {
+			report(d, 1, vn->start_mark.line, vn->start_mark.column, "'%s' takes a single %s value, not a %s",
+			       path, kind_names[k->kind], vn->type == YAML_MAPPING_NODE ? "mapping" : "list");
+			goto next;
+		}
+		const char *val = (const char *)vn->data.scalar.value;
+		if (k->kind == K_BOOL && yaml11_bool(val)) {
+			report(d, 0, vn->start_mark.line, vn->start_mark.column,
+			       "'%s' is a YAML 1.1 boolean; outpost accepts only true or false here", val);
+		}
+		if (set_value(k, c, val, err, sizeof(err)) < 0)
+			report(d, 1, vn->start_mark.line, vn->start_mark.column, "%s", err);
+next:;
+	}
+}
+
+int op_config_load_string(op_config *c, const char *yaml, size_t len, const char *name, FILE *out)
+{
+	yaml_parser_t parser;
+	yaml_document_t doc;
+	op_config tmp = *c;
+	diag d = {.out = out, .name = name ? name : "<config>", .text = yaml, .len = len};
+
+	if (!yaml_parser_initialize(&parser))
+		return -ENOMEM;
+	yaml_parser_set_input_string(&parser, (const unsigned char *)yaml, len);
+	if (!yaml_parser_load(&parser, &doc)) {
+		report(&d, 1, parser.problem_mark.line, parser.problem_mark.column, "YAML syntax: %s%s%s",
+		       parser.problem ? parser.problem : "unreadable", parser.context ? " " : "",
+		       parser.context ? parser.context : "");
+		yaml_parser_delete(&parser);
+		return d.errors;
+	}
+	yaml_node_t *root = yaml_document_get_root_node(&doc);
+	if (root) {
+		if (root->type == YAML_MAPPING_NODE)
+			walk(&d, &doc, root, "", &tmp);
+		else if (!(root->type == YAML_SCALAR_NODE && root->data.scalar.length == 0))
+			report(&d, 1, root->start_mark.line, root->start_mark.column,
+			       "the configuration must be a mapping of sections (site:, paths:, ingest:, ...)");
+	}
+	/* A second document in the same file is almost certainly a mistake. */
+	yaml_document_t extra;
+	if (yaml_parser_load(&parser, &extra)) {
+		if (yaml_document_get_root_node(&extra))
+			report(&d, 1, extra.start_mark.line, extra.start_mark.column,
+			       "a second YAML document ('---'); outpost reads one");
+		yaml_document_delete(&extra);
+	}
+	yaml_document_delete(&doc);
+	yaml_parser_delete(&parser);
+	if (d.errors == 0)
+		*c = tmp;
+	return d.errors;
+}
+
+int op_config_load_file(op_config *c, const char *path, FILE *out)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf = NULL;
+	size_t len = 0, cap = 0;
+	int rc;
+
+	if (!f)
+		return -errno;
+	for (;;) {
+		if (len == cap) {
+			cap = cap ? cap * 2 : 8192;
+			if (cap > (16u << 20)) {
+				fclose(f);
+				free(buf);
+				return -EFBIG;
+			}
+			char *p = realloc(buf, cap);
+			if (!p) {
+				fclose(f);
+				free(buf);
+				return -ENOMEM;
+			}
+			buf = p;
+		}
+		size_t n = fread(buf + len, 1, cap - len, f);
+		len += n;
+		if (n == 0)
+			break;
+	}
+	rc = ferror(f) ? -EIO : 0;
+	fclose(f);
+	if (rc == 0)
+		rc = op_config_load_string(c, buf, len, path, out);
+	free(buf);
+	return rc;
+}
+
+/* ---- printing ---------------------------------------------------------------------------- */
+
+static void print_scalar(FILE *out, const key *k, const char *v)
+{
+	if (k->kind == K_STR) {
+		fputc('"', out);
+		for (const char *p = v; *p; p++) {
+			if (*p == '"' || *p == '\\')
+				fputc('\\', out);
+			fputc(*p, out);
+		}
+		fputc('"', out);
+	} else {
+		fputs(v, out);
+	}
+}
+
+static void print_all(const op_config *c, FILE *out, int comments)
+{
+	char section[48] = "", v[OP_CFG_STR + 8];
+	for (size_t i = 0; i < NKEYS; i++) {
+		const key *k = &keys[i];
+		const char *dot = strchr(k->path, '.');
+		if (strncmp(section, k->path, (size_t)(dot - k->path)) || section[dot - k->path]) {
+			snprintf(section, sizeof(section), "%.*s", (int)(dot - k->path), k->path);
+			fprintf(out, "%s%s:\n", i && comments ? "\n" : "", section);
+		}
+		if (comments)
+			fprintf(out, "  # %s%s\n", k->desc, k->reloadable ? "" : " (restart to change)");
+		fmt_value(k, c, v, sizeof(v));
+		fprintf(out, "  %s: ", dot + 1);
+		print_scalar(out, k, v);
+		fputc('\n', out);
+	}
+}
+
+void op_config_print_defaults(FILE *out)
+{
+	op_config c;
+	op_config_defaults(&c);
+	fprintf(out, "# outpost configuration: the embedded defaults. Every key may be left out.\n"
+		     "# Sizes: 512B, 64KiB, 10GiB (binary) or 10GB (decimal). Durations: 250ms, 30s, 5m, 1h, 2d.\n\n");
+	print_all(&c, out, 1);
+}
+
+void op_config_print(const op_config *c, FILE *out)
+{
+	print_all(c, out, 0);
+}
+
+void op_config_hash(const op_config *c, char hex[17])
+{
+	char *buf = NULL;
+	size_t len = 0;
+	uint64_t h = 0xcbf29ce484222325ull;
+	FILE *f = open_memstream(&buf, &len);
+
+	if (f) {
+		op_config_print(c, f);
+		fclose(f);
+	}
+	for (size_t i = 0; buf && i < len; i++) {
+		h ^= (unsigned char)buf[i];
+		h *= 0x100000001b3ull;
+	}
+	free(buf);
+	snprintf(hex, 17, "%016" PRIx64, h);
+}
+
+void op_config_print_docs(FILE *out)
+{
+	op_config c;
+	char lo[32], hi[32];
+
+	op_config_defaults(&c);
+	fprintf(out, "| key | type | default | range | reload | description |\n|---|---|---|---|---|---|\n");
+	for (size_t i = 0; i < NKEYS; i++) {
+		const key *k = &keys[i];
+		char range[96] = "";
+		if (k->kind == K_ENUM) {
+			snprintf(range, sizeof(range), "%s", k->choices);
+			for (char *p = range; *p; p++)
+				if (*p == '|')
+					*p = ',';
+		} else if (k->kind == K_STR) {
+			snprintf(range, sizeof(range), "%" PRIu64 "–%" PRIu64 " chars", k->min, k->max);
+		} else if (k->kind != K_BOOL) {
+			fmt_bound(k, k->min, lo, sizeof(lo));
+			fmt_bound(k, k->max, hi, sizeof(hi));
+			snprintf(range, sizeof(range), "%s – %s", lo, hi);
+		}
+		fprintf(out, "| `%s` | %s | `%s` | %s | %s | %s |\n", k->path, kind_names[k->kind],
+			k->def[0] ? k->def : "\"\"", range, k->reloadable ? "yes" : "restart", k->desc);
+	}
+}

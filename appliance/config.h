@@ -66,5 +66,7 @@ void op_config_print_defaults(FILE *out);
 void op_config_print(const op_config *c, FILE *out);
 /* 16 hex chars identifying the effective configuration (written into every segment). */
 void op_config_hash(const op_config *c, char hex[17]);
+/* The reference table of every key, as Markdown (docs/configuration.md). */
+void op_config_print_docs(FILE *out);
 
 #endif

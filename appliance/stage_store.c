@@ -76,7 +76,7 @@ typedef struct store {
 	u64vec ack_now;      /* serials whose rows are already sealed */
 	op_result_row *rows; /* batch being appended */
 	size_t rows_cap;
-	char salvaged[STORE_MAX_SALVAGE][STORE_PATH]; /* leftovers to delete after the next seal */
+	char salvaged[STORE_MAX_SALVAGE][STORE_PATH * 2]; /* leftovers to delete after the next seal */
 	int n_salvaged;
 	void *ack;
 	/* counters */
@@ -345,7 +345,7 @@ static int salvage(store *st)
 		op_info("salvaged %zu rows from %s (left by an earlier run)", k, path);
 		st->rows_salvaged += k;
 		st->files_salvaged++;
-		snprintf(st->salvaged[st->n_salvaged++], STORE_PATH, "%s", path);
+		snprintf(st->salvaged[st->n_salvaged++], sizeof(st->salvaged[0]), "%s", path);
 	}
 	closedir(d);
 	if (rc == 0 && st->n_salvaged)

@@ -1,0 +1,179 @@
+/*
+ * receiver.c — see receiver.h. One zmq_msg_t per message, no copy before the caller's.
+ */
+#include "ingest/receiver.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct op_receiver {
+	void *sock[2]; /* [0] PULL, [1] SUB */
+	op_seqtrack *seq;
+	uint32_t max_pulses;
+	uint64_t max_bytes;
+	op_receiver_stats st;
+};
+
+static int set_common(void *s, const op_receiver_config *cfg)
+{
+	int linger = 0;
+	/* Messages over max_message_bytes are counted as oversize by us; ZeroMQ itself only cuts a
+	 * peer off beyond twice that, to bound the memory one message can take. */
+	int64_t maxmsg = (int64_t)cfg->max_message_bytes * 2;
+
+	if (zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof(linger)) || (cfg->rcvhwm > 0 &&
+	    zmq_setsockopt(s, ZMQ_RCVHWM, &cfg->rcvhwm, sizeof(cfg->rcvhwm))) ||
+	    (maxmsg > 0 && zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxmsg, sizeof(maxmsg))))
+		return -errno;
+	return 0;
+}
+
+int op_receiver_open(void *zmq_ctx, const op_receiver_config *cfg, op_receiver **ret)
+{
+	op_receiver *r = calloc(1, sizeof(*r));
+	int rc;
+
+	if (!r)
+		return -ENOMEM;
+	r->max_pulses = cfg->max_pulses;
+	r->max_bytes = cfg->max_message_bytes;
+	rc = op_seqtrack_open(cfg->max_streams ? cfg->max_streams : 1024, cfg->seq_window ? cfg->seq_window : 4096,
+			      &r->seq);
+	if (rc < 0)
+		goto fail;
+	if (cfg->pull_endpoint && cfg->pull_endpoint[0]) {
+		r->sock[0] = zmq_socket(zmq_ctx, ZMQ_PULL);
+		if (!r->sock[0] || (rc = set_common(r->sock[0], cfg)) < 0)
+			goto zfail;
+		if (zmq_bind(r->sock[0], cfg->pull_endpoint) != 0)
+			goto zfail;
+	}
+	if (cfg->sub_endpoint && cfg->sub_endpoint[0]) {
+		r->sock[1] = zmq_socket(zmq_ctx, ZMQ_SUB);
+		if (!r->sock[1] || (rc = set_common(r->sock[1], cfg)) < 0)
+			goto zfail;
+		if (zmq_setsockopt(r->sock[1], ZMQ_SUBSCRIBE, "", 0) || zmq_connect(r->sock[1], cfg->sub_endpoint))
+			goto zfail;
+	}
+	if (!r->sock[0] && !r->sock[1]) {
+		rc = -EINVAL;
+		goto fail;
+	}
+	*ret = r;
+	return 0;
+zfail:
+	rc = errno ? -errno : -EIO;
+fail:
+	op_receiver_close(r);
+	return rc;
+}
+
+void op_receiver_close(op_receiver *r)
+{
+	if (!r)
+		return;
+	for (int i = 0; i < 2; i++)
+		if (r->sock[i])
+			zmq_close(r->sock[i]);
+	op_seqtrack_close(r->seq);
+	free(r);
+}
+
+int op_receiver_pollitems(op_receiver *r, zmq_pollitem_t *items, int max)
+{
+	int n = 0;
+	for (int i = 0; i < 2 && n < max; i++)
+		if (r->sock[i])
+			items[n++] = (zmq_pollitem_t){.socket = r->sock[i], .events = ZMQ_POLLIN};
+	return n;
+}
+
+/* One message (all its parts consumed); returns 1 if handled, 0 if none was waiting. */
+static int one(op_receiver *r, int which, op_receiver_cb cb, void *ctx)
+{
+	zmq_msg_t m;
+	op_wire_header h;
+	int more, verdict, rc;
+
+	zmq_msg_init(&m);
+	if (zmq_msg_recv(&m, r->sock[which], ZMQ_DONTWAIT) < 0) {
+		zmq_msg_close(&m);
+		return errno == EAGAIN ? 0 : -errno;
+	}
+	r->st.received++;
+	r->st.bytes += zmq_msg_size(&m);
+	more = zmq_msg_more(&m);
+	if (more) {
+		/* Consume the rest of a multi-part message: one event per single-part message. */
+		while (more) {
+			zmq_msg_close(&m);
+			zmq_msg_init(&m);
+			if (zmq_msg_recv(&m, r->sock[which], 0) < 0)
+				break;
+			more = zmq_msg_more(&m);
+		}
+		zmq_msg_close(&m);
+		r->st.multipart++;
+		return 1;
+	}
+	const uint8_t *p = zmq_msg_data(&m);
+	size_t len = zmq_msg_size(&m);
+	if (r->max_bytes && len > r->max_bytes) {
+		r->st.oversize++;
+		goto done;
+	}
+	rc = op_wire_decode(&h, p, len, r->max_pulses);
+	if (rc != OP_WIRE_OK) {
+		r->st.rejected[-rc]++;
+		goto done;
+	}
+	verdict = op_seqtrack_observe(r->seq, h.stream_id, h.sequence);
+	if (verdict == OP_SEQ_DUPLICATE) {
+		r->st.duplicates++;
+		goto done;
+	}
+	if (verdict == OP_SEQ_TOO_OLD) {
+		r->st.too_old++;
+		goto done;
+	}
+	if (verdict == OP_SEQ_STREAM_LIMIT) {
+		r->st.stream_limit++;
+		goto done;
+	}
+	if (cb(ctx, &h, p, len, which == 1) != 0)
+		r->st.caller_rejected++;
+	else
+		r->st.accepted++;
+done:
+	zmq_msg_close(&m);
+	return 1;
+}
+
+long op_receiver_drain(op_receiver *r, size_t max_msgs, op_receiver_cb cb, void *ctx)
+{
+	size_t done = 0;
+	int progress = 1;
+
+	while (done < max_msgs && progress) {
+		progress = 0;
+		for (int i = 0; i < 2 && done < max_msgs; i++) {
+			if (!r->sock[i])
+				continue;
+			int rc = one(r, i, cb, ctx);
+			if (rc < 0)
+				return rc;
+			if (rc > 0) {
+				done++;
+				progress = 1;
+			}
+		}
+	}
+	return (long)done;
+}
+
+void op_receiver_get_stats(const op_receiver *r, op_receiver_stats *out)
+{
+	*out = r->st;
+	op_seqtrack_get_stats(r->seq, &out->seq);
+}

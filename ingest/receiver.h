@@ -1,0 +1,48 @@
+/*
+ * receiver.h — the ingest stage's socket side: a PULL socket it binds (lossless: when the
+ * caller stops draining, the sender blocks at its high-water mark) and optionally a SUB socket
+ * connected to a PUB stream (a live view: what arrives while we are not draining may be lost
+ * upstream, and shows as a sequence gap). Every message is validated and sequence-tracked;
+ * every rejection is counted by reason. Never logs.
+ */
+#ifndef OP_INGEST_RECEIVER_H
+#define OP_INGEST_RECEIVER_H
+#include <stddef.h>
+#include <stdint.h>
+#include <zmq.h>
+
+#include "ingest/seqtrack.h"
+#include "ingest/wire.h"
+
+typedef struct op_receiver op_receiver;
+
+typedef struct op_receiver_config {
+	const char *pull_endpoint; /* bind; "" or NULL = none */
+	const char *sub_endpoint;  /* connect; "" or NULL = none */
+	int rcvhwm;
+	uint32_t max_pulses;
+	uint64_t max_message_bytes;
+	uint32_t max_streams;
+	uint32_t seq_window;
+} op_receiver_config;
+
+typedef struct op_receiver_stats {
+	uint64_t received, bytes, accepted;
+	uint64_t rejected[OP_WIRE_NERR]; /* index = -op_wire_error */
+	uint64_t oversize, multipart, duplicates, too_old, stream_limit, caller_rejected;
+	op_seqtrack_stats seq;
+} op_receiver_stats;
+
+/* Called for every accepted event; msg is valid only during the call. Nonzero = the caller
+ * could not take it (counted as caller_rejected). live = 1 when it came from the SUB socket. */
+typedef int (*op_receiver_cb)(void *ctx, const op_wire_header *h, const uint8_t *msg, size_t len, int live);
+
+int op_receiver_open(void *zmq_ctx, const op_receiver_config *cfg, op_receiver **ret);
+void op_receiver_close(op_receiver *r);
+/* Fill pollitems for the receiver's sockets; returns how many (at most max). */
+int op_receiver_pollitems(op_receiver *r, zmq_pollitem_t *items, int max);
+/* Receive without blocking at most max_msgs messages; returns messages handled or -errno. */
+long op_receiver_drain(op_receiver *r, size_t max_msgs, op_receiver_cb cb, void *ctx);
+void op_receiver_get_stats(const op_receiver *r, op_receiver_stats *out);
+
+#endif

@@ -1,0 +1,150 @@
+/*
+ * seqtrack.c — see seqtrack.h.
+ *
+ * Per stream: `next` (one past the highest sequence seen) and a bitmap of the last `window`
+ * sequence numbers below next (bit set = seen). Streams live in an open-addressing table of
+ * 2·max_streams slots with their bitmaps preallocated in one block.
+ */
+#include "ingest/seqtrack.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct stream {
+	uint64_t next;
+	uint32_t id;
+	uint32_t used;
+	uint64_t *bits;
+} stream;
+
+struct op_seqtrack {
+	stream *tab;
+	uint64_t *bits;
+	uint32_t slots, max_streams, nstreams;
+	uint32_t words; /* window / 64 */
+	op_seqtrack_stats st;
+};
+
+int op_seqtrack_open(uint32_t max_streams, uint32_t window, op_seqtrack **ret)
+{
+	op_seqtrack *t;
+	uint32_t slots = 8;
+
+	if (max_streams == 0 || window == 0 || max_streams > (1u << 20) || window > (1u << 20))
+		return -EINVAL;
+	while (slots < 2 * max_streams)
+		slots *= 2;
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	t->words = (window + 63) / 64;
+	t->slots = slots;
+	t->max_streams = max_streams;
+	t->tab = calloc(slots, sizeof(stream));
+	t->bits = calloc((size_t)max_streams * t->words, sizeof(uint64_t));
+	if (!t->tab || !t->bits) {
+		op_seqtrack_close(t);
+		return -ENOMEM;
+	}
+	*ret = t;
+	return 0;
+}
+
+void op_seqtrack_close(op_seqtrack *t)
+{
+	if (!t)
+		return;
+	free(t->tab);
+	free(t->bits);
+	free(t);
+}
+
+static stream *find(op_seqtrack *t, uint32_t id, int *fresh)
+{
+	uint32_t i = (id * 2654435761u) & (t->slots - 1);
+
+	*fresh = 0;
+	for (;; i = (i + 1) & (t->slots - 1)) {
+		stream *s = &t->tab[i];
+		if (s->used && s->id == id)
+			return s;
+		if (!s->used) {
+			if (t->nstreams == t->max_streams)
+				return NULL;
+			s->used = 1;
+			s->id = id;
+			s->bits = t->bits + (size_t)t->nstreams * t->words;
+			t->nstreams++;
+			*fresh = 1;
+			return s;
+		}
+	}
+}
+
+/* Bit for sequence q (q < next, next - q <= window): position (q mod window). */
+static int bit_get(const op_seqtrack *t, const stream *s, uint64_t q)
+{
+	uint64_t b = q % ((uint64_t)t->words * 64);
+	return (int)((s->bits[b / 64] >> (b % 64)) & 1);
+}
+
+static void bit_set(const op_seqtrack *t, stream *s, uint64_t q, int v)
+{
+	uint64_t b = q % ((uint64_t)t->words * 64);
+	if (v)
+		s->bits[b / 64] |= 1ull << (b % 64);
+	else
+		s->bits[b / 64] &= ~(1ull << (b % 64));
+}
+
+int op_seqtrack_observe(op_seqtrack *t, uint32_t id, uint64_t seq)
+{
+	uint64_t window = (uint64_t)t->words * 64;
+	int fresh;
+	stream *s = find(t, id, &fresh);
+
+	if (!s) {
+		t->st.stream_limit++;
+		return OP_SEQ_STREAM_LIMIT;
+	}
+	if (fresh) {
+		t->st.streams++;
+		s->next = seq + 1;
+		bit_set(t, s, seq, 1);
+		return OP_SEQ_FIRST;
+	}
+	if (seq >= s->next) {
+		uint64_t skipped = seq - s->next;
+		/* Clear the bits of the sequence numbers we jump over (they are now "missing"). */
+		if (skipped + 1 >= window)
+			memset(s->bits, 0, t->words * sizeof(uint64_t));
+		else
+			for (uint64_t q = s->next; q < seq; q++)
+				bit_set(t, s, q, 0);
+		bit_set(t, s, seq, 1);
+		s->next = seq + 1;
+		if (skipped) {
+			t->st.gap_events_total += skipped;
+			return OP_SEQ_AFTER_GAP;
+		}
+		t->st.in_order++;
+		return OP_SEQ_IN_ORDER;
+	}
+	if (s->next - seq > window) {
+		t->st.too_old++;
+		return OP_SEQ_TOO_OLD;
+	}
+	if (bit_get(t, s, seq)) {
+		t->st.duplicates++;
+		return OP_SEQ_DUPLICATE;
+	}
+	bit_set(t, s, seq, 1);
+	t->st.late_total++;
+	return OP_SEQ_LATE;
+}
+
+void op_seqtrack_get_stats(const op_seqtrack *t, op_seqtrack_stats *out)
+{
+	*out = t->st;
+}

@@ -1,0 +1,37 @@
+/*
+ * seqtrack.h — per-stream sequence accounting: in order, gaps (events lost upstream), late
+ * arrivals that fill a gap (reordering), duplicates. Bounded: at most max_streams streams and a
+ * window of recent sequence numbers per stream. Never allocates after open, never logs.
+ */
+#ifndef OP_INGEST_SEQTRACK_H
+#define OP_INGEST_SEQTRACK_H
+#include <stdint.h>
+
+typedef struct op_seqtrack op_seqtrack;
+
+enum op_seq_verdict {
+	OP_SEQ_FIRST = 0,    /* first event of a stream */
+	OP_SEQ_IN_ORDER,     /* exactly the next one */
+	OP_SEQ_AFTER_GAP,    /* new, after a jump: the skipped ones count as missing */
+	OP_SEQ_LATE,         /* fills an earlier gap */
+	OP_SEQ_DUPLICATE,    /* seen already (within the window) */
+	OP_SEQ_TOO_OLD,      /* older than the window: cannot tell, treated as duplicate */
+	OP_SEQ_STREAM_LIMIT, /* a stream beyond max_streams */
+};
+
+typedef struct op_seqtrack_stats {
+	uint64_t streams;
+	uint64_t in_order;
+	uint64_t gap_events_total; /* ever skipped; missing now = gap_events_total - late_total */
+	uint64_t late_total;
+	uint64_t duplicates;
+	uint64_t too_old;
+	uint64_t stream_limit;
+} op_seqtrack_stats;
+
+int op_seqtrack_open(uint32_t max_streams, uint32_t window, op_seqtrack **ret);
+void op_seqtrack_close(op_seqtrack *t);
+int op_seqtrack_observe(op_seqtrack *t, uint32_t stream, uint64_t seq);
+void op_seqtrack_get_stats(const op_seqtrack *t, op_seqtrack_stats *out);
+
+#endif

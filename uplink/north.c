@@ -1,0 +1,423 @@
+/*
+ * north.c — custody transfer, north side. See north.h and docs/uplink-protocol.md.
+ *
+ * NOTES ON THE DESIGN OF THE RECEIVER
+ *
+ *   OFFER ──(already have it, same sha)──▶ CONFIRMED
+ *   OFFER ──▶ partial opened (dir/.partial/<name>.part), HAVE(its size)
+ *   CHUNK(off) ──off == partial size──▶ append, ACK(new size)      otherwise NAK(partial size)
+ *   COMMIT ──size reached, sha256 matches──▶ fsync, rename into dir/, sidecar, fsync dir,
+ *            ledger line fsynced ──▶ CONFIRMED(sha)               mismatch: partial removed, REJECTED
+ *
+ * Invariants:
+ *  1. CONFIRMED is sent only after the file, its sidecar and its ledger line are durable.
+ *  2. ACK means "received", not "durable": after a crash the resume offset is the partial
+ *     file's real size, which HAVE reports on the next OFFER, so nothing acknowledged but lost
+ *     is skipped.
+ *  3. Names are validated before any path is built; nothing is written outside dir.
+ *  4. Bounded: max_partials transfers, max_file_bytes per file, chunk size OP_XFER_CHUNK_MAX.
+ */
+#include "uplink/north.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "uplink/segment.h"
+#include "uplink/sha256.h"
+#include "uplink/transfer.h"
+
+typedef struct partial {
+	int used, fd;
+	char name[OP_XFER_NAME_MAX + 1];
+	char sha[65];
+	uint64_t size, offset;
+	uint64_t last_ns;
+} partial;
+
+struct op_north {
+	op_north_config cfg;
+	char dir[512], pdir[600];
+	void *sock;
+	partial *p;
+	op_north_stats st;
+	op_north_cb on_file;
+	op_north_reject_cb on_reject;
+	void *cb_ctx;
+};
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+int op_north_open(void *zmq_ctx, const op_north_config *cfg, op_north **ret)
+{
+	op_north *n = calloc(1, sizeof(*n));
+	int linger = 0, rc;
+
+	if (!n)
+		return -ENOMEM;
+	n->cfg = *cfg;
+	if (!n->cfg.max_file_bytes)
+		n->cfg.max_file_bytes = 64ull << 30;
+	if (!n->cfg.max_partials)
+		n->cfg.max_partials = 16;
+	snprintf(n->dir, sizeof(n->dir), "%s", cfg->dir);
+	snprintf(n->pdir, sizeof(n->pdir), "%s/.partial", cfg->dir);
+	if ((mkdir(n->dir, 0755) != 0 && errno != EEXIST) || (mkdir(n->pdir, 0755) != 0 && errno != EEXIST)) {
+		rc = -errno;
+		goto fail;
+	}
+	n->p = calloc(n->cfg.max_partials, sizeof(partial));
+	if (!n->p) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	n->sock = zmq_socket(zmq_ctx, ZMQ_ROUTER);
+	if (!n->sock) {
+		rc = -errno;
+		goto fail;
+	}
+	zmq_setsockopt(n->sock, ZMQ_LINGER, &linger, sizeof(linger));
+	if (zmq_bind(n->sock, cfg->bind_endpoint) != 0) {
+		rc = -errno;
+		goto fail;
+	}
+	*ret = n;
+	return 0;
+fail:
+	op_north_close(n);
+	return rc;
+}
+
+void op_north_close(op_north *n)
+{
+	if (!n)
+		return;
+	for (uint32_t i = 0; n->p && i < n->cfg.max_partials; i++)
+		if (n->p[i].used && n->p[i].fd >= 0)
+			close(n->p[i].fd);
+	if (n->sock)
+		zmq_close(n->sock);
+	free(n->p);
+	free(n);
+}
+
+void op_north_set_callbacks(op_north *n, op_north_cb on_file, op_north_reject_cb on_reject, void *ctx)
+{
+	n->on_file = on_file;
+	n->on_reject = on_reject;
+	n->cb_ctx = ctx;
+}
+
+void op_north_get_stats(const op_north *n, op_north_stats *out)
+{
+	*out = n->st;
+}
+
+static void reply(op_north *n, zmq_msg_t *id, const char *cmd, const char *name, const void *a, size_t alen)
+{
+	zmq_send(n->sock, zmq_msg_data(id), zmq_msg_size(id), ZMQ_SNDMORE);
+	zmq_send(n->sock, cmd, strlen(cmd), ZMQ_SNDMORE);
+	zmq_send(n->sock, name, strlen(name), a ? ZMQ_SNDMORE : 0);
+	if (a)
+		zmq_send(n->sock, a, alen, 0);
+}
+
+static void reply_u64(op_north *n, zmq_msg_t *id, const char *cmd, const char *name, uint64_t v)
+{
+	uint8_t b[8];
+	op_xfer_put_u64(b, v);
+	reply(n, id, cmd, name, b, 8);
+}
+
+static void reject(op_north *n, zmq_msg_t *id, const char *name, const char *why)
+{
+	n->st.rejected++;
+	if (n->on_reject)
+		n->on_reject(n->cb_ctx, name, why);
+	reply(n, id, "REJECTED", name, why, strlen(why));
+}
+
+static partial *find(op_north *n, const char *name)
+{
+	for (uint32_t i = 0; i < n->cfg.max_partials; i++)
+		if (n->p[i].used && !strcmp(n->p[i].name, name))
+			return &n->p[i];
+	return NULL;
+}
+
+static void drop(partial *p)
+{
+	if (p->fd >= 0)
+		close(p->fd);
+	memset(p, 0, sizeof(*p));
+	p->fd = -1;
+}
+
+/* Do we already hold name with this sha? (Sidecar next to the final file.) */
+static int have_final(op_north *n, const char *name, const char *sha)
+{
+	char path[1200], line[128];
+	FILE *f;
+	snprintf(path, sizeof(path), "%s/%s.sha256", n->dir, name);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	int ok = fgets(line, sizeof(line), f) && !strncmp(line, sha, 64);
+	fclose(f);
+	snprintf(path, sizeof(path), "%s/%s", n->dir, name);
+	return ok && access(path, F_OK) == 0;
+}
+
+static void on_offer(op_north *n, zmq_msg_t *id, const char *name, zmq_msg_t *f, int nf)
+{
+	char sha[65], path[1200];
+	struct stat sb;
+
+	if (nf < 6 || zmq_msg_size(&f[3]) != 8 || zmq_msg_size(&f[4]) != 64 || zmq_msg_size(&f[5]) != 4) {
+		reject(n, id, name, "malformed offer");
+		return;
+	}
+	const uint8_t *v = zmq_msg_data(&f[5]);
+	if (v[0] != OP_XFER_VERSION || v[1] || v[2] || v[3]) {
+		reject(n, id, name, "unsupported protocol version");
+		return;
+	}
+	uint64_t size = op_xfer_get_u64(zmq_msg_data(&f[3]));
+	memcpy(sha, zmq_msg_data(&f[4]), 64);
+	sha[64] = 0;
+	if (size > n->cfg.max_file_bytes) {
+		reject(n, id, name, "file larger than this receiver accepts");
+		return;
+	}
+	if (have_final(n, name, sha)) {
+		n->st.reconfirmed++;
+		reply(n, id, "CONFIRMED", name, sha, 64);
+		return;
+	}
+	partial *p = find(n, name);
+	if (!p) {
+		partial *oldest = NULL;
+		for (uint32_t i = 0; i < n->cfg.max_partials && !p; i++)
+			if (!n->p[i].used)
+				p = &n->p[i];
+		for (uint32_t i = 0; i < n->cfg.max_partials && !p; i++)
+			if (!oldest || n->p[i].last_ns < oldest->last_ns)
+				oldest = &n->p[i];
+		if (!p) { /* bounded: forget the transfer idle longest (its file stays for resume) */
+			drop(oldest);
+			p = oldest;
+		}
+		p->used = 1;
+		snprintf(p->name, sizeof(p->name), "%s", name);
+		snprintf(path, sizeof(path), "%s/%s.part", n->pdir, name);
+		p->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+		if (p->fd < 0) {
+			drop(p);
+			reject(n, id, name, "cannot open partial file");
+			return;
+		}
+	}
+	if (fstat(p->fd, &sb) != 0) {
+		drop(p);
+		reject(n, id, name, "cannot stat partial file");
+		return;
+	}
+	p->offset = (uint64_t)sb.st_size;
+	if (strcmp(p->sha, sha) != 0 || p->offset > size) {
+		/* a different file under the same name, or more bytes than offered: start over */
+		if (p->sha[0] || p->offset > size) {
+			if (ftruncate(p->fd, 0) != 0) {
+				drop(p);
+				reject(n, id, name, "cannot truncate partial file");
+				return;
+			}
+			p->offset = 0;
+		}
+	}
+	memcpy(p->sha, sha, 65);
+	p->size = size;
+	p->last_ns = now_ns();
+	reply_u64(n, id, "HAVE", name, p->offset);
+}
+
+static void on_chunk(op_north *n, zmq_msg_t *id, const char *name, zmq_msg_t *f, int nf)
+{
+	partial *p = find(n, name);
+
+	if (!p || !p->sha[0]) {
+		reject(n, id, name, "chunk without an offer");
+		return;
+	}
+	if (nf < 5 || zmq_msg_size(&f[3]) != 8) {
+		reject(n, id, name, "malformed chunk");
+		return;
+	}
+	uint64_t off = op_xfer_get_u64(zmq_msg_data(&f[3]));
+	size_t len = zmq_msg_size(&f[4]);
+	p->last_ns = now_ns();
+	if (off != p->offset) {
+		n->st.naks++;
+		reply_u64(n, id, "NAK", name, p->offset);
+		return;
+	}
+	if (len > OP_XFER_CHUNK_MAX || off + len > p->size) {
+		reject(n, id, name, "chunk beyond the offered size");
+		return;
+	}
+	const uint8_t *data = zmq_msg_data(&f[4]);
+	size_t done = 0;
+	while (done < len) {
+		ssize_t w = pwrite(p->fd, data + done, len - done, (off_t)(off + done));
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			/* disk full or I/O error: north keeps what it has; the sender retries later */
+			reject(n, id, name, errno == ENOSPC ? "north disk full" : "north write failed");
+			return;
+		}
+		done += (size_t)w;
+	}
+	p->offset += len;
+	n->st.bytes_received += len;
+	reply_u64(n, id, "ACK", name, p->offset);
+}
+
+static int fsync_dir(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = 0;
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd) != 0)
+		rc = -errno;
+	close(fd);
+	return rc;
+}
+
+static void on_commit(op_north *n, zmq_msg_t *id, const char *name)
+{
+	partial *p = find(n, name);
+	char part[1200], final[1200], side[1200], ledger[1200], sha[65], line[512], utc[32];
+	int fd;
+
+	if (!p || !p->sha[0]) {
+		reject(n, id, name, "commit without an offer");
+		return;
+	}
+	if (p->offset != p->size) {
+		reply_u64(n, id, "NAK", name, p->offset);
+		return;
+	}
+	snprintf(part, sizeof(part), "%s/%s.part", n->pdir, name);
+	snprintf(final, sizeof(final), "%s/%s", n->dir, name);
+	snprintf(side, sizeof(side), "%s/%s.sha256", n->dir, name);
+	snprintf(ledger, sizeof(ledger), "%s/ledger.tsv", n->dir);
+	if (fsync(p->fd) != 0 || op_sha256_file(part, sha) < 0) {
+		reject(n, id, name, "north cannot read back the file");
+		return;
+	}
+	if (strcmp(sha, p->sha) != 0) {
+		unlink(part);
+		drop(p);
+		reject(n, id, name, "checksum mismatch");
+		return;
+	}
+	/* sidecar first (durable), then the file, then the directory, then the ledger */
+	int len = snprintf(line, sizeof(line), "%s  %s\n", sha, name);
+	fd = open(side, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0 || write(fd, line, (size_t)len) != len || fsync(fd) != 0) {
+		if (fd >= 0)
+			close(fd);
+		reject(n, id, name, "cannot write sidecar");
+		return;
+	}
+	close(fd);
+	if (rename(part, final) != 0 || fsync_dir(n->dir) < 0 || fsync_dir(n->pdir) < 0) {
+		reject(n, id, name, "cannot publish file");
+		return;
+	}
+	long rows = op_segment_count_rows(final);
+	time_t t = time(NULL);
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	strftime(utc, sizeof(utc), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	len = snprintf(line, sizeof(line), "%s\t%s\t%llu\t%s\t%ld\n", utc, name, (unsigned long long)p->size, sha, rows);
+	fd = open(ledger, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	if (fd < 0 || write(fd, line, (size_t)len) != len || fsync(fd) != 0) {
+		if (fd >= 0)
+			close(fd);
+		reject(n, id, name, "cannot write ledger");
+		return;
+	}
+	close(fd);
+	n->st.files_received++;
+	if (rows > 0)
+		n->st.rows_received += (uint64_t)rows;
+	if (n->on_file)
+		n->on_file(n->cb_ctx, name, p->size, sha, rows);
+	drop(p);
+	reply(n, id, "CONFIRMED", name, sha, 64);
+}
+
+int op_north_step(op_north *n, int timeout_ms)
+{
+	zmq_pollitem_t it = {.socket = n->sock, .events = ZMQ_POLLIN};
+
+	if (zmq_poll(&it, 1, timeout_ms) < 0)
+		return errno == EINTR ? 0 : -errno;
+	for (int k = 0; k < 64 && (it.revents & ZMQ_POLLIN); k++) {
+		zmq_msg_t f[6];
+		int nf = 0, more = 1;
+		while (more) {
+			zmq_msg_t m;
+			zmq_msg_init(&m);
+			if (zmq_msg_recv(&m, n->sock, ZMQ_DONTWAIT) < 0) {
+				zmq_msg_close(&m);
+				break;
+			}
+			more = zmq_msg_more(&m);
+			if (nf < 6)
+				f[nf++] = m;
+			else
+				zmq_msg_close(&m);
+		}
+		if (nf == 0)
+			break;
+		if (nf >= 3) {
+			char cmd[16], name[OP_XFER_NAME_MAX + 1];
+			size_t cl = zmq_msg_size(&f[1]), nl = zmq_msg_size(&f[2]);
+			if (cl < sizeof(cmd) && op_xfer_name_ok(zmq_msg_data(&f[2]), nl)) {
+				memcpy(cmd, zmq_msg_data(&f[1]), cl);
+				cmd[cl] = 0;
+				memcpy(name, zmq_msg_data(&f[2]), nl);
+				name[nl] = 0;
+				if (!strcmp(cmd, "OFFER"))
+					on_offer(n, &f[0], name, f, nf);
+				else if (!strcmp(cmd, "CHUNK"))
+					on_chunk(n, &f[0], name, f, nf);
+				else if (!strcmp(cmd, "COMMIT"))
+					on_commit(n, &f[0], name);
+				else
+					reject(n, &f[0], name, "unknown command");
+			} else {
+				n->st.rejected++;
+				if (n->on_reject)
+					n->on_reject(n->cb_ctx, "(invalid name)", "bad name or command");
+				reply(n, &f[0], "REJECTED", "", "bad name", 8);
+			}
+		}
+		for (int i = 0; i < nf; i++)
+			zmq_msg_close(&f[i]);
+	}
+	return 0;
+}

@@ -1,0 +1,36 @@
+/*
+ * north.h — outpost-north's receiver: takes segments offered by appliances, appends their
+ * chunks, and confirms a file only once it is durable and its SHA-256 matches the offer.
+ * Never logs: the caller reads op_north_stats and the event callback.
+ */
+#ifndef OP_UPLINK_NORTH_H
+#define OP_UPLINK_NORTH_H
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct op_north op_north;
+
+typedef struct op_north_config {
+	const char *bind_endpoint;
+	const char *dir;         /* final files, sidecars and ledger.tsv; partials in dir/.partial/ */
+	uint64_t max_file_bytes; /* offers above this are refused (0 = 64 GiB) */
+	uint32_t max_partials;   /* concurrent transfers (0 = 16) */
+} op_north_config;
+
+typedef struct op_north_stats {
+	uint64_t files_received, bytes_received, rows_received, rejected, naks, reconfirmed;
+} op_north_stats;
+
+/* Called once per file made durable: name, size, sha256, rows (-1 if it does not open as a
+ * segment: stored anyway, the checksum is the contract). */
+typedef void (*op_north_cb)(void *ctx, const char *name, uint64_t size, const char *sha, long rows);
+/* Called for each refusal, with the reason. */
+typedef void (*op_north_reject_cb)(void *ctx, const char *name, const char *reason);
+
+int op_north_open(void *zmq_ctx, const op_north_config *cfg, op_north **ret);
+void op_north_close(op_north *n);
+void op_north_set_callbacks(op_north *n, op_north_cb on_file, op_north_reject_cb on_reject, void *ctx);
+int op_north_step(op_north *n, int timeout_ms);
+void op_north_get_stats(const op_north *n, op_north_stats *out);
+
+#endif

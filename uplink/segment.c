@@ -1,0 +1,430 @@
+/*
+ * segment.c — HDF5 result segments. See segment.h for the state diagram and invariants and
+ * docs/result-format.md for the layout.
+ *
+ * Rows are buffered in memory and written a whole chunk at a time (an append is a memcpy);
+ * op_segment_flush writes the partial buffer and asks HDF5 to flush, so a crashed writer leaves
+ * a file op_segment_read can still open. HDF5's own error printing is switched off: every
+ * failure comes back as a negative errno (-EIO for HDF5 errors). Never logs.
+ */
+#include "uplink/segment.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <hdf5.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "uplink/sha256.h"
+
+#define SEG_PATH 1024
+
+struct op_segment {
+	hid_t file, dset, mtype;
+	char dir[SEG_PATH], name[256], path[SEG_PATH + 300];
+	op_result_row *buf;
+	uint32_t chunk, nbuf;
+	uint64_t written, rows;
+	uint64_t first_time, last_time;
+};
+
+static hid_t mem_type(void)
+{
+	hid_t t = H5Tcreate(H5T_COMPOUND, sizeof(op_result_row));
+	if (t < 0)
+		return t;
+#define M(name, type) H5Tinsert(t, #name, HOFFSET(op_result_row, name), type)
+	M(stream_id, H5T_NATIVE_UINT32);
+	M(n_pulses, H5T_NATIVE_UINT32);
+	M(sequence, H5T_NATIVE_UINT64);
+	M(detector_time_ns, H5T_NATIVE_UINT64);
+	M(dir_x, H5T_NATIVE_FLOAT);
+	M(dir_y, H5T_NATIVE_FLOAT);
+	M(dir_z, H5T_NATIVE_FLOAT);
+	M(zenith_rad, H5T_NATIVE_FLOAT);
+	M(azimuth_rad, H5T_NATIVE_FLOAT);
+	M(log10_energy_gev, H5T_NATIVE_FLOAT);
+	M(track_score, H5T_NATIVE_FLOAT);
+	M(model_id, H5T_NATIVE_UINT32);
+	M(flags, H5T_NATIVE_UINT32);
+#undef M
+	return t;
+}
+
+/* The file type: the same members, packed, explicitly little-endian. */
+static hid_t file_type(void)
+{
+	static const struct {
+		const char *name;
+		int kind; /* 0 u32, 1 u64, 2 f32 */
+	} m[] = {{"stream_id", 0}, {"n_pulses", 0}, {"sequence", 1}, {"detector_time_ns", 1},
+		 {"dir_x", 2}, {"dir_y", 2}, {"dir_z", 2}, {"zenith_rad", 2}, {"azimuth_rad", 2},
+		 {"log10_energy_gev", 2}, {"track_score", 2}, {"model_id", 0}, {"flags", 0}};
+	size_t off = 0;
+	hid_t t = H5Tcreate(H5T_COMPOUND, 60); /* packed: 4 u32 + 2 u64 + 7 f32 */
+
+	for (size_t i = 0; t >= 0 && i < sizeof(m) / sizeof(m[0]); i++) {
+		hid_t ty = m[i].kind == 0 ? H5T_STD_U32LE : m[i].kind == 1 ? H5T_STD_U64LE : H5T_IEEE_F32LE;
+		if (H5Tinsert(t, m[i].name, off, ty) < 0) {
+			H5Tclose(t);
+			return -1;
+		}
+		off += m[i].kind == 1 ? 8 : 4;
+	}
+	return t;
+}
+
+static void utc_now(char *out, size_t cap)
+{
+	struct timespec ts;
+	struct tm tm;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static int attr_str(hid_t obj, const char *name, const char *value)
+{
+	hid_t t = H5Tcopy(H5T_C_S1), sp = H5Screate(H5S_SCALAR), a;
+	int rc = -EIO;
+
+	if (t < 0 || sp < 0)
+		goto out;
+	H5Tset_size(t, strlen(value) > 0 ? strlen(value) : 1);
+	H5Tset_strpad(t, H5T_STR_NULLPAD);
+	H5Tset_cset(t, H5T_CSET_UTF8);
+	if (H5Aexists(obj, name) > 0)
+		H5Adelete(obj, name);
+	a = H5Acreate2(obj, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
+	if (a >= 0) {
+		rc = H5Awrite(a, t, value) < 0 ? -EIO : 0;
+		H5Aclose(a);
+	}
+out:
+	if (t >= 0)
+		H5Tclose(t);
+	if (sp >= 0)
+		H5Sclose(sp);
+	return rc;
+}
+
+static int attr_u64(hid_t obj, const char *name, uint64_t v)
+{
+	hid_t sp = H5Screate(H5S_SCALAR), a;
+	int rc = -EIO;
+
+	if (sp < 0)
+		return -EIO;
+	if (H5Aexists(obj, name) > 0)
+		H5Adelete(obj, name);
+	a = H5Acreate2(obj, name, H5T_STD_U64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
+	if (a >= 0) {
+		rc = H5Awrite(a, H5T_NATIVE_UINT64, &v) < 0 ? -EIO : 0;
+		H5Aclose(a);
+	}
+	H5Sclose(sp);
+	return rc;
+}
+
+int op_segment_create(const char *segments_dir, const char *name, const op_segment_meta *meta, op_segment **ret)
+{
+	op_segment *s = calloc(1, sizeof(*s));
+	hid_t fapl = -1, dcpl = -1, space = -1, ftype = -1;
+	hsize_t dims = 0, maxdims = H5S_UNLIMITED, chunk;
+	char now[32];
+	int rc = -EIO;
+
+	H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+	if (!s)
+		return -ENOMEM;
+	s->file = s->dset = s->mtype = -1;
+	if (strlen(segments_dir) >= sizeof(s->dir) || strlen(name) >= sizeof(s->name) || strchr(name, '/')) {
+		rc = -EINVAL;
+		goto fail;
+	}
+	snprintf(s->dir, sizeof(s->dir), "%s", segments_dir);
+	snprintf(s->name, sizeof(s->name), "%s", name);
+	snprintf(s->path, sizeof(s->path), "%s/%s.h5", segments_dir, name);
+	if (access(s->path, F_OK) == 0) {
+		rc = -EEXIST;
+		goto fail;
+	}
+	s->chunk = meta->chunk_rows ? meta->chunk_rows : 4096;
+	s->buf = malloc((size_t)s->chunk * sizeof(op_result_row));
+	if (!s->buf) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	fapl = H5Pcreate(H5P_FILE_ACCESS);
+	H5Pset_libver_bounds(fapl, H5F_LIBVER_EARLIEST, H5F_LIBVER_LATEST);
+	s->file = H5Fcreate(s->path, H5F_ACC_EXCL, H5P_DEFAULT, fapl);
+	if (s->file < 0) {
+		rc = access(segments_dir, W_OK) != 0 ? -errno : -EIO;
+		goto fail;
+	}
+	s->mtype = mem_type();
+	ftype = file_type();
+	if (ftype < 0)
+		goto fail;
+	space = H5Screate_simple(1, &dims, &maxdims);
+	dcpl = H5Pcreate(H5P_DATASET_CREATE);
+	chunk = s->chunk;
+	H5Pset_chunk(dcpl, 1, &chunk);
+	if (meta->deflate_level > 0) {
+		H5Pset_shuffle(dcpl);
+		H5Pset_deflate(dcpl, (unsigned)meta->deflate_level);
+	}
+	s->dset = H5Dcreate2(s->file, "results", ftype, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+	if (s->mtype < 0 || s->dset < 0)
+		goto fail;
+	utc_now(now, sizeof(now));
+	if (attr_str(s->file, "format", "outpost-results") < 0 || attr_u64(s->file, "format_version", 1) < 0 ||
+	    attr_str(s->file, "model", meta->model_name ? meta->model_name : "") < 0 ||
+	    attr_str(s->file, "config_hash", meta->config_hash ? meta->config_hash : "") < 0 ||
+	    attr_str(s->file, "software_version", meta->software_version ? meta->software_version : "") < 0 ||
+	    attr_str(s->file, "site", meta->site ? meta->site : "") < 0 || attr_str(s->file, "created_utc", now) < 0)
+		goto fail;
+	rc = 0;
+	*ret = s;
+	goto out;
+fail:
+	if (s->file >= 0)
+		unlink(s->path); /* we created it: a half-made segment must not stay */
+	op_segment_abandon(s);
+out:
+	if (fapl >= 0)
+		H5Pclose(fapl);
+	if (dcpl >= 0)
+		H5Pclose(dcpl);
+	if (space >= 0)
+		H5Sclose(space);
+	if (ftype >= 0)
+		H5Tclose(ftype);
+	return rc;
+}
+
+/* Write the buffered rows at the end of the dataset. */
+static int write_buf(op_segment *s)
+{
+	hsize_t start = s->written, count = s->nbuf, size = s->written + s->nbuf;
+	hid_t fs, ms;
+	int rc = -EIO;
+
+	if (s->nbuf == 0)
+		return 0;
+	if (H5Dset_extent(s->dset, &size) < 0)
+		return -EIO;
+	fs = H5Dget_space(s->dset);
+	ms = H5Screate_simple(1, &count, NULL);
+	if (fs >= 0 && ms >= 0 && H5Sselect_hyperslab(fs, H5S_SELECT_SET, &start, NULL, &count, NULL) >= 0 &&
+	    H5Dwrite(s->dset, s->mtype, ms, fs, H5P_DEFAULT, s->buf) >= 0) {
+		s->written += s->nbuf;
+		s->nbuf = 0;
+		rc = 0;
+	}
+	if (fs >= 0)
+		H5Sclose(fs);
+	if (ms >= 0)
+		H5Sclose(ms);
+	return rc;
+}
+
+int op_segment_append(op_segment *s, const op_result_row *rows, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (s->rows == 0)
+			s->first_time = rows[i].detector_time_ns;
+		s->last_time = rows[i].detector_time_ns;
+		s->buf[s->nbuf++] = rows[i];
+		s->rows++;
+		if (s->nbuf == s->chunk) {
+			int rc = write_buf(s);
+			if (rc < 0)
+				return rc;
+		}
+	}
+	return 0;
+}
+
+int op_segment_flush(op_segment *s)
+{
+	int rc = write_buf(s);
+	if (rc < 0)
+		return rc;
+	return H5Fflush(s->file, H5F_SCOPE_GLOBAL) < 0 ? -EIO : 0;
+}
+
+uint64_t op_segment_rows(const op_segment *s)
+{
+	return s->rows;
+}
+
+uint64_t op_segment_bytes(const op_segment *s)
+{
+	hsize_t size = 0;
+	if (H5Fget_filesize(s->file, &size) < 0)
+		size = 0;
+	return (uint64_t)size + (uint64_t)s->nbuf * 60;
+}
+
+static int fsync_path(const char *path, int dir)
+{
+	int fd = open(path, (dir ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC), rc = 0;
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd) != 0)
+		rc = -errno;
+	close(fd);
+	return rc;
+}
+
+int op_segment_seal(op_segment *s, const char *outbox_dir, char sha256_hex[65])
+{
+	char side[SEG_PATH + 320], side_out[SEG_PATH + 320], final[SEG_PATH + 320], line[400], now[32];
+	int rc, fd = -1;
+	hid_t file;
+
+	rc = write_buf(s);
+	if (rc < 0)
+		goto fail;
+	utc_now(now, sizeof(now));
+	if (attr_u64(s->file, "rows", s->rows) < 0 || attr_u64(s->file, "first_detector_time_ns", s->first_time) < 0 ||
+	    attr_u64(s->file, "last_detector_time_ns", s->last_time) < 0 || attr_str(s->file, "sealed_utc", now) < 0 ||
+	    H5Fflush(s->file, H5F_SCOPE_GLOBAL) < 0) {
+		rc = -EIO;
+		goto fail;
+	}
+	H5Dclose(s->dset);
+	H5Tclose(s->mtype);
+	s->dset = s->mtype = -1;
+	file = s->file;
+	s->file = -1;
+	if (H5Fclose(file) < 0) {
+		rc = -EIO;
+		goto fail;
+	}
+	/* write → flush → close → fsync file */
+	if ((rc = fsync_path(s->path, 0)) < 0)
+		goto fail;
+	if ((rc = op_sha256_file(s->path, sha256_hex)) < 0)
+		goto fail;
+	/* the sidecar, durable, before anything moves */
+	snprintf(side, sizeof(side), "%s/%s.h5.sha256", s->dir, s->name);
+	snprintf(side_out, sizeof(side_out), "%s/%s.h5.sha256", outbox_dir, s->name);
+	snprintf(final, sizeof(final), "%s/%s.h5", outbox_dir, s->name);
+	int len = snprintf(line, sizeof(line), "%s  %s.h5\n", sha256_hex, s->name);
+	fd = open(side, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+	if (fd < 0 || write(fd, line, (size_t)len) != len || fsync(fd) != 0) {
+		rc = errno ? -errno : -EIO;
+		goto fail;
+	}
+	close(fd);
+	fd = -1;
+	/* rename sidecar, then the segment, into outbox/; then make the renames durable */
+	if (rename(side, side_out) != 0) {
+		rc = -errno;
+		unlink(side);
+		goto fail;
+	}
+	if (rename(s->path, final) != 0) {
+		rc = -errno;
+		unlink(side_out); /* nothing incomplete may stay in outbox/ */
+		goto fail;
+	}
+	if ((rc = fsync_path(outbox_dir, 1)) < 0)
+		goto fail_published;
+	if ((rc = fsync_path(s->dir, 1)) < 0)
+		goto fail_published;
+	op_segment_abandon(s);
+	return 0;
+fail_published:
+	/* The renames happened but may not be durable: report it; the caller must not ack. */
+fail:
+	if (fd >= 0)
+		close(fd);
+	op_segment_abandon(s);
+	return rc < 0 ? rc : -EIO;
+}
+
+void op_segment_abandon(op_segment *s)
+{
+	if (!s)
+		return;
+	if (s->dset >= 0)
+		H5Dclose(s->dset);
+	if (s->mtype >= 0)
+		H5Tclose(s->mtype);
+	if (s->file >= 0)
+		H5Fclose(s->file);
+	free(s->buf);
+	free(s);
+}
+
+int op_segment_read(const char *path, op_result_row **rows, size_t *n)
+{
+	hid_t file, dset = -1, space = -1, mt = -1;
+	hssize_t count;
+	int rc = -EIO;
+	op_result_row *out = NULL;
+
+	H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+	file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+	if (file < 0)
+		return access(path, R_OK) != 0 ? -errno : -EIO;
+	dset = H5Dopen2(file, "results", H5P_DEFAULT);
+	if (dset < 0)
+		goto out;
+	space = H5Dget_space(dset);
+	count = space >= 0 ? H5Sget_simple_extent_npoints(space) : -1;
+	if (count < 0)
+		goto out;
+	out = malloc(count > 0 ? (size_t)count * sizeof(op_result_row) : 1);
+	if (!out) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	mt = mem_type();
+	if (count > 0 && H5Dread(dset, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0)
+		goto out;
+	*rows = out;
+	*n = (size_t)count;
+	out = NULL;
+	rc = 0;
+out:
+	free(out);
+	if (mt >= 0)
+		H5Tclose(mt);
+	if (space >= 0)
+		H5Sclose(space);
+	if (dset >= 0)
+		H5Dclose(dset);
+	H5Fclose(file);
+	return rc;
+}
+
+long op_segment_count_rows(const char *path)
+{
+	hid_t file, dset, space;
+	long n = -EIO;
+
+	H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+	file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+	if (file < 0)
+		return -EIO;
+	dset = H5Dopen2(file, "results", H5P_DEFAULT);
+	if (dset >= 0) {
+		space = H5Dget_space(dset);
+		if (space >= 0) {
+			n = (long)H5Sget_simple_extent_npoints(space);
+			H5Sclose(space);
+		}
+		H5Dclose(dset);
+	}
+	H5Fclose(file);
+	return n;
+}

@@ -1,0 +1,404 @@
+/*
+ * sender.c — custody transfer, appliance side. See sender.h and docs/uplink-protocol.md.
+ *
+ * NOTES ON THE DESIGN OF THE SENDER
+ *
+ *   IDLE ──pick the oldest .h5 in outbox/, verify it against its sidecar──▶ OFFERED
+ *     │                                 (mismatch: move both to quarantine/, count, IDLE)
+ *   OFFERED ──HAVE(off)──▶ SENDING ──all bytes ACKed──▶ COMMITTED ──CONFIRMED(sha)──▶ delete, IDLE
+ *   OFFERED ──CONFIRMED(sha)──▶ delete, IDLE   (north already had it: our delete or its reply was lost)
+ *   any ──REJECTED──▶ IDLE after retry        any ──no reply for timeout──▶ new socket, IDLE after retry
+ *
+ * Invariants:
+ *  1. A local segment is deleted only after CONFIRMED carrying the SHA-256 we offered
+ *     (custody transfer). Nothing else deletes a file; a corrupt one is moved to quarantine/.
+ *  2. At most `window` chunks are unacknowledged; north appends only at its own offset, so a
+ *     lost or reordered chunk comes back as NAK and the sender rewinds to that offset.
+ *  3. After any cut the next OFFER learns north's offset (HAVE): bytes north holds are never
+ *     sent again (byte-exact resume).
+ *  4. Replies that don't match the current file and offset are ignored (stale after a reset).
+ */
+#include "uplink/sender.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "uplink/sha256.h"
+#include "uplink/transfer.h"
+
+enum state { IDLE, OFFERED, SENDING, COMMITTED };
+
+struct op_uplink {
+	op_uplink_config cfg;
+	char outbox[512], quarantine[512], endpoint[256];
+	void *zctx, *sock;
+	enum state st;
+	char name[OP_XFER_NAME_MAX + 1];
+	char sha[65];
+	int fd;
+	uint64_t size, next, acked, nak_at;
+	uint64_t last_rx_ns, retry_at_ns, last_scan_ns;
+	uint8_t *buf;
+	op_uplink_stats stats;
+};
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static int new_socket(op_uplink *u)
+{
+	int linger = 0, hwm = 64;
+
+	if (u->sock)
+		zmq_close(u->sock);
+	u->sock = zmq_socket(u->zctx, ZMQ_DEALER);
+	if (!u->sock)
+		return -errno;
+	zmq_setsockopt(u->sock, ZMQ_LINGER, &linger, sizeof(linger));
+	zmq_setsockopt(u->sock, ZMQ_SNDHWM, &hwm, sizeof(hwm));
+	if (zmq_connect(u->sock, u->endpoint) != 0)
+		return -errno;
+	return 0;
+}
+
+int op_uplink_open(void *zmq_ctx, const op_uplink_config *cfg, op_uplink **ret)
+{
+	op_uplink *u = calloc(1, sizeof(*u));
+	int rc;
+
+	if (!u)
+		return -ENOMEM;
+	u->cfg = *cfg;
+	if (!u->cfg.chunk_bytes)
+		u->cfg.chunk_bytes = 1u << 20;
+	if (u->cfg.chunk_bytes > OP_XFER_CHUNK_MAX)
+		u->cfg.chunk_bytes = OP_XFER_CHUNK_MAX;
+	if (!u->cfg.window)
+		u->cfg.window = 8;
+	if (!u->cfg.timeout_ns)
+		u->cfg.timeout_ns = 30000000000ull;
+	snprintf(u->outbox, sizeof(u->outbox), "%s", cfg->outbox_dir);
+	snprintf(u->quarantine, sizeof(u->quarantine), "%s", cfg->quarantine_dir);
+	snprintf(u->endpoint, sizeof(u->endpoint), "%s", cfg->north_endpoint);
+	u->fd = -1;
+	u->zctx = zmq_ctx;
+	u->buf = malloc(u->cfg.chunk_bytes);
+	if (!u->buf) {
+		free(u);
+		return -ENOMEM;
+	}
+	rc = new_socket(u);
+	if (rc < 0) {
+		op_uplink_close(u);
+		return rc;
+	}
+	*ret = u;
+	return 0;
+}
+
+void op_uplink_close(op_uplink *u)
+{
+	if (!u)
+		return;
+	if (u->fd >= 0)
+		close(u->fd);
+	if (u->sock)
+		zmq_close(u->sock);
+	free(u->buf);
+	free(u);
+}
+
+void op_uplink_get_stats(const op_uplink *u, op_uplink_stats *out)
+{
+	*out = u->stats;
+}
+
+static int send_frames(op_uplink *u, const char *cmd, const void *a, size_t alen, const void *b, size_t blen,
+		       const void *c, size_t clen)
+{
+	int more_a = a != NULL, more_b = b != NULL, more_c = c != NULL;
+	if (zmq_send(u->sock, cmd, strlen(cmd), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
+		return -errno;
+	zmq_send(u->sock, u->name, strlen(u->name), more_a ? ZMQ_SNDMORE : 0);
+	if (more_a)
+		zmq_send(u->sock, a, alen, more_b ? ZMQ_SNDMORE : 0);
+	if (more_b)
+		zmq_send(u->sock, b, blen, more_c ? ZMQ_SNDMORE : 0);
+	if (more_c)
+		zmq_send(u->sock, c, clen, 0);
+	return 0;
+}
+
+static void end_file(op_uplink *u)
+{
+	if (u->fd >= 0)
+		close(u->fd);
+	u->fd = -1;
+	u->st = IDLE;
+	u->name[0] = 0;
+}
+
+static void reset(op_uplink *u, uint64_t delay_ns)
+{
+	end_file(u);
+	new_socket(u);
+	u->retry_at_ns = now_ns() + delay_ns;
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Oldest sealed segment in outbox/ (names sort by time); updates the pending figures. */
+static int pick(op_uplink *u, char *name, size_t cap)
+{
+	DIR *d = opendir(u->outbox);
+	struct dirent *de;
+	char *best = NULL;
+	uint64_t files = 0, bytes = 0;
+
+	if (!d)
+		return -errno;
+	while ((de = readdir(d))) {
+		size_t n = strlen(de->d_name);
+		char path[800];
+		struct stat sb;
+		if (n < 4 || strcmp(de->d_name + n - 3, ".h5") || !op_xfer_name_ok(de->d_name, n))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s.sha256", u->outbox, de->d_name);
+		if (stat(path, &sb) != 0)
+			continue; /* sealing in progress or broken: the .h5 is published after its sidecar */
+		snprintf(path, sizeof(path), "%s/%s", u->outbox, de->d_name);
+		if (stat(path, &sb) == 0)
+			bytes += (uint64_t)sb.st_size;
+		files++;
+		if (!best || strcmp(de->d_name, best) < 0) {
+			free(best);
+			best = strdup(de->d_name);
+		}
+	}
+	closedir(d);
+	u->stats.files_pending = files;
+	u->stats.bytes_pending = bytes;
+	if (!best)
+		return 0;
+	snprintf(name, cap, "%s", best);
+	free(best);
+	(void)cmp_names;
+	return 1;
+}
+
+static int read_sidecar(const char *path, char sha[65])
+{
+	char line[256];
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return -errno;
+	int ok = fgets(line, sizeof(line), f) != NULL && strlen(line) >= 64;
+	fclose(f);
+	if (!ok)
+		return -EINVAL;
+	memcpy(sha, line, 64);
+	sha[64] = 0;
+	for (int i = 0; i < 64; i++)
+		if (!((sha[i] >= '0' && sha[i] <= '9') || (sha[i] >= 'a' && sha[i] <= 'f')))
+			return -EINVAL;
+	return 0;
+}
+
+static void quarantine(op_uplink *u, const char *name)
+{
+	char from[800], to[800];
+	mkdir(u->quarantine, 0750);
+	snprintf(from, sizeof(from), "%s/%s.sha256", u->outbox, name);
+	snprintf(to, sizeof(to), "%s/%s.sha256", u->quarantine, name);
+	rename(from, to);
+	snprintf(from, sizeof(from), "%s/%s", u->outbox, name);
+	snprintf(to, sizeof(to), "%s/%s", u->quarantine, name);
+	if (rename(from, to) != 0)
+		u->stats.last_error = -errno;
+	u->stats.quarantined++;
+}
+
+static int start_next(op_uplink *u)
+{
+	char name[OP_XFER_NAME_MAX + 1], path[800], side[800], actual[65];
+	struct stat sb;
+	uint8_t size_le[8], ver[4] = {OP_XFER_VERSION, 0, 0, 0};
+	int rc = pick(u, name, sizeof(name));
+
+	if (rc <= 0)
+		return rc;
+	snprintf(path, sizeof(path), "%s/%s", u->outbox, name);
+	snprintf(side, sizeof(side), "%s/%s.sha256", u->outbox, name);
+	if (read_sidecar(side, u->sha) < 0 || op_sha256_file(path, actual) < 0 || strcmp(actual, u->sha) != 0) {
+		quarantine(u, name);
+		return 0;
+	}
+	u->fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (u->fd < 0 || fstat(u->fd, &sb) != 0) {
+		u->stats.vanished++;
+		end_file(u);
+		return 0;
+	}
+	snprintf(u->name, sizeof(u->name), "%s", name);
+	u->size = (uint64_t)sb.st_size;
+	u->next = u->acked = 0;
+	u->nak_at = UINT64_MAX;
+	op_xfer_put_u64(size_le, u->size);
+	if (send_frames(u, "OFFER", size_le, 8, u->sha, 64, ver, 4) < 0) {
+		end_file(u);
+		return 0;
+	}
+	u->st = OFFERED;
+	u->last_rx_ns = now_ns();
+	return 1;
+}
+
+static void confirmed(op_uplink *u)
+{
+	char path[800];
+	snprintf(path, sizeof(path), "%s/%s", u->outbox, u->name);
+	if (unlink(path) != 0)
+		u->stats.last_error = -errno;
+	snprintf(path, sizeof(path), "%s/%s.sha256", u->outbox, u->name);
+	unlink(path);
+	int dfd = open(u->outbox, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		fsync(dfd);
+		close(dfd);
+	}
+	u->stats.files_confirmed++;
+	u->stats.bytes_confirmed += u->size;
+	end_file(u);
+}
+
+static void pump(op_uplink *u)
+{
+	uint64_t limit = u->acked + (uint64_t)u->cfg.window * u->cfg.chunk_bytes;
+
+	if (u->st != SENDING)
+		return;
+	while (u->next < u->size && u->next < limit) {
+		size_t want = u->size - u->next < u->cfg.chunk_bytes ? (size_t)(u->size - u->next) : u->cfg.chunk_bytes;
+		ssize_t n = pread(u->fd, u->buf, want, (off_t)u->next);
+		uint8_t off[8];
+		if (n != (ssize_t)want) {
+			u->stats.vanished++;
+			u->stats.last_error = n < 0 ? -errno : -EIO;
+			reset(u, u->cfg.retry_ns);
+			return;
+		}
+		op_xfer_put_u64(off, u->next);
+		if (send_frames(u, "CHUNK", off, 8, u->buf, want, NULL, 0) < 0)
+			return; /* HWM: try again on the next step */
+		u->next += want;
+		u->stats.bytes_sent += want;
+	}
+	if (u->acked == u->size && u->next == u->size) {
+		if (send_frames(u, "COMMIT", NULL, 0, NULL, 0, NULL, 0) == 0)
+			u->st = COMMITTED;
+	}
+}
+
+static void handle(op_uplink *u, zmq_msg_t *f, int nf)
+{
+	char cmd[16];
+	size_t cl = zmq_msg_size(&f[0]);
+
+	if (nf < 2 || cl >= sizeof(cmd) || u->st == IDLE)
+		return;
+	memcpy(cmd, zmq_msg_data(&f[0]), cl);
+	cmd[cl] = 0;
+	if (zmq_msg_size(&f[1]) != strlen(u->name) || memcmp(zmq_msg_data(&f[1]), u->name, strlen(u->name)))
+		return; /* stale: about another file */
+	u->last_rx_ns = now_ns();
+	uint64_t v = nf >= 3 && zmq_msg_size(&f[2]) == 8 ? op_xfer_get_u64(zmq_msg_data(&f[2])) : UINT64_MAX;
+
+	if (!strcmp(cmd, "HAVE") && u->st == OFFERED && v <= u->size) {
+		if (v > 0)
+			u->stats.resumes++;
+		u->next = u->acked = v;
+		u->st = SENDING;
+	} else if (!strcmp(cmd, "ACK") && u->st == SENDING && v <= u->next && v > u->acked) {
+		u->acked = v;
+		u->nak_at = UINT64_MAX;
+	} else if (!strcmp(cmd, "NAK") && (u->st == SENDING || u->st == COMMITTED) && v <= u->size) {
+		u->stats.naks++;
+		if (v != u->nak_at) { /* every chunk after a gap NAKs the same offset: rewind once */
+			u->nak_at = v;
+			u->next = u->acked = v;
+			u->st = SENDING;
+		}
+	} else if (!strcmp(cmd, "CONFIRMED") && (u->st == OFFERED || u->st == COMMITTED)) {
+		if (nf >= 3 && zmq_msg_size(&f[2]) == 64 && !memcmp(zmq_msg_data(&f[2]), u->sha, 64))
+			confirmed(u);
+		else {
+			u->stats.rejected++;
+			reset(u, u->cfg.retry_ns);
+		}
+	} else if (!strcmp(cmd, "REJECTED")) {
+		u->stats.rejected++;
+		reset(u, u->cfg.retry_ns);
+	}
+}
+
+int op_uplink_step(op_uplink *u, int timeout_ms)
+{
+	zmq_pollitem_t it = {.socket = u->sock, .events = ZMQ_POLLIN};
+	uint64_t now = now_ns();
+
+	if (u->st == IDLE && now >= u->retry_at_ns) {
+		int rc = start_next(u);
+		if (rc < 0)
+			u->stats.last_error = rc;
+		if (rc <= 0 && now - u->last_scan_ns > 0) {
+			u->last_scan_ns = now;
+			u->retry_at_ns = now + 200000000ull; /* rescan outbox/ 5 times a second */
+		}
+	}
+	pump(u);
+	if (zmq_poll(&it, 1, timeout_ms) < 0)
+		return errno == EINTR ? 0 : -errno;
+	for (int i = 0; i < 256 && (it.revents & ZMQ_POLLIN); i++) {
+		zmq_msg_t f[4];
+		int nf = 0, more = 1;
+		while (more) {
+			zmq_msg_t m;
+			zmq_msg_init(&m);
+			if (zmq_msg_recv(&m, u->sock, ZMQ_DONTWAIT) < 0) {
+				zmq_msg_close(&m);
+				break;
+			}
+			more = zmq_msg_more(&m);
+			if (nf < 4)
+				f[nf++] = m;
+			else
+				zmq_msg_close(&m);
+		}
+		if (nf == 0)
+			break;
+		handle(u, f, nf);
+		for (int k = 0; k < nf; k++)
+			zmq_msg_close(&f[k]);
+	}
+	pump(u);
+	if (u->st != IDLE && now_ns() - u->last_rx_ns > u->cfg.timeout_ns) {
+		u->stats.timeouts++;
+		reset(u, u->cfg.retry_ns);
+	}
+	return 0;
+}
