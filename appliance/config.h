@@ -30,6 +30,7 @@ typedef struct op_config {
 	/* infer */
 	char infer_method[32]; /* "linefit" */
 	int infer_charge_weighted;
+	int infer_trim;
 	uint32_t infer_batch_events;
 	/* store */
 	uint64_t store_rotate_rows;

@@ -83,7 +83,8 @@ int op_stage_infer(op_stage_ctx *s)
 		op_err("cannot load the embedded detector geometry");
 		goto out;
 	}
-	op_reco_config rcfg = {.kind = cfg->infer_method, .charge_weighted = cfg->infer_charge_weighted};
+	op_reco_config rcfg = {.kind = cfg->infer_method, .charge_weighted = cfg->infer_charge_weighted,
+				.trim = cfg->infer_trim};
 	int err = op_reco_open(&rcfg, &reco);
 	if (err < 0) {
 		op_err("cannot open reconstruction '%s': %s", cfg->infer_method, strerror(-err));

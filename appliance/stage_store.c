@@ -403,7 +403,8 @@ int op_stage_store(op_stage_ctx *s)
 	for (char *c = st.site; *c; c++)
 		if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || *c == '-'))
 			*c = '_';
-	op_reco_config rcfg = {.kind = cfg->infer_method, .charge_weighted = cfg->infer_charge_weighted};
+	op_reco_config rcfg = {.kind = cfg->infer_method, .charge_weighted = cfg->infer_charge_weighted,
+				.trim = cfg->infer_trim};
 	if (op_reco_open(&rcfg, &reco) == 0)
 		snprintf(st.model_name, sizeof(st.model_name), "%s", op_reco_model_name(reco));
 	op_reco_close(reco);

@@ -5,23 +5,32 @@
 #include "kernels/linefit.h"
 
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
-void op_linefit(op_reco_out *out, const op_reco_event *ev, int charge_weighted)
+/* One weighted least-squares pass over the pulses whose residual to (r0, v) is under cut_m
+ * (all pulses when cut_m is infinite). Returns 0, or a status bit. */
+static uint32_t fit(const op_reco_event *ev, int charge_weighted, const double r0_in[3], const double v_in[3],
+		    double cut_m, double r0[3], double v[3], uint32_t *used)
 {
 	double sw = 0, st = 0, stt = 0, sr[3] = {0, 0, 0}, srt[3] = {0, 0, 0};
 	const float *pos[3] = {ev->x_m, ev->y_m, ev->z_m};
 
-	out->log10_energy_gev = NAN;
-	out->track_score = NAN;
-	out->status = OP_RECO_NO_ENERGY | OP_RECO_NO_SCORE;
-	if (ev->n < 2) {
-		out->status |= OP_RECO_TOO_FEW_PULSES;
-		goto nan;
-	}
+	*used = 0;
 	for (uint32_t i = 0; i < ev->n; i++) {
 		double w = charge_weighted ? (double)ev->q_pe[i] : 1.0, t = ev->t_ns[i];
 		if (!(w > 0))
 			continue;
+		if (isfinite(cut_m)) {
+			double d2 = 0;
+			for (int k = 0; k < 3; k++) {
+				double dk = pos[k][i] - (r0_in[k] + v_in[k] * t);
+				d2 += dk * dk;
+			}
+			if (d2 > cut_m * cut_m)
+				continue;
+		}
+		(*used)++;
 		sw += w;
 		st += w * t;
 		stt += w * t * t;
@@ -30,19 +39,64 @@ void op_linefit(op_reco_out *out, const op_reco_event *ev, int charge_weighted)
 			srt[k] += w * pos[k][i] * t;
 		}
 	}
-	if (!(sw > 0)) {
-		out->status |= OP_RECO_DEGENERATE;
-		goto nan;
-	}
-	double tm = st / sw, var = stt / sw - tm * tm, v[3], norm = 0;
-	if (!(var > 1e-9 * (1 + tm * tm))) {
-		out->status |= OP_RECO_DEGENERATE;
-		goto nan;
-	}
+	if (*used < 2 || !(sw > 0))
+		return *used < 2 ? OP_RECO_TOO_FEW_PULSES : OP_RECO_DEGENERATE;
+	double tm = st / sw, var = stt / sw - tm * tm;
+	if (!(var > 1e-9 * (1 + tm * tm)))
+		return OP_RECO_DEGENERATE;
 	for (int k = 0; k < 3; k++) {
 		v[k] = (srt[k] / sw - sr[k] / sw * tm) / var;
-		norm += v[k] * v[k];
+		r0[k] = sr[k] / sw - v[k] * tm;
 	}
+	return 0;
+}
+
+static int cmpd(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+void op_linefit(op_reco_out *out, const op_reco_event *ev, int opts)
+{
+	double r0[3], v[3], r1[3], v1[3], norm = 0;
+	uint32_t used, bad;
+
+	out->log10_energy_gev = NAN;
+	out->track_score = NAN;
+	out->status = OP_RECO_NO_ENERGY | OP_RECO_NO_SCORE;
+	if (ev->n < 2) {
+		out->status |= OP_RECO_TOO_FEW_PULSES;
+		goto nan;
+	}
+	bad = fit(ev, opts & OP_LINEFIT_CHARGE_WEIGHTED, NULL, NULL, INFINITY, r0, v, &used);
+	if (bad) {
+		out->status |= bad;
+		goto nan;
+	}
+	/* Improved LineFit: drop pulses far from the first line (noise, late scattered light) and
+	 * fit again; twice, each time cutting at twice the median residual (at least 30 m). */
+	for (int pass = 0; (opts & OP_LINEFIT_TRIM) && pass < 2; pass++) {
+		double res[OP_LINEFIT_TRIM_MAX];
+		uint32_t m = ev->n < OP_LINEFIT_TRIM_MAX ? ev->n : OP_LINEFIT_TRIM_MAX;
+		for (uint32_t i = 0; i < m; i++) {
+			double d2 = 0, t = ev->t_ns[i];
+			double p[3] = {ev->x_m[i], ev->y_m[i], ev->z_m[i]};
+			for (int k = 0; k < 3; k++)
+				d2 += (p[k] - (r0[k] + v[k] * t)) * (p[k] - (r0[k] + v[k] * t));
+			res[i] = sqrt(d2);
+		}
+		qsort(res, m, sizeof(double), cmpd);
+		double cut = 2 * res[m / 2];
+		if (cut < 30)
+			cut = 30;
+		if (fit(ev, opts & OP_LINEFIT_CHARGE_WEIGHTED, r0, v, cut, r1, v1, &used) != 0 || used < 4)
+			break; /* keep the previous, wider fit */
+		memcpy(r0, r1, sizeof(r0));
+		memcpy(v, v1, sizeof(v));
+	}
+	for (int k = 0; k < 3; k++)
+		norm += v[k] * v[k];
 	norm = sqrt(norm);
 	if (!(norm > 0)) {
 		out->status |= OP_RECO_DEGENERATE;

@@ -11,7 +11,7 @@
 #include "kernels/linefit.h"
 
 struct op_reco {
-	int charge_weighted;
+	int opts;
 	const char *name;
 	uint32_t id;
 };
@@ -25,9 +25,11 @@ int op_reco_open(const op_reco_config *cfg, op_reco **ret)
 	r = calloc(1, sizeof(*r));
 	if (!r)
 		return -ENOMEM;
-	r->charge_weighted = cfg->charge_weighted != 0;
-	r->name = r->charge_weighted ? "linefit-qw-v1" : "linefit-v1";
-	r->id = r->charge_weighted ? 2 : 1;
+	/* Model ids are stable: they are written into every result row. */
+	static const char *const names[4] = {"linefit-v1", "linefit-qw-v1", "linefit-trim-v1", "linefit-trim-qw-v1"};
+	r->opts = (cfg->charge_weighted ? OP_LINEFIT_CHARGE_WEIGHTED : 0) | (cfg->trim ? OP_LINEFIT_TRIM : 0);
+	r->name = names[r->opts];
+	r->id = (uint32_t)r->opts + 1;
 	*ret = r;
 	return 0;
 }
@@ -40,7 +42,7 @@ void op_reco_close(op_reco *r)
 int op_reco_run(op_reco *r, op_reco_out *out, const op_reco_event *events, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
-		op_linefit(&out[i], &events[i], r->charge_weighted);
+		op_linefit(&out[i], &events[i], r->opts);
 	return 0;
 }
 

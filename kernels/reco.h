@@ -42,6 +42,7 @@ typedef struct op_reco op_reco;
 typedef struct op_reco_config {
 	const char *kind;    /* "linefit" (later: "fp4") */
 	int charge_weighted; /* LineFit: weight by charge */
+	int trim;            /* LineFit: refit without outlying pulses (improved LineFit) */
 } op_reco_config;
 
 /* 0 or -EINVAL (unknown kind) / -ENOMEM. *ret untouched on failure. */

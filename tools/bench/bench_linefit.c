@@ -72,7 +72,8 @@ int op_bench_linefit(int argc, char **argv)
 	off[n] = used;
 
 	double *err = malloc((size_t)n * sizeof(double));
-	for (int variant = 0; variant < 2; variant++) {
+	static const char *const names[4] = {"plain", "charge_weighted", "trimmed", "trimmed_charge_weighted"};
+	for (int variant = 0; variant < 4; variant++) {
 		long ok = 0;
 		double t0 = now_s();
 		for (long e = 0; e < n; e++) {
@@ -90,7 +91,7 @@ int op_bench_linefit(int argc, char **argv)
 		printf("{\"bench\":\"linefit\",\"variant\":\"%s\",\"tracks\":%ld,\"reconstructed\":%ld,"
 		       "\"mean_pulses\":%.1f,\"median_deg\":%.2f,\"p68_deg\":%.2f,\"events_per_s\":%.0f,"
 		       "\"random_direction_median_deg\":90.0}\n",
-		       variant ? "charge_weighted" : "plain", n, ok, (double)pulses / (double)n,
+		       names[variant], n, ok, (double)pulses / (double)n,
 		       ok ? err[ok / 2] : NAN, ok ? err[(long)(0.68 * (double)ok)] : NAN, (double)n / secs);
 	}
 	free(err);
