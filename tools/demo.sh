@@ -81,6 +81,7 @@ while :; do
 done
 end=$(date +%s.%N)
 
+sleep 0.6 # let the stages report once more so the status below is current
 "$bin/outpostctl" status
 st=$("$bin/outpostctl" status --json)
 dropped=$(echo "$st" | json_field dropped)
