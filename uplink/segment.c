@@ -383,7 +383,7 @@ int op_segment_read(const char *path, op_result_row **rows, size_t *n)
 	count = space >= 0 ? H5Sget_simple_extent_npoints(space) : -1;
 	if (count < 0)
 		goto out;
-	out = malloc(count > 0 ? (size_t)count * sizeof(op_result_row) : 1);
+	out = calloc(count > 0 ? (size_t)count : 1, sizeof(op_result_row));
 	if (!out) {
 		rc = -ENOMEM;
 		goto out;

@@ -74,6 +74,9 @@ def test_synthetic(bindir):
     with h5py.File(a.north_files()[0], "r") as f:
         check(f.attrs["format"] in (b"outpost-results", "outpost-results"), "format attribute")
         check(len(str(f.attrs["config_hash"])) >= 16, "config_hash attribute")
+    # and h5dump, the other reader operators have, reads the same file
+    p = subprocess.run(["h5dump", "-H", a.north_files()[0]], capture_output=True, text=True)
+    check(p.returncode == 0 and "results" in p.stdout, "h5dump -H failed: %s" % p.stderr)
     check(a.stop() == 0, "outpostd did not stop cleanly")
 
 
