@@ -39,7 +39,7 @@ def check(cond, msg):
 class Appliance:
     """outpost-north + outpostd with a test configuration."""
 
-    def __init__(self, bindir, name, extra_config="", north=True):
+    def __init__(self, bindir, name, config=None, north=True, env=None):
         self.bindir = bindir
         self.tmp = tempfile.mkdtemp(prefix="op-%s-" % name)
         self.state = os.path.join(self.tmp, "state")
@@ -49,26 +49,33 @@ class Appliance:
         self.north_port = free_port()
         self.endpoint = "tcp://127.0.0.1:%d" % self.pull_port
         self.cfg = os.path.join(self.tmp, "outpost.yaml")
+        sections = {
+            "site": {"name": "test-%s" % name},
+            "paths": {"state_dir": self.state, "run_dir": self.run},
+            "ingest": {"pull_endpoint": self.endpoint},
+            "store": {"rotate_age": "1s"},
+            "uplink": {"north_endpoint": "tcp://127.0.0.1:%d" % self.north_port, "retry": "200ms",
+                       "timeout": "5s"},
+            "supervisor": {"restart_backoff": "200ms", "stage_deadline": "10s"},
+            "log": {"level": "info"},
+        }
+        for sec, kv in (config or {}).items():
+            sections.setdefault(sec, {}).update(kv)
         with open(self.cfg, "w") as f:
-            f.write(
-                "site:\n  name: test-%s\n"
-                "paths:\n  state_dir: %s\n  run_dir: %s\n"
-                "ingest:\n  pull_endpoint: %s\n"
-                "store:\n  rotate_age: 1s\n"
-                "uplink:\n  north_endpoint: tcp://127.0.0.1:%d\n  retry: 200ms\n  timeout: 5s\n"
-                "supervisor:\n  restart_backoff: 200ms\n  stage_deadline: 10s\n"
-                "log:\n  level: info\n"
-                % (name, self.state, self.run, self.endpoint, self.north_port)
-            )
-            f.write(extra_config)
+            for sec, kv in sections.items():
+                f.write("%s:\n" % sec)
+                for k, v in kv.items():
+                    f.write("  %s: %s\n" % (k, v if v != "" else '""'))
         self.logs = open(os.path.join(self.tmp, "log.txt"), "w")
         self.north = None
         if north:
             self.north = subprocess.Popen(
                 [os.path.join(bindir, "outpost-north"), "--bind", "tcp://127.0.0.1:%d" % self.north_port,
                  "--dir", self.north_dir], stdout=self.logs, stderr=self.logs)
+        denv = dict(os.environ)
+        denv.update(env or {})
         self.daemon = subprocess.Popen([os.path.join(bindir, "outpostd"), "-c", self.cfg],
-                                       stdout=self.logs, stderr=self.logs)
+                                       stdout=self.logs, stderr=self.logs, env=denv)
         self.wait(lambda: self.ctl("ping", check_rc=False)[0] == 0, 20, "outpostd answering")
         self.wait(lambda: all(s["state"] == "running" for s in self.status()["stages"].values()),
                   20, "all stages running")

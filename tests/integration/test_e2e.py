@@ -89,7 +89,7 @@ def test_pyproducer(bindir):
         for r in csv.DictReader(f):
             geo[int(r["sensor_id"])] = (float(r["x_m"]), float(r["y_m"]), float(r["z_m"]))
     # the classical formula, which the numpy LineFit below reproduces independently
-    a = Appliance(bindir, "pyproducer", extra_config="infer:\n  charge_weighted: false\n  trim: false\n")
+    a = Appliance(bindir, "pyproducer", config={"infer": {"charge_weighted": "false", "trim": "false"}})
     ctx = zmq.Context()
     s = ctx.socket(zmq.PUSH)
     s.connect(a.endpoint)
@@ -219,6 +219,72 @@ def test_malformed(bindir):
     check(a.stop() == 0, "outpostd did not stop cleanly")
 
 
+def test_live(bindir):
+    # ingest subscribes to a PUB stream (a live view) in addition to its PULL socket
+    port = __import__("harness").free_port()
+    pub = "tcp://127.0.0.1:%d" % port
+    a = Appliance(bindir, "live", config={"ingest": {"sub_endpoint": pub}})
+    n = 2000
+    out = a.sim("--endpoint", pub, "--pub", "--count", str(n), "--rate", "2000", "--stream", "5")
+    check(out["events_sent"] == n, "sent %s" % out["events_sent"])
+    a.wait(lambda: a.status()["events"]["in_flight"] == 0 and a.status()["events"]["accepted"] > 0, 60, "settled")
+    st = a.status()
+    e = st["events"]
+    c = st["stages"]["ingest"]["counters"]
+    check(c["accepted_live"] == e["accepted"], "live events not counted as live: %s" % c)
+    # PUB is lossy by nature: what a live view misses after its first event shows as a gap
+    check(e["accepted"] + c["gap_events"] <= n and e["accepted"] >= n // 2, "accepted %d of %d" % (e["accepted"], n))
+    check(e["stored"] == e["accepted"] and balanced(st), "live events not all stored: %s" % e)
+    a.wait(lambda: a.north_count() == e["stored"], 60, "live rows north")
+    print("live view: %d of %d events (gaps counted: %d)" % (e["accepted"], n, c["gap_events"]))
+    check(a.stop() == 0, "outpostd did not stop cleanly")
+
+
+def test_notify(bindir):
+    # systemd's notify protocol over a real unix datagram socket: READY=1 once every stage
+    # reports, WATCHDOG=1 pings while they keep reporting, STOPPING=1 at the end
+    import socket as so
+    import tempfile
+    path = os.path.join(tempfile.mkdtemp(prefix="op-notify-"), "notify.sock")
+    s = so.socket(so.AF_UNIX, so.SOCK_DGRAM)
+    s.bind(path)
+    s.settimeout(0.5)
+    # a short stage deadline and a long restart backoff make the unhealthy stretch measurable
+    a = Appliance(bindir, "notify", env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "2000000"},
+                  config={"supervisor": {"stage_deadline": "2s", "restart_backoff": "6s"}})
+    got = []
+    t0 = time.time()
+    while time.time() - t0 < 6:
+        try:
+            got.append(s.recv(4096).decode())
+        except so.timeout:
+            pass
+    check(any("READY=1" in m for m in got), "no READY=1: %s" % got)
+    pings = sum("WATCHDOG=1" in m for m in got)
+    check(pings >= 3, "%d WATCHDOG=1 pings in 6 s with WATCHDOG_USEC=2s" % pings)
+    # a stopped stage: the supervisor must stop pinging until it is back
+    os.kill(a.stage_pid("infer"), signal.SIGSTOP)
+    time.sleep(0.5)
+    stopped_at = time.time()
+    late = []
+    while time.time() - stopped_at < 14:
+        try:
+            m = s.recv(4096).decode()
+            late.append((time.time() - stopped_at, m))
+        except so.timeout:
+            pass
+    # stopped at 0 s (its last report up to 0.75 s before), killed at ~1.5-2 s (deadline 2 s),
+    # restarted 6 s later (backoff):
+    # no WATCHDOG=1 from ~2.5 s until the new infer reports
+    pings_late = [t for t, m in late if "WATCHDOG=1" in m and 2.6 < t < 6.5]
+    check(not pings_late, "watchdog pinged while a stage was down: %s" % late)
+    check(any("WATCHDOG=1" in m and t > 7 for t, m in late), "pings did not resume after the restart: %s" % late)
+    check(a.status()["stages"]["infer"]["restarts"] >= 1, "stuck infer stage was not restarted")
+    print("notify: %d messages before, READY and %d pings; no ping while a stage was stuck" % (len(got), pings))
+    a.stop()
+    s.close()
+
+
 def main():
     bindir, case = sys.argv[1], sys.argv[2]
     try:
@@ -240,6 +306,10 @@ def main():
         test_kill(bindir)
     elif case == "malformed":
         test_malformed(bindir)
+    elif case == "live":
+        test_live(bindir)
+    elif case == "notify":
+        test_notify(bindir)
     else:
         fail("unknown case " + case)
     print("ok: " + case)
