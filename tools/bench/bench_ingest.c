@@ -38,8 +38,9 @@ static void *send_thread(void *arg)
 {
 	sender *s = arg;
 	void *sock = zmq_socket(s->ctx, ZMQ_PUSH);
-	int hwm = 1000;
+	int hwm = 1000, linger = -1;
 	zmq_setsockopt(sock, ZMQ_SNDHWM, &hwm, sizeof(hwm));
+	zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof(linger));
 	zmq_connect(sock, s->ep);
 	for (long i = 0; i < s->count; i++) {
 		uint64_t seq = (uint64_t)i;
@@ -48,8 +49,14 @@ static void *send_thread(void *arg)
 		uint32_t c = op_crc32c(0, s->msg, 40);
 		for (int b = 0; b < 4; b++)
 			s->msg[40 + b] = (uint8_t)(c >> (8 * b));
-		zmq_send(sock, s->msg, s->len, 0);
+		while (zmq_send(sock, s->msg, s->len, 0) < 0)
+			if (errno != EINTR) {
+				fprintf(stderr, "bench ingest: send: %s\n", zmq_strerror(errno));
+				s->count = i;
+				goto out;
+			}
 	}
+out:
 	zmq_close(sock);
 	return NULL;
 }
