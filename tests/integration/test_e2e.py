@@ -74,6 +74,9 @@ def test_synthetic(bindir):
     with h5py.File(a.north_files()[0], "r") as f:
         check(f.attrs["format"] in (b"outpost-results", "outpost-results"), "format attribute")
         check(len(str(f.attrs["config_hash"])) >= 16, "config_hash attribute")
+    # what an operator sees
+    text = a.ctl("status")[1]
+    check("accepted %d  stored %d  dropped 0  in flight 0" % (n, n) in text, "status text: %s" % text)
     # and h5dump, the other reader operators have, reads the same file
     p = subprocess.run(["h5dump", "-H", a.north_files()[0]], capture_output=True, text=True)
     check(p.returncode == 0 and "results" in p.stdout, "h5dump -H failed: %s" % p.stderr)
@@ -219,6 +222,22 @@ def test_malformed(bindir):
     check(a.stop() == 0, "outpostd did not stop cleanly")
 
 
+def test_badconfig(bindir):
+    # a broken configuration never starts the appliance, and says where it is broken
+    import tempfile
+    d = tempfile.mkdtemp(prefix="op-badcfg-")
+    cfg = os.path.join(d, "outpost.yaml")
+    with open(cfg, "w") as f:
+        f.write("paths:\n  state_dir: %s\nstore:\n  rotate_age: 10\n  rotate_age: 5s\n" % d)
+    p = subprocess.run([os.path.join(bindir, "outpostd"), "-c", cfg], capture_output=True, text=True, timeout=20)
+    check(p.returncode == 2, "outpostd on a broken config exited %d" % p.returncode)
+    check("%s:4:15: error" % cfg in p.stderr and "%s:5:3: error: duplicate key" % cfg in p.stderr,
+          "errors do not point at the lines: %s" % p.stderr)
+    check(not os.path.exists(os.path.join(d, "segments")), "a broken config started something")
+    p = subprocess.run([os.path.join(bindir, "outpostctl"), "check-config", cfg], capture_output=True, text=True)
+    check(p.returncode == 2 and "2 errors" in p.stderr, "check-config: %s" % p.stderr)
+
+
 def test_live(bindir):
     # ingest subscribes to a PUB stream (a live view) in addition to its PULL socket
     port = __import__("harness").free_port()
@@ -306,6 +325,8 @@ def main():
         test_kill(bindir)
     elif case == "malformed":
         test_malformed(bindir)
+    elif case == "badconfig":
+        test_badconfig(bindir)
     elif case == "live":
         test_live(bindir)
     elif case == "notify":
