@@ -46,6 +46,21 @@ typedef struct op_stage_ctx {
 
 extern volatile sig_atomic_t op_stage_stop;
 
+/* Serials travel between stages as 8 little-endian bytes. */
+static inline void op_put_le64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static inline uint64_t op_get_le64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v |= (uint64_t)p[i] << (8 * i);
+	return v;
+}
+
 uint64_t op_now_ns(void);      /* CLOCK_MONOTONIC */
 uint64_t op_realtime_ns(void); /* CLOCK_REALTIME */
 

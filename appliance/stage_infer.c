@@ -46,14 +46,6 @@ static int scratch_reserve(scratch *sc, size_t need)
 	return 0;
 }
 
-static uint64_t get_le64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 0; i < 8; i++)
-		v |= (uint64_t)p[i] << (8 * i);
-	return v;
-}
-
 int op_stage_infer(op_stage_ctx *s)
 {
 	const op_config *cfg = s->cfg;
@@ -129,7 +121,7 @@ int op_stage_infer(op_stage_ctx *s)
 				zmq_msg_close(&msgs[n]);
 				continue;
 			}
-			serials[n] = get_le64(p);
+			serials[n] = op_get_le64(p);
 			uint32_t np = hdrs[n].pulse_count;
 			if (np > sc.pulses_cap) {
 				op_pulse *pp = realloc(sc.pulses, np * sizeof(op_pulse));

@@ -69,20 +69,6 @@ static slot *slot_of(ingest *g, uint64_t serial)
 	return &g->slots[(serial - g->base) % g->cap];
 }
 
-static void put_le64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get_le64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 0; i < 8; i++)
-		v |= (uint64_t)p[i] << (8 * i);
-	return v;
-}
-
 static void slot_free(ingest *g, slot *sl)
 {
 	free(sl->buf);
@@ -106,7 +92,7 @@ static int on_event(void *ctx, const op_wire_header *h, const uint8_t *msg, size
 	sl->buf = malloc(len + 8);
 	if (!sl->buf)
 		return 1; /* counted by the receiver as caller_rejected */
-	put_le64(sl->buf, g->head);
+	op_put_le64(sl->buf, g->head);
 	memcpy(sl->buf + 8, msg, len);
 	sl->len = len + 8;
 	sl->serial = g->head;
@@ -177,7 +163,7 @@ static void handle_acks(ingest *g)
 		const uint8_t *p = zmq_msg_data(&m);
 		size_t n = zmq_msg_size(&m) / 8;
 		for (size_t i = 0; i < n; i++) {
-			uint64_t sn = get_le64(p + 8 * i);
+			uint64_t sn = op_get_le64(p + 8 * i);
 			slot *sl;
 			if (sn < g->tail || sn >= g->head) {
 				g->acks_unknown++; /* an earlier incarnation's, or already freed */

@@ -139,8 +139,7 @@ static int send_acks(store *st, u64vec *a)
 		size_t n = a->n - off > 8192 ? 8192 : a->n - off;
 		uint8_t buf[8192 * 8];
 		for (size_t i = 0; i < n; i++)
-			for (int b = 0; b < 8; b++)
-				buf[8 * i + b] = (uint8_t)(a->v[off + i] >> (8 * b));
+			op_put_le64(buf + 8 * i, a->v[off + i]);
 		/* Blocks only while ingest is restarting; ZMQ keeps the pipe for the new one. */
 		while (zmq_send(st->ack, buf, n * 8, 0) < 0) {
 			if (errno != EAGAIN)
