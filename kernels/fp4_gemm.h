@@ -1,0 +1,96 @@
+/*
+ * fp4_gemm.h — FP4 linear layers on the CPU: Y = act(X · Wᵀ + b), W an NVFP4 or MXFP4 tensor
+ * [N][K] (K-major, like cuBLASLt's "TN" A operand), X and Y row-major FP32.
+ *
+ * Two modes:
+ *   W4A4  X is quantized per block along K on the fly, in W's format (NVFP4 with the layer's
+ *         static activation decode scale; MXFP4 with the layer's scale mode); each block's
+ *         product is an exact integer sum of doubled E2M1 values, scaled in FP32.
+ *   W4A16 X stays FP32; W's values are exact in FP32 (a code times its block scale).
+ * The arithmetic, which every rung reproduces bit for bit (per output, in this order):
+ *   W4A4:  acc = 0; for each block b: acc = fma((float)Σ qx·qw, sx_b · sw_b, acc)
+ *          y = fma(acc, (0.25 · gx) · gw, bias)            (qx, qw doubled integers)
+ *   W4A16: acc = 0; for k in order: acc = fma(x_k, w_k, acc)   (w_k = qw/2 · sw_b, exact)
+ *          y = fma(acc, gw, bias)
+ *   then ReLU when asked. GEMV (op_fp4_gemv, for large K and N) streams the 4-bit codes
+ *   instead and sums in a different order: it matches the reference to rounding, not bits.
+ *
+ * Rungs: scalar reference; AVX2+FMA (x86-64); NEON (aarch64). op_fp4_rung_best() picks the
+ * best the machine has at run time; the _rung variants let tests pin one.
+ */
+#ifndef OP_KERNELS_FP4_GEMM_H
+#define OP_KERNELS_FP4_GEMM_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels/fp4_tensor.h"
+
+enum op_fp4_mode { OP_W4A4 = 1, OP_W4A16 = 2 };
+enum op_rung { OP_RUNG_SCALAR = 0, OP_RUNG_AVX2 = 1, OP_RUNG_NEON = 2 };
+
+/* One prepared layer. Build with op_fp4_linear_init, free with op_fp4_linear_free. */
+typedef struct op_fp4_linear {
+	op_fp4_tensor w;  /* N × Kp, Kp = w.cols ≥ k */
+	uint32_t n, k;    /* outputs; logical inputs (X has k columns) */
+	float *bias;      /* n (zeros when the layer has none) */
+	int relu;
+	int mx_mode;      /* MXFP4 scale mode for activations (W4A4) */
+	float act_scale;  /* NVFP4 W4A4: the activation tensor's decode scale (calibrated) */
+	/* prepared forms, filled by init */
+	int8_t *w2;       /* N × Kp doubled signed codes */
+	float *wscale;    /* N × nb decoded block scales */
+	int16_t *wsum12;  /* N × nb: 12 · Σ w2 over the block (offset correction of the int kernels) */
+	float *wdec;      /* N × Kp exact values qw/2 · sw (no tensor scale) for W4A16 */
+} op_fp4_linear;
+
+/* Takes ownership of *w (zeroed on return). bias may be NULL. 0 or -ENOMEM/-EINVAL. */
+int op_fp4_linear_init(op_fp4_linear *L, op_fp4_tensor *w, uint32_t k, const float *bias, int relu,
+		       float act_scale, int mx_mode);
+void op_fp4_linear_free(op_fp4_linear *L);
+
+int op_fp4_rung_best(void);
+const char *op_fp4_rung_name(int rung);
+/* Is this rung usable on this machine? */
+int op_fp4_rung_available(int rung);
+
+/*
+ * Y[M][n] (leading dimension ldy) from X[M][k] (ldx). threads ≥ 1 splits the rows.
+ * Returns 0, -EINVAL (bad mode/rung) or -ENOMEM.
+ */
+int op_fp4_gemm(const op_fp4_linear *L, int mode, const float *X, size_t ldx, uint32_t M, float *Y,
+		size_t ldy, int threads);
+int op_fp4_gemm_rung(int rung, const op_fp4_linear *L, int mode, const float *X, size_t ldx, uint32_t M,
+		     float *Y, size_t ldy);
+
+/*
+ * Small-M products against a large weight tensor used as stored (no prepared forms needed):
+ * Y[M][N] = X[M][K] · Wᵀ · g (no bias, no activation), M ≤ 16 expected, threads split N.
+ * act_scale as above for NVFP4 W4A4.
+ */
+int op_fp4_gemv(const op_fp4_tensor *W, int mode, float act_scale, int mx_mode, const float *X, uint32_t M,
+		float *Y, int threads);
+int op_fp4_gemv_rung(int rung, const op_fp4_tensor *W, int mode, float act_scale, int mx_mode, const float *X,
+		     uint32_t M, float *Y, uint32_t n0, uint32_t n1);
+
+/*
+ * Mean and max over each event's rows: H rows [off[e], off[e+1]) of C channels (ldh) →
+ * out[e] = [mean (C) | max (C)] (ldo). An event with no rows gets zeros.
+ */
+void op_pool_mean_max(int rung, const float *H, size_t ldh, uint32_t C, const uint32_t *off, uint32_t n_events,
+		      float *out, size_t ldo);
+
+/* Internal: the rung entry points (fp4_gemm_avx2.c, fp4_gemm_neon.c). */
+int op_fp4_gemm_avx2(const op_fp4_linear *L, int mode, const float *X, size_t ldx, uint32_t M, float *Y, size_t ldy);
+int op_fp4_gemm_neon(const op_fp4_linear *L, int mode, const float *X, size_t ldx, uint32_t M, float *Y, size_t ldy);
+int op_fp4_gemv_avx2(const op_fp4_tensor *W, int mode, float act_scale, int mx_mode, const float *X, uint32_t M,
+		     float *Y, uint32_t n0, uint32_t n1);
+int op_fp4_gemv_neon(const op_fp4_tensor *W, int mode, float act_scale, int mx_mode, const float *X, uint32_t M,
+		     float *Y, uint32_t n0, uint32_t n1);
+void op_pool_avx2(const float *H, size_t ldh, uint32_t C, const uint32_t *off, uint32_t n_events, float *out,
+		  size_t ldo);
+void op_pool_neon(const float *H, size_t ldh, uint32_t C, const uint32_t *off, uint32_t n_events, float *out,
+		  size_t ldo);
+/* Quantize one activation row (k values, zero-padded to Kp) for W4A4: doubled codes and scales. */
+void op_fp4_quantize_row(const op_fp4_linear *L, const float *x, int8_t *q2, float *xs);
+
+#endif

@@ -1,0 +1,350 @@
+/*
+ * fp4_gemm_avx2.c — the AVX2+FMA rung (compiled with -mavx2 -mfma, called only when the CPU
+ * has both). Reproduces the reference arithmetic of fp4_gemm.h bit for bit for GEMM and pooling.
+ *
+ * W4A4 GEMM: 16 rows of X at a time. Each row is quantized to doubled E2M1 integers; the tile
+ * is stored k-pair-interleaved so that one 256-bit register holds (x[m,2p], x[m,2p+1]) for 16
+ * rows m, offset by +12 to make them unsigned. vpmaddubsw against a broadcast weight pair gives
+ * 16 int16 partial sums at once; a block's 8 or 16 pairs are summed in int16 (|sum| ≤ 9216),
+ * the offset is removed with the precomputed 12·Σw, and the exact block sum becomes FP32 once
+ * per (row, output, block) — the FMA with the block scales follows the reference order.
+ * W4A16 GEMM: the 16-row tile is transposed so each k gives one FMA per 8 rows; 4 outputs at
+ * once share the loads.
+ * GEMV streams the 4-bit codes: nibbles expand to floats through a 16-entry table (vpshufb);
+ * X is permuted once per call to the even/odd order the nibble split produces.
+ */
+#if defined(__x86_64__)
+#include <errno.h>
+#include <immintrin.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/fp4_gemm.h"
+
+#define TILE 16
+
+static inline __m256 relu_if(__m256 y, int relu)
+{
+	return relu ? _mm256_max_ps(y, _mm256_setzero_ps()) : y;
+}
+
+/* Doubled |E2M1| of |v| (already scaled), exactly as op_e2m1_from_float rounds: RNE at steps
+ * of 0.5 below 2, 1 below 4, 2 above, saturating at 12. */
+static inline __m256i doubled_mag(__m256 a)
+{
+	const __m256 two = _mm256_set1_ps(2.0f), four = _mm256_set1_ps(4.0f);
+	a = _mm256_min_ps(a, _mm256_set1_ps(8.0f)); /* also maps NaN to 8 → 12 */
+	__m256 lt2 = _mm256_cmp_ps(a, two, _CMP_LT_OQ), lt4 = _mm256_cmp_ps(a, four, _CMP_LT_OQ);
+	__m256 f = _mm256_blendv_ps(_mm256_blendv_ps(_mm256_set1_ps(0.5f), _mm256_set1_ps(1.0f), lt4), two, lt2);
+	__m256i r = _mm256_cvtps_epi32(_mm256_mul_ps(a, f));
+	/* the masks are -1 where true: shift = 2 + lt2 + lt4 → 0 below 2, 1 below 4, 2 above */
+	__m256i sh = _mm256_add_epi32(_mm256_set1_epi32(2),
+				      _mm256_add_epi32(_mm256_castps_si256(lt2), _mm256_castps_si256(lt4)));
+	r = _mm256_sllv_epi32(r, sh);
+	return _mm256_min_epi32(r, _mm256_set1_epi32(12));
+}
+
+/* One row of activations → doubled signed codes (int32 lanes, then narrowed) and block scales.
+ * Same arithmetic as op_fp4_quantize_row. */
+static void quantize_row_avx2(const op_fp4_linear *L, const float *x, int8_t *q2, float *xs, float *pad)
+{
+	uint32_t bl = op_fp4_block(L->w.format), kp = L->w.cols, nb = kp / bl;
+	const float *src = x;
+	if (L->k != kp) { /* zero-pad to whole blocks */
+		memcpy(pad, x, L->k * sizeof(float));
+		memset(pad + L->k, 0, (kp - L->k) * sizeof(float));
+		src = pad;
+	}
+	const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+	float S = 1.0f / L->act_scale;
+	for (uint32_t b = 0; b < nb; b++) {
+		const float *v = src + b * bl;
+		__m256 m = _mm256_setzero_ps();
+		for (uint32_t i = 0; i < bl; i += 8)
+			m = _mm256_max_ps(m, _mm256_and_ps(_mm256_loadu_ps(v + i), absmask));
+		__m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+		h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+		h = _mm_max_ss(h, _mm_shuffle_ps(h, h, 1));
+		float amax = _mm_cvtss_f32(h), s, inv;
+		if (L->w.format == OP_FP4_MXFP4) {
+			int code;
+			if (L->mx_mode == OP_MX_SCALE_CEIL)
+				code = op_e8m0_from_float(amax / 6.0f, OP_E8M0_RP, 1);
+			else
+				code = (int)op_e8m0_from_float(amax, OP_E8M0_RZ, 1) - 2;
+			code = code < 1 ? 1 : code > 253 ? 253 : code;
+			s = op_bits_f32((uint32_t)code << 23);
+			inv = op_bits_f32((uint32_t)(254 - code) << 23);
+		} else {
+			s = op_e4m3_to_float(op_e4m3_from_float((amax * S) / 6.0f) & 0x7fu);
+			inv = s > 0 ? S / s : 0.0f;
+		}
+		xs[b] = s;
+		__m256 vinv = _mm256_set1_ps(inv);
+		for (uint32_t i = 0; i < bl; i += 8) {
+			__m256 y = _mm256_mul_ps(_mm256_loadu_ps(v + i), vinv);
+			__m256i d = doubled_mag(_mm256_and_ps(y, absmask));
+			__m256i neg = _mm256_castps_si256(_mm256_cmp_ps(y, _mm256_setzero_ps(), _CMP_LT_OQ));
+			d = _mm256_sub_epi32(_mm256_xor_si256(d, neg), neg); /* negate where y < 0 */
+			__m128i p16 = _mm_packs_epi32(_mm256_castsi256_si128(d), _mm256_extracti128_si256(d, 1));
+			_mm_storel_epi64((__m128i *)(q2 + b * bl + i), _mm_packs_epi16(p16, p16));
+		}
+	}
+}
+
+static int gemm_w4a4(const op_fp4_linear *L, const float *X, size_t ldx, uint32_t M, float *Y, size_t ldy)
+{
+	uint32_t kp = L->w.cols, bl = op_fp4_block(L->w.format), nb = kp / bl, pairs = bl / 2;
+	uint8_t *xu = aligned_alloc(32, (size_t)kp * TILE);
+	float *xs = aligned_alloc(32, (size_t)nb * TILE * sizeof(float));
+	int8_t *q2 = malloc(kp);
+	float *rs = malloc(nb * sizeof(float)), *pad = malloc(kp * sizeof(float));
+	float ybuf[TILE * 2] __attribute__((aligned(32)));
+	int rc = -ENOMEM;
+	if (!xu || !xs || !q2 || !rs || !pad)
+		goto out;
+	float fa = (0.25f * (L->w.format == OP_FP4_NVFP4 ? L->act_scale : 1.0f)) * L->w.tensor_scale;
+	const __m256 alpha = _mm256_set1_ps(fa);
+	for (uint32_t m0 = 0; m0 < M; m0 += TILE) {
+		uint32_t rows = M - m0 < TILE ? M - m0 : TILE;
+		for (uint32_t j = 0; j < TILE; j++) {
+			if (j < rows) {
+				quantize_row_avx2(L, X + (size_t)(m0 + j) * ldx, q2, rs, pad);
+			} else {
+				memset(q2, 0, kp);
+				memset(rs, 0, nb * sizeof(float));
+			}
+			for (uint32_t b = 0; b < nb; b++) {
+				xs[b * TILE + j] = rs[b];
+				for (uint32_t p = 0; p < pairs; p++) {
+					uint8_t *d = xu + ((size_t)b * pairs + p) * 32 + j * 2;
+					d[0] = (uint8_t)(q2[b * bl + 2 * p] + 12);
+					d[1] = (uint8_t)(q2[b * bl + 2 * p + 1] + 12);
+				}
+			}
+		}
+		uint32_t n = 0;
+		for (; n < L->n; n++) {
+			const int16_t *wp = (const int16_t *)(L->w2 + (size_t)n * kp);
+			const int16_t *ws = L->wsum12 + (size_t)n * nb;
+			const float *sc = L->wscale + (size_t)n * nb;
+			__m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+			for (uint32_t b = 0; b < nb; b++) {
+				const __m256i *xp = (const __m256i *)(xu + (size_t)b * pairs * 32);
+				__m256i s16 = _mm256_setzero_si256();
+				for (uint32_t p = 0; p < pairs; p++)
+					s16 = _mm256_add_epi16(
+						s16, _mm256_maddubs_epi16(_mm256_load_si256(xp + p),
+									  _mm256_set1_epi16(wp[b * pairs + p])));
+				s16 = _mm256_sub_epi16(s16, _mm256_set1_epi16(ws[b]));
+				__m256 f0 = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(s16)));
+				__m256 f1 = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_extracti128_si256(s16, 1)));
+				__m256 sw = _mm256_set1_ps(sc[b]);
+				acc0 = _mm256_fmadd_ps(f0, _mm256_mul_ps(_mm256_load_ps(xs + b * TILE), sw), acc0);
+				acc1 = _mm256_fmadd_ps(f1, _mm256_mul_ps(_mm256_load_ps(xs + b * TILE + 8), sw), acc1);
+			}
+			__m256 bias = _mm256_set1_ps(L->bias[n]);
+			_mm256_store_ps(ybuf, relu_if(_mm256_fmadd_ps(acc0, alpha, bias), L->relu));
+			_mm256_store_ps(ybuf + 8, relu_if(_mm256_fmadd_ps(acc1, alpha, bias), L->relu));
+			for (uint32_t j = 0; j < rows; j++)
+				Y[(size_t)(m0 + j) * ldy + n] = ybuf[j];
+		}
+	}
+	rc = 0;
+out:
+	free(xu);
+	free(xs);
+	free(q2);
+	free(rs);
+	free(pad);
+	return rc;
+}
+
+static int gemm_w4a16(const op_fp4_linear *L, const float *X, size_t ldx, uint32_t M, float *Y, size_t ldy)
+{
+	uint32_t kp = L->w.cols, K = L->k;
+	float *xt = aligned_alloc(32, (size_t)K * TILE * sizeof(float));
+	float ybuf[4][TILE] __attribute__((aligned(32)));
+	if (!xt)
+		return -ENOMEM;
+	const __m256 g = _mm256_set1_ps(L->w.tensor_scale);
+	for (uint32_t m0 = 0; m0 < M; m0 += TILE) {
+		uint32_t rows = M - m0 < TILE ? M - m0 : TILE;
+		for (uint32_t j = 0; j < TILE; j++)
+			for (uint32_t k = 0; k < K; k++)
+				xt[(size_t)k * TILE + j] = j < rows ? X[(size_t)(m0 + j) * ldx + k] : 0.0f;
+		for (uint32_t n = 0; n < L->n; n += 4) {
+			uint32_t nn = L->n - n < 4 ? L->n - n : 4;
+			const float *w[4];
+			for (uint32_t i = 0; i < 4; i++)
+				w[i] = L->wdec + (size_t)(n + (i < nn ? i : 0)) * kp;
+			__m256 a[4][2];
+			for (int i = 0; i < 4; i++)
+				a[i][0] = a[i][1] = _mm256_setzero_ps();
+			for (uint32_t k = 0; k < K; k++) {
+				__m256 x0 = _mm256_load_ps(xt + (size_t)k * TILE), x1 = _mm256_load_ps(xt + (size_t)k * TILE + 8);
+				for (int i = 0; i < 4; i++) {
+					__m256 wv = _mm256_broadcast_ss(w[i] + k);
+					a[i][0] = _mm256_fmadd_ps(x0, wv, a[i][0]);
+					a[i][1] = _mm256_fmadd_ps(x1, wv, a[i][1]);
+				}
+			}
+			for (uint32_t i = 0; i < nn; i++) {
+				__m256 bias = _mm256_set1_ps(L->bias[n + i]);
+				_mm256_store_ps(ybuf[i], relu_if(_mm256_fmadd_ps(a[i][0], g, bias), L->relu));
+				_mm256_store_ps(ybuf[i] + 8, relu_if(_mm256_fmadd_ps(a[i][1], g, bias), L->relu));
+			}
+			for (uint32_t j = 0; j < rows; j++)
+				for (uint32_t i = 0; i < nn; i++)
+					Y[(size_t)(m0 + j) * ldy + n + i] = ybuf[i][j];
+		}
+	}
+	free(xt);
+	return 0;
+}
+
+int op_fp4_gemm_avx2(const op_fp4_linear *L, int mode, const float *X, size_t ldx, uint32_t M, float *Y, size_t ldy)
+{
+	return mode == OP_W4A4 ? gemm_w4a4(L, X, ldx, M, Y, ldy) : gemm_w4a16(L, X, ldx, M, Y, ldy);
+}
+
+/* ---- GEMV ---------------------------------------------------------------------------------- */
+
+static inline float hsum(__m256 v)
+{
+	__m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+	s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+	s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+	return _mm_cvtss_f32(s);
+}
+
+#define GEMV_MAXM 16
+
+int op_fp4_gemv_avx2(const op_fp4_tensor *W, int mode, float act_scale, int mx_mode, const float *X, uint32_t M,
+		     float *Y, uint32_t n0, uint32_t n1)
+{
+	uint32_t K = W->cols, bl = op_fp4_block(W->format), nb = K / bl;
+	if (M > GEMV_MAXM) { /* larger M: in slices */
+		for (uint32_t m = 0; m < M; m += GEMV_MAXM) {
+			uint32_t mm = M - m < GEMV_MAXM ? M - m : GEMV_MAXM;
+			int rc = op_fp4_gemv_avx2(W, mode, act_scale, mx_mode, X + (size_t)m * K, mm, Y + (size_t)m * W->rows, n0, n1);
+			if (rc < 0)
+				return rc;
+		}
+		return 0;
+	}
+	/* X in even/odd order per block; for W4A4 the activations are first replaced by their
+	 * FP4 values (quantize → dequantize), so both modes then share one weight stream. */
+	float *xp = aligned_alloc(32, (size_t)M * K * sizeof(float) + 32);
+	if (!xp)
+		return -ENOMEM;
+	float gx = 1.0f;
+	if (mode == OP_W4A4) {
+		op_fp4_linear shape = {.w = *W, .k = K, .mx_mode = mx_mode, .act_scale = act_scale > 0 ? act_scale : 1.0f};
+		int8_t *q2 = malloc(K);
+		float *xs = malloc(nb * sizeof(float));
+		if (!q2 || !xs) {
+			free(q2), free(xs), free(xp);
+			return -ENOMEM;
+		}
+		for (uint32_t m = 0; m < M; m++) {
+			op_fp4_quantize_row(&shape, X + (size_t)m * K, q2, xs);
+			for (uint32_t k = 0; k < K; k++) {
+				uint32_t b = k / bl, i = k % bl;
+				xp[(size_t)m * K + b * bl + (i & 1u) * (bl / 2) + i / 2] = (float)q2[k] * 0.5f * xs[b];
+			}
+		}
+		free(q2), free(xs);
+		if (W->format == OP_FP4_NVFP4)
+			gx = shape.act_scale;
+	} else {
+		for (uint32_t m = 0; m < M; m++)
+			for (uint32_t k = 0; k < K; k++) {
+				uint32_t b = k / bl, i = k % bl;
+				xp[(size_t)m * K + b * bl + (i & 1u) * (bl / 2) + i / 2] = X[(size_t)m * K + k];
+			}
+	}
+	const __m128i lut = _mm_setr_epi8(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12);
+	const __m128i lo4 = _mm_set1_epi8(0x0f);
+	float g = gx * W->tensor_scale * 0.5f;
+	for (uint32_t n = n0; n < n1; n++) {
+		const uint8_t *codes = W->codes + (size_t)n * K / 2;
+		const uint8_t *sc = W->scales + (size_t)n * nb;
+		__m256 acc[GEMV_MAXM];
+		for (uint32_t m = 0; m < M; m++)
+			acc[m] = _mm256_setzero_ps();
+		if (bl == 16) {
+			for (uint32_t b = 0; b < nb; b++) {
+				__m128i c = _mm_loadl_epi64((const __m128i *)(codes + b * 8));
+				__m128i e = _mm_shuffle_epi8(lut, _mm_and_si128(c, lo4));
+				__m128i o = _mm_shuffle_epi8(lut, _mm_and_si128(_mm_srli_epi16(c, 4), lo4));
+				__m256 s = _mm256_set1_ps(op_e4m3_to_float(sc[b]));
+				__m256 we = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(e)), s);
+				__m256 wo = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(o)), s);
+				for (uint32_t m = 0; m < M; m++) {
+					const float *x = xp + (size_t)m * K + b * 16;
+					acc[m] = _mm256_fmadd_ps(_mm256_loadu_ps(x), we, acc[m]);
+					acc[m] = _mm256_fmadd_ps(_mm256_loadu_ps(x + 8), wo, acc[m]);
+				}
+			}
+		} else {
+			for (uint32_t b = 0; b < nb; b++) {
+				__m128i c = _mm_loadu_si128((const __m128i *)(codes + b * 16));
+				__m128i e = _mm_shuffle_epi8(lut, _mm_and_si128(c, lo4));
+				__m128i o = _mm_shuffle_epi8(lut, _mm_and_si128(_mm_srli_epi16(c, 4), lo4));
+				__m256 s = _mm256_set1_ps(op_e8m0_to_float(sc[b]));
+				__m256 w0 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(e)), s);
+				__m256 w1 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(e, 8))), s);
+				__m256 w2 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(o)), s);
+				__m256 w3 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(o, 8))), s);
+				for (uint32_t m = 0; m < M; m++) {
+					const float *x = xp + (size_t)m * K + b * 32;
+					acc[m] = _mm256_fmadd_ps(_mm256_loadu_ps(x), w0, acc[m]);
+					acc[m] = _mm256_fmadd_ps(_mm256_loadu_ps(x + 8), w1, acc[m]);
+					acc[m] = _mm256_fmadd_ps(_mm256_loadu_ps(x + 16), w2, acc[m]);
+					acc[m] = _mm256_fmadd_ps(_mm256_loadu_ps(x + 24), w3, acc[m]);
+				}
+			}
+		}
+		for (uint32_t m = 0; m < M; m++)
+			Y[(size_t)m * W->rows + n] = hsum(acc[m]) * g;
+	}
+	free(xp);
+	return 0;
+}
+
+/* ---- pooling ------------------------------------------------------------------------------- */
+
+void op_pool_avx2(const float *H, size_t ldh, uint32_t C, const uint32_t *off, uint32_t n_events, float *out,
+		  size_t ldo)
+{
+	for (uint32_t e = 0; e < n_events; e++) {
+		float *o = out + (size_t)e * ldo;
+		uint32_t lo = off[e], hi = off[e + 1];
+		uint32_t c = 0;
+		if (hi > lo) {
+			__m256 inv_n = _mm256_set1_ps((float)(hi - lo));
+			for (; c + 8 <= C; c += 8) {
+				__m256 sum = _mm256_setzero_ps(), mx = _mm256_loadu_ps(H + (size_t)lo * ldh + c);
+				for (uint32_t r = lo; r < hi; r++) {
+					__m256 v = _mm256_loadu_ps(H + (size_t)r * ldh + c);
+					sum = _mm256_add_ps(sum, v);
+					mx = _mm256_max_ps(v, mx);
+				}
+				_mm256_storeu_ps(o + c, _mm256_div_ps(sum, inv_n));
+				_mm256_storeu_ps(o + C + c, mx);
+			}
+		}
+		for (; c < C; c++) {
+			float sum = 0, mx = hi > lo ? H[(size_t)lo * ldh + c] : 0.0f;
+			for (uint32_t r = lo; r < hi; r++) {
+				float v = H[(size_t)r * ldh + c];
+				sum += v;
+				mx = v > mx ? v : mx;
+			}
+			o[c] = hi > lo ? sum / (float)(hi - lo) : 0.0f;
+			o[C + c] = mx;
+		}
+	}
+}
+#endif

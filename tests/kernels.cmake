@@ -1,0 +1,18 @@
+# kernels/: formats, the kernel ladder, the model. These link op_kernels alone (no HDF5, no
+# ZeroMQ) so that the same tests cross-build for aarch64 and run under qemu (tools/cross-test.sh).
+function(op_kernel_test name)
+  add_executable(${name} ${ARGN})
+  target_link_libraries(${name} PRIVATE op_kernels)
+  target_include_directories(${name} PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/unit)
+  add_test(NAME ${name} COMMAND ${name})
+  set_tests_properties(${name} PROPERTIES LABELS "unit;kernels" SKIP_RETURN_CODE 77)
+endfunction()
+op_kernel_test(test_fp4_kernels unit/test_fp4_kernels.c)
+# The oracle: NVIDIA's cuda_fp4.h / cuda_fp8.h host code, compiled as C, when the toolkit is here.
+set(OP_CUDA_INCLUDE /usr/local/cuda/include CACHE PATH "CUDA headers for the FP4 oracle test")
+if(EXISTS ${OP_CUDA_INCLUDE}/cuda_fp4.h AND EXISTS ${OP_CUDA_INCLUDE}/cuda_fp8.h)
+  op_kernel_test(test_fp4_oracle unit/test_fp4_oracle.c)
+  target_include_directories(test_fp4_oracle SYSTEM PRIVATE ${OP_CUDA_INCLUDE})
+else()
+  message(STATUS "outpost: no CUDA headers; the FP4 oracle test is not built")
+endif()

@@ -1,0 +1,274 @@
+/*
+ * test_fp4_kernels.c — FP4 tensors and the kernel ladder.
+ *  - scalar conversions at their documented values (runs everywhere, qemu-aarch64 included);
+ *  - quantize/dequantize: the packing convention, exact round trips of representable tensors,
+ *    error bounds on random ones, both MXFP4 scale modes;
+ *  - the 128×4 scale tiling against the formula written out independently;
+ *  - the scalar W4A4 reference against the same products computed in double from dequantized
+ *    operands (so the reference itself is right);
+ *  - every rung the machine has against the scalar reference, bit for bit, for GEMM in both
+ *    modes and formats and for pooling, on shapes with ragged edges; GEMV to rounding.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "kernels/fp4_gemm.h"
+
+static uint64_t rs = 88172645463325252ull;
+static float frand(void) /* roughly N(0,1)-ish, heavy enough tails to exercise saturation */
+{
+	rs ^= rs << 13, rs ^= rs >> 7, rs ^= rs << 17;
+	float u = (float)(rs >> 40) / (float)(1u << 24);
+	rs ^= rs << 13, rs ^= rs >> 7, rs ^= rs << 17;
+	float v = (float)(rs >> 40) / (float)(1u << 24);
+	return (u - 0.5f) * 4 * (v < 0.05f ? 20.0f : 1.0f);
+}
+
+static void test_scalars(void)
+{
+	static const float in[] = {0.25f, 0.26f, 0.75f, 1.25f, 1.75f, 2.5f, 3.5f, 5.0f, 5.01f, 100.0f, -0.1f, -3.0f};
+	static const uint8_t want[] = {0, 1, 2, 2, 4, 4, 6, 6, 7, 7, 8, 13};
+	for (size_t i = 0; i < sizeof(in) / sizeof(in[0]); i++)
+		CHECK_EQ_U64(op_e2m1_from_float(in[i]), want[i]);
+	CHECK_EQ_U64(op_e2m1_from_float(NAN), 7);
+	CHECK_EQ_U64(op_e4m3_from_float(448.0f), 0x7e);
+	CHECK_EQ_U64(op_e4m3_from_float(1e9f), 0x7e);
+	CHECK_EQ_U64(op_e4m3_from_float(-1e9f), 0xfe);
+	CHECK_EQ_U64(op_e4m3_from_float(1.0f), 0x38);
+	CHECK_EQ_U64(op_e4m3_from_float(1.0f / 512), 0x01); /* smallest subnormal */
+	CHECK_EQ_U64(op_e4m3_from_float(1.0f / 1024), 0x00);  /* tie to even: 0 */
+	CHECK_EQ_U64(op_e4m3_from_float(NAN), 0x7f);
+	CHECK(op_e4m3_to_float(0x7e) == 448.0f);
+	CHECK(isnan(op_e4m3_to_float(0x7f)));
+	CHECK_EQ_U64(op_e8m0_from_float(1.0f, OP_E8M0_RZ, 1), 127);
+	CHECK_EQ_U64(op_e8m0_from_float(1.5f, OP_E8M0_RZ, 1), 127);
+	CHECK_EQ_U64(op_e8m0_from_float(1.5f, OP_E8M0_RP, 1), 128);
+	CHECK_EQ_U64(op_e8m0_from_float(INFINITY, OP_E8M0_RZ, 1), 254);
+	CHECK(op_e8m0_to_float(130) == 8.0f);
+	CHECK_EQ_U64(op_bf16_from_float(1.0f), 0x3f80);
+	CHECK(op_bf16_to_float(op_bf16_from_float(3.140625f)) == 3.140625f);
+}
+
+static void test_tensor(int format)
+{
+	uint32_t bl = op_fp4_block(format), rows = 5, cols = 4 * bl;
+	op_fp4_tensor t;
+	float src[5 * 128], back[5 * 128];
+	CHECK(op_fp4_tensor_alloc(&t, format, rows, cols) == 0);
+	/* representable values with a power-of-two amax round-trip exactly */
+	for (uint32_t i = 0; i < rows * cols; i++)
+		src[i] = op_e2m1_to_float((uint8_t)(i % 16));
+	CHECK(op_fp4_quantize(&t, src, cols, cols, OP_MX_SCALE_CEIL) == 0);
+	op_fp4_dequantize(&t, back);
+	int exact = 1;
+	for (uint32_t i = 0; i < rows * cols; i++)
+		exact &= fabsf(back[i] - src[i]) <= 1e-6f * fabsf(src[i]);
+	CHECK(exact);
+	/* packing: element 2i low nibble */
+	CHECK_EQ_U64(t.codes[0] & 0xf, op_e2m1_from_float(src[0] / (format == OP_FP4_NVFP4 ? 1.0f : 1.0f)));
+	CHECK_EQ_U64(op_fp4_code(&t, 0, 3), 3);
+	CHECK_EQ_U64(t.codes[1] >> 4, 3);
+	/* random values: bounded relative error; short rows are zero-padded */
+	for (int mode = 0; mode < 2; mode++) {
+		double num = 0, den = 0;
+		for (uint32_t i = 0; i < rows * cols; i++)
+			src[i] = frand();
+		CHECK(op_fp4_quantize(&t, src, cols - 3, cols, mode) == 0);
+		op_fp4_dequantize(&t, back);
+		for (uint32_t r = 0; r < rows; r++)
+			for (uint32_t c = 0; c < cols; c++) {
+				float want = c < cols - 3 ? src[r * cols + c] : 0.0f;
+				num += (back[r * cols + c] - want) * (double)(back[r * cols + c] - want);
+				den += (double)want * want;
+				if (c >= cols - 3)
+					CHECK(back[r * cols + c] == 0.0f);
+			}
+		fprintf(stderr, "format %d mode %d: rms relative error %.4f\n", format, mode, sqrt(num / den));
+		/* E2M1 with E4M3 scales: ~0.09 on this heavy-tailed mix; OCP's floored power-of-two
+		 * scales clip the outliers, ~0.2 */
+		CHECK(sqrt(num / den) < (format == OP_FP4_NVFP4 ? 0.12 : 0.25));
+	}
+	src[7] = NAN;
+	CHECK(op_fp4_quantize(&t, src, cols, cols, 0) < 0);
+	op_fp4_tensor_free(&t);
+}
+
+static void test_tiling(void)
+{
+	uint32_t rows = 300, cols = 7;
+	uint8_t *lin = malloc(rows * cols), *til = malloc(op_fp4_scale_tiled_size(rows, cols));
+	CHECK_EQ_U64(op_fp4_scale_tiled_size(rows, cols), 384 * 8);
+	for (uint32_t i = 0; i < rows * cols; i++)
+		lin[i] = (uint8_t)(1 + i % 251);
+	op_fp4_scales_tile(til, lin, rows, cols);
+	int ok = 1;
+	for (uint32_t r = 0; r < rows; r++)
+		for (uint32_t c = 0; c < cols; c++) {
+			/* written out from cuBLAS's description: 128-row × 4-column tiles of 512 bytes,
+			 * row-block-major; inside, 32 rows × (4 row groups × 4 columns) */
+			size_t tile = (r / 128) * 2 + c / 4;
+			size_t inner = (r % 32) * 16 + ((r / 32) % 4) * 4 + (c % 4);
+			ok &= til[tile * 512 + inner] == lin[r * cols + c];
+		}
+	CHECK(ok);
+	CHECK(til[op_fp4_scale_tiled_offset(299, 7, cols)] == 0); /* padding is zero */
+	free(lin);
+	free(til);
+}
+
+static int make_layer(op_fp4_linear *L, int format, uint32_t n, uint32_t k, int relu)
+{
+	uint32_t bl = op_fp4_block(format), kp = (k + bl - 1) / bl * bl;
+	op_fp4_tensor w;
+	float *src = malloc((size_t)n * k * sizeof(float)), *bias = malloc(n * sizeof(float));
+	for (size_t i = 0; i < (size_t)n * k; i++)
+		src[i] = frand();
+	for (uint32_t i = 0; i < n; i++)
+		bias[i] = frand();
+	int rc = op_fp4_tensor_alloc(&w, format, n, kp);
+	rc = rc ? rc : op_fp4_quantize(&w, src, k, k, OP_MX_SCALE_FLOOR);
+	rc = rc ? rc : op_fp4_linear_init(L, &w, k, bias, relu, 20.0f / 2688, OP_MX_SCALE_FLOOR);
+	free(src);
+	free(bias);
+	return rc;
+}
+
+static void test_reference(int format)
+{
+	op_fp4_linear L;
+	uint32_t M = 7, N = 9, K = 70;
+	CHECK(make_layer(&L, format, N, K, 0) == 0);
+	float *X = malloc(M * K * sizeof(float)), *Y = malloc(M * N * sizeof(float));
+	float *wd = malloc((size_t)N * L.w.cols * sizeof(float));
+	for (uint32_t i = 0; i < M * K; i++)
+		X[i] = frand();
+	CHECK(op_fp4_gemm_rung(OP_RUNG_SCALAR, &L, OP_W4A4, X, K, M, Y, N) == 0);
+	op_fp4_dequantize(&L.w, wd);
+	int8_t q2[128];
+	float xs[8];
+	double worst = 0;
+	for (uint32_t m = 0; m < M; m++) {
+		op_fp4_quantize_row(&L, X + m * K, q2, xs);
+		for (uint32_t n = 0; n < N; n++) {
+			double s = L.bias[n];
+			double gx = format == OP_FP4_NVFP4 ? L.act_scale : 1.0;
+			for (uint32_t k = 0; k < L.w.cols; k++)
+				s += (q2[k] * 0.5 * xs[k / op_fp4_block(format)] * gx) * wd[n * L.w.cols + k];
+			double e = fabs(s - Y[m * N + n]) / (fabs(s) + 1);
+			worst = e > worst ? e : worst;
+		}
+	}
+	CHECK(worst < 1e-5);
+	/* and W4A4 approximates the FP32 product of the dequantized weights */
+	CHECK(op_fp4_gemm_rung(OP_RUNG_SCALAR, &L, OP_W4A16, X, K, M, Y, N) == 0);
+	worst = 0;
+	for (uint32_t m = 0; m < M; m++)
+		for (uint32_t n = 0; n < N; n++) {
+			double s = L.bias[n];
+			for (uint32_t k = 0; k < K; k++)
+				s += (double)X[m * K + k] * wd[n * L.w.cols + k];
+			double e = fabs(s - Y[m * N + n]) / (fabs(s) + 1);
+			worst = e > worst ? e : worst;
+		}
+	CHECK(worst < 1e-5);
+	free(X), free(Y), free(wd);
+	op_fp4_linear_free(&L);
+}
+
+static void test_rungs(int rung)
+{
+	static const uint32_t shapes[][3] = {{1, 16, 16}, {15, 16, 16}, {16, 16, 32}, {17, 11, 7}, {33, 64, 64},
+					     {100, 5, 136}, {64, 128, 256}, {3, 256, 100}, {50, 33, 40}};
+	for (int format = OP_FP4_NVFP4; format <= OP_FP4_MXFP4; format++)
+		for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++)
+			for (int mode = OP_W4A4; mode <= OP_W4A16; mode++) {
+				uint32_t M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+				op_fp4_linear L;
+				if (make_layer(&L, format, N, K, (int)(s & 1)) != 0) {
+					CHECK(0);
+					continue;
+				}
+				size_t ldx = K + 3, ldy = N + 1;
+				float *X = malloc(M * ldx * sizeof(float)), *Y0 = calloc(M * ldy, sizeof(float)),
+				      *Y1 = calloc(M * ldy, sizeof(float));
+				for (size_t i = 0; i < M * ldx; i++)
+					X[i] = frand();
+				CHECK(op_fp4_gemm_rung(OP_RUNG_SCALAR, &L, mode, X, ldx, M, Y0, ldy) == 0);
+				CHECK(op_fp4_gemm_rung(rung, &L, mode, X, ldx, M, Y1, ldy) == 0);
+				if (memcmp(Y0, Y1, M * ldy * sizeof(float)) != 0) {
+					fprintf(stderr, "%s differs: format %d mode %d M %u N %u K %u\n",
+						op_fp4_rung_name(rung), format, mode, M, N, K);
+					CHECK(0);
+				}
+				/* threads split rows without changing a bit */
+				memset(Y1, 0, M * ldy * sizeof(float));
+				CHECK(op_fp4_gemm(&L, mode, X, ldx, M, Y1, ldy, 3) == 0);
+				CHECK(memcmp(Y0, Y1, M * ldy * sizeof(float)) == 0);
+				free(X), free(Y0), free(Y1);
+				op_fp4_linear_free(&L);
+			}
+	/* pooling */
+	uint32_t off[6] = {0, 3, 3, 40, 41, 90}, C = 21;
+	float *H = malloc(90 * 24 * sizeof(float)), o0[5 * 50], o1[5 * 50];
+	for (int i = 0; i < 90 * 24; i++)
+		H[i] = frand();
+	op_pool_mean_max(OP_RUNG_SCALAR, H, 24, C, off, 5, o0, 50);
+	op_pool_mean_max(rung, H, 24, C, off, 5, o1, 50);
+	int same = 1;
+	for (int e = 0; e < 5; e++)
+		same &= memcmp(o0 + e * 50, o1 + e * 50, 2 * C * sizeof(float)) == 0;
+	CHECK(same);
+	CHECK(o0[50 + 3] == 0.0f && o0[50 + C + 3] == 0.0f); /* the empty event */
+	free(H);
+	/* GEMV: to rounding */
+	for (int format = OP_FP4_NVFP4; format <= OP_FP4_MXFP4; format++)
+		for (int mode = OP_W4A4; mode <= OP_W4A16; mode++)
+			for (uint32_t M = 1; M <= 17; M += 8) {
+				uint32_t N = 72, K = 512;
+				op_fp4_tensor w;
+				float *src = malloc(N * K * sizeof(float)), *X = malloc(M * K * sizeof(float));
+				float *Y0 = malloc(M * N * sizeof(float)), *Y1 = malloc(M * N * sizeof(float));
+				for (uint32_t i = 0; i < N * K; i++)
+					src[i] = frand();
+				for (uint32_t i = 0; i < M * K; i++)
+					X[i] = frand();
+				CHECK(op_fp4_tensor_alloc(&w, format, N, K) == 0);
+				CHECK(op_fp4_quantize(&w, src, K, K, 0) == 0);
+				CHECK(op_fp4_gemv_rung(OP_RUNG_SCALAR, &w, mode, 0.01f, 0, X, M, Y0, 0, N) == 0);
+				CHECK(op_fp4_gemv_rung(rung, &w, mode, 0.01f, 0, X, M, Y1, 0, N) == 0);
+				double worst = 0, mag = 0;
+				for (uint32_t i = 0; i < M * N; i++) {
+					worst = fmax(worst, fabs(Y0[i] - Y1[i]));
+					mag = fmax(mag, fabs(Y0[i]));
+				}
+				CHECK(worst <= 1e-5 * mag);
+				CHECK(op_fp4_gemv(&w, mode, 0.01f, 0, X, M, Y1, 2) == 0);
+				worst = 0;
+				for (uint32_t i = 0; i < M * N; i++)
+					worst = fmax(worst, fabs(Y0[i] - Y1[i]));
+				CHECK(worst <= 1e-5 * mag);
+				op_fp4_tensor_free(&w);
+				free(src), free(X), free(Y0), free(Y1);
+			}
+}
+
+int main(void)
+{
+	test_scalars();
+	test_tensor(OP_FP4_NVFP4);
+	test_tensor(OP_FP4_MXFP4);
+	test_tiling();
+	test_reference(OP_FP4_NVFP4);
+	test_reference(OP_FP4_MXFP4);
+	int rungs = 0;
+	for (int r = OP_RUNG_SCALAR; r <= OP_RUNG_NEON; r++)
+		if (op_fp4_rung_available(r)) {
+			fprintf(stderr, "testing rung %s\n", op_fp4_rung_name(r));
+			test_rungs(r);
+			rungs++;
+		}
+	CHECK(rungs >= 1);
+	return check_finish("test_fp4_kernels");
+}
