@@ -4,6 +4,8 @@
  */
 #include "kernels/features.h"
 
+#include "kernels/linefit.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,6 +87,14 @@ uint32_t op_features(const op_reco_event *ev, const op_reco_out *guess, uint32_t
 		f[4] = (float)log1p(q);
 		f[5] = (float)d[0], f[6] = (float)d[1], f[7] = (float)d[2];
 		f[8] = (float)p[0], f[9] = (float)p[1], f[10] = (float)p[2];
+		/* The products a linear pooled statistic needs to express the first guess's residual
+		 * tilt: a track tilted by δ from u delays pulses by ≈ d⊥·δ/c₀. The time residual is
+		 * clipped so that noise hits microseconds away cannot dominate the mean. */
+		double tc = tr - par / OP_C0_M_PER_NS;
+		tc = tc < -50 ? -50 : tc > 250 ? 250 : tc;
+		f[11] = (float)(p[0] * tc), f[12] = (float)(p[1] * tc), f[13] = (float)(p[2] * tc);
+		f[14] = (float)tc;
+		f[15] = ev->flags && (ev->flags[i] & 1u) ? 1.0f : 0.0f;
 		rr += d[0] * d[0] + d[1] * d[1] + d[2] * d[2];
 		tt += tr * tr;
 		qtot += q;
@@ -97,4 +107,25 @@ uint32_t op_features(const op_reco_event *ev, const op_reco_out *guess, uint32_t
 	ef[7] = (float)sqrt(tt / m);
 	return m;
 #undef idx
+}
+
+void op_seed_guess(op_reco_out *g, const op_reco_event *ev, float *buf)
+{
+	uint32_t nh = 0;
+	if (ev->flags)
+		for (uint32_t i = 0; i < ev->n; i++)
+			nh += ev->flags[i] & 1u;
+	if (nh < OP_SEED_MIN_HLC) {
+		op_linefit(g, ev, OP_LINEFIT_CHARGE_WEIGHTED | OP_LINEFIT_TRIM);
+		return;
+	}
+	float *x = buf, *y = buf + nh, *z = buf + 2 * (size_t)nh, *t = buf + 3 * (size_t)nh, *q = buf + 4 * (size_t)nh;
+	uint32_t k = 0;
+	for (uint32_t i = 0; i < ev->n; i++)
+		if (ev->flags[i] & 1u) {
+			x[k] = ev->x_m[i], y[k] = ev->y_m[i], z[k] = ev->z_m[i], t[k] = ev->t_ns[i], q[k] = ev->q_pe[i];
+			k++;
+		}
+	op_reco_event h = {.n = k, .x_m = x, .y_m = y, .z_m = z, .t_ns = t, .q_pe = q, .flags = NULL};
+	op_linefit(g, &h, OP_LINEFIT_CHARGE_WEIGHTED | OP_LINEFIT_TRIM);
 }

@@ -7,6 +7,8 @@
  * u, charge-weighted centroid c, charge-weighted mean time t0). With d = r − c:
  *   0 d·u [m]          1 |d⊥| [m]            2 t − t0 [ns]       3 t − t0 − d·u/c₀ [ns]
  *   4 ln(1+q) [pe]     5..7 d [m]            8..10 d⊥ [m]
+ *   11..13 d⊥ · τ [m·ns]  14 τ [ns], where τ is feature 3 clipped to [−50, 250] ns
+ *   15 1 for a hard-local-coincidence pulse, else 0
  * The event features are u (0..2), log10 pulses (3), log10 total charge (4), LineFit speed in
  * m/ns (5), rms |d| [m] (6), rms (t − t0) [ns] (7).
  * Raw units: the model file carries the normalisation (mean, scale) applied before layer 1.
@@ -17,7 +19,8 @@
 
 #include "kernels/reco.h"
 
-#define OP_FEAT_PULSE 11u
+#define OP_FEAT_PULSE 16u
+#define OP_SEED_MIN_HLC 8u
 #define OP_FEAT_EVENT 8u
 #define OP_C0_M_PER_NS 0.299792458f
 
@@ -29,5 +32,12 @@
  */
 uint32_t op_features(const op_reco_event *ev, const op_reco_out *guess, uint32_t max_pulses,
 		     float *pulse_feat, float *event_feat, uint64_t *scratch);
+
+/*
+ * The network's first guess: LineFit (trimmed, charge-weighted) on the event's hard-local-
+ * coincidence pulses when it has at least OP_SEED_MIN_HLC of them — isolated dark-noise hits
+ * are almost never HLC — else on all pulses. buf: room for 5·ev->n floats.
+ */
+void op_seed_guess(op_reco_out *g, const op_reco_event *ev, float *buf);
 
 #endif

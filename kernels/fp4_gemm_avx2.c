@@ -99,7 +99,6 @@ static int gemm_w4a4(const op_fp4_linear *L, const float *X, size_t ldx, uint32_
 	float *xs = aligned_alloc(32, (size_t)nb * TILE * sizeof(float));
 	int8_t *q2 = malloc(kp);
 	float *rs = malloc(nb * sizeof(float)), *pad = malloc(kp * sizeof(float));
-	float ybuf[TILE * 2] __attribute__((aligned(32)));
 	int rc = -ENOMEM;
 	if (!xu || !xs || !q2 || !rs || !pad)
 		goto out;
@@ -123,31 +122,50 @@ static int gemm_w4a4(const op_fp4_linear *L, const float *X, size_t ldx, uint32_
 				}
 			}
 		}
-		uint32_t n = 0;
-		for (; n < L->n; n++) {
-			const int16_t *wp = (const int16_t *)(L->w2 + (size_t)n * kp);
-			const int16_t *ws = L->wsum12 + (size_t)n * nb;
-			const float *sc = L->wscale + (size_t)n * nb;
-			__m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+		/* four outputs at a time: each x load feeds four independent chains */
+		for (uint32_t n = 0; n < L->n; n += 4) {
+			uint32_t nn = L->n - n < 4 ? L->n - n : 4;
+			const int16_t *wp[4];
+			const int16_t *ws[4];
+			const float *sc[4];
+			for (uint32_t i = 0; i < 4; i++) {
+				uint32_t r = n + (i < nn ? i : 0);
+				wp[i] = (const int16_t *)(L->w2 + (size_t)r * kp);
+				ws[i] = L->wsum12 + (size_t)r * nb;
+				sc[i] = L->wscale + (size_t)r * nb;
+			}
+			__m256 acc[4][2];
+			for (int i = 0; i < 4; i++)
+				acc[i][0] = acc[i][1] = _mm256_setzero_ps();
 			for (uint32_t b = 0; b < nb; b++) {
 				const __m256i *xp = (const __m256i *)(xu + (size_t)b * pairs * 32);
-				__m256i s16 = _mm256_setzero_si256();
-				for (uint32_t p = 0; p < pairs; p++)
-					s16 = _mm256_add_epi16(
-						s16, _mm256_maddubs_epi16(_mm256_load_si256(xp + p),
-									  _mm256_set1_epi16(wp[b * pairs + p])));
-				s16 = _mm256_sub_epi16(s16, _mm256_set1_epi16(ws[b]));
-				__m256 f0 = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(s16)));
-				__m256 f1 = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_extracti128_si256(s16, 1)));
-				__m256 sw = _mm256_set1_ps(sc[b]);
-				acc0 = _mm256_fmadd_ps(f0, _mm256_mul_ps(_mm256_load_ps(xs + b * TILE), sw), acc0);
-				acc1 = _mm256_fmadd_ps(f1, _mm256_mul_ps(_mm256_load_ps(xs + b * TILE + 8), sw), acc1);
+				__m256i s16[4];
+				for (int i = 0; i < 4; i++)
+					s16[i] = _mm256_set1_epi16((int16_t)-ws[i][b]);
+				for (uint32_t p = 0; p < pairs; p++) {
+					__m256i xv = _mm256_load_si256(xp + p);
+					for (int i = 0; i < 4; i++)
+						s16[i] = _mm256_add_epi16(
+							s16[i], _mm256_maddubs_epi16(xv, _mm256_set1_epi16(wp[i][b * pairs + p])));
+				}
+				__m256 xs0 = _mm256_load_ps(xs + b * TILE), xs1 = _mm256_load_ps(xs + b * TILE + 8);
+				for (int i = 0; i < 4; i++) {
+					__m256 f0 = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(s16[i])));
+					__m256 f1 = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_extracti128_si256(s16[i], 1)));
+					__m256 sw = _mm256_set1_ps(sc[i][b]);
+					acc[i][0] = _mm256_fmadd_ps(f0, _mm256_mul_ps(xs0, sw), acc[i][0]);
+					acc[i][1] = _mm256_fmadd_ps(f1, _mm256_mul_ps(xs1, sw), acc[i][1]);
+				}
 			}
-			__m256 bias = _mm256_set1_ps(L->bias[n]);
-			_mm256_store_ps(ybuf, relu_if(_mm256_fmadd_ps(acc0, alpha, bias), L->relu));
-			_mm256_store_ps(ybuf + 8, relu_if(_mm256_fmadd_ps(acc1, alpha, bias), L->relu));
+			float yb[4][TILE] __attribute__((aligned(32)));
+			for (uint32_t i = 0; i < nn; i++) {
+				__m256 bias = _mm256_set1_ps(L->bias[n + i]);
+				_mm256_store_ps(yb[i], relu_if(_mm256_fmadd_ps(acc[i][0], alpha, bias), L->relu));
+				_mm256_store_ps(yb[i] + 8, relu_if(_mm256_fmadd_ps(acc[i][1], alpha, bias), L->relu));
+			}
 			for (uint32_t j = 0; j < rows; j++)
-				Y[(size_t)(m0 + j) * ldy + n] = ybuf[j];
+				for (uint32_t i = 0; i < nn; i++)
+					Y[(size_t)(m0 + j) * ldy + n + i] = yb[i][j];
 		}
 	}
 	rc = 0;

@@ -17,6 +17,7 @@ typedef struct op_reco_event {
 	const float *x_m, *y_m, *z_m; /* DOM position, IceCube coordinates */
 	const float *t_ns;            /* pulse time relative to the event */
 	const float *q_pe;            /* charge */
+	const uint16_t *flags;        /* pulse flags (OP_PULSE_F_HLC = bit 0); NULL = none known */
 } op_reco_event;
 
 enum op_reco_status {

@@ -112,9 +112,10 @@ int main(int argc, char **argv)
 			return 1;
 	}
 
-	growf pf = {0}, ef = {0}, tdir = {0}, te = {0}, tk = {0}, lf = {0};
+	growf pf = {0}, ef = {0}, tdir = {0}, te = {0}, tk = {0}, lfd = {0};
 	uint32_t *offs = malloc(((size_t)count + 1) * sizeof(uint32_t));
-	float *x = NULL, *y = NULL, *z = NULL, *t = NULL, *q = NULL, *feat = NULL;
+	float *x = NULL, *y = NULL, *z = NULL, *t = NULL, *q = NULL, *feat = NULL, *sbuf = NULL;
+	uint16_t *fl = NULL;
 	uint64_t *scratch = NULL;
 	size_t cap = 0, rows = 0;
 	if (!offs)
@@ -136,7 +137,9 @@ int main(int argc, char **argv)
 			t = realloc(t, cap * 4), q = realloc(q, cap * 4);
 			feat = realloc(feat, cap * OP_FEAT_PULSE * 4);
 			scratch = realloc(scratch, cap * 8);
-			if (!x || !y || !z || !t || !q || !feat || !scratch)
+			sbuf = realloc(sbuf, cap * 5 * 4);
+			fl = realloc(fl, cap * 2);
+			if (!x || !y || !z || !t || !q || !feat || !scratch || !sbuf || !fl)
 				return 1;
 		}
 		uint32_t m = 0;
@@ -145,19 +148,22 @@ int main(int argc, char **argv)
 			if (op_geometry_position(geo, p[i].sensor_id, pos) < 0)
 				continue;
 			x[m] = pos[0], y[m] = pos[1], z[m] = pos[2], t[m] = p[i].time_ns, q[m] = p[i].charge_pe;
+			fl[m] = p[i].flags;
 			m++;
 		}
-		op_reco_event ev = {.n = m, .x_m = x, .y_m = y, .z_m = z, .t_ns = t, .q_pe = q};
+		op_reco_event ev = {.n = m, .x_m = x, .y_m = y, .z_m = z, .t_ns = t, .q_pe = q, .flags = fl};
 		op_reco_out g;
 		float evf[OP_FEAT_EVENT];
-		op_linefit(&g, &ev, OP_LINEFIT_CHARGE_WEIGHTED | OP_LINEFIT_TRIM);
+		op_reco_out lf;
+		op_linefit(&lf, &ev, OP_LINEFIT_CHARGE_WEIGHTED | OP_LINEFIT_TRIM);
+		op_seed_guess(&g, &ev, sbuf);
 		uint32_t used = op_features(&ev, &g, max_pulses, feat, evf, scratch);
 		offs[e] = (uint32_t)rows;
 		rows += used;
 		float td[3] = {(float)tr.dir[0], (float)tr.dir[1], (float)tr.dir[2]};
 		float le = (float)log10(tr.energy_gev > 0 ? tr.energy_gev : 1), trk = tr.kind == OP_SIM_TRACK;
 		if (gpush(&pf, feat, (size_t)used * OP_FEAT_PULSE) || gpush(&ef, evf, OP_FEAT_EVENT) ||
-		    gpush(&tdir, td, 3) || gpush(&te, &le, 1) || gpush(&tk, &trk, 1) || gpush(&lf, g.dir, 3))
+		    gpush(&tdir, td, 3) || gpush(&te, &le, 1) || gpush(&tk, &trk, 1) || gpush(&lfd, lf.dir, 3))
 			return 1;
 	}
 	offs[count] = (uint32_t)rows;
@@ -175,7 +181,7 @@ int main(int argc, char **argv)
 	bad = bad || put_array(f, "truth_dir", 0, ne, 3, tdir.p);
 	bad = bad || put_array(f, "truth_log10e", 0, ne, 1, te.p);
 	bad = bad || put_array(f, "truth_track", 0, ne, 1, tk.p);
-	bad = bad || put_array(f, "linefit_dir", 0, ne, 3, lf.p);
+	bad = bad || put_array(f, "linefit_dir", 0, ne, 3, lfd.p);
 	if (fclose(f) != 0 || bad) {
 		fprintf(stderr, "outpost-dataset: writing %s failed: %s\n", out, strerror(errno));
 		return 1;

@@ -9,5 +9,7 @@ int op_bench_ingest(int argc, char **argv);
 int op_bench_store(int argc, char **argv);
 int op_bench_linefit(int argc, char **argv);
 int op_bench_e2e(int argc, char **argv);
+int op_bench_accuracy(int argc, char **argv);
+int op_bench_kernels(int argc, char **argv);
 
 #endif

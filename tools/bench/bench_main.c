@@ -7,6 +7,8 @@
  *   outpost-bench store                    HDF5 segment append and seal
  *   outpost-bench linefit  [--events N]    LineFit angular error and speed on simulated tracks
  *   outpost-bench e2e      [--events N]    simulator → sealed segments through the real daemon
+ *   outpost-bench accuracy --model F ...    angular error of LineFit, the seed and model files
+ *   outpost-bench kernels  [--quick]       FP4 GEMM/GEMV/model throughput vs OpenBLAS and bandwidth
  */
 #include <stdio.h>
 #include <string.h>
@@ -16,7 +18,7 @@
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
-		fprintf(stderr, "usage: outpost-bench ingest|store|linefit|e2e [options]\n");
+		fprintf(stderr, "usage: outpost-bench ingest|store|linefit|e2e|accuracy|kernels [options]\n");
 		return 2;
 	}
 	if (!strcmp(argv[1], "ingest"))
@@ -25,6 +27,10 @@ int main(int argc, char **argv)
 		return op_bench_store(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "linefit"))
 		return op_bench_linefit(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "accuracy"))
+		return op_bench_accuracy(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "kernels"))
+		return op_bench_kernels(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "e2e"))
 		return op_bench_e2e(argc - 1, argv + 1);
 	fprintf(stderr, "outpost-bench: unknown benchmark '%s'\n", argv[1]);

@@ -1,0 +1,70 @@
+/*
+ * model.h — the event network in memory and its forward pass (docs/model-format.md).
+ *
+ *   pulses → features (features.h) → normalise → pulse MLP (ReLU) → mean+max pooling per event
+ *   → [pooled | normalised event features] → head MLP (ReLU between) → 5 outputs:
+ *   dir = normalise(u_linefit + out[0..2]); log10 E = out[3]·scale + mean; score = σ(out[4]).
+ *
+ * Layers are FP32 (the trained reference) or FP4 (NVFP4/MXFP4, W4A4 or W4A16 per layer).
+ * Library code: never logs, never exits; errors are negative errno values.
+ */
+#ifndef OP_KERNELS_MODEL_H
+#define OP_KERNELS_MODEL_H
+#include <stdint.h>
+
+#include "kernels/features.h"
+#include "kernels/fp4_gemm.h"
+#include "kernels/reco.h"
+
+#define OP_MODEL_MAX_LAYERS 8
+#define OP_MODEL_OUTPUTS 5
+#define OP_MODEL_MAX_NAME 64
+
+enum op_model_precision { OP_MODEL_FP32 = 0, OP_MODEL_FP4 = 1 };
+
+typedef struct op_model_layer {
+	char name[32];
+	int precision;     /* op_model_precision */
+	int mode;          /* OP_W4A4 / OP_W4A16 (FP4 layers) */
+	op_fp4_linear lin; /* FP32 layers keep only lin.wdec, lin.bias (w.format = 0) */
+} op_model_layer;
+
+typedef struct op_model {
+	char name[OP_MODEL_MAX_NAME];
+	uint32_t id;
+	int precision, format, mode, mx_mode; /* the model's overall recipe (for reports) */
+	uint32_t max_pulses, n_pulse_feat, n_event_feat;
+	float pulse_mean[OP_FEAT_PULSE], pulse_scale[OP_FEAT_PULSE];
+	float event_mean[OP_FEAT_EVENT], event_scale[OP_FEAT_EVENT];
+	float log10e_mean, log10e_scale;
+	uint32_t n_pulse_layers, n_head_layers;
+	op_model_layer pulse[OP_MODEL_MAX_LAYERS], head[OP_MODEL_MAX_LAYERS];
+	/* provenance, kept verbatim from the file */
+	char provenance[1024];
+} op_model;
+
+/* An FP32 layer from weights [n][k] row-major (copied). */
+int op_model_layer_fp32(op_model_layer *l, const char *name, uint32_t n, uint32_t k, const float *w,
+			const float *bias, int relu);
+/* An FP4 layer quantized from FP32 weights. act_amax: calibrated activation range (NVFP4 W4A4). */
+int op_model_layer_quantize(op_model_layer *l, const char *name, uint32_t n, uint32_t k, const float *w,
+			    const float *bias, int relu, int format, int mode, int mx_mode, float act_amax,
+			    double *rel_err);
+/* Shapes chain, norms positive and finite, outputs = 5. 0 or -EINVAL with a reason in why. */
+int op_model_check(const op_model *m, char *why, size_t whylen);
+void op_model_free(op_model *m);
+
+/* Per-thread working memory for the forward pass. */
+typedef struct op_model_ws op_model_ws;
+op_model_ws *op_model_ws_new(void);
+void op_model_ws_free(op_model_ws *ws);
+
+/*
+ * Run the network on n events. guesses[i]: LineFit's result for events[i] (the first guess);
+ * out[i] receives direction, zenith/azimuth, energy, score (speed NaN); status bits as reco.h.
+ * threads ≥ 1 splits the events. 0 or -ENOMEM.
+ */
+int op_model_run(const op_model *m, op_model_ws *const *ws, int threads, const op_reco_event *events,
+		 const op_reco_out *guesses, op_reco_out *out, size_t n);
+
+#endif

@@ -1,0 +1,292 @@
+/*
+ * bench_kernels.c — FP4 kernel and model throughput against OpenBLAS on the same shapes, in
+ * one run, each figure also shown against the machine's measured limit:
+ *   - memory bandwidth (read, 1 and all threads) — the limit for GEMV;
+ *   - W4A4 and W4A16 GEMM at the model's shapes vs cblas_sgemm (both on all threads);
+ *   - GEMV at M = 1..16, K = N = 4096 vs cblas_sgemv (M calls) and cblas_sgemm;
+ *   - model events/s on 40-pulse events, 1 and 2 threads, for every model file given.
+ *   outpost-bench kernels [--threads T] [--model F ...] [--quick]
+ */
+#include <cblas.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "appliance/modelfile.h"
+#include "ingest/geometry.h"
+#include "ingest/simgen.h"
+#include "kernels/fp4_gemm.h"
+#include "kernels/linefit.h"
+#include "tools/bench/bench.h"
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static float *randbuf(size_t n, uint64_t seed)
+{
+	float *p = malloc(n * sizeof(float));
+	for (size_t i = 0; i < n; i++) {
+		seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17;
+		p[i] = (float)((int64_t)(seed >> 40) - (1 << 23)) / (float)(1 << 23);
+	}
+	return p;
+}
+
+/* ---- memory bandwidth ----------------------------------------------------------------------- */
+
+typedef struct bw_job {
+	const float *p;
+	size_t n;
+	double sum;
+} bw_job;
+
+static void *bw_read(void *a)
+{
+	bw_job *j = a;
+	float s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0;
+	for (size_t i = 0; i + 8 <= j->n; i += 8) {
+		s0 += j->p[i], s1 += j->p[i + 1], s2 += j->p[i + 2], s3 += j->p[i + 3];
+		s4 += j->p[i + 4], s5 += j->p[i + 5], s6 += j->p[i + 6], s7 += j->p[i + 7];
+	}
+	j->sum = s0 + s1 + s2 + s3 + s4 + s5 + s6 + s7;
+	return NULL;
+}
+
+static double bandwidth(int threads)
+{
+	size_t n = (size_t)64 << 20; /* 256 MiB: far beyond any cache */
+	float *p = malloc(n * sizeof(float));
+	memset(p, 1, n * sizeof(float));
+	double best = 0;
+	for (int rep = 0; rep < 3; rep++) {
+		bw_job jobs[16];
+		pthread_t t[16];
+		double t0 = now();
+		for (int i = 0; i < threads; i++) {
+			jobs[i] = (bw_job){p + n / (size_t)threads * (size_t)i, n / (size_t)threads, 0};
+			pthread_create(&t[i], NULL, bw_read, &jobs[i]);
+		}
+		for (int i = 0; i < threads; i++)
+			pthread_join(t[i], NULL);
+		double gbs = (double)n * 4 / (now() - t0) / 1e9;
+		best = gbs > best ? gbs : best;
+	}
+	free(p);
+	return best;
+}
+
+/* ---- GEMM ------------------------------------------------------------------------------------ */
+
+static double time_it(double min_s, void (*fn)(void *), void *ctx)
+{
+	fn(ctx); /* warm */
+	int reps = 0;
+	double t0 = now(), t;
+	do {
+		fn(ctx);
+		reps++;
+		t = now() - t0;
+	} while (t < min_s);
+	return t / reps;
+}
+
+typedef struct gemm_ctx {
+	op_fp4_linear *L;
+	op_fp4_tensor *W;
+	int mode, threads;
+	const float *X, *Wf;
+	float *Y;
+	uint32_t M, K, N;
+} gemm_ctx;
+
+static void run_fp4(void *a)
+{
+	gemm_ctx *c = a;
+	op_fp4_gemm(c->L, c->mode, c->X, c->K, c->M, c->Y, c->N, c->threads);
+}
+
+static void run_sgemm(void *a)
+{
+	gemm_ctx *c = a;
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)c->M, (int)c->N, (int)c->K, 1.0f, c->X, (int)c->K, c->Wf,
+		    (int)c->K, 0.0f, c->Y, (int)c->N);
+}
+
+static void run_gemv(void *a)
+{
+	gemm_ctx *c = a;
+	op_fp4_gemv(c->W, c->mode, 0.01f, OP_MX_SCALE_FLOOR, c->X, c->M, c->Y, c->threads);
+}
+
+static void run_sgemv(void *a)
+{
+	gemm_ctx *c = a;
+	for (uint32_t m = 0; m < c->M; m++)
+		cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)c->N, (int)c->K, 1.0f, c->Wf, (int)c->K, c->X + (size_t)m * c->K, 1,
+			    0.0f, c->Y + (size_t)m * c->N, 1);
+}
+
+/* ---- model ----------------------------------------------------------------------------------- */
+
+static void bench_model(const char *path, int threads_max)
+{
+	op_model m;
+	char err[512];
+	if (op_model_load(path, &m, err, sizeof(err)) < 0) {
+		fprintf(stderr, "outpost-bench: %s\n", err);
+		return;
+	}
+	/* 40-pulse events: simulated tracks and cascades cut to their earliest 40 pulses */
+	enum { NE = 8192, NP = 40 };
+	op_geometry *geo = NULL;
+	op_simgen *gen = NULL;
+	op_simgen_config sc = {.seed = 99, .track_fraction = 0.7, .max_pulses = NP, .noise_hz = 500};
+	op_geometry_default(&geo);
+	op_simgen_open(&sc, geo, &gen);
+	float *buf = malloc((size_t)NE * NP * 5 * sizeof(float)), *sb = malloc(NP * 5 * sizeof(float));
+	uint16_t *fl = malloc((size_t)NE * NP * 2);
+	op_reco_event *ev = malloc(NE * sizeof(*ev));
+	op_reco_out *g = malloc(NE * sizeof(*g)), *out = malloc(NE * sizeof(*out));
+	for (int e = 0; e < NE;) {
+		op_sim_event s;
+		op_simgen_next(gen, &s);
+		if (s.n < NP)
+			continue;
+		float *b = buf + (size_t)e * NP * 5;
+		for (int i = 0; i < NP; i++) {
+			float pos[3] = {0, 0, 0};
+			op_geometry_position(geo, s.pulses[i].sensor_id, pos);
+			b[i] = pos[0], b[NP + i] = pos[1], b[2 * NP + i] = pos[2];
+			b[3 * NP + i] = s.pulses[i].time_ns, b[4 * NP + i] = s.pulses[i].charge_pe;
+			fl[(size_t)e * NP + i] = s.pulses[i].flags;
+		}
+		ev[e] = (op_reco_event){.n = NP, .x_m = b, .y_m = b + NP, .z_m = b + 2 * NP, .t_ns = b + 3 * NP,
+					.q_pe = b + 4 * NP, .flags = fl + (size_t)e * NP};
+		e++;
+	}
+	for (int e = 0; e < NE; e++)
+		op_seed_guess(&g[e], &ev[e], sb);
+	op_model_ws *ws[16];
+	for (int i = 0; i < 16; i++)
+		ws[i] = op_model_ws_new();
+	const char *base = strrchr(path, '/');
+	for (int t = 1; t <= threads_max; t++) {
+		op_model_run(&m, ws, t, ev, g, out, NE); /* warm */
+		int reps = 0;
+		double t0 = now(), el;
+		do {
+			op_model_run(&m, ws, t, ev, g, out, NE);
+			reps++;
+			el = now() - t0;
+		} while (el < 1.0);
+		double eps = (double)NE * reps / el;
+		/* the same events through the seed alone, for what the whole path costs */
+		double t1 = now();
+		for (int e = 0; e < NE; e++)
+			op_seed_guess(&g[e], &ev[e], sb);
+		double seed_eps = NE / (now() - t1);
+		printf("{\"bench\":\"kernels\",\"figure\":\"model_events_per_s\",\"model\":\"%s\",\"pulses_per_event\":%d,"
+		       "\"threads\":%d,\"events_per_s\":%.0f,\"target\":50000,\"ratio_to_target\":%.2f,"
+		       "\"seed_linefit_events_per_s_1thread\":%.0f}\n",
+		       base ? base + 1 : path, NP, t, eps, eps / 50000, seed_eps);
+		fflush(stdout);
+	}
+	for (int i = 0; i < 16; i++)
+		op_model_ws_free(ws[i]);
+	op_model_free(&m);
+	free(buf), free(sb), free(fl), free(ev), free(g), free(out);
+	op_simgen_close(gen);
+	op_geometry_close(geo);
+}
+
+int op_bench_kernels(int argc, char **argv)
+{
+	int threads = 2, quick = 0, nm = 0;
+	const char *models[8];
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--threads") && i + 1 < argc)
+			threads = atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--model") && i + 1 < argc && nm < 8)
+			models[nm++] = argv[++i];
+		else if (!strcmp(argv[i], "--quick"))
+			quick = 1;
+	}
+	openblas_set_num_threads(threads);
+	double bw1 = bandwidth(1), bwn = bandwidth(threads);
+	printf("{\"bench\":\"kernels\",\"figure\":\"memory_read_bandwidth\",\"threads\":1,\"gb_per_s\":%.2f}\n", bw1);
+	printf("{\"bench\":\"kernels\",\"figure\":\"memory_read_bandwidth\",\"threads\":%d,\"gb_per_s\":%.2f}\n", threads, bwn);
+	printf("{\"bench\":\"kernels\",\"figure\":\"rung\",\"rung\":\"%s\",\"openblas\":\"%s\"}\n",
+	       op_fp4_rung_name(op_fp4_rung_best()), openblas_get_config());
+	fflush(stdout);
+
+	static const uint32_t kn[][2] = {{16, 64}, {64, 64}, {144, 128}, {128, 64}, {256, 256}};
+	static const uint32_t Ms[] = {4096, 65536};
+	double min_s = quick ? 0.05 : 0.3;
+	for (size_t mi = 0; mi < sizeof(Ms) / sizeof(Ms[0]); mi++)
+		for (size_t s = 0; s < sizeof(kn) / sizeof(kn[0]); s++) {
+			uint32_t M = Ms[mi], K = kn[s][0], N = kn[s][1];
+			float *X = randbuf((size_t)M * K, 1), *Wf = randbuf((size_t)N * K, 2), *Y = malloc((size_t)M * N * 4);
+			gemm_ctx c = {.X = X, .Wf = Wf, .Y = Y, .M = M, .K = K, .N = N, .threads = threads};
+			double t_blas = time_it(min_s, run_sgemm, &c);
+			double flop = 2.0 * M * N * K;
+			for (int format = OP_FP4_NVFP4; format <= OP_FP4_MXFP4; format++) {
+				op_fp4_tensor w;
+				op_fp4_linear L;
+				uint32_t bl = op_fp4_block(format), kp = (K + bl - 1) / bl * bl;
+				op_fp4_tensor_alloc(&w, format, N, kp);
+				op_fp4_quantize(&w, Wf, K, K, OP_MX_SCALE_FLOOR);
+				op_fp4_linear_init(&L, &w, K, NULL, 1, 0.01f, OP_MX_SCALE_FLOOR);
+				c.L = &L;
+				for (int mode = OP_W4A4; mode <= OP_W4A16; mode++) {
+					c.mode = mode;
+					double t = time_it(min_s, run_fp4, &c);
+					printf("{\"bench\":\"kernels\",\"figure\":\"gemm\",\"format\":\"%s\",\"mode\":\"%s\",\"M\":%u,"
+					       "\"K\":%u,\"N\":%u,\"threads\":%d,\"gflops\":%.2f,\"sgemm_gflops\":%.2f,"
+					       "\"ratio_vs_sgemm\":%.2f,\"target_ratio\":%s}\n",
+					       format == OP_FP4_NVFP4 ? "nvfp4" : "mxfp4", mode == OP_W4A4 ? "w4a4" : "w4a16", M, K,
+					       N, threads, flop / t / 1e9, flop / t_blas / 1e9, t_blas / t,
+					       mode == OP_W4A4 ? "2.0" : "null");
+					fflush(stdout);
+				}
+				op_fp4_linear_free(&L);
+			}
+			free(X), free(Wf), free(Y);
+		}
+
+	uint32_t K = 4096, N = 4096;
+	float *Wf = randbuf((size_t)N * K, 3), *X = randbuf(16 * (size_t)K, 4), *Y = malloc(16 * (size_t)N * 4);
+	for (int format = OP_FP4_NVFP4; format <= OP_FP4_MXFP4; format++) {
+		op_fp4_tensor w;
+		op_fp4_tensor_alloc(&w, format, N, K);
+		op_fp4_quantize(&w, Wf, K, K, OP_MX_SCALE_FLOOR);
+		size_t wbytes = (size_t)N * K / 2 + (size_t)N * (K / op_fp4_block(format));
+		for (uint32_t M = 1; M <= 16; M *= 2) {
+			gemm_ctx c = {.W = &w, .X = X, .Wf = Wf, .Y = Y, .M = M, .K = K, .N = N, .threads = threads};
+			double t_v = time_it(min_s, run_sgemv, &c), t_m = time_it(min_s, run_sgemm, &c);
+			for (int mode = OP_W4A4; mode <= OP_W4A16; mode++) {
+				c.mode = mode;
+				double t = time_it(min_s, run_gemv, &c);
+				printf("{\"bench\":\"kernels\",\"figure\":\"gemv\",\"format\":\"%s\",\"mode\":\"%s\",\"M\":%u,\"K\":%u,"
+				       "\"N\":%u,\"threads\":%d,\"us\":%.1f,\"sgemv_us\":%.1f,\"sgemm_us\":%.1f,"
+				       "\"ratio_vs_sgemv\":%.2f,\"ratio_vs_sgemm\":%.2f,\"target_ratio\":4.0,"
+				       "\"weight_gb_per_s\":%.2f,\"fraction_of_dram_bandwidth\":%.2f}\n",
+				       format == OP_FP4_NVFP4 ? "nvfp4" : "mxfp4", mode == OP_W4A4 ? "w4a4" : "w4a16", M, K, N,
+				       threads, t * 1e6, t_v * 1e6, t_m * 1e6, t_v / t, t_m / t, wbytes / t / 1e9,
+				       wbytes / t / 1e9 / bwn);
+				fflush(stdout);
+			}
+		}
+		op_fp4_tensor_free(&w);
+	}
+	free(Wf), free(X), free(Y);
+	for (int i = 0; i < nm; i++)
+		bench_model(models[i], threads);
+	return 0;
+}
