@@ -28,7 +28,9 @@ typedef struct op_config {
 	uint64_t ingest_resend_after_ns;
 	uint32_t ingest_rcvhwm;
 	/* infer */
-	char infer_method[32]; /* "linefit" */
+	char infer_method[32]; /* "fp4" or "linefit" */
+	char infer_model[OP_CFG_STR];
+	uint32_t infer_threads;
 	int infer_charge_weighted;
 	int infer_trim;
 	uint32_t infer_batch_events;

@@ -332,6 +332,20 @@ int op_model_load_image(const void *buf, size_t len, op_model *m, char *err, siz
 	return rc;
 }
 
+extern const unsigned char op_default_model_h5[];
+extern const size_t op_default_model_h5_len;
+
+int op_model_load_default(op_model *m, char *err, size_t errlen)
+{
+	int rc = op_model_load_image(op_default_model_h5, op_default_model_h5_len, m, err, errlen);
+	if (rc < 0) {
+		char inner[400];
+		snprintf(inner, sizeof(inner), "%s", err);
+		snprintf(err, errlen, "built-in model: %s", inner);
+	}
+	return rc;
+}
+
 /* ---- writing ------------------------------------------------------------------------------- */
 
 static int put_str(hid_t obj, const char *name, const char *v)

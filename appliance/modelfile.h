@@ -14,6 +14,8 @@
 int op_model_load(const char *path, op_model *m, char *err, size_t errlen);
 /* The same from a file image in memory (the fuzz target). */
 int op_model_load_image(const void *buf, size_t len, op_model *m, char *err, size_t errlen);
+/* The model built into the programs (kernels/models/event-v1.h5). */
+int op_model_load_default(op_model *m, char *err, size_t errlen);
 /* Write path via path.tmp + fsync + rename. */
 int op_model_save(const char *path, const op_model *m, char *err, size_t errlen);
 

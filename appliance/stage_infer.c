@@ -16,6 +16,7 @@
 #include <zmq.h>
 
 #include "appliance/log.h"
+#include "appliance/modelfile.h"
 #include "appliance/stage.h"
 #include "ingest/geometry.h"
 #include "ingest/wire.h"
@@ -23,6 +24,7 @@
 
 typedef struct scratch {
 	float *x, *y, *z, *t, *q;
+	uint16_t *fl;
 	size_t cap, used;
 	op_pulse *pulses;
 	size_t pulses_cap;
@@ -42,6 +44,10 @@ static int scratch_reserve(scratch *sc, size_t need)
 			return -ENOMEM;
 		*arr[i] = p;
 	}
+	uint16_t *f = realloc(sc->fl, cap * sizeof(uint16_t));
+	if (!f)
+		return -ENOMEM;
+	sc->fl = f;
 	sc->cap = cap;
 	return 0;
 }
@@ -76,7 +82,20 @@ int op_stage_infer(op_stage_ctx *s)
 		goto out;
 	}
 	op_reco_config rcfg = {.kind = cfg->infer_method, .charge_weighted = cfg->infer_charge_weighted,
-				.trim = cfg->infer_trim};
+				.trim = cfg->infer_trim, .threads = (int)cfg->infer_threads};
+	if (!strcmp(cfg->infer_method, "fp4")) {
+		char merr[512];
+		op_model *model = calloc(1, sizeof(*model));
+		int lerr = !model ? -ENOMEM
+				  : cfg->infer_model[0] ? op_model_load(cfg->infer_model, model, merr, sizeof(merr))
+							: op_model_load_default(model, merr, sizeof(merr));
+		if (lerr < 0) {
+			op_err("infer.model: %s", model ? merr : strerror(ENOMEM));
+			free(model);
+			goto out;
+		}
+		rcfg.model = model;
+	}
 	int err = op_reco_open(&rcfg, &reco);
 	if (err < 0) {
 		op_err("cannot open reconstruction '%s': %s", cfg->infer_method, strerror(-err));
@@ -146,6 +165,7 @@ int op_stage_infer(op_stage_ctx *s)
 				sc.z[sc.used] = xyz[2];
 				sc.t[sc.used] = sc.pulses[i].time_ns;
 				sc.q[sc.used] = sc.pulses[i].charge_pe;
+				sc.fl[sc.used] = sc.pulses[i].flags;
 				sc.used++;
 			}
 			pulses += np;
@@ -160,10 +180,13 @@ int op_stage_infer(op_stage_ctx *s)
 				evs[k] = (op_reco_event){.n = (uint32_t)(end - offs[k]),
 							 .x_m = sc.x + offs[k], .y_m = sc.y + offs[k],
 							 .z_m = sc.z + offs[k], .t_ns = sc.t + offs[k],
-							 .q_pe = sc.q + offs[k]};
+							 .q_pe = sc.q + offs[k], .flags = sc.fl + offs[k]};
 			}
 			uint64_t t0 = op_now_ns();
-			op_reco_run(reco, outs, evs, n);
+			if (op_reco_run(reco, outs, evs, n) < 0) {
+				op_err("reconstruction failed: out of memory");
+				goto out;
+			}
 			reco_ns += op_now_ns() - t0;
 			for (uint32_t k = 0; k < n; k++) {
 				op_result_row *row = &res[k].row;
@@ -180,6 +203,9 @@ int op_stage_infer(op_stage_ctx *s)
 				row->azimuth_rad = outs[k].azimuth_rad;
 				row->log10_energy_gev = outs[k].log10_energy_gev;
 				row->track_score = outs[k].track_score;
+				row->guess_dir_x = outs[k].guess_dir[0];
+				row->guess_dir_y = outs[k].guess_dir[1];
+				row->guess_dir_z = outs[k].guess_dir[2];
 				row->model_id = op_reco_model_id(reco);
 				row->flags = outs[k].status;
 				if (unknown[k])
@@ -250,6 +276,7 @@ out:
 	free(sc.z);
 	free(sc.t);
 	free(sc.q);
+	free(sc.fl);
 	free(sc.pulses);
 	return rc;
 }

@@ -1,6 +1,7 @@
 /*
- * reco.c — the reconstruction registry behind op_reco_open (see reco.h). Today: LineFit,
- * plain (model id 1) and charge-weighted (model id 2). The FP4 network registers here next.
+ * reco.c — the reconstruction registry behind op_reco_open (see reco.h): LineFit in its four
+ * variants (model ids 1–4) and the event network (model id from its file, 16 and up), which
+ * starts from LineFit on the event's HLC pulses (op_seed_guess).
  */
 #include "kernels/reco.h"
 
@@ -9,17 +10,46 @@
 #include <string.h>
 
 #include "kernels/linefit.h"
+#include "kernels/model.h"
 
 struct op_reco {
 	int opts;
 	const char *name;
 	uint32_t id;
+	op_model *model; /* fp4 only */
+	int threads;
+	op_model_ws *ws[64];
+	op_reco_out *guess;
+	size_t guess_cap;
+	float *buf;
+	size_t buf_cap;
 };
 
 int op_reco_open(const op_reco_config *cfg, op_reco **ret)
 {
 	op_reco *r;
 
+	if (cfg && cfg->kind && !strcmp(cfg->kind, "fp4")) {
+		if (!cfg->model)
+			return -EINVAL;
+		r = calloc(1, sizeof(*r));
+		if (!r) {
+			op_model_free(cfg->model);
+			free(cfg->model);
+			return -ENOMEM;
+		}
+		r->model = cfg->model;
+		r->name = r->model->name;
+		r->id = r->model->id;
+		r->threads = cfg->threads < 1 ? 1 : cfg->threads > 64 ? 64 : cfg->threads;
+		for (int i = 0; i < r->threads; i++)
+			if (!(r->ws[i] = op_model_ws_new())) {
+				op_reco_close(r);
+				return -ENOMEM;
+			}
+		*ret = r;
+		return 0;
+	}
 	if (!cfg || !cfg->kind || strcmp(cfg->kind, "linefit") != 0)
 		return -EINVAL;
 	r = calloc(1, sizeof(*r));
@@ -36,14 +66,49 @@ int op_reco_open(const op_reco_config *cfg, op_reco **ret)
 
 void op_reco_close(op_reco *r)
 {
+	if (!r)
+		return;
+	if (r->model) {
+		op_model_free(r->model);
+		free(r->model);
+	}
+	for (int i = 0; i < 64; i++)
+		op_model_ws_free(r->ws[i]);
+	free(r->guess);
+	free(r->buf);
 	free(r);
 }
 
 int op_reco_run(op_reco *r, op_reco_out *out, const op_reco_event *events, size_t n)
 {
+	if (!r->model) {
+		for (size_t i = 0; i < n; i++) {
+			op_linefit(&out[i], &events[i], r->opts);
+			memcpy(out[i].guess_dir, out[i].dir, sizeof(out[i].dir));
+		}
+		return 0;
+	}
+	if (n > r->guess_cap) {
+		op_reco_out *g = realloc(r->guess, n * sizeof(*g));
+		if (!g)
+			return -ENOMEM;
+		r->guess = g;
+		r->guess_cap = n;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if ((size_t)events[i].n * 5 > r->buf_cap) {
+			float *b = realloc(r->buf, (size_t)events[i].n * 5 * sizeof(float));
+			if (!b)
+				return -ENOMEM;
+			r->buf = b;
+			r->buf_cap = (size_t)events[i].n * 5;
+		}
+		op_seed_guess(&r->guess[i], &events[i], r->buf);
+	}
+	int rc = op_model_run(r->model, r->ws, r->threads, events, r->guess, out, n);
 	for (size_t i = 0; i < n; i++)
-		op_linefit(&out[i], &events[i], r->opts);
-	return 0;
+		memcpy(out[i].guess_dir, r->guess[i].dir, sizeof(out[i].guess_dir));
+	return rc;
 }
 
 const char *op_reco_model_name(const op_reco *r)

@@ -35,18 +35,23 @@ typedef struct op_reco_out {
 	float log10_energy_gev;
 	float track_score;  /* 1 = track, 0 = cascade */
 	float speed_m_per_ns; /* LineFit's |v|; NaN for methods that have none */
+	float guess_dir[3];   /* the first guess the method started from (LineFit: its own result) */
 	uint32_t status;    /* op_reco_status bits */
 } op_reco_out;
 
 typedef struct op_reco op_reco;
 
+struct op_model;
+
 typedef struct op_reco_config {
-	const char *kind;    /* "linefit" (later: "fp4") */
+	const char *kind;    /* "linefit" or "fp4" */
 	int charge_weighted; /* LineFit: weight by charge */
 	int trim;            /* LineFit: refit without outlying pulses (improved LineFit) */
+	struct op_model *model; /* fp4: a loaded, checked model; op_reco takes it over (also on error) */
+	int threads;         /* fp4: CPU threads for the network (1..64) */
 } op_reco_config;
 
-/* 0 or -EINVAL (unknown kind) / -ENOMEM. *ret untouched on failure. */
+/* 0 or -EINVAL (unknown kind, no model) / -ENOMEM. *ret untouched on failure. */
 int op_reco_open(const op_reco_config *cfg, op_reco **ret);
 void op_reco_close(op_reco *r);
 /* out[i] for events[i], i < n. Returns 0; per-event trouble is in out[i].status. */

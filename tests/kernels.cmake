@@ -1,9 +1,10 @@
 # kernels/: formats, the kernel ladder, the model. These link op_kernels alone (no HDF5, no
 # ZeroMQ) so that the same tests cross-build for aarch64 and run under qemu (tools/cross-test.sh).
 function(op_kernel_test name)
+  list(TRANSFORM ARGN PREPEND ${CMAKE_SOURCE_DIR}/tests/)
   add_executable(${name} ${ARGN})
   target_link_libraries(${name} PRIVATE op_kernels)
-  target_include_directories(${name} PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/unit)
+  target_include_directories(${name} PRIVATE ${CMAKE_SOURCE_DIR}/tests/unit)
   add_test(NAME ${name} COMMAND ${name})
   set_tests_properties(${name} PROPERTIES LABELS "unit;kernels" SKIP_RETURN_CODE 77)
 endfunction()

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Builds outpost and runs the whole test suite:
 #   1. the normal build (RelWithDebInfo, -Werror), every ctest: unit, integration, fuzz;
-#   2. an ASan+UBSan build running the unit tests.
+#   2. an ASan+UBSan build running the unit tests;
+#   3. kernels/ cross-built for aarch64, its tests under qemu-aarch64 (tools/cross-test.sh).
 # GPU tests report "skipped" (exit 77) on machines without a GPU; they never count as passes.
 set -eu
 cd "$(dirname "$0")/.."
@@ -15,5 +16,7 @@ cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DOUTPOST_SANITIZE=ON
 cmake --build build-asan -j"$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	ctest --test-dir build-asan --output-on-failure -j"$jobs" -L unit --timeout 600
+
+./tools/cross-test.sh
 
 echo "outpost: all tests passed"

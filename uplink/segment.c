@@ -50,6 +50,9 @@ static hid_t mem_type(void)
 	M(azimuth_rad, H5T_NATIVE_FLOAT);
 	M(log10_energy_gev, H5T_NATIVE_FLOAT);
 	M(track_score, H5T_NATIVE_FLOAT);
+	M(guess_dir_x, H5T_NATIVE_FLOAT);
+	M(guess_dir_y, H5T_NATIVE_FLOAT);
+	M(guess_dir_z, H5T_NATIVE_FLOAT);
 	M(model_id, H5T_NATIVE_UINT32);
 	M(flags, H5T_NATIVE_UINT32);
 #undef M
@@ -64,9 +67,10 @@ static hid_t file_type(void)
 		int kind; /* 0 u32, 1 u64, 2 f32 */
 	} m[] = {{"stream_id", 0}, {"n_pulses", 0}, {"sequence", 1}, {"detector_time_ns", 1},
 		 {"dir_x", 2}, {"dir_y", 2}, {"dir_z", 2}, {"zenith_rad", 2}, {"azimuth_rad", 2},
-		 {"log10_energy_gev", 2}, {"track_score", 2}, {"model_id", 0}, {"flags", 0}};
+		 {"log10_energy_gev", 2}, {"track_score", 2}, {"guess_dir_x", 2}, {"guess_dir_y", 2},
+		 {"guess_dir_z", 2}, {"model_id", 0}, {"flags", 0}};
 	size_t off = 0;
-	hid_t t = H5Tcreate(H5T_COMPOUND, 60); /* packed: 4 u32 + 2 u64 + 7 f32 */
+	hid_t t = H5Tcreate(H5T_COMPOUND, OP_RESULT_ROW_BYTES); /* packed: 4 u32 + 2 u64 + 10 f32 */
 
 	for (size_t i = 0; t >= 0 && i < sizeof(m) / sizeof(m[0]); i++) {
 		hid_t ty = m[i].kind == 0 ? H5T_STD_U32LE : m[i].kind == 1 ? H5T_STD_U64LE : H5T_IEEE_F32LE;
@@ -183,7 +187,7 @@ int op_segment_create(const char *segments_dir, const char *name, const op_segme
 	if (s->mtype < 0 || s->dset < 0)
 		goto fail;
 	utc_now(now, sizeof(now));
-	if (attr_str(s->file, "format", "outpost-results") < 0 || attr_u64(s->file, "format_version", 1) < 0 ||
+	if (attr_str(s->file, "format", "outpost-results") < 0 || attr_u64(s->file, "format_version", 2) < 0 ||
 	    attr_str(s->file, "model", meta->model_name ? meta->model_name : "") < 0 ||
 	    attr_str(s->file, "config_hash", meta->config_hash ? meta->config_hash : "") < 0 ||
 	    attr_str(s->file, "software_version", meta->software_version ? meta->software_version : "") < 0 ||
@@ -269,7 +273,7 @@ uint64_t op_segment_bytes(const op_segment *s)
 	hsize_t size = 0;
 	if (H5Fget_filesize(s->file, &size) < 0)
 		size = 0;
-	return (uint64_t)size + (uint64_t)s->nbuf * 60;
+	return (uint64_t)size + (uint64_t)s->nbuf * OP_RESULT_ROW_BYTES;
 }
 
 static int fsync_path(const char *path, int dir)

@@ -30,9 +30,12 @@ typedef struct op_result_row {
 	float zenith_rad, azimuth_rad; /* where it came from */
 	float log10_energy_gev;
 	float track_score;
+	float guess_dir_x, guess_dir_y, guess_dir_z; /* the first guess the model started from */
 	uint32_t model_id;
 	uint32_t flags; /* op_reco_status bits | op_result_flag bits */
 } op_result_row;
+
+#define OP_RESULT_ROW_BYTES 72u /* packed size in the file */
 
 enum op_result_flag {
 	OP_RESULT_F_UNKNOWN_SENSOR = 1u << 16, /* some pulses named sensors not in the geometry */
