@@ -1,5 +1,6 @@
 # appliance/ and watchdog/ unit tests.
 op_unit_test(test_dedup unit/test_dedup.c)
+op_unit_test(test_modelfile unit/test_modelfile.c)
 op_unit_test(test_restart unit/test_restart.c)
 op_unit_test(test_config unit/test_config.c)
 

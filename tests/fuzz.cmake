@@ -31,3 +31,29 @@ foreach(target wire config)
     set_tests_properties(fuzz_${target} PROPERTIES LABELS fuzz TIMEOUT 120)
   endif()
 endforeach()
+
+# The model loader: a structure-aware target (tests/fuzz/fuzz_model.c) editing a real model file.
+add_executable(fuzz_model_replay fuzz/fuzz_model.c fuzz/fuzz_driver.c)
+target_link_libraries(fuzz_model_replay PRIVATE op_appliance)
+add_test(NAME fuzz_model_replay COMMAND fuzz_model_replay ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/corpus/model)
+set_tests_properties(fuzz_model_replay PROPERTIES LABELS unit)
+if(OP_CLANG AND NOT OUTPOST_SANITIZE AND CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|AMD64")
+  set(bin ${CMAKE_CURRENT_BINARY_DIR}/fuzz_model)
+  set(msrcs ${CMAKE_SOURCE_DIR}/appliance/modelfile.c ${CMAKE_BINARY_DIR}/generated/default_model.c
+      ${CMAKE_SOURCE_DIR}/kernels/model.c ${CMAKE_SOURCE_DIR}/kernels/fp4_gemm.c
+      ${CMAKE_SOURCE_DIR}/kernels/fp4_gemm_avx2.c ${CMAKE_SOURCE_DIR}/kernels/fp4_tensor.c
+      ${CMAKE_SOURCE_DIR}/kernels/features.c ${CMAKE_SOURCE_DIR}/kernels/linefit.c)
+  list(TRANSFORM HDF5_INCLUDE_DIRS PREPEND -I OUTPUT_VARIABLE hdf5_inc)
+  add_custom_command(OUTPUT ${bin}
+    COMMAND ${OP_CLANG} -g -O1 -std=c17 -D_GNU_SOURCE -mavx2 -mfma
+            -fsanitize=fuzzer,address,undefined -I${CMAKE_SOURCE_DIR} ${hdf5_inc}
+            ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_model.c ${msrcs} ${HDF5_LDFLAGS} -lm -lpthread -o ${bin}
+    DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_model.c ${CMAKE_SOURCE_DIR}/kernels/models/event-v1.h5
+    COMMENT "libFuzzer target fuzz_model")
+  add_custom_target(fuzz_model_bin ALL DEPENDS ${bin})
+  add_dependencies(fuzz_model_bin op_appliance) # generates default_model.c
+  add_test(NAME fuzz_model
+    COMMAND sh -c "rm -rf corpus-model && cp -r ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/corpus/model corpus-model && ${bin} -max_total_time=30 -rss_limit_mb=2048 -timeout=20 -print_final_stats=1 corpus-model"
+    WORKING_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR})
+  set_tests_properties(fuzz_model PROPERTIES LABELS fuzz TIMEOUT 120)
+endif()
