@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "appliance/config.h"
+#include "appliance/modelfile.h"
 #include "appliance/log.h"
 #include "appliance/stage.h"
 #include "appliance/supervisor.h"
@@ -64,6 +65,18 @@ int main(int argc, char **argv)
 	}
 	if (stage)
 		return op_stage_main(stage, &cfg);
+	/* A model file that cannot be used is a configuration error: refuse to start, saying
+	 * why, rather than let the infer stage fail over and over. */
+	if (!strcmp(cfg.infer_method, "fp4") && cfg.infer_model[0]) {
+		op_model m;
+		char merr[512];
+		if (op_model_load(cfg.infer_model, &m, merr, sizeof(merr)) < 0) {
+			fprintf(stderr, "outpostd: %s: infer.model: %s; not starting\n", config_path ? config_path : "(defaults)",
+				merr);
+			return 2;
+		}
+		op_model_free(&m);
+	}
 	op_log_init("outpostd", cfg.log_level);
 	return op_supervisor_run(&cfg, config_path);
 }

@@ -34,6 +34,7 @@
 
 #include "appliance/dedup.h"
 #include "appliance/log.h"
+#include "appliance/modelfile.h"
 #include "appliance/stage.h"
 #include "kernels/reco.h"
 #include "uplink/segment.h"
@@ -402,11 +403,22 @@ int op_stage_store(op_stage_ctx *s)
 	for (char *c = st.site; *c; c++)
 		if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || *c == '-'))
 			*c = '_';
-	op_reco_config rcfg = {.kind = cfg->infer_method, .charge_weighted = cfg->infer_charge_weighted,
-				.trim = cfg->infer_trim};
-	if (op_reco_open(&rcfg, &reco) == 0)
-		snprintf(st.model_name, sizeof(st.model_name), "%s", op_reco_model_name(reco));
-	op_reco_close(reco);
+	/* The segments name the model that writes their rows (the infer stage loads the same). */
+	if (!strcmp(cfg->infer_method, "fp4")) {
+		op_model m;
+		char merr[512];
+		int lerr = cfg->infer_model[0] ? op_model_load(cfg->infer_model, &m, merr, sizeof(merr))
+					       : op_model_load_default(&m, merr, sizeof(merr));
+		snprintf(st.model_name, sizeof(st.model_name), "%s", lerr == 0 ? m.name : "unknown-fp4-model");
+		if (lerr == 0)
+			op_model_free(&m);
+	} else {
+		op_reco_config rcfg = {.kind = cfg->infer_method, .charge_weighted = cfg->infer_charge_weighted,
+					.trim = cfg->infer_trim};
+		if (op_reco_open(&rcfg, &reco) == 0)
+			snprintf(st.model_name, sizeof(st.model_name), "%s", op_reco_model_name(reco));
+		op_reco_close(reco);
+	}
 	op_config_hash(cfg, st.config_hash);
 	st.meta = (op_segment_meta){.model_name = st.model_name, .config_hash = st.config_hash,
 				    .software_version = OUTPOST_VERSION, .site = cfg->site_name,

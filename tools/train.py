@@ -41,6 +41,57 @@ def load_dataset(path):
     return arrays
 
 
+def read_safetensors(path):
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(n))
+        data = f.read()
+    out = {}
+    for name, e in header.items():
+        if name == "__metadata__":
+            continue
+        b, end = e["data_offsets"]
+        out[name] = np.frombuffer(data[b:end], dtype="<f4").reshape(e["shape"]).copy()
+    return out
+
+
+# ---- fake quantization (QAT), mirroring kernels/fp4_tensor.c closely enough to train against --
+
+def e2m1_q(y):
+    """Round to the E2M1 grid (ties to even, saturating at 6), as op_e2m1_from_float."""
+    a = np.minimum(np.abs(y), 6.0)
+    q = np.where(a < 2, np.round(a * 2) / 2, np.where(a < 4, np.round(a), np.round(a / 2) * 2))
+    return np.copysign(np.minimum(q, 6.0), y)
+
+
+def e4m3_q(s):
+    s = np.minimum(s, 448.0)
+    e = np.floor(np.log2(np.maximum(s, 2.0 ** -6)))
+    step = 2.0 ** (e - 3)
+    return np.minimum(np.round(s / step) * step, 448.0)
+
+
+def fake_quant(x, fmt, S=1.0):
+    """Quantize-dequantize rows of x in blocks along the last axis: 'nv' (16, E4M3 scales,
+    tensor encode scale S) or 'mx' (32, power-of-two scales rounded up: no clipping)."""
+    R, K = x.shape
+    bl = 16 if fmt == "nv" else 32
+    Kp = -(-K // bl) * bl
+    xp = np.zeros((R, Kp), np.float32)
+    xp[:, :K] = x
+    xb = xp.reshape(R, Kp // bl, bl)
+    amax = np.abs(xb).max(2, keepdims=True)
+    if fmt == "nv":
+        s = e4m3_q(amax * S / 6)
+        inv = np.where(s > 0, S / np.maximum(s, 1e-30), 0)
+        out = e2m1_q(xb * inv) * s / S
+    else:
+        e = np.clip(np.ceil(np.log2(np.maximum(amax / 6, 2.0 ** -126))), -126, 126)
+        s = 2.0 ** e
+        out = e2m1_q(xb / s) * s
+    return out.reshape(R, Kp)[:, :K].astype(np.float32)
+
+
 def write_safetensors(path, tensors, metadata):
     header = {"__metadata__": metadata}
     blobs, off = [], 0
@@ -88,6 +139,10 @@ def main():
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--hidden", type=int, default=64)
     ap.add_argument("--head", type=int, default=128)
+    ap.add_argument("--init", help="start from these weights (safetensors written by this script)")
+    ap.add_argument("--qat", action="store_true",
+                    help="quantization-aware: batches cycle FP32 and NVFP4/MXFP4 x W4A4/W4A16 in "
+                         "fake quantization (straight-through gradients)")
     args = ap.parse_args()
     rng = np.random.default_rng(args.seed)
 
@@ -115,9 +170,38 @@ def main():
         B[name] = np.zeros(n, np.float32)
     W["head.2"][0:3] = 0  # start exactly at the seed: the network learns a correction
     names = [s[0] for s in sizes]
+    amax = {n: 0.0 for n in names}
+    if args.init:
+        init = read_safetensors(args.init)
+        for n in names:
+            W[n][...] = init[n + ".weight"]
+            B[n][...] = init[n + ".bias"]
+            amax[n] = float(init[n + ".act_amax"][0])
+        p_mean, p_scale = init["norm.pulse.mean"], init["norm.pulse.scale"]
+        e_mean, e_scale = init["norm.event.mean"], init["norm.event.scale"]
+        en_mean, en_scale = float(init["out.log10e"][0]), float(init["out.log10e"][1])
+        pfn = ((pf - p_mean) / p_scale).astype(np.float32)
+        efn = ((ef - e_mean) / e_scale).astype(np.float32)
+        ten = ((le - en_mean) / en_scale).astype(np.float32)
     params = [W[n] for n in names] + [B[n] for n in names]
     opt = Adam(params, args.lr)
-    amax = {n: 0.0 for n in names}
+    variants = [("nv", True), ("nv", False), ("mx", True), ("mx", False)]
+    quant = {"variant": None}  # (format, activations too) or None for FP32
+    calib = dict(amax)         # activation ranges for NVFP4 activation scales (from FP32 training)
+
+    def qw(n):
+        v = quant["variant"]
+        if v is None:
+            return W[n]
+        a = float(np.abs(W[n]).max())
+        return fake_quant(W[n], v[0], 2688.0 / a if a > 0 else 1.0)
+
+    def qa(n, x):
+        v = quant["variant"]
+        if v is None or not v[1]:
+            return x
+        a = calib[n] if calib[n] > 0 else 1.0
+        return fake_quant(x, v[0], 2688.0 / a)
 
     def forward(idx, train):
         counts = off[idx + 1] - off[idx]
@@ -126,22 +210,28 @@ def main():
         cs = np.concatenate([[0], np.cumsum(counts)])
         rows = np.repeat(starts - cs[:-1], counts) + np.arange(T)
         ev_of = np.repeat(np.arange(len(idx)), counts)
+        QW = {n: qw(n) for n in names}
         x0 = pfn[rows]
-        z0 = x0 @ W["pulse.0"].T + B["pulse.0"]
+        x0q = qa("pulse.0", x0)
+        z0 = x0q @ QW["pulse.0"].T + B["pulse.0"]
         h0 = np.maximum(z0, 0)
-        z1 = h0 @ W["pulse.1"].T + B["pulse.1"]
+        h0q = qa("pulse.1", h0)
+        z1 = h0q @ QW["pulse.1"].T + B["pulse.1"]
         h1 = np.maximum(z1, 0)
         csum = np.add.reduceat(h1, cs[:-1], axis=0)
         mean = csum / counts[:, None]
         mx = np.maximum.reduceat(h1, cs[:-1], axis=0)
         g_in = np.concatenate([mean, mx, efn[idx]], axis=1).astype(np.float32)
-        a0 = np.maximum(g_in @ W["head.0"].T + B["head.0"], 0)
-        a1 = np.maximum(a0 @ W["head.1"].T + B["head.1"], 0)
-        out = a1 @ W["head.2"].T + B["head.2"]
-        if train:
+        g_inq = qa("head.0", g_in)
+        a0 = np.maximum(g_inq @ QW["head.0"].T + B["head.0"], 0)
+        a0q = qa("head.1", a0)
+        a1 = np.maximum(a0q @ QW["head.1"].T + B["head.1"], 0)
+        a1q = qa("head.2", a1)
+        out = a1q @ QW["head.2"].T + B["head.2"]
+        if train and quant["variant"] is None:
             for n, a in (("pulse.0", x0), ("pulse.1", h0), ("head.0", g_in), ("head.1", a0), ("head.2", a1)):
                 amax[n] = max(amax[n], float(np.abs(a).max()))
-        cache = (rows, ev_of, counts, cs, x0, z0, h0, z1, h1, mx, g_in, a0, a1)
+        cache = (rows, ev_of, counts, cs, x0q, z0, h0, h0q, z1, h1, mx, g_inq, a0, a0q, a1, a1q, QW)
         return out, cache
 
     def predict_dir(out, idx):
@@ -181,7 +271,10 @@ def main():
             idx = np.sort(train_idx[s * args.batch:(s + 1) * args.batch])
             lr = args.lr * 0.5 * (1 + np.cos(np.pi * step / total))
             step += 1
-            out, (rows, ev_of, counts, cs, x0, z0, h0, z1, h1, mx, g_in, a0, a1) = forward(idx, True)
+            # QAT cycles FP32 and the four FP4 variants, so one set of weights serves all five
+            quant["variant"] = ([None] + variants)[step % 5] if args.qat else None
+            out, (rows, ev_of, counts, cs, x0q, z0, h0, h0q, z1, h1, mx, g_inq, a0, a0q, a1, a1q, QW) = \
+                forward(idx, True)
             nb = len(idx)
             dirp, v, nv = predict_dir(out, idx)
             # Direction loss: the chord |dir - truth| (≈ the angle), smoothed below ~0.6 degrees.
@@ -206,35 +299,44 @@ def main():
             g_out[:, 3] = 0.2 * e_err / nb
             g_out[:, 4] = 0.1 * (p - y) / nb
             gW, gB = {}, {}
-            gW["head.2"], gB["head.2"] = g_out.T @ a1, g_out.sum(0)
-            g_a1 = (g_out @ W["head.2"]) * (a1 > 0)
-            gW["head.1"], gB["head.1"] = g_a1.T @ a0, g_a1.sum(0)
-            g_a0 = (g_a1 @ W["head.1"]) * (a0 > 0)
-            gW["head.0"], gB["head.0"] = g_a0.T @ g_in, g_a0.sum(0)
-            g_g = g_a0 @ W["head.0"]
+            # straight-through: quantizers pass gradients unchanged
+            gW["head.2"], gB["head.2"] = g_out.T @ a1q, g_out.sum(0)
+            g_a1 = (g_out @ QW["head.2"]) * (a1 > 0)
+            gW["head.1"], gB["head.1"] = g_a1.T @ a0q, g_a1.sum(0)
+            g_a0 = (g_a1 @ QW["head.1"]) * (a0 > 0)
+            gW["head.0"], gB["head.0"] = g_a0.T @ g_inq, g_a0.sum(0)
+            g_g = g_a0 @ QW["head.0"]
             g_mean, g_max = g_g[:, :H], g_g[:, H:2 * H]
             g_h1 = (g_mean / counts[:, None])[ev_of]
             g_h1 += g_max[ev_of] * (h1 == mx[ev_of])
             g_z1 = g_h1 * (z1 > 0)
-            gW["pulse.1"], gB["pulse.1"] = g_z1.T @ h0, g_z1.sum(0)
-            g_z0 = (g_z1 @ W["pulse.1"]) * (z0 > 0)
-            gW["pulse.0"], gB["pulse.0"] = g_z0.T @ x0, g_z0.sum(0)
+            gW["pulse.1"], gB["pulse.1"] = g_z1.T @ h0q, g_z1.sum(0)
+            g_z0 = (g_z1 @ QW["pulse.1"]) * (z0 > 0)
+            gW["pulse.0"], gB["pulse.0"] = g_z0.T @ x0q, g_z0.sum(0)
             opt.step([gW[n].astype(np.float32) for n in names] + [gB[n].astype(np.float32) for n in names], lr)
+        quant["variant"] = None
         err = evaluate(hold_tracks)
+        extra = ""
+        if args.qat:
+            for v in variants:
+                quant["variant"] = v
+                extra += f", {v[0]}fp4-{'w4a4' if v[1] else 'w4a16'} {np.median(evaluate(hold_tracks)):.3f}"
+            quant["variant"] = None
         print(f"epoch {epoch + 1}/{args.epochs}: loss {loss_sum / steps_per_epoch:.4f}, hold-out track "
-              f"median {np.median(err):.3f} deg ({time.time() - t0:.0f} s)", flush=True)
+              f"median {np.median(err):.3f} deg{extra} ({time.time() - t0:.0f} s)", flush=True)
 
     tensors = {}
     for n in names:
         tensors[n + ".weight"] = W[n]
         tensors[n + ".bias"] = B[n]
-        tensors[n + ".act_amax"] = np.array([amax[n]], np.float32)
+        tensors[n + ".act_amax"] = np.array([max(amax[n], calib[n])], np.float32)
     tensors["norm.pulse.mean"] = p_mean.astype(np.float32)
     tensors["norm.pulse.scale"] = p_scale.astype(np.float32)
     tensors["norm.event.mean"] = e_mean.astype(np.float32)
     tensors["norm.event.scale"] = e_scale.astype(np.float32)
     tensors["out.log10e"] = np.array([en_mean, en_scale], np.float32)
     meta = {"producer": "tools/train.py", "seed": str(args.seed), "epochs": str(args.epochs),
+            "init": args.init or "", "qat": "nvfp4+mxfp4 x w4a4+w4a16" if args.qat else "no",
             "train_data": args.train, "train_events": str(len(train_idx)),
             "command": " ".join(sys.argv),
             "holdout_track_median_deg": f"{np.median(evaluate(hold_tracks)):.4f}",

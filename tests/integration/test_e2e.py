@@ -47,12 +47,15 @@ def test_synthetic(bindir):
     check(unique_keys(rows) == {(7, s) for s in range(n)}, "north rows are not exactly (7, 0..%d)" % (n - 1))
     check(st["events"]["stored"] == n and st["events"]["dropped"] == 0, "status: %s" % st["events"])
     check(balanced(st), "accounting does not balance: %s" % st["events"])
-    # Values: every row names its model, its direction is a unit vector, and LineFit on
-    # simulated tracks is far better than chance against the simulator's truth.
-    check((rows["model_id"] > 0).all(), "rows without a model id")
+    # Values: every row names the built-in FP4 network (event-v1, NVFP4 W4A4: model id 18),
+    # its direction and first guess are unit vectors, and on simulated tracks the network is
+    # far better than classical LineFit against the simulator's truth.
+    check((rows["model_id"] == 18).all(), "rows not from the built-in FP4 model: %s" % set(rows["model_id"]))
     ok = (rows["flags"] & 3) == 0
     norms = np.sqrt(rows["dir_x"][ok] ** 2 + rows["dir_y"][ok] ** 2 + rows["dir_z"][ok] ** 2)
     check(np.allclose(norms, 1.0, atol=1e-5), "directions are not unit vectors")
+    gn = np.sqrt(rows["guess_dir_x"][ok] ** 2 + rows["guess_dir_y"][ok] ** 2 + rows["guess_dir_z"][ok] ** 2)
+    check(np.allclose(gn, 1.0, atol=1e-5), "first guesses are not unit vectors")
     t = {}
     with open(truth) as f:
         for r in csv.DictReader(f):
@@ -66,13 +69,14 @@ def test_synthetic(bindir):
         d = np.array([r["dir_x"], r["dir_y"], r["dir_z"]])
         err.append(np.degrees(np.arccos(np.clip(d @ t[int(r["sequence"])], -1, 1))))
     med = float(np.median(err))
-    print("LineFit median angular error on %d simulated tracks: %.1f deg" % (len(err), med))
-    # measured 3.4-3.7 deg (trimmed, charge-weighted LineFit; docs/benchmarks.md); random is 90
-    check(med < 8, "median angular error %.1f deg: the reconstruction is broken" % med)
+    print("FP4 network median angular error on %d simulated tracks: %.2f deg" % (len(err), med))
+    # measured 1.6-1.7 deg on 10,000 tracks (docs/accuracy.md); LineFit alone 3.2-3.6; random 90
+    check(med < 2.5, "median angular error %.2f deg: the FP4 reconstruction is broken" % med)
     # Segments carry their provenance.
     import h5py
     with h5py.File(a.north_files()[0], "r") as f:
         check(f.attrs["format"] in (b"outpost-results", "outpost-results"), "format attribute")
+        check(f.attrs["model"] in (b"event-v1", "event-v1"), "model attribute %r" % f.attrs["model"])
         check(len(str(f.attrs["config_hash"])) >= 16, "config_hash attribute")
     # what an operator sees
     text = a.ctl("status")[1]
@@ -92,7 +96,8 @@ def test_pyproducer(bindir):
         for r in csv.DictReader(f):
             geo[int(r["sensor_id"])] = (float(r["x_m"]), float(r["y_m"]), float(r["z_m"]))
     # the classical formula, which the numpy LineFit below reproduces independently
-    a = Appliance(bindir, "pyproducer", config={"infer": {"charge_weighted": "false", "trim": "false"}})
+    a = Appliance(bindir, "pyproducer",
+                  config={"infer": {"method": "linefit", "charge_weighted": "false", "trim": "false"}})
     ctx = zmq.Context()
     s = ctx.socket(zmq.PUSH)
     s.connect(a.endpoint)
@@ -236,6 +241,17 @@ def test_badconfig(bindir):
     check(not os.path.exists(os.path.join(d, "segments")), "a broken config started something")
     p = subprocess.run([os.path.join(bindir, "outpostctl"), "check-config", cfg], capture_output=True, text=True)
     check(p.returncode == 2 and "2 errors" in p.stderr, "check-config: %s" % p.stderr)
+    # a model file cut short in transit is refused the same way, naming the file
+    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "kernels", "models", "event-v1.h5")
+    bad = os.path.join(d, "model.h5")
+    with open(src, "rb") as f, open(bad, "wb") as g:
+        g.write(f.read()[:5000])
+    with open(cfg, "w") as f:
+        f.write("paths:\n  state_dir: %s\ninfer:\n  model: %s\n" % (d, bad))
+    p = subprocess.run([os.path.join(bindir, "outpostd"), "-c", cfg], capture_output=True, text=True, timeout=20)
+    check(p.returncode == 2 and "infer.model: model file %s" % bad in p.stderr,
+          "truncated model file: exit %d, %s" % (p.returncode, p.stderr))
+    check(not os.path.exists(os.path.join(d, "segments")), "a broken model file started something")
 
 
 def test_live(bindir):
