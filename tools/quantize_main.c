@@ -6,6 +6,8 @@
  *                    [--format nvfp4|mxfp4|fp32] [--mode w4a4|w4a16] [--mx-scale floor|ceil]
  *                    [--name NAME] [--id N]
  *
+ * MXFP4 block scales round up by default (ceil: nothing clips; the shipped model is trained
+ * for it); --mx-scale floor gives OCP v1.0's floored shared exponent.
  * Prints, per layer, its shape and the relative RMS error of the quantized weights, and the
  * activation scale chosen from the range recorded in training.
  */
@@ -118,7 +120,7 @@ static void usage(void)
 
 int main(int argc, char **argv)
 {
-	const char *wpath = NULL, *apath = NULL, *out = NULL, *fmt = "nvfp4", *mode = "w4a4", *mxs = "floor",
+	const char *wpath = NULL, *apath = NULL, *out = NULL, *fmt = "nvfp4", *mode = "w4a4", *mxs = "ceil",
 		   *name = NULL;
 	uint32_t id = 0;
 	char err[512], cmd[1024] = "";

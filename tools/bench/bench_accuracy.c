@@ -26,7 +26,7 @@ static int cmpd(const void *a, const void *b)
 static void report(const char *method, const char *source, double *err, long n, long failed)
 {
 	qsort(err, (size_t)n, sizeof(double), cmpd);
-	printf("{\"bench\":\"accuracy\",\"method\":\"%s\",\"events\":\"%s\",\"tracks\":%ld,\"failed\":%ld,"
+	printf("{\"bench\":\"accuracy\",\"method\":\"%s\",\"events\":\"%s\",\"scored\":%ld,\"failed\":%ld,"
 	       "\"median_deg\":%.3f,\"p68_deg\":%.3f,\"p90_deg\":%.3f}\n",
 	       method, source, n, failed, n ? err[n / 2] : NAN, n ? err[(long)(n * 0.68)] : NAN,
 	       n ? err[(long)(n * 0.9)] : NAN);
@@ -127,14 +127,14 @@ int op_bench_accuracy(int argc, char **argv)
 	}
 	/* tracks only: direction is what the comparison is about */
 	for (long e = 0; e < n; e++)
-		if (is_track[e]) {
+		if (is_track[e] || rep) { /* replayed files: every event (there are few) */
 			errs[nt++] = angle(lf[e].dir, tr[e]);
 			failed += !isfinite(lf[e].dir[0]);
 		}
 	report("linefit-trim-qw (appliance baseline)", source, errs, nt, failed);
 	nt = failed = 0;
 	for (long e = 0; e < n; e++)
-		if (is_track[e]) {
+		if (is_track[e] || rep) { /* replayed files: every event (there are few) */
 			errs[nt++] = angle(seedg[e].dir, tr[e]);
 			failed += !isfinite(seedg[e].dir[0]);
 		}
@@ -153,7 +153,7 @@ int op_bench_accuracy(int argc, char **argv)
 		}
 		nt = failed = 0;
 		for (long e = 0; e < n; e++)
-			if (is_track[e]) {
+			if (is_track[e] || rep) { /* replayed files: every event (there are few) */
 				errs[nt++] = angle(out[e].dir, tr[e]);
 				failed += !isfinite(out[e].dir[0]);
 			}
