@@ -29,8 +29,9 @@ int op_fp4_linear_init(op_fp4_linear *L, op_fp4_tensor *w, uint32_t k, const flo
 	L->w2 = malloc((size_t)L->n * kp);
 	L->wscale = malloc((size_t)L->n * nb * sizeof(float));
 	L->wsum12 = malloc((size_t)L->n * nb * sizeof(int16_t));
+	L->wcorr = malloc((size_t)L->n * nb * sizeof(int32_t));
 	L->wdec = malloc((size_t)L->n * kp * sizeof(float));
-	if (!L->bias || !L->w2 || !L->wscale || !L->wsum12 || !L->wdec) {
+	if (!L->bias || !L->w2 || !L->wscale || !L->wsum12 || !L->wcorr || !L->wdec) {
 		op_fp4_linear_free(L);
 		return -ENOMEM;
 	}
@@ -39,7 +40,7 @@ int op_fp4_linear_init(op_fp4_linear *L, op_fp4_tensor *w, uint32_t k, const flo
 	for (uint32_t n = 0; n < L->n; n++)
 		for (uint32_t b = 0; b < nb; b++) {
 			float s = op_fp4_scale_value(L->w.format, L->w.scales[(size_t)n * nb + b]);
-			int sum = 0;
+			int sum = 0, lo = 0, hi = 0;
 			L->wscale[(size_t)n * nb + b] = s;
 			for (uint32_t i = 0; i < bl; i++) {
 				uint32_t c = b * bl + i;
@@ -47,8 +48,14 @@ int op_fp4_linear_init(op_fp4_linear *L, op_fp4_tensor *w, uint32_t k, const flo
 				L->w2[(size_t)n * kp + c] = (int8_t)d;
 				L->wdec[(size_t)n * kp + c] = ((float)d * 0.5f) * s;
 				sum += d;
+				if (i % 4 < 2)
+					lo += d;
+				else
+					hi += d;
 			}
 			L->wsum12[(size_t)n * nb + b] = (int16_t)(12 * sum);
+			L->wcorr[(size_t)n * nb + b] =
+				(int32_t)(((uint32_t)(uint16_t)(int16_t)(-12 * hi) << 16) | (uint16_t)(int16_t)(-12 * lo));
 		}
 	return 0;
 }
@@ -62,6 +69,7 @@ void op_fp4_linear_free(op_fp4_linear *L)
 	free(L->w2);
 	free(L->wscale);
 	free(L->wsum12);
+	free(L->wcorr);
 	free(L->wdec);
 	memset(L, 0, sizeof(*L));
 }

@@ -40,6 +40,7 @@ typedef struct op_fp4_linear {
 	int8_t *w2;       /* N × Kp doubled signed codes */
 	float *wscale;    /* N × nb decoded block scales */
 	int16_t *wsum12;  /* N × nb: 12 · Σ w2 over the block (offset correction of the int kernels) */
+	int32_t *wcorr;   /* N × nb: int16 pair (−12·Σ w2 over k%4 ∈ {0,1}, the same over {2,3}) */
 	float *wdec;      /* N × Kp exact values qw/2 · sw (no tensor scale) for W4A16 */
 } op_fp4_linear;
 

@@ -2,12 +2,13 @@
  * fp4_gemm_avx2.c — the AVX2+FMA rung (compiled with -mavx2 -mfma, called only when the CPU
  * has both). Reproduces the reference arithmetic of fp4_gemm.h bit for bit for GEMM and pooling.
  *
- * W4A4 GEMM: 16 rows of X at a time. Each row is quantized to doubled E2M1 integers; the tile
- * is stored k-pair-interleaved so that one 256-bit register holds (x[m,2p], x[m,2p+1]) for 16
- * rows m, offset by +12 to make them unsigned. vpmaddubsw against a broadcast weight pair gives
- * 16 int16 partial sums at once; a block's 8 or 16 pairs are summed in int16 (|sum| ≤ 9216),
- * the offset is removed with the precomputed 12·Σw, and the exact block sum becomes FP32 once
- * per (row, output, block) — the FMA with the block scales follows the reference order.
+ * W4A4 GEMM: 8 rows of X at a time. Each row is quantized to doubled E2M1 integers, offset by
+ * +12 to make them unsigned; the tile is stored so that one 256-bit register holds four
+ * consecutive k of each of the 8 rows (one 32-bit lane per row). vpmaddubsw against a 32-bit
+ * broadcast of the weights' four codes sums two products per int16 lane; a block's partial sums
+ * stay in int16 (|sum| ≤ 4608), start from the precomputed −12·Σw of their half of the quads,
+ * and one vpmaddwd at the block's end gives each row's exact block sum in int32. It becomes
+ * FP32 once per (row, output, block): the FMA with the block scales follows the reference.
  * W4A16 GEMM: the 16-row tile is transposed so each k gives one FMA per 8 rows; 4 outputs at
  * once share the loads.
  * GEMV streams the 4-bit codes: nibbles expand to floats through a 16-entry table (vpshufb);
@@ -92,80 +93,110 @@ static void quantize_row_avx2(const op_fp4_linear *L, const float *x, int8_t *q2
 	}
 }
 
+#define QT 8 /* rows per W4A4 tile: one int32 lane each */
+
 static int gemm_w4a4(const op_fp4_linear *L, const float *X, size_t ldx, uint32_t M, float *Y, size_t ldy)
 {
-	uint32_t kp = L->w.cols, bl = op_fp4_block(L->w.format), nb = kp / bl, pairs = bl / 2;
-	uint8_t *xu = aligned_alloc(32, (size_t)kp * TILE);
-	float *xs = aligned_alloc(32, (size_t)nb * TILE * sizeof(float));
-	int8_t *q2 = malloc(kp);
+	uint32_t kp = L->w.cols, bl = op_fp4_block(L->w.format), nb = kp / bl, quads = bl / 4;
+	uint32_t *xu = aligned_alloc(32, (size_t)kp / 4 * QT * sizeof(uint32_t));
+	float *xs = aligned_alloc(32, (size_t)nb * QT * sizeof(float));
+	int8_t *q2 = malloc(kp + 32); /* room for whole 32-byte vectors */
 	float *rs = malloc(nb * sizeof(float)), *pad = malloc(kp * sizeof(float));
 	int rc = -ENOMEM;
 	if (!xu || !xs || !q2 || !rs || !pad)
 		goto out;
 	float fa = (0.25f * (L->w.format == OP_FP4_NVFP4 ? L->act_scale : 1.0f)) * L->w.tensor_scale;
 	const __m256 alpha = _mm256_set1_ps(fa);
-	for (uint32_t m0 = 0; m0 < M; m0 += TILE) {
-		uint32_t rows = M - m0 < TILE ? M - m0 : TILE;
-		for (uint32_t j = 0; j < TILE; j++) {
+	const __m256i ones = _mm256_set1_epi16(1);
+	for (uint32_t m0 = 0; m0 < M; m0 += QT) {
+		uint32_t rows = M - m0 < QT ? M - m0 : QT;
+		/* the tile: per k-quad, one 32-bit lane per row holding its four codes + 12 */
+		for (uint32_t j = 0; j < QT; j++) {
 			if (j < rows) {
 				quantize_row_avx2(L, X + (size_t)(m0 + j) * ldx, q2, rs, pad);
 			} else {
 				memset(q2, 0, kp);
 				memset(rs, 0, nb * sizeof(float));
 			}
-			for (uint32_t b = 0; b < nb; b++) {
-				xs[b * TILE + j] = rs[b];
-				for (uint32_t p = 0; p < pairs; p++) {
-					uint8_t *d = xu + ((size_t)b * pairs + p) * 32 + j * 2;
-					d[0] = (uint8_t)(q2[b * bl + 2 * p] + 12);
-					d[1] = (uint8_t)(q2[b * bl + 2 * p + 1] + 12);
-				}
+			for (uint32_t b = 0; b < nb; b++)
+				xs[b * QT + j] = rs[b];
+			for (uint32_t k = 0; k < kp; k += 32) {
+				__m256i v = _mm256_loadu_si256((const __m256i *)(q2 + k));
+				_mm256_storeu_si256((__m256i *)(q2 + k), _mm256_add_epi8(v, _mm256_set1_epi8(12)));
+			}
+			for (uint32_t qq = 0; qq < kp / 4; qq++) {
+				uint32_t v;
+				memcpy(&v, q2 + 4 * qq, 4);
+				xu[(size_t)qq * QT + j] = v;
 			}
 		}
-		/* four outputs at a time: each x load feeds four independent chains */
+		/* four outputs at a time; per k-quad: one x load, four 32-bit weight broadcasts,
+		 * vpmaddubsw sums two products per int16 lane; vpmaddwd folds the lanes at block end */
 		for (uint32_t n = 0; n < L->n; n += 4) {
 			uint32_t nn = L->n - n < 4 ? L->n - n : 4;
-			const int16_t *wp[4];
-			const int16_t *ws[4];
+			const int8_t *wr[4];
+			const int32_t *wc[4];
 			const float *sc[4];
 			for (uint32_t i = 0; i < 4; i++) {
 				uint32_t r = n + (i < nn ? i : 0);
-				wp[i] = (const int16_t *)(L->w2 + (size_t)r * kp);
-				ws[i] = L->wsum12 + (size_t)r * nb;
+				wr[i] = L->w2 + (size_t)r * kp;
+				wc[i] = L->wcorr + (size_t)r * nb;
 				sc[i] = L->wscale + (size_t)r * nb;
 			}
-			__m256 acc[4][2];
-			for (int i = 0; i < 4; i++)
-				acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+			__m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
 			for (uint32_t b = 0; b < nb; b++) {
-				const __m256i *xp = (const __m256i *)(xu + (size_t)b * pairs * 32);
-				__m256i s16[4];
-				for (int i = 0; i < 4; i++)
-					s16[i] = _mm256_set1_epi16((int16_t)-ws[i][b]);
-				for (uint32_t p = 0; p < pairs; p++) {
-					__m256i xv = _mm256_load_si256(xp + p);
-					for (int i = 0; i < 4; i++)
-						s16[i] = _mm256_add_epi16(
-							s16[i], _mm256_maddubs_epi16(xv, _mm256_set1_epi16(wp[i][b * pairs + p])));
+				const __m256i *xp = (const __m256i *)(xu + (size_t)b * quads * QT);
+				__m256i s0 = _mm256_set1_epi32(wc[0][b]), s1 = _mm256_set1_epi32(wc[1][b]);
+				__m256i s2 = _mm256_set1_epi32(wc[2][b]), s3 = _mm256_set1_epi32(wc[3][b]);
+				const int8_t *w0 = wr[0] + b * bl, *w1 = wr[1] + b * bl, *w2 = wr[2] + b * bl, *w3 = wr[3] + b * bl;
+				for (uint32_t q = 0; q < quads; q++) {
+					__m256i xv = _mm256_load_si256(xp + q);
+					int32_t v0, v1, v2, v3;
+					memcpy(&v0, w0 + 4 * q, 4), memcpy(&v1, w1 + 4 * q, 4);
+					memcpy(&v2, w2 + 4 * q, 4), memcpy(&v3, w3 + 4 * q, 4);
+					s0 = _mm256_add_epi16(s0, _mm256_maddubs_epi16(xv, _mm256_set1_epi32(v0)));
+					s1 = _mm256_add_epi16(s1, _mm256_maddubs_epi16(xv, _mm256_set1_epi32(v1)));
+					s2 = _mm256_add_epi16(s2, _mm256_maddubs_epi16(xv, _mm256_set1_epi32(v2)));
+					s3 = _mm256_add_epi16(s3, _mm256_maddubs_epi16(xv, _mm256_set1_epi32(v3)));
 				}
-				__m256 xs0 = _mm256_load_ps(xs + b * TILE), xs1 = _mm256_load_ps(xs + b * TILE + 8);
-				for (int i = 0; i < 4; i++) {
-					__m256 f0 = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(s16[i])));
-					__m256 f1 = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_extracti128_si256(s16[i], 1)));
-					__m256 sw = _mm256_set1_ps(sc[i][b]);
-					acc[i][0] = _mm256_fmadd_ps(f0, _mm256_mul_ps(xs0, sw), acc[i][0]);
-					acc[i][1] = _mm256_fmadd_ps(f1, _mm256_mul_ps(xs1, sw), acc[i][1]);
+				__m256 xsv = _mm256_load_ps(xs + b * QT);
+				a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(s0, ones)),
+						     _mm256_mul_ps(xsv, _mm256_set1_ps(sc[0][b])), a0);
+				a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(s1, ones)),
+						     _mm256_mul_ps(xsv, _mm256_set1_ps(sc[1][b])), a1);
+				a2 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(s2, ones)),
+						     _mm256_mul_ps(xsv, _mm256_set1_ps(sc[2][b])), a2);
+				a3 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(s3, ones)),
+						     _mm256_mul_ps(xsv, _mm256_set1_ps(sc[3][b])), a3);
+			}
+			__m256 acc[4] = {a0, a1, a2, a3};
+			for (uint32_t i = 0; i < 4; i++) {
+				__m256 bias = _mm256_set1_ps(L->bias[n + (i < nn ? i : 0)]);
+				acc[i] = relu_if(_mm256_fmadd_ps(acc[i], alpha, bias), L->relu);
+			}
+			/* 4 outputs × 8 rows → 8 rows × 4 outputs: two 4×4 transposes */
+			for (int hi = 0; hi < 2; hi++) {
+				__m128 r0 = hi ? _mm256_extractf128_ps(acc[0], 1) : _mm256_castps256_ps128(acc[0]);
+				__m128 r1 = hi ? _mm256_extractf128_ps(acc[1], 1) : _mm256_castps256_ps128(acc[1]);
+				__m128 r2 = hi ? _mm256_extractf128_ps(acc[2], 1) : _mm256_castps256_ps128(acc[2]);
+				__m128 r3 = hi ? _mm256_extractf128_ps(acc[3], 1) : _mm256_castps256_ps128(acc[3]);
+				_MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+				__m128 rr[4] = {r0, r1, r2, r3};
+				for (uint32_t q = 0; q < 4; q++) {
+					uint32_t j = (uint32_t)hi * 4 + q;
+					if (j >= rows)
+						continue;
+					float *dst = Y + (size_t)(m0 + j) * ldy + n;
+					if (nn == 4) {
+						_mm_storeu_ps(dst, rr[q]);
+					} else {
+						float t[4];
+						_mm_storeu_ps(t, rr[q]);
+						for (uint32_t i = 0; i < nn; i++)
+							dst[i] = t[i];
+					}
 				}
 			}
-			float yb[4][TILE] __attribute__((aligned(32)));
-			for (uint32_t i = 0; i < nn; i++) {
-				__m256 bias = _mm256_set1_ps(L->bias[n + i]);
-				_mm256_store_ps(yb[i], relu_if(_mm256_fmadd_ps(acc[i][0], alpha, bias), L->relu));
-				_mm256_store_ps(yb[i] + 8, relu_if(_mm256_fmadd_ps(acc[i][1], alpha, bias), L->relu));
-			}
-			for (uint32_t j = 0; j < rows; j++)
-				for (uint32_t i = 0; i < nn; i++)
-					Y[(size_t)(m0 + j) * ldy + n + i] = yb[i][j];
 		}
 	}
 	rc = 0;
