@@ -17,6 +17,7 @@
 #if defined(__x86_64__)
 #include <errno.h>
 #include <immintrin.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -269,19 +270,193 @@ static inline float hsum(__m256 v)
 
 #define GEMV_MAXM 16
 
+/* Block scales decoded by table: one load per block instead of a branchy conversion. */
+static float scale_lut[2][256];
+static pthread_once_t scale_lut_once = PTHREAD_ONCE_INIT;
+
+static void scale_lut_init(void)
+{
+	for (int c = 0; c < 256; c++) {
+		scale_lut[0][c] = op_e4m3_to_float((uint8_t)c);
+		scale_lut[1][c] = op_e8m0_to_float((uint8_t)c);
+	}
+}
+
+/*
+ * MM rows of X (permuted to each block's even/odd order) against one weight row. MM is a
+ * compile-time constant at every call, so the accumulators live in registers; two per row
+ * (even and odd elements) keep two FMA chains in flight.
+ */
+static inline __attribute__((always_inline)) void gemv_row(const uint8_t *codes, const uint8_t *sc,
+							      const float *lut, uint32_t bl, uint32_t nb,
+							      const float *xp, uint32_t K, float *out, const int MM)
+{
+	const __m128i tab = _mm_setr_epi8(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12);
+	const __m128i lo4 = _mm_set1_epi8(0x0f);
+	__m256 acc0[GEMV_MAXM / 2], acc1[GEMV_MAXM / 2];
+	_Pragma("GCC unroll 8") for (int m = 0; m < MM; m++)
+		acc0[m] = acc1[m] = _mm256_setzero_ps();
+	if (bl == 16) {
+		for (uint32_t b = 0; b < nb; b++) {
+			__m128i c = _mm_loadl_epi64((const __m128i *)(codes + b * 8));
+			__m128i e = _mm_shuffle_epi8(tab, _mm_and_si128(c, lo4));
+			__m128i o = _mm_shuffle_epi8(tab, _mm_and_si128(_mm_srli_epi16(c, 4), lo4));
+			__m256 s = _mm256_set1_ps(lut[sc[b]]);
+			__m256 we = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(e)), s);
+			__m256 wo = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(o)), s);
+			_Pragma("GCC unroll 8") for (int m = 0; m < MM; m++) {
+				const float *x = xp + (size_t)m * K + b * 16;
+				acc0[m] = _mm256_fmadd_ps(_mm256_loadu_ps(x), we, acc0[m]);
+				acc1[m] = _mm256_fmadd_ps(_mm256_loadu_ps(x + 8), wo, acc1[m]);
+			}
+		}
+	} else {
+		for (uint32_t b = 0; b < nb; b++) {
+			__m128i c = _mm_loadu_si128((const __m128i *)(codes + b * 16));
+			__m128i e = _mm_shuffle_epi8(tab, _mm_and_si128(c, lo4));
+			__m128i o = _mm_shuffle_epi8(tab, _mm_and_si128(_mm_srli_epi16(c, 4), lo4));
+			__m256 s = _mm256_set1_ps(lut[sc[b]]);
+			__m256 w0 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(e)), s);
+			__m256 w1 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(e, 8))), s);
+			__m256 w2 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(o)), s);
+			__m256 w3 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(o, 8))), s);
+			_Pragma("GCC unroll 8") for (int m = 0; m < MM; m++) {
+				const float *x = xp + (size_t)m * K + b * 32;
+				acc0[m] = _mm256_fmadd_ps(_mm256_loadu_ps(x), w0, acc0[m]);
+				acc1[m] = _mm256_fmadd_ps(_mm256_loadu_ps(x + 8), w1, acc1[m]);
+				acc0[m] = _mm256_fmadd_ps(_mm256_loadu_ps(x + 16), w2, acc0[m]);
+				acc1[m] = _mm256_fmadd_ps(_mm256_loadu_ps(x + 24), w3, acc1[m]);
+			}
+		}
+	}
+	_Pragma("GCC unroll 8") for (int m = 0; m < MM; m++)
+		out[m] = hsum(_mm256_add_ps(acc0[m], acc1[m]));
+}
+
+/*
+ * W4A4 GEMV in integers: 32 weights per step (one MXFP4 block, or two NVFP4 blocks). The codes'
+ * low and high nibbles expand through vpshufb to doubled signed E2M1 values in [even | odd]
+ * element order; X's codes were laid out in the same order once per call, as magnitudes plus
+ * signs, so vpsignb + vpmaddubsw + vpmaddwd give exact 4-product sums per int32 lane, scaled in
+ * FP32 by (x block scale · w block scale) per lane.
+ */
+static inline __attribute__((always_inline)) __m256i expand32(const uint8_t *codes)
+{
+	const __m128i tab = _mm_setr_epi8(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12);
+	const __m128i lo4 = _mm_set1_epi8(0x0f);
+	__m128i c = _mm_loadu_si128((const __m128i *)codes);
+	__m128i e = _mm_shuffle_epi8(tab, _mm_and_si128(c, lo4));
+	__m128i o = _mm_shuffle_epi8(tab, _mm_and_si128(_mm_srli_epi16(c, 4), lo4));
+	return _mm256_inserti128_si256(_mm256_castsi128_si256(e), o, 1);
+}
+
+static inline __attribute__((always_inline)) __m256 lane_scales(const uint8_t *sc, const float *lut, int nv,
+								  uint32_t g)
+{
+	if (nv) {
+		__m128 t = _mm_setr_ps(lut[sc[2 * g]], lut[sc[2 * g]], lut[sc[2 * g + 1]], lut[sc[2 * g + 1]]);
+		return _mm256_set_m128(t, t);
+	}
+	return _mm256_set1_ps(lut[sc[g]]);
+}
+
+/* Two weight rows against MM (≤ 4) rows of X: every X load serves both weight rows. */
+static inline __attribute__((always_inline)) void gemv_tile_int(const uint8_t *c0, const uint8_t *c1,
+								   const uint8_t *sc0, const uint8_t *sc1,
+								   const float *lut, int nv, uint32_t groups,
+								   const uint8_t *xa, const int8_t *xsg, const float *xsv,
+								   uint32_t K, float out[2][4], const int MM)
+{
+	const __m256i ones = _mm256_set1_epi16(1);
+	__m256 a0[4], a1[4];
+	_Pragma("GCC unroll 4") for (int m = 0; m < MM; m++)
+		a0[m] = a1[m] = _mm256_setzero_ps();
+	for (uint32_t g = 0; g < groups; g++) {
+		__m256i w0 = expand32(c0 + g * 16), w1 = expand32(c1 + g * 16);
+		__m256 s0 = lane_scales(sc0, lut, nv, g), s1 = lane_scales(sc1, lut, nv, g);
+		_Pragma("GCC unroll 4") for (int m = 0; m < MM; m++) {
+			size_t at = (size_t)m * K + (size_t)g * 32;
+			__m256i sx = _mm256_load_si256((const __m256i *)(xsg + at));
+			__m256i ax = _mm256_load_si256((const __m256i *)(xa + at));
+			__m256 xv = _mm256_load_ps(xsv + at / 4);
+			__m256 f0 = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(w0, sx)), ones));
+			__m256 f1 = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(w1, sx)), ones));
+			a0[m] = _mm256_fmadd_ps(f0, _mm256_mul_ps(xv, s0), a0[m]);
+			a1[m] = _mm256_fmadd_ps(f1, _mm256_mul_ps(xv, s1), a1[m]);
+		}
+	}
+	_Pragma("GCC unroll 4") for (int m = 0; m < MM; m++) {
+		out[0][m] = hsum(a0[m]);
+		out[1][m] = hsum(a1[m]);
+	}
+}
+
+static int gemv_w4a4_int(const op_fp4_tensor *W, float act_scale, int mx_mode, const float *X, uint32_t M, float *Y,
+			 uint32_t n0, uint32_t n1)
+{
+	uint32_t K = W->cols, bl = op_fp4_block(W->format), nb = K / bl, groups = K / 32;
+	int nv = W->format == OP_FP4_NVFP4;
+	if (K % 32)
+		return -EINVAL;
+	uint8_t *xa = aligned_alloc(32, (size_t)M * K);
+	int8_t *xsg = aligned_alloc(32, (size_t)M * K), *q2 = malloc(K);
+	float *xsv = aligned_alloc(32, (size_t)M * K / 4 * sizeof(float)), *xs = malloc(nb * sizeof(float));
+	int rc = -ENOMEM;
+	if (!xa || !xsg || !q2 || !xsv || !xs)
+		goto out;
+	op_fp4_linear shape = {.w = *W, .k = K, .mx_mode = mx_mode, .act_scale = act_scale > 0 ? act_scale : 1.0f};
+	for (uint32_t m = 0; m < M; m++) {
+		op_fp4_quantize_row(&shape, X + (size_t)m * K, q2, xs);
+		for (uint32_t g = 0; g < groups; g++)
+			for (uint32_t p = 0; p < 32; p++) {
+				uint32_t k = g * 32 + (p < 16 ? 2 * p : 2 * (p - 16) + 1);
+				xa[(size_t)m * K + g * 32 + p] = (uint8_t)(q2[k] < 0 ? -q2[k] : q2[k]);
+				xsg[(size_t)m * K + g * 32 + p] = q2[k];
+			}
+		for (uint32_t g = 0; g < groups; g++) /* each int32 lane's x block scale */
+			for (uint32_t l = 0; l < 8; l++) {
+				uint32_t p = l * 4, k = g * 32 + (p < 16 ? 2 * p : 2 * (p - 16) + 1);
+				xsv[(size_t)m * K / 4 + g * 8 + l] = xs[k / bl];
+			}
+	}
+	const float *lut = scale_lut[!nv];
+	float g = 0.25f * (nv ? shape.act_scale : 1.0f) * W->tensor_scale;
+	float o2[2][4];
+	for (uint32_t m0 = 0; m0 < M; m0 += 4) {
+		uint32_t mm = M - m0 < 4 ? M - m0 : 4;
+		const uint8_t *a = xa + (size_t)m0 * K;
+		const int8_t *sg = xsg + (size_t)m0 * K;
+		const float *sv = xsv + (size_t)m0 * K / 4;
+		for (uint32_t n = n0; n < n1; n += 2) {
+			uint32_t n2 = n + 1 < n1 ? n + 1 : n; /* an odd last row pairs with itself */
+			const uint8_t *c0 = W->codes + (size_t)n * K / 2, *c1 = W->codes + (size_t)n2 * K / 2;
+			const uint8_t *s0 = W->scales + (size_t)n * nb, *s1 = W->scales + (size_t)n2 * nb;
+			switch (mm) {
+			case 4: gemv_tile_int(c0, c1, s0, s1, lut, nv, groups, a, sg, sv, K, o2, 4); break;
+			case 3: gemv_tile_int(c0, c1, s0, s1, lut, nv, groups, a, sg, sv, K, o2, 3); break;
+			case 2: gemv_tile_int(c0, c1, s0, s1, lut, nv, groups, a, sg, sv, K, o2, 2); break;
+			default: gemv_tile_int(c0, c1, s0, s1, lut, nv, groups, a, sg, sv, K, o2, 1); break;
+			}
+			for (uint32_t m = 0; m < mm; m++) {
+				Y[(size_t)(m0 + m) * W->rows + n] = o2[0][m] * g;
+				if (n2 != n)
+					Y[(size_t)(m0 + m) * W->rows + n2] = o2[1][m] * g;
+			}
+		}
+	}
+	rc = 0;
+out:
+	free(xa), free(xsg), free(q2), free(xsv), free(xs);
+	return rc;
+}
+
 int op_fp4_gemv_avx2(const op_fp4_tensor *W, int mode, float act_scale, int mx_mode, const float *X, uint32_t M,
 		     float *Y, uint32_t n0, uint32_t n1)
 {
 	uint32_t K = W->cols, bl = op_fp4_block(W->format), nb = K / bl;
-	if (M > GEMV_MAXM) { /* larger M: in slices */
-		for (uint32_t m = 0; m < M; m += GEMV_MAXM) {
-			uint32_t mm = M - m < GEMV_MAXM ? M - m : GEMV_MAXM;
-			int rc = op_fp4_gemv_avx2(W, mode, act_scale, mx_mode, X + (size_t)m * K, mm, Y + (size_t)m * W->rows, n0, n1);
-			if (rc < 0)
-				return rc;
-		}
-		return 0;
-	}
+	pthread_once(&scale_lut_once, scale_lut_init);
+	if (mode == OP_W4A4 && K % 32 == 0)
+		return gemv_w4a4_int(W, act_scale, mx_mode, X, M, Y, n0, n1);
 	/* X in even/odd order per block; for W4A4 the activations are first replaced by their
 	 * FP4 values (quantize → dequantize), so both modes then share one weight stream. */
 	float *xp = aligned_alloc(32, (size_t)M * K * sizeof(float) + 32);
@@ -313,50 +488,25 @@ int op_fp4_gemv_avx2(const op_fp4_tensor *W, int mode, float act_scale, int mx_m
 				xp[(size_t)m * K + b * bl + (i & 1u) * (bl / 2) + i / 2] = X[(size_t)m * K + k];
 			}
 	}
-	const __m128i lut = _mm_setr_epi8(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12);
-	const __m128i lo4 = _mm_set1_epi8(0x0f);
-	float g = gx * W->tensor_scale * 0.5f;
-	for (uint32_t n = n0; n < n1; n++) {
-		const uint8_t *codes = W->codes + (size_t)n * K / 2;
-		const uint8_t *sc = W->scales + (size_t)n * nb;
-		__m256 acc[GEMV_MAXM];
-		for (uint32_t m = 0; m < M; m++)
-			acc[m] = _mm256_setzero_ps();
-		if (bl == 16) {
-			for (uint32_t b = 0; b < nb; b++) {
-				__m128i c = _mm_loadl_epi64((const __m128i *)(codes + b * 8));
-				__m128i e = _mm_shuffle_epi8(lut, _mm_and_si128(c, lo4));
-				__m128i o = _mm_shuffle_epi8(lut, _mm_and_si128(_mm_srli_epi16(c, 4), lo4));
-				__m256 s = _mm256_set1_ps(op_e4m3_to_float(sc[b]));
-				__m256 we = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(e)), s);
-				__m256 wo = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(o)), s);
-				for (uint32_t m = 0; m < M; m++) {
-					const float *x = xp + (size_t)m * K + b * 16;
-					acc[m] = _mm256_fmadd_ps(_mm256_loadu_ps(x), we, acc[m]);
-					acc[m] = _mm256_fmadd_ps(_mm256_loadu_ps(x + 8), wo, acc[m]);
-				}
+	const float *lut = scale_lut[W->format == OP_FP4_MXFP4];
+	float g = gx * W->tensor_scale * 0.5f, out[8];
+	for (uint32_t m0 = 0; m0 < M; m0 += 8) {
+		uint32_t mm = M - m0 < 8 ? M - m0 : 8;
+		const float *x = xp + (size_t)m0 * K;
+		for (uint32_t n = n0; n < n1; n++) {
+			const uint8_t *codes = W->codes + (size_t)n * K / 2, *sc = W->scales + (size_t)n * nb;
+			switch (mm) { /* constant row counts: the accumulators stay in registers */
+			case 8: gemv_row(codes, sc, lut, bl, nb, x, K, out, 8); break;
+			case 4: gemv_row(codes, sc, lut, bl, nb, x, K, out, 4); break;
+			case 2: gemv_row(codes, sc, lut, bl, nb, x, K, out, 2); break;
+			case 1: gemv_row(codes, sc, lut, bl, nb, x, K, out, 1); break;
+			default:
+				for (uint32_t m = 0; m < mm; m++)
+					gemv_row(codes, sc, lut, bl, nb, x + (size_t)m * K, K, out + m, 1);
 			}
-		} else {
-			for (uint32_t b = 0; b < nb; b++) {
-				__m128i c = _mm_loadu_si128((const __m128i *)(codes + b * 16));
-				__m128i e = _mm_shuffle_epi8(lut, _mm_and_si128(c, lo4));
-				__m128i o = _mm_shuffle_epi8(lut, _mm_and_si128(_mm_srli_epi16(c, 4), lo4));
-				__m256 s = _mm256_set1_ps(op_e8m0_to_float(sc[b]));
-				__m256 w0 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(e)), s);
-				__m256 w1 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(e, 8))), s);
-				__m256 w2 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(o)), s);
-				__m256 w3 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(o, 8))), s);
-				for (uint32_t m = 0; m < M; m++) {
-					const float *x = xp + (size_t)m * K + b * 32;
-					acc[m] = _mm256_fmadd_ps(_mm256_loadu_ps(x), w0, acc[m]);
-					acc[m] = _mm256_fmadd_ps(_mm256_loadu_ps(x + 8), w1, acc[m]);
-					acc[m] = _mm256_fmadd_ps(_mm256_loadu_ps(x + 16), w2, acc[m]);
-					acc[m] = _mm256_fmadd_ps(_mm256_loadu_ps(x + 24), w3, acc[m]);
-				}
-			}
+			for (uint32_t m = 0; m < mm; m++)
+				Y[(size_t)(m0 + m) * W->rows + n] = out[m] * g;
 		}
-		for (uint32_t m = 0; m < M; m++)
-			Y[(size_t)m * W->rows + n] = hsum(acc[m]) * g;
 	}
 	free(xp);
 	return 0;
