@@ -282,9 +282,11 @@ int main(int argc, char **argv)
 		fclose(f);
 	}
 	const char *tc = op_st_meta(&st, "command"), *seed = op_st_meta(&st, "seed"), *data = op_st_meta(&st, "train_data");
-	snprintf(m.provenance, sizeof(m.provenance),
-		 "weights sha256 %s; trained by: %s (seed %s, data %s); quantized by: outpost-quantize %s", hex,
-		 tc ? tc : "?", seed ? seed : "?", data ? data : "?", cmd);
+	int plen = snprintf(m.provenance, sizeof(m.provenance),
+			    "weights sha256 %s; trained by: %s (seed %s, data %s); quantized by: outpost-quantize %s", hex,
+			    tc ? tc : "?", seed ? seed : "?", data ? data : "?", cmd);
+	if (plen >= (int)sizeof(m.provenance)) /* very long commands: keep the start, say so */
+		memcpy(m.provenance + sizeof(m.provenance) - 5, "...", 4);
 	char why[256];
 	if (op_model_check(&m, why, sizeof(why)) < 0) {
 		fprintf(stderr, "outpost-quantize: the description and weights do not make a valid network: %s\n", why);

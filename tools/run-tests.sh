@@ -15,6 +15,7 @@ ctest --test-dir build --output-on-failure -j"$jobs" --timeout 600
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DOUTPOST_SANITIZE=ON
 cmake --build build-asan -j"$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	LSAN_OPTIONS=suppressions=$(pwd)/tests/lsan.supp \
 	ctest --test-dir build-asan --output-on-failure -j"$jobs" -L unit --timeout 600
 
 ./tools/cross-test.sh
