@@ -46,50 +46,114 @@ static inline __m256i doubled_mag(__m256 a)
 	return _mm256_min_epi32(r, _mm256_set1_epi32(12));
 }
 
-/* One row of activations → doubled signed codes (int32 lanes, then narrowed) and block scales.
- * Same arithmetic as op_fp4_quantize_row. */
-static void quantize_row_avx2(const op_fp4_linear *L, const float *x, int8_t *q2, float *xs, float *pad)
+static inline void transpose8(__m256 r[8])
+{
+	__m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+	__m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+	__m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+	__m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+	__m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xee);
+	__m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xee);
+	__m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xee);
+	__m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xee);
+	r[0] = _mm256_permute2f128_ps(u0, u4, 0x20), r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+	r[2] = _mm256_permute2f128_ps(u2, u6, 0x20), r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+	r[4] = _mm256_permute2f128_ps(u0, u4, 0x31), r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+	r[6] = _mm256_permute2f128_ps(u2, u6, 0x31), r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+/*
+ * Block scales of eight rows at once (one per lane), with op_fp4_quantize_block's arithmetic:
+ * NVFP4 s = e4m3_rn((amax·S)/6) — rounding to 3 mantissa bits by integer add-and-mask, the
+ * subnormal range by rint(v·512)/512, saturation at 448, NaN kept — and inv = S/s (0 when s
+ * is not positive). MXFP4 s = 2^(code−127) with the E8M0 rounding of fp4.h, code clamped to
+ * [1, 253], inv = 2^(127−code).
+ */
+static inline __m256 tile_scales(__m256 amax, int format, int mx_mode, float S, __m256 *inv)
+{
+	const __m256i one = _mm256_set1_epi32(1);
+	if (format == OP_FP4_NVFP4) {
+		__m256 vS = _mm256_set1_ps(S);
+		__m256 v = _mm256_div_ps(_mm256_mul_ps(amax, vS), _mm256_set1_ps(6.0f));
+		__m256i u = _mm256_castps_si256(v);
+		__m256i rn = _mm256_and_si256(
+			_mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7ffff)),
+					 _mm256_and_si256(_mm256_srli_epi32(u, 20), one)),
+			_mm256_set1_epi32((int)0xfff00000u));
+		__m256 norm = _mm256_min_ps(_mm256_set1_ps(448.0f), _mm256_castsi256_ps(rn)); /* NaN stays NaN */
+		__m256 sub = _mm256_mul_ps(_mm256_round_ps(_mm256_mul_ps(v, _mm256_set1_ps(512.0f)),
+							   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC),
+					   _mm256_set1_ps(1.0f / 512.0f));
+		__m256 s = _mm256_blendv_ps(sub, norm, _mm256_cmp_ps(v, _mm256_set1_ps(0x1p-6f), _CMP_GE_OQ));
+		*inv = _mm256_and_ps(_mm256_div_ps(vS, s), _mm256_cmp_ps(s, _mm256_setzero_ps(), _CMP_GT_OQ));
+		return s;
+	}
+	__m256i code;
+	if (mx_mode == OP_MX_SCALE_CEIL) {
+		__m256i a = _mm256_castps_si256(_mm256_div_ps(amax, _mm256_set1_ps(6.0f)));
+		__m256i inf = _mm256_set1_epi32(0x7f800000);
+		__m256i nan = _mm256_cmpgt_epi32(a, inf);
+		__m256i bf = _mm256_srli_epi32(a, 16);
+		__m256i lowbits = _mm256_andnot_si256(_mm256_cmpeq_epi32(_mm256_and_si256(a, _mm256_set1_epi32(0xffff)),
+									 _mm256_setzero_si256()),
+						     _mm256_cmpgt_epi32(inf, a));
+		bf = _mm256_sub_epi32(bf, lowbits); /* +1 where masked (mask is −1) */
+		__m256i res = _mm256_and_si256(_mm256_srli_epi32(bf, 7), _mm256_set1_epi32(0xff));
+		__m256i up = _mm256_andnot_si256(_mm256_cmpeq_epi32(_mm256_and_si256(bf, _mm256_set1_epi32(0x7f)),
+								    _mm256_setzero_si256()),
+						 _mm256_and_si256(_mm256_cmpgt_epi32(bf, _mm256_set1_epi32(0x40)),
+								  _mm256_cmpgt_epi32(_mm256_set1_epi32(0x7f80), bf)));
+		res = _mm256_sub_epi32(res, up);
+		__m256i sat = _mm256_and_si256(_mm256_cmpgt_epi32(_mm256_set1_epi32(0x7f81), bf),
+					       _mm256_cmpeq_epi32(res, _mm256_set1_epi32(0xff)));
+		res = _mm256_add_epi32(res, sat); /* 0xff → 0xfe */
+		code = _mm256_blendv_epi8(res, _mm256_set1_epi32(0xff), nan);
+	} else {
+		__m256i a = _mm256_castps_si256(amax);
+		__m256i e = _mm256_and_si256(_mm256_srli_epi32(a, 23), _mm256_set1_epi32(0xff));
+		__m256i isinf = _mm256_cmpeq_epi32(a, _mm256_set1_epi32(0x7f800000));
+		code = _mm256_sub_epi32(_mm256_add_epi32(e, isinf), _mm256_set1_epi32(2)); /* inf: 0xfe − 2 */
+	}
+	code = _mm256_min_epi32(_mm256_max_epi32(code, one), _mm256_set1_epi32(253));
+	*inv = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_sub_epi32(_mm256_set1_epi32(254), code), 23));
+	return _mm256_castsi256_ps(_mm256_slli_epi32(code, 23));
+}
+
+/*
+ * Eight rows of activations (rowp[j]: kp readable floats, zero beyond k) → the W4A4 tile:
+ * xu[quad·8 + j] holds row j's four codes of that k-quad, each doubled and offset by +12, and
+ * xs[b·8 + j] its block scale. Lanes are rows: the block maxima need no horizontal reduction
+ * and the four codes of a quad pack into one 32-bit lane directly.
+ */
+static void quantize_tile_avx2(const op_fp4_linear *L, const float *const rowp[8], uint32_t *xu, float *xs)
 {
 	uint32_t bl = op_fp4_block(L->w.format), kp = L->w.cols, nb = kp / bl;
-	const float *src = x;
-	if (L->k != kp) { /* zero-pad to whole blocks */
-		memcpy(pad, x, L->k * sizeof(float));
-		memset(pad + L->k, 0, (kp - L->k) * sizeof(float));
-		src = pad;
-	}
 	const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
 	float S = 1.0f / L->act_scale;
+	__m256 tb[OP_MXFP4_BLOCK];
 	for (uint32_t b = 0; b < nb; b++) {
-		const float *v = src + b * bl;
-		__m256 m = _mm256_setzero_ps();
-		for (uint32_t i = 0; i < bl; i += 8)
-			m = _mm256_max_ps(m, _mm256_and_ps(_mm256_loadu_ps(v + i), absmask));
-		__m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-		h = _mm_max_ps(h, _mm_movehl_ps(h, h));
-		h = _mm_max_ss(h, _mm_shuffle_ps(h, h, 1));
-		float amax = _mm_cvtss_f32(h), s, inv;
-		if (L->w.format == OP_FP4_MXFP4) {
-			int code;
-			if (L->mx_mode == OP_MX_SCALE_CEIL)
-				code = op_e8m0_from_float(amax / 6.0f, OP_E8M0_RP, 1);
-			else
-				code = (int)op_e8m0_from_float(amax, OP_E8M0_RZ, 1) - 2;
-			code = code < 1 ? 1 : code > 253 ? 253 : code;
-			s = op_bits_f32((uint32_t)code << 23);
-			inv = op_bits_f32((uint32_t)(254 - code) << 23);
-		} else {
-			s = op_e4m3_to_float(op_e4m3_from_float((amax * S) / 6.0f) & 0x7fu);
-			inv = s > 0 ? S / s : 0.0f;
+		__m256 amax = _mm256_setzero_ps();
+		for (uint32_t g = 0; g < bl; g += 8) {
+			__m256 *r = tb + g;
+			for (int j = 0; j < 8; j++)
+				r[j] = _mm256_loadu_ps(rowp[j] + b * bl + g);
+			transpose8(r);
+			for (int i = 0; i < 8; i++)
+				amax = _mm256_max_ps(amax, _mm256_and_ps(r[i], absmask));
 		}
-		xs[b] = s;
-		__m256 vinv = _mm256_set1_ps(inv);
-		for (uint32_t i = 0; i < bl; i += 8) {
-			__m256 y = _mm256_mul_ps(_mm256_loadu_ps(v + i), vinv);
-			__m256i d = doubled_mag(_mm256_and_ps(y, absmask));
-			__m256i neg = _mm256_castps_si256(_mm256_cmp_ps(y, _mm256_setzero_ps(), _CMP_LT_OQ));
-			d = _mm256_sub_epi32(_mm256_xor_si256(d, neg), neg); /* negate where y < 0 */
-			__m128i p16 = _mm_packs_epi32(_mm256_castsi256_si128(d), _mm256_extracti128_si256(d, 1));
-			_mm_storel_epi64((__m128i *)(q2 + b * bl + i), _mm_packs_epi16(p16, p16));
+		__m256 inv, s = tile_scales(amax, L->w.format, L->mx_mode, S, &inv);
+		_mm256_store_ps(xs + b * 8, s);
+		for (uint32_t i = 0; i < bl; i += 4) {
+			__m256i q[4];
+			for (int t = 0; t < 4; t++) {
+				__m256 y = _mm256_mul_ps(tb[i + (uint32_t)t], inv);
+				__m256i d = doubled_mag(_mm256_and_ps(y, absmask));
+				__m256i neg = _mm256_castps_si256(_mm256_cmp_ps(y, _mm256_setzero_ps(), _CMP_LT_OQ));
+				q[t] = _mm256_add_epi32(_mm256_sub_epi32(_mm256_xor_si256(d, neg), neg), _mm256_set1_epi32(12));
+			}
+			__m256i packed = _mm256_or_si256(_mm256_or_si256(q[0], _mm256_slli_epi32(q[1], 8)),
+							 _mm256_or_si256(_mm256_slli_epi32(q[2], 16), _mm256_slli_epi32(q[3], 24)));
+			_mm256_store_si256((__m256i *)(xu + (size_t)(b * bl + i) / 4 * 8), packed);
 		}
 	}
 }
@@ -101,10 +165,9 @@ static int gemm_w4a4(const op_fp4_linear *L, const float *X, size_t ldx, uint32_
 	uint32_t kp = L->w.cols, bl = op_fp4_block(L->w.format), nb = kp / bl, quads = bl / 4;
 	uint32_t *xu = aligned_alloc(32, (size_t)kp / 4 * QT * sizeof(uint32_t));
 	float *xs = aligned_alloc(32, (size_t)nb * QT * sizeof(float));
-	int8_t *q2 = malloc(kp + 32); /* room for whole 32-byte vectors */
-	float *rs = malloc(nb * sizeof(float)), *pad = malloc(kp * sizeof(float));
+	float *pad = malloc((size_t)kp * QT * sizeof(float)), *zero = calloc(kp, sizeof(float));
 	int rc = -ENOMEM;
-	if (!xu || !xs || !q2 || !rs || !pad)
+	if (!xu || !xs || !pad || !zero)
 		goto out;
 	float fa = (0.25f * (L->w.format == OP_FP4_NVFP4 ? L->act_scale : 1.0f)) * L->w.tensor_scale;
 	const __m256 alpha = _mm256_set1_ps(fa);
@@ -112,25 +175,20 @@ static int gemm_w4a4(const op_fp4_linear *L, const float *X, size_t ldx, uint32_
 	for (uint32_t m0 = 0; m0 < M; m0 += QT) {
 		uint32_t rows = M - m0 < QT ? M - m0 : QT;
 		/* the tile: per k-quad, one 32-bit lane per row holding its four codes + 12 */
+		const float *rowp[8];
 		for (uint32_t j = 0; j < QT; j++) {
-			if (j < rows) {
-				quantize_row_avx2(L, X + (size_t)(m0 + j) * ldx, q2, rs, pad);
-			} else {
-				memset(q2, 0, kp);
-				memset(rs, 0, nb * sizeof(float));
-			}
-			for (uint32_t b = 0; b < nb; b++)
-				xs[b * QT + j] = rs[b];
-			for (uint32_t k = 0; k < kp; k += 32) {
-				__m256i v = _mm256_loadu_si256((const __m256i *)(q2 + k));
-				_mm256_storeu_si256((__m256i *)(q2 + k), _mm256_add_epi8(v, _mm256_set1_epi8(12)));
-			}
-			for (uint32_t qq = 0; qq < kp / 4; qq++) {
-				uint32_t v;
-				memcpy(&v, q2 + 4 * qq, 4);
-				xu[(size_t)qq * QT + j] = v;
+			if (j >= rows) {
+				rowp[j] = zero;
+			} else if (L->k == kp) {
+				rowp[j] = X + (size_t)(m0 + j) * ldx;
+			} else { /* zero-pad to whole blocks */
+				float *pr = pad + (size_t)j * kp;
+				memcpy(pr, X + (size_t)(m0 + j) * ldx, L->k * sizeof(float));
+				memset(pr + L->k, 0, (kp - L->k) * sizeof(float));
+				rowp[j] = pr;
 			}
 		}
+		quantize_tile_avx2(L, rowp, xu, xs);
 		/* four outputs at a time; per k-quad: one x load, four 32-bit weight broadcasts,
 		 * vpmaddubsw sums two products per int16 lane; vpmaddwd folds the lanes at block end */
 		for (uint32_t n = 0; n < L->n; n += 4) {
@@ -204,9 +262,8 @@ static int gemm_w4a4(const op_fp4_linear *L, const float *X, size_t ldx, uint32_
 out:
 	free(xu);
 	free(xs);
-	free(q2);
-	free(rs);
 	free(pad);
+	free(zero);
 	return rc;
 }
 

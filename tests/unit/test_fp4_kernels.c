@@ -118,7 +118,13 @@ static void test_tiling(void)
 	free(til);
 }
 
+static int make_layer_mx(op_fp4_linear *L, int format, uint32_t n, uint32_t k, int relu, int mx_mode);
 static int make_layer(op_fp4_linear *L, int format, uint32_t n, uint32_t k, int relu)
+{
+	return make_layer_mx(L, format, n, k, relu, OP_MX_SCALE_FLOOR);
+}
+
+static int make_layer_mx(op_fp4_linear *L, int format, uint32_t n, uint32_t k, int relu, int mx_mode)
 {
 	uint32_t bl = op_fp4_block(format), kp = (k + bl - 1) / bl * bl;
 	op_fp4_tensor w;
@@ -129,7 +135,7 @@ static int make_layer(op_fp4_linear *L, int format, uint32_t n, uint32_t k, int 
 		bias[i] = frand();
 	int rc = op_fp4_tensor_alloc(&w, format, n, kp);
 	rc = rc ? rc : op_fp4_quantize(&w, src, k, k, OP_MX_SCALE_FLOOR);
-	rc = rc ? rc : op_fp4_linear_init(L, &w, k, bias, relu, 20.0f / 2688, OP_MX_SCALE_FLOOR);
+	rc = rc ? rc : op_fp4_linear_init(L, &w, k, bias, relu, 20.0f / 2688, mx_mode);
 	free(src);
 	free(bias);
 	return rc;
@@ -191,7 +197,7 @@ static void test_rungs(int rung)
 			for (int mode = OP_W4A4; mode <= OP_W4A16; mode++) {
 				uint32_t M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
 				op_fp4_linear L;
-				if (make_layer(&L, format, N, K, (int)(s & 1)) != 0) {
+				if (make_layer_mx(&L, format, N, K, (int)(s & 1), (int)(s % 3 == 1)) != 0) {
 					CHECK(0);
 					continue;
 				}
@@ -200,6 +206,12 @@ static void test_rungs(int rung)
 				      *Y1 = calloc(M * ldy, sizeof(float));
 				for (size_t i = 0; i < M * ldx; i++)
 					X[i] = frand();
+				/* values at and around the rounding edges: exact E2M1 ties after scaling,
+				 * tiny and huge magnitudes, zeros of both signs */
+				static const float edge[] = {0.25f, -0.75f, 1.25f, 1.75f, -2.5f, 3.5f, 5.0f, 1e-30f, -1e-30f,
+							     3e4f, -0.0f, 0.0f, 1e-7f, 6.0f};
+				for (size_t i = 0; i < M * ldx; i += 7)
+					X[i] = edge[(i / 7) % (sizeof(edge) / sizeof(edge[0]))];
 				CHECK(op_fp4_gemm_rung(OP_RUNG_SCALAR, &L, mode, X, ldx, M, Y0, ldy) == 0);
 				CHECK(op_fp4_gemm_rung(rung, &L, mode, X, ldx, M, Y1, ldy) == 0);
 				if (memcmp(Y0, Y1, M * ldy * sizeof(float)) != 0) {
@@ -214,6 +226,24 @@ static void test_rungs(int rung)
 				free(X), free(Y0), free(Y1);
 				op_fp4_linear_free(&L);
 			}
+	/* non-finite activations (a broken upstream layer) give the same bits on every rung */
+	for (int format = OP_FP4_NVFP4; format <= OP_FP4_MXFP4; format++)
+		for (int mx = 0; mx < 2; mx++) {
+			op_fp4_linear L;
+			uint32_t M = 9, N = 8, K = 64;
+			float X[9 * 64], Y0[9 * 8], Y1[9 * 8];
+			CHECK(make_layer_mx(&L, format, N, K, 0, mx) == 0);
+			for (uint32_t i = 0; i < M * K; i++)
+				X[i] = frand();
+			X[5] = INFINITY, X[64 + 40] = -INFINITY, X[128 + 3] = NAN, X[300] = 1e38f;
+			CHECK(op_fp4_gemm_rung(OP_RUNG_SCALAR, &L, OP_W4A4, X, K, M, Y0, N) == 0);
+			CHECK(op_fp4_gemm_rung(rung, &L, OP_W4A4, X, K, M, Y1, N) == 0);
+			int same = 1;
+			for (uint32_t i = 0; i < M * N; i++)
+				same &= (isnan(Y0[i]) && isnan(Y1[i])) || Y0[i] == Y1[i];
+			CHECK(same);
+			op_fp4_linear_free(&L);
+		}
 	/* pooling */
 	uint32_t off[6] = {0, 3, 3, 40, 41, 90}, C = 21;
 	float *H = malloc(90 * 24 * sizeof(float)), o0[5 * 50], o1[5 * 50];
