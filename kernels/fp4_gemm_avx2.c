@@ -158,25 +158,28 @@ static void quantize_tile_avx2(const op_fp4_linear *L, const float *const rowp[8
 	}
 }
 
-#define QT 8 /* rows per W4A4 tile: one int32 lane each */
+#define QT 8 /* rows per quantized tile: one int32 lane each; the kernel takes two tiles */
 
 static int gemm_w4a4(const op_fp4_linear *L, const float *X, size_t ldx, uint32_t M, float *Y, size_t ldy)
 {
 	uint32_t kp = L->w.cols, bl = op_fp4_block(L->w.format), nb = kp / bl, quads = bl / 4;
-	uint32_t *xu = aligned_alloc(32, (size_t)kp / 4 * QT * sizeof(uint32_t));
-	float *xs = aligned_alloc(32, (size_t)nb * QT * sizeof(float));
-	float *pad = malloc((size_t)kp * QT * sizeof(float)), *zero = calloc(kp, sizeof(float));
+	uint32_t *xu = aligned_alloc(32, (size_t)kp / 4 * QT * 2 * sizeof(uint32_t));
+	float *xs = aligned_alloc(32, (size_t)nb * QT * 2 * sizeof(float));
+	float *pad = malloc((size_t)kp * QT * 2 * sizeof(float)), *zero = calloc(kp, sizeof(float));
+	float accm[4][16] __attribute__((aligned(32)));
 	int rc = -ENOMEM;
 	if (!xu || !xs || !pad || !zero)
 		goto out;
 	float fa = (0.25f * (L->w.format == OP_FP4_NVFP4 ? L->act_scale : 1.0f)) * L->w.tensor_scale;
 	const __m256 alpha = _mm256_set1_ps(fa);
 	const __m256i ones = _mm256_set1_epi16(1);
-	for (uint32_t m0 = 0; m0 < M; m0 += QT) {
-		uint32_t rows = M - m0 < QT ? M - m0 : QT;
-		/* the tile: per k-quad, one 32-bit lane per row holding its four codes + 12 */
-		const float *rowp[8];
-		for (uint32_t j = 0; j < QT; j++) {
+	uint32_t *xuA = xu, *xuB = xu + (size_t)kp / 4 * QT;
+	float *xsA = xs, *xsB = xs + (size_t)nb * QT;
+	for (uint32_t m0 = 0; m0 < M; m0 += 2 * QT) {
+		uint32_t rows = M - m0 < 2 * QT ? M - m0 : 2 * QT;
+		/* two 8-row tiles: per k-quad, one 32-bit lane per row holding its four codes + 12 */
+		const float *rowp[2 * QT];
+		for (uint32_t j = 0; j < 2 * QT; j++) {
 			if (j >= rows) {
 				rowp[j] = zero;
 			} else if (L->k == kp) {
@@ -188,9 +191,15 @@ static int gemm_w4a4(const op_fp4_linear *L, const float *X, size_t ldx, uint32_
 				rowp[j] = pr;
 			}
 		}
-		quantize_tile_avx2(L, rowp, xu, xs);
-		/* four outputs at a time; per k-quad: one x load, four 32-bit weight broadcasts,
-		 * vpmaddubsw sums two products per int16 lane; vpmaddwd folds the lanes at block end */
+		quantize_tile_avx2(L, rowp, xuA, xsA);
+		if (rows > QT)
+			quantize_tile_avx2(L, rowp + QT, xuB, xsB);
+		else
+			memcpy(xuB, xuA, (size_t)kp / 4 * QT * sizeof(uint32_t)), memcpy(xsB, xsA, (size_t)nb * QT * sizeof(float));
+		/* four outputs × sixteen rows at a time: per k-quad, two x loads and four 32-bit
+		 * weight broadcasts feed eight vpmaddubsw; int16 partial sums start from −12·Σw of
+		 * their half of the quads and one vpmaddwd per block gives exact int32 block sums.
+		 * The FP32 accumulators live in L1 (touched once per block). */
 		for (uint32_t n = 0; n < L->n; n += 4) {
 			uint32_t nn = L->n - n < 4 ? L->n - n : 4;
 			const int8_t *wr[4];
@@ -202,57 +211,69 @@ static int gemm_w4a4(const op_fp4_linear *L, const float *X, size_t ldx, uint32_
 				wc[i] = L->wcorr + (size_t)r * nb;
 				sc[i] = L->wscale + (size_t)r * nb;
 			}
-			__m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+			for (int i = 0; i < 4; i++)
+				for (int h = 0; h < 16; h += 8)
+					_mm256_store_ps(&accm[i][h], _mm256_setzero_ps());
 			for (uint32_t b = 0; b < nb; b++) {
-				const __m256i *xp = (const __m256i *)(xu + (size_t)b * quads * QT);
-				__m256i s0 = _mm256_set1_epi32(wc[0][b]), s1 = _mm256_set1_epi32(wc[1][b]);
-				__m256i s2 = _mm256_set1_epi32(wc[2][b]), s3 = _mm256_set1_epi32(wc[3][b]);
+				const __m256i *pa = (const __m256i *)(xuA + (size_t)b * quads * QT);
+				const __m256i *pb = (const __m256i *)(xuB + (size_t)b * quads * QT);
+				__m256i c0 = _mm256_set1_epi32(wc[0][b]), c1 = _mm256_set1_epi32(wc[1][b]);
+				__m256i c2 = _mm256_set1_epi32(wc[2][b]), c3 = _mm256_set1_epi32(wc[3][b]);
+				__m256i s0a = c0, s1a = c1, s2a = c2, s3a = c3, s0b = c0, s1b = c1, s2b = c2, s3b = c3;
 				const int8_t *w0 = wr[0] + b * bl, *w1 = wr[1] + b * bl, *w2 = wr[2] + b * bl, *w3 = wr[3] + b * bl;
 				for (uint32_t q = 0; q < quads; q++) {
-					__m256i xv = _mm256_load_si256(xp + q);
+					__m256i xa = _mm256_load_si256(pa + q), xb = _mm256_load_si256(pb + q);
 					int32_t v0, v1, v2, v3;
 					memcpy(&v0, w0 + 4 * q, 4), memcpy(&v1, w1 + 4 * q, 4);
 					memcpy(&v2, w2 + 4 * q, 4), memcpy(&v3, w3 + 4 * q, 4);
-					s0 = _mm256_add_epi16(s0, _mm256_maddubs_epi16(xv, _mm256_set1_epi32(v0)));
-					s1 = _mm256_add_epi16(s1, _mm256_maddubs_epi16(xv, _mm256_set1_epi32(v1)));
-					s2 = _mm256_add_epi16(s2, _mm256_maddubs_epi16(xv, _mm256_set1_epi32(v2)));
-					s3 = _mm256_add_epi16(s3, _mm256_maddubs_epi16(xv, _mm256_set1_epi32(v3)));
+					__m256i b0 = _mm256_set1_epi32(v0), b1 = _mm256_set1_epi32(v1);
+					__m256i b2 = _mm256_set1_epi32(v2), b3 = _mm256_set1_epi32(v3);
+					s0a = _mm256_add_epi16(s0a, _mm256_maddubs_epi16(xa, b0));
+					s0b = _mm256_add_epi16(s0b, _mm256_maddubs_epi16(xb, b0));
+					s1a = _mm256_add_epi16(s1a, _mm256_maddubs_epi16(xa, b1));
+					s1b = _mm256_add_epi16(s1b, _mm256_maddubs_epi16(xb, b1));
+					s2a = _mm256_add_epi16(s2a, _mm256_maddubs_epi16(xa, b2));
+					s2b = _mm256_add_epi16(s2b, _mm256_maddubs_epi16(xb, b2));
+					s3a = _mm256_add_epi16(s3a, _mm256_maddubs_epi16(xa, b3));
+					s3b = _mm256_add_epi16(s3b, _mm256_maddubs_epi16(xb, b3));
 				}
-				__m256 xsv = _mm256_load_ps(xs + b * QT);
-				a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(s0, ones)),
-						     _mm256_mul_ps(xsv, _mm256_set1_ps(sc[0][b])), a0);
-				a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(s1, ones)),
-						     _mm256_mul_ps(xsv, _mm256_set1_ps(sc[1][b])), a1);
-				a2 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(s2, ones)),
-						     _mm256_mul_ps(xsv, _mm256_set1_ps(sc[2][b])), a2);
-				a3 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(s3, ones)),
-						     _mm256_mul_ps(xsv, _mm256_set1_ps(sc[3][b])), a3);
+				__m256 xsa = _mm256_load_ps(xsA + b * QT), xsb = _mm256_load_ps(xsB + b * QT);
+#define OP_ACC(SA, SB, I)                                                                                       \
+	do {                                                                                                      \
+		__m256 sw_ = _mm256_set1_ps(sc[I][b]);                                                           \
+		_mm256_store_ps(&accm[I][0], _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(SA, ones)),      \
+							      _mm256_mul_ps(xsa, sw_), _mm256_load_ps(&accm[I][0]))); \
+		_mm256_store_ps(&accm[I][8], _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(SB, ones)),      \
+							      _mm256_mul_ps(xsb, sw_), _mm256_load_ps(&accm[I][8]))); \
+	} while (0)
+				OP_ACC(s0a, s0b, 0);
+				OP_ACC(s1a, s1b, 1);
+				OP_ACC(s2a, s2b, 2);
+				OP_ACC(s3a, s3b, 3);
+#undef OP_ACC
 			}
-			__m256 acc[4] = {a0, a1, a2, a3};
-			for (uint32_t i = 0; i < 4; i++) {
-				__m256 bias = _mm256_set1_ps(L->bias[n + (i < nn ? i : 0)]);
-				acc[i] = relu_if(_mm256_fmadd_ps(acc[i], alpha, bias), L->relu);
-			}
-			/* 4 outputs × 8 rows → 8 rows × 4 outputs: two 4×4 transposes */
-			for (int hi = 0; hi < 2; hi++) {
-				__m128 r0 = hi ? _mm256_extractf128_ps(acc[0], 1) : _mm256_castps256_ps128(acc[0]);
-				__m128 r1 = hi ? _mm256_extractf128_ps(acc[1], 1) : _mm256_castps256_ps128(acc[1]);
-				__m128 r2 = hi ? _mm256_extractf128_ps(acc[2], 1) : _mm256_castps256_ps128(acc[2]);
-				__m128 r3 = hi ? _mm256_extractf128_ps(acc[3], 1) : _mm256_castps256_ps128(acc[3]);
-				_MM_TRANSPOSE4_PS(r0, r1, r2, r3);
-				__m128 rr[4] = {r0, r1, r2, r3};
-				for (uint32_t q = 0; q < 4; q++) {
-					uint32_t j = (uint32_t)hi * 4 + q;
+			/* 4 outputs × 16 rows → 16 rows × 4 outputs: four 4×4 transposes */
+			for (int q4 = 0; q4 < 4; q4++) {
+				__m128 r[4];
+				for (int i = 0; i < 4; i++) {
+					__m128 a = _mm_load_ps(&accm[i][q4 * 4]);
+					__m128 bias = _mm_set1_ps(L->bias[n + ((uint32_t)i < nn ? (uint32_t)i : 0)]);
+					a = _mm_fmadd_ps(a, _mm256_castps256_ps128(alpha), bias);
+					r[i] = L->relu ? _mm_max_ps(a, _mm_setzero_ps()) : a;
+				}
+				_MM_TRANSPOSE4_PS(r[0], r[1], r[2], r[3]);
+				for (uint32_t t = 0; t < 4; t++) {
+					uint32_t j = (uint32_t)q4 * 4 + t;
 					if (j >= rows)
 						continue;
 					float *dst = Y + (size_t)(m0 + j) * ldy + n;
 					if (nn == 4) {
-						_mm_storeu_ps(dst, rr[q]);
+						_mm_storeu_ps(dst, r[t]);
 					} else {
-						float t[4];
-						_mm_storeu_ps(t, rr[q]);
+						float tmp[4];
+						_mm_storeu_ps(tmp, r[t]);
 						for (uint32_t i = 0; i < nn; i++)
-							dst[i] = t[i];
+							dst[i] = tmp[i];
 					}
 				}
 			}

@@ -92,16 +92,19 @@ static double bandwidth(int threads)
 #include <immintrin.h>
 __attribute__((target("avx2,fma"))) static void peaks(double *int8_gmacs, double *fp32_gfmas)
 {
-	__m256i a = _mm256_set1_epi8(3), w0 = _mm256_set1_epi8(1), w1 = _mm256_set1_epi8(-2);
+	/* eight different weight vectors: no two products can be merged by the compiler */
+	__m256i a = _mm256_set1_epi8(3), w[8];
+	for (int i = 0; i < 8; i++)
+		w[i] = _mm256_set1_epi8((char)(i - 4));
 	__m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0;
 	long n = 20000000;
 	double t0 = now();
 	for (long i = 0; i < n; i++) {
 		__asm__ volatile("" : "+x"(a));
-		s0 = _mm256_add_epi16(s0, _mm256_maddubs_epi16(a, w0)), s1 = _mm256_add_epi16(s1, _mm256_maddubs_epi16(a, w1));
-		s2 = _mm256_add_epi16(s2, _mm256_maddubs_epi16(a, w0)), s3 = _mm256_add_epi16(s3, _mm256_maddubs_epi16(a, w1));
-		s4 = _mm256_add_epi16(s4, _mm256_maddubs_epi16(a, w0)), s5 = _mm256_add_epi16(s5, _mm256_maddubs_epi16(a, w1));
-		s6 = _mm256_add_epi16(s6, _mm256_maddubs_epi16(a, w0)), s7 = _mm256_add_epi16(s7, _mm256_maddubs_epi16(a, w1));
+		s0 = _mm256_add_epi16(s0, _mm256_maddubs_epi16(a, w[0])), s1 = _mm256_add_epi16(s1, _mm256_maddubs_epi16(a, w[1]));
+		s2 = _mm256_add_epi16(s2, _mm256_maddubs_epi16(a, w[2])), s3 = _mm256_add_epi16(s3, _mm256_maddubs_epi16(a, w[3]));
+		s4 = _mm256_add_epi16(s4, _mm256_maddubs_epi16(a, w[4])), s5 = _mm256_add_epi16(s5, _mm256_maddubs_epi16(a, w[5]));
+		s6 = _mm256_add_epi16(s6, _mm256_maddubs_epi16(a, w[6])), s7 = _mm256_add_epi16(s7, _mm256_maddubs_epi16(a, w[7]));
 	}
 	*int8_gmacs = (double)n * 8 * 32 / (now() - t0) / 1e9;
 	__m256i t = _mm256_add_epi16(_mm256_add_epi16(_mm256_add_epi16(s0, s1), _mm256_add_epi16(s2, s3)),
