@@ -469,6 +469,107 @@ static inline __attribute__((always_inline)) void gemv_tile_int(const uint8_t *c
 	}
 }
 
+/*
+ * W4A4 GEMV, 64 weights per step: 32 code bytes expand with one 256-bit vpshufb per nibble half
+ * (in-lane, so the low nibbles give [group 0 evens | group 1 evens] and the high nibbles the
+ * odds); X was laid out in that order once per call. The four (NVFP4) or two (MXFP4) block
+ * scales of the step become one lane vector with a single permute.
+ */
+static inline __attribute__((always_inline)) void gemv_row_int64(const uint8_t *codes, const uint8_t *sc, int nv,
+								    uint32_t steps, const uint8_t *xa, const int8_t *xsg,
+								    const float *xsv, uint32_t K, float *out, const int MM)
+{
+	const __m256i tab = _mm256_setr_epi8(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12, 0, 1, 2, 3, 4, 6, 8,
+					     12, 0, -1, -2, -3, -4, -6, -8, -12);
+	const __m256i lo4 = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
+	const __m256i idx = nv ? _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3) : _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
+	const __m256 two120 = _mm256_set1_ps(0x1p120f);
+	__m256 alo[GEMV_MAXM / 2], ahi[GEMV_MAXM / 2];
+	_Pragma("GCC unroll 8") for (int m = 0; m < MM; m++)
+		alo[m] = ahi[m] = _mm256_setzero_ps();
+	for (uint32_t G = 0; G < steps; G++) {
+		__m256i c = _mm256_loadu_si256((const __m256i *)(codes + (size_t)G * 32));
+		__m256i wl = _mm256_shuffle_epi8(tab, _mm256_and_si256(c, lo4));
+		__m256i wh = _mm256_shuffle_epi8(tab, _mm256_and_si256(_mm256_srli_epi16(c, 4), lo4));
+		__m256 ws;
+		if (nv) { /* E4M3 code << 20 read as a float is the value · 2^-120 (subnormals too) */
+			int32_t four;
+			memcpy(&four, sc + (size_t)G * 4, 4);
+			__m256i b = _mm256_cvtepu8_epi32(_mm_cvtsi32_si128(four));
+			ws = _mm256_mul_ps(_mm256_castsi256_ps(_mm256_slli_epi32(b, 20)), two120);
+		} else { /* E8M0 code << 23 is the value (code 0 reads as 0 instead of 2^-127) */
+			int32_t two = sc[(size_t)G * 2] | (int32_t)sc[(size_t)G * 2 + 1] << 8;
+			ws = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu8_epi32(_mm_cvtsi32_si128(two)), 23));
+		}
+		ws = _mm256_permutevar8x32_ps(ws, idx);
+		_Pragma("GCC unroll 8") for (int m = 0; m < MM; m++) {
+			size_t at = (size_t)m * K + (size_t)G * 64;
+			__m256 sv = _mm256_mul_ps(_mm256_load_ps(xsv + (size_t)m * (K / 8) + (size_t)G * 8), ws);
+			__m256i pl = _mm256_maddubs_epi16(_mm256_load_si256((const __m256i *)(xa + at)),
+							  _mm256_sign_epi8(wl, _mm256_load_si256((const __m256i *)(xsg + at))));
+			__m256i ph = _mm256_maddubs_epi16(_mm256_load_si256((const __m256i *)(xa + at + 32)),
+							  _mm256_sign_epi8(wh, _mm256_load_si256((const __m256i *)(xsg + at + 32))));
+			alo[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(pl, ones)), sv, alo[m]);
+			ahi[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(ph, ones)), sv, ahi[m]);
+		}
+	}
+	_Pragma("GCC unroll 8") for (int m = 0; m < MM; m++)
+		out[m] = hsum(_mm256_add_ps(alo[m], ahi[m]));
+}
+
+static int gemv_w4a4_int64(const op_fp4_tensor *W, float act_scale, int mx_mode, const float *X, uint32_t M, float *Y,
+			   uint32_t n0, uint32_t n1)
+{
+	uint32_t K = W->cols, bl = op_fp4_block(W->format), nb = K / bl, steps = K / 64;
+	int nv = W->format == OP_FP4_NVFP4;
+	uint8_t *xa = aligned_alloc(32, (size_t)M * K);
+	int8_t *xsg = aligned_alloc(32, (size_t)M * K), *q2 = malloc(K);
+	float *xsv = aligned_alloc(32, (size_t)M * (K / 8) * sizeof(float)), *xs = malloc(nb * sizeof(float));
+	int rc = -ENOMEM;
+	if (!xa || !xsg || !q2 || !xsv || !xs)
+		goto out;
+	op_fp4_linear shape = {.w = *W, .k = K, .mx_mode = mx_mode, .act_scale = act_scale > 0 ? act_scale : 1.0f};
+	for (uint32_t m = 0; m < M; m++) {
+		op_fp4_quantize_row(&shape, X + (size_t)m * K, q2, xs);
+		for (uint32_t G = 0; G < steps; G++) {
+			for (uint32_t p = 0; p < 64; p++) {
+				/* p < 32: the low-nibble vector, p ≥ 32: the high one; in each, the first 16
+				 * bytes come from the step's first 32-element group, the next 16 from its second */
+				uint32_t hi = p >= 32, q = p & 31, grp = q >> 4, e = 2 * (q & 15) + hi;
+				uint32_t k = G * 64 + grp * 32 + e;
+				xa[(size_t)m * K + G * 64 + p] = (uint8_t)(q2[k] < 0 ? -q2[k] : q2[k]);
+				xsg[(size_t)m * K + G * 64 + p] = q2[k];
+			}
+			for (uint32_t l = 0; l < 8; l++) /* each int32 lane's activation block scale */
+				xsv[(size_t)m * (K / 8) + G * 8 + l] =
+					xs[nv ? (G * 64 + (l / 2) * 16) / bl : (G * 64 + (l / 4) * 32) / bl];
+		}
+	}
+	float g = 0.25f * (nv ? shape.act_scale : 1.0f) * W->tensor_scale, out[8];
+	/* four rows of X per pass over the weights: eight accumulators stay in registers */
+	for (uint32_t m0 = 0; m0 < M; m0 += 4) {
+		uint32_t mm = M - m0 < 4 ? M - m0 : 4;
+		const uint8_t *a = xa + (size_t)m0 * K;
+		const int8_t *sg = xsg + (size_t)m0 * K;
+		const float *sv = xsv + (size_t)m0 * (K / 8);
+		for (uint32_t n = n0; n < n1; n++) {
+			const uint8_t *codes = W->codes + (size_t)n * K / 2, *sc = W->scales + (size_t)n * nb;
+			switch (mm) {
+			case 4: gemv_row_int64(codes, sc, nv, steps, a, sg, sv, K, out, 4); break;
+			case 3: gemv_row_int64(codes, sc, nv, steps, a, sg, sv, K, out, 3); break;
+			case 2: gemv_row_int64(codes, sc, nv, steps, a, sg, sv, K, out, 2); break;
+			default: gemv_row_int64(codes, sc, nv, steps, a, sg, sv, K, out, 1); break;
+			}
+			for (uint32_t m = 0; m < mm; m++)
+				Y[(size_t)(m0 + m) * W->rows + n] = out[m] * g;
+		}
+	}
+	rc = 0;
+out:
+	free(xa), free(xsg), free(q2), free(xsv), free(xs);
+	return rc;
+}
+
 static int gemv_w4a4_int(const op_fp4_tensor *W, float act_scale, int mx_mode, const float *X, uint32_t M, float *Y,
 			 uint32_t n0, uint32_t n1)
 {
@@ -533,6 +634,8 @@ int op_fp4_gemv_avx2(const op_fp4_tensor *W, int mode, float act_scale, int mx_m
 {
 	uint32_t K = W->cols, bl = op_fp4_block(W->format), nb = K / bl;
 	pthread_once(&scale_lut_once, scale_lut_init);
+	if (mode == OP_W4A4 && K % 64 == 0)
+		return gemv_w4a4_int64(W, act_scale, mx_mode, X, M, Y, n0, n1);
 	if (mode == OP_W4A4 && K % 32 == 0)
 		return gemv_w4a4_int(W, act_scale, mx_mode, X, M, Y, n0, n1);
 	/* X in even/odd order per block; for W4A4 the activations are first replaced by their
