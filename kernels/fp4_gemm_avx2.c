@@ -139,7 +139,7 @@ static void quantize_tile_avx2(const op_fp4_linear *L, const float *const rowp[8
 				r[j] = _mm256_loadu_ps(rowp[j] + b * bl + g);
 			transpose8(r);
 			for (int i = 0; i < 8; i++)
-				amax = _mm256_max_ps(amax, _mm256_and_ps(r[i], absmask));
+				amax = _mm256_max_ps(_mm256_and_ps(r[i], absmask), amax); /* a NaN is skipped, as in the reference */
 		}
 		__m256 inv, s = tile_scales(amax, L->w.format, L->mx_mode, S, &inv);
 		_mm256_store_ps(xs + b * 8, s);

@@ -227,20 +227,28 @@ static void test_rungs(int rung)
 				op_fp4_linear_free(&L);
 			}
 	/* non-finite activations (a broken upstream layer) give the same bits on every rung */
-	for (int format = OP_FP4_NVFP4; format <= OP_FP4_MXFP4; format++)
-		for (int mx = 0; mx < 2; mx++) {
+	for (int round = 0; round < 24; round++)
+		for (int format = OP_FP4_NVFP4; format <= OP_FP4_MXFP4; format++) {
+			int mx = round & 1;
 			op_fp4_linear L;
 			uint32_t M = 9, N = 8, K = 64;
 			float X[9 * 64], Y0[9 * 8], Y1[9 * 8];
 			CHECK(make_layer_mx(&L, format, N, K, 0, mx) == 0);
 			for (uint32_t i = 0; i < M * K; i++)
 				X[i] = frand();
-			X[5] = INFINITY, X[64 + 40] = -INFINITY, X[128 + 3] = NAN, X[300] = 1e38f;
+			/* every position of a block in turn */
+			X[(5 + 3 * round) % 64] = INFINITY, X[64 + (40 + 5 * round) % 64] = -INFINITY;
+			X[128 + (3 + 7 * round) % 64] = NAN, X[256 + (11 * round) % 64] = NAN, X[300] = 1e38f;
 			CHECK(op_fp4_gemm_rung(OP_RUNG_SCALAR, &L, OP_W4A4, X, K, M, Y0, N) == 0);
 			CHECK(op_fp4_gemm_rung(rung, &L, OP_W4A4, X, K, M, Y1, N) == 0);
 			int same = 1;
-			for (uint32_t i = 0; i < M * N; i++)
-				same &= (isnan(Y0[i]) && isnan(Y1[i])) || Y0[i] == Y1[i];
+			for (uint32_t i = 0; i < M * N; i++) {
+				int ok = (isnan(Y0[i]) && isnan(Y1[i])) || Y0[i] == Y1[i];
+				if (!ok)
+					fprintf(stderr, "non-finite input, format %d mx %d: row %u col %u: %g vs %g\n", format, mx,
+						i / N, i % N, Y0[i], Y1[i]);
+				same &= ok;
+			}
 			CHECK(same);
 			op_fp4_linear_free(&L);
 		}
