@@ -281,82 +281,95 @@ int op_bench_kernels(int argc, char **argv)
 	       op_fp4_rung_name(op_fp4_rung_best()), openblas_get_config());
 	fflush(stdout);
 
+	/* The model first, then every FP4 kernel, and only then OpenBLAS: its worker threads keep
+	 * spinning for a while after each call and would steal the cores from anything timed
+	 * after them. */
+	for (int i = 0; i < nm; i++)
+		bench_model(models[i], threads);
+
 	static const uint32_t kn[][2] = {{16, 64}, {64, 64}, {144, 128}, {128, 64}, {256, 256}};
 	static const uint32_t Ms[] = {4096, 65536};
+	enum { NS = 5, NMS = 2 };
 	double min_s = quick ? 0.05 : 0.3;
-	for (size_t mi = 0; mi < sizeof(Ms) / sizeof(Ms[0]); mi++)
-		for (size_t s = 0; s < sizeof(kn) / sizeof(kn[0]); s++) {
-			uint32_t M = Ms[mi], K = kn[s][0], N = kn[s][1];
-			float *X = randbuf((size_t)M * K, 1), *Wf = randbuf((size_t)N * K, 2), *Y = malloc((size_t)M * N * 4);
-			gemm_ctx c = {.X = X, .Wf = Wf, .Y = Y, .M = M, .K = K, .N = N, .threads = threads};
-			double flop = 2.0 * M * N * K;
-			double t_ours[2][2];
-			op_fp4_linear Ls[2];
-			for (int format = OP_FP4_NVFP4; format <= OP_FP4_MXFP4; format++) {
-				op_fp4_tensor w;
-				uint32_t bl = op_fp4_block(format), kp = (K + bl - 1) / bl * bl;
-				op_fp4_tensor_alloc(&w, format, N, kp);
-				op_fp4_quantize(&w, Wf, K, K, OP_MX_SCALE_FLOOR);
-				op_fp4_linear_init(&Ls[format - 1], &w, K, NULL, 1, 0.01f, OP_MX_SCALE_FLOOR);
-				c.L = &Ls[format - 1];
-				for (int mode = OP_W4A4; mode <= OP_W4A16; mode++) {
-					c.mode = mode;
-					t_ours[format - 1][mode - 1] = time_it(min_s, run_fp4, &c);
+	double t_gemm[NMS][NS][2][2], t_sgemm[NMS][NS];
+	for (int phase = 0; phase < 2; phase++)
+		for (size_t mi = 0; mi < NMS; mi++)
+			for (size_t s = 0; s < NS; s++) {
+				uint32_t M = Ms[mi], K = kn[s][0], N = kn[s][1];
+				float *X = randbuf((size_t)M * K, 1), *Wf = randbuf((size_t)N * K, 2);
+				float *Y = malloc((size_t)M * N * 4);
+				gemm_ctx c = {.X = X, .Wf = Wf, .Y = Y, .M = M, .K = K, .N = N, .threads = threads};
+				if (phase == 1) {
+					t_sgemm[mi][s] = time_it(min_s, run_sgemm, &c);
+				} else {
+					for (int format = OP_FP4_NVFP4; format <= OP_FP4_MXFP4; format++) {
+						op_fp4_tensor w;
+						op_fp4_linear L;
+						uint32_t bl = op_fp4_block(format), kp = (K + bl - 1) / bl * bl;
+						op_fp4_tensor_alloc(&w, format, N, kp);
+						op_fp4_quantize(&w, Wf, K, K, OP_MX_SCALE_FLOOR);
+						op_fp4_linear_init(&L, &w, K, NULL, 1, 0.01f, OP_MX_SCALE_FLOOR);
+						c.L = &L;
+						for (int mode = OP_W4A4; mode <= OP_W4A16; mode++) {
+							c.mode = mode;
+							t_gemm[mi][s][format - 1][mode - 1] = time_it(min_s, run_fp4, &c);
+						}
+						op_fp4_linear_free(&L);
+					}
 				}
+				free(X), free(Wf), free(Y);
 			}
-			/* the baseline after ours: OpenBLAS's worker threads spin for a while after each
-			 * call and would steal our cores; then they are given time to park */
-			double t_blas = time_it(min_s, run_sgemm, &c);
-			usleep(300000);
-			for (int format = OP_FP4_NVFP4; format <= OP_FP4_MXFP4; format++) {
-				for (int mode = OP_W4A4; mode <= OP_W4A16; mode++) {
-					double t = t_ours[format - 1][mode - 1];
-					printf("{\"bench\":\"kernels\",\"figure\":\"gemm\",\"format\":\"%s\",\"mode\":\"%s\",\"M\":%u,"
-					       "\"K\":%u,\"N\":%u,\"threads\":%d,\"gflops\":%.2f,\"sgemm_gflops\":%.2f,"
-					       "\"ratio_vs_sgemm\":%.2f,\"target_ratio\":%s}\n",
-					       format == OP_FP4_NVFP4 ? "nvfp4" : "mxfp4", mode == OP_W4A4 ? "w4a4" : "w4a16", M, K,
-					       N, threads, flop / t / 1e9, flop / t_blas / 1e9, t_blas / t,
-					       mode == OP_W4A4 ? "2.0" : "null");
-					fflush(stdout);
-				}
-				op_fp4_linear_free(&Ls[format - 1]);
-			}
-			free(X), free(Wf), free(Y);
-		}
 
 	uint32_t K = 4096, N = 4096;
 	float *Wf = randbuf((size_t)N * K, 3), *X = randbuf(16 * (size_t)K, 4), *Y = malloc(16 * (size_t)N * 4);
+	double t_gemv[2][5][2], t_sgemv[5], t_sgemm16[5];
+	size_t wbytes[2];
 	for (int format = OP_FP4_NVFP4; format <= OP_FP4_MXFP4; format++) {
 		op_fp4_tensor w;
 		op_fp4_tensor_alloc(&w, format, N, K);
 		op_fp4_quantize(&w, Wf, K, K, OP_MX_SCALE_FLOOR);
-		size_t wbytes = (size_t)N * K / 2 + (size_t)N * (K / op_fp4_block(format));
-		for (uint32_t M = 1; M <= 16; M *= 2) {
-			gemm_ctx c = {.W = &w, .X = X, .Wf = Wf, .Y = Y, .M = M, .K = K, .N = N, .threads = threads};
-			double t_ours[2];
+		wbytes[format - 1] = (size_t)N * K / 2 + (size_t)N * (K / op_fp4_block(format));
+		for (int mi = 0; mi < 5; mi++) {
+			gemm_ctx c = {.W = &w, .X = X, .Wf = Wf, .Y = Y, .M = 1u << mi, .K = K, .N = N, .threads = threads};
 			for (int mode = OP_W4A4; mode <= OP_W4A16; mode++) {
 				c.mode = mode;
-				t_ours[mode - OP_W4A4] = time_it(min_s, run_gemv, &c);
-			}
-			/* baselines after ours, then time for OpenBLAS's spinning threads to park */
-			double t_v = time_it(min_s, run_sgemv, &c), t_m = time_it(min_s, run_sgemm, &c);
-			usleep(300000);
-			for (int mode = OP_W4A4; mode <= OP_W4A16; mode++) {
-				double t = t_ours[mode - OP_W4A4];
-				printf("{\"bench\":\"kernels\",\"figure\":\"gemv\",\"format\":\"%s\",\"mode\":\"%s\",\"M\":%u,\"K\":%u,"
-				       "\"N\":%u,\"threads\":%d,\"us\":%.1f,\"sgemv_us\":%.1f,\"sgemm_us\":%.1f,"
-				       "\"ratio_vs_sgemv\":%.2f,\"ratio_vs_sgemm\":%.2f,\"target_ratio\":4.0,"
-				       "\"weight_gb_per_s\":%.2f,\"fraction_of_dram_bandwidth\":%.2f}\n",
-				       format == OP_FP4_NVFP4 ? "nvfp4" : "mxfp4", mode == OP_W4A4 ? "w4a4" : "w4a16", M, K, N,
-				       threads, t * 1e6, t_v * 1e6, t_m * 1e6, t_v / t, t_m / t, wbytes / t / 1e9,
-				       wbytes / t / 1e9 / bwn);
-				fflush(stdout);
+				t_gemv[format - 1][mi][mode - 1] = time_it(min_s, run_gemv, &c);
 			}
 		}
 		op_fp4_tensor_free(&w);
 	}
+	/* baselines, last */
+	for (int mi = 0; mi < 5; mi++) {
+		gemm_ctx c = {.X = X, .Wf = Wf, .Y = Y, .M = 1u << mi, .K = K, .N = N, .threads = threads};
+		t_sgemv[mi] = time_it(min_s, run_sgemv, &c);
+		t_sgemm16[mi] = time_it(min_s, run_sgemm, &c);
+	}
+	for (size_t mi = 0; mi < NMS; mi++)
+		for (size_t s = 0; s < NS; s++)
+			for (int format = OP_FP4_NVFP4; format <= OP_FP4_MXFP4; format++)
+				for (int mode = OP_W4A4; mode <= OP_W4A16; mode++) {
+					uint32_t M = Ms[mi], Kg = kn[s][0], Ng = kn[s][1];
+					double flop = 2.0 * M * Ng * Kg, t = t_gemm[mi][s][format - 1][mode - 1];
+					printf("{\"bench\":\"kernels\",\"figure\":\"gemm\",\"format\":\"%s\",\"mode\":\"%s\",\"M\":%u,"
+					       "\"K\":%u,\"N\":%u,\"threads\":%d,\"gflops\":%.2f,\"sgemm_gflops\":%.2f,"
+					       "\"ratio_vs_sgemm\":%.2f,\"target_ratio\":%s}\n",
+					       format == OP_FP4_NVFP4 ? "nvfp4" : "mxfp4", mode == OP_W4A4 ? "w4a4" : "w4a16", M, Kg,
+					       Ng, threads, flop / t / 1e9, flop / t_sgemm[mi][s] / 1e9, t_sgemm[mi][s] / t,
+					       mode == OP_W4A4 ? "2.0" : "null");
+				}
+	for (int format = OP_FP4_NVFP4; format <= OP_FP4_MXFP4; format++)
+		for (int mi = 0; mi < 5; mi++)
+			for (int mode = OP_W4A4; mode <= OP_W4A16; mode++) {
+				double t = t_gemv[format - 1][mi][mode - 1];
+				double gbs = (double)wbytes[format - 1] / t / 1e9;
+				printf("{\"bench\":\"kernels\",\"figure\":\"gemv\",\"format\":\"%s\",\"mode\":\"%s\",\"M\":%u,\"K\":%u,"
+				       "\"N\":%u,\"threads\":%d,\"us\":%.1f,\"sgemv_us\":%.1f,\"sgemm_us\":%.1f,"
+				       "\"ratio_vs_sgemv\":%.2f,\"ratio_vs_sgemm\":%.2f,\"target_ratio\":4.0,"
+				       "\"weight_gb_per_s\":%.2f,\"fraction_of_dram_bandwidth\":%.2f}\n",
+				       format == OP_FP4_NVFP4 ? "nvfp4" : "mxfp4", mode == OP_W4A4 ? "w4a4" : "w4a16", 1u << mi, K,
+				       N, threads, t * 1e6, t_sgemv[mi] * 1e6, t_sgemm16[mi] * 1e6, t_sgemv[mi] / t,
+				       t_sgemm16[mi] / t, gbs, gbs / bwn);
+			}
 	free(Wf), free(X), free(Y);
-	for (int i = 0; i < nm; i++)
-		bench_model(models[i], threads);
 	return 0;
 }
