@@ -59,6 +59,7 @@ done
 echo "demo: outpostd up (embedded defaults; state in /var/lib/outpost), north receiver in $north_dir"
 
 echo "demo: sending $events simulated events (muon tracks and cascades) ..."
+touch "$work/started" # north files newer than this are this run's
 start=$(date +%s.%N)
 "$bin/outpost-sim" --endpoint tcp://127.0.0.1:5555 --count "$events" --kind mix \
 	--truth-out "$work/truth.csv" >"$work/sim.json"
@@ -92,6 +93,13 @@ wait "$daemon_pid" || true
 daemon_pid=""
 
 secs=$(echo "$start $end" | awk '{printf "%.1f", $2 - $1}')
+# how well the events were reconstructed: this run's north files against the simulator's truth
+score=$(find "$north_dir" -maxdepth 1 -name '*.h5' -newer "$work/started" -print0 |
+	xargs -0 -r /usr/bin/python3 "$top/tools/demo_score.py" "$work/truth.csv" 2>>"$work/score.log" || true)
+model=$(echo "$score" | sed -n 's/.*"model": "\([^"]*\)".*/\1/p')
+med=$(echo "$score" | sed -n 's/.*"median_deg": \([0-9.]*\).*/\1/p')
+gmed=$(echo "$score" | sed -n 's/.*"first_guess_median_deg": \([0-9.]*\).*/\1/p')
+tracks=$(echo "$score" | sed -n 's/.*"tracks": \([0-9]*\).*/\1/p')
 echo
 echo "outpost demo summary"
 echo "  simulated events sent:         $sent"
@@ -99,6 +107,8 @@ echo "  stored (sealed HDF5 segments): $stored in $segments segments"
 echo "  delivered north:               $delivered rows in $north_dir"
 echo "  dropped / rejected:            $dropped / $rejected"
 echo "  wall time:                     ${secs} s (segments seal by age: 10 s by default)"
+echo "  reconstruction:                ${model:-?} (FP4 network on the CPU): median angular error"
+echo "                                 ${med:-?} deg on ${tracks:-?} simulated tracks (its LineFit first guess: ${gmed:-?} deg)"
 echo "  logs and simulator truth:      $work"
-printf '{"events_sent":%s,"events_stored":%s,"events_delivered_north":%s,"events_dropped":%s,"events_rejected":%s,"segments_sealed":%s,"seconds":%s,"north_dir":"%s"}\n' \
-	"$sent" "$stored" "$delivered" "$dropped" "$rejected" "$segments" "$secs" "$north_dir"
+printf '{"events_sent":%s,"events_stored":%s,"events_delivered_north":%s,"events_dropped":%s,"events_rejected":%s,"segments_sealed":%s,"seconds":%s,"model":"%s","track_median_deg":%s,"north_dir":"%s"}\n' \
+	"$sent" "$stored" "$delivered" "$dropped" "$rejected" "$segments" "$secs" "${model:-unknown}" "${med:-null}" "$north_dir"
