@@ -12,6 +12,7 @@ directory is read back with h5py.
   test_e2e.py BINDIR malformed     garbage and damaged messages: counted, nothing crashes
 """
 import csv
+import json
 import os
 import random
 import signal
@@ -320,6 +321,24 @@ def test_notify(bindir):
     s.close()
 
 
+def test_demo(bindir):
+    # README's first command, minus the install: the demo script end to end, its JSON last line
+    import tempfile
+    top = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+    north = tempfile.mkdtemp(prefix="op-demo-north-")
+    env = dict(os.environ, OUTPOST_DEMO_EVENTS="3000", OUTPOST_DEMO_NORTH=north)
+    p = subprocess.run([os.path.join(top, "tools", "demo.sh")], capture_output=True, text=True, timeout=240, env=env)
+    check(p.returncode == 0, "demo.sh exited %d: %s" % (p.returncode, p.stderr[-2000:]))
+    last = json.loads(p.stdout.strip().splitlines()[-1])
+    for k in ("events_sent", "events_stored", "events_delivered_north", "events_dropped", "north_dir"):
+        check(k in last, "demo's JSON lacks %s: %s" % (k, last))
+    check(last["events_sent"] == 3000 and last["events_stored"] == 3000 and last["events_delivered_north"] == 3000,
+          "demo did not carry every event north: %s" % last)
+    check(last["events_dropped"] == 0 and last["north_dir"] == north, "demo: %s" % last)
+    check(last["model"] == "event-v1" and last["track_median_deg"] < 2.5, "demo's reconstruction: %s" % last)
+    print("demo: %s" % p.stdout.strip().splitlines()[-1])
+
+
 def main():
     bindir, case = sys.argv[1], sys.argv[2]
     try:
@@ -347,6 +366,8 @@ def main():
         test_live(bindir)
     elif case == "notify":
         test_notify(bindir)
+    elif case == "demo":
+        test_demo(bindir)
     else:
         fail("unknown case " + case)
     print("ok: " + case)
