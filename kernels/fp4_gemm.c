@@ -271,6 +271,25 @@ int op_fp4_gemm(const op_fp4_linear *L, int mode, const float *X, size_t ldx, ui
 	return run_split(&proto, M, 16, threads, gemm_job);
 }
 
+int op_fp4_gemm_bf16(const op_fp4_linear *L, const uint16_t *X, size_t ldx, uint32_t M, float *Y, size_t ldy,
+		     int threads)
+{
+	enum { CHUNK = 1024 }; /* rows widened at a time: bounded memory for any M */
+	float *buf = malloc((size_t)CHUNK * L->k * sizeof(float));
+	if (!buf)
+		return -ENOMEM;
+	int rc = 0;
+	for (uint32_t m0 = 0; m0 < M && rc == 0; m0 += CHUNK) {
+		uint32_t rows = M - m0 < CHUNK ? M - m0 : CHUNK;
+		for (uint32_t r = 0; r < rows; r++)
+			for (uint32_t k = 0; k < L->k; k++)
+				buf[(size_t)r * L->k + k] = op_bf16_to_float(X[(size_t)(m0 + r) * ldx + k]);
+		rc = op_fp4_gemm(L, OP_W4A16, buf, L->k, rows, Y + (size_t)m0 * ldy, ldy, threads);
+	}
+	free(buf);
+	return rc;
+}
+
 /* ---- GEMV ---------------------------------------------------------------------------------- */
 
 static int gemv_scalar(const op_fp4_tensor *W, int mode, float act_scale, int mx_mode, const float *X, uint32_t M,

@@ -64,6 +64,14 @@ int op_fp4_gemm_rung(int rung, const op_fp4_linear *L, int mode, const float *X,
 		     float *Y, size_t ldy);
 
 /*
+ * W4A16 with BF16 activations (raw bf16 bits, row-major, leading dimension ldx): each row is
+ * widened to FP32 — exactly, BF16 being FP32's upper half — and multiplied as above, so the
+ * result is bit-identical to op_fp4_gemm on the widened rows.
+ */
+int op_fp4_gemm_bf16(const op_fp4_linear *L, const uint16_t *X, size_t ldx, uint32_t M, float *Y, size_t ldy,
+		     int threads);
+
+/*
  * Small-M products against a large weight tensor used as stored (no prepared forms needed):
  * Y[M][N] = X[M][K] · Wᵀ · g (no bias, no activation), M ≤ 16 expected, threads split N.
  * act_scale as above for NVFP4 W4A4.

@@ -219,6 +219,18 @@ static void test_rungs(int rung)
 						op_fp4_rung_name(rung), format, mode, M, N, K);
 					CHECK(0);
 				}
+				if (mode == OP_W4A16) { /* BF16 activations = their exact FP32 widening */
+					uint16_t *Xb = malloc(M * ldx * sizeof(uint16_t));
+					float *Xw = malloc(M * ldx * sizeof(float)), *Yb = calloc(M * ldy, sizeof(float));
+					for (size_t i = 0; i < M * ldx; i++) {
+						Xb[i] = op_bf16_from_float(X[i]);
+						Xw[i] = op_bf16_to_float(Xb[i]);
+					}
+					CHECK(op_fp4_gemm_rung(OP_RUNG_SCALAR, &L, mode, Xw, ldx, M, Y1, ldy) == 0);
+					CHECK(op_fp4_gemm_bf16(&L, Xb, ldx, M, Yb, ldy, 2) == 0);
+					CHECK(memcmp(Y1, Yb, M * ldy * sizeof(float)) == 0);
+					free(Xb), free(Xw), free(Yb);
+				}
 				/* threads split rows without changing a bit */
 				memset(Y1, 0, M * ldy * sizeof(float));
 				CHECK(op_fp4_gemm(&L, mode, X, ldx, M, Y1, ldy, 3) == 0);
