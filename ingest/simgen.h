@@ -36,7 +36,7 @@ typedef struct op_simgen_config {
 	uint64_t seed;
 	double track_fraction;  /* 1 = tracks only, 0 = cascades only */
 	uint32_t max_pulses;    /* keep the earliest this many (0 = 5000) */
-	double noise_hz;        /* dark rate per DOM (default 500 Hz over a 10 us window) */
+	double noise_hz;        /* dark rate per DOM over a 10 us window; 0 = none (outpost-sim and the benchmarks use 500 Hz) */
 	uint64_t start_time_ns; /* detector time of the first event */
 	double rate_hz;         /* mean event rate for detector times (default 2700 Hz) */
 } op_simgen_config;
