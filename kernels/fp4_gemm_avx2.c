@@ -221,22 +221,39 @@ static int gemm_w4a4(const op_fp4_linear *L, const float *X, size_t ldx, uint32_
 				__m256i c2 = _mm256_set1_epi32(wc[2][b]), c3 = _mm256_set1_epi32(wc[3][b]);
 				__m256i s0a = c0, s1a = c1, s2a = c2, s3a = c3, s0b = c0, s1b = c1, s2b = c2, s3b = c3;
 				const int8_t *w0 = wr[0] + b * bl, *w1 = wr[1] + b * bl, *w2 = wr[2] + b * bl, *w3 = wr[3] + b * bl;
-				for (uint32_t q = 0; q < quads; q++) {
-					__m256i xa = _mm256_load_si256(pa + q), xb = _mm256_load_si256(pb + q);
-					int32_t v0, v1, v2, v3;
-					memcpy(&v0, w0 + 4 * q, 4), memcpy(&v1, w1 + 4 * q, 4);
-					memcpy(&v2, w2 + 4 * q, 4), memcpy(&v3, w3 + 4 * q, 4);
-					__m256i b0 = _mm256_set1_epi32(v0), b1 = _mm256_set1_epi32(v1);
-					__m256i b2 = _mm256_set1_epi32(v2), b3 = _mm256_set1_epi32(v3);
-					s0a = _mm256_add_epi16(s0a, _mm256_maddubs_epi16(xa, b0));
-					s0b = _mm256_add_epi16(s0b, _mm256_maddubs_epi16(xb, b0));
-					s1a = _mm256_add_epi16(s1a, _mm256_maddubs_epi16(xa, b1));
-					s1b = _mm256_add_epi16(s1b, _mm256_maddubs_epi16(xb, b1));
-					s2a = _mm256_add_epi16(s2a, _mm256_maddubs_epi16(xa, b2));
-					s2b = _mm256_add_epi16(s2b, _mm256_maddubs_epi16(xb, b2));
-					s3a = _mm256_add_epi16(s3a, _mm256_maddubs_epi16(xa, b3));
-					s3b = _mm256_add_epi16(s3b, _mm256_maddubs_epi16(xb, b3));
+#define OP_QUAD(q)                                                                                         \
+	do {                                                                                                 \
+		__m256i xa = _mm256_load_si256(pa + (q)), xb = _mm256_load_si256(pb + (q)), bw;             \
+		int32_t v;                                                                                   \
+		memcpy(&v, w0 + 4 * (q), 4), bw = _mm256_set1_epi32(v);                                     \
+		s0a = _mm256_add_epi16(s0a, _mm256_maddubs_epi16(xa, bw));                                   \
+		s0b = _mm256_add_epi16(s0b, _mm256_maddubs_epi16(xb, bw));                                   \
+		memcpy(&v, w1 + 4 * (q), 4), bw = _mm256_set1_epi32(v);                                     \
+		s1a = _mm256_add_epi16(s1a, _mm256_maddubs_epi16(xa, bw));                                   \
+		s1b = _mm256_add_epi16(s1b, _mm256_maddubs_epi16(xb, bw));                                   \
+		memcpy(&v, w2 + 4 * (q), 4), bw = _mm256_set1_epi32(v);                                     \
+		s2a = _mm256_add_epi16(s2a, _mm256_maddubs_epi16(xa, bw));                                   \
+		s2b = _mm256_add_epi16(s2b, _mm256_maddubs_epi16(xb, bw));                                   \
+		memcpy(&v, w3 + 4 * (q), 4), bw = _mm256_set1_epi32(v);                                     \
+		s3a = _mm256_add_epi16(s3a, _mm256_maddubs_epi16(xa, bw));                                   \
+		s3b = _mm256_add_epi16(s3b, _mm256_maddubs_epi16(xb, bw));                                   \
+		__asm__("" : "+x"(s0a), "+x"(s0b), "+x"(s1a), "+x"(s1b), "+x"(s2a), "+x"(s2b), "+x"(s3a), "+x"(s3b)); \
+	} while (0)
+				/* quads is 4 (NVFP4) or 8 (MXFP4), unrolled. The empty asm pins the eight int16
+				 * accumulators: without it GCC reassociates the integer sums into a tree of
+				 * temporaries and spills them, turning the loop into store-to-load chains
+				 * (measured: 10-15 % slower). */
+				OP_QUAD(0);
+				OP_QUAD(1);
+				OP_QUAD(2);
+				OP_QUAD(3);
+				if (quads == 8) {
+					OP_QUAD(4);
+					OP_QUAD(5);
+					OP_QUAD(6);
+					OP_QUAD(7);
 				}
+#undef OP_QUAD
 				__m256 xsa = _mm256_load_ps(xsA + b * QT), xsb = _mm256_load_ps(xsB + b * QT);
 #define OP_ACC(SA, SB, I)                                                                                       \
 	do {                                                                                                      \
