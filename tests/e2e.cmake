@@ -6,3 +6,7 @@ foreach(case synthetic pyproducer replay kill malformed live notify badconfig de
   set_tests_properties(e2e_${case} PROPERTIES LABELS integration SKIP_RETURN_CODE 77 TIMEOUT 300
     RESOURCE_LOCK e2e_cpu)
 endforeach()
+# outpost-quantize reproduces the committed model and refuses broken inputs clearly.
+add_test(NAME quantize_model
+  COMMAND ${OP_PY} ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_quantize.py $<TARGET_FILE_DIR:outpost-quantize> ${CMAKE_SOURCE_DIR})
+set_tests_properties(quantize_model PROPERTIES LABELS integration TIMEOUT 120)

@@ -1,0 +1,87 @@
+#!/usr/bin/python3
+"""test_quantize.py — outpost-quantize against the committed model.
+
+  test_quantize.py BINDIR SOURCE_DIR
+
+* Quantizing kernels/models/event-v1.safetensors with the documented command reproduces the
+  committed (and built-in) kernels/models/event-v1.h5: every code, scale, bias and
+  normalisation value identical (read back with h5py).
+* MXFP4 and FP32 files load (outpost-bench accuracy reads them) and MXFP4 is smaller than FP32.
+* Broken inputs are refused with messages that name the file and what is wrong: a truncated
+  safetensors file, a YAML description with a syntax error (line:column), a layer the weights
+  do not have.
+"""
+import os
+import subprocess
+import sys
+import tempfile
+
+import h5py
+import numpy as np
+
+
+def fail(msg):
+    print("FAIL: " + msg)
+    sys.exit(1)
+
+
+def check(c, msg):
+    if not c:
+        fail(msg)
+
+
+def main():
+    bindir, src = sys.argv[1], sys.argv[2]
+    q = os.path.join(bindir, "outpost-quantize")
+    st = os.path.join(src, "kernels", "models", "event-v1.safetensors")
+    arch = os.path.join(src, "kernels", "models", "event-v1.arch.yaml")
+    committed = os.path.join(src, "kernels", "models", "event-v1.h5")
+    d = tempfile.mkdtemp(prefix="op-quant-")
+    out = os.path.join(d, "event-v1.h5")
+    p = subprocess.run([q, "--weights", st, "--arch", arch, "--format", "nvfp4", "--mode", "w4a4", "--out", out],
+                       capture_output=True, text=True)
+    check(p.returncode == 0, "quantize failed: %s" % p.stderr)
+    check("pulse.0" in p.stdout and "rel.error" in p.stdout, "no per-layer error report: %s" % p.stdout)
+    with h5py.File(out, "r") as a, h5py.File(committed, "r") as b:
+        names = []
+        b.visit(names.append)
+        for n in names:
+            if isinstance(b[n], h5py.Dataset):
+                check(n in a and np.array_equal(a[n][()], b[n][()]), "dataset %s differs from the committed model" % n)
+        for k in ("name", "model_id", "mode", "fp4_format", "max_pulses"):
+            check(a.attrs[k] == b.attrs[k], "attribute %s differs" % k)
+    print("reproduced the committed model bit for bit")
+    sizes = {}
+    for fmt, mode in (("mxfp4", "w4a16"), ("fp32", "w4a4")):
+        o = os.path.join(d, "%s.h5" % fmt)
+        p = subprocess.run([q, "--weights", st, "--arch", arch, "--format", fmt, "--mode", mode, "--out", o],
+                           capture_output=True, text=True)
+        check(p.returncode == 0, "%s: %s" % (fmt, p.stderr))
+        sizes[fmt] = os.path.getsize(o)
+    check(sizes["mxfp4"] < sizes["fp32"] / 2.5, "MXFP4 file is not much smaller than FP32: %s" % sizes)
+    # broken inputs
+    with open(st, "rb") as f:
+        blob = f.read()
+    trunc = os.path.join(d, "trunc.safetensors")
+    with open(trunc, "wb") as f:
+        f.write(blob[:5000])
+    p = subprocess.run([q, "--weights", trunc, "--arch", arch, "--out", os.path.join(d, "t.h5")],
+                       capture_output=True, text=True)
+    check(p.returncode == 1 and trunc in p.stderr and "truncated" in p.stderr, "truncated weights: %s" % p.stderr)
+    bad = os.path.join(d, "bad.yaml")
+    with open(bad, "w") as f:
+        f.write("network: outpost-event\nfeatures: outpost-features-v1\npulse_features: 16\n  oops: [\n")
+    p = subprocess.run([q, "--weights", st, "--arch", bad, "--out", os.path.join(d, "b.h5")], capture_output=True, text=True)
+    check(p.returncode == 1 and "%s:4:" % bad in p.stderr, "YAML error without its line: %s" % p.stderr)
+    with open(arch) as f:
+        text = f.read().replace("head.2]", "head.9]")
+    with open(bad, "w") as f:
+        f.write(text)
+    p = subprocess.run([q, "--weights", st, "--arch", bad, "--out", os.path.join(d, "c.h5")], capture_output=True, text=True)
+    check(p.returncode == 1 and "head.9" in p.stderr and "missing" in p.stderr, "missing layer: %s" % p.stderr)
+    check(not os.path.exists(os.path.join(d, "c.h5")), "a failed run left a model file behind")
+    print("ok: quantize")
+
+
+if __name__ == "__main__":
+    main()
