@@ -30,20 +30,21 @@ static inline __m256 relu_if(__m256 y, int relu)
 	return relu ? _mm256_max_ps(y, _mm256_setzero_ps()) : y;
 }
 
-/* Doubled |E2M1| of |v| (already scaled), exactly as op_e2m1_from_float rounds: RNE at steps
- * of 0.5 below 2, 1 below 4, 2 above, saturating at 12. */
+/*
+ * Doubled |E2M1| of a = |v| (already scaled), exactly as op_e2m1_from_float rounds. Doubled,
+ * the grid is the integers {0, 1, 2, 3, 4, 6, 8, 12}: a step of 1 below 4, 2 below 8, 4 above,
+ * i.e. for t = 2a ≥ 2 a step of half t's power of two, and 1 below 2. Adding and subtracting
+ * M = 2^23 · step rounds t to that step, ties to even, in one add and one subtract; M's bits
+ * come straight from t's exponent. Saturation at 12 (6 undoubled); NaN and ∞ give 12.
+ */
 static inline __m256i doubled_mag(__m256 a)
 {
-	const __m256 two = _mm256_set1_ps(2.0f), four = _mm256_set1_ps(4.0f);
-	a = _mm256_min_ps(a, _mm256_set1_ps(8.0f)); /* also maps NaN to 8 → 12 */
-	__m256 lt2 = _mm256_cmp_ps(a, two, _CMP_LT_OQ), lt4 = _mm256_cmp_ps(a, four, _CMP_LT_OQ);
-	__m256 f = _mm256_blendv_ps(_mm256_blendv_ps(_mm256_set1_ps(0.5f), _mm256_set1_ps(1.0f), lt4), two, lt2);
-	__m256i r = _mm256_cvtps_epi32(_mm256_mul_ps(a, f));
-	/* the masks are -1 where true: shift = 2 + lt2 + lt4 → 0 below 2, 1 below 4, 2 above */
-	__m256i sh = _mm256_add_epi32(_mm256_set1_epi32(2),
-				      _mm256_add_epi32(_mm256_castps_si256(lt2), _mm256_castps_si256(lt4)));
-	r = _mm256_sllv_epi32(r, sh);
-	return _mm256_min_epi32(r, _mm256_set1_epi32(12));
+	__m256 t = _mm256_min_ps(_mm256_add_ps(a, a), _mm256_set1_ps(16.0f)); /* NaN → 16 */
+	__m256i e = _mm256_and_si256(_mm256_castps_si256(t), _mm256_set1_epi32(0x7f800000));
+	__m256i mb = _mm256_max_epi32(_mm256_add_epi32(e, _mm256_set1_epi32(0x0b000000)), _mm256_set1_epi32(0x4b000000));
+	__m256 m = _mm256_castsi256_ps(mb);
+	__m256 r = _mm256_sub_ps(_mm256_add_ps(t, m), m);
+	return _mm256_min_epi32(_mm256_cvttps_epi32(r), _mm256_set1_epi32(12));
 }
 
 static inline void transpose8(__m256 r[8])
