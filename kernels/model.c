@@ -14,7 +14,7 @@
 
 struct op_model_ws {
 	float *feat, *a, *b, *g, *ga, *gb;
-	size_t feat_cap, ab_cap, g_cap;
+	size_t feat_cap, a_cap, b_cap, g_cap, ga_cap, gb_cap; /* in elements; buffers only grow */
 	uint32_t *off;
 	size_t off_cap;
 	uint64_t *scratch;
@@ -197,22 +197,10 @@ static int run_chunk(const op_model *m, op_model_ws *ws, const op_reco_event *ev
 	if (grow((void **)&ws->feat, &ws->feat_cap, (total + 1) * FP, sizeof(float)) < 0 ||
 	    grow((void **)&ws->g, &ws->g_cap, (n + 1) * (gw > wh ? gw : wh), sizeof(float)) < 0)
 		return -ENOMEM;
-	if (ws->ab_cap < (total + 1) * wp || !ws->b) {
-		size_t cap = ws->ab_cap;
-		if (grow((void **)&ws->a, &cap, (total + 1) * wp, sizeof(float)) < 0)
-			return -ENOMEM;
-		cap = ws->ab_cap;
-		if (grow((void **)&ws->b, &cap, (total + 1) * wp, sizeof(float)) < 0)
-			return -ENOMEM;
-		ws->ab_cap = cap;
-	}
-	size_t gcap = 0;
-	free(ws->ga), free(ws->gb);
-	ws->ga = ws->gb = NULL;
-	if (grow((void **)&ws->ga, &gcap, (n + 1) * wh, sizeof(float)) < 0)
-		return -ENOMEM;
-	gcap = 0;
-	if (grow((void **)&ws->gb, &gcap, (n + 1) * wh, sizeof(float)) < 0)
+	if (grow((void **)&ws->a, &ws->a_cap, (total + 1) * wp, sizeof(float)) < 0 ||
+	    grow((void **)&ws->b, &ws->b_cap, (total + 1) * wp, sizeof(float)) < 0 ||
+	    grow((void **)&ws->ga, &ws->ga_cap, (n + 1) * wh, sizeof(float)) < 0 ||
+	    grow((void **)&ws->gb, &ws->gb_cap, (n + 1) * wh, sizeof(float)) < 0)
 		return -ENOMEM;
 
 	/* features, normalised in place; event features straight into the head's input */
