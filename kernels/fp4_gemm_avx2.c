@@ -2,17 +2,21 @@
  * fp4_gemm_avx2.c — the AVX2+FMA rung (compiled with -mavx2 -mfma, called only when the CPU
  * has both). Reproduces the reference arithmetic of fp4_gemm.h bit for bit for GEMM and pooling.
  *
- * W4A4 GEMM: 8 rows of X at a time. Each row is quantized to doubled E2M1 integers, offset by
- * +12 to make them unsigned; the tile is stored so that one 256-bit register holds four
- * consecutive k of each of the 8 rows (one 32-bit lane per row). vpmaddubsw against a 32-bit
- * broadcast of the weights' four codes sums two products per int16 lane; a block's partial sums
- * stay in int16 (|sum| ≤ 4608), start from the precomputed −12·Σw of their half of the quads,
- * and one vpmaddwd at the block's end gives each row's exact block sum in int32. It becomes
- * FP32 once per (row, output, block): the FMA with the block scales follows the reference.
+ * W4A4 GEMM: activations are quantized eight rows at a time with lanes = rows (block maxima
+ * without horizontal reductions), to doubled E2M1 integers offset by +12 to be unsigned, stored
+ * so that one 256-bit register holds four consecutive k of each of the 8 rows (a 32-bit lane
+ * per row). The kernel takes two such tiles (16 rows) and four outputs: vpmaddubsw against a
+ * 32-bit broadcast of a weight row's four codes sums two products per int16 lane; a block's
+ * partial sums stay in int16 (|sum| ≤ 4608), start from the precomputed −12·Σw of their half of
+ * the quads, and one vpmaddwd at the block's end gives each row's exact block sum in int32. It
+ * becomes FP32 once per (row, output, block): the FMA with the block scales follows the
+ * reference. Limits of this design on the development CPU: docs/benchmarks.md.
  * W4A16 GEMM: the 16-row tile is transposed so each k gives one FMA per 8 rows; 4 outputs at
  * once share the loads.
- * GEMV streams the 4-bit codes: nibbles expand to floats through a 16-entry table (vpshufb);
- * X is permuted once per call to the even/odd order the nibble split produces.
+ * GEMV: W4A4 stays in integers (nibbles → doubled int8 through vpshufb, vpsignb + vpmaddubsw +
+ * vpmaddwd per 32 products, 64 weights per step, four rows of X per pass); W4A16 expands the
+ * nibbles to FP32 through the same table. X is laid out once per call in the order the nibble
+ * split produces. GEMV sums in a different order from the reference: equal to rounding.
  */
 #if defined(__x86_64__)
 #include <errno.h>
