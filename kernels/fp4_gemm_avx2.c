@@ -440,6 +440,55 @@ static inline __attribute__((always_inline)) void gemv_row(const uint8_t *codes,
  * signs, so vpsignb + vpmaddubsw + vpmaddwd give exact 4-product sums per int32 lane, scaled in
  * FP32 by (x block scale · w block scale) per lane.
  */
+/* One row of activations → doubled signed codes and block scales, with op_fp4_quantize_row's
+ * arithmetic, for the GEMV paths (the GEMM quantizes eight rows at a time instead). pad: kp
+ * floats of scratch. */
+static void quantize_row_avx2(const op_fp4_linear *L, const float *x, int8_t *q2, float *xs, float *pad)
+{
+	uint32_t bl = op_fp4_block(L->w.format), kp = L->w.cols, nb = kp / bl;
+	const float *src = x;
+	if (L->k != kp) { /* zero-pad to whole blocks */
+		memcpy(pad, x, L->k * sizeof(float));
+		memset(pad + L->k, 0, (kp - L->k) * sizeof(float));
+		src = pad;
+	}
+	const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+	float S = 1.0f / L->act_scale;
+	for (uint32_t b = 0; b < nb; b++) {
+		const float *v = src + b * bl;
+		__m256 m = _mm256_setzero_ps();
+		for (uint32_t i = 0; i < bl; i += 8)
+			m = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(v + i), absmask), m); /* NaN skipped */
+		__m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+		h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+		h = _mm_max_ss(h, _mm_shuffle_ps(h, h, 1));
+		float amax = _mm_cvtss_f32(h), s, inv;
+		if (L->w.format == OP_FP4_MXFP4) {
+			int code;
+			if (L->mx_mode == OP_MX_SCALE_CEIL)
+				code = op_e8m0_from_float(amax / 6.0f, OP_E8M0_RP, 1);
+			else
+				code = (int)op_e8m0_from_float(amax, OP_E8M0_RZ, 1) - 2;
+			code = code < 1 ? 1 : code > 253 ? 253 : code;
+			s = op_bits_f32((uint32_t)code << 23);
+			inv = op_bits_f32((uint32_t)(254 - code) << 23);
+		} else {
+			s = op_e4m3_to_float(op_e4m3_from_float((amax * S) / 6.0f) & 0x7fu);
+			inv = s > 0 ? S / s : 0.0f;
+		}
+		xs[b] = s;
+		__m256 vinv = _mm256_set1_ps(inv);
+		for (uint32_t i = 0; i < bl; i += 8) {
+			__m256 y = _mm256_mul_ps(_mm256_loadu_ps(v + i), vinv);
+			__m256i d = doubled_mag(_mm256_and_ps(y, absmask));
+			__m256i neg = _mm256_castps_si256(_mm256_cmp_ps(y, _mm256_setzero_ps(), _CMP_LT_OQ));
+			d = _mm256_sub_epi32(_mm256_xor_si256(d, neg), neg); /* negate where y < 0 */
+			__m128i p16 = _mm_packs_epi32(_mm256_castsi256_si128(d), _mm256_extracti128_si256(d, 1));
+			_mm_storel_epi64((__m128i *)(q2 + b * bl + i), _mm_packs_epi16(p16, p16));
+		}
+	}
+}
+
 static inline __attribute__((always_inline)) __m256i expand32(const uint8_t *codes)
 {
 	const __m128i tab = _mm_setr_epi8(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12);
@@ -544,6 +593,7 @@ static int gemv_w4a4_int64(const op_fp4_tensor *W, float act_scale, int mx_mode,
 {
 	uint32_t K = W->cols, bl = op_fp4_block(W->format), nb = K / bl, steps = K / 64;
 	int nv = W->format == OP_FP4_NVFP4;
+	float *pad = NULL;
 	uint8_t *xa = aligned_alloc(32, (size_t)M * K);
 	int8_t *xsg = aligned_alloc(32, (size_t)M * K), *q2 = malloc(K);
 	float *xsv = aligned_alloc(32, (size_t)M * (K / 8) * sizeof(float)), *xs = malloc(nb * sizeof(float));
@@ -551,16 +601,26 @@ static int gemv_w4a4_int64(const op_fp4_tensor *W, float act_scale, int mx_mode,
 	if (!xa || !xsg || !q2 || !xsv || !xs)
 		goto out;
 	op_fp4_linear shape = {.w = *W, .k = K, .mx_mode = mx_mode, .act_scale = act_scale > 0 ? act_scale : 1.0f};
+	/* p < 32: the low-nibble vector, p ≥ 32: the high one; in each, the first 16 bytes come
+	 * from the step's first 32-element group, the next 16 from its second */
+	uint8_t perm[64];
+	for (uint32_t p = 0; p < 64; p++) {
+		uint32_t hi = p >= 32, q = p & 31;
+		perm[p] = (uint8_t)((q >> 4) * 32 + 2 * (q & 15) + hi);
+	}
+	pad = malloc(K * sizeof(float));
+	if (!pad)
+		goto out;
 	for (uint32_t m = 0; m < M; m++) {
-		op_fp4_quantize_row(&shape, X + (size_t)m * K, q2, xs);
+		quantize_row_avx2(&shape, X + (size_t)m * K, q2, xs, pad);
 		for (uint32_t G = 0; G < steps; G++) {
+			const int8_t *src = q2 + G * 64;
+			uint8_t *da = xa + (size_t)m * K + G * 64;
+			int8_t *ds = xsg + (size_t)m * K + G * 64;
 			for (uint32_t p = 0; p < 64; p++) {
-				/* p < 32: the low-nibble vector, p ≥ 32: the high one; in each, the first 16
-				 * bytes come from the step's first 32-element group, the next 16 from its second */
-				uint32_t hi = p >= 32, q = p & 31, grp = q >> 4, e = 2 * (q & 15) + hi;
-				uint32_t k = G * 64 + grp * 32 + e;
-				xa[(size_t)m * K + G * 64 + p] = (uint8_t)(q2[k] < 0 ? -q2[k] : q2[k]);
-				xsg[(size_t)m * K + G * 64 + p] = q2[k];
+				int8_t v = src[perm[p]];
+				da[p] = (uint8_t)(v < 0 ? -v : v);
+				ds[p] = v;
 			}
 			for (uint32_t l = 0; l < 8; l++) /* each int32 lane's activation block scale */
 				xsv[(size_t)m * (K / 8) + G * 8 + l] =
@@ -588,6 +648,7 @@ static int gemv_w4a4_int64(const op_fp4_tensor *W, float act_scale, int mx_mode,
 	}
 	rc = 0;
 out:
+	free(pad);
 	free(xa), free(xsg), free(q2), free(xsv), free(xs);
 	return rc;
 }
