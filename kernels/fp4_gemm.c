@@ -4,6 +4,7 @@
  * tested against it.
  */
 #include "kernels/fp4_gemm.h"
+#include "kernels/pool.h"
 
 #include <errno.h>
 #include <math.h>
@@ -233,8 +234,6 @@ static void *gemv_job(void *p)
 static int run_split(job *proto, uint32_t total, uint32_t align, int threads, void *(*fn)(void *))
 {
 	job jobs[OP_MAX_THREADS];
-	pthread_t tid[OP_MAX_THREADS];
-	int started[OP_MAX_THREADS] = {0};
 	if (threads < 1)
 		threads = 1;
 	if (threads > OP_MAX_THREADS)
@@ -247,18 +246,11 @@ static int run_split(job *proto, uint32_t total, uint32_t align, int threads, vo
 		jobs[n].lo = lo;
 		jobs[n].hi = lo + chunk < total ? lo + chunk : total;
 	}
-	for (int i = 1; i < n; i++)
-		started[i] = pthread_create(&tid[i], NULL, fn, &jobs[i]) == 0;
-	for (int i = 0; i < n; i++)
-		if (i == 0 || !started[i])
-			fn(&jobs[i]); /* a thread that could not start runs here instead */
+	op_parallel(n, fn, jobs, sizeof(job));
 	int rc = 0;
-	for (int i = 0; i < n; i++) {
-		if (i > 0 && started[i])
-			pthread_join(tid[i], NULL);
+	for (int i = 0; i < n; i++)
 		if (jobs[i].rc < 0)
 			rc = jobs[i].rc;
-	}
 	return rc;
 }
 

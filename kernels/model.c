@@ -4,6 +4,7 @@
  * wait on each other between layers and an event's result never depends on its neighbours.
  */
 #include "kernels/model.h"
+#include "kernels/pool.h"
 
 #include <errno.h>
 #include <math.h>
@@ -306,8 +307,6 @@ int op_model_run(const op_model *m, op_model_ws *const *ws, int threads, const o
 {
 	enum { MAXT = 64 };
 	chunk_job jobs[MAXT];
-	pthread_t tid[MAXT];
-	int started[MAXT] = {0};
 	if (threads < 1)
 		threads = 1;
 	if (threads > MAXT)
@@ -322,17 +321,10 @@ int op_model_run(const op_model *m, op_model_ws *const *ws, int threads, const o
 		if (lo + per >= n)
 			{ nj++; break; }
 	}
-	for (int i = 1; i < nj; i++)
-		started[i] = pthread_create(&tid[i], NULL, chunk_main, &jobs[i]) == 0;
-	for (int i = 0; i < nj; i++)
-		if (i == 0 || !started[i])
-			chunk_main(&jobs[i]);
+	op_parallel(nj, chunk_main, jobs, sizeof(chunk_job));
 	int rc = 0;
-	for (int i = 0; i < nj; i++) {
-		if (i > 0 && started[i])
-			pthread_join(tid[i], NULL);
+	for (int i = 0; i < nj; i++)
 		if (jobs[i].rc < 0)
 			rc = jobs[i].rc;
-	}
 	return rc;
 }

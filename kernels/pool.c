@@ -1,0 +1,101 @@
+/*
+ * pool.c — persistent workers for op_parallel (pool.h).
+ */
+#include "kernels/pool.h"
+
+#include <pthread.h>
+#include <stdint.h>
+
+#define OP_POOL_MAX 63
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t busy = PTHREAD_MUTEX_INITIALIZER; /* one split at a time */
+static pthread_cond_t work_cv = PTHREAD_COND_INITIALIZER, done_cv = PTHREAD_COND_INITIALIZER;
+static int nworkers;
+static uint64_t gen;
+static void *(*cur_fn)(void *);
+static char *cur_args;
+static size_t cur_stride;
+static int cur_n, next_i, remaining;
+
+static void *worker(void *unused)
+{
+	(void)unused;
+	uint64_t seen = 0;
+	pthread_mutex_lock(&mu);
+	for (;;) {
+		while (gen == seen)
+			pthread_cond_wait(&work_cv, &mu);
+		seen = gen;
+		while (next_i < cur_n) {
+			int i = next_i++;
+			void *(*fn)(void *) = cur_fn;
+			void *arg = cur_args + (size_t)i * cur_stride;
+			pthread_mutex_unlock(&mu);
+			fn(arg);
+			pthread_mutex_lock(&mu);
+			if (--remaining == 0)
+				pthread_cond_signal(&done_cv);
+		}
+	}
+	return NULL;
+}
+
+static void fallback(int n, void *(*fn)(void *), char *args, size_t stride)
+{
+	pthread_t tid[OP_POOL_MAX + 1];
+	int started[OP_POOL_MAX + 1] = {0};
+	for (int i = 1; i < n; i++)
+		started[i] = pthread_create(&tid[i], NULL, fn, args + (size_t)i * stride) == 0;
+	for (int i = 0; i < n; i++)
+		if (i == 0 || !started[i])
+			fn(args + (size_t)i * stride);
+	for (int i = 1; i < n; i++)
+		if (started[i])
+			pthread_join(tid[i], NULL);
+}
+
+void op_parallel(int n, void *(*fn)(void *), void *args, size_t stride)
+{
+	char *a = args;
+	if (n <= 1) {
+		if (n == 1)
+			fn(a);
+		return;
+	}
+	if (n > OP_POOL_MAX + 1)
+		n = OP_POOL_MAX + 1; /* callers never ask for more */
+	if (pthread_mutex_trylock(&busy) != 0) {
+		fallback(n, fn, a, stride);
+		return;
+	}
+	pthread_mutex_lock(&mu);
+	while (nworkers < n - 1) { /* start workers on first need; if one cannot start, fewer do the work */
+		pthread_t t;
+		pthread_attr_t at;
+		pthread_attr_init(&at);
+		pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+		int ok = pthread_create(&t, &at, worker, NULL) == 0;
+		pthread_attr_destroy(&at);
+		if (!ok)
+			break;
+		nworkers++;
+	}
+	cur_fn = fn, cur_args = a, cur_stride = stride, cur_n = n, next_i = 1, remaining = n - 1;
+	gen++;
+	pthread_cond_broadcast(&work_cv);
+	pthread_mutex_unlock(&mu);
+	fn(a);
+	pthread_mutex_lock(&mu);
+	while (next_i < cur_n) { /* help with what no worker has taken yet */
+		int i = next_i++;
+		pthread_mutex_unlock(&mu);
+		fn(a + (size_t)i * stride);
+		pthread_mutex_lock(&mu);
+		remaining--;
+	}
+	while (remaining > 0)
+		pthread_cond_wait(&done_cv, &mu);
+	pthread_mutex_unlock(&mu);
+	pthread_mutex_unlock(&busy);
+}
