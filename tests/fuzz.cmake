@@ -39,10 +39,9 @@ add_test(NAME fuzz_model_replay COMMAND fuzz_model_replay ${CMAKE_CURRENT_SOURCE
 set_tests_properties(fuzz_model_replay PROPERTIES LABELS unit)
 if(OP_CLANG AND NOT OUTPOST_SANITIZE AND CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|AMD64")
   set(bin ${CMAKE_CURRENT_BINARY_DIR}/fuzz_model)
-  set(msrcs ${CMAKE_SOURCE_DIR}/appliance/modelfile.c ${CMAKE_BINARY_DIR}/generated/default_model.c
-      ${CMAKE_SOURCE_DIR}/kernels/model.c ${CMAKE_SOURCE_DIR}/kernels/fp4_gemm.c
-      ${CMAKE_SOURCE_DIR}/kernels/fp4_gemm_avx2.c ${CMAKE_SOURCE_DIR}/kernels/fp4_tensor.c
-      ${CMAKE_SOURCE_DIR}/kernels/features.c ${CMAKE_SOURCE_DIR}/kernels/linefit.c)
+  file(GLOB ksrcs ${CMAKE_SOURCE_DIR}/kernels/*.c) # all of kernels/ but the aarch64 rung
+  list(FILTER ksrcs EXCLUDE REGEX "_neon\\.c$")
+  set(msrcs ${CMAKE_SOURCE_DIR}/appliance/modelfile.c ${CMAKE_BINARY_DIR}/generated/default_model.c ${ksrcs})
   list(TRANSFORM HDF5_INCLUDE_DIRS PREPEND -I OUTPUT_VARIABLE hdf5_inc)
   add_custom_command(OUTPUT ${bin}
     COMMAND ${OP_CLANG} -g -O1 -std=c17 -D_GNU_SOURCE -mavx2 -mfma
