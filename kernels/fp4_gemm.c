@@ -203,8 +203,9 @@ int op_fp4_gemm_rung(int rung, const op_fp4_linear *L, int mode, const float *X,
 typedef struct job {
 	const op_fp4_linear *L;
 	const op_fp4_tensor *W;
-	int mode, rung, mx_mode;
+	int mode, rung, mx_mode, relu;
 	float act_scale;
+	const float *bias;
 	const float *X;
 	size_t ldx, ldy;
 	float *Y;
@@ -224,6 +225,13 @@ static void *gemv_job(void *p)
 {
 	job *j = p;
 	j->rc = op_fp4_gemv_rung(j->rung, j->W, j->mode, j->act_scale, j->mx_mode, j->X, j->M, j->Y, j->lo, j->hi);
+	if (j->rc == 0 && (j->bias || j->relu)) /* the epilogue, on this job's columns while they are hot */
+		for (uint32_t m = 0; m < j->M; m++)
+			for (uint32_t n = j->lo; n < j->hi; n++) {
+				float *y = &j->Y[(size_t)m * j->W->rows + n];
+				float v = j->bias ? *y + j->bias[n] : *y;
+				*y = j->relu && !(v > 0) ? 0.0f : v;
+			}
 	return NULL;
 }
 
@@ -344,10 +352,11 @@ int op_fp4_gemv_rung(int rung, const op_fp4_tensor *W, int mode, float act_scale
 }
 
 int op_fp4_gemv(const op_fp4_tensor *W, int mode, float act_scale, int mx_mode, const float *X, uint32_t M,
-		float *Y, int threads)
+		float *Y, const float *bias, int relu, int threads)
 {
 	job proto = {.W = W, .mode = mode, .rung = op_fp4_rung_best(), .act_scale = act_scale, .mx_mode = mx_mode,
-		     .X = X, .Y = Y, .M = M};
+		     .X = X, .Y = Y, .M = M, .bias = bias};
+	proto.relu = relu;
 	return run_split(&proto, W->rows, 8, threads, gemv_job);
 }
 

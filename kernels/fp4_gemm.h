@@ -73,11 +73,11 @@ int op_fp4_gemm_bf16(const op_fp4_linear *L, const uint16_t *X, size_t ldx, uint
 
 /*
  * Small-M products against a large weight tensor used as stored (no prepared forms needed):
- * Y[M][N] = X[M][K] · Wᵀ · g (no bias, no activation), M ≤ 16 expected, threads split N.
- * act_scale as above for NVFP4 W4A4.
+ * Y[M][N] = act(X[M][K] · Wᵀ · g + bias), M ≤ 16 expected, threads split N. bias may be NULL;
+ * relu applies max(·, 0). act_scale as above for NVFP4 W4A4.
  */
 int op_fp4_gemv(const op_fp4_tensor *W, int mode, float act_scale, int mx_mode, const float *X, uint32_t M,
-		float *Y, int threads);
+		float *Y, const float *bias, int relu, int threads);
 int op_fp4_gemv_rung(int rung, const op_fp4_tensor *W, int mode, float act_scale, int mx_mode, const float *X,
 		     uint32_t M, float *Y, uint32_t n0, uint32_t n1);
 

@@ -300,11 +300,23 @@ static void test_rungs(int rung)
 					mag = fmax(mag, fabs(Y0[i]));
 				}
 				CHECK(worst <= 1e-5 * mag);
-				CHECK(op_fp4_gemv(&w, mode, 0.01f, 0, X, M, Y1, 2) == 0);
+				CHECK(op_fp4_gemv(&w, mode, 0.01f, 0, X, M, Y1, NULL, 0, 2) == 0);
 				worst = 0;
 				for (uint32_t i = 0; i < M * N; i++)
 					worst = fmax(worst, fabs(Y0[i] - Y1[i]));
 				CHECK(worst <= 1e-5 * mag);
+				/* the epilogue: bias, then ReLU */
+				float bias[72];
+				for (uint32_t n = 0; n < N; n++)
+					bias[n] = frand();
+				CHECK(op_fp4_gemv(&w, mode, 0.01f, 0, X, M, Y1, bias, 1, 2) == 0);
+				int epi = 1;
+				for (uint32_t m = 0; m < M; m++)
+					for (uint32_t n = 0; n < N; n++) {
+						double want = fmax(0.0, Y0[m * N + n] + bias[n]);
+						epi &= fabs(Y1[m * N + n] - want) <= 1e-5 * mag + 1e-6;
+					}
+				CHECK(epi);
 				op_fp4_tensor_free(&w);
 				free(src), free(X), free(Y0), free(Y1);
 			}

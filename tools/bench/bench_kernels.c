@@ -215,7 +215,7 @@ static void run_sgemm(void *a)
 static void run_gemv(void *a)
 {
 	gemm_ctx *c = a;
-	op_fp4_gemv(c->W, c->mode, 0.01f, OP_MX_SCALE_FLOOR, c->X, c->M, c->Y, c->threads);
+	op_fp4_gemv(c->W, c->mode, 0.01f, OP_MX_SCALE_FLOOR, c->X, c->M, c->Y, NULL, 0, c->threads);
 }
 
 static void run_sgemv(void *a)
