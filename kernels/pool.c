@@ -41,6 +41,26 @@ static void *worker(void *unused)
 	return NULL;
 }
 
+/* A child of fork() has none of the parent's workers and may have inherited a lock another
+ * thread held at the fork: it starts from an empty pool. (Without workers the caller would
+ * still take every item itself; the reset matters for the held lock.) */
+static void child_after_fork(void)
+{
+	pthread_mutex_t m0 = PTHREAD_MUTEX_INITIALIZER, m1 = PTHREAD_MUTEX_INITIALIZER;
+	pthread_cond_t c0 = PTHREAD_COND_INITIALIZER, c1 = PTHREAD_COND_INITIALIZER;
+	mu = m0, busy = m1, work_cv = c0, done_cv = c1;
+	nworkers = 0;
+	gen = 0;
+	cur_n = next_i = remaining = 0;
+}
+
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void register_atfork(void)
+{
+	pthread_atfork(NULL, NULL, child_after_fork);
+}
+
 static void fallback(int n, void *(*fn)(void *), char *args, size_t stride)
 {
 	pthread_t tid[OP_POOL_MAX + 1];
@@ -65,6 +85,7 @@ void op_parallel(int n, void *(*fn)(void *), void *args, size_t stride)
 	}
 	if (n > OP_POOL_MAX + 1)
 		n = OP_POOL_MAX + 1; /* callers never ask for more */
+	pthread_once(&atfork_once, register_atfork);
 	if (pthread_mutex_trylock(&busy) != 0) {
 		fallback(n, fn, a, stride);
 		return;

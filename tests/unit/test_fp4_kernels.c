@@ -10,6 +10,8 @@
  *    modes and formats and for pooling, on shapes with ragged edges; GEMV to rounding.
  */
 #include <math.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -338,5 +340,23 @@ int main(void)
 			rungs++;
 		}
 	CHECK(rungs >= 1);
+	/* a child of fork() after the worker pool has started (it has none of the parent's
+	 * workers) still gets its threaded GEMM done */
+	{
+		op_fp4_linear L;
+		float X[200 * 64], Y[200 * 8];
+		CHECK(make_layer(&L, OP_FP4_NVFP4, 8, 64, 0) == 0);
+		for (int i = 0; i < 200 * 64; i++)
+			X[i] = frand();
+		CHECK(op_fp4_gemm(&L, OP_W4A4, X, 64, 200, Y, 8, 2) == 0); /* pool started here */
+		pid_t pid = fork();
+		if (pid == 0) {
+			alarm(20); /* a hang would be the failure */
+			_exit(op_fp4_gemm(&L, OP_W4A4, X, 64, 200, Y, 8, 2) == 0 ? 0 : 1);
+		}
+		int st = 0;
+		CHECK(pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+		op_fp4_linear_free(&L);
+	}
 	return check_finish("test_fp4_kernels");
 }
