@@ -45,7 +45,7 @@ static const key keys[] = {
 	{"site.name", K_STR, "outpost", 1, 63, F(site_name), 0, NULL,
 	 "name of this site; goes into every segment and its file name"},
 	{"paths.state_dir", K_STR, "/var/lib/outpost", 1, OP_CFG_STR - 1, F(state_dir), 0, NULL,
-	 "segments/, outbox/, quarantine/ live here; must survive reboots"},
+	 "segments/, outbox/, sent/, quarantine/ live here; must survive reboots"},
 	{"paths.run_dir", K_STR, "/run/outpost", 1, 100, F(run_dir), 0, NULL,
 	 "control socket and the stages' ipc sockets (paths over ~100 characters do not fit a socket)"},
 	{"ingest.pull_endpoint", K_STR, "tcp://127.0.0.1:5555", 0, OP_CFG_STR - 1, F(ingest_pull), 0, NULL,

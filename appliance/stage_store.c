@@ -64,7 +64,7 @@ static int u64vec_push(u64vec *a, uint64_t x)
 typedef struct store {
 	op_stage_ctx *s;
 	const op_config *cfg;
-	char segments_dir[STORE_PATH], outbox_dir[STORE_PATH], corrupt_dir[STORE_PATH];
+	char segments_dir[STORE_PATH], outbox_dir[STORE_PATH], corrupt_dir[STORE_PATH], sent_dir[STORE_PATH];
 	op_segment_meta meta;
 	char model_name[64], config_hash[17], site[64];
 	op_dedup *dedup;
@@ -243,12 +243,26 @@ static int cmp_desc(const void *a, const void *b)
 
 /* Remember what outbox/ already holds (newest first, up to the table's capacity), and remove
  * sidecars whose segment never arrived (a crash between the two renames of a seal). */
+static void recover_dir(store *st, const char *dir, size_t capacity, size_t *loaded_total);
+
 static void recover_outbox(store *st, size_t capacity)
 {
-	DIR *d = opendir(st->outbox_dir);
+	size_t loaded = 0;
+	recover_dir(st, st->outbox_dir, capacity, &loaded);
+	/* Segments the uplink already delivered north stay in sent/ for a while: one of them may
+	 * hold events this store sealed but died before acknowledging, which ingest will send
+	 * again. Remembering them keeps every event written once (invariant 2). */
+	recover_dir(st, st->sent_dir, capacity, &loaded);
+	if (loaded)
+		op_info("remembered %zu rows already sealed (outbox/ and sent/)", loaded);
+}
+
+static void recover_dir(store *st, const char *dir, size_t capacity, size_t *loaded_total)
+{
+	DIR *d = opendir(dir);
 	struct dirent *de;
 	char **names = NULL;
-	size_t n = 0, cap = 0, loaded = 0;
+	size_t n = 0, cap = 0, loaded = *loaded_total;
 	char path[STORE_PATH * 2];
 
 	if (!d)
@@ -256,10 +270,10 @@ static void recover_outbox(store *st, size_t capacity)
 	while ((de = readdir(d))) {
 		if (ends_with(de->d_name, ".h5.sha256")) {
 			struct stat sb;
-			snprintf(path, sizeof(path), "%s/%.*s", st->outbox_dir,
+			snprintf(path, sizeof(path), "%s/%.*s", dir,
 				 (int)(strlen(de->d_name) - 7), de->d_name);
 			if (stat(path, &sb) != 0) {
-				snprintf(path, sizeof(path), "%s/%s", st->outbox_dir, de->d_name);
+				snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
 				op_warn("removing orphan sidecar %s (its segment was never published)", path);
 				unlink(path);
 			}
@@ -283,7 +297,7 @@ static void recover_outbox(store *st, size_t capacity)
 	for (size_t i = 0; i < n; i++) {
 		op_result_row *rows = NULL;
 		size_t nr = 0;
-		snprintf(path, sizeof(path), "%s/%s", st->outbox_dir, names[i]);
+		snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
 		if (loaded < capacity && op_segment_read(path, &rows, &nr) == 0) {
 			for (size_t k = 0; k < nr; k++) {
 				uint64_t g;
@@ -296,8 +310,7 @@ static void recover_outbox(store *st, size_t capacity)
 		free(names[i]);
 	}
 	free(names);
-	if (loaded)
-		op_info("remembered %zu rows already sealed in %s", loaded, st->outbox_dir);
+	*loaded_total = loaded;
 }
 
 /* Rows of segments a crashed store left open: written again into the new segment, and the
@@ -391,6 +404,7 @@ int op_stage_store(op_stage_ctx *s)
 	sigaction(SIGUSR1, &sa, NULL);
 
 	snprintf(st.segments_dir, sizeof(st.segments_dir), "%s/segments", cfg->state_dir);
+	snprintf(st.sent_dir, sizeof(st.sent_dir), "%s/sent", cfg->state_dir);
 	snprintf(st.outbox_dir, sizeof(st.outbox_dir), "%s/outbox", cfg->state_dir);
 	snprintf(st.corrupt_dir, sizeof(st.corrupt_dir), "%s/segments/corrupt", cfg->state_dir);
 	if (ensure_dir(cfg->state_dir) < 0 || ensure_dir(st.segments_dir) < 0 ||

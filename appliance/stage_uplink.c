@@ -49,6 +49,11 @@ int op_stage_uplink(op_stage_ctx *s)
 	ucfg.window = 8;
 	ucfg.timeout_ns = cfg->uplink_timeout_ns;
 	ucfg.retry_ns = cfg->uplink_retry_ns;
+	char sent[512];
+	snprintf(sent, sizeof(sent), "%s/sent", cfg->state_dir);
+	mkdir(sent, 0750);
+	ucfg.sent_dir = sent;
+	ucfg.sent_keep_ns = 600000000000ull; /* 10 min: far beyond any stage restart's backoff */
 	int err = op_uplink_open(s->zctx, &ucfg, &u);
 	if (err < 0) {
 		op_err("cannot open the uplink to %s: %s", cfg->uplink_north, strerror(-err));

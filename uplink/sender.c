@@ -38,7 +38,8 @@ enum state { IDLE, OFFERED, SENDING, COMMITTED };
 
 struct op_uplink {
 	op_uplink_config cfg;
-	char outbox[512], quarantine[512], endpoint[256];
+	char outbox[512], quarantine[512], endpoint[256], sent[512];
+	uint64_t last_prune_ns;
 	void *zctx, *sock;
 	enum state st;
 	char name[OP_XFER_NAME_MAX + 1];
@@ -90,6 +91,8 @@ int op_uplink_open(void *zmq_ctx, const op_uplink_config *cfg, op_uplink **ret)
 	if (!u->cfg.timeout_ns)
 		u->cfg.timeout_ns = 30000000000ull;
 	snprintf(u->outbox, sizeof(u->outbox), "%s", cfg->outbox_dir);
+	if (cfg->sent_dir)
+		snprintf(u->sent, sizeof(u->sent), "%s", cfg->sent_dir);
 	snprintf(u->quarantine, sizeof(u->quarantine), "%s", cfg->quarantine_dir);
 	snprintf(u->endpoint, sizeof(u->endpoint), "%s", cfg->north_endpoint);
 	u->fd = -1;
@@ -268,12 +271,43 @@ static int start_next(op_uplink *u)
 	return 1;
 }
 
+/* Remove files in sent/ confirmed more than sent_keep_ns ago (by their mtime, set at the move). */
+static void prune_sent(op_uplink *u, uint64_t now)
+{
+	if (!u->sent[0] || now - u->last_prune_ns < 10000000000ull)
+		return;
+	u->last_prune_ns = now;
+	DIR *d = opendir(u->sent);
+	struct dirent *de;
+	struct timespec rt;
+	clock_gettime(CLOCK_REALTIME, &rt);
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		char path[800];
+		struct stat sb;
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", u->sent, de->d_name);
+		if (stat(path, &sb) == 0 && (uint64_t)(rt.tv_sec - sb.st_mtime) * 1000000000ull > u->cfg.sent_keep_ns)
+			unlink(path);
+	}
+	closedir(d);
+}
+
 static void confirmed(op_uplink *u)
 {
 	char path[800];
 	snprintf(path, sizeof(path), "%s/%s", u->outbox, u->name);
-	if (unlink(path) != 0)
+	if (u->sent[0]) { /* kept a while for the store's memory of what it wrote (see sender.h) */
+		char dst[800];
+		snprintf(dst, sizeof(dst), "%s/%s", u->sent, u->name);
+		if (rename(path, dst) != 0 && unlink(path) != 0)
+			u->stats.last_error = -errno;
+		utimensat(AT_FDCWD, dst, NULL, 0); /* the confirmation time, for pruning */
+	} else if (unlink(path) != 0) {
 		u->stats.last_error = -errno;
+	}
 	snprintf(path, sizeof(path), "%s/%s.sha256", u->outbox, u->name);
 	unlink(path);
 	int dfd = open(u->outbox, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -288,6 +322,7 @@ static void confirmed(op_uplink *u)
 
 static void pump(op_uplink *u)
 {
+	prune_sent(u, now_ns());
 	uint64_t limit = u->acked + (uint64_t)u->cfg.window * u->cfg.chunk_bytes;
 
 	if (u->st != SENDING)

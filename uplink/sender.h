@@ -18,6 +18,12 @@ typedef struct op_uplink_config {
 	uint32_t window;            /* chunks in flight (default 8): a long link needs several */
 	uint64_t timeout_ns;        /* no reply this long: reconnect and resume */
 	uint64_t retry_ns;          /* wait before reconnecting */
+	/* Confirmed files move here instead of being deleted (NULL: deleted), and are removed
+	 * sent_keep_ns after their confirmation. The store reads them at its start: an event it
+	 * sealed but could not acknowledge before dying may be sent again by ingest after the
+	 * segment already went north, and must not be written twice. */
+	const char *sent_dir;
+	uint64_t sent_keep_ns;
 } op_uplink_config;
 
 typedef struct op_uplink_stats {
