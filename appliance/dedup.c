@@ -9,13 +9,14 @@
 
 typedef struct entry {
 	uint64_t seq;
+	uint64_t t; /* detector time: with the sequence, what identifies an event */
 	uint64_t gen;
 	uint32_t stream;
 	uint32_t used;
 } entry;
 
 typedef struct key {
-	uint64_t seq;
+	uint64_t seq, t;
 	uint32_t stream;
 } key;
 
@@ -26,9 +27,10 @@ struct op_dedup {
 	size_t capacity, head, count;
 };
 
-static size_t hash(uint32_t stream, uint64_t seq)
+static size_t hash(uint32_t stream, uint64_t seq, uint64_t t)
 {
-	uint64_t h = seq * 0x9E3779B97F4A7C15ull ^ ((uint64_t)stream * 0xC2B2AE3D27D4EB4Full);
+	uint64_t h = seq * 0x9E3779B97F4A7C15ull ^ ((uint64_t)stream * 0xC2B2AE3D27D4EB4Full) ^
+		     (t * 0x165667B19E3779F9ull);
 	h ^= h >> 31;
 	return (size_t)h;
 }
@@ -64,20 +66,20 @@ void op_dedup_close(op_dedup *d)
 	free(d);
 }
 
-static entry *lookup(const op_dedup *d, uint32_t stream, uint64_t seq)
+static entry *lookup(const op_dedup *d, uint32_t stream, uint64_t seq, uint64_t t)
 {
-	for (size_t i = hash(stream, seq) & d->mask;; i = (i + 1) & d->mask) {
+	for (size_t i = hash(stream, seq, t) & d->mask;; i = (i + 1) & d->mask) {
 		entry *e = &d->tab[i];
 		if (!e->used)
 			return NULL;
-		if (e->stream == stream && e->seq == seq)
+		if (e->stream == stream && e->seq == seq && e->t == t)
 			return e;
 	}
 }
 
-int op_dedup_find(const op_dedup *d, uint32_t stream, uint64_t seq, uint64_t *gen)
+int op_dedup_find(const op_dedup *d, uint32_t stream, uint64_t seq, uint64_t t, uint64_t *gen)
 {
-	entry *e = lookup(d, stream, seq);
+	entry *e = lookup(d, stream, seq, t);
 	if (!e)
 		return 0;
 	*gen = e->gen;
@@ -93,7 +95,7 @@ static void erase(op_dedup *d, entry *e)
 		j = (j + 1) & d->mask;
 		if (!d->tab[j].used)
 			return;
-		size_t home = hash(d->tab[j].stream, d->tab[j].seq) & d->mask;
+		size_t home = hash(d->tab[j].stream, d->tab[j].seq, d->tab[j].t) & d->mask;
 		/* Move j back to i if its home is not cyclically within (i, j]. */
 		if ((j > i && (home <= i || home > j)) || (j < i && (home <= i && home > j))) {
 			d->tab[i] = d->tab[j];
@@ -103,21 +105,21 @@ static void erase(op_dedup *d, entry *e)
 	}
 }
 
-void op_dedup_insert(op_dedup *d, uint32_t stream, uint64_t seq, uint64_t gen)
+void op_dedup_insert(op_dedup *d, uint32_t stream, uint64_t seq, uint64_t t, uint64_t gen)
 {
 	if (d->count == d->capacity) {
 		key *old = &d->fifo[d->head];
-		entry *e = lookup(d, old->stream, old->seq);
+		entry *e = lookup(d, old->stream, old->seq, old->t);
 		if (e)
 			erase(d, e);
 		d->head = (d->head + 1) % d->capacity;
 		d->count--;
 	}
-	size_t i = hash(stream, seq) & d->mask;
+	size_t i = hash(stream, seq, t) & d->mask;
 	while (d->tab[i].used)
 		i = (i + 1) & d->mask;
-	d->tab[i] = (entry){.seq = seq, .gen = gen, .stream = stream, .used = 1};
-	d->fifo[(d->head + d->count) % d->capacity] = (key){.seq = seq, .stream = stream};
+	d->tab[i] = (entry){.seq = seq, .t = t, .gen = gen, .stream = stream, .used = 1};
+	d->fifo[(d->head + d->count) % d->capacity] = (key){.seq = seq, .t = t, .stream = stream};
 	d->count++;
 }
 

@@ -6,6 +6,10 @@
  * store writes each event once and acknowledges a resent one correctly. Bounded: it holds the
  * most recent `capacity` keys and forgets the oldest first (only recent events can be resent:
  * ingest's window is far smaller than the capacity the store asks for).
+ *
+ * An event is identified by (stream, sequence, detector time): a resent event repeats all
+ * three, while a detector that restarts its run and its sequence numbers sends new events
+ * with old sequence numbers but new times — those are new events, not duplicates.
  */
 #ifndef OP_APPLIANCE_DEDUP_H
 #define OP_APPLIANCE_DEDUP_H
@@ -17,9 +21,9 @@ typedef struct op_dedup op_dedup;
 int op_dedup_open(size_t capacity, op_dedup **ret);
 void op_dedup_close(op_dedup *d);
 /* 1 and *gen if present, else 0. */
-int op_dedup_find(const op_dedup *d, uint32_t stream, uint64_t seq, uint64_t *gen);
+int op_dedup_find(const op_dedup *d, uint32_t stream, uint64_t seq, uint64_t t, uint64_t *gen);
 /* Insert (must not be present); evicts the oldest key when full. */
-void op_dedup_insert(op_dedup *d, uint32_t stream, uint64_t seq, uint64_t gen);
+void op_dedup_insert(op_dedup *d, uint32_t stream, uint64_t seq, uint64_t t, uint64_t gen);
 /* Forget every key of generation gen (its segment could not be sealed). */
 void op_dedup_forget_gen(op_dedup *d, uint64_t gen);
 size_t op_dedup_size(const op_dedup *d);

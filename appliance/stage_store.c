@@ -222,11 +222,11 @@ static int take_batch(store *st, const op_stage_result *res, size_t n)
 		uint64_t gen;
 		memcpy(&r, &res[i], sizeof(r)); /* the message buffer need not be aligned */
 		st->rows_received++;
-		if (op_dedup_find(st->dedup, r.row.stream_id, r.row.sequence, &gen)) {
+		if (op_dedup_find(st->dedup, r.row.stream_id, r.row.sequence, r.row.detector_time_ns, &gen)) {
 			st->rows_duplicate++;
 			rc = u64vec_push(gen < st->gen ? &st->ack_now : &st->pending, r.serial);
 		} else {
-			op_dedup_insert(st->dedup, r.row.stream_id, r.row.sequence, st->gen);
+			op_dedup_insert(st->dedup, r.row.stream_id, r.row.sequence, r.row.detector_time_ns, st->gen);
 			st->rows[k++] = r.row;
 			rc = u64vec_push(&st->pending, r.serial);
 		}
@@ -301,8 +301,8 @@ static void recover_dir(store *st, const char *dir, size_t capacity, size_t *loa
 		if (loaded < capacity && op_segment_read(path, &rows, &nr) == 0) {
 			for (size_t k = 0; k < nr; k++) {
 				uint64_t g;
-				if (!op_dedup_find(st->dedup, rows[k].stream_id, rows[k].sequence, &g))
-					op_dedup_insert(st->dedup, rows[k].stream_id, rows[k].sequence, 0);
+				if (!op_dedup_find(st->dedup, rows[k].stream_id, rows[k].sequence, rows[k].detector_time_ns, &g))
+					op_dedup_insert(st->dedup, rows[k].stream_id, rows[k].sequence, rows[k].detector_time_ns, 0);
 			}
 			loaded += nr;
 		}
@@ -346,9 +346,9 @@ static int salvage(store *st)
 		}
 		for (size_t i = 0; i < n; i++) {
 			uint64_t g;
-			if (op_dedup_find(st->dedup, rows[i].stream_id, rows[i].sequence, &g))
+			if (op_dedup_find(st->dedup, rows[i].stream_id, rows[i].sequence, rows[i].detector_time_ns, &g))
 				continue;
-			op_dedup_insert(st->dedup, rows[i].stream_id, rows[i].sequence, st->gen);
+			op_dedup_insert(st->dedup, rows[i].stream_id, rows[i].sequence, rows[i].detector_time_ns, st->gen);
 			rows[k++] = rows[i];
 		}
 		rc = append_rows(st, rows, k);
