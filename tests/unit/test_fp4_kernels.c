@@ -341,8 +341,9 @@ int main(void)
 		}
 	CHECK(rungs >= 1);
 	/* a child of fork() after the worker pool has started (it has none of the parent's
-	 * workers) still gets its threaded GEMM done */
-	{
+	 * workers) still gets its threaded GEMM done. Not under qemu-user (tools/cross-test.sh
+	 * sets OUTPOST_UNDER_QEMU): qemu 7.2 cannot fork a process that has threads. */
+	if (!getenv("OUTPOST_UNDER_QEMU")) {
 		op_fp4_linear L;
 		float X[200 * 64], Y[200 * 8];
 		CHECK(make_layer(&L, OP_FP4_NVFP4, 8, 64, 0) == 0);
