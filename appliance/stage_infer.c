@@ -153,21 +153,10 @@ int op_stage_infer(op_stage_ctx *s)
 				goto out;
 			op_wire_get_pulses(sc.pulses, p + 8, &hdrs[n]);
 			offs[n] = sc.used;
-			unknown[n] = 0;
-			for (uint32_t i = 0; i < np; i++) {
-				float xyz[3];
-				if (op_geometry_position(geo, sc.pulses[i].sensor_id, xyz) < 0) {
-					unknown[n]++;
-					continue;
-				}
-				sc.x[sc.used] = xyz[0];
-				sc.y[sc.used] = xyz[1];
-				sc.z[sc.used] = xyz[2];
-				sc.t[sc.used] = sc.pulses[i].time_ns;
-				sc.q[sc.used] = sc.pulses[i].charge_pe;
-				sc.fl[sc.used] = sc.pulses[i].flags;
-				sc.used++;
-			}
+			op_placed_pulses dst = {sc.x, sc.y, sc.z, sc.t, sc.q, sc.fl};
+			uint32_t placed = op_geometry_place(geo, sc.pulses, np, &dst, sc.used);
+			unknown[n] = np - placed;
+			sc.used += placed;
 			pulses += np;
 			unknown_pulses += unknown[n];
 			zmq_msg_close(&msgs[n]);

@@ -142,6 +142,24 @@ int op_geometry_position(const op_geometry *g, uint32_t id, float xyz[3])
 	return 0;
 }
 
+uint32_t op_geometry_place(const op_geometry *g, const op_pulse *p, uint32_t n, const op_placed_pulses *dst,
+			   size_t at)
+{
+	size_t k = at;
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t id = p[i].sensor_id;
+		if (id >= g->limit || !g->known[id])
+			continue;
+		const float *xyz = g->xyz + 3 * (size_t)id;
+		dst->x[k] = xyz[0], dst->y[k] = xyz[1], dst->z[k] = xyz[2];
+		dst->t[k] = p[i].time_ns, dst->q[k] = p[i].charge_pe;
+		if (dst->flags)
+			dst->flags[k] = p[i].flags;
+		k++;
+	}
+	return (uint32_t)(k - at);
+}
+
 uint32_t op_geometry_count(const op_geometry *g)
 {
 	return g->count;

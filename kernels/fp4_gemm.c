@@ -29,10 +29,9 @@ int op_fp4_linear_init(op_fp4_linear *L, op_fp4_tensor *w, uint32_t k, const flo
 	L->bias = calloc(L->n, sizeof(float));
 	L->w2 = malloc((size_t)L->n * kp);
 	L->wscale = malloc((size_t)L->n * nb * sizeof(float));
-	L->wsum12 = malloc((size_t)L->n * nb * sizeof(int16_t));
 	L->wcorr = malloc((size_t)L->n * nb * sizeof(int32_t));
 	L->wdec = malloc((size_t)L->n * kp * sizeof(float));
-	if (!L->bias || !L->w2 || !L->wscale || !L->wsum12 || !L->wcorr || !L->wdec) {
+	if (!L->bias || !L->w2 || !L->wscale || !L->wcorr || !L->wdec) {
 		op_fp4_linear_free(L);
 		return -ENOMEM;
 	}
@@ -41,20 +40,18 @@ int op_fp4_linear_init(op_fp4_linear *L, op_fp4_tensor *w, uint32_t k, const flo
 	for (uint32_t n = 0; n < L->n; n++)
 		for (uint32_t b = 0; b < nb; b++) {
 			float s = op_fp4_scale_value(L->w.format, L->w.scales[(size_t)n * nb + b]);
-			int sum = 0, lo = 0, hi = 0;
+			int lo = 0, hi = 0;
 			L->wscale[(size_t)n * nb + b] = s;
 			for (uint32_t i = 0; i < bl; i++) {
 				uint32_t c = b * bl + i;
 				int d = op_e2m1_doubled(op_fp4_code(&L->w, n, c));
 				L->w2[(size_t)n * kp + c] = (int8_t)d;
 				L->wdec[(size_t)n * kp + c] = ((float)d * 0.5f) * s;
-				sum += d;
 				if (i % 4 < 2)
 					lo += d;
 				else
 					hi += d;
 			}
-			L->wsum12[(size_t)n * nb + b] = (int16_t)(12 * sum);
 			L->wcorr[(size_t)n * nb + b] =
 				(int32_t)(((uint32_t)(uint16_t)(int16_t)(-12 * hi) << 16) | (uint16_t)(int16_t)(-12 * lo));
 		}
@@ -69,7 +66,6 @@ void op_fp4_linear_free(op_fp4_linear *L)
 	free(L->bias);
 	free(L->w2);
 	free(L->wscale);
-	free(L->wsum12);
 	free(L->wcorr);
 	free(L->wdec);
 	memset(L, 0, sizeof(*L));
@@ -362,13 +358,13 @@ int op_fp4_gemv(const op_fp4_tensor *W, int mode, float act_scale, int mx_mode, 
 
 /* ---- pooling ------------------------------------------------------------------------------- */
 
-static void pool_scalar(const float *H, size_t ldh, uint32_t C, const uint32_t *off, uint32_t n_events, float *out,
-			size_t ldo)
+void op_pool_channels(const float *H, size_t ldh, uint32_t C, uint32_t c0, const uint32_t *off, uint32_t n_events,
+		      float *out, size_t ldo)
 {
 	for (uint32_t e = 0; e < n_events; e++) {
 		float *o = out + (size_t)e * ldo;
 		uint32_t lo = off[e], hi = off[e + 1];
-		for (uint32_t c = 0; c < C; c++) {
+		for (uint32_t c = c0; c < C; c++) {
 			float sum = 0, mx = hi > lo ? H[(size_t)lo * ldh + c] : 0.0f;
 			for (uint32_t r = lo; r < hi; r++) {
 				float v = H[(size_t)r * ldh + c];
@@ -396,5 +392,5 @@ void op_pool_mean_max(int rung, const float *H, size_t ldh, uint32_t C, const ui
 		return;
 	}
 #endif
-	pool_scalar(H, ldh, C, off, n_events, out, ldo);
+	op_pool_channels(H, ldh, C, 0, off, n_events, out, ldo);
 }

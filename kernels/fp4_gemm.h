@@ -39,7 +39,6 @@ typedef struct op_fp4_linear {
 	/* prepared forms, filled by init */
 	int8_t *w2;       /* N × Kp doubled signed codes */
 	float *wscale;    /* N × nb decoded block scales */
-	int16_t *wsum12;  /* N × nb: 12 · Σ w2 over the block (offset correction of the int kernels) */
 	int32_t *wcorr;   /* N × nb: int16 pair (−12·Σ w2 over k%4 ∈ {0,1}, the same over {2,3}) */
 	float *wdec;      /* N × Kp exact values qw/2 · sw (no tensor scale) for W4A16 */
 } op_fp4_linear;
@@ -99,6 +98,9 @@ void op_pool_avx2(const float *H, size_t ldh, uint32_t C, const uint32_t *off, u
 		  size_t ldo);
 void op_pool_neon(const float *H, size_t ldh, uint32_t C, const uint32_t *off, uint32_t n_events, float *out,
 		  size_t ldo);
+/* The reference pooling of channels [c0, C): the scalar rung, and the vector rungs' tails. */
+void op_pool_channels(const float *H, size_t ldh, uint32_t C, uint32_t c0, const uint32_t *off, uint32_t n_events,
+		      float *out, size_t ldo);
 /* Quantize one activation row (k values, zero-padded to Kp) for W4A4: doubled codes and scales. */
 void op_fp4_quantize_row(const op_fp4_linear *L, const float *x, int8_t *q2, float *xs);
 

@@ -13,8 +13,10 @@
  * reference. Limits of this design on the development CPU: docs/benchmarks.md.
  * W4A16 GEMM: the 16-row tile is transposed so each k gives one FMA per 8 rows; 4 outputs at
  * once share the loads.
- * GEMV: W4A4 stays in integers (nibbles → doubled int8 through vpshufb, vpsignb + vpmaddubsw +
- * vpmaddwd per 32 products, 64 weights per step, four rows of X per pass); W4A16 expands the
+ * GEMV: W4A4 stays in integers when K is a multiple of 64 (nibbles → doubled int8 through
+ * vpshufb, vpsignb + vpmaddubsw + vpmaddwd per 32 products, 64 weights per step, four rows of X
+ * per pass); otherwise, and for W4A16, the weights expand to FP32 (W4A4 activations are first
+ * replaced by their FP4 values). W4A16 expands the
  * nibbles to FP32 through the same table. X is laid out once per call in the order the nibble
  * split produces. GEMV sums in a different order from the reference: equal to rounding.
  */
@@ -433,13 +435,6 @@ static inline __attribute__((always_inline)) void gemv_row(const uint8_t *codes,
 		out[m] = hsum(_mm256_add_ps(acc0[m], acc1[m]));
 }
 
-/*
- * W4A4 GEMV in integers: 32 weights per step (one MXFP4 block, or two NVFP4 blocks). The codes'
- * low and high nibbles expand through vpshufb to doubled signed E2M1 values in [even | odd]
- * element order; X's codes were laid out in the same order once per call, as magnitudes plus
- * signs, so vpsignb + vpmaddubsw + vpmaddwd give exact 4-product sums per int32 lane, scaled in
- * FP32 by (x block scale · w block scale) per lane.
- */
 /* One row of activations → doubled signed codes and block scales, with op_fp4_quantize_row's
  * arithmetic, for the GEMV paths (the GEMM quantizes eight rows at a time instead). pad: kp
  * floats of scratch. */
@@ -486,57 +481,6 @@ static void quantize_row_avx2(const op_fp4_linear *L, const float *x, int8_t *q2
 			__m128i p16 = _mm_packs_epi32(_mm256_castsi256_si128(d), _mm256_extracti128_si256(d, 1));
 			_mm_storel_epi64((__m128i *)(q2 + b * bl + i), _mm_packs_epi16(p16, p16));
 		}
-	}
-}
-
-static inline __attribute__((always_inline)) __m256i expand32(const uint8_t *codes)
-{
-	const __m128i tab = _mm_setr_epi8(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12);
-	const __m128i lo4 = _mm_set1_epi8(0x0f);
-	__m128i c = _mm_loadu_si128((const __m128i *)codes);
-	__m128i e = _mm_shuffle_epi8(tab, _mm_and_si128(c, lo4));
-	__m128i o = _mm_shuffle_epi8(tab, _mm_and_si128(_mm_srli_epi16(c, 4), lo4));
-	return _mm256_inserti128_si256(_mm256_castsi128_si256(e), o, 1);
-}
-
-static inline __attribute__((always_inline)) __m256 lane_scales(const uint8_t *sc, const float *lut, int nv,
-								  uint32_t g)
-{
-	if (nv) {
-		__m128 t = _mm_setr_ps(lut[sc[2 * g]], lut[sc[2 * g]], lut[sc[2 * g + 1]], lut[sc[2 * g + 1]]);
-		return _mm256_set_m128(t, t);
-	}
-	return _mm256_set1_ps(lut[sc[g]]);
-}
-
-/* Two weight rows against MM (≤ 4) rows of X: every X load serves both weight rows. */
-static inline __attribute__((always_inline)) void gemv_tile_int(const uint8_t *c0, const uint8_t *c1,
-								   const uint8_t *sc0, const uint8_t *sc1,
-								   const float *lut, int nv, uint32_t groups,
-								   const uint8_t *xa, const int8_t *xsg, const float *xsv,
-								   uint32_t K, float out[2][4], const int MM)
-{
-	const __m256i ones = _mm256_set1_epi16(1);
-	__m256 a0[4], a1[4];
-	_Pragma("GCC unroll 4") for (int m = 0; m < MM; m++)
-		a0[m] = a1[m] = _mm256_setzero_ps();
-	for (uint32_t g = 0; g < groups; g++) {
-		__m256i w0 = expand32(c0 + g * 16), w1 = expand32(c1 + g * 16);
-		__m256 s0 = lane_scales(sc0, lut, nv, g), s1 = lane_scales(sc1, lut, nv, g);
-		_Pragma("GCC unroll 4") for (int m = 0; m < MM; m++) {
-			size_t at = (size_t)m * K + (size_t)g * 32;
-			__m256i sx = _mm256_load_si256((const __m256i *)(xsg + at));
-			__m256i ax = _mm256_load_si256((const __m256i *)(xa + at));
-			__m256 xv = _mm256_load_ps(xsv + at / 4);
-			__m256 f0 = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(w0, sx)), ones));
-			__m256 f1 = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(w1, sx)), ones));
-			a0[m] = _mm256_fmadd_ps(f0, _mm256_mul_ps(xv, s0), a0[m]);
-			a1[m] = _mm256_fmadd_ps(f1, _mm256_mul_ps(xv, s1), a1[m]);
-		}
-	}
-	_Pragma("GCC unroll 4") for (int m = 0; m < MM; m++) {
-		out[0][m] = hsum(a0[m]);
-		out[1][m] = hsum(a1[m]);
 	}
 }
 
@@ -653,65 +597,6 @@ out:
 	return rc;
 }
 
-static int gemv_w4a4_int(const op_fp4_tensor *W, float act_scale, int mx_mode, const float *X, uint32_t M, float *Y,
-			 uint32_t n0, uint32_t n1)
-{
-	uint32_t K = W->cols, bl = op_fp4_block(W->format), nb = K / bl, groups = K / 32;
-	int nv = W->format == OP_FP4_NVFP4;
-	if (K % 32)
-		return -EINVAL;
-	uint8_t *xa = aligned_alloc(32, (size_t)M * K);
-	int8_t *xsg = aligned_alloc(32, (size_t)M * K), *q2 = malloc(K);
-	float *xsv = aligned_alloc(32, (size_t)M * K / 4 * sizeof(float)), *xs = malloc(nb * sizeof(float));
-	int rc = -ENOMEM;
-	if (!xa || !xsg || !q2 || !xsv || !xs)
-		goto out;
-	op_fp4_linear shape = {.w = *W, .k = K, .mx_mode = mx_mode, .act_scale = act_scale > 0 ? act_scale : 1.0f};
-	for (uint32_t m = 0; m < M; m++) {
-		op_fp4_quantize_row(&shape, X + (size_t)m * K, q2, xs);
-		for (uint32_t g = 0; g < groups; g++)
-			for (uint32_t p = 0; p < 32; p++) {
-				uint32_t k = g * 32 + (p < 16 ? 2 * p : 2 * (p - 16) + 1);
-				xa[(size_t)m * K + g * 32 + p] = (uint8_t)(q2[k] < 0 ? -q2[k] : q2[k]);
-				xsg[(size_t)m * K + g * 32 + p] = q2[k];
-			}
-		for (uint32_t g = 0; g < groups; g++) /* each int32 lane's x block scale */
-			for (uint32_t l = 0; l < 8; l++) {
-				uint32_t p = l * 4, k = g * 32 + (p < 16 ? 2 * p : 2 * (p - 16) + 1);
-				xsv[(size_t)m * K / 4 + g * 8 + l] = xs[k / bl];
-			}
-	}
-	const float *lut = scale_lut[!nv];
-	float g = 0.25f * (nv ? shape.act_scale : 1.0f) * W->tensor_scale;
-	float o2[2][4];
-	for (uint32_t m0 = 0; m0 < M; m0 += 4) {
-		uint32_t mm = M - m0 < 4 ? M - m0 : 4;
-		const uint8_t *a = xa + (size_t)m0 * K;
-		const int8_t *sg = xsg + (size_t)m0 * K;
-		const float *sv = xsv + (size_t)m0 * K / 4;
-		for (uint32_t n = n0; n < n1; n += 2) {
-			uint32_t n2 = n + 1 < n1 ? n + 1 : n; /* an odd last row pairs with itself */
-			const uint8_t *c0 = W->codes + (size_t)n * K / 2, *c1 = W->codes + (size_t)n2 * K / 2;
-			const uint8_t *s0 = W->scales + (size_t)n * nb, *s1 = W->scales + (size_t)n2 * nb;
-			switch (mm) {
-			case 4: gemv_tile_int(c0, c1, s0, s1, lut, nv, groups, a, sg, sv, K, o2, 4); break;
-			case 3: gemv_tile_int(c0, c1, s0, s1, lut, nv, groups, a, sg, sv, K, o2, 3); break;
-			case 2: gemv_tile_int(c0, c1, s0, s1, lut, nv, groups, a, sg, sv, K, o2, 2); break;
-			default: gemv_tile_int(c0, c1, s0, s1, lut, nv, groups, a, sg, sv, K, o2, 1); break;
-			}
-			for (uint32_t m = 0; m < mm; m++) {
-				Y[(size_t)(m0 + m) * W->rows + n] = o2[0][m] * g;
-				if (n2 != n)
-					Y[(size_t)(m0 + m) * W->rows + n2] = o2[1][m] * g;
-			}
-		}
-	}
-	rc = 0;
-out:
-	free(xa), free(xsg), free(q2), free(xsv), free(xs);
-	return rc;
-}
-
 int op_fp4_gemv_avx2(const op_fp4_tensor *W, int mode, float act_scale, int mx_mode, const float *X, uint32_t M,
 		     float *Y, uint32_t n0, uint32_t n1)
 {
@@ -719,8 +604,6 @@ int op_fp4_gemv_avx2(const op_fp4_tensor *W, int mode, float act_scale, int mx_m
 	pthread_once(&scale_lut_once, scale_lut_init);
 	if (mode == OP_W4A4 && K % 64 == 0)
 		return gemv_w4a4_int64(W, act_scale, mx_mode, X, M, Y, n0, n1);
-	if (mode == OP_W4A4 && K % 32 == 0)
-		return gemv_w4a4_int(W, act_scale, mx_mode, X, M, Y, n0, n1);
 	/* X in even/odd order per block; for W4A4 the activations are first replaced by their
 	 * FP4 values (quantize → dequantize), so both modes then share one weight stream. */
 	float *xp = aligned_alloc(32, (size_t)M * K * sizeof(float) + 32);
@@ -781,33 +664,25 @@ int op_fp4_gemv_avx2(const op_fp4_tensor *W, int mode, float act_scale, int mx_m
 void op_pool_avx2(const float *H, size_t ldh, uint32_t C, const uint32_t *off, uint32_t n_events, float *out,
 		  size_t ldo)
 {
+	uint32_t cv = C / 8 * 8; /* channels done eight at a time; the rest by the reference */
 	for (uint32_t e = 0; e < n_events; e++) {
 		float *o = out + (size_t)e * ldo;
 		uint32_t lo = off[e], hi = off[e + 1];
-		uint32_t c = 0;
-		if (hi > lo) {
-			__m256 inv_n = _mm256_set1_ps((float)(hi - lo));
-			for (; c + 8 <= C; c += 8) {
-				__m256 sum = _mm256_setzero_ps(), mx = _mm256_loadu_ps(H + (size_t)lo * ldh + c);
-				for (uint32_t r = lo; r < hi; r++) {
-					__m256 v = _mm256_loadu_ps(H + (size_t)r * ldh + c);
-					sum = _mm256_add_ps(sum, v);
-					mx = _mm256_max_ps(v, mx);
-				}
-				_mm256_storeu_ps(o + c, _mm256_div_ps(sum, inv_n));
-				_mm256_storeu_ps(o + C + c, mx);
-			}
-		}
-		for (; c < C; c++) {
-			float sum = 0, mx = hi > lo ? H[(size_t)lo * ldh + c] : 0.0f;
+		if (hi == lo)
+			continue; /* the reference writes the empty event's zeros below */
+		__m256 n = _mm256_set1_ps((float)(hi - lo));
+		for (uint32_t c = 0; c < cv; c += 8) {
+			__m256 sum = _mm256_setzero_ps(), mx = _mm256_loadu_ps(H + (size_t)lo * ldh + c);
 			for (uint32_t r = lo; r < hi; r++) {
-				float v = H[(size_t)r * ldh + c];
-				sum += v;
-				mx = v > mx ? v : mx;
+				__m256 v = _mm256_loadu_ps(H + (size_t)r * ldh + c);
+				sum = _mm256_add_ps(sum, v);
+				mx = _mm256_max_ps(v, mx);
 			}
-			o[c] = hi > lo ? sum / (float)(hi - lo) : 0.0f;
-			o[C + c] = mx;
+			_mm256_storeu_ps(o + c, _mm256_div_ps(sum, n));
+			_mm256_storeu_ps(o + C + c, mx);
 		}
 	}
+	for (uint32_t e = 0; e < n_events; e++) /* empty events, all channels; others, the tail */
+		op_pool_channels(H, ldh, C, off[e + 1] == off[e] ? 0 : cv, off + e, 1, out + (size_t)e * ldo, ldo);
 }
 #endif

@@ -149,32 +149,25 @@ int op_fp4_gemv_neon(const op_fp4_tensor *W, int mode, float act_scale, int mx_m
 void op_pool_neon(const float *H, size_t ldh, uint32_t C, const uint32_t *off, uint32_t n_events, float *out,
 		  size_t ldo)
 {
+	uint32_t cv = C / 4 * 4; /* channels done four at a time; the rest by the reference */
 	for (uint32_t e = 0; e < n_events; e++) {
 		float *o = out + (size_t)e * ldo;
-		uint32_t lo = off[e], hi = off[e + 1], c = 0;
-		if (hi > lo) {
-			float32x4_t nf = vdupq_n_f32((float)(hi - lo));
-			for (; c + 4 <= C; c += 4) {
-				float32x4_t sum = vdupq_n_f32(0), mx = vld1q_f32(H + (size_t)lo * ldh + c);
-				for (uint32_t r = lo; r < hi; r++) {
-					float32x4_t v = vld1q_f32(H + (size_t)r * ldh + c);
-					sum = vaddq_f32(sum, v);
-					mx = vbslq_f32(vcgtq_f32(v, mx), v, mx);
-				}
-				vst1q_f32(o + c, vdivq_f32(sum, nf));
-				vst1q_f32(o + C + c, mx);
-			}
-		}
-		for (; c < C; c++) {
-			float sum = 0, mx = hi > lo ? H[(size_t)lo * ldh + c] : 0.0f;
+		uint32_t lo = off[e], hi = off[e + 1];
+		if (hi == lo)
+			continue;
+		float32x4_t nf = vdupq_n_f32((float)(hi - lo));
+		for (uint32_t c = 0; c < cv; c += 4) {
+			float32x4_t sum = vdupq_n_f32(0), mx = vld1q_f32(H + (size_t)lo * ldh + c);
 			for (uint32_t r = lo; r < hi; r++) {
-				float v = H[(size_t)r * ldh + c];
-				sum += v;
-				mx = v > mx ? v : mx;
+				float32x4_t v = vld1q_f32(H + (size_t)r * ldh + c);
+				sum = vaddq_f32(sum, v);
+				mx = vbslq_f32(vcgtq_f32(v, mx), v, mx);
 			}
-			o[c] = hi > lo ? sum / (float)(hi - lo) : 0.0f;
-			o[C + c] = mx;
+			vst1q_f32(o + c, vdivq_f32(sum, nf));
+			vst1q_f32(o + C + c, mx);
 		}
 	}
+	for (uint32_t e = 0; e < n_events; e++)
+		op_pool_channels(H, ldh, C, off[e + 1] == off[e] ? 0 : cv, off + e, 1, out + (size_t)e * ldo, ldo);
 }
 #endif

@@ -142,15 +142,8 @@ int main(int argc, char **argv)
 			if (!x || !y || !z || !t || !q || !feat || !scratch || !sbuf || !fl)
 				return 1;
 		}
-		uint32_t m = 0;
-		for (uint32_t i = 0; i < n; i++) {
-			float pos[3];
-			if (op_geometry_position(geo, p[i].sensor_id, pos) < 0)
-				continue;
-			x[m] = pos[0], y[m] = pos[1], z[m] = pos[2], t[m] = p[i].time_ns, q[m] = p[i].charge_pe;
-			fl[m] = p[i].flags;
-			m++;
-		}
+		op_placed_pulses dst = {x, y, z, t, q, fl};
+		uint32_t m = op_geometry_place(geo, p, n, &dst, 0);
 		op_reco_event ev = {.n = m, .x_m = x, .y_m = y, .z_m = z, .t_ns = t, .q_pe = q, .flags = fl};
 		op_reco_out g;
 		float evf[OP_FEAT_EVENT];

@@ -44,6 +44,17 @@ int main(void)
 	CHECK(op_geometry_position(g, 5159, xyz) == 0);
 	CHECK(op_geometry_position(g, 5160, xyz) == -ENOENT);
 	CHECK(op_geometry_position(g, 4000000000u, xyz) == -ENOENT);
+	/* placing pulses: unknown sensors are skipped (and counted by the caller), order and flags kept */
+	{
+		op_pulse in[4] = {{1651, 5.0f, 2.0f, 1}, {5160, 6.0f, 1.0f, 0}, {0, 7.0f, 3.0f, 0}, {4000000000u, 8, 1, 0}};
+		float px[6] = {0}, py[6], pz[6], pt[6], pq[6];
+		uint16_t pf[6];
+		op_placed_pulses dst = {px, py, pz, pt, pq, pf};
+		CHECK_EQ_U64(op_geometry_place(g, in, 4, &dst, 1), 2);
+		CHECK(px[1] == 248.15f && pt[1] == 5.0f && pq[1] == 2.0f && pf[1] == 1);
+		CHECK(px[2] == -256.14f && pz[2] == 496.03f && pt[2] == 7.0f && pf[2] == 0);
+		CHECK(px[0] == 0 && px[3] == 0); /* nothing written outside the placed range */
+	}
 
 	const char *t1 = "sensor_id,string,dom,x_m,y_m,z_m\n0,1,1,1,2,3\n1,1,2,1,2,x\n";
 	CHECK(op_geometry_load_csv(t1, strlen(t1), &bad, &line) == -EINVAL && line == 3 && bad == NULL);

@@ -34,16 +34,8 @@ static void make_events(void)
 		op_simgen_next(gen, &s);
 		float *b = malloc((size_t)s.n * 5 * sizeof(float) + 4), *sb = malloc((size_t)s.n * 5 * sizeof(float) + 4);
 		uint16_t *fl = malloc((size_t)s.n * 2 + 2);
-		uint32_t m = 0;
-		for (uint32_t i = 0; i < s.n; i++) {
-			float p[3];
-			if (op_geometry_position(geo, s.pulses[i].sensor_id, p) < 0)
-				continue;
-			b[m] = p[0], b[s.n + m] = p[1], b[2 * s.n + m] = p[2];
-			b[3 * s.n + m] = s.pulses[i].time_ns, b[4 * s.n + m] = s.pulses[i].charge_pe;
-			fl[m] = s.pulses[i].flags;
-			m++;
-		}
+		op_placed_pulses dst = {b, b + s.n, b + 2 * s.n, b + 3 * s.n, b + 4 * s.n, fl};
+		uint32_t m = op_geometry_place(geo, s.pulses, s.n, &dst, 0);
 		ev[e] = (op_reco_event){.n = m, .x_m = b, .y_m = b + s.n, .z_m = b + 2 * s.n, .t_ns = b + 3 * s.n,
 					.q_pe = b + 4 * s.n, .flags = fl};
 		op_seed_guess(&guess[e], &ev[e], sb);

@@ -101,14 +101,8 @@ int op_bench_accuracy(int argc, char **argv)
 			t = realloc(t, cap * 4), q = realloc(q, cap * 4), fl = realloc(fl, cap * 2);
 		}
 		off[e] = used;
-		for (uint32_t i = 0; i < np; i++) {
-			float pos[3];
-			if (op_geometry_position(geo, p[i].sensor_id, pos) < 0)
-				continue;
-			x[used] = pos[0], y[used] = pos[1], z[used] = pos[2];
-			t[used] = p[i].time_ns, q[used] = p[i].charge_pe, fl[used] = p[i].flags;
-			used++;
-		}
+		op_placed_pulses dst = {x, y, z, t, q, fl};
+		used += op_geometry_place(geo, p, np, &dst, used);
 		memcpy(tr[e], st.dir, sizeof(tr[e]));
 		is_track[e] = st.kind == OP_SIM_TRACK;
 	}

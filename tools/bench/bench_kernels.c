@@ -253,13 +253,9 @@ static void bench_model(const char *path, int threads_max)
 		if (s.n < NP)
 			continue;
 		float *b = buf + (size_t)e * NP * 5;
-		for (int i = 0; i < NP; i++) {
-			float pos[3] = {0, 0, 0};
-			op_geometry_position(geo, s.pulses[i].sensor_id, pos);
-			b[i] = pos[0], b[NP + i] = pos[1], b[2 * NP + i] = pos[2];
-			b[3 * NP + i] = s.pulses[i].time_ns, b[4 * NP + i] = s.pulses[i].charge_pe;
-			fl[(size_t)e * NP + i] = s.pulses[i].flags;
-		}
+		op_placed_pulses dst = {b, b + NP, b + 2 * NP, b + 3 * NP, b + 4 * NP, fl + (size_t)e * NP};
+		if (op_geometry_place(geo, s.pulses, NP, &dst, 0) != NP)
+			continue; /* every simulated pulse names a known sensor; keep only whole events */
 		ev[e] = (op_reco_event){.n = NP, .x_m = b, .y_m = b + NP, .z_m = b + 2 * NP, .t_ns = b + 3 * NP,
 					.q_pe = b + 4 * NP, .flags = fl + (size_t)e * NP};
 		e++;

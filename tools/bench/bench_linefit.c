@@ -58,14 +58,8 @@ int op_bench_linefit(int argc, char **argv)
 			q = realloc(q, cap * sizeof(float));
 		}
 		off[e] = used;
-		for (uint32_t i = 0; i < ev.n; i++) {
-			float p[3];
-			if (op_geometry_position(geo, ev.pulses[i].sensor_id, p) < 0)
-				continue;
-			x[used] = p[0], y[used] = p[1], z[used] = p[2];
-			t[used] = ev.pulses[i].time_ns, q[used] = ev.pulses[i].charge_pe;
-			used++;
-		}
+		op_placed_pulses dst = {x, y, z, t, q, NULL};
+		used += op_geometry_place(geo, ev.pulses, ev.n, &dst, used);
 		memcpy(truth[e], ev.truth.dir, sizeof(truth[e]));
 		pulses += ev.n;
 	}
