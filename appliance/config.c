@@ -103,6 +103,16 @@ static const key keys[] = {
 	 "window of the restart budget"},
 	{"supervisor.restart_backoff", K_DUR, "1s", SEC / 100, 3600 * SEC, F(restart_backoff_ns), 1, NULL,
 	 "first delay before restarting a failed stage; doubles on each failure up to 60 s"},
+	{"supervisor.safe_mode_after", K_U32, "6", 0, 1000, F(safe_mode_after), 0, NULL,
+	 "starts in a row that never ran stable before the next start is in safe mode (reconstruction "
+	 "by LineFit only, rows flagged); 0 = never"},
+	{"supervisor.stable_after", K_DUR, "10m", SEC, 86400 * SEC, F(stable_after_ns), 0, NULL,
+	 "all stages healthy this long counts as a stable start: the start counter returns to 0"},
+	{"supervisor.safe_mode_retry", K_DUR, "24h", 10 * SEC, 365 * 86400 * SEC, F(safe_mode_retry_ns), 0, NULL,
+	 "in safe mode, all stages healthy this long: the network is tried again (one more unstable "
+	 "start returns to safe mode)"},
+	{"supervisor.fault_injection", K_BOOL, "false", 0, 1, F(fault_injection), 0, NULL,
+	 "tests only: the infer stage obeys SIGUSR1 (spin without progress) and SIGUSR2 (block)"},
 	{"log.level", K_ENUM, "info", 0, 0, F(log_level), 1, "error|warning|info|debug",
 	 "least severe messages logged"},
 };

@@ -3,7 +3,8 @@
  *
  *   outpostd [-c FILE]          run the appliance (embedded defaults without -c)
  *   outpostd --print-defaults   the embedded defaults as a commented YAML file
- *   outpostd --stage NAME -c F  (internal) run one pipeline stage; started by the supervisor
+ *   outpostd --stage NAME -c F [--safe-mode]
+ *                               (internal) run one pipeline stage; started by the supervisor
  *
  * A broken configuration never starts the appliance: every error is printed with file:line:col
  * and the exit status is 2, so systemd's start fails visibly instead of running on a guess.
@@ -28,6 +29,7 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
 	const char *config_path = NULL, *stage = NULL;
+	int safe_mode = 0;
 	op_config cfg;
 
 	for (int i = 1; i < argc; i++) {
@@ -35,6 +37,8 @@ int main(int argc, char **argv)
 			config_path = argv[++i];
 		} else if (!strcmp(argv[i], "--stage") && i + 1 < argc) {
 			stage = argv[++i];
+		} else if (!strcmp(argv[i], "--safe-mode")) {
+			safe_mode = 1; /* internal: given by the supervisor with --stage */
 		} else if (!strcmp(argv[i], "--print-defaults")) {
 			op_config_print_defaults(stdout);
 			return 0;
@@ -64,7 +68,7 @@ int main(int argc, char **argv)
 		}
 	}
 	if (stage)
-		return op_stage_main(stage, &cfg);
+		return op_stage_main(stage, &cfg, safe_mode);
 	/* A model file that cannot be used is a configuration error: refuse to start, saying
 	 * why, rather than let the infer stage fail over and over. */
 	if (!strcmp(cfg.infer_method, "fp4") && cfg.infer_model[0]) {

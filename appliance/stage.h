@@ -9,7 +9,8 @@
  *   ingest.PUSH ──▶ infer.sock (infer binds PULL)    2 frames: serial u64 | wire message
  *   infer.PUSH  ──▶ store.sock (store binds PULL)    1 frame: n × {serial u64, op_result_row}
  *   store.PUSH  ──▶ ack.sock   (ingest binds PULL)   1 frame: n × serial u64 (durable now)
- *   outpostd.PUSH ─▶ ingest-ctl.sock (ingest binds)  "resend": a stage after ingest restarted
+ *   outpostd.PUSH ─▶ ingest-ctl.sock (ingest binds)  "resend": a stage after ingest restarted;
+ *                                                    "probe": send the start-up probe
  *   every stage.PUSH ─▶ stats.sock (outpostd binds)  text report, every 250 ms and at exit
  *
  * Delivery is at-least-once (invariant 2): ingest keeps every accepted event until the store
@@ -27,6 +28,17 @@
 
 #define OP_STAGE_REPORT_NS 250000000ull
 
+/*
+ * The start-up probe: READY=1 goes to systemd only after one event has gone end to end.
+ * On the supervisor's "probe" request ingest sends a fixed synthetic event (a down-going
+ * track on one string) on the reserved stream OP_PROBE_STREAM with a serial that has
+ * OP_PROBE_SERIAL_BIT set. Infer reconstructs it like any event; the store checks that the
+ * result is finite and acknowledges it without writing it (it is not science data and is
+ * never counted as accepted or stored). Real events on the reserved stream are rejected.
+ */
+#define OP_PROBE_STREAM 0xffffffffu
+#define OP_PROBE_SERIAL_BIT (1ull << 63)
+
 /* infer → store record. */
 typedef struct op_stage_result {
 	uint64_t serial;
@@ -39,6 +51,7 @@ typedef struct op_stage_ctx {
 	void *zctx;
 	void *stats_sock;
 	uint64_t incarnation_ns; /* CLOCK_REALTIME at start: tells incarnations apart */
+	int safe_mode;           /* infer: the network is off, LineFit only, rows flagged */
 	uint64_t last_report_ns;
 	char *report;            /* report being built */
 	size_t report_len, report_cap;
@@ -68,7 +81,7 @@ uint64_t op_realtime_ns(void); /* CLOCK_REALTIME */
 void op_stage_endpoint(char *out, size_t cap, const op_config *cfg, const char *sock);
 
 /* Run stage `name` until asked to stop. Returns the process exit status. */
-int op_stage_main(const char *name, const op_config *cfg);
+int op_stage_main(const char *name, const op_config *cfg, int safe_mode);
 
 /* Report building: begin, add counters (monotone, 'c') and gauges ('g'), send. */
 void op_report_begin(op_stage_ctx *s, uint64_t progress, int idle);

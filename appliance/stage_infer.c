@@ -10,9 +10,11 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #include "appliance/log.h"
@@ -52,6 +54,38 @@ static int scratch_reserve(scratch *sc, size_t need)
 	return 0;
 }
 
+/*
+ * Fault injection for the soak test (supervisor.fault_injection, off in production, where the
+ * two signals are ignored): SIGUSR1 makes the stage spin — busy, reporting, never advancing —
+ * the failure a thread-alive heartbeat would miss; SIGUSR2 makes it block for ever without
+ * reporting, as in a deadlock. Neither ends on SIGTERM: only the supervisor's SIGKILL ends it.
+ */
+static volatile sig_atomic_t injected_fault;
+
+static void on_fault_signal(int sig)
+{
+	injected_fault = sig == SIGUSR1 ? 1 : 2;
+}
+
+static void run_injected_fault(op_stage_ctx *s, uint64_t events)
+{
+	volatile uint64_t spin = 0;
+
+	op_err("fault injection: %s", injected_fault == 1 ? "spinning without progress" : "blocking for ever");
+	for (;;) {
+		if (injected_fault == 2) {
+			pause();
+			continue;
+		}
+		spin++;
+		if (op_report_due(s, op_now_ns())) {
+			op_report_begin(s, events, 0);
+			op_report_gauge(s, "injected_fault", 1);
+			op_report_send(s);
+		}
+	}
+}
+
 int op_stage_infer(op_stage_ctx *s)
 {
 	const op_config *cfg = s->cfg;
@@ -81,9 +115,22 @@ int op_stage_infer(op_stage_ctx *s)
 		op_err("cannot load the embedded detector geometry");
 		goto out;
 	}
-	op_reco_config rcfg = {.kind = cfg->infer_method, .charge_weighted = cfg->infer_charge_weighted,
+	struct sigaction fsa;
+	memset(&fsa, 0, sizeof(fsa));
+	fsa.sa_handler = cfg->fault_injection ? on_fault_signal : SIG_IGN;
+	sigaction(SIGUSR1, &fsa, NULL);
+	sigaction(SIGUSR2, &fsa, NULL);
+
+	/* Tell the supervisor a model is loading (it extends systemd's start timeout meanwhile). */
+	op_report_begin(s, 0, 1);
+	op_report_gauge(s, "loading", 1);
+	op_report_send(s);
+	op_reco_config rcfg = {.kind = s->safe_mode ? "linefit" : cfg->infer_method,
+				.charge_weighted = cfg->infer_charge_weighted,
 				.trim = cfg->infer_trim, .threads = (int)cfg->infer_threads};
-	if (!strcmp(cfg->infer_method, "fp4")) {
+	if (s->safe_mode)
+		op_warn("safe mode: the network is off; LineFit only, every row flagged safe_mode");
+	if (!strcmp(rcfg.kind, "fp4")) {
 		char merr[512];
 		op_model *model = calloc(1, sizeof(*model));
 		int lerr = !model ? -ENOMEM
@@ -98,7 +145,7 @@ int op_stage_infer(op_stage_ctx *s)
 	}
 	int err = op_reco_open(&rcfg, &reco);
 	if (err < 0) {
-		op_err("cannot open reconstruction '%s': %s", cfg->infer_method, strerror(-err));
+		op_err("cannot open reconstruction '%s': %s", rcfg.kind, strerror(-err));
 		goto out;
 	}
 	in = zmq_socket(s->zctx, ZMQ_PULL);
@@ -122,6 +169,8 @@ int op_stage_infer(op_stage_ctx *s)
 
 		if (zmq_poll(&it, 1, 100) < 0 && errno != EINTR)
 			goto zfail;
+		if (injected_fault)
+			run_injected_fault(s, events);
 		sc.used = 0;
 		while (n < batch) {
 			zmq_msg_init(&msgs[n]);
@@ -203,6 +252,8 @@ int op_stage_infer(op_stage_ctx *s)
 					row->flags |= OP_RESULT_F_SIMULATED;
 				if (hdrs[k].flags & OP_WIRE_F_REPLAY)
 					row->flags |= OP_RESULT_F_REPLAY;
+				if (s->safe_mode)
+					row->flags |= OP_RESULT_F_SAFE_MODE;
 			}
 			/* The store may be restarting: keep trying (and keep reporting) until it takes
 			 * the batch or we are told to stop. Nothing is lost if we are killed here:
@@ -233,6 +284,8 @@ int op_stage_infer(op_stage_ctx *s)
 			op_report_counter(s, "blocked_downstream_ms", blocked_ms);
 			op_report_counter(s, "reco_ns", reco_ns);
 			op_report_gauge(s, "blocked_downstream", blocked);
+			op_report_gauge(s, "loading", 0);
+			op_report_gauge(s, "safe_mode", s->safe_mode);
 			op_report_send(s);
 		}
 	}

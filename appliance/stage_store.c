@@ -23,6 +23,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,6 +82,7 @@ typedef struct store {
 	int n_salvaged;
 	void *ack;
 	/* counters */
+	uint64_t probes_acked, probes_bad;
 	uint64_t rows_received, rows_written, rows_duplicate, rows_sealed, segments_sealed,
 		rows_salvaged, files_salvaged, files_corrupt, acks_sent;
 	double last_seal_ms;
@@ -221,6 +223,21 @@ static int take_batch(store *st, const op_stage_result *res, size_t n)
 		op_stage_result r;
 		uint64_t gen;
 		memcpy(&r, &res[i], sizeof(r)); /* the message buffer need not be aligned */
+		if (r.row.stream_id == OP_PROBE_STREAM) { /* the start-up probe (stage.h): never stored */
+			if (isfinite(r.row.dir_x) && isfinite(r.row.dir_y) && isfinite(r.row.dir_z) &&
+			    fabsf(r.row.dir_x * r.row.dir_x + r.row.dir_y * r.row.dir_y + r.row.dir_z * r.row.dir_z - 1.0f) < 1e-3f) {
+				st->probes_acked++;
+				rc = u64vec_push(&st->ack_now, r.serial);
+				if (rc < 0)
+					return rc;
+			} else {
+				st->probes_bad++;
+				op_err("start-up probe came back without a valid direction (%g, %g, %g): "
+				       "the reconstruction is broken; not acknowledging it",
+				       r.row.dir_x, r.row.dir_y, r.row.dir_z);
+			}
+			continue;
+		}
 		st->rows_received++;
 		if (op_dedup_find(st->dedup, r.row.stream_id, r.row.sequence, r.row.detector_time_ns, &gen)) {
 			st->rows_duplicate++;
@@ -371,6 +388,8 @@ static void report(store *st, uint64_t progress, int idle)
 	op_stage_ctx *s = st->s;
 	op_report_begin(s, progress, idle);
 	op_report_counter(s, "rows_received", st->rows_received);
+	op_report_counter(s, "probes_acked", st->probes_acked);
+	op_report_counter(s, "probes_bad", st->probes_bad);
 	op_report_counter(s, "rows_written", st->rows_written);
 	op_report_counter(s, "rows_duplicate", st->rows_duplicate);
 	op_report_counter(s, "rows_sealed", st->rows_sealed);

@@ -11,6 +11,19 @@
  *                          │  no report, or no progress while busy, for stage_deadline
  *                          └──SIGKILL──▶ (exit is then handled as a crash)
  *
+ * The escalation ladder (docs/reliability.md), each rung taken only when the one below failed:
+ *   1. a stage that crashes, stops reporting, or is busy without progress for stage_deadline is
+ *      killed and restarted together with every stage downstream of it (OTP's rest_for_one:
+ *      ingest → infer → store → uplink), after a backoff;
+ *   2. a stage failing more than restart_burst times in restart_interval spends the restart
+ *      budget: the supervisor says why in STATUS=, drains and stops the stages, sends
+ *      WATCHDOG=trigger and exits with status 3, and systemd restarts the whole process;
+ *   3. too many process failures in a row hit the unit's start limit (StartLimitAction=reboot);
+ *   4. a persistent count of starts that never became stable (state_dir/start-count) puts the
+ *      next start into safe mode: the network is off, LineFit reconstructs every event, each
+ *      row says so (flag safe_mode, visible north), and after safe_mode_retry of health the
+ *      network is tried again.
+ *
  * Invariants:
  *  1. The supervisor never blocks on a stage: reports arrive on a PULL socket and are read
  *     without waiting; signals arrive through a signalfd polled in the same loop.
@@ -18,11 +31,12 @@
  *     its previous incarnation are folded into a base that is added to the new ones.
  *  3. When infer or store restarts, ingest is told to resend what it holds (at-least-once);
  *     when ingest dies, the events it held are counted as dropped (reason=ingest_crash).
- *  4. systemd's watchdog is pinged only while every stage reports within its deadline
- *     (ARCHITECTURE.md invariant 5); READY=1 is sent once every stage has reported.
- *  5. Restarts back off exponentially; a restart storm (more than restart_burst failures in
- *     restart_interval) is escalated: logged as critical, shown in status and STATUS=, and the
- *     stage keeps being retried at the slowest pace rather than abandoned.
+ *  4. systemd's watchdog is pinged only while every stage is running and reports within its
+ *     deadline (ARCHITECTURE.md invariant 5). READY=1 is sent only after the start-up probe
+ *     (stage.h) went ingest → infer → store and back; while the infer stage loads its model,
+ *     EXTEND_TIMEOUT_USEC keeps systemd's start timeout from running out.
+ *  5. A stage killed because an upstream stage failed (rest_for_one) or restarted on purpose
+ *     is not charged to its own restart budget.
  */
 #include "appliance/supervisor.h"
 
@@ -43,6 +57,7 @@
 
 #include "appliance/log.h"
 #include "appliance/stage.h"
+#include "watchdog/bootcount.h"
 #include "watchdog/notify.h"
 #include "watchdog/restart.h"
 
@@ -63,7 +78,9 @@ typedef struct stage_rec {
 	int running;
 	uint64_t started_ns, restart_at_ns;
 	op_restart_state rs;
-	uint64_t restarts;
+	uint64_t restarts, spawns, collateral_restarts;
+	int rank;       /* position in the pipeline: ingest 0, infer 1, store 2, uplink 3 */
+	int collateral; /* being stopped because of another stage, or on purpose: not a failure */
 	int escalated;
 	/* last report */
 	int reported;
@@ -85,10 +102,31 @@ typedef struct sup {
 	uint64_t dropped_ingest_crash;
 	int ready_sent, stopping;
 	char config_hash[17];
+	/* escalation */
+	int budget_spent;
+	char budget_reason[256];
+	uint64_t last_failure_ns, healthy_since_ns;
+	/* persistent start counter and safe mode */
+	char count_path[OP_CFG_STR + 32];
+	uint32_t start_count;
+	int safe_mode;
+	uint64_t safe_mode_entered_ns;
+	/* systemd protocol */
+	uint64_t last_probe_ns, last_extend_ns, last_status_ns;
 } sup;
 
 /* Start order: downstream first, so every connect finds its peer bound soon after. */
 static const char *const stage_names[NSTAGES] = {"store", "infer", "ingest", "uplink"};
+
+/* Pipeline order, for rest_for_one: a failure restarts the stages after it. */
+static int rank_of(const char *name)
+{
+	static const char *const order[NSTAGES] = {"ingest", "infer", "store", "uplink"};
+	for (int i = 0; i < NSTAGES; i++)
+		if (!strcmp(order[i], name))
+			return i;
+	return NSTAGES;
+}
 
 static kv *kv_get(stage_rec *r, const char *key, int counter)
 {
@@ -181,6 +219,11 @@ static void handle_report(sup *s, char *msg)
 		r->blocked = gauge_of(r, "blocked_downstream") > 0;
 		r->last_report_ns = now;
 		r->reported = 1;
+		/* A model is loading: keep systemd's start timeout from running out meanwhile. */
+		if (!s->ready_sent && gauge_of(r, "loading") > 0 && now - s->last_extend_ns >= 1000000000ull) {
+			op_notify_extend_timeout(s->cfg->watchdog_stage_deadline_ns + 10000000000ull);
+			s->last_extend_ns = now;
+		}
 	}
 }
 
@@ -197,7 +240,9 @@ static int spawn(sup *s, stage_rec *r)
 		sigemptyset(&all);
 		sigprocmask(SIG_SETMASK, &all, NULL);
 		prctl(PR_SET_PDEATHSIG, SIGTERM); /* a stage never outlives its supervisor */
-		char *argv[] = {"outpostd", "--stage", (char *)r->name, "-c", s->effective_path, NULL};
+		char *argv[] = {"outpostd", "--stage", (char *)r->name, "-c", s->effective_path, NULL, NULL};
+		if (s->safe_mode && !strcmp(r->name, "infer"))
+			argv[5] = "--safe-mode";
 		execv("/proc/self/exe", argv);
 		_exit(127);
 	}
@@ -206,13 +251,52 @@ static int spawn(sup *s, stage_rec *r)
 	r->started_ns = r->progress_changed_ns = op_now_ns();
 	r->last_report_ns = 0;
 	r->restart_at_ns = 0;
+	r->spawns++;
 	op_restart_started(&r->rs, r->started_ns);
-	op_info("started stage %s (pid %d)", r->name, (int)pid);
+	op_info("started stage %s (pid %d)%s", r->name, (int)pid,
+		s->safe_mode && !strcmp(r->name, "infer") ? " in safe mode" : "");
 	if (strcmp(r->name, "infer") == 0 || strcmp(r->name, "store") == 0) {
-		if (r->restarts && s->ingest_ctl)
+		if (r->spawns > 1 && s->ingest_ctl)
 			zmq_send(s->ingest_ctl, "resend", 6, ZMQ_DONTWAIT); /* invariant 3 */
 	}
 	return 0;
+}
+
+/* Rung 2 of the ladder: the restart budget of a stage is spent. */
+static void spend_budget(sup *s, stage_rec *r)
+{
+	if (s->budget_spent)
+		return;
+	s->budget_spent = 1;
+	snprintf(s->budget_reason, sizeof(s->budget_reason),
+		 "restart budget spent: stage %s failed more than %u times in %llu s", r->name, s->policy.burst,
+		 (unsigned long long)(s->policy.interval_ns / 1000000000ull));
+	op_err("%s; draining, then asking systemd to restart outpostd (WATCHDOG=trigger, exit status 3)",
+	       s->budget_reason);
+	char line[300];
+	snprintf(line, sizeof(line), "FAILED: %s", s->budget_reason);
+	op_notify_status(line);
+	s->stopping = 1;
+}
+
+/* rest_for_one: the stages downstream of r are killed and start again when r does. SIGKILL,
+ * not SIGTERM: what they hold is either still held by ingest (and resent) or, when ingest
+ * itself died, already counted as dropped (reason=ingest_crash) and must not be stored. */
+static void restart_downstream(sup *s, stage_rec *r)
+{
+	for (int i = 0; i < NSTAGES; i++) {
+		stage_rec *d = &s->st[i];
+		if (d->rank <= r->rank)
+			continue;
+		if (d->running) {
+			op_info("stopping stage %s with %s (rest_for_one)", d->name, r->name);
+			d->collateral = 1;
+			d->collateral_restarts++;
+			kill(d->pid, SIGKILL);
+		}
+		if (d->restart_at_ns < r->restart_at_ns)
+			d->restart_at_ns = r->restart_at_ns;
+	}
 }
 
 static void on_exit_of(sup *s, stage_rec *r, int status)
@@ -231,6 +315,13 @@ static void on_exit_of(sup *s, stage_rec *r, int status)
 		op_info("stage %s %s", r->name, how);
 		return;
 	}
+	if (r->collateral) { /* restart_at_ns was set by whoever stopped it */
+		r->collateral = 0;
+		op_info("stage %s %s; restarting in %.1f s", r->name, how,
+			r->restart_at_ns > now ? (double)(r->restart_at_ns - now) / 1e9 : 0.0);
+		return;
+	}
+	s->last_failure_ns = now;
 	if (!strcmp(r->name, "ingest")) {
 		uint64_t lost = (uint64_t)gauge_of(r, "in_flight");
 		if (lost) {
@@ -240,16 +331,15 @@ static void on_exit_of(sup *s, stage_rec *r, int status)
 	}
 	int v = op_restart_failed(&r->rs, &s->policy, now, &delay);
 	r->restarts++;
-	if (v == OP_RESTART_ESCALATE && !r->escalated) {
-		op_log(2, "stage %s is failing repeatedly (more than %u failures in %llu s): restart storm; "
-			  "retrying every %llu s",
-		       r->name, s->policy.burst, (unsigned long long)(s->policy.interval_ns / 1000000000ull),
-		       (unsigned long long)(s->policy.backoff_max_ns / 1000000000ull));
-		op_notify_status("DEGRADED: restart storm");
-	}
 	r->escalated = v == OP_RESTART_ESCALATE;
+	if (r->escalated) {
+		op_err("stage %s %s", r->name, how);
+		spend_budget(s, r);
+		return;
+	}
 	op_err("stage %s %s; restarting in %.1f s", r->name, how, (double)delay / 1e9);
 	r->restart_at_ns = now + delay;
+	restart_downstream(s, r);
 }
 
 static void reap(sup *s)
@@ -359,6 +449,9 @@ static void status_json(sup *s, sbuf *b)
 	events_totals(s, &acc, &sto, &dro, &inf, &rec, &rej);
 	sb_printf(b, "{\"version\":\"%s\",\"site\":\"%s\",\"config_hash\":\"%s\",\"uptime_s\":%.3f,",
 		  OUTPOST_VERSION, s->cfg->site_name, s->config_hash, (double)(now - s->start_ns) / 1e9);
+	sb_printf(b, "\"mode\":\"%s\",\"start_count\":%u,\"ready\":%s,\"restart_budget_spent\":%s,",
+		  s->safe_mode ? "safe" : "normal", s->start_count, s->ready_sent ? "true" : "false",
+		  s->budget_spent ? "true" : "false");
 	sb_printf(b, "\"events\":{\"received\":%" PRIu64 ",\"rejected\":%" PRIu64 ",\"accepted\":%" PRIu64
 		     ",\"stored\":%" PRIu64 ",\"dropped\":%" PRIu64 ",\"in_flight\":%" PRIu64
 		     ",\"dropped_ingest_crash\":%" PRIu64 ",\"balanced\":%s},",
@@ -368,8 +461,9 @@ static void status_json(sup *s, sbuf *b)
 	for (int i = 0; i < NSTAGES; i++) {
 		stage_rec *r = &s->st[i];
 		sb_printf(b, "%s\"%s\":{\"state\":\"%s\",\"pid\":%d,\"restarts\":%" PRIu64
+			     ",\"restarts_with_upstream\":%" PRIu64
 			     ",\"escalated\":%s,\"idle\":%s,\"last_report_age_s\":%.3f,\"counters\":{",
-			  i ? "," : "", r->name, state_of(r), (int)r->pid, r->restarts,
+			  i ? "," : "", r->name, state_of(r), (int)r->pid, r->restarts, r->collateral_restarts,
 			  r->escalated ? "true" : "false", r->idle ? "true" : "false",
 			  r->last_report_ns ? (double)(now - r->last_report_ns) / 1e9 : -1.0);
 		int first = 1;
@@ -400,6 +494,12 @@ static void status_text(sup *s, sbuf *b)
 	events_totals(s, &acc, &sto, &dro, &inf, &rec, &rej);
 	sb_printf(b, "outpost %s  site %s  up %" PRIu64 "h%02" PRIu64 "m%02" PRIu64 "s  config %s\n",
 		  OUTPOST_VERSION, s->cfg->site_name, up / 3600, up / 60 % 60, up % 60, s->config_hash);
+	if (s->safe_mode)
+		sb_printf(b, "mode     SAFE: network off, LineFit only, rows flagged safe_mode (%u unstable starts "
+			     "in a row)\n",
+			  s->start_count);
+	if (s->budget_spent)
+		sb_printf(b, "FAILED   %s; stopping for systemd to restart outpostd\n", s->budget_reason);
 	sb_printf(b, "events   received %" PRIu64 "  rejected %" PRIu64 "  accepted %" PRIu64
 		     "  stored %" PRIu64 "  dropped %" PRIu64 "  in flight %" PRIu64 "%s\n",
 		  rec, rej, acc, sto, dro, inf, acc == sto + dro + inf ? "" : "  (UNBALANCED)");
@@ -408,7 +508,7 @@ static void status_text(sup *s, sbuf *b)
 		stage_rec *r = &s->st[i];
 		sb_printf(b, "%-8s %-10s %7d %8" PRIu64 " %12" PRIu64 "  %s%s\n", r->name, state_of(r),
 			  (int)r->pid, r->restarts, r->progress, r->idle ? "idle" : "busy",
-			  r->escalated ? ", RESTART STORM" : "");
+			  r->escalated ? ", RESTART BUDGET SPENT" : "");
 	}
 	stage_rec *st = stage_by_name(s, "store"), *up_ = stage_by_name(s, "uplink");
 	sb_printf(b, "store    %" PRIu64 " rows sealed in %" PRIu64 " segments, %" PRIu64
@@ -417,6 +517,23 @@ static void status_text(sup *s, sbuf *b)
 	sb_printf(b, "uplink   %" PRIu64 " files confirmed north, %" PRIu64 " bytes; %.0f files waiting\n",
 		  counter_of(up_, "files_confirmed"), counter_of(up_, "bytes_confirmed"),
 		  gauge_of(up_, "files_pending"));
+}
+
+/* The one-line summary systemd shows in `systemctl status` (STATUS=). */
+static void notify_status_line(sup *s, int healthy)
+{
+	uint64_t acc, sto, dro, inf, rec, rej;
+	char line[256];
+	int up = 0;
+
+	events_totals(s, &acc, &sto, &dro, &inf, &rec, &rej);
+	for (int i = 0; i < NSTAGES; i++)
+		up += s->st[i].running && s->st[i].reported;
+	snprintf(line, sizeof(line), "%s%s: %" PRIu64 " events stored, %" PRIu64 " dropped, %" PRIu64
+		 " in flight; %d/%d stages up",
+		 s->safe_mode ? "SAFE MODE (network off)" : "running", healthy ? "" : ", DEGRADED", sto, dro, inf, up,
+		 NSTAGES);
+	op_notify_status(line);
 }
 
 static void handle_control(sup *s)
@@ -544,6 +661,63 @@ static void shutdown_stages(sup *s)
 	}
 }
 
+/* Rung 4: count this start; too many unstable starts in a row → safe mode. */
+static void start_counter(sup *s)
+{
+	char err[OP_CFG_STR + 96];
+	snprintf(s->count_path, sizeof(s->count_path), "%s/start-count", s->cfg->state_dir);
+	int rc = op_bootcount_bump(s->count_path, &s->start_count, err, sizeof(err));
+	if (rc > 0)
+		op_warn("%s", err);
+	else if (rc < 0)
+		op_err("cannot write %s: %s (safe mode cannot engage)", s->count_path, strerror(-rc));
+	s->safe_mode = s->cfg->safe_mode_after && s->start_count > s->cfg->safe_mode_after;
+	if (s->safe_mode) {
+		s->safe_mode_entered_ns = op_now_ns();
+		op_err("SAFE MODE: this is start %u in a row that did not run stable for %llu s (limit %u): "
+		       "the network is off, LineFit reconstructs every event and every row is flagged "
+		       "safe_mode; the network is tried again after %llu s of health, or remove %s and restart",
+		       s->start_count, (unsigned long long)(s->cfg->stable_after_ns / 1000000000ull),
+		       s->cfg->safe_mode_after, (unsigned long long)(s->cfg->safe_mode_retry_ns / 1000000000ull),
+		       s->count_path);
+	} else if (s->start_count > 1) {
+		op_warn("start %u in a row without a stable run (safe mode after %u)", s->start_count,
+			s->cfg->safe_mode_after);
+	}
+}
+
+/* Healthy long enough: this start is stable (counter back to 0); in safe mode, try the network
+ * again, with the counter left so that one more unstable start returns to safe mode. */
+static void check_stable(sup *s, int healthy, uint64_t now)
+{
+	if (!healthy) {
+		s->healthy_since_ns = 0;
+		return;
+	}
+	if (!s->healthy_since_ns)
+		s->healthy_since_ns = now;
+	uint64_t since = s->healthy_since_ns > s->last_failure_ns ? s->healthy_since_ns : s->last_failure_ns;
+	uint64_t calm = now - since;
+	if (!s->safe_mode && s->start_count && calm >= s->cfg->stable_after_ns) {
+		if (op_bootcount_set(s->count_path, 0) == 0)
+			op_info("stable for %llu s: start counter reset", (unsigned long long)(calm / 1000000000ull));
+		s->start_count = 0;
+	}
+	if (s->safe_mode && calm >= s->cfg->safe_mode_retry_ns) {
+		stage_rec *inf = stage_by_name(s, "infer");
+		s->safe_mode = 0;
+		s->start_count = s->cfg->safe_mode_after;
+		op_bootcount_set(s->count_path, s->start_count);
+		op_warn("safe mode: healthy for %llu s; restarting the infer stage with the network",
+			(unsigned long long)(calm / 1000000000ull));
+		if (inf->running) {
+			inf->collateral = 1;
+			inf->restart_at_ns = now + 1;
+			kill(inf->pid, SIGTERM);
+		}
+	}
+}
+
 int op_supervisor_run(const op_config *cfg, const char *config_path)
 {
 	sup s;
@@ -565,6 +739,7 @@ int op_supervisor_run(const op_config *cfg, const char *config_path)
 		s.policy.backoff_max_ns = s.policy.backoff_ns;
 	for (int i = 0; i < NSTAGES; i++) {
 		s.st[i].name = stage_names[i];
+		s.st[i].rank = rank_of(stage_names[i]);
 		op_restart_init(&s.st[i].rs, &s.policy);
 	}
 
@@ -576,6 +751,7 @@ int op_supervisor_run(const op_config *cfg, const char *config_path)
 		op_err("cannot write %s: %s", s.effective_path, strerror(errno));
 		return 1;
 	}
+	start_counter(&s);
 
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGCHLD);
@@ -630,19 +806,41 @@ int op_supervisor_run(const op_config *cfg, const char *config_path)
 
 		uint64_t now = op_now_ns();
 		int healthy = check_stages(&s, now);
+		if (s.stopping)
+			break;
+		/* READY=1 once the start-up probe went end to end; ask for it every 2 s until then. */
 		if (healthy && !s.ready_sent) {
-			op_notify_ready("running");
-			op_info("all stages up and reporting");
-			s.ready_sent = 1;
+			if (counter_of(stage_by_name(&s, "ingest"), "probes_acked") > 0) {
+				op_notify_ready(s.safe_mode ? "SAFE MODE (network off)" : "running");
+				op_info("ready: a probe event went ingest → infer → store and back in %.2f s",
+					(double)(now - s.start_ns) / 1e9);
+				s.ready_sent = 1;
+			} else if (now - s.last_probe_ns >= 2000000000ull) {
+				zmq_send(s.ingest_ctl, "probe", 5, ZMQ_DONTWAIT);
+				s.last_probe_ns = now;
+			}
 		}
+		check_stable(&s, healthy, now);
 		if (healthy && s.ping_interval_ns && now - s.last_ping_ns >= s.ping_interval_ns) {
 			op_notify_watchdog();
 			s.last_ping_ns = now;
 		}
+		if (s.ready_sent && now - s.last_status_ns >= 5000000000ull) {
+			notify_status_line(&s, healthy);
+			s.last_status_ns = now;
+		}
 	}
 	shutdown_stages(&s);
-	rc = 0;
-	op_info("stopped");
+	if (s.budget_spent) {
+		/* Rung 2: systemd restarts the process (Restart=on-failure also covers a run
+		 * without a watchdog); the reason is already in STATUS= and the log. */
+		op_notify_watchdog_trigger();
+		op_err("stopped: %s", s.budget_reason);
+		rc = 3;
+	} else {
+		rc = 0;
+		op_info("stopped");
+	}
 	goto out;
 zfail:
 	op_err("supervisor socket error on %s: %s", ep, zmq_strerror(errno));

@@ -55,3 +55,10 @@ int op_notify_extend_timeout(uint64_t ns)
 		return 0;
 	return sd_notifyf(0, "EXTEND_TIMEOUT_USEC=%llu", (unsigned long long)(ns / 1000u));
 }
+
+int op_notify_watchdog_trigger(void)
+{
+	if (!op_notify_enabled())
+		return 0;
+	return sd_notify(0, "WATCHDOG=trigger");
+}

@@ -21,5 +21,7 @@ int op_notify_status(const char *status_line);
 int op_notify_stopping(void);
 /* Ask systemd for more start-up time (model loading, salvage of segments). */
 int op_notify_extend_timeout(uint64_t ns);
+/* WATCHDOG=trigger: tell systemd to act as if the watchdog had expired (restart us). */
+int op_notify_watchdog_trigger(void);
 
 #endif

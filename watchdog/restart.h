@@ -6,9 +6,9 @@
  *   - every failure schedules a restart after a backoff that starts at backoff_ns and doubles
  *     up to backoff_max_ns; a stage that stays up for stable_ns resets its backoff;
  *   - more than burst failures within interval_ns is a restart storm: the verdict becomes
- *     OP_RESTART_ESCALATE (the supervisor decides what escalation means: degraded mode,
- *     asking systemd for a restart of the whole service). Restarts still happen, at the
- *     maximum backoff, so a box nobody can reach keeps trying instead of giving up.
+ *     OP_RESTART_ESCALATE: the restart budget is spent, and the supervisor escalates (it
+ *     asks systemd to restart the whole process: appliance/supervisor.c). The delay then
+ *     returned is the maximum backoff, for a caller that chooses to keep retrying instead.
  */
 #ifndef OP_WATCHDOG_RESTART_H
 #define OP_WATCHDOG_RESTART_H

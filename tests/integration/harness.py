@@ -39,7 +39,7 @@ def check(cond, msg):
 class Appliance:
     """outpost-north + outpostd with a test configuration."""
 
-    def __init__(self, bindir, name, config=None, north=True, env=None):
+    def __init__(self, bindir, name, config=None, north=True, env=None, state_files=None):
         self.bindir = bindir
         self.tmp = tempfile.mkdtemp(prefix="op-%s-" % name)
         self.state = os.path.join(self.tmp, "state")
@@ -66,6 +66,10 @@ class Appliance:
                 f.write("%s:\n" % sec)
                 for k, v in kv.items():
                     f.write("  %s: %s\n" % (k, v if v != "" else '""'))
+        for rel, text in (state_files or {}).items():  # state left by an earlier life of the box
+            os.makedirs(self.state, exist_ok=True)
+            with open(os.path.join(self.state, rel), "w") as f:
+                f.write(text)
         self.logs = open(os.path.join(self.tmp, "log.txt"), "w")
         self.north = None
         if north:

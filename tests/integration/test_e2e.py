@@ -276,49 +276,152 @@ def test_live(bindir):
     check(a.stop() == 0, "outpostd did not stop cleanly")
 
 
-def test_notify(bindir):
-    # systemd's notify protocol over a real unix datagram socket: READY=1 once every stage
-    # reports, WATCHDOG=1 pings while they keep reporting, STOPPING=1 at the end
+def notify_socket():
     import socket as so
     import tempfile
     path = os.path.join(tempfile.mkdtemp(prefix="op-notify-"), "notify.sock")
     s = so.socket(so.AF_UNIX, so.SOCK_DGRAM)
     s.bind(path)
-    s.settimeout(0.5)
+    s.settimeout(0.2)
+    return path, s
+
+
+def collect(s, seconds, t_ref):
+    """(seconds since t_ref, message) for every datagram in the next `seconds`."""
+    import socket as so
+    got = []
+    t_end = time.time() + seconds
+    while time.time() < t_end:
+        try:
+            m = s.recv(4096).decode()
+            got.append((time.time() - t_ref, m))
+        except so.timeout:
+            pass
+    return got
+
+
+def test_notify(bindir):
+    # systemd's notify protocol over a real unix datagram socket, this test acting as systemd:
+    # EXTEND_TIMEOUT_USEC while the model loads, READY=1 only once the start-up probe went end to
+    # end, WATCHDOG=1 at half of WATCHDOG_USEC while every stage is healthy and none while one is
+    # down, STATUS= summaries, STOPPING=1 at the end.
+    path, s = notify_socket()
+    t0 = time.time()
     # a short stage deadline and a long restart backoff make the unhealthy stretch measurable
     a = Appliance(bindir, "notify", env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "2000000"},
                   config={"supervisor": {"stage_deadline": "2s", "restart_backoff": "6s"}})
-    got = []
-    t0 = time.time()
-    while time.time() - t0 < 6:
-        try:
-            got.append(s.recv(4096).decode())
-        except so.timeout:
-            pass
-    check(any("READY=1" in m for m in got), "no READY=1: %s" % got)
-    pings = sum("WATCHDOG=1" in m for m in got)
-    check(pings >= 3, "%d WATCHDOG=1 pings in 6 s with WATCHDOG_USEC=2s" % pings)
+    got = collect(s, 7, t0)
+    msgs = [m for _, m in got]
+    ready = [i for i, m in enumerate(msgs) if "READY=1" in m]
+    check(len(ready) == 1, "expected one READY=1: %s" % msgs)
+    ext = [i for i, m in enumerate(msgs) if "EXTEND_TIMEOUT_USEC=" in m]
+    check(ext and ext[0] < ready[0], "no EXTEND_TIMEOUT_USEC before READY=1 while the model loaded: %s" % msgs)
+    ing = a.status()["stages"]["ingest"]["counters"]
+    check(ing.get("probes_acked", 0) >= 1, "READY=1 sent but no probe acknowledged: %s" % ing)
+    check(a.status()["events"]["accepted"] == 0, "the probe was counted as a detector event")
+    ping_t = [t for t, m in got if "WATCHDOG=1" in m]
+    check(len(ping_t) >= 4, "%d WATCHDOG=1 pings in 7 s with WATCHDOG_USEC=2s" % len(ping_t))
+    gaps = [b - a_ for a_, b in zip(ping_t, ping_t[1:])]
+    check(max(gaps) < 1.6, "pings %s s apart with WATCHDOG_USEC=2s (should be every 1 s)" % gaps)
+    check(any(m.startswith("STATUS=running") and "events stored" in m for m in msgs),
+          "no STATUS= summary line: %s" % msgs)
     # a stopped stage: the supervisor must stop pinging until it is back
     os.kill(a.stage_pid("infer"), signal.SIGSTOP)
     time.sleep(0.5)
     stopped_at = time.time()
-    late = []
-    while time.time() - stopped_at < 14:
-        try:
-            m = s.recv(4096).decode()
-            late.append((time.time() - stopped_at, m))
-        except so.timeout:
-            pass
+    late = collect(s, 14, stopped_at)
     # stopped at 0 s (its last report up to 0.75 s before), killed at ~1.5-2 s (deadline 2 s),
-    # restarted 6 s later (backoff):
+    # restarted 6 s later (backoff) with the stages after it (rest_for_one):
     # no WATCHDOG=1 from ~2.5 s until the new infer reports
     pings_late = [t for t, m in late if "WATCHDOG=1" in m and 2.6 < t < 6.5]
     check(not pings_late, "watchdog pinged while a stage was down: %s" % late)
     check(any("WATCHDOG=1" in m and t > 7 for t, m in late), "pings did not resume after the restart: %s" % late)
-    check(a.status()["stages"]["infer"]["restarts"] >= 1, "stuck infer stage was not restarted")
-    print("notify: %d messages before, READY and %d pings; no ping while a stage was stuck" % (len(got), pings))
-    a.stop()
+    st = a.status()["stages"]
+    check(st["infer"]["restarts"] >= 1, "stuck infer stage was not restarted")
+    check(st["store"]["restarts_with_upstream"] >= 1 and st["uplink"]["restarts_with_upstream"] >= 1,
+          "store and uplink were not restarted with infer (rest_for_one): %s" % st)
+    check(st["ingest"]["restarts_with_upstream"] == 0 and st["ingest"]["restarts"] == 0,
+          "ingest (upstream of infer) was restarted")
+    t_stop = time.time()
+    check(a.stop() == 0, "outpostd did not stop cleanly")
+    tail = collect(s, 0.5, t_stop)
+    check(any("STOPPING=1" in m for _, m in tail), "no STOPPING=1 at shutdown: %s" % tail)
     s.close()
+    print("notify: READY after the probe at %.1f s, %d pings in 7 s (max gap %.2f s); no ping while a "
+          "stage was stuck; STOPPING=1" % (got[ready[0]][0], len(ping_t), max(gaps)))
+
+
+def test_budget(bindir):
+    # The restart budget: the third failure of a stage within the interval (burst 2) spends it;
+    # outpostd says why in STATUS=, drains, sends WATCHDOG=trigger and exits with status 3 for
+    # systemd to restart it. Accepted events stay accounted for.
+    path, s = notify_socket()
+    a = Appliance(bindir, "budget", env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "4000000"},
+                  config={"supervisor": {"restart_burst": "2", "restart_interval": "1m",
+                                         "restart_backoff": "100ms"}})
+    a.sim("--count", "2000", "--rate", "4000", "--stream", "5")
+    a.wait_delivered(2000)
+    kills = 0
+    t0 = time.time()
+    for _ in range(3):
+        a.wait(lambda: a.status()["stages"]["store"]["state"] == "running", 20, "store running")
+        os.kill(a.stage_pid("store"), signal.SIGKILL)
+        kills += 1
+        time.sleep(0.5)
+        if a.daemon.poll() is not None:
+            break
+    try:
+        rc = a.daemon.wait(60)
+    except subprocess.TimeoutExpired:
+        fail("outpostd still running 60 s after the restart budget was spent")
+    msgs = [m for _, m in collect(s, 0.5, t0)]
+    check(rc == 3, "outpostd exit status %s after its restart budget was spent (expected 3)" % rc)
+    trig = [i for i, m in enumerate(msgs) if "WATCHDOG=trigger" in m]
+    why = [i for i, m in enumerate(msgs) if m.startswith("STATUS=FAILED: restart budget spent: stage store")]
+    check(trig and why and why[0] < trig[0], "no STATUS= reason followed by WATCHDOG=trigger: %s" % msgs)
+    check(any("STOPPING=1" in m for m in msgs), "no STOPPING=1 while draining: %s" % msgs)
+    # north has every row that was stored before the storm
+    check(a.north_count() >= 2000, "north holds %d of 2000 rows" % a.north_count())
+    a.stop(keep=True)
+    s.close()
+    print("budget: %d store kills → STATUS=FAILED …, WATCHDOG=trigger, exit status 3" % kills)
+
+
+def test_safemode(bindir):
+    # The last rung: the start counter says 6 starts in a row never ran stable (limit 6), so
+    # this start is in safe mode: LineFit only, every row flagged safe_mode (bit 19) north.
+    # After safe_mode_retry of health the network comes back (rows unflagged, the model's id),
+    # and after stable_after more the counter returns to 0.
+    a = Appliance(bindir, "safemode", state_files={"start-count": "6\n"},
+                  config={"supervisor": {"safe_mode_after": "6", "safe_mode_retry": "10s",
+                                         "stable_after": "3s"}})
+    st = a.status()
+    check(st["mode"] == "safe" and st["start_count"] == 7, "not in safe mode at start 7: %s" %
+          {k: st[k] for k in ("mode", "start_count")})
+    _, text = a.ctl("status")
+    check("SAFE" in text, "outpostctl status does not say safe mode:\n" + text)
+    a.sim("--count", "500", "--rate", "2000", "--stream", "3", "--seed", "1")
+    a.wait_delivered(500)
+    rows = a.north_rows()
+    SAFE = 1 << 19
+    check(all(int(f) & SAFE for f in rows["flags"]), "rows stored in safe mode lack the safe_mode flag")
+    safe_models = set(rows["model_id"].tolist())
+    check(all(np.isfinite(rows["dir_x"])), "safe mode rows without a LineFit direction")
+    a.wait(lambda: a.status()["mode"] == "normal", 30, "the network tried again after safe_mode_retry")
+    a.wait(lambda: a.status()["stages"]["infer"]["state"] == "running", 20, "infer back with the network")
+    with open(os.path.join(a.state, "start-count")) as f:
+        check(f.read().strip() == "6", "counter not left at the safe-mode limit while the network is retried")
+    a.sim("--count", "500", "--rate", "2000", "--stream", "4", "--seed", "2")
+    a.wait_delivered(1000)
+    rows = a.north_rows()
+    new = rows[rows["stream_id"] == 4]
+    check(len(new) == 500 and not any(int(f) & SAFE for f in new["flags"]), "rows after safe mode still flagged")
+    check(set(new["model_id"].tolist()).isdisjoint(safe_models), "same model id in and after safe mode")
+    a.wait(lambda: open(os.path.join(a.state, "start-count")).read().strip() == "0", 20,
+           "start counter back to 0 after a stable run")
+    check(a.stop() == 0, "outpostd did not stop cleanly")
+    print("safe mode: rows flagged (model ids %s), network back after 10 s (model id %s), counter 6 → 0" %
+          (sorted(safe_models), sorted(set(new["model_id"].tolist()))))
 
 
 def test_demo(bindir):
@@ -366,6 +469,10 @@ def main():
         test_live(bindir)
     elif case == "notify":
         test_notify(bindir)
+    elif case == "budget":
+        test_budget(bindir)
+    elif case == "safemode":
+        test_safemode(bindir)
     elif case == "demo":
         test_demo(bindir)
     else:

@@ -1,8 +1,15 @@
 /*
  * test_restart.c — restart backoff doubles to its ceiling, resets after a stable run, and a
- * burst of failures is escalated as a restart storm.
+ * burst of failures spends the restart budget; the persistent start counter survives a
+ * missing or garbled file and is replaced atomically.
  */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
 #include "unit/check.h"
+#include "watchdog/bootcount.h"
 #include "watchdog/restart.h"
 
 #define S 1000000000ull
@@ -33,5 +40,36 @@ int main(void)
 	CHECK(op_restart_failed(&s, &p, t += 120 * S, &d) == OP_RESTART_AFTER_DELAY);
 	CHECK_EQ_U64(d, 1 * S);
 	CHECK(!s.escalated);
+
+	/* Start counter: missing file → 1, then 2; garbage → reported, counted from 0; set 0. */
+	char dir[] = "/tmp/op-bootcount-XXXXXX", path[64], err[256], text[32];
+	uint32_t c = 0;
+	CHECK(mkdtemp(dir) != NULL);
+	snprintf(path, sizeof(path), "%s/start-count", dir);
+	CHECK(op_bootcount_bump(path, &c, err, sizeof(err)) == 0 && c == 1);
+	CHECK(op_bootcount_bump(path, &c, err, sizeof(err)) == 0 && c == 2);
+	FILE *f = fopen(path, "r");
+	CHECK(f && fgets(text, sizeof(text), f) && !strcmp(text, "2\n"));
+	if (f)
+		fclose(f);
+	f = fopen(path, "w");
+	CHECK(f != NULL);
+	if (f) {
+		fputs("\x7f\x45garbage", f);
+		fclose(f);
+	}
+	CHECK(op_bootcount_bump(path, &c, err, sizeof(err)) == 1 && c == 1);
+	CHECK(strstr(err, "does not hold a start count") != NULL);
+	CHECK(op_bootcount_set(path, 0) == 0);
+	CHECK(op_bootcount_bump(path, &c, err, sizeof(err)) == 0 && c == 1);
+	char tmp[80];
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	CHECK(access(tmp, F_OK) != 0); /* no temporary left behind */
+	/* A directory that does not exist: the error comes back, nothing crashes. */
+	char missing[96];
+	snprintf(missing, sizeof(missing), "%s/no/such/dir/start-count", dir);
+	CHECK(op_bootcount_bump(missing, &c, err, sizeof(err)) < 0);
+	unlink(path);
+	rmdir(dir);
 	return check_finish("test_restart");
 }
