@@ -5,9 +5,13 @@
 
 outpost-sim feeds outpostd at 3,000 events/s while, every 1.5-3.5 s, a random stage among
 infer, store and uplink is SIGKILLed (a crash) or SIGSTOPped (a hang: it stops reporting and
-must be killed and restarted by the supervisor). For each fault the time until the supervisor
-acts is measured: a crash must be noticed within 1 s, a hang within the stage deadline (3 s
-here) plus 1 s. At the end every accepted event must be stored exactly once (north holds one
+must be killed and restarted by the supervisor), or the infer stage is made to spin (busy,
+still reporting, never advancing: what a thread-alive heartbeat would miss) or to block (its
+input fills up behind it while ingest holds every event). For each fault the time until the
+supervisor acts is measured: a crash must be noticed within 1 s, a hang, spin or block within
+the stage deadline (3 s here) plus 1 s. Each fault must end at the first rung of the ladder:
+that stage restarted with the stages downstream of it (rest_for_one), nothing upstream
+restarted, the supervisor itself not restarted, the restart budget not spent. At the end every accepted event must be stored exactly once (north holds one
 row per event, no duplicates) or counted as dropped with a reason (ingest gives an event up
 after 8 resends, reason resend_exhausted: under a fault every few seconds an event can outlive
 that many restarts), and the daemon must still be running its stages. Prints one JSON line with the figures. CI runs 45 s; tests/soak/run.sh
@@ -57,13 +61,16 @@ def main():
     rnd = random.Random(seed)
     a = Appliance(bindir, "soak", config={
         "supervisor": {"stage_deadline": "%ds" % DEADLINE_S, "restart_burst": "1000", "restart_interval": "1h",
-                       "restart_backoff": "200ms"}})
+                       "restart_backoff": "200ms", "fault_injection": "true"}})
+    daemon_pid = a.daemon.pid
+    downstream = {"infer": ("store", "uplink"), "store": ("uplink",), "uplink": ()}
     rate = 3000
     n = int(rate * seconds)
     sim = subprocess.Popen([os.path.join(bindir, "outpost-sim"), "--endpoint", a.endpoint, "--count", str(n),
                             "--rate", str(rate), "--stream", "4", "--kind", "mix", "--seed", str(seed)],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     faults = []
+    rotation = []
     t_end = time.time() + seconds
     time.sleep(1.0)
     while time.time() < t_end - 2 and sim.poll() is None:
@@ -74,20 +81,43 @@ def main():
         if not up:
             time.sleep(0.5)
             continue
-        stage = rnd.choice(up)
-        kind = rnd.choice(["crash", "hang"])
+        # every kind of fault in each round of four, in random order
+        if not rotation:
+            rotation = ["crash", "hang", "spin", "block"]
+            rnd.shuffle(rotation)
+        if rotation[0] in ("spin", "block") and "infer" not in up:
+            time.sleep(0.5)
+            continue
+        kind = rotation.pop(0)
+        stage = "infer" if kind in ("spin", "block") else rnd.choice(up)
         pid = stages[stage]["pid"]
-        os.kill(pid, signal.SIGKILL if kind == "crash" else signal.SIGSTOP)
+        before = {k: (v["restarts"], v["restarts_with_upstream"]) for k, v in stages.items()}
+        os.kill(pid, {"crash": signal.SIGKILL, "hang": signal.SIGSTOP, "spin": signal.SIGUSR1,
+                      "block": signal.SIGUSR2}[kind])
         limit = 1.0 if kind == "crash" else DEADLINE_S + 1.0
         took = wait_acted(a, stage, pid, limit + 5)
+        held = a.status()["events"]["in_flight"]
         if kind == "hang":
             try:
                 os.kill(pid, signal.SIGCONT)  # in case it was not killed: do not leave it stopped
             except ProcessLookupError:
                 pass
-        faults.append({"stage": stage, "kind": kind, "seconds": took, "limit": limit})
+        faults.append({"stage": stage, "kind": kind, "seconds": took, "limit": limit, "held": held})
         check(took is not None and took <= limit,
               "%s of %s: the supervisor acted after %s s (limit %.1f s)" % (kind, stage, took, limit))
+        # the intended rung: this stage and those after it restarted, nothing before it, the
+        # supervisor untouched
+        a.wait(lambda: all(s_["state"] == "running" for s_ in a.status()["stages"].values()), 30,
+               "every stage back after the %s of %s" % (kind, stage))
+        after = a.status()
+        check(a.daemon.poll() is None and a.daemon.pid == daemon_pid and after["mode"] == "normal" and
+              not after["restart_budget_spent"], "a stage fault escalated beyond a stage restart: %s" % after)
+        now = {k: (v["restarts"], v["restarts_with_upstream"]) for k, v in after["stages"].items()}
+        check(now[stage][0] == before[stage][0] + 1, "%s of %s: restarts %s → %s" % (kind, stage, before, now))
+        for d in downstream[stage]:
+            check(now[d][1] > before[d][1], "%s of %s: %s was not restarted with it" % (kind, stage, d))
+        for u in [x for x in ("ingest", "infer", "store") if x != stage and x not in downstream[stage]]:
+            check(now[u] == before[u], "%s of %s: upstream %s restarted: %s → %s" % (kind, stage, u, before, now))
         time.sleep(rnd.uniform(1.5, 3.5))
     out, err = sim.communicate(timeout=seconds * 4 + 60)
     check(sim.returncode == 0, "simulator failed: %s" % err)
@@ -113,16 +143,19 @@ def main():
     check(sum(reasons.values()) == e["dropped"], "drops without a reason: %s vs %s" % (e, reasons))
     check(e["dropped_ingest_crash"] == 0, "ingest was not a target, yet events were lost with it: %s" % e)
     check(all(s["state"] == "running" for s in st["stages"].values()), "stages not all running at the end")
-    lat = {k: [f["seconds"] for f in faults if f["kind"] == k] for k in ("crash", "hang")}
-    summary = {"soak_seconds": seconds, "seed": seed, "faults": len(faults),
-               "crashes": len(lat["crash"]), "hangs": len(lat["hang"]),
-               "crash_detect_max_s": round(max(lat["crash"]), 3) if lat["crash"] else None,
-               "hang_detect_max_s": round(max(lat["hang"]), 3) if lat["hang"] else None,
+    kinds = ("crash", "hang", "spin", "block")
+    lat = {k: [f["seconds"] for f in faults if f["kind"] == k] for k in kinds}
+    summary = {"soak_seconds": seconds, "seed": seed, "faults": len(faults)}
+    for k in kinds:
+        summary[k + "es" if k == "crash" else k + "s"] = len(lat[k])
+        summary[k + "_detect_max_s"] = round(max(lat[k]), 3) if lat[k] else None
+    blocks = [f["held"] for f in faults if f["kind"] == "block"]
+    summary.update({"block_events_held_max": max(blocks) if blocks else None,
                "stage_deadline_s": DEADLINE_S, "events_sent": sent, "events_stored": e["stored"],
                "events_dropped": e["dropped"], "drop_reasons": reasons, "north_rows": len(rows),
-               "duplicates": len(rows) - len(keys)}
+               "duplicates": len(rows) - len(keys)})
     print(json.dumps(summary))
-    check(len(faults) >= 3, "only %d faults injected" % len(faults))
+    check(len(faults) >= 4 and all(lat[k] for k in kinds), "not every kind of fault was injected: %s" % summary)
     check(a.stop() == 0, "outpostd did not stop cleanly")
     print("ok: soak")
 
