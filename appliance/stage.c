@@ -79,6 +79,11 @@ void op_report_gauge(op_stage_ctx *s, const char *key, double v)
 	report_append(s, "g %s %.17g\n", key, v);
 }
 
+void op_report_line(op_stage_ctx *s, const char *tag, const char *text)
+{
+	report_append(s, "%s %s\n", tag, text);
+}
+
 void op_report_send(op_stage_ctx *s)
 {
 	s->last_report_ns = op_now_ns();
@@ -104,7 +109,7 @@ int op_stage_main(const char *name, const op_config *cfg, int safe_mode)
 	s.name = name;
 	s.safe_mode = safe_mode;
 	s.incarnation_ns = op_realtime_ns();
-	s.report_cap = 16384;
+	s.report_cap = 256 * 1024; /* ingest's sequence marks: up to 4096 streams */
 	s.report = malloc(s.report_cap);
 	if (!s.report)
 		return 2;

@@ -87,6 +87,8 @@ int op_stage_main(const char *name, const op_config *cfg, int safe_mode);
 void op_report_begin(op_stage_ctx *s, uint64_t progress, int idle);
 void op_report_counter(op_stage_ctx *s, const char *key, uint64_t v);
 void op_report_gauge(op_stage_ctx *s, const char *key, double v);
+/* Any other line: "<tag> <text>" (ingest's sequence marks: "m <stream> <next>"). */
+void op_report_line(op_stage_ctx *s, const char *tag, const char *text);
 void op_report_send(op_stage_ctx *s);
 /* 1 when a report is due now (every OP_STAGE_REPORT_NS). */
 int op_report_due(op_stage_ctx *s, uint64_t now_ns);

@@ -233,6 +233,40 @@ static void handle_ctl(ingest *g, uint64_t now_ns)
 	}
 }
 
+static void add_mark(void *ctx, uint32_t stream, uint64_t next)
+{
+	op_stage_ctx *s = ctx;
+	char line[48];
+	snprintf(line, sizeof(line), "%u %llu", stream, (unsigned long long)next);
+	op_report_line(s, "m", line);
+}
+
+/*
+ * Marks of the previous incarnation (stage.h): the supervisor writes, before it starts ingest
+ * again, the per-stream marks of the last report it had, so that the same report defines both
+ * what was accepted and where this incarnation picks up counting gaps.
+ */
+static void load_marks(const op_config *cfg, op_receiver *r)
+{
+	char path[OP_CFG_STR + 32];
+	unsigned long long next;
+	unsigned stream;
+	uint32_t n = 0;
+
+	snprintf(path, sizeof(path), "%s/ingest-marks", cfg->run_dir);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return;
+	while (fscanf(f, "%u %llu", &stream, &next) == 2)
+		if (op_seqtrack_seed(op_receiver_seqtrack(r), stream, next) == 0)
+			n++;
+	fclose(f);
+	if (n)
+		op_info("continuing the sequence accounting of %u streams from the previous ingest: events "
+			"it lost show as gap_events",
+			n);
+}
+
 static void report(ingest *g, op_receiver *r, uint64_t progress, int idle)
 {
 	op_stage_ctx *s = g->s;
@@ -274,6 +308,7 @@ static void report(ingest *g, op_receiver *r, uint64_t progress, int idle)
 	op_report_counter(s, "gap_events", st.seq.gap_events_total);
 	op_report_counter(s, "late_events", st.seq.late_total);
 	op_report_gauge(s, "streams", (double)st.seq.streams);
+	op_seqtrack_marks(op_receiver_seqtrack(r), add_mark, s);
 	op_report_send(s);
 }
 
@@ -331,6 +366,7 @@ int op_stage_ingest(op_stage_ctx *s)
 		       strerror(-err));
 		goto out;
 	}
+	load_marks(cfg, r);
 	op_info("accepting events on %s%s%s; window %llu events", cfg->ingest_pull,
 		cfg->ingest_sub[0] ? ", live view from " : "", cfg->ingest_sub,
 		(unsigned long long)g.cap);
@@ -370,6 +406,7 @@ int op_stage_ingest(op_stage_ctx *s)
 			goto zfail;
 
 		uint64_t now = op_now_ns();
+		uint64_t stored_before = g.stored;
 		handle_acks(&g);
 		handle_ctl(&g, now);
 		room = op_stage_stop ? 0 : g.cap - (g.head - g.tail);
@@ -387,7 +424,10 @@ int op_stage_ingest(op_stage_ctx *s)
 		}
 		if (g.occupied)
 			idle = 0;
-		if (op_report_due(s, now))
+		/* Right after acknowledgements as well: should this process die, the supervisor's
+		 * last report then already counts what became durable (nothing counted both
+		 * stored and dropped). */
+		if (op_report_due(s, now) || g.stored != stored_before)
 			report(&g, r, progress + g.stored, idle);
 	}
 	rc = 0;

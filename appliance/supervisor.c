@@ -113,6 +113,12 @@ typedef struct sup {
 	uint64_t safe_mode_entered_ns;
 	/* systemd protocol */
 	uint64_t last_probe_ns, last_extend_ns, last_status_ns;
+	/* ingest's per-stream sequence marks from its last report, handed to its next incarnation */
+	struct mark {
+		uint32_t stream;
+		uint64_t next;
+	} marks[4096];
+	uint32_t nmarks;
 } sup;
 
 /* Start order: downstream first, so every connect finds its peer bound soon after. */
@@ -193,8 +199,14 @@ static void handle_report(sup *s, char *msg)
 			r = stage_by_name(s, key);
 			if (!r)
 				return;
+			if (!strcmp(r->name, "ingest"))
+				s->nmarks = 0; /* every ingest report carries all its marks */
 		} else if (!r) {
 			return;
+		} else if (line[0] == 'm' && line[1] == ' ') {
+			unsigned stream;
+			if (sscanf(line + 2, "%u %llu", &stream, &u) == 2 && s->nmarks < 4096)
+				s->marks[s->nmarks++] = (struct mark){stream, u};
 		} else if (sscanf(line, "incarnation %llu", &u) == 1) {
 			if (r->reported && u != r->incarnation)
 				fold_incarnation(r);
@@ -227,8 +239,27 @@ static void handle_report(sup *s, char *msg)
 	}
 }
 
+/* Before ingest starts: the marks of its predecessor's last report (stage_ingest.c). */
+static void write_marks(sup *s)
+{
+	char path[OP_CFG_STR + 32], tmp[OP_CFG_STR + 40];
+	snprintf(path, sizeof(path), "%s/ingest-marks", s->cfg->run_dir);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	FILE *f = fopen(tmp, "we");
+	if (!f) {
+		op_err("cannot write %s: %s (losses with the last ingest will not show as gaps)", tmp, strerror(errno));
+		return;
+	}
+	for (uint32_t i = 0; i < s->nmarks; i++)
+		fprintf(f, "%u %llu\n", s->marks[i].stream, (unsigned long long)s->marks[i].next);
+	if (fclose(f) != 0 || rename(tmp, path) != 0)
+		op_err("cannot write %s: %s", path, strerror(errno));
+}
+
 static int spawn(sup *s, stage_rec *r)
 {
+	if (!strcmp(r->name, "ingest"))
+		write_marks(s); /* empty before the first start */
 	pid_t pid = fork();
 
 	if (pid < 0) {

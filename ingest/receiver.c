@@ -177,3 +177,8 @@ void op_receiver_get_stats(const op_receiver *r, op_receiver_stats *out)
 	*out = r->st;
 	op_seqtrack_get_stats(r->seq, &out->seq);
 }
+
+op_seqtrack *op_receiver_seqtrack(op_receiver *r)
+{
+	return r->seq;
+}

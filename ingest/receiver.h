@@ -44,5 +44,7 @@ int op_receiver_pollitems(op_receiver *r, zmq_pollitem_t *items, int max);
 /* Receive without blocking at most max_msgs messages; returns messages handled or -errno. */
 long op_receiver_drain(op_receiver *r, size_t max_msgs, op_receiver_cb cb, void *ctx);
 void op_receiver_get_stats(const op_receiver *r, op_receiver_stats *out);
+/* The sequence tracker, for op_seqtrack_seed / op_seqtrack_marks (ingest restarts). */
+op_seqtrack *op_receiver_seqtrack(op_receiver *r);
 
 #endif

@@ -148,3 +148,30 @@ void op_seqtrack_get_stats(const op_seqtrack *t, op_seqtrack_stats *out)
 {
 	*out = t->st;
 }
+
+int op_seqtrack_seed(op_seqtrack *t, uint32_t id, uint64_t next)
+{
+	int fresh;
+	stream *s = find(t, id, &fresh);
+
+	if (!s)
+		return -ENOSPC;
+	if (fresh)
+		t->st.streams++;
+	s->next = next;
+	memset(s->bits, 0xff, t->words * sizeof(uint64_t));
+	return 0;
+}
+
+uint32_t op_seqtrack_marks(const op_seqtrack *t, void (*fn)(void *ctx, uint32_t stream, uint64_t next), void *ctx)
+{
+	uint32_t n = 0;
+
+	for (uint32_t i = 0; i < t->slots; i++) {
+		if (!t->tab[i].used)
+			continue;
+		fn(ctx, t->tab[i].id, t->tab[i].next);
+		n++;
+	}
+	return n;
+}

@@ -34,4 +34,15 @@ void op_seqtrack_close(op_seqtrack *t);
 int op_seqtrack_observe(op_seqtrack *t, uint32_t stream, uint64_t seq);
 void op_seqtrack_get_stats(const op_seqtrack *t, op_seqtrack_stats *out);
 
+/*
+ * Continuity across a restart of ingest: marks (stream, next = one past the highest sequence
+ * seen) reported by the previous incarnation seed this one, so that events lost with it —
+ * queued in its sockets, or taken after its last report — show up as gap_events instead of
+ * vanishing. A seeded stream counts everything below `next` (within the window) as seen.
+ * Seeding counts the stream, no events. 0, or -ENOSPC beyond max_streams.
+ */
+int op_seqtrack_seed(op_seqtrack *t, uint32_t stream, uint64_t next);
+/* Calls fn for every stream's mark; returns the number of streams. */
+uint32_t op_seqtrack_marks(const op_seqtrack *t, void (*fn)(void *ctx, uint32_t stream, uint64_t next), void *ctx);
+
 #endif

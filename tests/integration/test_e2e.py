@@ -207,6 +207,9 @@ def test_malformed(bindir):
         bad.append(bytes(m))
     for _ in range(100):
         bad.append(bytes(rng.randrange(256) for _ in range(rng.randrange(0, 300))))
+    # a well-formed event on the stream reserved for the appliance's own start-up probe
+    bad.append(pub_events.encode_event(stream_id=0xFFFFFFFF, sequence=7, detector_time_ns=3,
+                                       pulses=[(5, 1.0, 1.0, 0)] * 4))
     s.send(good)
     for m in bad:
         s.send(m)
@@ -222,6 +225,8 @@ def test_malformed(bindir):
     check(e["accepted"] == 2, "accepted %d, expected the 2 good events only" % e["accepted"])
     check(e["rejected"] == total - 2, "rejected %d of %d bad messages" % (e["rejected"], total - 2))
     check(all(x["restarts"] == 0 for x in st["stages"].values()), "a stage restarted: %s" % st["stages"])
+    check(st["stages"]["ingest"]["counters"]["rejected_reserved_stream"] == 1,
+          "an event on the reserved probe stream was not rejected as such")
     check(a.north_count() == 2, "north holds %d rows, expected 2" % a.north_count())
     print("rejections by reason:", {k: v for k, v in st["stages"]["ingest"]["counters"].items()
                                     if k.startswith("rejected_") and v})

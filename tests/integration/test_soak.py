@@ -4,21 +4,24 @@
   test_soak.py BINDIR [SECONDS] [SEED]
 
 outpost-sim feeds outpostd at 3,000 events/s while, every 1.5-3.5 s, a random stage among
-infer, store and uplink is SIGKILLed (a crash) or SIGSTOPped (a hang: it stops reporting and
+ingest, infer, store and uplink is SIGKILLed (a crash) or SIGSTOPped (a hang: it stops reporting and
 must be killed and restarted by the supervisor), or the infer stage is made to spin (busy,
 still reporting, never advancing: what a thread-alive heartbeat would miss) or to block (its
 input fills up behind it while ingest holds every event). For each fault the time until the
 supervisor acts is measured: a crash must be noticed within 1 s, a hang, spin or block within
 the stage deadline (3 s here) plus 1 s. Each fault must end at the first rung of the ladder:
 that stage restarted with the stages downstream of it (rest_for_one), nothing upstream
-restarted, the supervisor itself not restarted, the restart budget not spent. At the end every accepted event must be stored exactly once (north holds one
-row per event, no duplicates) or counted as dropped with a reason (ingest gives an event up
-after 8 resends, reason resend_exhausted: under a fault every few seconds an event can outlive
-that many restarts), and the daemon must still be running its stages. Prints one JSON line with the figures. CI runs 45 s; tests/soak/run.sh
-runs longer soaks on demand.
+restarted, the supervisor itself not restarted, the restart budget not spent.
 
-Ingest is not a target here: an ingest process that dies loses what ZeroMQ had queued in its
-socket without anyone counting it (a known gap, recorded in docs/reliability.md).
+At the end every event sent must be stored exactly once north (no duplicates) or counted:
+  sent = stored + dropped + missing, where dropped has a reason for every event (ingest gives
+  an event up after 8 resends, resend_exhausted; a dying ingest takes what it held,
+  ingest_crash) and missing counts the sequence numbers a dying ingest took with it (queued in
+  its socket or accepted after its last report), which its successor sees as gap_events;
+and no event may be lost without being counted: every (stream, sequence) sent and not north is
+among those counted dropped or missing (the count may be higher: an event an ingest held when
+it died is counted as lost even if the store had it already). Prints one JSON line with the
+figures. CI runs 45 s; tests/soak/run.sh runs longer soaks on demand.
 """
 import json
 import os
@@ -63,7 +66,8 @@ def main():
         "supervisor": {"stage_deadline": "%ds" % DEADLINE_S, "restart_burst": "1000", "restart_interval": "1h",
                        "restart_backoff": "200ms", "fault_injection": "true"}})
     daemon_pid = a.daemon.pid
-    downstream = {"infer": ("store", "uplink"), "store": ("uplink",), "uplink": ()}
+    downstream = {"ingest": ("infer", "store", "uplink"), "infer": ("store", "uplink"), "store": ("uplink",),
+                  "uplink": ()}
     rate = 3000
     n = int(rate * seconds)
     sim = subprocess.Popen([os.path.join(bindir, "outpost-sim"), "--endpoint", a.endpoint, "--count", str(n),
@@ -77,7 +81,8 @@ def main():
         # only a running stage can fail: one the supervisor is still backing off from (its
         # backoff doubles with each failure within a minute, up to 60 s) is left alone
         stages = a.status()["stages"]
-        up = [x for x in ("infer", "store", "uplink") if stages[x]["state"] == "running" and stages[x]["pid"] > 0]
+        up = [x for x in ("ingest", "infer", "store", "uplink")
+              if stages[x]["state"] == "running" and stages[x]["pid"] > 0]
         if not up:
             time.sleep(0.5)
             continue
@@ -124,24 +129,35 @@ def main():
     sent = json.loads(out.strip().splitlines()[-1])["events_sent"]
     a.wait(lambda: all(s["state"] == "running" for s in a.status()["stages"].values()), 90,
            "every stage back after its backoff")
-    a.wait(lambda: a.status()["events"]["in_flight"] == 0 and a.status()["events"]["accepted"] == sent, 180,
-           "every accepted event settled")
+    def settled():
+        st_ = a.status()
+        c = st_["stages"]["ingest"]["counters"]
+        return st_["events"]["in_flight"] == 0 and \
+            st_["events"]["accepted"] + c["gap_events"] - c["late_events"] == sent
+    a.wait(settled, 180, "every event sent accepted or counted missing, and settled")
     st = a.status()
     e = st["events"]
     check(balanced(st), "accounting does not balance: %s" % e)
+    ing = st["stages"]["ingest"]["counters"]
+    missing = ing["gap_events"] - ing["late_events"]
     a.wait(lambda: a.north_count() >= e["stored"], 120, "stored rows north")
+    a.wait(lambda: a.status()["stages"]["uplink"]["gauges"].get("files_pending", 1) == 0, 120,
+           "outbox empty")
     rows = a.north_rows()
     keys = unique_keys(rows)
     check(len(rows) == len(keys), "%d duplicate rows north" % (len(rows) - len(keys)))
-    check(len(rows) == e["stored"], "north holds %d rows, status says %d stored" % (len(rows), e["stored"]))
-    check(e["stored"] + e["dropped"] == sent, "stored %d + dropped %d != %d sent" % (e["stored"], e["dropped"], sent))
+    check(len(rows) >= e["stored"], "north holds %d rows, status says %d stored" % (len(rows), e["stored"]))
+    check(e["stored"] + e["dropped"] + missing == sent,
+          "stored %d + dropped %d + missing %d != %d sent" % (e["stored"], e["dropped"], missing, sent))
+    lost = sent - len(keys)  # one stream, sequences 0..sent-1
+    check(lost <= e["dropped"] + missing, "%d events lost, only %d counted (dropped %d, missing %d)" %
+          (lost, e["dropped"] + missing, e["dropped"], missing))
     # every drop has a reason: the ingest counters dropped_* plus dropped_ingest_crash
     ing = st["stages"]["ingest"]["counters"]
     reasons = {k: v for k, v in ing.items() if k.startswith("dropped_") and v}
     if e["dropped_ingest_crash"]:
         reasons["dropped_ingest_crash"] = e["dropped_ingest_crash"]
     check(sum(reasons.values()) == e["dropped"], "drops without a reason: %s vs %s" % (e, reasons))
-    check(e["dropped_ingest_crash"] == 0, "ingest was not a target, yet events were lost with it: %s" % e)
     check(all(s["state"] == "running" for s in st["stages"].values()), "stages not all running at the end")
     kinds = ("crash", "hang", "spin", "block")
     lat = {k: [f["seconds"] for f in faults if f["kind"] == k] for k in kinds}
@@ -152,7 +168,9 @@ def main():
     blocks = [f["held"] for f in faults if f["kind"] == "block"]
     summary.update({"block_events_held_max": max(blocks) if blocks else None,
                "stage_deadline_s": DEADLINE_S, "events_sent": sent, "events_stored": e["stored"],
-               "events_dropped": e["dropped"], "drop_reasons": reasons, "north_rows": len(rows),
+               "events_dropped": e["dropped"], "drop_reasons": reasons, "events_missing": missing,
+               "events_lost_north": lost, "counted_lost_but_north": e["dropped"] + missing - lost,
+               "north_rows": len(rows),
                "duplicates": len(rows) - len(keys)})
     print(json.dumps(summary))
     check(len(faults) >= 4 and all(lat[k] for k in kinds), "not every kind of fault was injected: %s" % summary)
