@@ -13,7 +13,8 @@ PKGS="build-essential cmake pkg-config git ca-certificates
       libzmq3-dev libyaml-dev libhdf5-dev hdf5-tools libsystemd-dev systemd
       python3 python3-zmq python3-h5py python3-numpy
       clang libclang-rt-14-dev
-      libopenblas-dev gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user"
+      libopenblas-dev gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
+      stress-ng"
 
 missing=""
 for p in $PKGS; do

@@ -1,5 +1,5 @@
 #!/bin/sh
-# Runs systemd-analyze verify on deploy/outpostd.service with the built binaries in place of
+# Runs systemd-analyze verify on deploy/outpost.service with the built binaries in place of
 # the installed paths. Any message from verify is a failure (it exits 0 on many warnings).
 # To prove the check can fail, a deliberately broken copy must produce a message.
 set -u
@@ -10,8 +10,8 @@ trap 'rm -rf "$tmp"' EXIT
 command -v systemd-analyze >/dev/null || { echo "systemd-analyze not installed"; exit 77; }
 
 sed -e "s#/usr/local/bin/outpostd#$bindir/outpostd#g; s#/usr/local/bin/outpostctl#$bindir/outpostctl#g" \
-	"$unit" >"$tmp/outpostd.service"
-out=$(systemd-analyze verify "$tmp/outpostd.service" 2>&1)
+	"$unit" >"$tmp/outpost.service"
+out=$(systemd-analyze verify "$tmp/outpost.service" 2>&1)
 rc=$?
 if [ $rc -ne 0 ] || [ -n "$out" ]; then
 	echo "FAIL: systemd-analyze verify (rc $rc):"
@@ -19,9 +19,9 @@ if [ $rc -ne 0 ] || [ -n "$out" ]; then
 	exit 1
 fi
 
-sed -e 's/^Type=notify/Type=notifyy/' "$tmp/outpostd.service" >"$tmp/broken.service"
-mv "$tmp/broken.service" "$tmp/outpostd.service"
-out=$(systemd-analyze verify "$tmp/outpostd.service" 2>&1)
+sed -e 's/^Type=notify/Type=notifyy/' "$tmp/outpost.service" >"$tmp/broken.service"
+mv "$tmp/broken.service" "$tmp/outpost.service"
+out=$(systemd-analyze verify "$tmp/outpost.service" 2>&1)
 if [ -z "$out" ]; then
 	echo "FAIL: verify did not notice a broken Type= line; this check proves nothing here"
 	exit 1
@@ -32,17 +32,17 @@ rating() {
 	systemd-analyze security --offline=true "$1" 2>&1 | sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\) \([A-Z]*\).*/\1 \2/p'
 }
 sed -e "s#/usr/local/bin/outpostd#$bindir/outpostd#g; s#/usr/local/bin/outpostctl#$bindir/outpostctl#g" \
-	"$unit" >"$tmp/outpostd.service"
-r=$(rating "$tmp/outpostd.service")
+	"$unit" >"$tmp/outpost.service"
+r=$(rating "$tmp/outpost.service")
 case "$r" in
 *" PERFECT" | *" SAFE" | *" OK") echo "systemd-analyze security: $r" ;;
 "") echo "systemd-analyze security --offline gave no rating (systemd too old?)"; exit 77 ;;
 *) echo "FAIL: systemd-analyze security rates the unit $r (want OK or better)"; exit 1 ;;
 esac
 grep -v -E '^(CapabilityBoundingSet|SystemCallFilter|RestrictAddressFamilies|ProtectKernel|DevicePolicy|RestrictNamespaces|User)=' \
-	"$tmp/outpostd.service" >"$tmp/soft.service"
-mv "$tmp/soft.service" "$tmp/outpostd.service"
-r2=$(rating "$tmp/outpostd.service")
+	"$tmp/outpost.service" >"$tmp/soft.service"
+mv "$tmp/soft.service" "$tmp/outpost.service"
+r2=$(rating "$tmp/outpost.service")
 case "$r2" in
 *" PERFECT" | *" SAFE" | *" OK") echo "FAIL: the unhardened copy also rates $r2: this check proves nothing"; exit 1 ;;
 esac
