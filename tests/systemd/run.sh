@@ -1,0 +1,162 @@
+#!/bin/sh
+# tests/systemd/run.sh [BINDIR] — deploy/outpost.service under a real systemd (root; build first;
+# ctest runs it as systemd_unit).
+#
+# Boots systemd as PID 1 in private PID, mount, UTS and IPC namespaces (the host's network),
+# with a target that wants nothing but the unit, and checks what only a real systemd can show:
+#   - `systemctl start` returns only after READY=1 (Type=notify: the probe went end to end) and
+#     the service runs as the unprivileged user `outpost` with the unit's hardening applied;
+#   - events from outpost-sim reach outpost-north;
+#   - rung 1: a killed stage is restarted inside the service (same main PID, no systemd restart);
+#   - rung 2: a spent restart budget (restart_burst 2 here) ends in a process restart by systemd
+#     (NRestarts goes up, a new main PID, running again after RestartSec);
+#   - `systemctl stop` drains and ends with Result=success.
+# Exits 77 when systemd cannot boot in a namespace on this machine. Prints what it checked.
+set -eu
+cd "$(dirname "$0")/../.."
+root=$(pwd)
+bin=$(cd "${1:-$root/build/bin}" && pwd)
+[ "$(id -u)" -eq 0 ] || { echo "run.sh: needs root" >&2; exit 77; }
+[ -x /lib/systemd/systemd ] || { echo "run.sh: no systemd" >&2; exit 77; }
+[ -x "$bin/outpostd" ] || { echo "run.sh: build first (cmake --build build)" >&2; exit 2; }
+
+# Not under /tmp: inside the namespace /tmp and /var/tmp are fresh tmpfs (see below).
+work=$(mktemp -d "$bin/../systemd-test-XXXXXX")
+chmod 755 "$work"
+north_port=5600
+ns_pid=""
+north_pid=""
+made_mountpoint=""
+[ -e /var/lib/outpost ] || made_mountpoint=1
+cleanup() {
+	[ -n "$ns_pid" ] && kill -KILL "$ns_pid" 2>/dev/null || true
+	[ -n "$north_pid" ] && kill "$north_pid" 2>/dev/null || true
+	sleep 0.2
+	[ -n "$made_mountpoint" ] && rmdir /var/lib/outpost 2>/dev/null || true
+}
+trap cleanup EXIT
+fail() {
+	echo "FAIL: $*" >&2
+	in_ns journalctl --no-pager -u outpost.service -n 60 >&2 || true
+	exit 1
+}
+
+# The unit as shipped, with the paths of this build and this test's configuration.
+sed -e "s|/usr/local/bin/|$bin/|g" -e "s|/etc/outpost/outpost.yaml|$work/outpost.yaml|g" \
+	deploy/outpost.service >"$work/outpost.service"
+cat >"$work/outpost.yaml" <<EOF
+site:
+  name: systemd-test
+store:
+  rotate_age: 1s
+uplink:
+  north_endpoint: "tcp://127.0.0.1:$north_port"
+  retry: 200ms
+supervisor:
+  restart_burst: 2
+  restart_interval: 5m
+  restart_backoff: 200ms
+EOF
+cat >"$work/outpost-test.target" <<EOF
+[Unit]
+Description=outpost test boot: the appliance and nothing else
+Requires=basic.target outpost.service
+After=basic.target
+AllowIsolate=yes
+EOF
+"$bin/outpostctl" check-config "$work/outpost.yaml" >/dev/null
+getent passwd outpost >/dev/null || systemd-sysusers "$root/deploy/outpost.sysusers.conf"
+
+mkdir -p "$work/north"
+"$bin/outpost-north" --bind "tcp://127.0.0.1:$north_port" --dir "$work/north" >"$work/north.log" 2>&1 &
+north_pid=$!
+
+# systemd as PID 1: a fresh /run, /tmp, /var/tmp and a volatile journal; units in
+# /run/systemd/system. The boot-time cleaners, timers (apt-daily …) and the root remount are
+# masked as well: the file systems are the host's, and systemd-tmpfiles --boot --remove would
+# empty the host's /tmp. The state directory is this test's own (bound over /var/lib/outpost):
+# a real installation's data is never touched.
+unshare --fork --pid --mount --uts --ipc --mount-proc sh -c "
+	mount -t tmpfs tmpfs /run && mkdir -p /run/systemd/system &&
+	mount -t tmpfs tmpfs /tmp && mount -t tmpfs tmpfs /var/tmp &&
+	mount -t tmpfs tmpfs /var/log/journal &&
+	mkdir -p /var/lib/outpost $work/state && mount --bind $work/state /var/lib/outpost &&
+	for u in systemd-tmpfiles-setup.service systemd-tmpfiles-setup-dev.service \
+		 systemd-tmpfiles-setup-dev-early.service systemd-tmpfiles-clean.service \
+		 systemd-tmpfiles-clean.timer tmp.mount timers.target systemd-remount-fs.service; do ln -s /dev/null /run/systemd/system/\$u; done &&
+	cp $work/outpost.service $work/outpost-test.target /run/systemd/system/ &&
+	exec env container=outpost-test /lib/systemd/systemd --system --unit=outpost-test.target --log-target=null
+" >"$work/systemd.log" 2>&1 &
+unshare_pid=$!
+i=0
+while [ -z "$ns_pid" ] && [ $i -lt 50 ]; do
+	ns_pid=$(pgrep -P "$unshare_pid" || true)
+	sleep 0.1
+	i=$((i + 1))
+done
+[ -n "$ns_pid" ] || { echo "run.sh: systemd did not start in a namespace here" >&2; exit 77; }
+in_ns() { nsenter -t "$ns_pid" -m -p -u -i -- "$@"; }
+prop() { in_ns systemctl show outpost.service -p "$1" --value; }
+
+i=0
+until in_ns systemctl is-system-running >/dev/null 2>&1 || [ "$(in_ns systemctl is-system-running 2>/dev/null)" = degraded ]; do
+	i=$((i + 1))
+	[ $i -lt 60 ] || { echo "run.sh: systemd did not come up in a namespace here" >&2; exit 77; }
+	sleep 1
+done
+echo "systemd $(in_ns systemctl --version | head -1 | cut -d' ' -f2) is PID 1 in a namespace ($(in_ns systemctl is-system-running 2>/dev/null || true))"
+
+# The boot target started outpost.service; wait for it (Type=notify: active only after READY=1).
+i=0
+until [ "$(prop ActiveState)" = active ]; do
+	i=$((i + 1))
+	[ $i -lt 60 ] || fail "outpost.service not active: $(prop ActiveState)/$(prop SubState) $(prop Result)"
+	sleep 1
+done
+main1=$(prop MainPID)
+echo "active (READY=1 received), main PID $main1, STATUS=$(prop StatusText)"
+[ "$(in_ns ps -o user= -p "$(prop MainPID)")" = outpost ] || fail "outpostd does not run as user outpost"
+in_ns journalctl --no-pager -u outpost.service | grep -q "ready: a probe event went" || fail "no probe before READY"
+ctl() { in_ns "$bin/outpostctl" -c "$work/outpost.yaml" "$@"; }
+
+"$bin/outpost-sim" --endpoint tcp://127.0.0.1:5555 --count 5000 --rate 5000 --stream 2 >/dev/null
+i=0
+until ctl status --json | /usr/bin/python3 -c 'import json,sys; sys.exit(json.load(sys.stdin)["events"]["stored"] < 5000)'; do
+	i=$((i + 1)); [ $i -lt 60 ] || fail "5000 events not stored"; sleep 1
+done
+echo "5000 events stored under systemd"
+
+# Rung 1: a stage crash is handled inside the service.
+infer=$(ctl status --json | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["stages"]["infer"]["pid"])')
+in_ns kill -KILL "$infer"
+sleep 3
+[ "$(prop MainPID)" = "$main1" ] || fail "a stage crash restarted the whole service"
+[ "$(prop NRestarts)" = 0 ] || fail "NRestarts $(prop NRestarts) after a stage crash"
+ctl status --json | /usr/bin/python3 -c 'import json,sys; s=json.load(sys.stdin)["stages"]; sys.exit(not (s["infer"]["restarts"] == 1 and s["infer"]["state"] == "running"))' ||
+	fail "infer not restarted by outpostd"
+echo "rung 1: infer killed → restarted by outpostd, main PID still $main1, NRestarts 0"
+
+# Rung 2: three store crashes with a budget of two → systemd restarts the process.
+for k in 1 2 3; do
+	store=$(ctl status --json 2>/dev/null | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["stages"]["store"]["pid"])' || echo 0)
+	[ "$store" -gt 0 ] && in_ns kill -KILL "$store" || true
+	sleep 1
+done
+i=0
+until [ "$(prop NRestarts)" -ge 1 ] && [ "$(prop ActiveState)" = active ] && [ "$(prop MainPID)" != "$main1" ]; do
+	i=$((i + 1))
+	[ $i -lt 90 ] || fail "no process restart by systemd: NRestarts $(prop NRestarts), $(prop ActiveState)/$(prop SubState)"
+	sleep 1
+done
+in_ns journalctl --no-pager -u outpost.service | grep -q "restart budget spent: stage store" || fail "no budget reason in the journal"
+echo "rung 2: restart budget spent → outpostd exited, systemd restarted it (NRestarts $(prop NRestarts), main PID $(prop MainPID))"
+
+in_ns systemctl stop outpost.service
+[ "$(prop Result)" = success ] || fail "stop ended with Result=$(prop Result)"
+rows=$(/usr/bin/python3 -c "
+import glob, h5py
+print(sum(len(h5py.File(p, 'r')['results']) for p in glob.glob('$work/north/*.h5')))")
+[ "$rows" -ge 5000 ] || fail "north holds $rows rows of 5000"
+echo "stopped: Result=success; north holds $rows rows"
+echo "ok: outpost.service under systemd"
+rm -rf "$work"
