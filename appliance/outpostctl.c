@@ -8,7 +8,7 @@
  *
  * -c names the appliance's configuration so outpostctl finds its control socket (run_dir);
  * without it the embedded default run_dir is used. Exit status: 0 ok, 1 appliance not
- * answering, 2 usage or configuration errors.
+ * answering, 2 usage errors, 78 (EX_CONFIG) a configuration that is not valid or not readable.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -83,11 +83,11 @@ int main(int argc, char **argv)
 		int rc = op_config_load_file(&cfg, argv[i], stderr);
 		if (rc < 0) {
 			fprintf(stderr, "%s: cannot read: %s\n", argv[i], strerror(-rc));
-			return 2;
+			return 78;
 		}
 		if (rc > 0) {
 			fprintf(stderr, "%s: %d error%s\n", argv[i], rc, rc == 1 ? "" : "s");
-			return 2;
+			return 78;
 		}
 		printf("%s: ok\n", argv[i]);
 		return 0;
@@ -100,7 +100,7 @@ int main(int argc, char **argv)
 	if (config_path) {
 		int rc = op_config_load_file(&cfg, config_path, stderr);
 		if (rc != 0)
-			return 2;
+			return 78;
 	}
 	if (!strcmp(cmd, "status")) {
 		int json = i < argc && !strcmp(argv[i], "--json");

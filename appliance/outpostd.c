@@ -7,7 +7,9 @@
  *                               (internal) run one pipeline stage; started by the supervisor
  *
  * A broken configuration never starts the appliance: every error is printed with file:line:col
- * and the exit status is 2, so systemd's start fails visibly instead of running on a guess.
+ * and the exit status is 78 (EX_CONFIG), so systemd's start fails visibly instead of running on
+ * a guess, and the unit's RestartPreventExitStatus=78 keeps it from retrying (or rebooting) on
+ * an error only an operator can fix.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,7 +66,7 @@ int main(int argc, char **argv)
 			else
 				fprintf(stderr, "outpostd: %d error%s in %s; not starting\n", rc, rc == 1 ? "" : "s",
 					config_path);
-			return 2;
+			return 78;
 		}
 	}
 	if (stage)
@@ -77,7 +79,7 @@ int main(int argc, char **argv)
 		if (op_model_load(cfg.infer_model, &m, merr, sizeof(merr)) < 0) {
 			fprintf(stderr, "outpostd: %s: infer.model: %s; not starting\n", config_path ? config_path : "(defaults)",
 				merr);
-			return 2;
+			return 78;
 		}
 		op_model_free(&m);
 	}

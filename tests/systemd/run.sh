@@ -10,7 +10,9 @@
 #   - rung 1: a killed stage is restarted inside the service (same main PID, no systemd restart);
 #   - rung 2: a spent restart budget (restart_burst 2 here) ends in a process restart by systemd
 #     (NRestarts goes up, a new main PID, running again after RestartSec);
-#   - `systemctl stop` drains and ends with Result=success.
+#   - `systemctl stop` drains and ends with Result=success;
+#   - a broken configuration fails the start with status 78 and is not retried (no restart
+#     loop, and so no reboot by the start limit).
 # Exits 77 when systemd cannot boot in a namespace on this machine. Prints what it checked.
 set -eu
 cd "$(dirname "$0")/../.."
@@ -158,5 +160,17 @@ import glob, h5py
 print(sum(len(h5py.File(p, 'r')['results']) for p in glob.glob('$work/north/*.h5')))")
 [ "$rows" -ge 5000 ] || fail "north holds $rows rows of 5000"
 echo "stopped: Result=success; north holds $rows rows"
+
+# A broken configuration: the start fails with 78 and is not retried (no restart loop, no reboot).
+restarts=$(prop NRestarts)
+printf 'logg:\n  level: info\n' >>"$work/outpost.yaml"
+in_ns systemctl start outpost.service 2>/dev/null && fail "started on a broken configuration"
+sleep 20 # longer than RestartSec
+[ "$(prop ExecMainStatus)" = 78 ] || fail "broken configuration: exit status $(prop ExecMainStatus), expected 78"
+[ "$(prop ActiveState)" = failed ] && [ "$(prop NRestarts)" = "$restarts" ] ||
+	fail "broken configuration retried: $(prop ActiveState), NRestarts $(prop NRestarts)"
+in_ns journalctl --no-pager -u outpost.service | grep -q "outpost.yaml:[0-9]*:[0-9]*: error: unknown key 'logg'" ||
+	fail "the journal does not point at the broken line"
+echo "broken configuration: exit 78 with file:line:col in the journal, not retried after RestartSec"
 echo "ok: outpost.service under systemd"
 rm -rf "$work"
