@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <yaml.h>
 
 enum kind { K_STR, K_BOOL, K_U32, K_U64, K_INT, K_SIZE, K_DUR, K_ENUM };
@@ -98,7 +99,8 @@ static const key keys[] = {
 	{"supervisor.stage_deadline", K_DUR, "30s", SEC, 3600 * SEC, F(watchdog_stage_deadline_ns), 1, NULL,
 	 "a stage silent, or busy without progress, this long is killed and restarted"},
 	{"supervisor.restart_burst", K_U32, "5", 1, 1000, F(restart_burst), 1, NULL,
-	 "restarts of one stage tolerated per restart_interval before it counts as a restart storm"},
+	 "failures of one stage tolerated per restart_interval; one more spends the restart budget: outpostd "
+	 "stops and exits (status 3) for systemd to restart it"},
 	{"supervisor.restart_interval", K_DUR, "5m", SEC, 86400 * SEC, F(restart_interval_ns), 1, NULL,
 	 "window of the restart budget"},
 	{"supervisor.restart_backoff", K_DUR, "1s", SEC / 100, 3600 * SEC, F(restart_backoff_ns), 1, NULL,
@@ -113,6 +115,11 @@ static const key keys[] = {
 	 "start returns to safe mode)"},
 	{"supervisor.fault_injection", K_BOOL, "false", 0, 1, F(fault_injection), 0, NULL,
 	 "tests only: the infer stage obeys SIGUSR1 (spin without progress) and SIGUSR2 (block)"},
+	{"metrics.textfile", K_STR, "", 0, OP_CFG_STR - 1, F(metrics_textfile), 0, NULL,
+	 "file for node_exporter's textfile collector (Prometheus text format, replaced atomically; a "
+	 "name ending in .prom in its directory); empty = none"},
+	{"metrics.interval", K_DUR, "15s", SEC, 3600 * SEC, F(metrics_interval_ns), 1, NULL,
+	 "how often the textfile is rewritten"},
 	{"log.level", K_ENUM, "info", 0, 0, F(log_level), 1, "error|warning|info|debug",
 	 "least severe messages logged"},
 };
@@ -175,6 +182,105 @@ static int parse_unit(const char *s, const struct unit *units, int unit_required
 		}
 	}
 	return -2;
+}
+
+/*
+ * A duration: one or more "<number><unit>" parts, largest first or not ("1h30m", "2m30s",
+ * "1.5h", "250ms"). Returns 0; -1 bad syntax; -2 a unit that is not one (*bad_unit gets it);
+ * -3 overflow; -4 a number alone (no unit at all); -5 a trailing number without a unit
+ * ("1h30").
+ */
+static int parse_duration(const char *s, uint64_t *out, char *bad_unit, size_t bad_cap)
+{
+	double total = 0;
+	int parts = 0;
+
+	while (*s == ' ')
+		s++;
+	if (!*s)
+		return -1;
+	while (*s) {
+		char *end;
+		if (!isdigit((unsigned char)*s))
+			return -1;
+		errno = 0;
+		double v = strtod(s, &end);
+		if (errno || end == s || !isfinite(v) || v < 0)
+			return -1;
+		while (*end == ' ')
+			end++;
+		const char *u = end;
+		while (isalpha((unsigned char)*end))
+			end++;
+		if (end == u)
+			return *end ? -1 : (parts ? -5 : -4);
+		const struct unit *found = NULL;
+		for (const struct unit *x = dur_units; x->name; x++)
+			if ((size_t)(end - u) == strlen(x->name) && !strncmp(u, x->name, strlen(x->name)))
+				found = x;
+		if (!found) {
+			snprintf(bad_unit, bad_cap, "%.*s", (int)(end - u), u);
+			return -2;
+		}
+		total += v * (double)found->mul;
+		parts++;
+		while (*end == ' ')
+			end++;
+		s = end;
+	}
+	if (total >= 18446744073709551615.0)
+		return -3;
+	*out = (uint64_t)llround(total);
+	return 0;
+}
+
+/* What an operator probably meant by a unit we do not take (NULL: no idea). */
+static const char *duration_unit_hint(const char *u)
+{
+	static const struct {
+		const char *words, *unit;
+	} hints[] = {{"|sec|secs|second|seconds|S|Sec|", "s"},
+		     {"|min|mins|minute|minutes|Min|M|", "m (minutes)"},
+		     {"|hr|hrs|hour|hours|H|Hr|", "h"},
+		     {"|day|days|D|", "d"},
+		     {"|msec|msecs|millisecond|milliseconds|MS|", "ms"},
+		     {"|usec|microsecond|microseconds|µs|", "us"},
+		     {"|w|wk|week|weeks|", "d (there is no week unit: 7d)"}};
+	char word[40];
+	snprintf(word, sizeof(word), "|%s|", u);
+	for (size_t i = 0; i < sizeof(hints) / sizeof(hints[0]); i++)
+		if (strstr(hints[i].words, word))
+			return hints[i].unit;
+	return NULL;
+}
+
+/* A size unit we do not take: is it ambiguous (binary or decimal?) or a matter of case? */
+static void size_unit_hint(const char *value, char *out, size_t cap)
+{
+	const char *u = value;
+	while (*u && (isdigit((unsigned char)*u) || *u == '.' || *u == ' '))
+		u++;
+	int n = (int)(u - value);
+	while (n > 0 && value[n - 1] == ' ')
+		n--;
+	out[0] = 0;
+	if (!*u)
+		return;
+	static const char prefixes[] = "KMGT";
+	char up = (char)toupper((unsigned char)u[0]);
+	const char *pp = strchr(prefixes, up);
+	if (pp && (!u[1] || ((u[1] == 'b' || u[1] == 'B') && !u[2] && !(u[1] == 'B' && u[0] == up)) ||
+		   (u[1] == 'i' && !u[2]))) {
+		snprintf(out, cap, "; '%s' is ambiguous: write %.*s%ciB (binary, 1024^%d bytes) or %.*s%cB "
+				   "(decimal, 1000^%d bytes)",
+			 u, n, value, up, (int)(pp - prefixes) + 1, n, value, up, (int)(pp - prefixes) + 1);
+		return;
+	}
+	for (const struct unit *x = size_units; x->name; x++)
+		if (!strcasecmp(u, x->name)) {
+			snprintf(out, cap, "; units are case-sensitive: write %.*s%s", n, value, x->name);
+			return;
+		}
 }
 
 static void fmt_unit(char *out, size_t cap, uint64_t v, const struct unit *units, int n_binary)
@@ -277,24 +383,43 @@ static int set_value(const key *k, op_config *c, const char *s, char *err, size_
 	case K_SIZE:
 		rc = parse_unit(s, size_units, 0, &v);
 		if (rc < 0) {
+			char hint[200];
+			size_unit_hint(s, hint, sizeof(hint));
 			snprintf(err, errcap, "'%s' must be a size such as 512B, 64KiB, 10GiB (binary) or 10GB "
-					      "(decimal), not '%s'", k->path, s);
+					      "(decimal), not '%s'%s", k->path, s, hint);
 			return -1;
 		}
 		break;
-	case K_DUR:
-		rc = parse_unit(s, dur_units, 1, &v);
-		if (rc == -2 && parse_u64(s, &v) == 0) {
+	case K_DUR: {
+		char unit[32] = "";
+		rc = parse_duration(s, &v, unit, sizeof(unit));
+		if (rc == -4) {
 			snprintf(err, errcap, "'%s' needs a unit: write '%ss' for seconds (units: ns, us, ms, s, m, "
 					      "h, d)", k->path, s);
 			return -1;
 		}
+		if (rc == -5) {
+			snprintf(err, errcap, "'%s': '%s' ends in a number without a unit (write e.g. 1h30m)",
+				 k->path, s);
+			return -1;
+		}
+		if (rc == -2) {
+			const char *h = duration_unit_hint(unit);
+			if (h)
+				snprintf(err, errcap, "'%s': '%s' is not a unit here; write %s (units: ns, us, ms, s, m, "
+						      "h, d)", k->path, unit, h);
+			else
+				snprintf(err, errcap, "'%s': unknown unit '%s' in '%s' (units: ns, us, ms, s, m, h, d)",
+					 k->path, unit, s);
+			return -1;
+		}
 		if (rc < 0) {
-			snprintf(err, errcap, "'%s' must be a duration such as 250ms, 30s, 5m, 1h, 2d, not '%s'",
+			snprintf(err, errcap, "'%s' must be a duration such as 250ms, 30s, 5m, 1h30m, 2d, not '%s'",
 				 k->path, s);
 			return -1;
 		}
 		break;
+	}
 	}
 	if (v < k->min || v > k->max) {
 		fmt_bound(k, k->min, lo, sizeof(lo));
@@ -486,6 +611,13 @@ static void walk(diag *d, yaml_document_t *doc, yaml_node_t *map, const char *pr
 			goto next;
 		}
 		const char *val = (const char *)vn->data.scalar.value;
+		if (!val[0] && k->kind != K_STR && vn->data.scalar.style == YAML_PLAIN_SCALAR_STYLE) {
+			char def[64];
+			snprintf(def, sizeof(def), "%s", k->def);
+			report(d, 1, kn->start_mark.line, kn->start_mark.column,
+			       "'%s' has no value: write one (the default is %s) or delete the line", path, def);
+			goto next;
+		}
 		if (k->kind == K_BOOL && yaml11_bool(val)) {
 			report(d, 0, vn->start_mark.line, vn->start_mark.column,
 			       "'%s' is a YAML 1.1 boolean; outpost accepts only true or false here", val);
@@ -494,6 +626,46 @@ static void walk(diag *d, yaml_document_t *doc, yaml_node_t *map, const char *pr
 			report(d, 1, vn->start_mark.line, vn->start_mark.column, "%s", err);
 next:;
 	}
+}
+
+/*
+ * A syntax error often starts earlier than where libyaml gives up: a quote left open runs on to
+ * the next quote, lines below. The first line up to the error with an odd number of quotes of
+ * one kind (outside comments) is where to look. 1 and its 0-based line and column, or 0.
+ */
+static int unclosed_quote(const char *text, size_t len, size_t upto_line, size_t *line, size_t *col)
+{
+	size_t ln = 0, i = 0;
+	while (i < len && ln <= upto_line) {
+		size_t start = i, open_at = 0;
+		char open = 0;
+		for (; i < len && text[i] != '\n'; i++) {
+			char ch = text[i];
+			if (open) {
+				if (ch == '\\' && open == '"')
+					i++;
+				else if (ch == open)
+					open = 0;
+			} else if (ch == '#' && (i == start || text[i - 1] == ' ')) {
+				while (i < len && text[i] != '\n')
+					i++;
+				break;
+			} else if ((ch == '"' || ch == '\'') &&
+				   (i == start || text[i - 1] == ' ' || text[i - 1] == ':' || text[i - 1] == '[' ||
+				    text[i - 1] == '{' || text[i - 1] == ',')) {
+				open = ch;
+				open_at = i;
+			}
+		}
+		if (open) {
+			*line = ln;
+			*col = open_at - start;
+			return 1;
+		}
+		i++;
+		ln++;
+	}
+	return 0;
 }
 
 int op_config_load_string(op_config *c, const char *yaml, size_t len, const char *name, FILE *out)
@@ -507,9 +679,17 @@ int op_config_load_string(op_config *c, const char *yaml, size_t len, const char
 		return -ENOMEM;
 	yaml_parser_set_input_string(&parser, (const unsigned char *)yaml, len);
 	if (!yaml_parser_load(&parser, &doc)) {
-		report(&d, 1, parser.problem_mark.line, parser.problem_mark.column, "YAML syntax: %s%s%s",
-		       parser.problem ? parser.problem : "unreadable", parser.context ? " " : "",
-		       parser.context ? parser.context : "");
+		size_t qline, qcol;
+		if (unclosed_quote(yaml, len, parser.problem_mark.line, &qline, &qcol))
+			report(&d, 1, qline, qcol,
+			       "YAML syntax: the quoted value opened here is not closed on its line (the parser "
+			       "gave up at line %zu, column %zu: %s)",
+			       parser.problem_mark.line + 1, parser.problem_mark.column + 1,
+			       parser.problem ? parser.problem : "unreadable");
+		else
+			report(&d, 1, parser.problem_mark.line, parser.problem_mark.column, "YAML syntax: %s%s%s",
+			       parser.problem ? parser.problem : "unreadable", parser.context ? " " : "",
+			       parser.context ? parser.context : "");
 		yaml_parser_delete(&parser);
 		return d.errors;
 	}
@@ -643,29 +823,71 @@ void op_config_hash(const op_config *c, char hex[17])
 	snprintf(hex, 17, "%016" PRIx64, h);
 }
 
+static void range_of(const key *k, char *range, size_t cap)
+{
+	char lo[32], hi[32];
+	range[0] = 0;
+	if (k->kind == K_ENUM) {
+		snprintf(range, cap, "%s", k->choices);
+		for (char *p = range; *p; p++)
+			if (*p == '|')
+				*p = ',';
+	} else if (k->kind == K_STR) {
+		snprintf(range, cap, "%" PRIu64 "–%" PRIu64 " chars", k->min, k->max);
+	} else if (k->kind != K_BOOL) {
+		fmt_bound(k, k->min, lo, sizeof(lo));
+		fmt_bound(k, k->max, hi, sizeof(hi));
+		snprintf(range, cap, "%s – %s", lo, hi);
+	}
+}
+
 void op_config_print_docs(FILE *out)
 {
-	op_config c;
-	char lo[32], hi[32];
-
-	op_config_defaults(&c);
 	fprintf(out, "| key | type | default | range | reload | description |\n|---|---|---|---|---|---|\n");
 	for (size_t i = 0; i < NKEYS; i++) {
 		const key *k = &keys[i];
-		char range[96] = "";
-		if (k->kind == K_ENUM) {
-			snprintf(range, sizeof(range), "%s", k->choices);
-			for (char *p = range; *p; p++)
-				if (*p == '|')
-					*p = ',';
-		} else if (k->kind == K_STR) {
-			snprintf(range, sizeof(range), "%" PRIu64 "–%" PRIu64 " chars", k->min, k->max);
-		} else if (k->kind != K_BOOL) {
-			fmt_bound(k, k->min, lo, sizeof(lo));
-			fmt_bound(k, k->max, hi, sizeof(hi));
-			snprintf(range, sizeof(range), "%s – %s", lo, hi);
-		}
+		char range[96];
+		range_of(k, range, sizeof(range));
 		fprintf(out, "| `%s` | %s | `%s` | %s | %s | %s |\n", k->path, kind_names[k->kind],
 			k->def[0] ? k->def : "\"\"", range, k->reloadable ? "yes" : "restart", k->desc);
 	}
+}
+
+static void explain_one(const key *k, FILE *out)
+{
+	char range[96];
+	range_of(k, range, sizeof(range));
+	fprintf(out, "%s\n  %s\n  type:    %s", k->path, k->desc, kind_names[k->kind]);
+	if (k->kind == K_SIZE)
+		fprintf(out, " (B, KiB, MiB, GiB, TiB binary; KB, MB, GB, TB decimal)");
+	else if (k->kind == K_DUR)
+		fprintf(out, " (ns, us, ms, s, m, h, d; combined as in 1h30m)");
+	fprintf(out, "\n  default: %s\n", k->def[0] ? k->def : "\"\"");
+	if (range[0])
+		fprintf(out, "  allowed: %s\n", range);
+	fprintf(out, "  reload:  %s\n", k->reloadable ? "yes" : "restart (read at start only)");
+}
+
+int op_config_explain(const char *name, FILE *out)
+{
+	char sbuf[64];
+	size_t n = strlen(name);
+	int found = 0;
+
+	for (size_t i = 0; i < NKEYS; i++) {
+		if (!strcmp(keys[i].path, name) || (!strncmp(keys[i].path, name, n) && keys[i].path[n] == '.')) {
+			if (found)
+				fputc('\n', out);
+			explain_one(&keys[i], out);
+			found++;
+		}
+	}
+	if (found)
+		return 0;
+	const char *s = suggest(name, sbuf, sizeof(sbuf));
+	if (s)
+		fprintf(out, "unknown key '%s'; did you mean '%s'?\n", name, s);
+	else
+		fprintf(out, "unknown key '%s'\n", name);
+	return -ENOENT;
 }

@@ -55,6 +55,8 @@ typedef struct op_config {
 	uint64_t safe_mode_retry_ns;         /* safe mode, healthy this long: try full mode again */
 	int fault_injection;                 /* tests only: stages obey fault signals */
 	char log_level[16];                  /* error, warning, info, debug */
+	char metrics_textfile[OP_CFG_STR];   /* node_exporter textfile collector file ("" = none) */
+	uint64_t metrics_interval_ns;
 } op_config;
 
 /* Fill every field with its embedded default. */
@@ -75,5 +77,8 @@ void op_config_print(const op_config *c, FILE *out);
 void op_config_hash(const op_config *c, char hex[17]);
 /* The reference table of every key, as Markdown (docs/configuration.md). */
 void op_config_print_docs(FILE *out);
+/* `outpostctl explain KEY|SECTION`: what the schema says of it. 0, or -ENOENT (with a
+ * "did you mean" written to out). */
+int op_config_explain(const char *name, FILE *out);
 
 #endif

@@ -3,8 +3,10 @@
  *
  *   outpostctl [-c FILE] status [--json]   what the appliance is doing, per stage
  *   outpostctl [-c FILE] stop              orderly stop (drains what is in flight)
+ *   outpostctl [-c FILE] metrics           the figures in the Prometheus text format
  *   outpostctl check-config FILE           every error in FILE, as file:line:col
  *   outpostctl print-defaults              the embedded defaults
+ *   outpostctl explain KEY|SECTION         type, unit, default, range, reload, description
  *
  * -c names the appliance's configuration so outpostctl finds its control socket (run_dir);
  * without it the embedded default run_dir is used. Exit status: 0 ok, 1 appliance not
@@ -21,9 +23,10 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: outpostctl [-c FILE] status [--json] | stop | ping\n"
+	fprintf(f, "usage: outpostctl [-c FILE] status [--json] | metrics | stop | ping\n"
 		   "       outpostctl check-config FILE\n"
-		   "       outpostctl print-defaults\n");
+		   "       outpostctl print-defaults\n"
+		   "       outpostctl explain KEY|SECTION\n");
 }
 
 static int request(const op_config *cfg, const char *req, int timeout_ms)
@@ -92,6 +95,13 @@ int main(int argc, char **argv)
 		printf("%s: ok\n", argv[i]);
 		return 0;
 	}
+	if (!strcmp(cmd, "explain")) {
+		if (i >= argc) {
+			usage(stderr);
+			return 2;
+		}
+		return op_config_explain(argv[i], stdout) == 0 ? 0 : 2;
+	}
 	if (!strcmp(cmd, "print-defaults")) {
 		op_config_print_defaults(stdout);
 		return 0;
@@ -108,6 +118,8 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(cmd, "stop"))
 		return request(&cfg, "stop", 3000);
+	if (!strcmp(cmd, "metrics"))
+		return request(&cfg, "metrics", 3000);
 	if (!strcmp(cmd, "ping"))
 		return request(&cfg, "ping", 1000);
 	fprintf(stderr, "outpostctl: unknown command '%s'\n", cmd);

@@ -81,6 +81,7 @@ typedef struct stage_rec {
 	uint64_t restarts, spawns, collateral_restarts;
 	int rank;       /* position in the pipeline: ingest 0, infer 1, store 2, uplink 3 */
 	int collateral; /* being stopped because of another stage, or on purpose: not a failure */
+	int kill_sent;  /* SIGKILLed for a missed deadline, not yet reaped */
 	int escalated;
 	/* last report */
 	int reported;
@@ -119,6 +120,8 @@ typedef struct sup {
 		uint64_t next;
 	} marks[4096];
 	uint32_t nmarks;
+	uint64_t last_textfile_ns;
+	int textfile_failed;
 } sup;
 
 /* Start order: downstream first, so every connect finds its peer bound soon after. */
@@ -282,6 +285,7 @@ static int spawn(sup *s, stage_rec *r)
 	r->started_ns = r->progress_changed_ns = op_now_ns();
 	r->last_report_ns = 0;
 	r->restart_at_ns = 0;
+	r->kill_sent = 0;
 	r->spawns++;
 	op_restart_started(&r->rs, r->started_ns);
 	op_info("started stage %s (pid %d)%s", r->name, (int)pid,
@@ -406,8 +410,10 @@ static int check_stages(sup *s, uint64_t now)
 		else if (!r->idle && !r->blocked && now - r->progress_changed_ns > deadline)
 			why = "made no progress while busy";
 		if (why) {
-			op_err("stage %s (pid %d) %s for %.0f s: killing it", r->name, (int)r->pid, why,
-			       (double)deadline / 1e9);
+			if (!r->kill_sent) /* once: it is reaped on a later turn of the loop */
+				op_err("stage %s (pid %d) %s for %.0f s: killing it", r->name, (int)r->pid, why,
+				       (double)deadline / 1e9);
+			r->kill_sent = 1;
 			kill(r->pid, SIGKILL);
 			healthy = 0;
 		}
@@ -517,6 +523,106 @@ static void status_json(sup *s, sbuf *b)
 	sb_printf(b, "}}");
 }
 
+/*
+ * The Prometheus text exposition format (version 0.0.4): `outpostctl metrics`, and the
+ * node_exporter textfile collector file when metrics.textfile is set. Every stage's counters
+ * and gauges are exported under two generic families labelled by stage and name, so a new
+ * counter in a stage appears without touching this code.
+ */
+static void label_escape(char *out, size_t cap, const char *in)
+{
+	size_t o = 0;
+	for (; *in && o + 3 < cap; in++) {
+		if (*in == '\\' || *in == '"')
+			out[o++] = '\\', out[o++] = *in;
+		else if (*in == '\n')
+			out[o++] = '\\', out[o++] = 'n';
+		else
+			out[o++] = *in;
+	}
+	out[o] = 0;
+}
+
+static void metrics_text(sup *s, sbuf *b)
+{
+	uint64_t acc, sto, dro, inf, rec, rej, now = op_now_ns();
+	char site[2 * OP_CFG_STR];
+
+	events_totals(s, &acc, &sto, &dro, &inf, &rec, &rej);
+	label_escape(site, sizeof(site), s->cfg->site_name);
+	sb_printf(b, "# HELP outpost_info The running outpostd: version, site and configuration.\n"
+		     "# TYPE outpost_info gauge\n"
+		     "outpost_info{version=\"%s\",site=\"%s\",config_hash=\"%s\"} 1\n",
+		  OUTPOST_VERSION, site, s->config_hash);
+	sb_printf(b, "# HELP outpost_uptime_seconds Time since outpostd started.\n"
+		     "# TYPE outpost_uptime_seconds gauge\noutpost_uptime_seconds %.3f\n",
+		  (double)(now - s->start_ns) / 1e9);
+	sb_printf(b, "# HELP outpost_events_total Detector events by outcome (accepted = stored + dropped + "
+		     "in flight).\n# TYPE outpost_events_total counter\n");
+	const struct {
+		const char *outcome;
+		uint64_t v;
+	} ev[] = {{"received", rec}, {"rejected", rej}, {"accepted", acc}, {"stored", sto}, {"dropped", dro}};
+	for (size_t i = 0; i < sizeof(ev) / sizeof(ev[0]); i++)
+		sb_printf(b, "outpost_events_total{outcome=\"%s\"} %" PRIu64 "\n", ev[i].outcome, ev[i].v);
+	sb_printf(b, "# HELP outpost_events_in_flight Accepted events not yet durable.\n"
+		     "# TYPE outpost_events_in_flight gauge\noutpost_events_in_flight %" PRIu64 "\n", inf);
+	sb_printf(b, "# HELP outpost_ready 1 once the start-up probe went end to end.\n"
+		     "# TYPE outpost_ready gauge\noutpost_ready %d\n", s->ready_sent);
+	sb_printf(b, "# HELP outpost_safe_mode 1 while the network is off after repeated unstable starts.\n"
+		     "# TYPE outpost_safe_mode gauge\noutpost_safe_mode %d\n", s->safe_mode);
+	sb_printf(b, "# HELP outpost_unstable_starts Starts in a row that have not yet run stable.\n"
+		     "# TYPE outpost_unstable_starts gauge\noutpost_unstable_starts %u\n", s->start_count);
+	sb_printf(b, "# HELP outpost_stage_up 1 while the stage runs and reports.\n# TYPE outpost_stage_up gauge\n");
+	for (int i = 0; i < NSTAGES; i++)
+		sb_printf(b, "outpost_stage_up{stage=\"%s\"} %d\n", s->st[i].name, s->st[i].running && s->st[i].reported);
+	sb_printf(b, "# HELP outpost_stage_restarts_total Stage restarts: its own failures, or with a failed "
+		     "stage upstream of it.\n# TYPE outpost_stage_restarts_total counter\n");
+	for (int i = 0; i < NSTAGES; i++)
+		sb_printf(b,
+			  "outpost_stage_restarts_total{stage=\"%s\",cause=\"failure\"} %" PRIu64 "\n"
+			  "outpost_stage_restarts_total{stage=\"%s\",cause=\"upstream\"} %" PRIu64 "\n",
+			  s->st[i].name, s->st[i].restarts, s->st[i].name, s->st[i].collateral_restarts);
+	sb_printf(b, "# HELP outpost_stage_count_total Counters each stage reports (never go backwards "
+		     "across its restarts).\n# TYPE outpost_stage_count_total counter\n");
+	for (int i = 0; i < NSTAGES; i++)
+		for (int k = 0; k < s->st[i].nkv; k++)
+			if (s->st[i].kv[k].counter)
+				sb_printf(b, "outpost_stage_count_total{stage=\"%s\",name=\"%s\"} %" PRIu64 "\n",
+					  s->st[i].name, s->st[i].kv[k].key, s->st[i].kv[k].cur + s->st[i].kv[k].base);
+	sb_printf(b, "# HELP outpost_stage_value Gauges each stage reports.\n# TYPE outpost_stage_value gauge\n");
+	for (int i = 0; i < NSTAGES; i++)
+		for (int k = 0; k < s->st[i].nkv; k++)
+			if (!s->st[i].kv[k].counter)
+				sb_printf(b, "outpost_stage_value{stage=\"%s\",name=\"%s\"} %.17g\n", s->st[i].name,
+					  s->st[i].kv[k].key, s->st[i].kv[k].value);
+}
+
+/* node_exporter's textfile collector reads *.prom files: written whole, then renamed. */
+static void write_textfile(sup *s)
+{
+	char tmp[OP_CFG_STR + 8];
+	sbuf b = {0};
+	metrics_text(s, &b);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", s->cfg->metrics_textfile);
+	/* world-readable whatever the umask: node_exporter runs as another user */
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd >= 0)
+		fchmod(fd, 0644);
+	FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+	if (!f && fd >= 0)
+		close(fd);
+	if (!f || (b.len && fwrite(b.p, 1, b.len, f) != b.len) || fclose(f) != 0 ||
+	    rename(tmp, s->cfg->metrics_textfile) != 0) {
+		if (!s->textfile_failed)
+			op_err("cannot write the metrics file %s: %s", s->cfg->metrics_textfile, strerror(errno));
+		s->textfile_failed = 1;
+	} else {
+		s->textfile_failed = 0;
+	}
+	free(b.p);
+}
+
 static void status_text(sup *s, sbuf *b)
 {
 	uint64_t acc, sto, dro, inf, rec, rej, now = op_now_ns();
@@ -578,6 +684,8 @@ static void handle_control(sup *s)
 		b.len = 0;
 		if (!strcmp(req, "status"))
 			status_text(s, &b);
+		else if (!strcmp(req, "metrics"))
+			metrics_text(s, &b);
 		else if (!strcmp(req, "status-json"))
 			status_json(s, &b);
 		else if (!strcmp(req, "stop")) {
@@ -855,6 +963,10 @@ int op_supervisor_run(const op_config *cfg, const char *config_path)
 		if (healthy && s.ping_interval_ns && now - s.last_ping_ns >= s.ping_interval_ns) {
 			op_notify_watchdog();
 			s.last_ping_ns = now;
+		}
+		if (s.cfg->metrics_textfile[0] && now - s.last_textfile_ns >= s.cfg->metrics_interval_ns) {
+			write_textfile(&s);
+			s.last_textfile_ns = now;
 		}
 		if (s.ready_sent && now - s.last_status_ns >= 5000000000ull) {
 			notify_status_line(&s, healthy);

@@ -11,3 +11,8 @@ add_test(NAME config_docs_current
   COMMAND sh -c "$<TARGET_FILE:config_docs_tool> > config-table.md && sed -n '/^| key |/,$p' ${CMAKE_SOURCE_DIR}/docs/configuration.md | diff -u - config-table.md"
   WORKING_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR})
 set_tests_properties(config_docs_current PROPERTIES LABELS unit)
+# The corpus of operator mistakes: each reported at its exact LINE:COL, nothing else reported.
+add_test(NAME config_mistakes
+  COMMAND ${OP_PY} ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_config_mistakes.py
+          $<TARGET_FILE:outpostctl> ${CMAKE_CURRENT_SOURCE_DIR}/config/mistakes)
+set_tests_properties(config_mistakes PROPERTIES LABELS integration)

@@ -14,6 +14,10 @@ foreach(target wire config)
   target_link_libraries(fuzz_${target}_replay PRIVATE op_appliance)
   add_test(NAME fuzz_${target}_replay COMMAND fuzz_${target}_replay ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/corpus/${target})
   set_tests_properties(fuzz_${target}_replay PROPERTIES LABELS unit)
+  if(target STREQUAL config) # the operator-mistake corpus is seed input too
+    add_test(NAME fuzz_config_mistakes_replay COMMAND fuzz_config_replay ${CMAKE_SOURCE_DIR}/tests/config/mistakes)
+    set_tests_properties(fuzz_config_mistakes_replay PROPERTIES LABELS unit)
+  endif()
 
   find_program(OP_CLANG NAMES clang clang-14)
   if(OP_CLANG AND NOT OUTPOST_SANITIZE)
@@ -26,7 +30,7 @@ foreach(target wire config)
       COMMENT "libFuzzer target fuzz_${target}")
     add_custom_target(fuzz_${target}_bin ALL DEPENDS ${bin})
     add_test(NAME fuzz_${target}
-      COMMAND sh -c "rm -rf corpus-${target} && cp -r ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/corpus/${target} corpus-${target} && ${bin} -max_total_time=30 -rss_limit_mb=1024 -timeout=10 -print_final_stats=1 corpus-${target}"
+      COMMAND sh -c "rm -rf corpus-${target} && cp -r ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/corpus/${target} corpus-${target} && if [ ${target} = config ]; then cp ${CMAKE_SOURCE_DIR}/tests/config/mistakes/*.yaml corpus-${target}/; fi && ${bin} -max_total_time=30 -rss_limit_mb=1024 -timeout=10 -print_final_stats=1 corpus-${target}"
       WORKING_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR})
     set_tests_properties(fuzz_${target} PROPERTIES LABELS fuzz TIMEOUT 120)
   endif()

@@ -258,6 +258,14 @@ def test_badconfig(bindir):
     check(p.returncode == 78 and "infer.model: model file %s" % bad in p.stderr,
           "truncated model file: exit %d, %s" % (p.returncode, p.stderr))
     check(not os.path.exists(os.path.join(d, "segments")), "a broken model file started something")
+    # outpostctl explain: the schema's word on a key, and a suggestion for a wrong one
+    p = subprocess.run([os.path.join(bindir, "outpostctl"), "explain", "store.rotate_age"], capture_output=True,
+                       text=True)
+    check(p.returncode == 0 and "default: 10s" in p.stdout and "allowed: 100ms – 1d" in p.stdout,
+          "explain store.rotate_age: %s" % p.stdout)
+    p = subprocess.run([os.path.join(bindir, "outpostctl"), "explain", "store.rotateage"], capture_output=True,
+                       text=True)
+    check(p.returncode == 2 and "did you mean 'store.rotate_age'?" in p.stdout, "explain of a typo: %s" % p.stdout)
 
 
 def test_live(bindir):
@@ -429,6 +437,36 @@ def test_safemode(bindir):
           (sorted(safe_models), sorted(set(new["model_id"].tolist()))))
 
 
+def test_metrics(bindir):
+    # outpostctl metrics and the textfile collector file: Prometheus' own promtool accepts
+    # both, and the figures are the appliance's.
+    import shutil
+    import stat
+    promtool = shutil.which("promtool")
+    if not promtool:
+        print("promtool not installed (deploy/install-deps.sh installs Debian's prometheus)")
+        sys.exit(77)
+    import tempfile
+    textfile = os.path.join(tempfile.mkdtemp(prefix="op-textfile-"), "outpost.prom")
+    a = Appliance(bindir, "metrics", config={"metrics": {"textfile": textfile, "interval": "1s"}})
+    a.sim("--count", "3000", "--rate", "5000", "--stream", "8")
+    a.wait_delivered(3000)
+    rc, text = a.ctl("metrics")
+    p = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)
+    check(p.returncode == 0, "promtool rejects outpostctl metrics: %s%s" % (p.stdout, p.stderr))
+    check('outpost_events_total{outcome="stored"} 3000' in text, "stored count missing:\n" + text[:2000])
+    check('outpost_stage_up{stage="infer"} 1' in text, "stage_up missing")
+    check('outpost_stage_count_total{stage="store",name="rows_sealed"}' in text, "stage counters missing")
+    a.wait(lambda: os.path.exists(textfile) and 'outcome="stored"} 3000' in open(textfile).read(), 10,
+           "the textfile rewritten with the figures")
+    with open(textfile) as f:
+        p = subprocess.run([promtool, "check", "metrics"], stdin=f, capture_output=True, text=True)
+    check(p.returncode == 0, "promtool rejects the textfile: %s%s" % (p.stdout, p.stderr))
+    check(stat.S_IMODE(os.stat(textfile).st_mode) == 0o644, "textfile not readable by node_exporter's user")
+    check(a.stop() == 0, "outpostd did not stop cleanly")
+    print("metrics: promtool accepts %d lines from outpostctl and the textfile" % len(text.splitlines()))
+
+
 def test_demo(bindir):
     # README's first command, minus the install: the demo script end to end, its JSON last line
     import tempfile
@@ -478,6 +516,8 @@ def main():
         test_budget(bindir)
     elif case == "safemode":
         test_safemode(bindir)
+    elif case == "metrics":
+        test_metrics(bindir)
     elif case == "demo":
         test_demo(bindir)
     else:

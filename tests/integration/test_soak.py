@@ -112,7 +112,8 @@ def main():
               "%s of %s: the supervisor acted after %s s (limit %.1f s)" % (kind, stage, took, limit))
         # the intended rung: this stage and those after it restarted, nothing before it, the
         # supervisor untouched
-        a.wait(lambda: all(s_["state"] == "running" for s_ in a.status()["stages"].values()), 30,
+        # (a stage that failed again within a minute waits out a doubling backoff, up to 60 s)
+        a.wait(lambda: all(s_["state"] == "running" for s_ in a.status()["stages"].values()), 90,
                "every stage back after the %s of %s" % (kind, stage))
         after = a.status()
         check(a.daemon.poll() is None and a.daemon.pid == daemon_pid and after["mode"] == "normal" and
