@@ -668,7 +668,14 @@ static int unclosed_quote(const char *text, size_t len, size_t upto_line, size_t
 	return 0;
 }
 
+static int load_string(op_config *c, const char *yaml, size_t len, const char *name, FILE *out, int partial);
+
 int op_config_load_string(op_config *c, const char *yaml, size_t len, const char *name, FILE *out)
+{
+	return load_string(c, yaml, len, name, out, 0);
+}
+
+static int load_string(op_config *c, const char *yaml, size_t len, const char *name, FILE *out, int partial)
 {
 	yaml_parser_t parser;
 	yaml_document_t doc;
@@ -711,12 +718,24 @@ int op_config_load_string(op_config *c, const char *yaml, size_t len, const char
 	}
 	yaml_document_delete(&doc);
 	yaml_parser_delete(&parser);
-	if (d.errors == 0)
+	if (d.errors == 0 || partial)
 		*c = tmp;
 	return d.errors;
 }
 
+static int load_file(op_config *c, const char *path, FILE *out, int partial);
+
 int op_config_load_file(op_config *c, const char *path, FILE *out)
+{
+	return load_file(c, path, out, 0);
+}
+
+int op_config_load_file_partial(op_config *c, const char *path)
+{
+	return load_file(c, path, NULL, 1);
+}
+
+static int load_file(op_config *c, const char *path, FILE *out, int partial)
 {
 	FILE *f = fopen(path, "rb");
 	char *buf = NULL;
@@ -749,7 +768,7 @@ int op_config_load_file(op_config *c, const char *path, FILE *out)
 	rc = ferror(f) ? -EIO : 0;
 	fclose(f);
 	if (rc == 0)
-		rc = op_config_load_string(c, buf, len, path, out);
+		rc = load_string(c, buf, len, path, out, partial);
 	free(buf);
 	return rc;
 }
@@ -866,6 +885,31 @@ static void explain_one(const key *k, FILE *out)
 	if (range[0])
 		fprintf(out, "  allowed: %s\n", range);
 	fprintf(out, "  reload:  %s\n", k->reloadable ? "yes" : "restart (read at start only)");
+}
+
+int op_config_diff(const op_config *a, const op_config *b, char *changed, size_t cap, int *needs_restart)
+{
+	int n = 0;
+	size_t used = 0;
+
+	*needs_restart = 0;
+	if (cap)
+		changed[0] = 0;
+	for (size_t i = 0; i < NKEYS; i++) {
+		const key *k = &keys[i];
+		const char *pa = (const char *)a + k->off, *pb = (const char *)b + k->off;
+		if ((k->kind == K_STR || k->kind == K_ENUM) ? !strcmp(pa, pb) : !memcmp(pa, pb, k->size))
+			continue;
+		n++;
+		if (!k->reloadable)
+			*needs_restart = 1;
+		if (used < cap) {
+			int w = snprintf(changed + used, cap - used, "%s%s%s", n > 1 ? ", " : "", k->path,
+					 k->reloadable ? "" : " (restart)");
+			used += w > 0 ? (size_t)w : 0;
+		}
+	}
+	return n;
 }
 
 int op_config_explain(const char *name, FILE *out)

@@ -68,6 +68,9 @@ void op_config_defaults(op_config *c);
  * On any error *c is left exactly as it was.
  */
 int op_config_load_file(op_config *c, const char *path, FILE *diag);
+/* As op_config_load_file, but every valid key is applied even when others are not (silently):
+ * for outpostctl, to find the running appliance's sockets through a file being edited. */
+int op_config_load_file_partial(op_config *c, const char *path);
 int op_config_load_string(op_config *c, const char *yaml, size_t len, const char *name, FILE *diag);
 /* The defaults as a commented YAML file (outpostd --print-defaults). */
 void op_config_print_defaults(FILE *out);
@@ -80,5 +83,8 @@ void op_config_print_docs(FILE *out);
 /* `outpostctl explain KEY|SECTION`: what the schema says of it. 0, or -ENOENT (with a
  * "did you mean" written to out). */
 int op_config_explain(const char *name, FILE *out);
+/* The keys whose values differ between a and b, as "a.b, c.d (restart), …" in changed;
+ * *needs_restart is 1 when one of them cannot be applied by a reload. Returns how many. */
+int op_config_diff(const op_config *a, const op_config *b, char *changed, size_t cap, int *needs_restart);
 
 #endif

@@ -4,6 +4,8 @@
  *   outpostctl [-c FILE] status [--json]   what the appliance is doing, per stage
  *   outpostctl [-c FILE] stop              orderly stop (drains what is in flight)
  *   outpostctl [-c FILE] metrics           the figures in the Prometheus text format
+ *   outpostctl [-c FILE] reload            re-read FILE and apply it (or keep running as before
+ *                                          and say why); exit 0 applied, 1 not applied
  *   outpostctl check-config FILE           every error in FILE, as file:line:col
  *   outpostctl print-defaults              the embedded defaults
  *   outpostctl explain KEY|SECTION         type, unit, default, range, reload, description
@@ -23,7 +25,7 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: outpostctl [-c FILE] status [--json] | metrics | stop | ping\n"
+	fprintf(f, "usage: outpostctl [-c FILE] status [--json] | metrics | reload | stop | ping\n"
 		   "       outpostctl check-config FILE\n"
 		   "       outpostctl print-defaults\n"
 		   "       outpostctl explain KEY|SECTION\n");
@@ -52,10 +54,11 @@ static int request(const op_config *cfg, const char *req, int timeout_ms)
 		goto out;
 	}
 	fwrite(zmq_msg_data(&m), 1, zmq_msg_size(&m), stdout);
+	int refused = zmq_msg_size(&m) >= 6 && !memcmp(zmq_msg_data(&m), "error:", 6);
 	if (!strcmp(req, "status-json"))
 		fputc('\n', stdout);
 	zmq_msg_close(&m);
-	rc = 0;
+	rc = refused ? 1 : 0;
 out:
 	zmq_close(sock);
 	zmq_ctx_term(ctx);
@@ -108,9 +111,18 @@ int main(int argc, char **argv)
 	}
 	op_config_defaults(&cfg);
 	if (config_path) {
-		int rc = op_config_load_file(&cfg, config_path, stderr);
-		if (rc != 0)
+		int rc = op_config_load_file(&cfg, config_path, NULL);
+		if (rc < 0) {
+			fprintf(stderr, "%s: cannot read: %s\n", config_path, strerror(-rc));
 			return 78;
+		}
+		if (rc > 0) { /* a file being edited: still find the appliance through the keys that are valid */
+			op_config_defaults(&cfg);
+			op_config_load_file_partial(&cfg, config_path);
+			if (strcmp(cmd, "reload"))
+				fprintf(stderr, "outpostctl: %s has errors (see outpostctl check-config %s)\n", config_path,
+					config_path);
+		}
 	}
 	if (!strcmp(cmd, "status")) {
 		int json = i < argc && !strcmp(argv[i], "--json");
@@ -120,6 +132,8 @@ int main(int argc, char **argv)
 		return request(&cfg, "stop", 3000);
 	if (!strcmp(cmd, "metrics"))
 		return request(&cfg, "metrics", 3000);
+	if (!strcmp(cmd, "reload"))
+		return request(&cfg, "reload", 10000);
 	if (!strcmp(cmd, "ping"))
 		return request(&cfg, "ping", 1000);
 	fprintf(stderr, "outpostctl: unknown command '%s'\n", cmd);

@@ -63,6 +63,7 @@ typedef struct ingest {
 	uint64_t accepted, accepted_live, stored, dropped_resend_exhausted, resends, resend_requests,
 		backstop_resends, acks_unknown, sent, dropped_shutdown, rejected_reserved_stream,
 		probes_sent, probes_acked;
+	uint64_t backstop_ns; /* resend what is unacknowledged this long (ingest.resend_after) */
 } ingest;
 
 static slot *slot_of(ingest *g, uint64_t serial)
@@ -217,6 +218,14 @@ static void send_probe(ingest *g)
 		g->probes_sent++;
 }
 
+/* Backstop: only for messages lost without a restart we heard of. It must be far longer than
+ * a segment's age, or every event would be resent while it waits for its seal. */
+static uint64_t backstop_for(const op_config *cfg)
+{
+	uint64_t b = cfg->ingest_resend_after_ns;
+	return b < 3 * cfg->store_rotate_age_ns ? 3 * cfg->store_rotate_age_ns : b;
+}
+
 static void handle_ctl(ingest *g, uint64_t now_ns)
 {
 	char buf[64];
@@ -229,6 +238,18 @@ static void handle_ctl(ingest *g, uint64_t now_ns)
 			mark_resend(g, now_ns, 0);
 		} else if (!strcmp(buf, "probe")) {
 			send_probe(g);
+		} else if (!strcmp(buf, "reload")) {
+			/* the supervisor validated it and wrote it to effective.yaml */
+			char path[OP_CFG_STR + 32];
+			op_config c;
+			op_config_defaults(&c);
+			snprintf(path, sizeof(path), "%s/effective.yaml", g->s->cfg->run_dir);
+			if (op_config_load_file(&c, path, NULL) == 0) {
+				g->backstop_ns = backstop_for(&c);
+				op_info("reloaded: resend after %.0f s", (double)g->backstop_ns / 1e9);
+			} else {
+				op_err("reload: cannot read %s; keeping the previous settings", path);
+			}
 		}
 	}
 }
@@ -321,14 +342,10 @@ int op_stage_ingest(op_stage_ctx *s)
 	char ep[OP_CFG_STR + 32];
 	int rc = 1, hwm = 1000, linger = 0;
 	uint64_t progress = 0, last_backstop = op_now_ns(), stopping_since = 0;
-	/* Backstop: only for messages lost without a restart we heard of. It must be far longer
-	 * than a segment's age, or every event would be resent while it waits for its seal. */
-	uint64_t backstop_ns = cfg->ingest_resend_after_ns;
-	if (backstop_ns < 3 * cfg->store_rotate_age_ns)
-		backstop_ns = 3 * cfg->store_rotate_age_ns;
 
 	memset(&g, 0, sizeof(g));
 	g.s = s;
+	g.backstop_ns = backstop_for(cfg);
 	g.cap = cfg->ingest_window_events;
 	g.slots = calloc(g.cap, sizeof(slot));
 	g.base = g.head = g.tail = g.send_cursor = s->incarnation_ns;
@@ -419,7 +436,7 @@ int op_stage_ingest(op_stage_ctx *s)
 		}
 		send_queued(&g, now);
 		if (now - last_backstop >= 1000000000ull) {
-			mark_resend(&g, now, backstop_ns);
+			mark_resend(&g, now, g.backstop_ns);
 			last_backstop = now;
 		}
 		if (g.occupied)

@@ -52,6 +52,7 @@
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -78,7 +79,7 @@ typedef struct stage_rec {
 	int running;
 	uint64_t started_ns, restart_at_ns;
 	op_restart_state rs;
-	uint64_t restarts, spawns, collateral_restarts;
+	uint64_t restarts, spawns, collateral_restarts, planned_restarts;
 	int rank;       /* position in the pipeline: ingest 0, infer 1, store 2, uplink 3 */
 	int collateral; /* being stopped because of another stage, or on purpose: not a failure */
 	int kill_sent;  /* SIGKILLed for a missed deadline, not yet reaped */
@@ -93,7 +94,9 @@ typedef struct stage_rec {
 } stage_rec;
 
 typedef struct sup {
-	const op_config *cfg;
+	const op_config *cfg; /* = &cfg_now */
+	op_config cfg_now;    /* the configuration running now (replaced by a reload) */
+	const char *config_path;
 	char effective_path[OP_CFG_STR + 32];
 	void *zctx, *stats, *control, *ingest_ctl;
 	int sfd;
@@ -122,10 +125,15 @@ typedef struct sup {
 	uint32_t nmarks;
 	uint64_t last_textfile_ns;
 	int textfile_failed;
+	/* reloads */
+	uint64_t reloads_applied, reloads_failed, reloads_refused;
+	char reload_last[640];
 } sup;
 
 /* Start order: downstream first, so every connect finds its peer bound soon after. */
 static const char *const stage_names[NSTAGES] = {"store", "infer", "ingest", "uplink"};
+
+static void label_escape(char *out, size_t cap, const char *in);
 
 /* Pipeline order, for rest_for_one: a failure restarts the stages after it. */
 static int rank_of(const char *name)
@@ -486,6 +494,11 @@ static void status_json(sup *s, sbuf *b)
 	events_totals(s, &acc, &sto, &dro, &inf, &rec, &rej);
 	sb_printf(b, "{\"version\":\"%s\",\"site\":\"%s\",\"config_hash\":\"%s\",\"uptime_s\":%.3f,",
 		  OUTPOST_VERSION, s->cfg->site_name, s->config_hash, (double)(now - s->start_ns) / 1e9);
+	char last[2 * sizeof(s->reload_last)];
+	label_escape(last, sizeof(last), s->reload_last); /* the same escapes as JSON strings */
+	sb_printf(b, "\"reload\":{\"applied\":%" PRIu64 ",\"failed\":%" PRIu64 ",\"refused\":%" PRIu64
+		     ",\"last\":\"%s\"},",
+		  s->reloads_applied, s->reloads_failed, s->reloads_refused, last);
 	sb_printf(b, "\"mode\":\"%s\",\"start_count\":%u,\"ready\":%s,\"restart_budget_spent\":%s,",
 		  s->safe_mode ? "safe" : "normal", s->start_count, s->ready_sent ? "true" : "false",
 		  s->budget_spent ? "true" : "false");
@@ -498,9 +511,10 @@ static void status_json(sup *s, sbuf *b)
 	for (int i = 0; i < NSTAGES; i++) {
 		stage_rec *r = &s->st[i];
 		sb_printf(b, "%s\"%s\":{\"state\":\"%s\",\"pid\":%d,\"restarts\":%" PRIu64
-			     ",\"restarts_with_upstream\":%" PRIu64
+			     ",\"restarts_with_upstream\":%" PRIu64 ",\"restarts_planned\":%" PRIu64
 			     ",\"escalated\":%s,\"idle\":%s,\"last_report_age_s\":%.3f,\"counters\":{",
 			  i ? "," : "", r->name, state_of(r), (int)r->pid, r->restarts, r->collateral_restarts,
+			  r->planned_restarts,
 			  r->escalated ? "true" : "false", r->idle ? "true" : "false",
 			  r->last_report_ns ? (double)(now - r->last_report_ns) / 1e9 : -1.0);
 		int first = 1;
@@ -573,6 +587,12 @@ static void metrics_text(sup *s, sbuf *b)
 		     "# TYPE outpost_safe_mode gauge\noutpost_safe_mode %d\n", s->safe_mode);
 	sb_printf(b, "# HELP outpost_unstable_starts Starts in a row that have not yet run stable.\n"
 		     "# TYPE outpost_unstable_starts gauge\noutpost_unstable_starts %u\n", s->start_count);
+	sb_printf(b, "# HELP outpost_reloads_total Configuration reloads by result.\n"
+		     "# TYPE outpost_reloads_total counter\n"
+		     "outpost_reloads_total{result=\"applied\"} %" PRIu64 "\n"
+		     "outpost_reloads_total{result=\"failed\"} %" PRIu64 "\n"
+		     "outpost_reloads_total{result=\"refused\"} %" PRIu64 "\n",
+		  s->reloads_applied, s->reloads_failed, s->reloads_refused);
 	sb_printf(b, "# HELP outpost_stage_up 1 while the stage runs and reports.\n# TYPE outpost_stage_up gauge\n");
 	for (int i = 0; i < NSTAGES; i++)
 		sb_printf(b, "outpost_stage_up{stage=\"%s\"} %d\n", s->st[i].name, s->st[i].running && s->st[i].reported);
@@ -637,6 +657,8 @@ static void status_text(sup *s, sbuf *b)
 			  s->start_count);
 	if (s->budget_spent)
 		sb_printf(b, "FAILED   %s; stopping for systemd to restart outpostd\n", s->budget_reason);
+	if (s->reload_last[0])
+		sb_printf(b, "reload   %s\n", s->reload_last);
 	sb_printf(b, "events   received %" PRIu64 "  rejected %" PRIu64 "  accepted %" PRIu64
 		     "  stored %" PRIu64 "  dropped %" PRIu64 "  in flight %" PRIu64 "%s\n",
 		  rec, rej, acc, sto, dro, inf, acc == sto + dro + inf ? "" : "  (UNBALANCED)");
@@ -654,6 +676,125 @@ static void status_text(sup *s, sbuf *b)
 	sb_printf(b, "uplink   %" PRIu64 " files confirmed north, %" PRIu64 " bytes; %.0f files waiting\n",
 		  counter_of(up_, "files_confirmed"), counter_of(up_, "bytes_confirmed"),
 		  gauge_of(up_, "files_pending"));
+}
+
+static void write_last_good(sup *s);
+static int write_effective(sup *s);
+
+/* A planned restart of one stage (a reload): SIGTERM, so that it finishes what it holds
+ * (the store seals its open segment); not charged to its restart budget. */
+static void planned_restart(sup *s, const char *name)
+{
+	stage_rec *r = stage_by_name(s, name);
+	if (r->running) {
+		r->collateral = 1;
+		r->planned_restarts++;
+		r->restart_at_ns = op_now_ns() + 1;
+		kill(r->pid, SIGTERM);
+	}
+}
+
+/*
+ * Reload (SIGHUP, `outpostctl reload`): parse and validate the file again; on any error, or
+ * when a changed key needs a restart of outpostd, keep running exactly as before and say why.
+ * Otherwise apply all of it at once: the supervisor's own settings at once, ingest re-reads
+ * its configuration, store and uplink are restarted between two segments (SIGTERM: the store
+ * seals what it holds; ingest resends anything unacknowledged, the store deduplicates), so no
+ * event is lost. The outcome goes to the journal, status, metrics and the caller.
+ */
+static void reload(sup *s, sbuf *reply)
+{
+	char when[32], changed[300];
+	time_t t = time(NULL);
+	struct tm tm;
+	int restart_needed = 0;
+
+	gmtime_r(&t, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	if (!s->config_path) {
+		s->reloads_refused++;
+		snprintf(s->reload_last, sizeof(s->reload_last),
+			 "%s refused: running on the embedded defaults (no file to reload)", when);
+		op_warn("reload %s", s->reload_last + strlen(when) + 1);
+		sb_printf(reply, "error: %s\n", s->reload_last);
+		return;
+	}
+	op_config next;
+	char *diag = NULL;
+	size_t dlen = 0;
+	FILE *df = open_memstream(&diag, &dlen);
+	op_config_defaults(&next);
+	int rc = op_config_load_file(&next, s->config_path, df);
+	if (df)
+		fclose(df);
+	if (rc != 0) {
+		s->reloads_failed++;
+		if (rc < 0)
+			snprintf(s->reload_last, sizeof(s->reload_last), "%s failed: cannot read %s: %s; still running "
+				 "the previous configuration", when, s->config_path, strerror(-rc));
+		else
+			snprintf(s->reload_last, sizeof(s->reload_last), "%s failed: %d error%s in %s; still running the "
+				 "previous configuration", when, rc, rc == 1 ? "" : "s", s->config_path);
+		op_err("reload %s", s->reload_last + strlen(when) + 1);
+		for (char *line = diag, *nl; line && *line; line = nl ? nl + 1 : NULL) {
+			nl = strchr(line, '\n');
+			if (nl)
+				*nl = 0;
+			if (strstr(line, ": error: ") || strstr(line, ": warning: "))
+				op_err("reload: %s", line);
+			if (!nl)
+				break;
+			*nl = '\n';
+		}
+		sb_printf(reply, "error: %s\n%s", s->reload_last, diag ? diag : "");
+		free(diag);
+		return;
+	}
+	free(diag);
+	int n = op_config_diff(&s->cfg_now, &next, changed, sizeof(changed), &restart_needed);
+	if (n == 0) {
+		snprintf(s->reload_last, sizeof(s->reload_last), "%s: no change", when);
+		op_info("reload: %s unchanged", s->config_path);
+		sb_printf(reply, "ok: %s unchanged\n", s->config_path);
+		return;
+	}
+	if (restart_needed) {
+		s->reloads_refused++;
+		snprintf(s->reload_last, sizeof(s->reload_last), "%s refused: %s; a key marked (restart) needs "
+			 "`systemctl restart outpost`; still running the previous configuration", when, changed);
+		op_err("reload %s", s->reload_last + strlen(when) + 1);
+		sb_printf(reply, "error: %s\n", s->reload_last);
+		return;
+	}
+	op_config prev = s->cfg_now;
+	s->cfg_now = next;
+	if (write_effective(s) < 0) {
+		s->cfg_now = prev;
+		s->reloads_failed++;
+		snprintf(s->reload_last, sizeof(s->reload_last), "%s failed: cannot write %s: %s", when,
+			 s->effective_path, strerror(errno));
+		op_err("reload %s", s->reload_last + strlen(when) + 1);
+		sb_printf(reply, "error: %s\n", s->reload_last);
+		return;
+	}
+	op_config_hash(s->cfg, s->config_hash);
+	s->policy.burst = s->cfg->restart_burst;
+	s->policy.interval_ns = s->cfg->restart_interval_ns;
+	s->policy.backoff_ns = s->cfg->restart_backoff_ns;
+	if (s->policy.backoff_max_ns < s->policy.backoff_ns)
+		s->policy.backoff_max_ns = s->policy.backoff_ns;
+	op_log_set_level(s->cfg->log_level);
+	if (strstr(changed, "ingest."))
+		zmq_send(s->ingest_ctl, "reload", 6, ZMQ_DONTWAIT);
+	if (strstr(changed, "store."))
+		planned_restart(s, "store");
+	if (strstr(changed, "uplink."))
+		planned_restart(s, "uplink");
+	s->reloads_applied++;
+	snprintf(s->reload_last, sizeof(s->reload_last), "%s applied: %s (config %s)", when, changed, s->config_hash);
+	op_info("reload %s", s->reload_last + strlen(when) + 1);
+	write_last_good(s);
+	sb_printf(reply, "ok: %s\n", s->reload_last);
 }
 
 /* The one-line summary systemd shows in `systemctl status` (STATUS=). */
@@ -686,6 +827,8 @@ static void handle_control(sup *s)
 			status_text(s, &b);
 		else if (!strcmp(req, "metrics"))
 			metrics_text(s, &b);
+		else if (!strcmp(req, "reload"))
+			reload(s, &b);
 		else if (!strcmp(req, "status-json"))
 			status_json(s, &b);
 		else if (!strcmp(req, "stop")) {
@@ -738,6 +881,24 @@ static int write_effective(sup *s)
 	if (rename(tmp, s->effective_path) != 0)
 		return -errno;
 	return 0;
+}
+
+/* The configuration last seen valid and running, for the operator (and the next boot). */
+static void write_last_good(sup *s)
+{
+	char path[OP_CFG_STR + 32], tmp[OP_CFG_STR + 40];
+	snprintf(path, sizeof(path), "%s/config-last-good.yaml", s->cfg->state_dir);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	FILE *f = fopen(tmp, "we");
+	if (!f) {
+		op_err("cannot write %s: %s", tmp, strerror(errno));
+		return;
+	}
+	fprintf(f, "# the last configuration outpostd ran with (from %s, config %s)\n",
+		s->config_path ? s->config_path : "the embedded defaults", s->config_hash);
+	op_config_print(s->cfg, f);
+	if (fflush(f) != 0 || fsync(fileno(f)) != 0 || fclose(f) != 0 || rename(tmp, path) != 0)
+		op_err("cannot write %s: %s", path, strerror(errno));
 }
 
 static int mkdir_p(const char *path)
@@ -865,7 +1026,10 @@ int op_supervisor_run(const op_config *cfg, const char *config_path)
 	int rc = 1, linger = 0;
 
 	memset(&s, 0, sizeof(s));
-	s.cfg = cfg;
+	s.cfg_now = *cfg;
+	s.cfg = &s.cfg_now;
+	cfg = s.cfg;
+	s.config_path = config_path;
 	s.sfd = -1;
 	s.start_ns = op_now_ns();
 	op_config_hash(cfg, s.config_hash);
@@ -891,6 +1055,7 @@ int op_supervisor_run(const op_config *cfg, const char *config_path)
 		return 1;
 	}
 	start_counter(&s);
+	write_last_good(&s);
 
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGCHLD);
@@ -936,8 +1101,11 @@ int op_supervisor_run(const op_config *cfg, const char *config_path)
 		while (read(s.sfd, &si, sizeof(si)) == sizeof(si)) {
 			if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
 				s.stopping = 1;
-			else if (si.ssi_signo == SIGHUP)
-				op_warn("SIGHUP: configuration reload is not supported yet; restart the service");
+			else if (si.ssi_signo == SIGHUP) {
+				sbuf r = {0};
+				reload(&s, &r);
+				free(r.p);
+			}
 		}
 		reap(&s);
 		drain_reports(&s);

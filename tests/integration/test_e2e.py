@@ -467,6 +467,65 @@ def test_metrics(bindir):
     print("metrics: promtool accepts %d lines from outpostctl and the textfile" % len(text.splitlines()))
 
 
+def test_reload(bindir):
+    # Reload under load: a broken file is refused and the old configuration keeps running; a
+    # change that needs a restart is refused; a good one is applied (store and uplink restarted
+    # between segments), by outpostctl and by SIGHUP; no event is lost.
+    a = Appliance(bindir, "reload")
+    with open(a.cfg) as f:
+        good = f.read()
+    n = 24000
+    sim = subprocess.Popen([os.path.join(bindir, "outpost-sim"), "--endpoint", a.endpoint, "--count", str(n),
+                            "--rate", "4000", "--stream", "12", "--kind", "mix"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)
+    hash0 = a.status()["config_hash"]
+    # 1. a typo: refused, with the place, and nothing changes
+    with open(a.cfg, "w") as f:
+        f.write(good.replace("rotate_age: 1s", "rotate_agee: 2s"))
+    rc, out = a.ctl("reload", check_rc=False)
+    check(rc == 1 and out.startswith("error:") and "did you mean 'store.rotate_age'?" in out and
+          "%s:" % a.cfg in out, "a broken reload: rc %d, %s" % (rc, out))
+    st = a.status()
+    check(st["reload"]["failed"] == 1 and st["config_hash"] == hash0, "after a failed reload: %s" % st["reload"])
+    # 2. a key that needs a restart: refused
+    with open(a.cfg, "w") as f:
+        f.write(good + "infer:\n  threads: 2\n")
+    rc, out = a.ctl("reload", check_rc=False)
+    check(rc == 1 and "infer.threads (restart)" in out, "a restart-only change: rc %d, %s" % (rc, out))
+    check(a.status()["config_hash"] == hash0, "a refused reload changed the configuration")
+    # 3. good changes: applied
+    with open(a.cfg, "w") as f:
+        f.write(good.replace("rotate_age: 1s", "rotate_age: 2s").replace('retry: 200ms', 'retry: 300ms'))
+    rc, out = a.ctl("reload", check_rc=False)
+    check(rc == 0 and "store.rotate_age" in out and "uplink.retry" in out, "a good reload: rc %d, %s" % (rc, out))
+    st = a.status()
+    check(st["config_hash"] != hash0 and st["reload"]["applied"] == 1, "not applied: %s" % st["reload"])
+    a.wait(lambda: a.status()["stages"]["store"]["restarts_planned"] == 1 and
+           a.status()["stages"]["store"]["state"] == "running", 20, "store restarted with its new settings")
+    # 4. SIGHUP does the same
+    with open(a.cfg, "w") as f:
+        f.write(good.replace("rotate_age: 1s", "rotate_age: 1500ms"))
+    a.daemon.send_signal(signal.SIGHUP)
+    a.wait(lambda: a.status()["reload"]["applied"] == 2, 10, "SIGHUP reload applied")
+    out, err = sim.communicate(timeout=120)
+    check(sim.returncode == 0, "simulator failed: %s" % err)
+    a.wait(lambda: a.status()["events"]["in_flight"] == 0 and a.status()["events"]["accepted"] == n, 120,
+           "every event settled")
+    e = a.status()["events"]
+    check(e["stored"] == n and e["dropped"] == 0, "events lost across reloads: %s" % e)
+    a.wait_delivered(n)
+    rows = a.north_rows()
+    check(len(rows) == n == len(unique_keys(rows)), "north holds %d rows for %d events" % (len(rows), n))
+    with open(os.path.join(a.state, "config-last-good.yaml")) as f:
+        check("rotate_age: 1500ms" in f.read(), "config-last-good.yaml is not the applied configuration")
+    m = a.ctl("metrics")[1]
+    check('outpost_reloads_total{result="applied"} 2' in m and 'outpost_reloads_total{result="failed"} 1' in m
+          and 'outpost_reloads_total{result="refused"} 1' in m, "reload metrics wrong")
+    check(a.stop() == 0, "outpostd did not stop cleanly")
+    print("reload: refused a typo and a restart-only key, applied two changes under load; %d events stored once" % n)
+
+
 def test_demo(bindir):
     # README's first command, minus the install: the demo script end to end, its JSON last line
     import tempfile
@@ -518,6 +577,8 @@ def main():
         test_safemode(bindir)
     elif case == "metrics":
         test_metrics(bindir)
+    elif case == "reload":
+        test_reload(bindir)
     elif case == "demo":
         test_demo(bindir)
     else:

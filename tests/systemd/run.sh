@@ -10,6 +10,7 @@
 #   - rung 1: a killed stage is restarted inside the service (same main PID, no systemd restart);
 #   - rung 2: a spent restart budget (restart_burst 2 here) ends in a process restart by systemd
 #     (NRestarts goes up, a new main PID, running again after RestartSec);
+#   - `systemctl reload` (ExecReload: SIGHUP) applies a changed file;
 #   - `systemctl stop` drains and ends with Result=success;
 #   - a broken configuration fails the start with status 78 and is not retried (no restart
 #     loop, and so no reboot by the start limit).
@@ -152,6 +153,15 @@ until [ "$(prop NRestarts)" -ge 1 ] && [ "$(prop ActiveState)" = active ] && [ "
 done
 in_ns journalctl --no-pager -u outpost.service | grep -q "restart budget spent: stage store" || fail "no budget reason in the journal"
 echo "rung 2: restart budget spent → outpostd exited, systemd restarted it (NRestarts $(prop NRestarts), main PID $(prop MainPID))"
+
+# systemctl reload: SIGHUP through ExecReload, applied whole.
+sed -i 's/rotate_age: 1s/rotate_age: 2s/' "$work/outpost.yaml"
+in_ns systemctl reload outpost.service || fail "systemctl reload failed"
+i=0
+until ctl status --json | /usr/bin/python3 -c 'import json,sys; sys.exit(json.load(sys.stdin)["reload"]["applied"] < 1)'; do
+	i=$((i + 1)); [ $i -lt 20 ] || fail "systemctl reload not applied"; sleep 0.5
+done
+echo "systemctl reload: applied ($(ctl status --json | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["reload"]["last"])'))"
 
 in_ns systemctl stop outpost.service
 [ "$(prop Result)" = success ] || fail "stop ended with Result=$(prop Result)"
