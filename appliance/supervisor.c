@@ -1006,6 +1006,7 @@ static void check_stable(sup *s, int healthy, uint64_t now)
 	if (s->safe_mode && calm >= s->cfg->safe_mode_retry_ns) {
 		stage_rec *inf = stage_by_name(s, "infer");
 		s->safe_mode = 0;
+		s->healthy_since_ns = now; /* normal mode has to prove itself for stable_after anew */
 		s->start_count = s->cfg->safe_mode_after;
 		op_bootcount_set(s->count_path, s->start_count);
 		op_warn("safe mode: healthy for %llu s; restarting the infer stage with the network",

@@ -14,7 +14,7 @@ PKGS="build-essential cmake pkg-config git ca-certificates
       python3 python3-zmq python3-h5py python3-numpy
       clang libclang-rt-14-dev
       libopenblas-dev gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
-      stress-ng prometheus"
+      stress-ng prometheus lintian"
 
 missing=""
 for p in $PKGS; do

@@ -9,3 +9,7 @@ add_test(NAME systemd_unit
   COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/systemd/run.sh $<TARGET_FILE_DIR:outpostd>)
 set_tests_properties(systemd_unit PROPERTIES LABELS integration SKIP_RETURN_CODE 77 TIMEOUT 300
   RESOURCE_LOCK e2e_cpu)
+# The Debian package: lintian-clean, installs with dpkg -i (unit verified in place), purges.
+add_test(NAME package_deb COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/deploy/package.sh ${CMAKE_BINARY_DIR})
+set_tests_properties(package_deb PROPERTIES LABELS integration SKIP_RETURN_CODE 77 TIMEOUT 600
+  RESOURCE_LOCK e2e_cpu)
