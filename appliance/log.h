@@ -5,16 +5,22 @@
  * where it has them, structured fields (STREAM=, SEQUENCE=, FILE=, REASON=). Under systemd
  * (JOURNAL_STREAM set) lines go to the journal with those fields; otherwise to stderr as
  * "outpost[stage] LEVEL: message". Logging must never block the data path for long and never
- * fail loudly: a log line that can't be written is dropped.
+ * fail loudly: a log line that can't be written is dropped. Each call site is rate-limited
+ * (log.c), so a flood of bad input costs a few lines and a count, never a full disk.
  */
 #ifndef OP_APPLIANCE_LOG_H
 #define OP_APPLIANCE_LOG_H
+#include <stdint.h>
 
 enum op_log_level { OP_LOG_ERR = 3, OP_LOG_WARNING = 4, OP_LOG_INFO = 6, OP_LOG_DEBUG = 7 };
 
 void op_log_init(const char *stage, const char *level_name);
 void op_log_set_level(const char *level_name);
 void op_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* With structured fields, "STREAM=3\nSEQUENCE=42" (journal fields; appended in braces on stderr). */
+void op_logf(int level, const char *fields, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Rate limit per call site: burst lines per window_ns (default 20 per 10 s). */
+void op_log_set_rate(uint32_t burst, uint64_t window_ns);
 
 #define op_err(...) op_log(OP_LOG_ERR, __VA_ARGS__)
 #define op_warn(...) op_log(OP_LOG_WARNING, __VA_ARGS__)

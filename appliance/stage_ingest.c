@@ -124,9 +124,13 @@ static void mark_resend(ingest *g, uint64_t now_ns, uint64_t older_than_ns)
 		if (older_than_ns && now_ns - sl->sent_ns < older_than_ns)
 			continue;
 		if (sl->resends >= INGEST_MAX_RESENDS) {
-			op_err("stream %u sequence %llu dropped: still unacknowledged after %d resends "
-			       "(reason=resend_exhausted)",
-			       sl->stream_id, (unsigned long long)sl->sequence, INGEST_MAX_RESENDS);
+			char fields[80];
+			snprintf(fields, sizeof(fields), "STREAM=%u\nSEQUENCE=%llu\nREASON=resend_exhausted", sl->stream_id,
+				 (unsigned long long)sl->sequence);
+			op_logf(OP_LOG_ERR, fields,
+				"stream %u sequence %llu dropped: still unacknowledged after %d resends "
+				"(reason=resend_exhausted)",
+				sl->stream_id, (unsigned long long)sl->sequence, INGEST_MAX_RESENDS);
 			g->dropped_resend_exhausted++;
 			slot_free(g, sl);
 			continue;

@@ -353,9 +353,11 @@ static int salvage(store *st)
 		size_t n = 0, k = 0;
 		if (op_segment_read(path, &rows, &n) < 0) {
 			snprintf(dest, sizeof(dest), "%s/%s", st->corrupt_dir, de->d_name);
+			char fields[OP_CFG_STR + 48];
+			snprintf(fields, sizeof(fields), "SEGMENT=%s\nREASON=corrupt", de->d_name);
 			if (rename(path, dest) == 0)
-				op_err("segment %s left by a crash is unreadable; moved to %s (reason=corrupt)",
-				       path, dest);
+				op_logf(OP_LOG_ERR, fields, "segment %s left by a crash is unreadable; moved to %s (reason=corrupt)",
+					path, dest);
 			else
 				op_err("segment %s is unreadable and cannot be moved: %s", path, strerror(errno));
 			st->files_corrupt++;

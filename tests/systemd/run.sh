@@ -120,6 +120,8 @@ main1=$(prop MainPID)
 echo "active (READY=1 received), main PID $main1, STATUS=$(prop StatusText)"
 [ "$(in_ns ps -o user= -p "$(prop MainPID)")" = outpost ] || fail "outpostd does not run as user outpost"
 in_ns journalctl --no-pager -u outpost.service | grep -q "ready: a probe event went" || fail "no probe before READY"
+in_ns journalctl --no-pager -u outpost.service -o verbose | grep -q "OUTPOST_STAGE=infer" ||
+	fail "no structured OUTPOST_STAGE field in the journal"
 ctl() { in_ns "$bin/outpostctl" -c "$work/outpost.yaml" "$@"; }
 
 "$bin/outpost-sim" --endpoint tcp://127.0.0.1:5555 --count 5000 --rate 5000 --stream 2 >/dev/null
