@@ -22,6 +22,7 @@
 #include "appliance/stage.h"
 #include "ingest/geometry.h"
 #include "ingest/wire.h"
+#include "kernels/fp4_gemm.h"
 #include "kernels/reco.h"
 
 typedef struct scratch {
@@ -159,8 +160,13 @@ int op_stage_infer(op_stage_ctx *s)
 	op_stage_endpoint(ep, sizeof(ep), cfg, "store.sock");
 	if (zmq_connect(out, ep) != 0)
 		goto zfail;
-	op_info("reconstruction %s (model id %u), batches of up to %u events", op_reco_model_name(reco),
-		op_reco_model_id(reco), batch);
+	/* what runs the reconstruction: the kernels' rung and threads (the GPU backend, when there
+	 * is one, will say so here) */
+	char backend[48];
+	snprintf(backend, sizeof(backend), "cpu/%s, %u thread%s", op_fp4_rung_name(op_fp4_rung_best()),
+		 cfg->infer_threads, cfg->infer_threads == 1 ? "" : "s");
+	op_info("reconstruction %s (model id %u) on %s, batches of up to %u events", op_reco_model_name(reco),
+		op_reco_model_id(reco), backend, batch);
 
 	while (!op_stage_stop) {
 		zmq_pollitem_t it = {.socket = in, .events = ZMQ_POLLIN};
@@ -286,6 +292,9 @@ int op_stage_infer(op_stage_ctx *s)
 			op_report_gauge(s, "blocked_downstream", blocked);
 			op_report_gauge(s, "loading", 0);
 			op_report_gauge(s, "safe_mode", s->safe_mode);
+			op_report_gauge(s, "model_id", op_reco_model_id(reco));
+			op_report_line(s, "t model", op_reco_model_name(reco));
+			op_report_line(s, "t backend", backend);
 			op_report_send(s);
 		}
 	}

@@ -90,6 +90,7 @@ typedef struct stage_rec {
 	int idle, blocked;
 	kv kv[MAX_KV];
 	int nkv;
+	char model[64], backend[32]; /* infer: "t model …", "t backend …" report lines */
 	int last_exit_status;
 } stage_rec;
 
@@ -127,6 +128,11 @@ typedef struct sup {
 	int textfile_failed;
 	/* reloads */
 	uint64_t reloads_applied, reloads_failed, reloads_refused;
+	/* rates: (time, accepted, stored) once a second, the last 11 */
+	struct rate_sample {
+		uint64_t t, accepted, stored;
+	} rate[11];
+	unsigned rate_n, rate_head;
 	char reload_last[640];
 } sup;
 
@@ -134,6 +140,8 @@ typedef struct sup {
 static const char *const stage_names[NSTAGES] = {"store", "infer", "ingest", "uplink"};
 
 static void label_escape(char *out, size_t cap, const char *in);
+struct sup;
+static void rates(const struct sup *s, double *acc_rate, double *sto_rate);
 
 /* Pipeline order, for rest_for_one: a failure restarts the stages after it. */
 static int rank_of(const char *name)
@@ -214,6 +222,10 @@ static void handle_report(sup *s, char *msg)
 				s->nmarks = 0; /* every ingest report carries all its marks */
 		} else if (!r) {
 			return;
+		} else if (!strncmp(line, "t model ", 8)) {
+			snprintf(r->model, sizeof(r->model), "%s", line + 8);
+		} else if (!strncmp(line, "t backend ", 10)) {
+			snprintf(r->backend, sizeof(r->backend), "%s", line + 10);
 		} else if (line[0] == 'm' && line[1] == ' ') {
 			unsigned stream;
 			if (sscanf(line + 2, "%u %llu", &stream, &u) == 2 && s->nmarks < 4096)
@@ -502,6 +514,13 @@ static void status_json(sup *s, sbuf *b)
 	sb_printf(b, "\"mode\":\"%s\",\"start_count\":%u,\"ready\":%s,\"restart_budget_spent\":%s,",
 		  s->safe_mode ? "safe" : "normal", s->start_count, s->ready_sent ? "true" : "false",
 		  s->budget_spent ? "true" : "false");
+	{
+		double ar, sr;
+		stage_rec *inf_ = stage_by_name(s, "infer");
+		rates(s, &ar, &sr);
+		sb_printf(b, "\"rates\":{\"accepted_per_s\":%.1f,\"stored_per_s\":%.1f},\"model\":\"%s\",\"backend\":\"%s\",", ar,
+			  sr, inf_->model, inf_->backend);
+	}
 	sb_printf(b, "\"events\":{\"received\":%" PRIu64 ",\"rejected\":%" PRIu64 ",\"accepted\":%" PRIu64
 		     ",\"stored\":%" PRIu64 ",\"dropped\":%" PRIu64 ",\"in_flight\":%" PRIu64
 		     ",\"dropped_ingest_crash\":%" PRIu64 ",\"balanced\":%s},",
@@ -643,10 +662,39 @@ static void write_textfile(sup *s)
 	free(b.p);
 }
 
+static void sample_rates(sup *s, uint64_t now)
+{
+	uint64_t acc, sto, dro, inf, rec, rej;
+	unsigned last = (s->rate_head + 10) % 11;
+	if (s->rate_n && now - s->rate[last].t < 1000000000ull)
+		return;
+	events_totals(s, &acc, &sto, &dro, &inf, &rec, &rej);
+	s->rate[s->rate_head] = (struct rate_sample){now, acc, sto};
+	s->rate_head = (s->rate_head + 1) % 11;
+	if (s->rate_n < 11)
+		s->rate_n++;
+}
+
+/* events/s accepted and stored over the samples held (up to the last 10 s) */
+static void rates(const struct sup *s, double *acc_rate, double *sto_rate)
+{
+	*acc_rate = *sto_rate = 0;
+	if (s->rate_n < 2)
+		return;
+	const struct rate_sample *newest = &s->rate[(s->rate_head + 10) % 11];
+	const struct rate_sample *oldest = &s->rate[(s->rate_head + 11 - s->rate_n) % 11];
+	double dt = (double)(newest->t - oldest->t) / 1e9;
+	if (dt > 0) {
+		*acc_rate = (double)(newest->accepted - oldest->accepted) / dt;
+		*sto_rate = (double)(newest->stored - oldest->stored) / dt;
+	}
+}
+
 static void status_text(sup *s, sbuf *b)
 {
 	uint64_t acc, sto, dro, inf, rec, rej, now = op_now_ns();
 	uint64_t up = (now - s->start_ns) / 1000000000ull;
+	double ar, sr;
 
 	events_totals(s, &acc, &sto, &dro, &inf, &rec, &rej);
 	sb_printf(b, "outpost %s  site %s  up %" PRIu64 "h%02" PRIu64 "m%02" PRIu64 "s  config %s\n",
@@ -662,6 +710,22 @@ static void status_text(sup *s, sbuf *b)
 	sb_printf(b, "events   received %" PRIu64 "  rejected %" PRIu64 "  accepted %" PRIu64
 		     "  stored %" PRIu64 "  dropped %" PRIu64 "  in flight %" PRIu64 "%s\n",
 		  rec, rej, acc, sto, dro, inf, acc == sto + dro + inf ? "" : "  (UNBALANCED)");
+	rates(s, &ar, &sr);
+	stage_rec *ing = stage_by_name(s, "ingest"), *inf_ = stage_by_name(s, "infer");
+	sb_printf(b, "rates    %.0f events/s accepted, %.0f events/s stored (last 10 s); ingest holds %.0f of %.0f\n",
+		  ar, sr, gauge_of(ing, "in_flight"), gauge_of(ing, "window_events"));
+	if (dro || s->dropped_ingest_crash) {
+		sb_printf(b, "drops   ");
+		for (int k = 0; k < ing->nkv; k++)
+			if (ing->kv[k].counter && !strncmp(ing->kv[k].key, "dropped_", 8) && ing->kv[k].cur + ing->kv[k].base)
+				sb_printf(b, " %s %" PRIu64, ing->kv[k].key + 8, ing->kv[k].cur + ing->kv[k].base);
+		if (s->dropped_ingest_crash)
+			sb_printf(b, " ingest_crash %" PRIu64, s->dropped_ingest_crash);
+		sb_printf(b, "\n");
+	}
+	if (inf_->model[0])
+		sb_printf(b, "infer    %s on %s%s\n", inf_->model, inf_->backend[0] ? inf_->backend : "?",
+			  s->safe_mode ? " (safe mode)" : "");
 	sb_printf(b, "%-8s %-10s %7s %8s %12s  %s\n", "stage", "state", "pid", "restarts", "progress", "notes");
 	for (int i = 0; i < NSTAGES; i++) {
 		stage_rec *r = &s->st[i];
@@ -673,9 +737,10 @@ static void status_text(sup *s, sbuf *b)
 	sb_printf(b, "store    %" PRIu64 " rows sealed in %" PRIu64 " segments, %" PRIu64
 		     " duplicates ignored\n",
 		  counter_of(st, "rows_sealed"), counter_of(st, "segments_sealed"), counter_of(st, "rows_duplicate"));
-	sb_printf(b, "uplink   %" PRIu64 " files confirmed north, %" PRIu64 " bytes; %.0f files waiting\n",
-		  counter_of(up_, "files_confirmed"), counter_of(up_, "bytes_confirmed"),
-		  gauge_of(up_, "files_pending"));
+	sb_printf(b, "uplink   %" PRIu64 " files confirmed north, %" PRIu64 " bytes; backlog %.0f files, %.0f bytes; "
+		     "%" PRIu64 " timeouts, %" PRIu64 " resumes\n",
+		  counter_of(up_, "files_confirmed"), counter_of(up_, "bytes_confirmed"), gauge_of(up_, "files_pending"),
+		  gauge_of(up_, "bytes_pending"), counter_of(up_, "timeouts"), counter_of(up_, "resumes"));
 }
 
 static void write_last_good(sup *s);
@@ -1129,6 +1194,7 @@ int op_supervisor_run(const op_config *cfg, const char *config_path)
 			}
 		}
 		check_stable(&s, healthy, now);
+		sample_rates(&s, now);
 		if (healthy && s.ping_interval_ns && now - s.last_ping_ns >= s.ping_interval_ns) {
 			op_notify_watchdog();
 			s.last_ping_ns = now;
