@@ -30,6 +30,7 @@
 #include "appliance/log.h"
 #include "appliance/stage.h"
 #include "ingest/receiver.h"
+#include "ingest/wal.h"
 #include "ingest/wire.h"
 
 /* After this many resends an event is taken to be what kills a later stage ("poison"). */
@@ -64,6 +65,11 @@ typedef struct ingest {
 		backstop_resends, acks_unknown, sent, dropped_shutdown, rejected_reserved_stream,
 		probes_sent, probes_acked;
 	uint64_t backstop_ns; /* resend what is unacknowledged this long (ingest.resend_after) */
+	/* the write-ahead log (ingest/wal.h) and what this incarnation took over from it */
+	op_wal *wal;
+	int wal_verdict; /* 1 took over the predecessor's log; -1 it had one that was unusable; 0 none */
+	uint64_t report_seq, recovered, pred_accepted, pred_stored, pred_dropped, dropped_recovery_overflow,
+		wal_write_errors;
 } ingest;
 
 static slot *slot_of(ingest *g, uint64_t serial)
@@ -109,6 +115,7 @@ static int on_event(void *ctx, const op_wire_header *h, const uint8_t *msg, size
 	g->head++;
 	g->occupied++;
 	g->accepted++;
+	op_wal_event(g->wal, sl->buf, sl->len);
 	if (live)
 		g->accepted_live++;
 	return 0;
@@ -132,6 +139,7 @@ static void mark_resend(ingest *g, uint64_t now_ns, uint64_t older_than_ns)
 				"(reason=resend_exhausted)",
 				sl->stream_id, (unsigned long long)sl->sequence, INGEST_MAX_RESENDS);
 			g->dropped_resend_exhausted++;
+			op_wal_dropped(g->wal, sl->serial);
 			slot_free(g, sl);
 			continue;
 		}
@@ -189,6 +197,7 @@ static void handle_acks(ingest *g)
 				continue;
 			}
 			g->stored++;
+			op_wal_acked(g->wal, sn);
 			slot_free(g, sl);
 		}
 		zmq_msg_close(&m);
@@ -271,25 +280,144 @@ static void add_mark(void *ctx, uint32_t stream, uint64_t next)
  * again, the per-stream marks of the last report it had, so that the same report defines both
  * what was accepted and where this incarnation picks up counting gaps.
  */
-static void load_marks(const op_config *cfg, op_receiver *r)
+typedef struct marks {
+	uint64_t pred_incarnation, pred_report; /* the predecessor and its last report received */
+	int have_pred;
+	uint32_t n, cap;
+	struct mark {
+		uint32_t stream;
+		uint64_t next;
+	} *m;
+} marks;
+
+static void mark_max(marks *mk, uint32_t stream, uint64_t next)
 {
-	char path[OP_CFG_STR + 32];
-	unsigned long long next;
+	for (uint32_t i = 0; i < mk->n; i++)
+		if (mk->m[i].stream == stream) {
+			if (next > mk->m[i].next)
+				mk->m[i].next = next;
+			return;
+		}
+	if (mk->n == mk->cap) {
+		uint32_t cap = mk->cap ? 2 * mk->cap : 64;
+		struct mark *p = realloc(mk->m, cap * sizeof(*p));
+		if (!p)
+			return;
+		mk->m = p;
+		mk->cap = cap;
+	}
+	mk->m[mk->n++] = (struct mark){stream, next};
+}
+
+/* The supervisor's file: "pred <incarnation> <report>" (when there was a predecessor that
+ * reported), then "<stream> <next>" per stream from that report. */
+static void load_marks(const op_config *cfg, marks *mk)
+{
+	char path[OP_CFG_STR + 32], line[96];
+	unsigned long long a, b;
 	unsigned stream;
-	uint32_t n = 0;
 
 	snprintf(path, sizeof(path), "%s/ingest-marks", cfg->run_dir);
 	FILE *f = fopen(path, "re");
 	if (!f)
 		return;
-	while (fscanf(f, "%u %llu", &stream, &next) == 2)
-		if (op_seqtrack_seed(op_receiver_seqtrack(r), stream, next) == 0)
-			n++;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "pred %llu %llu", &a, &b) == 2) {
+			mk->pred_incarnation = a;
+			mk->pred_report = b;
+			mk->have_pred = 1;
+		} else if (sscanf(line, "%u %llu", &stream, &a) == 2) {
+			mark_max(mk, stream, a);
+		}
+	}
 	fclose(f);
+}
+
+typedef struct takeover {
+	ingest *g;
+	marks *mk;
+	uint32_t max_pulses;
+} takeover;
+
+/* One event of the predecessor's log: its sequence number counts, and if it was never freed
+ * it is held again (a new serial in this window and this log) and resent. */
+static void take_over(void *ctx, const uint8_t *msg, size_t len, int live)
+{
+	takeover *t = ctx;
+	ingest *g = t->g;
+	op_wire_header h;
+
+	if (op_wire_decode(&h, msg, len, t->max_pulses) != OP_WIRE_OK)
+		return;
+	mark_max(t->mk, h.stream_id, h.sequence + 1);
+	if (!live)
+		return;
+	if (g->head - g->tail >= g->cap) {
+		g->dropped_recovery_overflow++;
+		return;
+	}
+	slot *sl = slot_of(g, g->head);
+	sl->buf = malloc(len + 8);
+	if (!sl->buf) {
+		g->dropped_recovery_overflow++;
+		return;
+	}
+	op_put_le64(sl->buf, g->head);
+	memcpy(sl->buf + 8, msg, len);
+	sl->len = len + 8;
+	sl->serial = g->head;
+	sl->stream_id = h.stream_id;
+	sl->sequence = h.sequence;
+	sl->resends = 0;
+	sl->state = SLOT_QUEUED;
+	g->head++;
+	g->occupied++;
+	g->recovered++;
+	op_wal_event(g->wal, sl->buf, sl->len);
+}
+
+/*
+ * Continuity with the previous ingest, if it died: take over what its log says it still held
+ * (resent; the store deduplicates), count what it did after its last report exactly once,
+ * and continue its sequence accounting, so that what it lost outside the log (queued in its
+ * socket) shows as gap_events.
+ */
+static void take_over_predecessor(ingest *g, const op_config *cfg, op_receiver *r, const char *wal_dir)
+{
+	marks mk = {0};
+	load_marks(cfg, &mk);
+	if (mk.have_pred) {
+		takeover t = {g, &mk, cfg->ingest_max_pulses};
+		op_wal_replay_result res;
+		int rc = op_wal_replay(wal_dir, mk.pred_incarnation, mk.pred_report, take_over, &t, &res);
+		if (rc == 0 && res.found) {
+			g->wal_verdict = 1;
+			g->pred_accepted = res.after_accepted;
+			g->pred_stored = res.after_acked;
+			g->pred_dropped = res.after_dropped;
+			op_info("took over from the previous ingest: %llu events it still held are resent; after its last "
+				"report it had accepted %llu, seen %llu stored and dropped %llu%s",
+				(unsigned long long)g->recovered, (unsigned long long)res.after_accepted,
+				(unsigned long long)res.after_acked, (unsigned long long)res.after_dropped,
+				res.torn ? " (its last record was cut short)" : "");
+		} else {
+			g->wal_verdict = -1;
+			op_err("the previous ingest left no usable log (%s): what it held is counted as dropped "
+			       "(reason=ingest_crash)",
+			       rc < 0 ? strerror(-rc) : "its last report's checkpoint is missing");
+		}
+	}
+	uint32_t n = 0;
+	for (uint32_t i = 0; i < mk.n; i++)
+		n += op_seqtrack_seed(op_receiver_seqtrack(r), mk.m[i].stream, mk.m[i].next) == 0;
 	if (n)
 		op_info("continuing the sequence accounting of %u streams from the previous ingest: events "
 			"it lost show as gap_events",
 			n);
+	free(mk.m);
+	if (op_wal_flush(g->wal, g->tail) < 0)
+		g->wal_write_errors++;
+	op_wal_remove_others(g->wal); /* all of it is in this incarnation's log now */
 }
 
 static void report(ingest *g, op_receiver *r, uint64_t progress, int idle)
@@ -334,6 +462,21 @@ static void report(ingest *g, op_receiver *r, uint64_t progress, int idle)
 	op_report_counter(s, "late_events", st.seq.late_total);
 	op_report_gauge(s, "streams", (double)st.seq.streams);
 	op_seqtrack_marks(op_receiver_seqtrack(r), add_mark, s);
+	op_report_counter(s, "recovered", g->recovered);
+	op_report_counter(s, "pred_accepted", g->pred_accepted);
+	op_report_counter(s, "pred_stored", g->pred_stored);
+	op_report_counter(s, "pred_dropped", g->pred_dropped);
+	op_report_counter(s, "dropped_recovery_overflow", g->dropped_recovery_overflow);
+	op_report_counter(s, "wal_write_errors", g->wal_write_errors);
+	op_report_gauge(s, "wal_verdict", g->wal_verdict);
+	/* The checkpoint goes into the log before the report leaves: whatever the supervisor last
+	 * received, the log knows what happened after it. */
+	char seq[24];
+	snprintf(seq, sizeof(seq), "%llu", (unsigned long long)++g->report_seq);
+	op_report_line(s, "rseq", seq);
+	op_wal_report(g->wal, g->report_seq);
+	if (op_wal_flush(g->wal, g->tail) < 0)
+		g->wal_write_errors++;
 	op_report_send(s);
 }
 
@@ -387,7 +530,13 @@ int op_stage_ingest(op_stage_ctx *s)
 		       strerror(-err));
 		goto out;
 	}
-	load_marks(cfg, r);
+	char wal_dir[OP_CFG_STR + 32];
+	snprintf(wal_dir, sizeof(wal_dir), "%s/ingest-wal", cfg->run_dir);
+	err = op_wal_open(wal_dir, s->incarnation_ns, 16u << 20, &g.wal);
+	if (err < 0) /* run on without it: only a crash of this process would cost more */
+		op_err("cannot open the ingest log in %s: %s; what ingest holds will not survive its crash",
+		       wal_dir, strerror(-err));
+	take_over_predecessor(&g, cfg, r, wal_dir);
 	op_info("accepting events on %s%s%s; window %llu events", cfg->ingest_pull,
 		cfg->ingest_sub[0] ? ", live view from " : "", cfg->ingest_sub,
 		(unsigned long long)g.cap);
@@ -438,6 +587,10 @@ int op_stage_ingest(op_stage_ctx *s)
 				idle = 0;
 			}
 		}
+		/* into the log before it leaves for infer: what another process may store is never
+		 * missing from the log */
+		if (op_wal_flush(g.wal, g.tail) < 0)
+			g.wal_write_errors++;
 		send_queued(&g, now);
 		if (now - last_backstop >= 1000000000ull) {
 			mark_resend(&g, now, g.backstop_ns);
@@ -453,10 +606,15 @@ int op_stage_ingest(op_stage_ctx *s)
 	}
 	rc = 0;
 	report(&g, r, progress + g.stored, 1);
+	/* A clean stop: everything held is durable or counted (dropped_shutdown); no successor
+	 * may take it over again. */
+	op_wal_close(g.wal, 1);
+	g.wal = NULL;
 	goto out;
 zfail:
 	op_err("ingest socket setup failed: %s", zmq_strerror(errno));
 out:
+	op_wal_close(g.wal, 0);
 	op_receiver_close(r);
 	if (g.out)
 		zmq_close(g.out);

@@ -91,6 +91,7 @@ typedef struct stage_rec {
 	kv kv[MAX_KV];
 	int nkv;
 	char model[64], backend[32]; /* infer: "t model …", "t backend …" report lines */
+	uint64_t report_seq;         /* ingest: "rseq N", the number of its last report */
 	int last_exit_status;
 } stage_rec;
 
@@ -105,6 +106,9 @@ typedef struct sup {
 	op_restart_policy policy;
 	uint64_t start_ns, last_ping_ns, ping_interval_ns;
 	uint64_t dropped_ingest_crash;
+	/* what a dead ingest held by its last report, until its successor says whether its log
+	 * let it take them over (then they are in its in_flight) or not (then: ingest_crash) */
+	uint64_t ingest_unsettled, unsettled_incarnation;
 	int ready_sent, stopping;
 	char config_hash[17];
 	/* escalation */
@@ -222,6 +226,8 @@ static void handle_report(sup *s, char *msg)
 				s->nmarks = 0; /* every ingest report carries all its marks */
 		} else if (!r) {
 			return;
+		} else if (sscanf(line, "rseq %llu", &u) == 1) {
+			r->report_seq = u;
 		} else if (!strncmp(line, "t model ", 8)) {
 			snprintf(r->model, sizeof(r->model), "%s", line + 8);
 		} else if (!strncmp(line, "t backend ", 10)) {
@@ -250,6 +256,15 @@ static void handle_report(sup *s, char *msg)
 				k->value = d;
 		}
 	}
+	if (r && s->ingest_unsettled && !strcmp(r->name, "ingest") && r->incarnation != s->unsettled_incarnation) {
+		if (gauge_of(r, "wal_verdict") > 0) {
+			op_info("ingest took over the %" PRIu64 " events its predecessor held", s->ingest_unsettled);
+		} else {
+			op_err("%" PRIu64 " events held by the dead ingest are lost (reason=ingest_crash)", s->ingest_unsettled);
+			s->dropped_ingest_crash += s->ingest_unsettled;
+		}
+		s->ingest_unsettled = 0;
+	}
 	if (r) {
 		r->blocked = gauge_of(r, "blocked_downstream") > 0;
 		r->last_report_ns = now;
@@ -273,6 +288,9 @@ static void write_marks(sup *s)
 		op_err("cannot write %s: %s (losses with the last ingest will not show as gaps)", tmp, strerror(errno));
 		return;
 	}
+	stage_rec *g = stage_by_name(s, "ingest");
+	if (g->reported) /* the ingest before this one, and the last report of it we have */
+		fprintf(f, "pred %llu %llu\n", (unsigned long long)g->incarnation, (unsigned long long)g->report_seq);
 	for (uint32_t i = 0; i < s->nmarks; i++)
 		fprintf(f, "%u %llu\n", s->marks[i].stream, (unsigned long long)s->marks[i].next);
 	if (fclose(f) != 0 || rename(tmp, path) != 0)
@@ -378,10 +396,13 @@ static void on_exit_of(sup *s, stage_rec *r, int status)
 	}
 	s->last_failure_ns = now;
 	if (!strcmp(r->name, "ingest")) {
-		uint64_t lost = (uint64_t)gauge_of(r, "in_flight");
-		if (lost) {
-			op_err("ingest died holding %" PRIu64 " events not yet durable (reason=ingest_crash)", lost);
-			s->dropped_ingest_crash += lost;
+		uint64_t held = (uint64_t)gauge_of(r, "in_flight");
+		if (held) {
+			op_warn("ingest died holding %" PRIu64 " events not yet durable; its successor takes them over "
+				"from its log, or they count as dropped (reason=ingest_crash)",
+				held);
+			s->ingest_unsettled += held;
+			s->unsettled_incarnation = r->incarnation;
 		}
 	}
 	int v = op_restart_failed(&r->rs, &s->policy, now, &delay);
@@ -447,11 +468,12 @@ static void events_totals(sup *s, uint64_t *accepted, uint64_t *stored, uint64_t
 			  uint64_t *in_flight, uint64_t *received, uint64_t *rejected)
 {
 	stage_rec *g = stage_by_name(s, "ingest");
-	*accepted = counter_of(g, "accepted");
-	*stored = counter_of(g, "stored");
+	/* a dead ingest's work after its last report is counted by its successor (pred_*) */
+	*accepted = counter_of(g, "accepted") + counter_of(g, "pred_accepted");
+	*stored = counter_of(g, "stored") + counter_of(g, "pred_stored");
 	*received = counter_of(g, "received");
-	*in_flight = g->running ? (uint64_t)gauge_of(g, "in_flight") : 0;
-	*dropped = s->dropped_ingest_crash;
+	*in_flight = (g->running ? (uint64_t)gauge_of(g, "in_flight") : 0) + s->ingest_unsettled;
+	*dropped = s->dropped_ingest_crash + counter_of(g, "pred_dropped");
 	*rejected = 0;
 	for (int i = 0; i < g->nkv; i++) {
 		if (!g->kv[i].counter)

@@ -158,11 +158,15 @@ def main():
     reasons = {k: v for k, v in ing.items() if k.startswith("dropped_") and v}
     if e["dropped_ingest_crash"]:
         reasons["dropped_ingest_crash"] = e["dropped_ingest_crash"]
+    if ing.get("pred_dropped"):  # given up by an ingest that died before reporting it
+        reasons["dropped_resend_exhausted_unreported"] = ing["pred_dropped"]
     check(sum(reasons.values()) == e["dropped"], "drops without a reason: %s vs %s" % (e, reasons))
     check(all(s["state"] == "running" for s in st["stages"].values()), "stages not all running at the end")
     kinds = ("crash", "hang", "spin", "block")
     lat = {k: [f["seconds"] for f in faults if f["kind"] == k] for k in kinds}
-    summary = {"soak_seconds": seconds, "seed": seed, "faults": len(faults)}
+    summary = {"soak_seconds": seconds, "seed": seed, "faults": len(faults),
+               "ingest_faults": sum(f["stage"] == "ingest" for f in faults),
+               "events_taken_over": ing.get("recovered", 0)}
     for k in kinds:
         summary[k + "es" if k == "crash" else k + "s"] = len(lat[k])
         summary[k + "_detect_max_s"] = round(max(lat[k]), 3) if lat[k] else None

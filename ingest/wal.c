@@ -1,0 +1,454 @@
+/*
+ * wal.c — ingest's write-ahead log. See wal.h.
+ */
+#include "ingest/wal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ingest/crc32c.h"
+
+enum { T_EVENT = 'E', T_ACKED = 'A', T_DROPPED = 'D', T_REPORT = 'R' };
+
+typedef struct file_info {
+	uint32_t k;
+	uint64_t max_serial; /* of its event records; 0 = none */
+} file_info;
+
+struct op_wal {
+	char dir[512];
+	uint64_t inc, rotate;
+	int fd;
+	uint64_t file_bytes;
+	uint8_t *buf;
+	size_t len, cap;
+	uint64_t *freed; /* serials freed since the last flush, one record per type */
+	uint8_t *freed_type;
+	size_t nfreed, freed_cap;
+	file_info files[64]; /* [nfiles-1] is the one being written */
+	uint32_t nfiles, next_k;
+	uint64_t cur_max;
+};
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v |= (uint64_t)p[i] << (8 * i);
+	return v;
+}
+
+static void file_name(char *out, size_t cap, const char *dir, uint64_t inc, uint32_t k)
+{
+	snprintf(out, cap, "%s/wal-%020" PRIu64 "-%06u.log", dir, inc, k);
+}
+
+static int open_next(op_wal *w)
+{
+	char path[600];
+	if (w->fd >= 0)
+		close(w->fd);
+	if (w->nfiles == sizeof(w->files) / sizeof(w->files[0])) { /* too many live files: forget the oldest */
+		memmove(w->files, w->files + 1, (w->nfiles - 1) * sizeof(file_info));
+		w->nfiles--;
+	}
+	file_name(path, sizeof(path), w->dir, w->inc, w->next_k);
+	w->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_APPEND, 0600);
+	if (w->fd < 0)
+		return -errno;
+	w->files[w->nfiles++] = (file_info){w->next_k++, 0};
+	w->file_bytes = 0;
+	return 0;
+}
+
+int op_wal_open(const char *dir, uint64_t incarnation, uint64_t rotate_bytes, op_wal **ret)
+{
+	op_wal *w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	snprintf(w->dir, sizeof(w->dir), "%s", dir);
+	w->inc = incarnation;
+	w->rotate = rotate_bytes;
+	w->fd = -1;
+	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+		int e = -errno;
+		free(w);
+		return e;
+	}
+	int rc = open_next(w);
+	if (rc < 0) {
+		free(w);
+		return rc;
+	}
+	*ret = w;
+	return 0;
+}
+
+static int reserve(op_wal *w, size_t more)
+{
+	if (w->len + more <= w->cap)
+		return 0;
+	size_t cap = w->cap ? w->cap : 65536;
+	while (cap < w->len + more)
+		cap *= 2;
+	uint8_t *p = realloc(w->buf, cap);
+	if (!p)
+		return -ENOMEM;
+	w->buf = p;
+	w->cap = cap;
+	return 0;
+}
+
+/* Appends one record whose payload is the concatenation of a and b. */
+static void record(op_wal *w, uint8_t type, const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
+{
+	size_t plen = alen + blen;
+	if (reserve(w, plen + 9) < 0)
+		return; /* the log misses a record: replay ends at its gap (CRC), counted there */
+	uint8_t *p = w->buf + w->len;
+	put32(p, (uint32_t)plen);
+	p[4] = type;
+	if (alen)
+		memcpy(p + 5, a, alen);
+	if (blen)
+		memcpy(p + 5 + alen, b, blen);
+	put32(p + 5 + plen, op_crc32c(0, p + 4, plen + 1));
+	w->len += plen + 9;
+}
+
+void op_wal_event(op_wal *w, const uint8_t *buf, size_t len)
+{
+	if (!w)
+		return;
+	uint64_t serial = get64(buf);
+	if (serial > w->cur_max)
+		w->cur_max = serial;
+	record(w, T_EVENT, buf, len, NULL, 0);
+}
+
+static void freed(op_wal *w, uint8_t type, uint64_t serial)
+{
+	if (w->nfreed == w->freed_cap) {
+		size_t cap = w->freed_cap ? 2 * w->freed_cap : 1024;
+		uint64_t *s = realloc(w->freed, cap * sizeof(uint64_t));
+		if (!s)
+			return;
+		w->freed = s;
+		uint8_t *t = realloc(w->freed_type, cap);
+		if (!t)
+			return;
+		w->freed_type = t;
+		w->freed_cap = cap;
+	}
+	w->freed[w->nfreed] = serial;
+	w->freed_type[w->nfreed++] = type;
+}
+
+void op_wal_acked(op_wal *w, uint64_t serial)
+{
+	if (!w)
+		return;
+	freed(w, T_ACKED, serial);
+}
+
+void op_wal_dropped(op_wal *w, uint64_t serial)
+{
+	if (!w)
+		return;
+	freed(w, T_DROPPED, serial);
+}
+
+static void emit_freed(op_wal *w)
+{
+	for (int pass = 0; pass < 2; pass++) {
+		uint8_t type = pass ? T_DROPPED : T_ACKED;
+		size_t n = 0;
+		for (size_t i = 0; i < w->nfreed; i++)
+			n += w->freed_type[i] == type;
+		if (!n)
+			continue;
+		uint8_t *tmp = malloc(n * 8);
+		if (!tmp)
+			continue;
+		size_t j = 0;
+		for (size_t i = 0; i < w->nfreed; i++)
+			if (w->freed_type[i] == type)
+				put64(tmp + 8 * j++, w->freed[i]);
+		record(w, type, tmp, n * 8, NULL, 0);
+		free(tmp);
+	}
+	w->nfreed = 0;
+}
+
+void op_wal_report(op_wal *w, uint64_t report_seq)
+{
+	if (!w)
+		return;
+	uint8_t p[8];
+	emit_freed(w); /* the frees this report counts come before its checkpoint */
+	put64(p, report_seq);
+	record(w, T_REPORT, p, 8, NULL, 0);
+}
+
+int op_wal_flush(op_wal *w, uint64_t tail)
+{
+	if (!w)
+		return 0;
+	emit_freed(w);
+	size_t off = 0;
+	while (off < w->len) {
+		ssize_t n = write(w->fd, w->buf + off, w->len - off);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			w->len = 0;
+			return -errno;
+		}
+		off += (size_t)n;
+	}
+	w->file_bytes += w->len;
+	w->len = 0;
+	if (w->cur_max > w->files[w->nfiles - 1].max_serial)
+		w->files[w->nfiles - 1].max_serial = w->cur_max;
+	if (w->file_bytes >= w->rotate) {
+		int rc = open_next(w);
+		if (rc < 0)
+			return rc;
+	}
+	/* delete old files whose every event is freed (keep the one being written and the one
+	 * before it: it may hold the last report checkpoint) */
+	uint32_t keep = 0;
+	for (uint32_t i = 0; i < w->nfiles; i++) {
+		if (i + 2 < w->nfiles && w->files[i].max_serial < tail) {
+			char path[600];
+			file_name(path, sizeof(path), w->dir, w->inc, w->files[i].k);
+			unlink(path);
+			continue;
+		}
+		w->files[keep++] = w->files[i];
+	}
+	w->nfiles = keep;
+	return 0;
+}
+
+void op_wal_remove_others(op_wal *w)
+{
+	if (!w)
+		return;
+	char mine[64], path[800];
+	DIR *d = opendir(w->dir);
+	struct dirent *de;
+	snprintf(mine, sizeof(mine), "wal-%020" PRIu64 "-", w->inc);
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		if (strncmp(de->d_name, "wal-", 4) || !strncmp(de->d_name, mine, strlen(mine)))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", w->dir, de->d_name);
+		unlink(path);
+	}
+	closedir(d);
+}
+
+void op_wal_close(op_wal *w, int remove_files)
+{
+	if (!w)
+		return;
+	if (w->fd >= 0)
+		close(w->fd);
+	if (remove_files) {
+		char path[600];
+		for (uint32_t i = 0; i < w->nfiles; i++) {
+			file_name(path, sizeof(path), w->dir, w->inc, w->files[i].k);
+			unlink(path);
+		}
+	}
+	free(w->buf);
+	free(w->freed);
+	free(w->freed_type);
+	free(w);
+}
+
+/* ---- replay ------------------------------------------------------------------------------ */
+
+typedef struct ev {
+	uint64_t serial;
+	const uint8_t *msg;
+	size_t len;
+} ev;
+
+static int cmp_name(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static int read_all(const char *path, uint8_t **out, size_t *len)
+{
+	struct stat st;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) != 0) {
+		close(fd);
+		return -errno;
+	}
+	uint8_t *b = malloc((size_t)st.st_size + 1);
+	size_t got = 0;
+	while (b && got < (size_t)st.st_size) {
+		ssize_t n = read(fd, b + got, (size_t)st.st_size - got);
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	close(fd);
+	if (!b)
+		return -ENOMEM;
+	*out = b;
+	*len = got;
+	return 0;
+}
+
+int op_wal_replay(const char *dir, uint64_t incarnation, uint64_t report_seq,
+		  void (*fn)(void *ctx, const uint8_t *msg, size_t len, int live), void *ctx,
+		  op_wal_replay_result *res)
+{
+	char prefix[64], **names = NULL;
+	size_t nnames = 0;
+	uint8_t **bufs = NULL;
+	ev *evs = NULL;
+	uint64_t *fr = NULL;
+	size_t nev = 0, cev = 0, nfr = 0, cfr = 0;
+	int rc = 0, counting = report_seq == 0;
+
+	memset(res, 0, sizeof(*res));
+	snprintf(prefix, sizeof(prefix), "wal-%020" PRIu64 "-", incarnation);
+	DIR *d = opendir(dir);
+	if (!d)
+		return errno == ENOENT ? 0 : -errno;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (strncmp(de->d_name, prefix, strlen(prefix)))
+			continue;
+		char **nn = realloc(names, (nnames + 1) * sizeof(char *));
+		if (!nn) {
+			rc = -ENOMEM;
+			break;
+		}
+		names = nn;
+		names[nnames++] = strdup(de->d_name);
+	}
+	closedir(d);
+	if (rc < 0 || nnames == 0)
+		goto out;
+	qsort(names, nnames, sizeof(char *), cmp_name);
+	bufs = calloc(nnames, sizeof(uint8_t *));
+	if (!bufs) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (size_t f = 0; f < nnames; f++) {
+		char path[800];
+		size_t len = 0, off = 0;
+		snprintf(path, sizeof(path), "%s/%s", dir, names[f]);
+		if (!names[f] || read_all(path, &bufs[f], &len) < 0)
+			continue;
+		const uint8_t *b = bufs[f];
+		while (off + 9 <= len) {
+			uint32_t plen = get32(b + off);
+			if (off + 9 + (size_t)plen > len || get32(b + off + 5 + plen) != op_crc32c(0, b + off + 4, (size_t)plen + 1)) {
+				res->torn++;
+				break;
+			}
+			uint8_t type = b[off + 4];
+			const uint8_t *p = b + off + 5;
+			if (type == T_EVENT && plen >= 8) {
+				if (nev == cev) {
+					cev = cev ? 2 * cev : 4096;
+					ev *e = realloc(evs, cev * sizeof(ev));
+					if (!e) {
+						rc = -ENOMEM;
+						goto out;
+					}
+					evs = e;
+				}
+				evs[nev++] = (ev){get64(p), p + 8, plen - 8};
+				res->events++;
+				res->after_accepted += counting;
+			} else if ((type == T_ACKED || type == T_DROPPED) && plen % 8 == 0) {
+				for (uint32_t i = 0; i < plen / 8; i++) {
+					if (nfr == cfr) {
+						cfr = cfr ? 2 * cfr : 4096;
+						uint64_t *x = realloc(fr, cfr * sizeof(uint64_t));
+						if (!x) {
+							rc = -ENOMEM;
+							goto out;
+						}
+						fr = x;
+					}
+					fr[nfr++] = get64(p + 8 * i);
+				}
+				if (counting) {
+					if (type == T_ACKED)
+						res->after_acked += plen / 8;
+					else
+						res->after_dropped += plen / 8;
+				}
+			} else if (type == T_REPORT && plen == 8) {
+				if (get64(p) == report_seq) {
+					counting = 1;
+					res->after_accepted = res->after_acked = res->after_dropped = 0;
+				}
+			}
+			off += 9 + plen;
+		}
+	}
+	res->found = counting;
+	qsort(fr, nfr, sizeof(uint64_t), cmp_u64);
+	for (size_t i = 0; i < nev; i++) {
+		int live = !bsearch(&evs[i].serial, fr, nfr, sizeof(uint64_t), cmp_u64);
+		res->freed += !live;
+		if (fn)
+			fn(ctx, evs[i].msg, evs[i].len, live);
+	}
+out:
+	for (size_t f = 0; f < nnames; f++) {
+		free(names[f]);
+		if (bufs)
+			free(bufs[f]);
+	}
+	free(names);
+	free(bufs);
+	free(evs);
+	free(fr);
+	return rc;
+}

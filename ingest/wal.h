@@ -1,0 +1,60 @@
+/*
+ * wal.h — ingest's write-ahead log: what the ingest window holds survives the ingest process.
+ *
+ * Ingest appends, before it reports anything that depends on them: every accepted event ('E',
+ * its serial and wire message), the serials acknowledged as durable ('A') or given up ('D'),
+ * and a checkpoint for each report it sends ('R', the report's number). The files live in the
+ * run directory (tmpfs: they outlive a process, not the machine), named
+ * wal-<incarnation>-<k>.log, rotated at a size and deleted once every event in them is freed.
+ *
+ * A restarted ingest replays its predecessor's files: the events never freed are resent (the
+ * store deduplicates), and what the predecessor did after the last report the supervisor
+ * received — events accepted, acknowledged, dropped — is counted exactly once. A record cut
+ * short by the death of the writer (or failing its CRC32C) ends the replay of its file.
+ *
+ * Record: u32 payload length, u8 type, payload, u32 CRC32C of type and payload; little-endian.
+ */
+#ifndef OP_INGEST_WAL_H
+#define OP_INGEST_WAL_H
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct op_wal op_wal;
+
+/* Start this incarnation's log in dir (created if needed). 0 or -errno. Every other call
+ * accepts a NULL log and does nothing (ingest runs on without one, and says so). */
+int op_wal_open(const char *dir, uint64_t incarnation, uint64_t rotate_bytes, op_wal **ret);
+/* Close; with remove_files, delete this incarnation's files (a clean stop: nothing to replay). */
+void op_wal_close(op_wal *w, int remove_files);
+
+/* Appends (buffered until op_wal_flush). buf starts with the 8-byte serial. */
+void op_wal_event(op_wal *w, const uint8_t *buf, size_t len);
+void op_wal_acked(op_wal *w, uint64_t serial);
+void op_wal_dropped(op_wal *w, uint64_t serial);
+void op_wal_report(op_wal *w, uint64_t report_seq);
+/* Write what is buffered; rotate; delete files whose events all lie below tail (the oldest
+ * serial still held). 0 or -errno (the log is then incomplete: the caller reports it). */
+int op_wal_flush(op_wal *w, uint64_t tail);
+/* Delete every file in dir that is not this incarnation's (after a replay was taken over). */
+void op_wal_remove_others(op_wal *w);
+
+typedef struct op_wal_replay_result {
+	int found;                /* the predecessor's files and its report checkpoint were found */
+	uint64_t events, freed;   /* E records read; of them freed (A or D) */
+	uint64_t after_accepted;  /* after the checkpoint: events accepted */
+	uint64_t after_acked;     /* … acknowledged as durable */
+	uint64_t after_dropped;   /* … given up */
+	uint64_t torn;            /* files whose last record was cut short or corrupt */
+} op_wal_replay_result;
+
+/*
+ * Replay incarnation's files in dir against the report numbered report_seq (0: before its
+ * first report). fn is called for every event record in serial order, with live = 1 for those
+ * never freed (to resend) and 0 for the others (their sequence numbers still count); msg is
+ * the wire message without the serial. 0 or -errno.
+ */
+int op_wal_replay(const char *dir, uint64_t incarnation, uint64_t report_seq,
+		  void (*fn)(void *ctx, const uint8_t *msg, size_t len, int live), void *ctx,
+		  op_wal_replay_result *res);
+
+#endif
