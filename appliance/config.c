@@ -106,7 +106,8 @@ static const key keys[] = {
 	{"supervisor.restart_backoff", K_DUR, "1s", SEC / 100, 3600 * SEC, F(restart_backoff_ns), 1, NULL,
 	 "first delay before restarting a failed stage; doubles on each failure up to 60 s"},
 	{"supervisor.safe_mode_after", K_U32, "6", 0, 1000, F(safe_mode_after), 0, NULL,
-	 "starts in a row that never ran stable before the next start is in safe mode (reconstruction "
+	 "starts in a row that neither ran stable nor ended in a requested stop, before the next start is "
+	 "in safe mode (reconstruction "
 	 "by LineFit only, rows flagged); 0 = never"},
 	{"supervisor.stable_after", K_DUR, "10m", SEC, 86400 * SEC, F(stable_after_ns), 0, NULL,
 	 "all stages healthy this long counts as a stable start: the start counter returns to 0"},

@@ -107,6 +107,7 @@ int op_stage_infer(op_stage_ctx *s)
 	scratch sc;
 	uint64_t events = 0, batches = 0, pulses = 0, unknown_pulses = 0, bad = 0, blocked_ms = 0;
 	uint64_t reco_ns = 0;
+	uint32_t last_batch = 0;
 	int blocked = 0;
 
 	memset(&sc, 0, sizeof(sc));
@@ -217,6 +218,7 @@ int op_stage_infer(op_stage_ctx *s)
 			zmq_msg_close(&msgs[n]);
 			n++;
 		}
+		last_batch = n;
 		if (n > 0) {
 			/* Pointers are taken only now: the scratch arrays may have moved while growing. */
 			for (uint32_t k = 0; k < n; k++) {
@@ -290,6 +292,8 @@ int op_stage_infer(op_stage_ctx *s)
 			op_report_counter(s, "blocked_downstream_ms", blocked_ms);
 			op_report_counter(s, "reco_ns", reco_ns);
 			op_report_gauge(s, "blocked_downstream", blocked);
+			/* its input's depth, as far as it can see it: a full batch means more is waiting */
+			op_report_gauge(s, "input_batch_fill", (double)last_batch / batch);
 			op_report_gauge(s, "loading", 0);
 			op_report_gauge(s, "safe_mode", s->safe_mode);
 			op_report_gauge(s, "model_id", op_reco_model_id(reco));

@@ -19,7 +19,8 @@
  *      budget: the supervisor says why in STATUS=, drains and stops the stages, sends
  *      WATCHDOG=trigger and exits with status 3, and systemd restarts the whole process;
  *   3. too many process failures in a row hit the unit's start limit (StartLimitAction=reboot);
- *   4. a persistent count of starts that never became stable (state_dir/start-count) puts the
+ *   4. a persistent count of starts that neither became stable nor ended in a requested stop
+ *      (state_dir/start-count) puts the
  *      next start into safe mode: the network is off, LineFit reconstructs every event, each
  *      row says so (flag safe_mode, visible north), and after safe_mode_retry of health the
  *      network is tried again.
@@ -1239,6 +1240,11 @@ int op_supervisor_run(const op_config *cfg, const char *config_path)
 		rc = 3;
 	} else {
 		rc = 0;
+		/* Stopped on request after it had come up: not a failed start (an operator's restarts,
+		 * a demo, a shutdown must not walk the appliance into safe mode). Safe mode itself is
+		 * left only by its retry timer or by an operator removing the counter. */
+		if (s.ready_sent && !s.safe_mode && s.start_count && op_bootcount_set(s.count_path, 0) == 0)
+			op_info("stopped cleanly: start counter reset");
 		op_info("stopped");
 	}
 	goto out;

@@ -389,6 +389,8 @@ def test_budget(bindir):
         fail("outpostd still running 60 s after the restart budget was spent")
     msgs = [m for _, m in collect(s, 0.5, t0)]
     check(rc == 3, "outpostd exit status %s after its restart budget was spent (expected 3)" % rc)
+    with open(os.path.join(a.state, "start-count")) as f:
+        check(f.read().strip() == "1", "a start that ended in a spent budget was not counted as unstable")
     trig = [i for i, m in enumerate(msgs) if "WATCHDOG=trigger" in m]
     why = [i for i, m in enumerate(msgs) if m.startswith("STATUS=FAILED: restart budget spent: stage store")]
     check(trig and why and why[0] < trig[0], "no STATUS= reason followed by WATCHDOG=trigger: %s" % msgs)
@@ -448,7 +450,8 @@ def test_metrics(bindir):
         sys.exit(77)
     import tempfile
     textfile = os.path.join(tempfile.mkdtemp(prefix="op-textfile-"), "outpost.prom")
-    a = Appliance(bindir, "metrics", config={"metrics": {"textfile": textfile, "interval": "1s"}})
+    a = Appliance(bindir, "metrics", config={"metrics": {"textfile": textfile, "interval": "1s"}},
+                  state_files={"start-count": "3\n"})
     a.sim("--count", "3000", "--rate", "5000", "--stream", "8")
     a.wait_delivered(3000)
     rc, text = a.ctl("metrics")
@@ -463,7 +466,11 @@ def test_metrics(bindir):
         p = subprocess.run([promtool, "check", "metrics"], stdin=f, capture_output=True, text=True)
     check(p.returncode == 0, "promtool rejects the textfile: %s%s" % (p.stdout, p.stderr))
     check(stat.S_IMODE(os.stat(textfile).st_mode) == 0o644, "textfile not readable by node_exporter's user")
-    check(a.stop() == 0, "outpostd did not stop cleanly")
+    check('outpost_unstable_starts 4' in text, "start counter not in the metrics")
+    state = a.state
+    check(a.stop(keep=True) == 0, "outpostd did not stop cleanly")
+    with open(os.path.join(state, "start-count")) as f:
+        check(f.read().strip() == "0", "a requested stop after READY did not reset the start counter")
     print("metrics: promtool accepts %d lines from outpostctl and the textfile" % len(text.splitlines()))
 
 
