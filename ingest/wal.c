@@ -35,6 +35,7 @@ struct op_wal {
 	file_info files[64]; /* [nfiles-1] is the one being written */
 	uint32_t nfiles, next_k;
 	uint64_t cur_max;
+	int broken; /* a write failed: the log was removed and is no longer kept */
 };
 
 static void put32(uint8_t *p, uint32_t v)
@@ -108,6 +109,8 @@ int op_wal_open(const char *dir, uint64_t incarnation, uint64_t rotate_bytes, op
 	return 0;
 }
 
+static void give_up(op_wal *w);
+
 static int reserve(op_wal *w, size_t more)
 {
 	if (w->len + more <= w->cap)
@@ -127,8 +130,12 @@ static int reserve(op_wal *w, size_t more)
 static void record(op_wal *w, uint8_t type, const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
 {
 	size_t plen = alen + blen;
-	if (reserve(w, plen + 9) < 0)
-		return; /* the log misses a record: replay ends at its gap (CRC), counted there */
+	if (w->broken)
+		return;
+	if (reserve(w, plen + 9) < 0) {
+		give_up(w); /* a record that cannot be kept: the log would have a hole */
+		return;
+	}
 	uint8_t *p = w->buf + w->len;
 	put32(p, (uint32_t)plen);
 	p[4] = type;
@@ -214,10 +221,30 @@ void op_wal_report(op_wal *w, uint64_t report_seq)
 	record(w, T_REPORT, p, 8, NULL, 0);
 }
 
+/* A log with a hole would let a successor take over less than was held while claiming all of
+ * it; a log that is gone makes it count what was held as lost instead. So on the first write
+ * error the files go, and the log is kept no more. */
+static void give_up(op_wal *w)
+{
+	char path[600];
+	for (uint32_t i = 0; i < w->nfiles; i++) {
+		file_name(path, sizeof(path), w->dir, w->inc, w->files[i].k);
+		unlink(path);
+	}
+	w->nfiles = 0;
+	w->broken = 1;
+	w->len = 0;
+}
+
 int op_wal_flush(op_wal *w, uint64_t tail)
 {
 	if (!w)
 		return 0;
+	if (w->broken) {
+		w->len = 0;
+		w->nfreed = 0;
+		return -EIO;
+	}
 	emit_freed(w);
 	size_t off = 0;
 	while (off < w->len) {
@@ -225,8 +252,9 @@ int op_wal_flush(op_wal *w, uint64_t tail)
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			w->len = 0;
-			return -errno;
+			int e = -errno;
+			give_up(w);
+			return e;
 		}
 		off += (size_t)n;
 	}
@@ -236,8 +264,10 @@ int op_wal_flush(op_wal *w, uint64_t tail)
 		w->files[w->nfiles - 1].max_serial = w->cur_max;
 	if (w->file_bytes >= w->rotate) {
 		int rc = open_next(w);
-		if (rc < 0)
+		if (rc < 0) {
+			give_up(w);
 			return rc;
+		}
 	}
 	/* delete old files whose every event is freed (keep the one being written and the one
 	 * before it: it may hold the last report checkpoint) */

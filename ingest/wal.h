@@ -33,7 +33,9 @@ void op_wal_acked(op_wal *w, uint64_t serial);
 void op_wal_dropped(op_wal *w, uint64_t serial);
 void op_wal_report(op_wal *w, uint64_t report_seq);
 /* Write what is buffered; rotate; delete files whose events all lie below tail (the oldest
- * serial still held). 0 or -errno (the log is then incomplete: the caller reports it). */
+ * serial still held). 0 or -errno: on the first failure the log deletes its files and keeps
+ * nothing more (a successor then counts what was held as lost rather than trust a log with a
+ * hole); the caller reports it. */
 int op_wal_flush(op_wal *w, uint64_t tail);
 /* Delete every file in dir that is not this incarnation's (after a replay was taken over). */
 void op_wal_remove_others(op_wal *w);

@@ -4,6 +4,8 @@
  * crash, and old files go once everything in them is freed.
  */
 #include <dirent.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,6 +128,26 @@ int main(void)
 	op_wal_close(w, 1); /* a clean stop leaves nothing of its own */
 	op_wal_remove_others(NULL);
 	CHECK(count_files(dir) == 2);
+	/* a write that fails (here: a file-size limit, as a full tmpfs would) removes the log:
+	 * a successor then finds none and counts what was held as lost, rather than trust a hole */
+	struct rlimit old_lim, lim = {.rlim_cur = 4096, .rlim_max = RLIM_INFINITY};
+	signal(SIGXFSZ, SIG_IGN);
+	CHECK(getrlimit(RLIMIT_FSIZE, &old_lim) == 0);
+	lim.rlim_max = old_lim.rlim_max;
+	CHECK(op_wal_open(dir, 555, 1u << 20, &w) == 0);
+	CHECK(setrlimit(RLIMIT_FSIZE, &lim) == 0);
+	int failed = 0;
+	for (uint64_t i = 1; i <= 200 && !failed; i++) {
+		event(w, i);
+		failed = op_wal_flush(w, 1) < 0;
+	}
+	CHECK(setrlimit(RLIMIT_FSIZE, &old_lim) == 0);
+	CHECK(failed);
+	event(w, 999);
+	CHECK(op_wal_flush(w, 1) < 0); /* and stays given up */
+	op_wal_close(w, 0);
+	CHECK(op_wal_replay(dir, 555, 0, NULL, NULL, &r) == 0 && !r.found && r.events == 0);
+
 	char cmd[300];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	CHECK(system(cmd) == 0);
