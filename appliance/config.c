@@ -152,19 +152,28 @@ static const struct unit {
   size_units[] = {{"B", 1}, {"KiB", KiB}, {"MiB", MiB}, {"GiB", GiB}, {"TiB", 1024 * GiB},
 		  {"KB", 1000}, {"MB", 1000000}, {"GB", 1000000000}, {"TB", 1000000000000ull}, {NULL, 0}};
 
+/* A non-negative number (a fraction allowed) at s, then any spaces: *end after them. */
+static int parse_number(const char *s, double *v, char **end)
+{
+	if (!isdigit((unsigned char)s[0]))
+		return -1;
+	errno = 0;
+	*v = strtod(s, end);
+	if (errno || *end == s || !isfinite(*v) || *v < 0)
+		return -1;
+	while (**end == ' ')
+		(*end)++;
+	return 0;
+}
+
 /* "<number><unit>"; number may have a fraction. Returns 0, -1 bad syntax, -2 no/unknown unit,
  * -3 overflow. */
 static int parse_unit(const char *s, const struct unit *units, int unit_required, uint64_t *out)
 {
 	char *end;
-	if (!isdigit((unsigned char)s[0]))
+	double v;
+	if (parse_number(s, &v, &end) < 0)
 		return -1;
-	errno = 0;
-	double v = strtod(s, &end);
-	if (errno || end == s || !isfinite(v) || v < 0)
-		return -1;
-	while (*end == ' ')
-		end++;
 	if (!*end) {
 		if (unit_required)
 			return -2;
@@ -202,14 +211,9 @@ static int parse_duration(const char *s, uint64_t *out, char *bad_unit, size_t b
 		return -1;
 	while (*s) {
 		char *end;
-		if (!isdigit((unsigned char)*s))
+		double v;
+		if (parse_number(s, &v, &end) < 0)
 			return -1;
-		errno = 0;
-		double v = strtod(s, &end);
-		if (errno || end == s || !isfinite(v) || v < 0)
-			return -1;
-		while (*end == ' ')
-			end++;
 		const char *u = end;
 		while (isalpha((unsigned char)*end))
 			end++;

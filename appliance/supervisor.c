@@ -278,24 +278,56 @@ static void handle_report(sup *s, char *msg)
 	}
 }
 
-/* Before ingest starts: the marks of its predecessor's last report (stage_ingest.c). */
-static void write_marks(sup *s)
+/*
+ * Replace path whole: write path.tmp (created with mode, whatever the umask), fill it, fsync it
+ * when durable (files in the state directory), rename it over path. Readers see the old file or
+ * the new one, never half of one. 0 or -errno.
+ */
+static int replace_file(sup *s, const char *path, mode_t mode, int durable, void (*fill)(sup *, FILE *))
 {
-	char path[OP_CFG_STR + 32], tmp[OP_CFG_STR + 40];
-	snprintf(path, sizeof(path), "%s/ingest-marks", s->cfg->run_dir);
+	char tmp[OP_CFG_STR + 48];
+	int rc = 0;
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	FILE *f = fopen(tmp, "we");
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	if (fd < 0)
+		return -errno;
+	fchmod(fd, mode);
+	FILE *f = fdopen(fd, "w");
 	if (!f) {
-		op_err("cannot write %s: %s (losses with the last ingest will not show as gaps)", tmp, strerror(errno));
-		return;
+		rc = -errno;
+		close(fd);
+		unlink(tmp);
+		return rc;
 	}
+	fill(s, f);
+	if (fflush(f) != 0 || ferror(f) || (durable && fsync(fileno(f)) != 0))
+		rc = errno ? -errno : -EIO;
+	if (fclose(f) != 0 && !rc)
+		rc = -errno;
+	if (!rc && rename(tmp, path) != 0)
+		rc = -errno;
+	if (rc)
+		unlink(tmp);
+	return rc;
+}
+
+static void fill_marks(sup *s, FILE *f)
+{
 	stage_rec *g = stage_by_name(s, "ingest");
 	if (g->reported) /* the ingest before this one, and the last report of it we have */
 		fprintf(f, "pred %llu %llu\n", (unsigned long long)g->incarnation, (unsigned long long)g->report_seq);
 	for (uint32_t i = 0; i < s->nmarks; i++)
 		fprintf(f, "%u %llu\n", s->marks[i].stream, (unsigned long long)s->marks[i].next);
-	if (fclose(f) != 0 || rename(tmp, path) != 0)
-		op_err("cannot write %s: %s", path, strerror(errno));
+}
+
+/* Before ingest starts: the marks of its predecessor's last report (stage_ingest.c). */
+static void write_marks(sup *s)
+{
+	char path[OP_CFG_STR + 32];
+	snprintf(path, sizeof(path), "%s/ingest-marks", s->cfg->run_dir);
+	int rc = replace_file(s, path, 0600, 0, fill_marks);
+	if (rc < 0)
+		op_err("cannot write %s: %s (the next ingest cannot take over from the last one)", path, strerror(-rc));
 }
 
 static int spawn(sup *s, stage_rec *r)
@@ -661,28 +693,22 @@ static void metrics_text(sup *s, sbuf *b)
 }
 
 /* node_exporter's textfile collector reads *.prom files: written whole, then renamed. */
-static void write_textfile(sup *s)
+static void fill_metrics(sup *s, FILE *f)
 {
-	char tmp[OP_CFG_STR + 8];
 	sbuf b = {0};
 	metrics_text(s, &b);
-	snprintf(tmp, sizeof(tmp), "%s.tmp", s->cfg->metrics_textfile);
-	/* world-readable whatever the umask: node_exporter runs as another user */
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd >= 0)
-		fchmod(fd, 0644);
-	FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
-	if (!f && fd >= 0)
-		close(fd);
-	if (!f || (b.len && fwrite(b.p, 1, b.len, f) != b.len) || fclose(f) != 0 ||
-	    rename(tmp, s->cfg->metrics_textfile) != 0) {
-		if (!s->textfile_failed)
-			op_err("cannot write the metrics file %s: %s", s->cfg->metrics_textfile, strerror(errno));
-		s->textfile_failed = 1;
-	} else {
-		s->textfile_failed = 0;
-	}
+	if (b.len)
+		fwrite(b.p, 1, b.len, f);
 	free(b.p);
+}
+
+static void write_textfile(sup *s)
+{
+	/* world-readable whatever the umask: node_exporter runs as another user */
+	int rc = replace_file(s, s->cfg->metrics_textfile, 0644, 0, fill_metrics);
+	if (rc < 0 && !s->textfile_failed)
+		op_err("cannot write the metrics file %s: %s", s->cfg->metrics_textfile, strerror(-rc));
+	s->textfile_failed = rc < 0;
 }
 
 static void sample_rates(sup *s, uint64_t now)
@@ -856,11 +882,12 @@ static void reload(sup *s, sbuf *reply)
 	}
 	op_config prev = s->cfg_now;
 	s->cfg_now = next;
-	if (write_effective(s) < 0) {
+	int werr = write_effective(s);
+	if (werr < 0) {
 		s->cfg_now = prev;
 		s->reloads_failed++;
 		snprintf(s->reload_last, sizeof(s->reload_last), "%s failed: cannot write %s: %s", when,
-			 s->effective_path, strerror(errno));
+			 s->effective_path, strerror(-werr));
 		op_err("reload %s", s->reload_last + strlen(when) + 1);
 		sb_printf(reply, "error: %s\n", s->reload_last);
 		return;
@@ -952,41 +979,33 @@ static void drain_reports(sup *s)
 	}
 }
 
+static void fill_effective(sup *s, FILE *f)
+{
+	fprintf(f, "# written by outpostd (at start and at each reload): the configuration every stage runs\n");
+	op_config_print(s->cfg, f);
+}
+
 static int write_effective(sup *s)
 {
-	char tmp[OP_CFG_STR + 40];
-	FILE *f;
-
 	snprintf(s->effective_path, sizeof(s->effective_path), "%s/effective.yaml", s->cfg->run_dir);
-	snprintf(tmp, sizeof(tmp), "%s.tmp", s->effective_path);
-	f = fopen(tmp, "w");
-	if (!f)
-		return -errno;
-	fprintf(f, "# written by outpostd at start: the configuration every stage runs\n");
-	op_config_print(s->cfg, f);
-	if (fclose(f) != 0)
-		return -EIO;
-	if (rename(tmp, s->effective_path) != 0)
-		return -errno;
-	return 0;
+	return replace_file(s, s->effective_path, 0640, 0, fill_effective);
 }
 
 /* The configuration last seen valid and running, for the operator (and the next boot). */
-static void write_last_good(sup *s)
+static void fill_last_good(sup *s, FILE *f)
 {
-	char path[OP_CFG_STR + 32], tmp[OP_CFG_STR + 40];
-	snprintf(path, sizeof(path), "%s/config-last-good.yaml", s->cfg->state_dir);
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	FILE *f = fopen(tmp, "we");
-	if (!f) {
-		op_err("cannot write %s: %s", tmp, strerror(errno));
-		return;
-	}
 	fprintf(f, "# the last configuration outpostd ran with (from %s, config %s)\n",
 		s->config_path ? s->config_path : "the embedded defaults", s->config_hash);
 	op_config_print(s->cfg, f);
-	if (fflush(f) != 0 || fsync(fileno(f)) != 0 || fclose(f) != 0 || rename(tmp, path) != 0)
-		op_err("cannot write %s: %s", path, strerror(errno));
+}
+
+static void write_last_good(sup *s)
+{
+	char path[OP_CFG_STR + 32];
+	snprintf(path, sizeof(path), "%s/config-last-good.yaml", s->cfg->state_dir);
+	int rc = replace_file(s, path, 0640, 1, fill_last_good);
+	if (rc < 0)
+		op_err("cannot write %s: %s", path, strerror(-rc));
 }
 
 static int mkdir_p(const char *path)
@@ -1139,8 +1158,9 @@ int op_supervisor_run(const op_config *cfg, const char *config_path)
 		op_err("cannot create %s or %s: %s", cfg->run_dir, cfg->state_dir, strerror(errno));
 		return 1;
 	}
-	if (write_effective(&s) < 0) {
-		op_err("cannot write %s: %s", s.effective_path, strerror(errno));
+	int werr = write_effective(&s);
+	if (werr < 0) {
+		op_err("cannot write %s: %s", s.effective_path, strerror(-werr));
 		return 1;
 	}
 	start_counter(&s);
