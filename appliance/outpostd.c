@@ -6,20 +6,46 @@
  *   outpostd --stage NAME -c F [--safe-mode]
  *                               (internal) run one pipeline stage; started by the supervisor
  *
- * A broken configuration never starts the appliance: every error is printed with file:line:col
- * and the exit status is 78 (EX_CONFIG), so systemd's start fails visibly instead of running on
- * a guess, and the unit's RestartPreventExitStatus=78 keeps it from retrying (or rebooting) on
- * an error only an operator can fix.
+ * A broken configuration never runs as such: every error is printed with file:line:col. If an
+ * earlier run left its configuration behind (config-last-good.yaml in the state directory),
+ * outpostd starts on that one and says so everywhere; otherwise the exit status is 78
+ * (EX_CONFIG), and the unit's RestartPreventExitStatus=78 keeps systemd from retrying (or
+ * rebooting) on an error only an operator can fix.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "appliance/config.h"
 #include "appliance/modelfile.h"
 #include "appliance/log.h"
 #include "appliance/stage.h"
 #include "appliance/supervisor.h"
+
+/*
+ * A broken file at start, on a box nobody may reach before the next season: if an earlier run
+ * left its configuration in <state_dir>/config-last-good.yaml (the state_dir the broken file
+ * names, if it names one it can parse, else the default), run on that, loudly, rather than not
+ * at all. A reload of the fixed file takes over from it. 0 with *cfg set, or -1.
+ */
+static int last_good(const char *config_path, op_config *cfg)
+{
+	op_config partial, good;
+	char path[OP_CFG_STR + 32];
+
+	op_config_defaults(&partial);
+	op_config_load_file_partial(&partial, config_path);
+	snprintf(path, sizeof(path), "%s/config-last-good.yaml", partial.state_dir);
+	op_config_defaults(&good);
+	if (access(path, R_OK) != 0 || op_config_load_file(&good, path, NULL) != 0)
+		return -1;
+	fprintf(stderr, "outpostd: %s has errors (above); starting on the last configuration that ran, %s, "
+			"instead: fix the file, check it (outpostctl check-config) and reload\n",
+		config_path, path);
+	*cfg = good;
+	return 0;
+}
 
 static void usage(FILE *f)
 {
@@ -58,9 +84,12 @@ int main(int argc, char **argv)
 	}
 
 	op_config_defaults(&cfg);
+	int fallback = 0;
 	if (config_path) {
 		int rc = op_config_load_file(&cfg, config_path, stderr);
-		if (rc != 0) {
+		if (rc != 0 && !stage && last_good(config_path, &cfg) == 0) {
+			fallback = 1; /* the supervisor says so in the log, status, STATUS= and metrics */
+		} else if (rc != 0) {
 			if (rc < 0)
 				fprintf(stderr, "outpostd: cannot read %s: %s\n", config_path, strerror(-rc));
 			else
@@ -84,5 +113,5 @@ int main(int argc, char **argv)
 		op_model_free(&m);
 	}
 	op_log_init("outpostd", cfg.log_level);
-	return op_supervisor_run(&cfg, config_path);
+	return op_supervisor_run(&cfg, config_path, fallback);
 }

@@ -100,6 +100,7 @@ typedef struct sup {
 	const op_config *cfg; /* = &cfg_now */
 	op_config cfg_now;    /* the configuration running now (replaced by a reload) */
 	const char *config_path;
+	int config_fallback; /* config_path is broken; running on config-last-good.yaml */
 	char effective_path[OP_CFG_STR + 32];
 	void *zctx, *stats, *control, *ingest_ctl;
 	int sfd;
@@ -566,6 +567,7 @@ static void status_json(sup *s, sbuf *b)
 	sb_printf(b, "\"reload\":{\"applied\":%" PRIu64 ",\"failed\":%" PRIu64 ",\"refused\":%" PRIu64
 		     ",\"last\":\"%s\"},",
 		  s->reloads_applied, s->reloads_failed, s->reloads_refused, last);
+	sb_printf(b, "\"config_fallback\":%s,", s->config_fallback ? "true" : "false");
 	sb_printf(b, "\"mode\":\"%s\",\"start_count\":%u,\"ready\":%s,\"restart_budget_spent\":%s,",
 		  s->safe_mode ? "safe" : "normal", s->start_count, s->ready_sent ? "true" : "false",
 		  s->budget_spent ? "true" : "false");
@@ -657,6 +659,9 @@ static void metrics_text(sup *s, sbuf *b)
 		     "# TYPE outpost_events_in_flight gauge\noutpost_events_in_flight %" PRIu64 "\n", inf);
 	sb_printf(b, "# HELP outpost_ready 1 once the start-up probe went end to end.\n"
 		     "# TYPE outpost_ready gauge\noutpost_ready %d\n", s->ready_sent);
+	sb_printf(b, "# HELP outpost_config_fallback 1 while the configuration file is broken and the last good "
+		     "one runs.\n# TYPE outpost_config_fallback gauge\noutpost_config_fallback %d\n",
+		  s->config_fallback);
 	sb_printf(b, "# HELP outpost_safe_mode 1 while the network is off after repeated unstable starts.\n"
 		     "# TYPE outpost_safe_mode gauge\noutpost_safe_mode %d\n", s->safe_mode);
 	sb_printf(b, "# HELP outpost_unstable_starts Starts in a row that have not yet run stable.\n"
@@ -754,6 +759,10 @@ static void status_text(sup *s, sbuf *b)
 			  s->start_count);
 	if (s->budget_spent)
 		sb_printf(b, "FAILED   %s; stopping for systemd to restart outpostd\n", s->budget_reason);
+	if (s->config_fallback)
+		sb_printf(b, "CONFIG   %s has errors: running on the last good configuration (state_dir/"
+			     "config-last-good.yaml); fix it and reload\n",
+			  s->config_path);
 	if (s->reload_last[0])
 		sb_printf(b, "reload   %s\n", s->reload_last);
 	sb_printf(b, "events   received %" PRIu64 "  rejected %" PRIu64 "  accepted %" PRIu64
@@ -867,6 +876,7 @@ static void reload(sup *s, sbuf *reply)
 	free(diag);
 	int n = op_config_diff(&s->cfg_now, &next, changed, sizeof(changed), &restart_needed);
 	if (n == 0) {
+		s->config_fallback = 0; /* the file is valid again and says what runs */
 		snprintf(s->reload_last, sizeof(s->reload_last), "%s: no change", when);
 		op_info("reload: %s unchanged", s->config_path);
 		sb_printf(reply, "ok: %s unchanged\n", s->config_path);
@@ -906,6 +916,7 @@ static void reload(sup *s, sbuf *reply)
 	if (strstr(changed, "uplink."))
 		planned_restart(s, "uplink");
 	s->reloads_applied++;
+	s->config_fallback = 0;
 	snprintf(s->reload_last, sizeof(s->reload_last), "%s applied: %s (config %s)", when, changed, s->config_hash);
 	op_info("reload %s", s->reload_last + strlen(when) + 1);
 	write_last_good(s);
@@ -922,10 +933,10 @@ static void notify_status_line(sup *s, int healthy)
 	events_totals(s, &acc, &sto, &dro, &inf, &rec, &rej);
 	for (int i = 0; i < NSTAGES; i++)
 		up += s->st[i].running && s->st[i].reported;
-	snprintf(line, sizeof(line), "%s%s: %" PRIu64 " events stored, %" PRIu64 " dropped, %" PRIu64
+	snprintf(line, sizeof(line), "%s%s%s: %" PRIu64 " events stored, %" PRIu64 " dropped, %" PRIu64
 		 " in flight; %d/%d stages up",
-		 s->safe_mode ? "SAFE MODE (network off)" : "running", healthy ? "" : ", DEGRADED", sto, dro, inf, up,
-		 NSTAGES);
+		 s->safe_mode ? "SAFE MODE (network off)" : "running", healthy ? "" : ", DEGRADED",
+		 s->config_fallback ? ", ON LAST GOOD CONFIG (file has errors)" : "", sto, dro, inf, up, NSTAGES);
 	op_notify_status(line);
 }
 
@@ -1126,7 +1137,7 @@ static void check_stable(sup *s, int healthy, uint64_t now)
 	}
 }
 
-int op_supervisor_run(const op_config *cfg, const char *config_path)
+int op_supervisor_run(const op_config *cfg, const char *config_path, int config_fallback)
 {
 	sup s;
 	char ep[OP_CFG_STR + 32];
@@ -1138,6 +1149,7 @@ int op_supervisor_run(const op_config *cfg, const char *config_path)
 	s.cfg = &s.cfg_now;
 	cfg = s.cfg;
 	s.config_path = config_path;
+	s.config_fallback = config_fallback;
 	s.sfd = -1;
 	s.start_ns = op_now_ns();
 	op_config_hash(cfg, s.config_hash);
@@ -1194,6 +1206,9 @@ int op_supervisor_run(const op_config *cfg, const char *config_path)
 
 	op_info("outpost %s starting: site %s, config %s (%s), state in %s", OUTPOST_VERSION,
 		cfg->site_name, config_path ? config_path : "embedded defaults", s.config_hash, cfg->state_dir);
+	if (config_fallback)
+		op_err("%s has errors: running on the last good configuration; fix it, check it and reload",
+		       config_path);
 	s.ping_interval_ns = op_notify_watchdog_interval_ns() / 2;
 	for (int i = 0; i < NSTAGES; i++)
 		spawn(&s, &s.st[i]);

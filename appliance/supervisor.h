@@ -7,7 +7,8 @@
 #include "appliance/config.h"
 
 /* Runs until SIGTERM/SIGINT or `outpostctl stop`. config_path may be NULL (embedded defaults).
+ * config_fallback: config_path had errors and cfg is the last good configuration instead.
  * Returns the process exit status. */
-int op_supervisor_run(const op_config *cfg, const char *config_path);
+int op_supervisor_run(const op_config *cfg, const char *config_path, int config_fallback);
 
 #endif

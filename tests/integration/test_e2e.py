@@ -529,8 +529,35 @@ def test_reload(bindir):
     m = a.ctl("metrics")[1]
     check('outpost_reloads_total{result="applied"} 2' in m and 'outpost_reloads_total{result="failed"} 1' in m
           and 'outpost_reloads_total{result="refused"} 1' in m, "reload metrics wrong")
-    check(a.stop() == 0, "outpostd did not stop cleanly")
-    print("reload: refused a typo and a restart-only key, applied two changes under load; %d events stored once" % n)
+    check(a.stop(keep=True) == 0, "outpostd did not stop cleanly")
+    # a broken file at the next start: outpostd runs on the last good configuration, says so,
+    # and a reload of the fixed file takes over from it
+    with open(a.cfg) as f:
+        fixed = f.read()
+    with open(a.cfg, "w") as f:
+        f.write(fixed.replace("rotate_age: 1500ms", "rotate_agee: 2s"))
+    log = open(os.path.join(a.tmp, "log2.txt"), "w")
+    d = subprocess.Popen([os.path.join(bindir, "outpostd"), "-c", a.cfg], stdout=log, stderr=log)
+    try:
+        a.daemon = d
+        a.wait(lambda: a.status()["config_fallback"] is True and
+               all(x["state"] == "running" for x in a.status()["stages"].values()), 20,
+               "running on the last good configuration")
+        rc, text = a.ctl("status", check_rc=False)
+        check("running on the last good configuration" in text, "status does not say so:\n" + text)
+        with open(a.cfg, "w") as f:
+            f.write(fixed)
+        rc, out = a.ctl("reload", check_rc=False)
+        check(rc == 0 and a.status()["config_fallback"] is False, "reload of the fixed file: %d %s" % (rc, out))
+    finally:
+        d.send_signal(signal.SIGTERM)
+        check(d.wait(60) == 0, "outpostd on the last good configuration did not stop cleanly")
+    log.close()
+    with open(os.path.join(a.tmp, "log2.txt")) as f:
+        check("has errors (above); starting on the last configuration that ran" in f.read(),
+              "no word about the fallback at start")
+    print("reload: refused a typo and a restart-only key, applied two changes under load; %d events stored once; "
+          "a broken file at start ran on the last good configuration until a reload" % n)
 
 
 def test_demo(bindir):

@@ -12,8 +12,9 @@
 #     (NRestarts goes up, a new main PID, running again after RestartSec);
 #   - `systemctl reload` (ExecReload: SIGHUP) applies a changed file;
 #   - `systemctl stop` drains and ends with Result=success;
-#   - a broken configuration fails the start with status 78 and is not retried (no restart
-#     loop, and so no reboot by the start limit).
+#   - a broken configuration runs on the last good one when there is one (and says so in
+#     STATUS=), else fails the start with status 78 and is not retried (no restart loop, and so
+#     no reboot by the start limit).
 # Exits 77 when systemd cannot boot in a namespace on this machine. Prints what it checked.
 set -eu
 cd "$(dirname "$0")/../.."
@@ -173,9 +174,21 @@ print(sum(len(h5py.File(p, 'r')['results']) for p in glob.glob('$work/north/*.h5
 [ "$rows" -ge 5000 ] || fail "north holds $rows rows of 5000"
 echo "stopped: Result=success; north holds $rows rows"
 
-# A broken configuration: the start fails with 78 and is not retried (no restart loop, no reboot).
-restarts=$(prop NRestarts)
+# A broken configuration with a last good one in the state directory: the service runs on that,
+# and says so in systemctl status.
 printf 'logg:\n  level: info\n' >>"$work/outpost.yaml"
+in_ns systemctl start outpost.service || fail "no start on the last good configuration"
+prop StatusText | grep -q "ON LAST GOOD CONFIG" || {
+	sleep 6
+	prop StatusText | grep -q "ON LAST GOOD CONFIG" || fail "STATUS= does not say it runs on the last good configuration: $(prop StatusText)"
+}
+in_ns systemctl stop outpost.service
+echo "broken configuration, last good one present: running on it, STATUS=$(prop StatusText | cut -c1-60)…"
+
+# A broken configuration and no last good one: the start fails with 78 and is not retried (no
+# restart loop, no reboot).
+rm -f "$work/state/config-last-good.yaml"
+restarts=$(prop NRestarts)
 in_ns systemctl start outpost.service 2>/dev/null && fail "started on a broken configuration"
 sleep 20 # longer than RestartSec
 [ "$(prop ExecMainStatus)" = 78 ] || fail "broken configuration: exit status $(prop ExecMainStatus), expected 78"
