@@ -779,6 +779,8 @@ static void status_text(sup *s, sbuf *b)
 				sb_printf(b, " %s %" PRIu64, ing->kv[k].key + 8, ing->kv[k].cur + ing->kv[k].base);
 		if (s->dropped_ingest_crash)
 			sb_printf(b, " ingest_crash %" PRIu64, s->dropped_ingest_crash);
+		if (counter_of(ing, "pred_dropped")) /* given up by an ingest that died before reporting it */
+			sb_printf(b, " resend_exhausted(unreported) %" PRIu64, counter_of(ing, "pred_dropped"));
 		sb_printf(b, "\n");
 	}
 	if (inf_->model[0])
