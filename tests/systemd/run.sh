@@ -10,6 +10,7 @@
 #   - rung 1: a killed stage is restarted inside the service (same main PID, no systemd restart);
 #   - rung 2: a spent restart budget (restart_burst 2 here) ends in a process restart by systemd
 #     (NRestarts goes up, a new main PID, running again after RestartSec);
+#   - a hung supervisor (SIGSTOP) stops pinging and systemd's watchdog restarts the process;
 #   - `systemctl reload` (ExecReload: SIGHUP) applies a changed file;
 #   - `systemctl stop` drains and ends with Result=success;
 #   - a broken configuration runs on the last good one when there is one (and says so in
@@ -156,6 +157,36 @@ until [ "$(prop NRestarts)" -ge 1 ] && [ "$(prop ActiveState)" = active ] && [ "
 done
 in_ns journalctl --no-pager -u outpost.service | grep -q "restart budget spent: stage store" || fail "no budget reason in the journal"
 echo "rung 2: restart budget spent → outpostd exited, systemd restarted it (NRestarts $(prop NRestarts), main PID $(prop MainPID))"
+
+# The last guard: a supervisor that hangs itself stops pinging, and systemd's watchdog kills
+# and restarts the process. Shortened for the test by a drop-in (WatchdogSec=10s, and 10 s for
+# the kill instead of 90 s); the stages' own deadline stays 30 s.
+mkdir -p /tmp/op-dropin-$$ && cat >/tmp/op-dropin-$$/test.conf <<EOF2
+[Service]
+WatchdogSec=10s
+TimeoutStopSec=10s
+EOF2
+in_ns mkdir -p /run/systemd/system/outpost.service.d
+in_ns cp /tmp/op-dropin-$$/test.conf /run/systemd/system/outpost.service.d/ 2>/dev/null ||
+	cat /tmp/op-dropin-$$/test.conf | in_ns sh -c 'cat > /run/systemd/system/outpost.service.d/test.conf'
+rm -rf /tmp/op-dropin-$$
+in_ns systemctl daemon-reload
+in_ns systemctl restart outpost.service
+before=$(prop NRestarts)
+hung=$(prop MainPID)
+in_ns kill -STOP "$hung"
+i=0
+saw=""
+until [ "$(prop NRestarts)" -gt "$before" ] && [ "$(prop ActiveState)" = active ] && [ "$(prop MainPID)" != "$hung" ]; do
+	[ "$(prop Result)" = watchdog ] && saw=1
+	i=$((i + 1))
+	[ $i -lt 90 ] || fail "a hung supervisor was not restarted by the watchdog: $(prop ActiveState)/$(prop SubState), NRestarts $(prop NRestarts)"
+	sleep 1
+done
+[ -n "$saw" ] && [ $i -ge 8 ] || fail "restarted after ${i} s without Result=watchdog: not the watchdog's doing"
+echo "hung supervisor: Result=watchdog after WatchdogSec, restarted by systemd in ${i} s (main PID $(prop MainPID))"
+in_ns rm -r /run/systemd/system/outpost.service.d
+in_ns systemctl daemon-reload
 
 # systemctl reload: SIGHUP through ExecReload, applied whole.
 sed -i 's/rotate_age: 1s/rotate_age: 2s/' "$work/outpost.yaml"
