@@ -1,6 +1,8 @@
 #!/bin/sh
 # Installs what outpost needs to build, run and test on Debian 12, from Debian's own packages.
 # Idempotent: run it as often as you like; it only ever calls apt-get. Must run as root.
+#   deploy/install-deps.sh           what outpost needs to build and run (README's demo)
+#   deploy/install-deps.sh --tests   and what its test suite needs (README's second command, CI)
 # It never touches /usr/local (the CUDA toolkit, when present, is found there by CMake).
 set -eu
 
@@ -13,8 +15,11 @@ PKGS="build-essential cmake pkg-config git ca-certificates
       libzmq3-dev libyaml-dev libhdf5-dev hdf5-tools libsystemd-dev systemd
       python3 python3-zmq python3-h5py python3-numpy
       clang libclang-rt-14-dev
-      libopenblas-dev gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
-      stress-ng prometheus lintian"
+      libopenblas-dev gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user"
+# Only the test suite needs these (--tests): stress-ng (tests/soak/stress.py), promtool from
+# prometheus (e2e_metrics), lintian (package_deb).
+TEST_PKGS="stress-ng prometheus lintian"
+[ "${1:-}" = "--tests" ] && PKGS="$PKGS $TEST_PKGS"
 
 missing=""
 for p in $PKGS; do
@@ -29,5 +34,15 @@ fi
 echo "install-deps: installing:$missing"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
+# Installed for promtool only: its server must not start (policy-rc.d 101 = do not start
+# services during this installation) nor be enabled at boot.
+policy=""
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+	printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && policy=1
+fi
 # shellcheck disable=SC2086
-apt-get install -y -q --no-install-recommends $missing
+apt-get install -y -q --no-install-recommends $missing || { [ -n "$policy" ] && rm -f /usr/sbin/policy-rc.d; exit 1; }
+[ -n "$policy" ] && rm -f /usr/sbin/policy-rc.d
+case " $missing " in
+*" prometheus "*) systemctl disable prometheus.service >/dev/null 2>&1 || true ;;
+esac
