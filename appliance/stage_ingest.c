@@ -68,8 +68,8 @@ typedef struct ingest {
 	/* the write-ahead log (ingest/wal.h) and what this incarnation took over from it */
 	op_wal *wal;
 	int wal_verdict; /* 1 took over the predecessor's log; -1 it had one that was unusable; 0 none */
-	uint64_t report_seq, recovered, pred_accepted, pred_stored, pred_dropped, dropped_recovery_overflow,
-		wal_write_errors;
+	uint64_t report_seq, recovered, pred_accepted, pred_stored, pred_dropped, dropped_not_recovered;
+	int wal_said_broken;
 } ingest;
 
 static slot *slot_of(ingest *g, uint64_t serial)
@@ -89,21 +89,15 @@ static void slot_free(ingest *g, slot *sl)
 		g->send_cursor = g->tail;
 }
 
-static int on_event(void *ctx, const op_wire_header *h, const uint8_t *msg, size_t len, int live)
+/* Holds msg in the next slot (QUEUED) and logs it. -1 when there is no room or memory. */
+static int hold(ingest *g, const op_wire_header *h, const uint8_t *msg, size_t len)
 {
-	ingest *g = ctx;
-	slot *sl;
-
 	if (g->head - g->tail >= g->cap)
-		return 1; /* cannot happen: we drain at most the room we have */
-	if (h->stream_id == OP_PROBE_STREAM) {
-		g->rejected_reserved_stream++; /* only the appliance's own probe may use it */
-		return 0;
-	}
-	sl = slot_of(g, g->head);
+		return -1;
+	slot *sl = slot_of(g, g->head);
 	sl->buf = malloc(len + 8);
 	if (!sl->buf)
-		return 1; /* counted by the receiver as caller_rejected */
+		return -1;
 	op_put_le64(sl->buf, g->head);
 	memcpy(sl->buf + 8, msg, len);
 	sl->len = len + 8;
@@ -114,8 +108,21 @@ static int on_event(void *ctx, const op_wire_header *h, const uint8_t *msg, size
 	sl->state = SLOT_QUEUED;
 	g->head++;
 	g->occupied++;
-	g->accepted++;
 	op_wal_event(g->wal, sl->buf, sl->len);
+	return 0;
+}
+
+static int on_event(void *ctx, const op_wire_header *h, const uint8_t *msg, size_t len, int live)
+{
+	ingest *g = ctx;
+
+	if (h->stream_id == OP_PROBE_STREAM) {
+		g->rejected_reserved_stream++; /* only the appliance's own probe may use it */
+		return 0;
+	}
+	if (hold(g, h, msg, len) < 0)
+		return 1; /* no memory (we drain at most the room we have): the receiver counts it */
+	g->accepted++;
 	if (live)
 		g->accepted_live++;
 	return 0;
@@ -347,33 +354,19 @@ static void take_over(void *ctx, const uint8_t *msg, size_t len, int live)
 	ingest *g = t->g;
 	op_wire_header h;
 
-	if (op_wire_decode(&h, msg, len, t->max_pulses) != OP_WIRE_OK)
+	/* It was accepted once, so it must end held again or counted: an unreadable record (the
+	 * wire CRCs guard it), a smaller window or no memory count as dropped (not_recovered). */
+	if (op_wire_decode(&h, msg, len, t->max_pulses) != OP_WIRE_OK) {
+		g->dropped_not_recovered += live;
 		return;
+	}
 	mark_max(t->mk, h.stream_id, h.sequence + 1);
 	if (!live)
 		return;
-	if (g->head - g->tail >= g->cap) {
-		g->dropped_recovery_overflow++;
-		return;
-	}
-	slot *sl = slot_of(g, g->head);
-	sl->buf = malloc(len + 8);
-	if (!sl->buf) {
-		g->dropped_recovery_overflow++;
-		return;
-	}
-	op_put_le64(sl->buf, g->head);
-	memcpy(sl->buf + 8, msg, len);
-	sl->len = len + 8;
-	sl->serial = g->head;
-	sl->stream_id = h.stream_id;
-	sl->sequence = h.sequence;
-	sl->resends = 0;
-	sl->state = SLOT_QUEUED;
-	g->head++;
-	g->occupied++;
-	g->recovered++;
-	op_wal_event(g->wal, sl->buf, sl->len);
+	if (hold(g, &h, msg, len) < 0)
+		g->dropped_not_recovered++;
+	else
+		g->recovered++;
 }
 
 /*
@@ -415,8 +408,7 @@ static void take_over_predecessor(ingest *g, const op_config *cfg, op_receiver *
 			"it lost show as gap_events",
 			n);
 	free(mk.m);
-	if (op_wal_flush(g->wal, g->tail) < 0)
-		g->wal_write_errors++;
+	op_wal_flush(g->wal, g->tail);
 	op_wal_remove_others(g->wal); /* all of it is in this incarnation's log now */
 }
 
@@ -466,17 +458,16 @@ static void report(ingest *g, op_receiver *r, uint64_t progress, int idle)
 	op_report_counter(s, "pred_accepted", g->pred_accepted);
 	op_report_counter(s, "pred_stored", g->pred_stored);
 	op_report_counter(s, "pred_dropped", g->pred_dropped);
-	op_report_counter(s, "dropped_recovery_overflow", g->dropped_recovery_overflow);
-	op_report_counter(s, "wal_write_errors", g->wal_write_errors);
+	op_report_counter(s, "dropped_not_recovered", g->dropped_not_recovered);
 	op_report_gauge(s, "wal_verdict", g->wal_verdict);
+	op_report_gauge(s, "wal_ok", op_wal_ok(g->wal));
 	/* The checkpoint goes into the log before the report leaves: whatever the supervisor last
 	 * received, the log knows what happened after it. */
 	char seq[24];
 	snprintf(seq, sizeof(seq), "%llu", (unsigned long long)++g->report_seq);
 	op_report_line(s, "rseq", seq);
 	op_wal_report(g->wal, g->report_seq);
-	if (op_wal_flush(g->wal, g->tail) < 0)
-		g->wal_write_errors++;
+	op_wal_flush(g->wal, g->tail);
 	op_report_send(s);
 }
 
@@ -589,8 +580,13 @@ int op_stage_ingest(op_stage_ctx *s)
 		}
 		/* into the log before it leaves for infer: what another process may store is never
 		 * missing from the log */
-		if (op_wal_flush(g.wal, g.tail) < 0)
-			g.wal_write_errors++;
+		int werr = op_wal_flush(g.wal, g.tail);
+		if (werr < 0 && !g.wal_said_broken) {
+			op_err("the ingest log could not be written (%s): removed and no longer kept; what ingest "
+			       "holds will not survive its crash (status: wal_ok 0)",
+			       strerror(-werr));
+			g.wal_said_broken = 1;
+		}
 		send_queued(&g, now);
 		if (now - last_backstop >= 1000000000ull) {
 			mark_resend(&g, now, g.backstop_ns);

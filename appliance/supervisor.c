@@ -84,6 +84,7 @@ typedef struct stage_rec {
 	int rank;       /* position in the pipeline: ingest 0, infer 1, store 2, uplink 3 */
 	int collateral; /* being stopped because of another stage, or on purpose: not a failure */
 	int kill_sent;  /* SIGKILLed for a missed deadline, not yet reaped */
+	int reported_since_spawn; /* this process reported: its gauges are its own */
 	int escalated;
 	/* last report */
 	int reported;
@@ -271,6 +272,7 @@ static void handle_report(sup *s, char *msg)
 		r->blocked = gauge_of(r, "blocked_downstream") > 0;
 		r->last_report_ns = now;
 		r->reported = 1;
+		r->reported_since_spawn = 1;
 		/* A model is loading: keep systemd's start timeout from running out meanwhile. */
 		if (!s->ready_sent && gauge_of(r, "loading") > 0 && now - s->last_extend_ns >= 1000000000ull) {
 			op_notify_extend_timeout(s->cfg->watchdog_stage_deadline_ns + 10000000000ull);
@@ -358,6 +360,7 @@ static int spawn(sup *s, stage_rec *r)
 	r->last_report_ns = 0;
 	r->restart_at_ns = 0;
 	r->kill_sent = 0;
+	r->reported_since_spawn = 0;
 	r->spawns++;
 	op_restart_started(&r->rs, r->started_ns);
 	op_info("started stage %s (pid %d)%s", r->name, (int)pid,
@@ -429,7 +432,9 @@ static void on_exit_of(sup *s, stage_rec *r, int status)
 		return;
 	}
 	s->last_failure_ns = now;
-	if (!strcmp(r->name, "ingest")) {
+	if (!strcmp(r->name, "ingest") && r->reported_since_spawn) {
+		/* (an ingest that died before its first report: the gauges are its predecessor's,
+		 * already counted when that one died) */
 		uint64_t held = (uint64_t)gauge_of(r, "in_flight");
 		if (held) {
 			op_warn("ingest died holding %" PRIu64 " events not yet durable; its successor takes them over "

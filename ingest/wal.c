@@ -29,14 +29,32 @@ struct op_wal {
 	uint64_t file_bytes;
 	uint8_t *buf;
 	size_t len, cap;
-	uint64_t *freed; /* serials freed since the last flush, one record per type */
-	uint8_t *freed_type;
+	struct freed {
+		uint64_t serial;
+		uint8_t type;
+	} *freed; /* freed since the last flush: one record per type at the flush */
 	size_t nfreed, freed_cap;
-	file_info files[64]; /* [nfiles-1] is the one being written */
-	uint32_t nfiles, next_k;
+	file_info *files; /* [nfiles-1] is the one being written */
+	size_t nfiles, files_cap;
+	uint32_t next_k;
 	uint64_t cur_max;
 	int broken; /* a write failed: the log was removed and is no longer kept */
 };
+
+/* Room for one more element in a growable array. 0 or -ENOMEM (the array is unchanged). */
+static int grow(void *arrayp, size_t *cap, size_t n, size_t elem)
+{
+	void **a = arrayp;
+	if (n < *cap)
+		return 0;
+	size_t c = *cap ? 2 * *cap : 1024;
+	void *p = realloc(*a, c * elem);
+	if (!p)
+		return -ENOMEM;
+	*a = p;
+	*cap = c;
+	return 0;
+}
 
 static void put32(uint8_t *p, uint32_t v)
 {
@@ -73,10 +91,8 @@ static int open_next(op_wal *w)
 	char path[600];
 	if (w->fd >= 0)
 		close(w->fd);
-	if (w->nfiles == sizeof(w->files) / sizeof(w->files[0])) { /* too many live files: forget the oldest */
-		memmove(w->files, w->files + 1, (w->nfiles - 1) * sizeof(file_info));
-		w->nfiles--;
-	}
+	if (grow(&w->files, &w->files_cap, w->nfiles, sizeof(file_info)) < 0)
+		return -ENOMEM;
 	file_name(path, sizeof(path), w->dir, w->inc, w->next_k);
 	w->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_APPEND, 0600);
 	if (w->fd < 0)
@@ -102,6 +118,7 @@ int op_wal_open(const char *dir, uint64_t incarnation, uint64_t rotate_bytes, op
 	}
 	int rc = open_next(w);
 	if (rc < 0) {
+		free(w->files);
 		free(w);
 		return rc;
 	}
@@ -159,20 +176,13 @@ void op_wal_event(op_wal *w, const uint8_t *buf, size_t len)
 
 static void freed(op_wal *w, uint8_t type, uint64_t serial)
 {
-	if (w->nfreed == w->freed_cap) {
-		size_t cap = w->freed_cap ? 2 * w->freed_cap : 1024;
-		uint64_t *s = realloc(w->freed, cap * sizeof(uint64_t));
-		if (!s)
-			return;
-		w->freed = s;
-		uint8_t *t = realloc(w->freed_type, cap);
-		if (!t)
-			return;
-		w->freed_type = t;
-		w->freed_cap = cap;
+	if (w->broken)
+		return;
+	if (grow(&w->freed, &w->freed_cap, w->nfreed, sizeof(*w->freed)) < 0) {
+		give_up(w); /* a free that cannot be logged: the log would resend a stored event as held */
+		return;
 	}
-	w->freed[w->nfreed] = serial;
-	w->freed_type[w->nfreed++] = type;
+	w->freed[w->nfreed++] = (struct freed){serial, type};
 }
 
 void op_wal_acked(op_wal *w, uint64_t serial)
@@ -195,16 +205,18 @@ static void emit_freed(op_wal *w)
 		uint8_t type = pass ? T_DROPPED : T_ACKED;
 		size_t n = 0;
 		for (size_t i = 0; i < w->nfreed; i++)
-			n += w->freed_type[i] == type;
+			n += w->freed[i].type == type;
 		if (!n)
 			continue;
 		uint8_t *tmp = malloc(n * 8);
-		if (!tmp)
-			continue;
+		if (!tmp) {
+			give_up(w);
+			return;
+		}
 		size_t j = 0;
 		for (size_t i = 0; i < w->nfreed; i++)
-			if (w->freed_type[i] == type)
-				put64(tmp + 8 * j++, w->freed[i]);
+			if (w->freed[i].type == type)
+				put64(tmp + 8 * j++, w->freed[i].serial);
 		record(w, type, tmp, n * 8, NULL, 0);
 		free(tmp);
 	}
@@ -304,6 +316,11 @@ void op_wal_remove_others(op_wal *w)
 	closedir(d);
 }
 
+int op_wal_ok(const op_wal *w)
+{
+	return w && !w->broken;
+}
+
 void op_wal_close(op_wal *w, int remove_files)
 {
 	if (!w)
@@ -319,7 +336,7 @@ void op_wal_close(op_wal *w, int remove_files)
 	}
 	free(w->buf);
 	free(w->freed);
-	free(w->freed_type);
+	free(w->files);
 	free(w);
 }
 
@@ -422,28 +439,18 @@ int op_wal_replay(const char *dir, uint64_t incarnation, uint64_t report_seq,
 			uint8_t type = b[off + 4];
 			const uint8_t *p = b + off + 5;
 			if (type == T_EVENT && plen >= 8) {
-				if (nev == cev) {
-					cev = cev ? 2 * cev : 4096;
-					ev *e = realloc(evs, cev * sizeof(ev));
-					if (!e) {
-						rc = -ENOMEM;
-						goto out;
-					}
-					evs = e;
+				if (grow(&evs, &cev, nev, sizeof(ev)) < 0) {
+					rc = -ENOMEM;
+					goto out;
 				}
 				evs[nev++] = (ev){get64(p), p + 8, plen - 8};
 				res->events++;
 				res->after_accepted += counting;
 			} else if ((type == T_ACKED || type == T_DROPPED) && plen % 8 == 0) {
 				for (uint32_t i = 0; i < plen / 8; i++) {
-					if (nfr == cfr) {
-						cfr = cfr ? 2 * cfr : 4096;
-						uint64_t *x = realloc(fr, cfr * sizeof(uint64_t));
-						if (!x) {
-							rc = -ENOMEM;
-							goto out;
-						}
-						fr = x;
+					if (grow(&fr, &cfr, nfr, sizeof(uint64_t)) < 0) {
+						rc = -ENOMEM;
+						goto out;
 					}
 					fr[nfr++] = get64(p + 8 * i);
 				}

@@ -37,6 +37,8 @@ void op_wal_report(op_wal *w, uint64_t report_seq);
  * nothing more (a successor then counts what was held as lost rather than trust a log with a
  * hole); the caller reports it. */
 int op_wal_flush(op_wal *w, uint64_t tail);
+/* 1 while the log is kept (opened, no write failed). */
+int op_wal_ok(const op_wal *w);
 /* Delete every file in dir that is not this incarnation's (after a replay was taken over). */
 void op_wal_remove_others(op_wal *w);
 
