@@ -1,0 +1,250 @@
+/*
+ * test_power_governor.c — the governor against the simulated GB10 plant, closed loop.
+ *
+ * What a site would notice, checked on the true power (not the sensor's noisy view):
+ *  - after a 30% budget step the 1 s average settles within 5 periods, overshooting ≤ 5%;
+ *  - the 60 s mean stays within ±3% of the budget;
+ *  - no 1 s window exceeds the budget by more than 10% (also when a light input surges);
+ *  - with no reading the safe setting is applied in the same period, and control comes back.
+ * Both plants: GPU-like (batch is an actuator) and CPU-like (duty cycle only).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "power/governor.h"
+#include "power/plant.h"
+
+typedef struct loop {
+	op_plant *pl;
+	op_governor *g;
+	op_governor_params gp;
+	op_power_setting set;
+	double t;
+	double p1s[4000];  /* true mean power of each period */
+	double budget[4000];
+	int n;
+	int failsafe_at[4000];
+	double reading, util, done;
+} loop;
+
+static void loop_init(loop *L, uint32_t batch_sat, uint64_t seed)
+{
+	op_plant_params pp;
+	memset(L, 0, sizeof(*L));
+	op_plant_defaults(&pp);
+	pp.batch_sat = batch_sat;
+	pp.seed = seed;
+	L->pl = op_plant_new(&pp);
+	op_governor_defaults(&L->gp);
+	L->gp.batch_sat = batch_sat;
+	L->g = op_governor_new(&L->gp, 60.0);
+	op_governor_safe(&L->gp, &L->set);
+}
+
+static void loop_free(loop *L)
+{
+	op_plant_free(L->pl);
+	op_governor_free(L->g);
+}
+
+/* One 1 s period under `budget`: the governor steps at its start on the last period's reading
+ * (a budget change is known when it happens), then the plant runs under the setting. */
+static void period(loop *L, double offered, double budget, int sensor_ok)
+{
+	if (L->n > 0) {
+		op_governor_input in = {.power_w = sensor_ok ? L->reading : NAN, .budget_w = budget,
+					.utilisation = L->util, .events = L->done, .dt_s = 1.0};
+		op_governor_step(L->g, &in, &L->set);
+	}
+	double e0 = op_plant_energy_j(L->pl), done = 0, util = 0;
+	for (int i = 0; i < 100; i++) {
+		done += op_plant_run(L->pl, 0.01, offered, &L->set);
+		util += op_plant_utilisation(L->pl);
+	}
+	L->reading = op_plant_read(L->pl);
+	L->util = util / 100;
+	L->done = done;
+	L->p1s[L->n] = op_plant_energy_j(L->pl) - e0;
+	L->budget[L->n] = budget;
+	L->failsafe_at[L->n] = L->set.failsafe;
+	L->n++;
+}
+
+static double mean(const double *v, int a, int b)
+{
+	double s = 0;
+	for (int i = a; i < b; i++)
+		s += v[i];
+	return s / (b - a);
+}
+
+/* A step at period `at` to budget b: settled (±5%) from period at+5, overshoot ≤ 5%. */
+static void check_step(const char *what, loop *L, int at, int end, double b_old, double b)
+{
+	double worst_settle = 0, over = 0;
+	for (int k = at; k < end; k++) {
+		double rel = (L->p1s[k] - b) / b;
+		if (k >= at + 5 && fabs(rel) > worst_settle)
+			worst_settle = fabs(rel);
+		/* overshoot: beyond the new budget, away from the old one */
+		double beyond = b < b_old ? (b - L->p1s[k]) / b : (L->p1s[k] - b) / b;
+		if (k > at + 1 && beyond > over)
+			over = beyond;
+	}
+	double m60 = mean(L->p1s, end - 60, end);
+	if (getenv("TRACE"))
+		for (int k = at - 2; k < at + 10; k++)
+			printf("  period %d: budget %.0f W, true power %.2f W\n", k - at, L->budget[k], L->p1s[k]);
+	printf("%-28s budget %5.1f W: settled within %4.1f%% from period 5, overshoot %4.1f%%, 60 s mean %6.2f W "
+	       "(%+.2f%%)\n",
+	       what, b, 100 * worst_settle, 100 * over, m60, 100 * (m60 - b) / b);
+	CHECK(worst_settle <= 0.05);
+	CHECK(over <= 0.05);
+	CHECK(fabs(m60 - b) / b <= 0.03);
+}
+
+static void check_no_1s_over(const char *what, loop *L, int from)
+{
+	double worst = -1;
+	int at = -1;
+	for (int k = from; k < L->n; k++) {
+		double r = L->p1s[k] / L->budget[k] - 1;
+		if (r > worst) {
+			worst = r;
+			at = k;
+		}
+	}
+	printf("%-28s worst 1 s window %+.1f%% of budget (period %d)\n", what, 100 * worst, at);
+	CHECK(worst <= 0.10);
+}
+
+static void steps(uint32_t batch_sat, const char *name)
+{
+	loop L;
+	char what[64];
+	loop_init(&L, batch_sat, 7);
+	for (int k = 0; k < 5; k++) /* idle start: the detector is not sending yet */
+		period(&L, 0, 100, 1);
+	for (int k = 0; k < 80; k++)
+		period(&L, 30000, 100, 1); /* more than any budget here allows: saturated */
+	snprintf(what, sizeof(what), "%s 100 W", name);
+	check_step(what, &L, 5 + 20, L.n, 30, 100);
+	int at = L.n;
+	for (int k = 0; k < 80; k++)
+		period(&L, 30000, 70, 1);
+	snprintf(what, sizeof(what), "%s step -30%%", name);
+	check_step(what, &L, at, L.n, 100, 70);
+	at = L.n;
+	for (int k = 0; k < 80; k++)
+		period(&L, 30000, 91, 1);
+	snprintf(what, sizeof(what), "%s step +30%%", name);
+	check_step(what, &L, at, L.n, 70, 91);
+	snprintf(what, sizeof(what), "%s all steps", name);
+	check_no_1s_over(what, &L, 0);
+	op_power_figures f;
+	op_governor_figures(L.g, &f);
+	printf("%-28s learnt idle %.1f W, gain %.1f W per unit capacity; J/event p50 %.2f mJ p99 %.2f mJ\n", name,
+	       f.idle_w, f.gain_w, 1e3 * f.j_per_event_p50, 1e3 * f.j_per_event_p99);
+	CHECK(f.j_per_event_p50 > 0 && f.j_per_event_p99 >= f.j_per_event_p50);
+	CHECK_EQ_U64(f.failsafe_periods, 0);
+	loop_free(&L);
+}
+
+static void surge(uint32_t batch_sat, const char *name)
+{
+	loop L;
+	char what[64];
+	loop_init(&L, batch_sat, 11);
+	for (int k = 0; k < 5; k++)
+		period(&L, 0, 80, 1);
+	for (int k = 0; k < 40; k++)
+		period(&L, 30000, 80, 1); /* learn the plant at the budget */
+	for (int r = 0; r < 3; r++) {
+		for (int k = 0; k < 40; k++)
+			period(&L, 1500 + 500 * r, 80, 1); /* light: well under budget */
+		for (int k = 0; k < 30; k++)
+			period(&L, 40000, 80, 1); /* a burst of events */
+	}
+	snprintf(what, sizeof(what), "%s light→surge", name);
+	check_no_1s_over(what, &L, 0);
+	/* the light input was not throttled: the queue emptied */
+	loop_free(&L);
+}
+
+static void sensor_failure(void)
+{
+	loop L;
+	loop_init(&L, 256, 3);
+	for (int k = 0; k < 5; k++)
+		period(&L, 0, 90, 1);
+	for (int k = 0; k < 40; k++)
+		period(&L, 30000, 90, 1);
+	double u_floor = op_power_u_floor(&L.gp);
+	int at = L.n;
+	period(&L, 30000, 90, 0); /* the reading at this period's start fails */
+	CHECK(L.failsafe_at[at - 1] == 0 && L.failsafe_at[at] == 1); /* this very period runs safe */
+	CHECK_NEAR(L.set.u, u_floor, 1e-9);
+	CHECK(!strcmp(L.set.limiting, "failsafe"));
+	for (int k = 0; k < 9; k++)
+		period(&L, 30000, 90, 0);
+	/* the period that began with the failed reading ran at the safe setting */
+	double safe_w = 30 + 100 * u_floor;
+	printf("sensor failure: safe setting (u %.4f, batch %u, duty %.2f) from the failing period on; "
+	       "power %.1f W (safe %.1f W)\n",
+	       L.set.u, L.set.batch, L.set.duty, L.p1s[at], safe_w);
+	CHECK_NEAR(L.p1s[at], safe_w, 0.5);
+	at = L.n;
+	for (int k = 0; k < 80; k++)
+		period(&L, 30000, 90, 1);
+	check_step("sensor back", &L, at + 5, L.n, 30, 90);
+	op_power_figures f;
+	op_governor_figures(L.g, &f);
+	CHECK_EQ_U64(f.failsafe_periods, 10);
+	loop_free(&L);
+}
+
+static void mapping(void)
+{
+	op_governor_params p;
+	op_power_setting s;
+	op_governor_defaults(&p);
+	p.batch_sat = 256;
+	p.clocks = 1;
+	/* gentlest first: batch alone down to its minimum */
+	op_power_map(&p, 0.5, &s);
+	CHECK(s.batch == 128 && s.duty == 1.0 && s.clock_frac == 1.0 && !strcmp(s.limiting, "batch"));
+	CHECK_NEAR(s.u, 0.5, 1e-9);
+	/* then the duty cycle */
+	op_power_map(&p, 0.03125, &s);
+	CHECK(s.batch == 16 && !strcmp(s.limiting, "duty"));
+	CHECK_NEAR(s.duty, 0.5, 1e-9);
+	/* then clocks */
+	op_power_map(&p, 16.0 / 256 * 0.05 * 0.5, &s);
+	CHECK(s.batch == 16 && s.duty == p.duty_min && !strcmp(s.limiting, "clocks"));
+	CHECK_NEAR(s.clock_frac, 0.5, 1e-9);
+	/* floor */
+	op_power_map(&p, 0, &s);
+	CHECK_NEAR(s.u, op_power_u_floor(&p), 1e-12);
+	/* CPU: no batch actuator; duty only */
+	p.batch_sat = 0;
+	p.clocks = 0;
+	op_power_map(&p, 0.4, &s);
+	CHECK(s.batch == p.batch_max && !strcmp(s.limiting, "duty"));
+	CHECK_NEAR(s.duty, 0.4, 1e-9);
+	op_power_map(&p, 1.0, &s);
+	CHECK(s.duty == 1.0 && !strcmp(s.limiting, "none"));
+}
+
+int main(void)
+{
+	mapping();
+	steps(256, "GPU-like plant");
+	steps(0, "CPU-like plant");
+	surge(256, "GPU-like plant");
+	surge(0, "CPU-like plant");
+	sensor_failure();
+	return check_finish("test_power_governor");
+}
