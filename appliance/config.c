@@ -23,7 +23,9 @@
 #include <strings.h>
 #include <yaml.h>
 
-enum kind { K_STR, K_BOOL, K_U32, K_U64, K_INT, K_SIZE, K_DUR, K_ENUM };
+#include "power/schedule.h"
+
+enum kind { K_STR, K_BOOL, K_U32, K_U64, K_INT, K_SIZE, K_DUR, K_ENUM, K_POWER, K_PCT };
 
 typedef struct key {
 	const char *path;
@@ -121,13 +123,54 @@ static const key keys[] = {
 	 "name ending in .prom in its directory); empty = none"},
 	{"metrics.interval", K_DUR, "15s", SEC, 3600 * SEC, F(metrics_interval_ns), 1, NULL,
 	 "how often the textfile is rewritten"},
+	{"power.budget", K_POWER, "0W", 0, 1000000000000ull, F(power_budget_mw), 1, NULL,
+	 "the site's power budget for this node, held over power.window (0W: no budget, power is measured and "
+	 "reported only)"},
+	{"power.schedule", K_STR, "", 0, 511, F(power_schedule), 1, NULL,
+	 "budgets by date and time of day, first match wins, else power.budget: entries '[MM-DD..MM-DD] "
+	 "[HH:MM-HH:MM] POWER' separated by ';' (local time), e.g. \"05-01..08-31 150W; 22:00-06:00 120W\""},
+	{"power.window", K_DUR, "60s", SEC, 3600 * SEC, F(power_window_ns), 1, NULL,
+	 "the averaging window the budget is a ceiling over"},
+	{"power.period", K_DUR, "1s", SEC / 10, 60 * SEC, F(power_period_ns), 1, NULL,
+	 "how often the governor reads power and sets the actuators"},
+	{"power.sensors", K_STR, "auto", 1, 63, F(power_sensors), 0, NULL,
+	 "what node power is the sum of: auto (every one of nvml, rapl, hwmon found at start) or a list of nvml, "
+	 "rapl, hwmon, meter, sim; a listed sensor that cannot be read puts the governor in fail-safe"},
+	{"power.hwmon_devices", K_STR, "", 0, 127, F(power_hwmon_devices), 0, NULL,
+	 "hwmon devices to count, by their name file, comma-separated (empty: every device with a power or energy "
+	 "reading)"},
+	{"power.meter_endpoint", K_STR, "", 0, OP_CFG_STR - 1, F(power_meter_endpoint), 0, NULL,
+	 "ZeroMQ PUB endpoint of the site's power meter (messages: watts as text, e.g. '143.2'); the meter sensor"},
+	{"power.sysfs_root", K_STR, "/sys", 1, OP_CFG_STR - 1, F(power_sysfs_root), 0, NULL,
+	 "where sysfs is mounted (RAPL and hwmon are read under it)"},
+	{"power.min_duty", K_PCT, "5%", 1, 100, F(power_min_duty_pct), 1, NULL,
+	 "the lowest inference duty cycle the governor sets (also the fail-safe's)"},
+	{"power.min_batch", K_U32, "16", 1, 65536, F(power_min_batch), 1, NULL,
+	 "the smallest inference batch the governor sets where batch size changes power (GPU)"},
+	{"power.min_clock", K_PCT, "40%", 5, 100, F(power_min_clock_pct), 1, NULL,
+	 "the lowest GPU clock the governor locks, as a share of the maximum (NVML, where permitted)"},
+	{"power.min_limit", K_PCT, "50%", 5, 100, F(power_min_limit_pct), 1, NULL,
+	 "the lowest GPU power limit the governor sets, as a share of the default (NVML, where permitted)"},
+	{"power.idle", K_POWER, "0W", 0, 1000000000000ull, F(power_idle_mw), 1, NULL,
+	 "the node's idle draw if known (0W: learnt while inference is idle; a guess too high can overshoot)"},
+	{"power.stuck_after", K_DUR, "3m", 10 * SEC, 86400 * SEC, F(power_stuck_after_ns), 1, NULL,
+	 "throughput far below what this node has shown, unthrottled and far under budget, this long: reported "
+	 "as a stuck low-power fault"},
+	{"power.sim.idle", K_POWER, "30W", 0, 1000000000000ull, F(power_sim_idle_mw), 0, NULL,
+	 "sensor sim: the simulated node's idle draw (GB10-like; docs/power.md)"},
+	{"power.sim.full", K_POWER, "130W", 1, 1000000000000ull, F(power_sim_full_mw), 0, NULL,
+	 "sensor sim: its draw at power.sim.rate events/s"},
+	{"power.sim.rate", K_U32, "20000", 1, 100000000, F(power_sim_rate), 0, NULL,
+	 "sensor sim: events/s at which it draws power.sim.full (energy per event = (full - idle) / rate)"},
+	{"power.sim.noise", K_POWER, "1W", 0, 1000000000000ull, F(power_sim_noise_mw), 0, NULL,
+	 "sensor sim: standard deviation of its reading's noise"},
 	{"log.level", K_ENUM, "info", 0, 0, F(log_level), 1, "error|warning|info|debug",
 	 "least severe messages logged"},
 };
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
 
 static const char *const kind_names[] = {"string", "bool", "integer", "integer", "integer",
-					 "size", "duration", "enum"};
+					 "size", "duration", "enum", "power", "percent"};
 
 /* ---- value parsing (shared by the defaults and by files) ---------------------------------- */
 
@@ -149,6 +192,7 @@ static const struct unit {
 	uint64_t mul;
 } dur_units[] = {{"ns", 1}, {"us", 1000}, {"ms", 1000000}, {"s", SEC}, {"m", 60 * SEC},
 		 {"h", 3600 * SEC}, {"d", 86400 * SEC}, {NULL, 0}},
+  power_units[] = {{"mW", 1}, {"W", 1000}, {"kW", 1000000}, {"MW", 1000000000}, {NULL, 0}},
   size_units[] = {{"B", 1}, {"KiB", KiB}, {"MiB", MiB}, {"GiB", GiB}, {"TiB", 1024 * GiB},
 		  {"KB", 1000}, {"MB", 1000000}, {"GB", 1000000000}, {"TB", 1000000000000ull}, {NULL, 0}};
 
@@ -295,7 +339,7 @@ static void fmt_unit(char *out, size_t cap, uint64_t v, const struct unit *units
 		if (units[i].mul <= v && v % units[i].mul == 0)
 			best = &units[i];
 	if (v == 0)
-		best = n_binary == 5 ? &units[0] : &units[3];
+		best = units == power_units ? &units[1] : n_binary == 5 ? &units[0] : &units[3];
 	snprintf(out, cap, "%" PRIu64 "%s", v / best->mul, best->name);
 }
 
@@ -326,17 +370,58 @@ static void fmt_value(const key *k, const op_config *c, char *out, size_t cap)
 	case K_DUR:
 		fmt_unit(out, cap, *(const uint64_t *)base, dur_units, 7);
 		break;
+	case K_POWER:
+		fmt_unit(out, cap, *(const uint64_t *)base, power_units, 4);
+		break;
+	case K_PCT:
+		snprintf(out, cap, "%" PRIu32 "%%", *(const uint32_t *)base);
+		break;
 	}
 }
 
 static void fmt_bound(const key *k, uint64_t v, char *out, size_t cap)
 {
-	if (k->kind == K_SIZE)
+	if (k->kind == K_POWER)
+		fmt_unit(out, cap, v, power_units, 4);
+	else if (k->kind == K_PCT)
+		snprintf(out, cap, "%" PRIu64 "%%", v);
+	else if (k->kind == K_SIZE)
 		fmt_unit(out, cap, v, size_units, 5);
 	else if (k->kind == K_DUR)
 		fmt_unit(out, cap, v, dur_units, 7);
 	else
 		snprintf(out, cap, "%" PRIu64, v);
+}
+
+/* power.sensors: "auto" or a comma/space separated list of known sensors, each once. */
+static int check_sensors(const char *s, char *err, size_t cap)
+{
+	static const char *const known[] = {"nvml", "rapl", "hwmon", "meter", "sim"};
+	char seen[5] = {0};
+	if (!strcmp(s, "auto"))
+		return 0;
+	for (const char *p = s; *p;) {
+		while (*p == ',' || *p == ' ')
+			p++;
+		size_t n = strcspn(p, ", ");
+		if (!n)
+			break;
+		size_t i;
+		for (i = 0; i < 5; i++)
+			if (strlen(known[i]) == n && !strncmp(p, known[i], n))
+				break;
+		if (i == 5) {
+			snprintf(err, cap, "'power.sensors': unknown sensor '%.*s' (auto, or a list of nvml, rapl, hwmon, "
+					   "meter, sim)", (int)n, p);
+			return -1;
+		}
+		if (seen[i]++) {
+			snprintf(err, cap, "'power.sensors': '%s' is listed twice (it would be counted twice)", known[i]);
+			return -1;
+		}
+		p += n;
+	}
+	return 0;
 }
 
 /* Set field of k from text s. 0 or -1 with a message in err. */
@@ -354,6 +439,16 @@ static int set_value(const key *k, op_config *c, const char *s, char *err, size_
 				 k->path, k->min, k->max, strlen(s));
 			return -1;
 		}
+		if (!strcmp(k->path, "power.schedule")) {
+			op_power_schedule sch;
+			char serr[300];
+			if (op_power_schedule_parse(s, &sch, serr, sizeof(serr)) < 0) {
+				snprintf(err, errcap, "'%s': %s", k->path, serr);
+				return -1;
+			}
+		}
+		if (!strcmp(k->path, "power.sensors") && check_sensors(s, err, errcap) < 0)
+			return -1;
 		snprintf(base, k->size, "%s", s);
 		return 0;
 	case K_ENUM: {
@@ -385,6 +480,25 @@ static int set_value(const key *k, op_config *c, const char *s, char *err, size_
 			return -1;
 		}
 		break;
+	case K_POWER: {
+		char perr[200];
+		if (op_power_parse_mw(s, &v, perr, sizeof(perr)) < 0) {
+			snprintf(err, errcap, "'%s': %s", k->path, perr);
+			return -1;
+		}
+		break;
+	}
+	case K_PCT: {
+		char *end;
+		errno = 0;
+		unsigned long x = strtoul(s, &end, 10);
+		if (errno || end == s || (*end && strcmp(end, "%"))) {
+			snprintf(err, errcap, "'%s' must be a whole percentage such as 5%%, not '%s'", k->path, s);
+			return -1;
+		}
+		v = x;
+		break;
+	}
 	case K_SIZE:
 		rc = parse_unit(s, size_units, 0, &v);
 		if (rc < 0) {
@@ -434,7 +548,7 @@ static int set_value(const key *k, op_config *c, const char *s, char *err, size_
 	}
 	if (k->kind == K_INT)
 		*(int *)base = (int)v;
-	else if (k->kind == K_U32)
+	else if (k->kind == K_U32 || k->kind == K_PCT)
 		*(uint32_t *)base = (uint32_t)v;
 	else
 		*(uint64_t *)base = v;

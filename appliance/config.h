@@ -57,6 +57,18 @@ typedef struct op_config {
 	char log_level[16];                  /* error, warning, info, debug */
 	char metrics_textfile[OP_CFG_STR];   /* node_exporter textfile collector file ("" = none) */
 	uint64_t metrics_interval_ns;
+	/* power (power/governor.h) */
+	uint64_t power_budget_mw;          /* 0: no budget (measure and report only) */
+	char power_schedule[512];          /* "[MM-DD..MM-DD] [HH:MM-HH:MM] POWER; …" */
+	uint64_t power_window_ns, power_period_ns;
+	char power_sensors[64];            /* "auto", or a list of nvml, rapl, hwmon, meter, sim */
+	char power_hwmon_devices[128];
+	char power_meter_endpoint[OP_CFG_STR];
+	char power_sysfs_root[OP_CFG_STR];
+	uint32_t power_min_duty_pct, power_min_batch, power_min_clock_pct, power_min_limit_pct;
+	uint64_t power_idle_mw, power_stuck_after_ns;
+	uint64_t power_sim_idle_mw, power_sim_full_mw, power_sim_noise_mw;
+	uint32_t power_sim_rate;
 } op_config;
 
 /* Fill every field with its embedded default. */

@@ -26,6 +26,8 @@
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: outpostctl [-c FILE] status [--json] | metrics | reload | stop | ping\n"
+		   "       outpostctl [-c FILE] power set POWER [for DURATION] | power clear | power show\n"
+		   "                  (an operator's budget over the configured one: 180W, 1.2kW; for 90s, 30m, 2h, 1d)\n"
 		   "       outpostctl check-config FILE\n"
 		   "       outpostctl print-defaults\n"
 		   "       outpostctl explain KEY|SECTION\n");
@@ -136,6 +138,18 @@ int main(int argc, char **argv)
 		return request(&cfg, "reload", 10000);
 	if (!strcmp(cmd, "ping"))
 		return request(&cfg, "ping", 1000);
+	if (!strcmp(cmd, "power")) {
+		char req[64] = "power";
+		for (int k = i; k < argc; k++) {
+			size_t m = strlen(req);
+			if (m + 1 + strlen(argv[k]) >= sizeof(req)) {
+				fprintf(stderr, "outpostctl: power: request too long\n");
+				return 2;
+			}
+			snprintf(req + m, sizeof(req) - m, " %s", argv[k]);
+		}
+		return request(&cfg, req, 3000);
+	}
 	fprintf(stderr, "outpostctl: unknown command '%s'\n", cmd);
 	usage(stderr);
 	return 2;

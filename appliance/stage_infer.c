@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -87,6 +88,75 @@ static void run_injected_fault(op_stage_ctx *s, uint64_t events)
 	}
 }
 
+/*
+ * The power governor's actuators (power/governor.h), applied here: a batch-size cap and a duty
+ * cycle (after a batch that took t of work, sleep t·(1 − d)/d before taking more). The
+ * supervisor sends "power <batch> <duty> <failsafe>" every period on infer-ctl.sock. When the
+ * budget is enforced (OUTPOST_POWER_ENFORCED in the environment, set by the supervisor), the
+ * stage starts at the safe setting and falls back to it by itself when it has heard nothing for
+ * three periods and a second: a governor that failed must not leave inference running free.
+ */
+typedef struct throttle {
+	uint32_t batch;
+	double duty;
+	int failsafe;
+	int enforced;
+	uint64_t last_cmd_ns, silence_ns, debt_ns;
+	int silent_logged;
+	double ns_per_event; /* measured work per event (EWMA) */
+} throttle;
+
+/* The batch to take now. Throttled, on the CPU (where batch size does not change the energy an
+ * event costs) batches are cut to about 5 ms of work, so the duty cycle's on/off pattern is
+ * fine-grained against a 1 s power average instead of a few large bursts. */
+static uint32_t throttle_batch(const throttle *th)
+{
+	if (th->duty >= 1.0 || th->ns_per_event <= 0)
+		return th->batch;
+	double b = 5e6 / th->ns_per_event;
+	uint32_t lo = th->batch < 16 ? th->batch : 16;
+	return b < lo ? lo : b > th->batch ? th->batch : (uint32_t)b;
+}
+
+static void throttle_safe(throttle *th, const op_config *cfg)
+{
+	th->batch = cfg->power_min_batch < cfg->infer_batch_events ? cfg->power_min_batch : cfg->infer_batch_events;
+	th->duty = cfg->power_min_duty_pct / 100.0;
+	th->failsafe = 1;
+}
+
+static void throttle_poll(throttle *th, void *ctl, const op_config *cfg, uint64_t now)
+{
+	char msg[128];
+	int n;
+	while ((n = zmq_recv(ctl, msg, sizeof(msg) - 1, ZMQ_DONTWAIT)) >= 0) {
+		unsigned b;
+		double d;
+		int fs;
+		msg[n < (int)sizeof(msg) - 1 ? n : (int)sizeof(msg) - 1] = 0;
+		if (sscanf(msg, "power %u %lf %d", &b, &d, &fs) != 3 || b < 1 || !(d > 0 && d <= 1)) {
+			op_warn("infer-ctl: ignoring malformed power command '%s'", msg);
+			continue;
+		}
+		th->batch = b < cfg->infer_batch_events ? b : cfg->infer_batch_events;
+		th->duty = d;
+		th->failsafe = fs;
+		th->enforced = 1;
+		th->last_cmd_ns = now;
+		if (th->silent_logged) {
+			op_info("power governor heard again: duty %.0f%%", 100 * d);
+			th->silent_logged = 0;
+		}
+	}
+	if (th->enforced && now - th->last_cmd_ns > th->silence_ns && !th->silent_logged) {
+		throttle_safe(th, cfg);
+		op_err("no word from the power governor for %.1f s: running at the fail-safe setting (duty %.0f%%, "
+		       "batch %u) until it is heard again",
+		       (double)(now - th->last_cmd_ns) / 1e9, 100 * th->duty, th->batch);
+		th->silent_logged = 1;
+	}
+}
+
 int op_stage_infer(op_stage_ctx *s)
 {
 	const op_config *cfg = s->cfg;
@@ -106,9 +176,11 @@ int op_stage_infer(op_stage_ctx *s)
 	uint32_t *unknown = calloc(batch, sizeof(uint32_t));
 	scratch sc;
 	uint64_t events = 0, batches = 0, pulses = 0, unknown_pulses = 0, bad = 0, blocked_ms = 0;
-	uint64_t reco_ns = 0;
+	uint64_t reco_ns = 0, work_ns = 0, wait_ns = 0, duty_sleep_ns = 0, failsafe_events = 0;
 	uint32_t last_batch = 0;
 	int blocked = 0;
+	void *ctl = NULL;
+	throttle th = {.batch = batch, .duty = 1.0};
 
 	memset(&sc, 0, sizeof(sc));
 	if (!msgs || !evs || !outs || !res || !hdrs || !serials || !offs || !unknown)
@@ -161,6 +233,18 @@ int op_stage_infer(op_stage_ctx *s)
 	op_stage_endpoint(ep, sizeof(ep), cfg, "store.sock");
 	if (zmq_connect(out, ep) != 0)
 		goto zfail;
+	ctl = zmq_socket(s->zctx, ZMQ_PULL);
+	zmq_setsockopt(ctl, ZMQ_LINGER, &linger, sizeof(linger));
+	op_stage_endpoint(ep, sizeof(ep), cfg, "infer-ctl.sock");
+	if (zmq_bind(ctl, ep) != 0)
+		goto zfail;
+	th.silence_ns = 3 * cfg->power_period_ns + 1000000000ull;
+	if (getenv("OUTPOST_POWER_ENFORCED")) {
+		/* a power budget is in force: start safe until the governor speaks */
+		throttle_safe(&th, cfg);
+		th.enforced = 1;
+		th.last_cmd_ns = op_now_ns();
+	}
 	/* what runs the reconstruction: the kernels' rung and threads (the GPU backend, when there
 	 * is one, will say so here) */
 	char backend[48];
@@ -174,12 +258,27 @@ int op_stage_infer(op_stage_ctx *s)
 		uint32_t n = 0;
 		int idle = 1;
 
+		throttle_poll(&th, ctl, cfg, op_now_ns());
+		if (th.debt_ns) {
+			/* the duty cycle's rest: short sleeps, so reports, commands and stop stay prompt */
+			uint64_t nap = th.debt_ns < 50000000ull ? th.debt_ns : 50000000ull;
+			struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)nap};
+			nanosleep(&ts, NULL);
+			th.debt_ns -= nap;
+			duty_sleep_ns += nap;
+			idle = 0; /* throttled, not idle */
+			goto report;
+		}
+		uint64_t tp = op_now_ns();
 		if (zmq_poll(&it, 1, 100) < 0 && errno != EINTR)
 			goto zfail;
+		uint64_t tw = op_now_ns();
+		wait_ns += tw - tp;
 		if (injected_fault)
 			run_injected_fault(s, events);
 		sc.used = 0;
-		while (n < batch) {
+		uint32_t take = throttle_batch(&th);
+		while (n < take) {
 			zmq_msg_init(&msgs[n]);
 			if (zmq_msg_recv(&msgs[n], in, ZMQ_DONTWAIT) < 0) {
 				zmq_msg_close(&msgs[n]);
@@ -262,6 +361,8 @@ int op_stage_infer(op_stage_ctx *s)
 					row->flags |= OP_RESULT_F_REPLAY;
 				if (s->safe_mode)
 					row->flags |= OP_RESULT_F_SAFE_MODE;
+				if (th.failsafe)
+					row->flags |= OP_RESULT_F_POWER_FAILSAFE;
 			}
 			/* The store may be restarting: keep trying (and keep reporting) until it takes
 			 * the batch or we are told to stop. Nothing is lost if we are killed here:
@@ -280,8 +381,19 @@ int op_stage_infer(op_stage_ctx *s)
 			blocked = 0;
 			events += n;
 			batches++;
+			if (th.failsafe)
+				failsafe_events += n;
 			idle = 0;
 		}
+		if (n > 0) {
+			uint64_t w = op_now_ns() - tw;
+			work_ns += w;
+			double per = (double)w / n;
+			th.ns_per_event = th.ns_per_event > 0 ? 0.8 * th.ns_per_event + 0.2 * per : per;
+			if (th.duty < 1.0)
+				th.debt_ns = (uint64_t)((double)w * (1.0 - th.duty) / th.duty);
+		}
+	report:
 		if (op_report_due(s, op_now_ns())) {
 			op_report_begin(s, events, idle);
 			op_report_counter(s, "events", events);
@@ -291,6 +403,13 @@ int op_stage_infer(op_stage_ctx *s)
 			op_report_counter(s, "invalid_internal", bad);
 			op_report_counter(s, "blocked_downstream_ms", blocked_ms);
 			op_report_counter(s, "reco_ns", reco_ns);
+			op_report_counter(s, "work_ns", work_ns);
+			op_report_counter(s, "wait_ns", wait_ns);
+			op_report_counter(s, "duty_sleep_ns", duty_sleep_ns);
+			op_report_counter(s, "power_failsafe_events", failsafe_events);
+			op_report_gauge(s, "power_duty", th.duty);
+			op_report_gauge(s, "power_batch", th.batch);
+			op_report_gauge(s, "power_failsafe", th.failsafe);
 			op_report_gauge(s, "blocked_downstream", blocked);
 			/* its input's depth, as far as it can see it: a full batch means more is waiting */
 			op_report_gauge(s, "input_batch_fill", (double)last_batch / batch);
@@ -316,6 +435,8 @@ out:
 		zmq_close(in);
 	if (out)
 		zmq_close(out);
+	if (ctl)
+		zmq_close(ctl);
 	op_reco_close(reco);
 	op_geometry_close(geo);
 	free(msgs);

@@ -58,6 +58,7 @@
 #include <zmq.h>
 
 #include "appliance/log.h"
+#include "appliance/powerctl.h"
 #include "appliance/stage.h"
 #include "watchdog/bootcount.h"
 #include "watchdog/notify.h"
@@ -141,6 +142,7 @@ typedef struct sup {
 	} rate[11];
 	unsigned rate_n, rate_head;
 	char reload_last[640];
+	op_powerctl *power; /* the power governor (powerctl.h) */
 } sup;
 
 /* Start order: downstream first, so every connect finds its peer bound soon after. */
@@ -588,6 +590,11 @@ static void status_json(sup *s, sbuf *b)
 		     ",\"dropped_ingest_crash\":%" PRIu64 ",\"balanced\":%s},",
 		  rec, rej, acc, sto, dro, inf, s->dropped_ingest_crash,
 		  acc == sto + dro + inf ? "true" : "false");
+	if (s->power) {
+		char pj[2048];
+		op_powerctl_json(s->power, pj, sizeof(pj));
+		sb_printf(b, "%s,", pj);
+	}
 	sb_printf(b, "\"stages\":{");
 	for (int i = 0; i < NSTAGES; i++) {
 		stage_rec *r = &s->st[i];
@@ -700,6 +707,11 @@ static void metrics_text(sup *s, sbuf *b)
 			if (!s->st[i].kv[k].counter)
 				sb_printf(b, "outpost_stage_value{stage=\"%s\",name=\"%s\"} %.17g\n", s->st[i].name,
 					  s->st[i].kv[k].key, s->st[i].kv[k].value);
+	if (s->power) {
+		char pm[8192];
+		op_powerctl_metrics(s->power, pm, sizeof(pm));
+		sb_printf(b, "%s", pm);
+	}
 }
 
 /* node_exporter's textfile collector reads *.prom files: written whole, then renamed. */
@@ -791,6 +803,11 @@ static void status_text(sup *s, sbuf *b)
 	if (inf_->model[0])
 		sb_printf(b, "infer    %s on %s%s\n", inf_->model, inf_->backend[0] ? inf_->backend : "?",
 			  s->safe_mode ? " (safe mode)" : "");
+	if (s->power) {
+		char ps[4096];
+		op_powerctl_status(s->power, ps, sizeof(ps));
+		sb_printf(b, "%s", ps);
+	}
 	sb_printf(b, "%-8s %-10s %7s %8s %12s  %s\n", "stage", "state", "pid", "restarts", "progress", "notes");
 	for (int i = 0; i < NSTAGES; i++) {
 		stage_rec *r = &s->st[i];
@@ -910,6 +927,7 @@ static void reload(sup *s, sbuf *reply)
 		return;
 	}
 	op_config_hash(s->cfg, s->config_hash);
+	op_powerctl_reconfigure(s->power, s->cfg);
 	s->policy.burst = s->cfg->restart_burst;
 	s->policy.interval_ns = s->cfg->restart_interval_ns;
 	s->policy.backoff_ns = s->cfg->restart_backoff_ns;
@@ -940,10 +958,12 @@ static void notify_status_line(sup *s, int healthy)
 	events_totals(s, &acc, &sto, &dro, &inf, &rec, &rej);
 	for (int i = 0; i < NSTAGES; i++)
 		up += s->st[i].running && s->st[i].reported;
+	const char *pb = s->power ? op_powerctl_brief(s->power) : "";
 	snprintf(line, sizeof(line), "%s%s%s: %" PRIu64 " events stored, %" PRIu64 " dropped, %" PRIu64
-		 " in flight; %d/%d stages up",
+		 " in flight; %d/%d stages up%s%s",
 		 s->safe_mode ? "SAFE MODE (network off)" : "running", healthy ? "" : ", DEGRADED",
-		 s->config_fallback ? ", ON LAST GOOD CONFIG (file has errors)" : "", sto, dro, inf, up, NSTAGES);
+		 s->config_fallback ? ", ON LAST GOOD CONFIG (file has errors)" : "", sto, dro, inf, up, NSTAGES,
+		 pb[0] ? "; " : "", pb);
 	op_notify_status(line);
 }
 
@@ -964,6 +984,11 @@ static void handle_control(sup *s)
 			reload(s, &b);
 		else if (!strcmp(req, "status-json"))
 			status_json(s, &b);
+		else if (!strncmp(req, "power", 5) && (!req[5] || req[5] == ' ')) {
+			char pr[4096];
+			op_powerctl_command(s->power, req + 5, pr, sizeof(pr));
+			sb_printf(&b, "%s", pr);
+		}
 		else if (!strcmp(req, "stop")) {
 			sb_printf(&b, "stopping\n");
 			s->stopping = 1;
@@ -1216,6 +1241,8 @@ int op_supervisor_run(const op_config *cfg, const char *config_path, int config_
 	if (config_fallback)
 		op_err("%s has errors: running on the last good configuration; fix it, check it and reload",
 		       config_path);
+	if (op_powerctl_open(&s.power, cfg, s.zctx) < 0)
+		goto out;
 	s.ping_interval_ns = op_notify_watchdog_interval_ns() / 2;
 	for (int i = 0; i < NSTAGES; i++)
 		spawn(&s, &s.st[i]);
@@ -1241,6 +1268,14 @@ int op_supervisor_run(const op_config *cfg, const char *config_path, int config_
 		reap(&s);
 		drain_reports(&s);
 		handle_control(&s);
+		{
+			stage_rec *ir = stage_by_name(&s, "infer");
+			op_power_infer pi = {.events = (double)counter_of(ir, "events"),
+					     .work_ns = (double)counter_of(ir, "work_ns"),
+					     .wait_ns = (double)counter_of(ir, "wait_ns"),
+					     .reported = ir->running && ir->reported_since_spawn};
+			op_powerctl_tick(s.power, op_now_ns(), &pi);
+		}
 
 		uint64_t now = op_now_ns();
 		int healthy = check_stages(&s, now);
@@ -1296,6 +1331,7 @@ zfail:
 		if (s.st[i].running)
 			kill(s.st[i].pid, SIGTERM);
 out:
+	op_powerctl_close(s.power);
 	if (s.stats)
 		zmq_close(s.stats);
 	if (s.control)

@@ -34,7 +34,7 @@ void op_governor_defaults(op_governor_params *p)
 	p->period_s = 1.0;
 	p->kp = 0.1;
 	p->ki = 0.5;
-	p->margin = 0.01;
+	p->margin = 0.015;
 	p->batch_max = 256;
 	p->batch_min = 16;
 	p->batch_sat = 0;
@@ -260,8 +260,12 @@ void op_governor_step(op_governor *g, const op_governor_input *in, op_power_sett
 								  : setpoint);
 	double du = (p->ki * e + (g->have_e_prev ? p->kp * (e - g->e_prev) : 0) + (ff < 0 ? ff : p->ki * ff)) / gain;
 	double u = g->u + du;
-	/* Anti-windup against light input: do not run ahead of what inference uses. */
-	if (!isnan(in->utilisation) && in->utilisation < 0.9) {
+	/* Anti-windup against light input: do not run ahead of what inference uses; and with no
+	 * word of what it uses (not started, loading a model), do not climb at all. */
+	if (isnan(in->utilisation)) {
+		if (u > g->u)
+			u = g->u;
+	} else if (in->utilisation < 0.9) {
 		double used = u_applied * in->utilisation;
 		double ceiling = 1.08 * used + 0.01;
 		if (u > ceiling)

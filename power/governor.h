@@ -24,7 +24,8 @@
  *
  * u_ceiling: while inference is not using its allowance (input lighter than capacity), u may
  * not run ahead of what is used (8% above it): a sudden surge of events then raises power by
- * at most that, instead of jumping to full power from a wound-up integrator.
+ * at most that, instead of jumping to full power from a wound-up integrator. With no word of
+ * the utilisation (inference starting, loading its model) u does not climb at all.
  *
  * Fail-safe: a period with no valid reading (any counted sensor unreadable) drops to the safe
  * setting (every actuator at its minimum) in that same period, and recovers from there when
@@ -49,7 +50,7 @@ typedef struct op_power_setting {
 typedef struct op_governor_params {
 	double period_s;   /* 1 */
 	double kp, ki;     /* normalised gains (ki·G/G_true; 1 = deadbeat): 0.1, 0.7 */
-	double margin;     /* setpoint = budget·(1 − margin): 0.01 */
+	double margin;     /* setpoint = budget·(1 − margin): 0.015 */
 	/* actuators: each multiplies capacity by a factor in [lo, 1] */
 	uint32_t batch_max;  /* configured batch size */
 	uint32_t batch_min;  /* smallest batch the governor may set */

@@ -42,6 +42,7 @@ enum op_result_flag {
 	OP_RESULT_F_SIMULATED = 1u << 17,      /* event came from a simulator */
 	OP_RESULT_F_REPLAY = 1u << 18,         /* event was replayed from a file */
 	OP_RESULT_F_SAFE_MODE = 1u << 19,      /* appliance in safe mode: LineFit only, network off */
+	OP_RESULT_F_POWER_FAILSAFE = 1u << 20, /* inferred under the power fail-safe (no power reading) */
 };
 
 typedef struct op_segment op_segment;
