@@ -129,9 +129,9 @@ static const key keys[] = {
 	{"power.schedule", K_STR, "", 0, 511, F(power_schedule), 1, NULL,
 	 "budgets by date and time of day, first match wins, else power.budget: entries '[MM-DD..MM-DD] "
 	 "[HH:MM-HH:MM] POWER' separated by ';' (local time), e.g. \"05-01..08-31 150W; 22:00-06:00 120W\""},
-	{"power.window", K_DUR, "60s", SEC, 3600 * SEC, F(power_window_ns), 1, NULL,
+	{"power.window", K_DUR, "60s", SEC, 3600 * SEC, F(power_window_ns), 0, NULL,
 	 "the averaging window the budget is a ceiling over"},
-	{"power.period", K_DUR, "1s", SEC / 10, 60 * SEC, F(power_period_ns), 1, NULL,
+	{"power.period", K_DUR, "1s", SEC / 10, 60 * SEC, F(power_period_ns), 0, NULL,
 	 "how often the governor reads power and sets the actuators"},
 	{"power.sensors", K_STR, "auto", 1, 63, F(power_sensors), 0, NULL,
 	 "what node power is the sum of: auto (every one of nvml, rapl, hwmon found at start) or a list of nvml, "

@@ -148,7 +148,7 @@ static void open_sensors(op_powerctl *p)
 			}
 			continue;
 		}
-		op_power_sensor_set_stale_after(s, 3 * c->power_period_ns);
+		op_power_sensor_set_stale_after(s, 2 * c->power_period_ns); /* a meter must publish each period */
 		p->sensor[p->nsensors++] = s;
 		op_info("power sensor %s", op_power_sensor_describe(s));
 		if (!strcmp(kind, "nvml"))
@@ -321,9 +321,9 @@ static void feed_plant(op_powerctl *p, uint64_t now, const op_power_infer *inf)
 static void send_setting(op_powerctl *p)
 {
 	char msg[96];
-	if (!p->enforced)
-		return;
-	int n = snprintf(msg, sizeof(msg), "power %u %.4f %d", p->set.batch, p->set.duty, p->set.failsafe);
+	/* every period, so a restarted infer stage hears it within one; "off" when no budget holds */
+	int n = p->enforced ? snprintf(msg, sizeof(msg), "power %u %.4f %d", p->set.batch, p->set.duty, p->set.failsafe)
+			    : snprintf(msg, sizeof(msg), "power off");
 	zmq_send(p->infer_ctl, msg, (size_t)n, ZMQ_DONTWAIT);
 }
 
@@ -375,8 +375,9 @@ void op_powerctl_tick(op_powerctl *p, uint64_t now, const op_power_infer *inf)
 	p->have_last = 1;
 
 	if (!enforcing(p) && !ok) {
-		/* no budget and nothing to read: nothing to hold, nothing to say per period */
+		/* no budget and nothing to read: nothing to hold */
 		op_power_map(&p->gp, 1.0, &p->set);
+		send_setting(p);
 		return;
 	}
 	op_governor_step(p->gov, &in, &p->set);

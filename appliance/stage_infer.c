@@ -91,7 +91,8 @@ static void run_injected_fault(op_stage_ctx *s, uint64_t events)
 /*
  * The power governor's actuators (power/governor.h), applied here: a batch-size cap and a duty
  * cycle (after a batch that took t of work, sleep t·(1 − d)/d before taking more). The
- * supervisor sends "power <batch> <duty> <failsafe>" every period on infer-ctl.sock. When the
+ * supervisor sends "power <batch> <duty> <failsafe>" every period on infer-ctl.sock ("power off"
+ * when no budget is in force). When the
  * budget is enforced (OUTPOST_POWER_ENFORCED in the environment, set by the supervisor), the
  * stage starts at the safe setting and falls back to it by itself when it has heard nothing for
  * three periods and a second: a governor that failed must not leave inference running free.
@@ -134,6 +135,17 @@ static void throttle_poll(throttle *th, void *ctl, const op_config *cfg, uint64_
 		double d;
 		int fs;
 		msg[n < (int)sizeof(msg) - 1 ? n : (int)sizeof(msg) - 1] = 0;
+		if (!strcmp(msg, "power off")) { /* no budget in force: run free */
+			if (th->enforced)
+				op_info("no power budget in force: inference unthrottled");
+			th->batch = cfg->infer_batch_events;
+			th->duty = 1.0;
+			th->failsafe = 0;
+			th->enforced = 0;
+			th->debt_ns = 0;
+			th->silent_logged = 0;
+			continue;
+		}
 		if (sscanf(msg, "power %u %lf %d", &b, &d, &fs) != 3 || b < 1 || !(d > 0 && d <= 1)) {
 			op_warn("infer-ctl: ignoring malformed power command '%s'", msg);
 			continue;
@@ -381,8 +393,9 @@ int op_stage_infer(op_stage_ctx *s)
 			blocked = 0;
 			events += n;
 			batches++;
-			if (th.failsafe)
-				failsafe_events += n;
+			if (th.failsafe) /* science events only: the start-up probe is never stored */
+				for (uint32_t k = 0; k < n; k++)
+					failsafe_events += !(serials[k] & OP_PROBE_SERIAL_BIT);
 			idle = 0;
 		}
 		if (n > 0) {

@@ -186,13 +186,17 @@ static void learn(op_governor *g, const op_governor_input *in, double u_applied)
 		return;
 	if (rho < 0.02 && g->p.idle_hint_w <= 0) /* idle: what the node draws doing nothing */
 		g->idle_w = g->idle_w > 0 ? 0.7 * g->idle_w + 0.3 * in->power_w : in->power_w;
-	/* Saturated, and with enough dynamic power that noise does not decide the estimate. */
-	if (rho >= 0.9 && u_applied > 1e-3 && in->power_w - g->idle_w >= 0.1 * in->power_w) {
-		double gain = (in->power_w - g->idle_w) / u_applied;
+	/* Power follows the capacity actually used (u·rho): learn the gain whenever inference did
+	 * measurable work and the dynamic power is large enough that noise does not decide it. */
+	double used = u_applied * rho;
+	if (rho >= 0.05 && used > 1e-3 && in->power_w - g->idle_w >= 0.1 * in->power_w) {
+		double gain = (in->power_w - g->idle_w) / used;
 		if (gain > 0.01) {
 			g->gain_w = g->gain_known ? 0.6 * g->gain_w + 0.4 * gain : gain;
 			g->gain_known = 1;
 		}
+	}
+	if (rho >= 0.9 && u_applied > 1e-3) {
 		double rpu = in->events / in->dt_s / u_applied;
 		g->rate_per_u = rpu > g->rate_per_u ? rpu : 0.999 * g->rate_per_u + 0.001 * rpu;
 	}
@@ -250,7 +254,8 @@ void op_governor_step(op_governor *g, const op_governor_input *in, op_power_sett
 	/* The error of the period just measured is against the setpoint it ran under; a new budget
 	 * is fed forward: a cut in full at once (the ceiling holds from the first period under
 	 * it), a rise at the cautious gain. */
-	double sp_old = g->setpoint > 0 ? g->setpoint : setpoint;
+	int new_budget = g->setpoint <= 0;
+	double sp_old = new_budget ? setpoint : g->setpoint;
 	double e = sp_old - in->power_w;
 	double ff = setpoint - sp_old;
 	g->setpoint = setpoint;
@@ -260,6 +265,12 @@ void op_governor_step(op_governor *g, const op_governor_input *in, op_power_sett
 								  : setpoint);
 	double du = (p->ki * e + (g->have_e_prev ? p->kp * (e - g->e_prev) : 0) + (ff < 0 ? ff : p->ki * ff)) / gain;
 	double u = g->u + du;
+	/* A new or lower budget: go straight to the capacity the learnt plant says it allows. */
+	if ((ff < 0 || new_budget) && g->gain_known) {
+		double u_model = (setpoint - g->idle_w) / g->gain_w;
+		if (u > u_model)
+			u = u_model;
+	}
 	/* Anti-windup against light input: do not run ahead of what inference uses; and with no
 	 * word of what it uses (not started, loading a model), do not climb at all. */
 	if (isnan(in->utilisation)) {

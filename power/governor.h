@@ -18,9 +18,13 @@
  *     u[k] = clamp(u[k−1] + (kp·(e[k] − e[k−1]) + ki·e[k]) / G, u_floor, u_ceiling)
  *
  * The sensors average over about one period (NVML's power is a 1 s mean), so the plant is one
- * period of delay: ki·G_true = 1 would be deadbeat. G is estimated as (P − P_idle)/u from
- * periods when inference was saturated, with P_idle learnt from periods when it was idle
- * (0 until then, which over-estimates G: slower, never overshooting). ki = 0.5 by default (steps settle to 3% in 5 periods; sensor noise is passed on at 0.6×).
+ * period of delay: ki·G_true = 1 would be deadbeat. Power follows the capacity actually used,
+ * u·rho (rho: the share of its allowed time inference worked rather than waited for input), so
+ * G is estimated as (P − P_idle)/(u·rho) from every period with measurable work, with P_idle
+ * learnt from periods when inference was idle (0 until then, which over-estimates G: slower,
+ * never overshooting). ki = 0.5 by default: a step settles to 3% in 5 periods, and sensor noise
+ * is passed on at 0.6×. A new or lower budget is fed forward: u goes at once to the capacity
+ * the learnt plant says the new setpoint allows.
  *
  * u_ceiling: while inference is not using its allowance (input lighter than capacity), u may
  * not run ahead of what is used (8% above it): a sudden surge of events then raises power by

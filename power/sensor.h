@@ -10,7 +10,7 @@
  *   hwmon  /sys/class/hwmon/hwmonN: energyK_input (µJ) preferred, powerK_input or
  *          powerK_average (µW) otherwise; every device, or those whose `name` is listed
  *   meter  an external site meter: readings arrive from outside (the appliance subscribes to
- *          its ZeroMQ endpoint) through op_power_sensor_feed; stale after 3 periods
+ *          its ZeroMQ endpoint) through op_power_sensor_feed; stale after 2 periods
  *   sim    the simulated plant (plant.h), fed the inference work the appliance measures
  *
  * Energy counters are read as differences (the mean power since the last read, exactly the

@@ -2,3 +2,10 @@
 op_unit_test(test_power_governor unit/test_power_governor.c)
 op_unit_test(test_power_sensors unit/test_power_sensors.c)
 op_unit_test(test_power_schedule unit/test_power_schedule.c)
+# The governor in the real appliance: holding a budget on real inference, and its fail-safe.
+foreach(case hold failsafe)
+  add_test(NAME power_${case}
+    COMMAND ${OP_PY} ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_power.py $<TARGET_FILE_DIR:outpostd> ${case})
+  set_tests_properties(power_${case} PROPERTIES LABELS integration SKIP_RETURN_CODE 77 TIMEOUT 400
+    RESOURCE_LOCK e2e_cpu)
+endforeach()

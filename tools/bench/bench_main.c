@@ -9,6 +9,7 @@
  *   outpost-bench e2e      [--events N]    simulator → sealed segments through the real daemon
  *   outpost-bench accuracy --model F ...    angular error of LineFit, the seed and model files
  *   outpost-bench kernels  [--quick]       FP4 GEMM/GEMV/model throughput vs OpenBLAS and bandwidth
+ *   outpost-bench power    [--seconds S]   the governor at 100/75/50% budgets vs unthrottled
  */
 #include <stdio.h>
 #include <string.h>
@@ -18,7 +19,7 @@
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
-		fprintf(stderr, "usage: outpost-bench ingest|store|linefit|e2e|accuracy|kernels [options]\n");
+		fprintf(stderr, "usage: outpost-bench ingest|store|linefit|e2e|accuracy|kernels|power [options]\n");
 		return 2;
 	}
 	if (!strcmp(argv[1], "ingest"))
@@ -31,6 +32,8 @@ int main(int argc, char **argv)
 		return op_bench_accuracy(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "kernels"))
 		return op_bench_kernels(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "power"))
+		return op_bench_power(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "e2e"))
 		return op_bench_e2e(argc - 1, argv + 1);
 	fprintf(stderr, "outpost-bench: unknown benchmark '%s'\n", argv[1]);
