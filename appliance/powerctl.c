@@ -573,10 +573,12 @@ void op_powerctl_metrics(op_powerctl *p, char *out, size_t cap)
 	    "# TYPE outpost_power_window_mean_watts gauge\noutpost_power_window_mean_watts %.3f\n", f.window_mean_w);
 	OUT("# HELP outpost_power_headroom_watts Budget minus power (last period).\n"
 	    "# TYPE outpost_power_headroom_watts gauge\noutpost_power_headroom_watts %.3f\n", f.headroom_w);
-	OUT("# HELP outpost_power_joules_per_event Energy per inferred event over the last 10 minutes.\n"
-	    "# TYPE outpost_power_joules_per_event gauge\n"
-	    "outpost_power_joules_per_event{quantile=\"0.5\"} %.6f\noutpost_power_joules_per_event{quantile=\"0.99\"} %.6f\n",
-	    f.j_per_event_p50, f.j_per_event_p99);
+	OUT("# HELP outpost_power_joules_per_event_p50 Energy per inferred event, median over the last 10 minutes.\n"
+	    "# TYPE outpost_power_joules_per_event_p50 gauge\noutpost_power_joules_per_event_p50 %.6f\n",
+	    f.j_per_event_p50);
+	OUT("# HELP outpost_power_joules_per_event_p99 Energy per inferred event, 99th percentile over the last 10 "
+	    "minutes.\n# TYPE outpost_power_joules_per_event_p99 gauge\noutpost_power_joules_per_event_p99 %.6f\n",
+	    f.j_per_event_p99);
 	OUT("# HELP outpost_power_duty Inference duty cycle set by the governor.\n"
 	    "# TYPE outpost_power_duty gauge\noutpost_power_duty %.4f\n", p->set.duty);
 	OUT("# HELP outpost_power_limiting The actuator now limiting (1 for the one that is).\n"
