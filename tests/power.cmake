@@ -9,3 +9,11 @@ foreach(case hold failsafe)
   set_tests_properties(power_${case} PROPERTIES LABELS integration SKIP_RETURN_CODE 77 TIMEOUT 400
     RESOURCE_LOCK e2e_cpu)
 endforeach()
+# NVML through dlopen, against a stand-in for the driver's library (no GPU here; the real check
+# on a GPU is listed as pending in docs/power.md).
+add_library(fake_nvml SHARED unit/fake_nvml.c)
+set_target_properties(fake_nvml PROPERTIES OUTPUT_NAME nvidia-ml PREFIX lib SUFFIX .so.1
+  LIBRARY_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/fake-nvml)
+op_unit_test(test_power_nvml unit/test_power_nvml.c)
+add_dependencies(test_power_nvml fake_nvml)
+set_tests_properties(test_power_nvml PROPERTIES ENVIRONMENT "LD_LIBRARY_PATH=${CMAKE_BINARY_DIR}/fake-nvml")

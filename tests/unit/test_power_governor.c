@@ -28,6 +28,7 @@ typedef struct loop {
 	int n;
 	int failsafe_at[4000];
 	double reading, util, done;
+	double clock_stuck; /* > 0: the node runs at this clock whatever is set */
 } loop;
 
 static void loop_init(loop *L, uint32_t batch_sat, uint64_t seed)
@@ -60,8 +61,11 @@ static void period(loop *L, double offered, double budget, int sensor_ok)
 		op_governor_step(L->g, &in, &L->set);
 	}
 	double e0 = op_plant_energy_j(L->pl), done = 0, util = 0;
+	op_power_setting eff = L->set;
+	if (L->clock_stuck > 0)
+		eff.clock_frac = L->clock_stuck;
 	for (int i = 0; i < 100; i++) {
-		done += op_plant_run(L->pl, 0.01, offered, &L->set);
+		done += op_plant_run(L->pl, 0.01, offered, &eff);
 		util += op_plant_utilisation(L->pl);
 	}
 	L->reading = op_plant_read(L->pl);
@@ -206,6 +210,44 @@ static void sensor_failure(void)
 	loop_free(&L);
 }
 
+/* Clocks stuck low (a thermal event): unthrottled, saturated, far under budget, yet slow. */
+static void stuck_low(void)
+{
+	loop L;
+	op_power_figures f;
+	loop_init(&L, 0, 5);
+	L.gp.stuck_after_s = 20;
+	op_governor_set_params(L.g, &L.gp);
+	for (int k = 0; k < 5; k++)
+		period(&L, 0, 200, 1);
+	for (int k = 0; k < 30; k++)
+		period(&L, 30000, 200, 1); /* healthy flat out: 130 W, under the 200 W budget */
+	op_governor_figures(L.g, &f);
+	CHECK(!f.stuck);
+	/* the node now runs at a third of its speed whatever the governor sets */
+	int stuck_at = -1;
+	L.clock_stuck = 0.3;
+	for (int k = 0; k < 40; k++) {
+		period(&L, 30000, 200, 1);
+		op_governor_figures(L.g, &f);
+		if (f.stuck && stuck_at < 0)
+			stuck_at = k;
+	}
+	printf("stuck low: reported after %d s (stuck_after 20 s), power %.1f W of 200 W\n", stuck_at + 1, f.power_w);
+	CHECK(stuck_at >= 18 && stuck_at <= 22);
+	L.clock_stuck = 0;
+	for (int k = 0; k < 40; k++)
+		period(&L, 30000, 200, 1); /* back to normal */
+	op_governor_figures(L.g, &f);
+	CHECK(!f.stuck);
+	/* a node merely idle (no input) is not stuck */
+	for (int k = 0; k < 60; k++)
+		period(&L, 0, 200, 1);
+	op_governor_figures(L.g, &f);
+	CHECK(!f.stuck);
+	loop_free(&L);
+}
+
 static void mapping(void)
 {
 	op_governor_params p;
@@ -246,5 +288,6 @@ int main(void)
 	surge(256, "GPU-like plant");
 	surge(0, "CPU-like plant");
 	sensor_failure();
+	stuck_low();
 	return check_finish("test_power_governor");
 }
