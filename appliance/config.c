@@ -98,6 +98,11 @@ static const key keys[] = {
 	 "no reply from north for this long: reconnect and resume"},
 	{"uplink.retry", K_DUR, "5s", SEC / 100, 3600 * SEC, F(uplink_retry_ns), 1, NULL,
 	 "wait before reconnecting to north"},
+	{"uplink.curve_key", K_STR, "", 0, OP_CFG_STR - 1, F(uplink_curve_key), 1, NULL,
+	 "this appliance's CURVE key pair (a .key file from `outpostctl keygen NAME`, mode 0600); with "
+	 "uplink.north_public_key, the link north is encrypted and north admits only listed keys (empty: plaintext)"},
+	{"uplink.north_public_key", K_STR, "", 0, OP_CFG_STR - 1, F(uplink_north_public_key), 1, NULL,
+	 "north's CURVE public key (its .pub file); set with uplink.curve_key"},
 	{"supervisor.stage_deadline", K_DUR, "30s", SEC, 3600 * SEC, F(watchdog_stage_deadline_ns), 1, NULL,
 	 "a stage silent, or busy without progress, this long is killed and restarted"},
 	{"supervisor.restart_burst", K_U32, "5", 1, 1000, F(restart_burst), 1, NULL,

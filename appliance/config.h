@@ -45,6 +45,8 @@ typedef struct op_config {
 	uint64_t uplink_chunk_bytes;
 	uint64_t uplink_timeout_ns;
 	uint64_t uplink_retry_ns;
+	char uplink_curve_key[OP_CFG_STR];        /* this appliance's .key ("" = plaintext) */
+	char uplink_north_public_key[OP_CFG_STR]; /* north's .pub */
 	/* supervisor */
 	uint64_t watchdog_stage_deadline_ns; /* a stage silent this long is restarted */
 	uint32_t restart_burst;              /* restarts allowed per restart_interval */

@@ -22,6 +22,7 @@
 
 #include "appliance/config.h"
 #include "appliance/stage.h"
+#include "uplink/curve.h"
 
 static void usage(FILE *f)
 {
@@ -29,6 +30,7 @@ static void usage(FILE *f)
 		   "       outpostctl [-c FILE] power set POWER [for DURATION] | power clear | power show\n"
 		   "                  (an operator's budget over the configured one: 180W, 1.2kW; for 90s, 30m, 2h, 1d)\n"
 		   "       outpostctl check-config FILE\n"
+		   "       outpostctl keygen NAME          (CURVE keys for the link north: NAME.key, NAME.pub)\n"
 		   "       outpostctl print-defaults\n"
 		   "       outpostctl explain KEY|SECTION\n");
 }
@@ -106,6 +108,20 @@ int main(int argc, char **argv)
 			return 2;
 		}
 		return op_config_explain(argv[i], stdout) == 0 ? 0 : 2;
+	}
+	if (!strcmp(cmd, "keygen")) {
+		char err[512];
+		if (i >= argc) {
+			fprintf(stderr, "usage: outpostctl keygen NAME   (writes NAME.key, mode 0600, and NAME.pub)\n");
+			return 2;
+		}
+		if (op_curve_keygen(argv[i], err, sizeof(err)) < 0) {
+			fprintf(stderr, "outpostctl keygen: %s\n", err);
+			return 1;
+		}
+		printf("%s.key: the key pair (secret: keep it here, mode 0600)\n%s.pub: the public key (copy it to "
+		       "the other side)\n", argv[i], argv[i]);
+		return 0;
 	}
 	if (!strcmp(cmd, "print-defaults")) {
 		op_config_print_defaults(stdout);

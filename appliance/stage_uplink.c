@@ -13,6 +13,7 @@
 
 #include "appliance/log.h"
 #include "appliance/stage.h"
+#include "uplink/curve.h"
 #include "uplink/sender.h"
 
 int op_stage_uplink(op_stage_ctx *s)
@@ -54,12 +55,50 @@ int op_stage_uplink(op_stage_ctx *s)
 	mkdir(sent, 0750);
 	ucfg.sent_dir = sent;
 	ucfg.sent_keep_ns = 600000000000ull; /* 10 min: far beyond any stage restart's backoff */
+	/* CURVE: both keys or neither. A key that cannot be read keeps the segments here (nothing
+	 * is sent in plaintext instead) and says why, every minute, until a reload fixes it. */
+	op_curve_key mine, north;
+	int key_error = 0;
+	if (cfg->uplink_curve_key[0] || cfg->uplink_north_public_key[0]) {
+		char kerr[600];
+		int ke = !cfg->uplink_curve_key[0] || !cfg->uplink_north_public_key[0] ? -EINVAL : 0;
+		if (ke < 0)
+			snprintf(kerr, sizeof(kerr), "uplink.curve_key and uplink.north_public_key go together (one is empty)");
+		else if ((ke = op_curve_load(cfg->uplink_curve_key, 1, &mine, kerr, sizeof(kerr))) == 0)
+			ke = op_curve_load(cfg->uplink_north_public_key, 0, &north, kerr, sizeof(kerr));
+		if (ke < 0) {
+			key_error = 1;
+			uint64_t last_log = 0;
+			while (!op_stage_stop) {
+				uint64_t now = op_now_ns();
+				if (!last_log || now - last_log >= 60000000000ull) {
+					op_err("uplink keys: %s; segments stay in %s until it is fixed (outpostctl reload)", kerr,
+					       outbox);
+					last_log = now;
+				}
+				usleep(100000);
+				if (op_report_due(s, now)) {
+					op_report_begin(s, 0, 1);
+					op_report_gauge(s, "key_error", key_error);
+					op_report_gauge(s, "link_up", 0);
+					op_report_send(s);
+				}
+			}
+			return 0;
+		}
+		ucfg.curve_public_z85 = mine.public_z85;
+		ucfg.curve_secret_z85 = mine.secret_z85;
+		ucfg.north_public_z85 = north.public_z85;
+	}
 	int err = op_uplink_open(s->zctx, &ucfg, &u);
+	explicit_bzero(&mine, sizeof(mine));
 	if (err < 0) {
 		op_err("cannot open the uplink to %s: %s", cfg->uplink_north, strerror(-err));
 		return 1;
 	}
-	op_info("shipping %s to %s", outbox, cfg->uplink_north);
+	op_info("shipping %s to %s%s", outbox, cfg->uplink_north,
+		ucfg.curve_public_z85 ? " (CURVE: encrypted, north's key checked)" : " (plaintext)");
+	int was_up = -1;
 	memset(&prev, 0, sizeof(prev));
 	while (!op_stage_stop) {
 		err = op_uplink_step(u, 100);
@@ -74,7 +113,16 @@ int op_stage_uplink(op_stage_ctx *s)
 		if (st.quarantined != prev.quarantined)
 			op_err("a segment in %s did not match its checksum: moved to %s (reason=corrupt)", outbox,
 			       quarantine);
-		progress = st.bytes_sent + st.files_confirmed;
+		if (st.link_up != was_up && (was_up >= 0 || st.link_up)) {
+			if (st.link_up)
+				op_info("link north up");
+			else
+				op_warn("link north down: no answer from %s within %.0f s (unreachable, or north does not "
+					"accept this appliance%s)", cfg->uplink_north, (double)cfg->uplink_timeout_ns / 1e9,
+					ucfg.curve_public_z85 ? "'s key" : "");
+			was_up = st.link_up;
+		}
+		progress = st.bytes_sent + st.files_confirmed + st.pings;
 		prev = st;
 		if (op_report_due(s, op_now_ns())) {
 			op_report_begin(s, progress, st.files_pending == 0);
@@ -86,6 +134,9 @@ int op_stage_uplink(op_stage_ctx *s)
 			op_report_counter(s, "rejected", st.rejected);
 			op_report_counter(s, "quarantined", st.quarantined);
 			op_report_gauge(s, "files_pending", (double)st.files_pending);
+			op_report_gauge(s, "link_up", st.link_up);
+			op_report_gauge(s, "key_error", 0);
+			op_report_gauge(s, "encrypted", ucfg.curve_public_z85 != NULL);
 			op_report_gauge(s, "bytes_pending", (double)st.bytes_pending);
 			/* A link that is down is not a stuck stage: the watchdog must not restart us for
 			 * waiting on the satellite. */

@@ -819,8 +819,14 @@ static void status_text(sup *s, sbuf *b)
 	sb_printf(b, "store    %" PRIu64 " rows sealed in %" PRIu64 " segments, %" PRIu64
 		     " duplicates ignored\n",
 		  counter_of(st, "rows_sealed"), counter_of(st, "segments_sealed"), counter_of(st, "rows_duplicate"));
-	sb_printf(b, "uplink   %" PRIu64 " files confirmed north, %" PRIu64 " bytes; backlog %.0f files, %.0f bytes; "
-		     "%" PRIu64 " timeouts, %" PRIu64 " resumes\n",
+	const char *link = !s->cfg->uplink_north[0]       ? "off (no north endpoint)"
+			   : gauge_of(up_, "key_error") > 0 ? "KEYS UNREADABLE (see the log; nothing sent)"
+			   : gauge_of(up_, "link_up") > 0   ? "up"
+							    : "DOWN";
+	sb_printf(b, "uplink   link %s%s; %" PRIu64 " files confirmed north, %" PRIu64 " bytes; backlog %.0f files, "
+		     "%.0f bytes; %" PRIu64 " timeouts, %" PRIu64 " resumes\n",
+		  link, s->cfg->uplink_north[0] && gauge_of(up_, "key_error") <= 0
+			    ? (gauge_of(up_, "encrypted") > 0 ? ", encrypted (CURVE)" : ", plaintext") : "",
 		  counter_of(up_, "files_confirmed"), counter_of(up_, "bytes_confirmed"), gauge_of(up_, "files_pending"),
 		  gauge_of(up_, "bytes_pending"), counter_of(up_, "timeouts"), counter_of(up_, "resumes"));
 }

@@ -29,12 +29,14 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "uplink/curve.h"
 #include "uplink/segment.h"
 #include "uplink/sha256.h"
 #include "uplink/transfer.h"
 
 typedef struct partial {
 	int used, fd;
+	char appliance[64]; /* who offered it (CURVE key name), for the ledger */
 	char name[OP_XFER_NAME_MAX + 1];
 	char sha[65];
 	uint64_t size, offset;
@@ -45,11 +47,13 @@ struct op_north {
 	op_north_config cfg;
 	char dir[512], pdir[600];
 	void *sock;
+	op_zap *zap;
 	partial *p;
 	op_north_stats st;
 	op_north_cb on_file;
 	op_north_reject_cb on_reject;
 	void *cb_ctx;
+	char cur_appliance[64]; /* the sender of the message being handled */
 };
 
 static uint64_t now_ns(void)
@@ -82,12 +86,26 @@ int op_north_open(void *zmq_ctx, const op_north_config *cfg, op_north **ret)
 		rc = -ENOMEM;
 		goto fail;
 	}
+	if (cfg->curve_secret_z85) {
+		/* the gatekeeper first: a handshake before it exists would be refused */
+		if ((rc = op_zap_open(zmq_ctx, cfg->authorized_dir, &n->zap)) < 0)
+			goto fail;
+	}
 	n->sock = zmq_socket(zmq_ctx, ZMQ_ROUTER);
 	if (!n->sock) {
 		rc = -errno;
 		goto fail;
 	}
 	zmq_setsockopt(n->sock, ZMQ_LINGER, &linger, sizeof(linger));
+	if (cfg->curve_secret_z85) {
+		int one = 1;
+		if (zmq_setsockopt(n->sock, ZMQ_CURVE_SERVER, &one, sizeof(one)) != 0 ||
+		    zmq_setsockopt(n->sock, ZMQ_CURVE_SECRETKEY, cfg->curve_secret_z85, 40) != 0 ||
+		    zmq_setsockopt(n->sock, ZMQ_ZAP_DOMAIN, "outpost", 7) != 0) {
+			rc = -errno;
+			goto fail;
+		}
+	}
 	if (zmq_bind(n->sock, cfg->bind_endpoint) != 0) {
 		rc = -errno;
 		goto fail;
@@ -108,6 +126,7 @@ void op_north_close(op_north *n)
 			close(n->p[i].fd);
 	if (n->sock)
 		zmq_close(n->sock);
+	op_zap_close(n->zap);
 	free(n->p);
 	free(n);
 }
@@ -248,6 +267,7 @@ static void on_offer(op_north *n, zmq_msg_t *id, const char *name, zmq_msg_t *f,
 	memcpy(p->sha, sha, 65);
 	p->size = size;
 	p->last_ns = now_ns();
+	snprintf(p->appliance, sizeof(p->appliance), "%s", n->cur_appliance);
 	reply_u64(n, id, "HAVE", name, p->offset);
 }
 
@@ -351,7 +371,8 @@ static void on_commit(op_north *n, zmq_msg_t *id, const char *name)
 	struct tm tm;
 	gmtime_r(&t, &tm);
 	strftime(utc, sizeof(utc), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	len = snprintf(line, sizeof(line), "%s\t%s\t%llu\t%s\t%ld\n", utc, name, (unsigned long long)p->size, sha, rows);
+	len = snprintf(line, sizeof(line), "%s\t%s\t%llu\t%s\t%ld\t%s\n", utc, name, (unsigned long long)p->size, sha,
+		       rows, p->appliance[0] ? p->appliance : "-");
 	fd = open(ledger, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 	if (fd < 0 || write(fd, line, (size_t)len) != len || fsync(fd) != 0) {
 		if (fd >= 0)
@@ -364,18 +385,30 @@ static void on_commit(op_north *n, zmq_msg_t *id, const char *name)
 	if (rows > 0)
 		n->st.rows_received += (uint64_t)rows;
 	if (n->on_file)
-		n->on_file(n->cb_ctx, name, p->size, sha, rows);
+		n->on_file(n->cb_ctx, name, p->size, sha, rows, p->appliance[0] ? p->appliance : "-");
 	drop(p);
 	reply(n, id, "CONFIRMED", name, sha, 64);
 }
 
+static void on_refused(void *ctx, const char *peer, const char *why)
+{
+	op_north *n = ctx;
+	n->st.peers_refused++;
+	if (n->on_reject)
+		n->on_reject(n->cb_ctx, peer, why);
+}
+
 int op_north_step(op_north *n, int timeout_ms)
 {
-	zmq_pollitem_t it = {.socket = n->sock, .events = ZMQ_POLLIN};
+	zmq_pollitem_t items[2] = {{.socket = n->sock, .events = ZMQ_POLLIN},
+				   {.socket = n->zap ? op_zap_socket(n->zap) : NULL, .events = ZMQ_POLLIN}};
+	zmq_pollitem_t *it = &items[0];
 
-	if (zmq_poll(&it, 1, timeout_ms) < 0)
+	if (zmq_poll(items, n->zap ? 2 : 1, timeout_ms) < 0)
 		return errno == EINTR ? 0 : -errno;
-	for (int k = 0; k < 64 && (it.revents & ZMQ_POLLIN); k++) {
+	if (n->zap && (items[1].revents & ZMQ_POLLIN))
+		op_zap_handle(n->zap, on_refused, n);
+	for (int k = 0; k < 64 && (it->revents & ZMQ_POLLIN); k++) {
 		zmq_msg_t f[6];
 		int nf = 0, more = 1;
 		while (more) {
@@ -393,7 +426,10 @@ int op_north_step(op_north *n, int timeout_ms)
 		}
 		if (nf == 0)
 			break;
-		if (nf >= 3) {
+		if (nf >= 2 && zmq_msg_size(&f[1]) == 4 && !memcmp(zmq_msg_data(&f[1]), "PING", 4)) {
+			reply(n, &f[0], "PONG", "", NULL, 0); /* the appliance's keepalive */
+			n->st.pings++;
+		} else if (nf >= 3) {
 			char cmd[16], name[OP_XFER_NAME_MAX + 1];
 			size_t cl = zmq_msg_size(&f[1]), nl = zmq_msg_size(&f[2]);
 			if (cl < sizeof(cmd) && op_xfer_name_ok(zmq_msg_data(&f[2]), nl)) {
@@ -401,6 +437,8 @@ int op_north_step(op_north *n, int timeout_ms)
 				cmd[cl] = 0;
 				memcpy(name, zmq_msg_data(&f[2]), nl);
 				name[nl] = 0;
+				const char *who = zmq_msg_gets(&f[1], "User-Id");
+				snprintf(n->cur_appliance, sizeof(n->cur_appliance), "%s", who && who[0] ? who : "-");
 				if (!strcmp(cmd, "OFFER"))
 					on_offer(n, &f[0], name, f, nf);
 				else if (!strcmp(cmd, "CHUNK"))

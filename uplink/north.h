@@ -15,15 +15,23 @@ typedef struct op_north_config {
 	const char *dir;         /* final files, sidecars and ledger.tsv; partials in dir/.partial/ */
 	uint64_t max_file_bytes; /* offers above this are refused (0 = 64 GiB) */
 	uint32_t max_partials;   /* concurrent transfers (0 = 16) */
+	/* CURVE (curve.h): north's secret key and the directory of accepted appliances' .pub files;
+	 * NULL: plaintext, every peer accepted (tests, a north on the same host) */
+	const char *curve_secret_z85;
+	const char *authorized_dir;
 } op_north_config;
 
 typedef struct op_north_stats {
 	uint64_t files_received, bytes_received, rows_received, rejected, naks, reconfirmed;
+	uint64_t peers_refused; /* connections whose key is not authorised */
+	uint64_t pings;
 } op_north_stats;
 
 /* Called once per file made durable: name, size, sha256, rows (-1 if it does not open as a
- * segment: stored anyway, the checksum is the contract). */
-typedef void (*op_north_cb)(void *ctx, const char *name, uint64_t size, const char *sha, long rows);
+ * segment: stored anyway, the checksum is the contract), the appliance that sent it (its key's
+ * name under CURVE, "-" in plaintext). */
+typedef void (*op_north_cb)(void *ctx, const char *name, uint64_t size, const char *sha, long rows,
+			    const char *appliance);
 /* Called for each refusal, with the reason. */
 typedef void (*op_north_reject_cb)(void *ctx, const char *name, const char *reason);
 

@@ -39,6 +39,7 @@ enum state { IDLE, OFFERED, SENDING, COMMITTED };
 struct op_uplink {
 	op_uplink_config cfg;
 	char outbox[512], quarantine[512], endpoint[256], sent[512];
+	char curve[3][41]; /* public, secret, north's public; "" = plaintext */
 	uint64_t last_prune_ns;
 	void *zctx, *sock;
 	enum state st;
@@ -47,6 +48,8 @@ struct op_uplink {
 	int fd;
 	uint64_t size, next, acked, nak_at;
 	uint64_t last_rx_ns, retry_at_ns, last_scan_ns;
+	uint64_t last_ping_ns, last_pong_ns; /* keepalive; any answer from north counts as a pong */
+	uint64_t socket_ns;                  /* when the current socket was made */
 	uint8_t *buf;
 	op_uplink_stats stats;
 };
@@ -67,8 +70,14 @@ static int new_socket(op_uplink *u)
 	u->sock = zmq_socket(u->zctx, ZMQ_DEALER);
 	if (!u->sock)
 		return -errno;
+	u->socket_ns = now_ns();
 	zmq_setsockopt(u->sock, ZMQ_LINGER, &linger, sizeof(linger));
 	zmq_setsockopt(u->sock, ZMQ_SNDHWM, &hwm, sizeof(hwm));
+	if (u->curve[0][0] &&
+	    (zmq_setsockopt(u->sock, ZMQ_CURVE_SERVERKEY, u->curve[2], 40) != 0 ||
+	     zmq_setsockopt(u->sock, ZMQ_CURVE_PUBLICKEY, u->curve[0], 40) != 0 ||
+	     zmq_setsockopt(u->sock, ZMQ_CURVE_SECRETKEY, u->curve[1], 40) != 0))
+		return -errno;
 	if (zmq_connect(u->sock, u->endpoint) != 0)
 		return -errno;
 	return 0;
@@ -95,6 +104,12 @@ int op_uplink_open(void *zmq_ctx, const op_uplink_config *cfg, op_uplink **ret)
 		snprintf(u->sent, sizeof(u->sent), "%s", cfg->sent_dir);
 	snprintf(u->quarantine, sizeof(u->quarantine), "%s", cfg->quarantine_dir);
 	snprintf(u->endpoint, sizeof(u->endpoint), "%s", cfg->north_endpoint);
+	if (cfg->curve_public_z85 && cfg->curve_secret_z85 && cfg->north_public_z85) {
+		snprintf(u->curve[0], sizeof(u->curve[0]), "%s", cfg->curve_public_z85);
+		snprintf(u->curve[1], sizeof(u->curve[1]), "%s", cfg->curve_secret_z85);
+		snprintf(u->curve[2], sizeof(u->curve[2]), "%s", cfg->north_public_z85);
+	}
+	u->cfg.curve_public_z85 = u->cfg.curve_secret_z85 = u->cfg.north_public_z85 = NULL; /* not kept */
 	u->fd = -1;
 	u->zctx = zmq_ctx;
 	u->buf = malloc(u->cfg.chunk_bytes);
@@ -120,6 +135,7 @@ void op_uplink_close(op_uplink *u)
 	if (u->sock)
 		zmq_close(u->sock);
 	free(u->buf);
+	explicit_bzero(u->curve, sizeof(u->curve));
 	free(u);
 }
 
@@ -354,13 +370,19 @@ static void handle(op_uplink *u, zmq_msg_t *f, int nf)
 	char cmd[16];
 	size_t cl = zmq_msg_size(&f[0]);
 
-	if (nf < 2 || cl >= sizeof(cmd) || u->st == IDLE)
+	if (nf < 2 || cl >= sizeof(cmd))
 		return;
 	memcpy(cmd, zmq_msg_data(&f[0]), cl);
 	cmd[cl] = 0;
+	if (!strcmp(cmd, "PONG")) { /* the keepalive's answer: the link is up */
+		u->last_rx_ns = u->last_pong_ns = now_ns();
+		return;
+	}
+	if (u->st == IDLE)
+		return;
 	if (zmq_msg_size(&f[1]) != strlen(u->name) || memcmp(zmq_msg_data(&f[1]), u->name, strlen(u->name)))
 		return; /* stale: about another file */
-	u->last_rx_ns = now_ns();
+	u->last_rx_ns = u->last_pong_ns = now_ns();
 	uint64_t v = nf >= 3 && zmq_msg_size(&f[2]) == 8 ? op_xfer_get_u64(zmq_msg_data(&f[2])) : UINT64_MAX;
 
 	if (!strcmp(cmd, "HAVE") && u->st == OFFERED && v <= u->size) {
@@ -431,9 +453,26 @@ int op_uplink_step(op_uplink *u, int timeout_ms)
 			zmq_msg_close(&f[k]);
 	}
 	pump(u);
-	if (u->st != IDLE && now_ns() - u->last_rx_ns > u->cfg.timeout_ns) {
+	now = now_ns();
+	if (u->st != IDLE && now - u->last_rx_ns > u->cfg.timeout_ns) {
 		u->stats.timeouts++;
 		reset(u, u->cfg.retry_ns);
+	}
+	/* Keepalive: with nothing to send, ask north for a PONG every third of the timeout, so a
+	 * dead link shows as down before there is anything to ship over it. */
+	uint64_t every = u->cfg.timeout_ns / 3 > 1000000000ull ? u->cfg.timeout_ns / 3 : 1000000000ull;
+	if (u->st == IDLE && now - u->last_ping_ns >= every) {
+		if (send_frames(u, "PING", NULL, 0, NULL, 0, NULL, 0) == 0)
+			u->stats.pings++;
+		u->last_ping_ns = now;
+	}
+	u->stats.link_up = u->last_pong_ns && now - u->last_pong_ns <= u->cfg.timeout_ns;
+	/* Idle and unanswered for a whole timeout on this socket: a new one. ZeroMQ does not
+	 * reconnect after a refused handshake (north did not list our key); north may list it now. */
+	uint64_t heard = u->last_pong_ns > u->socket_ns ? u->last_pong_ns : u->socket_ns;
+	if (u->st == IDLE && now - heard > u->cfg.timeout_ns) {
+		u->stats.reconnects++;
+		new_socket(u);
 	}
 	return 0;
 }

@@ -24,6 +24,8 @@ typedef struct op_uplink_config {
 	 * segment already went north, and must not be written twice. */
 	const char *sent_dir;
 	uint64_t sent_keep_ns;
+	/* CURVE (curve.h): this appliance's key pair and north's public key, Z85; NULL: plaintext */
+	const char *curve_public_z85, *curve_secret_z85, *north_public_z85;
 } op_uplink_config;
 
 typedef struct op_uplink_stats {
@@ -31,6 +33,8 @@ typedef struct op_uplink_stats {
 		naks, vanished;
 	uint64_t files_pending, bytes_pending; /* in outbox/, as of the last scan */
 	int last_error;                        /* negative errno of the last local failure, or 0 */
+	int link_up;                           /* north answered within the timeout (keepalive) */
+	uint64_t pings, reconnects;
 } op_uplink_stats;
 
 int op_uplink_open(void *zmq_ctx, const op_uplink_config *cfg, op_uplink **ret);

@@ -1,0 +1,167 @@
+#!/usr/bin/python3
+"""
+test_curve.py — the link north under ZeroMQ CURVE, with the real programs.
+
+  test_curve.py BINDIR
+
+Keys made with `outpostctl keygen`. outpost-north runs with its key and a directory of the
+appliance keys it accepts. Checked, as an operator would see it:
+  - an appliance with a listed key delivers everything; north's ledger and `--report` name it;
+    `outpostctl status` says the link is up and encrypted;
+  - an appliance whose key is not listed delivers nothing (its segments stay in its outbox, its
+    status says the link is DOWN) until its .pub is copied into north's directory — no restart
+    of north — and then everything arrives;
+  - a plaintext appliance gets nothing through to a CURVE north;
+  - key rotation: a new key pair, its .pub added north, the config changed and reloaded: the
+    deliveries continue under the new name; the old .pub removed north refuses the old key;
+  - a secret key readable by others is refused with the reason, and nothing is sent in plaintext.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Appliance, check, fail, free_port  # noqa: E402
+
+
+def keygen(bindir, path):
+    p = subprocess.run([os.path.join(bindir, "outpostctl"), "keygen", path], capture_output=True, text=True)
+    check(p.returncode == 0, "keygen %s: %s" % (path, p.stderr))
+
+
+def north_report(bindir, d):
+    p = subprocess.run([os.path.join(bindir, "outpost-north"), "--report", d], capture_output=True, text=True)
+    check(p.returncode == 0, "north --report: %s" % p.stderr)
+    return json.loads(p.stdout)["appliances"]
+
+
+def uplink_line(app):
+    return [ln for ln in app.ctl("status")[1].splitlines() if ln.startswith("uplink   link")][0]
+
+
+def main():
+    bindir = sys.argv[1]
+    try:
+        import zmq  # noqa: F401
+        import h5py  # noqa: F401
+    except ImportError as e:
+        print("skipped: %s" % e)
+        sys.exit(77)
+    keys = tempfile.mkdtemp(prefix="op-curve-keys-")
+    auth = os.path.join(keys, "authorized")
+    os.makedirs(auth)
+    for k in ("north", "site-a", "site-b", "site-a-2026"):
+        keygen(bindir, os.path.join(keys, k))
+    # keygen never overwrites a key
+    p = subprocess.run([os.path.join(bindir, "outpostctl"), "keygen", os.path.join(keys, "north")],
+                       capture_output=True, text=True)
+    check(p.returncode != 0 and "never overwritten" in p.stderr, "keygen over an existing key: %r" % p.stderr)
+    check(oct(os.stat(os.path.join(keys, "north.key")).st_mode & 0o777) == "0o600", ".key is 0600")
+    shutil.copy(os.path.join(keys, "site-a.pub"), auth)
+
+    port = free_port()
+    north_dir = tempfile.mkdtemp(prefix="op-curve-north-")
+    nlog = open(os.path.join(north_dir, "..", os.path.basename(north_dir) + ".log"), "w")
+    north = subprocess.Popen([os.path.join(bindir, "outpost-north"), "--bind", "tcp://127.0.0.1:%d" % port,
+                              "--dir", north_dir, "--curve-key", os.path.join(keys, "north.key"),
+                              "--authorized-keys", auth], stdout=nlog, stderr=nlog)
+    apps = []
+
+    def appliance(name, key):
+        up = {"north_endpoint": "tcp://127.0.0.1:%d" % port}
+        if key:
+            up.update({"curve_key": os.path.join(keys, key + ".key"),
+                       "north_public_key": os.path.join(keys, "north.pub")})
+        a = Appliance(bindir, name, north=False, config={"uplink": up, "site": {"name": name}})
+        apps.append(a)
+        return a
+
+    def north_rows_from(site):
+        import h5py
+        n = 0
+        for f in os.listdir(north_dir):
+            if f.endswith(".h5") and site in f:
+                with h5py.File(os.path.join(north_dir, f), "r") as h:
+                    n += len(h["results"])
+        return n
+
+    try:
+        a = appliance("site-a", "site-a")
+        a.sim("--count", "3000")
+        a.wait(lambda: north_rows_from("site-a") >= 3000, 60, "site-a's events north")
+        line = uplink_line(a)
+        print("site-a: " + line)
+        check("link up, encrypted (CURVE)" in line, "status shows an encrypted link: " + line)
+        rep = north_report(bindir, north_dir)
+        check(rep.get("site-a", {}).get("rows") == 3000, "north's report names site-a with 3000 rows: %s" % rep)
+
+        b = appliance("site-b", "site-b")
+        b.sim("--count", "1000")
+        b.wait(lambda: b.status()["events"]["stored"] >= 1000, 30, "site-b stored its events")
+        time.sleep(6)
+        check(north_rows_from("site-b") == 0, "an unlisted key delivers nothing")
+        b.wait(lambda: "link DOWN" in uplink_line(b), 30, "site-b's status to say the link is down")
+        check(len([f for f in os.listdir(os.path.join(b.state, "outbox")) if f.endswith(".h5")]) >= 1,
+              "site-b's segments wait in its outbox")
+        print("site-b (not listed): " + uplink_line(b))
+        # admitted without restarting north
+        shutil.copy(os.path.join(keys, "site-b.pub"), auth)
+        b.wait(lambda: north_rows_from("site-b") >= 1000, 60, "site-b's events north once its key is listed")
+        print("site-b listed: all 1000 events north, north not restarted")
+
+        c = appliance("site-c", None)
+        c.sim("--count", "500")
+        c.wait(lambda: c.status()["events"]["stored"] >= 500, 30, "site-c stored")
+        time.sleep(6)
+        check(north_rows_from("site-c") == 0, "a plaintext appliance gets nothing through to a CURVE north")
+        print("site-c (plaintext): " + uplink_line(c))
+
+        # rotation of site-a's key
+        shutil.copy(os.path.join(keys, "site-a-2026.pub"), auth)
+        with open(a.cfg) as f:
+            text = f.read()
+        with open(a.cfg, "w") as f:
+            f.write(text.replace("site-a.key", "site-a-2026.key"))
+        rc, out = a.ctl("reload")
+        check("uplink.curve_key" in out, "reload applied the new key: %r" % out)
+        os.remove(os.path.join(auth, "site-a.pub"))
+        a.sim("--count", "2000", "--first-seq", "3000")
+        a.wait(lambda: north_rows_from("site-a") >= 5000, 60, "site-a's events after the rotation")
+        rep = north_report(bindir, north_dir)
+        check(rep.get("site-a-2026", {}).get("rows", 0) >= 1, "deliveries after the rotation are under the new key: %s" % rep)
+        print("rotation: %s" % {k: v["rows"] for k, v in rep.items()})
+
+        # a secret key readable by others
+        os.chmod(os.path.join(keys, "site-b.key"), 0o644)
+        with open(b.cfg) as f:
+            text = f.read()
+        with open(b.cfg, "w") as f:
+            f.write(text.replace("retry: 200ms", "retry: 300ms"))  # any uplink change restarts the uplink stage
+        b.ctl("reload")
+        b.wait(lambda: "KEYS UNREADABLE" in uplink_line(b), 20, "status to say the keys are unreadable")
+        b.logs.flush()
+        with open(os.path.join(b.tmp, "log.txt")) as f:
+            log = f.read()
+        check("chmod 600" in log, "the log says how to fix the key's mode")
+        print("world-readable key: " + uplink_line(b))
+        nlog.flush()
+        with open(nlog.name) as f:
+            nl = f.read()
+        check("is not in the authorised keys" in nl, "north logs the refusals")
+    finally:
+        for a_ in apps:
+            a_.stop()
+        north.terminate()
+        north.wait(20)
+        nlog.close()
+    shutil.rmtree(keys, ignore_errors=True)
+    shutil.rmtree(north_dir, ignore_errors=True)
+    print("ok: curve")
+
+
+if __name__ == "__main__":
+    main()
