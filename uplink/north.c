@@ -29,6 +29,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "ingest/crc32c.h"
 #include "uplink/curve.h"
 #include "uplink/segment.h"
 #include "uplink/sha256.h"
@@ -279,8 +280,8 @@ static void on_chunk(op_north *n, zmq_msg_t *id, const char *name, zmq_msg_t *f,
 		reject(n, id, name, "chunk without an offer");
 		return;
 	}
-	if (nf < 5 || zmq_msg_size(&f[3]) != 8) {
-		reject(n, id, name, "malformed chunk");
+	if (nf < 6 || zmq_msg_size(&f[3]) != 8 || zmq_msg_size(&f[5]) != 4) {
+		reject(n, id, name, "malformed chunk (offset, bytes and their CRC32C)");
 		return;
 	}
 	uint64_t off = op_xfer_get_u64(zmq_msg_data(&f[3]));
@@ -296,6 +297,13 @@ static void on_chunk(op_north *n, zmq_msg_t *id, const char *name, zmq_msg_t *f,
 		return;
 	}
 	const uint8_t *data = zmq_msg_data(&f[4]);
+	if (op_crc32c(0, data, len) != op_xfer_get_u32(zmq_msg_data(&f[5]))) {
+		/* damaged on the way (or by a faulty relay): not written; ask for it again */
+		n->st.crc_errors++;
+		n->st.naks++;
+		reply_u64(n, id, "NAK", name, p->offset);
+		return;
+	}
 	size_t done = 0;
 	while (done < len) {
 		ssize_t w = pwrite(p->fd, data + done, len - done, (off_t)(off + done));

@@ -25,6 +25,7 @@ typedef struct op_north_stats {
 	uint64_t files_received, bytes_received, rows_received, rejected, naks, reconfirmed;
 	uint64_t peers_refused; /* connections whose key is not authorised */
 	uint64_t pings;
+	uint64_t crc_errors; /* chunks whose CRC32C did not match: not written, asked again */
 } op_north_stats;
 
 /* Called once per file made durable: name, size, sha256, rows (-1 if it does not open as a

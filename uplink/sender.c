@@ -20,6 +20,8 @@
  */
 #include "uplink/sender.h"
 
+#include "ingest/crc32c.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -354,7 +356,9 @@ static void pump(op_uplink *u)
 			return;
 		}
 		op_xfer_put_u64(off, u->next);
-		if (send_frames(u, "CHUNK", off, 8, u->buf, want, NULL, 0) < 0)
+		uint8_t crc[4];
+		op_xfer_put_u32(crc, op_crc32c(0, u->buf, want));
+		if (send_frames(u, "CHUNK", off, 8, u->buf, want, crc, 4) < 0)
 			return; /* HWM: try again on the next step */
 		u->next += want;
 		u->stats.bytes_sent += want;

@@ -5,12 +5,13 @@
  * Every message is multi-part: frame 0 the command (ASCII), frame 1 the segment name, then:
  *   OFFER     u64 size | 64 hex sha256 | u32 protocol version   → HAVE or CONFIRMED or REJECTED
  *   HAVE      u64 offset north already holds
- *   CHUNK     u64 offset | bytes                                 → ACK or NAK or REJECTED
+ *   CHUNK     u64 offset | bytes | u32 CRC32C of the bytes       → ACK or NAK or REJECTED
  *   ACK       u64 offset after the chunk
  *   NAK       u64 offset north expects (north appends only at exactly its offset)
  *   COMMIT    (nothing)                                          → CONFIRMED or REJECTED or NAK
  *   CONFIRMED 64 hex sha256 of the file north has made durable
  *   REJECTED  reason text
+ *   PING      (empty name)                                       → PONG (keepalive)
  * Numbers are fixed-width little-endian. Names are validated on both ends (north writes files
  * named by what it receives: this is a security boundary).
  */
@@ -19,7 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define OP_XFER_VERSION 1u
+#define OP_XFER_VERSION 2u /* 2: a CRC32C per chunk */
 #define OP_XFER_NAME_MAX 200
 #define OP_XFER_CHUNK_MAX (64u << 20)
 
@@ -31,6 +32,17 @@ static inline void op_xfer_put_u64(uint8_t *p, uint64_t v)
 {
 	for (int i = 0; i < 8; i++)
 		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static inline void op_xfer_put_u32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static inline uint32_t op_xfer_get_u32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
 static inline uint64_t op_xfer_get_u64(const uint8_t *p)

@@ -17,6 +17,8 @@
 #include "uplink/north.h"
 #include "uplink/sender.h"
 #include "uplink/sha256.h"
+#include "uplink/transfer.h"
+#include "ingest/crc32c.h"
 
 static char dir[] = "/tmp/outpost-test-uplink-XXXXXX";
 static char outbox[200], quar[200], north_dir[200], ep[300];
@@ -189,6 +191,50 @@ int main(void)
 	}
 	CHECK_EQ_U64(refused, 3);
 	CHECK(!exists_in(dir, "x.h5") && !exists_in(north_dir, "a"));
+
+	/* a chunk damaged on the way: not written, NAKed at north's offset; the good one ACKed */
+	{
+		uint8_t size[8], ver[4] = {OP_XFER_VERSION, 0, 0, 0}, off[8] = {0}, crc[4], data[4096];
+		char sha[65], reply[16] = {0};
+		memset(data, 0x5a, sizeof(data));
+		op_sha256 h;
+		uint8_t dg[32];
+		op_sha256_init(&h);
+		op_sha256_update(&h, data, sizeof(data));
+		op_sha256_final(&h, dg);
+		op_sha256_hex(dg, sha);
+		op_xfer_put_u64(size, sizeof(data));
+		zmq_send(d, "OFFER", 5, ZMQ_SNDMORE);
+		zmq_send(d, "dmg.h5", 6, ZMQ_SNDMORE);
+		zmq_send(d, size, 8, ZMQ_SNDMORE);
+		zmq_send(d, sha, 64, ZMQ_SNDMORE);
+		zmq_send(d, ver, 4, 0);
+		uint64_t got[3] = {0};
+		const char *want[3] = {"HAVE", "NAK", "ACK"};
+		for (int step = 0; step < 3; step++) {
+			if (step > 0) {
+				op_xfer_put_u32(crc, op_crc32c(0, data, sizeof(data)) ^ (step == 1 ? 1u : 0u));
+				zmq_send(d, "CHUNK", 5, ZMQ_SNDMORE);
+				zmq_send(d, "dmg.h5", 6, ZMQ_SNDMORE);
+				zmq_send(d, off, 8, ZMQ_SNDMORE);
+				zmq_send(d, data, sizeof(data), ZMQ_SNDMORE);
+				zmq_send(d, crc, 4, 0);
+			}
+			for (int k = 0; k < 100; k++)
+				op_north_step(n, 5);
+			memset(reply, 0, sizeof(reply));
+			int len = zmq_recv(d, reply, sizeof(reply) - 1, 0);
+			char nm[64];
+			uint8_t v[8] = {0};
+			zmq_recv(d, nm, sizeof(nm), 0);
+			zmq_recv(d, v, sizeof(v), 0);
+			got[step] = op_xfer_get_u64(v);
+			CHECK(len > 0 && !strcmp(reply, want[step]));
+		}
+		CHECK(got[1] == 0 && got[2] == sizeof(data));
+		op_north_get_stats(n, &ns);
+		CHECK_EQ_U64(ns.crc_errors, 1);
+	}
 	zmq_close(d);
 
 	op_uplink_close(u);
