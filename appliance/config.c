@@ -25,7 +25,7 @@
 
 #include "power/schedule.h"
 
-enum kind { K_STR, K_BOOL, K_U32, K_U64, K_INT, K_SIZE, K_DUR, K_ENUM, K_POWER, K_PCT };
+enum kind { K_STR, K_BOOL, K_U32, K_U64, K_INT, K_SIZE, K_DUR, K_ENUM, K_POWER, K_PCT, K_RATE };
 
 typedef struct key {
 	const char *path;
@@ -98,6 +98,12 @@ static const key keys[] = {
 	 "no reply from north for this long: reconnect and resume"},
 	{"uplink.retry", K_DUR, "5s", SEC / 100, 3600 * SEC, F(uplink_retry_ns), 1, NULL,
 	 "wait before reconnecting to north"},
+	{"uplink.rate", K_RATE, "0", 0, 100000000000ull, F(uplink_rate_bps), 1, NULL,
+	 "cap on what the uplink puts on the wire, every byte counted (retransmits, keepalives, framing, an "
+	 "estimate of TCP/IP): 2.4kbit/s, 250Mbit/s; 0: none"},
+	{"uplink.daily_quota", K_SIZE, "0", 0, 1ull << 50, F(uplink_daily_quota), 1, NULL,
+	 "bytes the uplink may send per UTC day, counted like uplink.rate and kept across restarts (0: none); "
+	 "sending stops before it would be exceeded and resumes at UTC midnight"},
 	{"uplink.curve_key", K_STR, "", 0, OP_CFG_STR - 1, F(uplink_curve_key), 1, NULL,
 	 "this appliance's CURVE key pair (a .key file from `outpostctl keygen NAME`, mode 0600); with "
 	 "uplink.north_public_key, the link north is encrypted and north admits only listed keys (empty: plaintext)"},
@@ -175,7 +181,7 @@ static const key keys[] = {
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
 
 static const char *const kind_names[] = {"string", "bool", "integer", "integer", "integer",
-					 "size", "duration", "enum", "power", "percent"};
+					 "size", "duration", "enum", "power", "percent", "rate"};
 
 /* ---- value parsing (shared by the defaults and by files) ---------------------------------- */
 
@@ -198,6 +204,7 @@ static const struct unit {
 } dur_units[] = {{"ns", 1}, {"us", 1000}, {"ms", 1000000}, {"s", SEC}, {"m", 60 * SEC},
 		 {"h", 3600 * SEC}, {"d", 86400 * SEC}, {NULL, 0}},
   power_units[] = {{"mW", 1}, {"W", 1000}, {"kW", 1000000}, {"MW", 1000000000}, {NULL, 0}},
+  rate_units[] = {{"bit/s", 1}, {"kbit/s", 1000}, {"Mbit/s", 1000000}, {"Gbit/s", 1000000000}, {NULL, 0}},
   size_units[] = {{"B", 1}, {"KiB", KiB}, {"MiB", MiB}, {"GiB", GiB}, {"TiB", 1024 * GiB},
 		  {"KB", 1000}, {"MB", 1000000}, {"GB", 1000000000}, {"TB", 1000000000000ull}, {NULL, 0}};
 
@@ -344,7 +351,7 @@ static void fmt_unit(char *out, size_t cap, uint64_t v, const struct unit *units
 		if (units[i].mul <= v && v % units[i].mul == 0)
 			best = &units[i];
 	if (v == 0)
-		best = units == power_units ? &units[1] : n_binary == 5 ? &units[0] : &units[3];
+		best = units == power_units || units == rate_units ? &units[units == power_units] : n_binary == 5 ? &units[0] : &units[3];
 	snprintf(out, cap, "%" PRIu64 "%s", v / best->mul, best->name);
 }
 
@@ -381,6 +388,9 @@ static void fmt_value(const key *k, const op_config *c, char *out, size_t cap)
 	case K_PCT:
 		snprintf(out, cap, "%" PRIu32 "%%", *(const uint32_t *)base);
 		break;
+	case K_RATE:
+		fmt_unit(out, cap, *(const uint64_t *)base, rate_units, 4);
+		break;
 	}
 }
 
@@ -388,6 +398,8 @@ static void fmt_bound(const key *k, uint64_t v, char *out, size_t cap)
 {
 	if (k->kind == K_POWER)
 		fmt_unit(out, cap, v, power_units, 4);
+	else if (k->kind == K_RATE)
+		fmt_unit(out, cap, v, rate_units, 4);
 	else if (k->kind == K_PCT)
 		snprintf(out, cap, "%" PRIu64 "%%", v);
 	else if (k->kind == K_SIZE)
@@ -504,6 +516,15 @@ static int set_value(const key *k, op_config *c, const char *s, char *err, size_
 		v = x;
 		break;
 	}
+	case K_RATE:
+		if (strcmp(s, "0") && parse_unit(s, rate_units, 1, &v) < 0) {
+			const char *hint = strstr(s, "bps") || strstr(s, "b/s") || strstr(s, "bit") ? " (bits per second: bit/s, kbit/s, Mbit/s, Gbit/s)"
+					   : strstr(s, "B/s") || strstr(s, "Bps") ? " (the cap is in bits: 1 MB/s is 8Mbit/s)" : "";
+			snprintf(err, errcap, "'%s' must be a rate such as 2.4kbit/s, 250Mbit/s (or 0 for none), not '%s'%s",
+				 k->path, s, hint);
+			return -1;
+		}
+		break;
 	case K_SIZE:
 		rc = parse_unit(s, size_units, 0, &v);
 		if (rc < 0) {

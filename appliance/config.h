@@ -45,6 +45,8 @@ typedef struct op_config {
 	uint64_t uplink_chunk_bytes;
 	uint64_t uplink_timeout_ns;
 	uint64_t uplink_retry_ns;
+	uint64_t uplink_rate_bps;                 /* cap on the wire (0 = none) */
+	uint64_t uplink_daily_quota;              /* bytes per UTC day (0 = none) */
 	char uplink_curve_key[OP_CFG_STR];        /* this appliance's .key ("" = plaintext) */
 	char uplink_north_public_key[OP_CFG_STR]; /* north's .pub */
 	/* supervisor */

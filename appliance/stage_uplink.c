@@ -55,6 +55,11 @@ int op_stage_uplink(op_stage_ctx *s)
 	mkdir(sent, 0750);
 	ucfg.sent_dir = sent;
 	ucfg.sent_keep_ns = 600000000000ull; /* 10 min: far beyond any stage restart's backoff */
+	char quota_file[OP_CFG_STR + 32];
+	snprintf(quota_file, sizeof(quota_file), "%s/uplink-quota", cfg->state_dir);
+	ucfg.rate_bps = cfg->uplink_rate_bps;
+	ucfg.daily_quota = cfg->uplink_daily_quota;
+	ucfg.quota_file = quota_file;
 	/* CURVE: both keys or neither. A key that cannot be read keeps the segments here (nothing
 	 * is sent in plaintext instead) and says why, every minute, until a reload fixes it. */
 	op_curve_key mine, north;
@@ -113,7 +118,11 @@ int op_stage_uplink(op_stage_ctx *s)
 		if (st.quarantined != prev.quarantined)
 			op_err("a segment in %s did not match its checksum: moved to %s (reason=corrupt)", outbox,
 			       quarantine);
-		if (st.link_up != was_up && (was_up >= 0 || st.link_up)) {
+		if (st.quota_exhausted && !prev.quota_exhausted)
+			op_warn("daily quota of %llu bytes spent (%llu sent today): nothing more goes north until UTC "
+				"midnight; segments wait in %s", (unsigned long long)cfg->uplink_daily_quota,
+				(unsigned long long)st.quota_used, outbox);
+		if (st.link_up != was_up && (was_up >= 0 || st.link_up) && !st.quota_exhausted) {
 			if (st.link_up)
 				op_info("link north up");
 			else
@@ -135,6 +144,10 @@ int op_stage_uplink(op_stage_ctx *s)
 			op_report_counter(s, "quarantined", st.quarantined);
 			op_report_gauge(s, "files_pending", (double)st.files_pending);
 			op_report_gauge(s, "link_up", st.link_up);
+			op_report_counter(s, "wire_bytes", st.wire_bytes);
+			op_report_counter(s, "rate_waits", st.rate_waits);
+			op_report_gauge(s, "quota_used", (double)st.quota_used);
+			op_report_gauge(s, "quota_exhausted", st.quota_exhausted);
 			op_report_gauge(s, "key_error", 0);
 			op_report_gauge(s, "encrypted", ucfg.curve_public_z85 != NULL);
 			op_report_gauge(s, "bytes_pending", (double)st.bytes_pending);

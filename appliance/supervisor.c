@@ -819,16 +819,28 @@ static void status_text(sup *s, sbuf *b)
 	sb_printf(b, "store    %" PRIu64 " rows sealed in %" PRIu64 " segments, %" PRIu64
 		     " duplicates ignored\n",
 		  counter_of(st, "rows_sealed"), counter_of(st, "segments_sealed"), counter_of(st, "rows_duplicate"));
-	const char *link = !s->cfg->uplink_north[0]       ? "off (no north endpoint)"
-			   : gauge_of(up_, "key_error") > 0 ? "KEYS UNREADABLE (see the log; nothing sent)"
-			   : gauge_of(up_, "link_up") > 0   ? "up"
-							    : "DOWN";
+	const char *link = !s->cfg->uplink_north[0]             ? "off (no north endpoint)"
+			   : gauge_of(up_, "key_error") > 0       ? "KEYS UNREADABLE (see the log; nothing sent)"
+			   : gauge_of(up_, "quota_exhausted") > 0 ? "idle: DAILY QUOTA SPENT (until UTC midnight)"
+			   : gauge_of(up_, "link_up") > 0         ? "up"
+								  : "DOWN";
 	sb_printf(b, "uplink   link %s%s; %" PRIu64 " files confirmed north, %" PRIu64 " bytes; backlog %.0f files, "
 		     "%.0f bytes; %" PRIu64 " timeouts, %" PRIu64 " resumes\n",
 		  link, s->cfg->uplink_north[0] && gauge_of(up_, "key_error") <= 0
 			    ? (gauge_of(up_, "encrypted") > 0 ? ", encrypted (CURVE)" : ", plaintext") : "",
 		  counter_of(up_, "files_confirmed"), counter_of(up_, "bytes_confirmed"), gauge_of(up_, "files_pending"),
 		  gauge_of(up_, "bytes_pending"), counter_of(up_, "timeouts"), counter_of(up_, "resumes"));
+	if (s->cfg->uplink_rate_bps || s->cfg->uplink_daily_quota) {
+		sb_printf(b, "budget  ");
+		if (s->cfg->uplink_rate_bps)
+			sb_printf(b, " cap %.3g kbit/s (%" PRIu64 " waits);", (double)s->cfg->uplink_rate_bps / 1e3,
+				  counter_of(up_, "rate_waits"));
+		if (s->cfg->uplink_daily_quota)
+			sb_printf(b, " quota %.0f of %" PRIu64 " bytes used today (UTC), %.1f%%;", gauge_of(up_, "quota_used"),
+				  s->cfg->uplink_daily_quota,
+				  100.0 * gauge_of(up_, "quota_used") / (double)s->cfg->uplink_daily_quota);
+		sb_printf(b, " %" PRIu64 " bytes on the wire since start\n", counter_of(up_, "wire_bytes"));
+	}
 }
 
 static void write_last_good(sup *s);

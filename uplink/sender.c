@@ -17,6 +17,12 @@
  *  3. After any cut the next OFFER learns north's offset (HAVE): bytes north holds are never
  *     sent again (byte-exact resume).
  *  4. Replies that don't match the current file and offset are ignored (stale after a reset).
+ *  5. The link budget is spent before a byte is sent: a chunk goes only when the token bucket
+ *     has credit (the cap) and today's quota has room for it (the quota is never exceeded).
+ *
+ * Wire bytes are what ZeroMQ sends for our frames (9 bytes of framing per frame, 32 more for
+ * CURVE's box) plus TCP/IP's share (52 bytes per 1,448-byte segment): the satellite modem
+ * counts IP packets, not payload.
  */
 #include "uplink/sender.h"
 
@@ -52,6 +58,11 @@ struct op_uplink {
 	uint64_t last_rx_ns, retry_at_ns, last_scan_ns;
 	uint64_t last_ping_ns, last_pong_ns; /* keepalive; any answer from north counts as a pong */
 	uint64_t socket_ns;                  /* when the current socket was made */
+	/* link budget */
+	double tokens;          /* bytes; may go below zero by one message (debt) */
+	uint64_t tokens_ns;
+	int quota_fd, quota_day; /* day: days since the epoch (UTC) */
+	int budget_blocked;      /* the last send waited for the cap or the quota */
 	uint8_t *buf;
 	op_uplink_stats stats;
 };
@@ -85,6 +96,8 @@ static int new_socket(op_uplink *u)
 	return 0;
 }
 
+static void quota_load(op_uplink *u);
+
 int op_uplink_open(void *zmq_ctx, const op_uplink_config *cfg, op_uplink **ret)
 {
 	op_uplink *u = calloc(1, sizeof(*u));
@@ -113,7 +126,25 @@ int op_uplink_open(void *zmq_ctx, const op_uplink_config *cfg, op_uplink **ret)
 	}
 	u->cfg.curve_public_z85 = u->cfg.curve_secret_z85 = u->cfg.north_public_z85 = NULL; /* not kept */
 	u->fd = -1;
+	u->quota_fd = -1;
 	u->zctx = zmq_ctx;
+	/* under a cap, a chunk is at most half a second of it (at least 4 KiB): an alert waits at
+	 * most one chunk behind bulk, and the cap holds over short windows */
+	if (u->cfg.rate_bps) {
+		uint64_t half = u->cfg.rate_bps / 16;
+		if (half < 4096)
+			half = 4096;
+		if (u->cfg.chunk_bytes > half)
+			u->cfg.chunk_bytes = (size_t)half;
+		u->tokens_ns = now_ns();
+	}
+	if (u->cfg.daily_quota && cfg->quota_file) {
+		u->quota_fd = open(cfg->quota_file, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+		if (u->quota_fd < 0)
+			u->stats.last_error = -errno;
+	}
+	quota_load(u);
+	u->cfg.quota_file = NULL;
 	u->buf = malloc(u->cfg.chunk_bytes);
 	if (!u->buf) {
 		free(u);
@@ -134,6 +165,8 @@ void op_uplink_close(op_uplink *u)
 		return;
 	if (u->fd >= 0)
 		close(u->fd);
+	if (u->quota_fd >= 0)
+		close(u->quota_fd);
 	if (u->sock)
 		zmq_close(u->sock);
 	free(u->buf);
@@ -144,6 +177,91 @@ void op_uplink_close(op_uplink *u)
 void op_uplink_get_stats(const op_uplink *u, op_uplink_stats *out)
 {
 	*out = u->stats;
+}
+
+static uint64_t wire_cost(const op_uplink *u, size_t payload, int frames)
+{
+	double zmq = (double)payload + 9.0 * frames + (u->curve[0][0] ? 32.0 * frames : 0);
+	return (uint64_t)(zmq * (1.0 + 52.0 / 1448.0)) + 1;
+}
+
+static int today_utc(void)
+{
+	return (int)(time(NULL) / 86400);
+}
+
+static void quota_save(op_uplink *u)
+{
+	char rec[64];
+	if (u->quota_fd < 0)
+		return;
+	int n = snprintf(rec, sizeof(rec), "%010d %020llu\n", u->quota_day, (unsigned long long)u->stats.quota_used);
+	if (pwrite(u->quota_fd, rec, (size_t)n, 0) != n)
+		u->stats.last_error = -errno;
+}
+
+static void quota_load(op_uplink *u)
+{
+	char rec[64] = {0};
+	int day;
+	unsigned long long used;
+	u->quota_day = today_utc();
+	if (u->quota_fd >= 0 && pread(u->quota_fd, rec, sizeof(rec) - 1, 0) > 0 &&
+	    sscanf(rec, "%d %llu", &day, &used) == 2 && day == u->quota_day)
+		u->stats.quota_used = used;
+}
+
+/* Spend the budget for a message of `cost` wire bytes: 0 when it may go now. */
+static int budget_take(op_uplink *u, uint64_t cost)
+{
+	uint64_t now = now_ns();
+	int day = today_utc();
+	if (day != u->quota_day) { /* a new UTC day: a new quota */
+		u->quota_day = day;
+		u->stats.quota_used = 0;
+		u->stats.quota_exhausted = 0;
+	}
+	if (u->cfg.daily_quota && u->stats.quota_used + cost > u->cfg.daily_quota) {
+		u->stats.quota_exhausted = 1;
+		u->budget_blocked = 1;
+		return -1;
+	}
+	u->budget_blocked = 0;
+	if (u->cfg.rate_bps) {
+		/* credit accrues at the cap up to one message's worth (or 0.1 s): a message goes only
+		 * when it is paid for, so no window of T seconds carries more than cap·T + depth */
+		double rate = (double)u->cfg.rate_bps / 8.0, depth = rate * 0.1;
+		if (depth < (double)cost)
+			depth = (double)cost;
+		u->tokens += rate * (double)(now - u->tokens_ns) / 1e9;
+		u->tokens_ns = now;
+		if (u->tokens > depth)
+			u->tokens = depth;
+		if (u->tokens < (double)cost) {
+			u->stats.rate_waits++;
+			u->budget_blocked = 1;
+			return -1;
+		}
+		u->tokens -= (double)cost;
+	}
+	u->stats.wire_bytes += cost;
+	if (u->cfg.daily_quota) {
+		u->stats.quota_used += cost;
+		quota_save(u);
+	}
+	return 0;
+}
+
+/* Small control messages (OFFER, COMMIT) are counted but never held back. */
+static void budget_count(op_uplink *u, uint64_t cost)
+{
+	u->stats.wire_bytes += cost;
+	if (u->cfg.rate_bps)
+		u->tokens -= (double)cost;
+	if (u->cfg.daily_quota) {
+		u->stats.quota_used += cost;
+		quota_save(u);
+	}
 }
 
 static int send_frames(op_uplink *u, const char *cmd, const void *a, size_t alen, const void *b, size_t blen,
@@ -280,6 +398,7 @@ static int start_next(op_uplink *u)
 	u->next = u->acked = 0;
 	u->nak_at = UINT64_MAX;
 	op_xfer_put_u64(size_le, u->size);
+	budget_count(u, wire_cost(u, 5 + strlen(u->name) + 8 + 64 + 4, 5));
 	if (send_frames(u, "OFFER", size_le, 8, u->sha, 64, ver, 4) < 0) {
 		end_file(u);
 		return 0;
@@ -355,6 +474,8 @@ static void pump(op_uplink *u)
 			reset(u, u->cfg.retry_ns);
 			return;
 		}
+		if (budget_take(u, wire_cost(u, want + strlen(u->name) + 8 + 4 + 5, 5)) < 0)
+			return; /* the cap or the quota: later */
 		op_xfer_put_u64(off, u->next);
 		uint8_t crc[4];
 		op_xfer_put_u32(crc, op_crc32c(0, u->buf, want));
@@ -364,6 +485,7 @@ static void pump(op_uplink *u)
 		u->stats.bytes_sent += want;
 	}
 	if (u->acked == u->size && u->next == u->size) {
+		budget_count(u, wire_cost(u, 6 + strlen(u->name), 2));
 		if (send_frames(u, "COMMIT", NULL, 0, NULL, 0, NULL, 0) == 0)
 			u->st = COMMITTED;
 	}
@@ -422,7 +544,14 @@ int op_uplink_step(op_uplink *u, int timeout_ms)
 	zmq_pollitem_t it = {.socket = u->sock, .events = ZMQ_POLLIN};
 	uint64_t now = now_ns();
 
-	if (u->st == IDLE && now >= u->retry_at_ns) {
+	if (u->stats.quota_exhausted && today_utc() != u->quota_day) { /* UTC midnight */
+		u->quota_day = today_utc();
+		u->stats.quota_used = 0;
+		u->stats.quota_exhausted = 0;
+		u->budget_blocked = 0;
+		quota_save(u);
+	}
+	if (u->st == IDLE && now >= u->retry_at_ns && !u->stats.quota_exhausted) {
 		int rc = start_next(u);
 		if (rc < 0)
 			u->stats.last_error = rc;
@@ -458,6 +587,10 @@ int op_uplink_step(op_uplink *u, int timeout_ms)
 	}
 	pump(u);
 	now = now_ns();
+	/* north's silence is a timeout only when it owes us an answer: not while every chunk sent
+	 * is acknowledged and we are the ones holding back for the cap or the quota */
+	if (u->st != IDLE && u->budget_blocked && u->acked == u->next)
+		u->last_rx_ns = now;
 	if (u->st != IDLE && now - u->last_rx_ns > u->cfg.timeout_ns) {
 		u->stats.timeouts++;
 		reset(u, u->cfg.retry_ns);
@@ -465,7 +598,7 @@ int op_uplink_step(op_uplink *u, int timeout_ms)
 	/* Keepalive: with nothing to send, ask north for a PONG every third of the timeout, so a
 	 * dead link shows as down before there is anything to ship over it. */
 	uint64_t every = u->cfg.timeout_ns / 3 > 1000000000ull ? u->cfg.timeout_ns / 3 : 1000000000ull;
-	if (u->st == IDLE && now - u->last_ping_ns >= every) {
+	if (u->st == IDLE && now - u->last_ping_ns >= every && budget_take(u, wire_cost(u, 4, 2)) == 0) {
 		if (send_frames(u, "PING", NULL, 0, NULL, 0, NULL, 0) == 0)
 			u->stats.pings++;
 		u->last_ping_ns = now;

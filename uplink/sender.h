@@ -24,6 +24,12 @@ typedef struct op_uplink_config {
 	 * segment already went north, and must not be written twice. */
 	const char *sent_dir;
 	uint64_t sent_keep_ns;
+	/* The link budget. rate_bps: a token-bucket cap on every byte this end puts on the wire,
+	 * retransmits and keepalives included (0: none); chunks shrink to half a second of it.
+	 * daily_quota: bytes per UTC day (0: none), counted the same way and kept in quota_file
+	 * (written before each chunk, so a crash does not forget what was sent). */
+	uint64_t rate_bps, daily_quota;
+	const char *quota_file;
 	/* CURVE (curve.h): this appliance's key pair and north's public key, Z85; NULL: plaintext */
 	const char *curve_public_z85, *curve_secret_z85, *north_public_z85;
 } op_uplink_config;
@@ -35,6 +41,10 @@ typedef struct op_uplink_stats {
 	int last_error;                        /* negative errno of the last local failure, or 0 */
 	int link_up;                           /* north answered within the timeout (keepalive) */
 	uint64_t pings, reconnects;
+	uint64_t wire_bytes;        /* every byte put on the wire (estimate, see sender.c) */
+	uint64_t quota_used;        /* today's (UTC) */
+	int quota_exhausted;        /* nothing more is sent until UTC midnight */
+	uint64_t rate_waits;        /* times a chunk waited for the cap */
 } op_uplink_stats;
 
 int op_uplink_open(void *zmq_ctx, const op_uplink_config *cfg, op_uplink **ret);

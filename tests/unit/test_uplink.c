@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -238,6 +239,84 @@ int main(void)
 	zmq_close(d);
 
 	op_uplink_close(u);
+	u = NULL;
+
+	/* The cap: every byte on the wire counted; the achieved rate stays at or under it. 4 Mbit/s
+	 * (500 kB/s) over ~3 s through a local socket that could go a hundred times faster. */
+	{
+		op_uplink_config cc = uc;
+		cc.rate_bps = 4000000;
+		CHECK(op_uplink_open(ctx, &cc, &u) == 0);
+		make_file("cap-1.h5", 1500 * 1000, 0);
+		struct timespec t0, t1;
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		for (int i = 0; i < 200000; i++) {
+			op_uplink_step(u, 1);
+			op_north_step(n, 1);
+			op_uplink_get_stats(u, &st);
+			if (st.files_confirmed == 1)
+				break;
+		}
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+		double bps = 8.0 * (double)st.wire_bytes / secs;
+		fprintf(stderr, "cap 4 Mbit/s: %llu wire bytes in %.2f s = %.3f Mbit/s (%.3f of the cap), %llu waits\n",
+			(unsigned long long)st.wire_bytes, secs, bps / 1e6, bps / 4e6, (unsigned long long)st.rate_waits);
+		CHECK(st.files_confirmed == 1 && same_content("cap-1.h5", 1500 * 1000));
+		CHECK(bps <= 4e6 * 1.05);    /* never over: it is a budget */
+		CHECK(bps >= 4e6 * 0.80);    /* and the link is used, not wasted */
+		CHECK(st.wire_bytes >= 1500 * 1000); /* framing and TCP/IP counted on top of the payload */
+		op_uplink_close(u);
+		u = NULL;
+	}
+
+	/* The daily quota: sending stops before it would be exceeded, the count survives a restart,
+	 * and the files not sent wait (nothing lost, nothing deleted). */
+	{
+		char qfile[300];
+		snprintf(qfile, sizeof(qfile), "%s/uplink-quota", dir);
+		op_uplink_config qc = uc;
+		qc.daily_quota = 600 * 1000;
+		qc.quota_file = qfile;
+		qc.chunk_bytes = 64 * 1024;
+		CHECK(op_uplink_open(ctx, &qc, &u) == 0);
+		make_file("q-1.h5", 300 * 1000, 0);
+		make_file("q-2.h5", 300 * 1000, 0);
+		make_file("q-3.h5", 300 * 1000, 0);
+		run(u, n, 4000);
+		op_uplink_get_stats(u, &st);
+		fprintf(stderr, "quota 600,000 bytes: %llu used, %llu files confirmed, exhausted %d\n",
+			(unsigned long long)st.quota_used, (unsigned long long)st.files_confirmed, st.quota_exhausted);
+		CHECK(st.quota_used <= 600 * 1000);
+		CHECK(st.quota_exhausted == 1);
+		CHECK(st.files_confirmed == 1); /* the second did not fit whole; it waits */
+		CHECK(exists_in(outbox, "q-2.h5") && exists_in(outbox, "q-3.h5"));
+		uint64_t used = st.quota_used;
+		op_uplink_close(u);
+		u = NULL;
+		CHECK(op_uplink_open(ctx, &qc, &u) == 0); /* a restart: the day's count is kept */
+		run(u, n, 1000);
+		op_uplink_get_stats(u, &st);
+		CHECK(st.quota_used >= used && st.quota_used <= 600 * 1000 && st.quota_exhausted == 1);
+		CHECK(st.files_confirmed == 0);
+		op_uplink_close(u);
+		u = NULL;
+		/* a new day (the record says yesterday): the quota is fresh and the rest goes */
+		FILE *qf = fopen(qfile, "r+");
+		if (qf) {
+			fprintf(qf, "%010d %020d\n", (int)(time(NULL) / 86400) - 1, 599000);
+			fclose(qf);
+		}
+		CHECK(op_uplink_open(ctx, &qc, &u) == 0);
+		run(u, n, 4000);
+		op_uplink_get_stats(u, &st);
+		/* q-2 resumes where north has it, q-3 fits in the new day */
+		CHECK(st.files_confirmed == 2 && !st.quota_exhausted && st.quota_used <= 600 * 1000);
+		CHECK(!exists_in(outbox, "q-2.h5") && !exists_in(outbox, "q-3.h5"));
+		CHECK(same_content("q-2.h5", 300 * 1000) && same_content("q-3.h5", 300 * 1000));
+		op_uplink_close(u);
+		u = NULL;
+	}
 	op_north_close(n);
 	zmq_ctx_term(ctx);
 	snprintf(line, sizeof(line), "rm -rf '%s'", dir);
