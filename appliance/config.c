@@ -104,6 +104,13 @@ static const key keys[] = {
 	{"uplink.daily_quota", K_SIZE, "0", 0, 1ull << 50, F(uplink_daily_quota), 1, NULL,
 	 "bytes the uplink may send per UTC day, counted like uplink.rate and kept across restarts (0: none); "
 	 "sending stops before it would be exceeded and resumes at UTC midnight"},
+	{"uplink.telemetry_interval", K_DUR, "15m", 0, 86400 * SEC, F(uplink_telemetry_ns), 1, NULL,
+	 "how often a status snapshot (outpostctl status --json) is queued north as telemetry (0: never); alerts "
+	 "(restart budget spent, safe mode, power fail-safe, …) are queued when they happen and go first"},
+	{"uplink.telemetry_share", K_PCT, "20%", 1, 98, F(uplink_telemetry_share_pct), 1, NULL,
+	 "telemetry's share of the link when results and bulk also wait (alerts always go first)"},
+	{"uplink.bulk_share", K_PCT, "10%", 1, 98, F(uplink_bulk_share_pct), 1, NULL,
+	 "bulk's share (files placed in state_dir/outbox/bulk/): the floor it keeps when everything waits"},
 	{"uplink.curve_key", K_STR, "", 0, OP_CFG_STR - 1, F(uplink_curve_key), 1, NULL,
 	 "this appliance's CURVE key pair (a .key file from `outpostctl keygen NAME`, mode 0600); with "
 	 "uplink.north_public_key, the link north is encrypted and north admits only listed keys (empty: plaintext)"},

@@ -14,6 +14,7 @@
 #include <zmq.h>
 
 #include "appliance/log.h"
+#include "appliance/outbox.h"
 #include "appliance/stage.h"
 #include "power/governor.h"
 #include "power/nvml.h"
@@ -50,7 +51,7 @@ struct op_powerctl {
 	int reading_ok;
 	char reading_err[600];
 	uint64_t failsafe_entered_ns;
-	int in_failsafe, was_stuck;
+	int in_failsafe, was_stuck, failsafe_alerted;
 	char brief[96];
 	int enforced;
 	uint64_t sensor_errors;
@@ -386,11 +387,23 @@ void op_powerctl_tick(op_powerctl *p, uint64_t now, const op_power_infer *inf)
 		p->failsafe_entered_ns = now;
 		op_err("power fail-safe: %s; inference at its slowest setting (duty %.0f%%) until readings return",
 		       p->reading_err, 100 * p->set.duty);
+
 	} else if (!p->set.failsafe && p->in_failsafe) {
 		p->in_failsafe = 0;
 		op_info("power readings back after %.1f s: the governor controls again",
 			(double)(now - p->failsafe_entered_ns) / 1e9);
 	}
+	/* north hears of a fail-safe that lasts (3 periods): a counter baseline at start or one lost
+	 * reading is in the telemetry's failsafe_periods, not worth a person's attention */
+	if (p->in_failsafe && !p->failsafe_alerted && now - p->failsafe_entered_ns >= 3 * period) {
+		char text[700];
+		snprintf(text, sizeof(text), "power fail-safe for %.0f s: %s", (double)(now - p->failsafe_entered_ns) / 1e9,
+			 p->reading_err);
+		op_outbox_alert(&p->cfg, "power_failsafe", text);
+		p->failsafe_alerted = 1;
+	}
+	if (!p->in_failsafe)
+		p->failsafe_alerted = 0;
 	send_setting(p);
 	if (p->nvml && (p->gp.clocks || p->gp.power_limit)) {
 		char err[256];
@@ -399,6 +412,8 @@ void op_powerctl_tick(op_powerctl *p, uint64_t now, const op_power_infer *inf)
 	}
 	op_power_figures f;
 	op_governor_figures(p->gov, &f);
+	if (f.stuck && !p->was_stuck)
+		op_outbox_alert(&p->cfg, "power_stuck_low", "throughput far below expectation at low power, unthrottled");
 	if (f.stuck && !p->was_stuck)
 		op_err("power: stuck at low power: throughput far below what this node has shown, unthrottled and "
 		       "%.0f W under budget, for %.0f s (clocks held low? a throttled CPU?)",

@@ -60,6 +60,11 @@ int op_stage_uplink(op_stage_ctx *s)
 	ucfg.rate_bps = cfg->uplink_rate_bps;
 	ucfg.daily_quota = cfg->uplink_daily_quota;
 	ucfg.quota_file = quota_file;
+	ucfg.share_pct[OP_UPLINK_TELEMETRY] = cfg->uplink_telemetry_share_pct;
+	ucfg.share_pct[OP_UPLINK_BULK] = cfg->uplink_bulk_share_pct;
+	ucfg.share_pct[OP_UPLINK_RESULTS] = cfg->uplink_telemetry_share_pct + cfg->uplink_bulk_share_pct < 99
+						    ? 100 - cfg->uplink_telemetry_share_pct - cfg->uplink_bulk_share_pct
+						    : 1;
 	/* CURVE: both keys or neither. A key that cannot be read keeps the segments here (nothing
 	 * is sent in plaintext instead) and says why, every minute, until a reload fixes it. */
 	op_curve_key mine, north;
@@ -148,6 +153,18 @@ int op_stage_uplink(op_stage_ctx *s)
 			op_report_counter(s, "rate_waits", st.rate_waits);
 			op_report_gauge(s, "quota_used", (double)st.quota_used);
 			op_report_gauge(s, "quota_exhausted", st.quota_exhausted);
+			op_report_counter(s, "preemptions", st.preemptions);
+			for (int c = 0; c < OP_UPLINK_CLASSES; c++) {
+				char k[48];
+				snprintf(k, sizeof(k), "%s_files_pending", op_uplink_class_names[c]);
+				op_report_gauge(s, k, (double)st.cls[c].files_pending);
+				snprintf(k, sizeof(k), "%s_bytes_pending", op_uplink_class_names[c]);
+				op_report_gauge(s, k, (double)st.cls[c].bytes_pending);
+				snprintf(k, sizeof(k), "%s_oldest_age_s", op_uplink_class_names[c]);
+				op_report_gauge(s, k, st.cls[c].oldest_age_s);
+				snprintf(k, sizeof(k), "%s_bytes_sent", op_uplink_class_names[c]);
+				op_report_counter(s, k, st.cls[c].bytes_sent);
+			}
 			op_report_gauge(s, "key_error", 0);
 			op_report_gauge(s, "encrypted", ucfg.curve_public_z85 != NULL);
 			op_report_gauge(s, "bytes_pending", (double)st.bytes_pending);

@@ -58,6 +58,7 @@
 #include <zmq.h>
 
 #include "appliance/log.h"
+#include "appliance/outbox.h"
 #include "appliance/powerctl.h"
 #include "appliance/stage.h"
 #include "watchdog/bootcount.h"
@@ -143,6 +144,7 @@ typedef struct sup {
 	unsigned rate_n, rate_head;
 	char reload_last[640];
 	op_powerctl *power; /* the power governor (powerctl.h) */
+	uint64_t last_telemetry_ns;
 } sup;
 
 /* Start order: downstream first, so every connect finds its peer bound soon after. */
@@ -374,6 +376,14 @@ static int spawn(sup *s, stage_rec *r)
 	return 0;
 }
 
+/* An alert for north (outbox.h): queued before anything else is sent. */
+static void alert(sup *s, const char *kind, const char *text)
+{
+	int e = op_outbox_alert(s->cfg, kind, text);
+	if (e < 0)
+		op_err("cannot queue the %s alert for north: %s", kind, strerror(-e));
+}
+
 /* Rung 2 of the ladder: the restart budget of a stage is spent. */
 static void spend_budget(sup *s, stage_rec *r)
 {
@@ -388,6 +398,7 @@ static void spend_budget(sup *s, stage_rec *r)
 	char line[300];
 	snprintf(line, sizeof(line), "FAILED: %s", s->budget_reason);
 	op_notify_status(line);
+	alert(s, "restart_budget", s->budget_reason);
 	s->stopping = 1;
 }
 
@@ -1148,6 +1159,10 @@ static void start_counter(sup *s)
 		       s->start_count, (unsigned long long)(s->cfg->stable_after_ns / 1000000000ull),
 		       s->cfg->safe_mode_after, (unsigned long long)(s->cfg->safe_mode_retry_ns / 1000000000ull),
 		       s->count_path);
+		char text[200];
+		snprintf(text, sizeof(text), "safe mode: start %u in a row without a stable run; network off, LineFit only",
+			 s->start_count);
+		alert(s, "safe_mode", text);
 	} else if (s->start_count > 1) {
 		op_warn("start %u in a row without a stable run (safe mode after %u)", s->start_count,
 			s->cfg->safe_mode_after);
@@ -1256,9 +1271,11 @@ int op_supervisor_run(const op_config *cfg, const char *config_path, int config_
 
 	op_info("outpost %s starting: site %s, config %s (%s), state in %s", OUTPOST_VERSION,
 		cfg->site_name, config_path ? config_path : "embedded defaults", s.config_hash, cfg->state_dir);
-	if (config_fallback)
+	if (config_fallback) {
 		op_err("%s has errors: running on the last good configuration; fix it, check it and reload",
 		       config_path);
+		alert(&s, "config_fallback", "the configuration file has errors: running on the last good one");
+	}
 	if (op_powerctl_open(&s.power, cfg, s.zctx) < 0)
 		goto out;
 	s.ping_interval_ns = op_notify_watchdog_interval_ns() / 2;
@@ -1320,6 +1337,18 @@ int op_supervisor_run(const op_config *cfg, const char *config_path, int config_
 		if (s.cfg->metrics_textfile[0] && now - s.last_textfile_ns >= s.cfg->metrics_interval_ns) {
 			write_textfile(&s);
 			s.last_textfile_ns = now;
+		}
+		/* telemetry north: a status snapshot every uplink.telemetry_interval, the first at READY */
+		if (s.ready_sent && s.cfg->uplink_telemetry_ns &&
+		    (!s.last_telemetry_ns || now - s.last_telemetry_ns >= s.cfg->uplink_telemetry_ns)) {
+			sbuf tb = {0};
+			status_json(&s, &tb);
+			sb_printf(&tb, "\n");
+			int e = tb.p ? op_outbox_telemetry(s.cfg, tb.p, tb.len) : -ENOMEM;
+			if (e < 0)
+				op_warn("cannot queue telemetry for north: %s", strerror(-e));
+			free(tb.p);
+			s.last_telemetry_ns = now;
 		}
 		if (s.ready_sent && now - s.last_status_ns >= 5000000000ull) {
 			notify_status_line(&s, healthy);

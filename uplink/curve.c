@@ -114,7 +114,7 @@ int op_curve_load(const char *path, int need_secret, op_curve_key *out, char *er
 			fclose(f);
 			return -EINVAL;
 		}
-		snprintf(dst, 41, "%s", val);
+		memcpy(dst, val, 41); /* 40 characters and the NUL: checked above */
 	}
 	fclose(f);
 	explicit_bzero(line, sizeof(line));

@@ -374,7 +374,8 @@ static void on_commit(op_north *n, zmq_msg_t *id, const char *name)
 		reject(n, id, name, "cannot publish file");
 		return;
 	}
-	long rows = op_segment_count_rows(final);
+	size_t nlen = strlen(name);
+	long rows = nlen > 3 && !strcmp(name + nlen - 3, ".h5") ? op_segment_count_rows(final) : 0; /* .json: alerts, telemetry */
 	time_t t = time(NULL);
 	struct tm tm;
 	gmtime_r(&t, &tm);

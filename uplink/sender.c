@@ -63,6 +63,11 @@ struct op_uplink {
 	uint64_t tokens_ns;
 	int quota_fd, quota_day; /* day: days since the epoch (UTC) */
 	int budget_blocked;      /* the last send waited for the cap or the quota */
+	/* classes */
+	char dirs[OP_UPLINK_CLASSES][560];
+	int cls;                 /* the current file's class */
+	double vt[OP_UPLINK_CLASSES]; /* virtual time: bytes sent / share (weighted sharing) */
+	uint64_t last_alert_check_ns;
 	uint8_t *buf;
 	op_uplink_stats stats;
 };
@@ -98,6 +103,8 @@ static int new_socket(op_uplink *u)
 
 static void quota_load(op_uplink *u);
 
+const char *const op_uplink_class_names[OP_UPLINK_CLASSES] = {"alert", "telemetry", "results", "bulk"};
+
 int op_uplink_open(void *zmq_ctx, const op_uplink_config *cfg, op_uplink **ret)
 {
 	op_uplink *u = calloc(1, sizeof(*u));
@@ -115,6 +122,20 @@ int op_uplink_open(void *zmq_ctx, const op_uplink_config *cfg, op_uplink **ret)
 	if (!u->cfg.timeout_ns)
 		u->cfg.timeout_ns = 30000000000ull;
 	snprintf(u->outbox, sizeof(u->outbox), "%s", cfg->outbox_dir);
+	snprintf(u->dirs[OP_UPLINK_ALERT], sizeof(u->dirs[0]), "%s/alert", cfg->outbox_dir);
+	snprintf(u->dirs[OP_UPLINK_TELEMETRY], sizeof(u->dirs[0]), "%s/telemetry", cfg->outbox_dir);
+	snprintf(u->dirs[OP_UPLINK_RESULTS], sizeof(u->dirs[0]), "%s", cfg->outbox_dir);
+	snprintf(u->dirs[OP_UPLINK_BULK], sizeof(u->dirs[0]), "%s/bulk", cfg->outbox_dir);
+	for (int c = 0; c < OP_UPLINK_CLASSES; c++)
+		mkdir(u->dirs[c], 0750);
+	if (!u->cfg.share_pct[1] && !u->cfg.share_pct[2] && !u->cfg.share_pct[3]) {
+		u->cfg.share_pct[OP_UPLINK_TELEMETRY] = 20;
+		u->cfg.share_pct[OP_UPLINK_RESULTS] = 70;
+		u->cfg.share_pct[OP_UPLINK_BULK] = 10;
+	}
+	for (int c = 1; c < OP_UPLINK_CLASSES; c++)
+		if (!u->cfg.share_pct[c])
+			u->cfg.share_pct[c] = 1;
 	if (cfg->sent_dir)
 		snprintf(u->sent, sizeof(u->sent), "%s", cfg->sent_dir);
 	snprintf(u->quarantine, sizeof(u->quarantine), "%s", cfg->quarantine_dir);
@@ -296,47 +317,93 @@ static void reset(op_uplink *u, uint64_t delay_ns)
 	u->retry_at_ns = now_ns() + delay_ns;
 }
 
-static int cmp_names(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 /* Oldest sealed segment in outbox/ (names sort by time); updates the pending figures. */
-static int pick(op_uplink *u, char *name, size_t cap)
+/* Oldest shippable file of one class (name order: names start with the UTC time). Counts the
+ * class's backlog on the way. 1 and its name, 0 when none, or -errno. */
+static int pick_in(op_uplink *u, int c, char *name, size_t cap)
 {
-	DIR *d = opendir(u->outbox);
+	DIR *d = opendir(u->dirs[c]);
 	struct dirent *de;
 	char *best = NULL;
-	uint64_t files = 0, bytes = 0;
+	struct op_uplink_class_stats *cs = &u->stats.cls[c];
+	time_t oldest = 0;
 
+	cs->files_pending = cs->bytes_pending = 0;
+	cs->oldest_age_s = 0;
 	if (!d)
-		return -errno;
+		return errno == ENOENT ? 0 : -errno;
 	while ((de = readdir(d))) {
 		size_t n = strlen(de->d_name);
-		char path[800];
+		char path[1100];
 		struct stat sb;
-		if (n < 4 || strcmp(de->d_name + n - 3, ".h5") || !op_xfer_name_ok(de->d_name, n))
+		if (!op_xfer_name_ok(de->d_name, n))
 			continue;
-		snprintf(path, sizeof(path), "%s/%s.sha256", u->outbox, de->d_name);
+		snprintf(path, sizeof(path), "%s/%s.sha256", u->dirs[c], de->d_name);
 		if (stat(path, &sb) != 0)
-			continue; /* sealing in progress or broken: the .h5 is published after its sidecar */
-		snprintf(path, sizeof(path), "%s/%s", u->outbox, de->d_name);
-		if (stat(path, &sb) == 0)
-			bytes += (uint64_t)sb.st_size;
-		files++;
+			continue; /* being written or broken: a file is published after its sidecar */
+		snprintf(path, sizeof(path), "%s/%s", u->dirs[c], de->d_name);
+		if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode))
+			continue;
+		cs->bytes_pending += (uint64_t)sb.st_size;
+		cs->files_pending++;
+		if (!oldest || sb.st_mtime < oldest)
+			oldest = sb.st_mtime;
 		if (!best || strcmp(de->d_name, best) < 0) {
 			free(best);
 			best = strdup(de->d_name);
 		}
 	}
 	closedir(d);
-	u->stats.files_pending = files;
-	u->stats.bytes_pending = bytes;
+	if (oldest)
+		cs->oldest_age_s = difftime(time(NULL), oldest);
 	if (!best)
 		return 0;
 	snprintf(name, cap, "%s", best);
 	free(best);
-	(void)cmp_names;
+	return 1;
+}
+
+/* The next file: an alert if there is one; otherwise the waiting class furthest behind its share
+ * (weighted fair queueing by bytes). Sets *cls. */
+static int pick(op_uplink *u, char *name, size_t cap, int *cls)
+{
+	char names[OP_UPLINK_CLASSES][OP_XFER_NAME_MAX + 1];
+	int have[OP_UPLINK_CLASSES], best = -1;
+	double vmin = 0;
+
+	u->stats.files_pending = u->stats.bytes_pending = 0;
+	for (int c = 0; c < OP_UPLINK_CLASSES; c++) {
+		have[c] = pick_in(u, c, names[c], sizeof(names[c]));
+		if (have[c] < 0)
+			return have[c];
+		u->stats.files_pending += u->stats.cls[c].files_pending;
+		u->stats.bytes_pending += u->stats.cls[c].bytes_pending;
+	}
+	if (have[OP_UPLINK_ALERT] > 0) {
+		best = OP_UPLINK_ALERT;
+	} else {
+		/* a class that was idle rejoins at the current virtual time: no credit for idleness */
+		int any = 0;
+		for (int c = 1; c < OP_UPLINK_CLASSES; c++)
+			if (have[c] > 0 && (!any || u->vt[c] < vmin)) {
+				vmin = u->vt[c];
+				any = 1;
+			}
+		for (int c = 1; c < OP_UPLINK_CLASSES; c++)
+			if (!have[c] && u->vt[c] < vmin)
+				u->vt[c] = vmin;
+		for (int c = 1; c < OP_UPLINK_CLASSES; c++)
+			if (have[c] > 0 && (best < 0 || u->vt[c] < u->vt[best]))
+				best = c;
+	}
+	if (best < 0)
+		return 0;
+	size_t nl = strnlen(names[best], sizeof(names[best]) - 1);
+	if (nl >= cap)
+		return -ENAMETOOLONG;
+	memcpy(name, names[best], nl);
+	name[nl] = 0;
+	*cls = best;
 	return 1;
 }
 
@@ -362,10 +429,10 @@ static void quarantine(op_uplink *u, const char *name)
 {
 	char from[800], to[800];
 	mkdir(u->quarantine, 0750);
-	snprintf(from, sizeof(from), "%s/%s.sha256", u->outbox, name);
+	snprintf(from, sizeof(from), "%s/%s.sha256", u->dirs[u->cls], name);
 	snprintf(to, sizeof(to), "%s/%s.sha256", u->quarantine, name);
 	rename(from, to);
-	snprintf(from, sizeof(from), "%s/%s", u->outbox, name);
+	snprintf(from, sizeof(from), "%s/%s", u->dirs[u->cls], name);
 	snprintf(to, sizeof(to), "%s/%s", u->quarantine, name);
 	if (rename(from, to) != 0)
 		u->stats.last_error = -errno;
@@ -377,12 +444,14 @@ static int start_next(op_uplink *u)
 	char name[OP_XFER_NAME_MAX + 1], path[800], side[800], actual[65];
 	struct stat sb;
 	uint8_t size_le[8], ver[4] = {OP_XFER_VERSION, 0, 0, 0};
-	int rc = pick(u, name, sizeof(name));
+	int cls = OP_UPLINK_RESULTS;
+	int rc = pick(u, name, sizeof(name), &cls);
 
 	if (rc <= 0)
 		return rc;
-	snprintf(path, sizeof(path), "%s/%s", u->outbox, name);
-	snprintf(side, sizeof(side), "%s/%s.sha256", u->outbox, name);
+	u->cls = cls;
+	snprintf(path, sizeof(path), "%s/%s", u->dirs[cls], name);
+	snprintf(side, sizeof(side), "%s/%s.sha256", u->dirs[cls], name);
 	if (read_sidecar(side, u->sha) < 0 || op_sha256_file(path, actual) < 0 || strcmp(actual, u->sha) != 0) {
 		quarantine(u, name);
 		return 0;
@@ -435,8 +504,8 @@ static void prune_sent(op_uplink *u, uint64_t now)
 static void confirmed(op_uplink *u)
 {
 	char path[800];
-	snprintf(path, sizeof(path), "%s/%s", u->outbox, u->name);
-	if (u->sent[0]) { /* kept a while for the store's memory of what it wrote (see sender.h) */
+	snprintf(path, sizeof(path), "%s/%s", u->dirs[u->cls], u->name);
+	if (u->sent[0] && u->cls == OP_UPLINK_RESULTS) { /* kept a while for the store's memory of what it wrote (see sender.h) */
 		char dst[800];
 		snprintf(dst, sizeof(dst), "%s/%s", u->sent, u->name);
 		if (rename(path, dst) != 0 && unlink(path) != 0)
@@ -445,9 +514,10 @@ static void confirmed(op_uplink *u)
 	} else if (unlink(path) != 0) {
 		u->stats.last_error = -errno;
 	}
-	snprintf(path, sizeof(path), "%s/%s.sha256", u->outbox, u->name);
+	snprintf(path, sizeof(path), "%s/%s.sha256", u->dirs[u->cls], u->name);
 	unlink(path);
-	int dfd = open(u->outbox, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	u->stats.cls[u->cls].files_confirmed++;
+	int dfd = open(u->dirs[u->cls], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd >= 0) {
 		fsync(dfd);
 		close(dfd);
@@ -474,8 +544,23 @@ static void pump(op_uplink *u)
 			reset(u, u->cfg.retry_ns);
 			return;
 		}
+		/* an alert waiting: set this transfer aside (north keeps what it has) */
+		uint64_t tnow = now_ns();
+		if (u->cls != OP_UPLINK_ALERT && tnow - u->last_alert_check_ns >= 20000000ull) {
+			char an[OP_XFER_NAME_MAX + 1];
+			u->last_alert_check_ns = tnow;
+			if (pick_in(u, OP_UPLINK_ALERT, an, sizeof(an)) > 0) {
+				u->stats.preemptions++;
+				end_file(u);
+				u->retry_at_ns = 0;
+				return;
+			}
+		}
 		if (budget_take(u, wire_cost(u, want + strlen(u->name) + 8 + 4 + 5, 5)) < 0)
 			return; /* the cap or the quota: later */
+		u->stats.cls[u->cls].bytes_sent += want;
+		if (u->cls != OP_UPLINK_ALERT)
+			u->vt[u->cls] += (double)want / u->cfg.share_pct[u->cls];
 		op_xfer_put_u64(off, u->next);
 		uint8_t crc[4];
 		op_xfer_put_u32(crc, op_crc32c(0, u->buf, want));

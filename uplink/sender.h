@@ -10,6 +10,17 @@
 
 typedef struct op_uplink op_uplink;
 
+/*
+ * Priority classes, each a directory of files with .sha256 sidecars:
+ *   alert      outbox/alert/      strict priority: preempts whatever is being sent, at the next chunk
+ *   telemetry  outbox/telemetry/  \
+ *   results    outbox/            > weighted sharing of what alerts leave, by bytes sent (shares below)
+ *   bulk       outbox/bulk/       /  so the lowest class never gets less than its share when busy
+ * FIFO (oldest name first) within a class. A preempted transfer resumes where north has it.
+ */
+enum { OP_UPLINK_ALERT, OP_UPLINK_TELEMETRY, OP_UPLINK_RESULTS, OP_UPLINK_BULK, OP_UPLINK_CLASSES };
+extern const char *const op_uplink_class_names[OP_UPLINK_CLASSES];
+
 typedef struct op_uplink_config {
 	const char *outbox_dir;
 	const char *quarantine_dir; /* local files that fail their own checksum go here */
@@ -30,6 +41,8 @@ typedef struct op_uplink_config {
 	 * (written before each chunk, so a crash does not forget what was sent). */
 	uint64_t rate_bps, daily_quota;
 	const char *quota_file;
+	/* shares of telemetry, results and bulk in percent (0 each: 20, 70, 10) */
+	uint32_t share_pct[OP_UPLINK_CLASSES];
 	/* CURVE (curve.h): this appliance's key pair and north's public key, Z85; NULL: plaintext */
 	const char *curve_public_z85, *curve_secret_z85, *north_public_z85;
 } op_uplink_config;
@@ -38,6 +51,11 @@ typedef struct op_uplink_stats {
 	uint64_t files_confirmed, bytes_sent, bytes_confirmed, resumes, timeouts, rejected, quarantined,
 		naks, vanished;
 	uint64_t files_pending, bytes_pending; /* in outbox/, as of the last scan */
+	struct op_uplink_class_stats {
+		uint64_t files_pending, bytes_pending, bytes_sent, files_confirmed;
+		double oldest_age_s; /* of its oldest waiting file (by mtime), 0 when none */
+	} cls[OP_UPLINK_CLASSES];
+	uint64_t preemptions; /* transfers set aside for an alert */
 	int last_error;                        /* negative errno of the last local failure, or 0 */
 	int link_up;                           /* north answered within the timeout (keepalive) */
 	uint64_t pings, reconnects;

@@ -15,5 +15,5 @@ int op_xfer_name_ok(const char *name, size_t len)
 		      c == '_' || c == '-'))
 			return 0;
 	}
-	return memcmp(name + len - 3, ".h5", 3) == 0;
+	return memcmp(name + len - 3, ".h5", 3) == 0 || (len >= 6 && memcmp(name + len - 5, ".json", 5) == 0);
 }

@@ -164,6 +164,7 @@ def test_failsafe(bindir):
         app.wait(lambda: power(app)["failsafe"], 10, "fail-safe after the meter fell silent")
         took = time.time() - t_off
         p = power(app)
+        fs0 = p["failsafe_periods"]
         print("meter silent: fail-safe %.2f s after its last reading (staleness 2 s + period 1 s); duty %.0f%%"
               % (took, 100 * p["duty"]))
         check(took <= 2.0 + 1.0 + 0.6, "fail-safe took %.2f s" % took)
@@ -173,6 +174,8 @@ def test_failsafe(bindir):
         check("outpost_power_failsafe 1" in app.ctl("metrics")[1], "metrics say fail-safe")
         app.wait(lambda: app.status()["stages"]["infer"]["counters"].get("power_failsafe_events", 0) > 200, 30,
                  "events inferred under the fail-safe")
+        # a lasting outage (north is told of one that lasts 3 periods)
+        app.wait(lambda: power(app)["failsafe_periods"] >= fs0 + 4, 10, "four more periods in the fail-safe")
         meter.on = True
         app.wait(lambda: not power(app)["failsafe"], 5, "recovery when readings return")
         print("meter back: the governor controls again (%d fail-safe periods)" % power(app)["failsafe_periods"])
@@ -195,6 +198,21 @@ def test_failsafe(bindir):
         check(flagged > 0 and flagged == counted, "flagged rows (%d) = events infer ran under the fail-safe (%d)"
               % (flagged, counted))
         check(len(rows) == 40000 and st["events"]["dropped"] == 0, "every event north once")
+        # north heard of it: an alert for the fail-safe, and telemetry with the power figures
+        import glob
+        import json as js
+        alerts = glob.glob(os.path.join(app.north_dir, "alert-power_failsafe-*.json"))
+        check(len(alerts) >= 1, "a power_failsafe alert north: %s" % os.listdir(app.north_dir)[:20])
+        with open(alerts[0]) as f:
+            a = js.load(f)
+        check(a["alert"] == "power_failsafe" and "meter" in a["text"], "the alert says why: %s" % a)
+        tele = glob.glob(os.path.join(app.north_dir, "telemetry-status-*.json"))
+        check(len(tele) >= 1, "telemetry north")
+        with open(tele[0]) as f:
+            t = js.load(f)
+        check("power" in t and "events" in t, "telemetry is the status snapshot")
+        print("north received alert %s: %s; and %d telemetry snapshot(s)" % (os.path.basename(alerts[0]), a["text"],
+                                                                          len(tele)))
     finally:
         rc = app.stop()
         meter.close()

@@ -24,22 +24,33 @@
 static char dir[] = "/tmp/outpost-test-uplink-XXXXXX";
 static char outbox[200], quar[200], north_dir[200], ep[300];
 
+static void make_file_in(const char *sub, const char *name, size_t size, int corrupt_sidecar);
+
 static void make_file(const char *name, size_t size, int corrupt_sidecar)
 {
-	char path[400], hex[65];
+	make_file_in("", name, size, corrupt_sidecar);
+}
+
+/* a file in outbox/<sub>/ with its sidecar written first (as the producers do) */
+static void make_file_in(const char *sub, const char *name, size_t size, int corrupt_sidecar)
+{
+	char path[400], hex[65], tmp[400];
 	FILE *f;
-	snprintf(path, sizeof(path), "%s/%s", outbox, name);
-	f = fopen(path, "wb");
+	snprintf(path, sizeof(path), "%s/%s%s%s", outbox, sub, sub[0] ? "/" : "", name);
+	snprintf(tmp, sizeof(tmp), "%s/%s%s.tmp-%s", outbox, sub, sub[0] ? "/" : "", name);
+	f = fopen(tmp, "wb");
 	for (size_t i = 0; i < size; i++)
 		fputc((int)((i * 131 + size) & 0xff), f);
 	fclose(f);
-	op_sha256_file(path, hex);
+	op_sha256_file(tmp, hex);
 	if (corrupt_sidecar)
 		hex[0] = hex[0] == '0' ? '1' : '0';
-	snprintf(path, sizeof(path), "%s/%s.sha256", outbox, name);
-	f = fopen(path, "w");
+	char side[420];
+	snprintf(side, sizeof(side), "%s.sha256", path);
+	f = fopen(side, "w");
 	fprintf(f, "%s  %s\n", hex, name);
 	fclose(f);
+	rename(tmp, path);
 }
 
 static int exists_in(const char *d, const char *name)
@@ -314,6 +325,67 @@ int main(void)
 		CHECK(st.files_confirmed == 2 && !st.quota_exhausted && st.quota_used <= 600 * 1000);
 		CHECK(!exists_in(outbox, "q-2.h5") && !exists_in(outbox, "q-3.h5"));
 		CHECK(same_content("q-2.h5", 300 * 1000) && same_content("q-3.h5", 300 * 1000));
+		op_uplink_close(u);
+		u = NULL;
+	}
+	/* Priorities. An alert queued behind bulk under a 4 Mbit/s cap (chunks of half a second)
+	 * starts at the next chunk and is north within about a chunk time; the bulk file it set
+	 * aside resumes where north has it and arrives whole. */
+	{
+		op_uplink_config pc = uc;
+		pc.rate_bps = 4000000;
+		CHECK(op_uplink_open(ctx, &pc, &u) == 0);
+		make_file_in("bulk", "bulk-1.h5", 2000 * 1000, 0);
+		struct timespec t0, t1;
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		double alert_at = -1, alert_done = -1;
+		for (int i = 0; i < 400000; i++) {
+			op_uplink_step(u, 1);
+			op_north_step(n, 1);
+			clock_gettime(CLOCK_MONOTONIC, &t1);
+			double el = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+			if (alert_at < 0 && el > 1.2) {
+				make_file_in("alert", "alert-1.json", 300, 0);
+				alert_at = el;
+			}
+			op_uplink_get_stats(u, &st);
+			if (alert_done < 0 && st.cls[OP_UPLINK_ALERT].files_confirmed == 1)
+				alert_done = el;
+			if (st.cls[OP_UPLINK_BULK].files_confirmed == 1)
+				break;
+		}
+		fprintf(stderr, "alert behind bulk at 4 Mbit/s (chunk time 0.5 s): north %.3f s after it was queued; "
+				"%llu preemption(s); bulk then completed\n",
+			alert_done - alert_at, (unsigned long long)st.preemptions);
+		CHECK(alert_done > 0 && alert_done - alert_at <= 0.5 + 0.3);
+		CHECK(st.preemptions == 1 && st.cls[OP_UPLINK_BULK].files_confirmed == 1);
+		CHECK(same_content("bulk-1.h5", 2000 * 1000) && same_content("alert-1.json", 300));
+		op_uplink_close(u);
+		u = NULL;
+	}
+
+	/* Weighted sharing below alerts: results and bulk both backlogged get bytes in proportion to
+	 * their shares (70:10 by default), bulk never starved. */
+	{
+		CHECK(op_uplink_open(ctx, &uc, &u) == 0);
+		for (int i = 0; i < 40; i++) {
+			char nm[64];
+			snprintf(nm, sizeof(nm), "r-%03d.h5", i);
+			make_file_in("", nm, 50 * 1000, 0);
+			snprintf(nm, sizeof(nm), "b-%03d.h5", i);
+			make_file_in("bulk", nm, 50 * 1000, 0);
+		}
+		for (int i = 0; i < 400000; i++) {
+			op_uplink_step(u, 1);
+			op_north_step(n, 1);
+			op_uplink_get_stats(u, &st);
+			if (st.cls[OP_UPLINK_RESULTS].bytes_sent >= 1600 * 1000)
+				break;
+		}
+		double r = (double)st.cls[OP_UPLINK_RESULTS].bytes_sent, b = (double)st.cls[OP_UPLINK_BULK].bytes_sent;
+		fprintf(stderr, "sharing with both backlogged: results %.0f bytes, bulk %.0f bytes: bulk %.1f%% (share 10%% of "
+				"what results and bulk get: 12.5%%)\n", r, b, 100 * b / (r + b));
+		CHECK(b / (r + b) > 0.09 && b / (r + b) < 0.17);
 		op_uplink_close(u);
 		u = NULL;
 	}

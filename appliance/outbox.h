@@ -1,0 +1,20 @@
+/*
+ * outbox.h — alerts and telemetry for north: small JSON files placed in the uplink's class
+ * directories (uplink/sender.h) with their SHA-256 sidecar, durably, the way the store places
+ * segments: data to a temporary name and fsynced, the sidecar written and fsynced, then the
+ * data renamed into place and the directory fsynced. The uplink ships alerts before anything
+ * else and telemetry by its share.
+ */
+#ifndef OP_APPLIANCE_OUTBOX_H
+#define OP_APPLIANCE_OUTBOX_H
+#include <stddef.h>
+
+#include "appliance/config.h"
+
+/* An alert: kind (a word: "restart_budget", "safe_mode", "power_failsafe", …) and a sentence.
+ * 0, or a negative errno (logged by the caller). */
+int op_outbox_alert(const op_config *cfg, const char *kind, const char *text);
+/* A telemetry snapshot: json is a whole JSON document. */
+int op_outbox_telemetry(const op_config *cfg, const char *json, size_t len);
+
+#endif
