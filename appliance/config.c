@@ -24,6 +24,7 @@
 #include <yaml.h>
 
 #include "power/schedule.h"
+#include "uplink/sender.h"
 
 enum kind { K_STR, K_BOOL, K_U32, K_U64, K_INT, K_SIZE, K_DUR, K_ENUM, K_POWER, K_PCT, K_RATE };
 
@@ -104,6 +105,9 @@ static const key keys[] = {
 	{"uplink.daily_quota", K_SIZE, "0", 0, 1ull << 50, F(uplink_daily_quota), 1, NULL,
 	 "bytes the uplink may send per UTC day, counted like uplink.rate and kept across restarts (0: none); "
 	 "sending stops before it would be exceeded and resumes at UTC midnight"},
+	{"uplink.windows", K_STR, "", 0, 255, F(uplink_windows), 1, NULL,
+	 "when the link may be used, UTC: 'HH:MM-HH:MM' ranges separated by ';' (e.g. \"02:10-06:40; 14:00-15:30\", "
+	 "the satellite's passes); empty: whenever north answers"},
 	{"uplink.telemetry_interval", K_DUR, "15m", 0, 86400 * SEC, F(uplink_telemetry_ns), 1, NULL,
 	 "how often a status snapshot (outpostctl status --json) is queued north as telemetry (0: never); alerts "
 	 "(restart budget spent, safe mode, power fail-safe, …) are queued when they happen and go first"},
@@ -473,6 +477,14 @@ static int set_value(const key *k, op_config *c, const char *s, char *err, size_
 		}
 		if (!strcmp(k->path, "power.sensors") && check_sensors(s, err, errcap) < 0)
 			return -1;
+		if (!strcmp(k->path, "uplink.windows")) {
+			uint16_t w[16][2];
+			char werr[200];
+			if (op_uplink_windows_parse(s, w, 16, werr, sizeof(werr)) < 0) {
+				snprintf(err, errcap, "'%s': %s", k->path, werr);
+				return -1;
+			}
+		}
 		snprintf(base, k->size, "%s", s);
 		return 0;
 	case K_ENUM: {

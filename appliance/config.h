@@ -48,6 +48,7 @@ typedef struct op_config {
 	uint64_t uplink_rate_bps;                 /* cap on the wire (0 = none) */
 	uint64_t uplink_daily_quota;              /* bytes per UTC day (0 = none) */
 	uint64_t uplink_telemetry_ns;             /* status snapshot north this often (0 = never) */
+	char uplink_windows[256];                 /* "HH:MM-HH:MM; …" UTC ("" = always) */
 	uint32_t uplink_bulk_share_pct, uplink_telemetry_share_pct;
 	char uplink_curve_key[OP_CFG_STR];        /* this appliance's .key ("" = plaintext) */
 	char uplink_north_public_key[OP_CFG_STR]; /* north's .pub */

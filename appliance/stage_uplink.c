@@ -60,6 +60,7 @@ int op_stage_uplink(op_stage_ctx *s)
 	ucfg.rate_bps = cfg->uplink_rate_bps;
 	ucfg.daily_quota = cfg->uplink_daily_quota;
 	ucfg.quota_file = quota_file;
+	ucfg.windows = cfg->uplink_windows;
 	ucfg.share_pct[OP_UPLINK_TELEMETRY] = cfg->uplink_telemetry_share_pct;
 	ucfg.share_pct[OP_UPLINK_BULK] = cfg->uplink_bulk_share_pct;
 	ucfg.share_pct[OP_UPLINK_RESULTS] = cfg->uplink_telemetry_share_pct + cfg->uplink_bulk_share_pct < 99
@@ -153,6 +154,7 @@ int op_stage_uplink(op_stage_ctx *s)
 			op_report_counter(s, "rate_waits", st.rate_waits);
 			op_report_gauge(s, "quota_used", (double)st.quota_used);
 			op_report_gauge(s, "quota_exhausted", st.quota_exhausted);
+			op_report_gauge(s, "in_window", st.in_window);
 			op_report_counter(s, "preemptions", st.preemptions);
 			for (int c = 0; c < OP_UPLINK_CLASSES; c++) {
 				char k[48];

@@ -833,6 +833,7 @@ static void status_text(sup *s, sbuf *b)
 	const char *link = !s->cfg->uplink_north[0]             ? "off (no north endpoint)"
 			   : gauge_of(up_, "key_error") > 0       ? "KEYS UNREADABLE (see the log; nothing sent)"
 			   : gauge_of(up_, "quota_exhausted") > 0 ? "idle: DAILY QUOTA SPENT (until UTC midnight)"
+			   : s->cfg->uplink_windows[0] && gauge_of(up_, "in_window") <= 0 ? "closed (outside uplink.windows)"
 			   : gauge_of(up_, "link_up") > 0         ? "up"
 								  : "DOWN";
 	sb_printf(b, "uplink   link %s%s; %" PRIu64 " files confirmed north, %" PRIu64 " bytes; backlog %.0f files, "

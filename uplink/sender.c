@@ -68,6 +68,8 @@ struct op_uplink {
 	int cls;                 /* the current file's class */
 	double vt[OP_UPLINK_CLASSES]; /* virtual time: bytes sent / share (weighted sharing) */
 	uint64_t last_alert_check_ns;
+	uint16_t win[16][2];
+	int nwin;
 	uint8_t *buf;
 	op_uplink_stats stats;
 };
@@ -102,6 +104,20 @@ static int new_socket(op_uplink *u)
 }
 
 static void quota_load(op_uplink *u);
+
+static int window_open(const op_uplink *u)
+{
+	if (!u->nwin)
+		return 1;
+	time_t t = time(NULL);
+	int m = (int)(t % 86400 / 60);
+	for (int i = 0; i < u->nwin; i++) {
+		int a = u->win[i][0], b = u->win[i][1];
+		if (a == b || (a < b ? m >= a && m < b : m >= a || m < b))
+			return 1;
+	}
+	return 0;
+}
 
 const char *const op_uplink_class_names[OP_UPLINK_CLASSES] = {"alert", "telemetry", "results", "bulk"};
 
@@ -166,6 +182,13 @@ int op_uplink_open(void *zmq_ctx, const op_uplink_config *cfg, op_uplink **ret)
 	}
 	quota_load(u);
 	u->cfg.quota_file = NULL;
+	char werr[160];
+	u->nwin = op_uplink_windows_parse(cfg->windows, u->win, 16, werr, sizeof(werr));
+	if (u->nwin < 0) {
+		free(u);
+		return -EINVAL; /* the configuration loader checks it first */
+	}
+	u->cfg.windows = NULL;
 	u->buf = malloc(u->cfg.chunk_bytes);
 	if (!u->buf) {
 		free(u);
@@ -534,6 +557,10 @@ static void pump(op_uplink *u)
 
 	if (u->st != SENDING)
 		return;
+	if (!u->stats.in_window) { /* the window closed: hold; resume from here when it opens */
+		u->budget_blocked = 1;
+		return;
+	}
 	while (u->next < u->size && u->next < limit) {
 		size_t want = u->size - u->next < u->cfg.chunk_bytes ? (size_t)(u->size - u->next) : u->cfg.chunk_bytes;
 		ssize_t n = pread(u->fd, u->buf, want, (off_t)u->next);
@@ -636,7 +663,8 @@ int op_uplink_step(op_uplink *u, int timeout_ms)
 		u->budget_blocked = 0;
 		quota_save(u);
 	}
-	if (u->st == IDLE && now >= u->retry_at_ns && !u->stats.quota_exhausted) {
+	u->stats.in_window = window_open(u);
+	if (u->st == IDLE && now >= u->retry_at_ns && !u->stats.quota_exhausted && u->stats.in_window) {
 		int rc = start_next(u);
 		if (rc < 0)
 			u->stats.last_error = rc;
@@ -683,7 +711,8 @@ int op_uplink_step(op_uplink *u, int timeout_ms)
 	/* Keepalive: with nothing to send, ask north for a PONG every third of the timeout, so a
 	 * dead link shows as down before there is anything to ship over it. */
 	uint64_t every = u->cfg.timeout_ns / 3 > 1000000000ull ? u->cfg.timeout_ns / 3 : 1000000000ull;
-	if (u->st == IDLE && now - u->last_ping_ns >= every && budget_take(u, wire_cost(u, 4, 2)) == 0) {
+	if (u->st == IDLE && u->stats.in_window && now - u->last_ping_ns >= every &&
+	    budget_take(u, wire_cost(u, 4, 2)) == 0) {
 		if (send_frames(u, "PING", NULL, 0, NULL, 0, NULL, 0) == 0)
 			u->stats.pings++;
 		u->last_ping_ns = now;
@@ -692,7 +721,7 @@ int op_uplink_step(op_uplink *u, int timeout_ms)
 	/* Idle and unanswered for a whole timeout on this socket: a new one. ZeroMQ does not
 	 * reconnect after a refused handshake (north did not list our key); north may list it now. */
 	uint64_t heard = u->last_pong_ns > u->socket_ns ? u->last_pong_ns : u->socket_ns;
-	if (u->st == IDLE && now - heard > u->cfg.timeout_ns) {
+	if (u->st == IDLE && u->stats.in_window && now - heard > u->cfg.timeout_ns) {
 		u->stats.reconnects++;
 		new_socket(u);
 	}

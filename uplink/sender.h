@@ -41,6 +41,9 @@ typedef struct op_uplink_config {
 	 * (written before each chunk, so a crash does not forget what was sent). */
 	uint64_t rate_bps, daily_quota;
 	const char *quota_file;
+	/* link windows, UTC: "HH:MM-HH:MM; …" (wrapping over midnight; NULL or "": always open).
+	 * Outside them nothing is sent, keepalives included, and north's silence is no timeout. */
+	const char *windows;
 	/* shares of telemetry, results and bulk in percent (0 each: 20, 70, 10) */
 	uint32_t share_pct[OP_UPLINK_CLASSES];
 	/* CURVE (curve.h): this appliance's key pair and north's public key, Z85; NULL: plaintext */
@@ -56,6 +59,7 @@ typedef struct op_uplink_stats {
 		double oldest_age_s; /* of its oldest waiting file (by mtime), 0 when none */
 	} cls[OP_UPLINK_CLASSES];
 	uint64_t preemptions; /* transfers set aside for an alert */
+	int in_window;        /* 1 when the link windows allow sending now */
 	int last_error;                        /* negative errno of the last local failure, or 0 */
 	int link_up;                           /* north answered within the timeout (keepalive) */
 	uint64_t pings, reconnects;
@@ -64,6 +68,10 @@ typedef struct op_uplink_stats {
 	int quota_exhausted;        /* nothing more is sent until UTC midnight */
 	uint64_t rate_waits;        /* times a chunk waited for the cap */
 } op_uplink_stats;
+
+/* Parse link windows: the number of ranges (minutes after UTC midnight, end exclusive) put in
+ * ranges, or -1 with the reason in err. */
+int op_uplink_windows_parse(const char *text, uint16_t ranges[][2], int max, char *err, size_t errcap);
 
 int op_uplink_open(void *zmq_ctx, const op_uplink_config *cfg, op_uplink **ret);
 void op_uplink_close(op_uplink *u);

@@ -389,6 +389,37 @@ int main(void)
 		op_uplink_close(u);
 		u = NULL;
 	}
+	/* Link windows (UTC): outside them nothing goes, not even a keepalive; inside, it does. */
+	{
+		uint16_t w[16][2];
+		char werr[200], closed[64], open_[64];
+		CHECK(op_uplink_windows_parse("02:10-06:40; 14:00-15:30", w, 16, werr, sizeof(werr)) == 2);
+		CHECK(w[0][0] == 130 && w[0][1] == 400 && w[1][0] == 840);
+		CHECK(op_uplink_windows_parse("2:10-06:40", w, 16, werr, sizeof(werr)) < 0 && strstr(werr, "window 1"));
+		CHECK(op_uplink_windows_parse("02:10-06:40 14:00", w, 16, werr, sizeof(werr)) < 0);
+		int m = (int)(time(NULL) % 86400 / 60);
+		int a = (m + 120) % 1440, b = (m + 180) % 1440; /* two hours from now: closed */
+		snprintf(closed, sizeof(closed), "%02d:%02d-%02d:%02d", a / 60, a % 60, b / 60, b % 60);
+		a = (m + 1439) % 1440, b = (m + 2) % 1440; /* a minute ago until two minutes on: open */
+		snprintf(open_, sizeof(open_), "%02d:%02d-%02d:%02d", a / 60, a % 60, b / 60, b % 60);
+		op_uplink_config wc = uc;
+		wc.windows = closed;
+		CHECK(op_uplink_open(ctx, &wc, &u) == 0);
+		make_file("w-1.h5", 20000, 0);
+		run(u, n, 1500);
+		op_uplink_get_stats(u, &st);
+		CHECK(!st.in_window && st.files_confirmed == 0 && st.wire_bytes == 0 && st.pings == 0);
+		op_uplink_close(u);
+		wc.windows = open_;
+		CHECK(op_uplink_open(ctx, &wc, &u) == 0);
+		for (int i = 0; i < 60 && !same_content("w-1.h5", 20000); i++) /* behind the earlier backlog */
+			run(u, n, 500);
+		op_uplink_get_stats(u, &st);
+		fprintf(stderr, "link windows: closed '%s' sent nothing; open '%s' sent the file\n", closed, open_);
+		CHECK(st.in_window && st.files_confirmed >= 1 && same_content("w-1.h5", 20000));
+		op_uplink_close(u);
+		u = NULL;
+	}
 	op_north_close(n);
 	zmq_ctx_term(ctx);
 	snprintf(line, sizeof(line), "rm -rf '%s'", dir);
