@@ -46,10 +46,13 @@ def uplink_line(app):
 def main():
     bindir = sys.argv[1]
     try:
-        import zmq  # noqa: F401
+        import zmq
         import h5py  # noqa: F401
     except ImportError as e:
         print("skipped: %s" % e)
+        sys.exit(77)
+    if not zmq.has("curve"):
+        print("skipped: this libzmq has no CURVE support")
         sys.exit(77)
     keys = tempfile.mkdtemp(prefix="op-curve-keys-")
     auth = os.path.join(keys, "authorized")
