@@ -108,6 +108,12 @@ static const key keys[] = {
 	{"uplink.windows", K_STR, "", 0, 255, F(uplink_windows), 1, NULL,
 	 "when the link may be used, UTC: 'HH:MM-HH:MM' ranges separated by ';' (e.g. \"02:10-06:40; 14:00-15:30\", "
 	 "the satellite's passes); empty: whenever north answers"},
+	{"uplink.disk_reserve", K_SIZE, "1GiB", 0, 1ull << 50, F(uplink_disk_reserve), 1, NULL,
+	 "free space kept on the state directory's file system: below it, waiting files are evicted (expired "
+	 "first, then bulk, telemetry, results, oldest first; never alerts), each reported north as a tombstone (0: "
+	 "no reserve)"},
+	{"uplink.max_age", K_DUR, "0s", 0, 3650 * 86400 * SEC, F(uplink_max_age_ns), 1, NULL,
+	 "files waiting longer than this are evicted as expired, with a tombstone (0: they never expire)"},
 	{"uplink.telemetry_interval", K_DUR, "15m", 0, 86400 * SEC, F(uplink_telemetry_ns), 1, NULL,
 	 "how often a status snapshot (outpostctl status --json) is queued north as telemetry (0: never); alerts "
 	 "(restart budget spent, safe mode, power fail-safe, …) are queued when they happen and go first"},

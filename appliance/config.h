@@ -49,6 +49,8 @@ typedef struct op_config {
 	uint64_t uplink_daily_quota;              /* bytes per UTC day (0 = none) */
 	uint64_t uplink_telemetry_ns;             /* status snapshot north this often (0 = never) */
 	char uplink_windows[256];                 /* "HH:MM-HH:MM; …" UTC ("" = always) */
+	uint64_t uplink_disk_reserve;             /* bytes kept free by evicting (0 = none) */
+	uint64_t uplink_max_age_ns;               /* files older than this are evicted (0 = never) */
 	uint32_t uplink_bulk_share_pct, uplink_telemetry_share_pct;
 	char uplink_curve_key[OP_CFG_STR];        /* this appliance's .key ("" = plaintext) */
 	char uplink_north_public_key[OP_CFG_STR]; /* north's .pub */

@@ -61,6 +61,8 @@ int op_stage_uplink(op_stage_ctx *s)
 	ucfg.daily_quota = cfg->uplink_daily_quota;
 	ucfg.quota_file = quota_file;
 	ucfg.windows = cfg->uplink_windows;
+	ucfg.disk_reserve = cfg->uplink_disk_reserve;
+	ucfg.max_age_s = cfg->uplink_max_age_ns / 1000000000ull;
 	ucfg.share_pct[OP_UPLINK_TELEMETRY] = cfg->uplink_telemetry_share_pct;
 	ucfg.share_pct[OP_UPLINK_BULK] = cfg->uplink_bulk_share_pct;
 	ucfg.share_pct[OP_UPLINK_RESULTS] = cfg->uplink_telemetry_share_pct + cfg->uplink_bulk_share_pct < 99
@@ -124,6 +126,13 @@ int op_stage_uplink(op_stage_ctx *s)
 		if (st.quarantined != prev.quarantined)
 			op_err("a segment in %s did not match its checksum: moved to %s (reason=corrupt)", outbox,
 			       quarantine);
+		if (st.evicted_disk_full + st.evicted_expired != prev.evicted_disk_full + prev.evicted_expired)
+			op_err("evicted %llu file(s) not yet north (%llu expired, %llu for disk space; %llu bytes in all): "
+			       "tombstones go north (reason=evicted)",
+			       (unsigned long long)(st.evicted_disk_full + st.evicted_expired - prev.evicted_disk_full -
+						    prev.evicted_expired),
+			       (unsigned long long)st.evicted_expired, (unsigned long long)st.evicted_disk_full,
+			       (unsigned long long)st.evicted_bytes);
 		if (st.quota_exhausted && !prev.quota_exhausted)
 			op_warn("daily quota of %llu bytes spent (%llu sent today): nothing more goes north until UTC "
 				"midnight; segments wait in %s", (unsigned long long)cfg->uplink_daily_quota,
@@ -155,6 +164,12 @@ int op_stage_uplink(op_stage_ctx *s)
 			op_report_gauge(s, "quota_used", (double)st.quota_used);
 			op_report_gauge(s, "quota_exhausted", st.quota_exhausted);
 			op_report_gauge(s, "in_window", st.in_window);
+			op_report_gauge(s, "disk_free", (double)st.disk_free);
+			op_report_counter(s, "evicted_expired", st.evicted_expired);
+			op_report_counter(s, "evicted_disk_full", st.evicted_disk_full);
+			op_report_counter(s, "evicted_bytes", st.evicted_bytes);
+			op_report_counter(s, "tombstones", st.tombstones);
+			op_report_counter(s, "tombstones_failed", st.tombstones_failed);
 			op_report_counter(s, "preemptions", st.preemptions);
 			for (int c = 0; c < OP_UPLINK_CLASSES; c++) {
 				char k[48];

@@ -842,6 +842,14 @@ static void status_text(sup *s, sbuf *b)
 			    ? (gauge_of(up_, "encrypted") > 0 ? ", encrypted (CURVE)" : ", plaintext") : "",
 		  counter_of(up_, "files_confirmed"), counter_of(up_, "bytes_confirmed"), gauge_of(up_, "files_pending"),
 		  gauge_of(up_, "bytes_pending"), counter_of(up_, "timeouts"), counter_of(up_, "resumes"));
+	if (counter_of(up_, "evicted_disk_full") + counter_of(up_, "evicted_expired") || gauge_of(up_, "disk_free") > 0)
+		sb_printf(b, "disk     %.1f MiB free (reserve %.1f MiB); %" PRIu64 " files evicted unsent (%" PRIu64
+			     " expired, %" PRIu64 " for space, %" PRIu64 " bytes), %" PRIu64 " tombstones north-bound%s\n",
+			  gauge_of(up_, "disk_free") / 1048576.0, (double)s->cfg->uplink_disk_reserve / 1048576.0,
+			  counter_of(up_, "evicted_disk_full") + counter_of(up_, "evicted_expired"),
+			  counter_of(up_, "evicted_expired"), counter_of(up_, "evicted_disk_full"),
+			  counter_of(up_, "evicted_bytes"), counter_of(up_, "tombstones"),
+			  counter_of(up_, "tombstones_failed") ? " (SOME TOMBSTONES COULD NOT BE WRITTEN)" : "");
 	if (s->cfg->uplink_rate_bps || s->cfg->uplink_daily_quota) {
 		sb_printf(b, "budget  ");
 		if (s->cfg->uplink_rate_bps)

@@ -6,3 +6,9 @@ add_test(NAME uplink_curve
   COMMAND ${OP_PY} ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_curve.py $<TARGET_FILE_DIR:outpostd>)
 set_tests_properties(uplink_curve PROPERTIES LABELS integration SKIP_RETURN_CODE 77 TIMEOUT 300
   RESOURCE_LOCK e2e_cpu)
+# A full disk for real (a small tmpfs; needs root, else skipped): eviction order, tombstones,
+# quarantine of a corrupt entry, no crash, nothing corrupt, recovery north.
+add_test(NAME uplink_diskfull
+  COMMAND ${OP_PY} ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_diskfull.py $<TARGET_FILE_DIR:outpostd>)
+set_tests_properties(uplink_diskfull PROPERTIES LABELS integration SKIP_RETURN_CODE 77 TIMEOUT 300
+  RESOURCE_LOCK e2e_cpu)

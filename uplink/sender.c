@@ -35,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -70,6 +71,7 @@ struct op_uplink {
 	uint64_t last_alert_check_ns;
 	uint16_t win[16][2];
 	int nwin;
+	uint64_t last_evict_ns;
 	uint8_t *buf;
 	op_uplink_stats stats;
 };
@@ -651,6 +653,139 @@ static void handle(op_uplink *u, zmq_msg_t *f, int nf)
 	}
 }
 
+/* A tombstone north for an evicted file: outbox/alert/alert-tombstone-NAME.json + sidecar. */
+static void tombstone(op_uplink *u, int cls, const char *name, uint64_t size, const char *sha, const char *reason)
+{
+	char doc[768], path[1000], tmp[1000], side[1000], hex[65], utc[32], line[400], tname[200];
+	uint8_t dg[32];
+	op_sha256 h;
+	time_t t = time(NULL);
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	strftime(utc, sizeof(utc), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	int n = snprintf(doc, sizeof(doc),
+			 "{\"tombstone\":\"%s\",\"class\":\"%s\",\"bytes\":%llu,\"sha256\":\"%s\",\"reason\":\"%s\","
+			 "\"utc\":\"%s\"}\n",
+			 name, op_uplink_class_names[cls], (unsigned long long)size, sha, reason, utc);
+	size_t nl = strlen(name);
+	snprintf(tname, sizeof(tname), "alert-tombstone-%.*s.json", (int)(nl > 150 ? 150 : nl), name);
+	snprintf(path, sizeof(path), "%s/%s", u->dirs[OP_UPLINK_ALERT], tname);
+	snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", u->dirs[OP_UPLINK_ALERT], tname);
+	snprintf(side, sizeof(side), "%s/%s.sha256", u->dirs[OP_UPLINK_ALERT], tname);
+	op_sha256_init(&h);
+	op_sha256_update(&h, doc, (size_t)n);
+	op_sha256_final(&h, dg);
+	op_sha256_hex(dg, hex);
+	int ln = snprintf(line, sizeof(line), "%s  %s\n", hex, tname);
+	int ok = 0;
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+	if (fd >= 0) {
+		ok = write(fd, doc, (size_t)n) == n && fsync(fd) == 0;
+		ok &= close(fd) == 0;
+	}
+	if (ok) {
+		fd = open(side, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+		ok = fd >= 0 && write(fd, line, (size_t)ln) == ln && fsync(fd) == 0;
+		if (fd >= 0)
+			ok &= close(fd) == 0;
+	}
+	if (ok && rename(tmp, path) == 0) {
+		u->stats.tombstones++;
+		return;
+	}
+	unlink(tmp);
+	unlink(side);
+	u->stats.tombstones_failed++; /* the count still says it; status and metrics show it */
+}
+
+/* Oldest evictable file of class c (not the one being sent), its size and mtime. */
+static int oldest_in(op_uplink *u, int c, char *name, size_t cap, uint64_t *size, time_t *mtime)
+{
+	DIR *d = opendir(u->dirs[c]);
+	struct dirent *de;
+	int found = 0;
+	if (!d)
+		return 0;
+	while ((de = readdir(d))) {
+		size_t n = strlen(de->d_name);
+		char path[1100];
+		struct stat sb;
+		if (!op_xfer_name_ok(de->d_name, n) || (c == u->cls && u->st != IDLE && !strcmp(de->d_name, u->name)))
+			continue;
+		if (!strncmp(de->d_name, "alert-tombstone-", 16))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", u->dirs[c], de->d_name);
+		if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode))
+			continue;
+		if (!found || strcmp(de->d_name, name) < 0) {
+			snprintf(name, cap, "%s", de->d_name);
+			*size = (uint64_t)sb.st_size;
+			*mtime = sb.st_mtime;
+			found = 1;
+		}
+	}
+	closedir(d);
+	return found;
+}
+
+static void evict_one(op_uplink *u, int c, const char *name, uint64_t size, const char *reason)
+{
+	char path[1100], side[1200], sha[65] = "", actual[65] = "";
+	snprintf(path, sizeof(path), "%s/%s", u->dirs[c], name);
+	snprintf(side, sizeof(side), "%s.sha256", path);
+	/* a file that does not match its sidecar is evidence, not data to drop: quarantined */
+	if (read_sidecar(side, sha) < 0 || op_sha256_file(path, actual) < 0 || strcmp(sha, actual) != 0) {
+		int keep = u->cls;
+		u->cls = c;
+		quarantine(u, name);
+		u->cls = keep;
+		return;
+	}
+	if (unlink(path) != 0)
+		return;
+	unlink(side);
+	u->stats.evicted_bytes += size;
+	if (!strcmp(reason, "expired"))
+		u->stats.evicted_expired++;
+	else
+		u->stats.evicted_disk_full++;
+	tombstone(u, c, name, size, sha, reason);
+}
+
+/* Keep the reserve free: expired files first, then the lowest classes, never alerts. */
+static void keep_reserve(op_uplink *u)
+{
+	static const int order[3] = {OP_UPLINK_BULK, OP_UPLINK_TELEMETRY, OP_UPLINK_RESULTS};
+	struct statvfs fs;
+	char name[OP_XFER_NAME_MAX + 1];
+	uint64_t size;
+	time_t mtime;
+
+	if (u->cfg.max_age_s) {
+		time_t now = time(NULL);
+		for (int k = 0; k < 3; k++)
+			for (int guard = 0; guard < 1000 && oldest_in(u, order[k], name, sizeof(name), &size, &mtime) &&
+					    difftime(now, mtime) > (double)u->cfg.max_age_s;
+			     guard++)
+				evict_one(u, order[k], name, size, "expired");
+	}
+	if (statvfs(u->outbox, &fs) != 0)
+		return;
+	u->stats.disk_free = (uint64_t)fs.f_bavail * fs.f_frsize;
+	if (!u->cfg.disk_reserve)
+		return;
+	for (int k = 0; k < 3 && u->stats.disk_free < u->cfg.disk_reserve; k++) {
+		for (int guard = 0; guard < 100000 && u->stats.disk_free < u->cfg.disk_reserve; guard++) {
+			if (!oldest_in(u, order[k], name, sizeof(name), &size, &mtime))
+				break;
+			evict_one(u, order[k], name, size, "disk_full");
+			if (statvfs(u->outbox, &fs) != 0)
+				return;
+			u->stats.disk_free = (uint64_t)fs.f_bavail * fs.f_frsize;
+		}
+	}
+}
+
 int op_uplink_step(op_uplink *u, int timeout_ms)
 {
 	zmq_pollitem_t it = {.socket = u->sock, .events = ZMQ_POLLIN};
@@ -664,6 +799,10 @@ int op_uplink_step(op_uplink *u, int timeout_ms)
 		quota_save(u);
 	}
 	u->stats.in_window = window_open(u);
+	if (now - u->last_evict_ns >= 500000000ull) { /* twice a second */
+		u->last_evict_ns = now;
+		keep_reserve(u);
+	}
 	if (u->st == IDLE && now >= u->retry_at_ns && !u->stats.quota_exhausted && u->stats.in_window) {
 		int rc = start_next(u);
 		if (rc < 0)

@@ -44,6 +44,13 @@ typedef struct op_uplink_config {
 	/* link windows, UTC: "HH:MM-HH:MM; …" (wrapping over midnight; NULL or "": always open).
 	 * Outside them nothing is sent, keepalives included, and north's silence is no timeout. */
 	const char *windows;
+	/* Disk: keep disk_reserve bytes free on the outbox's file system (0: no reserve). When free
+	 * space falls below it, files are evicted: first those older than max_age_s (any class but
+	 * alerts; 0: none expire), then by class, lowest priority first (bulk, telemetry, results;
+	 * oldest first within a class), never alerts and never the file being sent. Each eviction is
+	 * counted and reported north as a tombstone (an alert file naming what was lost). */
+	uint64_t disk_reserve;
+	uint64_t max_age_s;
 	/* shares of telemetry, results and bulk in percent (0 each: 20, 70, 10) */
 	uint32_t share_pct[OP_UPLINK_CLASSES];
 	/* CURVE (curve.h): this appliance's key pair and north's public key, Z85; NULL: plaintext */
@@ -60,6 +67,8 @@ typedef struct op_uplink_stats {
 	} cls[OP_UPLINK_CLASSES];
 	uint64_t preemptions; /* transfers set aside for an alert */
 	int in_window;        /* 1 when the link windows allow sending now */
+	uint64_t evicted_expired, evicted_disk_full, evicted_bytes, tombstones, tombstones_failed;
+	uint64_t disk_free;   /* bytes free on the outbox's file system at the last check */
 	int last_error;                        /* negative errno of the last local failure, or 0 */
 	int link_up;                           /* north answered within the timeout (keepalive) */
 	uint64_t pings, reconnects;

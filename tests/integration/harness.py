@@ -54,8 +54,10 @@ class Appliance:
             "paths": {"state_dir": self.state, "run_dir": self.run},
             "ingest": {"pull_endpoint": self.endpoint},
             "store": {"rotate_age": "1s"},
+            # no disk reserve: a test machine's free space must not decide what a test sees
+            # (the reserve has its own test on a small tmpfs: test_diskfull.py)
             "uplink": {"north_endpoint": "tcp://127.0.0.1:%d" % self.north_port, "retry": "200ms",
-                       "timeout": "5s"},
+                       "timeout": "5s", "disk_reserve": "0"},
             "supervisor": {"restart_backoff": "200ms", "stage_deadline": "10s"},
             "log": {"level": "info"},
         }
