@@ -5,6 +5,7 @@ so tests can run in parallel and never touch /var/lib/outpost.
 
 Runs under Debian's /usr/bin/python3 (python3-zmq, python3-h5py, python3-numpy).
 """
+import atexit
 import glob
 import json
 import os
@@ -82,9 +83,20 @@ class Appliance:
         denv.update(env or {})
         self.daemon = subprocess.Popen([os.path.join(bindir, "outpostd"), "-c", self.cfg],
                                        stdout=self.logs, stderr=self.logs, env=denv)
+        # a failed check exits at once (fail()): nothing this test started may outlive it
+        atexit.register(self._reap_leftovers)
         self.wait(lambda: self.ctl("ping", check_rc=False)[0] == 0, 20, "outpostd answering")
         self.wait(lambda: all(s["state"] == "running" for s in self.status()["stages"].values()),
                   20, "all stages running")
+
+    def _reap_leftovers(self):
+        for p in (self.daemon, self.north):
+            if p is not None and p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(20)
+                except subprocess.TimeoutExpired:
+                    p.kill()
 
     def ctl(self, *args, check_rc=True):
         p = subprocess.run([os.path.join(self.bindir, "outpostctl"), "-c", self.cfg] + list(args),
