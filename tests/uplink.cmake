@@ -12,3 +12,9 @@ add_test(NAME uplink_diskfull
   COMMAND ${OP_PY} ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_diskfull.py $<TARGET_FILE_DIR:outpostd>)
 set_tests_properties(uplink_diskfull PROPERTIES LABELS integration SKIP_RETURN_CODE 77 TIMEOUT 300
   RESOURCE_LOCK e2e_cpu)
+# 100 cuts of the link at random offsets through a cutting proxy: byte-identical files north,
+# none twice, every stored event north once.
+add_test(NAME uplink_cuts
+  COMMAND ${OP_PY} ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_cuts.py $<TARGET_FILE_DIR:outpostd> 100)
+set_tests_properties(uplink_cuts PROPERTIES LABELS integration SKIP_RETURN_CODE 77 TIMEOUT 900
+  RESOURCE_LOCK e2e_cpu)
