@@ -11,29 +11,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "uplink/sha256.h"
-
-static int write_all(const char *path, const void *data, size_t len)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-	if (fd < 0)
-		return -errno;
-	int bad = write(fd, data, len) != (ssize_t)len || fsync(fd) != 0;
-	int e = errno;
-	if (close(fd) != 0 && !bad) {
-		bad = 1;
-		e = errno;
-	}
-	return bad ? -(e ? e : EIO) : 0;
-}
+#include "uplink/sender.h"
 
 static int place(const op_config *cfg, const char *sub, const char *kind, const char *data, size_t len)
 {
 	static unsigned seq;
-	char dir[OP_CFG_STR + 32], name[160], site[64], path[OP_CFG_STR + 200], tmp[OP_CFG_STR + 220],
-		side[OP_CFG_STR + 220], stamp[32], hex[65], line[256];
-	uint8_t dg[32];
-	op_sha256 h;
+	char dir[OP_CFG_STR + 32], name[160], site[64], stamp[32];
 
 	snprintf(dir, sizeof(dir), "%s/outbox", cfg->state_dir);
 	mkdir(dir, 0750);
@@ -49,30 +32,7 @@ static int place(const op_config *cfg, const char *sub, const char *kind, const 
 	gmtime_r(&t, &tm);
 	strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
 	snprintf(name, sizeof(name), "%s-%s-%s-%s-%d-%u.json", sub, kind, site, stamp, (int)getpid(), seq++);
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", dir, name);
-	snprintf(side, sizeof(side), "%s/%s.sha256", dir, name);
-	op_sha256_init(&h);
-	op_sha256_update(&h, data, len);
-	op_sha256_final(&h, dg);
-	op_sha256_hex(dg, hex);
-	int n = snprintf(line, sizeof(line), "%s  %s\n", hex, name);
-	int e = write_all(tmp, data, len);
-	if (e == 0)
-		e = write_all(side, line, (size_t)n);
-	if (e == 0 && rename(tmp, path) != 0)
-		e = -errno;
-	if (e < 0) {
-		unlink(tmp);
-		unlink(side);
-		return e;
-	}
-	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd >= 0) {
-		fsync(dfd);
-		close(dfd);
-	}
-	return 0;
+	return op_uplink_publish(dir, name, data, len);
 }
 
 static void json_escape(char *out, size_t cap, const char *in)

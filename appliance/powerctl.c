@@ -55,6 +55,7 @@ struct op_powerctl {
 	char brief[96];
 	int enforced;
 	uint64_t sensor_errors;
+	uint64_t meter_rejected; /* site meter messages that were not a reading (bad input: counted) */
 };
 
 static int enforcing(const op_powerctl *p)
@@ -286,7 +287,9 @@ static void drain_meter(op_powerctl *p, uint64_t now)
 		while (*end == ' ' || *end == '\n')
 			end++;
 		if (end == msg || (*end && strcmp(end, "W"))) {
-			op_warn("power meter: '%s' is not a reading in watts; ignored", msg);
+			p->meter_rejected++;
+			op_warn("power meter: '%s' is not a reading in watts; ignored (%llu so far)", msg,
+				(unsigned long long)p->meter_rejected);
 			continue;
 		}
 		for (int i = 0; i < p->nsensors; i++)
@@ -613,6 +616,9 @@ void op_powerctl_metrics(op_powerctl *p, char *out, size_t cap)
 	OUT("# HELP outpost_power_sensor_errors_total Failed sensor reads.\n"
 	    "# TYPE outpost_power_sensor_errors_total counter\noutpost_power_sensor_errors_total %" PRIu64 "\n",
 	    p->sensor_errors);
+	OUT("# HELP outpost_power_meter_rejected_total Site meter messages that were not a reading in watts.\n"
+	    "# TYPE outpost_power_meter_rejected_total counter\noutpost_power_meter_rejected_total %" PRIu64 "\n",
+	    p->meter_rejected);
 #undef OUT
 }
 

@@ -653,12 +653,58 @@ static void handle(op_uplink *u, zmq_msg_t *f, int nf)
 	}
 }
 
-/* A tombstone north for an evicted file: outbox/alert/alert-tombstone-NAME.json + sidecar. */
-static void tombstone(op_uplink *u, int cls, const char *name, uint64_t size, const char *sha, const char *reason)
+static int write_synced(const char *path, const void *data, size_t len)
 {
-	char doc[768], path[1000], tmp[1000], side[1000], hex[65], utc[32], line[400], tname[200];
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+	if (fd < 0)
+		return -errno;
+	int bad = write(fd, data, len) != (ssize_t)len || fsync(fd) != 0;
+	int e = errno;
+	if (close(fd) != 0 && !bad) {
+		bad = 1;
+		e = errno;
+	}
+	return bad ? -(e ? e : EIO) : 0;
+}
+
+int op_uplink_publish(const char *dir, const char *name, const void *data, size_t len)
+{
+	char path[1100], tmp[1100], side[1100], hex[65], line[OP_XFER_NAME_MAX + 80];
 	uint8_t dg[32];
 	op_sha256 h;
+
+	if (!op_xfer_name_ok(name, strlen(name)))
+		return -EINVAL;
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", dir, name);
+	snprintf(side, sizeof(side), "%s/%s.sha256", dir, name);
+	op_sha256_init(&h);
+	op_sha256_update(&h, data, len);
+	op_sha256_final(&h, dg);
+	op_sha256_hex(dg, hex);
+	int n = snprintf(line, sizeof(line), "%s  %s\n", hex, name);
+	int e = write_synced(tmp, data, len);
+	if (e == 0)
+		e = write_synced(side, line, (size_t)n);
+	if (e == 0 && rename(tmp, path) != 0)
+		e = -errno;
+	if (e < 0) {
+		unlink(tmp);
+		unlink(side);
+		return e;
+	}
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		fsync(dfd);
+		close(dfd);
+	}
+	return 0;
+}
+
+/* A tombstone north for an evicted file: outbox/alert/alert-tombstone-NAME.json. */
+static void tombstone(op_uplink *u, int cls, const char *name, uint64_t size, const char *sha, const char *reason)
+{
+	char doc[768], utc[32], tname[200];
 	time_t t = time(NULL);
 	struct tm tm;
 	gmtime_r(&t, &tm);
@@ -669,33 +715,10 @@ static void tombstone(op_uplink *u, int cls, const char *name, uint64_t size, co
 			 name, op_uplink_class_names[cls], (unsigned long long)size, sha, reason, utc);
 	size_t nl = strlen(name);
 	snprintf(tname, sizeof(tname), "alert-tombstone-%.*s.json", (int)(nl > 150 ? 150 : nl), name);
-	snprintf(path, sizeof(path), "%s/%s", u->dirs[OP_UPLINK_ALERT], tname);
-	snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", u->dirs[OP_UPLINK_ALERT], tname);
-	snprintf(side, sizeof(side), "%s/%s.sha256", u->dirs[OP_UPLINK_ALERT], tname);
-	op_sha256_init(&h);
-	op_sha256_update(&h, doc, (size_t)n);
-	op_sha256_final(&h, dg);
-	op_sha256_hex(dg, hex);
-	int ln = snprintf(line, sizeof(line), "%s  %s\n", hex, tname);
-	int ok = 0;
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-	if (fd >= 0) {
-		ok = write(fd, doc, (size_t)n) == n && fsync(fd) == 0;
-		ok &= close(fd) == 0;
-	}
-	if (ok) {
-		fd = open(side, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-		ok = fd >= 0 && write(fd, line, (size_t)ln) == ln && fsync(fd) == 0;
-		if (fd >= 0)
-			ok &= close(fd) == 0;
-	}
-	if (ok && rename(tmp, path) == 0) {
+	if (op_uplink_publish(u->dirs[OP_UPLINK_ALERT], tname, doc, (size_t)n) == 0)
 		u->stats.tombstones++;
-		return;
-	}
-	unlink(tmp);
-	unlink(side);
-	u->stats.tombstones_failed++; /* the count still says it; status and metrics show it */
+	else
+		u->stats.tombstones_failed++; /* the eviction is still counted; status shows this too */
 }
 
 /* Oldest evictable file of class c (not the one being sent), its size and mtime. */

@@ -82,6 +82,11 @@ typedef struct op_uplink_stats {
  * ranges, or -1 with the reason in err. */
 int op_uplink_windows_parse(const char *text, uint16_t ranges[][2], int max, char *err, size_t errcap);
 
+/* Queue `data` for north as dir/name, in the order the sender relies on: the data under a
+ * temporary name and fsynced, its NAME.sha256 sidecar written and fsynced, the data renamed into
+ * place, the directory fsynced. 0, or a negative errno (nothing half-published is left). */
+int op_uplink_publish(const char *dir, const char *name, const void *data, size_t len);
+
 int op_uplink_open(void *zmq_ctx, const op_uplink_config *cfg, op_uplink **ret);
 void op_uplink_close(op_uplink *u);
 /* Bounded work: wait up to timeout_ms for replies, handle them, send what the window allows.

@@ -128,6 +128,7 @@ class Meter:
         self.sock.bind("tcp://127.0.0.1:%d" % self.port)
         self.watts = watts
         self.on = True
+        self.garbage = False
         self.stop_ = False
         self.last_sent = 0.0
         self.t = threading.Thread(target=self.run, daemon=True)
@@ -135,7 +136,9 @@ class Meter:
 
     def run(self):
         while not self.stop_:
-            if self.on:
+            if self.on and self.garbage:
+                self.sock.send_string("watts=lots")
+            elif self.on:
                 self.sock.send_string("%.1f" % self.watts)
                 self.last_sent = time.time()
             time.sleep(0.2)
@@ -158,6 +161,12 @@ def test_failsafe(bindir):
         app.wait(lambda: power(app)["reading"] and abs(power(app)["watts"] - 70.0) < 0.01, 20, "the meter's reading")
         app.wait(lambda: app.status()["events"]["stored"] > 2000, 60, "events stored")
         check(not power(app)["failsafe"], "no fail-safe while the meter publishes")
+        # a garbled meter message is counted and ignored, never taken as a reading
+        meter.garbage = True
+        app.wait(lambda: "outpost_power_meter_rejected_total 0" not in app.ctl("metrics")[1], 10,
+                 "the garbled meter message counted")
+        meter.garbage = False
+        check(abs(power(app)["watts"] - 70.0) < 0.01, "the reading is still the meter's 70 W")
         # the meter falls silent
         meter.on = False
         t_off = meter.last_sent
