@@ -59,6 +59,7 @@ typedef struct op_config {
 	uint32_t restart_burst;              /* restarts allowed per restart_interval */
 	uint64_t restart_interval_ns;
 	uint64_t restart_backoff_ns;         /* first delay before a restart, doubles */
+	uint64_t restart_backoff_max_ns;     /* ... up to this */
 	uint32_t safe_mode_after;            /* unstable starts in a row before safe mode (0 = never) */
 	uint64_t stable_after_ns;            /* healthy this long: the start counter goes back to 0 */
 	uint64_t safe_mode_retry_ns;         /* safe mode, healthy this long: try full mode again */

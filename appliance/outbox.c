@@ -4,6 +4,7 @@
 #include "appliance/outbox.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -51,17 +52,51 @@ static void json_escape(char *out, size_t cap, const char *in)
 	out[o] = 0;
 }
 
+/* At most one alert of a kind per ALERT_EVERY_S: a flapping sensor or a link down for a year
+ * must not fill the disk with alerts (they are never evicted). The ones held back are counted
+ * and the next alert of the kind says how many. */
+#define ALERT_EVERY_S 600
+static struct {
+	char kind[32];
+	struct timespec last;
+	unsigned held;
+} alert_log[16];
+static pthread_mutex_t alert_mu = PTHREAD_MUTEX_INITIALIZER;
+
 int op_outbox_alert(const op_config *cfg, const char *kind, const char *text)
 {
-	char doc[2048], esc[1500], site[200], utc[32];
+	char doc[2048], esc[1500], site[200], utc[32], more[96] = "";
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	pthread_mutex_lock(&alert_mu);
+	int k, oldest = 0;
+	for (k = 0; k < 16 && strcmp(alert_log[k].kind, kind); k++)
+		if (alert_log[k].last.tv_sec < alert_log[oldest].last.tv_sec)
+			oldest = k;
+	if (k == 16) { /* a new kind (the table holds the 16 most recent) */
+		k = oldest;
+		snprintf(alert_log[k].kind, sizeof(alert_log[k].kind), "%s", kind);
+		alert_log[k].last.tv_sec = 0;
+		alert_log[k].held = 0;
+	}
+	if (alert_log[k].last.tv_sec && now.tv_sec - alert_log[k].last.tv_sec < ALERT_EVERY_S) {
+		alert_log[k].held++;
+		pthread_mutex_unlock(&alert_mu);
+		return 0;
+	}
+	if (alert_log[k].held)
+		snprintf(more, sizeof(more), ",\"held_back\":%u", alert_log[k].held);
+	alert_log[k].last = now;
+	alert_log[k].held = 0;
+	pthread_mutex_unlock(&alert_mu);
 	time_t t = time(NULL);
 	struct tm tm;
 	gmtime_r(&t, &tm);
 	strftime(utc, sizeof(utc), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	json_escape(esc, sizeof(esc), text);
 	json_escape(site, sizeof(site), cfg->site_name);
-	int n = snprintf(doc, sizeof(doc), "{\"alert\":\"%s\",\"site\":\"%s\",\"utc\":\"%s\",\"text\":\"%s\"}\n", kind, site,
-			 utc, esc);
+	int n = snprintf(doc, sizeof(doc), "{\"alert\":\"%s\",\"site\":\"%s\",\"utc\":\"%s\",\"text\":\"%s\"%s}\n", kind,
+			 site, utc, esc, more);
 	return place(cfg, "alert", kind, doc, (size_t)n < sizeof(doc) ? (size_t)n : sizeof(doc) - 1);
 }
 

@@ -842,14 +842,25 @@ static void status_text(sup *s, sbuf *b)
 			    ? (gauge_of(up_, "encrypted") > 0 ? ", encrypted (CURVE)" : ", plaintext") : "",
 		  counter_of(up_, "files_confirmed"), counter_of(up_, "bytes_confirmed"), gauge_of(up_, "files_pending"),
 		  gauge_of(up_, "bytes_pending"), counter_of(up_, "timeouts"), counter_of(up_, "resumes"));
-	if (counter_of(up_, "evicted_disk_full") + counter_of(up_, "evicted_expired") || gauge_of(up_, "disk_free") > 0)
-		sb_printf(b, "disk     %.1f MiB free (reserve %.1f MiB); %" PRIu64 " files evicted unsent (%" PRIu64
+	if (s->cfg->uplink_north[0])
+		sb_printf(b, "         %.3g kbit/s on the wire (last 10 s)%s%.3g%s; %" PRIu64 " bytes acknowledged, %" PRIu64
+			     " sent again (lost in %" PRIu64 " broken connections or refused)\n",
+			  gauge_of(up_, "rate_bps") / 1e3, s->cfg->uplink_rate_bps ? ", cap " : "",
+			  (double)s->cfg->uplink_rate_bps / 1e3, s->cfg->uplink_rate_bps ? " kbit/s" : "",
+			  counter_of(up_, "bytes_acked"), counter_of(up_, "bytes_retransmitted"), counter_of(up_, "disconnects"));
+	if (counter_of(up_, "evicted_disk_full") + counter_of(up_, "evicted_expired") || gauge_of(up_, "disk_free") > 0) {
+		double days = gauge_of(up_, "disk_days_to_full");
+		char fill[96] = "not filling";
+		if (days >= 0)
+			snprintf(fill, sizeof(fill), "%s %.1f days at the last hour's rate", days < 7 ? "RESERVE REACHED IN" : "reserve reached in", days);
+		sb_printf(b, "disk     %.1f MiB free (reserve %.1f MiB), %s; %" PRIu64 " files evicted unsent (%" PRIu64
 			     " expired, %" PRIu64 " for space, %" PRIu64 " bytes), %" PRIu64 " tombstones north-bound%s\n",
-			  gauge_of(up_, "disk_free") / 1048576.0, (double)s->cfg->uplink_disk_reserve / 1048576.0,
+			  gauge_of(up_, "disk_free") / 1048576.0, (double)s->cfg->uplink_disk_reserve / 1048576.0, fill,
 			  counter_of(up_, "evicted_disk_full") + counter_of(up_, "evicted_expired"),
 			  counter_of(up_, "evicted_expired"), counter_of(up_, "evicted_disk_full"),
 			  counter_of(up_, "evicted_bytes"), counter_of(up_, "tombstones"),
 			  counter_of(up_, "tombstones_failed") ? " (SOME TOMBSTONES COULD NOT BE WRITTEN)" : "");
+	}
 	if (s->cfg->uplink_rate_bps || s->cfg->uplink_daily_quota) {
 		sb_printf(b, "budget  ");
 		if (s->cfg->uplink_rate_bps)
@@ -969,6 +980,7 @@ static void reload(sup *s, sbuf *reply)
 	s->policy.burst = s->cfg->restart_burst;
 	s->policy.interval_ns = s->cfg->restart_interval_ns;
 	s->policy.backoff_ns = s->cfg->restart_backoff_ns;
+	s->policy.backoff_max_ns = s->cfg->restart_backoff_max_ns;
 	if (s->policy.backoff_max_ns < s->policy.backoff_ns)
 		s->policy.backoff_max_ns = s->policy.backoff_ns;
 	op_log_set_level(s->cfg->log_level);
@@ -1230,7 +1242,7 @@ int op_supervisor_run(const op_config *cfg, const char *config_path, int config_
 	s.policy = (op_restart_policy){.burst = cfg->restart_burst,
 				       .interval_ns = cfg->restart_interval_ns,
 				       .backoff_ns = cfg->restart_backoff_ns,
-				       .backoff_max_ns = 60000000000ull,
+				       .backoff_max_ns = cfg->restart_backoff_max_ns,
 				       .stable_ns = 60000000000ull};
 	if (s.policy.backoff_max_ns < s.policy.backoff_ns)
 		s.policy.backoff_max_ns = s.policy.backoff_ns;

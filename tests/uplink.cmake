@@ -18,3 +18,16 @@ add_test(NAME uplink_cuts
   COMMAND ${OP_PY} ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_cuts.py $<TARGET_FILE_DIR:outpostd> 100)
 set_tests_properties(uplink_cuts PROPERTIES LABELS integration SKIP_RETURN_CODE 77 TIMEOUT 900
   RESOURCE_LOCK e2e_cpu)
+# 200 SIGKILLs of the uplink stage and of outpost-north during transfers: zero loss, no
+# duplicate north, the ledger whole (one line per published file).
+add_test(NAME uplink_kills
+  COMMAND ${OP_PY} ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_kills.py $<TARGET_FILE_DIR:outpostd> 200)
+set_tests_properties(uplink_kills PROPERTIES LABELS integration SKIP_RETURN_CODE 77 TIMEOUT 900
+  RESOURCE_LOCK e2e_cpu)
+# North in its own network namespace over a tbf-shaped veth (root, iproute2; else skipped):
+# interface cuts, the cap within ±5% over 60 s on the interface's counters, alerts behind 2 GiB
+# of bulk within a chunk time, north's metrics file.
+add_test(NAME uplink_netns
+  COMMAND ${OP_PY} ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_netns.py $<TARGET_FILE_DIR:outpostd>)
+set_tests_properties(uplink_netns PROPERTIES LABELS integration SKIP_RETURN_CODE 77 TIMEOUT 600
+  RESOURCE_LOCK e2e_cpu)

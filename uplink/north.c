@@ -6,8 +6,9 @@
  *   OFFER ──(already have it, same sha)──▶ CONFIRMED
  *   OFFER ──▶ partial opened (dir/.partial/<name>.part), HAVE(its size)
  *   CHUNK(off) ──off == partial size──▶ append, ACK(new size)      otherwise NAK(partial size)
- *   COMMIT ──size reached, sha256 matches──▶ fsync, rename into dir/, sidecar, fsync dir,
- *            ledger line fsynced ──▶ CONFIRMED(sha)               mismatch: partial removed, REJECTED
+ *   COMMIT ──size reached, sha256 matches──▶ intent (the ledger line, in .partial/<name>.commit),
+ *            sidecar, rename into dir/, fsync dir, ledger line fsynced, intent removed
+ *            ──▶ CONFIRMED(sha)                                   mismatch: partial removed, REJECTED
  *
  * Invariants:
  *  1. CONFIRMED is sent only after the file, its sidecar and its ledger line are durable.
@@ -16,9 +17,14 @@
  *     is skipped.
  *  3. Names are validated before any path is built; nothing is written outside dir.
  *  4. Bounded: max_partials transfers, max_file_bytes per file, chunk size OP_XFER_CHUNK_MAX.
+ *  5. Every published file has exactly one ledger line, whatever instant north is killed at.
+ *     A file published but not yet in the ledger is re-confirmed from its sidecar when offered
+ *     again, so the ledger line cannot wait for that: the commit intent written before the
+ *     rename holds the line, and op_north_open appends it if the ledger lacks it (recover()).
  */
 #include "uplink/north.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -64,6 +70,79 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+_Static_assert(OP_XFER_NAME_MAX == 200, "recover() reads names with %200s");
+
+static int fsync_dir(const char *dir);
+static int have_final(op_north *n, const char *name, const char *sha);
+
+/* Does the ledger hold a line for name with this sha? (Read whole: only at recovery.) */
+static int ledger_has(const char *ledger, const char *name, const char *sha)
+{
+	char line[1024];
+	FILE *f = fopen(ledger, "re");
+	int found = 0;
+	size_t nl = strlen(name);
+	if (!f)
+		return 0;
+	while (!found && fgets(line, sizeof(line), f)) {
+		const char *t = strchr(line, '\t');
+		found = t && !strncmp(t + 1, name, nl) && t[1 + nl] == '\t' && strstr(t + 1 + nl, sha) != NULL;
+	}
+	fclose(f);
+	return found;
+}
+
+/* Append one line to the ledger and make it durable. A line cut short by an earlier death
+ * (no final newline) is ended first, so every line stays whole. */
+static int ledger_append(const char *ledger, const char *line, size_t len)
+{
+	int fd = open(ledger, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644), rc = 0;
+	struct stat sb;
+	char last = '\n';
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &sb) == 0 && sb.st_size > 0 && pread(fd, &last, 1, sb.st_size - 1) == 1 && last != '\n' &&
+	    write(fd, "\n", 1) != 1)
+		rc = -EIO;
+	if (rc == 0 && (write(fd, line, len) != (ssize_t)len || fsync(fd) != 0))
+		rc = -EIO;
+	close(fd);
+	return rc;
+}
+
+/* Finish commits a death interrupted (invariant 5): for each intent whose file was published,
+ * make sure the ledger has its line; then drop the intent (an unpublished file's partial stays
+ * and is committed again when offered). */
+static void recover(op_north *n)
+{
+	DIR *d = opendir(n->pdir);
+	struct dirent *de;
+	char ledger[600];
+	snprintf(ledger, sizeof(ledger), "%s/ledger.tsv", n->dir);
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		size_t l = strlen(de->d_name);
+		char path[1200], line[512], name[OP_XFER_NAME_MAX + 1], sha[65];
+		if (l < 8 || strcmp(de->d_name + l - 7, ".commit"))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", n->pdir, de->d_name);
+		FILE *f = fopen(path, "re");
+		int ok = f && fgets(line, sizeof(line), f) && strchr(line, '\n') &&
+			 sscanf(line, "%*s %200s %*s %64s", name, sha) == 2;
+		if (f)
+			fclose(f);
+		if (ok && have_final(n, name, sha) && !ledger_has(ledger, name, sha)) {
+			if (ledger_append(ledger, line, strlen(line)) == 0)
+				n->st.recovered++;
+			else
+				continue; /* keep the intent: try again at the next start */
+		}
+		unlink(path);
+	}
+	closedir(d);
+}
+
 int op_north_open(void *zmq_ctx, const op_north_config *cfg, op_north **ret)
 {
 	op_north *n = calloc(1, sizeof(*n));
@@ -87,6 +166,7 @@ int op_north_open(void *zmq_ctx, const op_north_config *cfg, op_north **ret)
 		rc = -ENOMEM;
 		goto fail;
 	}
+	recover(n);
 	if (cfg->curve_secret_z85) {
 		/* the gatekeeper first: a handshake before it exists would be refused */
 		if ((rc = op_zap_open(zmq_ctx, cfg->authorized_dir, &n->zap)) < 0)
@@ -142,6 +222,12 @@ void op_north_set_callbacks(op_north *n, op_north_cb on_file, op_north_reject_cb
 void op_north_get_stats(const op_north *n, op_north_stats *out)
 {
 	*out = n->st;
+	out->partials = out->partial_bytes = 0;
+	for (uint32_t i = 0; i < n->cfg.max_partials; i++)
+		if (n->p[i].used && n->p[i].sha[0]) {
+			out->partials++;
+			out->partial_bytes += n->p[i].offset;
+		}
 }
 
 static void reply(op_north *n, zmq_msg_t *id, const char *cmd, const char *name, const void *a, size_t alen)
@@ -335,7 +421,7 @@ static int fsync_dir(const char *dir)
 static void on_commit(op_north *n, zmq_msg_t *id, const char *name)
 {
 	partial *p = find(n, name);
-	char part[1200], final[1200], side[1200], ledger[1200], sha[65], line[512], utc[32];
+	char part[1200], final[1200], side[1200], ledger[1200], intent[1200], sha[65], line[512], utc[32];
 	int fd;
 
 	if (!p || !p->sha[0]) {
@@ -347,6 +433,7 @@ static void on_commit(op_north *n, zmq_msg_t *id, const char *name)
 		return;
 	}
 	snprintf(part, sizeof(part), "%s/%s.part", n->pdir, name);
+	snprintf(intent, sizeof(intent), "%s/%s.commit", n->pdir, name);
 	snprintf(final, sizeof(final), "%s/%s", n->dir, name);
 	snprintf(side, sizeof(side), "%s/%s.sha256", n->dir, name);
 	snprintf(ledger, sizeof(ledger), "%s/ledger.tsv", n->dir);
@@ -360,36 +447,44 @@ static void on_commit(op_north *n, zmq_msg_t *id, const char *name)
 		reject(n, id, name, "checksum mismatch");
 		return;
 	}
-	/* sidecar first (durable), then the file, then the directory, then the ledger */
-	int len = snprintf(line, sizeof(line), "%s  %s\n", sha, name);
+	size_t nlen = strlen(name);
+	long rows = nlen > 3 && !strcmp(name + nlen - 3, ".h5") ? op_segment_count_rows(part) : 0; /* .json: alerts, telemetry */
+	time_t t = time(NULL);
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	strftime(utc, sizeof(utc), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	int llen = snprintf(line, sizeof(line), "%s\t%s\t%llu\t%s\t%ld\t%s\n", utc, name, (unsigned long long)p->size,
+			    sha, rows, p->appliance[0] ? p->appliance : "-");
+	/* the intent (the ledger line), the sidecar, the file, the directories, the ledger: each
+	 * durable before the next, so a death at any instant leaves what recover() completes */
+	fd = open(intent, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0 || write(fd, line, (size_t)llen) != llen || fsync(fd) != 0) {
+		if (fd >= 0)
+			close(fd);
+		reject(n, id, name, "cannot write commit intent");
+		return;
+	}
+	close(fd);
+	char sl[128];
+	int len = snprintf(sl, sizeof(sl), "%s  %s\n", sha, name);
 	fd = open(side, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0 || write(fd, line, (size_t)len) != len || fsync(fd) != 0) {
+	if (fd < 0 || write(fd, sl, (size_t)len) != len || fsync(fd) != 0) {
 		if (fd >= 0)
 			close(fd);
 		reject(n, id, name, "cannot write sidecar");
 		return;
 	}
 	close(fd);
-	if (rename(part, final) != 0 || fsync_dir(n->dir) < 0 || fsync_dir(n->pdir) < 0) {
+	if (fsync_dir(n->pdir) < 0 || rename(part, final) != 0 || fsync_dir(n->dir) < 0 || fsync_dir(n->pdir) < 0) {
 		reject(n, id, name, "cannot publish file");
 		return;
 	}
-	size_t nlen = strlen(name);
-	long rows = nlen > 3 && !strcmp(name + nlen - 3, ".h5") ? op_segment_count_rows(final) : 0; /* .json: alerts, telemetry */
-	time_t t = time(NULL);
-	struct tm tm;
-	gmtime_r(&t, &tm);
-	strftime(utc, sizeof(utc), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	len = snprintf(line, sizeof(line), "%s\t%s\t%llu\t%s\t%ld\t%s\n", utc, name, (unsigned long long)p->size, sha,
-		       rows, p->appliance[0] ? p->appliance : "-");
-	fd = open(ledger, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-	if (fd < 0 || write(fd, line, (size_t)len) != len || fsync(fd) != 0) {
-		if (fd >= 0)
-			close(fd);
+	if (ledger_append(ledger, line, (size_t)llen) < 0) {
+		/* published; the intent stays, and the next start writes the line (recover()) */
 		reject(n, id, name, "cannot write ledger");
 		return;
 	}
-	close(fd);
+	unlink(intent); /* not synced: an intent whose line is in the ledger is dropped at recovery */
 	n->st.files_received++;
 	if (rows > 0)
 		n->st.rows_received += (uint64_t)rows;

@@ -23,9 +23,11 @@ typedef struct op_north_config {
 
 typedef struct op_north_stats {
 	uint64_t files_received, bytes_received, rows_received, rejected, naks, reconfirmed;
+	uint64_t recovered; /* ledger lines written at start for files published just before a death */
 	uint64_t peers_refused; /* connections whose key is not authorised */
 	uint64_t pings;
 	uint64_t crc_errors; /* chunks whose CRC32C did not match: not written, asked again */
+	uint64_t partials, partial_bytes; /* transfers in progress now, and the bytes they hold */
 } op_north_stats;
 
 /* Called once per file made durable: name, size, sha256, rows (-1 if it does not open as a

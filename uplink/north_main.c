@@ -5,8 +5,14 @@
  *                 [--curve-key NORTH.key --authorized-keys DIR]  CURVE: only listed appliances
  *   outpost-north --count DIR                                 {"files":F,"rows":R,"dir":...}
  *   outpost-north --report DIR                                what each appliance delivered
+ *                 [--metrics FILE]                           receiving: figures for node_exporter
  *
  * One line per received file on stderr. Exit 2 on bad arguments or an endpoint it cannot bind.
+ * The figures (--metrics, Prometheus text, replaced atomically every 10 s and at exit; and
+ * --report) are per appliance: files, bytes and rows received, the last delivery; for the
+ * receiver: transfers in progress and the bytes they hold, chunks refused (NAK: out of order or
+ * damaged — the sender resends them), lost confirmations answered again, disk free, bytes
+ * received in the last 24 hours, and the days until the disk is full at that rate.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -15,6 +21,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #include "uplink/curve.h"
@@ -29,9 +38,109 @@ static void on_signal(int sig)
 	stop = 1;
 }
 
+/* What the ledger says, kept up to date while receiving. */
+#define MAX_APPLIANCES 256
+typedef struct ledger_view {
+	struct agg {
+		char who[64], first[32], last[32];
+		unsigned long long files, bytes, rows;
+	} a[MAX_APPLIANCES];
+	int na;
+	unsigned long long minute[1440]; /* bytes received per minute of the last 24 h, by UTC minute */
+	long minute_of[1440];            /* which minute (since the epoch) each slot holds */
+} ledger_view;
+
+static void view_add(ledger_view *v, const char *utc, const char *who, unsigned long long size, long rows)
+{
+	int i;
+	for (i = 0; i < v->na && strcmp(v->a[i].who, who); i++)
+		;
+	if (i == v->na) {
+		if (v->na == MAX_APPLIANCES)
+			return;
+		memset(&v->a[i], 0, sizeof(v->a[i]));
+		snprintf(v->a[i].who, sizeof(v->a[i].who), "%s", who);
+		snprintf(v->a[i].first, sizeof(v->a[i].first), "%s", utc);
+		v->na++;
+	}
+	v->a[i].files++;
+	v->a[i].bytes += size;
+	v->a[i].rows += rows > 0 ? (unsigned long long)rows : 0;
+	snprintf(v->a[i].last, sizeof(v->a[i].last), "%s", utc);
+	struct tm tm;
+	memset(&tm, 0, sizeof(tm));
+	if (strptime(utc, "%Y-%m-%dT%H:%M:%SZ", &tm)) {
+		long m = (long)(timegm(&tm) / 60), now = (long)(time(NULL) / 60);
+		if (m > now - 1440 && m <= now) {
+			int k = (int)(m % 1440);
+			if (v->minute_of[k] != m) {
+				v->minute_of[k] = m;
+				v->minute[k] = 0;
+			}
+			v->minute[k] += size;
+		}
+	}
+}
+
+static unsigned long long view_last_day(const ledger_view *v)
+{
+	long now = (long)(time(NULL) / 60);
+	unsigned long long sum = 0;
+	for (int k = 0; k < 1440; k++)
+		if (v->minute_of[k] > now - 1440)
+			sum += v->minute[k];
+	return sum;
+}
+
+/* Read the ledger: 0, 1 when there is none yet, or -1 (reported). */
+static int view_load(ledger_view *v, const char *dir)
+{
+	char path[4096], line[1024];
+	memset(v, 0, sizeof(*v));
+	snprintf(path, sizeof(path), "%s/ledger.tsv", dir);
+	FILE *f = fopen(path, "re");
+	if (!f) {
+		if (errno == ENOENT)
+			return 1;
+		fprintf(stderr, "outpost-north: %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		char utc[32], name[256], sha[80], who[64] = "-";
+		unsigned long long size;
+		long rows;
+		if (sscanf(line, "%31s %255s %llu %79s %ld %63s", utc, name, &size, sha, &rows, who) >= 5)
+			view_add(v, utc, who, size, rows);
+	}
+	fclose(f);
+	return 0;
+}
+
+/* Disk free under dir, and the days until it is gone at the last 24 hours' rate (-1: nothing
+ * received in them). */
+static void disk_outlook(const ledger_view *v, const char *dir, unsigned long long *free_b, double *days)
+{
+	struct statvfs fs;
+	unsigned long long day = view_last_day(v);
+	*free_b = statvfs(dir, &fs) == 0 ? (unsigned long long)fs.f_bavail * fs.f_frsize : 0;
+	*days = day ? (double)*free_b / (double)day : -1;
+}
+
+typedef struct north_state {
+	ledger_view view;
+	const char *dir, *metrics;
+	op_north *n;
+} north_state;
+
 static void on_file(void *ctx, const char *name, uint64_t size, const char *sha, long rows, const char *who)
 {
-	(void)ctx;
+	north_state *ns = ctx;
+	char utc[32];
+	time_t t = time(NULL);
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	strftime(utc, sizeof(utc), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	view_add(&ns->view, utc, who, size, rows);
 	if (rows < 0)
 		fprintf(stderr, "outpost-north: stored %s from %s (%llu bytes, sha256 %.16s…) — WARNING: it does not "
 				"open as a result segment\n", name, who, (unsigned long long)size, sha);
@@ -40,54 +149,81 @@ static void on_file(void *ctx, const char *name, uint64_t size, const char *sha,
 			(unsigned long long)size, rows, sha);
 }
 
-/* Per appliance, from the ledger: files, bytes, rows, first and last delivery (UTC). */
+/* The figures in Prometheus' text format, replacing FILE atomically. */
+static void write_metrics(north_state *ns)
+{
+	char tmp[4200];
+	op_north_stats st;
+	unsigned long long free_b;
+	double days;
+	snprintf(tmp, sizeof(tmp), "%s.tmp", ns->metrics);
+	FILE *f = fopen(tmp, "we");
+	if (!f) {
+		fprintf(stderr, "outpost-north: cannot write %s: %s\n", tmp, strerror(errno));
+		return;
+	}
+	op_north_get_stats(ns->n, &st);
+	disk_outlook(&ns->view, ns->dir, &free_b, &days);
+	fprintf(f, "# HELP outpost_north_files_total Files received and made durable, per appliance (ledger).\n"
+		   "# TYPE outpost_north_files_total counter\n");
+	for (int i = 0; i < ns->view.na; i++)
+		fprintf(f, "outpost_north_files_total{appliance=\"%s\"} %llu\n", ns->view.a[i].who, ns->view.a[i].files);
+	fprintf(f, "# HELP outpost_north_bytes_total Bytes of the files received, per appliance.\n"
+		   "# TYPE outpost_north_bytes_total counter\n");
+	for (int i = 0; i < ns->view.na; i++)
+		fprintf(f, "outpost_north_bytes_total{appliance=\"%s\"} %llu\n", ns->view.a[i].who, ns->view.a[i].bytes);
+	fprintf(f, "# HELP outpost_north_rows_total Result rows in the segments received, per appliance.\n"
+		   "# TYPE outpost_north_rows_total counter\n");
+	for (int i = 0; i < ns->view.na; i++)
+		fprintf(f, "outpost_north_rows_total{appliance=\"%s\"} %llu\n", ns->view.a[i].who, ns->view.a[i].rows);
+	fprintf(f, "# HELP outpost_north_last_file_timestamp_seconds When the last file from the appliance was made durable.\n"
+		   "# TYPE outpost_north_last_file_timestamp_seconds gauge\n");
+	for (int i = 0; i < ns->view.na; i++) {
+		struct tm tm;
+		memset(&tm, 0, sizeof(tm));
+		if (strptime(ns->view.a[i].last, "%Y-%m-%dT%H:%M:%SZ", &tm))
+			fprintf(f, "outpost_north_last_file_timestamp_seconds{appliance=\"%s\"} %lld\n", ns->view.a[i].who,
+				(long long)timegm(&tm));
+	}
+	fprintf(f, "# TYPE outpost_north_chunk_bytes_total counter\noutpost_north_chunk_bytes_total %llu\n"
+		   "# TYPE outpost_north_naks_total counter\noutpost_north_naks_total %llu\n"
+		   "# TYPE outpost_north_crc_errors_total counter\noutpost_north_crc_errors_total %llu\n"
+		   "# TYPE outpost_north_refused_total counter\noutpost_north_refused_total %llu\n"
+		   "# TYPE outpost_north_reconfirmed_total counter\noutpost_north_reconfirmed_total %llu\n"
+		   "# TYPE outpost_north_recovered_total counter\noutpost_north_recovered_total %llu\n"
+		   "# TYPE outpost_north_peers_refused_total counter\noutpost_north_peers_refused_total %llu\n"
+		   "# TYPE outpost_north_transfers_in_progress gauge\noutpost_north_transfers_in_progress %llu\n"
+		   "# TYPE outpost_north_partial_bytes gauge\noutpost_north_partial_bytes %llu\n"
+		   "# TYPE outpost_north_disk_free_bytes gauge\noutpost_north_disk_free_bytes %llu\n"
+		   "# TYPE outpost_north_received_bytes_24h gauge\noutpost_north_received_bytes_24h %llu\n"
+		   "# HELP outpost_north_disk_days_to_full Days until the disk is full at the last 24 hours' rate (-1: none received).\n"
+		   "# TYPE outpost_north_disk_days_to_full gauge\noutpost_north_disk_days_to_full %.2f\n",
+		(unsigned long long)st.bytes_received, (unsigned long long)st.naks, (unsigned long long)st.crc_errors,
+		(unsigned long long)st.rejected, (unsigned long long)st.reconfirmed, (unsigned long long)st.recovered,
+		(unsigned long long)st.peers_refused, (unsigned long long)st.partials,
+		(unsigned long long)st.partial_bytes, free_b, view_last_day(&ns->view), days);
+	if (fclose(f) != 0 || rename(tmp, ns->metrics) != 0) {
+		fprintf(stderr, "outpost-north: cannot write %s: %s\n", ns->metrics, strerror(errno));
+		unlink(tmp);
+	}
+}
+
+/* Per appliance, from the ledger: files, bytes, rows, first and last delivery (UTC); and the
+ * disk's outlook. */
 static int report(const char *dir)
 {
-	char path[4096], line[1024];
-	struct agg {
-		char who[64], first[32], last[32];
-		unsigned long long files, bytes, rows;
-	} a[256];
-	int na = 0;
-	snprintf(path, sizeof(path), "%s/ledger.tsv", dir);
-	FILE *f = fopen(path, "re");
-	if (!f) {
-		if (errno == ENOENT) {
-			printf("{\"appliances\":{}}\n");
-			return 0;
-		}
-		fprintf(stderr, "outpost-north: %s: %s\n", path, strerror(errno));
+	static ledger_view v;
+	unsigned long long free_b;
+	double days;
+	if (view_load(&v, dir) < 0)
 		return 2;
-	}
-	while (fgets(line, sizeof(line), f)) {
-		char utc[32], name[256], sha[80], who[64] = "-";
-		unsigned long long size;
-		long rows;
-		int k = sscanf(line, "%31s %255s %llu %79s %ld %63s", utc, name, &size, sha, &rows, who);
-		if (k < 5)
-			continue;
-		int i;
-		for (i = 0; i < na && strcmp(a[i].who, who); i++)
-			;
-		if (i == na) {
-			if (na == 256)
-				continue;
-			memset(&a[na], 0, sizeof(a[na]));
-			snprintf(a[na].who, sizeof(a[na].who), "%s", who);
-			snprintf(a[na].first, sizeof(a[na].first), "%s", utc);
-			na++;
-		}
-		a[i].files++;
-		a[i].bytes += size;
-		a[i].rows += rows > 0 ? (unsigned long long)rows : 0;
-		snprintf(a[i].last, sizeof(a[i].last), "%s", utc);
-	}
-	fclose(f);
+	disk_outlook(&v, dir, &free_b, &days);
 	printf("{\"appliances\":{");
-	for (int i = 0; i < na; i++)
+	for (int i = 0; i < v.na; i++)
 		printf("%s\"%s\":{\"files\":%llu,\"bytes\":%llu,\"rows\":%llu,\"first\":\"%s\",\"last\":\"%s\"}", i ? "," : "",
-		       a[i].who, a[i].files, a[i].bytes, a[i].rows, a[i].first, a[i].last);
-	printf("}}\n");
+		       v.a[i].who, v.a[i].files, v.a[i].bytes, v.a[i].rows, v.a[i].first, v.a[i].last);
+	printf("},\"received_bytes_24h\":%llu,\"disk_free_bytes\":%llu,\"disk_days_to_full\":%.2f}\n",
+	       view_last_day(&v), free_b, days);
 	return 0;
 }
 
@@ -127,7 +263,8 @@ static int count(const char *dir)
 
 int main(int argc, char **argv)
 {
-	const char *bind = NULL, *dir = NULL, *keyfile = NULL, *authorized = NULL;
+	const char *bind = NULL, *dir = NULL, *keyfile = NULL, *authorized = NULL, *metrics = NULL;
+	static north_state ns;
 	op_curve_key key;
 	op_north_config cfg = {0};
 	op_north *n = NULL;
@@ -148,9 +285,11 @@ int main(int argc, char **argv)
 			keyfile = argv[++i];
 		else if (!strcmp(argv[i], "--authorized-keys") && i + 1 < argc)
 			authorized = argv[++i];
+		else if (!strcmp(argv[i], "--metrics") && i + 1 < argc)
+			metrics = argv[++i];
 		else {
 			fprintf(stderr, "usage: outpost-north --bind EP --dir DIR [--max-file-bytes N]\n"
-					"                     [--curve-key NORTH.key --authorized-keys DIR]\n"
+					"                     [--curve-key NORTH.key --authorized-keys DIR] [--metrics FILE]\n"
 					"       outpost-north --count DIR\n"
 					"       outpost-north --report DIR\n");
 			return 2;
@@ -191,17 +330,33 @@ int main(int argc, char **argv)
 		zmq_ctx_term(ctx);
 		return 2;
 	}
-	op_north_set_callbacks(n, on_file, on_reject, NULL);
+	ns.dir = dir;
+	ns.metrics = metrics;
+	ns.n = n;
+	view_load(&ns.view, dir);
+	op_north_set_callbacks(n, on_file, on_reject, &ns);
+	op_north_stats st0;
+	op_north_get_stats(n, &st0);
+	if (st0.recovered)
+		fprintf(stderr, "outpost-north: finished %llu commit(s) an earlier stop interrupted (ledger lines written)\n",
+			(unsigned long long)st0.recovered);
 	fprintf(stderr, "outpost-north: receiving on %s into %s%s%s\n", bind, dir,
 		keyfile ? "; CURVE, accepting the keys in " : " (plaintext: every peer accepted)",
 		keyfile ? authorized : "");
+	time_t last_metrics = 0;
 	while (!stop) {
+		if (metrics && time(NULL) - last_metrics >= 10) {
+			write_metrics(&ns);
+			last_metrics = time(NULL);
+		}
 		rc = op_north_step(n, 200);
 		if (rc < 0) {
 			fprintf(stderr, "outpost-north: %s\n", strerror(-rc));
 			break;
 		}
 	}
+	if (metrics)
+		write_metrics(&ns);
 	op_north_stats st;
 	op_north_get_stats(n, &st);
 	fprintf(stderr, "outpost-north: stopping: %llu files, %llu rows received, %llu refused, %llu peers refused\n",

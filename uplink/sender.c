@@ -3,11 +3,21 @@
  *
  * NOTES ON THE DESIGN OF THE SENDER
  *
- *   IDLE ──pick the oldest .h5 in outbox/, verify it against its sidecar──▶ OFFERED
+ *   IDLE ──pick the next file──▶ VERIFYING (against its sidecar, 16 MiB a step) ──▶ OFFERED
  *     │                                 (mismatch: move both to quarantine/, count, IDLE)
- *   OFFERED ──HAVE(off)──▶ SENDING ──all bytes ACKed──▶ COMMITTED ──CONFIRMED(sha)──▶ delete, IDLE
+ *   OFFERED ──HAVE(off)──▶ SENDING ──all bytes sent──▶ TAIL ──all ACKed: COMMIT──CONFIRMED(sha)──▶ delete
  *   OFFERED ──CONFIRMED(sha)──▶ delete, IDLE   (north already had it: our delete or its reply was lost)
  *   any ──REJECTED──▶ IDLE after retry        any ──no reply for timeout──▶ new socket, IDLE after retry
+ *
+ * Pipelining: a file whose bytes are all sent becomes the tail (awaiting its ACKs, COMMIT and
+ * CONFIRMED) and the next file is offered at once, so a long link is not left idle for two
+ * round trips per file. The tail's unacknowledged bytes count against the window. A NAK for
+ * the tail sets the current file aside (north keeps it) and sends the tail again from there.
+ * A file offered behind a tail is sent from offset 0 at once, before north's HAVE (it is new to
+ * north: the round trip the HAVE takes would idle the link); a file set aside mid-transfer
+ * lately (cut, preempted, rewound) waits for HAVE instead. Should north hold part of a file sent
+ * this way after all, its HAVE resets the offset and the chunks before it come back as NAKs,
+ * ignored: the cost is one window, never a wrong byte (north appends only at its own offset).
  *
  * Invariants:
  *  1. A local segment is deleted only after CONFIRMED carrying the SHA-256 we offered
@@ -40,10 +50,11 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "uplink/segment.h"
 #include "uplink/sha256.h"
 #include "uplink/transfer.h"
 
-enum state { IDLE, OFFERED, SENDING, COMMITTED };
+enum state { IDLE, VERIFYING, OFFERED, SENDING };
 
 struct op_uplink {
 	op_uplink_config cfg;
@@ -51,6 +62,8 @@ struct op_uplink {
 	char curve[3][41]; /* public, secret, north's public; "" = plaintext */
 	uint64_t last_prune_ns;
 	void *zctx, *sock;
+	void *mon;          /* the socket's disconnect events: a cut is noticed at once, not after the timeout */
+	unsigned mon_seq;
 	enum state st;
 	char name[OP_XFER_NAME_MAX + 1];
 	char sha[65];
@@ -72,6 +85,29 @@ struct op_uplink {
 	uint16_t win[16][2];
 	int nwin;
 	uint64_t last_evict_ns;
+	uint64_t in_flight; /* bytes sent ahead of north's acknowledgement (see op_uplink_open) */
+	struct tail {       /* the file sent in full, awaiting ACKs, COMMIT, CONFIRMED */
+		int busy, commit_sent, cls, fd;
+		char name[OP_XFER_NAME_MAX + 1];
+		char sha[65];
+		uint64_t size, acked;
+	} tail;
+	int have;           /* north's HAVE for the current file has come */
+	op_sha256 vctx;     /* VERIFYING: the file against its sidecar, up to voff */
+	uint64_t voff;
+	struct verified {   /* files checked lately, unchanged since (inode, size, mtime) */
+		char name[OP_XFER_NAME_MAX + 1];
+		dev_t dev;
+		ino_t ino;
+		off_t size;
+		struct timespec mtime;
+	} verified[8];
+	int verified_next;
+	struct verified paused;  /* a check set aside for an alert, resumed where it stopped */
+	op_sha256 paused_ctx;
+	uint64_t paused_off;
+	char aside[4][OP_XFER_NAME_MAX + 1]; /* files set aside mid-transfer lately: north may hold part */
+	int aside_next;
 	uint8_t *buf;
 	op_uplink_stats stats;
 };
@@ -87,11 +123,27 @@ static int new_socket(op_uplink *u)
 {
 	int linger = 0, hwm = 64;
 
-	if (u->sock)
+	if (u->sock) {
+		zmq_socket_monitor(u->sock, NULL, 0);
 		zmq_close(u->sock);
+	}
+	if (u->mon)
+		zmq_close(u->mon);
+	u->mon = NULL;
 	u->sock = zmq_socket(u->zctx, ZMQ_DEALER);
 	if (!u->sock)
 		return -errno;
+	char mep[80];
+	snprintf(mep, sizeof(mep), "inproc://op-uplink-monitor-%p-%u", (void *)u, ++u->mon_seq);
+	if (zmq_socket_monitor(u->sock, mep, ZMQ_EVENT_DISCONNECTED) == 0) {
+		u->mon = zmq_socket(u->zctx, ZMQ_PAIR);
+		if (u->mon && zmq_connect(u->mon, mep) != 0) {
+			zmq_close(u->mon);
+			u->mon = NULL;
+		}
+		if (u->mon)
+			zmq_setsockopt(u->mon, ZMQ_LINGER, &linger, sizeof(linger));
+	}
 	u->socket_ns = now_ns();
 	zmq_setsockopt(u->sock, ZMQ_LINGER, &linger, sizeof(linger));
 	zmq_setsockopt(u->sock, ZMQ_SNDHWM, &hwm, sizeof(hwm));
@@ -136,7 +188,7 @@ int op_uplink_open(void *zmq_ctx, const op_uplink_config *cfg, op_uplink **ret)
 	if (u->cfg.chunk_bytes > OP_XFER_CHUNK_MAX)
 		u->cfg.chunk_bytes = OP_XFER_CHUNK_MAX;
 	if (!u->cfg.window)
-		u->cfg.window = 8;
+		u->cfg.window = 16;
 	if (!u->cfg.timeout_ns)
 		u->cfg.timeout_ns = 30000000000ull;
 	snprintf(u->outbox, sizeof(u->outbox), "%s", cfg->outbox_dir);
@@ -157,7 +209,7 @@ int op_uplink_open(void *zmq_ctx, const op_uplink_config *cfg, op_uplink **ret)
 	if (cfg->sent_dir)
 		snprintf(u->sent, sizeof(u->sent), "%s", cfg->sent_dir);
 	snprintf(u->quarantine, sizeof(u->quarantine), "%s", cfg->quarantine_dir);
-	snprintf(u->endpoint, sizeof(u->endpoint), "%s", cfg->north_endpoint);
+	snprintf(u->endpoint, sizeof(u->endpoint), "%s", cfg->north_endpoint ? cfg->north_endpoint : "");
 	if (cfg->curve_public_z85 && cfg->curve_secret_z85 && cfg->north_public_z85) {
 		snprintf(u->curve[0], sizeof(u->curve[0]), "%s", cfg->curve_public_z85);
 		snprintf(u->curve[1], sizeof(u->curve[1]), "%s", cfg->curve_secret_z85);
@@ -165,6 +217,7 @@ int op_uplink_open(void *zmq_ctx, const op_uplink_config *cfg, op_uplink **ret)
 	}
 	u->cfg.curve_public_z85 = u->cfg.curve_secret_z85 = u->cfg.north_public_z85 = NULL; /* not kept */
 	u->fd = -1;
+	u->tail.fd = -1;
 	u->quota_fd = -1;
 	u->zctx = zmq_ctx;
 	/* under a cap, a chunk is at most half a second of it (at least 4 KiB): an alert waits at
@@ -177,6 +230,13 @@ int op_uplink_open(void *zmq_ctx, const op_uplink_config *cfg, op_uplink **ret)
 			u->cfg.chunk_bytes = (size_t)half;
 		u->tokens_ns = now_ns();
 	}
+	/* Bytes in flight: `window` chunks, and under a cap at least 2 s of it, so the link stays
+	 * full across a satellite's round trip (600 ms; 2 s leaves room for queueing): 250 Mbit/s
+	 * needs 19 MB in flight at 600 ms, which 8 chunks of the half-second a cap allows would not
+	 * hold. What a cut costs is what was on the way, at most this. */
+	u->in_flight = (uint64_t)u->cfg.window * u->cfg.chunk_bytes;
+	if (u->cfg.rate_bps && u->cfg.rate_bps / 4 > u->in_flight)
+		u->in_flight = u->cfg.rate_bps / 4;
 	if (u->cfg.daily_quota && cfg->quota_file) {
 		u->quota_fd = open(cfg->quota_file, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
 		if (u->quota_fd < 0)
@@ -196,10 +256,12 @@ int op_uplink_open(void *zmq_ctx, const op_uplink_config *cfg, op_uplink **ret)
 		free(u);
 		return -ENOMEM;
 	}
-	rc = new_socket(u);
-	if (rc < 0) {
-		op_uplink_close(u);
-		return rc;
+	if (u->endpoint[0]) { /* none: local only (the disk reserve and the figures, nothing sent) */
+		rc = new_socket(u);
+		if (rc < 0) {
+			op_uplink_close(u);
+			return rc;
+		}
 	}
 	*ret = u;
 	return 0;
@@ -209,12 +271,18 @@ void op_uplink_close(op_uplink *u)
 {
 	if (!u)
 		return;
+	if (u->tail.fd >= 0)
+		close(u->tail.fd);
 	if (u->fd >= 0)
 		close(u->fd);
 	if (u->quota_fd >= 0)
 		close(u->quota_fd);
-	if (u->sock)
+	if (u->sock) {
+		zmq_socket_monitor(u->sock, NULL, 0);
 		zmq_close(u->sock);
+	}
+	if (u->mon)
+		zmq_close(u->mon);
 	free(u->buf);
 	explicit_bzero(u->curve, sizeof(u->curve));
 	free(u);
@@ -223,6 +291,12 @@ void op_uplink_close(op_uplink *u)
 void op_uplink_get_stats(const op_uplink *u, op_uplink_stats *out)
 {
 	*out = u->stats;
+	/* sent and never acknowledged, beyond what is on the way now: lost in cuts, refused, or
+	 * sent ahead of a HAVE that said north had them; sent again */
+	uint64_t out_now = (u->st == SENDING && u->next > u->acked ? u->next - u->acked : 0) +
+			   (u->tail.busy ? u->tail.size - u->tail.acked : 0);
+	out->bytes_retransmitted = u->stats.bytes_sent > u->stats.bytes_acked + out_now
+					   ? u->stats.bytes_sent - u->stats.bytes_acked - out_now : 0;
 }
 
 static uint64_t wire_cost(const op_uplink *u, size_t payload, int frames)
@@ -310,19 +384,47 @@ static void budget_count(op_uplink *u, uint64_t cost)
 	}
 }
 
-static int send_frames(op_uplink *u, const char *cmd, const void *a, size_t alen, const void *b, size_t blen,
-		       const void *c, size_t clen)
+static int send_frames_for(op_uplink *u, const char *name, const char *cmd, const void *a, size_t alen,
+			   const void *b, size_t blen, const void *c, size_t clen)
 {
 	int more_a = a != NULL, more_b = b != NULL, more_c = c != NULL;
 	if (zmq_send(u->sock, cmd, strlen(cmd), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
 		return -errno;
-	zmq_send(u->sock, u->name, strlen(u->name), more_a ? ZMQ_SNDMORE : 0);
+	zmq_send(u->sock, name, strlen(name), more_a ? ZMQ_SNDMORE : 0);
 	if (more_a)
 		zmq_send(u->sock, a, alen, more_b ? ZMQ_SNDMORE : 0);
 	if (more_b)
 		zmq_send(u->sock, b, blen, more_c ? ZMQ_SNDMORE : 0);
 	if (more_c)
 		zmq_send(u->sock, c, clen, 0);
+	return 0;
+}
+
+static int send_frames(op_uplink *u, const char *cmd, const void *a, size_t alen, const void *b, size_t blen,
+		       const void *c, size_t clen)
+{
+	return send_frames_for(u, u->name, cmd, a, alen, b, blen, c, clen);
+}
+
+static void end_tail(op_uplink *u)
+{
+	if (u->tail.fd >= 0)
+		close(u->tail.fd);
+	memset(&u->tail, 0, sizeof(u->tail));
+	u->tail.fd = -1;
+}
+
+static void set_aside(op_uplink *u, const char *name)
+{
+	snprintf(u->aside[u->aside_next], sizeof(u->aside[0]), "%s", name);
+	u->aside_next = (u->aside_next + 1) % 4;
+}
+
+static int was_set_aside(const op_uplink *u, const char *name)
+{
+	for (int i = 0; i < 4; i++)
+		if (!strcmp(u->aside[i], name))
+			return 1;
 	return 0;
 }
 
@@ -337,7 +439,12 @@ static void end_file(op_uplink *u)
 
 static void reset(op_uplink *u, uint64_t delay_ns)
 {
+	if (u->st != IDLE)
+		set_aside(u, u->name);
+	if (u->tail.busy)
+		set_aside(u, u->tail.name);
 	end_file(u);
+	end_tail(u);
 	new_socket(u);
 	u->retry_at_ns = now_ns() + delay_ns;
 }
@@ -373,6 +480,8 @@ static int pick_in(op_uplink *u, int c, char *name, size_t cap)
 		cs->files_pending++;
 		if (!oldest || sb.st_mtime < oldest)
 			oldest = sb.st_mtime;
+		if (u->tail.busy && c == u->tail.cls && !strcmp(de->d_name, u->tail.name))
+			continue; /* sent, awaiting its confirmation */
 		if (!best || strcmp(de->d_name, best) < 0) {
 			free(best);
 			best = strdup(de->d_name);
@@ -464,11 +573,42 @@ static void quarantine(op_uplink *u, const char *name)
 	u->stats.quarantined++;
 }
 
+/* Send the OFFER for the current (verified) file. */
+static int offer(op_uplink *u)
+{
+	uint8_t size_le[8], ver[4] = {OP_XFER_VERSION, 0, 0, 0};
+	u->next = u->acked = 0;
+	u->nak_at = UINT64_MAX;
+	op_xfer_put_u64(size_le, u->size);
+	budget_count(u, wire_cost(u, 5 + strlen(u->name) + 8 + 64 + 4, 5));
+	if (send_frames(u, "OFFER", size_le, 8, u->sha, 64, ver, 4) < 0) {
+		end_file(u);
+		return 0;
+	}
+	u->have = 0;
+	u->st = u->tail.busy && !was_set_aside(u, u->name) ? SENDING : OFFERED; /* see the notes at the top */
+	u->last_rx_ns = now_ns();
+	return 1;
+}
+
+static int verified_before(const op_uplink *u, const struct stat *sb, const char *name)
+{
+	for (int i = 0; i < 8; i++) {
+		const struct verified *v = &u->verified[i];
+		if (v->ino == sb->st_ino && v->dev == sb->st_dev && v->size == sb->st_size &&
+		    v->mtime.tv_sec == sb->st_mtim.tv_sec && v->mtime.tv_nsec == sb->st_mtim.tv_nsec &&
+		    !strcmp(v->name, name))
+			return 1;
+	}
+	return 0;
+}
+
+/* Pick the next file and open it; it is checked against its sidecar (VERIFYING, a slice per
+ * step) before it is offered, unless it was checked lately unchanged (set aside for an alert). */
 static int start_next(op_uplink *u)
 {
-	char name[OP_XFER_NAME_MAX + 1], path[800], side[800], actual[65];
+	char name[OP_XFER_NAME_MAX + 1], path[800], side[800];
 	struct stat sb;
-	uint8_t size_le[8], ver[4] = {OP_XFER_VERSION, 0, 0, 0};
 	int cls = OP_UPLINK_RESULTS;
 	int rc = pick(u, name, sizeof(name), &cls);
 
@@ -477,7 +617,7 @@ static int start_next(op_uplink *u)
 	u->cls = cls;
 	snprintf(path, sizeof(path), "%s/%s", u->dirs[cls], name);
 	snprintf(side, sizeof(side), "%s/%s.sha256", u->dirs[cls], name);
-	if (read_sidecar(side, u->sha) < 0 || op_sha256_file(path, actual) < 0 || strcmp(actual, u->sha) != 0) {
+	if (read_sidecar(side, u->sha) < 0) {
 		quarantine(u, name);
 		return 0;
 	}
@@ -489,17 +629,61 @@ static int start_next(op_uplink *u)
 	}
 	snprintf(u->name, sizeof(u->name), "%s", name);
 	u->size = (uint64_t)sb.st_size;
-	u->next = u->acked = 0;
-	u->nak_at = UINT64_MAX;
-	op_xfer_put_u64(size_le, u->size);
-	budget_count(u, wire_cost(u, 5 + strlen(u->name) + 8 + 64 + 4, 5));
-	if (send_frames(u, "OFFER", size_le, 8, u->sha, 64, ver, 4) < 0) {
-		end_file(u);
-		return 0;
+	if (verified_before(u, &sb, name))
+		return offer(u);
+	op_sha256_init(&u->vctx);
+	u->voff = 0;
+	const struct verified *p = &u->paused;
+	if (p->ino == sb.st_ino && p->dev == sb.st_dev && p->size == sb.st_size && p->mtime.tv_sec == sb.st_mtim.tv_sec &&
+	    p->mtime.tv_nsec == sb.st_mtim.tv_nsec && !strcmp(p->name, name)) {
+		u->vctx = u->paused_ctx;
+		u->voff = u->paused_off;
 	}
-	u->st = OFFERED;
-	u->last_rx_ns = now_ns();
+	u->st = VERIFYING;
 	return 1;
+}
+
+/* Check the current file against its sidecar, 16 MiB a step (~50 ms), so that a large file
+ * never holds up an alert, a keepalive or the stage's report. */
+static void verify_step(op_uplink *u)
+{
+	uint64_t slice = 0;
+	while (u->voff < u->size && slice < (16u << 20)) {
+		size_t want = u->size - u->voff < u->cfg.chunk_bytes ? (size_t)(u->size - u->voff) : u->cfg.chunk_bytes;
+		ssize_t n = pread(u->fd, u->buf, want, (off_t)u->voff);
+		if (n <= 0) {
+			u->stats.vanished++;
+			u->stats.last_error = n < 0 ? -errno : -EIO;
+			end_file(u);
+			return;
+		}
+		op_sha256_update(&u->vctx, u->buf, (size_t)n);
+		u->voff += (uint64_t)n;
+		slice += (uint64_t)n;
+	}
+	if (u->voff < u->size)
+		return;
+	uint8_t d[32];
+	char actual[65], name[OP_XFER_NAME_MAX + 1];
+	op_sha256_final(&u->vctx, d);
+	op_sha256_hex(d, actual);
+	if (strcmp(actual, u->sha) != 0) {
+		snprintf(name, sizeof(name), "%s", u->name);
+		end_file(u);
+		quarantine(u, name);
+		return;
+	}
+	struct stat sb;
+	if (fstat(u->fd, &sb) == 0) {
+		struct verified *v = &u->verified[u->verified_next];
+		u->verified_next = (u->verified_next + 1) % 8;
+		v->dev = sb.st_dev;
+		v->ino = sb.st_ino;
+		v->size = sb.st_size;
+		v->mtime = sb.st_mtim;
+		snprintf(v->name, sizeof(v->name), "%s", u->name);
+	}
+	offer(u);
 }
 
 /* Remove files in sent/ confirmed more than sent_keep_ns ago (by their mtime, set at the move). */
@@ -526,37 +710,77 @@ static void prune_sent(op_uplink *u, uint64_t now)
 	closedir(d);
 }
 
-static void confirmed(op_uplink *u)
+/* North holds cls/name: our copy goes (to sent/ for results). */
+static void confirmed(op_uplink *u, int cls, const char *name, uint64_t size)
 {
 	char path[800];
-	snprintf(path, sizeof(path), "%s/%s", u->dirs[u->cls], u->name);
-	if (u->sent[0] && u->cls == OP_UPLINK_RESULTS) { /* kept a while for the store's memory of what it wrote (see sender.h) */
+	snprintf(path, sizeof(path), "%s/%s", u->dirs[cls], name);
+	if (u->sent[0] && cls == OP_UPLINK_RESULTS) { /* kept a while for the store's memory of what it wrote (see sender.h) */
 		char dst[800];
-		snprintf(dst, sizeof(dst), "%s/%s", u->sent, u->name);
+		snprintf(dst, sizeof(dst), "%s/%s", u->sent, name);
 		if (rename(path, dst) != 0 && unlink(path) != 0)
 			u->stats.last_error = -errno;
 		utimensat(AT_FDCWD, dst, NULL, 0); /* the confirmation time, for pruning */
 	} else if (unlink(path) != 0) {
 		u->stats.last_error = -errno;
 	}
-	snprintf(path, sizeof(path), "%s/%s.sha256", u->dirs[u->cls], u->name);
+	snprintf(path, sizeof(path), "%s/%s.sha256", u->dirs[cls], name);
 	unlink(path);
-	u->stats.cls[u->cls].files_confirmed++;
-	int dfd = open(u->dirs[u->cls], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	u->stats.cls[cls].files_confirmed++;
+	int dfd = open(u->dirs[cls], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd >= 0) {
 		fsync(dfd);
 		close(dfd);
 	}
 	u->stats.files_confirmed++;
-	u->stats.bytes_confirmed += u->size;
+	u->stats.bytes_confirmed += size;
+}
+
+/* The current file is sent in full: it becomes the tail, and the next file may be offered. */
+static void to_tail(op_uplink *u)
+{
+	u->tail.busy = 1;
+	u->tail.commit_sent = 0;
+	u->tail.cls = u->cls;
+	u->tail.fd = u->fd;
+	memcpy(u->tail.name, u->name, sizeof(u->tail.name));
+	memcpy(u->tail.sha, u->sha, sizeof(u->tail.sha));
+	u->tail.size = u->size;
+	u->tail.acked = u->acked;
+	u->fd = -1;
 	end_file(u);
+}
+
+/* North lost part of the tail (NAK): set the current file aside (north keeps what it has) and
+ * send the tail again from north's offset. */
+static void tail_rewind(op_uplink *u, uint64_t off)
+{
+	if (u->st != IDLE)
+		set_aside(u, u->name);
+	end_file(u);
+	u->fd = u->tail.fd;
+	u->tail.fd = -1;
+	u->cls = u->tail.cls;
+	memcpy(u->name, u->tail.name, sizeof(u->name));
+	memcpy(u->sha, u->tail.sha, sizeof(u->sha));
+	u->size = u->tail.size;
+	u->next = u->acked = off;
+	u->nak_at = off;
+	u->st = SENDING;
+	end_tail(u);
 }
 
 static void pump(op_uplink *u)
 {
 	prune_sent(u, now_ns());
-	uint64_t limit = u->acked + (uint64_t)u->cfg.window * u->cfg.chunk_bytes;
+	uint64_t tail_out = u->tail.busy ? u->tail.size - u->tail.acked : 0;
+	uint64_t limit = u->acked + (tail_out < u->in_flight ? u->in_flight - tail_out : 0);
 
+	if (u->tail.busy && !u->tail.commit_sent && u->tail.acked == u->tail.size) {
+		budget_count(u, wire_cost(u, 6 + strlen(u->tail.name), 2));
+		if (send_frames_for(u, u->tail.name, "COMMIT", NULL, 0, NULL, 0, NULL, 0) == 0)
+			u->tail.commit_sent = 1;
+	}
 	if (u->st != SENDING)
 		return;
 	if (!u->stats.in_window) { /* the window closed: hold; resume from here when it opens */
@@ -580,6 +804,7 @@ static void pump(op_uplink *u)
 			u->last_alert_check_ns = tnow;
 			if (pick_in(u, OP_UPLINK_ALERT, an, sizeof(an)) > 0) {
 				u->stats.preemptions++;
+				set_aside(u, u->name);
 				end_file(u);
 				u->retry_at_ns = 0;
 				return;
@@ -598,10 +823,13 @@ static void pump(op_uplink *u)
 		u->next += want;
 		u->stats.bytes_sent += want;
 	}
-	if (u->acked == u->size && u->next == u->size) {
-		budget_count(u, wire_cost(u, 6 + strlen(u->name), 2));
-		if (send_frames(u, "COMMIT", NULL, 0, NULL, 0, NULL, 0) == 0)
-			u->st = COMMITTED;
+	if (u->next == u->size && !u->tail.busy) {
+		to_tail(u);
+		if (u->tail.acked == u->tail.size) { /* all acknowledged already: commit now */
+			budget_count(u, wire_cost(u, 6 + strlen(u->tail.name), 2));
+			if (send_frames_for(u, u->tail.name, "COMMIT", NULL, 0, NULL, 0, NULL, 0) == 0)
+				u->tail.commit_sent = 1;
+		}
 	}
 }
 
@@ -618,32 +846,66 @@ static void handle(op_uplink *u, zmq_msg_t *f, int nf)
 		u->last_rx_ns = u->last_pong_ns = now_ns();
 		return;
 	}
+	uint64_t v = nf >= 3 && zmq_msg_size(&f[2]) == 8 ? op_xfer_get_u64(zmq_msg_data(&f[2])) : UINT64_MAX;
+	if (u->tail.busy && zmq_msg_size(&f[1]) == strlen(u->tail.name) &&
+	    !memcmp(zmq_msg_data(&f[1]), u->tail.name, strlen(u->tail.name))) {
+		u->last_rx_ns = u->last_pong_ns = now_ns();
+		if (!strcmp(cmd, "ACK") && v <= u->tail.size && v > u->tail.acked) {
+			u->stats.bytes_acked += v - u->tail.acked;
+			u->tail.acked = v;
+		} else if (!strcmp(cmd, "NAK") && v <= u->tail.size) {
+			u->stats.naks++;
+			tail_rewind(u, v);
+		} else if (!strcmp(cmd, "CONFIRMED")) { /* to the COMMIT, or to an OFFER sent ahead */
+			if (nf >= 3 && zmq_msg_size(&f[2]) == 64 && !memcmp(zmq_msg_data(&f[2]), u->tail.sha, 64)) {
+				confirmed(u, u->tail.cls, u->tail.name, u->tail.size);
+				end_tail(u);
+			} else {
+				u->stats.rejected++;
+				reset(u, u->cfg.retry_ns);
+			}
+		} else if (!strcmp(cmd, "REJECTED")) {
+			u->stats.rejected++;
+			reset(u, u->cfg.retry_ns);
+		}
+		return;
+	}
 	if (u->st == IDLE)
 		return;
 	if (zmq_msg_size(&f[1]) != strlen(u->name) || memcmp(zmq_msg_data(&f[1]), u->name, strlen(u->name)))
 		return; /* stale: about another file */
 	u->last_rx_ns = u->last_pong_ns = now_ns();
-	uint64_t v = nf >= 3 && zmq_msg_size(&f[2]) == 8 ? op_xfer_get_u64(zmq_msg_data(&f[2])) : UINT64_MAX;
 
-	if (!strcmp(cmd, "HAVE") && u->st == OFFERED && v <= u->size) {
+	if (u->st == VERIFYING)
+		return; /* not offered yet: nothing north says is about this file */
+	if (!strcmp(cmd, "HAVE") && !u->have && v <= u->size) {
+		u->have = 1;
 		if (v > 0)
 			u->stats.resumes++;
-		u->next = u->acked = v;
+		if (u->st == OFFERED) {
+			u->next = u->acked = v;
+		} else if (v > 0) { /* sent ahead from 0, but north holds part: resume at v; the chunks
+				     * sent ahead come back as NAK(v), which is not a gap */
+			u->next = u->acked = v;
+			u->nak_at = v;
+		}
 		u->st = SENDING;
 	} else if (!strcmp(cmd, "ACK") && u->st == SENDING && v <= u->next && v > u->acked) {
+		u->stats.bytes_acked += v - u->acked;
 		u->acked = v;
 		u->nak_at = UINT64_MAX;
-	} else if (!strcmp(cmd, "NAK") && (u->st == SENDING || u->st == COMMITTED) && v <= u->size) {
+	} else if (!strcmp(cmd, "NAK") && u->st == SENDING && v <= u->size) {
 		u->stats.naks++;
 		if (v != u->nak_at) { /* every chunk after a gap NAKs the same offset: rewind once */
 			u->nak_at = v;
 			u->next = u->acked = v;
 			u->st = SENDING;
 		}
-	} else if (!strcmp(cmd, "CONFIRMED") && (u->st == OFFERED || u->st == COMMITTED)) {
-		if (nf >= 3 && zmq_msg_size(&f[2]) == 64 && !memcmp(zmq_msg_data(&f[2]), u->sha, 64))
-			confirmed(u);
-		else {
+	} else if (!strcmp(cmd, "CONFIRMED")) { /* to the OFFER: north holds it already */
+		if (nf >= 3 && zmq_msg_size(&f[2]) == 64 && !memcmp(zmq_msg_data(&f[2]), u->sha, 64)) {
+			confirmed(u, u->cls, u->name, u->size);
+			end_file(u);
+		} else {
 			u->stats.rejected++;
 			reset(u, u->cfg.retry_ns);
 		}
@@ -702,7 +964,8 @@ int op_uplink_publish(const char *dir, const char *name, const void *data, size_
 }
 
 /* A tombstone north for an evicted file: outbox/alert/alert-tombstone-NAME.json. */
-static void tombstone(op_uplink *u, int cls, const char *name, uint64_t size, const char *sha, const char *reason)
+static void tombstone(op_uplink *u, int cls, const char *name, uint64_t size, const char *sha, const char *reason,
+		      long rows)
 {
 	char doc[768], utc[32], tname[200];
 	time_t t = time(NULL);
@@ -710,9 +973,9 @@ static void tombstone(op_uplink *u, int cls, const char *name, uint64_t size, co
 	gmtime_r(&t, &tm);
 	strftime(utc, sizeof(utc), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	int n = snprintf(doc, sizeof(doc),
-			 "{\"tombstone\":\"%s\",\"class\":\"%s\",\"bytes\":%llu,\"sha256\":\"%s\",\"reason\":\"%s\","
-			 "\"utc\":\"%s\"}\n",
-			 name, op_uplink_class_names[cls], (unsigned long long)size, sha, reason, utc);
+			 "{\"tombstone\":\"%s\",\"class\":\"%s\",\"bytes\":%llu,\"rows\":%ld,\"sha256\":\"%s\","
+			 "\"reason\":\"%s\",\"utc\":\"%s\"}\n",
+			 name, op_uplink_class_names[cls], (unsigned long long)size, rows, sha, reason, utc);
 	size_t nl = strlen(name);
 	snprintf(tname, sizeof(tname), "alert-tombstone-%.*s.json", (int)(nl > 150 ? 150 : nl), name);
 	if (op_uplink_publish(u->dirs[OP_UPLINK_ALERT], tname, doc, (size_t)n) == 0)
@@ -733,7 +996,8 @@ static int oldest_in(op_uplink *u, int c, char *name, size_t cap, uint64_t *size
 		size_t n = strlen(de->d_name);
 		char path[1100];
 		struct stat sb;
-		if (!op_xfer_name_ok(de->d_name, n) || (c == u->cls && u->st != IDLE && !strcmp(de->d_name, u->name)))
+		if (!op_xfer_name_ok(de->d_name, n) || (c == u->cls && u->st != IDLE && !strcmp(de->d_name, u->name)) ||
+		    (u->tail.busy && c == u->tail.cls && !strcmp(de->d_name, u->tail.name)))
 			continue;
 		if (!strncmp(de->d_name, "alert-tombstone-", 16))
 			continue;
@@ -764,6 +1028,9 @@ static void evict_one(op_uplink *u, int c, const char *name, uint64_t size, cons
 		u->cls = keep;
 		return;
 	}
+	/* the events lost with a result segment, for north's books (0: not a segment) */
+	size_t nl = strlen(name);
+	long rows = nl > 3 && !strcmp(name + nl - 3, ".h5") ? op_segment_count_rows(path) : 0;
 	if (unlink(path) != 0)
 		return;
 	unlink(side);
@@ -772,7 +1039,7 @@ static void evict_one(op_uplink *u, int c, const char *name, uint64_t size, cons
 		u->stats.evicted_expired++;
 	else
 		u->stats.evicted_disk_full++;
-	tombstone(u, c, name, size, sha, reason);
+	tombstone(u, c, name, size, sha, reason, rows);
 }
 
 /* Keep the reserve free: expired files first, then the lowest classes, never alerts. */
@@ -811,7 +1078,6 @@ static void keep_reserve(op_uplink *u)
 
 int op_uplink_step(op_uplink *u, int timeout_ms)
 {
-	zmq_pollitem_t it = {.socket = u->sock, .events = ZMQ_POLLIN};
 	uint64_t now = now_ns();
 
 	if (u->stats.quota_exhausted && today_utc() != u->quota_day) { /* UTC midnight */
@@ -825,6 +1091,16 @@ int op_uplink_step(op_uplink *u, int timeout_ms)
 	if (now - u->last_evict_ns >= 500000000ull) { /* twice a second */
 		u->last_evict_ns = now;
 		keep_reserve(u);
+		if (!u->sock) { /* local only: the backlog figures */
+			char name[OP_XFER_NAME_MAX + 1];
+			int cls;
+			pick(u, name, sizeof(name), &cls);
+		}
+	}
+	if (!u->sock) {
+		if (timeout_ms > 0)
+			usleep((useconds_t)timeout_ms * 1000);
+		return 0;
 	}
 	if (u->st == IDLE && now >= u->retry_at_ns && !u->stats.quota_exhausted && u->stats.in_window) {
 		int rc = start_next(u);
@@ -835,10 +1111,68 @@ int op_uplink_step(op_uplink *u, int timeout_ms)
 			u->retry_at_ns = now + 200000000ull; /* rescan outbox/ 5 times a second */
 		}
 	}
+	if (u->st == VERIFYING) {
+		char an[OP_XFER_NAME_MAX + 1];
+		if (u->cls != OP_UPLINK_ALERT && now - u->last_alert_check_ns >= 20000000ull) {
+			u->last_alert_check_ns = now;
+			struct stat sb;
+			if (pick_in(u, OP_UPLINK_ALERT, an, sizeof(an)) > 0) { /* an alert goes first */
+				u->stats.preemptions++;
+				if (fstat(u->fd, &sb) == 0) { /* keep what was checked */
+					u->paused.dev = sb.st_dev;
+					u->paused.ino = sb.st_ino;
+					u->paused.size = sb.st_size;
+					u->paused.mtime = sb.st_mtim;
+					snprintf(u->paused.name, sizeof(u->paused.name), "%s", u->name);
+					u->paused_ctx = u->vctx;
+					u->paused_off = u->voff;
+				}
+				end_file(u);
+				u->retry_at_ns = 0;
+			}
+		}
+		if (u->st == VERIFYING)
+			verify_step(u);
+		if (u->st == VERIFYING)
+			timeout_ms = 0; /* more to check: only a glance at the socket */
+	}
 	pump(u);
-	if (zmq_poll(&it, 1, timeout_ms) < 0)
+	/* built here: what ran above may have made a new socket */
+	zmq_pollitem_t items[2] = {{.socket = u->sock, .events = ZMQ_POLLIN}, {.socket = u->mon, .events = ZMQ_POLLIN}};
+	zmq_pollitem_t *it = &items[0];
+	if (zmq_poll(items, u->mon ? 2 : 1, timeout_ms) < 0)
 		return errno == EINTR ? 0 : -errno;
-	for (int i = 0; i < 256 && (it.revents & ZMQ_POLLIN); i++) {
+	if (u->mon && (items[1].revents & ZMQ_POLLIN)) {
+		int cut = 0;
+		for (int k = 0; k < 16; k++) { /* event frame (16-bit id, 32-bit value), then the endpoint */
+			zmq_msg_t ev, addr;
+			zmq_msg_init(&ev);
+			zmq_msg_init(&addr);
+			if (zmq_msg_recv(&ev, u->mon, ZMQ_DONTWAIT) < 0) {
+				zmq_msg_close(&ev);
+				zmq_msg_close(&addr);
+				break;
+			}
+			if (zmq_msg_more(&ev))
+				zmq_msg_recv(&addr, u->mon, 0);
+			if (zmq_msg_size(&ev) >= 2) {
+				uint16_t id;
+				memcpy(&id, zmq_msg_data(&ev), 2);
+				cut |= id == ZMQ_EVENT_DISCONNECTED;
+			}
+			zmq_msg_close(&ev);
+			zmq_msg_close(&addr);
+		}
+		if (cut && (u->st == OFFERED || u->st == SENDING || u->tail.busy)) {
+			/* the connection broke under a transfer: what was on the way is lost; offer again
+			 * on a new connection now (north says where to resume) instead of waiting out the
+			 * timeout with the link idle */
+			u->stats.disconnects++;
+			reset(u, u->cfg.retry_ns);
+			return 0;
+		}
+	}
+	for (int i = 0; i < 256 && (it->revents & ZMQ_POLLIN); i++) {
 		zmq_msg_t f[4];
 		int nf = 0, more = 1;
 		while (more) {
@@ -864,16 +1198,17 @@ int op_uplink_step(op_uplink *u, int timeout_ms)
 	now = now_ns();
 	/* north's silence is a timeout only when it owes us an answer: not while every chunk sent
 	 * is acknowledged and we are the ones holding back for the cap or the quota */
-	if (u->st != IDLE && u->budget_blocked && u->acked == u->next)
+	int owed = u->st == OFFERED || u->st == SENDING || u->tail.busy; /* north owes us an answer */
+	if (u->st == SENDING && u->budget_blocked && u->acked == u->next && !u->tail.busy)
 		u->last_rx_ns = now;
-	if (u->st != IDLE && now - u->last_rx_ns > u->cfg.timeout_ns) {
+	if (owed && now - u->last_rx_ns > u->cfg.timeout_ns) {
 		u->stats.timeouts++;
 		reset(u, u->cfg.retry_ns);
 	}
 	/* Keepalive: with nothing to send, ask north for a PONG every third of the timeout, so a
 	 * dead link shows as down before there is anything to ship over it. */
 	uint64_t every = u->cfg.timeout_ns / 3 > 1000000000ull ? u->cfg.timeout_ns / 3 : 1000000000ull;
-	if (u->st == IDLE && u->stats.in_window && now - u->last_ping_ns >= every &&
+	if (!owed && u->stats.in_window && now - u->last_ping_ns >= every &&
 	    budget_take(u, wire_cost(u, 4, 2)) == 0) {
 		if (send_frames(u, "PING", NULL, 0, NULL, 0, NULL, 0) == 0)
 			u->stats.pings++;
@@ -883,7 +1218,7 @@ int op_uplink_step(op_uplink *u, int timeout_ms)
 	/* Idle and unanswered for a whole timeout on this socket: a new one. ZeroMQ does not
 	 * reconnect after a refused handshake (north did not list our key); north may list it now. */
 	uint64_t heard = u->last_pong_ns > u->socket_ns ? u->last_pong_ns : u->socket_ns;
-	if (u->st == IDLE && u->stats.in_window && now - heard > u->cfg.timeout_ns) {
+	if (!owed && u->stats.in_window && now - heard > u->cfg.timeout_ns) {
 		u->stats.reconnects++;
 		new_socket(u);
 	}

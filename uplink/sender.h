@@ -24,9 +24,9 @@ extern const char *const op_uplink_class_names[OP_UPLINK_CLASSES];
 typedef struct op_uplink_config {
 	const char *outbox_dir;
 	const char *quarantine_dir; /* local files that fail their own checksum go here */
-	const char *north_endpoint;
+	const char *north_endpoint; /* "": local only — the disk reserve and the figures, nothing sent */
 	size_t chunk_bytes;         /* default 1 MiB */
-	uint32_t window;            /* chunks in flight (default 8): a long link needs several */
+	uint32_t window;            /* chunks in flight (default 16); under a cap, at least 2 s of it */
 	uint64_t timeout_ns;        /* no reply this long: reconnect and resume */
 	uint64_t retry_ns;          /* wait before reconnecting */
 	/* Confirmed files move here instead of being deleted (NULL: deleted), and are removed
@@ -72,6 +72,9 @@ typedef struct op_uplink_stats {
 	int last_error;                        /* negative errno of the last local failure, or 0 */
 	int link_up;                           /* north answered within the timeout (keepalive) */
 	uint64_t pings, reconnects;
+	uint64_t disconnects;       /* connections that broke under a transfer (noticed at once) */
+	uint64_t bytes_acked;         /* chunk bytes north acknowledged */
+	uint64_t bytes_retransmitted; /* chunk bytes sent and never acknowledged (not in flight): sent again */
 	uint64_t wire_bytes;        /* every byte put on the wire (estimate, see sender.c) */
 	uint64_t quota_used;        /* today's (UTC) */
 	int quota_exhausted;        /* nothing more is sent until UTC midnight */

@@ -25,7 +25,9 @@
 #define OP_XFER_CHUNK_MAX (64u << 20)
 
 /* 1 when name is a safe file name to ship: [A-Za-z0-9._-], 1..OP_XFER_NAME_MAX, not starting
- * with '.', ending in ".h5" (result segments) or ".json" (alerts, telemetry). */
+ * with '.', and not one of the names the two ends keep for themselves (*.sha256 sidecars,
+ * north's *.part and *.commit, ledger.tsv). Results are .h5, alerts and telemetry .json; bulk
+ * files may be anything an operator places in outbox/bulk/. */
 int op_xfer_name_ok(const char *name, size_t len);
 
 static inline void op_xfer_put_u64(uint8_t *p, uint64_t v)

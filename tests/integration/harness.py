@@ -27,8 +27,12 @@ def free_port():
         return s.getsockname()[1]
 
 
+FAILED = []  # set by fail(): stop() then keeps the test's directory for a post-mortem
+
+
 def fail(msg):
     print("FAIL: " + msg, file=sys.stderr)
+    FAILED.append(msg)
     sys.exit(1)
 
 
@@ -170,8 +174,10 @@ class Appliance:
             self.north.wait(20)
         rc = self.daemon.returncode
         self.logs.close()
-        if not keep and rc == 0:
+        if not keep and rc == 0 and not FAILED:
             shutil.rmtree(self.tmp, ignore_errors=True)
+        elif FAILED:
+            print("kept for a post-mortem: %s" % self.tmp, file=sys.stderr)
         return rc
 
 

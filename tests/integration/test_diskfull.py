@@ -119,16 +119,19 @@ def main():
             return ev.get("files_pending", 1) == 0
         app.wait(delivered, 120, "the outbox emptied north")
         rows = app.north_count()
-        lost = 0
+        lost, lost_rows = 0, 0
         for t in glob.glob(os.path.join(north_dir, "alert-tombstone-*.json")):
             with open(t) as f:
                 d = json.load(f)
             if d["class"] == "results":
                 lost += 1
-        print("north: %d rows, %d tombstones (%d of result segments); %d events stored" %
-              (rows, len(glob.glob(os.path.join(north_dir, "alert-tombstone-*.json"))), lost, stored))
+                check(d["rows"] > 0, "a result segment's tombstone counts its events: %s" % d)
+                lost_rows += d["rows"]
+        print("north: %d rows, %d tombstones (%d of result segments, %d events); %d events stored" %
+              (rows, len(glob.glob(os.path.join(north_dir, "alert-tombstone-*.json"))), lost, lost_rows, stored))
         check(len(glob.glob(os.path.join(north_dir, "alert-tombstone-*.json"))) >= len(tomb), "every tombstone north")
-        check(rows <= stored, "nothing north that was not stored")
+        check(rows + lost_rows == stored, "every stored event is north or counted lost in a tombstone: %d + %d vs %d"
+              % (rows, lost_rows, stored))
     finally:
         if app:
             app.stop(keep=True)

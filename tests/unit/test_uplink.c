@@ -166,6 +166,48 @@ int main(void)
 	CHECK_EQ_U64(st.bytes_sent, sent0);
 	CHECK(!exists_in(outbox, "seg-3.h5"));
 
+	/* north killed after publishing a file but before its ledger line (and after a ledger line
+	 * cut short): the next start writes the line from the commit intent, once */
+	{
+		char path[400], sha[65], text[300];
+		snprintf(path, sizeof(path), "%s/seg-6.h5", north_dir);
+		f = fopen(path, "w");
+		fputs("published, not yet in the ledger", f);
+		fclose(f);
+		CHECK(op_sha256_file(path, sha) == 0);
+		snprintf(path, sizeof(path), "%s/seg-6.h5.sha256", north_dir);
+		f = fopen(path, "w");
+		fprintf(f, "%s  seg-6.h5\n", sha);
+		fclose(f);
+		snprintf(path, sizeof(path), "%s/.partial/seg-6.h5.commit", north_dir);
+		f = fopen(path, "w");
+		snprintf(text, sizeof(text), "2026-11-30T00:00:00Z\tseg-6.h5\t32\t%s\t0\t-\n", sha);
+		fputs(text, f);
+		fclose(f);
+		f = fopen(ledger, "a");
+		fputs("2026-11-30T00:00:00Z\tseg-cut", f); /* a line a death cut short */
+		fclose(f);
+		for (int life = 0; life < 2; life++) {
+			op_north_close(n);
+			CHECK(op_north_open(ctx, &nc, &n) == 0);
+			op_north_get_stats(n, &ns);
+			CHECK_EQ_U64(ns.recovered, life == 0 ? 1 : 0);
+			CHECK(!exists_in(north_dir, ".partial/seg-6.h5.commit"));
+			int six = 0, whole = 0;
+			lines = 0;
+			f = fopen(ledger, "r");
+			while (f && fgets(line, sizeof(line), f)) {
+				lines++;
+				six += strstr(line, "\tseg-6.h5\t") != NULL && strstr(line, sha) != NULL;
+				whole += !strncmp(line, "2026-11-30T00:00:00Z\tseg-6.h5\t", 30);
+			}
+			fclose(f);
+			CHECK_EQ_U64(six, 1);
+			CHECK_EQ_U64(whole, 1); /* its own line, not glued to the cut one */
+			CHECK_EQ_U64(lines, 6); /* seg-1, 2, 3, 5, the cut line, seg-6 */
+		}
+	}
+
 	/* hostile names straight at north */
 	void *d = zmq_socket(ctx, ZMQ_DEALER);
 	int linger = 0, t = 2000;
@@ -417,6 +459,25 @@ int main(void)
 		op_uplink_get_stats(u, &st);
 		fprintf(stderr, "link windows: closed '%s' sent nothing; open '%s' sent the file\n", closed, open_);
 		CHECK(st.in_window && st.files_confirmed >= 1 && same_content("w-1.h5", 20000));
+		op_uplink_close(u);
+		u = NULL;
+	}
+	/* no north endpoint (or unreadable keys): nothing is sent, and the disk reserve is still
+	 * kept — a bulk file is evicted for it, with a tombstone */
+	{
+		op_uplink_config lc = uc;
+		lc.north_endpoint = "";
+		lc.disk_reserve = UINT64_MAX / 2; /* more than any disk: everything evictable goes */
+		make_file_in("bulk", "local-1.bin", 30000, 0);
+		CHECK(op_uplink_open(ctx, &lc, &u) == 0);
+		for (int i = 0; i < 30; i++)
+			op_uplink_step(u, 50);
+		op_uplink_get_stats(u, &st);
+		CHECK_EQ_U64(st.wire_bytes, 0);
+		CHECK(st.evicted_disk_full >= 1 && st.tombstones >= 1);
+		CHECK(!exists_in(outbox, "bulk/local-1.bin") && exists_in(outbox, "alert/alert-tombstone-local-1.bin.json"));
+		fprintf(stderr, "local only: %llu evicted for the reserve, %llu tombstones, nothing sent\n",
+			(unsigned long long)st.evicted_disk_full, (unsigned long long)st.tombstones);
 		op_uplink_close(u);
 		u = NULL;
 	}

@@ -10,6 +10,7 @@
  *   outpost-bench accuracy --model F ...    angular error of LineFit, the seed and model files
  *   outpost-bench kernels  [--quick]       FP4 GEMM/GEMV/model throughput vs OpenBLAS and bandwidth
  *   outpost-bench power    [--seconds S]   the governor at 100/75/50% budgets vs unthrottled
+ *   outpost-bench uplink   [--seconds S]   goodput at 1 and 100 Mbit/s, 600 ms round trip; bytes wasted per cut
  */
 #include <stdio.h>
 #include <string.h>
@@ -19,7 +20,7 @@
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
-		fprintf(stderr, "usage: outpost-bench ingest|store|linefit|e2e|accuracy|kernels|power [options]\n");
+		fprintf(stderr, "usage: outpost-bench ingest|store|linefit|e2e|accuracy|kernels|power|uplink [options]\n");
 		return 2;
 	}
 	if (!strcmp(argv[1], "ingest"))
@@ -34,6 +35,8 @@ int main(int argc, char **argv)
 		return op_bench_kernels(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "power"))
 		return op_bench_power(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "uplink"))
+		return op_bench_uplink(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "e2e"))
 		return op_bench_e2e(argc - 1, argv + 1);
 	fprintf(stderr, "outpost-bench: unknown benchmark '%s'\n", argv[1]);
