@@ -833,6 +833,19 @@ static void pump(op_uplink *u)
 	}
 }
 
+/* CONFIRMED carries the SHA-256 north holds: ours, or the file is not the one we offered. */
+static int sha_in(zmq_msg_t *f, int nf, const char *sha)
+{
+	return nf >= 3 && zmq_msg_size(&f[2]) == 64 && !memcmp(zmq_msg_data(&f[2]), sha, 64);
+}
+
+/* North refused (or confirmed another file): start over after uplink.retry. */
+static void refused(op_uplink *u)
+{
+	u->stats.rejected++;
+	reset(u, u->cfg.retry_ns);
+}
+
 static void handle(op_uplink *u, zmq_msg_t *f, int nf)
 {
 	char cmd[16];
@@ -856,17 +869,11 @@ static void handle(op_uplink *u, zmq_msg_t *f, int nf)
 		} else if (!strcmp(cmd, "NAK") && v <= u->tail.size) {
 			u->stats.naks++;
 			tail_rewind(u, v);
-		} else if (!strcmp(cmd, "CONFIRMED")) { /* to the COMMIT, or to an OFFER sent ahead */
-			if (nf >= 3 && zmq_msg_size(&f[2]) == 64 && !memcmp(zmq_msg_data(&f[2]), u->tail.sha, 64)) {
-				confirmed(u, u->tail.cls, u->tail.name, u->tail.size);
-				end_tail(u);
-			} else {
-				u->stats.rejected++;
-				reset(u, u->cfg.retry_ns);
-			}
-		} else if (!strcmp(cmd, "REJECTED")) {
-			u->stats.rejected++;
-			reset(u, u->cfg.retry_ns);
+		} else if (!strcmp(cmd, "CONFIRMED") && sha_in(f, nf, u->tail.sha)) { /* to the COMMIT, or an OFFER sent ahead */
+			confirmed(u, u->tail.cls, u->tail.name, u->tail.size);
+			end_tail(u);
+		} else if (!strcmp(cmd, "CONFIRMED") || !strcmp(cmd, "REJECTED")) {
+			refused(u);
 		}
 		return;
 	}
@@ -901,17 +908,11 @@ static void handle(op_uplink *u, zmq_msg_t *f, int nf)
 			u->next = u->acked = v;
 			u->st = SENDING;
 		}
-	} else if (!strcmp(cmd, "CONFIRMED")) { /* to the OFFER: north holds it already */
-		if (nf >= 3 && zmq_msg_size(&f[2]) == 64 && !memcmp(zmq_msg_data(&f[2]), u->sha, 64)) {
-			confirmed(u, u->cls, u->name, u->size);
-			end_file(u);
-		} else {
-			u->stats.rejected++;
-			reset(u, u->cfg.retry_ns);
-		}
-	} else if (!strcmp(cmd, "REJECTED")) {
-		u->stats.rejected++;
-		reset(u, u->cfg.retry_ns);
+	} else if (!strcmp(cmd, "CONFIRMED") && sha_in(f, nf, u->sha)) { /* to the OFFER: north holds it already */
+		confirmed(u, u->cls, u->name, u->size);
+		end_file(u);
+	} else if (!strcmp(cmd, "CONFIRMED") || !strcmp(cmd, "REJECTED")) {
+		refused(u);
 	}
 }
 

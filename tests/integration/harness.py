@@ -181,6 +181,39 @@ class Appliance:
         return rc
 
 
+def publish(dirpath, name, data=None, size=None):
+    """Queue a file for north the way the appliance does: the data under a temporary name, its
+    NAME.sha256 sidecar, then the rename. data: bytes; or size: that many zeros (sparse on
+    disk, hashed in blocks). Returns the SHA-256 (hex)."""
+    import hashlib
+    os.makedirs(dirpath, exist_ok=True)
+    tmp = os.path.join(dirpath, ".tmp-" + name)
+    h = hashlib.sha256()
+    with open(tmp, "wb") as f:
+        if data is not None:
+            f.write(data)
+            h.update(data)
+        else:
+            f.truncate(size)
+            blk = bytes(1 << 20)
+            for _ in range(size >> 20):
+                h.update(blk)
+            h.update(bytes(size & ((1 << 20) - 1)))
+    with open(os.path.join(dirpath, name + ".sha256"), "w") as f:
+        f.write("%s  %s\n" % (h.hexdigest(), name))
+    os.rename(tmp, os.path.join(dirpath, name))
+    return h.hexdigest()
+
+
+def sha_file(path):
+    import hashlib
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for blk in iter(lambda: f.read(1 << 20), b""):
+            h.update(blk)
+    return h.hexdigest()
+
+
 def unique_keys(rows):
     keys = set(zip(rows["stream_id"].tolist(), rows["sequence"].tolist()))
     return keys

@@ -14,7 +14,6 @@ would see it:
   - every stored event is north exactly once;
   - the cost of a cut (bytes sent beyond the files' sizes, per cut) is printed.
 """
-import hashlib
 import os
 import random
 import socket
@@ -24,7 +23,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Appliance, check, fail, free_port  # noqa: E402
+from harness import Appliance, check, fail, free_port, publish, sha_file  # noqa: E402
 
 
 class CuttingProxy:
@@ -104,12 +103,6 @@ class CuttingProxy:
         self.ls.close()
 
 
-def sha(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for blk in iter(lambda: f.read(1 << 20), b""):
-            h.update(blk)
-    return h.hexdigest()
 
 
 def main():
@@ -139,16 +132,9 @@ def main():
 
         def queue_bulk(i):
             nonlocal total
-            name = "bulk-%04d.json" % i  # random bytes: not a segment, so not .h5
+            name = "bulk-%04d.json" % i
             data = rng.randbytes(rng.randint(100_000, 3_000_000))
-            tmp = os.path.join(bulk, ".tmp-" + name)
-            with open(tmp, "wb") as f:
-                f.write(data)
-            digest = hashlib.sha256(data).hexdigest()
-            with open(os.path.join(bulk, name + ".sha256"), "w") as f:
-                f.write("%s  %s\n" % (digest, name))
-            os.rename(tmp, os.path.join(bulk, name))
-            queued[name] = digest
+            queued[name] = publish(bulk, name, data=data)
             total += len(data)
         for i in range(16):
             queue_bulk(i)
@@ -172,7 +158,7 @@ def main():
         for name, digest in queued.items():
             p = os.path.join(north_dir, name)
             check(os.path.exists(p), "%s north" % name)
-            check(sha(p) == digest, "%s byte-identical north" % name)
+            check(sha_file(p) == digest, "%s byte-identical north" % name)
         with open(os.path.join(north_dir, "ledger.tsv")) as f:
             names = [ln.split("\t")[1] for ln in f if ln.strip()]
         dup = len(names) - len(set(names))

@@ -16,7 +16,6 @@ it, once the backlog has drained:
   - the ledger is whole: one line per published file, no commit left half-done;
   - nothing was quarantined on the appliance (no file was damaged by a kill).
 """
-import hashlib
 import os
 import random
 import signal
@@ -26,15 +25,9 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Appliance, check, fail, unique_keys  # noqa: E402
+from harness import Appliance, check, fail, publish, sha_file, unique_keys  # noqa: E402
 
 
-def sha(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for blk in iter(lambda: f.read(1 << 20), b""):
-            h.update(blk)
-    return h.hexdigest()
 
 
 def main():
@@ -65,13 +58,7 @@ def main():
             nonlocal total
             name = "bulk-%04d.bin" % i
             data = rng.randbytes(rng.randint(100_000, 3_000_000))
-            tmp = os.path.join(bulk, ".tmp-" + name)
-            with open(tmp, "wb") as f:
-                f.write(data)
-            with open(os.path.join(bulk, name + ".sha256"), "w") as f:
-                f.write("%s  %s\n" % (hashlib.sha256(data).hexdigest(), name))
-            os.rename(tmp, os.path.join(bulk, name))
-            queued[name] = hashlib.sha256(data).hexdigest()
+            queued[name] = publish(bulk, name, data=data)
             total += len(data)
 
         for i in range(12):
@@ -124,7 +111,7 @@ def main():
         for name, digest in queued.items():
             p = os.path.join(app.north_dir, name)
             check(os.path.exists(p), "%s north" % name)
-            check(sha(p) == digest, "%s byte-identical north" % name)
+            check(sha_file(p) == digest, "%s byte-identical north" % name)
         # the ledger: whole lines, one per published file, none twice, no commit left half-done
         with open(os.path.join(app.north_dir, "ledger.tsv")) as f:
             text = f.read()

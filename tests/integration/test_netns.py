@@ -27,7 +27,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Appliance, check, fail  # noqa: E402
+from harness import Appliance, check, fail, publish  # noqa: E402
 
 CAP_BPS = 2_000_000
 LINK = "4mbit"
@@ -46,26 +46,6 @@ def qdisc_sent(dev):
     m = re.search(r"Sent (\d+) bytes", out)
     check(m is not None, "tc reports bytes sent on %s: %s" % (dev, out))
     return int(m.group(1))
-
-
-def publish(dirpath, name, data=None, size=None):
-    """A file for north the way the appliance does it: data, sidecar, rename."""
-    os.makedirs(dirpath, exist_ok=True)
-    tmp = os.path.join(dirpath, ".tmp-" + name)
-    h = hashlib.sha256()
-    with open(tmp, "wb") as f:
-        if data is not None:
-            f.write(data)
-            h.update(data)
-        else:  # a large file of zeros: sparse on disk, hashed in blocks
-            f.truncate(size)
-            blk = bytes(1 << 20)
-            for _ in range(size >> 20):
-                h.update(blk)
-    with open(os.path.join(dirpath, name + ".sha256"), "w") as f:
-        f.write("%s  %s\n" % (h.hexdigest(), name))
-    os.rename(tmp, os.path.join(dirpath, name))
-    return h.hexdigest()
 
 
 def main():

@@ -418,7 +418,7 @@ int op_bench_uplink(int argc, char **argv)
 			files = 2;
 		if (run_link(ctx, root, run++, R, rtt, 0, files, size, 0, &base) < 0 ||
 		    run_link(ctx, root, run++, R, rtt, (uint64_t)R, files, size, 0, &capped) < 0 ||
-		    run_link(ctx, root, run++, R, rtt, (uint64_t)R, files, size, 3.0, &cut) < 0) {
+		    run_link(ctx, root, run++, R, rtt, (uint64_t)R, 8, size, 3.0, &cut) < 0) { /* 8 files, whatever S */
 			fprintf(stderr, "outpost-bench uplink: a transfer did not complete at %.0f Mbit/s\n", R / 1e6);
 			rc = 1;
 			break;
