@@ -232,8 +232,8 @@ int op_uplink_open(void *zmq_ctx, const op_uplink_config *cfg, op_uplink **ret)
 	}
 	/* Bytes in flight: `window` chunks, and under a cap at least 2 s of it, so the link stays
 	 * full across a satellite's round trip (600 ms; 2 s leaves room for queueing): 250 Mbit/s
-	 * needs 19 MB in flight at 600 ms, which 8 chunks of the half-second a cap allows would not
-	 * hold. What a cut costs is what was on the way, at most this. */
+	 * needs 19 MB in flight at 600 ms, which 16 chunks of the default 1 MiB would not hold.
+	 * What a cut costs is what was on the way, at most this. */
 	u->in_flight = (uint64_t)u->cfg.window * u->cfg.chunk_bytes;
 	if (u->cfg.rate_bps && u->cfg.rate_bps / 4 > u->in_flight)
 		u->in_flight = u->cfg.rate_bps / 4;
