@@ -164,44 +164,59 @@ static void write_metrics(north_state *ns)
 	}
 	op_north_get_stats(ns->n, &st);
 	disk_outlook(&ns->view, ns->dir, &free_b, &days);
-	fprintf(f, "# HELP outpost_north_files_total Files received and made durable, per appliance (ledger).\n"
-		   "# TYPE outpost_north_files_total counter\n");
-	for (int i = 0; i < ns->view.na; i++)
-		fprintf(f, "outpost_north_files_total{appliance=\"%s\"} %llu\n", ns->view.a[i].who, ns->view.a[i].files);
-	fprintf(f, "# HELP outpost_north_bytes_total Bytes of the files received, per appliance.\n"
-		   "# TYPE outpost_north_bytes_total counter\n");
-	for (int i = 0; i < ns->view.na; i++)
-		fprintf(f, "outpost_north_bytes_total{appliance=\"%s\"} %llu\n", ns->view.a[i].who, ns->view.a[i].bytes);
-	fprintf(f, "# HELP outpost_north_rows_total Result rows in the segments received, per appliance.\n"
-		   "# TYPE outpost_north_rows_total counter\n");
-	for (int i = 0; i < ns->view.na; i++)
-		fprintf(f, "outpost_north_rows_total{appliance=\"%s\"} %llu\n", ns->view.a[i].who, ns->view.a[i].rows);
-	fprintf(f, "# HELP outpost_north_last_file_timestamp_seconds When the last file from the appliance was made durable.\n"
-		   "# TYPE outpost_north_last_file_timestamp_seconds gauge\n");
-	for (int i = 0; i < ns->view.na; i++) {
-		struct tm tm;
-		memset(&tm, 0, sizeof(tm));
-		if (strptime(ns->view.a[i].last, "%Y-%m-%dT%H:%M:%SZ", &tm))
-			fprintf(f, "outpost_north_last_file_timestamp_seconds{appliance=\"%s\"} %lld\n", ns->view.a[i].who,
-				(long long)timegm(&tm));
+	/* per appliance: one family per figure (the ledger's names are key file names: escaped
+	 * anyway, a quote in one must not break the whole file) */
+	static const struct {
+		const char *name, *type, *help;
+	} fam[4] = {
+		{"outpost_north_files_total", "counter", "Files received and made durable, per appliance (ledger)."},
+		{"outpost_north_bytes_total", "counter", "Bytes of the files received, per appliance."},
+		{"outpost_north_rows_total", "counter", "Result rows in the segments received, per appliance."},
+		{"outpost_north_last_file_timestamp_seconds", "gauge", "When the last file from the appliance was made durable."},
+	};
+	for (int k = 0; k < 4; k++) {
+		fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", fam[k].name, fam[k].help, fam[k].name, fam[k].type);
+		for (int i = 0; i < ns->view.na; i++) {
+			const struct agg *a = &ns->view.a[i];
+			char who[130];
+			size_t o = 0;
+			for (const char *c = a->who; *c && o + 2 < sizeof(who); c++) {
+				if (*c == '"' || *c == '\\' || *c == '\n')
+					who[o++] = '\\';
+				who[o++] = *c == '\n' ? 'n' : *c;
+			}
+			who[o] = 0;
+			unsigned long long v = k == 0 ? a->files : k == 1 ? a->bytes : a->rows;
+			if (k == 3) {
+				struct tm tm;
+				memset(&tm, 0, sizeof(tm));
+				if (!strptime(a->last, "%Y-%m-%dT%H:%M:%SZ", &tm))
+					continue;
+				v = (unsigned long long)timegm(&tm);
+			}
+			fprintf(f, "%s{appliance=\"%s\"} %llu\n", fam[k].name, who, v);
+		}
 	}
-	fprintf(f, "# TYPE outpost_north_chunk_bytes_total counter\noutpost_north_chunk_bytes_total %llu\n"
-		   "# TYPE outpost_north_naks_total counter\noutpost_north_naks_total %llu\n"
-		   "# TYPE outpost_north_crc_errors_total counter\noutpost_north_crc_errors_total %llu\n"
-		   "# TYPE outpost_north_refused_total counter\noutpost_north_refused_total %llu\n"
-		   "# TYPE outpost_north_reconfirmed_total counter\noutpost_north_reconfirmed_total %llu\n"
-		   "# TYPE outpost_north_recovered_total counter\noutpost_north_recovered_total %llu\n"
-		   "# TYPE outpost_north_peers_refused_total counter\noutpost_north_peers_refused_total %llu\n"
-		   "# TYPE outpost_north_transfers_in_progress gauge\noutpost_north_transfers_in_progress %llu\n"
-		   "# TYPE outpost_north_partial_bytes gauge\noutpost_north_partial_bytes %llu\n"
-		   "# TYPE outpost_north_disk_free_bytes gauge\noutpost_north_disk_free_bytes %llu\n"
-		   "# TYPE outpost_north_received_bytes_24h gauge\noutpost_north_received_bytes_24h %llu\n"
-		   "# HELP outpost_north_disk_days_to_full Days until the disk is full at the last 24 hours' rate (-1: none received).\n"
-		   "# TYPE outpost_north_disk_days_to_full gauge\noutpost_north_disk_days_to_full %.2f\n",
-		(unsigned long long)st.bytes_received, (unsigned long long)st.naks, (unsigned long long)st.crc_errors,
-		(unsigned long long)st.rejected, (unsigned long long)st.reconfirmed, (unsigned long long)st.recovered,
-		(unsigned long long)st.peers_refused, (unsigned long long)st.partials,
-		(unsigned long long)st.partial_bytes, free_b, view_last_day(&ns->view), days);
+	const struct {
+		const char *name, *type, *help;
+		double v;
+	} one[] = {
+		{"outpost_north_chunk_bytes_total", "counter", "Chunk bytes received (resent ones included).", (double)st.bytes_received},
+		{"outpost_north_naks_total", "counter", "Chunks refused as out of order or damaged; the sender sends them again.", (double)st.naks},
+		{"outpost_north_crc_errors_total", "counter", "Chunks whose CRC32C did not match.", (double)st.crc_errors},
+		{"outpost_north_refused_total", "counter", "Requests refused (bad name, checksum mismatch, disk full, ...).", (double)st.rejected},
+		{"outpost_north_reconfirmed_total", "counter", "Offers of a file already held, confirmed again (a lost confirmation).", (double)st.reconfirmed},
+		{"outpost_north_recovered_total", "counter", "Ledger lines written at start for commits a stop interrupted.", (double)st.recovered},
+		{"outpost_north_peers_refused_total", "counter", "Connections whose CURVE key is not authorised.", (double)st.peers_refused},
+		{"outpost_north_transfers_in_progress", "gauge", "Files partly received.", (double)st.partials},
+		{"outpost_north_partial_bytes", "gauge", "Bytes held by the files partly received.", (double)st.partial_bytes},
+		{"outpost_north_disk_free_bytes", "gauge", "Free space on the receiving directory's file system.", (double)free_b},
+		{"outpost_north_received_bytes_24h", "gauge", "Bytes of the files received in the last 24 hours.", (double)view_last_day(&ns->view)},
+		{"outpost_north_disk_full_in_seconds", "gauge", "Time until the disk is full at the last 24 hours' rate (-1: nothing received).", days < 0 ? -1.0 : days * 86400.0},
+	};
+	for (size_t k = 0; k < sizeof(one) / sizeof(one[0]); k++)
+		fprintf(f, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", one[k].name, one[k].help, one[k].name, one[k].type,
+			one[k].name, one[k].v);
 	if (fclose(f) != 0 || rename(tmp, ns->metrics) != 0) {
 		fprintf(stderr, "outpost-north: cannot write %s: %s\n", ns->metrics, strerror(errno));
 		unlink(tmp);
@@ -219,9 +234,18 @@ static int report(const char *dir)
 		return 2;
 	disk_outlook(&v, dir, &free_b, &days);
 	printf("{\"appliances\":{");
-	for (int i = 0; i < v.na; i++)
+	for (int i = 0; i < v.na; i++) {
+		char who[130];
+		size_t o = 0;
+		for (const char *c = v.a[i].who; *c && o + 2 < sizeof(who); c++) { /* a key file's name, JSON-escaped */
+			if (*c == '"' || *c == '\\')
+				who[o++] = '\\';
+			who[o++] = (unsigned char)*c < 0x20 ? '?' : *c;
+		}
+		who[o] = 0;
 		printf("%s\"%s\":{\"files\":%llu,\"bytes\":%llu,\"rows\":%llu,\"first\":\"%s\",\"last\":\"%s\"}", i ? "," : "",
-		       v.a[i].who, v.a[i].files, v.a[i].bytes, v.a[i].rows, v.a[i].first, v.a[i].last);
+		       who, v.a[i].files, v.a[i].bytes, v.a[i].rows, v.a[i].first, v.a[i].last);
+	}
 	printf("},\"received_bytes_24h\":%llu,\"disk_free_bytes\":%llu,\"disk_days_to_full\":%.2f}\n",
 	       view_last_day(&v), free_b, days);
 	return 0;

@@ -591,15 +591,27 @@ static int offer(op_uplink *u)
 	return 1;
 }
 
+/* The same file as checked before: name, inode, size and mtime unchanged. */
+static int same_file(const struct verified *v, const struct stat *sb, const char *name)
+{
+	return v->ino == sb->st_ino && v->dev == sb->st_dev && v->size == sb->st_size &&
+	       v->mtime.tv_sec == sb->st_mtim.tv_sec && v->mtime.tv_nsec == sb->st_mtim.tv_nsec && !strcmp(v->name, name);
+}
+
+static void remember(struct verified *v, const struct stat *sb, const char *name)
+{
+	v->dev = sb->st_dev;
+	v->ino = sb->st_ino;
+	v->size = sb->st_size;
+	v->mtime = sb->st_mtim;
+	snprintf(v->name, sizeof(v->name), "%s", name);
+}
+
 static int verified_before(const op_uplink *u, const struct stat *sb, const char *name)
 {
-	for (int i = 0; i < 8; i++) {
-		const struct verified *v = &u->verified[i];
-		if (v->ino == sb->st_ino && v->dev == sb->st_dev && v->size == sb->st_size &&
-		    v->mtime.tv_sec == sb->st_mtim.tv_sec && v->mtime.tv_nsec == sb->st_mtim.tv_nsec &&
-		    !strcmp(v->name, name))
+	for (int i = 0; i < 8; i++)
+		if (same_file(&u->verified[i], sb, name))
 			return 1;
-	}
 	return 0;
 }
 
@@ -633,9 +645,7 @@ static int start_next(op_uplink *u)
 		return offer(u);
 	op_sha256_init(&u->vctx);
 	u->voff = 0;
-	const struct verified *p = &u->paused;
-	if (p->ino == sb.st_ino && p->dev == sb.st_dev && p->size == sb.st_size && p->mtime.tv_sec == sb.st_mtim.tv_sec &&
-	    p->mtime.tv_nsec == sb.st_mtim.tv_nsec && !strcmp(p->name, name)) {
+	if (same_file(&u->paused, &sb, name)) {
 		u->vctx = u->paused_ctx;
 		u->voff = u->paused_off;
 	}
@@ -675,13 +685,8 @@ static void verify_step(op_uplink *u)
 	}
 	struct stat sb;
 	if (fstat(u->fd, &sb) == 0) {
-		struct verified *v = &u->verified[u->verified_next];
+		remember(&u->verified[u->verified_next], &sb, u->name);
 		u->verified_next = (u->verified_next + 1) % 8;
-		v->dev = sb.st_dev;
-		v->ino = sb.st_ino;
-		v->size = sb.st_size;
-		v->mtime = sb.st_mtim;
-		snprintf(v->name, sizeof(v->name), "%s", u->name);
 	}
 	offer(u);
 }
@@ -1120,11 +1125,7 @@ int op_uplink_step(op_uplink *u, int timeout_ms)
 			if (pick_in(u, OP_UPLINK_ALERT, an, sizeof(an)) > 0) { /* an alert goes first */
 				u->stats.preemptions++;
 				if (fstat(u->fd, &sb) == 0) { /* keep what was checked */
-					u->paused.dev = sb.st_dev;
-					u->paused.ino = sb.st_ino;
-					u->paused.size = sb.st_size;
-					u->paused.mtime = sb.st_mtim;
-					snprintf(u->paused.name, sizeof(u->paused.name), "%s", u->name);
+					remember(&u->paused, &sb, u->name);
 					u->paused_ctx = u->vctx;
 					u->paused_off = u->voff;
 				}

@@ -118,15 +118,22 @@ def main():
             ev = app.status()["stages"]["uplink"]["gauges"]
             return ev.get("files_pending", 1) == 0
         app.wait(delivered, 120, "the outbox emptied north")
-        rows = app.north_count()
-        lost, lost_rows = 0, 0
-        for t in glob.glob(os.path.join(north_dir, "alert-tombstone-*.json")):
-            with open(t) as f:
-                d = json.load(f)
-            if d["class"] == "results":
-                lost += 1
-                check(d["rows"] > 0, "a result segment's tombstone counts its events: %s" % d)
-                lost_rows += d["rows"]
+        def accounted():  # the store seals its last segment up to store.rotate_age after the last event
+            lost, lost_rows = 0, 0
+            for t in glob.glob(os.path.join(north_dir, "alert-tombstone-*.json")):
+                with open(t) as f:
+                    d = json.load(f)
+                if d["class"] == "results":
+                    lost += 1
+                    check(d["rows"] > 0, "a result segment's tombstone counts its events: %s" % d)
+                    lost_rows += d["rows"]
+            return app.north_count(), lost, lost_rows
+        t0 = time.time()
+        while True:
+            rows, lost, lost_rows = accounted()
+            if rows + lost_rows >= stored or time.time() - t0 > 60:
+                break
+            time.sleep(0.5)
         print("north: %d rows, %d tombstones (%d of result segments, %d events); %d events stored" %
               (rows, len(glob.glob(os.path.join(north_dir, "alert-tombstone-*.json"))), lost, lost_rows, stored))
         check(len(glob.glob(os.path.join(north_dir, "alert-tombstone-*.json"))) >= len(tomb), "every tombstone north")

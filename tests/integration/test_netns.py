@@ -174,7 +174,11 @@ def main():
             text = f.read()
         check(re.search(r'outpost_north_files_total\{appliance="-"\} (\d+)', text) is not None,
               "north's metrics name the files received per appliance")
-        check("outpost_north_disk_days_to_full" in text, "north's metrics give the days until its disk is full")
+        check(re.search(r"outpost_north_disk_full_in_seconds [-0-9.e+]+", text) is not None,
+              "north's metrics give the time until its disk is full")
+        if shutil.which("promtool"):  # what node_exporter would serve must be valid exposition text
+            p = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
+            check(p.returncode == 0, "promtool accepts north's metrics: %s%s" % (p.stdout, p.stderr))
         print("round trip %.1f ms; worst alert %.3f s (bound %.3f s)" % (rtt * 1e3, worst, bound))
     finally:
         app.stop()
