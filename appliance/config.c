@@ -73,8 +73,11 @@ static const key keys[] = {
 	 "or LineFit alone"},
 	{"infer.model", K_STR, "", 0, OP_CFG_STR - 1, F(infer_model), 0, NULL,
 	 "model file for infer.method fp4 (docs/model-format.md); empty = the model built into outpostd"},
+	{"infer.backend", K_ENUM, "auto", 0, 0, F(infer_backend), 0, "auto|cpu|cuda",
+	 "where the network runs: auto = the GPU when one is usable, else the CPU (the log says which "
+	 "and why); cuda = the GPU or the infer stage does not start"},
 	{"infer.threads", K_U32, "1", 1, 64, F(infer_threads), 0, NULL,
-	 "CPU threads the network uses in the infer stage"},
+	 "CPU threads the network uses in the infer stage (with a GPU: for the pulse features)"},
 	{"infer.charge_weighted", K_BOOL, "true", 0, 1, F(infer_charge_weighted), 0, NULL,
 	 "LineFit: weight each pulse by its charge"},
 	{"infer.trim", K_BOOL, "true", 0, 1, F(infer_trim), 0, NULL,

@@ -30,6 +30,7 @@ typedef struct op_config {
 	/* infer */
 	char infer_method[32]; /* "fp4" or "linefit" */
 	char infer_model[OP_CFG_STR];
+	char infer_backend[8]; /* "auto", "cpu" or "cuda" */
 	uint32_t infer_threads;
 	int infer_charge_weighted;
 	int infer_trim;

@@ -23,6 +23,7 @@
 #include "appliance/stage.h"
 #include "ingest/geometry.h"
 #include "ingest/wire.h"
+#include "kernels/backend.h"
 #include "kernels/fp4_gemm.h"
 #include "kernels/reco.h"
 
@@ -220,7 +221,11 @@ int op_stage_infer(op_stage_ctx *s)
 	op_report_send(s);
 	op_reco_config rcfg = {.kind = s->safe_mode ? "linefit" : cfg->infer_method,
 				.charge_weighted = cfg->infer_charge_weighted,
-				.trim = cfg->infer_trim, .threads = (int)cfg->infer_threads};
+				.trim = cfg->infer_trim, .threads = (int)cfg->infer_threads,
+				.backend = cfg->infer_backend, .max_events = batch};
+	char bwhy[512] = "";
+	rcfg.why = bwhy;
+	rcfg.whylen = sizeof(bwhy);
 	if (s->safe_mode)
 		op_warn("safe mode: the network is off; LineFit only, every row flagged safe_mode");
 	if (!strcmp(rcfg.kind, "fp4")) {
@@ -238,7 +243,7 @@ int op_stage_infer(op_stage_ctx *s)
 	}
 	int err = op_reco_open(&rcfg, &reco);
 	if (err < 0) {
-		op_err("cannot open reconstruction '%s': %s", rcfg.kind, strerror(-err));
+		op_err("cannot open reconstruction '%s': %s", rcfg.kind, bwhy[0] ? bwhy : strerror(-err));
 		goto out;
 	}
 	in = zmq_socket(s->zctx, ZMQ_PULL);
@@ -264,13 +269,16 @@ int op_stage_infer(op_stage_ctx *s)
 		th.enforced = 1;
 		th.last_cmd_ns = op_now_ns();
 	}
-	/* what runs the reconstruction: the kernels' rung and threads (the GPU backend, when there
-	 * is one, will say so here) */
+	/* what runs the reconstruction, and why there (infer.backend) */
+	op_backend *be = op_reco_backend(reco);
 	char backend[48];
 	snprintf(backend, sizeof(backend), "cpu/%s, %u thread%s", op_fp4_rung_name(op_fp4_rung_best()),
 		 cfg->infer_threads, cfg->infer_threads == 1 ? "" : "s");
 	op_info("reconstruction %s (model id %u) on %s, batches of up to %u events", op_reco_model_name(reco),
-		op_reco_model_id(reco), backend, batch);
+		op_reco_model_id(reco), be ? op_backend_describe(be) : backend, batch);
+	if (be)
+		op_info("infer.backend %s: %s", cfg->infer_backend, bwhy);
+	int gpu_fault_logged = 0;
 
 	while (!op_stage_stop) {
 		zmq_pollitem_t it = {.socket = in, .events = ZMQ_POLLIN};
@@ -352,6 +360,11 @@ int op_stage_infer(op_stage_ctx *s)
 				goto out;
 			}
 			reco_ns += op_now_ns() - t0;
+			if (be && !gpu_fault_logged && op_backend_fault(be)) {
+				/* the batch was redone on the CPU; the GPU is tried again when the stage restarts */
+				op_err("infer.backend: %s", op_backend_fault(be));
+				gpu_fault_logged = 1;
+			}
 			for (uint32_t k = 0; k < n; k++) {
 				op_result_row *row = &res[k].row;
 				res[k].serial = serials[k];

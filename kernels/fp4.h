@@ -197,6 +197,51 @@ OP_HD float op_bf16_to_float(uint16_t h)
 	return op_bits_f32((uint32_t)h << 16);
 }
 
+/* ---- one block: the single quantizer ------------------------------------------------- */
+
+enum op_mx_scale_mode { OP_MX_SCALE_FLOOR = 0, OP_MX_SCALE_CEIL = 1 };
+
+/* The code of a doubled signed E2M1 value (−12..12, only representable ones). */
+OP_HD uint8_t op_e2m1_code_of_doubled(int d)
+{
+	const uint8_t c[13] = {0, 1, 2, 3, 4, 0, 5, 0, 6, 0, 0, 0, 7};
+	return d < 0 ? (uint8_t)(8u | c[-d]) : c[d];
+}
+
+/*
+ * One block: n (16 or 32) values → one scale code and n doubled signed E2M1 values (−12..12);
+ * returns the decoded block scale. enc_scale: NVFP4's tensor encode scale S (ignored for MXFP4).
+ * Weights (fp4_tensor.c) and activations — on the CPU (fp4_gemm.c) and on the GPU
+ * (kernels/cuda/) — are all quantized by this one function, so the paths cannot drift apart.
+ */
+OP_HD float op_fp4_block_quantize(const float *x, uint32_t n, int format, float enc_scale, int mx_mode,
+				  uint8_t *scale_code, int8_t *doubled)
+{
+	float amax = 0, s, inv;
+	for (uint32_t i = 0; i < n; i++) {
+		float a = op_bits_f32(op_f32_bits(x[i]) & 0x7fffffffu);
+		amax = a > amax ? a : amax;
+	}
+	if (format == OP_FP4_MXFP4) {
+		int code;
+		if (mx_mode == OP_MX_SCALE_CEIL)
+			code = op_e8m0_from_float(amax / 6.0f, OP_E8M0_RP, 1);
+		else
+			code = (int)op_e8m0_from_float(amax, OP_E8M0_RZ, 1) - 2;
+		code = code < 1 ? 1 : code > 253 ? 253 : code;
+		*scale_code = (uint8_t)code;
+		s = op_bits_f32((uint32_t)code << 23);
+		inv = op_bits_f32((uint32_t)(254 - code) << 23);
+	} else {
+		*scale_code = op_e4m3_from_float((amax * enc_scale) / 6.0f) & 0x7fu;
+		s = op_e4m3_to_float(*scale_code);
+		inv = s > 0 ? enc_scale / s : 0.0f;
+	}
+	for (uint32_t i = 0; i < n; i++)
+		doubled[i] = (int8_t)op_e2m1_doubled(op_e2m1_from_float(x[i] * inv));
+	return s;
+}
+
 /* ---- scale layouts ---------------------------------------------------------------------- */
 
 /*
@@ -214,6 +259,51 @@ OP_HD size_t op_fp4_scale_tiled_offset(uint32_t r, uint32_t c, uint32_t cols)
 	size_t tiles_per_row = (cols + 3u) / 4u;
 	return ((size_t)(r / 128u) * tiles_per_row + c / 4u) * 512u + (r % 32u) * 16u +
 	       ((r % 128u) / 32u) * 4u + c % 4u;
+}
+
+/* ---- activations, one (row, block) at a time ------------------------------------------- */
+
+/*
+ * The body of the GPU's activation quantizer (kernels/cuda/ops.cu runs one thread per call)
+ * and what tests run on the CPU over the same grid: quantize block b of row r of X[M][k]
+ * (leading dimension ldx, zeros beyond k, kp/block blocks) in `format`. The grid covers
+ * max(M, tiled_rows) rows × the blocks rounded up to 4; calls outside X write the zero padding
+ * of the 128×4 tiles. Outputs may be NULL: packed codes [M][kp/2], scale codes [M][kp/block],
+ * tiled scale codes (tiled_rows rows), doubled codes q2 [M][kp], decoded scales xs [M][kp/block].
+ */
+OP_HD void op_fp4_act_quantize_at(const float *X, size_t ldx, uint32_t M, uint32_t k, uint32_t kp, int format,
+				  float enc_scale, int mx_mode, uint32_t r, uint32_t b, uint8_t *codes,
+				  uint8_t *scales_linear, uint8_t *scales_tiled, uint32_t tiled_rows, int8_t *q2,
+				  float *xs)
+{
+	const uint32_t bl = op_fp4_block(format), nb = kp / bl;
+	if (r >= M || b >= nb) {
+		if (scales_tiled && r < tiled_rows)
+			scales_tiled[op_fp4_scale_tiled_offset(r, b, nb)] = 0;
+		return;
+	}
+	float buf[OP_MXFP4_BLOCK];
+	int8_t d[OP_MXFP4_BLOCK];
+	uint8_t code;
+	for (uint32_t j = 0; j < bl; j++) {
+		uint32_t c = b * bl + j;
+		buf[j] = c < k ? X[(size_t)r * ldx + c] : 0.0f;
+	}
+	float s = op_fp4_block_quantize(buf, bl, format, enc_scale, mx_mode, &code, d);
+	if (codes) {
+		uint8_t *o = codes + ((size_t)r * kp + (size_t)b * bl) / 2;
+		for (uint32_t j = 0; j < bl; j += 2)
+			o[j / 2] = (uint8_t)(op_e2m1_code_of_doubled(d[j]) | (op_e2m1_code_of_doubled(d[j + 1]) << 4));
+	}
+	if (scales_linear)
+		scales_linear[(size_t)r * nb + b] = code;
+	if (scales_tiled)
+		scales_tiled[op_fp4_scale_tiled_offset(r, b, nb)] = code;
+	if (q2)
+		for (uint32_t j = 0; j < bl; j++)
+			q2[(size_t)r * kp + (size_t)b * bl + j] = d[j];
+	if (xs)
+		xs[(size_t)r * nb + b] = s;
 }
 
 #endif

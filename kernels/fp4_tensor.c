@@ -44,35 +44,7 @@ float op_fp4_scale_value(int format, uint8_t code)
 float op_fp4_quantize_block(const float *x, uint32_t n, int format, float enc_scale, int mx_mode,
 			    uint8_t *scale_code, int8_t *doubled)
 {
-	float amax = 0, s, inv;
-	for (uint32_t i = 0; i < n; i++) {
-		float a = fabsf(x[i]);
-		amax = a > amax ? a : amax;
-	}
-	if (format == OP_FP4_MXFP4) {
-		int code;
-		if (mx_mode == OP_MX_SCALE_CEIL)
-			code = op_e8m0_from_float(amax / 6.0f, OP_E8M0_RP, 1);
-		else
-			code = (int)op_e8m0_from_float(amax, OP_E8M0_RZ, 1) - 2;
-		code = code < 1 ? 1 : code > 253 ? 253 : code;
-		*scale_code = (uint8_t)code;
-		s = op_bits_f32((uint32_t)code << 23);
-		inv = op_bits_f32((uint32_t)(254 - code) << 23);
-	} else {
-		*scale_code = op_e4m3_from_float((amax * enc_scale) / 6.0f) & 0x7fu;
-		s = op_e4m3_to_float(*scale_code);
-		inv = s > 0 ? enc_scale / s : 0.0f;
-	}
-	for (uint32_t i = 0; i < n; i++)
-		doubled[i] = (int8_t)op_e2m1_doubled(op_e2m1_from_float(x[i] * inv));
-	return s;
-}
-
-static uint8_t code_of_doubled(int d)
-{
-	static const uint8_t c[13] = {0, 1, 2, 3, 4, 0, 5, 0, 6, 0, 0, 0, 7};
-	return d < 0 ? (uint8_t)(8u | c[-d]) : c[d];
+	return op_fp4_block_quantize(x, n, format, enc_scale, mx_mode, scale_code, doubled);
 }
 
 int op_fp4_quantize(op_fp4_tensor *t, const float *src, uint32_t src_cols, size_t ld, int mx_mode)
@@ -105,7 +77,7 @@ int op_fp4_quantize(op_fp4_tensor *t, const float *src, uint32_t src_cols, size_
 			op_fp4_quantize_block(buf, bl, t->format, S, mx_mode, &t->scales[(size_t)r * nb + b], d);
 			uint8_t *out = t->codes + ((size_t)r * t->cols + b * bl) / 2;
 			for (uint32_t i = 0; i < bl; i += 2)
-				out[i / 2] = (uint8_t)(code_of_doubled(d[i]) | (code_of_doubled(d[i + 1]) << 4));
+				out[i / 2] = (uint8_t)(op_e2m1_code_of_doubled(d[i]) | (op_e2m1_code_of_doubled(d[i + 1]) << 4));
 		}
 	return 0;
 }

@@ -18,8 +18,6 @@
 
 #include "kernels/fp4.h"
 
-enum op_mx_scale_mode { OP_MX_SCALE_FLOOR = 0, OP_MX_SCALE_CEIL = 1 };
-
 typedef struct op_fp4_tensor {
 	int format;          /* op_fp4_format */
 	uint32_t rows, cols; /* cols: a multiple of the block size */

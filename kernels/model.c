@@ -182,81 +182,57 @@ static uint32_t widest(const op_model_layer *ls, uint32_t n)
 	return w;
 }
 
-static int run_chunk(const op_model *m, op_model_ws *ws, const op_reco_event *events, const op_reco_out *guesses,
-		     op_reco_out *out, size_t n)
+size_t op_model_batch_pulses(const op_model *m, const op_reco_event *events, size_t n)
 {
-	const uint32_t FP = m->n_pulse_feat, FE = m->n_event_feat;
-	int rung = op_fp4_rung_best();
-	if (grow((void **)&ws->off, &ws->off_cap, n + 1, sizeof(uint32_t)) < 0)
-		return -ENOMEM;
 	size_t total = 0;
 	for (size_t i = 0; i < n; i++)
 		total += events[i].n < m->max_pulses ? events[i].n : m->max_pulses;
-	uint32_t wp = widest(m->pulse, m->n_pulse_layers), wh = widest(m->head, m->n_head_layers);
-	uint32_t gw = 2 * m->pulse[m->n_pulse_layers - 1].lin.n + FE;
-	if (grow((void **)&ws->feat, &ws->feat_cap, (total + 1) * FP, sizeof(float)) < 0 ||
-	    grow((void **)&ws->g, &ws->g_cap, (n + 1) * (gw > wh ? gw : wh), sizeof(float)) < 0)
-		return -ENOMEM;
-	if (grow((void **)&ws->a, &ws->a_cap, (total + 1) * wp, sizeof(float)) < 0 ||
-	    grow((void **)&ws->b, &ws->b_cap, (total + 1) * wp, sizeof(float)) < 0 ||
-	    grow((void **)&ws->ga, &ws->ga_cap, (n + 1) * wh, sizeof(float)) < 0 ||
-	    grow((void **)&ws->gb, &ws->gb_cap, (n + 1) * wh, sizeof(float)) < 0)
-		return -ENOMEM;
+	return total;
+}
 
-	/* features, normalised in place; event features straight into the head's input */
-	uint32_t T = 0;
+uint32_t op_model_event_rows(const op_model *m, const op_reco_event *ev, const op_reco_out *guess)
+{
+	if (guess->status & (OP_RECO_TOO_FEW_PULSES | OP_RECO_DEGENERATE))
+		return 0;
+	return ev->n < m->max_pulses ? ev->n : m->max_pulses;
+}
+
+long op_model_inputs(const op_model *m, op_model_ws *ws, const op_reco_event *events, const op_reco_out *guesses,
+		     size_t n, float *feat, uint32_t *off, float *evf, size_t ldev, uint32_t row0)
+{
+	const uint32_t FP = m->n_pulse_feat, FE = m->n_event_feat;
+	uint32_t T = row0;
 	float ef[OP_FEAT_EVENT];
 	for (size_t i = 0; i < n; i++) {
 		if (grow((void **)&ws->scratch, &ws->scratch_cap, events[i].n + 1, sizeof(uint64_t)) < 0)
 			return -ENOMEM;
-		ws->off[i] = T;
+		off[i] = T;
 		uint32_t used = 0;
+		memset(ef, 0, sizeof(ef));
 		if (!(guesses[i].status & (OP_RECO_TOO_FEW_PULSES | OP_RECO_DEGENERATE)))
-			used = op_features(&events[i], &guesses[i], m->max_pulses, ws->feat + (size_t)T * FP, ef,
-					   ws->scratch);
+			used = op_features(&events[i], &guesses[i], m->max_pulses, feat + (size_t)T * FP, ef, ws->scratch);
 		for (uint32_t r = T; r < T + used; r++)
 			for (uint32_t f = 0; f < FP; f++) {
-				float *v = &ws->feat[(size_t)r * FP + f];
+				float *v = &feat[(size_t)r * FP + f];
 				*v = (*v - m->pulse_mean[f]) / m->pulse_scale[f];
 			}
-		float *g = ws->g + i * gw + (gw - FE);
+		float *g = evf + i * ldev;
 		for (uint32_t f = 0; f < FE; f++)
 			g[f] = (ef[f] - m->event_mean[f]) / m->event_scale[f];
 		T += used;
 	}
-	ws->off[n] = T;
+	return (long)(T - row0);
+}
 
-	const float *cur = ws->feat;
-	size_t ld = FP;
-	float *dst = ws->a;
-	for (uint32_t l = 0; l < m->n_pulse_layers; l++) {
-		int rc = layer_run(&m->pulse[l], rung, cur, ld, T, dst);
-		if (rc < 0)
-			return rc;
-		cur = dst;
-		ld = m->pulse[l].lin.n;
-		dst = dst == ws->a ? ws->b : ws->a;
-	}
-	op_pool_mean_max(rung, cur, ld, (uint32_t)ld, ws->off, (uint32_t)n, ws->g, gw);
-
-	cur = ws->g;
-	ld = gw;
-	dst = ws->ga;
-	for (uint32_t l = 0; l < m->n_head_layers; l++) {
-		int rc = layer_run(&m->head[l], rung, cur, ld, (uint32_t)n, dst);
-		if (rc < 0)
-			return rc;
-		cur = dst;
-		ld = m->head[l].lin.n;
-		dst = dst == ws->ga ? ws->gb : ws->ga;
-	}
-
+void op_model_outputs(const op_model *m, const op_reco_out *guesses, const uint32_t *off, const float *raw,
+		      size_t ldraw, op_reco_out *out, size_t n)
+{
 	for (size_t i = 0; i < n; i++) {
-		const float *o = cur + i * OP_MODEL_OUTPUTS;
+		const float *o = raw + i * ldraw;
 		op_reco_out *r = &out[i];
 		r->speed_m_per_ns = NAN;
 		r->status = 0;
-		if (ws->off[i + 1] == ws->off[i]) {
+		if (off[i + 1] == off[i]) {
 			r->dir[0] = r->dir[1] = r->dir[2] = NAN;
 			r->zenith_rad = r->azimuth_rad = r->log10_energy_gev = r->track_score = NAN;
 			r->status = guesses[i].status & (OP_RECO_TOO_FEW_PULSES | OP_RECO_DEGENERATE);
@@ -281,6 +257,58 @@ static int run_chunk(const op_model *m, op_model_ws *ws, const op_reco_event *ev
 		r->log10_energy_gev = o[3] * m->log10e_scale + m->log10e_mean;
 		r->track_score = (float)(1.0 / (1.0 + exp(-(double)o[4])));
 	}
+}
+
+static int run_chunk(const op_model *m, op_model_ws *ws, const op_reco_event *events, const op_reco_out *guesses,
+		     op_reco_out *out, size_t n)
+{
+	const uint32_t FP = m->n_pulse_feat, FE = m->n_event_feat;
+	int rung = op_fp4_rung_best();
+	if (grow((void **)&ws->off, &ws->off_cap, n + 1, sizeof(uint32_t)) < 0)
+		return -ENOMEM;
+	size_t total = op_model_batch_pulses(m, events, n);
+	uint32_t wp = widest(m->pulse, m->n_pulse_layers), wh = widest(m->head, m->n_head_layers);
+	uint32_t gw = 2 * m->pulse[m->n_pulse_layers - 1].lin.n + FE;
+	if (grow((void **)&ws->feat, &ws->feat_cap, (total + 1) * FP, sizeof(float)) < 0 ||
+	    grow((void **)&ws->g, &ws->g_cap, (n + 1) * (gw > wh ? gw : wh), sizeof(float)) < 0)
+		return -ENOMEM;
+	if (grow((void **)&ws->a, &ws->a_cap, (total + 1) * wp, sizeof(float)) < 0 ||
+	    grow((void **)&ws->b, &ws->b_cap, (total + 1) * wp, sizeof(float)) < 0 ||
+	    grow((void **)&ws->ga, &ws->ga_cap, (n + 1) * wh, sizeof(float)) < 0 ||
+	    grow((void **)&ws->gb, &ws->gb_cap, (n + 1) * wh, sizeof(float)) < 0)
+		return -ENOMEM;
+
+	/* features, normalised; event features straight into the head's input */
+	long T = op_model_inputs(m, ws, events, guesses, n, ws->feat, ws->off, ws->g + (gw - FE), gw, 0);
+	if (T < 0)
+		return (int)T;
+	ws->off[n] = (uint32_t)T;
+
+	const float *cur = ws->feat;
+	size_t ld = FP;
+	float *dst = ws->a;
+	for (uint32_t l = 0; l < m->n_pulse_layers; l++) {
+		int rc = layer_run(&m->pulse[l], rung, cur, ld, (uint32_t)T, dst);
+		if (rc < 0)
+			return rc;
+		cur = dst;
+		ld = m->pulse[l].lin.n;
+		dst = dst == ws->a ? ws->b : ws->a;
+	}
+	op_pool_mean_max(rung, cur, ld, (uint32_t)ld, ws->off, (uint32_t)n, ws->g, gw);
+
+	cur = ws->g;
+	ld = gw;
+	dst = ws->ga;
+	for (uint32_t l = 0; l < m->n_head_layers; l++) {
+		int rc = layer_run(&m->head[l], rung, cur, ld, (uint32_t)n, dst);
+		if (rc < 0)
+			return rc;
+		cur = dst;
+		ld = m->head[l].lin.n;
+		dst = dst == ws->ga ? ws->gb : ws->ga;
+	}
+	op_model_outputs(m, guesses, ws->off, cur, OP_MODEL_OUTPUTS, out, n);
 	return 0;
 }
 

@@ -67,4 +67,25 @@ void op_model_ws_free(op_model_ws *ws);
 int op_model_run(const op_model *m, op_model_ws *const *ws, int threads, const op_reco_event *events,
 		 const op_reco_out *guesses, op_reco_out *out, size_t n);
 
+/*
+ * The host's part of a batch, shared by every backend (the CPU forward pass above, the CUDA one
+ * in kernels/cuda/): the pulses the network sees, as normalised features, and the outputs.
+ *   op_model_batch_pulses  how many feature rows n events give (Σ min(pulses, max_pulses)).
+ *   op_model_event_rows    the rows one event gives: 0 when LineFit found it too short or
+ *                          degenerate (the network skips it), else min(pulses, max_pulses).
+ *   op_model_inputs        feature rows from row0 on in feat [·][n_pulse_feat]; off[0..n) (event
+ *                          i has rows off[i]..off[i+1], absolute; off[n] = row0 + the rows written
+ *                          is the caller's to set); evf [n] rows of n_event_feat
+ *                          normalised event features (leading dimension ldev). Returns the rows
+ *                          written (Σ op_model_event_rows), or -ENOMEM. Disjoint chunks of a batch
+ *                          may be filled in parallel, each with its own ws and row0.
+ *   op_model_outputs       the network's raw [n][5] (ldraw) → results, as op_model_run gives them.
+ */
+size_t op_model_batch_pulses(const op_model *m, const op_reco_event *events, size_t n);
+uint32_t op_model_event_rows(const op_model *m, const op_reco_event *ev, const op_reco_out *guess);
+long op_model_inputs(const op_model *m, op_model_ws *ws, const op_reco_event *events, const op_reco_out *guesses,
+		     size_t n, float *feat, uint32_t *off, float *evf, size_t ldev, uint32_t row0);
+void op_model_outputs(const op_model *m, const op_reco_out *guesses, const uint32_t *off, const float *raw,
+		      size_t ldraw, op_reco_out *out, size_t n);
+
 #endif

@@ -6,9 +6,11 @@
 #include "kernels/reco.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/backend.h"
 #include "kernels/linefit.h"
 #include "kernels/model.h"
 
@@ -17,8 +19,7 @@ struct op_reco {
 	const char *name;
 	uint32_t id;
 	op_model *model; /* fp4 only */
-	int threads;
-	op_model_ws *ws[64];
+	op_backend *be;  /* fp4 only */
 	op_reco_out *guess;
 	size_t guess_cap;
 	float *buf;
@@ -41,12 +42,15 @@ int op_reco_open(const op_reco_config *cfg, op_reco **ret)
 		r->model = cfg->model;
 		r->name = r->model->name;
 		r->id = r->model->id;
-		r->threads = cfg->threads < 1 ? 1 : cfg->threads > 64 ? 64 : cfg->threads;
-		for (int i = 0; i < r->threads; i++)
-			if (!(r->ws[i] = op_model_ws_new())) {
-				op_reco_close(r);
-				return -ENOMEM;
-			}
+		char why[512];
+		int rc = op_backend_open(cfg->backend ? cfg->backend : "auto", r->model, cfg->threads,
+					 cfg->max_events ? cfg->max_events : 4096, &r->be, why, sizeof(why));
+		if (cfg->why && cfg->whylen)
+			snprintf(cfg->why, cfg->whylen, "%s", why);
+		if (rc < 0) {
+			op_reco_close(r);
+			return rc;
+		}
 		*ret = r;
 		return 0;
 	}
@@ -68,12 +72,11 @@ void op_reco_close(op_reco *r)
 {
 	if (!r)
 		return;
+	op_backend_close(r->be);
 	if (r->model) {
 		op_model_free(r->model);
 		free(r->model);
 	}
-	for (int i = 0; i < 64; i++)
-		op_model_ws_free(r->ws[i]);
 	free(r->guess);
 	free(r->buf);
 	free(r);
@@ -105,10 +108,15 @@ int op_reco_run(op_reco *r, op_reco_out *out, const op_reco_event *events, size_
 		}
 		op_seed_guess(&r->guess[i], &events[i], r->buf);
 	}
-	int rc = op_model_run(r->model, r->ws, r->threads, events, r->guess, out, n);
+	int rc = op_backend_run(r->be, events, r->guess, out, n);
 	for (size_t i = 0; i < n; i++)
 		memcpy(out[i].guess_dir, r->guess[i].dir, sizeof(out[i].guess_dir));
 	return rc;
+}
+
+struct op_backend *op_reco_backend(op_reco *r)
+{
+	return r->be;
 }
 
 const char *op_reco_model_name(const op_reco *r)

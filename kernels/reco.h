@@ -49,13 +49,20 @@ typedef struct op_reco_config {
 	int trim;            /* LineFit: refit without outlying pulses (improved LineFit) */
 	struct op_model *model; /* fp4: a loaded, checked model; op_reco takes it over (also on error) */
 	int threads;         /* fp4: CPU threads for the network (1..64) */
+	const char *backend; /* fp4: "auto" (NULL), "cpu" or "cuda" (kernels/backend.h) */
+	uint32_t max_events; /* fp4: the largest batch op_reco_run will get */
+	char *why;           /* fp4, out: what runs the network and why, or why it cannot run */
+	size_t whylen;
 } op_reco_config;
 
-/* 0 or -EINVAL (unknown kind, no model) / -ENOMEM. *ret untouched on failure. */
+/* 0 or -EINVAL (unknown kind, no model, unknown backend) / -ENODEV (backend "cuda" without a
+ * usable GPU) / -ENOMEM. *ret untouched on failure. */
 int op_reco_open(const op_reco_config *cfg, op_reco **ret);
 void op_reco_close(op_reco *r);
 /* out[i] for events[i], i < n. Returns 0; per-event trouble is in out[i].status. */
 int op_reco_run(op_reco *r, op_reco_out *out, const op_reco_event *events, size_t n);
+/* The network's backend (NULL for LineFit). */
+struct op_backend *op_reco_backend(op_reco *r);
 /* Stable identity written into every result row and segment ("linefit-v1", id 1). */
 const char *op_reco_model_name(const op_reco *r);
 uint32_t op_reco_model_id(const op_reco *r);

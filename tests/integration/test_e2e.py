@@ -14,6 +14,7 @@ directory is read back with h5py.
 import csv
 import json
 import os
+import re
 import random
 import signal
 import struct
@@ -85,6 +86,14 @@ def test_synthetic(bindir):
     # and h5dump, the other reader operators have, reads the same file
     p = subprocess.run(["h5dump", "-H", a.north_files()[0]], capture_output=True, text=True)
     check(p.returncode == 0 and "results" in p.stdout, "h5dump -H failed: %s" % p.stderr)
+    # the log says where the network ran and why (infer.backend auto): the GPU, or the CPU with
+    # the reason it is not the GPU (no plugin, no driver, no device)
+    with open(os.path.join(a.tmp, "log.txt")) as f:
+        log = f.read()
+    m = re.search(r"infer\.backend auto: the (CPU|GPU): (.+)", log)
+    check(m is not None and len(m.group(2)) > 10, "the infer stage did not say where the network runs")
+    check(re.search(r"reconstruction event-v1 \(model id 18\) on (cpu/|cuda: )", log) is not None,
+          "the infer stage did not name its backend")
     check(a.stop() == 0, "outpostd did not stop cleanly")
 
 

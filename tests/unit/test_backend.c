@@ -1,0 +1,173 @@
+/*
+ * test_backend.c — where the network runs (kernels/backend.h), as an operator sees it:
+ *  - "cpu" gives results bit-identical to the forward pass it wraps, for any batch split;
+ *  - an unknown backend name is refused, naming the choices;
+ *  - "auto" without a usable GPU runs on the CPU and says why (no plugin at <path>, a file that
+ *    is not the plugin, no CUDA device); "cuda" in the same situation is an error with the reason;
+ *  - with the real plugin (built when nvcc is found) the reason is the device probe's; where a
+ *    GPU is present, "auto" takes it and its results agree with the CPU's (the bit-exact and
+ *    bounded comparisons of every op are in tests/gpu/test_gpu_ops.c).
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "appliance/modelfile.h"
+#include "check.h"
+#include "ingest/geometry.h"
+#include "ingest/simgen.h"
+#include "kernels/backend.h"
+
+enum { NE = 1500 };
+static op_reco_event ev[NE];
+static op_reco_out guess[NE];
+
+static void make_events(void)
+{
+	op_geometry *geo = NULL;
+	op_simgen *gen = NULL;
+	op_simgen_config sc = {.seed = 11, .track_fraction = 0.7, .max_pulses = 400, .noise_hz = 500};
+	CHECK(op_geometry_default(&geo) == 0);
+	CHECK(op_simgen_open(&sc, geo, &gen) == 0);
+	for (int e = 0; e < NE; e++) {
+		op_sim_event s;
+		op_simgen_next(gen, &s);
+		float *b = malloc((size_t)s.n * 5 * sizeof(float) + 4), *sb = malloc((size_t)s.n * 5 * sizeof(float) + 4);
+		uint16_t *fl = malloc((size_t)s.n * 2 + 2);
+		op_placed_pulses dst = {b, b + s.n, b + 2 * s.n, b + 3 * s.n, b + 4 * s.n, fl};
+		uint32_t m = op_geometry_place(geo, s.pulses, s.n, &dst, 0);
+		if (e % 50 == 7)
+			m = m < 1 ? m : 1; /* some events too short for LineFit: the network must skip them */
+		ev[e] = (op_reco_event){.n = m, .x_m = b, .y_m = b + s.n, .z_m = b + 2 * s.n, .t_ns = b + 3 * s.n,
+					.q_pe = b + 4 * s.n, .flags = fl};
+		op_seed_guess(&guess[e], &ev[e], sb);
+		free(sb);
+	}
+	op_simgen_close(gen);
+	op_geometry_close(geo);
+}
+
+static int same_bits(const op_reco_out *a, const op_reco_out *b, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (memcmp(a[i].dir, b[i].dir, sizeof(a[i].dir)) || a[i].status != b[i].status ||
+		    memcmp(&a[i].log10_energy_gev, &b[i].log10_energy_gev, 4) ||
+		    memcmp(&a[i].track_score, &b[i].track_score, 4))
+			return 0;
+	return 1;
+}
+
+static double angle(const float *a, const float *b)
+{
+	double d = (double)a[0] * b[0] + (double)a[1] * b[1] + (double)a[2] * b[2];
+	return acos(d > 1 ? 1 : d < -1 ? -1 : d);
+}
+
+static op_backend *open_ok(const char *want, const op_model *m, char *why, size_t len)
+{
+	op_backend *b = NULL;
+	int rc = op_backend_open(want, m, 2, 512, &b, why, len);
+	CHECK(rc == 0 && b != NULL);
+	return rc == 0 ? b : NULL;
+}
+
+int main(void)
+{
+	op_model m;
+	char why[512];
+	CHECK(op_model_load_default(&m, why, sizeof(why)) == 0);
+	make_events();
+	static op_reco_out ref[NE], got[NE];
+	op_model_ws *ws[2] = {op_model_ws_new(), op_model_ws_new()};
+	CHECK(op_model_run(&m, ws, 2, ev, guess, ref, NE) == 0);
+	op_model_ws_free(ws[0]);
+	op_model_ws_free(ws[1]);
+	int skipped = 0;
+	for (int e = 0; e < NE; e++)
+		skipped += isnan(ref[e].dir[0]);
+	CHECK(skipped >= NE / 50); /* the short events are there, and skipped */
+
+	/* cpu: the same bits, whatever the batches */
+	op_backend *b = open_ok("cpu", &m, why, sizeof(why));
+	if (b) {
+		CHECK(op_backend_kind(b) == OP_BACKEND_CPU);
+		CHECK(strncmp(op_backend_describe(b), "cpu/", 4) == 0);
+		for (size_t e = 0; e < NE; e += 512)
+			CHECK(op_backend_run(b, ev + e, guess + e, got + e, NE - e < 512 ? NE - e : 512) == 0);
+		CHECK(same_bits(ref, got, NE));
+		CHECK(op_backend_fault(b) == NULL);
+		op_backend_close(b);
+	}
+
+	/* an unknown name */
+	b = NULL;
+	CHECK(op_backend_open("gpu", &m, 1, 64, &b, why, sizeof(why)) == -EINVAL && b == NULL);
+	CHECK(strstr(why, "'gpu'") && strstr(why, "auto, cpu or cuda"));
+
+	/* no plugin where it is looked for */
+	setenv("OUTPOST_CUDA_PLUGIN", "/nonexistent/liboutpost-cuda.so", 1);
+	b = open_ok("auto", &m, why, sizeof(why));
+	if (b) {
+		CHECK(op_backend_kind(b) == OP_BACKEND_CPU);
+		CHECK(strstr(why, "the CPU") && strstr(why, "no CUDA plugin at /nonexistent/liboutpost-cuda.so"));
+		CHECK(op_backend_run(b, ev, guess, got, NE) == 0 && same_bits(ref, got, NE));
+		op_backend_close(b);
+	}
+	b = NULL;
+	CHECK(op_backend_open("cuda", &m, 1, 64, &b, why, sizeof(why)) == -ENODEV && b == NULL);
+	CHECK(strstr(why, "backend cuda") && strstr(why, "no CUDA plugin"));
+
+	/* a file that is not the plugin */
+	setenv("OUTPOST_CUDA_PLUGIN", "libm.so.6", 1);
+	const char *libm = "/lib/x86_64-linux-gnu/libm.so.6";
+#if defined(__aarch64__)
+	libm = "/lib/aarch64-linux-gnu/libm.so.6";
+#endif
+	setenv("OUTPOST_CUDA_PLUGIN", libm, 1);
+	b = open_ok("auto", &m, why, sizeof(why));
+	if (b) {
+		CHECK(op_backend_kind(b) == OP_BACKEND_CPU);
+		CHECK(strstr(why, "is not this build's CUDA plugin") != NULL);
+		op_backend_close(b);
+	}
+
+	/* the real plugin, when this build has one */
+	const char *plugin = getenv("OUTPOST_TEST_CUDA_PLUGIN");
+	if (plugin && *plugin) {
+		setenv("OUTPOST_CUDA_PLUGIN", plugin, 1);
+		op_gpu_info info;
+		int gpu = op_backend_probe_cuda(&info) == 0;
+		fprintf(stderr, "test_backend: CUDA probe: %s%s%s\n", gpu ? info.name : "", gpu ? ": " : "", info.why);
+		b = open_ok("auto", &m, why, sizeof(why));
+		if (b && !gpu) {
+			CHECK(op_backend_kind(b) == OP_BACKEND_CPU);
+			CHECK(strstr(why, "the CPU: ") && strstr(why, info.why));
+			op_backend_close(b);
+			op_backend *c = NULL;
+			CHECK(op_backend_open("cuda", &m, 1, 64, &c, why, sizeof(why)) == -ENODEV && c == NULL);
+			CHECK(strstr(why, "backend cuda: ") && strstr(why, info.why));
+		} else if (b) {
+			CHECK(op_backend_kind(b) == OP_BACKEND_CUDA);
+			for (size_t e = 0; e < NE; e += 512)
+				CHECK(op_backend_run(b, ev + e, guess + e, got + e, NE - e < 512 ? NE - e : 512) == 0);
+			double worst = 0;
+			int status_same = 1;
+			for (int e = 0; e < NE; e++) {
+				status_same &= ref[e].status == got[e].status;
+				if (!isnan(ref[e].dir[0])) {
+					double a = angle(ref[e].dir, got[e].dir);
+					worst = a > worst ? a : worst;
+				}
+			}
+			fprintf(stderr, "test_backend: %s; worst direction difference %.3g rad\n", op_backend_describe(b),
+				worst);
+			CHECK(status_same);
+			CHECK(worst < 1e-3);
+			CHECK(op_backend_fault(b) == NULL);
+			op_backend_close(b);
+		}
+	}
+	op_model_free(&m);
+	return check_finish("test_backend");
+}
