@@ -9,6 +9,8 @@
  *   outpostctl check-config FILE           every error in FILE, as file:line:col
  *   outpostctl print-defaults              the embedded defaults
  *   outpostctl explain KEY|SECTION         type, unit, default, range, reload, description
+ *   outpostctl gpu                         the GPU the network would use and its FP4 path, or why
+ *                                          there is none (exit 0: a usable GPU, 1: none)
  *
  * -c names the appliance's configuration so outpostctl finds its control socket (run_dir);
  * without it the embedded default run_dir is used. Exit status: 0 ok, 1 appliance not
@@ -22,6 +24,7 @@
 
 #include "appliance/config.h"
 #include "appliance/stage.h"
+#include "kernels/backend.h"
 #include "uplink/curve.h"
 
 static void usage(FILE *f)
@@ -32,7 +35,8 @@ static void usage(FILE *f)
 		   "       outpostctl check-config FILE\n"
 		   "       outpostctl keygen NAME          (CURVE keys for the link north: NAME.key, NAME.pub)\n"
 		   "       outpostctl print-defaults\n"
-		   "       outpostctl explain KEY|SECTION\n");
+		   "       outpostctl explain KEY|SECTION\n"
+		   "       outpostctl gpu                  (the GPU infer.backend auto would use, or why none)\n");
 }
 
 static int request(const op_config *cfg, const char *req, int timeout_ms)
@@ -125,6 +129,17 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(cmd, "print-defaults")) {
 		op_config_print_defaults(stdout);
+		return 0;
+	}
+	if (!strcmp(cmd, "gpu")) {
+		op_gpu_info info;
+		if (op_backend_probe_cuda(&info) < 0) {
+			printf("no usable GPU: %s\nwith infer.backend auto the network runs on the CPU (cpu/%s)\n", info.why,
+			       op_fp4_rung_name(op_fp4_rung_best()));
+			return 1;
+		}
+		printf("GPU: %s, compute capability %d.%d, %d SMs, %.1f GiB\nFP4 path: %s\n", info.name, info.cc_major,
+		       info.cc_minor, info.sm_count, info.mem_bytes / 1073741824.0, info.why);
 		return 0;
 	}
 	op_config_defaults(&cfg);

@@ -23,7 +23,7 @@ install(FILES ${CMAKE_SOURCE_DIR}/deploy/outpost.sysusers.conf DESTINATION lib/s
 
 # The default configuration, from the schema itself; docs compressed as Debian wants them.
 set(OP_DOCS README.md docs/operator-guide.md docs/configuration.md docs/reliability.md
-    docs/result-format.md docs/wire-format.md docs/uplink-protocol.md docs/model-format.md)
+    docs/result-format.md docs/wire-format.md docs/uplink-protocol.md docs/model-format.md docs/gpu.md)
 set(OP_PKG_FILES ${OP_PKG}/outpost.yaml ${OP_PKG}/changelog.gz)
 add_custom_command(OUTPUT ${OP_PKG}/outpost.yaml
   COMMAND $<TARGET_FILE:outpostd> --print-defaults > ${OP_PKG}/outpost.yaml

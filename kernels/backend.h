@@ -50,4 +50,10 @@ const char *op_backend_fault(const op_backend *b);
  */
 int op_backend_probe_cuda(op_gpu_info *info);
 
+/*
+ * For programs linked with kernels/cuda/ themselves (outpost-bench gpu): use this plugin table
+ * instead of loading liboutpost-cuda.so, so that one process holds one CUDA runtime.
+ */
+void op_backend_use_plugin(const op_cuda_plugin *pl);
+
 #endif

@@ -209,7 +209,7 @@ static int layer_up(dmodel *d, dlayer *dl, const op_model_layer *ml, char *why, 
 	free(codes), free(sc), free(tiled), free(ws);
 	if (rc < 0)
 		return rc;
-	D->codes = dl->codes, D->wscale = dl->wscale;
+	D->codes = dl->codes, D->wscale = dl->wscale, D->scodes = dl->scales_lin;
 	if (ml->mode == OP_W4A16) {
 		CK(cudaMalloc((void **)&dl->wbf16, (size_t)L->n * kpd * sizeof(uint16_t)), "cudaMalloc (bf16 weights)");
 		CK(op_cuda_dequant_bf16(dl->codes, dl->scales_lin, L->n, kpd, L->w.format, dl->wbf16, 0),

@@ -192,12 +192,12 @@ __global__ void bias_act_kernel(float *Y, size_t ldy, uint32_t M, uint32_t n, fl
 
 /* ---- GEMV: M ≤ 16 rows against a large FP4 tensor --------------------------------------- */
 /*
- * Eight warps per block, each warp four output columns; the block stages a K-chunk of the
+ * Eight warps per block, each warp two output columns; the block stages a K-chunk of the
  * activations (all M rows) in shared memory and every lane takes whole blocks of the weight
  * row — 8 bytes (NVFP4) or 16 bytes (MXFP4) per load — straight from global memory into
  * registers, where the nibbles are expanded. Partial sums meet in a warp shuffle at the end.
  */
-constexpr int GV_WARPS = 8, GV_COLS = 4, GV_KC = 512;
+constexpr int GV_WARPS = 8, GV_COLS = 2, GV_KC = 512; /* 256 blocks at N = 4096: two per SM on H100 */
 
 template <int BL, bool A4, int MM>
 __global__ void __launch_bounds__(GV_WARPS * 32) gemv_kernel(op_dev_linear L, const float *__restrict__ X,
@@ -244,7 +244,8 @@ __global__ void __launch_bounds__(GV_WARPS * 32) gemv_kernel(op_dev_linear L, co
 					uint4 v = *reinterpret_cast<const uint4 *>(src);
 					w32[0] = v.x, w32[1] = v.y, w32[2 % (BL / 8)] = v.z, w32[3 % (BL / 8)] = v.w;
 				}
-				const float s = L.wscale[(size_t)n * nb + k0 / BL + b];
+				const uint8_t sc = L.scodes[(size_t)n * nb + k0 / BL + b];
+				const float s = BL == 16 ? op_e4m3_to_float(sc) : op_e8m0_to_float(sc);
 #pragma unroll
 				for (int m = 0; m < MM; m++) {
 					if ((uint32_t)m >= M)
@@ -427,7 +428,7 @@ cudaError_t op_cuda_bias_act(float *Y, size_t ldy, uint32_t M, uint32_t n, float
 cudaError_t op_cuda_gemv(const op_dev_linear *L, const float *X, uint32_t M, float *Y, void *scratch,
 			 cudaStream_t stream)
 {
-	if (L->weights != OP_DEV_W_FP4 || M > OP_CUDA_GEMV_MAX_M || L->kp % 32u)
+	if (L->weights != OP_DEV_W_FP4 || M > OP_CUDA_GEMV_MAX_M || L->kp % 32u || !L->scodes)
 		return cudaErrorInvalidValue;
 	if (!M)
 		return cudaSuccess;

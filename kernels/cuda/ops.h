@@ -39,7 +39,8 @@ typedef struct op_dev_linear {
 	int relu, mx_mode;
 	uint32_t n, k, kp;    /* outputs; logical inputs; stored columns (a multiple of the block) */
 	const uint8_t *codes; /* FP4: [n][kp/2], element 2i in the low nibble */
-	const float *wscale;  /* FP4: [n][kp/block] decoded block scales */
+	const float *wscale;  /* FP4: [n][kp/block] decoded block scales (the layer kernel) */
+	const uint8_t *scodes; /* FP4: [n][kp/block] scale codes (GEMV: one byte per block to read) */
 	const float *wf32;    /* FP32: [n][kp] */
 	const float *bias;    /* [n] */
 	float tensor_scale;   /* gw (1 for MXFP4 and FP32) */

@@ -88,7 +88,7 @@ static float *rand_matrix(uint32_t rows, uint32_t cols, float scale)
 typedef struct layer_pair {
 	op_fp4_linear L;
 	op_dev_linear D;
-	void *codes, *wscale, *bias, *wf32;
+	void *codes, *wscale, *scodes, *bias, *wf32;
 } layer_pair;
 
 static void make_layer(layer_pair *p, int format, int mode, uint32_t n, uint32_t k, const float *X, uint32_t M,
@@ -116,24 +116,26 @@ static void make_layer(layer_pair *p, int format, int mode, uint32_t n, uint32_t
 		D->wf32 = p->wf32;
 	} else {
 		uint32_t kp = p->L.w.cols, bl = op_fp4_block(format), kpd = pad32 ? (kp + 31) / 32 * 32 : kp;
-		uint8_t *c = calloc((size_t)n * kpd / 2, 1);
+		uint8_t *c = calloc((size_t)n * kpd / 2, 1), *sc = calloc((size_t)n * (kpd / bl), 1);
 		float *s = calloc((size_t)n * (kpd / bl), sizeof(float));
 		for (uint32_t r = 0; r < n; r++) {
 			memcpy(c + (size_t)r * kpd / 2, p->L.w.codes + (size_t)r * kp / 2, kp / 2);
 			memcpy(s + (size_t)r * (kpd / bl), p->L.wscale + (size_t)r * (kp / bl), (kp / bl) * sizeof(float));
+			memcpy(sc + (size_t)r * (kpd / bl), p->L.w.scales + (size_t)r * (kp / bl), kp / bl);
 		}
 		D->weights = OP_DEV_W_FP4, D->format = format, D->mode = mode, D->kp = kpd;
 		p->codes = up(c, (size_t)n * kpd / 2);
 		p->wscale = up(s, (size_t)n * (kpd / bl) * sizeof(float));
-		D->codes = p->codes, D->wscale = p->wscale;
-		free(c), free(s);
+		p->scodes = up(sc, (size_t)n * (kpd / bl));
+		D->codes = p->codes, D->wscale = p->wscale, D->scodes = p->scodes;
+		free(c), free(s), free(sc);
 	}
 	free(w), free(b);
 }
 
 static void free_layer(layer_pair *p)
 {
-	cudaFree(p->codes), cudaFree(p->wscale), cudaFree(p->bias), cudaFree(p->wf32);
+	cudaFree(p->codes), cudaFree(p->wscale), cudaFree(p->scodes), cudaFree(p->bias), cudaFree(p->wf32);
 	op_fp4_linear_free(&p->L);
 }
 
@@ -292,13 +294,8 @@ static void test_lt_bf16(int format, uint32_t M, uint32_t K, uint32_t N)
 	float *ref = malloc((size_t)M * N * sizeof(float)), *got = malloc((size_t)M * N * sizeof(float));
 	CHECK(op_fp4_gemm_rung(OP_RUNG_SCALAR, &p.L, OP_W4A16, X, K, M, ref, N) == 0);
 	double *absd = abs_dot(&p.L, X, M, 0);
-	/* scales as codes for the dequantizer */
-	uint32_t kp = p.D.kp, nb = kp / op_fp4_block(format);
-	uint8_t *sc = calloc((size_t)N * nb, 1);
-	for (uint32_t r = 0; r < N; r++)
-		memcpy(sc + (size_t)r * nb, p.L.w.scales + (size_t)r * (p.L.w.cols / op_fp4_block(format)),
-		       p.L.w.cols / op_fp4_block(format));
-	void *dsc = up(sc, (size_t)N * nb);
+	uint32_t kp = p.D.kp;
+	const void *dsc = p.scodes;
 	uint16_t *wb = dalloc((size_t)N * kp * 2), *xb = dalloc((size_t)M * kp * 2);
 	float *dX = up(X, (size_t)M * K * sizeof(float)), *dY = dalloc((size_t)M * N * sizeof(float));
 	void *ws = dalloc(OP_LT_WORKSPACE);
@@ -325,9 +322,9 @@ static void test_lt_bf16(int format, uint32_t M, uint32_t K, uint32_t N)
 	}
 	op_lt_plan_free(&plan);
 	cublasLtDestroy(h);
-	cudaFree(dsc), cudaFree(wb), cudaFree(xb), cudaFree(dX), cudaFree(dY), cudaFree(ws);
+	cudaFree(wb), cudaFree(xb), cudaFree(dX), cudaFree(dY), cudaFree(ws);
 	free_layer(&p);
-	free(X), free(ref), free(got), free(absd), free(sc);
+	free(X), free(ref), free(got), free(absd);
 }
 
 static void test_lt_fp4(int format, uint32_t M, uint32_t K, uint32_t N)

@@ -94,6 +94,13 @@ def test_synthetic(bindir):
     check(m is not None and len(m.group(2)) > 10, "the infer stage did not say where the network runs")
     check(re.search(r"reconstruction event-v1 \(model id 18\) on (cpu/|cuda: )", log) is not None,
           "the infer stage did not name its backend")
+    # and outpostctl gpu tells the operator the same thing without starting anything
+    p = subprocess.run([os.path.join(bindir, "outpostctl"), "gpu"], capture_output=True, text=True)
+    if m and m.group(1) == "CPU":
+        check(p.returncode == 1 and p.stdout.startswith("no usable GPU: ") and "the network runs on the CPU" in p.stdout,
+              "outpostctl gpu: %d %r" % (p.returncode, p.stdout))
+    else:
+        check(p.returncode == 0 and "FP4 path: " in p.stdout, "outpostctl gpu: %d %r" % (p.returncode, p.stdout))
     check(a.stop() == 0, "outpostd did not stop cleanly")
 
 

@@ -13,5 +13,6 @@ int op_bench_accuracy(int argc, char **argv);
 int op_bench_kernels(int argc, char **argv);
 int op_bench_power(int argc, char **argv);
 int op_bench_uplink(int argc, char **argv);
+int op_bench_gpu(int argc, char **argv);
 
 #endif

@@ -11,6 +11,7 @@
  *   outpost-bench kernels  [--quick]       FP4 GEMM/GEMV/model throughput vs OpenBLAS and bandwidth
  *   outpost-bench power    [--seconds S]   the governor at 100/75/50% budgets vs unthrottled
  *   outpost-bench uplink   [--seconds S]   goodput at 1 and 100 Mbit/s, 600 ms round trip; bytes wasted per cut
+ *   outpost-bench gpu      [--quick]       the CUDA backend: FP4-weight GEMM vs cuBLASLt BF16, bandwidth, model events/s
  */
 #include <stdio.h>
 #include <string.h>
@@ -20,7 +21,7 @@
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
-		fprintf(stderr, "usage: outpost-bench ingest|store|linefit|e2e|accuracy|kernels|power|uplink [options]\n");
+		fprintf(stderr, "usage: outpost-bench ingest|store|linefit|e2e|accuracy|kernels|power|uplink|gpu [options]\n");
 		return 2;
 	}
 	if (!strcmp(argv[1], "ingest"))
@@ -37,6 +38,8 @@ int main(int argc, char **argv)
 		return op_bench_power(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "uplink"))
 		return op_bench_uplink(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "gpu"))
+		return op_bench_gpu(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "e2e"))
 		return op_bench_e2e(argc - 1, argv + 1);
 	fprintf(stderr, "outpost-bench: unknown benchmark '%s'\n", argv[1]);
