@@ -1,0 +1,42 @@
+/*
+ * cuda_emu.h — just enough of CUDA's execution model to run kernels/cuda/ops.cu on the CPU.
+ *
+ * Used by test_gpu_emu only: tests/gpu/emu/emulate.py rewrites every kernel launch
+ * `k<<<grid, block, smem, stream>>>(args)` into emu_launch(grid, block, …), and this header maps
+ * the rest: blocks run one after another, each block's threads are real threads, __shared__
+ * arrays are function statics (one block at a time owns them), __syncthreads() is a barrier
+ * and a warp shuffle goes through a block-wide exchange slot. What it checks: the kernels'
+ * indexing, tiling, padding, reductions and arithmetic order, on machines without a GPU. What
+ * it cannot: timing, memory coalescing, real concurrency between blocks, anything about the
+ * driver, cuBLASLt or graphs — those are test_gpu_ops' on a GPU.
+ */
+#ifndef OP_TESTS_CUDA_EMU_H
+#define OP_TESTS_CUDA_EMU_H
+#include <cuda_runtime_api.h>
+#include <functional>
+#include <math.h>
+
+#undef __global__
+#undef __device__
+#undef __host__
+#undef __forceinline__
+#undef __shared__
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __shared__ static
+#define __launch_bounds__(x)
+
+extern thread_local uint3 threadIdx, blockIdx;
+extern dim3 blockDim, gridDim;
+
+void emu_launch(dim3 grid, dim3 block, const std::function<void()> &body);
+void emu_syncthreads(void);
+float emu_shfl_xor(float v, int lane_mask);
+
+#define __syncthreads() emu_syncthreads()
+#define __shfl_xor_sync(mask, v, o) emu_shfl_xor((v), (o))
+#define cudaGetLastError() cudaSuccess
+
+#endif
