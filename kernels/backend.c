@@ -307,8 +307,9 @@ static int gpu_run(op_backend *b, const op_reco_event *events, const op_reco_out
 		uint32_t T;
 		if ((rc = gpu_prepare(b, si, events + next, guesses + next, c, &T, &pc[si].off, why, whylen)) < 0)
 			break;
-		if (b->pl->submit(b->h, si, T, (uint32_t)c, why, whylen) < 0) {
-			rc = -EIO;
+		if ((rc = b->pl->submit(b->h, si, T, (uint32_t)c, why, whylen)) < 0) {
+			if (rc != -EINVAL && rc != -ENOSPC)
+				rc = -EIO; /* the device failed; a batch it cannot take is the CPU's, once */
 			break;
 		}
 		pc[si].lo = next, pc[si].cnt = c, pc[si].busy = 1;

@@ -30,7 +30,7 @@ if(OUTPOST_HAVE_CUDA)
     DEPENDS ${CMAKE_SOURCE_DIR}/kernels/cuda/ops.cu ${CMAKE_SOURCE_DIR}/tests/gpu/emu/emulate.py
     COMMENT "kernels/cuda/ops.cu for the CPU emulation")
   add_executable(test_gpu_emu ${CMAKE_SOURCE_DIR}/tests/gpu/test_gpu_ops.c ${OP_EMU}
-    ${CMAKE_SOURCE_DIR}/tests/gpu/emu/emu_runtime.cpp)
+    ${CMAKE_SOURCE_DIR}/tests/gpu/emu/emu_runtime.cpp ${CMAKE_SOURCE_DIR}/kernels/cuda/device_model.c)
   target_compile_definitions(test_gpu_emu PRIVATE OP_GPU_EMULATED)
   set_source_files_properties(${OP_EMU} ${CMAKE_SOURCE_DIR}/tests/gpu/emu/emu_runtime.cpp PROPERTIES
     COMPILE_OPTIONS "-std=c++17;-Wall;-Wextra;-Wno-unknown-pragmas;-Wno-unused-parameter")

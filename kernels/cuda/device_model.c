@@ -44,11 +44,15 @@ typedef struct dlayer {
 	float *wscale, *wf32, *bias;
 	uint16_t *wbf16;
 	int lt_kind;   /* the cuBLASLt product this layer could use (0: none) */
+	int path;      /* chosen at the first size class and kept (-1: not yet), so that an event's
+			  result does not depend on the size of the batch it came in */
 	char note[200]; /* why cuBLASLt is not used, when it is not */
 } dlayer;
 
 typedef struct bucket {
 	uint32_t Tb, nb;
+	int used;      /* in the table */
+	uint64_t last; /* last use, for eviction */
 	int path[2][OP_MODEL_MAX_LAYERS];
 	op_lt_plan plan[2][OP_MODEL_MAX_LAYERS];
 	cudaGraphExec_t exec[OP_CUDA_SLOTS];
@@ -76,8 +80,8 @@ typedef struct dmodel {
 	uint32_t max_events, max_rows, Tcap, ncap, wp, wh, gw, kmax;
 	size_t in_bytes;
 	slot s[OP_CUDA_SLOTS];
-	bucket b[MAX_BUCKETS];
-	int nbuckets;
+	bucket b[MAX_BUCKETS]; /* size classes; the least recently used one goes when full */
+	uint64_t clock;
 } dmodel;
 
 static int cuda_fail(char *why, size_t whylen, const char *what, cudaError_t e)
@@ -93,11 +97,15 @@ static int cuda_fail(char *why, size_t whylen, const char *what, cudaError_t e)
 			return cuda_fail(why, whylen, what, e_);                                               \
 	} while (0)
 
+/* The smallest power of two ≥ x and ≥ floor; 0 when that is beyond 2³¹ (refused by callers). */
 static uint32_t pow2_at_least(uint32_t x, uint32_t floor)
 {
 	uint32_t p = floor;
-	while (p < x)
+	while (p < x) {
+		if (p >= 0x80000000u)
+			return 0;
 		p *= 2;
+	}
 	return p;
 }
 
@@ -166,6 +174,7 @@ static int layer_up(dmodel *d, dlayer *dl, const op_model_layer *ml, char *why, 
 	const op_fp4_linear *L = &ml->lin;
 	op_dev_linear *D = &dl->L;
 	memset(D, 0, sizeof(*D));
+	dl->path = -1;
 	D->n = L->n, D->k = L->k, D->relu = L->relu, D->mx_mode = L->mx_mode;
 	D->tensor_scale = L->w.tensor_scale, D->act_scale = L->act_scale;
 	int rc = upload((void **)&dl->bias, L->bias, (size_t)L->n * sizeof(float), why, whylen);
@@ -285,6 +294,11 @@ static void *dm_open(const op_model *m, uint32_t max_events, uint32_t max_rows, 
 	d->max_rows = max_rows ? max_rows : 1;
 	d->Tcap = pow2_at_least(d->max_rows, MIN_ROWS);
 	d->ncap = pow2_at_least(d->max_events, MIN_EVENTS);
+	if (!d->Tcap || !d->ncap) {
+		snprintf(why, whylen, "batches of %u events, %u rows are beyond what the GPU path sizes", max_events,
+			 max_rows);
+		goto fail;
+	}
 	for (int w = 0; w < 2; w++)
 		for (uint32_t l = 0; l < d->nl[w]; l++) {
 			const op_model_layer *ml = w ? &m->head[l] : &m->pulse[l];
@@ -418,50 +432,87 @@ static int forward(dmodel *d, slot *s, bucket *bk)
 	return 0;
 }
 
-/* Time our kernel on one layer: three runs after a warm-up, in microseconds per run. */
-static float time_ours(dmodel *d, slot *s, const dlayer *dl, const float *X, size_t ldx, uint32_t M, float *Y)
+/* Where layer (w, l) reads and writes in forward(): the same buffers here, for timing. */
+static void layer_io(dmodel *d, slot *s, bucket *bk, int w, uint32_t l, const float **X, size_t *ldx, float **Y)
 {
-	cudaEvent_t a, b;
-	float ms = -1;
-	if (cudaEventCreate(&a) != cudaSuccess)
-		return -1;
-	if (cudaEventCreate(&b) != cudaSuccess) {
-		cudaEventDestroy(a);
-		return -1;
+	if (!w) {
+		*X = l ? s->act[(l - 1) % 2] : (const float *)(s->d_in + layout_for(d, bk->Tb, bk->nb).feat);
+		*ldx = l ? d->layer[0][l - 1].L.n : d->m->n_pulse_feat;
+		*Y = s->act[l % 2];
+	} else {
+		*X = l ? ((l - 1) % 2 ? s->gb : s->ga) : s->g;
+		*ldx = l ? d->layer[1][l - 1].L.n : d->gw;
+		*Y = l % 2 ? s->gb : s->ga;
 	}
-	op_cuda_linear(&dl->L, X, ldx, M, Y, dl->L.n, s->scratch, s->stream);
-	cudaEventRecord(a, s->stream);
-	for (int i = 0; i < 3; i++)
-		op_cuda_linear(&dl->L, X, ldx, M, Y, dl->L.n, s->scratch, s->stream);
-	cudaEventRecord(b, s->stream);
-	if (cudaEventSynchronize(b) != cudaSuccess || cudaEventElapsedTime(&ms, a, b) != cudaSuccess)
-		ms = -1;
-	cudaEventDestroy(a);
-	cudaEventDestroy(b);
-	(void)d;
-	return ms < 0 ? -1 : ms * 1000.0f / 3.0f;
 }
 
-/* Choose each layer's path for a size class: ours, or cuBLASLt where it is offered and faster. */
+/* Time one layer on one path as forward() runs it (every kernel it takes): µs per run, or −1. */
+static float time_path(dmodel *d, slot *s, bucket *bk, int w, uint32_t l, int path)
+{
+	const float *X;
+	size_t ldx;
+	float *Y;
+	layer_io(d, s, bk, w, l, &X, &ldx, &Y);
+	uint32_t M = w ? bk->nb : bk->Tb;
+	int keep = bk->path[w][l];
+	bk->path[w][l] = path;
+	cudaEvent_t a = NULL, b = NULL;
+	float ms = -1;
+	int ok = cudaEventCreate(&a) == cudaSuccess && cudaEventCreate(&b) == cudaSuccess &&
+		 layer_go(d, s, bk, w, l, X, ldx, M, Y) == 0 && cudaEventRecord(a, s->stream) == cudaSuccess;
+	for (int i = 0; ok && i < 3; i++)
+		ok = layer_go(d, s, bk, w, l, X, ldx, M, Y) == 0;
+	if (ok && cudaEventRecord(b, s->stream) == cudaSuccess && cudaEventSynchronize(b) == cudaSuccess &&
+	    cudaEventElapsedTime(&ms, a, b) == cudaSuccess)
+		ms = ms * 1000.0f / 3.0f;
+	else
+		ms = -1;
+	if (a)
+		cudaEventDestroy(a);
+	if (b)
+		cudaEventDestroy(b);
+	bk->path[w][l] = keep;
+	return ms;
+}
+
+static void bucket_drop(dmodel *d, bucket *bk)
+{
+	for (int j = 0; j < OP_CUDA_SLOTS; j++)
+		if (bk->exec[j])
+			cudaGraphExecDestroy(bk->exec[j]);
+	for (int w = 0; w < 2; w++)
+		for (int l = 0; l < OP_MODEL_MAX_LAYERS; l++)
+			op_lt_plan_free(&bk->plan[w][l]);
+	memset(bk, 0, sizeof(*bk));
+	(void)d;
+}
+
+/*
+ * Set up a size class: each layer's path — chosen at the first class by timing the candidates
+ * end to end (ours; cuBLASLt where it is offered), then kept — and the cuBLASLt algorithm for
+ * this class's shape. The device is idle meanwhile (the other slot's batch finished first), so
+ * the timings are the layer's own.
+ */
 static int choose(dmodel *d, slot *s, bucket *bk, char *why, size_t whylen)
 {
 	/* OUTPOST_CUDA_PATH=ours|lt pins the choice (tests: bit-exact runs; benchmarks) */
 	const char *pin = getenv("OUTPOST_CUDA_PATH");
 	int pin_ours = pin && !strcmp(pin, "ours"), pin_lt = pin && !strcmp(pin, "lt");
+	CK(cudaDeviceSynchronize(), "waiting for the device before timing");
 	for (int w = 0; w < 2; w++)
 		for (uint32_t l = 0; l < d->nl[w]; l++) {
 			dlayer *dl = &d->layer[w][l];
 			const op_dev_linear *L = &dl->L;
 			uint32_t M = w ? bk->nb : bk->Tb;
-			const float *X = w ? s->g : s->act[(l + 1) % 2];
-			size_t ldx = w ? (l ? d->layer[1][l - 1].L.n : d->gw)
-				       : (l ? d->layer[0][l - 1].L.n : d->m->n_pulse_feat);
-			float *Y = w ? s->ga : s->act[l % 2];
 			bk->path[w][l] = PATH_OURS;
-			if (!dl->lt_kind || pin_ours)
+			if (!dl->lt_kind || pin_ours || dl->path == PATH_OURS)
 				continue;
 			char lwhy[256];
 			op_lt_plan *p = &bk->plan[w][l];
+			const float *X;
+			size_t ldx;
+			float *Y;
+			layer_io(d, s, bk, w, l, &X, &ldx, &Y);
 			int rc = op_lt_plan_init(p, dl->lt_kind, M, L->n, L->kp, lwhy, sizeof(lwhy));
 			if (!rc && dl->lt_kind != OP_LT_BF16)
 				rc = op_lt_plan_scales(p, dl->scales_tiled, s->xscales, lwhy, sizeof(lwhy));
@@ -470,49 +521,81 @@ static int choose(dmodel *d, slot *s, bucket *bk, char *why, size_t whylen)
 			if (!rc)
 				rc = op_lt_plan_choose(p, d->lt, A, B, Y, 1.0f, s->lt_ws, OP_LT_WORKSPACE, s->stream, lwhy,
 						       sizeof(lwhy));
+			int lt_path = dl->lt_kind == OP_LT_BF16 ? PATH_LT_BF16 : PATH_LT_FP4;
 			if (rc < 0) {
+				/* this shape cannot go to cuBLASLt: ours, for this class (the layer's choice,
+				 * if made, stays for the others) */
 				snprintf(dl->note, sizeof(dl->note), "%.199s", lwhy);
 				op_lt_plan_free(p);
 				continue;
 			}
-			float ours = pin_lt ? 1e30f : time_ours(d, s, dl, X, ldx, M, Y);
-			if (ours < 0)
-				return cuda_fail(why, whylen, "timing a layer", cudaGetLastError());
-			if (p->best_us < ours) {
-				bk->path[w][l] = dl->lt_kind == OP_LT_BF16 ? PATH_LT_BF16 : PATH_LT_FP4;
-				dl->note[0] = 0;
-			} else {
-				snprintf(dl->note, sizeof(dl->note), "ours %.1f µs, cuBLASLt %s %.1f µs at M=%u", ours,
-					 op_lt_kind_name(dl->lt_kind), p->best_us, M);
-				op_lt_plan_free(p);
+			if (dl->path == lt_path || pin_lt) {
+				bk->path[w][l] = lt_path;
+				continue;
 			}
+			float ours = time_path(d, s, bk, w, l, PATH_OURS), lt = time_path(d, s, bk, w, l, lt_path);
+			if (ours < 0 || lt < 0)
+				return cuda_fail(why, whylen, "timing a layer", cudaGetLastError());
+			dl->path = lt < ours ? lt_path : PATH_OURS;
+			snprintf(dl->note, sizeof(dl->note), "ours %.1f µs, cuBLASLt %s %.1f µs at M=%u", ours,
+				 op_lt_kind_name(dl->lt_kind), lt, M);
+			bk->path[w][l] = dl->path;
+			if (dl->path == PATH_OURS)
+				op_lt_plan_free(p);
 		}
+	for (int w = 0; w < 2; w++) /* a layer never timed (pinned, or no cuBLASLt) keeps ours */
+		for (uint32_t l = 0; l < d->nl[w]; l++)
+			if (d->layer[w][l].path < 0 && (!d->layer[w][l].lt_kind || pin_ours))
+				d->layer[w][l].path = PATH_OURS;
 	return 0;
 }
 
+/* The table entry for a size class, set up on first use; the least recently used class that no
+ * slot is running is dropped when the table is full. */
 static int bucket_get(dmodel *d, slot *s, uint32_t Tb, uint32_t nb, char *why, size_t whylen)
 {
-	for (int i = 0; i < d->nbuckets; i++)
-		if (d->b[i].Tb == Tb && d->b[i].nb == nb)
+	int free_i = -1, lru = -1;
+	for (int i = 0; i < MAX_BUCKETS; i++) {
+		bucket *bk = &d->b[i];
+		if (bk->used && bk->Tb == Tb && bk->nb == nb) {
+			bk->last = ++d->clock;
 			return i;
-	if (d->nbuckets == MAX_BUCKETS) {
-		snprintf(why, whylen, "more than %d batch size classes", MAX_BUCKETS);
-		return -ENOSPC;
+		}
+		if (!bk->used && free_i < 0)
+			free_i = i;
+		int busy = 0;
+		for (int j = 0; j < OP_CUDA_SLOTS; j++)
+			busy |= d->s[j].busy && d->s[j].bucket == i;
+		if (bk->used && !busy && (lru < 0 || bk->last < d->b[lru].last))
+			lru = i;
 	}
-	bucket *bk = &d->b[d->nbuckets];
+	if (free_i < 0) {
+		if (lru < 0) {
+			snprintf(why, whylen, "no size class free");
+			return -ENOSPC;
+		}
+		bucket_drop(d, &d->b[lru]);
+		free_i = lru;
+	}
+	bucket *bk = &d->b[free_i];
 	memset(bk, 0, sizeof(*bk));
 	bk->Tb = Tb, bk->nb = nb;
 	int rc = choose(d, s, bk, why, whylen);
-	if (rc < 0)
+	if (rc < 0) {
+		bucket_drop(d, bk);
 		return rc;
-	return d->nbuckets++;
+	}
+	bk->used = 1;
+	bk->last = ++d->clock;
+	return free_i;
 }
 
 static int dm_submit(void *h, int si, uint32_t T, uint32_t n, char *why, size_t whylen)
 {
 	dmodel *d = h;
-	if (si < 0 || si >= OP_CUDA_SLOTS || T > d->Tcap || n > d->ncap || n == 0) {
-		snprintf(why, whylen, "batch of %u events, %u rows is beyond the device's %u/%u", n, T, d->ncap, d->Tcap);
+	if (si < 0 || si >= OP_CUDA_SLOTS || T > d->Tcap || n > d->ncap || n == 0 || d->s[si].busy) {
+		snprintf(why, whylen, "batch of %u events, %u rows is beyond the device's %u/%u (or slot %d busy)", n, T,
+			 d->ncap, d->Tcap, si);
 		return -EINVAL;
 	}
 	slot *s = &d->s[si];
@@ -524,9 +607,12 @@ static int dm_submit(void *h, int si, uint32_t T, uint32_t n, char *why, size_t 
 		off[i] = T;
 	int bi = bucket_get(d, s, Tb, nb, why, whylen);
 	if (bi < 0)
-		return bi;
+		return bi == -ENOSPC ? -ENOSPC : -EIO;
 	bucket *bk = &d->b[bi];
 	if (!bk->exec[si]) {
+		/* once without capture first: modules load and kernels compile (PTX) outside it */
+		if (forward(d, s, bk) < 0 || cudaStreamSynchronize(s->stream) != cudaSuccess)
+			return cuda_fail(why, whylen, "the forward pass", cudaGetLastError());
 		cudaGraph_t g = NULL;
 		CK(cudaStreamBeginCapture(s->stream, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
 		int rc = forward(d, s, bk);
@@ -534,12 +620,18 @@ static int dm_submit(void *h, int si, uint32_t T, uint32_t n, char *why, size_t 
 		if (rc < 0 || e != cudaSuccess) {
 			if (g)
 				cudaGraphDestroy(g);
-			return cuda_fail(why, whylen, "capturing the forward pass", e != cudaSuccess ? e : cudaGetLastError());
+			if (e == cudaSuccess)
+				e = cudaGetLastError();
+			snprintf(why, whylen, "capturing the forward pass: %s",
+				 e != cudaSuccess ? cudaGetErrorString(e) : "a step failed inside the capture");
+			return -EIO;
 		}
 		e = cudaGraphInstantiate(&bk->exec[si], g, 0);
 		cudaGraphDestroy(g);
-		if (e != cudaSuccess)
+		if (e != cudaSuccess) {
+			bk->exec[si] = NULL;
 			return cuda_fail(why, whylen, "cudaGraphInstantiate", e);
+		}
 	}
 	CK(cudaGraphLaunch(bk->exec[si], s->stream), "cudaGraphLaunch");
 	s->T = T, s->n = n, s->bucket = bi, s->busy = 1;
@@ -568,7 +660,7 @@ static void dm_describe(void *h, char *buf, size_t len)
 	for (int w = 0; w < 2 && o < len; w++)
 		for (uint32_t l = 0; l < d->nl[w] && o < len; l++) {
 			const char *name = w ? d->m->head[l].name : d->m->pulse[l].name;
-			int path = d->nbuckets ? d->b[d->nbuckets - 1].path[w][l] : PATH_OURS;
+			int path = d->layer[w][l].path < 0 ? PATH_OURS : d->layer[w][l].path;
 			o += (size_t)snprintf(buf + o, len - o, "; %s: %s%s%s%s", name, path_name[path],
 					      d->layer[w][l].note[0] ? " (" : "", d->layer[w][l].note,
 					      d->layer[w][l].note[0] ? ")" : "");
@@ -591,15 +683,9 @@ static void dm_close(void *h)
 		if (s->stream)
 			cudaStreamDestroy(s->stream);
 	}
-	for (int i = 0; i < d->nbuckets; i++)
-		for (int j = 0; j < OP_CUDA_SLOTS; j++) {
-			if (d->b[i].exec[j])
-				cudaGraphExecDestroy(d->b[i].exec[j]);
-			for (int w = 0; w < 2; w++)
-				for (int l = 0; l < OP_MODEL_MAX_LAYERS; l++)
-					if (j == 0)
-						op_lt_plan_free(&d->b[i].plan[w][l]);
-		}
+	for (int i = 0; i < MAX_BUCKETS; i++)
+		if (d->b[i].used)
+			bucket_drop(d, &d->b[i]);
 	for (int w = 0; w < 2; w++)
 		for (uint32_t l = 0; l < d->nl[w]; l++) {
 			dlayer *dl = &d->layer[w][l];

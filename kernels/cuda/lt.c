@@ -127,11 +127,11 @@ int op_lt_plan_choose(op_lt_plan *p, cublasLtHandle_t h, const void *A, const vo
 	p->candidates = found;
 	if (st != CUBLAS_STATUS_SUCCESS || found == 0) {
 		snprintf(why, whylen,
-			 "cuBLASLt offers no algorithm for the %s product %u×%u×%u on this GPU (heuristic status %d, "
+			 "cuBLASLt offers no algorithm for the %s product %u×%u×%u here (heuristic status %d, "
 			 "%d results)%s",
 			 op_lt_kind_name(p->kind), p->M, p->N, p->K, (int)st, found,
 			 p->kind != OP_LT_BF16 ? ": block-scaled FP4 needs FP4 tensor cores (compute capability 10.0 "
-						 "or later)"
+						 "or later) and a shape they take"
 					       : "");
 		return -ENOTSUP;
 	}

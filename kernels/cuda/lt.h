@@ -24,6 +24,10 @@
 #include <cublasLt.h>
 #include <cuda_runtime_api.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 enum op_lt_kind { OP_LT_NVFP4 = 1, OP_LT_MXFP4 = 2, OP_LT_BF16 = 3 };
 
 #define OP_LT_WORKSPACE (32u << 20) /* the usual choice for block-scaled FP4 */
@@ -65,4 +69,7 @@ int op_lt_plan_choose(op_lt_plan *p, cublasLtHandle_t h, const void *A, const vo
 int op_lt_plan_run(const op_lt_plan *p, cublasLtHandle_t h, const void *A, const void *B, float *D, float alpha,
 		   void *workspace, size_t ws_size, cudaStream_t stream);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

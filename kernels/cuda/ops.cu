@@ -70,7 +70,7 @@ __global__ void __launch_bounds__(256) linear_f32_kernel(op_dev_linear L, const 
 	__shared__ float xs[TM][TK + 1];
 	__shared__ float ws[TN][TK + 1];
 	const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
-	const uint32_t m0 = blockIdx.y * TM, n0 = blockIdx.x * TN;
+	const uint32_t m0 = blockIdx.x * TM, n0 = blockIdx.y * TN; /* rows on x: up to 2³¹ tiles */
 	const uint32_t bl = L.weights == OP_DEV_W_FP4 ? op_fp4_block(L.format) : 1u, nb = L.kp / bl;
 	float acc[4][4] = {};
 	for (uint32_t k0 = 0; k0 < L.k; k0 += TK) {
@@ -128,7 +128,7 @@ __global__ void __launch_bounds__(256) linear_w4a4_kernel(op_dev_linear L, const
 	__shared__ int8_t qw[TN][TK + 4];
 	__shared__ float sx[TM][2], sw[TN][2];
 	const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
-	const uint32_t m0 = blockIdx.y * TM, n0 = blockIdx.x * TN;
+	const uint32_t m0 = blockIdx.x * TM, n0 = blockIdx.y * TN; /* rows on x: up to 2³¹ tiles */
 	const uint32_t bl = op_fp4_block(L.format), nb = L.kp / bl;
 	const int bpc = TK / (int)bl; /* blocks per chunk: 2 (NVFP4) or 1 (MXFP4) */
 	float acc[4][4] = {};
@@ -401,7 +401,7 @@ cudaError_t op_cuda_linear(const op_dev_linear *L, const float *X, size_t ldx, u
 {
 	if (!M)
 		return cudaSuccess;
-	dim3 grid((L->n + TN - 1) / TN, (M + TM - 1) / TM);
+	dim3 grid((M + TM - 1) / TM, (L->n + TN - 1) / TN);
 	if (L->weights == OP_DEV_W_FP4 && L->mode == OP_W4A4) {
 		cudaError_t e = quantize_for(L, X, ldx, M, scratch, stream);
 		if (e != cudaSuccess)

@@ -58,10 +58,13 @@ static int same_bits(const op_reco_out *a, const op_reco_out *b, size_t n)
 	return 1;
 }
 
+/* atan2(|a×b|, a·b): exact near 0, where acos of a dot product reads float rounding as 1e-4 rad */
 static double angle(const float *a, const float *b)
 {
+	double cx = (double)a[1] * b[2] - (double)a[2] * b[1], cy = (double)a[2] * b[0] - (double)a[0] * b[2],
+	       cz = (double)a[0] * b[1] - (double)a[1] * b[0];
 	double d = (double)a[0] * b[0] + (double)a[1] * b[1] + (double)a[2] * b[2];
-	return acos(d > 1 ? 1 : d < -1 ? -1 : d);
+	return atan2(sqrt(cx * cx + cy * cy + cz * cz), d);
 }
 
 static op_backend *open_ok(const char *want, const op_model *m, char *why, size_t len)

@@ -1,13 +1,21 @@
 /*
- * emu_runtime.cpp — the CPU emulation's launcher and the few runtime calls the op tests make
- * (cuda_emu.h). "Device" memory is host memory.
+ * emu_runtime.cpp — the CPU emulation's launcher and the runtime calls the op tests and the
+ * device model make (cuda_emu.h). "Device" memory is host memory; streams run everything at
+ * once, in order; a stream capture records the launches and copies, and a graph launch replays
+ * them. cuBLASLt is not emulated: its handle opens, and every plan says "not emulated", so the
+ * device model keeps our kernels (its own fallback path).
  */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <errno.h>
+#include <stdio.h>
+
 #include <thread>
 #include <vector>
+
+#include "kernels/cuda/lt.h"
 
 #include "tests/gpu/emu/cuda_emu.h"
 
@@ -32,7 +40,21 @@ float emu_shfl_xor(float v, int lane_mask)
 	return r;
 }
 
+static int capturing;
+static std::vector<std::function<void()>> *recording;
+
+static void run_now(dim3 grid, dim3 block, const std::function<void()> &body);
+
 void emu_launch(dim3 grid, dim3 block, const std::function<void()> &body)
+{
+	if (capturing) {
+		recording->push_back([grid, block, body]() { run_now(grid, block, body); });
+		return;
+	}
+	run_now(grid, block, body);
+}
+
+static void run_now(dim3 grid, dim3 block, const std::function<void()> &body)
 {
 	unsigned nt = block.x * block.y * block.z;
 	if (!nt || nt > 1024 || !grid.x || !grid.y || !grid.z)
@@ -68,7 +90,17 @@ cudaError_t cudaGetDeviceCount(int *n)
 cudaError_t cudaGetDeviceProperties(struct cudaDeviceProp *p, int)
 {
 	memset(p, 0, sizeof(*p));
-	strcpy(p->name, "CPU emulation");
+	strcpy(p->name, "CPU emulation of compute capability 9.0");
+	p->major = 9, p->minor = 0, p->multiProcessorCount = 1;
+	p->totalGlobalMem = (size_t)1 << 30;
+	return cudaSuccess;
+}
+cudaError_t(cudaGetLastError)(void)
+{
+	return cudaSuccess;
+}
+cudaError_t cudaSetDevice(int)
+{
 	return cudaSuccess;
 }
 const char *cudaGetErrorString(cudaError_t)
@@ -98,5 +130,150 @@ cudaError_t cudaMemcpy(void *d, const void *s, size_t n, enum cudaMemcpyKind)
 cudaError_t cudaDeviceSynchronize(void)
 {
 	return cudaSuccess;
+}
+cudaError_t cudaHostAlloc(void **p, size_t n, unsigned int)
+{
+	return cudaMalloc(p, n);
+}
+cudaError_t cudaFreeHost(void *p)
+{
+	free(p);
+	return cudaSuccess;
+}
+cudaError_t cudaMemcpyAsync(void *d, const void *s, size_t n, enum cudaMemcpyKind, cudaStream_t)
+{
+	if (capturing)
+		recording->push_back([d, s, n]() { memcpy(d, s, n); });
+	else
+		memcpy(d, s, n);
+	return cudaSuccess;
+}
+cudaError_t cudaMemcpy2DAsync(void *d, size_t dp, const void *s, size_t sp, size_t w, size_t h, enum cudaMemcpyKind,
+			      cudaStream_t)
+{
+	auto f = [d, dp, s, sp, w, h]() {
+		for (size_t r = 0; r < h; r++)
+			memcpy((char *)d + r * dp, (const char *)s + r * sp, w);
+	};
+	if (capturing)
+		recording->push_back(f);
+	else
+		f();
+	return cudaSuccess;
+}
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned int)
+{
+	*s = (cudaStream_t) new int(0);
+	return cudaSuccess;
+}
+cudaError_t cudaStreamDestroy(cudaStream_t s)
+{
+	delete (int *)s;
+	return cudaSuccess;
+}
+cudaError_t cudaStreamSynchronize(cudaStream_t)
+{
+	return cudaSuccess;
+}
+cudaError_t cudaStreamBeginCapture(cudaStream_t, enum cudaStreamCaptureMode)
+{
+	if (capturing)
+		return cudaErrorIllegalState;
+	capturing = 1;
+	recording = new std::vector<std::function<void()>>();
+	return cudaSuccess;
+}
+cudaError_t cudaStreamEndCapture(cudaStream_t, cudaGraph_t *g)
+{
+	capturing = 0;
+	*g = (cudaGraph_t)recording;
+	recording = NULL;
+	return cudaSuccess;
+}
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *e, cudaGraph_t g, unsigned long long)
+{
+	*e = (cudaGraphExec_t) new std::vector<std::function<void()>>(*(std::vector<std::function<void()>> *)g);
+	return cudaSuccess;
+}
+cudaError_t cudaGraphLaunch(cudaGraphExec_t e, cudaStream_t)
+{
+	for (auto &f : *(std::vector<std::function<void()>> *)e)
+		f();
+	return cudaSuccess;
+}
+cudaError_t cudaGraphDestroy(cudaGraph_t g)
+{
+	delete (std::vector<std::function<void()>> *)g;
+	return cudaSuccess;
+}
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t e)
+{
+	delete (std::vector<std::function<void()>> *)e;
+	return cudaSuccess;
+}
+cudaError_t cudaEventCreate(cudaEvent_t *e)
+{
+	*e = (cudaEvent_t) new int(0);
+	return cudaSuccess;
+}
+cudaError_t cudaEventDestroy(cudaEvent_t e)
+{
+	delete (int *)e;
+	return cudaSuccess;
+}
+cudaError_t cudaEventRecord(cudaEvent_t, cudaStream_t)
+{
+	return cudaSuccess;
+}
+cudaError_t cudaEventSynchronize(cudaEvent_t)
+{
+	return cudaSuccess;
+}
+cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t, cudaEvent_t)
+{
+	*ms = 1.0f;
+	return cudaSuccess;
+}
+
+cublasStatus_t cublasLtCreate(cublasLtHandle_t *h)
+{
+	*h = (cublasLtHandle_t) new int(0);
+	return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtDestroy(cublasLtHandle_t h)
+{
+	delete (int *)h;
+	return CUBLAS_STATUS_SUCCESS;
+}
+
+const char *op_lt_kind_name(int)
+{
+	return "emulated";
+}
+int op_lt_plan_init(op_lt_plan *p, int, uint32_t, uint32_t, uint32_t, char *why, size_t whylen)
+{
+	memset(p, 0, sizeof(*p));
+	snprintf(why, whylen, "cuBLASLt is not emulated");
+	return -ENOTSUP;
+}
+int op_lt_plan_scales(op_lt_plan *, const void *, const void *, char *why, size_t whylen)
+{
+	snprintf(why, whylen, "cuBLASLt is not emulated");
+	return -ENOTSUP;
+}
+void op_lt_plan_free(op_lt_plan *p)
+{
+	memset(p, 0, sizeof(*p));
+}
+int op_lt_plan_choose(op_lt_plan *, cublasLtHandle_t, const void *, const void *, float *, float, void *, size_t,
+		      cudaStream_t, char *why, size_t whylen)
+{
+	snprintf(why, whylen, "cuBLASLt is not emulated");
+	return -ENOTSUP;
+}
+int op_lt_plan_run(const op_lt_plan *, cublasLtHandle_t, const void *, const void *, float *, float, void *, size_t,
+		   cudaStream_t)
+{
+	return -EIO;
 }
 }

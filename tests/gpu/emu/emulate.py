@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """Rewrite kernels/cuda/ops.cu for the CPU emulation (cuda_emu.h): every launch
 `kernel<<<grid, block, smem, stream>>>(args);` becomes
-`emu_launch(dim3(grid), dim3(block), [&]() { kernel(args); });`.
+`emu_launch(dim3(grid), dim3(block), [=]() { kernel(args); });` — captured by value, since a
+launch made while a stream is being captured into a graph runs later, at the graph's launch.
 Usage: emulate.py OPS_CU OUT_CPP"""
 import re
 import sys
@@ -32,7 +33,7 @@ def main():
         nonlocal count
         count += 1
         cfg = split_top(m.group(2))
-        return "emu_launch(dim3(%s), dim3(%s), [&]() { %s(%s); });" % (cfg[0], cfg[1], m.group(1), m.group(3))
+        return "emu_launch(dim3(%s), dim3(%s), [=]() { %s(%s); });" % (cfg[0], cfg[1], m.group(1), m.group(3))
 
     out = launch.sub(repl, src)
     if count == 0 or "<<<" in out:
