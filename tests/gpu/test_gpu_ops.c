@@ -561,7 +561,7 @@ int main(void)
 	fprintf(stderr, NAME ": %s, compute capability %d.%d\n", prop.name, prop.major, prop.minor);
 
 #ifdef OP_GPU_EMULATED
-	const uint32_t Ms[] = {1, 7, 130, 200}, GK = 512; /* threads are real threads here: keep it small */
+	const uint32_t Ms[] = {1, 7, 130, 333}, GK = 1024; /* every thread a fiber on one core: keep it modest */
 #else
 	const uint32_t Ms[] = {1, 7, 130, 4099}, GK = 4096;
 #endif

@@ -3,11 +3,13 @@
  *
  * Used by test_gpu_emu only: tests/gpu/emu/emulate.py rewrites every kernel launch
  * `k<<<grid, block, smem, stream>>>(args)` into emu_launch(grid, block, …), and this header maps
- * the rest: blocks run one after another, each block's threads are real threads, __shared__
+ * the rest: blocks run one after another, each block's threads interleave at barriers, __shared__
  * arrays are function statics (one block at a time owns them), __syncthreads() is a barrier
- * and a warp shuffle goes through a block-wide exchange slot. What it checks: the kernels'
+ * and a warp shuffle goes through a block-wide exchange slot (threads are fibers switched at
+ * barriers: tests/gpu/emu/emu_runtime.cpp). What it checks: the kernels'
  * indexing, tiling, padding, reductions and arithmetic order, on machines without a GPU. What
- * it cannot: timing, memory coalescing, real concurrency between blocks, anything about the
+ * it cannot: timing, memory coalescing, a missing barrier (fibers switch only at barriers, so
+ * races do not show), real concurrency between blocks, anything about the
  * driver, cuBLASLt or graphs — those are test_gpu_ops' on a GPU.
  */
 #ifndef OP_TESTS_CUDA_EMU_H

@@ -5,14 +5,12 @@
  * them. cuBLASLt is not emulated: its handle opens, and every plan says "not emulated", so the
  * device model keeps our kernels (its own fallback path).
  */
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <errno.h>
 #include <stdio.h>
 
-#include <thread>
 #include <vector>
 
 #include "kernels/cuda/lt.h"
@@ -22,22 +20,87 @@
 thread_local uint3 threadIdx, blockIdx;
 dim3 blockDim, gridDim;
 
-static pthread_barrier_t barrier;
+/*
+ * A block's threads are fibers (ucontext) on the calling thread, switched round-robin at every
+ * barrier: no kernel threads, no futexes, the same interleavings a barrier allows. Each fiber
+ * walks all blocks in order; a barrier after each block keeps the next block off the
+ * __shared__ statics until every thread is done with them.
+ */
+#include <ucontext.h>
+
+enum { FIBER_STACK = 128 * 1024 };
+static ucontext_t main_ctx;
+static std::vector<ucontext_t> fib;
+static std::vector<char *> stacks;
+static std::vector<uint3> tidx, bidx;
+static std::vector<int> finished;
+static unsigned nfib, cur, n_finished, arrived;
+static unsigned long generation;
+static const std::function<void()> *cur_body;
+static dim3 cur_grid;
 static float slots[1024];
+
+static void switch_to(unsigned t)
+{
+	unsigned from = cur;
+	cur = t;
+	threadIdx = tidx[t], blockIdx = bidx[t];
+	swapcontext(&fib[from], &fib[t]);
+	threadIdx = tidx[from], blockIdx = bidx[from]; /* back in `from` */
+	cur = from;
+}
+
+static void yield(void)
+{
+	if (n_finished == nfib) {
+		swapcontext(&fib[cur], &main_ctx);
+		return;
+	}
+	unsigned t = cur;
+	do
+		t = (t + 1) % nfib;
+	while (finished[t]);
+	if (t != cur)
+		switch_to(t);
+}
 
 void emu_syncthreads(void)
 {
-	pthread_barrier_wait(&barrier);
+	if (++arrived == nfib) {
+		arrived = 0;
+		generation++;
+		return;
+	}
+	unsigned long g = generation;
+	while (generation == g)
+		yield();
 }
 
 float emu_shfl_xor(float v, int lane_mask)
 {
 	unsigned t = threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
 	slots[t] = v;
-	pthread_barrier_wait(&barrier);
+	emu_syncthreads();
 	float r = slots[t ^ (unsigned)lane_mask];
-	pthread_barrier_wait(&barrier);
+	emu_syncthreads();
 	return r;
+}
+
+static void fiber_main(int t)
+{
+	for (unsigned bz = 0; bz < cur_grid.z; bz++)
+		for (unsigned by = 0; by < cur_grid.y; by++)
+			for (unsigned bx = 0; bx < cur_grid.x; bx++) {
+				bidx[t] = blockIdx = uint3{bx, by, bz};
+				(*cur_body)();
+				emu_syncthreads();
+			}
+	finished[t] = 1;
+	n_finished++;
+	if (n_finished == nfib)
+		setcontext(&main_ctx);
+	yield(); /* never comes back: finished fibers are skipped */
+	abort();
 }
 
 static int capturing;
@@ -59,26 +122,25 @@ static void run_now(dim3 grid, dim3 block, const std::function<void()> &body)
 	unsigned nt = block.x * block.y * block.z;
 	if (!nt || nt > 1024 || !grid.x || !grid.y || !grid.z)
 		abort(); /* a launch the hardware would refuse */
-	gridDim = grid, blockDim = block;
-	pthread_barrier_init(&barrier, NULL, nt);
-	/* one thread per block thread, walking the blocks in order; the barrier after each block
-	 * keeps the next from touching the __shared__ statics too early */
-	std::vector<std::thread> th;
-	th.reserve(nt);
-	for (unsigned t = 0; t < nt; t++)
-		th.emplace_back([&, t]() {
-			threadIdx = uint3{t % block.x, (t / block.x) % block.y, t / (block.x * block.y)};
-			for (unsigned bz = 0; bz < grid.z; bz++)
-				for (unsigned by = 0; by < grid.y; by++)
-					for (unsigned bx = 0; bx < grid.x; bx++) {
-						blockIdx = uint3{bx, by, bz};
-						body();
-						pthread_barrier_wait(&barrier);
-					}
-		});
-	for (auto &x : th)
-		x.join();
-	pthread_barrier_destroy(&barrier);
+	gridDim = grid, blockDim = block, cur_grid = grid, cur_body = &body;
+	nfib = nt, n_finished = 0, arrived = 0;
+	fib.assign(nt, ucontext_t());
+	tidx.assign(nt, uint3{0, 0, 0});
+	bidx.assign(nt, uint3{0, 0, 0});
+	finished.assign(nt, 0);
+	while (stacks.size() < nt)
+		stacks.push_back((char *)malloc(FIBER_STACK));
+	for (unsigned t = 0; t < nt; t++) {
+		tidx[t] = uint3{t % block.x, (t / block.x) % block.y, t / (block.x * block.y)};
+		getcontext(&fib[t]);
+		fib[t].uc_stack.ss_sp = stacks[t];
+		fib[t].uc_stack.ss_size = FIBER_STACK;
+		fib[t].uc_link = &main_ctx;
+		makecontext(&fib[t], (void (*)(void))fiber_main, 1, (int)t);
+	}
+	cur = 0;
+	threadIdx = tidx[0], blockIdx = bidx[0];
+	swapcontext(&main_ctx, &fib[0]);
 }
 
 extern "C" {
