@@ -611,8 +611,13 @@ static int dm_submit(void *h, int si, uint32_t T, uint32_t n, char *why, size_t 
 	bucket *bk = &d->b[bi];
 	if (!bk->exec[si]) {
 		/* once without capture first: modules load and kernels compile (PTX) outside it */
-		if (forward(d, s, bk) < 0 || cudaStreamSynchronize(s->stream) != cudaSuccess)
-			return cuda_fail(why, whylen, "the forward pass", cudaGetLastError());
+		cudaError_t we = cudaSuccess;
+		if (forward(d, s, bk) < 0 && (we = cudaGetLastError()) == cudaSuccess)
+			we = cudaErrorUnknown; /* a cuBLASLt call failed: no CUDA error to show */
+		if (we == cudaSuccess)
+			we = cudaStreamSynchronize(s->stream);
+		if (we != cudaSuccess)
+			return cuda_fail(why, whylen, "the forward pass", we);
 		cudaGraph_t g = NULL;
 		CK(cudaStreamBeginCapture(s->stream, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
 		int rc = forward(d, s, bk);

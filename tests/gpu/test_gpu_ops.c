@@ -35,6 +35,9 @@
 #include "kernels/cuda/ops.h"
 #include "kernels/cuda/plugin.h"
 #include "kernels/fp4_gemm.h"
+#ifdef OP_GPU_EMULATED
+void emu_fail_syncs_after(long n); /* tests/gpu/emu/emu_runtime.cpp */
+#endif
 
 #define GUARD 256
 #ifdef OP_GPU_EMULATED
@@ -522,6 +525,29 @@ static void test_model(void)
 		fprintf(stderr, NAME ": backend: %s\n", op_backend_describe(b));
 		op_backend_close(b);
 	}
+#ifdef OP_GPU_EMULATED
+	/* a GPU that fails in the middle of a batch: the batch, and the next, come from the CPU,
+	 * bit for bit, and the backend says what happened */
+	b = NULL;
+	CHECK(op_backend_open("cuda", &m, 2, PIECE_B, &b, why, sizeof(why)) == 0);
+	if (b) {
+		emu_fail_syncs_after(1);
+		memset(got, 0, sizeof(got));
+		CHECK(op_backend_run(b, ev, guess, got, NE) == 0);
+		emu_fail_syncs_after(-1);
+		const char *fault = op_backend_fault(b);
+		CHECK(fault && strstr(fault, "the GPU failed") && strstr(fault, "launch failure") &&
+		      strstr(fault, "the CPU runs the model from now on"));
+		CHECK(op_backend_kind(b) == OP_BACKEND_CUDA && strncmp(op_backend_describe(b), "cpu/", 4) == 0);
+		int same = 1;
+		for (int e = 0; e < NE; e++)
+			same &= !memcmp(got[e].dir, ref[e].dir, sizeof(ref[e].dir)) && got[e].status == ref[e].status;
+		CHECK(same);
+		CHECK(op_backend_run(b, ev, guess, got, NE) == 0); /* and stays on the CPU */
+		fprintf(stderr, NAME ": after a failure: %s\n", fault ? fault : "(no fault reported)");
+		op_backend_close(b);
+	}
+#endif
 	unsetenv("OUTPOST_CUDA_PATH");
 	if (model_on_gpu(&m, got, PIECE_B) == 0) {
 		double worst = 0, worst_e = 0;

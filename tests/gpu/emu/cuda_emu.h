@@ -36,6 +36,7 @@ extern dim3 blockDim, gridDim;
 void emu_launch(dim3 grid, dim3 block, const std::function<void()> &body);
 void emu_syncthreads(void);
 float emu_shfl_xor(float v, int lane_mask);
+extern "C" void emu_fail_syncs_after(long n);
 
 #define __syncthreads() emu_syncthreads()
 #define __shfl_xor_sync(mask, v, o) emu_shfl_xor((v), (o))

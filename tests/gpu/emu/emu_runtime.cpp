@@ -165,9 +165,9 @@ cudaError_t cudaSetDevice(int)
 {
 	return cudaSuccess;
 }
-const char *cudaGetErrorString(cudaError_t)
+const char *cudaGetErrorString(cudaError_t e)
 {
-	return "emulated";
+	return e == cudaErrorLaunchFailure ? "unspecified launch failure (emulated)" : "emulated";
 }
 cudaError_t cudaMalloc(void **p, size_t n)
 {
@@ -233,8 +233,19 @@ cudaError_t cudaStreamDestroy(cudaStream_t s)
 	delete (int *)s;
 	return cudaSuccess;
 }
+/* emu_fail_syncs_after(n): the n+1-th stream synchronisation on reports a failed launch, as a GPU
+ * that has fallen off the bus would (the backend's fallback is tested with it); −1: never */
+static long syncs_left = -1;
+void emu_fail_syncs_after(long n)
+{
+	syncs_left = n;
+}
 cudaError_t cudaStreamSynchronize(cudaStream_t)
 {
+	if (syncs_left == 0)
+		return cudaErrorLaunchFailure;
+	if (syncs_left > 0)
+		syncs_left--;
 	return cudaSuccess;
 }
 cudaError_t cudaStreamBeginCapture(cudaStream_t, enum cudaStreamCaptureMode)
