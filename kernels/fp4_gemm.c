@@ -73,7 +73,7 @@ void op_fp4_linear_free(op_fp4_linear *L)
 
 const char *op_fp4_rung_name(int rung)
 {
-	return rung == OP_RUNG_AVX2 ? "avx2" : rung == OP_RUNG_NEON ? "neon" : "scalar";
+	return rung == OP_RUNG_AVX2 ? "avx2" : rung == OP_RUNG_NEON ? "neon" : rung == OP_RUNG_AVX512 ? "avx512" : "scalar";
 }
 
 int op_fp4_rung_available(int rung)
@@ -84,6 +84,10 @@ int op_fp4_rung_available(int rung)
 #if defined(__x86_64__)
 	case OP_RUNG_AVX2:
 		return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+	case OP_RUNG_AVX512:
+		return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+		       __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+		       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
 #endif
 #if defined(__aarch64__)
 	case OP_RUNG_NEON:
@@ -97,11 +101,13 @@ int op_fp4_rung_available(int rung)
 int op_fp4_rung_best(void)
 {
 	const char *force = getenv("OUTPOST_KERNEL_RUNG");
-	if (force) { /* operators and tests can pin a rung: "scalar", "avx2", "neon" */
-		for (int r = OP_RUNG_SCALAR; r <= OP_RUNG_NEON; r++)
+	if (force) { /* operators and tests can pin a rung: "scalar", "avx2", "avx512", "neon" */
+		for (int r = OP_RUNG_SCALAR; r <= OP_RUNG_AVX512; r++)
 			if (!strcmp(force, op_fp4_rung_name(r)) && op_fp4_rung_available(r))
 				return r;
 	}
+	if (op_fp4_rung_available(OP_RUNG_AVX512))
+		return OP_RUNG_AVX512;
 	if (op_fp4_rung_available(OP_RUNG_AVX2))
 		return OP_RUNG_AVX2;
 	if (op_fp4_rung_available(OP_RUNG_NEON))
@@ -184,6 +190,8 @@ int op_fp4_gemm_rung(int rung, const op_fp4_linear *L, int mode, const float *X,
 	if (M == 0)
 		return 0;
 #if defined(__x86_64__)
+	if (rung == OP_RUNG_AVX512)
+		return op_fp4_gemm_avx512(L, mode, X, ldx, M, Y, ldy);
 	if (rung == OP_RUNG_AVX2)
 		return op_fp4_gemm_avx2(L, mode, X, ldx, M, Y, ldy);
 #endif
@@ -337,7 +345,7 @@ int op_fp4_gemv_rung(int rung, const op_fp4_tensor *W, int mode, float act_scale
 	if ((mode != OP_W4A4 && mode != OP_W4A16) || !op_fp4_rung_available(rung) || n1 > W->rows)
 		return -EINVAL;
 #if defined(__x86_64__)
-	if (rung == OP_RUNG_AVX2)
+	if (rung == OP_RUNG_AVX2 || rung == OP_RUNG_AVX512) /* AVX-512: the AVX2 GEMV */
 		return op_fp4_gemv_avx2(W, mode, act_scale, mx_mode, X, M, Y, n0, n1);
 #endif
 #if defined(__aarch64__)
@@ -381,7 +389,7 @@ void op_pool_mean_max(int rung, const float *H, size_t ldh, uint32_t C, const ui
 		      float *out, size_t ldo)
 {
 #if defined(__x86_64__)
-	if (rung == OP_RUNG_AVX2 && op_fp4_rung_available(rung)) {
+	if ((rung == OP_RUNG_AVX2 || rung == OP_RUNG_AVX512) && op_fp4_rung_available(rung)) {
 		op_pool_avx2(H, ldh, C, off, n_events, out, ldo);
 		return;
 	}

@@ -15,7 +15,8 @@
  *   then ReLU when asked. GEMV (op_fp4_gemv, for large K and N) streams the 4-bit codes
  *   instead and sums in a different order: it matches the reference to rounding, not bits.
  *
- * Rungs: scalar reference; AVX2+FMA (x86-64); NEON (aarch64). op_fp4_rung_best() picks the
+ * Rungs: scalar reference; AVX2+FMA (x86-64); AVX-512 VNNI (x86-64: its own W4A4 GEMM, the AVX2
+ * rung's other ops); NEON (aarch64). op_fp4_rung_best() picks the
  * best the machine has at run time; the _rung variants let tests pin one.
  */
 #ifndef OP_KERNELS_FP4_GEMM_H
@@ -26,7 +27,7 @@
 #include "kernels/fp4_tensor.h"
 
 enum op_fp4_mode { OP_W4A4 = 1, OP_W4A16 = 2 };
-enum op_rung { OP_RUNG_SCALAR = 0, OP_RUNG_AVX2 = 1, OP_RUNG_NEON = 2 };
+enum op_rung { OP_RUNG_SCALAR = 0, OP_RUNG_AVX2 = 1, OP_RUNG_NEON = 2, OP_RUNG_AVX512 = 3 };
 
 /* One prepared layer. Build with op_fp4_linear_init, free with op_fp4_linear_free. */
 typedef struct op_fp4_linear {
@@ -90,6 +91,10 @@ void op_pool_mean_max(int rung, const float *H, size_t ldh, uint32_t C, const ui
 /* Internal: the rung entry points (fp4_gemm_avx2.c, fp4_gemm_neon.c). */
 int op_fp4_gemm_avx2(const op_fp4_linear *L, int mode, const float *X, size_t ldx, uint32_t M, float *Y, size_t ldy);
 int op_fp4_gemm_neon(const op_fp4_linear *L, int mode, const float *X, size_t ldx, uint32_t M, float *Y, size_t ldy);
+int op_fp4_gemm_avx512(const op_fp4_linear *L, int mode, const float *X, size_t ldx, uint32_t M, float *Y,
+		       size_t ldy);
+/* The AVX2 rung's W4A4 activation quantizer for eight rows (layout: fp4_gemm_avx2.c), shared with AVX-512. */
+void op_fp4_quantize_tile8_avx2(const op_fp4_linear *L, const float *const rowp[8], uint32_t *xu, float *xs);
 int op_fp4_gemv_avx2(const op_fp4_tensor *W, int mode, float act_scale, int mx_mode, const float *X, uint32_t M,
 		     float *Y, uint32_t n0, uint32_t n1);
 int op_fp4_gemv_neon(const op_fp4_tensor *W, int mode, float act_scale, int mx_mode, const float *X, uint32_t M,

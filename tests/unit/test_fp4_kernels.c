@@ -195,7 +195,8 @@ __attribute__((optimize("no-tree-vectorize")))
 static void test_rungs(int rung)
 {
 	static const uint32_t shapes[][3] = {{1, 16, 16}, {15, 16, 16}, {16, 16, 32}, {17, 11, 7}, {33, 64, 64},
-					     {100, 5, 136}, {64, 128, 256}, {3, 256, 100}, {50, 33, 40}};
+					     {100, 5, 136}, {64, 128, 256}, {3, 256, 100}, {50, 33, 40},
+					     {41, 100, 272}, {9, 17, 16}};
 	for (int format = OP_FP4_NVFP4; format <= OP_FP4_MXFP4; format++)
 		for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++)
 			for (int mode = OP_W4A4; mode <= OP_W4A16; mode++) {
@@ -335,7 +336,7 @@ int main(void)
 	test_reference(OP_FP4_NVFP4);
 	test_reference(OP_FP4_MXFP4);
 	int rungs = 0;
-	for (int r = OP_RUNG_SCALAR; r <= OP_RUNG_NEON; r++)
+	for (int r = OP_RUNG_SCALAR; r <= OP_RUNG_AVX512; r++)
 		if (op_fp4_rung_available(r)) {
 			fprintf(stderr, "testing rung %s\n", op_fp4_rung_name(r));
 			test_rungs(r);

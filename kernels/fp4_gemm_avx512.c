@@ -1,0 +1,140 @@
+/*
+ * fp4_gemm_avx512.c — the AVX-512 VNNI rung (compiled with -mavx512f -mavx512bw -mavx512vl
+ * -mavx512vnni, called only when the CPU has all of them). W4A4 GEMM here; every other op of
+ * this rung is the AVX2 rung's (every AVX-512 CPU has AVX2). Bit-exact with the reference.
+ *
+ * W4A4 GEMM: lanes are outputs. The weights of 16 outputs are laid out once per call so that
+ * one 512-bit load holds, for one k-quad, the four doubled codes of each of the 16 outputs
+ * (a 32-bit lane each). The activations are quantized eight rows at a time by the AVX2 rung's
+ * tile quantizer (doubled codes + 12, unsigned; four codes of a quad in one 32-bit word per
+ * row), and each row's word is broadcast: one vpdpbusd then adds, for 16 outputs, the four
+ * products of that row and quad into int32 — 64 multiply-adds in one instruction, exactly. A
+ * block's sum starts from −12·Σw (the +12 offset taken back) and becomes FP32 once per block:
+ * acc = fma((float)Σ, sx·sw, acc) in block order, as the reference does. Eight rows × 16
+ * outputs at a time: 8 int32 and 8 FP32 accumulators, a row of Y written as one (masked) store.
+ */
+#if defined(__x86_64__)
+#include <errno.h>
+#include <immintrin.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/fp4_gemm.h"
+
+#define QT 8   /* rows per quantized tile (the AVX2 quantizer's) */
+#define NG 16  /* outputs per group: one 32-bit lane each */
+
+static int gemm_w4a4(const op_fp4_linear *L, const float *X, size_t ldx, uint32_t M, float *Y, size_t ldy)
+{
+	const uint32_t kp = L->w.cols, bl = op_fp4_block(L->w.format), nb = kp / bl, quads = bl / 4, nq = kp / 4;
+	const uint32_t ngroups = (L->n + NG - 1) / NG;
+	int rc = -ENOMEM;
+	/* weights: [group][quad][16 outputs] words; scales and corrections: [group][block][16] */
+	int32_t *wq = aligned_alloc(64, (size_t)ngroups * nq * NG * sizeof(int32_t));
+	float *ws = aligned_alloc(64, (size_t)ngroups * nb * NG * sizeof(float));
+	int32_t *wc = aligned_alloc(64, (size_t)ngroups * nb * NG * sizeof(int32_t));
+	float *bias = aligned_alloc(64, (size_t)ngroups * NG * sizeof(float));
+	uint32_t *xu = aligned_alloc(32, (size_t)nq * QT * sizeof(uint32_t));
+	float *xs = aligned_alloc(32, (size_t)nb * QT * sizeof(float));
+	float *pad = malloc((size_t)kp * QT * sizeof(float)), *zero = calloc(kp, sizeof(float));
+	if (!wq || !ws || !wc || !bias || !xu || !xs || !pad || !zero)
+		goto out;
+	for (uint32_t g = 0; g < ngroups; g++)
+		for (uint32_t o = 0; o < NG; o++) {
+			uint32_t n = g * NG + o;
+			const int8_t *w2 = n < L->n ? L->w2 + (size_t)n * kp : NULL;
+			for (uint32_t q = 0; q < nq; q++) {
+				int32_t v = 0;
+				if (w2)
+					memcpy(&v, w2 + 4 * q, 4);
+				wq[((size_t)g * nq + q) * NG + o] = v;
+			}
+			for (uint32_t b = 0; b < nb; b++) {
+				int32_t c = 0;
+				float s = 0.0f;
+				if (w2) {
+					int32_t packed = L->wcorr[(size_t)n * nb + b]; /* the int16 halves of −12·Σw */
+					c = (int32_t)(int16_t)(packed & 0xffff) + (int32_t)(int16_t)((uint32_t)packed >> 16);
+					s = L->wscale[(size_t)n * nb + b];
+				}
+				wc[((size_t)g * nb + b) * NG + o] = c;
+				ws[((size_t)g * nb + b) * NG + o] = s;
+			}
+			bias[(size_t)g * NG + o] = n < L->n ? L->bias[n] : 0.0f;
+		}
+	const float fa = (0.25f * (L->w.format == OP_FP4_NVFP4 ? L->act_scale : 1.0f)) * L->w.tensor_scale;
+	const __m512 alpha = _mm512_set1_ps(fa), zerov = _mm512_setzero_ps();
+	for (uint32_t m0 = 0; m0 < M; m0 += QT) {
+		const uint32_t rows = M - m0 < QT ? M - m0 : QT;
+		const float *rowp[QT];
+		for (uint32_t j = 0; j < QT; j++) {
+			if (j >= rows) {
+				rowp[j] = zero;
+			} else if (L->k == kp) {
+				rowp[j] = X + (size_t)(m0 + j) * ldx;
+			} else { /* zero-pad to whole blocks */
+				float *pr = pad + (size_t)j * kp;
+				memcpy(pr, X + (size_t)(m0 + j) * ldx, L->k * sizeof(float));
+				memset(pr + L->k, 0, (kp - L->k) * sizeof(float));
+				rowp[j] = pr;
+			}
+		}
+		op_fp4_quantize_tile8_avx2(L, rowp, xu, xs);
+		for (uint32_t g = 0; g < ngroups; g++) {
+			const __m512i *wg = (const __m512i *)(wq + (size_t)g * nq * NG);
+			__m512 f0 = zerov, f1 = zerov, f2 = zerov, f3 = zerov, f4 = zerov, f5 = zerov, f6 = zerov, f7 = zerov;
+			for (uint32_t b = 0; b < nb; b++) {
+				const __m512i c = _mm512_load_si512(wc + ((size_t)g * nb + b) * NG);
+				__m512i s0 = c, s1 = c, s2 = c, s3 = c, s4 = c, s5 = c, s6 = c, s7 = c;
+				const uint32_t *xq = xu + (size_t)b * quads * QT;
+				for (uint32_t q = 0; q < quads; q++) {
+					const __m512i w = _mm512_load_si512(wg + b * quads + q);
+					const uint32_t *xr = xq + q * QT;
+					s0 = _mm512_dpbusd_epi32(s0, _mm512_set1_epi32((int)xr[0]), w);
+					s1 = _mm512_dpbusd_epi32(s1, _mm512_set1_epi32((int)xr[1]), w);
+					s2 = _mm512_dpbusd_epi32(s2, _mm512_set1_epi32((int)xr[2]), w);
+					s3 = _mm512_dpbusd_epi32(s3, _mm512_set1_epi32((int)xr[3]), w);
+					s4 = _mm512_dpbusd_epi32(s4, _mm512_set1_epi32((int)xr[4]), w);
+					s5 = _mm512_dpbusd_epi32(s5, _mm512_set1_epi32((int)xr[5]), w);
+					s6 = _mm512_dpbusd_epi32(s6, _mm512_set1_epi32((int)xr[6]), w);
+					s7 = _mm512_dpbusd_epi32(s7, _mm512_set1_epi32((int)xr[7]), w);
+				}
+				/* once per block: the exact integer sums to FP32, times sx·sw, in block order */
+				const __m512 sw = _mm512_load_ps(ws + ((size_t)g * nb + b) * NG);
+				const float *sx = xs + (size_t)b * QT;
+				f0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s0), _mm512_mul_ps(_mm512_set1_ps(sx[0]), sw), f0);
+				f1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s1), _mm512_mul_ps(_mm512_set1_ps(sx[1]), sw), f1);
+				f2 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s2), _mm512_mul_ps(_mm512_set1_ps(sx[2]), sw), f2);
+				f3 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s3), _mm512_mul_ps(_mm512_set1_ps(sx[3]), sw), f3);
+				f4 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s4), _mm512_mul_ps(_mm512_set1_ps(sx[4]), sw), f4);
+				f5 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s5), _mm512_mul_ps(_mm512_set1_ps(sx[5]), sw), f5);
+				f6 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s6), _mm512_mul_ps(_mm512_set1_ps(sx[6]), sw), f6);
+				f7 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s7), _mm512_mul_ps(_mm512_set1_ps(sx[7]), sw), f7);
+			}
+			/* y = fma(acc, alpha, bias), ReLU as the reference (NaN → 0); one row per store */
+			const uint32_t n0 = g * NG, nn = L->n - n0 < NG ? L->n - n0 : NG;
+			const __mmask16 mask = (__mmask16)(nn == 16 ? 0xffffu : (1u << nn) - 1u);
+			const __m512 bv = _mm512_load_ps(bias + (size_t)g * NG);
+			__m512 f[QT] = {f0, f1, f2, f3, f4, f5, f6, f7};
+			for (uint32_t j = 0; j < rows; j++) {
+				__m512 y = _mm512_fmadd_ps(f[j], alpha, bv);
+				if (L->relu) /* !(y > 0) → 0, so NaN → 0 */
+					y = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(y, zerov, _CMP_GT_OQ), y);
+				_mm512_mask_storeu_ps(Y + (size_t)(m0 + j) * ldy + n0, mask, y);
+			}
+		}
+	}
+	rc = 0;
+out:
+	free(wq), free(ws), free(wc), free(bias), free(xu), free(xs), free(pad), free(zero);
+	return rc;
+}
+
+int op_fp4_gemm_avx512(const op_fp4_linear *L, int mode, const float *X, size_t ldx, uint32_t M, float *Y,
+		       size_t ldy)
+{
+	if (mode == OP_W4A4)
+		return gemm_w4a4(L, X, ldx, M, Y, ldy);
+	return op_fp4_gemm_avx2(L, mode, X, ldx, M, Y, ldy);
+}
+#endif
