@@ -87,7 +87,8 @@ int op_fp4_rung_available(int rung)
 	case OP_RUNG_AVX512:
 		return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
 		       __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-		       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+		       __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
+		       __builtin_cpu_supports("avx512vnni");
 #endif
 #if defined(__aarch64__)
 	case OP_RUNG_NEON:

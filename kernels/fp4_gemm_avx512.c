@@ -1,13 +1,13 @@
 /*
- * fp4_gemm_avx512.c — the AVX-512 VNNI rung (compiled with -mavx512f -mavx512bw -mavx512vl
- * -mavx512vnni, called only when the CPU has all of them). W4A4 GEMM here; every other op of
+ * fp4_gemm_avx512.c — the AVX-512 VNNI rung (compiled with -mavx512f -mavx512bw -mavx512dq
+ * -mavx512vl -mavx512vnni, called only when the CPU has all of them). W4A4 GEMM here; every other op of
  * this rung is the AVX2 rung's (every AVX-512 CPU has AVX2). Bit-exact with the reference.
  *
  * W4A4 GEMM: lanes are outputs. The weights of 16 outputs are laid out once per call so that
  * one 512-bit load holds, for one k-quad, the four doubled codes of each of the 16 outputs
- * (a 32-bit lane each). The activations are quantized eight rows at a time by the AVX2 rung's
- * tile quantizer (doubled codes + 12, unsigned; four codes of a quad in one 32-bit word per
- * row), and each row's word is broadcast: one vpdpbusd then adds, for 16 outputs, the four
+ * (a 32-bit lane each). The activations are quantized sixteen rows at a time, lanes = rows
+ * (the AVX2 rung's quantizer, widened: doubled codes + 12, unsigned; four codes of a quad in one
+ * 32-bit word per row), and each row's word is broadcast: one vpdpbusd then adds, for 16 outputs, the four
  * products of that row and quad into int32 — 64 multiply-adds in one instruction, exactly. A
  * block's sum starts from −12·Σw (the +12 offset taken back) and becomes FP32 once per block:
  * acc = fma((float)Σ, sx·sw, acc) in block order, as the reference does. Eight rows × 16
@@ -21,8 +21,130 @@
 
 #include "kernels/fp4_gemm.h"
 
-#define QT 8   /* rows per quantized tile (the AVX2 quantizer's) */
-#define NG 16  /* outputs per group: one 32-bit lane each */
+#define QT 16 /* rows per quantized tile: one 32-bit lane each */
+#define KR 8  /* rows per kernel pass: 8 int32 + 8 FP32 accumulators */
+#define NG 16 /* outputs per group: one 32-bit lane each */
+
+/* ---- the activation quantizer, sixteen rows at once ---------------------------------------- */
+/* The AVX2 rung's (fp4_gemm_avx2.c) on 512-bit registers, operation for operation, so the
+ * codes and scales are the reference's bit for bit (tests/unit/test_fp4_kernels.c). */
+
+static inline __m512i doubled_mag(__m512 a)
+{
+	__m512 t = _mm512_min_ps(_mm512_add_ps(a, a), _mm512_set1_ps(16.0f)); /* NaN → 16 */
+	__m512i e = _mm512_and_si512(_mm512_castps_si512(t), _mm512_set1_epi32(0x7f800000));
+	__m512i mb = _mm512_max_epi32(_mm512_add_epi32(e, _mm512_set1_epi32(0x0b000000)), _mm512_set1_epi32(0x4b000000));
+	__m512 m = _mm512_castsi512_ps(mb);
+	__m512 r = _mm512_sub_ps(_mm512_add_ps(t, m), m);
+	return _mm512_min_epi32(_mm512_cvttps_epi32(r), _mm512_set1_epi32(12));
+}
+
+static inline __m512 tile_scales(__m512 amax, int format, int mx_mode, float S, __m512 *inv)
+{
+	const __m512i one = _mm512_set1_epi32(1);
+	if (format == OP_FP4_NVFP4) {
+		__m512 vS = _mm512_set1_ps(S);
+		__m512 v = _mm512_div_ps(_mm512_mul_ps(amax, vS), _mm512_set1_ps(6.0f));
+		__m512i u = _mm512_castps_si512(v);
+		__m512i rn = _mm512_and_si512(
+			_mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7ffff)),
+					 _mm512_and_si512(_mm512_srli_epi32(u, 20), one)),
+			_mm512_set1_epi32((int)0xfff00000u));
+		__m512 norm = _mm512_min_ps(_mm512_set1_ps(448.0f), _mm512_castsi512_ps(rn)); /* NaN stays NaN */
+		__m512 sub = _mm512_mul_ps(_mm512_roundscale_ps(_mm512_mul_ps(v, _mm512_set1_ps(512.0f)),
+								_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC),
+					   _mm512_set1_ps(1.0f / 512.0f));
+		__m512 s = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, _mm512_set1_ps(0x1p-6f), _CMP_GE_OQ), sub, norm);
+		*inv = _mm512_maskz_div_ps(_mm512_cmp_ps_mask(s, _mm512_setzero_ps(), _CMP_GT_OQ), vS, s);
+		return s;
+	}
+	__m512i code;
+	if (mx_mode == OP_MX_SCALE_CEIL) {
+		__m512i a = _mm512_castps_si512(_mm512_div_ps(amax, _mm512_set1_ps(6.0f)));
+		__m512i inf = _mm512_set1_epi32(0x7f800000);
+		__mmask16 nan = _mm512_cmpgt_epi32_mask(a, inf);
+		__m512i bf = _mm512_srli_epi32(a, 16);
+		__mmask16 low = _mm512_test_epi32_mask(a, _mm512_set1_epi32(0xffff)) & _mm512_cmpgt_epi32_mask(inf, a);
+		bf = _mm512_mask_add_epi32(bf, low, bf, one);
+		__m512i res = _mm512_and_si512(_mm512_srli_epi32(bf, 7), _mm512_set1_epi32(0xff));
+		__mmask16 up = _mm512_test_epi32_mask(bf, _mm512_set1_epi32(0x7f)) &
+			       _mm512_cmpgt_epi32_mask(bf, _mm512_set1_epi32(0x40)) &
+			       _mm512_cmpgt_epi32_mask(_mm512_set1_epi32(0x7f80), bf);
+		res = _mm512_mask_add_epi32(res, up, res, one);
+		__mmask16 sat = _mm512_cmpgt_epi32_mask(_mm512_set1_epi32(0x7f81), bf) &
+				_mm512_cmpeq_epi32_mask(res, _mm512_set1_epi32(0xff));
+		res = _mm512_mask_sub_epi32(res, sat, res, one); /* 0xff → 0xfe */
+		code = _mm512_mask_mov_epi32(res, nan, _mm512_set1_epi32(0xff));
+	} else {
+		__m512i a = _mm512_castps_si512(amax);
+		__m512i e = _mm512_and_si512(_mm512_srli_epi32(a, 23), _mm512_set1_epi32(0xff));
+		__mmask16 isinf = _mm512_cmpeq_epi32_mask(a, _mm512_set1_epi32(0x7f800000));
+		code = _mm512_sub_epi32(_mm512_mask_sub_epi32(e, isinf, e, one), _mm512_set1_epi32(2)); /* inf: 0xfe − 2 */
+	}
+	code = _mm512_min_epi32(_mm512_max_epi32(code, one), _mm512_set1_epi32(253));
+	*inv = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_sub_epi32(_mm512_set1_epi32(254), code), 23));
+	return _mm512_castsi512_ps(_mm512_slli_epi32(code, 23));
+}
+
+/* r[j] = row j's 16 values → r[i] = value i of the 16 rows */
+static inline void transpose16(__m512 r[16])
+{
+	__m512 t[16], u[16];
+	for (int k = 0; k < 8; k++) {
+		t[2 * k] = _mm512_unpacklo_ps(r[2 * k], r[2 * k + 1]);
+		t[2 * k + 1] = _mm512_unpackhi_ps(r[2 * k], r[2 * k + 1]);
+	}
+	for (int k = 0; k < 4; k++) {
+		u[4 * k + 0] = _mm512_shuffle_ps(t[4 * k], t[4 * k + 2], 0x44);
+		u[4 * k + 1] = _mm512_shuffle_ps(t[4 * k], t[4 * k + 2], 0xee);
+		u[4 * k + 2] = _mm512_shuffle_ps(t[4 * k + 1], t[4 * k + 3], 0x44);
+		u[4 * k + 3] = _mm512_shuffle_ps(t[4 * k + 1], t[4 * k + 3], 0xee);
+	}
+	for (int m = 0; m < 4; m++) {
+		__m512 v0 = _mm512_shuffle_f32x4(u[m], u[4 + m], 0x88), v1 = _mm512_shuffle_f32x4(u[m], u[4 + m], 0xdd);
+		__m512 v2 = _mm512_shuffle_f32x4(u[8 + m], u[12 + m], 0x88), v3 = _mm512_shuffle_f32x4(u[8 + m], u[12 + m], 0xdd);
+		r[m] = _mm512_shuffle_f32x4(v0, v2, 0x88);
+		r[m + 8] = _mm512_shuffle_f32x4(v0, v2, 0xdd);
+		r[m + 4] = _mm512_shuffle_f32x4(v1, v3, 0x88);
+		r[m + 12] = _mm512_shuffle_f32x4(v1, v3, 0xdd);
+	}
+}
+
+/* Sixteen rows (rowp[j]: kp readable floats, zero beyond k) → xu[quad·16 + j] (row j's four
+ * codes of that quad, doubled, +12) and xs[b·16 + j] (its block scale). */
+static void quantize_tile16(const op_fp4_linear *L, const float *const rowp[QT], uint32_t *xu, float *xs)
+{
+	const uint32_t bl = op_fp4_block(L->w.format), nb = L->w.cols / bl;
+	const __m512 absmask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
+	const float S = 1.0f / L->act_scale;
+	__m512 tb[OP_MXFP4_BLOCK];
+	for (uint32_t b = 0; b < nb; b++) {
+		__m512 amax = _mm512_setzero_ps();
+		for (uint32_t g = 0; g < bl; g += 16) {
+			__m512 *r = tb + g;
+			for (int j = 0; j < QT; j++)
+				r[j] = _mm512_loadu_ps(rowp[j] + b * bl + g);
+			transpose16(r);
+			for (int i = 0; i < 16; i++)
+				amax = _mm512_max_ps(_mm512_and_ps(r[i], absmask), amax); /* a NaN is skipped, as in the reference */
+		}
+		__m512 inv, s = tile_scales(amax, L->w.format, L->mx_mode, S, &inv);
+		_mm512_store_ps(xs + b * QT, s);
+		for (uint32_t i = 0; i < bl; i += 4) {
+			__m512i q[4];
+			for (int t = 0; t < 4; t++) {
+				__m512 y = _mm512_mul_ps(tb[i + (uint32_t)t], inv);
+				__m512i d = doubled_mag(_mm512_and_ps(y, absmask));
+				__mmask16 neg = _mm512_cmp_ps_mask(y, _mm512_setzero_ps(), _CMP_LT_OQ);
+				q[t] = _mm512_add_epi32(_mm512_mask_sub_epi32(d, neg, _mm512_setzero_si512(), d),
+							_mm512_set1_epi32(12));
+			}
+			__m512i packed = _mm512_or_si512(_mm512_or_si512(q[0], _mm512_slli_epi32(q[1], 8)),
+							 _mm512_or_si512(_mm512_slli_epi32(q[2], 16), _mm512_slli_epi32(q[3], 24)));
+			_mm512_store_si512((__m512i *)(xu + (size_t)(b * bl + i) / 4 * QT), packed);
+		}
+	}
+}
 
 static int gemm_w4a4(const op_fp4_linear *L, const float *X, size_t ldx, uint32_t M, float *Y, size_t ldy)
 {
@@ -34,8 +156,8 @@ static int gemm_w4a4(const op_fp4_linear *L, const float *X, size_t ldx, uint32_
 	float *ws = aligned_alloc(64, (size_t)ngroups * nb * NG * sizeof(float));
 	int32_t *wc = aligned_alloc(64, (size_t)ngroups * nb * NG * sizeof(int32_t));
 	float *bias = aligned_alloc(64, (size_t)ngroups * NG * sizeof(float));
-	uint32_t *xu = aligned_alloc(32, (size_t)nq * QT * sizeof(uint32_t));
-	float *xs = aligned_alloc(32, (size_t)nb * QT * sizeof(float));
+	uint32_t *xu = aligned_alloc(64, (size_t)nq * QT * sizeof(uint32_t));
+	float *xs = aligned_alloc(64, (size_t)nb * QT * sizeof(float));
 	float *pad = malloc((size_t)kp * QT * sizeof(float)), *zero = calloc(kp, sizeof(float));
 	if (!wq || !ws || !wc || !bias || !xu || !xs || !pad || !zero)
 		goto out;
@@ -79,7 +201,7 @@ static int gemm_w4a4(const op_fp4_linear *L, const float *X, size_t ldx, uint32_
 				rowp[j] = pr;
 			}
 		}
-		op_fp4_quantize_tile8_avx2(L, rowp, xu, xs);
+		quantize_tile16(L, rowp, xu, xs);
 		/* The next tile's rows go into cache while this one is computed, a few lines per output
 		 * group (a burst of them would stall on the line-fill buffers): the quantizer walks
 		 * eight rows K floats apart, streams too short for the hardware prefetcher (measured:
@@ -93,12 +215,13 @@ static int gemm_w4a4(const op_fp4_linear *L, const float *X, size_t ldx, uint32_
 							    (pf % lines_per_row) * 16),
 					     _MM_HINT_T0);
 			const __m512i *wg = (const __m512i *)(wq + (size_t)g * nq * NG);
-			__m512 f0 = zerov, f1 = zerov, f2 = zerov, f3 = zerov, f4 = zerov, f5 = zerov, f6 = zerov, f7 = zerov;
-			for (uint32_t b = 0; b < nb; b++) {
-				const __m512i c = _mm512_load_si512(wc + ((size_t)g * nb + b) * NG);
-				__m512i s0 = c, s1 = c, s2 = c, s3 = c, s4 = c, s5 = c, s6 = c, s7 = c;
-				const uint32_t *xq = xu + (size_t)b * quads * QT;
-				const __m512i *wb = wg + (size_t)b * quads;
+			for (uint32_t h = 0; h * KR < rows; h++) { /* two passes of eight rows */
+				__m512 f0 = zerov, f1 = zerov, f2 = zerov, f3 = zerov, f4 = zerov, f5 = zerov, f6 = zerov, f7 = zerov;
+				for (uint32_t b = 0; b < nb; b++) {
+					const __m512i c = _mm512_load_si512(wc + ((size_t)g * nb + b) * NG);
+					__m512i s0 = c, s1 = c, s2 = c, s3 = c, s4 = c, s5 = c, s6 = c, s7 = c;
+					const uint32_t *xq = xu + (size_t)b * quads * QT + h * KR;
+					const __m512i *wb = wg + (size_t)b * quads;
 #define OP_DP(q)                                                                                           \
 	do {                                                                                                 \
 		const __m512i w = _mm512_load_si512(wb + (q));                                               \
@@ -113,41 +236,42 @@ static int gemm_w4a4(const op_fp4_linear *L, const float *X, size_t ldx, uint32_
 		s7 = _mm512_dpbusd_epi32(s7, _mm512_set1_epi32((int)xr[7]), w);                              \
 		__asm__("" : "+v"(s0), "+v"(s1), "+v"(s2), "+v"(s3), "+v"(s4), "+v"(s5), "+v"(s6), "+v"(s7)); \
 	} while (0)
-				/* quads is 4 (NVFP4) or 8 (MXFP4), unrolled; the empty asm keeps the eight
-				 * accumulators in place (GCC otherwise rotates them through copies) */
-				OP_DP(0);
-				OP_DP(1);
-				OP_DP(2);
-				OP_DP(3);
-				if (quads == 8) {
-					OP_DP(4);
-					OP_DP(5);
-					OP_DP(6);
-					OP_DP(7);
-				}
+					/* quads is 4 (NVFP4) or 8 (MXFP4), unrolled; the empty asm keeps the eight
+					 * accumulators in place (GCC otherwise rotates them through copies) */
+					OP_DP(0);
+					OP_DP(1);
+					OP_DP(2);
+					OP_DP(3);
+					if (quads == 8) {
+						OP_DP(4);
+						OP_DP(5);
+						OP_DP(6);
+						OP_DP(7);
+					}
 #undef OP_DP
-				/* once per block: the exact integer sums to FP32, times sx·sw, in block order */
-				const __m512 sw = _mm512_load_ps(ws + ((size_t)g * nb + b) * NG);
-				const float *sx = xs + (size_t)b * QT;
-				f0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s0), _mm512_mul_ps(_mm512_set1_ps(sx[0]), sw), f0);
-				f1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s1), _mm512_mul_ps(_mm512_set1_ps(sx[1]), sw), f1);
-				f2 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s2), _mm512_mul_ps(_mm512_set1_ps(sx[2]), sw), f2);
-				f3 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s3), _mm512_mul_ps(_mm512_set1_ps(sx[3]), sw), f3);
-				f4 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s4), _mm512_mul_ps(_mm512_set1_ps(sx[4]), sw), f4);
-				f5 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s5), _mm512_mul_ps(_mm512_set1_ps(sx[5]), sw), f5);
-				f6 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s6), _mm512_mul_ps(_mm512_set1_ps(sx[6]), sw), f6);
-				f7 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s7), _mm512_mul_ps(_mm512_set1_ps(sx[7]), sw), f7);
-			}
-			/* y = fma(acc, alpha, bias), ReLU as the reference (NaN → 0); one row per store */
-			const uint32_t n0 = g * NG, nn = L->n - n0 < NG ? L->n - n0 : NG;
-			const __mmask16 mask = (__mmask16)(nn == 16 ? 0xffffu : (1u << nn) - 1u);
-			const __m512 bv = _mm512_load_ps(bias + (size_t)g * NG);
-			__m512 f[QT] = {f0, f1, f2, f3, f4, f5, f6, f7};
-			for (uint32_t j = 0; j < rows; j++) {
-				__m512 y = _mm512_fmadd_ps(f[j], alpha, bv);
-				if (L->relu) /* !(y > 0) → 0, so NaN → 0 */
-					y = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(y, zerov, _CMP_GT_OQ), y);
-				_mm512_mask_storeu_ps(Y + (size_t)(m0 + j) * ldy + n0, mask, y);
+					/* once per block: the exact integer sums to FP32, times sx·sw, in block order */
+					const __m512 sw = _mm512_load_ps(ws + ((size_t)g * nb + b) * NG);
+					const float *sx = xs + (size_t)b * QT + h * KR;
+					f0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s0), _mm512_mul_ps(_mm512_set1_ps(sx[0]), sw), f0);
+					f1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s1), _mm512_mul_ps(_mm512_set1_ps(sx[1]), sw), f1);
+					f2 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s2), _mm512_mul_ps(_mm512_set1_ps(sx[2]), sw), f2);
+					f3 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s3), _mm512_mul_ps(_mm512_set1_ps(sx[3]), sw), f3);
+					f4 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s4), _mm512_mul_ps(_mm512_set1_ps(sx[4]), sw), f4);
+					f5 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s5), _mm512_mul_ps(_mm512_set1_ps(sx[5]), sw), f5);
+					f6 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s6), _mm512_mul_ps(_mm512_set1_ps(sx[6]), sw), f6);
+					f7 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s7), _mm512_mul_ps(_mm512_set1_ps(sx[7]), sw), f7);
+				}
+				/* y = fma(acc, alpha, bias), ReLU as the reference (NaN → 0); one row per store */
+				const uint32_t n0 = g * NG, nn = L->n - n0 < NG ? L->n - n0 : NG;
+				const __mmask16 mask = (__mmask16)(nn == 16 ? 0xffffu : (1u << nn) - 1u);
+				const __m512 bv = _mm512_load_ps(bias + (size_t)g * NG);
+				__m512 f[KR] = {f0, f1, f2, f3, f4, f5, f6, f7};
+				for (uint32_t j = 0; j < KR && h * KR + j < rows; j++) {
+					__m512 y = _mm512_fmadd_ps(f[j], alpha, bv);
+					if (L->relu) /* !(y > 0) → 0, so NaN → 0 */
+						y = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(y, zerov, _CMP_GT_OQ), y);
+					_mm512_mask_storeu_ps(Y + (size_t)(m0 + h * KR + j) * ldy + n0, mask, y);
+				}
 			}
 		}
 	}
