@@ -346,7 +346,9 @@ int op_fp4_gemv_rung(int rung, const op_fp4_tensor *W, int mode, float act_scale
 	if ((mode != OP_W4A4 && mode != OP_W4A16) || !op_fp4_rung_available(rung) || n1 > W->rows)
 		return -EINVAL;
 #if defined(__x86_64__)
-	if (rung == OP_RUNG_AVX2 || rung == OP_RUNG_AVX512) /* AVX-512: the AVX2 GEMV */
+	if (rung == OP_RUNG_AVX512)
+		return op_fp4_gemv_avx512(W, mode, act_scale, mx_mode, X, M, Y, n0, n1);
+	if (rung == OP_RUNG_AVX2)
 		return op_fp4_gemv_avx2(W, mode, act_scale, mx_mode, X, M, Y, n0, n1);
 #endif
 #if defined(__aarch64__)

@@ -95,6 +95,10 @@ int op_fp4_gemm_avx512(const op_fp4_linear *L, int mode, const float *X, size_t 
 		       size_t ldy);
 /* The AVX2 rung's W4A4 activation quantizer for eight rows (layout: fp4_gemm_avx2.c), shared with AVX-512. */
 void op_fp4_quantize_tile8_avx2(const op_fp4_linear *L, const float *const rowp[8], uint32_t *xu, float *xs);
+/* One activation row for the W4A4 GEMV (doubled codes q2, block scales xs; pad: kp floats). */
+void op_fp4_quantize_row_avx2(const op_fp4_linear *L, const float *x, int8_t *q2, float *xs, float *pad);
+int op_fp4_gemv_avx512(const op_fp4_tensor *W, int mode, float act_scale, int mx_mode, const float *X, uint32_t M,
+		       float *Y, uint32_t n0, uint32_t n1);
 int op_fp4_gemv_avx2(const op_fp4_tensor *W, int mode, float act_scale, int mx_mode, const float *X, uint32_t M,
 		     float *Y, uint32_t n0, uint32_t n1);
 int op_fp4_gemv_neon(const op_fp4_tensor *W, int mode, float act_scale, int mx_mode, const float *X, uint32_t M,

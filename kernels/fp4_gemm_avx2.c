@@ -438,7 +438,7 @@ static inline __attribute__((always_inline)) void gemv_row(const uint8_t *codes,
 /* One row of activations → doubled signed codes and block scales, with op_fp4_quantize_row's
  * arithmetic, for the GEMV paths (the GEMM quantizes eight rows at a time instead). pad: kp
  * floats of scratch. */
-static void quantize_row_avx2(const op_fp4_linear *L, const float *x, int8_t *q2, float *xs, float *pad)
+void op_fp4_quantize_row_avx2(const op_fp4_linear *L, const float *x, int8_t *q2, float *xs, float *pad)
 {
 	uint32_t bl = op_fp4_block(L->w.format), kp = L->w.cols, nb = kp / bl;
 	const float *src = x;
@@ -556,7 +556,7 @@ static int gemv_w4a4_int64(const op_fp4_tensor *W, float act_scale, int mx_mode,
 	if (!pad)
 		goto out;
 	for (uint32_t m = 0; m < M; m++) {
-		quantize_row_avx2(&shape, X + (size_t)m * K, q2, xs, pad);
+		op_fp4_quantize_row_avx2(&shape, X + (size_t)m * K, q2, xs, pad);
 		for (uint32_t G = 0; G < steps; G++) {
 			const int8_t *src = q2 + G * 64;
 			uint8_t *da = xa + (size_t)m * K + G * 64;

@@ -1,7 +1,8 @@
 /*
  * fp4_gemm_avx512.c — the AVX-512 VNNI rung (compiled with -mavx512f -mavx512bw -mavx512dq
  * -mavx512vl -mavx512vnni, called only when the CPU has all of them). W4A4 GEMM here; every other op of
- * this rung is the AVX2 rung's (every AVX-512 CPU has AVX2). Bit-exact with the reference.
+ * this rung is the AVX2 rung's (every AVX-512 CPU has AVX2), but for the W4A4 GEMV below.
+ * The GEMM is bit-exact with the reference; the GEMV, as every GEMV, equal to rounding.
  *
  * W4A4 GEMM: lanes are outputs. The weights of 16 outputs are laid out once per call so that
  * one 512-bit load holds, for one k-quad, the four doubled codes of each of the 16 outputs
@@ -278,6 +279,127 @@ static int gemm_w4a4(const op_fp4_linear *L, const float *X, size_t ldx, uint32_
 	rc = 0;
 out:
 	free(wq), free(ws), free(wc), free(bias), free(xu), free(xs), free(pad), free(zero);
+	return rc;
+}
+
+/* ---- W4A4 GEMV: 128 weights per step --------------------------------------------------- */
+/*
+ * One 512-bit load brings 128 codes; one vpshufb per nibble half turns them into doubled signed
+ * weights (even elements from the low nibbles, odd from the high). The activations are laid out
+ * once per call in the same order as magnitudes (unsigned) with their signs as a 64-bit mask
+ * that moves onto the weights (a masked negate), so one vpdpbusd sums four exact products per
+ * int32 lane; lane l holds elements 8l … 8l+7 of the step (half in each vector), so each lane's
+ * sum is inside one block and becomes FP32 once, times its block's scales. Sums in another
+ * order than the reference: equal to rounding.
+ */
+#define GV_ROWS 4 /* rows of X per pass over the weights */
+
+static inline __attribute__((always_inline)) void gemv_row(const uint8_t *codes, const uint8_t *sc, int nv,
+							     uint32_t steps, const uint8_t *xa, const __mmask64 *xneg,
+							     const float *xsv, float *out, const int MM,
+							     const uint8_t *next_codes, const uint8_t *next_sc)
+{
+	const __m512i tab = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12));
+	const __m512i lo4 = _mm512_set1_epi8(0x0f), zero = _mm512_setzero_si512();
+	const __m512i idx = nv ? _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7)
+			       : _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+	const __m512 two120 = _mm512_set1_ps(0x1p120f);
+	__m512 alo[GV_ROWS], ahi[GV_ROWS];
+	for (int m = 0; m < MM; m++)
+		alo[m] = ahi[m] = _mm512_setzero_ps();
+	for (uint32_t G = 0; G < steps; G++) {
+		/* the next row's codes and scales, a line per step: one core streams a row at a time
+		 * and would otherwise wait on each line in turn */
+		_mm_prefetch((const char *)(next_codes + (size_t)G * 64), _MM_HINT_T0);
+		if (G * 64 < steps * (nv ? 8u : 4u))
+			_mm_prefetch((const char *)(next_sc + (size_t)G * 64), _MM_HINT_T0);
+		const __m512i c = _mm512_loadu_si512(codes + (size_t)G * 64);
+		const __m512i wl = _mm512_shuffle_epi8(tab, _mm512_and_si512(c, lo4));
+		const __m512i wh = _mm512_shuffle_epi8(tab, _mm512_and_si512(_mm512_srli_epi16(c, 4), lo4));
+		__m512 ws;
+		if (nv) { /* E4M3 code << 20 read as a float is the value · 2^-120 (subnormals too) */
+			__m512i b = _mm512_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(sc + (size_t)G * 8)));
+			ws = _mm512_mul_ps(_mm512_castsi512_ps(_mm512_slli_epi32(_mm512_permutexvar_epi32(idx, b), 20)), two120);
+		} else { /* E8M0 code << 23 is the value (code 0 reads as 0 instead of 2^-127) */
+			int32_t four;
+			memcpy(&four, sc + (size_t)G * 4, 4);
+			__m512i b = _mm512_cvtepu8_epi32(_mm_cvtsi32_si128(four));
+			ws = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_permutexvar_epi32(idx, b), 23));
+		}
+		for (int m = 0; m < MM; m++) {
+			const size_t at = ((size_t)m * steps + G) * 128;
+			const __mmask64 nl = xneg[((size_t)m * steps + G) * 2], nh = xneg[((size_t)m * steps + G) * 2 + 1];
+			const __m512i pl = _mm512_dpbusd_epi32(zero, _mm512_load_si512(xa + at), _mm512_mask_sub_epi8(wl, nl, zero, wl));
+			const __m512i ph = _mm512_dpbusd_epi32(zero, _mm512_load_si512(xa + at + 64), _mm512_mask_sub_epi8(wh, nh, zero, wh));
+			const __m512 sv = _mm512_mul_ps(_mm512_load_ps(xsv + ((size_t)m * steps + G) * 16), ws);
+			alo[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(pl), sv, alo[m]);
+			ahi[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ph), sv, ahi[m]);
+		}
+	}
+	for (int m = 0; m < MM; m++)
+		out[m] = _mm512_reduce_add_ps(_mm512_add_ps(alo[m], ahi[m]));
+}
+
+int op_fp4_gemv_avx512(const op_fp4_tensor *W, int mode, float act_scale, int mx_mode, const float *X, uint32_t M,
+		       float *Y, uint32_t n0, uint32_t n1)
+{
+	const uint32_t K = W->cols, bl = op_fp4_block(W->format), nb = K / bl, steps = K / 128;
+	if (mode != OP_W4A4 || K % 128)
+		return op_fp4_gemv_avx2(W, mode, act_scale, mx_mode, X, M, Y, n0, n1);
+	const int nv = W->format == OP_FP4_NVFP4;
+	int rc = -ENOMEM;
+	uint8_t *xa = aligned_alloc(64, (size_t)M * K);
+	__mmask64 *xneg = aligned_alloc(64, (size_t)M * steps * 2 * sizeof(__mmask64));
+	float *xsv = aligned_alloc(64, (size_t)M * steps * 16 * sizeof(float));
+	int8_t *q2 = malloc(K);
+	float *xs = malloc(nb * sizeof(float)), *pad = malloc(K * sizeof(float));
+	if (!xa || !xneg || !xsv || !q2 || !xs || !pad)
+		goto out;
+	const op_fp4_linear shape = {.w = *W, .k = K, .mx_mode = mx_mode, .act_scale = act_scale > 0 ? act_scale : 1.0f};
+	for (uint32_t m = 0; m < M; m++) {
+		op_fp4_quantize_row_avx2(&shape, X + (size_t)m * K, q2, xs, pad);
+		/* per step: the 64 even elements (low nibbles) then the 64 odd ones, as magnitudes, and
+		 * their signs as two masks: an in-lane byte shuffle puts each 16 bytes' evens before
+		 * their odds, a qword permute gathers them */
+		const __m512i split = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15));
+		const __m512i ev = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14), od = _mm512_setr_epi64(1, 3, 5, 7, 9, 11, 13, 15);
+		for (uint32_t G = 0; G < steps; G++) {
+			uint8_t *da = xa + ((size_t)m * steps + G) * 128;
+			__m512i a = _mm512_shuffle_epi8(_mm512_loadu_si512(q2 + G * 128), split);
+			__m512i b = _mm512_shuffle_epi8(_mm512_loadu_si512(q2 + G * 128 + 64), split);
+			__m512i e = _mm512_permutex2var_epi64(a, ev, b), o = _mm512_permutex2var_epi64(a, od, b);
+			_mm512_store_si512(da, _mm512_abs_epi8(e));
+			_mm512_store_si512(da + 64, _mm512_abs_epi8(o));
+			xneg[((size_t)m * steps + G) * 2] = _mm512_movepi8_mask(e);
+			xneg[((size_t)m * steps + G) * 2 + 1] = _mm512_movepi8_mask(o);
+			for (uint32_t l = 0; l < 16; l++) /* lane l: elements 8l … 8l+7 of the step */
+				xsv[((size_t)m * steps + G) * 16 + l] = xs[(G * 128 + 8 * l) / bl];
+		}
+	}
+	const float g = 0.25f * (nv ? shape.act_scale : 1.0f) * W->tensor_scale;
+	float out[GV_ROWS];
+	for (uint32_t m0 = 0; m0 < M; m0 += GV_ROWS) {
+		const uint32_t mm = M - m0 < GV_ROWS ? M - m0 : GV_ROWS;
+		const uint8_t *a = xa + (size_t)m0 * K;
+		const __mmask64 *ng = xneg + (size_t)m0 * steps * 2;
+		const float *sv = xsv + (size_t)m0 * steps * 16;
+		for (uint32_t n = n0; n < n1; n++) {
+			const uint8_t *codes = W->codes + (size_t)n * K / 2, *sc = W->scales + (size_t)n * nb;
+			const uint32_t nx = n + 1 < n1 ? n + 1 : n;
+			const uint8_t *pc = W->codes + (size_t)nx * K / 2, *ps = W->scales + (size_t)nx * nb;
+			switch (mm) {
+			case 4: gemv_row(codes, sc, nv, steps, a, ng, sv, out, 4, pc, ps); break;
+			case 3: gemv_row(codes, sc, nv, steps, a, ng, sv, out, 3, pc, ps); break;
+			case 2: gemv_row(codes, sc, nv, steps, a, ng, sv, out, 2, pc, ps); break;
+			default: gemv_row(codes, sc, nv, steps, a, ng, sv, out, 1, pc, ps); break;
+			}
+			for (uint32_t m = 0; m < mm; m++)
+				Y[(size_t)(m0 + m) * W->rows + n] = out[m] * g;
+		}
+	}
+	rc = 0;
+out:
+	free(xa), free(xneg), free(xsv), free(q2), free(xs), free(pad);
 	return rc;
 }
 

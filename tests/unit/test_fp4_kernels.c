@@ -286,8 +286,9 @@ static void test_rungs(int rung)
 	for (int format = OP_FP4_NVFP4; format <= OP_FP4_MXFP4; format++)
 		for (int mode = OP_W4A4; mode <= OP_W4A16; mode++)
 			for (uint32_t M = 1; M <= 17; M += 4) {
-				/* K = 512 takes the 64-weight integer path, 96 and 48 (NVFP4) the FP32 one */
-				uint32_t N = 72, K = M % 3 == 0 ? 512 : M % 3 == 1 ? 96 : (format == OP_FP4_NVFP4 ? 48 : 96);
+				/* K = 512 and 1,024 take the integer paths (64 weights a step on AVX2, 128 on
+				 * AVX-512), 96 and 48 (NVFP4) the FP32 one */
+				uint32_t N = 72, K = M % 3 == 0 ? 512 : M == 1 ? 1024 : M % 3 == 1 ? 96 : (format == OP_FP4_NVFP4 ? 48 : 96);
 				op_fp4_tensor w;
 				float *src = malloc(N * K * sizeof(float)), *X = malloc(M * K * sizeof(float));
 				float *Y0 = malloc(M * N * sizeof(float)), *Y1 = malloc(M * N * sizeof(float));
