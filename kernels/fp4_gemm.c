@@ -84,11 +84,13 @@ int op_fp4_rung_available(int rung)
 #if defined(__x86_64__)
 	case OP_RUNG_AVX2:
 		return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#if !defined(OP_NO_AVX512) /* a build that leaves fp4_gemm_avx512.c out (the libFuzzer target) */
 	case OP_RUNG_AVX512:
 		return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
 		       __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
 		       __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
 		       __builtin_cpu_supports("avx512vnni");
+#endif
 #endif
 #if defined(__aarch64__)
 	case OP_RUNG_NEON:
@@ -191,8 +193,10 @@ int op_fp4_gemm_rung(int rung, const op_fp4_linear *L, int mode, const float *X,
 	if (M == 0)
 		return 0;
 #if defined(__x86_64__)
+#if !defined(OP_NO_AVX512)
 	if (rung == OP_RUNG_AVX512)
 		return op_fp4_gemm_avx512(L, mode, X, ldx, M, Y, ldy);
+#endif
 	if (rung == OP_RUNG_AVX2)
 		return op_fp4_gemm_avx2(L, mode, X, ldx, M, Y, ldy);
 #endif
@@ -346,8 +350,10 @@ int op_fp4_gemv_rung(int rung, const op_fp4_tensor *W, int mode, float act_scale
 	if ((mode != OP_W4A4 && mode != OP_W4A16) || !op_fp4_rung_available(rung) || n1 > W->rows)
 		return -EINVAL;
 #if defined(__x86_64__)
+#if !defined(OP_NO_AVX512)
 	if (rung == OP_RUNG_AVX512)
 		return op_fp4_gemv_avx512(W, mode, act_scale, mx_mode, X, M, Y, n0, n1);
+#endif
 	if (rung == OP_RUNG_AVX2)
 		return op_fp4_gemv_avx2(W, mode, act_scale, mx_mode, X, M, Y, n0, n1);
 #endif
