@@ -171,6 +171,27 @@ int main(void)
 			op_backend_close(b);
 		}
 	}
+	/* the whole reconstruction (first guesses on several threads, then the network) gives the
+	 * same bits whatever the thread count */
+	{
+		op_reco_out r1[NE], r3[NE];
+		op_reco *a = NULL, *c = NULL;
+		op_model *ma = calloc(1, sizeof(*ma)), *mc = calloc(1, sizeof(*mc));
+		CHECK(op_model_load_default(ma, why, sizeof(why)) == 0 && op_model_load_default(mc, why, sizeof(why)) == 0);
+		op_reco_config ca = {.kind = "fp4", .model = ma, .threads = 1, .backend = "cpu", .max_events = NE};
+		op_reco_config cc = {.kind = "fp4", .model = mc, .threads = 3, .backend = "cpu", .max_events = NE};
+		CHECK(op_reco_open(&ca, &a) == 0 && op_reco_open(&cc, &c) == 0);
+		if (a && c) {
+			CHECK(op_reco_run(a, r1, ev, NE) == 0 && op_reco_run(c, r3, ev, NE) == 0);
+			CHECK(same_bits(r1, r3, NE));
+			int guess_same = 1;
+			for (int e = 0; e < NE; e++)
+				guess_same &= !memcmp(r1[e].guess_dir, r3[e].guess_dir, sizeof(r1[e].guess_dir));
+			CHECK(guess_same);
+		}
+		op_reco_close(a);
+		op_reco_close(c);
+	}
 	op_model_free(&m);
 	return check_finish("test_backend");
 }
