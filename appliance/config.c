@@ -77,7 +77,8 @@ static const key keys[] = {
 	 "where the network runs: auto = the GPU when one is usable, else the CPU (the log says which "
 	 "and why); cuda = the GPU or the infer stage does not start"},
 	{"infer.threads", K_U32, "1", 1, 64, F(infer_threads), 0, NULL,
-	 "CPU threads the network uses in the infer stage (with a GPU: for the pulse features)"},
+	 "CPU threads of the infer stage: LineFit's first guesses and the network (with a GPU: the "
+	 "first guesses and the pulse features)"},
 	{"infer.charge_weighted", K_BOOL, "true", 0, 1, F(infer_charge_weighted), 0, NULL,
 	 "LineFit: weight each pulse by its charge"},
 	{"infer.trim", K_BOOL, "true", 0, 1, F(infer_trim), 0, NULL,
