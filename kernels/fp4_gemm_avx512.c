@@ -205,7 +205,7 @@ static int gemm_w4a4(const op_fp4_linear *L, const float *X, size_t ldx, uint32_
 		quantize_tile16(L, rowp, xu, xs);
 		/* The next tile's rows go into cache while this one is computed, a few lines per output
 		 * group (a burst of them would stall on the line-fill buffers): the quantizer walks
-		 * eight rows K floats apart, streams too short for the hardware prefetcher (measured:
+		 * sixteen rows K floats apart, streams too short for the hardware prefetcher (measured:
 		 * 40-70 % of the kernel was the quantizer waiting for X). */
 		const uint32_t lines_per_row = (L->k + 15) / 16, pf_rows = M - m0 > 2 * QT ? QT : (M - m0 > QT ? M - m0 - QT : 0);
 		const uint32_t pf_total = pf_rows * lines_per_row, pf_step = (pf_total + ngroups - 1) / ngroups;
@@ -349,7 +349,8 @@ int op_fp4_gemv_avx512(const op_fp4_tensor *W, int mode, float act_scale, int mx
 	const int nv = W->format == OP_FP4_NVFP4;
 	int rc = -ENOMEM;
 	uint8_t *xa = aligned_alloc(64, (size_t)M * K);
-	__mmask64 *xneg = aligned_alloc(64, (size_t)M * steps * 2 * sizeof(__mmask64));
+	/* aligned_alloc wants a size that is a multiple of the alignment */
+	__mmask64 *xneg = aligned_alloc(64, ((size_t)M * steps * 2 * sizeof(__mmask64) + 63) / 64 * 64);
 	float *xsv = aligned_alloc(64, (size_t)M * steps * 16 * sizeof(float));
 	int8_t *q2 = malloc(K);
 	float *xs = malloc(nb * sizeof(float)), *pad = malloc(K * sizeof(float));

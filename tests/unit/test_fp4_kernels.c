@@ -196,7 +196,7 @@ static void test_rungs(int rung)
 {
 	static const uint32_t shapes[][3] = {{1, 16, 16}, {15, 16, 16}, {16, 16, 32}, {17, 11, 7}, {33, 64, 64},
 					     {100, 5, 136}, {64, 128, 256}, {3, 256, 100}, {50, 33, 40},
-					     {41, 100, 272}, {9, 17, 16}};
+					     {41, 100, 272}, {9, 17, 16}, {24, 20, 64}};
 	for (int format = OP_FP4_NVFP4; format <= OP_FP4_MXFP4; format++)
 		for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++)
 			for (int mode = OP_W4A4; mode <= OP_W4A16; mode++) {
@@ -326,6 +326,41 @@ static void test_rungs(int rung)
 				op_fp4_tensor_free(&w);
 				free(src), free(X), free(Y0), free(Y1);
 			}
+	/* the integer GEMV paths at their edges: K with an odd number of 128-steps and K % 128 = 64
+	 * (AVX-512 falls back to the 64-step AVX2 path), one to six rows (every row-pass width),
+	 * both MXFP4 scale modes, and a sub-range of outputs (what a thread gets) */
+	for (int format = OP_FP4_NVFP4; format <= OP_FP4_MXFP4; format++)
+		for (int mx = 0; mx <= 1; mx++)
+			for (uint32_t K = 128; K <= 384; K += 64)
+				for (uint32_t M = 1; M <= 6; M++) {
+					uint32_t N = 40, n0 = M % 2 ? 0 : 3, n1 = M % 2 ? N : 30;
+					op_fp4_tensor w;
+					float *src = malloc(N * K * sizeof(float)), *X = malloc(M * K * sizeof(float));
+					float *Y0 = calloc(M * N, sizeof(float)), *Y1 = calloc(M * N, sizeof(float));
+					for (uint32_t i = 0; i < N * K; i++)
+						src[i] = frand();
+					for (uint32_t i = 0; i < M * K; i++)
+						X[i] = frand() * (i % 37 == 0 ? 50.0f : 1.0f);
+					CHECK(op_fp4_tensor_alloc(&w, format, N, K) == 0);
+					CHECK(op_fp4_quantize(&w, src, K, K, mx) == 0);
+					CHECK(op_fp4_gemv_rung(OP_RUNG_SCALAR, &w, OP_W4A4, 0.01f, mx, X, M, Y0, n0, n1) == 0);
+					CHECK(op_fp4_gemv_rung(rung, &w, OP_W4A4, 0.01f, mx, X, M, Y1, n0, n1) == 0);
+					double worst = 0, mag = 0;
+					for (uint32_t m = 0; m < M; m++)
+						for (uint32_t n = n0; n < n1; n++) {
+							worst = fmax(worst, fabs(Y0[m * N + n] - Y1[m * N + n]));
+							mag = fmax(mag, fabs(Y0[m * N + n]));
+						}
+					CHECK(worst <= 1e-5 * mag);
+					int untouched = 1; /* outputs outside [n0, n1) are not written */
+					for (uint32_t m = 0; m < M; m++)
+						for (uint32_t n = 0; n < N; n++)
+							if (n < n0 || n >= n1)
+								untouched &= Y1[m * N + n] == 0.0f;
+					CHECK(untouched);
+					op_fp4_tensor_free(&w);
+					free(src), free(X), free(Y0), free(Y1);
+				}
 }
 
 int main(void)
