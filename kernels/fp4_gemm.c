@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+static void build_g16(op_fp4_linear *L);
+
 int op_fp4_linear_init(op_fp4_linear *L, op_fp4_tensor *w, uint32_t k, const float *bias, int relu,
 		       float act_scale, int mx_mode)
 {
@@ -55,7 +57,49 @@ int op_fp4_linear_init(op_fp4_linear *L, op_fp4_tensor *w, uint32_t k, const flo
 			L->wcorr[(size_t)n * nb + b] =
 				(int32_t)(((uint32_t)(uint16_t)(int16_t)(-12 * hi) << 16) | (uint16_t)(int16_t)(-12 * lo));
 		}
+	build_g16(L);
 	return 0;
+}
+
+/* The AVX-512 W4A4 layout (see op_fp4_linear): built once here instead of on every call (a
+ * head layer on a batch of 256 events spent about as long laying out its weights as
+ * multiplying them). Plain C: any rung can build it. */
+static void build_g16(op_fp4_linear *L)
+{
+	const uint32_t kp = L->w.cols, bl = op_fp4_block(L->w.format), nb = kp / bl, nq = kp / 4;
+	const uint32_t ng = (L->n + 15) / 16;
+	L->g16q = aligned_alloc(64, (size_t)ng * nq * 16 * sizeof(int32_t));
+	L->g16c = aligned_alloc(64, (size_t)ng * nb * 16 * sizeof(int32_t));
+	L->g16s = aligned_alloc(64, (size_t)ng * nb * 16 * sizeof(float));
+	L->g16b = aligned_alloc(64, (size_t)ng * 16 * sizeof(float));
+	if (!L->g16q || !L->g16c || !L->g16s || !L->g16b) {
+		free(L->g16q), free(L->g16c), free(L->g16s), free(L->g16b);
+		L->g16q = L->g16c = NULL, L->g16s = L->g16b = NULL;
+		return;
+	}
+	for (uint32_t g = 0; g < ng; g++)
+		for (uint32_t o = 0; o < 16; o++) {
+			const uint32_t n = g * 16 + o;
+			const int8_t *w2 = n < L->n ? L->w2 + (size_t)n * kp : NULL;
+			for (uint32_t q = 0; q < nq; q++) {
+				int32_t v = 0;
+				if (w2)
+					memcpy(&v, w2 + 4 * q, 4);
+				L->g16q[((size_t)g * nq + q) * 16 + o] = v;
+			}
+			for (uint32_t b = 0; b < nb; b++) {
+				int32_t c = 0;
+				float s = 0.0f;
+				if (w2) {
+					int32_t packed = L->wcorr[(size_t)n * nb + b]; /* the int16 halves of −12·Σw */
+					c = (int32_t)(int16_t)(packed & 0xffff) + (int32_t)(int16_t)((uint32_t)packed >> 16);
+					s = L->wscale[(size_t)n * nb + b];
+				}
+				L->g16c[((size_t)g * nb + b) * 16 + o] = c;
+				L->g16s[((size_t)g * nb + b) * 16 + o] = s;
+			}
+			L->g16b[(size_t)g * 16 + o] = n < L->n ? L->bias[n] : 0.0f;
+		}
 }
 
 void op_fp4_linear_free(op_fp4_linear *L)
@@ -68,6 +112,7 @@ void op_fp4_linear_free(op_fp4_linear *L)
 	free(L->wscale);
 	free(L->wcorr);
 	free(L->wdec);
+	free(L->g16q), free(L->g16c), free(L->g16s), free(L->g16b);
 	memset(L, 0, sizeof(*L));
 }
 

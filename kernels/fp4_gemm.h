@@ -42,6 +42,11 @@ typedef struct op_fp4_linear {
 	float *wscale;    /* N × nb decoded block scales */
 	int32_t *wcorr;   /* N × nb: int16 pair (−12·Σ w2 over k%4 ∈ {0,1}, the same over {2,3}) */
 	float *wdec;      /* N × Kp exact values qw/2 · sw (no tensor scale) for W4A16 */
+	/* the AVX-512 rung's layout, outputs in groups of 16 (64-byte aligned; NULL when it could
+	 * not be built — the rung then lays the weights out per call): g16q [group][k/4][16] words
+	 * of four doubled codes, g16s/g16c [group][block][16] scales and −12·Σw, g16b [group][16] */
+	int32_t *g16q, *g16c;
+	float *g16s, *g16b;
 } op_fp4_linear;
 
 /* Takes ownership of *w (zeroed on return). bias may be NULL. 0 or -ENOMEM/-EINVAL. */

@@ -152,39 +152,49 @@ static int gemm_w4a4(const op_fp4_linear *L, const float *X, size_t ldx, uint32_
 	const uint32_t kp = L->w.cols, bl = op_fp4_block(L->w.format), nb = kp / bl, quads = bl / 4, nq = kp / 4;
 	const uint32_t ngroups = (L->n + NG - 1) / NG;
 	int rc = -ENOMEM;
-	/* weights: [group][quad][16 outputs] words; scales and corrections: [group][block][16] */
-	int32_t *wq = aligned_alloc(64, (size_t)ngroups * nq * NG * sizeof(int32_t));
-	float *ws = aligned_alloc(64, (size_t)ngroups * nb * NG * sizeof(float));
-	int32_t *wc = aligned_alloc(64, (size_t)ngroups * nb * NG * sizeof(int32_t));
-	float *bias = aligned_alloc(64, (size_t)ngroups * NG * sizeof(float));
+	/* weights: [group][quad][16 outputs] words; scales and corrections: [group][block][16] —
+	 * prepared by op_fp4_linear_init; laid out here only when that could not be done */
+	const int32_t *wq = L->g16q, *wc = L->g16c;
+	const float *ws = L->g16s, *bias = L->g16b;
+	int32_t *own_q = NULL, *own_c = NULL;
+	float *own_s = NULL, *own_b = NULL;
 	uint32_t *xu = aligned_alloc(64, (size_t)nq * QT * sizeof(uint32_t));
 	float *xs = aligned_alloc(64, (size_t)nb * QT * sizeof(float));
 	float *pad = malloc((size_t)kp * QT * sizeof(float)), *zero = calloc(kp, sizeof(float));
-	if (!wq || !ws || !wc || !bias || !xu || !xs || !pad || !zero)
+	if (!xu || !xs || !pad || !zero)
 		goto out;
-	for (uint32_t g = 0; g < ngroups; g++)
-		for (uint32_t o = 0; o < NG; o++) {
-			uint32_t n = g * NG + o;
-			const int8_t *w2 = n < L->n ? L->w2 + (size_t)n * kp : NULL;
-			for (uint32_t q = 0; q < nq; q++) {
-				int32_t v = 0;
-				if (w2)
-					memcpy(&v, w2 + 4 * q, 4);
-				wq[((size_t)g * nq + q) * NG + o] = v;
-			}
-			for (uint32_t b = 0; b < nb; b++) {
-				int32_t c = 0;
-				float s = 0.0f;
-				if (w2) {
-					int32_t packed = L->wcorr[(size_t)n * nb + b]; /* the int16 halves of −12·Σw */
-					c = (int32_t)(int16_t)(packed & 0xffff) + (int32_t)(int16_t)((uint32_t)packed >> 16);
-					s = L->wscale[(size_t)n * nb + b];
+	if (!wq) {
+		own_q = aligned_alloc(64, (size_t)ngroups * nq * NG * sizeof(int32_t));
+		own_s = aligned_alloc(64, (size_t)ngroups * nb * NG * sizeof(float));
+		own_c = aligned_alloc(64, (size_t)ngroups * nb * NG * sizeof(int32_t));
+		own_b = aligned_alloc(64, (size_t)ngroups * NG * sizeof(float));
+		if (!own_q || !own_s || !own_c || !own_b)
+			goto out;
+		for (uint32_t g = 0; g < ngroups; g++)
+			for (uint32_t o = 0; o < NG; o++) {
+				uint32_t n = g * NG + o;
+				const int8_t *w2 = n < L->n ? L->w2 + (size_t)n * kp : NULL;
+				for (uint32_t q = 0; q < nq; q++) {
+					int32_t v = 0;
+					if (w2)
+						memcpy(&v, w2 + 4 * q, 4);
+					own_q[((size_t)g * nq + q) * NG + o] = v;
 				}
-				wc[((size_t)g * nb + b) * NG + o] = c;
-				ws[((size_t)g * nb + b) * NG + o] = s;
+				for (uint32_t b = 0; b < nb; b++) {
+					int32_t c = 0;
+					float sc = 0.0f;
+					if (w2) {
+						int32_t packed = L->wcorr[(size_t)n * nb + b]; /* int16 halves of −12·Σw */
+						c = (int32_t)(int16_t)(packed & 0xffff) + (int32_t)(int16_t)((uint32_t)packed >> 16);
+						sc = L->wscale[(size_t)n * nb + b];
+					}
+					own_c[((size_t)g * nb + b) * NG + o] = c;
+					own_s[((size_t)g * nb + b) * NG + o] = sc;
+				}
+				own_b[(size_t)g * NG + o] = n < L->n ? L->bias[n] : 0.0f;
 			}
-			bias[(size_t)g * NG + o] = n < L->n ? L->bias[n] : 0.0f;
-		}
+		wq = own_q, wc = own_c, ws = own_s, bias = own_b;
+	}
 	const float fa = (0.25f * (L->w.format == OP_FP4_NVFP4 ? L->act_scale : 1.0f)) * L->w.tensor_scale;
 	const __m512 alpha = _mm512_set1_ps(fa), zerov = _mm512_setzero_ps();
 	for (uint32_t m0 = 0; m0 < M; m0 += QT) {
@@ -278,7 +288,7 @@ static int gemm_w4a4(const op_fp4_linear *L, const float *X, size_t ldx, uint32_
 	}
 	rc = 0;
 out:
-	free(wq), free(ws), free(wc), free(bias), free(xu), free(xs), free(pad), free(zero);
+	free(own_q), free(own_s), free(own_c), free(own_b), free(xu), free(xs), free(pad), free(zero);
 	return rc;
 }
 
