@@ -329,6 +329,36 @@ static void bench_model(const char *path, int threads_max)
 		       base ? base + 1 : path, NP, t, eps, eps / 50000, seed_eps);
 		fflush(stdout);
 	}
+	/* what the infer stage runs: first guess and network together (op_reco_run), in batches of
+	 * infer.batch_events's default 256, on the CPU backend */
+	for (int t = 1; t <= threads_max; t++) {
+		op_model *mm = calloc(1, sizeof(*mm));
+		char rerr[512];
+		if (!mm || op_model_load(path, mm, rerr, sizeof(rerr)) < 0) {
+			free(mm);
+			break;
+		}
+		op_reco *r = NULL;
+		op_reco_config rc = {.kind = "fp4", .model = mm, .threads = t, .backend = "cpu", .max_events = 256};
+		if (op_reco_open(&rc, &r) < 0)
+			break;
+		for (int e = 0; e < NE; e += 256)
+			op_reco_run(r, out + e, ev + e, 256); /* warm */
+		int reps = 0;
+		double t0 = now(), el;
+		do {
+			for (int e = 0; e < NE; e += 256)
+				op_reco_run(r, out + e, ev + e, 256);
+			reps++;
+			el = now() - t0;
+		} while (el < 1.0);
+		printf("{\"bench\":\"kernels\",\"figure\":\"reconstruction_events_per_s\",\"model\":\"%s\","
+		       "\"pulses_per_event\":%d,\"batch_events\":256,\"threads\":%d,\"events_per_s\":%.0f,"
+		       "\"includes\":\"LineFit first guess and the network, as the infer stage runs them\"}\n",
+		       base ? base + 1 : path, NP, t, (double)NE * reps / el);
+		fflush(stdout);
+		op_reco_close(r);
+	}
 	for (int i = 0; i < 16; i++)
 		op_model_ws_free(ws[i]);
 	op_model_free(&m);
