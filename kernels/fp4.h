@@ -214,14 +214,13 @@ OP_HD uint8_t op_e2m1_code_of_doubled(int d)
  * Weights (fp4_tensor.c) and activations — on the CPU (fp4_gemm.c) and on the GPU
  * (kernels/cuda/) — are all quantized by this one function, so the paths cannot drift apart.
  */
-OP_HD float op_fp4_block_quantize(const float *x, uint32_t n, int format, float enc_scale, int mx_mode,
-				  uint8_t *scale_code, int8_t *doubled)
+/* A block's scale from its largest magnitude: code, decoded value (returned) and the factor
+ * that takes the block's values to E2M1's range (*inv). The vector rungs' row quantizers call
+ * it too, so that one definition decides every block scale. */
+OP_HD float op_fp4_block_scale(float amax, int format, float enc_scale, int mx_mode, uint8_t *scale_code,
+			       float *inv)
 {
-	float amax = 0, s, inv;
-	for (uint32_t i = 0; i < n; i++) {
-		float a = op_bits_f32(op_f32_bits(x[i]) & 0x7fffffffu);
-		amax = a > amax ? a : amax;
-	}
+	float s;
 	if (format == OP_FP4_MXFP4) {
 		int code;
 		if (mx_mode == OP_MX_SCALE_CEIL)
@@ -231,12 +230,24 @@ OP_HD float op_fp4_block_quantize(const float *x, uint32_t n, int format, float 
 		code = code < 1 ? 1 : code > 253 ? 253 : code;
 		*scale_code = (uint8_t)code;
 		s = op_bits_f32((uint32_t)code << 23);
-		inv = op_bits_f32((uint32_t)(254 - code) << 23);
+		*inv = op_bits_f32((uint32_t)(254 - code) << 23);
 	} else {
 		*scale_code = op_e4m3_from_float((amax * enc_scale) / 6.0f) & 0x7fu;
 		s = op_e4m3_to_float(*scale_code);
-		inv = s > 0 ? enc_scale / s : 0.0f;
+		*inv = s > 0 ? enc_scale / s : 0.0f;
 	}
+	return s;
+}
+
+OP_HD float op_fp4_block_quantize(const float *x, uint32_t n, int format, float enc_scale, int mx_mode,
+				  uint8_t *scale_code, int8_t *doubled)
+{
+	float amax = 0, inv;
+	for (uint32_t i = 0; i < n; i++) {
+		float a = op_bits_f32(op_f32_bits(x[i]) & 0x7fffffffu);
+		amax = a > amax ? a : amax;
+	}
+	float s = op_fp4_block_scale(amax, format, enc_scale, mx_mode, scale_code, &inv);
 	for (uint32_t i = 0; i < n; i++)
 		doubled[i] = (int8_t)op_e2m1_doubled(op_e2m1_from_float(x[i] * inv));
 	return s;

@@ -457,21 +457,9 @@ void op_fp4_quantize_row_avx2(const op_fp4_linear *L, const float *x, int8_t *q2
 		__m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
 		h = _mm_max_ps(h, _mm_movehl_ps(h, h));
 		h = _mm_max_ss(h, _mm_shuffle_ps(h, h, 1));
-		float amax = _mm_cvtss_f32(h), s, inv;
-		if (L->w.format == OP_FP4_MXFP4) {
-			int code;
-			if (L->mx_mode == OP_MX_SCALE_CEIL)
-				code = op_e8m0_from_float(amax / 6.0f, OP_E8M0_RP, 1);
-			else
-				code = (int)op_e8m0_from_float(amax, OP_E8M0_RZ, 1) - 2;
-			code = code < 1 ? 1 : code > 253 ? 253 : code;
-			s = op_bits_f32((uint32_t)code << 23);
-			inv = op_bits_f32((uint32_t)(254 - code) << 23);
-		} else {
-			s = op_e4m3_to_float(op_e4m3_from_float((amax * S) / 6.0f) & 0x7fu);
-			inv = s > 0 ? S / s : 0.0f;
-		}
-		xs[b] = s;
+		float inv;
+		uint8_t code;
+		xs[b] = op_fp4_block_scale(_mm_cvtss_f32(h), L->w.format, S, L->mx_mode, &code, &inv);
 		__m256 vinv = _mm256_set1_ps(inv);
 		for (uint32_t i = 0; i < bl; i += 8) {
 			__m256 y = _mm256_mul_ps(_mm256_loadu_ps(v + i), vinv);

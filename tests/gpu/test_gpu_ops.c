@@ -28,13 +28,12 @@
 
 #include "appliance/modelfile.h"
 #include "check.h"
-#include "ingest/geometry.h"
-#include "ingest/simgen.h"
 #include "kernels/backend.h"
 #include "kernels/cuda/lt.h"
 #include "kernels/cuda/ops.h"
 #include "kernels/cuda/plugin.h"
 #include "kernels/fp4_gemm.h"
+#include "sim_events.h"
 #ifdef OP_GPU_EMULATED
 void emu_fail_syncs_after(long n); /* tests/gpu/emu/emu_runtime.cpp */
 #endif
@@ -426,30 +425,6 @@ enum { NE = 3000, PIECE_A = 1024, PIECE_B = 700 };
 static op_reco_event ev[NE];
 static op_reco_out guess[NE];
 
-static void make_events(void)
-{
-	op_geometry *geo = NULL;
-	op_simgen *gen = NULL;
-	op_simgen_config sc = {.seed = 21, .track_fraction = 0.7, .max_pulses = 400, .noise_hz = 500};
-	CHECK(op_geometry_default(&geo) == 0);
-	CHECK(op_simgen_open(&sc, geo, &gen) == 0);
-	for (int e = 0; e < NE; e++) {
-		op_sim_event s;
-		op_simgen_next(gen, &s);
-		float *b = malloc((size_t)s.n * 5 * sizeof(float) + 4), *sb = malloc((size_t)s.n * 5 * sizeof(float) + 4);
-		uint16_t *fl = malloc((size_t)s.n * 2 + 2);
-		op_placed_pulses dst = {b, b + s.n, b + 2 * s.n, b + 3 * s.n, b + 4 * s.n, fl};
-		uint32_t m = op_geometry_place(geo, s.pulses, s.n, &dst, 0);
-		if (e % 40 == 3)
-			m = m < 1 ? m : 1;
-		ev[e] = (op_reco_event){.n = m, .x_m = b, .y_m = b + s.n, .z_m = b + 2 * s.n, .t_ns = b + 3 * s.n,
-					.q_pe = b + 4 * s.n, .flags = fl};
-		op_seed_guess(&guess[e], &ev[e], sb);
-		free(sb);
-	}
-	op_simgen_close(gen);
-	op_geometry_close(geo);
-}
 
 static int model_on_gpu(const op_model *m, op_reco_out *out, uint32_t piece)
 {
@@ -493,7 +468,7 @@ static void test_model(void)
 	op_model m;
 	char err[512];
 	CHECK(op_model_load_default(&m, err, sizeof(err)) == 0);
-	make_events();
+	sim_events(ev, guess, NE, 21, 0.7, 400, 40);
 	static op_reco_out ref[NE], got[NE];
 	op_model_ws *ws[1] = {op_model_ws_new()};
 	CHECK(op_model_run(&m, ws, 1, ev, guess, ref, NE) == 0);
@@ -556,13 +531,7 @@ static void test_model(void)
 			status &= got[e].status == ref[e].status;
 			if (isnan(ref[e].dir[0]))
 				continue;
-			/* the angle as atan2(|a×b|, a·b): acos of a dot product near 1 would read float
-			 * rounding of the norms as 1e-4 rad */
-			const float *a3 = got[e].dir, *b3 = ref[e].dir;
-			double cx = (double)a3[1] * b3[2] - (double)a3[2] * b3[1], cy = (double)a3[2] * b3[0] - (double)a3[0] * b3[2],
-			       cz = (double)a3[0] * b3[1] - (double)a3[1] * b3[0];
-			double dot = (double)a3[0] * b3[0] + (double)a3[1] * b3[1] + (double)a3[2] * b3[2];
-			double a = atan2(sqrt(cx * cx + cy * cy + cz * cz), dot);
+			double a = sim_angle(got[e].dir, ref[e].dir);
 			double de = fabs((double)got[e].log10_energy_gev - ref[e].log10_energy_gev);
 			worst = a > worst ? a : worst;
 			worst_e = de > worst_e ? de : worst_e;

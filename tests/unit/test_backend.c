@@ -15,38 +15,13 @@
 
 #include "appliance/modelfile.h"
 #include "check.h"
-#include "ingest/geometry.h"
-#include "ingest/simgen.h"
 #include "kernels/backend.h"
+#include "sim_events.h"
 
 enum { NE = 1500 };
 static op_reco_event ev[NE];
 static op_reco_out guess[NE];
 
-static void make_events(void)
-{
-	op_geometry *geo = NULL;
-	op_simgen *gen = NULL;
-	op_simgen_config sc = {.seed = 11, .track_fraction = 0.7, .max_pulses = 400, .noise_hz = 500};
-	CHECK(op_geometry_default(&geo) == 0);
-	CHECK(op_simgen_open(&sc, geo, &gen) == 0);
-	for (int e = 0; e < NE; e++) {
-		op_sim_event s;
-		op_simgen_next(gen, &s);
-		float *b = malloc((size_t)s.n * 5 * sizeof(float) + 4), *sb = malloc((size_t)s.n * 5 * sizeof(float) + 4);
-		uint16_t *fl = malloc((size_t)s.n * 2 + 2);
-		op_placed_pulses dst = {b, b + s.n, b + 2 * s.n, b + 3 * s.n, b + 4 * s.n, fl};
-		uint32_t m = op_geometry_place(geo, s.pulses, s.n, &dst, 0);
-		if (e % 50 == 7)
-			m = m < 1 ? m : 1; /* some events too short for LineFit: the network must skip them */
-		ev[e] = (op_reco_event){.n = m, .x_m = b, .y_m = b + s.n, .z_m = b + 2 * s.n, .t_ns = b + 3 * s.n,
-					.q_pe = b + 4 * s.n, .flags = fl};
-		op_seed_guess(&guess[e], &ev[e], sb);
-		free(sb);
-	}
-	op_simgen_close(gen);
-	op_geometry_close(geo);
-}
 
 static int same_bits(const op_reco_out *a, const op_reco_out *b, size_t n)
 {
@@ -58,14 +33,6 @@ static int same_bits(const op_reco_out *a, const op_reco_out *b, size_t n)
 	return 1;
 }
 
-/* atan2(|a×b|, a·b): exact near 0, where acos of a dot product reads float rounding as 1e-4 rad */
-static double angle(const float *a, const float *b)
-{
-	double cx = (double)a[1] * b[2] - (double)a[2] * b[1], cy = (double)a[2] * b[0] - (double)a[0] * b[2],
-	       cz = (double)a[0] * b[1] - (double)a[1] * b[0];
-	double d = (double)a[0] * b[0] + (double)a[1] * b[1] + (double)a[2] * b[2];
-	return atan2(sqrt(cx * cx + cy * cy + cz * cz), d);
-}
 
 static op_backend *open_ok(const char *want, const op_model *m, char *why, size_t len)
 {
@@ -80,7 +47,7 @@ int main(void)
 	op_model m;
 	char why[512];
 	CHECK(op_model_load_default(&m, why, sizeof(why)) == 0);
-	make_events();
+	sim_events(ev, guess, NE, 11, 0.7, 400, 50); /* some too short for LineFit */
 	static op_reco_out ref[NE], got[NE];
 	op_model_ws *ws[2] = {op_model_ws_new(), op_model_ws_new()};
 	CHECK(op_model_run(&m, ws, 2, ev, guess, ref, NE) == 0);
@@ -122,7 +89,6 @@ int main(void)
 	CHECK(strstr(why, "backend cuda") && strstr(why, "no CUDA plugin"));
 
 	/* a file that is not the plugin */
-	setenv("OUTPOST_CUDA_PLUGIN", "libm.so.6", 1);
 	const char *libm = "/lib/x86_64-linux-gnu/libm.so.6";
 #if defined(__aarch64__)
 	libm = "/lib/aarch64-linux-gnu/libm.so.6";
@@ -159,7 +125,7 @@ int main(void)
 			for (int e = 0; e < NE; e++) {
 				status_same &= ref[e].status == got[e].status;
 				if (!isnan(ref[e].dir[0])) {
-					double a = angle(ref[e].dir, got[e].dir);
+					double a = sim_angle(ref[e].dir, got[e].dir);
 					worst = a > worst ? a : worst;
 				}
 			}

@@ -14,36 +14,13 @@
 
 #include "appliance/modelfile.h"
 #include "check.h"
-#include "ingest/geometry.h"
-#include "ingest/simgen.h"
+#include "sim_events.h"
 #include <hdf5.h>
 
 enum { NE = 300 };
 static op_reco_event ev[NE];
 static op_reco_out guess[NE];
 
-static void make_events(void)
-{
-	op_geometry *geo = NULL;
-	op_simgen *gen = NULL;
-	op_simgen_config sc = {.seed = 5, .track_fraction = 1.0, .max_pulses = 5000, .noise_hz = 500};
-	CHECK(op_geometry_default(&geo) == 0);
-	CHECK(op_simgen_open(&sc, geo, &gen) == 0);
-	for (int e = 0; e < NE; e++) {
-		op_sim_event s;
-		op_simgen_next(gen, &s);
-		float *b = malloc((size_t)s.n * 5 * sizeof(float) + 4), *sb = malloc((size_t)s.n * 5 * sizeof(float) + 4);
-		uint16_t *fl = malloc((size_t)s.n * 2 + 2);
-		op_placed_pulses dst = {b, b + s.n, b + 2 * s.n, b + 3 * s.n, b + 4 * s.n, fl};
-		uint32_t m = op_geometry_place(geo, s.pulses, s.n, &dst, 0);
-		ev[e] = (op_reco_event){.n = m, .x_m = b, .y_m = b + s.n, .z_m = b + 2 * s.n, .t_ns = b + 3 * s.n,
-					.q_pe = b + 4 * s.n, .flags = fl};
-		op_seed_guess(&guess[e], &ev[e], sb);
-		free(sb);
-	}
-	op_simgen_close(gen);
-	op_geometry_close(geo);
-}
 
 static void run(const op_model *m, op_reco_out *out, int threads, size_t batch)
 {
@@ -118,7 +95,7 @@ int main(void)
 	CHECK(mkdtemp(dir) != NULL);
 	snprintf(path, sizeof(path), "%s/m.h5", dir);
 	snprintf(bad, sizeof(bad), "%s/bad.h5", dir);
-	make_events();
+	sim_events(ev, guess, NE, 5, 1.0, 5000, 0);
 
 	CHECK(op_model_load_default(&m, err, sizeof(err)) == 0);
 	if (check_failures) {

@@ -15,4 +15,16 @@ int op_bench_power(int argc, char **argv);
 int op_bench_uplink(int argc, char **argv);
 int op_bench_gpu(int argc, char **argv);
 
+/* Simulated events cut to their earliest np pulses (tracks and cascades, whole events only),
+ * placed in IceCube-86, with LineFit's first guesses: the model benchmarks' input. */
+#include "kernels/reco.h"
+typedef struct op_bench_events {
+	op_reco_event *ev;
+	op_reco_out *guess;
+	float *buf;
+	uint16_t *flags;
+} op_bench_events;
+int op_bench_sim_events(op_bench_events *E, int ne, int np);
+void op_bench_events_free(op_bench_events *E);
+
 #endif

@@ -32,8 +32,6 @@ int op_bench_gpu(int argc, char **argv)
 #include <cuda_runtime_api.h>
 
 #include "appliance/modelfile.h"
-#include "ingest/geometry.h"
-#include "ingest/simgen.h"
 #include "kernels/backend.h"
 #include "kernels/cuda/lt.h"
 #include "kernels/cuda/ops.h"
@@ -261,30 +259,14 @@ static void bench_model(int threads)
 		fprintf(stderr, "outpost-bench gpu: %s\n", err);
 		return;
 	}
-	op_geometry *geo = NULL;
-	op_simgen *gen = NULL;
-	op_simgen_config sc = {.seed = 99, .track_fraction = 0.7, .max_pulses = NP, .noise_hz = 500};
-	op_geometry_default(&geo);
-	op_simgen_open(&sc, geo, &gen);
-	float *buf = malloc((size_t)NE * NP * 5 * sizeof(float)), *sb = malloc(NP * 5 * sizeof(float));
-	uint16_t *fl = malloc((size_t)NE * NP * 2);
-	op_reco_event *ev = malloc(NE * sizeof(*ev));
-	op_reco_out *g = malloc(NE * sizeof(*g)), *out = malloc(NE * sizeof(*out));
-	for (int e = 0; e < NE;) {
-		op_sim_event s;
-		op_simgen_next(gen, &s);
-		if (s.n < NP)
-			continue;
-		float *b = buf + (size_t)e * NP * 5;
-		op_placed_pulses dst = {b, b + NP, b + 2 * NP, b + 3 * NP, b + 4 * NP, fl + (size_t)e * NP};
-		if (op_geometry_place(geo, s.pulses, NP, &dst, 0) != NP)
-			continue;
-		ev[e] = (op_reco_event){.n = NP, .x_m = b, .y_m = b + NP, .z_m = b + 2 * NP, .t_ns = b + 3 * NP,
-					.q_pe = b + 4 * NP, .flags = fl + (size_t)e * NP};
-		e++;
+	op_bench_events E;
+	if (op_bench_sim_events(&E, NE, NP) < 0) {
+		op_model_free(&m);
+		return;
 	}
-	for (int e = 0; e < NE; e++)
-		op_seed_guess(&g[e], &ev[e], sb);
+	const op_reco_event *ev = E.ev;
+	const op_reco_out *g = E.guess;
+	op_reco_out *out = malloc(NE * sizeof(*out));
 
 	op_backend *cpu = NULL, *gpu = NULL;
 	char why[512];
@@ -349,9 +331,8 @@ done:
 	op_backend_close(cpu);
 	op_backend_close(gpu);
 	op_model_free(&m);
-	free(buf), free(sb), free(fl), free(ev), free(g), free(out);
-	op_simgen_close(gen);
-	op_geometry_close(geo);
+	free(out);
+	op_bench_events_free(&E);
 }
 
 int op_bench_gpu(int argc, char **argv)

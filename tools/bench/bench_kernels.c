@@ -280,30 +280,14 @@ static void bench_model(const char *path, int threads_max)
 	}
 	/* 40-pulse events: simulated tracks and cascades cut to their earliest 40 pulses */
 	enum { NE = 8192, NP = 40 };
-	op_geometry *geo = NULL;
-	op_simgen *gen = NULL;
-	op_simgen_config sc = {.seed = 99, .track_fraction = 0.7, .max_pulses = NP, .noise_hz = 500};
-	op_geometry_default(&geo);
-	op_simgen_open(&sc, geo, &gen);
-	float *buf = malloc((size_t)NE * NP * 5 * sizeof(float)), *sb = malloc(NP * 5 * sizeof(float));
-	uint16_t *fl = malloc((size_t)NE * NP * 2);
-	op_reco_event *ev = malloc(NE * sizeof(*ev));
-	op_reco_out *g = malloc(NE * sizeof(*g)), *out = malloc(NE * sizeof(*out));
-	for (int e = 0; e < NE;) {
-		op_sim_event s;
-		op_simgen_next(gen, &s);
-		if (s.n < NP)
-			continue;
-		float *b = buf + (size_t)e * NP * 5;
-		op_placed_pulses dst = {b, b + NP, b + 2 * NP, b + 3 * NP, b + 4 * NP, fl + (size_t)e * NP};
-		if (op_geometry_place(geo, s.pulses, NP, &dst, 0) != NP)
-			continue; /* every simulated pulse names a known sensor; keep only whole events */
-		ev[e] = (op_reco_event){.n = NP, .x_m = b, .y_m = b + NP, .z_m = b + 2 * NP, .t_ns = b + 3 * NP,
-					.q_pe = b + 4 * NP, .flags = fl + (size_t)e * NP};
-		e++;
+	op_bench_events E;
+	if (op_bench_sim_events(&E, NE, NP) < 0) {
+		op_model_free(&m);
+		return;
 	}
-	for (int e = 0; e < NE; e++)
-		op_seed_guess(&g[e], &ev[e], sb);
+	float *sb = malloc(NP * 5 * sizeof(float));
+	op_reco_event *ev = E.ev;
+	op_reco_out *g = E.guess, *out = malloc(NE * sizeof(*out));
 	op_model_ws *ws[16];
 	for (int i = 0; i < 16; i++)
 		ws[i] = op_model_ws_new();
@@ -362,9 +346,52 @@ static void bench_model(const char *path, int threads_max)
 	for (int i = 0; i < 16; i++)
 		op_model_ws_free(ws[i]);
 	op_model_free(&m);
-	free(buf), free(sb), free(fl), free(ev), free(g), free(out);
+	free(sb), free(out);
+	op_bench_events_free(&E);
+}
+
+int op_bench_sim_events(op_bench_events *E, int ne, int np)
+{
+	op_geometry *geo = NULL;
+	op_simgen *gen = NULL;
+	op_simgen_config sc = {.seed = 99, .track_fraction = 0.7, .max_pulses = (uint32_t)np, .noise_hz = 500};
+	E->buf = malloc((size_t)ne * np * 5 * sizeof(float));
+	E->flags = malloc((size_t)ne * np * sizeof(uint16_t));
+	E->ev = malloc((size_t)ne * sizeof(*E->ev));
+	E->guess = malloc((size_t)ne * sizeof(*E->guess));
+	float *sb = malloc((size_t)np * 5 * sizeof(float));
+	if (!E->buf || !E->flags || !E->ev || !E->guess || !sb || op_geometry_default(&geo) < 0 ||
+	    op_simgen_open(&sc, geo, &gen) < 0) {
+		free(sb);
+		op_geometry_close(geo);
+		op_bench_events_free(E);
+		return -1;
+	}
+	for (int e = 0; e < ne;) {
+		op_sim_event s;
+		op_simgen_next(gen, &s);
+		if (s.n < (uint32_t)np)
+			continue;
+		float *b = E->buf + (size_t)e * np * 5;
+		uint16_t *fl = E->flags + (size_t)e * np;
+		op_placed_pulses dst = {b, b + np, b + 2 * np, b + 3 * np, b + 4 * np, fl};
+		if (op_geometry_place(geo, s.pulses, (uint32_t)np, &dst, 0) != (uint32_t)np)
+			continue; /* every simulated pulse names a known sensor; keep only whole events */
+		E->ev[e] = (op_reco_event){.n = (uint32_t)np, .x_m = b, .y_m = b + np, .z_m = b + 2 * np,
+					   .t_ns = b + 3 * np, .q_pe = b + 4 * np, .flags = fl};
+		op_seed_guess(&E->guess[e], &E->ev[e], sb);
+		e++;
+	}
+	free(sb);
 	op_simgen_close(gen);
 	op_geometry_close(geo);
+	return 0;
+}
+
+void op_bench_events_free(op_bench_events *E)
+{
+	free(E->buf), free(E->flags), free(E->ev), free(E->guess);
+	E->buf = NULL, E->flags = NULL, E->ev = NULL, E->guess = NULL;
 }
 
 int op_bench_kernels(int argc, char **argv)
