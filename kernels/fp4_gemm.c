@@ -77,6 +77,13 @@ static void build_g16(op_fp4_linear *L)
 		L->g16q = L->g16c = NULL, L->g16s = L->g16b = NULL;
 		return;
 	}
+	op_fp4_layout_g16(L, L->g16q, L->g16c, L->g16s, L->g16b);
+}
+
+void op_fp4_layout_g16(const op_fp4_linear *L, int32_t *wq, int32_t *wc, float *ws, float *wb)
+{
+	const uint32_t kp = L->w.cols, bl = op_fp4_block(L->w.format), nb = kp / bl, nq = kp / 4;
+	const uint32_t ng = (L->n + 15) / 16;
 	for (uint32_t g = 0; g < ng; g++)
 		for (uint32_t o = 0; o < 16; o++) {
 			const uint32_t n = g * 16 + o;
@@ -85,7 +92,7 @@ static void build_g16(op_fp4_linear *L)
 				int32_t v = 0;
 				if (w2)
 					memcpy(&v, w2 + 4 * q, 4);
-				L->g16q[((size_t)g * nq + q) * 16 + o] = v;
+				wq[((size_t)g * nq + q) * 16 + o] = v;
 			}
 			for (uint32_t b = 0; b < nb; b++) {
 				int32_t c = 0;
@@ -95,10 +102,10 @@ static void build_g16(op_fp4_linear *L)
 					c = (int32_t)(int16_t)(packed & 0xffff) + (int32_t)(int16_t)((uint32_t)packed >> 16);
 					s = L->wscale[(size_t)n * nb + b];
 				}
-				L->g16c[((size_t)g * nb + b) * 16 + o] = c;
-				L->g16s[((size_t)g * nb + b) * 16 + o] = s;
+				wc[((size_t)g * nb + b) * 16 + o] = c + OP_G16_SUM_BIAS;
+				ws[((size_t)g * nb + b) * 16 + o] = s;
 			}
-			L->g16b[(size_t)g * 16 + o] = n < L->n ? L->bias[n] : 0.0f;
+			wb[(size_t)g * 16 + o] = n < L->n ? L->bias[n] : 0.0f;
 		}
 }
 

@@ -44,7 +44,8 @@ typedef struct op_fp4_linear {
 	float *wdec;      /* N × Kp exact values qw/2 · sw (no tensor scale) for W4A16 */
 	/* the AVX-512 rung's layout, outputs in groups of 16 (64-byte aligned; NULL when it could
 	 * not be built — the rung then lays the weights out per call): g16q [group][k/4][16] words
-	 * of four doubled codes, g16s/g16c [group][block][16] scales and −12·Σw, g16b [group][16] */
+	 * of four doubled codes, g16s [group][block][16] scales, g16c [group][block][16] the
+	 * block sums' starting values −12·Σw + OP_G16_SUM_BIAS, g16b [group][16] biases */
 	int32_t *g16q, *g16c;
 	float *g16s, *g16b;
 } op_fp4_linear;
@@ -98,6 +99,14 @@ int op_fp4_gemm_avx2(const op_fp4_linear *L, int mode, const float *X, size_t ld
 int op_fp4_gemm_neon(const op_fp4_linear *L, int mode, const float *X, size_t ldx, uint32_t M, float *Y, size_t ldy);
 int op_fp4_gemm_avx512(const op_fp4_linear *L, int mode, const float *X, size_t ldx, uint32_t M, float *Y,
 		       size_t ldy);
+/*
+ * The AVX-512 layout above, into the given buffers (sizes as in op_fp4_linear). A block's integer
+ * sum starts from OP_G16_SUM_BIAS, the bits of the float 1.5·2^23: |Σ| < 2^22 always (at most
+ * 32 products of doubled codes ≤ 12), so the int32 sum read as a float is exactly 1.5·2^23 + Σ
+ * and one subtraction gives Σ as a float — an exact conversion that any FP port can run.
+ */
+#define OP_G16_SUM_BIAS 0x4b400000
+void op_fp4_layout_g16(const op_fp4_linear *L, int32_t *wq, int32_t *wc, float *ws, float *wb);
 /* The AVX2 rung's W4A4 activation quantizer for eight rows (layout: fp4_gemm_avx2.c), shared with AVX-512. */
 void op_fp4_quantize_tile8_avx2(const op_fp4_linear *L, const float *const rowp[8], uint32_t *xu, float *xs);
 /* One activation row for the W4A4 GEMV (doubled codes q2, block scales xs; pad: kp floats). */

@@ -27,18 +27,11 @@
 #define NG 16 /* outputs per group: one 32-bit lane each */
 
 /* ---- the activation quantizer, sixteen rows at once ---------------------------------------- */
-/* The AVX2 rung's (fp4_gemm_avx2.c) on 512-bit registers, operation for operation, so the
+/* Lanes are a row's sixteen consecutive values (no transpose): the block maxima of sixteen rows
+ * come out of one tree of shuffles as one vector, lanes = rows, so the scale rule runs once per
+ * sixteen rows (tile_scales: the AVX2 rung's, on 512-bit registers); then each value becomes its
+ * doubled code (+12, unsigned) and four rows' codes are packed by two saturating packs. The
  * codes and scales are the reference's bit for bit (tests/unit/test_fp4_kernels.c). */
-
-static inline __m512i doubled_mag(__m512 a)
-{
-	__m512 t = _mm512_min_ps(_mm512_add_ps(a, a), _mm512_set1_ps(16.0f)); /* NaN → 16 */
-	__m512i e = _mm512_and_si512(_mm512_castps_si512(t), _mm512_set1_epi32(0x7f800000));
-	__m512i mb = _mm512_max_epi32(_mm512_add_epi32(e, _mm512_set1_epi32(0x0b000000)), _mm512_set1_epi32(0x4b000000));
-	__m512 m = _mm512_castsi512_ps(mb);
-	__m512 r = _mm512_sub_ps(_mm512_add_ps(t, m), m);
-	return _mm512_min_epi32(_mm512_cvttps_epi32(r), _mm512_set1_epi32(12));
-}
 
 static inline __m512 tile_scales(__m512 amax, int format, int mx_mode, float S, __m512 *inv)
 {
@@ -87,64 +80,87 @@ static inline __m512 tile_scales(__m512 amax, int format, int mx_mode, float S, 
 	return _mm512_castsi512_ps(_mm512_slli_epi32(code, 23));
 }
 
-/* r[j] = row j's 16 values → r[i] = value i of the 16 rows */
-static inline void transpose16(__m512 r[16])
+/* Which row each of the sixteen inputs of hmax16 takes so that lane j of its result is row j's
+ * maximum (the tree below leaves lanes in this order; the order is its own inverse). */
+static const uint8_t hmax_row[16] = {0, 2, 1, 3, 8, 10, 9, 11, 4, 6, 5, 7, 12, 14, 13, 15};
+
+/* Lane L = the maximum of v[hmax_row[L]]'s sixteen lanes: four levels, each halving the
+ * vectors and the lanes per row (30 shuffles and 15 maxima for sixteen rows). No NaN in v. */
+static inline __m512 hmax16(const __m512 v[16])
 {
-	__m512 t[16], u[16];
-	for (int k = 0; k < 8; k++) {
-		t[2 * k] = _mm512_unpacklo_ps(r[2 * k], r[2 * k + 1]);
-		t[2 * k + 1] = _mm512_unpackhi_ps(r[2 * k], r[2 * k + 1]);
-	}
-	for (int k = 0; k < 4; k++) {
-		u[4 * k + 0] = _mm512_shuffle_ps(t[4 * k], t[4 * k + 2], 0x44);
-		u[4 * k + 1] = _mm512_shuffle_ps(t[4 * k], t[4 * k + 2], 0xee);
-		u[4 * k + 2] = _mm512_shuffle_ps(t[4 * k + 1], t[4 * k + 3], 0x44);
-		u[4 * k + 3] = _mm512_shuffle_ps(t[4 * k + 1], t[4 * k + 3], 0xee);
-	}
-	for (int m = 0; m < 4; m++) {
-		__m512 v0 = _mm512_shuffle_f32x4(u[m], u[4 + m], 0x88), v1 = _mm512_shuffle_f32x4(u[m], u[4 + m], 0xdd);
-		__m512 v2 = _mm512_shuffle_f32x4(u[8 + m], u[12 + m], 0x88), v3 = _mm512_shuffle_f32x4(u[8 + m], u[12 + m], 0xdd);
-		r[m] = _mm512_shuffle_f32x4(v0, v2, 0x88);
-		r[m + 8] = _mm512_shuffle_f32x4(v0, v2, 0xdd);
-		r[m + 4] = _mm512_shuffle_f32x4(v1, v3, 0x88);
-		r[m + 12] = _mm512_shuffle_f32x4(v1, v3, 0xdd);
-	}
+	__m512 w[8], x[4], y[2];
+#pragma GCC unroll 8
+	for (int i = 0; i < 8; i++)
+		w[i] = _mm512_max_ps(_mm512_shuffle_f32x4(v[i], v[i + 8], 0x44), _mm512_shuffle_f32x4(v[i], v[i + 8], 0xee));
+#pragma GCC unroll 4
+	for (int i = 0; i < 4; i++)
+		x[i] = _mm512_max_ps(_mm512_shuffle_f32x4(w[i], w[i + 4], 0x88), _mm512_shuffle_f32x4(w[i], w[i + 4], 0xdd));
+#pragma GCC unroll 2
+	for (int i = 0; i < 2; i++)
+		y[i] = _mm512_max_ps(_mm512_shuffle_ps(x[i], x[i + 2], 0x44), _mm512_shuffle_ps(x[i], x[i + 2], 0xee));
+	return _mm512_max_ps(_mm512_shuffle_ps(y[0], y[1], 0x88), _mm512_shuffle_ps(y[0], y[1], 0xdd));
 }
 
-/* Sixteen rows (rowp[j]: kp readable floats, zero beyond k) → xu[quad·16 + j] (row j's four
- * codes of that quad, doubled, +12) and xs[b·16 + j] (its block scale). */
-static void quantize_tile16(const op_fp4_linear *L, const float *const rowp[QT], uint32_t *xu, float *xs)
+/* Sixteen values times their row's 1/scale → doubled E2M1 codes + 12 (0 … 24), int32 lanes.
+ * t = 2|y| rounds to one mantissa bit by adding and removing 2^(e+22), at least 2^23 (which
+ * rounds below 2 to integers): round-to-nearest-even onto 0, 1, 2, 3, 4, 6, 8, 12, … Anything
+ * from 14 up — and ∞, and NaN, which truncate to 0x80000000 — saturates to 12 by an unsigned
+ * minimum, as the reference saturates to ±6 and sends NaN to +6. */
+static inline __m512i code12(__m512 x, __m512 inv)
 {
-	const uint32_t bl = op_fp4_block(L->w.format), nb = L->w.cols / bl;
-	const __m512 absmask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
+	const __m512 y = _mm512_mul_ps(x, inv), t = _mm512_add_ps(y, y);
+	const __m512 ta = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(t), _mm512_set1_epi32(0x7fffffff)));
+	const __m512i e = _mm512_and_si512(_mm512_castps_si512(t), _mm512_set1_epi32(0x7f800000));
+	const __m512 m = _mm512_castsi512_ps(
+		_mm512_max_epi32(_mm512_add_epi32(e, _mm512_set1_epi32(0x0b000000)), _mm512_set1_epi32(0x4b000000)));
+	const __m512i d = _mm512_min_epu32(_mm512_cvttps_epi32(_mm512_sub_ps(_mm512_add_ps(ta, m), m)), _mm512_set1_epi32(12));
+	const __m512i twelve = _mm512_set1_epi32(12);
+	const __mmask16 neg = _mm512_cmp_ps_mask(y, _mm512_setzero_ps(), _CMP_LT_OQ);
+	return _mm512_mask_sub_epi32(_mm512_add_epi32(d, twelve), neg, twelve, d);
+}
+
+/*
+ * Sixteen rows (rowp[j]: kp readable floats, zero beyond k) → their codes and scales in the
+ * kernel's order: for each sixteen-column chunk c, four groups of four rows, each 64 bytes =
+ * [quad of the chunk (4)][row of the group (4)] words of four codes (what two saturating packs
+ * of four rows leave, unpermuted): row j's quad q of chunk c at word (4c + j/4)·16 + 4q + j%4.
+ * xs[b·16 + j]: row j's scale of block b.
+ */
+static void quantize_tile16(const op_fp4_linear *L, const float *const rowp[QT], uint32_t *xu, float *xs, float *xinv)
+{
+	const uint32_t bl = op_fp4_block(L->w.format), nb = L->w.cols / bl, vpb = bl / 16;
+	const __m512 absmask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff)), zero = _mm512_setzero_ps();
 	const float S = 1.0f / L->act_scale;
-	__m512 tb[OP_MXFP4_BLOCK];
+	/* every block's scales first: their divisions (long, on one port) then overlap each other,
+	 * and the codes below read 1/scale long after it was stored */
 	for (uint32_t b = 0; b < nb; b++) {
-		__m512 amax = _mm512_setzero_ps();
-		for (uint32_t g = 0; g < bl; g += 16) {
-			__m512 *r = tb + g;
-			for (int j = 0; j < QT; j++)
-				r[j] = _mm512_loadu_ps(rowp[j] + b * bl + g);
-			transpose16(r);
-			for (int i = 0; i < 16; i++)
-				amax = _mm512_max_ps(_mm512_and_ps(r[i], absmask), amax); /* a NaN is skipped, as in the reference */
+		__m512 v[QT];
+#pragma GCC unroll 16
+		for (int i = 0; i < QT; i++) { /* max(|x|, 0) turns NaN into 0: skipped, as in the reference */
+			const float *x = rowp[hmax_row[i]] + b * bl;
+			__m512 a = _mm512_max_ps(_mm512_and_ps(_mm512_loadu_ps(x), absmask), zero);
+			if (vpb == 2)
+				a = _mm512_max_ps(_mm512_and_ps(_mm512_loadu_ps(x + 16), absmask), a);
+			v[i] = a;
 		}
-		__m512 inv, s = tile_scales(amax, L->w.format, L->mx_mode, S, &inv);
+		__m512 inv, s = tile_scales(hmax16(v), L->w.format, L->mx_mode, S, &inv);
 		_mm512_store_ps(xs + b * QT, s);
-		for (uint32_t i = 0; i < bl; i += 4) {
-			__m512i q[4];
-			for (int t = 0; t < 4; t++) {
-				__m512 y = _mm512_mul_ps(tb[i + (uint32_t)t], inv);
-				__m512i d = doubled_mag(_mm512_and_ps(y, absmask));
-				__mmask16 neg = _mm512_cmp_ps_mask(y, _mm512_setzero_ps(), _CMP_LT_OQ);
-				q[t] = _mm512_add_epi32(_mm512_mask_sub_epi32(d, neg, _mm512_setzero_si512(), d),
-							_mm512_set1_epi32(12));
-			}
-			__m512i packed = _mm512_or_si512(_mm512_or_si512(q[0], _mm512_slli_epi32(q[1], 8)),
-							 _mm512_or_si512(_mm512_slli_epi32(q[2], 16), _mm512_slli_epi32(q[3], 24)));
-			_mm512_store_si512((__m512i *)(xu + (size_t)(b * bl + i) / 4 * QT), packed);
-		}
+		_mm512_store_ps(xinv + b * QT, inv);
 	}
+	for (uint32_t b = 0; b < nb; b++)
+		for (uint32_t c = 0; c < vpb; c++) {
+			uint32_t *dst = xu + (size_t)(b * vpb + c) * 4 * 16;
+			const float *inv_row = xinv + b * QT;
+#pragma GCC unroll 4
+			for (int g = 0; g < 4; g++) {
+				__m512i q[4];
+#pragma GCC unroll 4
+				for (int r = 0; r < 4; r++)
+					q[r] = code12(_mm512_loadu_ps(rowp[4 * g + r] + b * bl + c * 16), _mm512_set1_ps(inv_row[4 * g + r]));
+				_mm512_store_si512((__m512i *)(dst + g * 16),
+						   _mm512_packus_epi16(_mm512_packus_epi32(q[0], q[1]), _mm512_packus_epi32(q[2], q[3])));
+			}
+		}
 }
 
 static int gemm_w4a4(const op_fp4_linear *L, const float *X, size_t ldx, uint32_t M, float *Y, size_t ldy)
@@ -159,9 +175,9 @@ static int gemm_w4a4(const op_fp4_linear *L, const float *X, size_t ldx, uint32_
 	int32_t *own_q = NULL, *own_c = NULL;
 	float *own_s = NULL, *own_b = NULL;
 	uint32_t *xu = aligned_alloc(64, (size_t)nq * QT * sizeof(uint32_t));
-	float *xs = aligned_alloc(64, (size_t)nb * QT * sizeof(float));
+	float *xs = aligned_alloc(64, (size_t)nb * QT * sizeof(float)), *xinv = aligned_alloc(64, (size_t)nb * QT * sizeof(float));
 	float *pad = malloc((size_t)kp * QT * sizeof(float)), *zero = calloc(kp, sizeof(float));
-	if (!xu || !xs || !pad || !zero)
+	if (!xu || !xs || !xinv || !pad || !zero)
 		goto out;
 	if (!wq) {
 		own_q = aligned_alloc(64, (size_t)ngroups * nq * NG * sizeof(int32_t));
@@ -170,33 +186,12 @@ static int gemm_w4a4(const op_fp4_linear *L, const float *X, size_t ldx, uint32_
 		own_b = aligned_alloc(64, (size_t)ngroups * NG * sizeof(float));
 		if (!own_q || !own_s || !own_c || !own_b)
 			goto out;
-		for (uint32_t g = 0; g < ngroups; g++)
-			for (uint32_t o = 0; o < NG; o++) {
-				uint32_t n = g * NG + o;
-				const int8_t *w2 = n < L->n ? L->w2 + (size_t)n * kp : NULL;
-				for (uint32_t q = 0; q < nq; q++) {
-					int32_t v = 0;
-					if (w2)
-						memcpy(&v, w2 + 4 * q, 4);
-					own_q[((size_t)g * nq + q) * NG + o] = v;
-				}
-				for (uint32_t b = 0; b < nb; b++) {
-					int32_t c = 0;
-					float sc = 0.0f;
-					if (w2) {
-						int32_t packed = L->wcorr[(size_t)n * nb + b]; /* int16 halves of −12·Σw */
-						c = (int32_t)(int16_t)(packed & 0xffff) + (int32_t)(int16_t)((uint32_t)packed >> 16);
-						sc = L->wscale[(size_t)n * nb + b];
-					}
-					own_c[((size_t)g * nb + b) * NG + o] = c;
-					own_s[((size_t)g * nb + b) * NG + o] = sc;
-				}
-				own_b[(size_t)g * NG + o] = n < L->n ? L->bias[n] : 0.0f;
-			}
+		op_fp4_layout_g16(L, own_q, own_c, own_s, own_b);
 		wq = own_q, wc = own_c, ws = own_s, bias = own_b;
 	}
 	const float fa = (0.25f * (L->w.format == OP_FP4_NVFP4 ? L->act_scale : 1.0f)) * L->w.tensor_scale;
 	const __m512 alpha = _mm512_set1_ps(fa), zerov = _mm512_setzero_ps();
+	const __m512 sum_bias = _mm512_castsi512_ps(_mm512_set1_epi32(OP_G16_SUM_BIAS));
 	for (uint32_t m0 = 0; m0 < M; m0 += QT) {
 		const uint32_t rows = M - m0 < QT ? M - m0 : QT;
 		const float *rowp[QT];
@@ -212,39 +207,41 @@ static int gemm_w4a4(const op_fp4_linear *L, const float *X, size_t ldx, uint32_
 				rowp[j] = pr;
 			}
 		}
-		quantize_tile16(L, rowp, xu, xs);
+		quantize_tile16(L, rowp, xu, xs, xinv);
 		/* The next tile's rows go into cache while this one is computed, a few lines per output
 		 * group (a burst of them would stall on the line-fill buffers): the quantizer walks
 		 * sixteen rows K floats apart, streams too short for the hardware prefetcher (measured:
 		 * 40-70 % of the kernel was the quantizer waiting for X). */
 		const uint32_t lines_per_row = (L->k + 15) / 16, pf_rows = M - m0 > 2 * QT ? QT : (M - m0 > QT ? M - m0 - QT : 0);
 		const uint32_t pf_total = pf_rows * lines_per_row, pf_step = (pf_total + ngroups - 1) / ngroups;
-		uint32_t pf = 0;
+		uint32_t pr = 0, pl = 0; /* the next line to fetch: row, line (no division in this loop) */
 		for (uint32_t g = 0; g < ngroups; g++) {
-			for (uint32_t e = 0; e < pf_step && pf < pf_total; e++, pf++)
-				_mm_prefetch((const char *)(X + (size_t)(m0 + QT + pf / lines_per_row) * ldx +
-							    (pf % lines_per_row) * 16),
-					     _MM_HINT_T0);
+			for (uint32_t e = 0; e < pf_step && pr < pf_rows; e++) {
+				_mm_prefetch((const char *)(X + (size_t)(m0 + QT + pr) * ldx + pl * 16), _MM_HINT_T0);
+				if (++pl == lines_per_row)
+					pl = 0, pr++;
+			}
 			const __m512i *wg = (const __m512i *)(wq + (size_t)g * nq * NG);
 			for (uint32_t h = 0; h * KR < rows; h++) { /* two passes of eight rows */
 				__m512 f0 = zerov, f1 = zerov, f2 = zerov, f3 = zerov, f4 = zerov, f5 = zerov, f6 = zerov, f7 = zerov;
 				for (uint32_t b = 0; b < nb; b++) {
 					const __m512i c = _mm512_load_si512(wc + ((size_t)g * nb + b) * NG);
 					__m512i s0 = c, s1 = c, s2 = c, s3 = c, s4 = c, s5 = c, s6 = c, s7 = c;
-					const uint32_t *xq = xu + (size_t)b * quads * QT + h * KR;
+					/* rows 8h … 8h+3 and 8h+4 … 8h+7 of quad q: xq[q][0…3] and xq[q][16…19] */
+					const uint32_t *xq = xu + (size_t)b * bl * 4 + h * 32;
 					const __m512i *wb = wg + (size_t)b * quads;
 #define OP_DP(q)                                                                                           \
 	do {                                                                                                 \
 		const __m512i w = _mm512_load_si512(wb + (q));                                               \
-		const uint32_t *xr = xq + (q) * QT;                                                          \
+		const uint32_t *xr = xq + (q) / 4 * 64 + (q) % 4 * 4;                                        \
 		s0 = _mm512_dpbusd_epi32(s0, _mm512_set1_epi32((int)xr[0]), w);                              \
 		s1 = _mm512_dpbusd_epi32(s1, _mm512_set1_epi32((int)xr[1]), w);                              \
 		s2 = _mm512_dpbusd_epi32(s2, _mm512_set1_epi32((int)xr[2]), w);                              \
 		s3 = _mm512_dpbusd_epi32(s3, _mm512_set1_epi32((int)xr[3]), w);                              \
-		s4 = _mm512_dpbusd_epi32(s4, _mm512_set1_epi32((int)xr[4]), w);                              \
-		s5 = _mm512_dpbusd_epi32(s5, _mm512_set1_epi32((int)xr[5]), w);                              \
-		s6 = _mm512_dpbusd_epi32(s6, _mm512_set1_epi32((int)xr[6]), w);                              \
-		s7 = _mm512_dpbusd_epi32(s7, _mm512_set1_epi32((int)xr[7]), w);                              \
+		s4 = _mm512_dpbusd_epi32(s4, _mm512_set1_epi32((int)xr[16]), w);                             \
+		s5 = _mm512_dpbusd_epi32(s5, _mm512_set1_epi32((int)xr[17]), w);                             \
+		s6 = _mm512_dpbusd_epi32(s6, _mm512_set1_epi32((int)xr[18]), w);                             \
+		s7 = _mm512_dpbusd_epi32(s7, _mm512_set1_epi32((int)xr[19]), w);                             \
 		__asm__("" : "+v"(s0), "+v"(s1), "+v"(s2), "+v"(s3), "+v"(s4), "+v"(s5), "+v"(s6), "+v"(s7)); \
 	} while (0)
 					/* quads is 4 (NVFP4) or 8 (MXFP4), unrolled; the empty asm keeps the eight
@@ -260,35 +257,56 @@ static int gemm_w4a4(const op_fp4_linear *L, const float *X, size_t ldx, uint32_
 						OP_DP(7);
 					}
 #undef OP_DP
-					/* once per block: the exact integer sums to FP32, times sx·sw, in block order */
+					/* once per block: the exact integer sums to FP32 (read as floats, less the
+					 * starting bias: a subtraction, which either FP port runs, where a
+					 * conversion would queue behind vpdpbusd on port 0), times sx·sw, in block
+					 * order, as the reference does */
 					const __m512 sw = _mm512_load_ps(ws + ((size_t)g * nb + b) * NG);
 					const float *sx = xs + (size_t)b * QT + h * KR;
-					f0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s0), _mm512_mul_ps(_mm512_set1_ps(sx[0]), sw), f0);
-					f1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s1), _mm512_mul_ps(_mm512_set1_ps(sx[1]), sw), f1);
-					f2 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s2), _mm512_mul_ps(_mm512_set1_ps(sx[2]), sw), f2);
-					f3 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s3), _mm512_mul_ps(_mm512_set1_ps(sx[3]), sw), f3);
-					f4 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s4), _mm512_mul_ps(_mm512_set1_ps(sx[4]), sw), f4);
-					f5 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s5), _mm512_mul_ps(_mm512_set1_ps(sx[5]), sw), f5);
-					f6 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s6), _mm512_mul_ps(_mm512_set1_ps(sx[6]), sw), f6);
-					f7 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s7), _mm512_mul_ps(_mm512_set1_ps(sx[7]), sw), f7);
+#define OP_SUM(s) _mm512_sub_ps(_mm512_castsi512_ps(s), sum_bias)
+					f0 = _mm512_fmadd_ps(OP_SUM(s0), _mm512_mul_ps(_mm512_set1_ps(sx[0]), sw), f0);
+					f1 = _mm512_fmadd_ps(OP_SUM(s1), _mm512_mul_ps(_mm512_set1_ps(sx[1]), sw), f1);
+					f2 = _mm512_fmadd_ps(OP_SUM(s2), _mm512_mul_ps(_mm512_set1_ps(sx[2]), sw), f2);
+					f3 = _mm512_fmadd_ps(OP_SUM(s3), _mm512_mul_ps(_mm512_set1_ps(sx[3]), sw), f3);
+					f4 = _mm512_fmadd_ps(OP_SUM(s4), _mm512_mul_ps(_mm512_set1_ps(sx[4]), sw), f4);
+					f5 = _mm512_fmadd_ps(OP_SUM(s5), _mm512_mul_ps(_mm512_set1_ps(sx[5]), sw), f5);
+					f6 = _mm512_fmadd_ps(OP_SUM(s6), _mm512_mul_ps(_mm512_set1_ps(sx[6]), sw), f6);
+					f7 = _mm512_fmadd_ps(OP_SUM(s7), _mm512_mul_ps(_mm512_set1_ps(sx[7]), sw), f7);
+#undef OP_SUM
 				}
-				/* y = fma(acc, alpha, bias), ReLU as the reference (NaN → 0); one row per store */
+				/* y = fma(acc, alpha, bias), ReLU as the reference: max(y, +0) gives +0 for
+				 * y ≤ 0 and for NaN (the second operand wins); one row per store, straight-line
+				 * when the pass has all eight rows (an indexed array would live on the stack) */
 				const uint32_t n0 = g * NG, nn = L->n - n0 < NG ? L->n - n0 : NG;
 				const __mmask16 mask = (__mmask16)(nn == 16 ? 0xffffu : (1u << nn) - 1u);
 				const __m512 bv = _mm512_load_ps(bias + (size_t)g * NG);
-				__m512 f[KR] = {f0, f1, f2, f3, f4, f5, f6, f7};
-				for (uint32_t j = 0; j < KR && h * KR + j < rows; j++) {
-					__m512 y = _mm512_fmadd_ps(f[j], alpha, bv);
-					if (L->relu) /* !(y > 0) → 0, so NaN → 0 */
-						y = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(y, zerov, _CMP_GT_OQ), y);
-					_mm512_mask_storeu_ps(Y + (size_t)(m0 + h * KR + j) * ldy + n0, mask, y);
+				float *yr = Y + (size_t)(m0 + h * KR) * ldy + n0;
+#define OP_OUT(j, f)                                                                                       \
+	do {                                                                                                 \
+		__m512 y = _mm512_fmadd_ps((f), alpha, bv);                                                  \
+		_mm512_mask_storeu_ps(yr + (size_t)(j) * ldy, mask, L->relu ? _mm512_max_ps(y, zerov) : y); \
+	} while (0)
+				if (rows - h * KR >= KR) {
+					OP_OUT(0, f0);
+					OP_OUT(1, f1);
+					OP_OUT(2, f2);
+					OP_OUT(3, f3);
+					OP_OUT(4, f4);
+					OP_OUT(5, f5);
+					OP_OUT(6, f6);
+					OP_OUT(7, f7);
+				} else {
+					const __m512 f[KR] = {f0, f1, f2, f3, f4, f5, f6, f7};
+					for (uint32_t j = 0; h * KR + j < rows; j++)
+						OP_OUT(j, f[j]);
 				}
+#undef OP_OUT
 			}
 		}
 	}
 	rc = 0;
 out:
-	free(own_q), free(own_s), free(own_c), free(own_b), free(xu), free(xs), free(pad), free(zero);
+	free(own_q), free(own_s), free(own_c), free(own_b), free(xu), free(xs), free(xinv), free(pad), free(zero);
 	return rc;
 }
 
