@@ -120,7 +120,8 @@ static inline __m512i code12(__m512 x, __m512 inv)
 }
 
 /*
- * Sixteen rows (rowp[j]: kp readable floats, zero beyond k) → their codes and scales in the
+ * Sixteen rows (rowp[j]: k readable floats, and zeros up to kp unless k is a multiple of 16 — a
+ * sixteen-column chunk wholly beyond k is not read) → their codes and scales in the
  * kernel's order: for each sixteen-column chunk c, four groups of four rows, each 64 bytes =
  * [quad of the chunk (4)][row of the group (4)] words of four codes (what two saturating packs
  * of four rows leave, unpermuted): row j's quad q of chunk c at word (4c + j/4)·16 + 4q + j%4.
@@ -139,7 +140,7 @@ static void quantize_tile16(const op_fp4_linear *L, const float *const rowp[QT],
 		for (int i = 0; i < QT; i++) { /* max(|x|, 0) turns NaN into 0: skipped, as in the reference */
 			const float *x = rowp[hmax_row[i]] + b * bl;
 			__m512 a = _mm512_max_ps(_mm512_and_ps(_mm512_loadu_ps(x), absmask), zero);
-			if (vpb == 2)
+			if (vpb == 2 && b * bl + 16 < L->k)
 				a = _mm512_max_ps(_mm512_and_ps(_mm512_loadu_ps(x + 16), absmask), a);
 			v[i] = a;
 		}
@@ -148,7 +149,7 @@ static void quantize_tile16(const op_fp4_linear *L, const float *const rowp[QT],
 		_mm512_store_ps(xinv + b * QT, inv);
 	}
 	for (uint32_t b = 0; b < nb; b++)
-		for (uint32_t c = 0; c < vpb; c++) {
+		for (uint32_t c = 0; c < vpb && b * bl + c * 16 < L->k; c++) { /* (a chunk all padding: unread) */
 			uint32_t *dst = xu + (size_t)(b * vpb + c) * 4 * 16;
 			const float *inv_row = xinv + b * QT;
 #pragma GCC unroll 4
@@ -198,7 +199,7 @@ static int gemm_w4a4(const op_fp4_linear *L, const float *X, size_t ldx, uint32_
 		for (uint32_t j = 0; j < QT; j++) {
 			if (j >= rows) {
 				rowp[j] = zero;
-			} else if (L->k == kp) {
+			} else if (L->k % 16 == 0) { /* whole sixteens: a chunk of padding is never read */
 				rowp[j] = X + (size_t)(m0 + j) * ldx;
 			} else { /* zero-pad to whole blocks */
 				float *pr = pad + (size_t)j * kp;
@@ -250,7 +251,9 @@ static int gemm_w4a4(const op_fp4_linear *L, const float *X, size_t ldx, uint32_
 					OP_DP(1);
 					OP_DP(2);
 					OP_DP(3);
-					if (quads == 8) {
+					/* MXFP4's second sixteen, unless they are all padding (K = 16, 144, …):
+					 * zeros times zeros, skipped — what was summed is unchanged */
+					if (quads == 8 && b * bl + 16 < L->k) {
 						OP_DP(4);
 						OP_DP(5);
 						OP_DP(6);

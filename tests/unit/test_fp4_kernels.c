@@ -196,7 +196,7 @@ static void test_rungs(int rung)
 {
 	static const uint32_t shapes[][3] = {{1, 16, 16}, {15, 16, 16}, {16, 16, 32}, {17, 11, 7}, {33, 64, 64},
 					     {100, 5, 136}, {64, 128, 256}, {3, 256, 100}, {50, 33, 40},
-					     {41, 100, 272}, {9, 17, 16}, {24, 20, 64}};
+					     {41, 100, 272}, {9, 17, 16}, {24, 20, 64}, {40, 24, 16}, {20, 16, 48}};
 	for (int format = OP_FP4_NVFP4; format <= OP_FP4_MXFP4; format++)
 		for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++)
 			for (int mode = OP_W4A4; mode <= OP_W4A16; mode++) {
