@@ -371,12 +371,117 @@ static inline __attribute__((always_inline)) void gemv_row(const uint8_t *codes,
 		out[m] = _mm512_reduce_add_ps(_mm512_add_ps(alo[m], ahi[m]));
 }
 
+/* ---- W4A16 GEMV: 128 weights per step, FP32 products ------------------------------------ */
+/*
+ * vpermps reads the low four bits of each 32-bit index, so the 128 codes of a step (one 512-bit
+ * load, eight per 32-bit lane) become eight vectors of weights by seven shifts and eight
+ * lookups in a 16-float table of E2M1 values: vector j, lane l holds element 8l + j. Lane l's
+ * eight elements lie in one block (16 or 32 long), so one scale vector serves all eight: the
+ * step's products are summed first, then scaled once. The activations are laid out once per
+ * call in the same order (xp[m][step][j][l]). Sums in another order than the reference: equal
+ * to rounding.
+ */
+static inline __attribute__((always_inline)) void gemv16_row(const uint8_t *codes, const uint8_t *sc, int nv,
+							       uint32_t steps, const float *xp, size_t xstride, float *out,
+							       const int MM, const uint8_t *next_codes, const uint8_t *next_sc)
+{
+	const __m512 lut = _mm512_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f, -0.0f, -0.5f, -1.0f, -1.5f, -2.0f,
+					  -3.0f, -4.0f, -6.0f);
+	const __m512i idx = nv ? _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7)
+			       : _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+	const __m512 two120 = _mm512_set1_ps(0x1p120f);
+	__m512 acc[GV_ROWS];
+	for (int m = 0; m < MM; m++)
+		acc[m] = _mm512_setzero_ps();
+	for (uint32_t G = 0; G < steps; G++) {
+		_mm_prefetch((const char *)(next_codes + (size_t)G * 64), _MM_HINT_T0);
+		if (G * 64 < steps * (nv ? 8u : 4u))
+			_mm_prefetch((const char *)(next_sc + (size_t)G * 64), _MM_HINT_T0);
+		const __m512i c = _mm512_loadu_si512(codes + (size_t)G * 64);
+		__m512 ws;
+		if (nv) { /* as in gemv_row */
+			__m512i b = _mm512_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(sc + (size_t)G * 8)));
+			ws = _mm512_mul_ps(_mm512_castsi512_ps(_mm512_slli_epi32(_mm512_permutexvar_epi32(idx, b), 20)), two120);
+		} else {
+			int32_t four;
+			memcpy(&four, sc + (size_t)G * 4, 4);
+			__m512i b = _mm512_cvtepu8_epi32(_mm_cvtsi32_si128(four));
+			ws = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_permutexvar_epi32(idx, b), 23));
+		}
+		__m512 w[8];
+		w[0] = _mm512_permutexvar_ps(c, lut);
+#pragma GCC unroll 7
+		for (int j = 1; j < 8; j++)
+			w[j] = _mm512_permutexvar_ps(_mm512_srli_epi32(c, 4 * j), lut);
+		for (int m = 0; m < MM; m++) {
+			const float *x = xp + (size_t)m * xstride + (size_t)G * 128;
+			__m512 pa = _mm512_mul_ps(w[0], _mm512_load_ps(x)), pb = _mm512_mul_ps(w[4], _mm512_load_ps(x + 64));
+			pa = _mm512_fmadd_ps(w[1], _mm512_load_ps(x + 16), pa);
+			pb = _mm512_fmadd_ps(w[5], _mm512_load_ps(x + 80), pb);
+			pa = _mm512_fmadd_ps(w[2], _mm512_load_ps(x + 32), pa);
+			pb = _mm512_fmadd_ps(w[6], _mm512_load_ps(x + 96), pb);
+			pa = _mm512_fmadd_ps(w[3], _mm512_load_ps(x + 48), pa);
+			pb = _mm512_fmadd_ps(w[7], _mm512_load_ps(x + 112), pb);
+			acc[m] = _mm512_fmadd_ps(_mm512_add_ps(pa, pb), ws, acc[m]);
+		}
+	}
+	for (int m = 0; m < MM; m++)
+		out[m] = _mm512_reduce_add_ps(acc[m]);
+}
+
+static int gemv_w4a16(const op_fp4_tensor *W, const float *X, uint32_t M, float *Y, uint32_t n0, uint32_t n1)
+{
+	const uint32_t K = W->cols, nb = K / op_fp4_block(W->format), steps = K / 128;
+	const int nv = W->format == OP_FP4_NVFP4;
+	float *xp = aligned_alloc(64, (size_t)M * K * sizeof(float));
+	if (!xp)
+		return -ENOMEM;
+	for (uint32_t m = 0; m < M; m++)
+		for (uint32_t G = 0; G < steps; G++)
+			for (uint32_t j = 0; j < 8; j++)
+				for (uint32_t l = 0; l < 16; l++)
+					xp[((size_t)m * steps + G) * 128 + j * 16 + l] = X[(size_t)m * K + G * 128 + 8 * l + j];
+	/* K in chunks of up to 1,024 (8 steps): four rows' activations of a chunk, 16 KiB, stay in L1
+	 * while every output of the range passes over them (whole rows, 64 KiB, came from L2 on
+	 * every output: the loop was bound by that), and a chunk's weights, 512 bytes per output,
+	 * stay in L2 for the next four rows. Rows that fit in 32 KiB as they are go unchunked. */
+	const uint32_t cs = (size_t)(M < GV_ROWS ? M : GV_ROWS) * K * sizeof(float) <= 32768 || steps < 8 ? steps : 8;
+	float out[GV_ROWS];
+	for (uint32_t G0 = 0; G0 < steps; G0 += cs) {
+		const uint32_t gs = steps - G0 < cs ? steps - G0 : cs;
+		const uint32_t sco = G0 * (nv ? 8u : 4u); /* the chunk's first scale of a row */
+		for (uint32_t m0 = 0; m0 < M; m0 += GV_ROWS) {
+			const uint32_t mm = M - m0 < GV_ROWS ? M - m0 : GV_ROWS;
+			const float *a = xp + (size_t)m0 * K + (size_t)G0 * 128;
+			for (uint32_t n = n0; n < n1; n++) {
+				const uint8_t *codes = W->codes + (size_t)n * K / 2 + (size_t)G0 * 64, *sc = W->scales + (size_t)n * nb + sco;
+				const uint32_t nx = n + 1 < n1 ? n + 1 : n;
+				const uint8_t *pc = W->codes + (size_t)nx * K / 2 + (size_t)G0 * 64, *ps = W->scales + (size_t)nx * nb + sco;
+				switch (mm) {
+				case 4: gemv16_row(codes, sc, nv, gs, a, K, out, 4, pc, ps); break;
+				case 3: gemv16_row(codes, sc, nv, gs, a, K, out, 3, pc, ps); break;
+				case 2: gemv16_row(codes, sc, nv, gs, a, K, out, 2, pc, ps); break;
+				default: gemv16_row(codes, sc, nv, gs, a, K, out, 1, pc, ps); break;
+				}
+				for (uint32_t m = 0; m < mm; m++) {
+					float *y = &Y[(size_t)(m0 + m) * W->rows + n];
+					*y = G0 ? *y + out[m] * W->tensor_scale : out[m] * W->tensor_scale;
+				}
+			}
+		}
+	}
+	free(xp);
+	return 0;
+}
+
 int op_fp4_gemv_avx512(const op_fp4_tensor *W, int mode, float act_scale, int mx_mode, const float *X, uint32_t M,
 		       float *Y, uint32_t n0, uint32_t n1)
 {
 	const uint32_t K = W->cols, bl = op_fp4_block(W->format), nb = K / bl, steps = K / 128;
-	if (mode != OP_W4A4 || K % 128)
+	if (K % 128)
 		return op_fp4_gemv_avx2(W, mode, act_scale, mx_mode, X, M, Y, n0, n1);
+	if (mode == OP_W4A16)
+		return gemv_w4a16(W, X, M, Y, n0, n1);
 	const int nv = W->format == OP_FP4_NVFP4;
 	int rc = -ENOMEM;
 	uint8_t *xa = aligned_alloc(64, (size_t)M * K);

@@ -326,9 +326,10 @@ static void test_rungs(int rung)
 				op_fp4_tensor_free(&w);
 				free(src), free(X), free(Y0), free(Y1);
 			}
-	/* the integer GEMV paths at their edges: K with an odd number of 128-steps and K % 128 = 64
-	 * (AVX-512 falls back to the 64-step AVX2 path), one to six rows (every row-pass width),
-	 * both MXFP4 scale modes, and a sub-range of outputs (what a thread gets) */
+	/* the vector GEMV paths at their edges, both modes: K with an odd number of 128-steps and
+	 * K % 128 = 64 (AVX-512 falls back to the 64-step AVX2 path), one to six rows (every
+	 * row-pass width), both MXFP4 scale modes, and a sub-range of outputs (what a thread gets) */
+	for (int mode = OP_W4A4; mode <= OP_W4A16; mode++)
 	for (int format = OP_FP4_NVFP4; format <= OP_FP4_MXFP4; format++)
 		for (int mx = 0; mx <= 1; mx++)
 			for (uint32_t K = 128; K <= 384; K += 64)
@@ -343,8 +344,8 @@ static void test_rungs(int rung)
 						X[i] = frand() * (i % 37 == 0 ? 50.0f : 1.0f);
 					CHECK(op_fp4_tensor_alloc(&w, format, N, K) == 0);
 					CHECK(op_fp4_quantize(&w, src, K, K, mx) == 0);
-					CHECK(op_fp4_gemv_rung(OP_RUNG_SCALAR, &w, OP_W4A4, 0.01f, mx, X, M, Y0, n0, n1) == 0);
-					CHECK(op_fp4_gemv_rung(rung, &w, OP_W4A4, 0.01f, mx, X, M, Y1, n0, n1) == 0);
+					CHECK(op_fp4_gemv_rung(OP_RUNG_SCALAR, &w, mode, 0.01f, mx, X, M, Y0, n0, n1) == 0);
+					CHECK(op_fp4_gemv_rung(rung, &w, mode, 0.01f, mx, X, M, Y1, n0, n1) == 0);
 					double worst = 0, mag = 0;
 					for (uint32_t m = 0; m < M; m++)
 						for (uint32_t n = n0; n < n1; n++) {
