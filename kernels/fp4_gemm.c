@@ -78,6 +78,14 @@ static void build_g16(op_fp4_linear *L)
 		return;
 	}
 	op_fp4_layout_g16(L, L->g16q, L->g16c, L->g16s, L->g16b);
+	L->g16w = aligned_alloc(64, (size_t)ng * kp * 16 * sizeof(float));
+	if (L->g16w)
+		for (uint32_t g = 0; g < ng; g++)
+			for (uint32_t c = 0; c < kp; c++)
+				for (uint32_t o = 0; o < 16; o++) {
+					const uint32_t n = g * 16 + o;
+					L->g16w[((size_t)g * kp + c) * 16 + o] = n < L->n ? L->wdec[(size_t)n * kp + c] : 0.0f;
+				}
 }
 
 void op_fp4_layout_g16(const op_fp4_linear *L, int32_t *wq, int32_t *wc, float *ws, float *wb)
@@ -119,7 +127,7 @@ void op_fp4_linear_free(op_fp4_linear *L)
 	free(L->wscale);
 	free(L->wcorr);
 	free(L->wdec);
-	free(L->g16q), free(L->g16c), free(L->g16s), free(L->g16b);
+	free(L->g16q), free(L->g16c), free(L->g16s), free(L->g16b), free(L->g16w);
 	memset(L, 0, sizeof(*L));
 }
 

@@ -48,6 +48,7 @@ typedef struct op_fp4_linear {
 	 * block sums' starting values −12·Σw + OP_G16_SUM_BIAS, g16b [group][16] biases */
 	int32_t *g16q, *g16c;
 	float *g16s, *g16b;
+	float *g16w;      /* W4A16 on AVX-512: wdec as [group][Kp][16] (NULL: the AVX2 code runs) */
 } op_fp4_linear;
 
 /* Takes ownership of *w (zeroed on return). bias may be NULL. 0 or -ENOMEM/-EINVAL. */

@@ -313,6 +313,82 @@ out:
 	return rc;
 }
 
+/* ---- W4A16 GEMM ------------------------------------------------------------------------ */
+/*
+ * The exact weights (op_fp4_linear.g16w, [group][k][16]) against broadcast activations: an
+ * outer product of up to twelve rows by two groups of sixteen outputs, 24 accumulators, each
+ * summing acc = fma(x_k, w_k, acc) for k in order — the reference's arithmetic, so bit-exact.
+ */
+#define WR 12 /* rows per W4A16 pass */
+
+static inline __attribute__((always_inline)) void w4a16_tile(const op_fp4_linear *L, const float *X, size_t ldx,
+							       uint32_t g, const int G, const int R, float *Y,
+							       size_t ldy)
+{
+	const uint32_t kp = L->w.cols, kk = L->k;
+	const float *w0 = L->g16w + (size_t)g * kp * 16, *w1 = w0 + (size_t)kp * 16;
+	__m512 a0[WR], a1[WR];
+#pragma GCC unroll 12
+	for (int r = 0; r < R; r++)
+		a0[r] = a1[r] = _mm512_setzero_ps();
+	for (uint32_t k = 0; k < kk; k++) {
+		const __m512 wa = _mm512_load_ps(w0 + (size_t)k * 16), wb = G == 2 ? _mm512_load_ps(w1 + (size_t)k * 16) : wa;
+#pragma GCC unroll 12
+		for (int r = 0; r < R; r++) {
+			const __m512 x = _mm512_set1_ps(X[(size_t)r * ldx + k]);
+			a0[r] = _mm512_fmadd_ps(x, wa, a0[r]);
+			if (G == 2)
+				a1[r] = _mm512_fmadd_ps(x, wb, a1[r]);
+		}
+	}
+	const __m512 gw = _mm512_set1_ps(L->w.tensor_scale), zero = _mm512_setzero_ps();
+	for (int h = 0; h < G; h++) {
+		const uint32_t n0 = (g + (uint32_t)h) * NG, nn = L->n - n0 < NG ? L->n - n0 : NG;
+		const __mmask16 mask = (__mmask16)(nn == 16 ? 0xffffu : (1u << nn) - 1u);
+		const __m512 bv = _mm512_load_ps(L->g16b + (size_t)(g + (uint32_t)h) * NG);
+#pragma GCC unroll 12
+		for (int r = 0; r < R; r++) {
+			const __m512 y = _mm512_fmadd_ps(h ? a1[r] : a0[r], gw, bv); /* y = fma(acc, gw, bias) */
+			_mm512_mask_storeu_ps(Y + (size_t)r * ldy + n0, mask, L->relu ? _mm512_max_ps(y, zero) : y);
+		}
+	}
+}
+
+static void w4a16_rows(const op_fp4_linear *L, const float *X, size_t ldx, uint32_t g, int G, int R, float *Y,
+		       size_t ldy)
+{
+#define OP_W16(r)                                                                                  \
+	do {                                                                                         \
+		if (G == 2)                                                                          \
+			w4a16_tile(L, X, ldx, g, 2, (r), Y, ldy);                                     \
+		else                                                                                 \
+			w4a16_tile(L, X, ldx, g, 1, (r), Y, ldy);                                     \
+	} while (0)
+	switch (R) {
+	case 12: OP_W16(12); break;
+	case 8: OP_W16(8); break;
+	case 4: OP_W16(4); break;
+	case 2: OP_W16(2); break;
+	default: OP_W16(1); break;
+	}
+#undef OP_W16
+}
+
+static int gemm_w4a16(const op_fp4_linear *L, const float *X, size_t ldx, uint32_t M, float *Y, size_t ldy)
+{
+	if (!L->g16w)
+		return op_fp4_gemm_avx2(L, OP_W4A16, X, ldx, M, Y, ldy);
+	const uint32_t ngroups = (L->n + NG - 1) / NG;
+	for (uint32_t m0 = 0; m0 < M;) { /* twelve rows at a time, the rest by 8, 4, 2, 1 */
+		const uint32_t left = M - m0;
+		const int R = left >= 12 ? 12 : left >= 8 ? 8 : left >= 4 ? 4 : left >= 2 ? 2 : 1;
+		for (uint32_t g = 0; g < ngroups; g += 2)
+			w4a16_rows(L, X + (size_t)m0 * ldx, ldx, g, g + 1 < ngroups ? 2 : 1, R, Y + (size_t)m0 * ldy, ldy);
+		m0 += (uint32_t)R;
+	}
+	return 0;
+}
+
 /* ---- W4A4 GEMV: 128 weights per step --------------------------------------------------- */
 /*
  * One 512-bit load brings 128 codes; one vpshufb per nibble half turns them into doubled signed
@@ -545,6 +621,6 @@ int op_fp4_gemm_avx512(const op_fp4_linear *L, int mode, const float *X, size_t 
 {
 	if (mode == OP_W4A4)
 		return gemm_w4a4(L, X, ldx, M, Y, ldy);
-	return op_fp4_gemm_avx2(L, mode, X, ldx, M, Y, ldy);
+	return gemm_w4a16(L, X, ldx, M, Y, ldy);
 }
 #endif
