@@ -498,6 +498,23 @@ int op_bench_kernels(int argc, char **argv)
 		}
 		op_fp4_tensor_free(&w);
 	}
+	/* One core, M = 1: the rate over all 4,096 rows (streamed) and over 256 of them again and
+	 * again (512 KiB of codes, hot in L2): equal rates mean the loop is bound by its instructions,
+	 * not by memory, and the cached rate is the most this core's loop can give. */
+	double core_rate[2][2]; /* [mode][streamed, cached] G weights/s, NVFP4 */
+	{
+		op_fp4_tensor w;
+		op_fp4_tensor_alloc(&w, OP_FP4_NVFP4, N, K);
+		op_fp4_quantize(&w, Wf, K, K, OP_MX_SCALE_FLOOR);
+		for (int mode = OP_W4A4; mode <= OP_W4A16; mode++)
+			for (int hot = 0; hot <= 1; hot++) {
+				op_fp4_tensor part = w;
+				part.rows = hot ? 256 : N;
+				gemm_ctx c = {.W = &part, .X = X, .Y = Y, .M = 1, .K = K, .N = part.rows, .threads = 1, .mode = mode};
+				core_rate[mode - 1][hot] = (double)part.rows * K / time_it(min_s, run_gemv, &c) / 1e9;
+			}
+		op_fp4_tensor_free(&w);
+	}
 	/* baselines, last */
 	for (int mi = 0; mi < 5; mi++) {
 		gemm_ctx c = {.X = X, .Wf = Wf, .Y = Y, .M = 1u << mi, .K = K, .N = N, .threads = threads};
@@ -530,6 +547,12 @@ int op_bench_kernels(int argc, char **argv)
 				       N, threads, t * 1e6, t_sgemv[mi] * 1e6, t_sgemm16[mi] * 1e6, t_sgemv[mi] / t,
 				       t_sgemm16[mi] / t, gbs, gbs / bwn);
 			}
+	for (int mode = OP_W4A4; mode <= OP_W4A16; mode++)
+		printf("{\"bench\":\"kernels\",\"figure\":\"gemv_core_rate\",\"format\":\"nvfp4\",\"mode\":\"%s\",\"M\":1,"
+		       "\"K\":%u,\"threads\":1,\"g_weights_per_s_streamed\":%.1f,\"g_weights_per_s_l2_hot\":%.1f,"
+		       "\"needed_per_core_for_4x_sgemv\":%.1f}\n",
+		       mode == OP_W4A4 ? "w4a4" : "w4a16", K, core_rate[mode - 1][0], core_rate[mode - 1][1],
+		       4.0 * N * K / t_sgemv[0] / threads / 1e9);
 	free(Wf), free(X), free(Y);
 	return 0;
 }
