@@ -15,8 +15,8 @@
  *   then ReLU when asked. GEMV (op_fp4_gemv, for large K and N) streams the 4-bit codes
  *   instead and sums in a different order: it matches the reference to rounding, not bits.
  *
- * Rungs: scalar reference; AVX2+FMA (x86-64); AVX-512 VNNI (x86-64: its own W4A4 GEMM, the AVX2
- * rung's other ops); NEON (aarch64). op_fp4_rung_best() picks the
+ * Rungs: scalar reference; AVX2+FMA (x86-64); AVX-512 VNNI (x86-64: its own GEMMs and GEMVs, the
+ * AVX2 rung's pooling); NEON (aarch64). op_fp4_rung_best() picks the
  * best the machine has at run time; the _rung variants let tests pin one.
  */
 #ifndef OP_KERNELS_FP4_GEMM_H
@@ -108,8 +108,6 @@ int op_fp4_gemm_avx512(const op_fp4_linear *L, int mode, const float *X, size_t 
  */
 #define OP_G16_SUM_BIAS 0x4b400000
 void op_fp4_layout_g16(const op_fp4_linear *L, int32_t *wq, int32_t *wc, float *ws, float *wb);
-/* The AVX2 rung's W4A4 activation quantizer for eight rows (layout: fp4_gemm_avx2.c), shared with AVX-512. */
-void op_fp4_quantize_tile8_avx2(const op_fp4_linear *L, const float *const rowp[8], uint32_t *xu, float *xs);
 /* One activation row for the W4A4 GEMV (doubled codes q2, block scales xs; pad: kp floats). */
 void op_fp4_quantize_row_avx2(const op_fp4_linear *L, const float *x, int8_t *q2, float *xs, float *pad);
 int op_fp4_gemv_avx512(const op_fp4_tensor *W, int mode, float act_scale, int mx_mode, const float *X, uint32_t M,

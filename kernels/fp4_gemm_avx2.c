@@ -132,7 +132,7 @@ static inline __m256 tile_scales(__m256 amax, int format, int mx_mode, float S, 
  * xs[b·8 + j] its block scale. Lanes are rows: the block maxima need no horizontal reduction
  * and the four codes of a quad pack into one 32-bit lane directly.
  */
-void op_fp4_quantize_tile8_avx2(const op_fp4_linear *L, const float *const rowp[8], uint32_t *xu, float *xs)
+static void quantize_tile8(const op_fp4_linear *L, const float *const rowp[8], uint32_t *xu, float *xs)
 {
 	uint32_t bl = op_fp4_block(L->w.format), kp = L->w.cols, nb = kp / bl;
 	const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
@@ -198,9 +198,9 @@ static int gemm_w4a4(const op_fp4_linear *L, const float *X, size_t ldx, uint32_
 				rowp[j] = pr;
 			}
 		}
-		op_fp4_quantize_tile8_avx2(L, rowp, xuA, xsA);
+		quantize_tile8(L, rowp, xuA, xsA);
 		if (rows > QT)
-			op_fp4_quantize_tile8_avx2(L, rowp + QT, xuB, xsB);
+			quantize_tile8(L, rowp + QT, xuB, xsB);
 		else
 			memcpy(xuB, xuA, (size_t)kp / 4 * QT * sizeof(uint32_t)), memcpy(xsB, xsA, (size_t)nb * QT * sizeof(float));
 		/* four outputs × sixteen rows at a time: per k-quad, two x loads and four 32-bit

@@ -1,18 +1,20 @@
 /*
  * fp4_gemm_avx512.c — the AVX-512 VNNI rung (compiled with -mavx512f -mavx512bw -mavx512dq
- * -mavx512vl -mavx512vnni, called only when the CPU has all of them). W4A4 GEMM here; every other op of
- * this rung is the AVX2 rung's (every AVX-512 CPU has AVX2), but for the W4A4 GEMV below.
- * The GEMM is bit-exact with the reference; the GEMV, as every GEMV, equal to rounding.
+ * -mavx512vl -mavx512vnni, called only when the CPU has all of them): W4A4 and W4A16 GEMM, W4A4
+ * and W4A16 GEMV; pooling, and GEMVs whose K is not a multiple of 128, are the AVX2 rung's
+ * (every AVX-512 CPU has AVX2). The GEMMs are bit-exact with the reference; the GEMVs, as
+ * every GEMV, equal to rounding.
  *
- * W4A4 GEMM: lanes are outputs. The weights of 16 outputs are laid out once per call so that
- * one 512-bit load holds, for one k-quad, the four doubled codes of each of the 16 outputs
- * (a 32-bit lane each). The activations are quantized sixteen rows at a time, lanes = rows
- * (the AVX2 rung's quantizer, widened: doubled codes + 12, unsigned; four codes of a quad in one
- * 32-bit word per row), and each row's word is broadcast: one vpdpbusd then adds, for 16 outputs, the four
- * products of that row and quad into int32 — 64 multiply-adds in one instruction, exactly. A
- * block's sum starts from −12·Σw (the +12 offset taken back) and becomes FP32 once per block:
- * acc = fma((float)Σ, sx·sw, acc) in block order, as the reference does. Eight rows × 16
- * outputs at a time: 8 int32 and 8 FP32 accumulators, a row of Y written as one (masked) store.
+ * W4A4 GEMM: lanes are outputs. The weights of 16 outputs are laid out once, at load
+ * (op_fp4_layout_g16), so that one 512-bit load holds, for one k-quad, the four doubled codes of
+ * each of the 16 outputs (a 32-bit lane each). The activations are quantized sixteen rows at a
+ * time (doubled codes + 12, unsigned; four codes of a quad in one 32-bit word per row), and each
+ * row's word is broadcast: one vpdpbusd then adds, for 16 outputs, the four products of that row
+ * and quad into int32 — 64 multiply-adds in one instruction, exactly. A block's sum starts from
+ * −12·Σw (the +12 offset taken back) plus a float bias that makes it readable as a float, and
+ * becomes FP32 once per block: acc = fma((float)Σ, sx·sw, acc) in block order, as the reference
+ * does. Eight rows × 16 outputs at a time: 8 int32 and 8 FP32 accumulators, a row of Y written
+ * as one (masked) store.
  */
 #if defined(__x86_64__)
 #include <errno.h>
