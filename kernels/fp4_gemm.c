@@ -144,7 +144,7 @@ int op_fp4_rung_available(int rung)
 #if defined(__x86_64__)
 	case OP_RUNG_AVX2:
 		return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#if !defined(OP_NO_AVX512) /* a build that leaves fp4_gemm_avx512.c out (the libFuzzer target) */
+#if !defined(OP_NO_AVX512) /* builds without fp4_gemm_avx512.c: the libFuzzer target, compilers without VNNI */
 	case OP_RUNG_AVX512:
 		return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
 		       __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
