@@ -11,6 +11,10 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__aarch64__)
+#include <asm/hwcap.h>
+#include <sys/auxv.h>
+#endif
 
 static void build_g16(op_fp4_linear *L);
 
@@ -133,7 +137,11 @@ void op_fp4_linear_free(op_fp4_linear *L)
 
 const char *op_fp4_rung_name(int rung)
 {
-	return rung == OP_RUNG_AVX2 ? "avx2" : rung == OP_RUNG_NEON ? "neon" : rung == OP_RUNG_AVX512 ? "avx512" : "scalar";
+	return rung == OP_RUNG_AVX2	  ? "avx2"
+	       : rung == OP_RUNG_NEON	  ? "neon"
+	       : rung == OP_RUNG_AVX512	  ? "avx512"
+	       : rung == OP_RUNG_NEON_DOT ? "neon-dot"
+					  : "scalar";
 }
 
 int op_fp4_rung_available(int rung)
@@ -155,6 +163,10 @@ int op_fp4_rung_available(int rung)
 #if defined(__aarch64__)
 	case OP_RUNG_NEON:
 		return 1;
+#if !defined(OP_NO_NEONDOT)
+	case OP_RUNG_NEON_DOT: /* the ARMv8.2 dot-product instructions (SDOT), as the kernel reports them */
+		return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
+#endif
 #endif
 	default:
 		return 0;
@@ -164,8 +176,8 @@ int op_fp4_rung_available(int rung)
 int op_fp4_rung_best(void)
 {
 	const char *force = getenv("OUTPOST_KERNEL_RUNG");
-	if (force) { /* operators and tests can pin a rung: "scalar", "avx2", "avx512", "neon" */
-		for (int r = OP_RUNG_SCALAR; r <= OP_RUNG_AVX512; r++)
+	if (force) { /* operators and tests can pin a rung: "scalar", "avx2", "avx512", "neon", "neon-dot" */
+		for (int r = OP_RUNG_SCALAR; r <= OP_RUNG_LAST; r++)
 			if (!strcmp(force, op_fp4_rung_name(r)) && op_fp4_rung_available(r))
 				return r;
 	}
@@ -173,6 +185,8 @@ int op_fp4_rung_best(void)
 		return OP_RUNG_AVX512;
 	if (op_fp4_rung_available(OP_RUNG_AVX2))
 		return OP_RUNG_AVX2;
+	if (op_fp4_rung_available(OP_RUNG_NEON_DOT))
+		return OP_RUNG_NEON_DOT;
 	if (op_fp4_rung_available(OP_RUNG_NEON))
 		return OP_RUNG_NEON;
 	return OP_RUNG_SCALAR;
@@ -261,6 +275,10 @@ int op_fp4_gemm_rung(int rung, const op_fp4_linear *L, int mode, const float *X,
 		return op_fp4_gemm_avx2(L, mode, X, ldx, M, Y, ldy);
 #endif
 #if defined(__aarch64__)
+#if !defined(OP_NO_NEONDOT)
+	if (rung == OP_RUNG_NEON_DOT)
+		return op_fp4_gemm_neondot(L, mode, X, ldx, M, Y, ldy);
+#endif
 	if (rung == OP_RUNG_NEON)
 		return op_fp4_gemm_neon(L, mode, X, ldx, M, Y, ldy);
 #endif
@@ -418,7 +436,7 @@ int op_fp4_gemv_rung(int rung, const op_fp4_tensor *W, int mode, float act_scale
 		return op_fp4_gemv_avx2(W, mode, act_scale, mx_mode, X, M, Y, n0, n1);
 #endif
 #if defined(__aarch64__)
-	if (rung == OP_RUNG_NEON)
+	if (rung == OP_RUNG_NEON || rung == OP_RUNG_NEON_DOT)
 		return op_fp4_gemv_neon(W, mode, act_scale, mx_mode, X, M, Y, n0, n1);
 #endif
 	return gemv_scalar(W, mode, act_scale, mx_mode, X, M, Y, n0, n1);
@@ -464,7 +482,7 @@ void op_pool_mean_max(int rung, const float *H, size_t ldh, uint32_t C, const ui
 	}
 #endif
 #if defined(__aarch64__)
-	if (rung == OP_RUNG_NEON) {
+	if (rung == OP_RUNG_NEON || rung == OP_RUNG_NEON_DOT) {
 		op_pool_neon(H, ldh, C, off, n_events, out, ldo);
 		return;
 	}

@@ -16,7 +16,8 @@
  *   instead and sums in a different order: it matches the reference to rounding, not bits.
  *
  * Rungs: scalar reference; AVX2+FMA (x86-64); AVX-512 VNNI (x86-64: its own GEMMs and GEMVs, the
- * AVX2 rung's pooling); NEON (aarch64). op_fp4_rung_best() picks the
+ * AVX2 rung's pooling); NEON (aarch64); NEON with the dot-product instructions (aarch64: its own W4A4
+ * GEMM, the NEON rung's other ops). op_fp4_rung_best() picks the
  * best the machine has at run time; the _rung variants let tests pin one.
  */
 #ifndef OP_KERNELS_FP4_GEMM_H
@@ -27,7 +28,8 @@
 #include "kernels/fp4_tensor.h"
 
 enum op_fp4_mode { OP_W4A4 = 1, OP_W4A16 = 2 };
-enum op_rung { OP_RUNG_SCALAR = 0, OP_RUNG_AVX2 = 1, OP_RUNG_NEON = 2, OP_RUNG_AVX512 = 3 };
+enum op_rung { OP_RUNG_SCALAR = 0, OP_RUNG_AVX2 = 1, OP_RUNG_NEON = 2, OP_RUNG_AVX512 = 3, OP_RUNG_NEON_DOT = 4 };
+#define OP_RUNG_LAST OP_RUNG_NEON_DOT
 
 /* One prepared layer. Build with op_fp4_linear_init, free with op_fp4_linear_free. */
 typedef struct op_fp4_linear {
@@ -98,6 +100,10 @@ void op_pool_mean_max(int rung, const float *H, size_t ldh, uint32_t C, const ui
 /* Internal: the rung entry points (fp4_gemm_avx2.c, fp4_gemm_neon.c). */
 int op_fp4_gemm_avx2(const op_fp4_linear *L, int mode, const float *X, size_t ldx, uint32_t M, float *Y, size_t ldy);
 int op_fp4_gemm_neon(const op_fp4_linear *L, int mode, const float *X, size_t ldx, uint32_t M, float *Y, size_t ldy);
+int op_fp4_gemm_neondot(const op_fp4_linear *L, int mode, const float *X, size_t ldx, uint32_t M, float *Y,
+			size_t ldy);
+/* The NEON rungs' W4A4 row quantizer (doubled codes q2, block scales xs; pad: kp floats). */
+void op_fp4_quantize_row_neon(const op_fp4_linear *L, const float *x, int8_t *q2, float *xs, float *pad);
 int op_fp4_gemm_avx512(const op_fp4_linear *L, int mode, const float *X, size_t ldx, uint32_t M, float *Y,
 		       size_t ldy);
 /*

@@ -1,11 +1,12 @@
 /*
  * fp4_gemm_neon.c — the NEON rung (aarch64: GB10's Cortex-X925/A725 cores). Reproduces the
  * reference arithmetic of fp4_gemm.h bit for bit for GEMM and pooling, with baseline ARMv8.0
- * NEON (no dot-product extension needed):
- * W4A4: per row and block, the exact integer sum of doubled codes with vmull_s8 + pairwise
- *       adds, then the reference's FP32 FMA chain; four outputs at a time for parallel chains.
- * W4A16: four outputs per vector lane set — their weights transposed into a k-major panel once
- *       per call — so each lane runs the reference's sequential FMA chain over k.
+ * NEON (no dot-product extension needed; fp4_gemm_neondot.c is the rung for cores that have it):
+ * W4A4: each row's activations quantized four lanes at a time (the scale rule per block is the
+ *       reference's own function), then per row and block the exact integer sum of doubled
+ *       codes with vmull_s8 + pairwise adds and the reference's FP32 FMA chain.
+ * W4A16: eight outputs by up to eight rows of accumulators over the exact weights laid out
+ *       k-major at load (op_fp4_linear.g16w), each lane the reference's sequential FMA chain.
  * GEMV: weights decoded block by block through the E2M1 table; matches to rounding.
  */
 #if defined(__aarch64__)
@@ -34,18 +35,63 @@ static float relu_if(float y, int relu)
 	return relu && !(y > 0) ? 0.0f : y;
 }
 
+/* |y| → its doubled E2M1 magnitude 0 … 12, round-to-nearest-even (the AVX2 rung's doubled_mag):
+ * t = min(2|y|, 16) (FMINNM: NaN → 16), rounded to one mantissa bit by adding and removing
+ * 2^(e+22), at least 2^23, then truncated and capped at 12. */
+static inline int32x4_t doubled_mag(float32x4_t a)
+{
+	float32x4_t t = vminnmq_f32(vaddq_f32(a, a), vdupq_n_f32(16.0f));
+	int32x4_t e = vandq_s32(vreinterpretq_s32_f32(t), vdupq_n_s32(0x7f800000));
+	float32x4_t m = vreinterpretq_f32_s32(vmaxq_s32(vaddq_s32(e, vdupq_n_s32(0x0b000000)), vdupq_n_s32(0x4b000000)));
+	return vminq_s32(vcvtq_s32_f32(vsubq_f32(vaddq_f32(t, m), m)), vdupq_n_s32(12));
+}
+
+void op_fp4_quantize_row_neon(const op_fp4_linear *L, const float *x, int8_t *q2, float *xs, float *pad)
+{
+	const uint32_t bl = op_fp4_block(L->w.format), kp = L->w.cols, nb = kp / bl;
+	const float *src = x;
+	if (L->k != kp) { /* zero-pad to whole blocks */
+		memcpy(pad, x, L->k * sizeof(float));
+		memset(pad + L->k, 0, (kp - L->k) * sizeof(float));
+		src = pad;
+	}
+	const float S = 1.0f / L->act_scale;
+	for (uint32_t b = 0; b < nb; b++) {
+		const float *v = src + b * bl;
+		float32x4_t mx = vdupq_n_f32(0.0f);
+		for (uint32_t i = 0; i < bl; i += 4) { /* a > amax ? a : amax, as the reference: NaN skipped */
+			float32x4_t a = vabsq_f32(vld1q_f32(v + i));
+			mx = vbslq_f32(vcgtq_f32(a, mx), a, mx);
+		}
+		float inv;
+		uint8_t code;
+		xs[b] = op_fp4_block_scale(vmaxvq_f32(mx), L->w.format, S, L->mx_mode, &code, &inv);
+		for (uint32_t i = 0; i < bl; i += 16) {
+			int32x4_t d[4];
+			for (int j = 0; j < 4; j++) {
+				float32x4_t y = vmulq_n_f32(vld1q_f32(v + i + 4 * j), inv);
+				int32x4_t m = doubled_mag(vabsq_f32(y));
+				d[j] = vbslq_s32(vcltq_f32(y, vdupq_n_f32(0.0f)), vnegq_s32(m), m); /* negate where y < 0 */
+			}
+			int16x8_t lo = vcombine_s16(vmovn_s32(d[0]), vmovn_s32(d[1]));
+			int16x8_t hi = vcombine_s16(vmovn_s32(d[2]), vmovn_s32(d[3]));
+			vst1q_s8(q2 + b * bl + i, vcombine_s8(vmovn_s16(lo), vmovn_s16(hi)));
+		}
+	}
+}
+
 static int gemm_w4a4(const op_fp4_linear *L, const float *X, size_t ldx, uint32_t M, float *Y, size_t ldy)
 {
 	uint32_t kp = L->w.cols, bl = op_fp4_block(L->w.format), nb = kp / bl;
 	int8_t *q2 = malloc(kp);
-	float *xs = malloc(nb * sizeof(float));
-	if (!q2 || !xs) {
-		free(q2), free(xs);
+	float *xs = malloc(nb * sizeof(float)), *pad = malloc(kp * sizeof(float));
+	if (!q2 || !xs || !pad) {
+		free(q2), free(xs), free(pad);
 		return -ENOMEM;
 	}
 	float alpha = (0.25f * (L->w.format == OP_FP4_NVFP4 ? L->act_scale : 1.0f)) * L->w.tensor_scale;
 	for (uint32_t m = 0; m < M; m++) {
-		op_fp4_quantize_row(L, X + (size_t)m * ldx, q2, xs);
+		op_fp4_quantize_row_neon(L, X + (size_t)m * ldx, q2, xs, pad);
 		for (uint32_t n = 0; n < L->n; n++) {
 			const int8_t *w = L->w2 + (size_t)n * kp;
 			const float *sc = L->wscale + (size_t)n * nb;
@@ -55,37 +101,75 @@ static int gemm_w4a4(const op_fp4_linear *L, const float *X, size_t ldx, uint32_
 			Y[(size_t)m * ldy + n] = relu_if(fmaf(acc, alpha, L->bias[n]), L->relu);
 		}
 	}
-	free(q2), free(xs);
+	free(q2), free(xs), free(pad);
 	return 0;
+}
+
+/* Up to eight rows × eight outputs (two 4-lane halves), every lane its own sequential chain
+ * acc = fma(x_k, w_k, acc): sixteen independent chains hide the FMA latency. */
+static inline __attribute__((always_inline)) void w4a16_tile(const op_fp4_linear *L, const float *X, size_t ldx,
+							       uint32_t g, uint32_t h, const int R, float *Y, size_t ldy)
+{
+	const uint32_t kp = L->w.cols, kk = L->k;
+	const float *w = L->g16w + (size_t)g * kp * 16 + h * 8;
+	float32x4_t a0[8], a1[8];
+	for (int r = 0; r < R; r++)
+		a0[r] = a1[r] = vdupq_n_f32(0.0f);
+	for (uint32_t k = 0; k < kk; k++) {
+		const float32x4_t wa = vld1q_f32(w + (size_t)k * 16), wb = vld1q_f32(w + (size_t)k * 16 + 4);
+		for (int r = 0; r < R; r++) {
+			const float xv = X[(size_t)r * ldx + k];
+			a0[r] = vfmaq_n_f32(a0[r], wa, xv);
+			a1[r] = vfmaq_n_f32(a1[r], wb, xv);
+		}
+	}
+	const uint32_t n0 = g * 16 + h * 8, nn = L->n - n0 < 8 ? L->n - n0 : 8;
+	const float32x4_t g4 = vdupq_n_f32(L->w.tensor_scale), zero = vdupq_n_f32(0.0f);
+	const float32x4_t b0 = vld1q_f32(L->g16b + n0), b1 = vld1q_f32(L->g16b + n0 + 4);
+	for (int r = 0; r < R; r++) {
+		float32x4_t y0 = vfmaq_f32(b0, a0[r], g4), y1 = vfmaq_f32(b1, a1[r], g4); /* fma(acc, g, bias) */
+		if (L->relu) /* !(y > 0) → 0, NaN included */
+			y0 = vbslq_f32(vcgtq_f32(y0, zero), y0, zero), y1 = vbslq_f32(vcgtq_f32(y1, zero), y1, zero);
+		float *yr = Y + (size_t)r * ldy + n0;
+		if (nn == 8) {
+			vst1q_f32(yr, y0), vst1q_f32(yr + 4, y1);
+		} else {
+			float o[8];
+			vst1q_f32(o, y0), vst1q_f32(o + 4, y1);
+			memcpy(yr, o, nn * sizeof(float));
+		}
+	}
 }
 
 static int gemm_w4a16(const op_fp4_linear *L, const float *X, size_t ldx, uint32_t M, float *Y, size_t ldy)
 {
-	uint32_t kp = L->w.cols, K = L->k;
-	float *panel = malloc((size_t)K * 4 * sizeof(float));
-	if (!panel)
-		return -ENOMEM;
-	for (uint32_t n = 0; n < L->n; n += 4) {
-		uint32_t nn = L->n - n < 4 ? L->n - n : 4;
-		for (uint32_t k = 0; k < K; k++)
-			for (uint32_t i = 0; i < 4; i++)
-				panel[k * 4 + i] = i < nn ? L->wdec[(size_t)(n + i) * kp + k] : 0.0f;
-		float bias[4] = {0, 0, 0, 0};
-		for (uint32_t i = 0; i < nn; i++)
-			bias[i] = L->bias[n + i];
-		float32x4_t vb = vld1q_f32(bias), g = vdupq_n_f32(L->w.tensor_scale);
-		for (uint32_t m = 0; m < M; m++) {
-			const float *x = X + (size_t)m * ldx;
-			float32x4_t acc = vdupq_n_f32(0);
-			for (uint32_t k = 0; k < K; k++)
-				acc = vfmaq_f32(acc, vdupq_n_f32(x[k]), vld1q_f32(panel + k * 4));
-			float out[4];
-			vst1q_f32(out, vfmaq_f32(vb, acc, g));
-			for (uint32_t i = 0; i < nn; i++)
-				Y[(size_t)m * ldy + n + i] = relu_if(out[i], L->relu);
-		}
+	if (!L->g16w) { /* not laid out (allocation failed at load): one output at a time */
+		const uint32_t kp = L->w.cols;
+		for (uint32_t m = 0; m < M; m++)
+			for (uint32_t n = 0; n < L->n; n++) {
+				const float *x = X + (size_t)m * ldx, *w = L->wdec + (size_t)n * kp;
+				float acc = 0;
+				for (uint32_t k = 0; k < L->k; k++)
+					acc = fmaf(x[k], w[k], acc);
+				Y[(size_t)m * ldy + n] = relu_if(fmaf(acc, L->w.tensor_scale, L->bias[n]), L->relu);
+			}
+		return 0;
 	}
-	free(panel);
+	for (uint32_t m0 = 0; m0 < M;) {
+		const uint32_t left = M - m0;
+		const int R = left >= 8 ? 8 : left >= 4 ? 4 : left >= 2 ? 2 : 1;
+		for (uint32_t n0 = 0; n0 < L->n; n0 += 8) {
+			const float *x = X + (size_t)m0 * ldx;
+			float *y = Y + (size_t)m0 * ldy;
+			switch (R) {
+			case 8: w4a16_tile(L, x, ldx, n0 / 16, n0 % 16 / 8, 8, y, ldy); break;
+			case 4: w4a16_tile(L, x, ldx, n0 / 16, n0 % 16 / 8, 4, y, ldy); break;
+			case 2: w4a16_tile(L, x, ldx, n0 / 16, n0 % 16 / 8, 2, y, ldy); break;
+			default: w4a16_tile(L, x, ldx, n0 / 16, n0 % 16 / 8, 1, y, ldy); break;
+			}
+		}
+		m0 += (uint32_t)R;
+	}
 	return 0;
 }
 

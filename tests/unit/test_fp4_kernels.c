@@ -373,7 +373,7 @@ int main(void)
 	test_reference(OP_FP4_NVFP4);
 	test_reference(OP_FP4_MXFP4);
 	int rungs = 0;
-	for (int r = OP_RUNG_SCALAR; r <= OP_RUNG_AVX512; r++)
+	for (int r = OP_RUNG_SCALAR; r <= OP_RUNG_LAST; r++)
 		if (op_fp4_rung_available(r)) {
 			fprintf(stderr, "testing rung %s\n", op_fp4_rung_name(r));
 			test_rungs(r);
