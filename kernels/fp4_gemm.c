@@ -50,7 +50,9 @@ int op_fp4_linear_init(op_fp4_linear *L, op_fp4_tensor *w, uint32_t k, const flo
 			L->wscale[(size_t)n * nb + b] = s;
 			for (uint32_t i = 0; i < bl; i++) {
 				uint32_t c = b * bl + i;
-				int d = op_e2m1_doubled(op_fp4_code(&L->w, n, c));
+				/* codes past k meet zero activations in the reference, so they are taken as
+				 * zeros here: a rung that skips padding then sums exactly what it computes */
+				int d = c < k ? op_e2m1_doubled(op_fp4_code(&L->w, n, c)) : 0;
 				L->w2[(size_t)n * kp + c] = (int8_t)d;
 				L->wdec[(size_t)n * kp + c] = ((float)d * 0.5f) * s;
 				if (i % 4 < 2)
@@ -82,14 +84,29 @@ static void build_g16(op_fp4_linear *L)
 		return;
 	}
 	op_fp4_layout_g16(L, L->g16q, L->g16c, L->g16s, L->g16b);
+	op_fp4_linear_layout_w16(L);
+}
+
+int op_fp4_linear_layout_w16(op_fp4_linear *L)
+{
+	const uint32_t kp = L->w.cols, ng = (L->n + 15) / 16;
+	if (!L->g16b) {
+		L->g16b = aligned_alloc(64, (size_t)ng * 16 * sizeof(float));
+		if (!L->g16b)
+			return -ENOMEM;
+		for (uint32_t n = 0; n < ng * 16; n++)
+			L->g16b[n] = n < L->n ? L->bias[n] : 0.0f;
+	}
 	L->g16w = aligned_alloc(64, (size_t)ng * kp * 16 * sizeof(float));
-	if (L->g16w)
-		for (uint32_t g = 0; g < ng; g++)
-			for (uint32_t c = 0; c < kp; c++)
-				for (uint32_t o = 0; o < 16; o++) {
-					const uint32_t n = g * 16 + o;
-					L->g16w[((size_t)g * kp + c) * 16 + o] = n < L->n ? L->wdec[(size_t)n * kp + c] : 0.0f;
-				}
+	if (!L->g16w)
+		return -ENOMEM;
+	for (uint32_t g = 0; g < ng; g++)
+		for (uint32_t c = 0; c < kp; c++)
+			for (uint32_t o = 0; o < 16; o++) {
+				const uint32_t n = g * 16 + o;
+				L->g16w[((size_t)g * kp + c) * 16 + o] = n < L->n ? L->wdec[(size_t)n * kp + c] : 0.0f;
+			}
+	return 0;
 }
 
 void op_fp4_layout_g16(const op_fp4_linear *L, int32_t *wq, int32_t *wc, float *ws, float *wb)

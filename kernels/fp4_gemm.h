@@ -50,13 +50,18 @@ typedef struct op_fp4_linear {
 	 * block sums' starting values −12·Σw + OP_G16_SUM_BIAS, g16b [group][16] biases */
 	int32_t *g16q, *g16c;
 	float *g16s, *g16b;
-	float *g16w;      /* W4A16 on AVX-512: wdec as [group][Kp][16] (NULL: the AVX2 code runs) */
+	float *g16w;      /* W4A16 on the AVX-512 and NEON rungs: wdec as [group][Kp][16] (NULL: their
+			   * fallbacks run) */
 } op_fp4_linear;
 
 /* Takes ownership of *w (zeroed on return). bias may be NULL. 0 or -ENOMEM/-EINVAL. */
 int op_fp4_linear_init(op_fp4_linear *L, op_fp4_tensor *w, uint32_t k, const float *bias, int relu,
 		       float act_scale, int mx_mode);
 void op_fp4_linear_free(op_fp4_linear *L);
+/* Lay out wdec (and the biases, when not yet) for the vector rungs' W4A16: done by init; a layer
+ * built by hand from FP32 weights (wdec, bias, n, k, w.cols) calls it itself. 0 or -ENOMEM
+ * (the rungs then take their slower paths). */
+int op_fp4_linear_layout_w16(op_fp4_linear *L);
 
 int op_fp4_rung_best(void);
 const char *op_fp4_rung_name(int rung);
@@ -97,7 +102,8 @@ int op_fp4_gemv_rung(int rung, const op_fp4_tensor *W, int mode, float act_scale
 void op_pool_mean_max(int rung, const float *H, size_t ldh, uint32_t C, const uint32_t *off, uint32_t n_events,
 		      float *out, size_t ldo);
 
-/* Internal: the rung entry points (fp4_gemm_avx2.c, fp4_gemm_neon.c). */
+/* Internal: the rung entry points (fp4_gemm_avx2.c, fp4_gemm_avx512.c, fp4_gemm_neon.c,
+ * fp4_gemm_neondot.c). */
 int op_fp4_gemm_avx2(const op_fp4_linear *L, int mode, const float *X, size_t ldx, uint32_t M, float *Y, size_t ldy);
 int op_fp4_gemm_neon(const op_fp4_linear *L, int mode, const float *X, size_t ldx, uint32_t M, float *Y, size_t ldy);
 int op_fp4_gemm_neondot(const op_fp4_linear *L, int mode, const float *X, size_t ldx, uint32_t M, float *Y,

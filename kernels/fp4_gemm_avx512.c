@@ -122,8 +122,8 @@ static inline __m512i code12(__m512 x, __m512 inv)
 }
 
 /*
- * Sixteen rows (rowp[j]: k readable floats, and zeros up to kp unless k is a multiple of 16 — a
- * sixteen-column chunk wholly beyond k is not read) → their codes and scales in the
+ * Sixteen rows (rowp[j]: kp readable floats, zero beyond k; or only k, when the sole padding is
+ * an MXFP4 block's second sixteen, which is not read) → their codes and scales in the
  * kernel's order: for each sixteen-column chunk c, four groups of four rows, each 64 bytes =
  * [quad of the chunk (4)][row of the group (4)] words of four codes (what two saturating packs
  * of four rows leave, unpermuted): row j's quad q of chunk c at word (4c + j/4)·16 + 4q + j%4.
@@ -151,7 +151,7 @@ static void quantize_tile16(const op_fp4_linear *L, const float *const rowp[QT],
 		_mm512_store_ps(xinv + b * QT, inv);
 	}
 	for (uint32_t b = 0; b < nb; b++)
-		for (uint32_t c = 0; c < vpb && b * bl + c * 16 < L->k; c++) { /* (a chunk all padding: unread) */
+		for (uint32_t c = 0; c < vpb && (c == 0 || b * bl + 16 < L->k); c++) { /* as the kernel reads them */
 			uint32_t *dst = xu + (size_t)(b * vpb + c) * 4 * 16;
 			const float *inv_row = xinv + b * QT;
 #pragma GCC unroll 4
@@ -201,7 +201,9 @@ static int gemm_w4a4(const op_fp4_linear *L, const float *X, size_t ldx, uint32_
 		for (uint32_t j = 0; j < QT; j++) {
 			if (j >= rows) {
 				rowp[j] = zero;
-			} else if (L->k % 16 == 0) { /* whole sixteens: a chunk of padding is never read */
+			} else if (L->k % 16 == 0 && kp == (L->k + bl - 1) / bl * bl) {
+				/* whole sixteens and no block wholly past k: the only padding is MXFP4's
+				 * second sixteen of the last block, which is never read */
 				rowp[j] = X + (size_t)(m0 + j) * ldx;
 			} else { /* zero-pad to whole blocks */
 				float *pr = pad + (size_t)j * kp;
@@ -378,7 +380,7 @@ static void w4a16_rows(const op_fp4_linear *L, const float *X, size_t ldx, uint3
 
 static int gemm_w4a16(const op_fp4_linear *L, const float *X, size_t ldx, uint32_t M, float *Y, size_t ldy)
 {
-	if (!L->g16w)
+	if (!L->g16w || !L->g16b)
 		return op_fp4_gemm_avx2(L, OP_W4A16, X, ldx, M, Y, ldy);
 	const uint32_t ngroups = (L->n + NG - 1) / NG;
 	for (uint32_t m0 = 0; m0 < M;) { /* twelve rows at a time, the rest by 8, 4, 2, 1 */

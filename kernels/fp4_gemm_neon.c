@@ -143,7 +143,7 @@ static inline __attribute__((always_inline)) void w4a16_tile(const op_fp4_linear
 
 static int gemm_w4a16(const op_fp4_linear *L, const float *X, size_t ldx, uint32_t M, float *Y, size_t ldy)
 {
-	if (!L->g16w) { /* not laid out (allocation failed at load): one output at a time */
+	if (!L->g16w || !L->g16b) { /* not laid out (no memory at load): one output at a time */
 		const uint32_t kp = L->w.cols;
 		for (uint32_t m = 0; m < M; m++)
 			for (uint32_t n = 0; n < L->n; n++) {

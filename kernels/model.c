@@ -69,6 +69,7 @@ int op_model_layer_fp32(op_model_layer *l, const char *name, uint32_t n, uint32_
 	memcpy(L->wdec, w, (size_t)n * k * sizeof(float));
 	if (bias)
 		memcpy(L->bias, bias, n * sizeof(float));
+	op_fp4_linear_layout_w16(L); /* without it (no memory) the rungs' slower paths run */
 	return 0;
 }
 

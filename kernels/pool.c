@@ -60,17 +60,22 @@ static void *worker(void *unused)
 {
 	(void)unused;
 	uint64_t seen = 0;
+	int worked = 0; /* took an item of the last split: only such a worker watches for the next */
 	pthread_mutex_lock(&mu);
 	for (;;) {
 		while (gen == seen) {
-			pthread_mutex_unlock(&mu);
-			watch(&gen, seen);
-			pthread_mutex_lock(&mu);
+			if (worked) {
+				pthread_mutex_unlock(&mu);
+				watch(&gen, seen);
+				pthread_mutex_lock(&mu);
+				worked = 0;
+			}
 			if (gen == seen)
 				pthread_cond_wait(&work_cv, &mu);
 		}
 		seen = gen;
 		while (next_i < cur_n) {
+			worked = 1;
 			int i = next_i++;
 			void *(*fn)(void *) = cur_fn;
 			void *arg = cur_args + (size_t)i * cur_stride;

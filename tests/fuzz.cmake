@@ -46,7 +46,7 @@ if(OP_CLANG AND NOT OUTPOST_SANITIZE AND CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|
   # all of kernels/ but the aarch64 rung and the AVX-512 one (one clang command builds every
   # file with the same flags; -mavx512 everywhere would not run on CPUs without it)
   file(GLOB ksrcs ${CMAKE_SOURCE_DIR}/kernels/*.c)
-  list(FILTER ksrcs EXCLUDE REGEX "_(neon|avx512)\\.c$")
+  list(FILTER ksrcs EXCLUDE REGEX "_(neon|neondot|avx512)\\.c$")
   set(msrcs ${CMAKE_SOURCE_DIR}/appliance/modelfile.c ${CMAKE_BINARY_DIR}/generated/default_model.c ${ksrcs})
   list(TRANSFORM HDF5_INCLUDE_DIRS PREPEND -I OUTPUT_VARIABLE hdf5_inc)
   add_custom_command(OUTPUT ${bin}

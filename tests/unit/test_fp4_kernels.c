@@ -269,6 +269,66 @@ static void test_rungs(int rung)
 			CHECK(same);
 			op_fp4_linear_free(&L);
 		}
+	/* a weight tensor wider than the layer (k < cols beyond block rounding) whose padding codes
+	 * are not zero: the reference meets them with zero activations, so every rung must give its
+	 * bits whatever they hold; X is exactly M×k floats, so a read past a row's end is caught by
+	 * ASan. NVFP4 64 wide for k = 16, 32 (whole blocks of padding); MXFP4 32 or 64 for k = 16
+	 * (half a block, one and a half). */
+	for (int format = OP_FP4_NVFP4; format <= OP_FP4_MXFP4; format++)
+		for (uint32_t cols = 32; cols <= 64; cols += 32)
+			for (uint32_t k = 16; k <= 32; k += 16)
+				for (int mode = OP_W4A4; mode <= OP_W4A16; mode++) {
+					if (k >= cols || (format == OP_FP4_NVFP4 && cols == 32))
+						continue;
+					uint32_t M = 21, N = 20;
+					float *src = malloc(N * cols * sizeof(float)), *X = malloc(M * k * sizeof(float));
+					float *Y0 = malloc(M * N * sizeof(float)), *Y1 = malloc(M * N * sizeof(float));
+					for (uint32_t i = 0; i < N * cols; i++)
+						src[i] = frand();
+					for (uint32_t i = 0; i < M * k; i++)
+						X[i] = frand();
+					op_fp4_tensor w;
+					op_fp4_linear L;
+					CHECK(op_fp4_tensor_alloc(&w, format, N, cols) == 0);
+					CHECK(op_fp4_quantize(&w, src, cols, cols, 0) == 0);
+					CHECK(op_fp4_linear_init(&L, &w, k, NULL, 1, 0.05f, 0) == 0);
+					CHECK(op_fp4_gemm_rung(OP_RUNG_SCALAR, &L, mode, X, k, M, Y0, N) == 0);
+					CHECK(op_fp4_gemm_rung(rung, &L, mode, X, k, M, Y1, N) == 0);
+					if (memcmp(Y0, Y1, M * N * sizeof(float)) != 0) {
+						fprintf(stderr, "%s differs with padding codes: format %d mode %d cols %u k %u\n",
+							op_fp4_rung_name(rung), format, mode, cols, k);
+						CHECK(0);
+					}
+					op_fp4_linear_free(&L);
+					free(src), free(X), free(Y0), free(Y1);
+				}
+	/* a layer built by hand from FP32 weights (the model's fp32 layers) runs the laid-out W4A16
+	 * path of the vector rungs: the reference's bits */
+	{
+		uint32_t M = 19, N = 21, K = 37;
+		float *w = malloc(N * K * sizeof(float)), *bias = malloc(N * sizeof(float)), *X = malloc(M * K * sizeof(float));
+		float *Y0 = malloc(M * N * sizeof(float)), *Y1 = malloc(M * N * sizeof(float));
+		for (uint32_t i = 0; i < N * K; i++)
+			w[i] = frand();
+		for (uint32_t i = 0; i < N; i++)
+			bias[i] = frand();
+		for (uint32_t i = 0; i < M * K; i++)
+			X[i] = frand();
+		op_fp4_linear L;
+		memset(&L, 0, sizeof(L));
+		L.n = N, L.k = K, L.relu = 1, L.act_scale = 1.0f;
+		L.w.rows = N, L.w.cols = K, L.w.tensor_scale = 1.0f;
+		L.wdec = malloc(N * K * sizeof(float));
+		L.bias = malloc(N * sizeof(float));
+		memcpy(L.wdec, w, N * K * sizeof(float));
+		memcpy(L.bias, bias, N * sizeof(float));
+		CHECK(op_fp4_linear_layout_w16(&L) == 0);
+		CHECK(op_fp4_gemm_rung(OP_RUNG_SCALAR, &L, OP_W4A16, X, K, M, Y0, N) == 0);
+		CHECK(op_fp4_gemm_rung(rung, &L, OP_W4A16, X, K, M, Y1, N) == 0);
+		CHECK(memcmp(Y0, Y1, M * N * sizeof(float)) == 0);
+		op_fp4_linear_free(&L);
+		free(w), free(bias), free(X), free(Y0), free(Y1);
+	}
 	/* pooling */
 	uint32_t off[6] = {0, 3, 3, 40, 41, 90}, C = 21;
 	float *H = malloc(90 * 24 * sizeof(float)), o0[5 * 50], o1[5 * 50];
@@ -332,8 +392,8 @@ static void test_rungs(int rung)
 	for (int mode = OP_W4A4; mode <= OP_W4A16; mode++)
 	for (int format = OP_FP4_NVFP4; format <= OP_FP4_MXFP4; format++)
 		for (int mx = 0; mx <= 1; mx++)
-			for (uint32_t K = 128; K <= 384; K += 64)
-				for (uint32_t M = 1; M <= 6; M++) {
+			for (uint32_t K = 128; K <= 2176; K += K < 384 ? 64 : 1792) /* 2,176: the W4A16 chunks (8, 8, 1 steps) */
+				for (uint32_t M = K > 384 ? 4 : 1; M <= 6; M++) {
 					uint32_t N = 40, n0 = M % 2 ? 0 : 3, n1 = M % 2 ? N : 30;
 					op_fp4_tensor w;
 					float *src = malloc(N * K * sizeof(float)), *X = malloc(M * K * sizeof(float));
