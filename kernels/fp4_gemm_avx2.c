@@ -130,30 +130,41 @@ static inline __m256 tile_scales(__m256 amax, int format, int mx_mode, float S, 
  * Eight rows of activations (rowp[j]: kp readable floats, zero beyond k) → the W4A4 tile:
  * xu[quad·8 + j] holds row j's four codes of that k-quad, each doubled and offset by +12, and
  * xs[b·8 + j] its block scale. Lanes are rows: the block maxima need no horizontal reduction
- * and the four codes of a quad pack into one 32-bit lane directly.
+ * and the four codes of a quad pack into one 32-bit lane directly. Two passes: the rows are
+ * transposed into tb (kp × 8 floats) and every block's scale computed first — the divisions,
+ * long and on one port, then overlap instead of stalling each block's codes — then the codes.
  */
-static void quantize_tile8(const op_fp4_linear *L, const float *const rowp[8], uint32_t *xu, float *xs)
+static void quantize_tile8(const op_fp4_linear *L, const float *const rowp[8], uint32_t *xu, float *xs, float *tb,
+			   float *xinv)
 {
-	uint32_t bl = op_fp4_block(L->w.format), kp = L->w.cols, nb = kp / bl;
+	const uint32_t bl = op_fp4_block(L->w.format), kp = L->w.cols, nb = kp / bl;
 	const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-	float S = 1.0f / L->act_scale;
-	__m256 tb[OP_MXFP4_BLOCK];
+	const float S = 1.0f / L->act_scale;
 	for (uint32_t b = 0; b < nb; b++) {
 		__m256 amax = _mm256_setzero_ps();
 		for (uint32_t g = 0; g < bl; g += 8) {
-			__m256 *r = tb + g;
+			__m256 r[8];
+#pragma GCC unroll 8
 			for (int j = 0; j < 8; j++)
 				r[j] = _mm256_loadu_ps(rowp[j] + b * bl + g);
 			transpose8(r);
-			for (int i = 0; i < 8; i++)
+#pragma GCC unroll 8
+			for (int i = 0; i < 8; i++) {
+				_mm256_store_ps(tb + (size_t)(b * bl + g + (uint32_t)i) * 8, r[i]);
 				amax = _mm256_max_ps(_mm256_and_ps(r[i], absmask), amax); /* a NaN is skipped, as in the reference */
+			}
 		}
 		__m256 inv, s = tile_scales(amax, L->w.format, L->mx_mode, S, &inv);
 		_mm256_store_ps(xs + b * 8, s);
+		_mm256_store_ps(xinv + b * 8, inv);
+	}
+	for (uint32_t b = 0; b < nb; b++) {
+		const __m256 inv = _mm256_load_ps(xinv + b * 8);
 		for (uint32_t i = 0; i < bl; i += 4) {
 			__m256i q[4];
+#pragma GCC unroll 4
 			for (int t = 0; t < 4; t++) {
-				__m256 y = _mm256_mul_ps(tb[i + (uint32_t)t], inv);
+				__m256 y = _mm256_mul_ps(_mm256_load_ps(tb + (size_t)(b * bl + i + (uint32_t)t) * 8), inv);
 				__m256i d = doubled_mag(_mm256_and_ps(y, absmask));
 				__m256i neg = _mm256_castps_si256(_mm256_cmp_ps(y, _mm256_setzero_ps(), _CMP_LT_OQ));
 				q[t] = _mm256_add_epi32(_mm256_sub_epi32(_mm256_xor_si256(d, neg), neg), _mm256_set1_epi32(12));
@@ -173,9 +184,10 @@ static int gemm_w4a4(const op_fp4_linear *L, const float *X, size_t ldx, uint32_
 	uint32_t *xu = aligned_alloc(32, (size_t)kp / 4 * QT * 2 * sizeof(uint32_t));
 	float *xs = aligned_alloc(32, (size_t)nb * QT * 2 * sizeof(float));
 	float *pad = malloc((size_t)kp * QT * 2 * sizeof(float)), *zero = calloc(kp, sizeof(float));
+	float *tb = aligned_alloc(32, (size_t)kp * 8 * sizeof(float)), *xinv = aligned_alloc(32, (size_t)nb * 8 * sizeof(float));
 	float accm[4][16] __attribute__((aligned(32)));
 	int rc = -ENOMEM;
-	if (!xu || !xs || !pad || !zero)
+	if (!xu || !xs || !pad || !zero || !tb || !xinv)
 		goto out;
 	float fa = (0.25f * (L->w.format == OP_FP4_NVFP4 ? L->act_scale : 1.0f)) * L->w.tensor_scale;
 	const __m256 alpha = _mm256_set1_ps(fa);
@@ -198,9 +210,9 @@ static int gemm_w4a4(const op_fp4_linear *L, const float *X, size_t ldx, uint32_
 				rowp[j] = pr;
 			}
 		}
-		quantize_tile8(L, rowp, xuA, xsA);
+		quantize_tile8(L, rowp, xuA, xsA, tb, xinv);
 		if (rows > QT)
-			quantize_tile8(L, rowp + QT, xuB, xsB);
+			quantize_tile8(L, rowp + QT, xuB, xsB, tb, xinv);
 		else
 			memcpy(xuB, xuA, (size_t)kp / 4 * QT * sizeof(uint32_t)), memcpy(xsB, xsA, (size_t)nb * QT * sizeof(float));
 		/* four outputs × sixteen rows at a time: per k-quad, two x loads and four 32-bit
@@ -308,6 +320,7 @@ out:
 	free(xu);
 	free(xs);
 	free(pad);
+	free(tb), free(xinv);
 	free(zero);
 	return rc;
 }
