@@ -81,10 +81,10 @@ static void build_g16(op_fp4_linear *L)
 	if (!L->g16q || !L->g16c || !L->g16s || !L->g16b) {
 		free(L->g16q), free(L->g16c), free(L->g16s), free(L->g16b);
 		L->g16q = L->g16c = NULL, L->g16s = L->g16b = NULL;
-		return;
+	} else {
+		op_fp4_layout_g16(L, L->g16q, L->g16c, L->g16s, L->g16b);
 	}
-	op_fp4_layout_g16(L, L->g16q, L->g16c, L->g16s, L->g16b);
-	op_fp4_linear_layout_w16(L);
+	op_fp4_linear_layout_w16(L); /* on its own: W4A16 keeps its form when W4A4's could not be had */
 }
 
 int op_fp4_linear_layout_w16(op_fp4_linear *L)
@@ -97,6 +97,7 @@ int op_fp4_linear_layout_w16(op_fp4_linear *L)
 		for (uint32_t n = 0; n < ng * 16; n++)
 			L->g16b[n] = n < L->n ? L->bias[n] : 0.0f;
 	}
+	free(L->g16w); /* a second call lays out again */
 	L->g16w = aligned_alloc(64, (size_t)ng * kp * 16 * sizeof(float));
 	if (!L->g16w)
 		return -ENOMEM;
