@@ -170,6 +170,41 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) static void peaks512(doub
 }
 
 /*
+ * The least a W4A16 GEMV must do per 16 FP4 weights on AVX-512, and nothing else: a shift that
+ * brings the next nibble of each 32-bit lane to its low bits, a vpermps lookup in the 16-value
+ * E2M1 table, one FMA — eight independent chains. G weights/s on one core: the ceiling of any
+ * loop of this kind here, before block scales, activation loads and the loop itself.
+ */
+__attribute__((target("avx512f"))) static double w4a16_decode_ceiling(void)
+{
+	__m512i c = _mm512_set1_epi32(0x12345678);
+	const __m512 lut = _mm512_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f, -0.0f, -0.5f, -1.0f, -1.5f,
+					  -2.0f, -3.0f, -4.0f, -6.0f);
+	const __m512 x = _mm512_set1_ps(1e-9f);
+	__m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+	long n = 20000000;
+	double t0 = now();
+	for (long i = 0; i < n; i++) {
+		__asm__ volatile("" : "+v"(c));
+		a0 = _mm512_fmadd_ps(_mm512_permutexvar_ps(c, lut), x, a0);
+		a1 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(c, 4), lut), x, a1);
+		a2 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(c, 8), lut), x, a2);
+		a3 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(c, 12), lut), x, a3);
+		a4 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(c, 16), lut), x, a4);
+		a5 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(c, 20), lut), x, a5);
+		a6 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(c, 24), lut), x, a6);
+		a7 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(c, 28), lut), x, a7);
+	}
+	double t = now() - t0;
+	float sink[16];
+	_mm512_storeu_ps(sink, _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)),
+					     _mm512_add_ps(_mm512_add_ps(a4, a5), _mm512_add_ps(a6, a7))));
+	if (sink[0] == 12345.0f)
+		printf(" ");
+	return (double)n * 8 * 16 / t / 1e9;
+}
+
+/*
  * The W4A4 GEMM's inner loop as it is, with its operands from L1: per step two 256-bit loads
  * of activation codes, four 32-bit weight broadcasts, eight vpmaddubsw and eight vpaddw into
  * eight accumulators. What the kernel could reach with no block rescale and no quantization.
@@ -424,8 +459,9 @@ int op_bench_kernels(int argc, char **argv)
 		double i8, f32;
 		peaks512(&i8, &f32);
 		printf("{\"bench\":\"kernels\",\"figure\":\"core_peak_avx512\",\"int8_vpdpbusd_gmac_per_s\":%.1f,"
-		       "\"fp32_fma_gflop_per_s\":%.1f,\"ceiling_ratio_int8_vs_fp32\":%.2f}\n",
-		       i8, 2 * f32, i8 / f32);
+		       "\"fp32_fma_gflop_per_s\":%.1f,\"ceiling_ratio_int8_vs_fp32\":%.2f,"
+		       "\"w4a16_decode_fma_gweights_per_s\":%.1f}\n",
+		       i8, 2 * f32, i8 / f32, w4a16_decode_ceiling());
 	}
 #endif
 	/* A fair baseline needs OpenBLAS's kernels for this CPU; on a CPU it does not know (a VM's
