@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "kernels/fp4_gemm.h"
+#include "kernels/fp4_gemm_neon.h"
 
 static inline int32_t block_dot(const int8_t *x, const int8_t *w, uint32_t bl)
 {
@@ -124,37 +125,15 @@ static inline __attribute__((always_inline)) void w4a16_tile(const op_fp4_linear
 		}
 	}
 	const uint32_t n0 = g * 16 + h * 8, nn = L->n - n0 < 8 ? L->n - n0 : 8;
-	const float32x4_t g4 = vdupq_n_f32(L->w.tensor_scale), zero = vdupq_n_f32(0.0f);
-	const float32x4_t b0 = vld1q_f32(L->g16b + n0), b1 = vld1q_f32(L->g16b + n0 + 4);
-	for (int r = 0; r < R; r++) {
-		float32x4_t y0 = vfmaq_f32(b0, a0[r], g4), y1 = vfmaq_f32(b1, a1[r], g4); /* fma(acc, g, bias) */
-		if (L->relu) /* !(y > 0) → 0, NaN included */
-			y0 = vbslq_f32(vcgtq_f32(y0, zero), y0, zero), y1 = vbslq_f32(vcgtq_f32(y1, zero), y1, zero);
-		float *yr = Y + (size_t)r * ldy + n0;
-		if (nn == 8) {
-			vst1q_f32(yr, y0), vst1q_f32(yr + 4, y1);
-		} else {
-			float o[8];
-			vst1q_f32(o, y0), vst1q_f32(o + 4, y1);
-			memcpy(yr, o, nn * sizeof(float));
-		}
-	}
+	const float32x4_t g4 = vdupq_n_f32(L->w.tensor_scale);
+	for (int r = 0; r < R; r++)
+		op_neon_out8(L, a0[r], a1[r], g4, n0, nn, Y + (size_t)r * ldy + n0);
 }
 
 static int gemm_w4a16(const op_fp4_linear *L, const float *X, size_t ldx, uint32_t M, float *Y, size_t ldy)
 {
-	if (!L->g16w || !L->g16b) { /* not laid out (no memory at load): one output at a time */
-		const uint32_t kp = L->w.cols;
-		for (uint32_t m = 0; m < M; m++)
-			for (uint32_t n = 0; n < L->n; n++) {
-				const float *x = X + (size_t)m * ldx, *w = L->wdec + (size_t)n * kp;
-				float acc = 0;
-				for (uint32_t k = 0; k < L->k; k++)
-					acc = fmaf(x[k], w[k], acc);
-				Y[(size_t)m * ldy + n] = relu_if(fmaf(acc, L->w.tensor_scale, L->bias[n]), L->relu);
-			}
-		return 0;
-	}
+	if (!L->g16w || !L->g16b) /* not laid out (no memory at load): the reference's loop */
+		return op_fp4_gemm_rung(OP_RUNG_SCALAR, L, OP_W4A16, X, ldx, M, Y, ldy);
 	for (uint32_t m0 = 0; m0 < M;) {
 		const uint32_t left = M - m0;
 		const int R = left >= 8 ? 8 : left >= 4 ? 4 : left >= 2 ? 2 : 1;

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "kernels/fp4_gemm.h"
+#include "kernels/fp4_gemm_neon.h"
 
 #define DR 4 /* rows per pass */
 
@@ -84,20 +85,8 @@ static int gemm_w4a4(const op_fp4_linear *L, const float *X, size_t ldx, uint32_
 				}
 				/* y = fma(acc, alpha, bias), ReLU as the reference (NaN → 0) */
 				const uint32_t n0 = g * 16 + h * 8, nn = L->n - n0 < 8 ? L->n - n0 : 8;
-				const float32x4_t b0 = vld1q_f32(L->g16b + n0), b1 = vld1q_f32(L->g16b + n0 + 4);
-				for (uint32_t r = 0; r < rows; r++) {
-					float32x4_t y0 = vfmaq_f32(b0, f[r][0], va), y1 = vfmaq_f32(b1, f[r][1], va);
-					if (L->relu)
-						y0 = vbslq_f32(vcgtq_f32(y0, zero), y0, zero), y1 = vbslq_f32(vcgtq_f32(y1, zero), y1, zero);
-					float *yr = Y + (size_t)(m0 + r) * ldy + n0;
-					if (nn == 8) {
-						vst1q_f32(yr, y0), vst1q_f32(yr + 4, y1);
-					} else {
-						float o[8];
-						vst1q_f32(o, y0), vst1q_f32(o + 4, y1);
-						memcpy(yr, o, nn * sizeof(float));
-					}
-				}
+				for (uint32_t r = 0; r < rows; r++)
+					op_neon_out8(L, f[r][0], f[r][1], va, n0, nn, Y + (size_t)(m0 + r) * ldy + n0);
 			}
 	}
 	free(q2), free(xs), free(pad);

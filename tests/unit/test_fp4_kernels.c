@@ -28,6 +28,14 @@ static float frand(void) /* roughly N(0,1)-ish, heavy enough tails to exercise s
 	return (u - 0.5f) * 4 * (v < 0.05f ? 20.0f : 1.0f);
 }
 
+static float *frand_array(size_t n) /* n values of frand(), in order; free() it */
+{
+	float *a = malloc(n * sizeof(float));
+	for (size_t i = 0; a && i < n; i++)
+		a[i] = frand();
+	return a;
+}
+
 static void test_scalars(void)
 {
 	static const float in[] = {0.25f, 0.26f, 0.75f, 1.25f, 1.75f, 2.5f, 3.5f, 5.0f, 5.01f, 100.0f, -0.1f, -3.0f};
@@ -281,12 +289,8 @@ static void test_rungs(int rung)
 					if (k >= cols || (format == OP_FP4_NVFP4 && cols == 32))
 						continue;
 					uint32_t M = 21, N = 20;
-					float *src = malloc(N * cols * sizeof(float)), *X = malloc(M * k * sizeof(float));
+					float *src = frand_array(N * cols), *X = frand_array(M * k);
 					float *Y0 = malloc(M * N * sizeof(float)), *Y1 = malloc(M * N * sizeof(float));
-					for (uint32_t i = 0; i < N * cols; i++)
-						src[i] = frand();
-					for (uint32_t i = 0; i < M * k; i++)
-						X[i] = frand();
 					op_fp4_tensor w;
 					op_fp4_linear L;
 					CHECK(op_fp4_tensor_alloc(&w, format, N, cols) == 0);
@@ -307,9 +311,7 @@ static void test_rungs(int rung)
 	for (int format = OP_FP4_NVFP4; format <= OP_FP4_MXFP4; format++) {
 		op_fp4_linear L;
 		uint32_t M = 21, N = 20, K = 48;
-		float *X = malloc(M * K * sizeof(float)), *Y0 = malloc(M * N * sizeof(float)), *Y1 = malloc(M * N * sizeof(float));
-		for (uint32_t i = 0; i < M * K; i++)
-			X[i] = frand();
+		float *X = frand_array(M * K), *Y0 = malloc(M * N * sizeof(float)), *Y1 = malloc(M * N * sizeof(float));
 		CHECK(make_layer_mx(&L, format, N, K, 1, 0) == 0);
 		CHECK(op_fp4_linear_layout_w16(&L) == 0);
 		free(L.g16q), free(L.g16c), free(L.g16s), free(L.g16b), free(L.g16w);
@@ -326,14 +328,8 @@ static void test_rungs(int rung)
 	 * path of the vector rungs: the reference's bits */
 	{
 		uint32_t M = 20, N = 21, K = 37; /* passes of 12 and 8 rows (AVX-512), 8 × 2 + 4 (NEON) */
-		float *w = malloc(N * K * sizeof(float)), *bias = malloc(N * sizeof(float)), *X = malloc(M * K * sizeof(float));
+		float *w = frand_array(N * K), *bias = frand_array(N), *X = frand_array(M * K);
 		float *Y0 = malloc(M * N * sizeof(float)), *Y1 = malloc(M * N * sizeof(float));
-		for (uint32_t i = 0; i < N * K; i++)
-			w[i] = frand();
-		for (uint32_t i = 0; i < N; i++)
-			bias[i] = frand();
-		for (uint32_t i = 0; i < M * K; i++)
-			X[i] = frand();
 		op_fp4_linear L;
 		memset(&L, 0, sizeof(L));
 		L.n = N, L.k = K, L.relu = 1, L.act_scale = 1.0f;
@@ -370,12 +366,8 @@ static void test_rungs(int rung)
 				 * AVX-512), 96 and 48 (NVFP4) the FP32 one */
 				uint32_t N = 72, K = M % 3 == 0 ? 512 : M == 1 ? 1024 : M % 3 == 1 ? 96 : (format == OP_FP4_NVFP4 ? 48 : 96);
 				op_fp4_tensor w;
-				float *src = malloc(N * K * sizeof(float)), *X = malloc(M * K * sizeof(float));
+				float *src = frand_array(N * K), *X = frand_array(M * K);
 				float *Y0 = malloc(M * N * sizeof(float)), *Y1 = malloc(M * N * sizeof(float));
-				for (uint32_t i = 0; i < N * K; i++)
-					src[i] = frand();
-				for (uint32_t i = 0; i < M * K; i++)
-					X[i] = frand();
 				CHECK(op_fp4_tensor_alloc(&w, format, N, K) == 0);
 				CHECK(op_fp4_quantize(&w, src, K, K, 0) == 0);
 				CHECK(op_fp4_gemv_rung(OP_RUNG_SCALAR, &w, mode, 0.01f, 0, X, M, Y0, 0, N) == 0);
@@ -416,12 +408,10 @@ static void test_rungs(int rung)
 				for (uint32_t M = K > 384 ? 4 : 1; M <= 6; M++) {
 					uint32_t N = 40, n0 = M % 2 ? 0 : 3, n1 = M % 2 ? N : 30;
 					op_fp4_tensor w;
-					float *src = malloc(N * K * sizeof(float)), *X = malloc(M * K * sizeof(float));
+					float *src = frand_array(N * K), *X = frand_array(M * K);
 					float *Y0 = calloc(M * N, sizeof(float)), *Y1 = calloc(M * N, sizeof(float));
-					for (uint32_t i = 0; i < N * K; i++)
-						src[i] = frand();
-					for (uint32_t i = 0; i < M * K; i++)
-						X[i] = frand() * (i % 37 == 0 ? 50.0f : 1.0f);
+					for (uint32_t i = 0; i < M * K; i += 37) /* a few large activations */
+						X[i] *= 50.0f;
 					CHECK(op_fp4_tensor_alloc(&w, format, N, K) == 0);
 					CHECK(op_fp4_quantize(&w, src, K, K, mx) == 0);
 					CHECK(op_fp4_gemv_rung(OP_RUNG_SCALAR, &w, mode, 0.01f, mx, X, M, Y0, n0, n1) == 0);
