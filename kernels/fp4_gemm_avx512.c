@@ -453,58 +453,100 @@ static inline __attribute__((always_inline)) void gemv_row(const uint8_t *codes,
 
 /* ---- W4A16 GEMV: 128 weights per step, FP32 products ------------------------------------ */
 /*
- * vpermps reads the low four bits of each 32-bit index, so the 128 codes of a step (one 512-bit
- * load, eight per 32-bit lane) become eight vectors of weights by seven shifts and eight
- * lookups in a 16-float table of E2M1 values: vector j, lane l holds element 8l + j. Lane l's
- * eight elements lie in one block (16 or 32 long), so one scale vector serves all eight: the
- * step's products are summed first, then scaled once. The activations are laid out once per
- * call in the same order (xp[m][step][j][l]). Sums in another order than the reference: equal
- * to rounding.
+ * vpermps reads the low four bits of each 32-bit index, so a step's 128 codes (64 bytes, eight
+ * per 32-bit lane) become eight vectors of weights by lookups in a 16-float table of E2M1
+ * values: vector j, lane l holds element 8l + j. The even elements need no shift: a load at
+ * byte offset o puts byte 4l + o at the bottom of lane l, so its low nibble (element 8l + 2o)
+ * is the index; one shift by 4 gives the odd neighbour. Four loads and four shifts instead of
+ * one load and seven shifts: the loop is bound by its instructions, not by memory
+ * (gemv_core_rate in outpost-bench kernels), and the loads go to ports the shifts and lookups
+ * do not use. Lane l's eight elements lie in one block (16 or 32 long), so one scale vector
+ * serves the step: its products are summed in one chain, then scaled once. The scales of two
+ * steps are decoded together (sixteen NVFP4 or eight MXFP4 bytes) and spread to their lanes by
+ * one lookup per step. The activations are laid out once per call in the same order
+ * (xp[m][step][j][l]). Sums in another order than the reference: equal to rounding.
  */
-static inline __attribute__((always_inline)) void gemv16_row(const uint8_t *codes, const uint8_t *sc, int nv,
-							       uint32_t steps, const float *xp, size_t xstride, float *out,
-							       const int MM, const uint8_t *next_codes, const uint8_t *next_sc)
+static inline __attribute__((always_inline)) void w16_step(const uint8_t *c8, int last, __m512 ws, const float *xp,
+							     size_t xstride, __m512 *acc, const int MM)
 {
 	const __m512 lut = _mm512_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f, -0.0f, -0.5f, -1.0f, -1.5f, -2.0f,
 					  -3.0f, -4.0f, -6.0f);
-	const __m512i idx = nv ? _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7)
-			       : _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
-	const __m512 two120 = _mm512_set1_ps(0x1p120f);
+	__m512 w[8];
+#pragma GCC unroll 4
+	for (int o = 0; o < 4; o++) {
+		/* the tensor's last step: a load at offset o would read o bytes past its codes (bytes
+		 * that only reach the ignored top of lane 15), so those are masked off */
+		const __m512i c = last && o ? _mm512_maskz_loadu_epi8(~0ull >> o, c8 + o) : _mm512_loadu_si512(c8 + o);
+		w[2 * o] = _mm512_permutexvar_ps(c, lut);
+		w[2 * o + 1] = _mm512_permutexvar_ps(_mm512_srli_epi32(c, 4), lut);
+	}
+	for (int m = 0; m < MM; m++) {
+		const float *x = xp + (size_t)m * xstride;
+		__m512 p = _mm512_mul_ps(w[0], _mm512_load_ps(x));
+#pragma GCC unroll 7
+		for (int j = 1; j < 8; j++)
+			p = _mm512_fmadd_ps(w[j], _mm512_load_ps(x + 16 * j), p);
+		acc[m] = _mm512_fmadd_ps(p, ws, acc[m]);
+	}
+}
+
+/* Steps G and G + 1 (when two): their scales decoded together, sixteen NVFP4 or eight MXFP4
+ * bytes, spread to the lanes by one lookup per step. last: these end the tensor. */
+static inline __attribute__((always_inline)) void w16_steps(const uint8_t *codes, const uint8_t *sc, const int nv,
+							      uint32_t G, int two, int last, const float *xp, size_t xstride,
+							      __m512 *acc, const int MM)
+{
+	/* lane l of a step reads scale l / 2 (NVFP4) or l / 4 (MXFP4) of the step's own */
+	const __m512i dup0 = nv ? _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7)
+				: _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+	const __m512i dup1 = _mm512_add_epi32(dup0, _mm512_set1_epi32(nv ? 8 : 4));
+	__m128i b;
+	if (nv)
+		b = two ? _mm_loadu_si128((const __m128i *)(sc + (size_t)G * 8))
+			: _mm_loadl_epi64((const __m128i *)(sc + (size_t)G * 8));
+	else if (two)
+		b = _mm_loadl_epi64((const __m128i *)(sc + (size_t)G * 4));
+	else {
+		int32_t four;
+		memcpy(&four, sc + (size_t)G * 4, 4);
+		b = _mm_cvtsi32_si128(four);
+	}
+	__m512 s;
+	if (nv) /* E4M3 code << 20 read as a float is the value · 2^-120 (subnormals too) */
+		s = _mm512_mul_ps(_mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu8_epi32(b), 20)), _mm512_set1_ps(0x1p120f));
+	else /* E8M0 code << 23 is the value (code 0 reads as 0 instead of 2^-127) */
+		s = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu8_epi32(b), 23));
+	w16_step(codes + (size_t)G * 64, last && !two, _mm512_permutexvar_ps(dup0, s), xp + (size_t)G * 128, xstride, acc,
+		 MM);
+	if (two)
+		w16_step(codes + (size_t)G * 64 + 64, last, _mm512_permutexvar_ps(dup1, s), xp + (size_t)G * 128 + 128, xstride,
+			 acc, MM);
+}
+
+/* A row's (or a chunk of it) outputs for MM rows of X; last: this chunk ends the tensor. */
+static inline __attribute__((always_inline)) void gemv16_row(const uint8_t *codes, const uint8_t *sc, const int nv,
+							       uint32_t steps, int last, const float *xp, size_t xstride,
+							       float *out, const int MM, const uint8_t *next_codes,
+							       const uint8_t *next_sc)
+{
+	const uint32_t scb = steps * (nv ? 8u : 4u); /* scale bytes of the chunk */
 	__m512 acc[GV_ROWS];
 	for (int m = 0; m < MM; m++)
 		acc[m] = _mm512_setzero_ps();
-	for (uint32_t G = 0; G < steps; G++) {
+	uint32_t G = 0;
+	for (; G + 2 < steps; G += 2) {
+		/* the next row's codes and scales, a line per step: one core streams a row at a time
+		 * and would otherwise wait on each line in turn */
 		_mm_prefetch((const char *)(next_codes + (size_t)G * 64), _MM_HINT_T0);
-		if (G * 64 < steps * (nv ? 8u : 4u))
-			_mm_prefetch((const char *)(next_sc + (size_t)G * 64), _MM_HINT_T0);
-		const __m512i c = _mm512_loadu_si512(codes + (size_t)G * 64);
-		__m512 ws;
-		if (nv) { /* as in gemv_row */
-			__m512i b = _mm512_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(sc + (size_t)G * 8)));
-			ws = _mm512_mul_ps(_mm512_castsi512_ps(_mm512_slli_epi32(_mm512_permutexvar_epi32(idx, b), 20)), two120);
-		} else {
-			int32_t four;
-			memcpy(&four, sc + (size_t)G * 4, 4);
-			__m512i b = _mm512_cvtepu8_epi32(_mm_cvtsi32_si128(four));
-			ws = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_permutexvar_epi32(idx, b), 23));
-		}
-		__m512 w[8];
-		w[0] = _mm512_permutexvar_ps(c, lut);
-#pragma GCC unroll 7
-		for (int j = 1; j < 8; j++)
-			w[j] = _mm512_permutexvar_ps(_mm512_srli_epi32(c, 4 * j), lut);
-		for (int m = 0; m < MM; m++) {
-			const float *x = xp + (size_t)m * xstride + (size_t)G * 128;
-			__m512 pa = _mm512_mul_ps(w[0], _mm512_load_ps(x)), pb = _mm512_mul_ps(w[4], _mm512_load_ps(x + 64));
-			pa = _mm512_fmadd_ps(w[1], _mm512_load_ps(x + 16), pa);
-			pb = _mm512_fmadd_ps(w[5], _mm512_load_ps(x + 80), pb);
-			pa = _mm512_fmadd_ps(w[2], _mm512_load_ps(x + 32), pa);
-			pb = _mm512_fmadd_ps(w[6], _mm512_load_ps(x + 96), pb);
-			pa = _mm512_fmadd_ps(w[3], _mm512_load_ps(x + 48), pa);
-			pb = _mm512_fmadd_ps(w[7], _mm512_load_ps(x + 112), pb);
-			acc[m] = _mm512_fmadd_ps(_mm512_add_ps(pa, pb), ws, acc[m]);
-		}
+		_mm_prefetch((const char *)(next_codes + (size_t)G * 64 + 64), _MM_HINT_T0);
+		if (G * 32 < scb)
+			_mm_prefetch((const char *)(next_sc + (size_t)G * 32), _MM_HINT_T0);
+		w16_steps(codes, sc, nv, G, 1, 0, xp, xstride, acc, MM);
 	}
+	/* the last one or two steps */
+	_mm_prefetch((const char *)(next_codes + (size_t)G * 64), _MM_HINT_T0);
+	_mm_prefetch((const char *)(next_codes + (size_t)steps * 64 - 64), _MM_HINT_T0);
+	w16_steps(codes, sc, nv, G, steps - G == 2, last, xp, xstride, acc, MM);
 	for (int m = 0; m < MM; m++)
 		out[m] = _mm512_reduce_add_ps(acc[m]);
 }
@@ -516,11 +558,12 @@ static int gemv_w4a16(const op_fp4_tensor *W, const float *X, uint32_t M, float 
 	float *xp = aligned_alloc(64, (size_t)M * K * sizeof(float));
 	if (!xp)
 		return -ENOMEM;
+	const __m512i by8 = _mm512_setr_epi32(0, 8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 88, 96, 104, 112, 120);
 	for (uint32_t m = 0; m < M; m++)
 		for (uint32_t G = 0; G < steps; G++)
-			for (uint32_t j = 0; j < 8; j++)
-				for (uint32_t l = 0; l < 16; l++)
-					xp[((size_t)m * steps + G) * 128 + j * 16 + l] = X[(size_t)m * K + G * 128 + 8 * l + j];
+			for (uint32_t j = 0; j < 8; j++) /* lane l: element 8l + j */
+				_mm512_store_ps(xp + ((size_t)m * steps + G) * 128 + j * 16,
+						_mm512_i32gather_ps(by8, X + (size_t)m * K + G * 128 + j, 4));
 	/* K in chunks of up to 1,024 (8 steps): four rows' activations of a chunk, 16 KiB, stay in L1
 	 * while every output of the range passes over them (whole rows, 64 KiB, came from L2 on
 	 * every output: the loop was bound by that), and a chunk's weights, 512 bytes per output,
@@ -537,12 +580,19 @@ static int gemv_w4a16(const op_fp4_tensor *W, const float *X, uint32_t M, float 
 				const uint8_t *codes = W->codes + (size_t)n * K / 2 + (size_t)G0 * 64, *sc = W->scales + (size_t)n * nb + sco;
 				const uint32_t nx = n + 1 < n1 ? n + 1 : n;
 				const uint8_t *pc = W->codes + (size_t)nx * K / 2 + (size_t)G0 * 64, *ps = W->scales + (size_t)nx * nb + sco;
-				switch (mm) {
-				case 4: gemv16_row(codes, sc, nv, gs, a, K, out, 4, pc, ps); break;
-				case 3: gemv16_row(codes, sc, nv, gs, a, K, out, 3, pc, ps); break;
-				case 2: gemv16_row(codes, sc, nv, gs, a, K, out, 2, pc, ps); break;
-				default: gemv16_row(codes, sc, nv, gs, a, K, out, 1, pc, ps); break;
+				const int last = n + 1 == W->rows && G0 + gs == steps;
+#define ROW(NV, MM) gemv16_row(codes, sc, NV, gs, last, a, K, out, MM, pc, ps)
+				switch (mm * 2 + nv) {
+				case 9: ROW(1, 4); break;
+				case 8: ROW(0, 4); break;
+				case 7: ROW(1, 3); break;
+				case 6: ROW(0, 3); break;
+				case 5: ROW(1, 2); break;
+				case 4: ROW(0, 2); break;
+				case 3: ROW(1, 1); break;
+				default: ROW(0, 1); break;
 				}
+#undef ROW
 				for (uint32_t m = 0; m < mm; m++) {
 					float *y = &Y[(size_t)(m0 + m) * W->rows + n];
 					*y = G0 ? *y + out[m] * W->tensor_scale : out[m] * W->tensor_scale;

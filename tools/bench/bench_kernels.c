@@ -170,14 +170,15 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) static void peaks512(doub
 }
 
 /*
- * The least a W4A16 GEMV must do per 16 FP4 weights on AVX-512, and nothing else: a shift that
- * brings the next nibble of each 32-bit lane to its low bits, a vpermps lookup in the 16-value
- * E2M1 table, one FMA — eight independent chains. G weights/s on one core: the ceiling of any
- * loop of this kind here, before block scales, activation loads and the loop itself.
+ * The least a W4A16 GEMV must do per 128 FP4 weights on AVX-512, and nothing else: eight
+ * vpermps lookups in the 16-value E2M1 table (four from codes as loaded at byte offsets 0-3,
+ * four after a shift by 4), eight FMAs, eight independent chains. G weights/s on one core: the
+ * ceiling of any loop of this kind here, before block scales, activation loads and the loop
+ * itself.
  */
 __attribute__((target("avx512f"))) static double w4a16_decode_ceiling(void)
 {
-	__m512i c = _mm512_set1_epi32(0x12345678);
+	__m512i c0 = _mm512_set1_epi32(0x12345678), c1 = _mm512_set1_epi32(0x23456789), c2 = c0, c3 = c1;
 	const __m512 lut = _mm512_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f, -0.0f, -0.5f, -1.0f, -1.5f,
 					  -2.0f, -3.0f, -4.0f, -6.0f);
 	const __m512 x = _mm512_set1_ps(1e-9f);
@@ -185,15 +186,15 @@ __attribute__((target("avx512f"))) static double w4a16_decode_ceiling(void)
 	long n = 20000000;
 	double t0 = now();
 	for (long i = 0; i < n; i++) {
-		__asm__ volatile("" : "+v"(c));
-		a0 = _mm512_fmadd_ps(_mm512_permutexvar_ps(c, lut), x, a0);
-		a1 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(c, 4), lut), x, a1);
-		a2 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(c, 8), lut), x, a2);
-		a3 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(c, 12), lut), x, a3);
-		a4 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(c, 16), lut), x, a4);
-		a5 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(c, 20), lut), x, a5);
-		a6 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(c, 24), lut), x, a6);
-		a7 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(c, 28), lut), x, a7);
+		__asm__ volatile("" : "+v"(c0), "+v"(c1), "+v"(c2), "+v"(c3));
+		a0 = _mm512_fmadd_ps(_mm512_permutexvar_ps(c0, lut), x, a0);
+		a1 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(c0, 4), lut), x, a1);
+		a2 = _mm512_fmadd_ps(_mm512_permutexvar_ps(c1, lut), x, a2);
+		a3 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(c1, 4), lut), x, a3);
+		a4 = _mm512_fmadd_ps(_mm512_permutexvar_ps(c2, lut), x, a4);
+		a5 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(c2, 4), lut), x, a5);
+		a6 = _mm512_fmadd_ps(_mm512_permutexvar_ps(c3, lut), x, a6);
+		a7 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(c3, 4), lut), x, a7);
 	}
 	double t = now() - t0;
 	float sink[16];
