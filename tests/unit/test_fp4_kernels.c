@@ -399,13 +399,15 @@ static void test_rungs(int rung)
 				free(src), free(X), free(Y0), free(Y1);
 			}
 	/* the vector GEMV paths at their edges, both modes: K with an odd number of 128-steps and
-	 * K % 128 = 64 (AVX-512 falls back to the 64-step AVX2 path), one to six rows (every
+	 * K % 128 = 64 (AVX-512 falls back to the 64-step AVX2 path), one to seven rows (every
 	 * row-pass width), both MXFP4 scale modes, and a sub-range of outputs (what a thread gets) */
 	for (int mode = OP_W4A4; mode <= OP_W4A16; mode++)
 	for (int format = OP_FP4_NVFP4; format <= OP_FP4_MXFP4; format++)
 		for (int mx = 0; mx <= 1; mx++)
-			for (uint32_t K = 128; K <= 2176; K += K < 384 ? 64 : 1792) /* 2,176: the W4A16 chunks (8, 8, 1 steps) */
-				for (uint32_t M = K > 384 ? 4 : 1; M <= 6; M++) {
+			/* 2,176 and 2,304: the W4A16 GEMV's chunks (8, 8, 1 and 8, 8, 2 steps) with three to
+			 * seven rows of X (passes of four, then three) */
+			for (uint32_t K = 128; K <= 2304; K += K < 384 ? 64 : K < 2176 ? 1792 : 128)
+				for (uint32_t M = K > 384 ? 3 + (K & 128) / 128 : 1; M <= 7; M++) {
 					uint32_t N = 40, n0 = M % 2 ? 0 : 3, n1 = M % 2 ? N : 30;
 					op_fp4_tensor w;
 					float *src = frand_array(N * K), *X = frand_array(M * K);
