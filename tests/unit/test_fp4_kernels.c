@@ -398,16 +398,20 @@ static void test_rungs(int rung)
 				op_fp4_tensor_free(&w);
 				free(src), free(X), free(Y0), free(Y1);
 			}
+	static const uint32_t gemv_edge_k[10][3] = {{128, 1, 7},  {192, 1, 7},  {256, 1, 7},  {320, 1, 7},  {384, 1, 7},
+						    {2176, 4, 7}, {2304, 3, 7}, {2816, 3, 4}, {4224, 2, 3}, {8320, 1, 2}};
 	/* the vector GEMV paths at their edges, both modes: K with an odd number of 128-steps and
 	 * K % 128 = 64 (AVX-512 falls back to the 64-step AVX2 path), one to seven rows (every
 	 * row-pass width), both MXFP4 scale modes, and a sub-range of outputs (what a thread gets) */
 	for (int mode = OP_W4A4; mode <= OP_W4A16; mode++)
 	for (int format = OP_FP4_NVFP4; format <= OP_FP4_MXFP4; format++)
 		for (int mx = 0; mx <= 1; mx++)
-			/* 2,176 and 2,304: the W4A16 GEMV's chunks (8, 8, 1 and 8, 8, 2 steps) with three to
-			 * seven rows of X (passes of four, then three) */
-			for (uint32_t K = 128; K <= 2304; K += K < 384 ? 64 : K < 2176 ? 1792 : 128)
-				for (uint32_t M = K > 384 ? 3 + (K & 128) / 128 : 1; M <= 7; M++) {
+			/* from 2,176 up: the W4A16 GEMV's chunks, as many steps as keep a pass's rows of X
+			 * in 16 KiB, here ending in one or two steps: four or more rows 8, 8, 1 (2,176) and
+			 * 8, 8, 2 (2,304); three rows 10, 10, 2 (2,816); two 16, 16, 1 (4,224); one 32, 32,
+			 * 1 (8,320); up to seven rows at the first two (passes of four, then three) */
+			for (size_t ki = 0; ki < 10; ki++)
+				for (uint32_t M = gemv_edge_k[ki][1], K = gemv_edge_k[ki][0]; M <= gemv_edge_k[ki][2]; M++) {
 					uint32_t N = 40, n0 = M % 2 ? 0 : 3, n1 = M % 2 ? N : 30;
 					op_fp4_tensor w;
 					float *src = frand_array(N * K), *X = frand_array(M * K);
