@@ -564,13 +564,14 @@ static int gemv_w4a16(const op_fp4_tensor *W, const float *X, uint32_t M, float 
 			for (uint32_t j = 0; j < 8; j++) /* lane l: element 8l + j */
 				_mm512_store_ps(xp + ((size_t)m * steps + G) * 128 + j * 16,
 						_mm512_i32gather_ps(by8, X + (size_t)m * K + G * 128 + j, 4));
-	/* K in chunks whose activations, for the rows of one pass, take 16 KiB: they stay in L1
-	 * while every output of the range passes over them (whole rows, 64 KiB at four rows, came
-	 * from L2 on every output: the loop was bound by that). Four rows: 1,024 (8 steps), a
-	 * chunk's weights, 512 bytes per output, then stay in L2 for the next four rows. One row:
-	 * 4,096 (32 steps); shorter chunks there cut each output's codes into pieces 8 KiB or more
-	 * apart, and at K = 16,384 the loop ran at a third of its speed. Rows that fit in 32 KiB as
-	 * they are go unchunked. */
+	/* Once min(M, 4) rows of activations exceed 32 KiB, K goes in chunks whose activations,
+	 * for that many rows, take 16 KiB: they stay in L1 while every output of the range passes
+	 * over them (whole rows, 64 KiB at four rows, came from L2 on every output: the loop was
+	 * bound by that). Four rows: 1,024 (8 steps), and a chunk's weights, 512 bytes per output,
+	 * stay in L2 for the next pass. One row: 4,096 (32 steps); 1,024-wide chunks there cut each
+	 * output's codes into 512-byte pieces a row apart, and at K = 16,384 the loop ran at 42 %
+	 * of its speed. The chunk width is the same for every pass, so the shorter last pass of
+	 * M = 5-7, 9-11, ... uses the four-row width: correct, not the best for one row. */
 	const uint32_t mm_max = M < GV_ROWS ? M : GV_ROWS;
 	const uint32_t cs = (size_t)mm_max * K * sizeof(float) <= 32768 || steps < 8 ? steps : 32 / mm_max;
 	float out[GV_ROWS];

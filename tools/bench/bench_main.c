@@ -8,7 +8,8 @@
  *   outpost-bench linefit  [--events N]    LineFit angular error and speed on simulated tracks
  *   outpost-bench e2e      [--events N]    simulator → sealed segments through the real daemon
  *   outpost-bench accuracy --model F ...    angular error of LineFit, the seed and model files
- *   outpost-bench kernels  [--quick]       FP4 GEMM/GEMV/model throughput vs OpenBLAS and bandwidth
+ *   outpost-bench kernels  [--threads T] [--model F ...] [--quick]
+ *                                          FP4 GEMM/GEMV/model throughput vs OpenBLAS and bandwidth
  *   outpost-bench power    [--seconds S]   the governor at 100/75/50% budgets vs unthrottled
  *   outpost-bench uplink   [--seconds S]   goodput at 1 and 100 Mbit/s, 600 ms round trip; bytes wasted per cut
  *   outpost-bench gpu      [--quick]       the CUDA backend: FP4-weight GEMM vs cuBLASLt BF16, bandwidth, model events/s
