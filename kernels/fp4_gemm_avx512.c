@@ -564,46 +564,52 @@ static int gemv_w4a16(const op_fp4_tensor *W, const float *X, uint32_t M, float 
 			for (uint32_t j = 0; j < 8; j++) /* lane l: element 8l + j */
 				_mm512_store_ps(xp + ((size_t)m * steps + G) * 128 + j * 16,
 						_mm512_i32gather_ps(by8, X + (size_t)m * K + G * 128 + j, 4));
-	/* Once min(M, 4) rows of activations exceed 32 KiB, K goes in chunks whose activations,
-	 * for that many rows, take 16 KiB: they stay in L1 while every output of the range passes
-	 * over them (whole rows, 64 KiB at four rows, came from L2 on every output: the loop was
-	 * bound by that). Four rows: 1,024 (8 steps), and a chunk's weights, 512 bytes per output,
-	 * stay in L2 for the next pass. One row: 4,096 (32 steps); 1,024-wide chunks there cut each
-	 * output's codes into 512-byte pieces a row apart, and at K = 16,384 the loop ran at 42 %
-	 * of its speed. The chunk width is the same for every pass, so the shorter last pass of
-	 * M = 5-7, 9-11, ... uses the four-row width: correct, not the best for one row. */
-	const uint32_t mm_max = M < GV_ROWS ? M : GV_ROWS;
-	const uint32_t cs = (size_t)mm_max * K * sizeof(float) <= 32768 || steps < 8 ? steps : 32 / mm_max;
+	/* The rows of X in passes of four, and the rest (M % 4) in one last pass. Once a pass's rows
+	 * of activations exceed 32 KiB, K goes in chunks whose activations, for those rows, take
+	 * 16 KiB: they stay in L1 while every output of the range passes over them (whole rows,
+	 * 64 KiB at four rows, came from L2 on every output: the loop was bound by that). Four
+	 * rows: 1,024 (8 steps), and a chunk's weights, 512 bytes per output, stay in L2 for the
+	 * next four-row pass. One row: 4,096 (32 steps); 1,024-wide chunks there cut each output's
+	 * codes into 512-byte pieces a row apart, and at K = 16,384 the loop ran at 42 % of its
+	 * speed. */
 	float out[GV_ROWS];
-	for (uint32_t G0 = 0; G0 < steps; G0 += cs) {
-		const uint32_t gs = steps - G0 < cs ? steps - G0 : cs;
-		const uint32_t sco = G0 * (nv ? 8u : 4u); /* the chunk's first scale of a row */
-		for (uint32_t m0 = 0; m0 < M; m0 += GV_ROWS) {
-			const uint32_t mm = M - m0 < GV_ROWS ? M - m0 : GV_ROWS;
-			const float *a = xp + (size_t)m0 * K + (size_t)G0 * 128;
-			for (uint32_t n = n0; n < n1; n++) {
-				const uint8_t *codes = W->codes + (size_t)n * K / 2 + (size_t)G0 * 64, *sc = W->scales + (size_t)n * nb + sco;
-				const uint32_t nx = n + 1 < n1 ? n + 1 : n;
-				const uint8_t *pc = W->codes + (size_t)nx * K / 2 + (size_t)G0 * 64, *ps = W->scales + (size_t)nx * nb + sco;
-				const int last = n + 1 == W->rows && G0 + gs == steps;
+	for (uint32_t r0 = 0; r0 < M;) {
+		const uint32_t rows = M - r0 >= GV_ROWS ? (M - r0) / GV_ROWS * GV_ROWS : M - r0;
+		const uint32_t mm_max = rows < GV_ROWS ? rows : GV_ROWS;
+		const uint32_t cs = (size_t)mm_max * K * sizeof(float) <= 32768 || steps < 8 ? steps : 32 / mm_max;
+		for (uint32_t G0 = 0; G0 < steps; G0 += cs) {
+			const uint32_t gs = steps - G0 < cs ? steps - G0 : cs;
+			const uint32_t sco = G0 * (nv ? 8u : 4u); /* the chunk's first scale of a row */
+			for (uint32_t m0 = r0; m0 < r0 + rows; m0 += GV_ROWS) {
+				const uint32_t mm = r0 + rows - m0 < GV_ROWS ? r0 + rows - m0 : GV_ROWS;
+				const float *a = xp + (size_t)m0 * K + (size_t)G0 * 128;
+				for (uint32_t n = n0; n < n1; n++) {
+					const uint8_t *codes = W->codes + (size_t)n * K / 2 + (size_t)G0 * 64,
+						      *sc = W->scales + (size_t)n * nb + sco;
+					const uint32_t nx = n + 1 < n1 ? n + 1 : n;
+					const uint8_t *pc = W->codes + (size_t)nx * K / 2 + (size_t)G0 * 64,
+						      *ps = W->scales + (size_t)nx * nb + sco;
+					const int last = n + 1 == W->rows && G0 + gs == steps;
 #define ROW(NV, MM) gemv16_row(codes, sc, NV, gs, last, a, K, out, MM, pc, ps)
-				switch (mm * 2 + nv) {
-				case 9: ROW(1, 4); break;
-				case 8: ROW(0, 4); break;
-				case 7: ROW(1, 3); break;
-				case 6: ROW(0, 3); break;
-				case 5: ROW(1, 2); break;
-				case 4: ROW(0, 2); break;
-				case 3: ROW(1, 1); break;
-				default: ROW(0, 1); break;
-				}
+					switch (mm * 2 + nv) {
+					case 9: ROW(1, 4); break;
+					case 8: ROW(0, 4); break;
+					case 7: ROW(1, 3); break;
+					case 6: ROW(0, 3); break;
+					case 5: ROW(1, 2); break;
+					case 4: ROW(0, 2); break;
+					case 3: ROW(1, 1); break;
+					default: ROW(0, 1); break;
+					}
 #undef ROW
-				for (uint32_t m = 0; m < mm; m++) {
-					float *y = &Y[(size_t)(m0 + m) * W->rows + n];
-					*y = G0 ? *y + out[m] * W->tensor_scale : out[m] * W->tensor_scale;
+					for (uint32_t m = 0; m < mm; m++) {
+						float *y = &Y[(size_t)(m0 + m) * W->rows + n];
+						*y = G0 ? *y + out[m] * W->tensor_scale : out[m] * W->tensor_scale;
+					}
 				}
 			}
 		}
+		r0 += rows;
 	}
 	free(xp);
 	return 0;

@@ -400,21 +400,23 @@ static void test_rungs(int rung)
 			}
 	if (rung == OP_RUNG_SCALAR) /* the edge cases below compare a vector rung with the reference */
 		return;
-	static const uint32_t gemv_edge_k[10][3] = {{128, 1, 7},  {192, 1, 7},  {256, 1, 7},  {320, 1, 7},  {384, 1, 7},
-						    {2176, 4, 7}, {2304, 3, 7}, {2816, 3, 4}, {4224, 2, 3}, {8320, 1, 2}};
+	static const uint32_t gemv_edge_k[11][3] = {{128, 1, 7},  {192, 1, 7},  {256, 1, 7},  {320, 1, 7},
+						    {384, 1, 7},  {2176, 4, 7}, {2304, 3, 7}, {2816, 3, 4},
+						    {4224, 2, 3}, {8320, 1, 2}, {8320, 5, 5}};
 	/* the vector GEMV paths at their edges, both modes: K with an odd number of 128-steps and
 	 * K % 128 = 64 (AVX-512 falls back to the 64-step AVX2 path), one to seven rows (every
 	 * row-pass width), both MXFP4 scale modes, and a sub-range of outputs (what a thread gets) */
 	for (int mode = OP_W4A4; mode <= OP_W4A16; mode++)
 	for (int format = OP_FP4_NVFP4; format <= OP_FP4_MXFP4; format++)
 		for (int mx = 0; mx <= 1; mx++)
-			/* from 2,176 up: the W4A16 GEMV's K chunks (as many 128-steps as keep min(M, 4) rows
-			 * of X in 16 KiB, once those rows exceed 32 KiB): four or more rows 8, 8, 1 (2,176)
-			 * and 8, 8, 2 (2,304); three rows 10, 10, 2 (2,816); two 16, 16, 1 (4,224); one 32,
-			 * 32, 1 (8,320); up to seven rows at the first two (passes of four, then three).
+			/* from 2,176 up: the W4A16 GEMV's K chunks (as many 128-steps as keep a pass's rows
+			 * of X in 16 KiB, once those rows exceed 32 KiB): four rows 8, 8, 1 (2,176) and 8,
+			 * 8, 2 (2,304); three rows 10, 10, 2 (2,816); two 16, 16, 1 (4,224); one 32, 32, 1
+			 * (8,320, also as the last pass of five rows, after a pass of four in 8-step
+			 * chunks); up to seven rows at 2,176 and 2,304 (passes of four, then the rest).
 			 * Each on all outputs (the last one ends the tensor) and, up to 2,304, also on a
 			 * sub-range. */
-			for (size_t ki = 0; ki < 10; ki++)
+			for (size_t ki = 0; ki < 11; ki++)
 				for (uint32_t M = gemv_edge_k[ki][1], K = gemv_edge_k[ki][0]; M <= gemv_edge_k[ki][2]; M++)
 				for (int part = 0; part <= (K > 2304 ? 0 : 1); part++) {
 					uint32_t N = 40, n0 = part ? 3 : 0, n1 = part ? 30 : N;
