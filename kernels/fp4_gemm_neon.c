@@ -7,7 +7,7 @@
  *       codes with vmull_s8 + pairwise adds and the reference's FP32 FMA chain.
  * W4A16: eight outputs by up to eight rows of accumulators over the exact weights laid out
  *       k-major at load (op_fp4_linear.g16w), each lane the reference's sequential FMA chain.
- * GEMV: weights decoded block by block through the E2M1 table; matches to rounding.
+ * GEMV: codes turned into FP32 weights by byte-table lookups, 32 a step; matches to rounding.
  */
 #if defined(__aarch64__)
 #include <arm_neon.h>
@@ -157,55 +157,159 @@ int op_fp4_gemm_neon(const op_fp4_linear *L, int mode, const float *X, size_t ld
 	return mode == OP_W4A4 ? gemm_w4a4(L, X, ldx, M, Y, ldy) : gemm_w4a16(L, X, ldx, M, Y, ldy);
 }
 
+/* ---- GEMV: 32 weights per step, FP32 products ------------------------------------------ */
+/*
+ * An E2M1 value's FP32 bits have zero low halves, so a code becomes its weight by two table
+ * lookups (vqtbl1q_u8: the top byte and the one below it), a byte interleave and a widening shift
+ * by 16: 16 weights from 16 codes in eight instructions, no scalar work per weight. A step is 16
+ * bytes of codes, 32 elements: the low nibbles (even elements) and the high nibbles (odd ones)
+ * give four vectors each; the activations are laid out once per call in that order (vld2q_f32
+ * splits them). A block's products are summed in one chain, then scaled once (NVFP4: two blocks
+ * per step, MXFP4: one). Sums in another order than the reference: equal to rounding.
+ */
+#define GV_ROWS 4 /* rows of X per pass over the weights */
+
+static const uint8_t e2m1_top[16] = {0x00, 0x3f, 0x3f, 0x3f, 0x40, 0x40, 0x40, 0x40,
+				     0x80, 0xbf, 0xbf, 0xbf, 0xc0, 0xc0, 0xc0, 0xc0};
+static const uint8_t e2m1_next[16] = {0x00, 0x00, 0x80, 0xc0, 0x00, 0x40, 0x80, 0xc0,
+				      0x00, 0x00, 0x80, 0xc0, 0x00, 0x40, 0x80, 0xc0};
+
+/* 16 codes (one per byte, 0 … 15) → their 16 E2M1 values, in order, as four vectors */
+static inline __attribute__((always_inline)) void e2m1_decode16(uint8x16_t idx, uint8x16_t top, uint8x16_t next,
+								  float32x4_t w[4])
+{
+	const uint8x16_t hi = vqtbl1q_u8(top, idx), lo = vqtbl1q_u8(next, idx);
+	const uint16x8_t a = vreinterpretq_u16_u8(vzip1q_u8(lo, hi)), b = vreinterpretq_u16_u8(vzip2q_u8(lo, hi));
+	w[0] = vreinterpretq_f32_u32(vshll_n_u16(vget_low_u16(a), 16));
+	w[1] = vreinterpretq_f32_u32(vshll_high_n_u16(a, 16));
+	w[2] = vreinterpretq_f32_u32(vshll_n_u16(vget_low_u16(b), 16));
+	w[3] = vreinterpretq_f32_u32(vshll_high_n_u16(b, 16));
+}
+
+/* A block scale's value: the code shifted into a float's bits (E4M3 · 2^-120, subnormals too;
+ * E8M0 exactly), the rest (NaN codes, E8M0 0) by the reference's conversion. */
+static inline float gemv_scale(int nv, uint8_t code)
+{
+	uint32_t bits = (uint32_t)code << (nv ? 20 : 23);
+	float f;
+	memcpy(&f, &bits, sizeof f);
+	if (nv)
+		return code < 0x7f ? f * 0x1p120f : op_fp4_scale_value(OP_FP4_NVFP4, code);
+	return code != 0 && code != 0xff ? f : op_fp4_scale_value(OP_FP4_MXFP4, code);
+}
+
+/* One output for MM rows of X: steps of 32 weights, then (NVFP4, K % 32 = 16) one block of 16
+ * decoded by the table. xp: the laid-out activations of the first row, xstride apart. */
+static inline __attribute__((always_inline)) void gemv_row_neon(const uint8_t *codes, const uint8_t *sc, const int nv,
+								  uint32_t K, const float *xp, size_t xstride, float *out,
+								  const int MM)
+{
+	const uint8x16_t top = vld1q_u8(e2m1_top), next = vld1q_u8(e2m1_next), lo4 = vdupq_n_u8(0x0f);
+	const uint32_t steps = K / 32;
+	float32x4_t acc[GV_ROWS];
+	for (int m = 0; m < MM; m++)
+		acc[m] = vdupq_n_f32(0.0f);
+	for (uint32_t G = 0; G < steps; G++) {
+		const uint8x16_t c = vld1q_u8(codes + (size_t)G * 16);
+		float32x4_t w[8]; /* w[0..3]: elements 0, 2, … 30; w[4..7]: 1, 3, … 31 */
+		e2m1_decode16(vandq_u8(c, lo4), top, next, w);
+		e2m1_decode16(vshrq_n_u8(c, 4), top, next, w + 4);
+		/* vectors 0, 1, 4, 5 hold elements 0 … 15; 2, 3, 6, 7 hold 16 … 31 */
+		const float s0 = gemv_scale(nv, sc[nv ? 2 * G : G]), s1 = nv ? gemv_scale(nv, sc[2 * G + 1]) : s0;
+		for (int m = 0; m < MM; m++) {
+			const float *x = xp + (size_t)m * xstride + (size_t)G * 32;
+			float32x4_t p = vmulq_f32(w[0], vld1q_f32(x));
+			p = vfmaq_f32(p, w[1], vld1q_f32(x + 4));
+			p = vfmaq_f32(p, w[4], vld1q_f32(x + 16));
+			p = vfmaq_f32(p, w[5], vld1q_f32(x + 20));
+			float32x4_t q = vmulq_f32(w[2], vld1q_f32(x + 8));
+			q = vfmaq_f32(q, w[3], vld1q_f32(x + 12));
+			q = vfmaq_f32(q, w[6], vld1q_f32(x + 24));
+			q = vfmaq_f32(q, w[7], vld1q_f32(x + 28));
+			if (nv) {
+				acc[m] = vfmaq_n_f32(acc[m], p, s0);
+				acc[m] = vfmaq_n_f32(acc[m], q, s1);
+			} else {
+				acc[m] = vfmaq_n_f32(acc[m], vaddq_f32(p, q), s0);
+			}
+		}
+	}
+	float tail[GV_ROWS] = {0};
+	if (K % 32) { /* one NVFP4 block of 16, elements in order */
+		static const float lut[16] = {0, 0.5f, 1, 1.5f, 2, 3, 4, 6, -0.0f, -0.5f, -1, -1.5f, -2, -3, -4, -6};
+		const float s = gemv_scale(nv, sc[K / 16 - 1]);
+		for (int m = 0; m < MM; m++) {
+			const float *x = xp + (size_t)m * xstride + (size_t)steps * 32;
+			float t = 0;
+			for (uint32_t i = 0; i < 8; i++) {
+				const uint8_t b = codes[(size_t)steps * 16 + i];
+				t = fmaf(lut[b & 15], x[2 * i], t);
+				t = fmaf(lut[b >> 4], x[2 * i + 1], t);
+			}
+			tail[m] = t * s;
+		}
+	}
+	for (int m = 0; m < MM; m++)
+		out[m] = vaddvq_f32(acc[m]) + tail[m];
+}
+
 int op_fp4_gemv_neon(const op_fp4_tensor *W, int mode, float act_scale, int mx_mode, const float *X, uint32_t M,
 		     float *Y, uint32_t n0, uint32_t n1)
 {
-	uint32_t K = W->cols, bl = op_fp4_block(W->format), nb = K / bl;
-	float *xq = malloc((size_t)M * K * sizeof(float)), gx = 1.0f;
-	if (!xq)
+	const uint32_t K = W->cols, bl = op_fp4_block(W->format), nb = K / bl, steps = K / 32;
+	const int nv = W->format == OP_FP4_NVFP4;
+	float *xp = malloc((size_t)M * K * sizeof(float)), gx = 1.0f;
+	if (!xp)
 		return -ENOMEM;
 	if (mode == OP_W4A4) { /* activations replaced by their FP4 values, as in the AVX2 rung */
 		op_fp4_linear shape = {.w = *W, .k = K, .mx_mode = mx_mode, .act_scale = act_scale > 0 ? act_scale : 1.0f};
 		int8_t *q2 = malloc(K);
 		float *xs = malloc(nb * sizeof(float));
 		if (!q2 || !xs) {
-			free(q2), free(xs), free(xq);
+			free(q2), free(xs), free(xp);
 			return -ENOMEM;
 		}
 		for (uint32_t m = 0; m < M; m++) {
 			op_fp4_quantize_row(&shape, X + (size_t)m * K, q2, xs);
 			for (uint32_t k = 0; k < K; k++)
-				xq[(size_t)m * K + k] = (float)q2[k] * 0.5f * xs[k / bl];
+				xp[(size_t)m * K + k] = (float)q2[k] * 0.5f * xs[k / bl];
 		}
 		free(q2), free(xs);
-		if (W->format == OP_FP4_NVFP4)
+		if (nv)
 			gx = shape.act_scale;
 	} else {
-		memcpy(xq, X, (size_t)M * K * sizeof(float));
+		memcpy(xp, X, (size_t)M * K * sizeof(float));
 	}
-	static const float lut[16] = {0, 0.5f, 1, 1.5f, 2, 3, 4, 6, -0.0f, -0.5f, -1, -1.5f, -2, -3, -4, -6};
-	float wb[32];
-	for (uint32_t n = n0; n < n1; n++) {
-		const uint8_t *codes = W->codes + (size_t)n * K / 2;
-		float32x4_t acc[16];
-		for (uint32_t m = 0; m < M && m < 16; m++)
-			acc[m] = vdupq_n_f32(0);
-		for (uint32_t b = 0; b < nb; b++) {
-			float s = op_fp4_scale_value(W->format, W->scales[(size_t)n * nb + b]);
-			for (uint32_t i = 0; i < bl; i += 2) {
-				uint8_t c = codes[(b * bl + i) / 2];
-				wb[i] = lut[c & 15] * s, wb[i + 1] = lut[c >> 4] * s;
+	/* each step's 32 activations: the even elements, then the odd ones (the tail stays in order) */
+	for (uint32_t m = 0; m < M; m++)
+		for (uint32_t G = 0; G < steps; G++) {
+			float *x = xp + (size_t)m * K + (size_t)G * 32;
+			float32x4x2_t v[4];
+			for (int i = 0; i < 4; i++)
+				v[i] = vld2q_f32(x + 8 * i);
+			for (int i = 0; i < 4; i++) {
+				vst1q_f32(x + 4 * i, v[i].val[0]);
+				vst1q_f32(x + 16 + 4 * i, v[i].val[1]);
 			}
-			for (uint32_t m = 0; m < M && m < 16; m++)
-				for (uint32_t i = 0; i < bl; i += 4)
-					acc[m] = vfmaq_f32(acc[m], vld1q_f32(xq + (size_t)m * K + b * bl + i), vld1q_f32(wb + i));
 		}
-		for (uint32_t m = 0; m < M && m < 16; m++)
-			Y[(size_t)m * W->rows + n] = vaddvq_f32(acc[m]) * gx * W->tensor_scale;
+	const float g = gx * W->tensor_scale;
+	float out[GV_ROWS];
+	for (uint32_t m0 = 0; m0 < M; m0 += GV_ROWS) {
+		const uint32_t mm = M - m0 < GV_ROWS ? M - m0 : GV_ROWS;
+		for (uint32_t n = n0; n < n1; n++) {
+			const uint8_t *codes = W->codes + (size_t)n * K / 2, *sc = W->scales + (size_t)n * nb;
+			const float *x = xp + (size_t)m0 * K;
+			switch (mm) {
+			case 4: gemv_row_neon(codes, sc, nv, K, x, K, out, 4); break;
+			case 3: gemv_row_neon(codes, sc, nv, K, x, K, out, 3); break;
+			case 2: gemv_row_neon(codes, sc, nv, K, x, K, out, 2); break;
+			default: gemv_row_neon(codes, sc, nv, K, x, K, out, 1); break;
+			}
+			for (uint32_t m = 0; m < mm; m++)
+				Y[(size_t)(m0 + m) * W->rows + n] = out[m] * g;
+		}
 	}
-	free(xq);
-	if (M > 16) /* rows beyond 16 in slices */
-		return op_fp4_gemv_neon(W, mode, act_scale, mx_mode, X + (size_t)16 * K, M - 16, Y + (size_t)16 * W->rows, n0, n1);
+	free(xp);
 	return 0;
 }
 
