@@ -402,7 +402,7 @@ static void test_rungs(int rung)
 		return;
 	static const uint32_t gemv_edge_k[11][3] = {{128, 1, 7},  {192, 1, 7},  {256, 1, 7},  {320, 1, 7},
 						    {384, 1, 7},  {2176, 4, 7}, {2304, 3, 7}, {2816, 3, 4},
-						    {4224, 2, 3}, {8320, 1, 2}, {8320, 5, 5}};
+						    {4224, 2, 3}, {8320, 1, 3}, {8320, 5, 5}};
 	/* the vector GEMV paths at their edges, both modes: K with an odd number of 128-steps and
 	 * K % 128 = 64 (AVX-512 falls back to the 64-step AVX2 path), one to seven rows (every
 	 * row-pass width), both MXFP4 scale modes, and a sub-range of outputs (what a thread gets) */
@@ -414,8 +414,10 @@ static void test_rungs(int rung)
 			 * 8, 2 (2,304); three rows 10, 10, 2 (2,816); two 16, 16, 1 (4,224); one 32, 32, 1
 			 * (8,320, also as the last pass of five rows, after a pass of four in 8-step
 			 * chunks); up to seven rows at 2,176 and 2,304 (passes of four, then the rest).
-			 * Each on all outputs (the last one ends the tensor) and, up to 2,304, also on a
-			 * sub-range. */
+			 * The W4A4 GEMV chunks once a pass's activations (208 bytes a row per 128-step)
+			 * exceed 32 KiB: at 8,320 (65 steps) three rows go in 26, 26, 13 steps and the
+			 * four-row pass of five in 19, 19, 19, 8, then the fifth row whole. Each on all
+			 * outputs (the last one ends the tensor) and, up to 2,304, also on a sub-range. */
 			for (size_t ki = 0; ki < 11; ki++)
 				for (uint32_t M = gemv_edge_k[ki][1], K = gemv_edge_k[ki][0]; M <= gemv_edge_k[ki][2]; M++)
 				for (int part = 0; part <= (K > 2304 ? 0 : 1); part++) {

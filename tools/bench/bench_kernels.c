@@ -628,23 +628,25 @@ int op_bench_kernels(int argc, char **argv)
 			}
 		op_fp4_tensor_free(&w);
 	}
-	/* K = 16,384 (N = 4,096), NVFP4 W4A16, M = 1 and 5: the GEMV takes K in chunks that keep a
-	 * pass's activations in L1; its rate (weights streamed per second) beside the K = 4,096 one shows
-	 * whether the chunking keeps the loop's speed (1,024-wide chunks for one row had cost 58 %).
+	/* K = 16,384 (N = 4,096), NVFP4, both modes, M = 1 and 5: the GEMVs take K in chunks that
+	 * keep a pass's activations in L1; their rate (weights streamed per second) beside the
+	 * K = 4,096 one shows whether the chunking keeps the loop's speed (W4A16: 1,024-wide chunks
+	 * for one row had cost 58 %; W4A4 unchunked ran 10-20 % slower at two to five rows).
 	 * Not with --quick (256 MiB of FP32 weights to quantize). */
 	static const uint32_t big_m[2] = {1, 5};
 	const uint32_t big_k = 16384;
-	double big_t[2] = {0, 0};
+	double big_t[2][2] = {{0, 0}, {0, 0}}; /* [mode][M] */
 	if (!quick) {
 		float *Wb = randbuf((size_t)N * big_k, 5), *Xb = randbuf(5 * (size_t)big_k, 6);
 		op_fp4_tensor w;
 		if (Wb && Xb && op_fp4_tensor_alloc(&w, OP_FP4_NVFP4, N, big_k) == 0) {
 			op_fp4_quantize(&w, Wb, big_k, big_k, OP_MX_SCALE_FLOOR);
-			for (int i = 0; i < 2; i++) {
-				gemm_ctx c = {.W = &w, .X = Xb, .Y = Y, .M = big_m[i], .K = big_k, .N = N, .threads = threads,
-					      .mode = OP_W4A16};
-				big_t[i] = time_it(min_s, run_gemv, &c);
-			}
+			for (int mode = OP_W4A4; mode <= OP_W4A16; mode++)
+				for (int i = 0; i < 2; i++) {
+					gemm_ctx c = {.W = &w, .X = Xb, .Y = Y, .M = big_m[i], .K = big_k, .N = N,
+						      .threads = threads, .mode = mode};
+					big_t[mode - 1][i] = time_it(min_s, run_gemv, &c);
+				}
 			op_fp4_tensor_free(&w);
 		}
 		free(Wb), free(Xb);
@@ -689,12 +691,13 @@ int op_bench_kernels(int argc, char **argv)
 		       "\"needed_per_core_for_4x_sgemv\":%.1f}\n",
 		       mode == OP_W4A4 ? "w4a4" : "w4a16", K, core_rate[mode - 1][0], core_rate[mode - 1][1],
 		       4.0 * N * K / t_sgemv[0] / threads / 1e9);
-	for (int i = 0; i < 2 && big_t[i] > 0; i++)
-		printf("{\"bench\":\"kernels\",\"figure\":\"gemv_large_k\",\"format\":\"nvfp4\",\"mode\":\"w4a16\","
-		       "\"M\":%u,\"K\":%u,\"N\":%u,\"threads\":%d,\"us\":%.1f,\"g_weights_per_s\":%.1f,"
-		       "\"g_weights_per_s_at_k4096_m1\":%.1f}\n",
-		       big_m[i], big_k, N, threads, big_t[i] * 1e6, (double)N * big_k / big_t[i] / 1e9,
-		       (double)N * K / t_gemv[0][0][1] / 1e9);
+	for (int mode = OP_W4A4; mode <= OP_W4A16; mode++)
+		for (int i = 0; i < 2 && big_t[mode - 1][i] > 0; i++)
+			printf("{\"bench\":\"kernels\",\"figure\":\"gemv_large_k\",\"format\":\"nvfp4\",\"mode\":\"%s\","
+			       "\"M\":%u,\"K\":%u,\"N\":%u,\"threads\":%d,\"us\":%.1f,\"g_weights_per_s\":%.1f,"
+			       "\"g_weights_per_s_at_k4096_m1\":%.1f}\n",
+			       mode == OP_W4A4 ? "w4a4" : "w4a16", big_m[i], big_k, N, threads, big_t[mode - 1][i] * 1e6,
+			       (double)N * big_k / big_t[mode - 1][i] / 1e9, (double)N * K / t_gemv[0][0][mode - 1] / 1e9);
 	free(Wf), free(X), free(Y);
 	return 0;
 }
