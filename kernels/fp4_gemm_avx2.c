@@ -513,9 +513,10 @@ static inline __attribute__((always_inline)) void gemv_row_int64(const uint8_t *
 			memcpy(&four, sc + (size_t)G * 4, 4);
 			__m256i b = _mm256_cvtepu8_epi32(_mm_cvtsi32_si128(four));
 			ws = _mm256_mul_ps(_mm256_castsi256_ps(_mm256_slli_epi32(b, 20)), two120);
-		} else { /* E8M0 code << 23 is the value (code 0 reads as 0 instead of 2^-127) */
+		} else { /* E8M0 code << 23 is the value; code 0 (2^-127, a subnormal) is 0x00400000 */
 			int32_t two = sc[(size_t)G * 2] | (int32_t)sc[(size_t)G * 2 + 1] << 8;
-			ws = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu8_epi32(_mm_cvtsi32_si128(two)), 23));
+			ws = _mm256_castsi256_ps(_mm256_max_epu32(_mm256_slli_epi32(_mm256_cvtepu8_epi32(_mm_cvtsi32_si128(two)), 23),
+								  _mm256_set1_epi32(0x400000)));
 		}
 		ws = _mm256_permutevar8x32_ps(ws, idx);
 		_Pragma("GCC unroll 8") for (int m = 0; m < MM; m++) {

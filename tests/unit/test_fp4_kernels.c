@@ -400,9 +400,10 @@ static void test_rungs(int rung)
 			}
 	if (rung == OP_RUNG_SCALAR) /* the edge cases below compare a vector rung with the reference */
 		return;
-	static const uint32_t gemv_edge_k[11][3] = {{128, 1, 7},  {192, 1, 7},  {256, 1, 7},  {320, 1, 7},
-						    {384, 1, 7},  {2176, 4, 7}, {2304, 3, 7}, {2816, 3, 4},
-						    {4224, 2, 3}, {8320, 1, 3}, {8320, 5, 5}};
+	static const uint32_t gemv_edge_k[13][3] = {{128, 1, 7},   {192, 1, 7},  {256, 1, 7},  {320, 1, 7},
+						    {384, 1, 7},   {2176, 4, 7}, {2304, 3, 7}, {2816, 3, 4},
+						    {4224, 2, 3},  {8320, 1, 3}, {8320, 5, 5}, {10240, 2, 2},
+						    {20480, 1, 1}};
 	/* the vector GEMV paths at their edges, both modes: K with an odd number of 128-steps and
 	 * K % 128 = 64 (AVX-512 falls back to the 64-step AVX2 path), one to seven rows (every
 	 * row-pass width), both MXFP4 scale modes, and a sub-range of outputs (what a thread gets) */
@@ -416,15 +417,21 @@ static void test_rungs(int rung)
 			 * chunks); up to seven rows at 2,176 and 2,304 (passes of four, then the rest).
 			 * The W4A4 GEMV chunks once a pass's activations (208 bytes a row per 128-step)
 			 * exceed 32 KiB: at 8,320 (65 steps) three rows go in 26, 26, 13 steps and the
-			 * four-row pass of five in 19, 19, 19, 8, then the fifth row whole. Each on all
-			 * outputs (the last one ends the tensor) and, up to 2,304, also on a sub-range. */
-			for (size_t ki = 0; ki < 11; ki++)
+			 * four-row pass of five in 19, 19, 19, 8, then the fifth row whole; two rows at
+			 * 10,240 in 39, 39, 2; one row at 20,480 in 78, 78, 4 (W4A16 there: 32-step
+			 * chunks). Each on all outputs (the last one ends the tensor) and on a sub-range.
+			 * The outputs in range start as NaN: a chunk that added to them instead of
+			 * writing them first would show. */
+			for (size_t ki = 0; ki < 13; ki++)
 				for (uint32_t M = gemv_edge_k[ki][1], K = gemv_edge_k[ki][0]; M <= gemv_edge_k[ki][2]; M++)
-				for (int part = 0; part <= (K > 2304 ? 0 : 1); part++) {
+				for (int part = 0; part <= 1; part++) {
 					uint32_t N = 40, n0 = part ? 3 : 0, n1 = part ? 30 : N;
 					op_fp4_tensor w;
 					float *src = frand_array(N * K), *X = frand_array(M * K);
 					float *Y0 = calloc(M * N, sizeof(float)), *Y1 = calloc(M * N, sizeof(float));
+					for (uint32_t m = 0; m < M; m++)
+						for (uint32_t n = n0; n < n1; n++)
+							Y1[m * N + n] = NAN;
 					for (uint32_t i = 0; i < M * K; i += 37) /* a few large activations */
 						X[i] *= 50.0f;
 					CHECK(op_fp4_tensor_alloc(&w, format, N, K) == 0);
@@ -432,11 +439,14 @@ static void test_rungs(int rung)
 					CHECK(op_fp4_gemv_rung(OP_RUNG_SCALAR, &w, mode, 0.01f, mx, X, M, Y0, n0, n1) == 0);
 					CHECK(op_fp4_gemv_rung(rung, &w, mode, 0.01f, mx, X, M, Y1, n0, n1) == 0);
 					double worst = 0, mag = 0;
+					int written = 1; /* fmax below passes over NaN */
 					for (uint32_t m = 0; m < M; m++)
 						for (uint32_t n = n0; n < n1; n++) {
 							worst = fmax(worst, fabs(Y0[m * N + n] - Y1[m * N + n]));
 							mag = fmax(mag, fabs(Y0[m * N + n]));
+							written &= isfinite(Y1[m * N + n]);
 						}
+					CHECK(written);
 					CHECK(worst <= 1e-5 * mag);
 					int untouched = 1; /* outputs outside [n0, n1) are not written */
 					for (uint32_t m = 0; m < M; m++)
@@ -447,6 +457,41 @@ static void test_rungs(int rung)
 					op_fp4_tensor_free(&w);
 					free(src), free(X), free(Y0), free(Y1);
 				}
+	/* An MXFP4 row whose block scales are all E8M0 code 0, 2^-127 (a subnormal; the vector GEMVs
+	 * shift codes into a float's exponent, where 0 would read as 0). Activations of about 2^20
+	 * keep its products normal, so the row's outputs, about 2^-100, are checked against its own
+	 * size: read as 0 they would be wrong by all of it. */
+	for (int mode = OP_W4A4; mode <= OP_W4A16; mode++)
+		for (uint32_t K = 256; K <= 512; K += 256)
+			for (uint32_t M = 1; M <= 5; M += 4) {
+				const uint32_t N = 8, tiny = 3;
+				op_fp4_tensor w;
+				float *src = frand_array(N * K), *X = frand_array(M * K);
+				float *Y0 = malloc(M * N * sizeof(float)), *Y1 = malloc(M * N * sizeof(float));
+				for (uint32_t i = 0; i < M * K; i++)
+					X[i] = ldexpf(X[i], 20);
+				CHECK(op_fp4_tensor_alloc(&w, OP_FP4_MXFP4, N, K) == 0);
+				CHECK(op_fp4_quantize(&w, src, K, K, 0) == 0);
+				memset(w.scales + tiny * (K / 32), 0, K / 32);
+				CHECK(op_fp4_gemv_rung(OP_RUNG_SCALAR, &w, mode, 0.01f, 0, X, M, Y0, 0, N) == 0);
+				CHECK(op_fp4_gemv_rung(rung, &w, mode, 0.01f, 0, X, M, Y1, 0, N) == 0);
+				op_fp4_dequantize(&w, src);
+				int close = 1, seen = 1;
+				for (uint32_t m = 0; m < M; m++) {
+					double mag = 0;
+					for (uint32_t k = 0; k < K; k++)
+						mag += fabs((double)src[tiny * K + k] * X[m * K + k]);
+					seen &= mag > 0x1p-110 && fabs(Y0[m * N + tiny]) > 0x1p-120; /* the case is there */
+					close &= fabs(Y0[m * N + tiny] - Y1[m * N + tiny]) <= 1e-5 * mag;
+				}
+				if (!close)
+					fprintf(stderr, "%s GEMV mode %d K %u M %u: E8M0 code 0 row %g, not %g\n",
+						op_fp4_rung_name(rung), mode, K, M, Y1[tiny], Y0[tiny]);
+				CHECK(seen);
+				CHECK(close);
+				op_fp4_tensor_free(&w);
+				free(src), free(X), free(Y0), free(Y1);
+			}
 	/* GEMV rows whose weights are 2^-16 of the others': their NVFP4 block scales are E4M3
 	 * subnormals (the vector rungs decode scale codes by shifting them into a float), their
 	 * MXFP4 scales sixteen binades lower. Each output is checked against its own row's size, so an

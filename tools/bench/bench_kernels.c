@@ -631,7 +631,8 @@ int op_bench_kernels(int argc, char **argv)
 	/* K = 16,384 (N = 4,096), NVFP4, both modes, M = 1 and 5: the GEMVs take K in chunks that
 	 * keep a pass's activations in L1; their rate (weights streamed per second) beside the
 	 * K = 4,096 one shows whether the chunking keeps the loop's speed (W4A16: 1,024-wide chunks
-	 * for one row had cost 58 %; W4A4 unchunked ran 10-20 % slower at two to five rows).
+	 * for one row had cost 58 %; W4A4 unchunked ran 10-20 % slower at two to five rows; at this K
+	 * its one row fits whole and is not chunked, its five are).
 	 * Not with --quick (256 MiB of FP32 weights to quantize). */
 	static const uint32_t big_m[2] = {1, 5};
 	const uint32_t big_k = 16384;
