@@ -270,7 +270,8 @@ int op_fp4_gemv_neon(const op_fp4_tensor *W, int mode, float act_scale, int mx_m
 			return -ENOMEM;
 		}
 		for (uint32_t m = 0; m < M; m++) {
-			op_fp4_quantize_row(&shape, X + (size_t)m * K, q2, xs);
+			/* no padding to fill (k = cols): no pad buffer */
+			op_fp4_quantize_row_neon(&shape, X + (size_t)m * K, q2, xs, NULL);
 			for (uint32_t k = 0; k < K; k++)
 				xp[(size_t)m * K + k] = (float)q2[k] * 0.5f * xs[k / bl];
 		}
