@@ -88,6 +88,7 @@ st=$("$bin/outpostctl" status --json)
 dropped=$(echo "$st" | json_field dropped)
 rejected=$(echo "$st" | json_field rejected)
 segments=$(echo "$st" | json_field segments_sealed)
+backend=$(echo "$st" | sed -n 's/.*"backend":"\([^"]*\)".*/\1/p' | head -n 1) # e.g. cpu/avx512, 2 threads
 "$bin/outpostctl" stop >/dev/null
 wait "$daemon_pid" || true
 daemon_pid=""
@@ -107,8 +108,8 @@ echo "  stored (sealed HDF5 segments): $stored in $segments segments"
 echo "  delivered north:               $delivered rows in $north_dir"
 echo "  dropped / rejected:            $dropped / $rejected"
 echo "  wall time:                     ${secs} s (segments seal by age: 10 s by default)"
-echo "  reconstruction:                ${model:-?} (FP4 network on the CPU): median angular error"
+echo "  reconstruction:                ${model:-?} (FP4 network on ${backend:-?}): median angular error"
 echo "                                 ${med:-?} deg on ${tracks:-?} simulated tracks (its LineFit first guess: ${gmed:-?} deg)"
 echo "  logs and simulator truth:      $work"
-printf '{"events_sent":%s,"events_stored":%s,"events_delivered_north":%s,"events_dropped":%s,"events_rejected":%s,"segments_sealed":%s,"seconds":%s,"model":"%s","track_median_deg":%s,"north_dir":"%s"}\n' \
-	"$sent" "$stored" "$delivered" "$dropped" "$rejected" "$segments" "$secs" "${model:-unknown}" "${med:-null}" "$north_dir"
+printf '{"events_sent":%s,"events_stored":%s,"events_delivered_north":%s,"events_dropped":%s,"events_rejected":%s,"segments_sealed":%s,"seconds":%s,"model":"%s","backend":"%s","track_median_deg":%s,"first_guess_median_deg":%s,"north_dir":"%s"}\n' \
+	"$sent" "$stored" "$delivered" "$dropped" "$rejected" "$segments" "$secs" "${model:-unknown}" "${backend:-unknown}" "${med:-null}" "${gmed:-null}" "$north_dir"

@@ -8,15 +8,19 @@ takes the pooled vector and the event features and returns
   log10 E      (normalised: log10E = out * e_scale + e_mean)
   track logit  (track/cascade score = sigmoid)
 
-Input: datasets written by outpost-dataset (the appliance's own feature code), e.g.
+Input: datasets written by outpost-dataset (the appliance's own feature code). The shipped
+model took two runs (docs/accuracy.md, "How the shipped model was made"):
   build/bin/outpost-dataset --out train.bin --count 80000 --seed 1001 --kind mix
-  /usr/bin/python3 tools/train.py --train train.bin --out kernels/models/event-v1 --seed 7
+  /usr/bin/python3 tools/train.py --train train.bin --out stage1 --epochs 24 --seed 7 --lr 1e-3
+  /usr/bin/python3 tools/train.py --train train.bin --init stage1.safetensors --qat \
+      --out event-v1 --epochs 8 --lr 3e-4 --seed 7
 
 Output: OUT.safetensors (FP32 weights, normalisation, per-layer activation ranges) and
 OUT.arch.yaml (the architecture description outpost-quantize reads).
 Deterministic for a given seed and data (numpy's default BLAS summation order aside).
 """
 import argparse
+import hashlib
 import json
 import struct
 import sys
@@ -92,6 +96,15 @@ def fake_quant(x, fmt, S=1.0):
     return out.reshape(R, Kp)[:, :K].astype(np.float32)
 
 
+def sha256_of(path):
+    """The file's SHA-256, so a model's metadata ties it to the exact data and weights it came from."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def write_safetensors(path, tensors, metadata):
     header = {"__metadata__": metadata}
     blobs, off = [], 0
@@ -131,7 +144,6 @@ class Adam:
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--train", required=True)
-    ap.add_argument("--val")
     ap.add_argument("--out", required=True)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--epochs", type=int, default=30)
@@ -339,6 +351,8 @@ def main():
             "init": args.init or "", "qat": "nvfp4+mxfp4 x w4a4+w4a16" if args.qat else "no",
             "train_data": args.train, "train_events": str(len(train_idx)),
             "command": " ".join(sys.argv),
+            "train_data_sha256": sha256_of(args.train),
+            "init_sha256": sha256_of(args.init) if args.init else "",
             "holdout_track_median_deg": f"{np.median(evaluate(hold_tracks)):.4f}",
             "linefit_holdout_track_median_deg": f"{np.median(lf_err):.4f}"}
     write_safetensors(args.out + ".safetensors", tensors, meta)
