@@ -34,6 +34,16 @@ static int fail(rd *r, const char *fmt, ...)
 	return -EINVAL;
 }
 
+static const char *fmt_name(int format)
+{
+	return format == OP_FP4_MXFP4 ? "mxfp4" : "nvfp4";
+}
+
+static const char *mode_name(int mode)
+{
+	return mode == OP_W4A4 ? "w4a4" : "w4a16";
+}
+
 static int get_str(rd *r, hid_t obj, const char *name, char *out, size_t cap)
 {
 	if (H5Aexists(obj, name) <= 0)
@@ -219,6 +229,15 @@ static int load_from(rd *r, op_model *m)
 	rc = rc ? rc : get_str(r, r->f, "features", s, sizeof(s));
 	if (!rc && strcmp(s, "outpost-features-v1") != 0)
 		rc = fail(r, "features '%s': this build computes outpost-features-v1", s);
+	/* what the rest of the network is: this build computes one kind */
+	static const char *const fixed[][2] = {{"pooling", "mean_max"},
+					       {"activation", "relu"},
+					       {"outputs", "dir_dx,dir_dy,dir_dz,log10_energy,track_logit"}};
+	for (size_t i = 0; !rc && i < sizeof(fixed) / sizeof(fixed[0]); i++) {
+		rc = get_str(r, r->f, fixed[i][0], s, sizeof(s));
+		if (!rc && strcmp(s, fixed[i][1]) != 0)
+			rc = fail(r, "%s '%s': this build computes %s", fixed[i][0], s, fixed[i][1]);
+	}
 	rc = rc ? rc : get_str(r, r->f, "name", m->name, sizeof(m->name));
 	rc = rc ? rc : get_num(r, r->f, "model_id", H5T_NATIVE_UINT32, &m->id);
 	if (!rc && m->id < 16)
@@ -278,6 +297,10 @@ static int load_from(rd *r, op_model *m)
 		op_model_layer *l = head ? &m->head[j] : &m->pulse[j];
 		rc = load_layer(r, layers, nm, l, m);
 		if (!rc && l->precision == OP_MODEL_FP4) {
+			if (any_fp4 && (l->lin.w.format != m->format || l->mode != m->mode))
+				rc = fail(r, "layer %s is %s %s, the layers before it %s %s: one FP4 recipe per model", nm,
+					  fmt_name(l->lin.w.format), mode_name(l->mode), fmt_name(m->format),
+					  mode_name(m->mode));
 			any_fp4 = 1;
 			m->format = l->lin.w.format;
 			m->mode = l->mode;
@@ -286,6 +309,15 @@ static int load_from(rd *r, op_model *m)
 	if (layers >= 0)
 		H5Gclose(layers);
 	m->precision = any_fp4 ? OP_MODEL_FP4 : OP_MODEL_FP32;
+	/* the root's summary (what reports and operators read) must say what the layers are */
+	static const char *const summary[3] = {"precision", "fp4_format", "mode"};
+	const char *is[3] = {any_fp4 ? "fp4" : "fp32", any_fp4 ? fmt_name(m->format) : "none",
+			     any_fp4 ? mode_name(m->mode) : "fp32"};
+	for (int i = 0; !rc && i < 3; i++) {
+		rc = get_str(r, r->f, summary[i], s, sizeof(s));
+		if (!rc && strcmp(s, is[i]) != 0)
+			rc = fail(r, "%s '%s', but the layers are %s", summary[i], s, is[i]);
+	}
 	if (!rc) {
 		char why[256];
 		if (op_model_check(m, why, sizeof(why)) < 0)
@@ -401,8 +433,8 @@ static int save_layer(hid_t layers, const op_model_layer *l)
 	} else {
 		uint32_t bl = op_fp4_block(L->w.format);
 		rc |= put_str(g, "precision", "fp4");
-		rc |= put_str(g, "format", L->w.format == OP_FP4_MXFP4 ? "mxfp4" : "nvfp4");
-		rc |= put_str(g, "mode", l->mode == OP_W4A4 ? "w4a4" : "w4a16");
+		rc |= put_str(g, "format", fmt_name(L->w.format));
+		rc |= put_str(g, "mode", mode_name(l->mode));
 		rc |= put_num(g, "act_scale", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, &L->act_scale);
 		rc |= put_num(g, "tensor_scale", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, &L->w.tensor_scale);
 		rc |= put_ds(g, "codes", H5T_STD_U8LE, H5T_NATIVE_UINT8, L->n, L->w.cols / 2, L->w.codes);
@@ -431,8 +463,8 @@ int op_model_save(const char *path, const op_model *m, char *err, size_t errlen)
 	rc |= put_str(f, "name", m->name);
 	rc |= put_num(f, "model_id", H5T_STD_U32LE, H5T_NATIVE_UINT32, &m->id);
 	rc |= put_str(f, "precision", prec);
-	rc |= put_str(f, "fp4_format", m->precision != OP_MODEL_FP4 ? "none" : m->format == OP_FP4_MXFP4 ? "mxfp4" : "nvfp4");
-	rc |= put_str(f, "mode", m->precision != OP_MODEL_FP4 ? "fp32" : m->mode == OP_W4A4 ? "w4a4" : "w4a16");
+	rc |= put_str(f, "fp4_format", m->precision != OP_MODEL_FP4 ? "none" : fmt_name(m->format));
+	rc |= put_str(f, "mode", m->precision != OP_MODEL_FP4 ? "fp32" : mode_name(m->mode));
 	rc |= put_str(f, "mx_scale_mode", m->mx_mode == OP_MX_SCALE_CEIL ? "ceil" : "floor");
 	rc |= put_str(f, "pooling", "mean_max");
 	rc |= put_str(f, "activation", "relu");

@@ -165,6 +165,9 @@ int op_model_check(const op_model *m, char *why, size_t whylen)
 	}
 	if (k != OP_MODEL_OUTPUTS)
 		FAIL("the last layer gives %u outputs; the network needs %d", k, OP_MODEL_OUTPUTS);
+	/* a ReLU there would clamp the direction correction and the track logit at 0 */
+	if (m->head[m->n_head_layers - 1].lin.relu)
+		FAIL("the last layer %s has a ReLU; the network's outputs are linear", m->head[m->n_head_layers - 1].name);
 	return 0;
 #undef FAIL
 }

@@ -591,6 +591,10 @@ def test_demo(bindir):
           "demo did not carry every event north: %s" % last)
     check(last["events_dropped"] == 0 and last["north_dir"] == north, "demo: %s" % last)
     check(last["model"] == "event-v1" and last["track_median_deg"] < 2.5, "demo's reconstruction: %s" % last)
+    # it names where the network ran (infer.backend auto: the CPU rung, or "cuda: ..." where the
+    # GPU plugin finds a GPU) and the first guess beside it
+    check(last["backend"].startswith(("cpu/", "cuda: ")) and last["first_guess_median_deg"] is not None,
+          "demo's backend / first guess: %s" % last)
     print("demo: %s" % p.stdout.strip().splitlines()[-1])
 
 

@@ -69,6 +69,26 @@ static void poke_u8(const char *path, const char *obj, const char *ds, uint8_t v
 	H5Sclose(sp), H5Dclose(d), H5Gclose(g), H5Fclose(f);
 }
 
+/* Replace a string attribute of obj (a fixed-length string, as the writer makes them). */
+static void poke_str(const char *path, const char *obj, const char *name, const char *v)
+{
+	hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT), g = H5Oopen(f, obj, H5P_DEFAULT);
+	H5Adelete(g, name);
+	hid_t t = H5Tcopy(H5T_C_S1), sp = H5Screate(H5S_SCALAR);
+	H5Tset_size(t, strlen(v) + 1);
+	hid_t a = H5Acreate2(g, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
+	H5Awrite(a, t, v);
+	H5Aclose(a), H5Sclose(sp), H5Tclose(t), H5Oclose(g), H5Fclose(f);
+}
+
+static void poke_u32_attr(const char *path, const char *obj, const char *name, uint32_t v)
+{
+	hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT), g = H5Oopen(f, obj, H5P_DEFAULT);
+	hid_t a = H5Aopen(g, name, H5P_DEFAULT);
+	H5Awrite(a, H5T_NATIVE_UINT32, &v);
+	H5Aclose(a), H5Oclose(g), H5Fclose(f);
+}
+
 static int refused(const char *path, const char *must_contain)
 {
 	op_model m;
@@ -169,6 +189,27 @@ int main(void)
 	CHECK(op_model_save(bad, &m, err, sizeof(err)) == 0);
 	poke_u8(bad, "/layers/pulse.1", "scales", m.format == OP_FP4_NVFP4 ? 0x7f : 0xff);
 	CHECK(refused(bad, "layer pulse.1: block scale 0"));
+	/* a network this build does not compute, and a summary that misstates the layers: refused,
+	 * not run as something else */
+	CHECK(op_model_save(bad, &m, err, sizeof(err)) == 0);
+	poke_str(bad, "/", "activation", "gelu");
+	CHECK(refused(bad, "activation 'gelu': this build computes relu"));
+	CHECK(op_model_save(bad, &m, err, sizeof(err)) == 0);
+	poke_str(bad, "/", "pooling", "attention");
+	CHECK(refused(bad, "pooling 'attention'"));
+	CHECK(op_model_save(bad, &m, err, sizeof(err)) == 0);
+	poke_str(bad, "/", "outputs", "dir_dx,dir_dy,dir_dz,track_logit,log10_energy");
+	CHECK(refused(bad, "outputs '"));
+	CHECK(op_model_save(bad, &m, err, sizeof(err)) == 0);
+	poke_str(bad, "/", "mode", m.mode == OP_W4A4 ? "w4a16" : "w4a4");
+	CHECK(refused(bad, m.mode == OP_W4A4 ? "mode 'w4a16', but the layers are w4a4" : "mode 'w4a4', but the layers are w4a16"));
+	CHECK(op_model_save(bad, &m, err, sizeof(err)) == 0);
+	poke_str(bad, "/layers/head.0", "mode", m.mode == OP_W4A4 ? "w4a16" : "w4a4");
+	CHECK(refused(bad, "layer head.0 is"));
+	/* a ReLU on the last layer would clamp the direction correction and the track logit */
+	CHECK(op_model_save(bad, &m, err, sizeof(err)) == 0);
+	poke_u32_attr(bad, "/layers/head.2", "relu", 1);
+	CHECK(refused(bad, "the last layer head.2 has a ReLU"));
 	/* an FP32 copy of the network with a shape that does not chain */
 	op_model m32;
 	memset(&m32, 0, sizeof(m32));
