@@ -122,14 +122,25 @@ static inline __m512i code12(__m512 x, __m512 inv)
 }
 
 /*
- * Sixteen rows (rowp[j]: kp readable floats, zero beyond k; or only k, when the sole padding is
- * an MXFP4 block's second sixteen, which is not read) → their codes and scales in the
+ * Sixteen rows (rowp[j]: k readable floats; load16 reads none past k) → their codes and scales in the
  * kernel's order: for each sixteen-column chunk c, four groups of four rows, each 64 bytes =
  * [quad of the chunk (4)][row of the group (4)] words of four codes (what two saturating packs
  * of four rows leave, unpermuted): row j's quad q of chunk c at word (4c + j/4)·16 + 4q + j%4.
  * xs[b·16 + j]: row j's scale of block b.
  */
-static void quantize_tile16(const op_fp4_linear *L, const float *const rowp[QT], uint32_t *xu, float *xs, float *xinv)
+/* Columns c0 … c0 + 15 of a row that has k. ragged (k not whole sixteens, or a block wholly past
+ * it): a load masked at k, nothing read past it and zeros there, as zero padding to whole blocks
+ * would give; otherwise a plain load (the masks cost 5 % where they are not needed). */
+static inline __attribute__((always_inline)) __m512 load16(const float *row, uint32_t c0, uint32_t k, const int ragged)
+{
+	if (!ragged)
+		return _mm512_loadu_ps(row + c0);
+	const uint32_t rem = k > c0 ? k - c0 : 0;
+	return _mm512_maskz_loadu_ps(rem >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << rem) - 1), row + c0);
+}
+
+static inline __attribute__((always_inline)) void quantize_tile16(const op_fp4_linear *L, const float *const rowp[QT],
+								    uint32_t *xu, float *xs, float *xinv, const int ragged)
 {
 	const uint32_t bl = op_fp4_block(L->w.format), nb = L->w.cols / bl, vpb = bl / 16;
 	const __m512 absmask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff)), zero = _mm512_setzero_ps();
@@ -140,10 +151,10 @@ static void quantize_tile16(const op_fp4_linear *L, const float *const rowp[QT],
 		__m512 v[QT];
 #pragma GCC unroll 16
 		for (int i = 0; i < QT; i++) { /* max(|x|, 0) turns NaN into 0: skipped, as in the reference */
-			const float *x = rowp[hmax_row[i]] + b * bl;
-			__m512 a = _mm512_max_ps(_mm512_and_ps(_mm512_loadu_ps(x), absmask), zero);
+			const float *x = rowp[hmax_row[i]];
+			__m512 a = _mm512_max_ps(_mm512_and_ps(load16(x, b * bl, L->k, ragged), absmask), zero);
 			if (vpb == 2 && b * bl + 16 < L->k)
-				a = _mm512_max_ps(_mm512_and_ps(_mm512_loadu_ps(x + 16), absmask), a);
+				a = _mm512_max_ps(_mm512_and_ps(load16(x, b * bl + 16, L->k, ragged), absmask), a);
 			v[i] = a;
 		}
 		__m512 inv, s = tile_scales(hmax16(v), L->w.format, L->mx_mode, S, &inv);
@@ -159,7 +170,7 @@ static void quantize_tile16(const op_fp4_linear *L, const float *const rowp[QT],
 				__m512i q[4];
 #pragma GCC unroll 4
 				for (int r = 0; r < 4; r++)
-					q[r] = code12(_mm512_loadu_ps(rowp[4 * g + r] + b * bl + c * 16), _mm512_set1_ps(inv_row[4 * g + r]));
+					q[r] = code12(load16(rowp[4 * g + r], b * bl + c * 16, L->k, ragged), _mm512_set1_ps(inv_row[4 * g + r]));
 				_mm512_store_si512((__m512i *)(dst + g * 16),
 						   _mm512_packus_epi16(_mm512_packus_epi32(q[0], q[1]), _mm512_packus_epi32(q[2], q[3])));
 			}
@@ -179,8 +190,8 @@ static int gemm_w4a4(const op_fp4_linear *L, const float *X, size_t ldx, uint32_
 	float *own_s = NULL, *own_b = NULL;
 	uint32_t *xu = aligned_alloc(64, (size_t)nq * QT * sizeof(uint32_t));
 	float *xs = aligned_alloc(64, (size_t)nb * QT * sizeof(float)), *xinv = aligned_alloc(64, (size_t)nb * QT * sizeof(float));
-	float *pad = malloc((size_t)kp * QT * sizeof(float)), *zero = calloc(kp, sizeof(float));
-	if (!xu || !xs || !xinv || !pad || !zero)
+	float *zero = calloc(kp, sizeof(float));
+	if (!xu || !xs || !xinv || !zero)
 		goto out;
 	if (!wq) {
 		own_q = aligned_alloc(64, (size_t)ngroups * nq * NG * sizeof(int32_t));
@@ -195,24 +206,21 @@ static int gemm_w4a4(const op_fp4_linear *L, const float *X, size_t ldx, uint32_
 	const float fa = (0.25f * (L->w.format == OP_FP4_NVFP4 ? L->act_scale : 1.0f)) * L->w.tensor_scale;
 	const __m512 alpha = _mm512_set1_ps(fa), zerov = _mm512_setzero_ps();
 	const __m512 sum_bias = _mm512_castsi512_ps(_mm512_set1_epi32(OP_G16_SUM_BIAS));
+	/* whole sixteens and no block wholly past k: the only padding is MXFP4's second sixteen of
+	 * the last block, which is never read */
+	const int ragged = L->k % 16 != 0 || kp != (L->k + bl - 1) / bl * bl;
 	for (uint32_t m0 = 0; m0 < M; m0 += QT) {
 		const uint32_t rows = M - m0 < QT ? M - m0 : QT;
 		const float *rowp[QT];
 		for (uint32_t j = 0; j < QT; j++) {
-			if (j >= rows) {
-				rowp[j] = zero;
-			} else if (L->k % 16 == 0 && kp == (L->k + bl - 1) / bl * bl) {
-				/* whole sixteens and no block wholly past k: the only padding is MXFP4's
-				 * second sixteen of the last block, which is never read */
-				rowp[j] = X + (size_t)(m0 + j) * ldx;
-			} else { /* zero-pad to whole blocks */
-				float *pr = pad + (size_t)j * kp;
-				memcpy(pr, X + (size_t)(m0 + j) * ldx, L->k * sizeof(float));
-				memset(pr + L->k, 0, (kp - L->k) * sizeof(float));
-				rowp[j] = pr;
-			}
+			/* the quantizer's loads stop at k: no copy padded to whole blocks (it cost 12 % at
+			 * K = 136, the event network's head.0) */
+			rowp[j] = j >= rows ? zero : X + (size_t)(m0 + j) * ldx;
 		}
-		quantize_tile16(L, rowp, xu, xs, xinv);
+		if (ragged)
+			quantize_tile16(L, rowp, xu, xs, xinv, 1);
+		else
+			quantize_tile16(L, rowp, xu, xs, xinv, 0);
 		/* The next tile's rows go into cache while this one is computed, a few lines per output
 		 * group (a burst of them would stall on the line-fill buffers): the quantizer walks
 		 * sixteen rows K floats apart, streams too short for the hardware prefetcher (measured:
@@ -313,7 +321,7 @@ static int gemm_w4a4(const op_fp4_linear *L, const float *X, size_t ldx, uint32_
 	}
 	rc = 0;
 out:
-	free(own_q), free(own_s), free(own_c), free(own_b), free(xu), free(xs), free(xinv), free(pad), free(zero);
+	free(own_q), free(own_s), free(own_c), free(own_b), free(xu), free(xs), free(xinv), free(zero);
 	return rc;
 }
 

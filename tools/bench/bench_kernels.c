@@ -345,6 +345,20 @@ static void run_sgemv(void *a)
 			    0.0f, c->Y + (size_t)m * c->N, 1);
 }
 
+/* One core's measured peaks (core_peak / core_peak_avx512, the rung's own instructions), 0 where
+ * not measured: the limits the GEMM and model figures are shown against. */
+static double peak_i8_gmac, peak_f32_gflop;
+
+/* x / (threads · per-core peak) as a JSON value, null when the peak was not measured */
+static const char *frac(char *buf, size_t len, double x, int threads, double peak)
+{
+	if (peak > 0)
+		snprintf(buf, len, "%.3f", x / (threads * peak));
+	else
+		snprintf(buf, len, "null");
+	return buf;
+}
+
 /* ---- model ----------------------------------------------------------------------------------- */
 
 static void bench_model(const char *path, int threads_max)
@@ -384,10 +398,18 @@ static void bench_model(const char *path, int threads_max)
 		for (int e = 0; e < NE; e++)
 			op_seed_guess(&g[e], &ev[e], sb);
 		double seed_eps = NE / (now() - t1);
+		/* the network's multiply-adds per event, against the int8 peak (the W4A4 layers' limit) */
+		double macs = 0;
+		for (uint32_t i = 0; i < m.n_pulse_layers; i++)
+			macs += (double)NP * m.pulse[i].lin.k * m.pulse[i].lin.n;
+		for (uint32_t i = 0; i < m.n_head_layers; i++)
+			macs += (double)m.head[i].lin.k * m.head[i].lin.n;
+		char fb[32];
 		printf("{\"bench\":\"kernels\",\"figure\":\"model_events_per_s\",\"model\":\"%s\",\"pulses_per_event\":%d,"
 		       "\"threads\":%d,\"events_per_s\":%.0f,\"target\":50000,\"ratio_to_target\":%.2f,"
-		       "\"seed_linefit_events_per_s_1thread\":%.0f}\n",
-		       base ? base + 1 : path, NP, t, eps, eps / 50000, seed_eps);
+		       "\"gmac_per_s\":%.1f,\"fraction_of_int8_peak\":%s,\"seed_linefit_events_per_s_1thread\":%.0f}\n",
+		       base ? base + 1 : path, NP, t, eps, eps / 50000, eps * macs / 1e9,
+		       frac(fb, sizeof(fb), eps * macs / 1e9, t, peak_i8_gmac), seed_eps);
 		fflush(stdout);
 	}
 	/* what the infer stage runs: first guess and network together (op_reco_run), in batches of
@@ -527,6 +549,7 @@ int op_bench_kernels(int argc, char **argv)
 		double i8, f32;
 		peaks(&i8, &f32);
 		double loop = inner_loop_ceiling();
+		peak_i8_gmac = i8, peak_f32_gflop = 2 * f32;
 		printf("{\"bench\":\"kernels\",\"figure\":\"core_peak\",\"int8_vpmaddubsw_gmac_per_s\":%.1f,"
 		       "\"fp32_fma_gflop_per_s\":%.1f,\"ceiling_ratio_int8_vs_fp32\":%.2f,"
 		       "\"w4a4_inner_loop_gmac_per_s\":%.1f,\"inner_loop_ratio_vs_fp32_peak\":%.2f}\n",
@@ -535,6 +558,7 @@ int op_bench_kernels(int argc, char **argv)
 	if (op_fp4_rung_available(OP_RUNG_AVX512)) {
 		double i8, f32;
 		peaks512(&i8, &f32);
+		peak_i8_gmac = i8, peak_f32_gflop = 2 * f32; /* the rung the kernels run */
 		printf("{\"bench\":\"kernels\",\"figure\":\"core_peak_avx512\",\"int8_vpdpbusd_gmac_per_s\":%.1f,"
 		       "\"fp32_fma_gflop_per_s\":%.1f,\"ceiling_ratio_int8_vs_fp32\":%.2f,"
 		       "\"w4a16_decode_fma_gweights_per_s\":%.1f}\n",
@@ -560,7 +584,9 @@ int op_bench_kernels(int argc, char **argv)
 	for (int i = 0; i < nm; i++)
 		bench_model(models[i], threads);
 
-	static const uint32_t kn[][2] = {{16, 64}, {64, 64}, {144, 128}, {128, 64}, {256, 256}};
+	/* the event network's layers (head.0 takes 136 inputs: padded to whole blocks inside), and a
+	 * wider one; head.2 (64 -> 5) is left out: N below 16 */
+	static const uint32_t kn[][2] = {{16, 64}, {64, 64}, {136, 128}, {128, 64}, {256, 256}};
 	static const uint32_t Ms[] = {4096, 65536};
 	enum { NS = 5, NMS = 2 };
 	double min_s = quick ? 0.05 : 0.3;
@@ -595,15 +621,17 @@ int op_bench_kernels(int argc, char **argv)
 
 	uint32_t K = 4096, N = 4096;
 	float *Wf = randbuf((size_t)N * K, 3), *X = randbuf(16 * (size_t)K, 4), *Y = malloc(16 * (size_t)N * 4);
-	double t_gemv[2][5][2], t_sgemv[5], t_sgemm16[5];
+	/* every M from 1 to 16: passes of four rows and the M % 4 rest each have their own code */
+	enum { NGM = 16 };
+	double t_gemv[2][NGM][2], t_sgemv[NGM], t_sgemm16[NGM];
 	size_t wbytes[2];
 	for (int format = OP_FP4_NVFP4; format <= OP_FP4_MXFP4; format++) {
 		op_fp4_tensor w;
 		op_fp4_tensor_alloc(&w, format, N, K);
 		op_fp4_quantize(&w, Wf, K, K, OP_MX_SCALE_FLOOR);
 		wbytes[format - 1] = (size_t)N * K / 2 + (size_t)N * (K / op_fp4_block(format));
-		for (int mi = 0; mi < 5; mi++) {
-			gemm_ctx c = {.W = &w, .X = X, .Wf = Wf, .Y = Y, .M = 1u << mi, .K = K, .N = N, .threads = threads};
+		for (int mi = 0; mi < NGM; mi++) {
+			gemm_ctx c = {.W = &w, .X = X, .Wf = Wf, .Y = Y, .M = mi + 1u, .K = K, .N = N, .threads = threads};
 			for (int mode = OP_W4A4; mode <= OP_W4A16; mode++) {
 				c.mode = mode;
 				t_gemv[format - 1][mi][mode - 1] = time_it(min_s, run_gemv, &c);
@@ -653,8 +681,8 @@ int op_bench_kernels(int argc, char **argv)
 		free(Wb), free(Xb);
 	}
 	/* baselines, last */
-	for (int mi = 0; mi < 5; mi++) {
-		gemm_ctx c = {.X = X, .Wf = Wf, .Y = Y, .M = 1u << mi, .K = K, .N = N, .threads = threads};
+	for (int mi = 0; mi < NGM; mi++) {
+		gemm_ctx c = {.X = X, .Wf = Wf, .Y = Y, .M = mi + 1u, .K = K, .N = N, .threads = threads};
 		t_sgemv[mi] = time_it(min_s, run_sgemv, &c);
 		t_sgemm16[mi] = time_it(min_s, run_sgemm, &c);
 	}
@@ -664,15 +692,22 @@ int op_bench_kernels(int argc, char **argv)
 				for (int mode = OP_W4A4; mode <= OP_W4A16; mode++) {
 					uint32_t M = Ms[mi], Kg = kn[s][0], Ng = kn[s][1];
 					double flop = 2.0 * M * Ng * Kg, t = t_gemm[mi][s][format - 1][mode - 1];
+					/* limits: W4A4 the int8 peak (multiply-adds), W4A16 and sgemm the FP32 one */
+					char f1[32], f2[32];
 					printf("{\"bench\":\"kernels\",\"figure\":\"gemm\",\"format\":\"%s\",\"mode\":\"%s\",\"M\":%u,"
 					       "\"K\":%u,\"N\":%u,\"threads\":%d,\"rung\":\"%s\",\"gflops\":%.2f,"
-					       "\"sgemm_gflops\":%.2f,\"ratio_vs_sgemm\":%.2f,\"target_ratio\":%s}\n",
+					       "\"sgemm_gflops\":%.2f,\"ratio_vs_sgemm\":%.2f,\"target_ratio\":%s,"
+					       "\"fraction_of_peak\":%s,\"peak\":\"%s\",\"sgemm_fraction_of_fp32_peak\":%s}\n",
 					       format == OP_FP4_NVFP4 ? "nvfp4" : "mxfp4", mode == OP_W4A4 ? "w4a4" : "w4a16", M, Kg,
 					       Ng, threads, op_fp4_rung_name(op_fp4_rung_best()), flop / t / 1e9,
-					       flop / t_sgemm[mi][s] / 1e9, t_sgemm[mi][s] / t, mode == OP_W4A4 ? "2.0" : "null");
+					       flop / t_sgemm[mi][s] / 1e9, t_sgemm[mi][s] / t, mode == OP_W4A4 ? "2.0" : "null",
+					       mode == OP_W4A4 ? frac(f1, sizeof(f1), flop / 2 / t / 1e9, threads, peak_i8_gmac)
+							       : frac(f1, sizeof(f1), flop / t / 1e9, threads, peak_f32_gflop),
+					       mode == OP_W4A4 ? "int8" : "fp32",
+					       frac(f2, sizeof(f2), flop / t_sgemm[mi][s] / 1e9, threads, peak_f32_gflop));
 				}
 	for (int format = OP_FP4_NVFP4; format <= OP_FP4_MXFP4; format++)
-		for (int mi = 0; mi < 5; mi++)
+		for (int mi = 0; mi < NGM; mi++)
 			for (int mode = OP_W4A4; mode <= OP_W4A16; mode++) {
 				double t = t_gemv[format - 1][mi][mode - 1];
 				double gbs = (double)wbytes[format - 1] / t / 1e9;
@@ -681,10 +716,10 @@ int op_bench_kernels(int argc, char **argv)
 				       "\"ratio_vs_sgemv\":%.2f,\"ratio_vs_sgemm\":%.2f,\"target_ratio\":4.0,"
 				       "\"weight_gb_per_s\":%.2f,\"fraction_of_read_bandwidth\":%.2f,"
 				       "\"sgemv_fraction_of_read_bandwidth\":%.2f}\n",
-				       format == OP_FP4_NVFP4 ? "nvfp4" : "mxfp4", mode == OP_W4A4 ? "w4a4" : "w4a16", 1u << mi, K,
+				       format == OP_FP4_NVFP4 ? "nvfp4" : "mxfp4", mode == OP_W4A4 ? "w4a4" : "w4a16", mi + 1u, K,
 				       N, threads, t * 1e6, t_sgemv[mi] * 1e6, t_sgemm16[mi] * 1e6, t_sgemv[mi] / t,
 				       t_sgemm16[mi] / t, gbs, gbs / bwn,
-				       (double)N * K * 4 * (1u << mi) / t_sgemv[mi] / 1e9 / bwn);
+				       (double)N * K * 4 * (mi + 1u) / t_sgemv[mi] / 1e9 / bwn);
 			}
 	for (int mode = OP_W4A4; mode <= OP_W4A16; mode++)
 		printf("{\"bench\":\"kernels\",\"figure\":\"gemv_core_rate\",\"format\":\"nvfp4\",\"mode\":\"%s\",\"M\":1,"
