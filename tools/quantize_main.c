@@ -4,8 +4,11 @@
  *
  *   outpost-quantize --weights M.safetensors --arch M.arch.yaml --out MODEL.h5
  *                    [--format nvfp4|mxfp4|fp32] [--mode w4a4|w4a16] [--mx-scale floor|ceil]
- *                    [--name NAME] [--id N]
+ *                    [--name NAME] [--id N] [--fp32-layers NAME,NAME,...]
  *
+ * --fp32-layers keeps the named layers in FP32 (the others in --format): the head's per-event
+ * layers are a tenth of the network's work, and FP4 there costs the energy estimate the most
+ * (docs/accuracy.md).
  * MXFP4 block scales round up by default (ceil: nothing clips; the shipped model is trained
  * for it); --mx-scale floor gives OCP v1.0's floored shared exponent.
  * Prints, per layer, its shape and the relative RMS error of the quantized weights, and the
@@ -111,17 +114,31 @@ static const char *arch_get(const arch *a, const char *key, int *idx)
 	return NULL;
 }
 
+/* whether name is one of the comma-separated list */
+static int in_list(const char *list, const char *name)
+{
+	const size_t n = strlen(name);
+	for (const char *k = list; *k;) {
+		size_t len = strcspn(k, ",");
+		if (len == n && !strncmp(k, name, n))
+			return 1;
+		k += len + (k[len] == ',');
+	}
+	return 0;
+}
+
 static void usage(void)
 {
 	fprintf(stderr, "usage: outpost-quantize --weights M.safetensors --arch M.arch.yaml --out MODEL.h5\n"
 			"                        [--format nvfp4|mxfp4|fp32] [--mode w4a4|w4a16] [--mx-scale floor|ceil]\n"
+			"                        [--fp32-layers NAME,NAME,...]\n"
 			"                        [--name NAME] [--id N]\n");
 }
 
 int main(int argc, char **argv)
 {
 	const char *wpath = NULL, *apath = NULL, *out = NULL, *fmt = "nvfp4", *mode = "w4a4", *mxs = "ceil",
-		   *name = NULL;
+		   *name = NULL, *keep32 = "";
 	uint32_t id = 0;
 	char err[512], cmd[1024] = "";
 	for (int i = 1; i < argc; i++) {
@@ -151,6 +168,8 @@ int main(int argc, char **argv)
 			name = v;
 		else if (!strcmp(a, "--id"))
 			id = (uint32_t)strtoul(v, NULL, 0);
+		else if (!strcmp(a, "--fp32-layers"))
+			keep32 = v;
 		else {
 			usage();
 			return 2;
@@ -225,6 +244,23 @@ int main(int argc, char **argv)
 	m.log10e_mean = le[0], m.log10e_scale = le[1];
 	free(le);
 
+	/* --fp32-layers: every name must be a layer of the description */
+	int any_fp4 = 0;
+	for (const char *k = keep32; *k;) {
+		size_t len = strcspn(k, ",");
+		int found = 0;
+		for (int part = 0; part < 2 && !found; part++) {
+			int ki;
+			arch_get(&a, part ? "head_layers" : "pulse_layers", &ki);
+			for (int l = 0; l < a.nval[ki]; l++)
+				found |= strlen(a.val[ki][l]) == len && !strncmp(a.val[ki][l], k, len);
+		}
+		if (!found) {
+			fprintf(stderr, "outpost-quantize: --fp32-layers: '%.*s' is not a layer of %s\n", (int)len, k, apath);
+			return 2;
+		}
+		k += len + (k[len] == ',');
+	}
 	printf("%-8s %-10s %-6s %-10s %-12s %s\n", "layer", "shape", "mode", "rel.error", "act amax", "act scale");
 	for (int part = 0; part < 2; part++) {
 		int ki;
@@ -252,7 +288,9 @@ int main(int argc, char **argv)
 			int relu = part == 0 || l + 1 < nl;
 			op_model_layer *dst = part ? &m.head[l] : &m.pulse[l];
 			double rel = 0;
-			int rc2 = format ? op_model_layer_quantize(dst, ln, (uint32_t)wr, (uint32_t)wc, w, b, relu, format, lmode,
+			int fp4 = format && !in_list(keep32, ln);
+			any_fp4 |= fp4;
+			int rc2 = fp4 ? op_model_layer_quantize(dst, ln, (uint32_t)wr, (uint32_t)wc, w, b, relu, format, lmode,
 								   mx_mode, am[0], &rel)
 					 : op_model_layer_fp32(dst, ln, (uint32_t)wr, (uint32_t)wc, w, b, relu);
 			if (rc2 < 0) {
@@ -262,11 +300,13 @@ int main(int argc, char **argv)
 			}
 			char shape[32];
 			snprintf(shape, sizeof(shape), "%llux%llu", (unsigned long long)wr, (unsigned long long)wc);
-			printf("%-8s %-10s %-6s %-10.4f %-12.4g %.4g\n", ln, shape, format ? mode : "fp32", rel, am[0],
+			printf("%-8s %-10s %-6s %-10.4f %-12.4g %.4g\n", ln, shape, fp4 ? mode : "fp32", rel, am[0],
 			       dst->lin.act_scale);
 			free(w), free(b), free(am);
 		}
 	}
+	if (!any_fp4) /* every layer kept FP32 */
+		m.precision = OP_MODEL_FP32;
 	/* provenance: where the weights came from and how they were turned into this file */
 	FILE *f = fopen(wpath, "rb");
 	uint8_t dg[32], buf[65536];
