@@ -204,8 +204,8 @@ int main(void)
 	poke_str(bad, "/", "mode", m.mode == OP_W4A4 ? "w4a16" : "w4a4");
 	CHECK(refused(bad, m.mode == OP_W4A4 ? "mode 'w4a16', but the layers are w4a4" : "mode 'w4a4', but the layers are w4a16"));
 	CHECK(op_model_save(bad, &m, err, sizeof(err)) == 0);
-	poke_str(bad, "/layers/head.0", "mode", m.mode == OP_W4A4 ? "w4a16" : "w4a4");
-	CHECK(refused(bad, "layer head.0 is"));
+	poke_str(bad, "/layers/pulse.1", "mode", m.mode == OP_W4A4 ? "w4a16" : "w4a4");
+	CHECK(refused(bad, "layer pulse.1 is"));
 	/* a ReLU on the last layer would clamp the direction correction and the track logit */
 	CHECK(op_model_save(bad, &m, err, sizeof(err)) == 0);
 	poke_u32_attr(bad, "/layers/head.2", "relu", 1);
