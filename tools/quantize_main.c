@@ -305,8 +305,12 @@ int main(int argc, char **argv)
 			free(w), free(b), free(am);
 		}
 	}
+	/* what the file holds decides its default id (result rows name their network by it): 16 all
+	 * FP32; 18-21 every layer NVFP4/MXFP4 × W4A4/W4A16; 26-29 the same with some layers kept FP32 */
 	if (!any_fp4) /* every layer kept FP32 */
 		m.precision = OP_MODEL_FP32;
+	if (!id)
+		m.id = !any_fp4 ? 16 : 16 + (uint32_t)(format * 2 + (lmode == OP_W4A16)) + (*keep32 ? 8u : 0u);
 	/* provenance: where the weights came from and how they were turned into this file */
 	FILE *f = fopen(wpath, "rb");
 	uint8_t dg[32], buf[65536];
@@ -336,7 +340,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "outpost-quantize: %s\n", err);
 		return 1;
 	}
-	printf("wrote %s: %s, model id %u, %s %s\n", out, m.name, m.id, format ? fmt : "fp32", format ? mode : "");
+	printf("wrote %s: %s, model id %u, %s %s%s\n", out, m.name, m.id, any_fp4 ? fmt : "fp32", any_fp4 ? mode : "",
+	       any_fp4 && *keep32 ? " (the layers listed in --fp32-layers in FP32)" : "");
 	op_model_free(&m);
 	op_st_close(&st);
 	return 0;

@@ -20,12 +20,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static const char *const objs[] = {"/norm/pulse_mean", "/norm/pulse_scale", "/norm/event_mean", "/norm/event_scale",
 				   "/norm/log10e", "/layers/pulse.0/bias", "/layers/pulse.0/codes", "/layers/pulse.0/scales",
-				   "/layers/pulse.1/scales", "/layers/head.0/codes", "/layers/head.2/bias",
-				   "/layers/head.2/scales"};
+				   "/layers/pulse.1/scales", "/layers/pulse.1/codes", "/layers/head.0/weight",
+				   "/layers/head.2/bias"};
 static const char *const attrs[][2] = {{"/", "format_version"}, {"/", "max_pulses"}, {"/", "pulse_layers"},
 				       {"/", "head_layers"}, {"/", "model_id"}, {"/layers/pulse.0", "n"},
 				       {"/layers/pulse.0", "k"}, {"/layers/head.1", "k"}, {"/layers/head.2", "n"},
-				       {"/layers/head.0", "act_scale"}, {"/layers/head.0", "tensor_scale"},
+				       {"/layers/pulse.1", "act_scale"}, {"/layers/pulse.0", "tensor_scale"},
 				       {"/layers/pulse.1", "relu"}};
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

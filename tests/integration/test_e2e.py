@@ -49,10 +49,11 @@ def test_synthetic(bindir):
     check(unique_keys(rows) == {(7, s) for s in range(n)}, "north rows are not exactly (7, 0..%d)" % (n - 1))
     check(st["events"]["stored"] == n and st["events"]["dropped"] == 0, "status: %s" % st["events"])
     check(balanced(st), "accounting does not balance: %s" % st["events"])
-    # Values: every row names the built-in FP4 network (event-v1, NVFP4 W4A4: model id 18),
+    # Values: every row names the built-in FP4 network (event-v1, NVFP4 W4A4 with an FP32 head:
+    # model id 26),
     # its direction and first guess are unit vectors, and on simulated tracks the network is
     # far better than classical LineFit against the simulator's truth.
-    check((rows["model_id"] == 18).all(), "rows not from the built-in FP4 model: %s" % set(rows["model_id"]))
+    check((rows["model_id"] == 26).all(), "rows not from the built-in FP4 model: %s" % set(rows["model_id"]))
     ok = (rows["flags"] & 3) == 0
     norms = np.sqrt(rows["dir_x"][ok] ** 2 + rows["dir_y"][ok] ** 2 + rows["dir_z"][ok] ** 2)
     check(np.allclose(norms, 1.0, atol=1e-5), "directions are not unit vectors")
@@ -92,7 +93,7 @@ def test_synthetic(bindir):
         log = f.read()
     m = re.search(r"infer\.backend auto: the (CPU|GPU): (.+)", log)
     check(m is not None and len(m.group(2)) > 10, "the infer stage did not say where the network runs")
-    check(re.search(r"reconstruction event-v1 \(model id 18\) on (cpu/|cuda: )", log) is not None,
+    check(re.search(r"reconstruction event-v1 \(model id 26\) on (cpu/|cuda: )", log) is not None,
           "the infer stage did not name its backend")
     # and outpostctl gpu tells the operator the same thing without starting anything
     p = subprocess.run([os.path.join(bindir, "outpostctl"), "gpu"], capture_output=True, text=True)

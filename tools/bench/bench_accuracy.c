@@ -50,6 +50,7 @@ static double angle(const float *d, const double *t)
 /* Events placed on the detector, with their truth and the network's first guess. */
 typedef struct sample {
 	long n, offered, placed; /* events; pulses given, pulses on DOMs the geometry knows */
+	long no_truth;           /* events without a true direction: not scored */
 	float *x, *y, *z, *t, *q, *buf;
 	uint16_t *fl;
 	size_t *off;
@@ -97,16 +98,25 @@ static int sample_load(sample *S, const op_geometry *geo, op_simgen *gen, const 
 		if (used + np > cap) {
 			while (used + np > cap)
 				cap *= 2;
-			S->x = realloc(S->x, cap * 4), S->y = realloc(S->y, cap * 4), S->z = realloc(S->z, cap * 4);
-			S->t = realloc(S->t, cap * 4), S->q = realloc(S->q, cap * 4), S->fl = realloc(S->fl, cap * 2);
-			if (!S->x || !S->y || !S->z || !S->t || !S->q || !S->fl)
+			float **arr[5] = {&S->x, &S->y, &S->z, &S->t, &S->q};
+			for (int i = 0; i < 5; i++) { /* on failure the old block stays, for sample_free */
+				float *nb = realloc(*arr[i], cap * 4);
+				if (!nb)
+					return -1;
+				*arr[i] = nb;
+			}
+			uint16_t *nf = realloc(S->fl, cap * 2);
+			if (!nf)
 				return -1;
+			S->fl = nf;
 		}
 		S->off[e] = used;
 		op_placed_pulses dst = {S->x, S->y, S->z, S->t, S->q, S->fl};
 		used += op_geometry_place(geo, p, np, &dst, used);
 		S->offered += np;
 		memcpy(S->dir[e], st.dir, sizeof(S->dir[e]));
+		if (st.dir[0] == 0 && st.dir[1] == 0 && st.dir[2] == 0) /* no truth for this event */
+			S->dir[e][0] = NAN, S->no_truth++;
 		S->log10e[e] = st.energy_gev > 0 ? log10(st.energy_gev) : NAN;
 		S->is_track[e] = st.kind == OP_SIM_TRACK;
 	}
@@ -231,6 +241,10 @@ int op_bench_accuracy(int argc, char **argv)
 			return 2;
 		}
 	}
+	if (!replay != !truth) {
+		fprintf(stderr, "outpost-bench accuracy: --replay and --truth go together\n");
+		return 2;
+	}
 	if (n < 1 || n > 10000000) {
 		fprintf(stderr, "outpost-bench accuracy: --events must be 1 to 10,000,000\n");
 		return 2;
@@ -256,6 +270,7 @@ int op_bench_accuracy(int argc, char **argv)
 	}
 	sample A;
 	if (sample_load(&A, geo, gen, rep, n) < 0) {
+		sample_free(&A);
 		fprintf(stderr, "outpost-bench accuracy: out of memory\n");
 		return 1;
 	}
@@ -264,8 +279,8 @@ int op_bench_accuracy(int argc, char **argv)
 	/* pulses on sensors the geometry does not know (IceCube Upgrade strings, say) are dropped:
 	 * every method below sees only the placed ones */
 	printf("{\"bench\":\"accuracy\",\"figure\":\"sample\",\"events\":\"%s\",\"count\":%ld,\"pulses\":%ld,"
-	       "\"pulses_placed\":%ld}\n",
-	       source, n, A.offered, A.placed);
+	       "\"pulses_placed\":%ld,\"events_without_truth\":%ld}\n",
+	       source, n, A.offered, A.placed, A.no_truth);
 	op_reco_out *lf = malloc((size_t)n * sizeof(*lf)), *out = malloc((size_t)n * sizeof(*out));
 	double *errs = malloc((size_t)n * sizeof(double));
 	if (!lf || !out || !errs)
@@ -275,14 +290,14 @@ int op_bench_accuracy(int argc, char **argv)
 	/* direction: tracks only (replayed files: every event, there are few) */
 	long nt = 0, failed = 0;
 	for (long e = 0; e < n; e++)
-		if (A.is_track[e] || rep) {
+		if ((A.is_track[e] || rep) && !isnan(A.dir[e][0])) {
 			errs[nt++] = angle(lf[e].dir, A.dir[e]);
 			failed += !isfinite(lf[e].dir[0]);
 		}
 	report("linefit-trim-qw (appliance baseline)", source, errs, nt, failed);
 	nt = failed = 0;
 	for (long e = 0; e < n; e++)
-		if (A.is_track[e] || rep) {
+		if ((A.is_track[e] || rep) && !isnan(A.dir[e][0])) {
 			errs[nt++] = angle(A.seed[e].dir, A.dir[e]);
 			failed += !isfinite(A.seed[e].dir[0]);
 		}
@@ -298,7 +313,7 @@ int op_bench_accuracy(int argc, char **argv)
 			return 1;
 		nt = failed = 0;
 		for (long e = 0; e < n; e++)
-			if (A.is_track[e] || rep) {
+			if ((A.is_track[e] || rep) && !isnan(A.dir[e][0])) {
 				errs[nt++] = angle(out[e].dir, A.dir[e]);
 				failed += !isfinite(out[e].dir[0]);
 			}
@@ -308,8 +323,13 @@ int op_bench_accuracy(int argc, char **argv)
 	if (!rep && nm) {
 		sample B;
 		op_simgen_config sc = {.seed = seed + 1, .track_fraction = 0.5, .max_pulses = 5000, .noise_hz = 500};
-		if (op_simgen_open(&sc, geo, &gen) < 0 || sample_load(&B, geo, gen, NULL, n) < 0)
+		if (op_simgen_open(&sc, geo, &gen) < 0)
 			return 1;
+		if (sample_load(&B, geo, gen, NULL, n) < 0) {
+			fprintf(stderr, "outpost-bench accuracy: out of memory\n");
+			sample_free(&B);
+			return 1;
+		}
 		op_simgen_close(gen);
 		snprintf(source, sizeof(source), "sim-mix-seed-%llu", (unsigned long long)(seed + 1));
 		for (int k = 0; k < nm; k++) {

@@ -398,7 +398,8 @@ static void bench_model(const char *path, int threads_max)
 		for (int e = 0; e < NE; e++)
 			op_seed_guess(&g[e], &ev[e], sb);
 		double seed_eps = NE / (now() - t1);
-		/* the network's multiply-adds per event, against the int8 peak (the W4A4 layers' limit) */
+		/* the network's multiply-adds per event, every layer's (FP32 ones too), against the int8
+		 * peak (the W4A4 layers' limit) */
 		double macs = 0;
 		for (uint32_t i = 0; i < m.n_pulse_layers; i++)
 			macs += (double)NP * m.pulse[i].lin.k * m.pulse[i].lin.n;
@@ -584,8 +585,9 @@ int op_bench_kernels(int argc, char **argv)
 	for (int i = 0; i < nm; i++)
 		bench_model(models[i], threads);
 
-	/* the event network's layers (head.0 takes 136 inputs: padded to whole blocks inside), and a
-	 * wider one; head.2 (64 -> 5) is left out: N below 16 */
+	/* the event network's layers (head.0 takes 136 inputs: padded to whole blocks inside; the
+	 * built-in network runs its head in FP32 now, an FP4 one may not), and a wider one; head.2
+	 * (64 -> 5) is left out: N below 16 */
 	static const uint32_t kn[][2] = {{16, 64}, {64, 64}, {136, 128}, {128, 64}, {256, 256}};
 	static const uint32_t Ms[] = {4096, 65536};
 	enum { NS = 5, NMS = 2 };
