@@ -427,6 +427,27 @@ static int e8m0_has_zero(const uint8_t *sc, size_t n)
  */
 #define GV_ROWS 4 /* rows of X per pass over the weights */
 
+/*
+ * Both GEMVs take the rows of X in passes of four, then the rest (M % 4) in one last pass, and
+ * K in chunks: once a pass's activations (step_bytes a row per 128-step) exceed 32 KiB, each
+ * chunk holds as many steps as keep them in 16 KiB, so they stay in L1 while every output of the
+ * range passes over them (whole rows came from L2 on every output: at K = 16,384 the W4A4 GEMV
+ * ran 10-20 % slower per weight at two to five rows). The width follows the pass's rows: a
+ * fixed 1,024-wide chunk cut one row's codes into 512-byte pieces a row apart, and the W4A16
+ * GEMV ran at 42 % of its speed at K = 16,384. W4A16 (512 bytes a step): four rows 8 steps,
+ * one 32; W4A4 (208): four rows 19, one 78.
+ */
+static inline uint32_t gemv_pass_rows(uint32_t left)
+{
+	return left >= GV_ROWS ? left / GV_ROWS * GV_ROWS : left;
+}
+
+static inline uint32_t gemv_chunk_steps(uint32_t pass_rows, uint32_t steps, size_t step_bytes)
+{
+	const size_t rows = pass_rows < GV_ROWS ? pass_rows : GV_ROWS;
+	return rows * steps * step_bytes <= 32768 ? steps : (uint32_t)(16384 / (rows * step_bytes));
+}
+
 static inline __attribute__((always_inline)) void gemv_row(const uint8_t *codes, const uint8_t *sc, int nv,
 							     int z0, uint32_t steps, uint32_t stride, const uint8_t *xa,
 							     const __mmask64 *xneg, const float *xsv, float *out, const int MM,
@@ -587,19 +608,10 @@ static int gemv_w4a16(const op_fp4_tensor *W, const float *X, uint32_t M, float 
 			for (uint32_t j = 0; j < 8; j++) /* lane l: element 8l + j */
 				_mm512_store_ps(xp + ((size_t)m * steps + G) * 128 + j * 16,
 						_mm512_i32gather_ps(by8, X + (size_t)m * K + G * 128 + j, 4));
-	/* The rows of X in passes of four, and the rest (M % 4) in one last pass. Once a pass's rows
-	 * of activations exceed 32 KiB, K goes in chunks whose activations, for those rows, take
-	 * 16 KiB: they stay in L1 while every output of the range passes over them (whole rows,
-	 * 64 KiB at four rows, came from L2 on every output: the loop was bound by that). Four
-	 * rows: 1,024 (8 steps), and a chunk's weights, 512 bytes per output, stay in L2 for the
-	 * next four-row pass. One row: 4,096 (32 steps); 1,024-wide chunks there cut each output's
-	 * codes into 512-byte pieces a row apart, and at K = 16,384 the loop ran at 42 % of its
-	 * speed. */
+	/* passes of rows and chunks of K: gemv_chunk_steps */
 	float out[GV_ROWS];
 	for (uint32_t r0 = 0; r0 < M;) {
-		const uint32_t rows = M - r0 >= GV_ROWS ? (M - r0) / GV_ROWS * GV_ROWS : M - r0;
-		const uint32_t mm_max = rows < GV_ROWS ? rows : GV_ROWS;
-		const uint32_t cs = (size_t)mm_max * K * sizeof(float) <= 32768 || steps < 8 ? steps : 32 / mm_max;
+		const uint32_t rows = gemv_pass_rows(M - r0), cs = gemv_chunk_steps(rows, steps, 128 * sizeof(float));
 		for (uint32_t G0 = 0; G0 < steps; G0 += cs) {
 			const uint32_t gs = steps - G0 < cs ? steps - G0 : cs;
 			const uint32_t sco = G0 * (nv ? 8u : 4u); /* the chunk's first scale of a row */
@@ -678,17 +690,12 @@ int op_fp4_gemv_avx512(const op_fp4_tensor *W, int mode, float act_scale, int mx
 		}
 	}
 	const float g = 0.25f * (nv ? shape.act_scale : 1.0f) * W->tensor_scale;
-	/* The rows of X in passes of four, and the rest (M % 4) in one last pass. A step's
-	 * activations take 208 bytes a row (128 magnitudes, two sign masks, 16 scales); once a pass's
-	 * exceed 32 KiB, K goes in chunks of as many steps as fit 16 KiB (four rows: 19 steps), so
-	 * they stay in L1 while every output of the range passes over them (at K = 16,384 whole rows
-	 * came from L2: two and four rows ran 10-20 % slower per weight than at K = 4,096). */
+	/* passes of rows and chunks of K: gemv_chunk_steps; a step's activations take 208 bytes a row
+	 * (128 magnitudes, two sign masks, 16 scales) */
 	const size_t step_bytes = 128 + 2 * sizeof(__mmask64) + 16 * sizeof(float);
 	float out[GV_ROWS];
 	for (uint32_t r0 = 0; r0 < M;) {
-		const uint32_t rows = M - r0 >= GV_ROWS ? (M - r0) / GV_ROWS * GV_ROWS : M - r0;
-		const uint32_t mm_max = rows < GV_ROWS ? rows : GV_ROWS;
-		const uint32_t cs = mm_max * steps * step_bytes <= 32768 ? steps : (uint32_t)(16384 / (mm_max * step_bytes));
+		const uint32_t rows = gemv_pass_rows(M - r0), cs = gemv_chunk_steps(rows, steps, step_bytes);
 		for (uint32_t G0 = 0; G0 < steps; G0 += cs) {
 			const uint32_t gs = steps - G0 < cs ? steps - G0 : cs;
 			const uint32_t sco = G0 * (nv ? 8u : 4u); /* the chunk's first scale of a row */

@@ -236,15 +236,14 @@ static inline __attribute__((always_inline)) void gemv_row_neon(const uint8_t *c
 	}
 	float tail[GV_ROWS] = {0};
 	if (K % 32) { /* one NVFP4 block of 16, elements in order */
-		static const float lut[16] = {0, 0.5f, 1, 1.5f, 2, 3, 4, 6, -0.0f, -0.5f, -1, -1.5f, -2, -3, -4, -6};
 		const float s = gemv_scale(nv, sc[K / 16 - 1]);
 		for (int m = 0; m < MM; m++) {
 			const float *x = xp + (size_t)m * xstride + (size_t)steps * 32;
 			float t = 0;
 			for (uint32_t i = 0; i < 8; i++) {
 				const uint8_t b = codes[(size_t)steps * 16 + i];
-				t = fmaf(lut[b & 15], x[2 * i], t);
-				t = fmaf(lut[b >> 4], x[2 * i + 1], t);
+				t = fmaf(op_e2m1_to_float(b & 15), x[2 * i], t);
+				t = fmaf(op_e2m1_to_float(b >> 4), x[2 * i + 1], t);
 			}
 			tail[m] = t * s;
 		}

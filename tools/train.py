@@ -98,11 +98,8 @@ def fake_quant(x, fmt, S=1.0):
 
 def sha256_of(path):
     """The file's SHA-256, so a model's metadata ties it to the exact data and weights it came from."""
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def write_safetensors(path, tensors, metadata):

@@ -65,6 +65,11 @@ def main():
                     va, vb = va.split(b"quantized by:")[0], vb.split(b"quantized by:")[0]
                 check(np.array_equal(va, vb), "attribute %s of %s differs: %r, committed %r" % (k, n or "/", va, vb))
     print("reproduced the committed model bit for bit")
+    # a misspelt --fp32-layers name is refused, not silently quantized to FP4
+    p = subprocess.run([q, "--weights", st, "--arch", arch, "--fp32-layers", "head.0,haed.1",
+                        "--out", os.path.join(d, "typo.h5")], capture_output=True, text=True)
+    check(p.returncode == 2 and "'haed.1' is not a layer" in p.stderr and not os.path.exists(os.path.join(d, "typo.h5")),
+          "a misspelt --fp32-layers name: exit %d, %s" % (p.returncode, p.stderr))
     sizes = {}
     for fmt, mode in (("mxfp4", "w4a16"), ("fp32", "w4a4")):
         o = os.path.join(d, "%s.h5" % fmt)

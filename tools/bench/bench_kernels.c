@@ -4,8 +4,8 @@
  *   - memory read bandwidth, 1 and all threads, over 64 MiB (what sgemv reads: the GEMV
  *     figures' limit) and 1 GiB (memory itself; not with --quick or under 2 GiB free);
  *   - W4A4 and W4A16 GEMM at the model's shapes vs cblas_sgemm (both on all threads);
- *   - GEMV at M = 1..16, K = N = 4096 vs cblas_sgemv (M calls) and cblas_sgemm; W4A16 GEMV at
- *     K = 16,384 (M = 1, 5), against its own K = 4,096 rate;
+ *   - GEMV at M = 1..16, K = N = 4096 vs cblas_sgemv (M calls) and cblas_sgemm; both GEMVs at
+ *     K = 16,384 (M = 1, 5), against their own K = 4,096 rate;
  *   - model events/s on 40-pulse events, 1 and 2 threads, for every model file given.
  *   outpost-bench kernels [--threads T] [--model F ...] [--quick]
  */
