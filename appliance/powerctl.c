@@ -45,6 +45,7 @@ struct op_powerctl {
 	/* periods */
 	uint64_t last_step_ns, last_feed_ns;
 	op_power_infer last_inf, feed_inf;
+	double feed_work_ns, feed_events; /* the simulated plant's long-run work per event (decayed sums) */
 	int have_last;
 	op_power_setting set;
 	double last_w;
@@ -313,6 +314,19 @@ static void feed_plant(op_powerctl *p, uint64_t now, const op_power_infer *inf)
 		return;
 	if (ev < 0)
 		ev = 0;
+	/* Energy follows the work, not the count: an event of 300 pulses costs the node more than
+	 * one of 10. The interval's events are weighed by their work against the long-run work per
+	 * event (a minute's decayed sums), so event_j stays the energy of an average event while
+	 * the watts follow the time inference ran, as a real node's do. Counted as plain events,
+	 * the mix of small and large events in each second made the simulated watts swing ±5% at
+	 * a steady duty cycle: noise no controller can act on before the second is over. */
+	double work = inf->work_ns - p->feed_inf.work_ns;
+	if (ev > 0 && work > 0) {
+		double decay = exp(-dt / 60.0);
+		p->feed_work_ns = p->feed_work_ns * decay + work;
+		p->feed_events = p->feed_events * decay + ev;
+		ev = work * p->feed_events / p->feed_work_ns;
+	}
 	for (int i = 0; i < p->nsensors; i++) {
 		op_plant *pl = op_power_sensor_plant(p->sensor[i]);
 		if (pl)
