@@ -645,9 +645,10 @@ void op_powerctl_json(op_powerctl *p, char *out, size_t cap)
 		 "\"window_mean_watts\": %.3f, \"headroom_watts\": %.3f, \"limiting\": \"%s\", \"duty\": %.4f, "
 		 "\"batch\": %u, \"failsafe\": %s, \"failsafe_periods\": %" PRIu64 ", \"over_budget_windows\": %" PRIu64
 		 ", \"over_1s_periods\": %" PRIu64 ", \"j_per_event_p50\": %.6f, \"j_per_event_p99\": %.6f, "
-		 "\"stuck_low\": %s, \"sensors\": %d}",
+		 "\"stuck_low\": %s, \"sensors\": %d, \"failsafe_for_s\": %.3f}",
 		 p->reading_ok ? p->last_w : 0.0, p->reading_ok ? "true" : "false", (double)p->budget_mw / 1e3,
 		 p->budget_source, f.window_mean_w, f.headroom_w, p->set.limiting, p->set.duty, p->set.batch,
 		 p->set.failsafe && enforcing(p) ? "true" : "false", f.failsafe_periods, f.over_budget_windows,
-		 f.over_1s_periods, f.j_per_event_p50, f.j_per_event_p99, f.stuck ? "true" : "false", p->nsensors);
+		 f.over_1s_periods, f.j_per_event_p50, f.j_per_event_p99, f.stuck ? "true" : "false", p->nsensors,
+		 p->in_failsafe ? (double)(op_now_ns() - p->failsafe_entered_ns) / 1e9 : 0.0);
 }

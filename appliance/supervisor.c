@@ -91,6 +91,7 @@ typedef struct stage_rec {
 	/* last report */
 	int reported;
 	uint64_t incarnation, progress, last_report_ns, progress_changed_ns;
+	uint64_t failed_ns; /* when its last failure was noticed (reaped), 0: never */
 	int idle, blocked;
 	kv kv[MAX_KV];
 	int nkv;
@@ -445,6 +446,7 @@ static void on_exit_of(sup *s, stage_rec *r, int status)
 		return;
 	}
 	s->last_failure_ns = now;
+	r->failed_ns = now;
 	if (!strcmp(r->name, "ingest") && r->reported_since_spawn) {
 		/* (an ingest that died before its first report: the gauges are its predecessor's,
 		 * already counted when that one died) */
@@ -611,11 +613,13 @@ static void status_json(sup *s, sbuf *b)
 		stage_rec *r = &s->st[i];
 		sb_printf(b, "%s\"%s\":{\"state\":\"%s\",\"pid\":%d,\"restarts\":%" PRIu64
 			     ",\"restarts_with_upstream\":%" PRIu64 ",\"restarts_planned\":%" PRIu64
-			     ",\"escalated\":%s,\"idle\":%s,\"last_report_age_s\":%.3f,\"counters\":{",
+			     ",\"escalated\":%s,\"idle\":%s,\"last_report_age_s\":%.3f,\"last_failure_age_s\":%.3f,"
+			     "\"counters\":{",
 			  i ? "," : "", r->name, state_of(r), (int)r->pid, r->restarts, r->collateral_restarts,
 			  r->planned_restarts,
 			  r->escalated ? "true" : "false", r->idle ? "true" : "false",
-			  r->last_report_ns ? (double)(now - r->last_report_ns) / 1e9 : -1.0);
+			  r->last_report_ns ? (double)(now - r->last_report_ns) / 1e9 : -1.0,
+			  r->failed_ns ? (double)(now - r->failed_ns) / 1e9 : -1.0);
 		int first = 1;
 		for (int k = 0; k < r->nkv; k++) {
 			if (!r->kv[k].counter)

@@ -93,7 +93,7 @@ def main():
                 app.north = subprocess.Popen(north_cmd, stdout=app.logs, stderr=app.logs)
         secs = time.time() - t0
         sender.join()
-        check(sims and sims[0].get("sent", 30000) == 30000, "the simulated detector sent all its events")
+        check(sims and sims[0]["events_sent"] == 30000, "the simulated detector sent all its events: %s" % sims)
 
         outbox = os.path.join(app.state, "outbox")
 
