@@ -136,18 +136,27 @@ echo "5000 events stored under systemd"
 # Rung 1: a stage crash is handled inside the service.
 infer=$(ctl status --json | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["stages"]["infer"]["pid"])')
 in_ns kill -KILL "$infer"
-sleep 3
+# back within 30 s (its backoff is 200 ms; a slow machine may take seconds to load the model)
+i=0
+until ctl status --json 2>/dev/null | /usr/bin/python3 -c 'import json,sys; s=json.load(sys.stdin)["stages"]; sys.exit(not (s["infer"]["restarts"] == 1 and s["infer"]["state"] == "running"))'; do
+	i=$((i + 1)); [ $i -lt 60 ] || fail "infer not restarted by outpostd"; sleep 0.5
+done
 [ "$(prop MainPID)" = "$main1" ] || fail "a stage crash restarted the whole service"
 [ "$(prop NRestarts)" = 0 ] || fail "NRestarts $(prop NRestarts) after a stage crash"
-ctl status --json | /usr/bin/python3 -c 'import json,sys; s=json.load(sys.stdin)["stages"]; sys.exit(not (s["infer"]["restarts"] == 1 and s["infer"]["state"] == "running"))' ||
-	fail "infer not restarted by outpostd"
 echo "rung 1: infer killed → restarted by outpostd, main PID still $main1, NRestarts 0"
 
 # Rung 2: three store crashes with a budget of two → systemd restarts the process.
+# Each kill waits for the store to be back (its backoff doubles: 200, 400 ms): a kill skipped
+# because it was still restarting would leave the budget unspent.
+killed=0
 for k in 1 2 3; do
-	store=$(ctl status --json 2>/dev/null | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["stages"]["store"]["pid"])' || echo 0)
-	[ "$store" -gt 0 ] && in_ns kill -KILL "$store" || true
-	sleep 1
+	i=0
+	until store=$(ctl status --json 2>/dev/null | /usr/bin/python3 -c 'import json,sys; s=json.load(sys.stdin)["stages"]["store"]; print(s["pid"] if s["state"] == "running" and s["pid"] > 0 else 0)') &&
+		[ "$store" -gt 0 ] && [ "$store" != "$killed" ]; do
+		i=$((i + 1)); [ $i -lt 60 ] || fail "store not running again before kill $k"; sleep 0.5
+	done
+	in_ns kill -KILL "$store" || true
+	killed=$store
 done
 i=0
 until [ "$(prop NRestarts)" -ge 1 ] && [ "$(prop ActiveState)" = active ] && [ "$(prop MainPID)" != "$main1" ]; do
