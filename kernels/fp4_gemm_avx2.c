@@ -397,6 +397,69 @@ static void scale_lut_init(void)
 	}
 }
 
+/* The codes' doubled values as floats: eight from the low bytes of v, eight from the high. */
+static inline __m256 dec_lo(__m128i v)
+{
+	return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v));
+}
+static inline __m256 dec_hi(__m128i v)
+{
+	return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_unpackhi_epi64(v, v)));
+}
+
+/*
+ * One row of X against one weight row. Each block's products are summed unscaled and the sum
+ * scaled once (one FMA a block instead of a multiply for each eight weights), and NVFP4 blocks
+ * go in pairs, one 16-byte load and one lookup per nibble for both: 9.3 → 11.4–11.6 G weights/s
+ * on one core (AVX2 Xeon, M = 1, K = N = 4,096). With more rows the weights, scaled once, are
+ * shared by all of them instead (gemv_row).
+ */
+static inline __attribute__((always_inline)) float gemv_row1(const uint8_t *codes, const uint8_t *sc,
+							       const float *lut, uint32_t bl, uint32_t nb, const float *x)
+{
+	const __m128i tab = _mm_setr_epi8(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12);
+	const __m128i lo4 = _mm_set1_epi8(0x0f);
+	__m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+	uint32_t b = 0;
+	if (bl == 16) {
+		for (; b + 2 <= nb; b += 2) { /* blocks b (bytes 0-7) and b + 1 (bytes 8-15) */
+			__m128i c = _mm_loadu_si128((const __m128i *)(codes + b * 8));
+			__m128i e = _mm_shuffle_epi8(tab, _mm_and_si128(c, lo4));
+			__m128i o = _mm_shuffle_epi8(tab, _mm_and_si128(_mm_srli_epi16(c, 4), lo4));
+			const float *xb = x + b * 16;
+			__m256 p0 = _mm256_mul_ps(_mm256_loadu_ps(xb), dec_lo(e));
+			__m256 p1 = _mm256_mul_ps(_mm256_loadu_ps(xb + 16), dec_hi(e));
+			p0 = _mm256_fmadd_ps(_mm256_loadu_ps(xb + 8), dec_lo(o), p0);
+			p1 = _mm256_fmadd_ps(_mm256_loadu_ps(xb + 24), dec_hi(o), p1);
+			a0 = _mm256_fmadd_ps(p0, _mm256_set1_ps(lut[sc[b]]), a0);
+			a1 = _mm256_fmadd_ps(p1, _mm256_set1_ps(lut[sc[b + 1]]), a1);
+		}
+		if (b < nb) { /* an odd last block */
+			__m128i c = _mm_loadl_epi64((const __m128i *)(codes + b * 8));
+			__m128i e = _mm_shuffle_epi8(tab, _mm_and_si128(c, lo4));
+			__m128i o = _mm_shuffle_epi8(tab, _mm_and_si128(_mm_srli_epi16(c, 4), lo4));
+			__m256 p = _mm256_mul_ps(_mm256_loadu_ps(x + b * 16), dec_lo(e));
+			p = _mm256_fmadd_ps(_mm256_loadu_ps(x + b * 16 + 8), dec_lo(o), p);
+			a0 = _mm256_fmadd_ps(p, _mm256_set1_ps(lut[sc[b]]), a0);
+		}
+	} else {
+		for (; b < nb; b++) {
+			__m128i c = _mm_loadu_si128((const __m128i *)(codes + b * 16));
+			__m128i e = _mm_shuffle_epi8(tab, _mm_and_si128(c, lo4));
+			__m128i o = _mm_shuffle_epi8(tab, _mm_and_si128(_mm_srli_epi16(c, 4), lo4));
+			const float *xb = x + b * 32;
+			__m256 p0 = _mm256_mul_ps(_mm256_loadu_ps(xb), dec_lo(e));
+			__m256 p1 = _mm256_mul_ps(_mm256_loadu_ps(xb + 8), dec_hi(e));
+			p0 = _mm256_fmadd_ps(_mm256_loadu_ps(xb + 16), dec_lo(o), p0);
+			p1 = _mm256_fmadd_ps(_mm256_loadu_ps(xb + 24), dec_hi(o), p1);
+			__m256 s = _mm256_set1_ps(lut[sc[b]]);
+			a0 = _mm256_fmadd_ps(p0, s, a0);
+			a1 = _mm256_fmadd_ps(p1, s, a1);
+		}
+	}
+	return hsum(_mm256_add_ps(a0, a1));
+}
+
 /*
  * MM rows of X (permuted to each block's even/odd order) against one weight row. MM is a
  * compile-time constant at every call, so the accumulators live in registers; two per row
@@ -408,6 +471,10 @@ static inline __attribute__((always_inline)) void gemv_row(const uint8_t *codes,
 {
 	const __m128i tab = _mm_setr_epi8(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12);
 	const __m128i lo4 = _mm_set1_epi8(0x0f);
+	if (MM == 1) {
+		out[0] = gemv_row1(codes, sc, lut, bl, nb, xp);
+		return;
+	}
 	__m256 acc0[GEMV_MAXM / 2], acc1[GEMV_MAXM / 2];
 	_Pragma("GCC unroll 8") for (int m = 0; m < MM; m++)
 		acc0[m] = acc1[m] = _mm256_setzero_ps();
@@ -644,14 +711,18 @@ int op_fp4_gemv_avx2(const op_fp4_tensor *W, int mode, float act_scale, int mx_m
 		const float *x = xp + (size_t)m0 * K;
 		for (uint32_t n = n0; n < n1; n++) {
 			const uint8_t *codes = W->codes + (size_t)n * K / 2, *sc = W->scales + (size_t)n * nb;
-			switch (mm) { /* constant row counts: the accumulators stay in registers */
+			/* constant row counts: the accumulators stay in registers, and each weight row is
+			 * read once for up to eight rows of X (three, five, six and seven rows used to
+			 * take one pass each: 1.6x sgemv at M = 3, 5, 6, 7 against 3.1 at M = 4) */
+			switch (mm) {
 			case 8: gemv_row(codes, sc, lut, bl, nb, x, K, out, 8); break;
+			case 7: gemv_row(codes, sc, lut, bl, nb, x, K, out, 7); break;
+			case 6: gemv_row(codes, sc, lut, bl, nb, x, K, out, 6); break;
+			case 5: gemv_row(codes, sc, lut, bl, nb, x, K, out, 5); break;
 			case 4: gemv_row(codes, sc, lut, bl, nb, x, K, out, 4); break;
+			case 3: gemv_row(codes, sc, lut, bl, nb, x, K, out, 3); break;
 			case 2: gemv_row(codes, sc, lut, bl, nb, x, K, out, 2); break;
-			case 1: gemv_row(codes, sc, lut, bl, nb, x, K, out, 1); break;
-			default:
-				for (uint32_t m = 0; m < mm; m++)
-					gemv_row(codes, sc, lut, bl, nb, x + (size_t)m * K, K, out + m, 1);
+			default: gemv_row(codes, sc, lut, bl, nb, x, K, out, 1); break;
 			}
 			for (uint32_t m = 0; m < mm; m++)
 				Y[(size_t)(m0 + m) * W->rows + n] = out[m] * g;

@@ -400,6 +400,27 @@ static void test_rungs(int rung)
 			}
 	if (rung == OP_RUNG_SCALAR) /* the edge cases below compare a vector rung with the reference */
 		return;
+	/* One row, NVFP4, an odd number of blocks: AVX2 takes one row's blocks in pairs, and the
+	 * last one alone (K = 48, 80, 208: 3, 5, 13 blocks; 64: an even count, for contrast) */
+	static const uint32_t odd_k[4] = {48, 64, 80, 208};
+	for (int mode = OP_W4A4; mode <= OP_W4A16; mode++)
+		for (int ki = 0; ki < 4; ki++) {
+			uint32_t N = 9, K = odd_k[ki];
+			op_fp4_tensor w;
+			float *src = frand_array(N * K), *X = frand_array(K), Y0[9], Y1[9];
+			CHECK(op_fp4_tensor_alloc(&w, OP_FP4_NVFP4, N, K) == 0);
+			CHECK(op_fp4_quantize(&w, src, K, K, 0) == 0);
+			CHECK(op_fp4_gemv_rung(OP_RUNG_SCALAR, &w, mode, 0.01f, 0, X, 1, Y0, 0, N) == 0);
+			CHECK(op_fp4_gemv_rung(rung, &w, mode, 0.01f, 0, X, 1, Y1, 0, N) == 0);
+			double worst = 0, mag = 0;
+			for (uint32_t n = 0; n < N; n++) {
+				worst = fmax(worst, fabs(Y0[n] - Y1[n]));
+				mag = fmax(mag, fabs(Y0[n]));
+			}
+			CHECK(mag > 0 && worst <= 1e-5 * mag);
+			op_fp4_tensor_free(&w);
+			free(src), free(X);
+		}
 	static const uint32_t gemv_edge_k[13][3] = {{128, 1, 7},   {192, 1, 7},  {256, 1, 7},  {320, 1, 7},
 						    {384, 1, 7},   {2176, 4, 7}, {2304, 3, 7}, {2816, 3, 4},
 						    {4224, 2, 3},  {8320, 1, 3}, {8320, 5, 5}, {10240, 2, 2},
