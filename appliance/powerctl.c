@@ -393,8 +393,13 @@ void op_powerctl_tick(op_powerctl *p, uint64_t now, const op_power_infer *inf)
 	p->have_last = 1;
 
 	if (!enforcing(p) && !ok) {
-		/* no budget and nothing to read: nothing to hold */
+		/* no budget and nothing to read: nothing to hold, and no fail-safe either (a budget set
+		 * later while still blind enters a new one, logged and alerted afresh) */
 		op_power_map(&p->gp, 1.0, &p->set);
+		if (p->in_failsafe)
+			op_info("no power budget in force: the fail-safe ends after %.1f s (readings still missing: %s)",
+				(double)(now - p->failsafe_entered_ns) / 1e9, p->reading_err);
+		p->in_failsafe = p->failsafe_alerted = 0;
 		send_setting(p);
 		return;
 	}

@@ -104,6 +104,7 @@ typedef struct throttle {
 	int failsafe;
 	int enforced;
 	uint64_t last_cmd_ns, silence_ns, debt_ns;
+	uint64_t overslept_ns; /* rest taken beyond the debt (timer slack): counted against the next */
 	int silent_logged;
 	double ns_per_event; /* measured work per event (EWMA) */
 } throttle;
@@ -145,7 +146,7 @@ static void throttle_poll(throttle *th, void *ctl, const op_config *cfg, uint64_
 			th->duty = 1.0;
 			th->failsafe = 0;
 			th->enforced = 0;
-			th->debt_ns = 0;
+			th->debt_ns = th->overslept_ns = 0;
 			th->silent_logged = 0;
 			continue;
 		}
@@ -290,11 +291,20 @@ int op_stage_infer(op_stage_ctx *s)
 		throttle_poll(&th, ctl, cfg, op_now_ns());
 		if (th.debt_ns) {
 			/* the duty cycle's rest: short sleeps, so reports, commands and stop stay prompt */
-			uint64_t nap = th.debt_ns < 50000000ull ? th.debt_ns : 50000000ull;
+			uint64_t nap = th.debt_ns < 50000000ull ? th.debt_ns : 50000000ull, t0 = op_now_ns();
 			struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)nap};
 			nanosleep(&ts, NULL);
-			th.debt_ns -= nap;
-			duty_sleep_ns += nap;
+			/* the rest actually taken: with 1 ms bursts a nap's timer slack (tens of µs) is a
+			 * sizeable part of it, and a signal may cut it short */
+			uint64_t slept = op_now_ns() - t0;
+			if (slept >= th.debt_ns) {
+				/* timer slack is credited, up to 1 ms: a stall (descheduled, stopped) is not
+				 * rest owed back as a burst of unthrottled work */
+				th.overslept_ns = slept - th.debt_ns < 1000000ull ? slept - th.debt_ns : 1000000ull;
+				th.debt_ns = 0;
+			} else
+				th.debt_ns -= slept;
+			duty_sleep_ns += slept;
 			idle = 0; /* throttled, not idle */
 			goto report;
 		}
@@ -433,8 +443,11 @@ int op_stage_infer(op_stage_ctx *s)
 			work_ns += w;
 			double per = (double)w / n;
 			th.ns_per_event = th.ns_per_event > 0 ? 0.8 * th.ns_per_event + 0.2 * per : per;
-			if (th.duty < 1.0)
-				th.debt_ns = (uint64_t)((double)w * (1.0 - th.duty) / th.duty);
+			if (th.duty < 1.0) {
+				uint64_t rest = (uint64_t)((double)w * (1.0 - th.duty) / th.duty);
+				th.debt_ns = rest > th.overslept_ns ? rest - th.overslept_ns : 0;
+				th.overslept_ns = rest > th.overslept_ns ? 0 : th.overslept_ns - rest;
+			}
 		}
 	report:
 		if (op_report_due(s, op_now_ns())) {

@@ -397,6 +397,16 @@ static void scale_lut_init(void)
 	}
 }
 
+/* The doubled signed values of the codes in c: *e from the low nibbles (the even elements), *o
+ * from the high ones (the odd), a byte each. */
+static inline void nibble_values(__m128i c, __m128i *e, __m128i *o)
+{
+	const __m128i tab = _mm_setr_epi8(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12);
+	const __m128i lo4 = _mm_set1_epi8(0x0f);
+	*e = _mm_shuffle_epi8(tab, _mm_and_si128(c, lo4));
+	*o = _mm_shuffle_epi8(tab, _mm_and_si128(_mm_srli_epi16(c, 4), lo4));
+}
+
 /* The codes' doubled values as floats: eight from the low bytes of v, eight from the high. */
 static inline __m256 dec_lo(__m128i v)
 {
@@ -405,6 +415,26 @@ static inline __m256 dec_lo(__m128i v)
 static inline __m256 dec_hi(__m128i v)
 {
 	return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_unpackhi_epi64(v, v)));
+}
+
+/*
+ * 16 bytes of codes (32 weights) against one row of X: the low eight bytes' even and odd
+ * elements go with xe0 and xo0, summed and scaled by s0 into *a0; the high eight's with xe1 and
+ * xo1, by s1 into *a1. Two NVFP4 blocks (each its own scale, its evens then odds in X) or one
+ * MXFP4 block (one scale, its 16 evens then 16 odds in X).
+ */
+static inline __attribute__((always_inline)) void row1_16(const uint8_t *c16, const float *xe0, const float *xo0,
+							   const float *xe1, const float *xo1, __m256 s0, __m256 s1,
+							   __m256 *a0, __m256 *a1)
+{
+	__m128i e, o;
+	nibble_values(_mm_loadu_si128((const __m128i *)c16), &e, &o);
+	__m256 p0 = _mm256_mul_ps(_mm256_loadu_ps(xe0), dec_lo(e));
+	__m256 p1 = _mm256_mul_ps(_mm256_loadu_ps(xe1), dec_hi(e));
+	p0 = _mm256_fmadd_ps(_mm256_loadu_ps(xo0), dec_lo(o), p0);
+	p1 = _mm256_fmadd_ps(_mm256_loadu_ps(xo1), dec_hi(o), p1);
+	*a0 = _mm256_fmadd_ps(p0, s0, *a0);
+	*a1 = _mm256_fmadd_ps(p1, s1, *a1);
 }
 
 /*
@@ -417,44 +447,26 @@ static inline __m256 dec_hi(__m128i v)
 static inline __attribute__((always_inline)) float gemv_row1(const uint8_t *codes, const uint8_t *sc,
 							       const float *lut, uint32_t bl, uint32_t nb, const float *x)
 {
-	const __m128i tab = _mm_setr_epi8(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12);
-	const __m128i lo4 = _mm_set1_epi8(0x0f);
 	__m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
 	uint32_t b = 0;
 	if (bl == 16) {
-		for (; b + 2 <= nb; b += 2) { /* blocks b (bytes 0-7) and b + 1 (bytes 8-15) */
-			__m128i c = _mm_loadu_si128((const __m128i *)(codes + b * 8));
-			__m128i e = _mm_shuffle_epi8(tab, _mm_and_si128(c, lo4));
-			__m128i o = _mm_shuffle_epi8(tab, _mm_and_si128(_mm_srli_epi16(c, 4), lo4));
+		for (; b + 2 <= nb; b += 2) { /* blocks b and b + 1: X holds 8 evens, 8 odds of each */
 			const float *xb = x + b * 16;
-			__m256 p0 = _mm256_mul_ps(_mm256_loadu_ps(xb), dec_lo(e));
-			__m256 p1 = _mm256_mul_ps(_mm256_loadu_ps(xb + 16), dec_hi(e));
-			p0 = _mm256_fmadd_ps(_mm256_loadu_ps(xb + 8), dec_lo(o), p0);
-			p1 = _mm256_fmadd_ps(_mm256_loadu_ps(xb + 24), dec_hi(o), p1);
-			a0 = _mm256_fmadd_ps(p0, _mm256_set1_ps(lut[sc[b]]), a0);
-			a1 = _mm256_fmadd_ps(p1, _mm256_set1_ps(lut[sc[b + 1]]), a1);
+			row1_16(codes + b * 8, xb, xb + 8, xb + 16, xb + 24, _mm256_set1_ps(lut[sc[b]]),
+				_mm256_set1_ps(lut[sc[b + 1]]), &a0, &a1);
 		}
-		if (b < nb) { /* an odd last block */
-			__m128i c = _mm_loadl_epi64((const __m128i *)(codes + b * 8));
-			__m128i e = _mm_shuffle_epi8(tab, _mm_and_si128(c, lo4));
-			__m128i o = _mm_shuffle_epi8(tab, _mm_and_si128(_mm_srli_epi16(c, 4), lo4));
+		if (b < nb) { /* an odd last block: its eight bytes alone */
+			__m128i e, o;
+			nibble_values(_mm_loadl_epi64((const __m128i *)(codes + b * 8)), &e, &o);
 			__m256 p = _mm256_mul_ps(_mm256_loadu_ps(x + b * 16), dec_lo(e));
 			p = _mm256_fmadd_ps(_mm256_loadu_ps(x + b * 16 + 8), dec_lo(o), p);
 			a0 = _mm256_fmadd_ps(p, _mm256_set1_ps(lut[sc[b]]), a0);
 		}
 	} else {
-		for (; b < nb; b++) {
-			__m128i c = _mm_loadu_si128((const __m128i *)(codes + b * 16));
-			__m128i e = _mm_shuffle_epi8(tab, _mm_and_si128(c, lo4));
-			__m128i o = _mm_shuffle_epi8(tab, _mm_and_si128(_mm_srli_epi16(c, 4), lo4));
+		for (; b < nb; b++) { /* X holds the block's 16 evens, then its 16 odds */
 			const float *xb = x + b * 32;
-			__m256 p0 = _mm256_mul_ps(_mm256_loadu_ps(xb), dec_lo(e));
-			__m256 p1 = _mm256_mul_ps(_mm256_loadu_ps(xb + 8), dec_hi(e));
-			p0 = _mm256_fmadd_ps(_mm256_loadu_ps(xb + 16), dec_lo(o), p0);
-			p1 = _mm256_fmadd_ps(_mm256_loadu_ps(xb + 24), dec_hi(o), p1);
-			__m256 s = _mm256_set1_ps(lut[sc[b]]);
-			a0 = _mm256_fmadd_ps(p0, s, a0);
-			a1 = _mm256_fmadd_ps(p1, s, a1);
+			const __m256 s = _mm256_set1_ps(lut[sc[b]]);
+			row1_16(codes + b * 16, xb, xb + 16, xb + 8, xb + 24, s, s, &a0, &a1);
 		}
 	}
 	return hsum(_mm256_add_ps(a0, a1));
@@ -469,8 +481,6 @@ static inline __attribute__((always_inline)) void gemv_row(const uint8_t *codes,
 							      const float *lut, uint32_t bl, uint32_t nb,
 							      const float *xp, uint32_t K, float *out, const int MM)
 {
-	const __m128i tab = _mm_setr_epi8(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12);
-	const __m128i lo4 = _mm_set1_epi8(0x0f);
 	if (MM == 1) {
 		out[0] = gemv_row1(codes, sc, lut, bl, nb, xp);
 		return;
@@ -480,12 +490,11 @@ static inline __attribute__((always_inline)) void gemv_row(const uint8_t *codes,
 		acc0[m] = acc1[m] = _mm256_setzero_ps();
 	if (bl == 16) {
 		for (uint32_t b = 0; b < nb; b++) {
-			__m128i c = _mm_loadl_epi64((const __m128i *)(codes + b * 8));
-			__m128i e = _mm_shuffle_epi8(tab, _mm_and_si128(c, lo4));
-			__m128i o = _mm_shuffle_epi8(tab, _mm_and_si128(_mm_srli_epi16(c, 4), lo4));
+			__m128i e, o;
+			nibble_values(_mm_loadl_epi64((const __m128i *)(codes + b * 8)), &e, &o);
 			__m256 s = _mm256_set1_ps(lut[sc[b]]);
-			__m256 we = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(e)), s);
-			__m256 wo = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(o)), s);
+			__m256 we = _mm256_mul_ps(dec_lo(e), s);
+			__m256 wo = _mm256_mul_ps(dec_lo(o), s);
 			_Pragma("GCC unroll 8") for (int m = 0; m < MM; m++) {
 				const float *x = xp + (size_t)m * K + b * 16;
 				acc0[m] = _mm256_fmadd_ps(_mm256_loadu_ps(x), we, acc0[m]);
@@ -494,14 +503,13 @@ static inline __attribute__((always_inline)) void gemv_row(const uint8_t *codes,
 		}
 	} else {
 		for (uint32_t b = 0; b < nb; b++) {
-			__m128i c = _mm_loadu_si128((const __m128i *)(codes + b * 16));
-			__m128i e = _mm_shuffle_epi8(tab, _mm_and_si128(c, lo4));
-			__m128i o = _mm_shuffle_epi8(tab, _mm_and_si128(_mm_srli_epi16(c, 4), lo4));
+			__m128i e, o;
+			nibble_values(_mm_loadu_si128((const __m128i *)(codes + b * 16)), &e, &o);
 			__m256 s = _mm256_set1_ps(lut[sc[b]]);
-			__m256 w0 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(e)), s);
-			__m256 w1 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(e, 8))), s);
-			__m256 w2 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(o)), s);
-			__m256 w3 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(o, 8))), s);
+			__m256 w0 = _mm256_mul_ps(dec_lo(e), s);
+			__m256 w1 = _mm256_mul_ps(dec_hi(e), s);
+			__m256 w2 = _mm256_mul_ps(dec_lo(o), s);
+			__m256 w3 = _mm256_mul_ps(dec_hi(o), s);
 			_Pragma("GCC unroll 8") for (int m = 0; m < MM; m++) {
 				const float *x = xp + (size_t)m * K + b * 32;
 				acc0[m] = _mm256_fmadd_ps(_mm256_loadu_ps(x), w0, acc0[m]);

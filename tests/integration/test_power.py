@@ -128,19 +128,24 @@ class Meter:
         self.sock.bind("tcp://127.0.0.1:%d" % self.port)
         self.watts = watts
         self.on = True
+        self.silent = threading.Event()  # set by the thread once it has seen on == False
         self.garbage = False
         self.stop_ = False
-        self.last_sent = 0.0
+        self.last_sent = 0.0  # time.monotonic() of the last reading sent
         self.t = threading.Thread(target=self.run, daemon=True)
         self.t.start()
 
     def run(self):
         while not self.stop_:
+            if self.on:
+                self.silent.clear()
+            else:
+                self.silent.set()
             if self.on and self.garbage:
                 self.sock.send_string("watts=lots")
             elif self.on:
                 self.sock.send_string("%.1f" % self.watts)
-                self.last_sent = time.time()
+                self.last_sent = time.monotonic()
             time.sleep(0.2)
 
     def close(self):
@@ -168,14 +173,15 @@ def test_failsafe(bindir):
         meter.garbage = False
         check(abs(power(app)["watts"] - 70.0) < 0.01, "the reading is still the meter's 70 W")
         # the meter falls silent
+        meter.silent.clear()
         meter.on = False
-        time.sleep(0.3)  # a reading the meter's thread was already sending when told to stop
-        t_off = meter.last_sent
+        check(meter.silent.wait(2), "the meter's thread did not stop sending")
+        t_off = meter.last_sent  # no reading after this one
         app.wait(lambda: power(app)["failsafe"], 10, "fail-safe after the meter fell silent")
         p = power(app)
         # when the governor entered it, by its own clock (failsafe_for_s, taken from the reply's
         # arrival): the status polls' pace and delays do not count
-        took = time.time() - p["failsafe_for_s"] - t_off
+        took = time.monotonic() - p["failsafe_for_s"] - t_off
         fs0 = p["failsafe_periods"]
         print("meter silent: fail-safe %.2f s after its last reading (staleness 2 s + period 1 s); duty %.0f%%"
               % (took, 100 * p["duty"]))

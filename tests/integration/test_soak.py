@@ -47,13 +47,16 @@ def wait_acted(a, stage, old_pid, t_fault, limit):
     reaped old_pid), or None when it had not after limit. The moment is the supervisor's own
     (status: last_failure_age_s, taken from the reply's arrival, so at most late by the reply's
     way back): how often and how slowly this script polls does not count."""
-    while time.time() - t_fault < limit:
+    while time.monotonic() - t_fault < limit:
         try:
             s = a.status()["stages"][stage]
-            t_reply = time.time()
+            t_reply = time.monotonic()
             if s["pid"] != old_pid or s["state"] != "running":
                 check(s["last_failure_age_s"] >= 0, "%s ended but no failure recorded: %s" % (stage, s))
-                return max(0.0, t_reply - s["last_failure_age_s"] - t_fault)
+                took = t_reply - s["last_failure_age_s"] - t_fault
+                # before the fault (beyond rounding): the failure recorded is an earlier one
+                check(took >= -0.01, "%s: the last failure recorded is %.3f s before this fault" % (stage, -took))
+                return max(0.0, took)
         except (ValueError, KeyError):
             pass
         time.sleep(0.02)
@@ -100,7 +103,7 @@ def main():
         stage = "infer" if kind in ("spin", "block") else rnd.choice(up)
         pid = stages[stage]["pid"]
         before = {k: (v["restarts"], v["restarts_with_upstream"]) for k, v in stages.items()}
-        t_fault = time.time()
+        t_fault = time.monotonic()
         os.kill(pid, {"crash": signal.SIGKILL, "hang": signal.SIGSTOP, "spin": signal.SIGUSR1,
                       "block": signal.SIGUSR2}[kind])
         limit = 1.0 if kind == "crash" else DEADLINE_S + 1.0
