@@ -6,10 +6,12 @@
 #
 #   OUTPOST_DEMO_EVENTS   events to send (default 20000)
 #   OUTPOST_DEMO_NORTH    north receiver's directory (default /var/lib/outpost-north)
+#   OUTPOST_DEMO_PYTHON   interpreter with h5py and numpy for the score (default /usr/bin/python3)
+#   OUTPOST_DEMO_BIN      where the built programs are (default build/bin)
 set -eu
 cd "$(dirname "$0")/.."
 top=$(pwd)
-bin=$top/build/bin
+bin=${OUTPOST_DEMO_BIN:-$top/build/bin}
 events=${OUTPOST_DEMO_EVENTS:-20000}
 north_dir=${OUTPOST_DEMO_NORTH:-/var/lib/outpost-north}
 work=$(mktemp -d /tmp/outpost-demo.XXXXXX)
@@ -96,7 +98,7 @@ daemon_pid=""
 secs=$(echo "$start $end" | awk '{printf "%.1f", $2 - $1}')
 # how well the events were reconstructed: this run's north files against the simulator's truth
 score=$(find "$north_dir" -maxdepth 1 -name '*.h5' -newer "$work/started" -print0 |
-	xargs -0 -r /usr/bin/python3 "$top/tools/demo_score.py" "$work/truth.csv" 2>>"$work/score.log" || true)
+	xargs -0 -r "${OUTPOST_DEMO_PYTHON:-/usr/bin/python3}" "$top/tools/demo_score.py" "$work/truth.csv" 2>>"$work/score.log" || true)
 model=$(echo "$score" | sed -n 's/.*"model": "\([^"]*\)".*/\1/p')
 med=$(echo "$score" | sed -n 's/.*"median_deg": \([0-9.]*\).*/\1/p')
 gmed=$(echo "$score" | sed -n 's/.*"first_guess_median_deg": \([0-9.]*\).*/\1/p')

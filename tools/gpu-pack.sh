@@ -1,0 +1,25 @@
+#!/bin/sh
+# Packs a CUDA build for tools/gpu-check.sh on a GPU machine that lacks outpost's build
+# dependencies: the programs the checks run (stripped), the CUDA plugin, and every shared library
+# they load except glibc's, the C++ runtime's and CUDA's own (the GPU machine has those).
+#
+#   tools/gpu-pack.sh BUILD_DIR PACK_DIR
+set -eu
+build=$1
+pack=$2
+rm -rf "$pack"
+mkdir -p "$pack/bin" "$pack/lib/outpost" "$pack/libs"
+for p in test_gpu_host test_gpu_ops test_backend outpost-bench outpostd outpostctl outpost-sim outpost-north; do
+	strip -o "$pack/bin/$p" "$build/bin/$p"
+done
+strip -o "$pack/lib/outpost/liboutpost-cuda.so" "$build/lib/outpost/liboutpost-cuda.so"
+for f in "$pack"/bin/* "$pack/lib/outpost/liboutpost-cuda.so"; do
+	ldd "$f" | sed -n 's/^[[:space:]]*\([^ ]*\) => \(\/[^ ]*\) .*/\1 \2/p'
+done | sort -u | while read -r name path; do
+	case $name in
+	libc.so.* | libm.so.* | libpthread.so.* | libdl.so.* | librt.so.* | libresolv.so.* | \
+		libstdc++.so.* | libgcc_s.so.* | libcublas*.so.* | libcudart.so.*) ;;
+	*) cp -L "$path" "$pack/libs/$name" ;;
+	esac
+done
+du -sh "$pack"
