@@ -119,7 +119,7 @@ static int attach(op_nvml *n, char *err, size_t cap)
 	return 0;
 }
 
-int op_nvml_open(op_nvml **out, char *err, size_t cap)
+static int nvml_open(op_nvml **out, int probe, char *err, size_t cap)
 {
 	op_nvml *n = calloc(1, sizeof(*n));
 	int e;
@@ -138,20 +138,42 @@ int op_nvml_open(op_nvml **out, char *err, size_t cap)
 	}
 	/* What may be set: a harmless probe each (reset clocks to default; the limit to itself). */
 	struct gpu *g0 = &n->gpu[0];
-	n->can_clocks = g0->max_clock && n->reset_clocks(g0->h) == NVML_OK;
+	n->can_clocks = probe && g0->max_clock && n->reset_clocks(g0->h) == NVML_OK;
 	unsigned cur;
-	if (n->limit(g0->h, &cur) == NVML_OK) {
+	if (probe && n->limit(g0->h, &cur) == NVML_OK) {
 		for (unsigned i = 0; i < n->ngpu; i++)
 			if (n->limit(n->gpu[i].h, &n->gpu[i].limit_at_start) != NVML_OK)
 				n->gpu[i].limit_at_start = n->gpu[i].default_limit;
 		n->can_limit = g0->default_limit && g0->limit_min && n->set_limit(g0->h, cur) == NVML_OK;
 	}
 	n->clock_frac = n->limit_frac = 1.0;
-	snprintf(n->desc, sizeof(n->desc), "%u GPU%s (%s), clocks %s, power limit %s", n->ngpu,
-		 n->ngpu == 1 ? "" : "s", g0->has_energy ? "energy counter" : "power reading",
-		 n->can_clocks ? "settable" : "not settable", n->can_limit ? "settable" : "not settable");
+	if (probe)
+		snprintf(n->desc, sizeof(n->desc), "%u GPU%s (%s), clocks %s, power limit %s", n->ngpu,
+			 n->ngpu == 1 ? "" : "s", g0->has_energy ? "energy counter" : "power reading",
+			 n->can_clocks ? "settable" : "not settable", n->can_limit ? "settable" : "not settable");
+	else
+		snprintf(n->desc, sizeof(n->desc), "%u GPU%s (%s), read only: clocks and power limit left alone",
+			 n->ngpu, n->ngpu == 1 ? "" : "s", g0->has_energy ? "energy counter" : "power reading");
 	*out = n;
 	return 0;
+}
+
+int op_nvml_open(op_nvml **out, char *err, size_t cap)
+{
+	return nvml_open(out, 1, err, cap);
+}
+
+int op_nvml_open_readonly(op_nvml **out, char *err, size_t cap)
+{
+	return nvml_open(out, 0, err, cap);
+}
+
+double op_nvml_default_limit_w(const op_nvml *n)
+{
+	double w = 0;
+	for (unsigned i = 0; i < n->ngpu; i++)
+		w += n->gpu[i].default_limit / 1000.0;
+	return w;
 }
 
 const char *op_nvml_describe(const op_nvml *n)

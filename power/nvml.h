@@ -18,7 +18,12 @@ typedef struct op_nvml op_nvml;
 
 /* -ENODEV with the reason in err when there is no library or no GPU. */
 int op_nvml_open(op_nvml **out, char *err, size_t errcap);
+/* Readings only: nothing is probed or set (clocks and limit "not settable"), for machines whose
+ * GPU settings are not ours to touch (a shared test machine). */
+int op_nvml_open_readonly(op_nvml **out, char *err, size_t errcap);
 void op_nvml_close(op_nvml *n); /* restores first */
+/* The sum of the GPUs' default power limits, watts (0 where NVML does not say). */
+double op_nvml_default_limit_w(const op_nvml *n);
 const char *op_nvml_describe(const op_nvml *n);
 /* Sum over the GPUs: the mean since the last read from energy counters, else power readings. */
 int op_nvml_read(op_nvml *n, uint64_t now_ns, double *watts, char *err, size_t errcap);

@@ -43,14 +43,31 @@ __global__ void dequant_bf16_kernel(const uint8_t *__restrict__ codes, const uin
 	out[(size_t)r * kp + c + 1] = op_bf16_from_float(op_e2m1_to_float(b >> 4) * s);
 }
 
-__global__ void f32_to_bf16_kernel(const float *__restrict__ X, size_t ldx, uint32_t M, uint32_t k, uint32_t kp,
+/* Row-wise element kernels: a block covers 1024 columns of one row (cb blocks per row), a thread
+ * four neighbours, loaded and stored as vectors where the row allows; no 64-bit division per
+ * element (it made these passes compute-bound). */
+constexpr unsigned ROW_THREADS = 256, ROW_COLS = 4 * ROW_THREADS;
+
+__global__ void f32_to_bf16_kernel(const float *__restrict__ X, size_t ldx, uint32_t k, uint32_t kp, uint32_t cb,
 				   uint16_t *out)
 {
-	uint64_t i = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x;
-	if (i >= (uint64_t)M * kp)
+	const uint32_t r = blockIdx.x / cb, c = (blockIdx.x % cb) * ROW_COLS + 4u * threadIdx.x;
+	if (c >= kp)
 		return;
-	uint32_t r = (uint32_t)(i / kp), c = (uint32_t)(i % kp);
-	out[i] = c < k ? op_bf16_from_float(X[(size_t)r * ldx + c]) : 0;
+	const float *x = X + (size_t)r * ldx + c;
+	float v[4];
+	if (c + 4u <= k && ((uintptr_t)x & 15u) == 0) {
+		const float4 q = *reinterpret_cast<const float4 *>(x);
+		v[0] = q.x, v[1] = q.y, v[2] = q.z, v[3] = q.w;
+	} else {
+		for (uint32_t i = 0; i < 4; i++)
+			v[i] = c + i < k ? x[i] : 0.0f;
+	}
+	uint16_t *o = out + (size_t)r * kp + c; /* kp is a multiple of 16: four fit before its end */
+	uint2 w;
+	w.x = (uint32_t)op_bf16_from_float(v[0]) | (uint32_t)op_bf16_from_float(v[1]) << 16;
+	w.y = (uint32_t)op_bf16_from_float(v[2]) | (uint32_t)op_bf16_from_float(v[3]) << 16;
+	*reinterpret_cast<uint2 *>(o) = w;
 }
 
 /* ---- the layer kernel: 64×64 outputs per block of 256 threads, 4×4 per thread ----------- */
@@ -179,15 +196,37 @@ __global__ void __launch_bounds__(256) linear_w4a4_kernel(op_dev_linear L, const
 		}
 }
 
-__global__ void bias_act_kernel(float *Y, size_t ldy, uint32_t M, uint32_t n, float alpha, const float *bias,
+__global__ void bias_act_kernel(float *Y, size_t ldy, uint32_t n, uint32_t cb, float alpha, const float *bias,
 				int relu)
 {
-	uint64_t i = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x;
-	if (i >= (uint64_t)M * n)
+	const uint32_t r = blockIdx.x / cb, c = (blockIdx.x % cb) * ROW_COLS + 4u * threadIdx.x;
+	if (c >= n)
 		return;
-	uint32_t r = (uint32_t)(i / n), c = (uint32_t)(i % n);
-	float *y = &Y[(size_t)r * ldy + c];
-	*y = epilogue(*y, alpha, bias ? bias[c] : 0.0f, relu);
+	float *y = Y + (size_t)r * ldy + c;
+	if (c + 4u <= n && ((uintptr_t)y & 15u) == 0) {
+		float4 q = *reinterpret_cast<float4 *>(y);
+		q.x = epilogue(q.x, alpha, bias ? bias[c] : 0.0f, relu);
+		q.y = epilogue(q.y, alpha, bias ? bias[c + 1] : 0.0f, relu);
+		q.z = epilogue(q.z, alpha, bias ? bias[c + 2] : 0.0f, relu);
+		q.w = epilogue(q.w, alpha, bias ? bias[c + 3] : 0.0f, relu);
+		*reinterpret_cast<float4 *>(y) = q;
+	} else {
+		for (uint32_t i = 0; i < 4 && c + i < n; i++)
+			y[i] = epilogue(y[i], alpha, bias ? bias[c + i] : 0.0f, relu);
+	}
+}
+
+/* Reads every byte and writes nothing (unless the impossible happens): evicts L2 without leaving
+ * dirty lines behind, for benchmarks that want their operands to come from device memory. */
+__global__ void read_through_kernel(const uint4 *__restrict__ p, size_t n, uint32_t *sink)
+{
+	uint32_t acc = 0;
+	for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+		const uint4 v = p[i];
+		acc ^= v.x ^ v.y ^ v.z ^ v.w;
+	}
+	if (acc == 0x9e3779b9u && sink)
+		*sink = acc;
 }
 
 /* ---- GEMV: M ≤ 16 rows against a large FP4 tensor --------------------------------------- */
@@ -283,6 +322,219 @@ __global__ void __launch_bounds__(GV_WARPS * 32) gemv_kernel(op_dev_linear L, co
 				Y[(size_t)m * L.n + n] = epilogue(v, alpha, L.bias[n], L.relu);
 		}
 	}
+}
+
+/* ---- GEMV on the tensor cores: M ≤ 16 rows, weights expanded to BF16 in registers -------- */
+/*
+ * The weights are the MMA's A operand (16 outputs × 16 k), the rows of X its B operand (16 k ×
+ * 8 rows; two tiles when M > 8); mma.sync m16n8k16 with FP32 accumulation.
+ *
+ * Every product is exact, so only the summation order differs from the reference (as in the
+ * SIMT GEMV): an E2M1 value times its block scale has at most 6 significant bits, exact in BF16
+ * (as op_cuda_dequant_bf16 relies on); W4A16's FP32 activations are split x = hi + lo, both
+ * BF16 rounded to nearest (|x − hi − lo| ≤ 2⁻¹⁶|x|), two products each; W4A4's quantized
+ * activations (E2M1 × block scale) are exact in BF16, one product.
+ *
+ * Inside each thread's 16 consecutive elements k is permuted, the same way for A and B, so that
+ * a 32-bit word of codes (8 nibbles) yields BF16 pairs with shifts and masks: pair j of word w is
+ * nibbles j and j + 4, both picked by (w >> 4j) & 0x000F000F. A nibble's magnitude bits placed in
+ * a BF16's exponent and mantissa make its E2M1 value times 2⁻¹²⁶ (±0.5 becomes subnormal); two
+ * exact BF16 multiplies restore 2¹²⁶ and apply the block scale.
+ *
+ * A block is 16 warps over 32 output rows (two 16-row tiles per warp sharing the X fragments); the
+ * warps take 64-element steps of K in turn and meet in shared memory, summed in warp order, so the
+ * result does not depend on timing.
+ */
+constexpr int GT_WARPS = 16, GT_RT = 2, GT_ROWS = 16 * GT_RT;
+constexpr uint32_t BF16X2_2P126 = 0x7e807e80u; /* 2¹²⁶ in both halves */
+
+__device__ __forceinline__ uint32_t bf16x2_rn(float lo, float hi)
+{
+#ifdef OP_GPU_EMULATED
+	return (uint32_t)op_bf16_from_float(lo) | (uint32_t)op_bf16_from_float(hi) << 16;
+#else
+	uint32_t r;
+	asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+	return r;
+#endif
+}
+
+__device__ __forceinline__ uint32_t bf16x2_mul(uint32_t a, uint32_t b)
+{
+#ifdef OP_GPU_EMULATED
+	return bf16x2_rn(op_bf16_to_float((uint16_t)a) * op_bf16_to_float((uint16_t)b),
+			 op_bf16_to_float((uint16_t)(a >> 16)) * op_bf16_to_float((uint16_t)(b >> 16)));
+#else
+	uint32_t r;
+	asm("mul.rn.bf16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
+	return r;
+#endif
+}
+
+/* d += a·b, one warp: a 16×16 (row-major fragments), b 16×8 (column-major), d 16×8 FP32. */
+__device__ __forceinline__ void mma_bf16(float d[4], const uint32_t a[4], const uint32_t b[2])
+{
+#ifdef OP_GPU_EMULATED
+	emu_mma_bf16_16816(d, a, b);
+#else
+	asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+		     "{%0,%1,%2,%3};"
+		     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+		     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#endif
+}
+
+/* Nibbles j and j + 4 of w as BF16 (low, high half): E2M1 value × 2⁻¹²⁶. */
+__device__ __forceinline__ uint32_t e2m1_pair(uint32_t w, int j)
+{
+	uint32_t p = w >> (4 * j);
+	return ((p & 0x00070007u) << 6) | ((p & 0x00080008u) << 12);
+}
+
+/* What one thread reads of the weights for one step: rows g and g + 8 of each tile, 16 codes and
+ * a scale code each (zeros outside the tensor). Loaded a step ahead of their use. */
+struct gt_raw {
+	uint2 w[GT_RT][2];
+	uint32_t sc[GT_RT][2];
+};
+
+template <int BL>
+__device__ __forceinline__ void gt_load(const op_dev_linear &L, uint32_t n, uint32_t k, uint32_t nb, gt_raw &r)
+{
+	const bool kin = k + 16u <= L.kp; /* kp is a multiple of 16 */
+#pragma unroll
+	for (int t = 0; t < GT_RT; t++)
+#pragma unroll
+		for (int h = 0; h < 2; h++) {
+			const uint32_t row = n + t * 16 + h * 8;
+			r.w[t][h].x = r.w[t][h].y = 0u;
+			r.sc[t][h] = 0u;
+			if (kin && row < L.n) {
+				r.w[t][h] = *reinterpret_cast<const uint2 *>(L.codes + ((size_t)row * L.kp + k) / 2);
+				r.sc[t][h] = L.scodes[(size_t)row * nb + k / BL];
+			}
+		}
+}
+
+/* A block scale code as a BF16 pair (exact: 4 significant bits, or a power of two). */
+template <int BL>
+__device__ __forceinline__ uint32_t gt_scale2(uint32_t sc)
+{
+	const uint32_t b = op_f32_bits(BL == 16 ? op_e4m3_to_float((uint8_t)sc) : op_e8m0_to_float((uint8_t)sc)) >> 16;
+	return b | b << 16;
+}
+
+template <int BL, bool A4, int NT>
+__global__ void __launch_bounds__(GT_WARPS * 32) gemv_tc_kernel(op_dev_linear L, const float *__restrict__ X,
+								const int8_t *__restrict__ q2,
+								const float *__restrict__ xsc, uint32_t M,
+								float *__restrict__ Y, float alpha)
+{
+	__shared__ float red[GT_WARPS][GT_RT * NT * 4][32];
+	const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+	const uint32_t nb = L.kp / BL, n0 = blockIdx.x * GT_ROWS;
+	const uint32_t steps = (L.kp + 63) / 64, iters = (steps + GT_WARPS - 1) / GT_WARPS;
+	float acc[GT_RT][NT][4] = {};
+
+	gt_raw cur, nxt{};
+	gt_load<BL>(L, n0 + g, warp * 64u + 16u * t, nb, cur);
+	for (uint32_t it = 0; it < iters; it++) { /* the same count in every warp: the MMAs are warp-wide */
+		if (it + 1 < iters) /* the next step's weights in flight while this one computes */
+			gt_load<BL>(L, n0 + g, ((it + 1) * GT_WARPS + warp) * 64u + 16u * t, nb, nxt);
+		const uint32_t k = (it * GT_WARPS + warp) * 64u + 16u * t; /* this thread's 16 elements */
+		const bool kin = k + 16u <= L.kp;			     /* kp is a multiple of 16 */
+		uint32_t bh[NT][4][2], bo[NT][4][2];			     /* X: hi and (W4A16) lo */
+#pragma unroll
+		for (int nt = 0; nt < NT; nt++) {
+			const uint32_t m = nt * 8 + g;
+			float x[16];
+#pragma unroll
+			for (int i = 0; i < 16; i++)
+				x[i] = 0.0f;
+			if (A4) {
+				if (kin && m < M) {
+					const uint4 v = *reinterpret_cast<const uint4 *>(q2 + (size_t)m * L.kp + k);
+					const float h = 0.5f * xsc[(size_t)m * nb + k / BL];
+					const uint32_t u[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+					for (int i = 0; i < 16; i++)
+						x[i] = (float)(int8_t)(u[i / 4] >> (8 * (i % 4))) * h;
+				}
+			} else if (kin && m < M) {
+				const float *src = X + (size_t)m * L.k + k;
+				if (k + 16u <= L.k && ((size_t)m * L.k) % 4u == 0) {
+#pragma unroll
+					for (int i = 0; i < 4; i++) {
+						const float4 v = reinterpret_cast<const float4 *>(src)[i];
+						x[4 * i] = v.x, x[4 * i + 1] = v.y, x[4 * i + 2] = v.z, x[4 * i + 3] = v.w;
+					}
+				} else {
+					for (int i = 0; i < 16; i++)
+						x[i] = k + i < L.k ? src[i] : 0.0f;
+				}
+			}
+#pragma unroll
+			for (int j = 0; j < 4; j++)
+#pragma unroll
+				for (int h = 0; h < 2; h++) {
+					const float x0 = x[8 * h + j], x1 = x[8 * h + j + 4];
+					const uint32_t hi = bf16x2_rn(x0, x1);
+					bh[nt][j][h] = hi;
+					if (!A4) { /* the rest below hi; none when hi is not finite */
+						const float h0 = op_bits_f32(hi << 16), h1 = op_bits_f32(hi & 0xffff0000u);
+						bo[nt][j][h] = bf16x2_rn(h0 - h0 == 0.0f ? x0 - h0 : 0.0f,
+									 h1 - h1 == 0.0f ? x1 - h1 : 0.0f);
+					}
+				}
+		}
+#pragma unroll
+		for (int r = 0; r < GT_RT; r++) {
+			const uint2 wa = cur.w[r][0], wb = cur.w[r][1]; /* rows g and g + 8 of the tile */
+			const uint32_t sa = gt_scale2<BL>(cur.sc[r][0]), sb = gt_scale2<BL>(cur.sc[r][1]);
+#pragma unroll
+			for (int j = 0; j < 4; j++) {
+				const uint32_t a[4] = {
+					bf16x2_mul(bf16x2_mul(e2m1_pair(wa.x, j), BF16X2_2P126), sa),
+					bf16x2_mul(bf16x2_mul(e2m1_pair(wb.x, j), BF16X2_2P126), sb),
+					bf16x2_mul(bf16x2_mul(e2m1_pair(wa.y, j), BF16X2_2P126), sa),
+					bf16x2_mul(bf16x2_mul(e2m1_pair(wb.y, j), BF16X2_2P126), sb)};
+#pragma unroll
+				for (int nt = 0; nt < NT; nt++) {
+					mma_bf16(acc[r][nt], a, bh[nt][j]);
+					if (!A4)
+						mma_bf16(acc[r][nt], a, bo[nt][j]);
+				}
+			}
+		}
+		cur = nxt;
+	}
+#pragma unroll
+	for (int r = 0; r < GT_RT; r++)
+#pragma unroll
+		for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+			for (int c = 0; c < 4; c++)
+				red[warp][(r * NT + nt) * 4 + c][lane] = acc[r][nt][c];
+	__syncthreads();
+	for (int e = threadIdx.x; e < GT_RT * NT * 4 * 32; e += blockDim.x) {
+		const int idx = e / 32, ln = e % 32, r = idx / (NT * 4), nt = idx / 4 % NT, c = idx % 4;
+		float v = 0.0f;
+		for (int w = 0; w < GT_WARPS; w++)
+			v += red[w][idx][ln];
+		const uint32_t n = n0 + r * 16 + ln / 4 + (c >= 2 ? 8 : 0), m = nt * 8 + 2 * (ln % 4) + (c & 1);
+		if (n < L.n && m < M)
+			Y[(size_t)m * L.n + n] = epilogue(v, alpha, L.bias[n], L.relu);
+	}
+}
+
+template <int BL, bool A4>
+void launch_gemv_tc_t(int nt, unsigned grid, cudaStream_t st, const op_dev_linear &L, const float *X, const int8_t *q2,
+		      const float *xs, uint32_t M, float *Y, float alpha)
+{
+	if (nt == 1)
+		gemv_tc_kernel<BL, A4, 1><<<grid, GT_WARPS * 32, 0, st>>>(L, X, q2, xs, M, Y, alpha);
+	else
+		gemv_tc_kernel<BL, A4, 2><<<grid, GT_WARPS * 32, 0, st>>>(L, X, q2, xs, M, Y, alpha);
 }
 
 /* ---- pooling: one thread per (event, channel), rows in order ------------------------------ */
@@ -382,10 +634,20 @@ cudaError_t op_cuda_dequant_bf16(const uint8_t *codes, const uint8_t *scales_lin
 cudaError_t op_cuda_f32_to_bf16(const float *X, size_t ldx, uint32_t M, uint32_t k, uint32_t kp, uint16_t *out,
 				cudaStream_t stream)
 {
-	uint64_t n = (uint64_t)M * kp;
-	if (!n)
+	const uint32_t cb = (kp + ROW_COLS - 1) / ROW_COLS;
+	if (!M || !kp)
 		return cudaSuccess;
-	f32_to_bf16_kernel<<<blocks_for(n, 256), 256, 0, stream>>>(X, ldx, M, k, kp, out);
+	if ((uint64_t)M * cb > 0x7fffffffu)
+		return cudaErrorInvalidValue;
+	f32_to_bf16_kernel<<<M * cb, ROW_THREADS, 0, stream>>>(X, ldx, k, kp, cb, out);
+	return cudaGetLastError();
+}
+
+cudaError_t op_cuda_read_through(const void *buf, size_t bytes, cudaStream_t stream)
+{
+	if (bytes < 16)
+		return cudaSuccess;
+	read_through_kernel<<<1024, 256, 0, stream>>>((const uint4 *)buf, bytes / 16, nullptr);
 	return cudaGetLastError();
 }
 
@@ -418,14 +680,47 @@ cudaError_t op_cuda_linear(const op_dev_linear *L, const float *X, size_t ldx, u
 cudaError_t op_cuda_bias_act(float *Y, size_t ldy, uint32_t M, uint32_t n, float alpha, const float *bias,
 			     int relu, cudaStream_t stream)
 {
-	uint64_t cnt = (uint64_t)M * n;
-	if (!cnt)
+	const uint32_t cb = (n + ROW_COLS - 1) / ROW_COLS;
+	if (!M || !n)
 		return cudaSuccess;
-	bias_act_kernel<<<blocks_for(cnt, 256), 256, 0, stream>>>(Y, ldy, M, n, alpha, bias, relu);
+	if ((uint64_t)M * cb > 0x7fffffffu)
+		return cudaErrorInvalidValue;
+	bias_act_kernel<<<M * cb, ROW_THREADS, 0, stream>>>(Y, ldy, n, cb, alpha, bias, relu);
 	return cudaGetLastError();
 }
 
 cudaError_t op_cuda_gemv(const op_dev_linear *L, const float *X, uint32_t M, float *Y, void *scratch,
+			 cudaStream_t stream)
+{
+	if (L->weights != OP_DEV_W_FP4 || M > OP_CUDA_GEMV_MAX_M || L->kp % 32u || !L->scodes)
+		return cudaErrorInvalidValue;
+	if (!M)
+		return cudaSuccess;
+	const unsigned grid = (L->n + GT_ROWS - 1) / GT_ROWS;
+	const int8_t *q2 = nullptr;
+	const float *xs = nullptr;
+	const int a4 = L->mode == OP_W4A4, nv = L->format == OP_FP4_NVFP4, nt = M <= 8 ? 1 : 2;
+	if (a4) {
+		cudaError_t e = quantize_for(L, X, L->k, M, scratch, stream);
+		if (e != cudaSuccess)
+			return e;
+		q2 = (const int8_t *)scratch;
+		xs = (const float *)(q2 + ((size_t)M * L->kp + 15) / 16 * 16);
+	}
+	/* products of true values (not doubled codes): gx·gw for W4A4, gw for W4A16 */
+	const float alpha = a4 ? (nv ? L->act_scale : 1.0f) * L->tensor_scale : L->tensor_scale;
+	if (nv && a4)
+		launch_gemv_tc_t<16, true>(nt, grid, stream, *L, X, q2, xs, M, Y, alpha);
+	else if (a4)
+		launch_gemv_tc_t<32, true>(nt, grid, stream, *L, X, q2, xs, M, Y, alpha);
+	else if (nv)
+		launch_gemv_tc_t<16, false>(nt, grid, stream, *L, X, q2, xs, M, Y, alpha);
+	else
+		launch_gemv_tc_t<32, false>(nt, grid, stream, *L, X, q2, xs, M, Y, alpha);
+	return cudaGetLastError();
+}
+
+cudaError_t op_cuda_gemv_simt(const op_dev_linear *L, const float *X, uint32_t M, float *Y, void *scratch,
 			 cudaStream_t stream)
 {
 	if (L->weights != OP_DEV_W_FP4 || M > OP_CUDA_GEMV_MAX_M || L->kp % 32u || !L->scodes)

@@ -14,7 +14,11 @@
  *                          reference's order (k ascending; blocks ascending), so it is bit-exact
  *                          with the scalar reference.
  *   op_cuda_gemv           small M (≤ 16) against a large weight tensor: streams the 4-bit codes
- *                          once; lanes sum in parallel, so it matches to rounding, not bits.
+ *                          once, expands them to BF16 in registers and multiplies on the tensor
+ *                          cores (mma.sync, every product exact, FP32 sums); the sums run in
+ *                          another order, so it matches to rounding, not bits.
+ *   op_cuda_gemv_simt      the same on the CUDA cores (the first version; kept as the baseline
+ *                          the tensor-core one is measured and tested against).
  *   op_cuda_pool           masked mean+max per event, in the reference's order (bit-exact).
  * All are asynchronous on the given stream and return the launch error.
  */
@@ -65,6 +69,11 @@ cudaError_t op_cuda_dequant_bf16(const uint8_t *codes, const uint8_t *scales_lin
 cudaError_t op_cuda_f32_to_bf16(const float *X, size_t ldx, uint32_t M, uint32_t k, uint32_t kp, uint16_t *out,
 				cudaStream_t stream);
 
+/* Reads `bytes` of device memory and writes none: a benchmark's way to leave L2 holding other,
+ * clean data before a timed run (a memset would leave it dirty, and the write-backs would be
+ * charged to the kernel timed next). */
+cudaError_t op_cuda_read_through(const void *buf, size_t bytes, cudaStream_t stream);
+
 /* Scratch op_cuda_linear needs for W4A4 at M rows (bytes); 0 for other modes. */
 size_t op_cuda_linear_scratch(const op_dev_linear *L, uint32_t M);
 /* Y[M][n] (ldy) = act(X[M][k] (ldx) · Wᵀ · g + b). scratch: op_cuda_linear_scratch bytes. */
@@ -78,6 +87,8 @@ cudaError_t op_cuda_bias_act(float *Y, size_t ldy, uint32_t M, uint32_t n, float
 #define OP_CUDA_GEMV_MAX_M 16u
 cudaError_t op_cuda_gemv(const op_dev_linear *L, const float *X, uint32_t M, float *Y, void *scratch,
 			 cudaStream_t stream);
+cudaError_t op_cuda_gemv_simt(const op_dev_linear *L, const float *X, uint32_t M, float *Y, void *scratch,
+			      cudaStream_t stream);
 
 /* out[e] = [mean (C) | max (C)] over rows [off[e], off[e+1]) of H (ldh); ldo ≥ 2C. */
 cudaError_t op_cuda_pool(const float *H, size_t ldh, uint32_t C, const uint32_t *off, uint32_t n_events, float *out,

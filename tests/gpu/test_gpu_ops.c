@@ -273,7 +273,8 @@ static double worst_ratio(const float *got, const float *ref, const double *absd
 	return worst;
 }
 
-static void test_gemv(int format, int mode, uint32_t M, uint32_t K, uint32_t N)
+/* simt: the CUDA-core GEMV (op_cuda_gemv_simt) instead of the tensor-core one */
+static void test_gemv(int format, int mode, uint32_t M, uint32_t K, uint32_t N, int simt)
 {
 	float *X = rand_matrix(M, K, 1.0f);
 	layer_pair p;
@@ -285,10 +286,10 @@ static void test_gemv(int format, int mode, uint32_t M, uint32_t K, uint32_t N)
 	float *dX = up(X, (size_t)M * K * sizeof(float)), *dY = dalloc((size_t)M * N * sizeof(float));
 	size_t scr = op_cuda_linear_scratch(&p.D, M);
 	void *ds = dalloc(scr ? scr : 16);
-	CHECK(op_cuda_gemv(&p.D, dX, M, dY, ds, 0) == cudaSuccess);
+	CHECK((simt ? op_cuda_gemv_simt : op_cuda_gemv)(&p.D, dX, M, dY, ds, 0) == cudaSuccess);
 	down(got, dY, (size_t)M * N * sizeof(float));
 	double w = worst_ratio(got, ref, absd, (size_t)M * N), bound = 2.0 * K * ldexp(1.0, -24);
-	fprintf(stderr, NAME ": gemv %s %s M=%u K=%u N=%u: worst error %.3g of the bound %.3g\n",
+	fprintf(stderr, NAME ": gemv%s %s %s M=%u K=%u N=%u: worst error %.3g of the bound %.3g\n", simt ? " simt" : "",
 		format == OP_FP4_NVFP4 ? "nvfp4" : "mxfp4", mode == OP_W4A4 ? "w4a4" : "w4a16", M, K, N, w, bound);
 	CHECK(w <= bound);
 	CHECK(guard_ok(dY, (size_t)M * N * sizeof(float)));
@@ -571,12 +572,16 @@ int main(void)
 				test_linear(f, OP_W4A16, 0, Ms[i], ks[j], 130);
 				test_linear(f, OP_W4A4, 0, Ms[i], ks[j], 64);
 			}
-		const uint32_t gm[] = {1, 5, 16};
-		for (size_t i = 0; i < 3; i++) {
-			test_gemv(f, OP_W4A16, gm[i], GK, GK);
-			test_gemv(f, OP_W4A4, gm[i], GK, GK);
-			test_gemv(f, OP_W4A16, gm[i], 288, 130);
-		}
+		const uint32_t gm[] = {1, 5, 9, 16};
+		for (size_t i = 0; i < 4; i++)
+			for (int simt = 0; simt < 2; simt++) {
+				test_gemv(f, OP_W4A16, gm[i], GK, GK, simt);
+				test_gemv(f, OP_W4A4, gm[i], GK, GK, simt);
+				test_gemv(f, OP_W4A16, gm[i], 288, 130, simt);
+			}
+		/* K not a multiple of 16 (the last block padded): X's rows read element by element */
+		test_gemv(f, OP_W4A16, 3, 264, 70, 0);
+		test_gemv(f, OP_W4A4, 11, 264, 70, 0);
 #ifndef OP_GPU_EMULATED
 		test_lt_bf16(f, 16, 4096, 4096);
 		test_lt_bf16(f, 4096, 128, 128);

@@ -20,7 +20,7 @@ struct fake_gpu {
 	unsigned limit_mw;
 };
 static struct fake_gpu gpus[NG] = {{0, 0, 300000}, {1, 0, 300000}};
-static int initialised, lost;
+static int initialised, lost, set_calls;
 static double epoch;
 
 static double mono(void)
@@ -107,6 +107,7 @@ int nvmlDeviceGetPowerManagementLimitConstraints(void *h, unsigned *lo, unsigned
 int nvmlDeviceSetPowerManagementLimit(void *h, unsigned mw)
 {
 	CHECK_UP;
+	set_calls++;
 	if (noperm())
 		return 4;
 	if (mw < 100000 || mw > 350000)
@@ -125,6 +126,7 @@ int nvmlDeviceGetMaxClockInfo(void *h, int type, unsigned *mhz)
 int nvmlDeviceSetGpuLockedClocks(void *h, unsigned lo, unsigned hi)
 {
 	CHECK_UP;
+	set_calls++;
 	if (noperm())
 		return 4;
 	if (lo != hi || lo > 1980)
@@ -135,6 +137,7 @@ int nvmlDeviceSetGpuLockedClocks(void *h, unsigned lo, unsigned hi)
 int nvmlDeviceResetGpuLockedClocks(void *h)
 {
 	CHECK_UP;
+	set_calls++;
 	if (noperm())
 		return 4;
 	((struct fake_gpu *)h)->locked_mhz = 0;
@@ -150,6 +153,11 @@ void fake_nvml_state(int gpu, unsigned *locked_mhz, unsigned *limit_mw)
 {
 	*locked_mhz = gpus[gpu].locked_mhz;
 	*limit_mw = gpus[gpu].limit_mw;
+}
+/* calls that set (or reset) anything on a GPU, permitted or not */
+int fake_nvml_set_calls(void)
+{
+	return set_calls;
 }
 void fake_nvml_reload(void)
 {

@@ -93,6 +93,24 @@ int main(void)
 		CHECK(mhz == 0 && mw == 300000);
 	}
 
+	/* read only (a GPU whose settings are not ours, as on a shared test machine): readings,
+	 * the default limit, and not one call that sets anything, not even the probes */
+	int (*set_calls)(void) = (int (*)(void))dlsym(lib, "fake_nvml_set_calls");
+	CHECK(set_calls != NULL);
+	if (set_calls) {
+		int before = set_calls();
+		CHECK(op_nvml_open_readonly(&n, err, sizeof(err)) == 0);
+		printf("%s\n", op_nvml_describe(n));
+		CHECK(strstr(op_nvml_describe(n), "read only") != NULL);
+		CHECK(!op_nvml_can_lock_clocks(n) && !op_nvml_can_set_limit(n));
+		CHECK(op_nvml_default_limit_w(n) > 599.9 && op_nvml_default_limit_w(n) < 600.1); /* 2 × 300 W */
+		op_nvml_read(n, mono(), &w, err, sizeof(err));
+		nap_ms(200);
+		CHECK(op_nvml_read(n, mono(), &w, err, sizeof(err)) == 0 && w > 190 && w < 210);
+		op_nvml_close(n);
+		CHECK(set_calls() == before);
+	}
+
 	/* not root: nothing settable, and it says so */
 	setenv("FAKE_NVML_NOPERM", "1", 1);
 	CHECK(op_nvml_open(&n, err, sizeof(err)) == 0);

@@ -16,6 +16,7 @@
 #define OP_TESTS_CUDA_EMU_H
 #include <cuda_runtime_api.h>
 #include <functional>
+#include <stdint.h>
 #include <math.h>
 
 #undef __global__
@@ -36,6 +37,8 @@ extern dim3 blockDim, gridDim;
 void emu_launch(dim3 grid, dim3 block, const std::function<void()> &body);
 void emu_syncthreads(void);
 float emu_shfl_xor(float v, int lane_mask);
+/* mma.sync.m16n8k16 (BF16 in, FP32 accumulate) for one warp, PTX's fragment layout */
+void emu_mma_bf16_16816(float d[4], const uint32_t a[4], const uint32_t b[2]);
 extern "C" void emu_fail_syncs_after(long n);
 
 #define __syncthreads() emu_syncthreads()

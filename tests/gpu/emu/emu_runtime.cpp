@@ -86,6 +86,46 @@ float emu_shfl_xor(float v, int lane_mask)
 	return r;
 }
 
+/*
+ * The warp's fragments meet in block-wide slots, as shuffles do. PTX's layout for
+ * m16n8k16 with 16-bit inputs: lane = 4·group + t; A's registers 0-3 hold rows group, group + 8,
+ * group, group + 8 at columns 2t, 2t + 1 (registers 2 and 3: + 8), low half first; B's registers
+ * 0-1 hold rows 2t, 2t + 1 (register 1: + 8) of column group; D's elements 0-3 are (group, 2t),
+ * (group, 2t + 1), (group + 8, 2t), (group + 8, 2t + 1). Sums in k order from d, in FP32.
+ */
+static uint32_t mma_a[1024][4], mma_b[1024][2];
+
+static float bf16_at(uint32_t reg, int half)
+{
+	uint32_t u = (reg >> (16 * half)) << 16;
+	float f;
+	memcpy(&f, &u, 4);
+	return f;
+}
+
+void emu_mma_bf16_16816(float d[4], const uint32_t a[4], const uint32_t b[2])
+{
+	unsigned t = threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
+	memcpy(mma_a[t], a, sizeof(mma_a[t]));
+	memcpy(mma_b[t], b, sizeof(mma_b[t]));
+	emu_syncthreads();
+	unsigned base = t & ~31u, lane = t & 31u, g = lane / 4, tq = lane % 4;
+	float out[4];
+	for (int c = 0; c < 4; c++) {
+		unsigned row = g + (c >= 2 ? 8 : 0), col = 2 * tq + (c & 1);
+		float s = d[c];
+		for (unsigned k = 0; k < 16; k++) {
+			float av = bf16_at(mma_a[base + (row % 8) * 4 + (k % 8) / 2][(row >= 8 ? 1 : 0) + (k >= 8 ? 2 : 0)],
+					   (int)(k & 1));
+			float bv = bf16_at(mma_b[base + col * 4 + (k % 8) / 2][k >= 8 ? 1 : 0], (int)(k & 1));
+			s += av * bv;
+		}
+		out[c] = s;
+	}
+	emu_syncthreads();
+	memcpy(d, out, sizeof(out));
+}
+
 static void fiber_main(int t)
 {
 	for (unsigned bz = 0; bz < cur_grid.z; bz++)
