@@ -180,6 +180,25 @@ static uint64_t cpu_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+
+/* What status shows the network running on, now: the GPU by its name ("cuda: NVIDIA H200"), or
+ * the CPU rung — also after a GPU fault, when the CPU has taken over for the rest of the run. */
+static const char *backend_now(op_backend *be, const char *cpu, char *buf, size_t len)
+{
+	if (be && op_backend_fault(be)) {
+		snprintf(buf, len, "%.40s (the GPU failed)", cpu);
+		return buf;
+	}
+	if (!be || op_backend_kind(be) != OP_BACKEND_CUDA)
+		return cpu;
+	const char *d = op_backend_describe(be);
+	size_t n = strcspn(d, "(;");
+	while (n && d[n - 1] == ' ')
+		n--;
+	snprintf(buf, len, "%.*s", (int)n, d);
+	return buf;
+}
+
 int op_stage_infer(op_stage_ctx *s)
 {
 	const op_config *cfg = s->cfg;
@@ -282,6 +301,7 @@ int op_stage_infer(op_stage_ctx *s)
 	if (be)
 		op_info("infer.backend %s: %s", cfg->infer_backend, bwhy);
 	int gpu_fault_logged = 0;
+	char now_desc[64];
 
 	while (!op_stage_stop) {
 		zmq_pollitem_t it = {.socket = in, .events = ZMQ_POLLIN};
@@ -473,7 +493,7 @@ int op_stage_infer(op_stage_ctx *s)
 			op_report_gauge(s, "safe_mode", s->safe_mode);
 			op_report_gauge(s, "model_id", op_reco_model_id(reco));
 			op_report_line(s, "t model", op_reco_model_name(reco));
-			op_report_line(s, "t backend", backend);
+			op_report_line(s, "t backend", backend_now(be, backend, now_desc, sizeof(now_desc)));
 			op_report_send(s);
 		}
 	}

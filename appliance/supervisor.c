@@ -95,7 +95,7 @@ typedef struct stage_rec {
 	int idle, blocked;
 	kv kv[MAX_KV];
 	int nkv;
-	char model[64], backend[32]; /* infer: "t model …", "t backend …" report lines */
+	char model[64], backend[64]; /* infer: "t model …", "t backend …" report lines */
 	uint64_t report_seq;         /* ingest: "rseq N", the number of its last report */
 	int last_exit_status;
 } stage_rec;
