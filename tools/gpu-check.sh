@@ -5,25 +5,33 @@
 #
 #   tools/gpu-check.sh PACK OUTDIR [step ...]
 #
-# Steps (all, in this order, when none is named):
+# Steps (these, in this order, when none is named: info host ops backend bench power sanitize):
 #   info     nvidia-smi, the driver, where libcublasLt and libnvidia-ml were found
 #   host     test_gpu_host (the Blackwell path's host-side parts; also runs without a GPU)
 #   ops      test_gpu_ops: every GPU op and the whole model against the CPU reference
 #   backend  test_backend with the CUDA plugin: the GPU branch (agreement with the CPU)
 #   bench    outpost-bench gpu: FP4-weight GEMM vs cuBLASLt BF16, bandwidth, model events/s
 #   daemon   outpostd on its embedded defaults with the simulated detector (tools/demo.sh):
-#            which backend the infer stage chose, status with NVML power, every event north
-#   power    outpost-bench power: NVML read for real, budgets of 100/75/50 % of the GPU's
-#            default power limit with the model on the GPU (duty cycle and batch only)
+#            which backend the infer stage chose, status with NVML power, every event north.
+#            Only when named: the daemon's NVML sensor probes what it may set (it resets locked
+#            clocks and sets the power limit to its current value, and restores both on exit),
+#            which changes a GPU whose clocks someone else locked; and it uses the default state
+#            directory and control socket (it refuses to start beside a running outpostd)
+#   power    outpost-bench power --gpu: NVML read for real (read-only), budgets of 100/75/50 %
+#            of the GPU's default power limit with the model on the GPU (duty cycle only)
 #   sanitize compute-sanitizer memcheck over test_gpu_ops (where the runtime allows it)
 #
 # Each step's output goes to OUTDIR/<step>.log; a summary line per step is printed last.
-# Nothing here changes the GPU's clocks, power limit or modes.
+# Nothing but the daemon step touches the GPU's clocks, power limit or modes.
 set -u
-pack=$(cd "$1" && pwd)
+if [ $# -lt 2 ] || [ ! -x "$1/bin/test_gpu_ops" ]; then
+	echo "usage: gpu-check.sh PACK OUTDIR [step ...]   (PACK: made by tools/gpu-pack.sh)" >&2
+	exit 2
+fi
+pack=$(cd "$1" && pwd) || exit 2
 out=$2
 shift 2
-steps=${*:-info host ops backend bench daemon power sanitize}
+steps=${*:-info host ops backend bench power sanitize}
 top=$(cd "$(dirname "$0")/.." && pwd)
 mkdir -p "$out"
 
@@ -61,8 +69,13 @@ for s in $steps; do
 	backend) run_step backend 60 env OUTPOST_TEST_CUDA_PLUGIN="$pack/lib/outpost/liboutpost-cuda.so" "$bin/test_backend" ;;
 	bench) run_step bench 240 "$bin/outpost-bench" gpu ;;
 	daemon)
+		if "$bin/outpostctl" ping >/dev/null 2>&1; then
+			summary="${summary}daemon    (an outpostd is already running here: skipped)\n"
+			continue
+		fi
 		run_step daemon 90 env OUTPOST_DEMO_BIN="$bin" OUTPOST_DEMO_NORTH=/tmp/outpost-gpu-north OUTPOST_DEMO_PYTHON=python3 sh -c "
 			'$top/tools/demo.sh'; grep -h 'backend\|infer' /tmp/outpost-demo.*/outpostd.log | head -20;
+			'$bin/outpostctl' ping >/dev/null 2>&1 && exit 0;
 			'$bin/outpostd' 2>'$out/outpostd-status.log' & sleep 4; '$bin/outpostctl' status; '$bin/outpostctl' gpu;
 			kill \$! 2>/dev/null; wait" ;;
 	power) run_step power 240 "$bin/outpost-bench" power --gpu --seconds 12 ;;

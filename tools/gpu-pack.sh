@@ -7,13 +7,24 @@
 set -eu
 build=$1
 pack=$2
+# PACK_DIR is replaced whole: only when it is missing, empty, or an earlier pack
+if [ -e "$pack" ] && [ ! -e "$pack/.outpost-gpu-pack" ] && [ -n "$(ls -A "$pack" 2>/dev/null)" ]; then
+	echo "gpu-pack: $pack exists and is not an earlier pack; not replacing it" >&2
+	exit 1
+fi
 rm -rf "$pack"
 mkdir -p "$pack/bin" "$pack/lib/outpost" "$pack/libs"
+touch "$pack/.outpost-gpu-pack"
 for p in test_gpu_host test_gpu_ops test_backend outpost-bench outpostd outpostctl outpost-sim outpost-north; do
 	strip -o "$pack/bin/$p" "$build/bin/$p"
 done
 strip -o "$pack/lib/outpost/liboutpost-cuda.so" "$build/lib/outpost/liboutpost-cuda.so"
 for f in "$pack"/bin/* "$pack/lib/outpost/liboutpost-cuda.so"; do
+	if ldd "$f" | grep -q 'not found'; then
+		echo "gpu-pack: $f needs a library this machine lacks:" >&2
+		ldd "$f" | grep 'not found' >&2
+		exit 1
+	fi
 	ldd "$f" | sed -n 's/^[[:space:]]*\([^ ]*\) => \(\/[^ ]*\) .*/\1 \2/p'
 done | sort -u | while read -r name path; do
 	case $name in

@@ -329,11 +329,12 @@ __global__ void __launch_bounds__(GV_WARPS * 32) gemv_kernel(op_dev_linear L, co
  * The weights are the MMA's A operand (16 outputs × 16 k), the rows of X its B operand (16 k ×
  * 8 rows; two tiles when M > 8); mma.sync m16n8k16 with FP32 accumulation.
  *
- * Every product is exact, so only the summation order differs from the reference (as in the
- * SIMT GEMV): an E2M1 value times its block scale has at most 6 significant bits, exact in BF16
- * (as op_cuda_dequant_bf16 relies on); W4A16's FP32 activations are split x = hi + lo, both
- * BF16 rounded to nearest (|x − hi − lo| ≤ 2⁻¹⁶|x|), two products each; W4A4's quantized
- * activations (E2M1 × block scale) are exact in BF16, one product.
+ * The weights are exact: an E2M1 value times its block scale has at most 6 significant bits,
+ * exact in BF16 (as op_cuda_dequant_bf16 relies on). W4A4's quantized activations (E2M1 × block
+ * scale) are exact in BF16 too, one product each: only the summation order differs from the
+ * reference. W4A16's FP32 activations are split x = hi + lo, both BF16 rounded to nearest, two
+ * products each: |x − hi − lo| ≤ 2⁻¹⁶|x|, so its error bound carries a term 2⁻¹⁶·Σ|x·w| that does
+ * not shrink with K (test_gpu_ops adds it to the summation-order bound).
  *
  * Inside each thread's 16 consecutive elements k is permuted, the same way for A and B, so that
  * a 32-bit word of codes (8 nibbles) yields BF16 pairs with shifts and masks: pair j of word w is
@@ -462,7 +463,7 @@ __global__ void __launch_bounds__(GT_WARPS * 32) gemv_tc_kernel(op_dev_linear L,
 				}
 			} else if (kin && m < M) {
 				const float *src = X + (size_t)m * L.k + k;
-				if (k + 16u <= L.k && ((size_t)m * L.k) % 4u == 0) {
+				if (k + 16u <= L.k && ((uintptr_t)src & 15u) == 0) {
 #pragma unroll
 					for (int i = 0; i < 4; i++) {
 						const float4 v = reinterpret_cast<const float4 *>(src)[i];
@@ -637,7 +638,7 @@ cudaError_t op_cuda_f32_to_bf16(const float *X, size_t ldx, uint32_t M, uint32_t
 	const uint32_t cb = (kp + ROW_COLS - 1) / ROW_COLS;
 	if (!M || !kp)
 		return cudaSuccess;
-	if ((uint64_t)M * cb > 0x7fffffffu)
+	if ((uint64_t)M * cb > 0x7fffffffu || kp % 4u) /* four elements a store */
 		return cudaErrorInvalidValue;
 	f32_to_bf16_kernel<<<M * cb, ROW_THREADS, 0, stream>>>(X, ldx, k, kp, cb, out);
 	return cudaGetLastError();

@@ -15,8 +15,9 @@
  *                          with the scalar reference.
  *   op_cuda_gemv           small M (≤ 16) against a large weight tensor: streams the 4-bit codes
  *                          once, expands them to BF16 in registers and multiplies on the tensor
- *                          cores (mma.sync, every product exact, FP32 sums); the sums run in
- *                          another order, so it matches to rounding, not bits.
+ *                          cores (mma.sync, FP32 sums); weights exact, W4A4's activations exact,
+ *                          W4A16's to 2⁻¹⁶ (a hi + lo BF16 split); sums in another order, so it
+ *                          matches to rounding, not bits.
  *   op_cuda_gemv_simt      the same on the CUDA cores (the first version; kept as the baseline
  *                          the tensor-core one is measured and tested against).
  *   op_cuda_pool           masked mean+max per event, in the reference's order (bit-exact).
@@ -65,7 +66,8 @@ cudaError_t op_cuda_quantize_act(const float *X, size_t ldx, uint32_t M, uint32_
 /* FP4 [n][kp] (codes + linear scale codes) → BF16 [n][kp] (ld kp): e2m1 · block scale, exact. */
 cudaError_t op_cuda_dequant_bf16(const uint8_t *codes, const uint8_t *scales_linear, uint32_t n, uint32_t kp,
 				 int format, uint16_t *out, cudaStream_t stream);
-/* FP32 [M][k] (ldx) → BF16 [M][kp] (zero-padded), round to nearest even (fp4.h). */
+/* FP32 [M][k] (ldx) → BF16 [M][kp] (zero-padded), round to nearest even (fp4.h); kp a multiple
+ * of 4. */
 cudaError_t op_cuda_f32_to_bf16(const float *X, size_t ldx, uint32_t M, uint32_t k, uint32_t kp, uint16_t *out,
 				cudaStream_t stream);
 

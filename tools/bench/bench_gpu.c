@@ -252,12 +252,15 @@ static void bench_gemm(int format, int mode, uint32_t M, uint32_t K, uint32_t N,
 	double lt = -1, lt4 = -1, dq = -1, dq_diff = -1;
 	g.h = h, g.ws = ws, g.A = wbf, g.B = xbf, g.alpha = t.tensor_scale, g.xbf = xbf;
 	g.alpha_dq = mode == OP_W4A4 && format == OP_FP4_NVFP4 ? g.L.act_scale * t.tensor_scale : t.tensor_scale;
-	cudaMalloc(&g.xc, (size_t)M * K / 2 + 16), cudaMalloc(&g.xsl, (size_t)M * nb + 16);
+	if (cudaMalloc(&g.xc, (size_t)M * K / 2 + 16) != cudaSuccess || cudaMalloc(&g.xsl, (size_t)M * nb + 16) != cudaSuccess)
+		kerr = cudaErrorMemoryAllocation;
 	if (op_lt_plan_init(&g.plan, OP_LT_BF16, M, N, K, why, sizeof(why)) == 0 &&
 	    op_lt_plan_choose(&g.plan, h, wbf, xbf, dY, g.alpha, ws, OP_LT_WORKSPACE, 0, why, sizeof(why)) == 0) {
 		lt = time_us(run_lt, &g, 20);
-		dq = time_us(run_dq, &g, 20);
-		dq_diff = paths_differ(&g);
+		if (g.xc && g.xsl) {
+			dq = time_us(run_dq, &g, 20);
+			dq_diff = paths_differ(&g);
+		}
 		if (M <= OP_CUDA_GEMV_MAX_M) { /* and with the weights left in L2 by the run before */
 			l2_cold = 0;
 			lt_warm = time_us(run_lt, &g, 20);
@@ -289,6 +292,10 @@ static void bench_gemm(int format, int mode, uint32_t M, uint32_t K, uint32_t N,
 		cudaFree(xc), cudaFree(xt), cudaFree(wt);
 		free(ht);
 	}
+	if (kerr == cudaSuccess) /* any launch the timed paths made that failed */
+		kerr = cudaDeviceSynchronize();
+	if (kerr == cudaSuccess)
+		kerr = cudaGetLastError();
 	double target = M <= 16 ? 2.5 : 0.7;
 	printf("{\"bench\":\"gpu\",\"device\":\"%s\",\"figure\":\"gemm\",\"format\":\"%s\",\"mode\":\"%s\",\"M\":%u,"
 	       "\"K\":%u,\"N\":%u,\"ours_us\":%.2f,\"ours_kernel\":\"%s\",\"ours_gb_per_s\":%.1f,"
@@ -306,6 +313,7 @@ static void bench_gemm(int format, int mode, uint32_t M, uint32_t K, uint32_t N,
 	printf(",\"fp4_weight_gemm_us\":%.2f,\"path\":\"%s\",\"ratio_vs_bf16\":%.2f,\"target\":%.1f", best,
 	       use_dq ? "dequantized to BF16 + cuBLASLt" : "ours (4-bit weights in memory)", lt > 0 ? lt / best : 0.0,
 	       target);
+	printf(",\"l2_flushed\":%s", l2_flush ? "true" : "false");
 	if (kerr != cudaSuccess)
 		printf(",\"error\":\"%s\"", cudaGetErrorString(kerr));
 	if (lt < 0)

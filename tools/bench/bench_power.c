@@ -13,7 +13,9 @@
  *             often far above what this model draws, and then holds by itself). Only the duty
  *             cycle throttles: NVML is opened read-only, so the GPU's clocks and power limit
  *             are never touched (they may not be ours: a shared test machine). The power is
- *             the GPU's alone; the host's share of the work (feature extraction) is not in it.
+ *             the sum over the GPUs NVML sees (on a machine of several, more than the one the
+ *             model runs on), and so is the default limit; the host's share of the work
+ *             (feature extraction) is not in it.
  *
  *   outpost-bench power [--seconds S] [--method fp4|linefit] [--gpu]
  */
@@ -144,14 +146,15 @@ static uint64_t now_ns(void)
 /* One phase of `secs` 1 s periods, statistics from period `skip`; budget 0: unthrottled. */
 static int gpu_phase(gpu_bench *b, double budget, int secs, int skip, phase_result *r)
 {
-	double sum = 0, worst = 0, events = 0, duty = 0, w;
+	double sum = 0, worst = 0, events = 0, duty = 0, w, secs_counted = 0, joules = 0;
 	int n = 0;
 	size_t next = 0;
 	char err[256];
 	op_power_map(&b->gp, 1.0, &b->set);
 	op_nvml_read(b->nv, now_ns(), &w, err, sizeof(err)); /* the period starts here */
+	double t_start = now_s();
 	for (int k = 0; k < secs; k++) {
-		double t_end = now_s() + 1.0, done = 0;
+		double t_end = t_start + 1.0, done = 0;
 		while (now_s() < t_end) {
 			if (next + GPU_BATCH > GPU_NE)
 				next = 0;
@@ -169,17 +172,20 @@ static int gpu_phase(gpu_bench *b, double budget, int secs, int skip, phase_resu
 			fprintf(stderr, "outpost-bench power: NVML: %s\n", err);
 			return -1;
 		}
-		op_governor_input in = {.power_w = w, .budget_w = budget, .utilisation = 1.0, .events = done, .dt_s = 1.0};
+		/* the period as it ran: a batch and its rest may end past the second */
+		const double t1 = now_s(), dt = t1 - t_start;
+		t_start = t1;
+		op_governor_input in = {.power_w = w, .budget_w = budget, .utilisation = 1.0, .events = done, .dt_s = dt};
 		op_governor_step(b->gov, &in, &b->set);
 		if (k >= skip) {
-			sum += w, events += done, duty += b->set.duty, n++;
+			sum += w, events += done, duty += b->set.duty, n++, secs_counted += dt, joules += w * dt;
 			worst = w > worst ? w : worst;
 		}
 	}
 	r->true_w = r->sensed_w = sum / n;
 	r->worst_true_w = worst;
-	r->events_per_s = events / n;
-	r->j_per_event = sum / events;
+	r->events_per_s = events / secs_counted;
+	r->j_per_event = joules / events;
 	r->duty = duty / n;
 	return 0;
 }
@@ -228,6 +234,11 @@ static int bench_power_gpu(int secs)
 		       {"unthrottled_draw", 0.9}, {"unthrottled_draw", 0.75}};
 	for (size_t i = 0; rc == 0 && i < sizeof(budgets) / sizeof(*budgets); i++) {
 		double budget = budgets[i].share * (budgets[i].of[0] == 'd' ? limit : base.true_w);
+		if (budget <= 0) { /* NVML gave no default limit */
+			printf("{\"bench\":\"power\",\"gpu\":true,\"budget_of\":\"%s\",\"budget_share\":%.2f,"
+			       "\"skipped\":\"NVML reports no default power limit\"}\n", budgets[i].of, budgets[i].share);
+			continue;
+		}
 		if ((rc = gpu_phase(&b, budget, secs, 5, &r)) < 0)
 			break;
 		printf("{\"bench\":\"power\",\"gpu\":true,\"budget_of\":\"%s\",\"budget_share\":%.2f,\"budget_w\":%.1f,"
