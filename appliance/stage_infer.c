@@ -180,7 +180,6 @@ static uint64_t cpu_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-
 /* What status shows the network running on, now: the GPU by its name ("cuda: NVIDIA H200"), or
  * the CPU rung — also after a GPU fault, when the CPU has taken over for the rest of the run. */
 static const char *backend_now(op_backend *be, const char *cpu, char *buf, size_t len)

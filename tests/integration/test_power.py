@@ -157,11 +157,12 @@ class Meter:
 
 def test_failsafe(bindir):
     meter = Meter(70.0)
+    # the budget is an operator's override (no configured one), so that it can be cleared below
     app = Appliance(bindir, "power-failsafe", config={
-        "power": {"sensors": "meter", "meter_endpoint": "tcp://127.0.0.1:%d" % meter.port, "budget": "100W",
-                  "min_duty": "10%"},
+        "power": {"sensors": "meter", "meter_endpoint": "tcp://127.0.0.1:%d" % meter.port, "min_duty": "10%"},
     })
     try:
+        app.ctl("power", "set", "100W")
         sender = start_sender(app, 1000, 1000 * 40)
         app.wait(lambda: power(app)["reading"] and abs(power(app)["watts"] - 70.0) < 0.01, 20, "the meter's reading")
         app.wait(lambda: app.status()["events"]["stored"] > 2000, 60, "events stored")
@@ -231,6 +232,22 @@ def test_failsafe(bindir):
         check("power" in t and "events" in t, "telemetry is the status snapshot")
         print("north received alert %s: %s; and %d telemetry snapshot(s)" % (os.path.basename(alerts[0]), a["text"],
                                                                           len(tele)))
+        # the budget cleared while the meter is silent: with nothing to hold there is no fail-safe
+        # (status must not go on saying FAIL-SAFE); a budget set again while still blind is a
+        # new fail-safe, counted from then
+        meter.silent.clear()
+        meter.on = False
+        check(meter.silent.wait(2), "the meter's thread did not stop sending")
+        app.wait(lambda: power(app)["failsafe"], 10, "fail-safe after the meter fell silent again")
+        app.ctl("power", "clear")
+        app.wait(lambda: not power(app)["failsafe"], 5, "no fail-safe once no budget is in force")
+        check("FAIL-SAFE" not in app.ctl("status")[1], "status still says fail-safe with no budget")
+        time.sleep(2.5)
+        app.ctl("power", "set", "100W")
+        app.wait(lambda: power(app)["failsafe"], 5, "fail-safe when a budget is set while blind")
+        p = power(app)
+        check(p["failsafe_for_s"] < 2.0, "the new fail-safe is counted from the new budget: %s" % p)
+        print("budget cleared while blind: fail-safe ended; set again: a new one, %.2f s old" % p["failsafe_for_s"])
     finally:
         rc = app.stop()
         meter.close()
