@@ -344,17 +344,20 @@ static long other_threads_ticks(void)
 
 /* OpenBLAS's workers spin for a while after each call (2^28 cycles by default) before they
  * sleep: wait until no other thread of this process has used CPU time for 100 ms (ten clock
- * ticks), for at most 3 s, so that they do not share the cores with what is timed next. */
-static void wait_blas_idle(void)
+ * ticks), for at most 3 s, so that they do not share the cores with what is timed next.
+ * Returns the seconds waited; -1 if it gave up (still busy at 3 s) or could not read /proc. */
+static double wait_blas_idle(void)
 {
+	const double t0 = now();
 	long prev = other_threads_ticks();
-	for (double t0 = now(); prev >= 0 && now() - t0 < 3.0;) {
+	while (prev >= 0 && now() - t0 < 3.0) {
 		usleep(100000);
 		long cur = other_threads_ticks();
 		if (cur == prev)
-			return;
+			return now() - t0;
 		prev = cur;
 	}
+	return -1;
 }
 
 typedef struct gemm_ctx {
@@ -650,7 +653,7 @@ int op_bench_kernels(int argc, char **argv)
 	 * code), K = N = 4,096 */
 	enum { NS = 5, NMS = 2, NGM = 16, ROUNDS = 3 };
 	const int rounds = quick ? 1 : ROUNDS;
-	const double min_s = quick ? 0.05 : 0.1; /* a round's; 0.3 s a figure in all */
+	const double min_s = quick ? 0.05 : 0.1; /* a round's: 0.3 s a figure over the three */
 	static double t_gemm[ROUNDS][NMS][NS][2][2], t_sgemm[ROUNDS][NMS][NS];
 	static double t_gemv[ROUNDS][2][NGM][2], t_sgemv[ROUNDS][NGM], t_sgemm16[ROUNDS][NGM];
 	const uint32_t K = 4096, N = 4096;
@@ -667,8 +670,17 @@ int op_bench_kernels(int argc, char **argv)
 	const uint32_t big_k = 16384;
 	double big_t[2][2] = {{0, 0}, {0, 0}}; /* [mode][M] */
 	for (int r = 0; r < rounds; r++) {
-		if (r)
-			wait_blas_idle();
+		if (r) {
+			/* said in the output, so a round timed beside spinning workers is seen */
+			double w = wait_blas_idle();
+			printf("{\"bench\":\"kernels\",\"figure\":\"baseline_idle_wait\",\"round\":%d,", r + 1);
+			if (w < 0)
+				printf("\"idle\":false,\"note\":\"other threads still used CPU time after 3 s (or /proc was not "
+				       "readable): this round's FP4 figures may share the cores\"}\n");
+			else
+				printf("\"idle\":true,\"seconds\":%.2f}\n", w);
+			fflush(stdout);
+		}
 		for (int phase = 0; phase < 2; phase++) { /* 0: ours, 1: OpenBLAS */
 			for (size_t mi = 0; mi < NMS; mi++)
 				for (size_t s = 0; s < NS; s++) {
@@ -720,7 +732,7 @@ int op_bench_kernels(int argc, char **argv)
 					op_fp4_tensor part = gw[0];
 					part.rows = hot ? 256 : N;
 					gemm_ctx c = {.W = &part, .X = X, .Y = Y, .M = 1, .K = K, .N = part.rows, .threads = 1, .mode = mode};
-					core_rate[mode - 1][hot] = (double)part.rows * K / time_it(3 * min_s, run_gemv, &c) / 1e9;
+					core_rate[mode - 1][hot] = (double)part.rows * K / time_it(rounds * min_s, run_gemv, &c) / 1e9;
 				}
 			/* K = 16,384 (N = 4,096), NVFP4, both modes, M = 1 and 5: the GEMVs take K in chunks
 			 * that keep a pass's activations in L1; their rate (weights streamed per second) beside
@@ -737,7 +749,7 @@ int op_bench_kernels(int argc, char **argv)
 						for (int i = 0; i < 2; i++) {
 							gemm_ctx c = {.W = &w, .X = Xb, .Y = Y, .M = big_m[i], .K = big_k, .N = N,
 								      .threads = threads, .mode = mode};
-							big_t[mode - 1][i] = time_it(3 * min_s, run_gemv, &c);
+							big_t[mode - 1][i] = time_it(rounds * min_s, run_gemv, &c);
 						}
 					op_fp4_tensor_free(&w);
 				}
@@ -799,6 +811,8 @@ int op_bench_kernels(int argc, char **argv)
 				       (double)N * K * 4 * (mi + 1u) / sv / 1e9 / bwn);
 			}
 	}
+	/* timed once, in the first round; "needed" is against the best sgemv of all rounds, the one
+	 * the gemv lines' ratio uses */
 	for (int mode = OP_W4A4; mode <= OP_W4A16; mode++)
 		printf("{\"bench\":\"kernels\",\"figure\":\"gemv_core_rate\",\"format\":\"nvfp4\",\"mode\":\"%s\",\"M\":1,"
 		       "\"K\":%u,\"threads\":1,\"g_weights_per_s_streamed\":%.1f,\"g_weights_per_s_l2_hot\":%.1f,"
@@ -806,9 +820,7 @@ int op_bench_kernels(int argc, char **argv)
 		       mode == OP_W4A4 ? "w4a4" : "w4a16", K, core_rate[mode - 1][0], core_rate[mode - 1][1],
 		       4.0 * N * K / sgemv_best[0] / threads / 1e9);
 	for (int mode = OP_W4A4; mode <= OP_W4A16; mode++) {
-		double t1 = 1e30; /* M = 1 at K = 4,096, NVFP4: the best round */
-		for (int r = 0; r < rounds; r++)
-			t1 = fmin(t1, t_gemv[r][0][0][mode - 1]);
+		const double t1 = t_gemv[0][0][0][mode - 1]; /* M = 1 at K = 4,096, NVFP4, timed in the same round */
 		for (int i = 0; i < 2 && big_t[mode - 1][i] > 0; i++)
 			printf("{\"bench\":\"kernels\",\"figure\":\"gemv_large_k\",\"format\":\"nvfp4\",\"mode\":\"%s\","
 			       "\"M\":%u,\"K\":%u,\"N\":%u,\"threads\":%d,\"us\":%.1f,\"g_weights_per_s\":%.1f,"
