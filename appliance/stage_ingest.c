@@ -452,6 +452,8 @@ static void report(ingest *g, op_receiver *r, uint64_t progress, int idle)
 	op_report_counter(s, "rejected_no_memory", st.caller_rejected);
 	op_report_counter(s, "gap_events", st.seq.gap_events_total);
 	op_report_counter(s, "late_events", st.seq.late_total);
+	op_report_counter(s, "ahead_events", st.seq.ahead);
+	op_report_counter(s, "sequence_jumps", st.seq.jumps);
 	op_report_gauge(s, "streams", (double)st.seq.streams);
 	op_seqtrack_marks(op_receiver_seqtrack(r), add_mark, s);
 	op_report_counter(s, "recovered", g->recovered);

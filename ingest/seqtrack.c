@@ -4,6 +4,12 @@
  * Per stream: `next` (one past the highest sequence seen) and a bitmap of the last `window`
  * sequence numbers below next (bit set = seen). Streams live in an open-addressing table of
  * 2·max_streams slots with their bitmaps preallocated in one block.
+ *
+ * A jump ahead by the window or more is followed only once OP_SEQ_CONFIRM consecutive events
+ * carry the new numbering (the run [run_from, run_next)). Until then those events are taken as
+ * new (OP_SEQ_AHEAD) and `next` stays: one message with a wild sequence number — a DAQ fault, a
+ * second detector misconfigured onto the stream — would otherwise count up to 2^64 events as
+ * lost and turn every later real event into "too old", for as long as the appliance ran.
  */
 #include "ingest/seqtrack.h"
 
@@ -16,6 +22,7 @@ typedef struct stream {
 	uint32_t id;
 	uint32_t used;
 	uint64_t *bits;
+	uint64_t run_from, run_next; /* an unconfirmed run far ahead; run_next == run_from: none */
 } stream;
 
 struct op_seqtrack {
@@ -104,6 +111,8 @@ int op_seqtrack_observe(op_seqtrack *t, uint32_t id, uint64_t seq)
 	int fresh;
 	stream *s = find(t, id, &fresh);
 
+	if (seq == UINT64_MAX) /* the decoder refuses it: next = seq + 1 must exist */
+		return OP_SEQ_TOO_OLD;
 	if (!s) {
 		t->st.stream_limit++;
 		return OP_SEQ_STREAM_LIMIT;
@@ -116,12 +125,31 @@ int op_seqtrack_observe(op_seqtrack *t, uint32_t id, uint64_t seq)
 	}
 	if (seq >= s->next) {
 		uint64_t skipped = seq - s->next;
-		/* Clear the bits of the sequence numbers we jump over (they are now "missing"). */
-		if (skipped + 1 >= window)
+		if (skipped >= window) { /* far ahead: follow only a confirmed run */
+			if (seq >= s->run_from && seq < s->run_next) {
+				t->st.duplicates++;
+				return OP_SEQ_DUPLICATE;
+			}
+			if (s->run_next == s->run_from || seq != s->run_next)
+				s->run_from = seq; /* a new run */
+			s->run_next = seq + 1;
+			if (s->run_next - s->run_from < OP_SEQ_CONFIRM) {
+				t->st.ahead++;
+				return OP_SEQ_AHEAD;
+			}
+			/* confirmed: the stream moved on; what it skipped is missing */
+			t->st.gap_events_total += s->run_from - s->next;
+			t->st.jumps++;
 			memset(s->bits, 0, t->words * sizeof(uint64_t));
-		else
-			for (uint64_t q = s->next; q < seq; q++)
-				bit_set(t, s, q, 0);
+			for (uint64_t q = s->run_from; q < s->run_next; q++)
+				bit_set(t, s, q, 1);
+			s->next = s->run_next;
+			s->run_from = s->run_next = 0;
+			return OP_SEQ_AFTER_GAP;
+		}
+		/* Clear the bits of the sequence numbers we jump over (they are now "missing"). */
+		for (uint64_t q = s->next; q < seq; q++)
+			bit_set(t, s, q, 0);
 		bit_set(t, s, seq, 1);
 		s->next = seq + 1;
 		if (skipped) {

@@ -17,7 +17,11 @@ enum op_seq_verdict {
 	OP_SEQ_DUPLICATE,    /* seen already (within the window) */
 	OP_SEQ_TOO_OLD,      /* older than the window: cannot tell, treated as duplicate */
 	OP_SEQ_STREAM_LIMIT, /* a stream beyond max_streams */
+	OP_SEQ_AHEAD,        /* new, a window or more ahead, its numbering not yet confirmed */
 };
+
+/* Consecutive events that confirm a jump of a window or more (OP_SEQ_AHEAD until then) */
+#define OP_SEQ_CONFIRM 4
 
 typedef struct op_seqtrack_stats {
 	uint64_t streams;
@@ -27,6 +31,8 @@ typedef struct op_seqtrack_stats {
 	uint64_t duplicates;
 	uint64_t too_old;
 	uint64_t stream_limit;
+	uint64_t ahead; /* taken as OP_SEQ_AHEAD */
+	uint64_t jumps; /* jumps of a window or more, confirmed and followed */
 } op_seqtrack_stats;
 
 int op_seqtrack_open(uint32_t max_streams, uint32_t window, op_seqtrack **ret);

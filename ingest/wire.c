@@ -83,7 +83,7 @@ const char *op_wire_strerror(int err)
 {
 	static const char *const names[OP_WIRE_NERR] = {
 		"ok", "truncated", "bad_magic", "bad_version", "header_crc",
-		"bad_length", "too_many_pulses", "payload_crc", "bad_value",
+		"bad_length", "too_many_pulses", "payload_crc", "bad_value", "reserved_sequence",
 	};
 	if (err > 0 || -err >= OP_WIRE_NERR)
 		return "unknown";
@@ -153,6 +153,9 @@ int op_wire_decode(op_wire_header *h, const uint8_t *msg, size_t len, uint32_t m
 		if ((ld32(pay + 4 * ((size_t)n + i)) & 0x7f800000u) == 0x7f800000u)
 			return OP_WIRE_EVALUE;
 	}
+	/* sequence accounting keeps "one past the highest seen", which 2^64 - 1 has not */
+	if (ld64(msg + OFF_SEQUENCE) == UINT64_MAX)
+		return OP_WIRE_ESEQUENCE;
 	h->flags = ld16(msg + OFF_FLAGS);
 	h->stream_id = ld32(msg + OFF_STREAM);
 	h->sequence = ld64(msg + OFF_SEQUENCE);

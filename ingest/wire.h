@@ -59,8 +59,9 @@ enum op_wire_error {
 	OP_WIRE_ETOO_MANY_PULSES = -6, /* over the configured limit */
 	OP_WIRE_EPAYLOAD_CRC = -7,   /* payload bytes damaged */
 	OP_WIRE_EVALUE = -8,         /* a pulse time or charge is not finite */
+	OP_WIRE_ESEQUENCE = -9,      /* sequence 2^64 - 1, reserved: one past it does not exist */
 };
-#define OP_WIRE_NERR 9 /* number of verdicts including OK; index = -error */
+#define OP_WIRE_NERR 10 /* number of verdicts including OK; index = -error */
 
 /* Short stable name of a verdict, used as the drop-counter label ("payload_crc", ...). */
 const char *op_wire_strerror(int err);

@@ -35,21 +35,51 @@ int main(void)
 	CHECK(op_seqtrack_observe(t, 1, 10) == OP_SEQ_DUPLICATE);
 	CHECK(op_seqtrack_observe(t, 2, 0) == OP_SEQ_FIRST);
 	CHECK(op_seqtrack_observe(t, 3, 0) == OP_SEQ_STREAM_LIMIT);
-	CHECK(op_seqtrack_observe(t, 1, 1000) == OP_SEQ_AFTER_GAP); /* 16..999 missing: 984 */
-	CHECK(op_seqtrack_observe(t, 1, 14) == OP_SEQ_TOO_OLD);
+	/* a jump of more than the window (128) is followed once four consecutive events confirm it;
+	 * until then they are new (AHEAD) and the stream stays where it was */
+	CHECK(op_seqtrack_observe(t, 1, 1000) == OP_SEQ_AHEAD);
+	CHECK(op_seqtrack_observe(t, 1, 1001) == OP_SEQ_AHEAD);
+	CHECK(op_seqtrack_observe(t, 1, 1001) == OP_SEQ_DUPLICATE);
+	CHECK(op_seqtrack_observe(t, 1, 14) == OP_SEQ_LATE); /* the old numbering still counts */
+	CHECK(op_seqtrack_observe(t, 1, 1002) == OP_SEQ_AHEAD);
+	CHECK(op_seqtrack_observe(t, 1, 1003) == OP_SEQ_AFTER_GAP); /* 16..999 missing: 984 */
+	CHECK(op_seqtrack_observe(t, 1, 1002) == OP_SEQ_DUPLICATE);
+	CHECK(op_seqtrack_observe(t, 1, 12) == OP_SEQ_TOO_OLD);
 	CHECK(op_seqtrack_observe(t, 1, 990) == OP_SEQ_LATE);
-	CHECK(op_seqtrack_observe(t, 1, 1001 - 128) == OP_SEQ_LATE); /* oldest still in the window */
-	CHECK(op_seqtrack_observe(t, 1, 1001 - 129) == OP_SEQ_TOO_OLD);
+	CHECK(op_seqtrack_observe(t, 1, 1004 - 128) == OP_SEQ_LATE); /* oldest still in the window */
+	CHECK(op_seqtrack_observe(t, 1, 1004 - 129) == OP_SEQ_TOO_OLD);
+	CHECK(op_seqtrack_observe(t, 1, 1004) == OP_SEQ_IN_ORDER);
 	op_seqtrack_get_stats(t, &st);
 	CHECK_EQ_U64(st.streams, 2);
-	CHECK_EQ_U64(st.in_order, 1);
+	CHECK_EQ_U64(st.in_order, 2);
 	CHECK_EQ_U64(st.gap_events_total, 3 + 984);
-	CHECK_EQ_U64(st.late_total, 3);
-	CHECK_EQ_U64(st.duplicates, 3);
+	CHECK_EQ_U64(st.late_total, 4);
+	CHECK_EQ_U64(st.duplicates, 5);
 	CHECK_EQ_U64(st.too_old, 2);
 	CHECK_EQ_U64(st.stream_limit, 1);
+	CHECK_EQ_U64(st.ahead, 3);
+	CHECK_EQ_U64(st.jumps, 1);
 	op_seqtrack_close(t);
 	op_seqtrack_close(NULL);
+
+	/* One message far ahead (a DAQ fault) and a stray one at the top of the range: the stream
+	 * goes on, no events are counted as lost, and the tracker neither hangs nor wraps (a repeated
+	 * 2^64 - 2 had made the loop over the skipped numbers run 2^64 times). */
+	CHECK(op_seqtrack_open(2, 128, &t) == 0);
+	CHECK(op_seqtrack_observe(t, 4, 100) == OP_SEQ_FIRST);
+	CHECK(op_seqtrack_observe(t, 4, 100 + 1000000000000ull) == OP_SEQ_AHEAD);
+	CHECK(op_seqtrack_observe(t, 4, UINT64_MAX - 1) == OP_SEQ_AHEAD);
+	CHECK(op_seqtrack_observe(t, 4, UINT64_MAX - 1) == OP_SEQ_DUPLICATE);
+	CHECK(op_seqtrack_observe(t, 4, UINT64_MAX) == OP_SEQ_TOO_OLD); /* the decoder refuses it first */
+	for (uint64_t q = 101; q < 1101; q++)
+		CHECK(op_seqtrack_observe(t, 4, q) == OP_SEQ_IN_ORDER);
+	op_seqtrack_get_stats(t, &st);
+	CHECK_EQ_U64(st.in_order, 1000);
+	CHECK_EQ_U64(st.gap_events_total, 0);
+	CHECK_EQ_U64(st.too_old, 0);
+	CHECK_EQ_U64(st.ahead, 2);
+	CHECK_EQ_U64(st.jumps, 0);
+	op_seqtrack_close(t);
 
 	/* Continuity across an ingest restart: the marks of one tracker seed the next, so events
 	 * lost in between (here 500..504) count as gap_events, and what the old one saw is a

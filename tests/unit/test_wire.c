@@ -100,6 +100,17 @@ int main(void)
 	p[1].charge_pe = INFINITY;
 	op_wire_encode(msg, sizeof(msg), &h, p);
 	CHECK(op_wire_decode(&got, msg, 76, 100) == OP_WIRE_EVALUE);
+	p[1].charge_pe = 1.0f;
+
+	/* sequence 2^64 - 1 is reserved (one past it does not exist); 2^64 - 2 is an event */
+	op_wire_header hs = h;
+	hs.sequence = UINT64_MAX;
+	CHECK(op_wire_encode(msg, sizeof(msg), &hs, p) == 76);
+	CHECK(op_wire_decode(&got, msg, 76, 100) == OP_WIRE_ESEQUENCE);
+	CHECK(!strcmp(op_wire_strerror(OP_WIRE_ESEQUENCE), "reserved_sequence"));
+	hs.sequence = UINT64_MAX - 1;
+	op_wire_encode(msg, sizeof(msg), &hs, p);
+	CHECK(op_wire_decode(&got, msg, 76, 100) == OP_WIRE_OK && got.sequence == UINT64_MAX - 1);
 
 	/* zero and 10,000 pulses round trip */
 	h.pulse_count = 0;
