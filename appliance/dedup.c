@@ -4,8 +4,16 @@
  */
 #include "appliance/dedup.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "appliance/log.h"
+#include "uplink/segment.h"
 
 typedef struct entry {
 	uint64_t seq;
@@ -141,4 +149,122 @@ size_t op_dedup_size(const op_dedup *d)
 	for (size_t i = 0; i <= d->mask; i++)
 		n += d->tab[i].used;
 	return n;
+}
+
+/* ---- what sealed segments hold, after a restart --------------------------------------------- */
+
+static int ends_with(const char *s, const char *suffix)
+{
+	size_t a = strlen(s), b = strlen(suffix);
+	return a >= b && !strcmp(s + a - b, suffix);
+}
+
+static int cmp_desc(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)b, *(char *const *)a);
+}
+
+/* The .h5 files of dir, newest first (names sort by time); removes sidecars whose segment never
+ * arrived (a crash between the two renames of a seal). */
+static size_t list_segments(const char *dir, char ***out)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	char **names = NULL, path[4096];
+	size_t n = 0, cap = 0;
+
+	*out = NULL;
+	if (!d)
+		return 0;
+	while ((de = readdir(d))) {
+		if (ends_with(de->d_name, ".h5.sha256")) {
+			struct stat sb;
+			snprintf(path, sizeof(path), "%s/%.*s", dir, (int)(strlen(de->d_name) - 7), de->d_name);
+			if (stat(path, &sb) != 0) {
+				snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+				op_warn("removing orphan sidecar %s (its segment was never published)", path);
+				unlink(path);
+			}
+			continue;
+		}
+		if (!ends_with(de->d_name, ".h5"))
+			continue;
+		if (n == cap) {
+			size_t c2 = cap ? cap * 2 : 64;
+			char **p = realloc(names, c2 * sizeof(char *));
+			if (!p)
+				break;
+			names = p, cap = c2;
+		}
+		if ((names[n] = strdup(de->d_name)))
+			n++;
+	}
+	closedir(d);
+	if (n > 1)
+		qsort(names, n, sizeof(char *), cmp_desc);
+	*out = names;
+	return n;
+}
+
+typedef struct chunk {
+	key *k;
+	size_t n;
+} chunk;
+
+size_t op_dedup_recover(op_dedup *d, const char *const *dirs, int ndirs, size_t capacity)
+{
+	chunk *ch = NULL;
+	size_t nch = 0, cap_ch = 0, total = 0;
+	char path[4096];
+
+	/* newest first, every file's keys in its own order, until `capacity` keys */
+	for (int di = 0; di < ndirs; di++) {
+		char **names;
+		size_t n = list_segments(dirs[di], &names);
+		for (size_t i = 0; i < n; i++) {
+			op_result_row *rows = NULL;
+			size_t nr = 0;
+			snprintf(path, sizeof(path), "%s/%s", dirs[di], names[i]);
+			if (total < capacity && op_segment_read(path, &rows, &nr) == 0 && nr) {
+				if (nch == cap_ch) {
+					size_t c2 = cap_ch ? cap_ch * 2 : 64;
+					chunk *p = realloc(ch, c2 * sizeof(*p));
+					if (p)
+						ch = p, cap_ch = c2;
+				}
+				key *k = nch < cap_ch ? malloc(nr * sizeof(*k)) : NULL;
+				if (k) {
+					for (size_t j = 0; j < nr; j++)
+						k[j] = (key){rows[j].sequence, rows[j].detector_time_ns, rows[j].stream_id};
+					ch[nch++] = (chunk){k, nr};
+					total += nr;
+				} else {
+					op_warn("cannot remember the rows of %s: out of memory", path);
+				}
+			}
+			free(rows);
+			free(names[i]);
+		}
+		free(names);
+	}
+	/* Then inserted oldest first, without the oldest rows past capacity: the table forgets the
+	 * keys it took first, so keys taken newest first would have lost the newest segment's —
+	 * exactly the ones ingest resends when the store died before acknowledging them. */
+	size_t skip = total > capacity ? total - capacity : 0, kept = 0;
+	for (size_t c = nch; c-- > 0;) {
+		for (size_t j = 0; j < ch[c].n; j++) {
+			const key *k = &ch[c].k[j];
+			uint64_t g;
+			if (skip) {
+				skip--;
+				continue;
+			}
+			if (!op_dedup_find(d, k->stream, k->seq, k->t, &g))
+				op_dedup_insert(d, k->stream, k->seq, k->t, 0);
+			kept++;
+		}
+		free(ch[c].k);
+	}
+	free(ch);
+	return kept;
 }

@@ -253,81 +253,16 @@ static int take_batch(store *st, const op_stage_result *res, size_t n)
 	return append_rows(st, st->rows, k);
 }
 
-static int cmp_desc(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)b, *(char *const *)a);
-}
-
-/* Remember what outbox/ already holds (newest first, up to the table's capacity), and remove
- * sidecars whose segment never arrived (a crash between the two renames of a seal). */
-static void recover_dir(store *st, const char *dir, size_t capacity, size_t *loaded_total);
-
+/* Remember what outbox/ already holds and, older, what sent/ holds: segments the uplink already
+ * delivered north stay in sent/ for a while, and one of them may hold events this store sealed
+ * but died before acknowledging, which ingest will send again. Remembering them keeps every
+ * event written once (invariant 2). */
 static void recover_outbox(store *st, size_t capacity)
 {
-	size_t loaded = 0;
-	recover_dir(st, st->outbox_dir, capacity, &loaded);
-	/* Segments the uplink already delivered north stay in sent/ for a while: one of them may
-	 * hold events this store sealed but died before acknowledging, which ingest will send
-	 * again. Remembering them keeps every event written once (invariant 2). */
-	recover_dir(st, st->sent_dir, capacity, &loaded);
+	const char *const dirs[2] = {st->outbox_dir, st->sent_dir};
+	size_t loaded = op_dedup_recover(st->dedup, dirs, 2, capacity);
 	if (loaded)
 		op_info("remembered %zu rows already sealed (outbox/ and sent/)", loaded);
-}
-
-static void recover_dir(store *st, const char *dir, size_t capacity, size_t *loaded_total)
-{
-	DIR *d = opendir(dir);
-	struct dirent *de;
-	char **names = NULL;
-	size_t n = 0, cap = 0, loaded = *loaded_total;
-	char path[STORE_PATH * 2];
-
-	if (!d)
-		return;
-	while ((de = readdir(d))) {
-		if (ends_with(de->d_name, ".h5.sha256")) {
-			struct stat sb;
-			snprintf(path, sizeof(path), "%s/%.*s", dir,
-				 (int)(strlen(de->d_name) - 7), de->d_name);
-			if (stat(path, &sb) != 0) {
-				snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-				op_warn("removing orphan sidecar %s (its segment was never published)", path);
-				unlink(path);
-			}
-			continue;
-		}
-		if (!ends_with(de->d_name, ".h5"))
-			continue;
-		if (n == cap) {
-			cap = cap ? cap * 2 : 64;
-			char **p = realloc(names, cap * sizeof(char *));
-			if (!p)
-				break;
-			names = p;
-		}
-		names[n] = strdup(de->d_name);
-		if (names[n])
-			n++;
-	}
-	closedir(d);
-	qsort(names, n, sizeof(char *), cmp_desc);
-	for (size_t i = 0; i < n; i++) {
-		op_result_row *rows = NULL;
-		size_t nr = 0;
-		snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
-		if (loaded < capacity && op_segment_read(path, &rows, &nr) == 0) {
-			for (size_t k = 0; k < nr; k++) {
-				uint64_t g;
-				if (!op_dedup_find(st->dedup, rows[k].stream_id, rows[k].sequence, rows[k].detector_time_ns, &g))
-					op_dedup_insert(st->dedup, rows[k].stream_id, rows[k].sequence, rows[k].detector_time_ns, 0);
-			}
-			loaded += nr;
-		}
-		free(rows);
-		free(names[i]);
-	}
-	free(names);
-	*loaded_total = loaded;
 }
 
 /* Rows of segments a crashed store left open: written again into the new segment, and the
