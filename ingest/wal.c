@@ -91,6 +91,7 @@ static int open_next(op_wal *w)
 	char path[600];
 	if (w->fd >= 0)
 		close(w->fd);
+	w->fd = -1; /* closed: op_wal_close must not close the number again, whoever has it now */
 	if (grow(&w->files, &w->files_cap, w->nfiles, sizeof(file_info)) < 0)
 		return -ENOMEM;
 	file_name(path, sizeof(path), w->dir, w->inc, w->next_k);
@@ -373,8 +374,16 @@ static int read_all(const char *path, uint8_t **out, size_t *len)
 	size_t got = 0;
 	while (b && got < (size_t)st.st_size) {
 		ssize_t n = read(fd, b + got, (size_t)st.st_size - got);
-		if (n <= 0)
-			break;
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			int e = -errno;
+			free(b);
+			close(fd);
+			return e;
+		}
+		if (n == 0)
+			break; /* shorter than it was: what is there is read */
 		got += (size_t)n;
 	}
 	close(fd);
@@ -412,7 +421,11 @@ int op_wal_replay(const char *dir, uint64_t incarnation, uint64_t report_seq,
 			break;
 		}
 		names = nn;
-		names[nnames++] = strdup(de->d_name);
+		if (!(names[nnames] = strdup(de->d_name))) {
+			rc = -ENOMEM;
+			break;
+		}
+		nnames++;
 	}
 	closedir(d);
 	if (rc < 0 || nnames == 0)
@@ -427,8 +440,10 @@ int op_wal_replay(const char *dir, uint64_t incarnation, uint64_t report_seq,
 		char path[800];
 		size_t len = 0, off = 0;
 		snprintf(path, sizeof(path), "%s/%s", dir, names[f]);
-		if (!names[f] || read_all(path, &bufs[f], &len) < 0)
-			continue;
+		/* a file that cannot be read leaves the log with a hole: no verdict can be exact, so
+		 * the replay fails (its caller counts what the predecessor held as dropped) */
+		if ((rc = read_all(path, &bufs[f], &len)) < 0)
+			goto out;
 		const uint8_t *b = bufs[f];
 		while (off + 9 <= len) {
 			uint32_t plen = get32(b + off);
