@@ -74,6 +74,7 @@ typedef struct store {
 	uint64_t opened_ns;  /* when its first row arrived */
 	uint64_t flushed_ns;
 	int dirty;
+	int flush_failing; /* the last flush failed (said once, until one succeeds) */
 	u64vec pending;      /* serials waiting for the open segment's seal */
 	u64vec ack_now;      /* serials whose rows are already sealed */
 	op_result_row *rows; /* batch being appended */
@@ -199,7 +200,7 @@ static int append_rows(store *st, const op_result_row *rows, size_t n)
 		return rc;
 	rc = op_segment_append(st->seg, rows, n);
 	if (rc < 0) {
-		op_err("cannot append %zu rows to the open segment: %s", n, strerror(-rc));
+		op_err("cannot append %zu rows to the open segment in %s: %s", n, st->segments_dir, strerror(-rc));
 		return rc;
 	}
 	st->rows_written += n;
@@ -448,7 +449,15 @@ int op_stage_store(op_stage_ctx *s)
 				if (seal(&st) < 0)
 					goto out;
 			} else if (st.dirty && now - st.flushed_ns >= 1000000000ull) {
-				op_segment_flush(st.seg); /* not durable yet, but salvageable after a crash */
+				/* not durable yet, but salvageable after a crash; a failure is said once (the rows
+				 * stay unacknowledged, and the seal, which must succeed, tells for good) */
+				int frc = op_segment_flush(st.seg);
+				if (frc < 0 && !st.flush_failing)
+					op_warn("cannot flush the open segment in %s: %s (its rows stay unacknowledged)",
+						st.segments_dir, strerror(-frc));
+				else if (frc == 0 && st.flush_failing)
+					op_info("the open segment in %s flushes again", st.segments_dir);
+				st.flush_failing = frc < 0;
 				st.flushed_ns = now;
 				st.dirty = 0;
 			}

@@ -5,7 +5,8 @@
  * Rows are buffered in memory and written a whole chunk at a time (an append is a memcpy);
  * op_segment_flush writes the partial buffer and asks HDF5 to flush, so a crashed writer leaves
  * a file op_segment_read can still open. HDF5's own error printing is switched off: every
- * failure comes back as a negative errno (-EIO for HDF5 errors). Never logs.
+ * failure comes back as a negative errno (-EIO for HDF5 errors, -ENOSPC for those where the
+ * filesystem has less than 1 MiB left). Never logs.
  */
 #include "uplink/segment.h"
 
@@ -17,10 +18,21 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "uplink/sha256.h"
+
+/* What an HDF5 failure in dir most likely was: HDF5 reports no errno, and "input/output error"
+ * would send the operator after a failing disk when it is a full one. */
+static int h5_errno(const char *dir)
+{
+	struct statvfs v;
+	if (statvfs(dir, &v) == 0 && (unsigned long long)v.f_bavail * v.f_frsize < (1ull << 20))
+		return -ENOSPC;
+	return -EIO;
+}
 
 #define SEG_PATH 1024
 
@@ -168,7 +180,7 @@ int op_segment_create(const char *segments_dir, const char *name, const op_segme
 	H5Pset_libver_bounds(fapl, H5F_LIBVER_EARLIEST, H5F_LIBVER_LATEST);
 	s->file = H5Fcreate(s->path, H5F_ACC_EXCL, H5P_DEFAULT, fapl);
 	if (s->file < 0) {
-		rc = access(segments_dir, W_OK) != 0 ? -errno : -EIO;
+		rc = access(segments_dir, W_OK) != 0 ? -errno : h5_errno(segments_dir);
 		goto fail;
 	}
 	s->mtype = mem_type();
@@ -217,12 +229,13 @@ static int write_buf(op_segment *s)
 {
 	hsize_t start = s->written, count = s->nbuf, size = s->written + s->nbuf;
 	hid_t fs, ms;
-	int rc = -EIO;
+	int rc;
 
 	if (s->nbuf == 0)
 		return 0;
 	if (H5Dset_extent(s->dset, &size) < 0)
-		return -EIO;
+		return h5_errno(s->dir);
+	rc = h5_errno(s->dir);
 	fs = H5Dget_space(s->dset);
 	ms = H5Screate_simple(1, &count, NULL);
 	if (fs >= 0 && ms >= 0 && H5Sselect_hyperslab(fs, H5S_SELECT_SET, &start, NULL, &count, NULL) >= 0 &&
@@ -230,6 +243,10 @@ static int write_buf(op_segment *s)
 		s->written += s->nbuf;
 		s->nbuf = 0;
 		rc = 0;
+	} else {
+		/* back to the rows written, so that a file closed after this keeps no rows of fill values */
+		hsize_t was = s->written;
+		H5Dset_extent(s->dset, &was);
 	}
 	if (fs >= 0)
 		H5Sclose(fs);
@@ -260,7 +277,7 @@ int op_segment_flush(op_segment *s)
 	int rc = write_buf(s);
 	if (rc < 0)
 		return rc;
-	return H5Fflush(s->file, H5F_SCOPE_GLOBAL) < 0 ? -EIO : 0;
+	return H5Fflush(s->file, H5F_SCOPE_GLOBAL) < 0 ? h5_errno(s->dir) : 0;
 }
 
 uint64_t op_segment_rows(const op_segment *s)
@@ -300,7 +317,7 @@ int op_segment_seal(op_segment *s, const char *outbox_dir, char sha256_hex[65])
 	if (attr_u64(s->file, "rows", s->rows) < 0 || attr_u64(s->file, "first_detector_time_ns", s->first_time) < 0 ||
 	    attr_u64(s->file, "last_detector_time_ns", s->last_time) < 0 || attr_str(s->file, "sealed_utc", now) < 0 ||
 	    H5Fflush(s->file, H5F_SCOPE_GLOBAL) < 0) {
-		rc = -EIO;
+		rc = h5_errno(s->dir);
 		goto fail;
 	}
 	H5Dclose(s->dset);
@@ -309,7 +326,7 @@ int op_segment_seal(op_segment *s, const char *outbox_dir, char sha256_hex[65])
 	file = s->file;
 	s->file = -1;
 	if (H5Fclose(file) < 0) {
-		rc = -EIO;
+		rc = h5_errno(s->dir);
 		goto fail;
 	}
 	/* write → flush → close → fsync file */
@@ -322,6 +339,7 @@ int op_segment_seal(op_segment *s, const char *outbox_dir, char sha256_hex[65])
 	snprintf(side_out, sizeof(side_out), "%s/%s.h5.sha256", outbox_dir, s->name);
 	snprintf(final, sizeof(final), "%s/%s.h5", outbox_dir, s->name);
 	int len = snprintf(line, sizeof(line), "%s  %s.h5\n", sha256_hex, s->name);
+	errno = 0; /* a short write sets none: -EIO, not an earlier call's errno */
 	fd = open(side, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
 	if (fd < 0 || write(fd, line, (size_t)len) != len || fsync(fd) != 0) {
 		rc = errno ? -errno : -EIO;
