@@ -112,12 +112,62 @@ static int hold(ingest *g, const op_wire_header *h, const uint8_t *msg, size_t l
 	return 0;
 }
 
+/*
+ * Invariant 7: every rejected message gets a log line naming its stream, sequence (when its
+ * header could be trusted) and reason. Bounded, so that a flood of garbage cannot fill the
+ * journal: at most REJECT_LOG_BURST lines per reason a minute, then one line saying that the
+ * rest of that minute's are only counted (the rejected_<reason> counters have every one).
+ */
+#define REJECT_LOG_BURST 5
+#define REJECT_LOG_REASONS 24
+
+typedef struct reject_log {
+	const char *reason; /* static strings: compared by address, then by text */
+	uint64_t since_ns;
+	uint32_t n;
+} reject_log;
+
+static reject_log reject_logs[REJECT_LOG_REASONS];
+
+static void log_rejection(void *ctx, const char *reason, int have_id, uint32_t stream, uint64_t sequence)
+{
+	(void)ctx;
+	const uint64_t now = op_now_ns(), minute = 60000000000ull;
+	reject_log *l = NULL;
+	for (int i = 0; i < REJECT_LOG_REASONS && !l; i++)
+		if (!reject_logs[i].reason || reject_logs[i].reason == reason || !strcmp(reject_logs[i].reason, reason))
+			l = &reject_logs[i];
+	if (!l)
+		l = &reject_logs[REJECT_LOG_REASONS - 1]; /* more reasons than exist: share the last */
+	if (!l->reason || now - l->since_ns >= minute)
+		*l = (reject_log){reason, now, 0};
+	if (++l->n > REJECT_LOG_BURST + 1)
+		return;
+	char fields[128];
+	if (l->n == REJECT_LOG_BURST + 1) {
+		snprintf(fields, sizeof(fields), "REASON=%s", reason);
+		op_logf(OP_LOG_WARNING, fields,
+			"more messages rejected (reason=%s): not logged for the next minute, counted in rejected_%s", reason,
+			reason);
+	} else if (have_id) {
+		snprintf(fields, sizeof(fields), "STREAM=%u\nSEQUENCE=%llu\nREASON=%s", stream, (unsigned long long)sequence,
+			 reason);
+		op_logf(OP_LOG_WARNING, fields, "rejected stream %u sequence %llu (reason=%s)", stream,
+			(unsigned long long)sequence, reason);
+	} else {
+		snprintf(fields, sizeof(fields), "REASON=%s", reason);
+		op_logf(OP_LOG_WARNING, fields, "rejected a message whose stream and sequence cannot be read (reason=%s)",
+			reason);
+	}
+}
+
 static int on_event(void *ctx, const op_wire_header *h, const uint8_t *msg, size_t len, int live)
 {
 	ingest *g = ctx;
 
 	if (h->stream_id == OP_PROBE_STREAM) {
 		g->rejected_reserved_stream++; /* only the appliance's own probe may use it */
+		log_rejection(NULL, "reserved_stream", 1, h->stream_id, h->sequence);
 		return 0;
 	}
 	if (hold(g, h, msg, len) < 0)
@@ -517,6 +567,7 @@ int op_stage_ingest(op_stage_ctx *s)
 	rc_cfg.max_message_bytes = cfg->ingest_max_message_bytes;
 	rc_cfg.max_streams = 4096;
 	rc_cfg.seq_window = 4096;
+	rc_cfg.on_reject = log_rejection;
 	int err = op_receiver_open(s->zctx, &rc_cfg, &r);
 	if (err < 0) {
 		op_err("cannot open receiver on '%s' / '%s': %s", cfg->ingest_pull, cfg->ingest_sub,

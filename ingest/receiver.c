@@ -13,7 +13,15 @@ struct op_receiver {
 	uint32_t max_pulses;
 	uint64_t max_bytes;
 	op_receiver_stats st;
+	void (*on_reject)(void *ctx, const char *reason, int have_id, uint32_t stream, uint64_t sequence);
+	void *reject_ctx;
 };
+
+static void rejected(op_receiver *r, const char *reason, int have_id, uint32_t stream, uint64_t sequence)
+{
+	if (r->on_reject)
+		r->on_reject(r->reject_ctx, reason, have_id, stream, sequence);
+}
 
 static int set_common(void *s, const op_receiver_config *cfg)
 {
@@ -38,6 +46,8 @@ int op_receiver_open(void *zmq_ctx, const op_receiver_config *cfg, op_receiver *
 		return -ENOMEM;
 	r->max_pulses = cfg->max_pulses;
 	r->max_bytes = cfg->max_message_bytes;
+	r->on_reject = cfg->on_reject;
+	r->reject_ctx = cfg->reject_ctx;
 	rc = op_seqtrack_open(cfg->max_streams ? cfg->max_streams : 1024, cfg->seq_window ? cfg->seq_window : 4096,
 			      &r->seq);
 	if (rc < 0)
@@ -93,7 +103,7 @@ int op_receiver_pollitems(op_receiver *r, zmq_pollitem_t *items, int max)
 static int one(op_receiver *r, int which, op_receiver_cb cb, void *ctx)
 {
 	zmq_msg_t m;
-	op_wire_header h;
+	op_wire_header h = {0};
 	int more, verdict, rc;
 
 	zmq_msg_init(&m);
@@ -115,35 +125,42 @@ static int one(op_receiver *r, int which, op_receiver_cb cb, void *ctx)
 		}
 		zmq_msg_close(&m);
 		r->st.multipart++;
+		rejected(r, "multipart", 0, 0, 0);
 		return 1;
 	}
 	const uint8_t *p = zmq_msg_data(&m);
 	size_t len = zmq_msg_size(&m);
 	if (r->max_bytes && len > r->max_bytes) {
 		r->st.oversize++;
+		rejected(r, "oversize", 0, 0, 0);
 		goto done;
 	}
 	rc = op_wire_decode(&h, p, len, r->max_pulses);
 	if (rc != OP_WIRE_OK) {
 		r->st.rejected[-rc]++;
+		rejected(r, op_wire_strerror(rc), rc <= OP_WIRE_ELENGTH, h.stream_id, h.sequence);
 		goto done;
 	}
 	verdict = op_seqtrack_observe(r->seq, h.stream_id, h.sequence);
 	if (verdict == OP_SEQ_DUPLICATE) {
 		r->st.duplicates++;
+		rejected(r, "duplicate", 1, h.stream_id, h.sequence);
 		goto done;
 	}
 	if (verdict == OP_SEQ_TOO_OLD) {
 		r->st.too_old++;
+		rejected(r, "too_old", 1, h.stream_id, h.sequence);
 		goto done;
 	}
 	if (verdict == OP_SEQ_STREAM_LIMIT) {
 		r->st.stream_limit++;
+		rejected(r, "stream_limit", 1, h.stream_id, h.sequence);
 		goto done;
 	}
-	if (cb(ctx, &h, p, len, which == 1) != 0)
+	if (cb(ctx, &h, p, len, which == 1) != 0) {
 		r->st.caller_rejected++;
-	else
+		rejected(r, "no_memory", 1, h.stream_id, h.sequence);
+	} else
 		r->st.accepted++;
 done:
 	zmq_msg_close(&m);

@@ -3,7 +3,8 @@
  * caller stops draining, the sender blocks at its high-water mark) and optionally a SUB socket
  * connected to a PUB stream (a live view: what arrives while we are not draining may be lost
  * upstream, and shows as a sequence gap). Every message is validated and sequence-tracked;
- * every rejection is counted by reason. Never logs.
+ * every rejection is counted by reason and handed to the caller's on_reject (which logs: this
+ * module never does).
  */
 #ifndef OP_INGEST_RECEIVER_H
 #define OP_INGEST_RECEIVER_H
@@ -24,6 +25,10 @@ typedef struct op_receiver_config {
 	uint64_t max_message_bytes;
 	uint32_t max_streams;
 	uint32_t seq_window;
+	/* Called for every rejected message (may be NULL): the reason (a counter's name without
+	 * "rejected_"), and the stream and sequence when the header could be trusted (have_id). */
+	void (*on_reject)(void *ctx, const char *reason, int have_id, uint32_t stream, uint64_t sequence);
+	void *reject_ctx;
 } op_receiver_config;
 
 typedef struct op_receiver_stats {

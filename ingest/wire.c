@@ -137,6 +137,8 @@ int op_wire_decode(op_wire_header *h, const uint8_t *msg, size_t len, uint32_t m
 		return OP_WIRE_EVERSION;
 	if (ld32(msg + OFF_HEADER_CRC) != op_crc32c(0, msg, HEADER_CRC_SPAN))
 		return OP_WIRE_EHEADER_CRC;
+	h->stream_id = ld32(msg + OFF_STREAM); /* trusted from here on, for naming a rejection */
+	h->sequence = ld64(msg + OFF_SEQUENCE);
 	n = ld32(msg + OFF_PULSES);
 	payload = ld32(msg + OFF_PAYLOAD_BYTES);
 	if (msg[OFF_HEADER_BYTES] != OP_WIRE_HEADER_BYTES || n > OP_WIRE_MAX_PULSES ||
@@ -154,7 +156,7 @@ int op_wire_decode(op_wire_header *h, const uint8_t *msg, size_t len, uint32_t m
 			return OP_WIRE_EVALUE;
 	}
 	/* sequence accounting keeps "one past the highest seen", which 2^64 - 1 has not */
-	if (ld64(msg + OFF_SEQUENCE) == UINT64_MAX)
+	if (h->sequence == UINT64_MAX)
 		return OP_WIRE_ESEQUENCE;
 	h->flags = ld16(msg + OFF_FLAGS);
 	h->stream_id = ld32(msg + OFF_STREAM);

@@ -77,7 +77,9 @@ long op_wire_encode(uint8_t *buf, size_t cap, const op_wire_header *h, const op_
 
 /*
  * Validate a whole message and fill *h. Checks, in order: size, magic, version, header CRC,
- * lengths, max_pulses, payload CRC, finite values. Returns OP_WIRE_OK or an op_wire_error.
+ * lengths, max_pulses, payload CRC, finite values, reserved sequence. Returns OP_WIRE_OK or an
+ * op_wire_error. From OP_WIRE_ELENGTH on (the header CRC passed) h->stream_id and h->sequence
+ * are set even on failure: the rejection can name them.
  */
 int op_wire_decode(op_wire_header *h, const uint8_t *msg, size_t len, uint32_t max_pulses);
 

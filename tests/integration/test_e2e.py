@@ -247,6 +247,20 @@ def test_malformed(bindir):
     check(a.north_count() == 2, "north holds %d rows, expected 2" % a.north_count())
     print("rejections by reason:", {k: v for k, v in st["stages"]["ingest"]["counters"].items()
                                     if k.startswith("rejected_") and v})
+    # each rejection is logged with its stream, sequence and reason (invariant 7), a few lines a
+    # minute per reason, then one saying the rest are only counted
+    a.logs.flush()
+    with open(os.path.join(a.tmp, "log.txt")) as f:
+        log = f.read()
+    for pat, what in ((r"rejected stream 1 sequence 0 \(reason=bad_length\)", "a cut-short event"),
+                      (r"rejected stream 4294967295 sequence 7 \(reason=reserved_stream\)", "the reserved stream"),
+                      (r"rejected a message whose stream and sequence cannot be read \(reason=truncated\)",
+                       "an empty message"),
+                      (r"more messages rejected \(reason=bad_magic\): not logged for the next minute", "the flood")):
+        check(re.search(pat, log) is not None, "no log line for %s (%s)" % (what, pat))
+    lines = len(re.findall(r"rejected (stream|a message)", log))
+    print("rejection log lines: %d for %d rejected messages" % (lines, total - 2))
+    check(lines <= 6 * 16, "%d rejection lines: the log is not bounded" % lines)
     check(a.stop() == 0, "outpostd did not stop cleanly")
 
 
