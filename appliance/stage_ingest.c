@@ -70,6 +70,8 @@ typedef struct ingest {
 	int wal_verdict; /* 1 took over the predecessor's log; -1 it had one that was unusable; 0 none */
 	uint64_t report_seq, recovered, pred_accepted, pred_stored, pred_dropped, dropped_not_recovered;
 	int wal_said_broken;
+	int others_pending;       /* other incarnations' log files still to delete (report()) */
+	uint64_t first_report_ns; /* when this incarnation sent its first report */
 } ingest;
 
 static slot *slot_of(ingest *g, uint64_t serial)
@@ -459,7 +461,11 @@ static void take_over_predecessor(ingest *g, const op_config *cfg, op_receiver *
 			n);
 	free(mk.m);
 	op_wal_flush(g->wal, g->tail);
-	op_wal_remove_others(g->wal); /* all of it is in this incarnation's log now */
+	/* All of it is in this incarnation's log now, but the predecessor's files go only once the
+	 * supervisor has had this incarnation's reports for a while (report()): until it has one,
+	 * it names the predecessor to whoever comes next, and deleting its files now would leave
+	 * that successor nothing to take over if this one died first. */
+	g->others_pending = 1;
 }
 
 static void report(ingest *g, op_receiver *r, uint64_t progress, int idle)
@@ -521,6 +527,12 @@ static void report(ingest *g, op_receiver *r, uint64_t progress, int idle)
 	op_wal_report(g->wal, g->report_seq);
 	op_wal_flush(g->wal, g->tail);
 	op_report_send(s);
+	if (!g->first_report_ns)
+		g->first_report_ns = op_now_ns();
+	else if (g->others_pending && op_now_ns() - g->first_report_ns >= 2000000000ull) {
+		op_wal_remove_others(g->wal); /* two seconds of reports: the supervisor knows this one */
+		g->others_pending = 0;
+	}
 }
 
 int op_stage_ingest(op_stage_ctx *s)
