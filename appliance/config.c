@@ -64,6 +64,10 @@ static const key keys[] = {
 	{"ingest.window_events", K_U32, "65536", 16, 16777216, F(ingest_window_events), 0, NULL,
 	 "accepted events held until the store says they are durable; when full, ingest stops reading "
 	 "and the sender blocks"},
+	{"ingest.window_bytes", K_SIZE, "512MiB", 1 * MiB, 64 * GiB, F(ingest_window_bytes), 0, NULL,
+	 "memory those held events may take (each is also in ingest's log under paths.run_dir, in "
+	 "memory on a tmpfs): ingest stops reading at this, as at window_events; one message of "
+	 "ingest.max_message_bytes always fits"},
 	{"ingest.resend_after", K_DUR, "60s", 1 * SEC, 3600 * SEC, F(ingest_resend_after_ns), 1, NULL,
 	 "backstop: resend an event unacknowledged this long (at least 3 x store.rotate_age is used)"},
 	{"ingest.rcvhwm", K_U32, "10000", 1, 10000000, F(ingest_rcvhwm), 0, NULL,

@@ -25,6 +25,7 @@ typedef struct op_config {
 	uint32_t ingest_max_pulses;
 	uint64_t ingest_max_message_bytes;
 	uint32_t ingest_window_events; /* accepted events held until durable (resend window) */
+	uint64_t ingest_window_bytes;  /* … and the bytes they may take */
 	uint64_t ingest_resend_after_ns;
 	uint32_t ingest_rcvhwm;
 	/* infer */

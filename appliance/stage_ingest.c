@@ -17,8 +17,9 @@
  *  1. accepted = stored + dropped + in_flight at every report (in_flight = slots not FREE).
  *  2. A slot is FREE only after the store acknowledged its serial (it is sealed in outbox/)
  *     or after it was counted as dropped with a reason (resend_exhausted).
- *  3. When the window is full we stop reading the PULL socket: the sender blocks at its
- *     high-water mark (lossless). Nothing is dropped for lack of room.
+ *  3. When the window is full (ingest.window_events slots, or ingest.window_bytes of messages)
+ *     we stop reading the PULL socket: the sender blocks at its high-water mark (lossless).
+ *     Nothing is dropped for lack of room.
  *  4. The ring is bounded by window_events; message buffers by ingest.max_message_bytes.
  */
 #include <errno.h>
@@ -72,6 +73,8 @@ typedef struct ingest {
 	int wal_said_broken;
 	int others_pending;       /* other incarnations' log files still to delete (report()) */
 	uint64_t first_report_ns; /* when this incarnation sent its first report */
+	uint64_t held_bytes, held_bytes_peak, max_bytes; /* what held messages take; ingest.window_bytes */
+	uint64_t max_message_bytes;
 } ingest;
 
 static slot *slot_of(ingest *g, uint64_t serial)
@@ -83,12 +86,28 @@ static void slot_free(ingest *g, slot *sl)
 {
 	free(sl->buf);
 	sl->buf = NULL;
+	g->held_bytes -= sl->len;
+	sl->len = 0;
 	sl->state = SLOT_FREE;
 	g->occupied--;
 	while (g->tail < g->head && slot_of(g, g->tail)->state == SLOT_FREE)
 		g->tail++;
 	if (g->send_cursor < g->tail)
 		g->send_cursor = g->tail;
+}
+
+/*
+ * Messages ingest may take now: free slots, and no more than the largest messages that fit in
+ * what is left of ingest.window_bytes (at least one while under it), so the bytes held never
+ * pass the budget by more than one message. At the budget, nothing: the sender blocks.
+ */
+static uint64_t window_room(const ingest *g)
+{
+	uint64_t slots = g->cap - (g->head - g->tail);
+	if (g->held_bytes >= g->max_bytes)
+		return 0;
+	uint64_t fit = (g->max_bytes - g->held_bytes) / (g->max_message_bytes + 8) + 1;
+	return slots < fit ? slots : fit;
 }
 
 /* Holds msg in the next slot (QUEUED) and logs it. -1 when there is no room or memory. */
@@ -103,6 +122,9 @@ static int hold(ingest *g, const op_wire_header *h, const uint8_t *msg, size_t l
 	op_put_le64(sl->buf, g->head);
 	memcpy(sl->buf + 8, msg, len);
 	sl->len = len + 8;
+	g->held_bytes += sl->len;
+	if (g->held_bytes > g->held_bytes_peak)
+		g->held_bytes_peak = g->held_bytes;
 	sl->serial = g->head;
 	sl->stream_id = h->stream_id;
 	sl->sequence = h->sequence;
@@ -484,6 +506,9 @@ static void report(ingest *g, op_receiver *r, uint64_t progress, int idle)
 	op_report_counter(s, "dropped_shutdown", g->dropped_shutdown);
 	op_report_gauge(s, "in_flight", (double)g->occupied);
 	op_report_gauge(s, "window_events", (double)g->cap);
+	op_report_gauge(s, "window_bytes", (double)g->max_bytes);
+	op_report_gauge(s, "held_bytes", (double)g->held_bytes);
+	op_report_gauge(s, "held_bytes_peak", (double)g->held_bytes_peak);
 	/* Holding events while waiting for the store's seal is waiting, not being stuck: a hung
 	 * ingest shows as missing reports instead. */
 	op_report_gauge(s, "blocked_downstream", g->occupied ? 1 : 0);
@@ -549,6 +574,8 @@ int op_stage_ingest(op_stage_ctx *s)
 	g.s = s;
 	g.backstop_ns = backstop_for(cfg);
 	g.cap = cfg->ingest_window_events;
+	g.max_bytes = cfg->ingest_window_bytes;
+	g.max_message_bytes = cfg->ingest_max_message_bytes;
 	g.slots = calloc(g.cap, sizeof(slot));
 	g.base = g.head = g.tail = g.send_cursor = s->incarnation_ns;
 	if (!g.slots)
@@ -600,7 +627,7 @@ int op_stage_ingest(op_stage_ctx *s)
 	for (;;) {
 		zmq_pollitem_t items[8];
 		int n = 0, idle = 1;
-		uint64_t room = g.cap - (g.head - g.tail);
+		uint64_t room = window_room(&g);
 
 		/* Stopping: take nothing new, wait (bounded) until what we hold is durable. */
 		if (op_stage_stop) {
@@ -635,7 +662,7 @@ int op_stage_ingest(op_stage_ctx *s)
 		uint64_t stored_before = g.stored;
 		handle_acks(&g);
 		handle_ctl(&g, now);
-		room = op_stage_stop ? 0 : g.cap - (g.head - g.tail);
+		room = op_stage_stop ? 0 : window_room(&g);
 		if (room > 0) {
 			long got = op_receiver_drain(r, room < 512 ? room : 512, on_event, &g);
 			if (got > 0) {

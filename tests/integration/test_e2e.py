@@ -264,6 +264,54 @@ def test_malformed(bindir):
     check(a.stop() == 0, "outpostd did not stop cleanly")
 
 
+def test_window_bytes(bindir):
+    # ingest.window_bytes bounds the memory held events take: with the store paused, ingest stops
+    # reading at the budget (the sender blocks) instead of holding every large event it is sent,
+    # and once the store resumes every event arrives north
+    import threading
+    import pub_events
+    import zmq
+
+    budget, maxmsg = 1 << 20, 256 << 10
+    a = Appliance(bindir, "winbytes", config={"ingest": {"window_bytes": "1MiB", "max_message_bytes": "256KiB",
+                                                         "rcvhwm": 4}})
+    n, pulses = 60, 7000  # 98 kB each: 5.9 MB in all, against a 1 MiB window
+    msgs = [pub_events.encode_event(stream_id=3, sequence=q, detector_time_ns=1000 + q,
+                                    pulses=[(5 + (i % 60), float(i), 1.0, 0) for i in range(pulses)])
+            for q in range(n)]
+    a.wait(lambda: a.stage_pid("store") > 0, 20, "store running")
+    store = a.stage_pid("store")
+    os.kill(store, signal.SIGSTOP)
+    ctx = zmq.Context()
+    s = ctx.socket(zmq.PUSH)
+    s.setsockopt(zmq.SNDHWM, 4)
+    s.connect(a.endpoint)
+    sender = threading.Thread(target=lambda: [s.send(m) for m in msgs])
+    sender.start()
+    try:
+        time.sleep(3)
+        g = a.status()["stages"]["ingest"]["gauges"]
+        accepted = a.status()["events"]["accepted"]
+    finally:
+        os.kill(store, signal.SIGCONT)
+    print("store paused: ingest accepted %d of %d, holds %d bytes (window %d)" % (accepted, n, g["held_bytes"], budget))
+    check(accepted < n, "ingest took all %d events with the store paused: it did not stop at the byte budget" % n)
+    check(g["held_bytes"] <= budget + maxmsg + 8, "ingest holds %d bytes over a %d-byte window" % (g["held_bytes"], budget))
+    sender.join(60)
+    check(not sender.is_alive(), "the sender is still blocked after the store resumed")
+    s.close(linger=5000)
+    a.wait(lambda: a.status()["events"]["accepted"] == n and a.status()["events"]["in_flight"] == 0, 60,
+           "every event stored")
+    a.wait_delivered(n)
+    st = a.status()
+    g = st["stages"]["ingest"]["gauges"]
+    check(st["events"]["dropped"] == 0, "dropped %d" % st["events"]["dropped"])
+    check(g["held_bytes_peak"] <= budget + maxmsg + 8, "peak %d bytes over a %d-byte window" % (g["held_bytes_peak"], budget))
+    check(a.north_count() == n, "north holds %d of %d" % (a.north_count(), n))
+    print("all %d stored and north; peak held %d bytes" % (n, g["held_bytes_peak"]))
+    check(a.stop() == 0, "outpostd did not stop cleanly")
+
+
 def test_badconfig(bindir):
     # a broken configuration never starts the appliance, and says where it is broken
     import tempfile
@@ -637,6 +685,8 @@ def main():
         test_kill(bindir)
     elif case == "malformed":
         test_malformed(bindir)
+    elif case == "window_bytes":
+        test_window_bytes(bindir)
     elif case == "badconfig":
         test_badconfig(bindir)
     elif case == "live":
