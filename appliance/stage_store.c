@@ -158,14 +158,27 @@ static int send_acks(store *st, u64vec *a)
 	return 0;
 }
 
+/* The salvaged leftovers' rows are durable in outbox/ (sealed now, or before: every one was a
+ * duplicate of a sealed row): their files can go. */
+static void remove_salvaged(store *st)
+{
+	for (int i = 0; i < st->n_salvaged; i++) {
+		if (unlink(st->salvaged[i]) != 0)
+			op_warn("cannot remove salvaged file %s: %s", st->salvaged[i], strerror(errno));
+	}
+	st->n_salvaged = 0;
+}
+
 static int seal(store *st)
 {
 	char sha[65];
 	uint64_t rows, t0 = op_now_ns();
 	int rc;
 
-	if (!st->seg)
+	if (!st->seg) {
+		remove_salvaged(st); /* nothing open: whatever they held was sealed already */
 		return 0;
+	}
 	rows = op_segment_rows(st->seg);
 	rc = op_segment_seal(st->seg, st->outbox_dir, sha);
 	st->seg = NULL;
@@ -179,12 +192,7 @@ static int seal(store *st)
 	st->segments_sealed++;
 	st->rows_sealed += rows;
 	op_debug("sealed segment generation %" PRIu64 ": %" PRIu64 " rows, sha256 %s", st->gen, rows, sha);
-	/* The salvaged leftovers' rows are now durable in outbox/: their files can go. */
-	for (int i = 0; i < st->n_salvaged; i++) {
-		if (unlink(st->salvaged[i]) != 0)
-			op_warn("cannot remove salvaged file %s: %s", st->salvaged[i], strerror(errno));
-	}
-	st->n_salvaged = 0;
+	remove_salvaged(st);
 	st->gen++;
 	rc = send_acks(st, &st->pending);
 	return rc;
@@ -268,16 +276,25 @@ static void recover_outbox(store *st, size_t capacity)
 
 /* Rows of segments a crashed store left open: written again into the new segment, and the
  * old file deleted once that segment is sealed. Unreadable files go to corrupt/. */
+static int cmp_name(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
 static int salvage(store *st)
 {
 	DIR *d = opendir(st->segments_dir);
 	struct dirent *de;
 	char path[STORE_PATH * 2], dest[STORE_PATH * 2];
+	char **names = NULL;
+	size_t nn = 0, cap = 0;
 	int rc = 0;
 
 	if (!d)
 		return -errno;
-	while ((de = readdir(d)) && st->n_salvaged < STORE_MAX_SALVAGE) {
+	/* the names first: the segment the rows go into is created in this same directory, and a
+	 * listing read while it appears could hand it back as a leftover */
+	while ((de = readdir(d))) {
 		snprintf(path, sizeof(path), "%s/%s", st->segments_dir, de->d_name);
 		if (ends_with(de->d_name, ".h5.sha256")) {
 			unlink(path); /* its seal never completed; a new one will be written */
@@ -285,12 +302,32 @@ static int salvage(store *st)
 		}
 		if (!ends_with(de->d_name, ".h5"))
 			continue;
+		if (nn == cap) {
+			size_t c2 = cap ? cap * 2 : 64;
+			char **p = realloc(names, c2 * sizeof(*p));
+			if (!p) {
+				rc = -ENOMEM;
+				break;
+			}
+			names = p, cap = c2;
+		}
+		if (!(names[nn] = strdup(de->d_name))) {
+			rc = -ENOMEM;
+			break;
+		}
+		nn++;
+	}
+	closedir(d);
+	if (nn > 1)
+		qsort(names, nn, sizeof(*names), cmp_name); /* oldest first */
+	for (size_t f = 0; f < nn && rc == 0; f++) {
+		snprintf(path, sizeof(path), "%s/%s", st->segments_dir, names[f]);
 		op_result_row *rows = NULL;
 		size_t n = 0, k = 0;
 		if (op_segment_read(path, &rows, &n) < 0) {
-			snprintf(dest, sizeof(dest), "%s/%s", st->corrupt_dir, de->d_name);
+			snprintf(dest, sizeof(dest), "%s/%s", st->corrupt_dir, names[f]);
 			char fields[OP_CFG_STR + 48];
-			snprintf(fields, sizeof(fields), "SEGMENT=%s\nREASON=corrupt", de->d_name);
+			snprintf(fields, sizeof(fields), "SEGMENT=%s\nREASON=corrupt", names[f]);
 			if (rename(path, dest) == 0)
 				op_logf(OP_LOG_ERR, fields, "segment %s left by a crash is unreadable; moved to %s (reason=corrupt)",
 					path, dest);
@@ -314,8 +351,13 @@ static int salvage(store *st)
 		st->rows_salvaged += k;
 		st->files_salvaged++;
 		snprintf(st->salvaged[st->n_salvaged++], sizeof(st->salvaged[0]), "%s", path);
+		/* a batch's leftovers are deleted by the seal that holds their rows; then the next batch */
+		if (st->n_salvaged == STORE_MAX_SALVAGE)
+			rc = seal(st);
 	}
-	closedir(d);
+	for (size_t f = 0; f < nn; f++)
+		free(names[f]);
+	free(names);
 	if (rc == 0 && st->n_salvaged)
 		rc = seal(st);
 	return rc;

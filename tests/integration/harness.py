@@ -44,7 +44,7 @@ def check(cond, msg):
 class Appliance:
     """outpost-north + outpostd with a test configuration."""
 
-    def __init__(self, bindir, name, config=None, north=True, env=None, state_files=None):
+    def __init__(self, bindir, name, config=None, north=True, env=None, state_files=None, prepare=None):
         self.bindir = bindir
         self.tmp = tempfile.mkdtemp(prefix="op-%s-" % name)
         self.state = os.path.join(self.tmp, "state")
@@ -77,6 +77,9 @@ class Appliance:
             os.makedirs(self.state, exist_ok=True)
             with open(os.path.join(self.state, rel), "w") as f:
                 f.write(text)
+        if prepare:  # anything else an earlier life left: prepare(state_dir) before the daemon starts
+            os.makedirs(self.state, exist_ok=True)
+            prepare(self.state)
         self.logs = open(os.path.join(self.tmp, "log.txt"), "w")
         self.north = None
         if north:

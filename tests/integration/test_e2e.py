@@ -312,6 +312,51 @@ def test_window_bytes(bindir):
     check(a.stop() == 0, "outpostd did not stop cleanly")
 
 
+def test_salvage(bindir):
+    # Segments a crashed store left open are salvaged at start: more of them than one seal takes
+    # (64), and three whose rows are all copies of another's. Every row goes north once, every
+    # leftover file is removed, and the store neither restarts nor mistakes its own new segment
+    # for a leftover.
+    import h5py
+    import numpy as np
+
+    fields = [("stream_id", "<u4"), ("n_pulses", "<u4"), ("sequence", "<u8"), ("detector_time_ns", "<u8")] + \
+        [(f, "<f4") for f in ("dir_x", "dir_y", "dir_z", "zenith_rad", "azimuth_rad", "log10_energy_gev",
+                              "track_score", "guess_dir_x", "guess_dir_y", "guess_dir_z")] + \
+        [("model_id", "<u4"), ("flags", "<u4")]
+    nfiles, per = 70, 3
+
+    def leftovers(state):
+        seg = os.path.join(state, "segments")
+        os.makedirs(seg)
+        for i in range(nfiles):
+            rows = np.zeros(per, dtype=fields)
+            base = 0 if i >= nfiles - 3 else per * i  # the last three repeat the first file's rows
+            rows["stream_id"] = 8
+            rows["sequence"] = np.arange(base, base + per)
+            rows["detector_time_ns"] = 1000 + rows["sequence"]
+            rows["dir_z"] = -1.0
+            with h5py.File(os.path.join(seg, "leftover-%03d.h5" % i), "w") as f:
+                f.create_dataset("results", data=rows, maxshape=(None,))
+
+    a = Appliance(bindir, "salvage", prepare=leftovers)
+    unique = per * (nfiles - 3)
+    a.wait(lambda: a.status()["stages"]["store"]["counters"]["files_salvaged"] == nfiles, 30, "every leftover salvaged")
+    a.wait(lambda: (a.north_count() or 0) >= unique, 60, "the salvaged rows north")
+    st = a.status()
+    c = st["stages"]["store"]["counters"]
+    rows = a.north_rows()
+    keys = unique_keys(rows)
+    check(len(rows) == unique and len(keys) == unique, "north holds %d rows (%d distinct), expected %d once each"
+          % (len(rows), len(keys), unique))
+    check(c["rows_salvaged"] == unique and c["files_corrupt"] == 0, "store counters: %s" % c)
+    left = os.listdir(os.path.join(a.state, "segments"))
+    check(not [f for f in left if f.startswith("leftover-")], "leftover files not removed: %s" % left)
+    check(all(x["restarts"] == 0 for x in st["stages"].values()), "a stage restarted: %s" % st["stages"])
+    print("salvaged %d files, %d rows north once each" % (nfiles, unique))
+    check(a.stop() == 0, "outpostd did not stop cleanly")
+
+
 def test_badconfig(bindir):
     # a broken configuration never starts the appliance, and says where it is broken
     import tempfile
@@ -687,6 +732,8 @@ def main():
         test_malformed(bindir)
     elif case == "window_bytes":
         test_window_bytes(bindir)
+    elif case == "salvage":
+        test_salvage(bindir)
     elif case == "badconfig":
         test_badconfig(bindir)
     elif case == "live":
