@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -75,6 +76,9 @@ typedef struct store {
 	uint64_t flushed_ns;
 	int dirty;
 	int flush_failing; /* the last flush failed (said once, until one succeeds) */
+	int disk_full;		 /* paused: a write found no space (disk_full()) */
+	uint64_t disk_retry_ns;	 /* when to try again */
+	uint64_t disk_full_pauses; /* times it paused */
 	u64vec pending;      /* serials waiting for the open segment's seal */
 	u64vec ack_now;      /* serials whose rows are already sealed */
 	op_result_row *rows; /* batch being appended */
@@ -184,8 +188,9 @@ static int seal(store *st)
 	st->seg = NULL;
 	if (rc < 0) {
 		op_err("cannot seal segment of generation %" PRIu64 " (%" PRIu64 " rows) into %s: %s; "
-		       "nothing of it was acknowledged, exiting so that it is salvaged on restart",
-		       st->gen, rows, st->outbox_dir, strerror(-rc));
+		       "nothing of it was acknowledged%s",
+		       st->gen, rows, st->outbox_dir, strerror(-rc),
+		       rc == -ENOSPC ? "" : ", exiting so that it is salvaged on restart");
 		return rc;
 	}
 	st->last_seal_ms = (double)(op_now_ns() - t0) / 1e6;
@@ -363,6 +368,40 @@ static int salvage(store *st)
 	return rc;
 }
 
+/*
+ * A write found the disk full. Ending the store for it (as for any other seal failure) would
+ * restart it into the same full disk again and again, until the supervisor's restart budget
+ * ran out and it escalated to a reboot. Instead the store pauses: the open segment stays in
+ * segments/ as a leftover, its rows unacknowledged (ingest holds them, resends them, and its
+ * window and then the sender block: nothing is lost), nothing more is taken from infer, and
+ * every 5 s, once the disk has 1 MiB free, salvage tries again; once it seals, the store goes
+ * on. It reports itself blocked,
+ * so the supervisor does not take the pause for a hang.
+ */
+static void disk_full(store *st, const char *what)
+{
+	if (st->seg) {
+		op_segment_abandon(st->seg); /* stays in segments/: salvaged when there is room */
+		st->seg = NULL;
+	}
+	op_dedup_forget_gen(st->dedup, st->gen); /* those rows are not sealed */
+	st->pending.n = 0;			 /* never acknowledged: ingest sends them again */
+	st->n_salvaged = 0;			 /* leftovers not sealed stay leftovers */
+	st->gen++;				 /* the next segment must not take the abandoned one's name */
+	st->disk_retry_ns = op_now_ns() + 5000000000ull;
+	if (st->disk_full)
+		return;
+	struct statvfs v;
+	unsigned long long avail = statvfs(st->segments_dir, &v) == 0 ? (unsigned long long)v.f_bavail * v.f_frsize : 0;
+	op_logf(OP_LOG_ERR, "REASON=disk_full",
+		"%s: no space left in %s (%llu bytes free): pausing - nothing more is taken from infer, ingest keeps "
+		"the events it holds and its sender blocks; nothing is lost. Retrying every 5 s; free space there "
+		"(or lower uplink.disk_reserve's margin) to resume",
+		what, st->segments_dir, avail);
+	st->disk_full = 1;
+	st->disk_full_pauses++;
+}
+
 static void report(store *st, uint64_t progress, int idle)
 {
 	op_stage_ctx *s = st->s;
@@ -380,6 +419,9 @@ static void report(store *st, uint64_t progress, int idle)
 	op_report_counter(s, "acks_sent", st->acks_sent);
 	op_report_gauge(s, "open_rows", st->seg ? (double)op_segment_rows(st->seg) : 0);
 	op_report_gauge(s, "last_seal_ms", st->last_seal_ms);
+	op_report_gauge(s, "disk_full", st->disk_full);
+	op_report_counter(s, "disk_full_pauses", st->disk_full_pauses);
+	op_report_gauge(s, "blocked_downstream", st->disk_full); /* a pause, not a hang */
 	op_report_send(s);
 }
 
@@ -454,7 +496,10 @@ int op_stage_store(op_stage_ctx *s)
 
 	recover_outbox(&st, dedup_cap);
 	st.gen = 1; /* generation 0 = "already in outbox/" */
-	if (salvage(&st) < 0)
+	int src = salvage(&st);
+	if (src == -ENOSPC)
+		disk_full(&st, "salvaging leftover segments");
+	else if (src < 0)
 		goto out;
 
 	while (!op_stage_stop) {
@@ -462,6 +507,32 @@ int op_stage_store(op_stage_ctx *s)
 		int idle = 1;
 		zmq_msg_t m;
 
+		if (st.disk_full) { /* paused: take nothing, try again now and then */
+			zmq_poll(NULL, 0, 100);
+			uint64_t now = op_now_ns();
+			if (st.ack_now.n && send_acks(&st, &st.ack_now) < 0)
+				goto zfail;
+			struct statvfs v;
+			if (now >= st.disk_retry_ns && statvfs(st.segments_dir, &v) == 0 &&
+			    (unsigned long long)v.f_bavail * v.f_frsize < (1ull << 20)) {
+				st.disk_retry_ns = now + 5000000000ull; /* still under 1 MiB free: not yet */
+			} else if (now >= st.disk_retry_ns) {
+				uint64_t salvaged = st.rows_salvaged;
+				int r2 = salvage(&st);
+				if (r2 == -ENOSPC) {
+					disk_full(&st, "salvaging the held segment");
+				} else if (r2 < 0) {
+					goto out;
+				} else {
+					st.disk_full = 0;
+					op_info("room again in %s: resumed (%" PRIu64 " rows of the held segments sealed)",
+						st.segments_dir, st.rows_salvaged - salvaged);
+				}
+			}
+			if (op_report_due(s, now))
+				report(&st, progress, 0);
+			continue;
+		}
 		if (zmq_poll(&it, 1, 100) < 0 && errno != EINTR)
 			goto zfail;
 		for (int i = 0; i < 64; i++) {
@@ -475,6 +546,10 @@ int op_stage_store(op_stage_ctx *s)
 				op_err("batch from infer has %zu stray bytes; ignored them", zmq_msg_size(&m) % sizeof(op_stage_result));
 			int err = take_batch(&st, zmq_msg_data(&m), n);
 			zmq_msg_close(&m);
+			if (err == -ENOSPC) {
+				disk_full(&st, "writing results");
+				break;
+			}
 			if (err < 0)
 				goto out;
 			progress += n;
@@ -488,7 +563,10 @@ int op_stage_store(op_stage_ctx *s)
 				  op_segment_bytes(st.seg) >= cfg->store_rotate_bytes ||
 				  now - st.opened_ns >= cfg->store_rotate_age_ns;
 			if (due) {
-				if (seal(&st) < 0)
+				int sr = seal(&st);
+				if (sr == -ENOSPC)
+					disk_full(&st, "sealing a segment");
+				else if (sr < 0)
 					goto out;
 			} else if (st.dirty && now - st.flushed_ns >= 1000000000ull) {
 				/* not durable yet, but salvageable after a crash; a failure is said once (the rows

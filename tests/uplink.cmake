@@ -12,6 +12,12 @@ add_test(NAME uplink_diskfull
   COMMAND ${OP_PY} ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_diskfull.py $<TARGET_FILE_DIR:outpostd>)
 set_tests_properties(uplink_diskfull PROPERTIES LABELS integration SKIP_RETURN_CODE 77 TIMEOUT 300
   RESOURCE_LOCK e2e_cpu)
+# The disk filling up under the store (a small tmpfs; needs root, else skipped): it pauses
+# instead of restarting into it, and resumes by itself with nothing lost once there is room.
+add_test(NAME store_diskpause
+  COMMAND ${OP_PY} ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_diskpause.py $<TARGET_FILE_DIR:outpostd>)
+set_tests_properties(store_diskpause PROPERTIES LABELS integration SKIP_RETURN_CODE 77 TIMEOUT 300
+  RESOURCE_LOCK e2e_cpu)
 # 100 cuts of the link at random offsets through a cutting proxy: byte-identical files north,
 # none twice, every stored event north once.
 add_test(NAME uplink_cuts

@@ -136,9 +136,9 @@ static int attr_u64(hid_t obj, const char *name, uint64_t v)
 
 	if (sp < 0)
 		return -EIO;
-	if (H5Aexists(obj, name) > 0)
-		H5Adelete(obj, name);
-	a = H5Acreate2(obj, name, H5T_STD_U64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
+	/* in place when it exists: deleting first would leave none if the create then failed */
+	a = H5Aexists(obj, name) > 0 ? H5Aopen(obj, name, H5P_DEFAULT)
+				     : H5Acreate2(obj, name, H5T_STD_U64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
 	if (a >= 0) {
 		rc = H5Awrite(a, H5T_NATIVE_UINT64, &v) < 0 ? -EIO : 0;
 		H5Aclose(a);
@@ -203,7 +203,8 @@ int op_segment_create(const char *segments_dir, const char *name, const op_segme
 	    attr_str(s->file, "model", meta->model_name ? meta->model_name : "") < 0 ||
 	    attr_str(s->file, "config_hash", meta->config_hash ? meta->config_hash : "") < 0 ||
 	    attr_str(s->file, "software_version", meta->software_version ? meta->software_version : "") < 0 ||
-	    attr_str(s->file, "site", meta->site ? meta->site : "") < 0 || attr_str(s->file, "created_utc", now) < 0)
+	    attr_str(s->file, "site", meta->site ? meta->site : "") < 0 || attr_str(s->file, "created_utc", now) < 0 ||
+	    attr_u64(s->file, "rows_flushed", 0) < 0)
 		goto fail;
 	rc = 0;
 	*ret = s;
@@ -272,12 +273,20 @@ int op_segment_append(op_segment *s, const op_result_row *rows, size_t n)
 	return 0;
 }
 
+/*
+ * The rows first, then rows_flushed saying how many there are, then that: a reader of a file
+ * left open (salvage) takes no more rows than the attribute, so a write cut short — a full disk,
+ * a crash — cannot hand it rows that were never written (HDF5 reads them as zeros).
+ */
 int op_segment_flush(op_segment *s)
 {
 	int rc = write_buf(s);
 	if (rc < 0)
 		return rc;
-	return H5Fflush(s->file, H5F_SCOPE_GLOBAL) < 0 ? h5_errno(s->dir) : 0;
+	if (H5Fflush(s->file, H5F_SCOPE_GLOBAL) < 0 || attr_u64(s->file, "rows_flushed", s->written) < 0 ||
+	    H5Fflush(s->file, H5F_SCOPE_GLOBAL) < 0)
+		return h5_errno(s->dir);
+	return 0;
 }
 
 uint64_t op_segment_rows(const op_segment *s)
@@ -314,7 +323,13 @@ int op_segment_seal(op_segment *s, const char *outbox_dir, char sha256_hex[65])
 	if (rc < 0)
 		goto fail;
 	utc_now(now, sizeof(now));
-	if (attr_u64(s->file, "rows", s->rows) < 0 || attr_u64(s->file, "first_detector_time_ns", s->first_time) < 0 ||
+	/* the rows, flushed, before any attribute that counts them */
+	if (H5Fflush(s->file, H5F_SCOPE_GLOBAL) < 0) {
+		rc = h5_errno(s->dir);
+		goto fail;
+	}
+	if (attr_u64(s->file, "rows", s->rows) < 0 || attr_u64(s->file, "rows_flushed", s->rows) < 0 ||
+	    attr_u64(s->file, "first_detector_time_ns", s->first_time) < 0 ||
 	    attr_u64(s->file, "last_detector_time_ns", s->last_time) < 0 || attr_str(s->file, "sealed_utc", now) < 0 ||
 	    H5Fflush(s->file, H5F_SCOPE_GLOBAL) < 0) {
 		rc = h5_errno(s->dir);
@@ -387,6 +402,18 @@ void op_segment_abandon(op_segment *s)
 	free(s);
 }
 
+static int read_attr_u64(hid_t obj, const char *name, uint64_t *v)
+{
+	if (H5Aexists(obj, name) <= 0)
+		return -ENOENT;
+	hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+	if (a < 0)
+		return -EIO;
+	int rc = H5Aread(a, H5T_NATIVE_UINT64, v) < 0 ? -EIO : 0;
+	H5Aclose(a);
+	return rc;
+}
+
 int op_segment_read(const char *path, op_result_row **rows, size_t *n)
 {
 	hid_t file, dset = -1, space = -1, mt = -1;
@@ -413,6 +440,12 @@ int op_segment_read(const char *path, op_result_row **rows, size_t *n)
 	mt = mem_type();
 	if (count > 0 && H5Dread(dset, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0)
 		goto out;
+	/* only the rows a flush vouched for (op_segment_flush; a seal sets it to all): a file left
+	 * open by a crash or a full disk may be longer than what was written. A file without the
+	 * attribute was not written by this code, and is taken whole. */
+	uint64_t vouched;
+	if (read_attr_u64(file, "rows_flushed", &vouched) == 0 && vouched < (uint64_t)count)
+		count = (hssize_t)vouched;
 	*rows = out;
 	*n = (size_t)count;
 	out = NULL;

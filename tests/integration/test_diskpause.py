@@ -1,0 +1,104 @@
+#!/usr/bin/python3
+"""
+test_diskpause.py — the disk fills up under the store, for real (a 16 MiB tmpfs, filled by a
+file that is not the appliance's), with no eviction margin to save it:
+
+  test_diskpause.py BINDIR
+
+Checked, as the site would see it:
+  - the store pauses (status: disk_full, blocked) instead of ending and being restarted into the
+    same full disk until the supervisor escalates; no stage restarts while it lasts;
+  - the log says so, naming the directory;
+  - once space is freed the store resumes by itself, and every event sent is stored once, with
+    nothing dropped.
+Needs root to mount the tmpfs (else skipped, exit 77).
+"""
+import glob
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Appliance, check, unique_keys  # noqa: E402
+
+
+def main():
+    bindir = sys.argv[1]
+    try:
+        import h5py
+        import numpy as np
+    except ImportError as e:
+        print("skipped: %s" % e)
+        sys.exit(77)
+    mnt = tempfile.mkdtemp(prefix="op-diskpause-")
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", mnt]).returncode != 0:
+        print("skipped: cannot mount a tmpfs here (needs root)")
+        sys.exit(77)
+    app = None
+    try:
+        state = os.path.join(mnt, "state")
+        app = Appliance(bindir, "diskpause", north=False, config={
+            "paths": {"state_dir": state},
+            "uplink": {"disk_reserve": "0"},
+            "store": {"rotate_age": "1s", "deflate_level": 0},
+            "ingest": {"resend_after": "3s"},
+        })
+        # something else fills the disk, all but 48 kB
+        filler = os.path.join(mnt, "filler")
+        with open(filler, "wb") as f:
+            try:
+                while True:
+                    f.write(b"\0" * 65536)
+                    f.flush()
+            except OSError:
+                pass
+        os.truncate(filler, os.path.getsize(filler) - 48 * 1024)
+        n = 20000
+        sim = subprocess.Popen([os.path.join(bindir, "outpost-sim"), "--endpoint", app.endpoint, "--count", str(n),
+                                "--rate", "4000", "--stream", "4"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        app.wait(lambda: app.status()["stages"]["store"]["gauges"].get("disk_full", 0) == 1, 60, "the store pausing")
+        paused_at = app.status()["events"]["stored"]
+        time.sleep(12)  # longer than the stage deadline (10 s): a stage taken for hung would be restarted
+        st = app.status()
+        store = st["stages"]["store"]
+        check(store["gauges"]["disk_full"] == 1, "the store resumed with the disk still full")
+        check(all(r["restarts"] == 0 for r in st["stages"].values()), "a stage restarted while the disk was full: %s" %
+              {k: v["restarts"] for k, v in st["stages"].items()})
+        app.logs.flush()
+        with open(os.path.join(app.tmp, "log.txt")) as f:
+            log = f.read()
+        check("no space left in %s/segments" % state in log, "the log does not say the disk is full")
+        print("paused with %d of %d events stored; stages up, log: %s" %
+              (paused_at, n, [ln for ln in log.splitlines() if "no space left in" in ln][0][:160]))
+        os.unlink(filler)
+        app.wait(lambda: app.status()["stages"]["store"]["gauges"]["disk_full"] == 0, 30, "the store resuming")
+        out, err = sim.communicate(timeout=180)
+        check(sim.returncode == 0, "simulator failed: %s" % err)
+        app.wait(lambda: app.status()["events"]["accepted"] == n and app.status()["events"]["in_flight"] == 0, 120,
+                 "every event settled")
+        e = app.status()["events"]
+        check(e["stored"] == n and e["dropped"] == 0, "stored %d, dropped %d of %d" % (e["stored"], e["dropped"], n))
+        parts = []
+        for path in glob.glob(os.path.join(state, "outbox", "*.h5")):
+            with h5py.File(path, "r") as f:
+                parts.append(f["results"][:])
+        rows = np.concatenate(parts)
+        check(len(rows) == n and len(unique_keys(rows)) == n, "outbox holds %d rows (%d distinct) of %d" %
+              (len(rows), len(unique_keys(rows)), n))
+        pauses = app.status()["stages"]["store"]["counters"]["disk_full_pauses"]
+        print("resumed: all %d events stored once, none dropped, %d pause(s)" % (n, pauses))
+        check(pauses == 1, "%d pauses: it resumed and paused again while the disk was full" % pauses)
+        check(app.stop() == 0, "outpostd did not stop cleanly")
+        app = None
+    finally:
+        if app:
+            app.stop(keep=True)
+        subprocess.run(["umount", mnt])
+        os.rmdir(mnt)
+
+
+if __name__ == "__main__":
+    main()
