@@ -26,6 +26,7 @@ typedef struct entry {
 typedef struct key {
 	uint64_t seq, t;
 	uint32_t stream;
+	uint64_t gen; /* the FIFO's copy: a key forgotten and taken again has a newer one */
 } key;
 
 struct op_dedup {
@@ -118,7 +119,7 @@ void op_dedup_insert(op_dedup *d, uint32_t stream, uint64_t seq, uint64_t t, uin
 	if (d->count == d->capacity) {
 		key *old = &d->fifo[d->head];
 		entry *e = lookup(d, old->stream, old->seq, old->t);
-		if (e)
+		if (e && e->gen == old->gen) /* else forgotten, and held now by a later insertion */
 			erase(d, e);
 		d->head = (d->head + 1) % d->capacity;
 		d->count--;
@@ -127,12 +128,13 @@ void op_dedup_insert(op_dedup *d, uint32_t stream, uint64_t seq, uint64_t t, uin
 	while (d->tab[i].used)
 		i = (i + 1) & d->mask;
 	d->tab[i] = (entry){.seq = seq, .t = t, .gen = gen, .stream = stream, .used = 1};
-	d->fifo[(d->head + d->count) % d->capacity] = (key){.seq = seq, .t = t, .stream = stream};
+	d->fifo[(d->head + d->count) % d->capacity] = (key){.seq = seq, .t = t, .stream = stream, .gen = gen};
 	d->count++;
 }
 
 /* Forgotten keys keep their place in the FIFO until it reaches them: eviction of a key that is
- * no longer in the table is a no-op. Only used on the rare seal-failure path. */
+ * no longer in the table, or is there again from a later insertion (another generation), is a
+ * no-op. Used when a segment cannot be sealed (a full disk: the store pauses and tries again). */
 void op_dedup_forget_gen(op_dedup *d, uint64_t gen)
 {
 	for (size_t i = 0; i <= d->mask; i++) {
@@ -235,7 +237,7 @@ size_t op_dedup_recover(op_dedup *d, const char *const *dirs, int ndirs, size_t 
 				key *k = nch < cap_ch ? malloc(nr * sizeof(*k)) : NULL;
 				if (k) {
 					for (size_t j = 0; j < nr; j++)
-						k[j] = (key){rows[j].sequence, rows[j].detector_time_ns, rows[j].stream_id};
+						k[j] = (key){rows[j].sequence, rows[j].detector_time_ns, rows[j].stream_id, 0};
 					ch[nch++] = (chunk){k, nr};
 					total += nr;
 				} else {

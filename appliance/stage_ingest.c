@@ -52,6 +52,8 @@ typedef struct slot {
 	uint8_t state;
 } slot;
 
+#define INGEST_SEQ_WINDOW 4096 /* sequence numbers tracked per stream (ingest/seqtrack.h) */
+
 typedef struct ingest {
 	op_stage_ctx *s;
 	slot *slots;
@@ -371,6 +373,15 @@ typedef struct marks {
 	} *m;
 } marks;
 
+/* 1 when seq lies a sequence window (INGEST_SEQ_WINDOW) or more past the stream's mark */
+static int mark_far_ahead(const marks *mk, uint32_t stream, uint64_t seq)
+{
+	for (uint32_t i = 0; i < mk->n; i++)
+		if (mk->m[i].stream == stream)
+			return seq >= mk->m[i].next && seq - mk->m[i].next >= INGEST_SEQ_WINDOW;
+	return 0;
+}
+
 static void mark_max(marks *mk, uint32_t stream, uint64_t next)
 {
 	for (uint32_t i = 0; i < mk->n; i++)
@@ -434,7 +445,12 @@ static void take_over(void *ctx, const uint8_t *msg, size_t len, int live)
 		g->dropped_not_recovered += live;
 		return;
 	}
-	mark_max(t->mk, h.stream_id, h.sequence + 1);
+	/* Its sequence moves the stream's mark on, unless it lies a sequence window or more past
+	 * it: such an event was taken as "ahead" (ingest/seqtrack.h), a jump not yet confirmed, and
+	 * must not become the successor's starting point (every real event after it would be too
+	 * old). A jump confirmed before the crash is confirmed again by the events that follow. */
+	if (!mark_far_ahead(t->mk, h.stream_id, h.sequence))
+		mark_max(t->mk, h.stream_id, h.sequence + 1);
 	if (!live)
 		return;
 	if (hold(g, &h, msg, len) < 0)
@@ -605,7 +621,7 @@ int op_stage_ingest(op_stage_ctx *s)
 	rc_cfg.max_pulses = cfg->ingest_max_pulses;
 	rc_cfg.max_message_bytes = cfg->ingest_max_message_bytes;
 	rc_cfg.max_streams = 4096;
-	rc_cfg.seq_window = 4096;
+	rc_cfg.seq_window = INGEST_SEQ_WINDOW;
 	rc_cfg.on_reject = log_rejection;
 	int err = op_receiver_open(s->zctx, &rc_cfg, &r);
 	if (err < 0) {

@@ -13,9 +13,10 @@
  *     in `pending`; a resent event whose row is already sealed is acknowledged at once.
  *  2. Each (stream, sequence) is written once while it is remembered by the dedup table, which
  *     spans ingest's whole resend window and is rebuilt from outbox/ at start.
- *  3. If a segment can't be sealed (disk full, I/O error) the store exits non-zero: nothing of
- *     that segment was acknowledged, ingest still holds it, and the restarted store salvages
- *     the file. It never acknowledges what it could not make durable.
+ *  3. If a segment can't be sealed (an I/O error) the store exits non-zero: nothing of that
+ *     segment was acknowledged, ingest still holds it, and the restarted store salvages the
+ *     file. On a full disk it pauses instead, with the same guarantees, and goes on once there
+ *     is room (disk_full()). It never acknowledges what it could not make durable.
  *  4. A file in segments/ that can't be read at start is moved to segments/corrupt/, never
  *     deleted, and counted.
  */
@@ -69,6 +70,9 @@ typedef struct store {
 	char segments_dir[STORE_PATH], outbox_dir[STORE_PATH], corrupt_dir[STORE_PATH], sent_dir[STORE_PATH];
 	op_segment_meta meta;
 	char model_name[64], config_hash[17], site[64];
+	char seg_name[160];	      /* the open segment's name (file seg_name.h5) */
+	int salvaging;		      /* in salvage(): the open segment holds copies of leftovers */
+	uint64_t batch_rows, batch_files; /* salvaged into the open segment, counted once it seals */
 	op_dedup *dedup;
 	op_segment *seg;
 	uint64_t gen;        /* generation of the open segment */
@@ -131,6 +135,7 @@ static int open_segment(store *st)
 	char name[160];
 	segment_name(st, name, sizeof(name));
 	int rc = op_segment_create(st->segments_dir, name, &st->meta, &st->seg);
+	snprintf(st->seg_name, sizeof(st->seg_name), "%s", name);
 	if (rc < 0) {
 		op_err("cannot create segment %s/%s.h5: %s", st->segments_dir, name, strerror(-rc));
 		return rc;
@@ -171,6 +176,9 @@ static void remove_salvaged(store *st)
 			op_warn("cannot remove salvaged file %s: %s", st->salvaged[i], strerror(errno));
 	}
 	st->n_salvaged = 0;
+	st->rows_salvaged += st->batch_rows;
+	st->files_salvaged += st->batch_files;
+	st->batch_rows = st->batch_files = 0;
 }
 
 static int seal(store *st)
@@ -186,6 +194,8 @@ static int seal(store *st)
 	rows = op_segment_rows(st->seg);
 	rc = op_segment_seal(st->seg, st->outbox_dir, sha);
 	st->seg = NULL;
+	if (rc == 0)
+		st->seg_name[0] = 0;
 	if (rc < 0) {
 		op_err("cannot seal segment of generation %" PRIu64 " (%" PRIu64 " rows) into %s: %s; "
 		       "nothing of it was acknowledged%s",
@@ -297,6 +307,7 @@ static int salvage(store *st)
 
 	if (!d)
 		return -errno;
+	st->salvaging = 1;
 	/* the names first: the segment the rows go into is created in this same directory, and a
 	 * listing read while it appears could hand it back as a leftover */
 	while ((de = readdir(d))) {
@@ -353,8 +364,8 @@ static int salvage(store *st)
 		if (rc < 0)
 			break;
 		op_info("salvaged %zu rows from %s (left by an earlier run)", k, path);
-		st->rows_salvaged += k;
-		st->files_salvaged++;
+		st->batch_rows += k; /* counted when the batch is sealed (remove_salvaged) */
+		st->batch_files++;
 		snprintf(st->salvaged[st->n_salvaged++], sizeof(st->salvaged[0]), "%s", path);
 		/* a batch's leftovers are deleted by the seal that holds their rows; then the next batch */
 		if (st->n_salvaged == STORE_MAX_SALVAGE)
@@ -365,6 +376,8 @@ static int salvage(store *st)
 	free(names);
 	if (rc == 0 && st->n_salvaged)
 		rc = seal(st);
+	if (rc == 0)
+		st->salvaging = 0; /* on a failure disk_full() still needs to know (and clears it) */
 	return rc;
 }
 
@@ -380,14 +393,31 @@ static int salvage(store *st)
  */
 static void disk_full(store *st, const char *what)
 {
+	char path[STORE_PATH * 2];
+	int published = 0;
+
 	if (st->seg) {
 		op_segment_abandon(st->seg); /* stays in segments/: salvaged when there is room */
 		st->seg = NULL;
 	}
-	op_dedup_forget_gen(st->dedup, st->gen); /* those rows are not sealed */
-	st->pending.n = 0;			 /* never acknowledged: ingest sends them again */
-	st->n_salvaged = 0;			 /* leftovers not sealed stay leftovers */
-	st->gen++;				 /* the next segment must not take the abandoned one's name */
+	if (st->seg_name[0]) {
+		/* A seal that failed after its renames (its directory fsync) did publish its rows */
+		snprintf(path, sizeof(path), "%s/%s.h5", st->outbox_dir, st->seg_name);
+		published = access(path, F_OK) == 0;
+		/* A salvage's segment holds copies of leftovers that are still there: it would only
+		 * take the space salvage is waiting for. One of fresh rows stays, to be salvaged. */
+		snprintf(path, sizeof(path), "%s/%s.h5", st->segments_dir, st->seg_name);
+		if (!published && st->salvaging && unlink(path) == 0)
+			op_info("removed %s: a copy of leftovers that stay in %s", path, st->segments_dir);
+		st->seg_name[0] = 0;
+	}
+	if (!published)
+		op_dedup_forget_gen(st->dedup, st->gen); /* those rows are not sealed */
+	st->pending.n = 0;	/* never acknowledged: ingest sends them again (published: acknowledged then) */
+	st->n_salvaged = 0;	/* leftovers not sealed stay leftovers */
+	st->batch_rows = st->batch_files = 0;
+	st->salvaging = 0;
+	st->gen++;		/* the next segment must not take the abandoned one's name */
 	st->disk_retry_ns = op_now_ns() + 5000000000ull;
 	if (st->disk_full)
 		return;

@@ -6,10 +6,14 @@
  * 2·max_streams slots with their bitmaps preallocated in one block.
  *
  * A jump ahead by the window or more is followed only once OP_SEQ_CONFIRM consecutive events
- * carry the new numbering (the run [run_from, run_next)). Until then those events are taken as
- * new (OP_SEQ_AHEAD) and `next` stays: one message with a wild sequence number — a DAQ fault, a
- * second detector misconfigured onto the stream — would otherwise count up to 2^64 events as
- * lost and turn every later real event into "too old", for as long as the appliance ran.
+ * carry the new numbering (the run [run_from, run_next)) with no event of the numbering in
+ * force between them (one in order, after a gap within the window, or late, ends the run).
+ * Until then those events are taken as new (OP_SEQ_AHEAD) and `next` stays: one message with a
+ * wild sequence number — a DAQ fault, a second detector misconfigured onto the stream — would
+ * otherwise count up to 2^64 events as lost and turn every later real event into "too old",
+ * for as long as the appliance ran. Events of a run that is never confirmed are stored but not
+ * remembered: a resend of one is taken again (the store removes the copy), and if a later run is
+ * confirmed past them they count as missing.
  */
 #include "ingest/seqtrack.h"
 
@@ -109,10 +113,13 @@ int op_seqtrack_observe(op_seqtrack *t, uint32_t id, uint64_t seq)
 {
 	uint64_t window = (uint64_t)t->words * 64;
 	int fresh;
-	stream *s = find(t, id, &fresh);
+	stream *s;
 
-	if (seq == UINT64_MAX) /* the decoder refuses it: next = seq + 1 must exist */
+	if (seq == UINT64_MAX) { /* the decoder refuses it: next = seq + 1 must exist */
+		t->st.too_old++;
 		return OP_SEQ_TOO_OLD;
+	}
+	s = find(t, id, &fresh);
 	if (!s) {
 		t->st.stream_limit++;
 		return OP_SEQ_STREAM_LIMIT;
@@ -147,6 +154,7 @@ int op_seqtrack_observe(op_seqtrack *t, uint32_t id, uint64_t seq)
 			s->run_from = s->run_next = 0;
 			return OP_SEQ_AFTER_GAP;
 		}
+		s->run_from = s->run_next = 0; /* the numbering in force goes on: no run is confirmed */
 		/* Clear the bits of the sequence numbers we jump over (they are now "missing"). */
 		for (uint64_t q = s->next; q < seq; q++)
 			bit_set(t, s, q, 0);
@@ -168,6 +176,7 @@ int op_seqtrack_observe(op_seqtrack *t, uint32_t id, uint64_t seq)
 		return OP_SEQ_DUPLICATE;
 	}
 	bit_set(t, s, seq, 1);
+	s->run_from = s->run_next = 0;
 	t->st.late_total++;
 	return OP_SEQ_LATE;
 }

@@ -367,8 +367,13 @@ static int read_all(const char *path, uint8_t **out, size_t *len)
 	if (fd < 0)
 		return -errno;
 	if (fstat(fd, &st) != 0) {
+		int e = -errno;
 		close(fd);
-		return -errno;
+		return e;
+	}
+	if (!S_ISREG(st.st_mode)) { /* not a log file, whatever its name */
+		close(fd);
+		return S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
 	}
 	uint8_t *b = malloc((size_t)st.st_size + 1);
 	size_t got = 0;
@@ -485,9 +490,10 @@ int op_wal_replay(const char *dir, uint64_t incarnation, uint64_t report_seq,
 		}
 	}
 	res->found = counting;
-	qsort(fr, nfr, sizeof(uint64_t), cmp_u64);
+	if (nfr > 1)
+		qsort(fr, nfr, sizeof(uint64_t), cmp_u64);
 	for (size_t i = 0; i < nev; i++) {
-		int live = !bsearch(&evs[i].serial, fr, nfr, sizeof(uint64_t), cmp_u64);
+		int live = !nfr || !bsearch(&evs[i].serial, fr, nfr, sizeof(uint64_t), cmp_u64);
 		res->freed += !live;
 		if (fn)
 			fn(ctx, evs[i].msg, evs[i].len, live);

@@ -236,7 +236,7 @@ static int write_buf(op_segment *s)
 		return 0;
 	if (H5Dset_extent(s->dset, &size) < 0)
 		return h5_errno(s->dir);
-	rc = h5_errno(s->dir);
+	rc = -EIO;
 	fs = H5Dget_space(s->dset);
 	ms = H5Screate_simple(1, &count, NULL);
 	if (fs >= 0 && ms >= 0 && H5Sselect_hyperslab(fs, H5S_SELECT_SET, &start, NULL, &count, NULL) >= 0 &&
@@ -245,6 +245,7 @@ static int write_buf(op_segment *s)
 		s->nbuf = 0;
 		rc = 0;
 	} else {
+		rc = h5_errno(s->dir);
 		/* back to the rows written, so that a file closed after this keeps no rows of fill values */
 		hsize_t was = s->written;
 		H5Dset_extent(s->dset, &was);

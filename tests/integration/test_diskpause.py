@@ -42,7 +42,7 @@ def main():
         app = Appliance(bindir, "diskpause", north=False, config={
             "paths": {"state_dir": state},
             "uplink": {"disk_reserve": "0"},
-            "store": {"rotate_age": "1s", "deflate_level": 0},
+            "store": {"rotate_age": "1s", "chunk_rows": 512},
             "ingest": {"resend_after": "3s"},
         })
         # something else fills the disk, all but 48 kB

@@ -98,6 +98,19 @@ int main(void)
 	op_dedup_close(d);
 	op_dedup_close(NULL);
 
+	/* A generation forgotten (its segment could not be sealed) and one of its keys taken again:
+	 * when the eviction order reaches the forgotten copy it must not take the new one along */
+	CHECK(op_dedup_open(4, &d) == 0);
+	for (uint64_t q = 1; q <= 4; q++)
+		op_dedup_insert(d, 5, q, 1000 * q, 1);
+	op_dedup_forget_gen(d, 1);
+	op_dedup_insert(d, 5, 4, 4000, 2); /* key 4 again, while its old copy waits in the queue */
+	op_dedup_insert(d, 5, 5, 5000, 2);
+	op_dedup_insert(d, 5, 6, 6000, 2);
+	op_dedup_insert(d, 5, 7, 7000, 2); /* evicts the forgotten copy of key 4 */
+	CHECK(holds(d, 4) && holds(d, 5) && holds(d, 6) && holds(d, 7));
+	op_dedup_close(d);
+
 	/* After a restart, with more sealed rows than the table holds (10): sent/ has events 0-5,
 	 * outbox/ 6-11 and, newest, 12-17. The table keeps 8-17 — above all the newest segment's,
 	 * which ingest resends when the store died between sealing it and acknowledging; taking

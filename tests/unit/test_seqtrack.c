@@ -35,12 +35,15 @@ int main(void)
 	CHECK(op_seqtrack_observe(t, 1, 10) == OP_SEQ_DUPLICATE);
 	CHECK(op_seqtrack_observe(t, 2, 0) == OP_SEQ_FIRST);
 	CHECK(op_seqtrack_observe(t, 3, 0) == OP_SEQ_STREAM_LIMIT);
-	/* a jump of more than the window (128) is followed once four consecutive events confirm it;
-	 * until then they are new (AHEAD) and the stream stays where it was */
+	/* a jump of more than the window (128) is followed once four consecutive events confirm it
+	 * with none of the numbering in force between them; until then they are new (AHEAD) and the
+	 * stream stays where it was */
 	CHECK(op_seqtrack_observe(t, 1, 1000) == OP_SEQ_AHEAD);
 	CHECK(op_seqtrack_observe(t, 1, 1001) == OP_SEQ_AHEAD);
 	CHECK(op_seqtrack_observe(t, 1, 1001) == OP_SEQ_DUPLICATE);
-	CHECK(op_seqtrack_observe(t, 1, 14) == OP_SEQ_LATE); /* the old numbering still counts */
+	CHECK(op_seqtrack_observe(t, 1, 14) == OP_SEQ_LATE); /* the old numbering goes on: the run ends */
+	CHECK(op_seqtrack_observe(t, 1, 1000) == OP_SEQ_AHEAD); /* a new run (the store removes the copy) */
+	CHECK(op_seqtrack_observe(t, 1, 1001) == OP_SEQ_AHEAD);
 	CHECK(op_seqtrack_observe(t, 1, 1002) == OP_SEQ_AHEAD);
 	CHECK(op_seqtrack_observe(t, 1, 1003) == OP_SEQ_AFTER_GAP); /* 16..999 missing: 984 */
 	CHECK(op_seqtrack_observe(t, 1, 1002) == OP_SEQ_DUPLICATE);
@@ -57,10 +60,26 @@ int main(void)
 	CHECK_EQ_U64(st.duplicates, 5);
 	CHECK_EQ_U64(st.too_old, 2);
 	CHECK_EQ_U64(st.stream_limit, 1);
-	CHECK_EQ_U64(st.ahead, 3);
+	CHECK_EQ_U64(st.ahead, 5);
 	CHECK_EQ_U64(st.jumps, 1);
 	op_seqtrack_close(t);
 	op_seqtrack_close(NULL);
+
+	/* A second detector misconfigured onto a stream, its numbering far ahead and interleaved
+	 * with the real one: its events are stored (AHEAD), and the stream is never taken over */
+	CHECK(op_seqtrack_open(2, 128, &t) == 0);
+	CHECK(op_seqtrack_observe(t, 6, 0) == OP_SEQ_FIRST);
+	int real = 1, other = 1;
+	for (uint64_t k = 1; k < 50; k++) {
+		real &= op_seqtrack_observe(t, 6, k) == OP_SEQ_IN_ORDER;
+		other &= op_seqtrack_observe(t, 6, 5000000 + k) == OP_SEQ_AHEAD;
+	}
+	CHECK(real);
+	CHECK(other);
+	op_seqtrack_get_stats(t, &st);
+	CHECK_EQ_U64(st.jumps, 0);
+	CHECK_EQ_U64(st.gap_events_total, 0);
+	op_seqtrack_close(t);
 
 	/* One message far ahead (a DAQ fault) and a stray one at the top of the range: the stream
 	 * goes on, no events are counted as lost, and the tracker neither hangs nor wraps (a repeated
@@ -71,12 +90,14 @@ int main(void)
 	CHECK(op_seqtrack_observe(t, 4, UINT64_MAX - 1) == OP_SEQ_AHEAD);
 	CHECK(op_seqtrack_observe(t, 4, UINT64_MAX - 1) == OP_SEQ_DUPLICATE);
 	CHECK(op_seqtrack_observe(t, 4, UINT64_MAX) == OP_SEQ_TOO_OLD); /* the decoder refuses it first */
+	CHECK(op_seqtrack_observe(t, 5, UINT64_MAX) == OP_SEQ_TOO_OLD); /* and it starts no stream */
 	for (uint64_t q = 101; q < 1101; q++)
 		CHECK(op_seqtrack_observe(t, 4, q) == OP_SEQ_IN_ORDER);
 	op_seqtrack_get_stats(t, &st);
 	CHECK_EQ_U64(st.in_order, 1000);
 	CHECK_EQ_U64(st.gap_events_total, 0);
-	CHECK_EQ_U64(st.too_old, 0);
+	CHECK_EQ_U64(st.too_old, 2);
+	CHECK_EQ_U64(st.streams, 1);
 	CHECK_EQ_U64(st.ahead, 2);
 	CHECK_EQ_U64(st.jumps, 0);
 	op_seqtrack_close(t);
