@@ -52,7 +52,8 @@ typedef struct slot {
 	uint8_t state;
 } slot;
 
-#define INGEST_SEQ_WINDOW 4096 /* sequence numbers tracked per stream (ingest/seqtrack.h) */
+#define INGEST_SEQ_WINDOW 4096	/* sequence numbers tracked per stream (ingest/seqtrack.h) */
+#define INGEST_MAX_STREAMS 4096 /* streams tracked */
 
 typedef struct ingest {
 	op_stage_ctx *s;
@@ -373,15 +374,6 @@ typedef struct marks {
 	} *m;
 } marks;
 
-/* 1 when seq lies a sequence window (INGEST_SEQ_WINDOW) or more past the stream's mark */
-static int mark_far_ahead(const marks *mk, uint32_t stream, uint64_t seq)
-{
-	for (uint32_t i = 0; i < mk->n; i++)
-		if (mk->m[i].stream == stream)
-			return seq >= mk->m[i].next && seq - mk->m[i].next >= INGEST_SEQ_WINDOW;
-	return 0;
-}
-
 static void mark_max(marks *mk, uint32_t stream, uint64_t next)
 {
 	for (uint32_t i = 0; i < mk->n; i++)
@@ -429,7 +421,13 @@ typedef struct takeover {
 	ingest *g;
 	marks *mk;
 	uint32_t max_pulses;
+	op_seqtrack *seq; /* the log's sequence numbers, as the dead ingest's tracker took them */
 } takeover;
+
+static void raise_mark(void *ctx, uint32_t stream, uint64_t next)
+{
+	mark_max(ctx, stream, next);
+}
 
 /* One event of the predecessor's log: its sequence number counts, and if it was never freed
  * it is held again (a new serial in this window and this log) and resent. */
@@ -445,11 +443,12 @@ static void take_over(void *ctx, const uint8_t *msg, size_t len, int live)
 		g->dropped_not_recovered += live;
 		return;
 	}
-	/* Its sequence moves the stream's mark on, unless it lies a sequence window or more past
-	 * it: such an event was taken as "ahead" (ingest/seqtrack.h), a jump not yet confirmed, and
-	 * must not become the successor's starting point (every real event after it would be too
-	 * old). A jump confirmed before the crash is confirmed again by the events that follow. */
-	if (!mark_far_ahead(t->mk, h.stream_id, h.sequence))
+	/* Its sequence goes through a tracker seeded with the last report's marks, in the log's
+	 * order, so that the streams continue where the dead ingest's tracker had them: a jump it
+	 * had confirmed is followed (its events are not counted as missing again), and an event it
+	 * took as "ahead" (unconfirmed, ingest/seqtrack.h) does not become the starting point, which
+	 * would make every real event after it too old. */
+	if (!t->seq || op_seqtrack_observe(t->seq, h.stream_id, h.sequence) == OP_SEQ_STREAM_LIMIT)
 		mark_max(t->mk, h.stream_id, h.sequence + 1);
 	if (!live)
 		return;
@@ -470,9 +469,16 @@ static void take_over_predecessor(ingest *g, const op_config *cfg, op_receiver *
 	marks mk = {0};
 	load_marks(cfg, &mk);
 	if (mk.have_pred) {
-		takeover t = {g, &mk, cfg->ingest_max_pulses};
+		takeover t = {g, &mk, cfg->ingest_max_pulses, NULL};
+		if (op_seqtrack_open(INGEST_MAX_STREAMS, INGEST_SEQ_WINDOW, &t.seq) == 0)
+			for (uint32_t i = 0; i < mk.n; i++)
+				op_seqtrack_seed(t.seq, mk.m[i].stream, mk.m[i].next);
 		op_wal_replay_result res;
 		int rc = op_wal_replay(wal_dir, mk.pred_incarnation, mk.pred_report, take_over, &t, &res);
+		if (t.seq) {
+			op_seqtrack_marks(t.seq, raise_mark, &mk);
+			op_seqtrack_close(t.seq);
+		}
 		if (rc == 0 && res.found) {
 			g->wal_verdict = 1;
 			g->pred_accepted = res.after_accepted;
@@ -620,7 +626,7 @@ int op_stage_ingest(op_stage_ctx *s)
 	rc_cfg.rcvhwm = (int)cfg->ingest_rcvhwm;
 	rc_cfg.max_pulses = cfg->ingest_max_pulses;
 	rc_cfg.max_message_bytes = cfg->ingest_max_message_bytes;
-	rc_cfg.max_streams = 4096;
+	rc_cfg.max_streams = INGEST_MAX_STREAMS;
 	rc_cfg.seq_window = INGEST_SEQ_WINDOW;
 	rc_cfg.on_reject = log_rejection;
 	int err = op_receiver_open(s->zctx, &rc_cfg, &r);

@@ -363,7 +363,8 @@ static int cmp_u64(const void *a, const void *b)
 static int read_all(const char *path, uint8_t **out, size_t *len)
 {
 	struct stat st;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO by a log's name must not hang the replay (it is refused below) */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW);
 	if (fd < 0)
 		return -errno;
 	if (fstat(fd, &st) != 0) {
