@@ -75,15 +75,15 @@ static uint64_t now_ns(void)
 }
 
 /* 1: log it (*suppressed: lines dropped in the window before); 0: over the limit. */
-static int admit(const char *fmt, uint64_t *suppressed)
+static int admit(const char *key, uint64_t *suppressed)
 {
 	struct site *s = &sites[RL_SITES - 1];
 	uint64_t now = now_ns();
 
 	for (int i = 0; i < RL_SITES; i++) {
-		if (sites[i].fmt == fmt || !sites[i].fmt) {
+		if (sites[i].fmt == key || !sites[i].fmt) {
 			s = &sites[i];
-			s->fmt = fmt;
+			s->fmt = key;
 			break;
 		}
 	}
@@ -138,12 +138,12 @@ static void emit(int level, const char *fields, const char *msg)
 	}
 }
 
-static void vlog(int level, const char *fields, const char *fmt, va_list ap)
+static void vlog(int level, const char *key, const char *fields, const char *fmt, va_list ap)
 {
 	char msg[1024];
 	uint64_t suppressed;
 
-	if (level > log_level || !admit(fmt, &suppressed))
+	if (level > log_level || !admit(key, &suppressed))
 		return;
 	if (suppressed) {
 		char note[160];
@@ -159,7 +159,7 @@ void op_log(int level, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	vlog(level, NULL, fmt, ap);
+	vlog(level, fmt, NULL, fmt, ap);
 	va_end(ap);
 }
 
@@ -167,6 +167,14 @@ void op_logf(int level, const char *fields, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	vlog(level, fields, fmt, ap);
+	vlog(level, fmt, fields, fmt, ap);
+	va_end(ap);
+}
+
+void op_logk(int level, const char *key, const char *fields, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vlog(level, key, fields, fmt, ap);
 	va_end(ap);
 }

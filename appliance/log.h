@@ -19,7 +19,11 @@ void op_log_set_level(const char *level_name);
 void op_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* With structured fields, "STREAM=3\nSEQUENCE=42" (journal fields; appended in braces on stderr). */
 void op_logf(int level, const char *fields, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-/* Rate limit per call site: burst lines per window_ns (default 20 per 10 s). */
+/* Like op_logf, rate-limited by key (a string that lives on, compared by address) instead of by
+ * call site: one site logging several kinds of thing (rejections, by reason) keeps a budget
+ * per kind, so a flood of one kind cannot hide the others. */
+void op_logk(int level, const char *key, const char *fields, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* Rate limit per call site (or key): burst lines per window_ns (default 20 per 10 s). */
 void op_log_set_rate(uint32_t burst, uint64_t window_ns);
 
 #define op_err(...) op_log(OP_LOG_ERR, __VA_ARGS__)

@@ -141,50 +141,23 @@ static int hold(ingest *g, const op_wire_header *h, const uint8_t *msg, size_t l
 
 /*
  * Invariant 7: every rejected message gets a log line naming its stream, sequence (when its
- * header could be trusted) and reason. Bounded, so that a flood of garbage cannot fill the
- * journal: at most REJECT_LOG_BURST lines per reason a minute, then one line saying that the
- * rest of that minute's are only counted (the rejected_<reason> counters have every one).
+ * header could be trusted) and reason. The log's rate limit (log.c) keyed by the reason bounds
+ * them per reason, so a flood of one kind cannot fill the journal or hide the others. reason is
+ * a static string (op_wire_strerror's, or a literal of the receiver's or of this file).
  */
-#define REJECT_LOG_BURST 5
-#define REJECT_LOG_REASONS 24
-
-typedef struct reject_log {
-	const char *reason; /* static strings: compared by address, then by text */
-	uint64_t since_ns;
-	uint32_t n;
-} reject_log;
-
-static reject_log reject_logs[REJECT_LOG_REASONS];
-
 static void log_rejection(void *ctx, const char *reason, int have_id, uint32_t stream, uint64_t sequence)
 {
-	(void)ctx;
-	const uint64_t now = op_now_ns(), minute = 60000000000ull;
-	reject_log *l = NULL;
-	for (int i = 0; i < REJECT_LOG_REASONS && !l; i++)
-		if (!reject_logs[i].reason || reject_logs[i].reason == reason || !strcmp(reject_logs[i].reason, reason))
-			l = &reject_logs[i];
-	if (!l)
-		l = &reject_logs[REJECT_LOG_REASONS - 1]; /* more reasons than exist: share the last */
-	if (!l->reason || now - l->since_ns >= minute)
-		*l = (reject_log){reason, now, 0};
-	if (++l->n > REJECT_LOG_BURST + 1)
-		return;
 	char fields[128];
-	if (l->n == REJECT_LOG_BURST + 1) {
-		snprintf(fields, sizeof(fields), "REASON=%s", reason);
-		op_logf(OP_LOG_WARNING, fields,
-			"more messages rejected (reason=%s): not logged for the next minute, counted in rejected_%s", reason,
-			reason);
-	} else if (have_id) {
+	(void)ctx;
+	if (have_id) {
 		snprintf(fields, sizeof(fields), "STREAM=%u\nSEQUENCE=%llu\nREASON=%s", stream, (unsigned long long)sequence,
 			 reason);
-		op_logf(OP_LOG_WARNING, fields, "rejected stream %u sequence %llu (reason=%s)", stream,
+		op_logk(OP_LOG_WARNING, reason, fields, "rejected stream %u sequence %llu (reason=%s)", stream,
 			(unsigned long long)sequence, reason);
 	} else {
 		snprintf(fields, sizeof(fields), "REASON=%s", reason);
-		op_logf(OP_LOG_WARNING, fields, "rejected a message whose stream and sequence cannot be read (reason=%s)",
-			reason);
+		op_logk(OP_LOG_WARNING, reason, fields,
+			"rejected a message whose stream and sequence cannot be read (reason=%s)", reason);
 	}
 }
 

@@ -542,9 +542,7 @@ int op_stage_store(op_stage_ctx *s)
 			uint64_t now = op_now_ns();
 			if (st.ack_now.n && send_acks(&st, &st.ack_now) < 0)
 				goto zfail;
-			struct statvfs v;
-			if (now >= st.disk_retry_ns && statvfs(st.segments_dir, &v) == 0 &&
-			    (unsigned long long)v.f_bavail * v.f_frsize < (1ull << 20)) {
+			if (now >= st.disk_retry_ns && op_segment_space_low(st.segments_dir)) {
 				st.disk_retry_ns = now + 5000000000ull; /* still under 1 MiB free: not yet */
 			} else if (now >= st.disk_retry_ns) {
 				uint64_t salvaged = st.rows_salvaged;

@@ -24,14 +24,17 @@
 
 #include "uplink/sha256.h"
 
+int op_segment_space_low(const char *dir)
+{
+	struct statvfs v;
+	return statvfs(dir, &v) == 0 && (unsigned long long)v.f_bavail * v.f_frsize < (1ull << 20);
+}
+
 /* What an HDF5 failure in dir most likely was: HDF5 reports no errno, and "input/output error"
  * would send the operator after a failing disk when it is a full one. */
 static int h5_errno(const char *dir)
 {
-	struct statvfs v;
-	if (statvfs(dir, &v) == 0 && (unsigned long long)v.f_bavail * v.f_frsize < (1ull << 20))
-		return -ENOSPC;
-	return -EIO;
+	return op_segment_space_low(dir) ? -ENOSPC : -EIO;
 }
 
 #define SEG_PATH 1024

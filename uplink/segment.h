@@ -74,6 +74,9 @@ void op_segment_abandon(op_segment *s);
 
 /* Read back every row of a segment file (sealed or left open by a crash). */
 int op_segment_read(const char *path, op_result_row **rows, size_t *n);
+/* 1 when the filesystem of dir has under 1 MiB free: a failed write there is a full disk
+ * (-ENOSPC), and a writer paused for it waits until this is 0. */
+int op_segment_space_low(const char *dir);
 /* Row count recorded in a readable segment, or negative errno. */
 long op_segment_count_rows(const char *path);
 

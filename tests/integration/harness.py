@@ -217,6 +217,22 @@ def sha_file(path):
     return h.hexdigest()
 
 
+def mount_tmpfs(prefix, size):
+    """A fresh tmpfs of this size ("16m"): a disk that really fills up. Exits 77 (skipped) where
+    it cannot be mounted (needs root). Give it back with unmount_tmpfs."""
+    mnt = tempfile.mkdtemp(prefix=prefix)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%s" % size, "tmpfs", mnt]).returncode != 0:
+        os.rmdir(mnt)
+        print("skipped: cannot mount a tmpfs here (needs root)")
+        sys.exit(77)
+    return mnt
+
+
+def unmount_tmpfs(mnt):
+    subprocess.run(["umount", mnt])
+    os.rmdir(mnt)
+
+
 def unique_keys(rows):
     keys = set(zip(rows["stream_id"].tolist(), rows["sequence"].tolist()))
     return keys

@@ -21,11 +21,10 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Appliance, check, fail  # noqa: E402
+from harness import Appliance, check, mount_tmpfs, unmount_tmpfs  # noqa: E402
 
 
 def sha(path):
@@ -40,10 +39,7 @@ def main():
     except ImportError as e:
         print("skipped: %s" % e)
         sys.exit(77)
-    mnt = tempfile.mkdtemp(prefix="op-diskfull-")
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", mnt]).returncode != 0:
-        print("skipped: cannot mount a tmpfs here (needs root)")
-        sys.exit(77)
+    mnt = mount_tmpfs("op-diskfull-", "16m")
     app = None
     try:
         state = os.path.join(mnt, "state")
@@ -142,8 +138,7 @@ def main():
     finally:
         if app:
             app.stop(keep=True)
-        subprocess.run(["umount", mnt])
-        os.rmdir(mnt)
+        unmount_tmpfs(mnt)
     print("ok: diskfull")
 
 

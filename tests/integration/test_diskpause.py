@@ -17,11 +17,10 @@ import glob
 import os
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Appliance, check, unique_keys  # noqa: E402
+from harness import Appliance, check, mount_tmpfs, unique_keys, unmount_tmpfs  # noqa: E402
 
 
 def main():
@@ -32,10 +31,7 @@ def main():
     except ImportError as e:
         print("skipped: %s" % e)
         sys.exit(77)
-    mnt = tempfile.mkdtemp(prefix="op-diskpause-")
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", mnt]).returncode != 0:
-        print("skipped: cannot mount a tmpfs here (needs root)")
-        sys.exit(77)
+    mnt = mount_tmpfs("op-diskpause-", "16m")
     app = None
     try:
         state = os.path.join(mnt, "state")
@@ -96,8 +92,7 @@ def main():
     finally:
         if app:
             app.stop(keep=True)
-        subprocess.run(["umount", mnt])
-        os.rmdir(mnt)
+        unmount_tmpfs(mnt)
 
 
 if __name__ == "__main__":
