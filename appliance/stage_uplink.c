@@ -182,6 +182,7 @@ int op_stage_uplink(op_stage_ctx *s)
 			op_report_counter(s, "evicted_bytes", st.evicted_bytes);
 			op_report_counter(s, "tombstones", st.tombstones);
 			op_report_counter(s, "tombstones_failed", st.tombstones_failed);
+			op_report_counter(s, "leftovers_removed", st.leftovers_removed);
 			op_report_counter(s, "preemptions", st.preemptions);
 			for (int c = 0; c < OP_UPLINK_CLASSES; c++) {
 				char k[48];

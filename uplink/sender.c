@@ -60,7 +60,7 @@ struct op_uplink {
 	op_uplink_config cfg;
 	char outbox[512], quarantine[512], endpoint[256], sent[512];
 	char curve[3][41]; /* public, secret, north's public; "" = plaintext */
-	uint64_t last_prune_ns;
+	uint64_t last_prune_ns, last_sweep_ns;
 	void *zctx, *sock;
 	void *mon;          /* the socket's disconnect events: a cut is noticed at once, not after the timeout */
 	unsigned mon_seq;
@@ -691,6 +691,51 @@ static void verify_step(op_uplink *u)
 	offer(u);
 }
 
+/*
+ * What a crash leaves in the class directories: a publisher's .NAME.tmp (op_uplink_publish died
+ * before its rename), and a NAME.sha256 whose NAME is gone (a publisher or the store's seal died
+ * between placing the sidecar and renaming the data in; or this sender, between removing a
+ * confirmed file and its sidecar). Neither is ever sent; left alone they would stay for the life
+ * of the box. Only those older than LEFTOVER_S go: a publisher in another process may be between
+ * its two steps right now, and no publisher takes minutes. At open, then hourly.
+ */
+#define LEFTOVER_S 600
+static void sweep_leftovers(op_uplink *u, uint64_t now)
+{
+	if (u->last_sweep_ns && now - u->last_sweep_ns < 3600000000000ull)
+		return;
+	u->last_sweep_ns = now;
+	const time_t wall = time(NULL);
+	for (int c = 0; c < OP_UPLINK_CLASSES; c++) {
+		DIR *d = opendir(u->dirs[c]);
+		struct dirent *de;
+		if (!d)
+			continue;
+		const int dfd = dirfd(d);
+		while ((de = readdir(d))) {
+			const char *n = de->d_name;
+			const size_t len = strlen(n);
+			const int tmp = n[0] == '.' && len > 5 && !strcmp(n + len - 4, ".tmp");
+			const int side = n[0] != '.' && len > 7 && !strcmp(n + len - 7, ".sha256");
+			struct stat sb;
+			char data[256];
+			if ((!tmp && !side) || len >= sizeof(data) ||
+			    fstatat(dfd, n, &sb, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(sb.st_mode) ||
+			    difftime(wall, sb.st_mtime) < LEFTOVER_S)
+				continue;
+			if (side) {
+				memcpy(data, n, len - 7);
+				data[len - 7] = 0;
+				if (fstatat(dfd, data, &sb, AT_SYMLINK_NOFOLLOW) == 0 || errno != ENOENT)
+					continue; /* its file is there (or cannot be looked at): not a leftover */
+			}
+			if (unlinkat(dfd, n, 0) == 0)
+				u->stats.leftovers_removed++;
+		}
+		closedir(d);
+	}
+}
+
 /* Remove files in sent/ confirmed more than sent_keep_ns ago (by their mtime, set at the move). */
 static void prune_sent(op_uplink *u, uint64_t now)
 {
@@ -961,12 +1006,14 @@ int op_uplink_publish(const char *dir, const char *name, const void *data, size_
 		unlink(side);
 		return e;
 	}
+	/* the rename, durable: if this fails the file is in place and will be sent, but a power cut
+	 * could still take it back, and the caller is told so */
 	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd >= 0) {
-		fsync(dfd);
-		close(dfd);
-	}
-	return 0;
+	if (dfd < 0)
+		return -errno;
+	e = fsync(dfd) != 0 ? -errno : 0;
+	close(dfd);
+	return e;
 }
 
 /* A tombstone north for an evicted file: outbox/alert/alert-tombstone-NAME.json. */
@@ -1097,6 +1144,7 @@ int op_uplink_step(op_uplink *u, int timeout_ms)
 	if (now - u->last_evict_ns >= 500000000ull) { /* twice a second */
 		u->last_evict_ns = now;
 		keep_reserve(u);
+		sweep_leftovers(u, now);
 		if (!u->sock) { /* local only: the backlog figures */
 			char name[OP_XFER_NAME_MAX + 1];
 			int cls;

@@ -68,6 +68,7 @@ typedef struct op_uplink_stats {
 	uint64_t preemptions; /* transfers set aside for an alert */
 	int in_window;        /* 1 when the link windows allow sending now */
 	uint64_t evicted_expired, evicted_disk_full, evicted_bytes, tombstones, tombstones_failed;
+	uint64_t leftovers_removed; /* a crash's .tmp files and orphaned sidecars removed (sender.c) */
 	uint64_t disk_free;   /* bytes free on the outbox's file system at the last check */
 	int last_error;                        /* negative errno of the last local failure, or 0 */
 	int link_up;                           /* north answered within the timeout (keepalive) */
@@ -87,7 +88,10 @@ int op_uplink_windows_parse(const char *text, uint16_t ranges[][2], int max, cha
 
 /* Queue `data` for north as dir/name, in the order the sender relies on: the data under a
  * temporary name and fsynced, its NAME.sha256 sidecar written and fsynced, the data renamed into
- * place, the directory fsynced. 0, or a negative errno (nothing half-published is left). */
+ * place, the directory fsynced. 0, or a negative errno. Before the rename fails, nothing is left;
+ * a failed directory fsync is reported although the file is in place (it will be sent, but a
+ * power cut could take it back). A crash between the steps leaves a .NAME.tmp or an orphaned
+ * sidecar, which the sender removes once they are ten minutes old. */
 int op_uplink_publish(const char *dir, const char *name, const void *data, size_t len);
 
 int op_uplink_open(void *zmq_ctx, const op_uplink_config *cfg, op_uplink **ret);

@@ -6,6 +6,7 @@
  * refused and nothing is written outside north's directory.
  */
 #include <dirent.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -478,6 +479,47 @@ int main(void)
 		CHECK(!exists_in(outbox, "bulk/local-1.bin") && exists_in(outbox, "alert/alert-tombstone-local-1.bin.json"));
 		fprintf(stderr, "local only: %llu evicted for the reserve, %llu tombstones, nothing sent\n",
 			(unsigned long long)st.evicted_disk_full, (unsigned long long)st.tombstones);
+		op_uplink_close(u);
+		u = NULL;
+	}
+	/* what a crash leaves (a publisher's .NAME.tmp, a sidecar whose file never arrived or was
+	 * already confirmed) is removed once ten minutes old; a fresh one may be a publisher between
+	 * its two steps, and a sidecar whose file is there is not a leftover */
+	{
+		const struct {
+			const char *path;
+			int age_s, gone;
+		} lo[] = {
+			{"alert/.alert-x.json.tmp", 3600, 1},   {"alert/.alert-y.json.tmp", 5, 0},
+			{"telemetry/t-orphan.json.sha256", 3600, 1}, {"r-orphan.h5.sha256", 700, 1},
+			{"r-fresh.h5.sha256", 60, 0},           {"r-live.h5", 3600, 0},
+			{"r-live.h5.sha256", 3600, 0},
+		};
+		const size_t nf = sizeof(lo) / sizeof(lo[0]);
+		for (size_t i = 0; i < nf; i++) {
+			char path[400];
+			snprintf(path, sizeof(path), "%s/%s", outbox, lo[i].path);
+			FILE *fp = fopen(path, "w");
+			CHECK(fp != NULL);
+			if (fp) {
+				fputs("x\n", fp);
+				fclose(fp);
+			}
+			struct timespec ts[2] = {{time(NULL) - lo[i].age_s, 0}, {time(NULL) - lo[i].age_s, 0}};
+			CHECK(utimensat(AT_FDCWD, path, ts, 0) == 0);
+		}
+		op_uplink_config lc = uc;
+		lc.north_endpoint = ""; /* local only: nothing is sent, the sweep still runs */
+		CHECK(op_uplink_open(ctx, &lc, &u) == 0);
+		for (int i = 0; i < 3; i++)
+			op_uplink_step(u, 20);
+		op_uplink_get_stats(u, &st);
+		for (size_t i = 0; i < nf; i++)
+			if (exists_in(outbox, lo[i].path) != !lo[i].gone) {
+				fprintf(stderr, "leftover sweep: %s should be %s\n", lo[i].path, lo[i].gone ? "gone" : "kept");
+				CHECK(0);
+			}
+		CHECK_EQ_U64(st.leftovers_removed, 3);
 		op_uplink_close(u);
 		u = NULL;
 	}
