@@ -692,7 +692,7 @@ static void verify_step(op_uplink *u)
 }
 
 /*
- * What a crash leaves in the class directories: a publisher's .NAME.tmp (op_uplink_publish died
+ * What a crash leaves in the class directories but bulk/: a publisher's .NAME.tmp (op_uplink_publish died
  * before its rename), and a NAME.sha256 whose NAME is gone (a publisher or the store's seal died
  * between placing the sidecar and renaming the data in; or this sender, between removing a
  * confirmed file and its sidecar). Neither is ever sent; left alone they would stay for the life
@@ -707,6 +707,8 @@ static void sweep_leftovers(op_uplink *u, uint64_t now)
 	u->last_sweep_ns = now;
 	const time_t wall = time(NULL);
 	for (int c = 0; c < OP_UPLINK_CLASSES; c++) {
+		if (c == OP_UPLINK_BULK)
+			continue; /* the operator's: a copy under way there may be named anything, and take hours */
 		DIR *d = opendir(u->dirs[c]);
 		struct dirent *de;
 		if (!d)

@@ -484,7 +484,8 @@ int main(void)
 	}
 	/* what a crash leaves (a publisher's .NAME.tmp, a sidecar whose file never arrived or was
 	 * already confirmed) is removed once ten minutes old; a fresh one may be a publisher between
-	 * its two steps, and a sidecar whose file is there is not a leftover */
+	 * its two steps, a sidecar whose file is there is not a leftover, and bulk/ is the
+	 * operator's */
 	{
 		const struct {
 			const char *path;
@@ -493,7 +494,8 @@ int main(void)
 			{"alert/.alert-x.json.tmp", 3600, 1},   {"alert/.alert-y.json.tmp", 5, 0},
 			{"telemetry/t-orphan.json.sha256", 3600, 1}, {"r-orphan.h5.sha256", 700, 1},
 			{"r-fresh.h5.sha256", 60, 0},           {"r-live.h5", 3600, 0},
-			{"r-live.h5.sha256", 3600, 0},
+			{"r-live.h5.sha256", 3600, 0},          {"bulk/.big.tar.tmp", 3600, 0},
+			{"bulk/big.tar.sha256", 3600, 0}, /* an operator's copy under way: theirs */
 		};
 		const size_t nf = sizeof(lo) / sizeof(lo[0]);
 		for (size_t i = 0; i < nf; i++) {
