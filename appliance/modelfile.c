@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <hdf5.h>
+#include <float.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -44,6 +45,17 @@ static const char *mode_name(int mode)
 	return mode == OP_W4A4 ? "w4a4" : "w4a16";
 }
 
+/* One attribute holding exactly one element (a scalar, or a simple space of one point): an
+ * array would be read whole into a buffer sized for one. */
+static int single(hid_t a)
+{
+	hid_t sp = H5Aget_space(a);
+	int ok = sp >= 0 && H5Sget_simple_extent_npoints(sp) == 1;
+	if (sp >= 0)
+		H5Sclose(sp);
+	return ok;
+}
+
 static int get_str(rd *r, hid_t obj, const char *name, char *out, size_t cap)
 {
 	if (H5Aexists(obj, name) <= 0)
@@ -52,18 +64,21 @@ static int get_str(rd *r, hid_t obj, const char *name, char *out, size_t cap)
 	int rc = 0;
 	if (a < 0 || t < 0 || H5Tget_class(t) != H5T_STRING || H5Tis_variable_str(t) > 0) {
 		rc = fail(r, "attribute '%s' is not a fixed-length string", name);
+	} else if (!single(a)) {
+		rc = fail(r, "attribute '%s' is not a single string", name);
 	} else {
 		size_t n = H5Tget_size(t);
 		if (n == 0 || n >= cap) {
 			rc = fail(r, "attribute '%s' is %zu bytes long (at most %zu)", name, n, cap - 1);
 		} else {
-			hid_t mt = H5Tcopy(H5T_C_S1);
-			H5Tset_size(mt, n);
+			/* read as stored (its own padding and character set, no conversion): a
+			 * null-padded string, as h5py and numpy write them, keeps its last character */
 			memset(out, 0, cap);
-			if (H5Aread(a, mt, out) < 0)
+			if (H5Aread(a, t, out) < 0)
 				rc = fail(r, "attribute '%s' cannot be read", name);
 			out[n] = 0;
-			H5Tclose(mt);
+			for (size_t i = strlen(out); i > 0 && out[i - 1] == ' '; i--)
+				out[i - 1] = 0; /* space-padded */
 		}
 	}
 	if (t >= 0)
@@ -73,19 +88,28 @@ static int get_str(rd *r, hid_t obj, const char *name, char *out, size_t cap)
 	return rc;
 }
 
+/* A single number into a uint32_t (mtype H5T_NATIVE_UINT32: stored as an integer, in range) or a
+ * float (H5T_NATIVE_FLOAT: any number class; the callers check its range). Read as a double
+ * first, so that a negative or fractional value is refused, not clamped or cut by HDF5. */
 static int get_num(rd *r, hid_t obj, const char *name, hid_t mtype, void *out)
 {
 	if (H5Aexists(obj, name) <= 0)
 		return fail(r, "attribute '%s' is missing", name);
-	hid_t a = H5Aopen(obj, name, H5P_DEFAULT), sp = a >= 0 ? H5Aget_space(a) : -1, t = a >= 0 ? H5Aget_type(a) : -1;
+	hid_t a = H5Aopen(obj, name, H5P_DEFAULT), t = a >= 0 ? H5Aget_type(a) : -1;
+	const int want_int = H5Tequal(mtype, H5T_NATIVE_UINT32) > 0;
+	double v = 0;
 	int rc = 0;
-	if (a < 0 || sp < 0 || t < 0 || H5Sget_simple_extent_npoints(sp) != 1 ||
-	    (H5Tget_class(t) != H5T_INTEGER && H5Tget_class(t) != H5T_FLOAT) || H5Aread(a, mtype, out) < 0)
+	if (a < 0 || t < 0 || !single(a) || (H5Tget_class(t) != H5T_INTEGER && H5Tget_class(t) != H5T_FLOAT) ||
+	    H5Aread(a, H5T_NATIVE_DOUBLE, &v) < 0)
 		rc = fail(r, "attribute '%s' is not a single number", name);
+	else if (want_int && (H5Tget_class(t) != H5T_INTEGER || !(v >= 0) || v > 4294967295.0 || v != floor(v)))
+		rc = fail(r, "attribute '%s' is %g: not a whole number from 0 to 4294967295", name, v);
+	else if (want_int)
+		*(uint32_t *)out = (uint32_t)v;
+	else
+		*(float *)out = (float)v; /* beyond a float's range: infinity, which the callers refuse */
 	if (t >= 0)
 		H5Tclose(t);
-	if (sp >= 0)
-		H5Sclose(sp);
 	if (a >= 0)
 		H5Aclose(a);
 	return rc;
@@ -107,8 +131,13 @@ static int get_ds(rd *r, hid_t g, const char *name, hid_t mtype, hsize_t rows, h
 		rc = fail(r, "dataset '%s' has shape %llu×%llu (rank %d), expected %llu×%llu", name,
 			  (unsigned long long)dims[0], (unsigned long long)dims[1], rank, (unsigned long long)rows,
 			  (unsigned long long)(cols ? cols : 1));
-	} else if (H5Tget_class(t) != H5Tget_class(mtype) || H5Tget_size(t) != H5Tget_size(mtype)) {
-		rc = fail(r, "dataset '%s' has the wrong element type", name);
+	} else if (H5Tget_class(t) != H5Tget_class(mtype) || H5Tget_size(t) != H5Tget_size(mtype) ||
+		   (H5Tget_class(t) == H5T_INTEGER && H5Tget_sign(t) != H5Tget_sign(mtype))) {
+		/* a signed int8 'codes' would be clamped at 0 by HDF5's conversion, silently */
+		rc = fail(r, "dataset '%s' has the wrong element type (%s %zu-byte %s expected)", name,
+			  H5Tget_class(mtype) == H5T_INTEGER ? (H5Tget_sign(mtype) == H5T_SGN_NONE ? "unsigned" : "signed")
+							     : "IEEE",
+			  H5Tget_size(mtype), H5Tget_class(mtype) == H5T_INTEGER ? "integers" : "floats");
 	} else if (H5Dread(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0) {
 		rc = fail(r, "dataset '%s' cannot be read (truncated file?)", name);
 	}
@@ -147,17 +176,18 @@ static int load_layer(rd *r, hid_t layers, const char *name, op_model_layer *l, 
 	if (!rc && (n == 0 || k == 0 || n > 4096 || k > 4096))
 		rc = fail(r, "shape %u×%u out of range (1..4096)", n, k);
 	if (!rc && !(bias = malloc(n * sizeof(float))))
-		rc = -ENOMEM;
+		rc = fail(r, "out of memory");
 	rc = rc ? rc : get_ds(r, g, "bias", H5T_NATIVE_FLOAT, n, 0, bias);
 	if (!rc && !all_finite(bias, n))
 		rc = fail(r, "bias holds a NaN or infinity");
 	if (!rc && !strcmp(prec, "fp32")) {
 		if (!(w = malloc((size_t)n * k * sizeof(float))))
-			rc = -ENOMEM;
+			rc = fail(r, "out of memory");
 		rc = rc ? rc : get_ds(r, g, "weight", H5T_NATIVE_FLOAT, n, k, w);
 		if (!rc && !all_finite(w, (size_t)n * k))
 			rc = fail(r, "weight holds a NaN or infinity");
-		rc = rc ? rc : op_model_layer_fp32(l, name, n, k, w, bias, relu != 0);
+		if (!rc && op_model_layer_fp32(l, name, n, k, w, bias, relu != 0) < 0)
+			rc = fail(r, "out of memory");
 	} else if (!rc && !strcmp(prec, "fp4")) {
 		int format = 0, lmode = 0;
 		rc = get_str(r, g, "format", fmt, sizeof(fmt));
@@ -177,8 +207,8 @@ static int load_layer(rd *r, hid_t layers, const char *name, op_model_layer *l, 
 		}
 		uint32_t bl = format ? op_fp4_block(format) : 16, kp = (k + bl - 1) / bl * bl, nb = kp / bl;
 		op_fp4_tensor t = {0};
-		if (!rc)
-			rc = op_fp4_tensor_alloc(&t, format, n, kp);
+		if (!rc && op_fp4_tensor_alloc(&t, format, n, kp) < 0)
+			rc = fail(r, "out of memory");
 		rc = rc ? rc : get_ds(r, g, "codes", H5T_NATIVE_UINT8, n, kp / 2, t.codes);
 		rc = rc ? rc : get_ds(r, g, "scales", H5T_NATIVE_UINT8, n, nb, t.scales);
 		for (size_t i = 0; !rc && i < (size_t)n * nb; i++) {
@@ -186,6 +216,22 @@ static int load_layer(rd *r, hid_t layers, const char *name, op_model_layer *l, 
 			if (format == OP_FP4_NVFP4 ? ((s & 0x80u) || s == 0x7fu) : s == 0xffu)
 				rc = fail(r, "block scale %zu (row %zu) is 0x%02x: not a valid %s scale", i, i / nb, s,
 					  fmt);
+		}
+		if (!rc) { /* the largest weight (6 × the largest block scale × tensor_scale) and the W4A4
+			    * rescale (act_scale × tensor_scale, and its inverse) must be finite floats:
+			    * an MXFP4 scale of 2^126 passes the code check and gives infinite weights */
+			double smax = 0;
+			for (size_t i = 0; i < (size_t)n * nb; i++) {
+				double sv = format == OP_FP4_NVFP4 ? op_e4m3_to_float(t.scales[i]) : op_e8m0_to_float(t.scales[i]);
+				smax = sv > smax ? sv : smax;
+			}
+			const double wmax = 6.0 * smax * tensor_scale, alpha = (double)act_scale * tensor_scale;
+			if (wmax > FLT_MAX)
+				rc = fail(r, "the largest weight (6 × block scale %g × tensor_scale %g) is beyond a float's range",
+					  smax, tensor_scale);
+			else if (act_scale < FLT_MIN || alpha < FLT_MIN || alpha > FLT_MAX)
+				rc = fail(r, "act_scale %g with tensor_scale %g is out of a float's normal range", act_scale,
+					  tensor_scale);
 		}
 		for (uint32_t row = 0; !rc && row < n; row++) /* padding columns must be zero codes */
 			for (uint32_t c = k; c < kp; c++)
@@ -197,8 +243,8 @@ static int load_layer(rd *r, hid_t layers, const char *name, op_model_layer *l, 
 			snprintf(l->name, sizeof(l->name), "%s", name);
 			l->precision = OP_MODEL_FP4;
 			l->mode = lmode;
-			rc = op_fp4_linear_init(&l->lin, &t, k, bias, relu != 0, act_scale,
-						m->mx_mode);
+			if (op_fp4_linear_init(&l->lin, &t, k, bias, relu != 0, act_scale, m->mx_mode) < 0)
+				rc = fail(r, "out of memory");
 		}
 		op_fp4_tensor_free(&t);
 	} else if (!rc) {

@@ -89,6 +89,40 @@ static void poke_u32_attr(const char *path, const char *obj, const char *name, u
 	H5Aclose(a), H5Oclose(g), H5Fclose(f);
 }
 
+/* Replace attribute `name` of obj with one of the given file type, space and value. */
+static void poke_attr(const char *path, const char *obj, const char *name, hid_t type, hid_t space, const void *v)
+{
+	hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT), g = H5Oopen(f, obj, H5P_DEFAULT);
+	H5Adelete(g, name);
+	hid_t a = H5Acreate2(g, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
+	H5Awrite(a, type, v);
+	H5Aclose(a), H5Oclose(g), H5Fclose(f);
+}
+
+static void poke_num(const char *path, const char *obj, const char *name, hid_t type, const void *v)
+{
+	hid_t sp = H5Screate(H5S_SCALAR);
+	poke_attr(path, obj, name, type, sp, v);
+	H5Sclose(sp);
+}
+
+/* Rewrite dataset ds of obj with its values as signed bytes (what a packer using numpy's int8
+ * would write). */
+static void poke_int8_ds(const char *path, const char *obj, const char *ds)
+{
+	hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT), g = H5Gopen2(f, obj, H5P_DEFAULT);
+	hid_t d = H5Dopen2(g, ds, H5P_DEFAULT), sp = H5Dget_space(d);
+	hssize_t n = H5Sget_simple_extent_npoints(sp);
+	uint8_t *buf = malloc((size_t)n);
+	H5Dread(d, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
+	H5Dclose(d);
+	H5Ldelete(g, ds, H5P_DEFAULT);
+	d = H5Dcreate2(g, ds, H5T_STD_I8LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+	H5Dwrite(d, H5T_NATIVE_INT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
+	free(buf);
+	H5Sclose(sp), H5Dclose(d), H5Gclose(g), H5Fclose(f);
+}
+
 static int refused(const char *path, const char *must_contain)
 {
 	op_model m;
@@ -189,6 +223,60 @@ int main(void)
 	CHECK(op_model_save(bad, &m, err, sizeof(err)) == 0);
 	poke_u8(bad, "/layers/pulse.1", "scales", m.format == OP_FP4_NVFP4 ? 0x7f : 0xff);
 	CHECK(refused(bad, "layer pulse.1: block scale 0"));
+	/* attributes as other writers make them: a null-padded string of exactly its length (h5py,
+	 * numpy 'S') loads whole; an array where one string belongs is refused, not read past the
+	 * buffer; a signed, fractional or negative number where a count belongs is refused, not
+	 * clamped or cut */
+	{
+		CHECK(op_model_save(bad, &m, err, sizeof(err)) == 0);
+		hid_t t = H5Tcopy(H5T_C_S1), sp = H5Screate(H5S_SCALAR);
+		H5Tset_size(t, strlen("outpost-event"));
+		H5Tset_strpad(t, H5T_STR_NULLPAD);
+		poke_attr(bad, "/", "network", t, sp, "outpost-event");
+		op_model mm;
+		int lr = op_model_load(bad, &mm, err, sizeof(err));
+		if (lr != 0)
+			fprintf(stderr, "null-padded string refused: %s\n", err);
+		CHECK(lr == 0);
+		if (lr == 0)
+			op_model_free(&mm);
+		H5Sclose(sp), H5Tclose(t);
+		char many[8][16]; /* 128 bytes, for a 64-byte buffer */
+		for (int i = 0; i < 8; i++)
+			snprintf(many[i], sizeof(many[i]), "outpost-event");
+		hsize_t eight = 8;
+		t = H5Tcopy(H5T_C_S1), sp = H5Screate_simple(1, &eight, NULL);
+		H5Tset_size(t, 16);
+		CHECK(op_model_save(bad, &m, err, sizeof(err)) == 0);
+		poke_attr(bad, "/", "network", t, sp, many);
+		CHECK(refused(bad, "attribute 'network' is not a single string"));
+		H5Sclose(sp), H5Tclose(t);
+		const double frac = 16.9;
+		const int32_t neg = -5;
+		CHECK(op_model_save(bad, &m, err, sizeof(err)) == 0);
+		poke_num(bad, "/layers/pulse.1", "k", H5T_IEEE_F64LE, &frac);
+		CHECK(refused(bad, "layer pulse.1: attribute 'k' is 16.9: not a whole number"));
+		CHECK(op_model_save(bad, &m, err, sizeof(err)) == 0);
+		poke_num(bad, "/", "model_id", H5T_STD_I32LE, &neg);
+		CHECK(refused(bad, "attribute 'model_id' is -5"));
+		CHECK(op_model_save(bad, &m, err, sizeof(err)) == 0);
+		poke_int8_ds(bad, "/layers/pulse.1", "codes");
+		CHECK(refused(bad, "layer pulse.1: dataset 'codes' has the wrong element type"));
+	}
+	/* scales that pass the code check but give weights or a rescale beyond a float */
+	{
+		const float huge = 1e36f, tiny = 1e-40f;
+		CHECK(op_model_save(bad, &m, err, sizeof(err)) == 0);
+		poke_num(bad, "/layers/pulse.1", "tensor_scale", H5T_IEEE_F32LE, &huge);
+		CHECK(refused(bad, "layer pulse.1: the largest weight"));
+		CHECK(op_model_save(bad, &m, err, sizeof(err)) == 0);
+		poke_u8(bad, "/layers/pulse.1", "scales", m.format == OP_FP4_NVFP4 ? 0x7e : 0xfe);
+		if (m.format == OP_FP4_MXFP4)
+			CHECK(refused(bad, "layer pulse.1: the largest weight"));
+		CHECK(op_model_save(bad, &m, err, sizeof(err)) == 0);
+		poke_num(bad, "/layers/pulse.1", "act_scale", H5T_IEEE_F32LE, &tiny);
+		CHECK(refused(bad, "layer pulse.1: act_scale"));
+	}
 	/* a network this build does not compute, and a summary that misstates the layers: refused,
 	 * not run as something else */
 	CHECK(op_model_save(bad, &m, err, sizeof(err)) == 0);
