@@ -23,6 +23,7 @@
 #include <zmq.h>
 
 #include "appliance/config.h"
+#include "appliance/modelfile.h"
 #include "appliance/stage.h"
 #include "kernels/backend.h"
 #include "uplink/curve.h"
@@ -102,6 +103,18 @@ int main(int argc, char **argv)
 		if (rc > 0) {
 			fprintf(stderr, "%s: %d error%s\n", argv[i], rc, rc == 1 ? "" : "s");
 			return 78;
+		}
+		/* the model it names, as outpostd will load it: one it cannot use puts the appliance
+		 * in safe mode (LineFit only) */
+		if (!strcmp(cfg.infer_method, "fp4") && cfg.infer_model[0]) {
+			op_model m;
+			char merr[512] = "";
+			if (op_model_load(cfg.infer_model, &m, merr, sizeof(merr)) < 0) {
+				fprintf(stderr, "%s: infer.model: %s\n%s: the appliance would run in safe mode (LineFit only)\n",
+					argv[i], merr[0] ? merr : cfg.infer_model, argv[i]);
+				return 78;
+			}
+			op_model_free(&m);
 		}
 		printf("%s: ok\n", argv[i]);
 		return 0;

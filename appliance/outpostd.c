@@ -100,18 +100,23 @@ int main(int argc, char **argv)
 	}
 	if (stage)
 		return op_stage_main(stage, &cfg, safe_mode);
-	/* A model file that cannot be used is a configuration error: refuse to start, saying
-	 * why, rather than let the infer stage fail over and over. */
+	/* A model file that cannot be used (missing, cut short by an interrupted copy, a bad block)
+	 * does not stop the appliance: it would stay down until someone logs in, and the infer
+	 * stage alone would fail over and over. The supervisor runs in safe mode instead, LineFit
+	 * for every event, rows flagged, and says why in the journal, status and an alert north. */
+	char merr[512] = "";
 	if (!strcmp(cfg.infer_method, "fp4") && cfg.infer_model[0]) {
 		op_model m;
-		char merr[512];
 		if (op_model_load(cfg.infer_model, &m, merr, sizeof(merr)) < 0) {
-			fprintf(stderr, "outpostd: %s: infer.model: %s; not starting\n", config_path ? config_path : "(defaults)",
-				merr);
-			return 78;
+			if (!merr[0])
+				snprintf(merr, sizeof(merr), "model file %s cannot be loaded", cfg.infer_model);
+			fprintf(stderr, "outpostd: %s: infer.model: %s; starting in safe mode\n",
+				config_path ? config_path : "(defaults)", merr);
+		} else {
+			op_model_free(&m);
+			merr[0] = 0;
 		}
-		op_model_free(&m);
 	}
 	op_log_init("outpostd", cfg.log_level);
-	return op_supervisor_run(&cfg, config_path, fallback);
+	return op_supervisor_run(&cfg, config_path, fallback, merr[0] ? merr : NULL);
 }

@@ -51,7 +51,7 @@ typedef struct op_stage_ctx {
 	void *zctx;
 	void *stats_sock;
 	uint64_t incarnation_ns; /* CLOCK_REALTIME at start: tells incarnations apart */
-	int safe_mode;           /* infer: the network is off, LineFit only, rows flagged */
+	int safe_mode;           /* infer: the network is off, LineFit only, rows flagged; store: segments name LineFit */
 	uint64_t last_report_ns;
 	char *report;            /* report being built */
 	size_t report_len, report_cap;

@@ -488,8 +488,9 @@ int op_stage_store(op_stage_ctx *s)
 	for (char *c = st.site; *c; c++)
 		if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || *c == '-'))
 			*c = '_';
-	/* The segments name the model that writes their rows (the infer stage loads the same). */
-	if (!strcmp(cfg->infer_method, "fp4")) {
+	/* The segments name the model that writes their rows (the infer stage loads the same; in
+	 * safe mode that is LineFit, whatever infer.method says). */
+	if (!strcmp(cfg->infer_method, "fp4") && !s->safe_mode) {
 		op_model m;
 		char merr[512];
 		int lerr = cfg->infer_model[0] ? op_model_load(cfg->infer_model, &m, merr, sizeof(merr))
@@ -498,7 +499,8 @@ int op_stage_store(op_stage_ctx *s)
 		if (lerr == 0)
 			op_model_free(&m);
 	} else {
-		op_reco_config rcfg = {.kind = cfg->infer_method, .charge_weighted = cfg->infer_charge_weighted,
+		op_reco_config rcfg = {.kind = s->safe_mode ? "linefit" : cfg->infer_method,
+					.charge_weighted = cfg->infer_charge_weighted,
 					.trim = cfg->infer_trim};
 		if (op_reco_open(&rcfg, &reco) == 0)
 			snprintf(st.model_name, sizeof(st.model_name), "%s", op_reco_model_name(reco));

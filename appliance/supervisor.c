@@ -126,6 +126,7 @@ typedef struct sup {
 	uint32_t start_count;
 	int safe_mode;
 	uint64_t safe_mode_entered_ns;
+	char model_error[512]; /* infer.model cannot be used: safe mode for this whole run */
 	/* systemd protocol */
 	uint64_t last_probe_ns, last_extend_ns, last_status_ns;
 	/* ingest's per-stream sequence marks from its last report, handed to its next incarnation */
@@ -354,8 +355,8 @@ static int spawn(sup *s, stage_rec *r)
 		sigprocmask(SIG_SETMASK, &all, NULL);
 		prctl(PR_SET_PDEATHSIG, SIGTERM); /* a stage never outlives its supervisor */
 		char *argv[] = {"outpostd", "--stage", (char *)r->name, "-c", s->effective_path, NULL, NULL};
-		if (s->safe_mode && !strcmp(r->name, "infer"))
-			argv[5] = "--safe-mode";
+		if (s->safe_mode && (!strcmp(r->name, "infer") || !strcmp(r->name, "store")))
+			argv[5] = "--safe-mode"; /* the store: its segments name LineFit as their model */
 		execv("/proc/self/exe", argv);
 		_exit(127);
 	}
@@ -592,6 +593,12 @@ static void status_json(sup *s, sbuf *b)
 		  s->safe_mode ? "safe" : "normal", s->start_count, s->ready_sent ? "true" : "false",
 		  s->budget_spent ? "true" : "false");
 	{
+		char me[2 * sizeof(s->model_error)];
+		label_escape(me, sizeof(me), s->model_error);
+		sb_printf(b, "\"safe_mode_reason\":\"%s\",\"model_error\":\"%s\",",
+			  !s->safe_mode ? "" : s->model_error[0] ? "model_unusable" : "unstable_starts", me);
+	}
+	{
 		double ar, sr;
 		stage_rec *inf_ = stage_by_name(s, "infer");
 		rates(s, &ar, &sr);
@@ -785,7 +792,11 @@ static void status_text(sup *s, sbuf *b)
 	events_totals(s, &acc, &sto, &dro, &inf, &rec, &rej);
 	sb_printf(b, "outpost %s  site %s  up %" PRIu64 "h%02" PRIu64 "m%02" PRIu64 "s  config %s\n",
 		  OUTPOST_VERSION, s->cfg->site_name, up / 3600, up / 60 % 60, up % 60, s->config_hash);
-	if (s->safe_mode)
+	if (s->safe_mode && s->model_error[0])
+		sb_printf(b, "mode     SAFE: network off, LineFit only, rows flagged safe_mode: infer.model cannot be "
+			     "used (%s); put a usable model there and restart\n",
+			  s->model_error);
+	else if (s->safe_mode)
 		sb_printf(b, "mode     SAFE: network off, LineFit only, rows flagged safe_mode (%u unstable starts "
 			     "in a row)\n",
 			  s->start_count);
@@ -1015,7 +1026,9 @@ static void notify_status_line(sup *s, int healthy)
 	const char *pb = s->power ? op_powerctl_brief(s->power) : "";
 	snprintf(line, sizeof(line), "%s%s%s: %" PRIu64 " events stored, %" PRIu64 " dropped, %" PRIu64
 		 " in flight; %d/%d stages up%s%s",
-		 s->safe_mode ? "SAFE MODE (network off)" : "running", healthy ? "" : ", DEGRADED",
+		 s->safe_mode ? (s->model_error[0] ? "SAFE MODE (model unusable, network off)" : "SAFE MODE (network off)")
+			      : "running",
+		 healthy ? "" : ", DEGRADED",
 		 s->config_fallback ? ", ON LAST GOOD CONFIG (file has errors)" : "", sto, dro, inf, up, NSTAGES,
 		 pb[0] ? "; " : "", pb);
 	op_notify_status(line);
@@ -1206,13 +1219,13 @@ static void check_stable(sup *s, int healthy, uint64_t now)
 		s->healthy_since_ns = now;
 	uint64_t since = s->healthy_since_ns > s->last_failure_ns ? s->healthy_since_ns : s->last_failure_ns;
 	uint64_t calm = now - since;
-	if (!s->safe_mode && s->start_count && calm >= s->cfg->stable_after_ns) {
+	if ((!s->safe_mode || s->model_error[0]) && s->start_count && calm >= s->cfg->stable_after_ns) {
 		if (op_bootcount_set(s->count_path, 0) == 0)
 			op_info("stable for %llu s: start counter reset", (unsigned long long)(calm / 1000000000ull));
 		s->start_count = 0;
 	}
-	if (s->safe_mode && calm >= s->cfg->safe_mode_retry_ns) {
-		stage_rec *inf = stage_by_name(s, "infer");
+	if (s->safe_mode && !s->model_error[0] && calm >= s->cfg->safe_mode_retry_ns) {
+		stage_rec *inf = stage_by_name(s, "infer"), *sto = stage_by_name(s, "store");
 		s->safe_mode = 0;
 		s->healthy_since_ns = now; /* normal mode has to prove itself for stable_after anew */
 		s->start_count = s->cfg->safe_mode_after;
@@ -1224,10 +1237,15 @@ static void check_stable(sup *s, int healthy, uint64_t now)
 			inf->restart_at_ns = now + 1;
 			kill(inf->pid, SIGTERM);
 		}
+		if (sto->running) { /* its next segments name the network again (it seals first) */
+			sto->collateral = 1;
+			sto->restart_at_ns = now + 1;
+			kill(sto->pid, SIGTERM);
+		}
 	}
 }
 
-int op_supervisor_run(const op_config *cfg, const char *config_path, int config_fallback)
+int op_supervisor_run(const op_config *cfg, const char *config_path, int config_fallback, const char *model_error)
 {
 	sup s;
 	char ep[OP_CFG_STR + 32];
@@ -1266,6 +1284,19 @@ int op_supervisor_run(const op_config *cfg, const char *config_path, int config_
 		return 1;
 	}
 	start_counter(&s);
+	if (model_error) {
+		snprintf(s.model_error, sizeof(s.model_error), "%s", model_error);
+		if (!s.safe_mode)
+			s.safe_mode_entered_ns = op_now_ns();
+		s.safe_mode = 1;
+		op_err("SAFE MODE: infer.model cannot be used: %s. The network is off, LineFit reconstructs "
+		       "every event and every row is flagged safe_mode, until outpostd is restarted with a usable "
+		       "model (outpostctl check-config tells)",
+		       s.model_error);
+		char text[700];
+		snprintf(text, sizeof(text), "safe mode: infer.model cannot be used (%s); LineFit only", s.model_error);
+		alert(&s, "model_unusable", text);
+	}
 	write_last_good(&s);
 
 	sigemptyset(&mask);
