@@ -183,6 +183,7 @@ int op_stage_uplink(op_stage_ctx *s)
 			op_report_counter(s, "tombstones", st.tombstones);
 			op_report_counter(s, "tombstones_failed", st.tombstones_failed);
 			op_report_counter(s, "leftovers_removed", st.leftovers_removed);
+			op_report_gauge(s, "files_held", (double)st.files_held);
 			op_report_counter(s, "preemptions", st.preemptions);
 			for (int c = 0; c < OP_UPLINK_CLASSES; c++) {
 				char k[48];

@@ -106,6 +106,12 @@ struct op_uplink {
 	struct verified paused;  /* a check set aside for an alert, resumed where it stopped */
 	op_sha256 paused_ctx;
 	uint64_t paused_off;
+	struct held {       /* files north refused lately, skipped until `until` (see refused()) */
+		char name[OP_XFER_NAME_MAX + 1];
+		int cls;
+		uint32_t count;
+		uint64_t until;
+	} held[16];
 	char aside[4][OP_XFER_NAME_MAX + 1]; /* files set aside mid-transfer lately: north may hold part */
 	int aside_next;
 	uint8_t *buf;
@@ -291,6 +297,9 @@ void op_uplink_close(op_uplink *u)
 void op_uplink_get_stats(const op_uplink *u, op_uplink_stats *out)
 {
 	*out = u->stats;
+	out->files_held = 0;
+	for (int i = 0; i < 16; i++)
+		out->files_held += u->held[i].count && now_ns() < u->held[i].until;
 	/* sent and never acknowledged, beyond what is on the way now: lost in cuts, refused, or
 	 * sent ahead of a HAVE that said north had them; sent again */
 	uint64_t out_now = (u->st == SENDING && u->next > u->acked ? u->next - u->acked : 0) +
@@ -449,6 +458,20 @@ static void reset(op_uplink *u, uint64_t delay_ns)
 	u->retry_at_ns = now_ns() + delay_ns;
 }
 
+static struct held *held_entry(op_uplink *u, int c, const char *name)
+{
+	for (int i = 0; i < 16; i++)
+		if (u->held[i].count && u->held[i].cls == c && !strcmp(u->held[i].name, name))
+			return &u->held[i];
+	return NULL;
+}
+
+static int is_held(op_uplink *u, int c, const char *name)
+{
+	const struct held *h = held_entry(u, c, name);
+	return h && now_ns() < h->until;
+}
+
 /* Oldest sealed segment in outbox/ (names sort by time); updates the pending figures. */
 /* Oldest shippable file of one class (name order: names start with the UTC time). Counts the
  * class's backlog on the way. 1 and its name, 0 when none, or -errno. */
@@ -482,6 +505,8 @@ static int pick_in(op_uplink *u, int c, char *name, size_t cap)
 			oldest = sb.st_mtime;
 		if (u->tail.busy && c == u->tail.cls && !strcmp(de->d_name, u->tail.name))
 			continue; /* sent, awaiting its confirmation */
+		if (is_held(u, c, de->d_name))
+			continue; /* refused lately: the others go first (refused()) */
 		if (!best || strcmp(de->d_name, best) < 0) {
 			free(best);
 			best = strdup(de->d_name);
@@ -778,6 +803,9 @@ static void confirmed(op_uplink *u, int cls, const char *name, uint64_t size)
 	}
 	snprintf(path, sizeof(path), "%s/%s.sha256", u->dirs[cls], name);
 	unlink(path);
+	struct held *h = held_entry(u, cls, name);
+	if (h)
+		h->count = 0;
 	u->stats.cls[cls].files_confirmed++;
 	int dfd = open(u->dirs[cls], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd >= 0) {
@@ -892,8 +920,38 @@ static int sha_in(zmq_msg_t *f, int nf, const char *sha)
 }
 
 /* North refused (or confirmed another file): start over after uplink.retry. */
-static void refused(op_uplink *u)
+/*
+ * North refused the file (or confirmed another checksum): too large for it, a name it cannot
+ * take, its disk full, the bytes damaged on the way. Some of these pass, some never do, and the
+ * sender cannot tell which. Retried at once, the same oldest file would win every pick and hold
+ * back everything else of every class but alerts, for as long as north refuses it. So a refused
+ * file is held back: twice the retry, doubled for every refusal in a row, at most an hour, while
+ * the others go; it is checked against its sidecar again before its next offer (a local file
+ * damaged after its check is then quarantined, not resent for ever). The count of files held
+ * now is in the stats; a file that north confirms, or that leaves outbox/, is forgotten.
+ */
+static void refused(op_uplink *u, int cls, const char *name)
 {
+	struct held *h = held_entry(u, cls, name);
+	if (!h) { /* a free entry, or the one whose hold ends first */
+		h = &u->held[0];
+		for (int i = 0; i < 16 && h->count; i++)
+			if (!u->held[i].count || u->held[i].until < h->until)
+				h = &u->held[i];
+		memset(h, 0, sizeof(*h));
+		snprintf(h->name, sizeof(h->name), "%s", name);
+		h->cls = cls;
+	}
+	h->count++;
+	uint64_t hold = u->cfg.retry_ns ? u->cfg.retry_ns : 1000000000ull;
+	for (uint32_t i = 0; i < h->count && hold < 3600000000000ull; i++)
+		hold *= 2; /* beyond the pause below: the others go first */
+	if (hold > 3600000000000ull)
+		hold = 3600000000000ull;
+	h->until = now_ns() + hold;
+	for (int i = 0; i < 8; i++) /* checked again before it is offered again */
+		if (!strcmp(u->verified[i].name, name))
+			u->verified[i].name[0] = 0;
 	u->stats.rejected++;
 	reset(u, u->cfg.retry_ns);
 }
@@ -925,7 +983,7 @@ static void handle(op_uplink *u, zmq_msg_t *f, int nf)
 			confirmed(u, u->tail.cls, u->tail.name, u->tail.size);
 			end_tail(u);
 		} else if (!strcmp(cmd, "CONFIRMED") || !strcmp(cmd, "REJECTED")) {
-			refused(u);
+			refused(u, u->tail.cls, u->tail.name);
 		}
 		return;
 	}
@@ -964,7 +1022,7 @@ static void handle(op_uplink *u, zmq_msg_t *f, int nf)
 		confirmed(u, u->cls, u->name, u->size);
 		end_file(u);
 	} else if (!strcmp(cmd, "CONFIRMED") || !strcmp(cmd, "REJECTED")) {
-		refused(u);
+		refused(u, u->cls, u->name);
 	}
 }
 

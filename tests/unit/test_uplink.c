@@ -482,6 +482,39 @@ int main(void)
 		op_uplink_close(u);
 		u = NULL;
 	}
+	/* a file north keeps refusing (here: larger than it takes) is held back with a growing
+	 * delay; the files behind it, of its class and of the others, still go north */
+	{
+		op_north_close(n);
+		op_north_config small = nc;
+		small.max_file_bytes = 100000;
+		CHECK(op_north_open(ctx, &small, &n) == 0);
+		make_file_in("bulk", "a-huge.bin", 200000, 0);
+		make_file_in("bulk", "b-small.bin", 5000, 0);
+		make_file("r-after-1.h5", 7000, 0);
+		make_file("r-after-2.h5", 9000, 0);
+		op_uplink_config rc = uc;
+		rc.retry_ns = 1000000000ull; /* held 2 s after the first refusal */
+		CHECK(op_uplink_open(ctx, &rc, &u) == 0);
+		for (int i = 0; i < 40 && !(same_content("b-small.bin", 5000) && same_content("r-after-2.h5", 9000)); i++)
+			run(u, n, 100);
+		op_uplink_get_stats(u, &st);
+		fprintf(stderr, "refused file: %llu refusals, %llu held; the files behind it %s\n",
+			(unsigned long long)st.rejected, (unsigned long long)st.files_held,
+			same_content("r-after-2.h5", 9000) ? "went north" : "did NOT go north");
+		CHECK(same_content("b-small.bin", 5000) && same_content("r-after-1.h5", 7000) &&
+		      same_content("r-after-2.h5", 9000));
+		CHECK(st.rejected >= 1 && st.files_held == 1 && exists_in(outbox, "bulk/a-huge.bin"));
+		op_uplink_close(u);
+		u = NULL;
+		char path[400];
+		snprintf(path, sizeof(path), "%s/bulk/a-huge.bin", outbox);
+		unlink(path);
+		snprintf(path, sizeof(path), "%s/bulk/a-huge.bin.sha256", outbox);
+		unlink(path);
+		op_north_close(n);
+		CHECK(op_north_open(ctx, &nc, &n) == 0);
+	}
 	/* what a crash leaves (a publisher's .NAME.tmp, a sidecar whose file never arrived or was
 	 * already confirmed) is removed once ten minutes old; a fresh one may be a publisher between
 	 * its two steps, a sidecar whose file is there is not a leftover, and bulk/ is the
