@@ -106,6 +106,14 @@ struct op_uplink {
 	struct verified paused;  /* a check set aside for an alert, resumed where it stopped */
 	op_sha256 paused_ctx;
 	uint64_t paused_off;
+	struct eviction {   /* the file being checked before it is evicted (keep_reserve), in slices */
+		int active, cls, fd;
+		char name[OP_XFER_NAME_MAX + 1], sha[65];
+		const char *reason;
+		uint64_t size;
+		op_sha256 ctx;
+		uint8_t *buf;
+	} ev;
 	struct held {       /* files north refused lately, skipped until `until` (see refused()) */
 		char name[OP_XFER_NAME_MAX + 1];
 		int cls;
@@ -224,6 +232,7 @@ int op_uplink_open(void *zmq_ctx, const op_uplink_config *cfg, op_uplink **ret)
 	u->cfg.curve_public_z85 = u->cfg.curve_secret_z85 = u->cfg.north_public_z85 = NULL; /* not kept */
 	u->fd = -1;
 	u->tail.fd = -1;
+	u->ev.fd = -1;
 	u->quota_fd = -1;
 	u->zctx = zmq_ctx;
 	/* under a cap, a chunk is at most half a second of it (at least 4 KiB): an alert waits at
@@ -283,6 +292,9 @@ void op_uplink_close(op_uplink *u)
 		close(u->fd);
 	if (u->quota_fd >= 0)
 		close(u->quota_fd);
+	if (u->ev.fd >= 0)
+		close(u->ev.fd);
+	free(u->ev.buf);
 	if (u->sock) {
 		zmq_socket_monitor(u->sock, NULL, 0);
 		zmq_close(u->sock);
@@ -507,6 +519,8 @@ static int pick_in(op_uplink *u, int c, char *name, size_t cap)
 			continue; /* sent, awaiting its confirmation */
 		if (is_held(u, c, de->d_name))
 			continue; /* refused lately: the others go first (refused()) */
+		if (u->ev.active && c == u->ev.cls && !strcmp(de->d_name, u->ev.name))
+			continue; /* being checked for eviction */
 		if (!best || strcmp(de->d_name, best) < 0) {
 			free(best);
 			best = strdup(de->d_name);
@@ -1128,34 +1142,99 @@ static int oldest_in(op_uplink *u, int c, char *name, size_t cap, uint64_t *size
 	return found;
 }
 
-static void evict_one(op_uplink *u, int c, const char *name, uint64_t size, const char *reason)
+/*
+ * A file is checked against its sidecar before it is evicted: one that does not match is
+ * evidence, not data to drop, and is quarantined. A large bulk file takes many seconds to hash,
+ * longer than the supervisor waits for a report, so the check runs in slices, at most
+ * EVICT_SLICE_NS a call, carried across steps as the check before sending is.
+ */
+#define EVICT_SLICE_NS 200000000ull
+
+static void evict_quarantine(op_uplink *u, int c, const char *name)
 {
-	char path[1100], side[1200], sha[65] = "", actual[65] = "";
+	int keep = u->cls;
+	u->cls = c;
+	quarantine(u, name);
+	u->cls = keep;
+}
+
+/* Start checking cls/name for eviction. 1: settled at once (no readable sidecar: quarantined;
+ * the file gone: nothing to do), 0: the check is under way (u->ev). */
+static int evict_start(op_uplink *u, int c, const char *name, uint64_t size, const char *reason)
+{
+	char path[1100], side[1200];
 	snprintf(path, sizeof(path), "%s/%s", u->dirs[c], name);
 	snprintf(side, sizeof(side), "%s.sha256", path);
-	/* a file that does not match its sidecar is evidence, not data to drop: quarantined */
-	if (read_sidecar(side, sha) < 0 || op_sha256_file(path, actual) < 0 || strcmp(sha, actual) != 0) {
-		int keep = u->cls;
-		u->cls = c;
-		quarantine(u, name);
-		u->cls = keep;
-		return;
+	if (read_sidecar(side, u->ev.sha) < 0) {
+		evict_quarantine(u, c, name);
+		return 1;
+	}
+	if (!u->ev.buf && !(u->ev.buf = malloc(1u << 20)))
+		return 1;
+	u->ev.fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (u->ev.fd < 0) {
+		if (errno != ENOENT)
+			evict_quarantine(u, c, name);
+		return 1;
+	}
+	snprintf(u->ev.name, sizeof(u->ev.name), "%s", name);
+	u->ev.cls = c;
+	u->ev.size = size;
+	u->ev.reason = reason;
+	op_sha256_init(&u->ev.ctx);
+	u->ev.active = 1;
+	return 0;
+}
+
+/* Go on with the check until the deadline. 1: settled (evicted, quarantined or abandoned). */
+static int evict_step(op_uplink *u, uint64_t deadline)
+{
+	struct eviction *e = &u->ev;
+	ssize_t n = 0;
+	while (now_ns() < deadline) {
+		n = read(e->fd, e->buf, 1u << 20);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		op_sha256_update(&e->ctx, e->buf, (size_t)n);
+	}
+	if (n > 0)
+		return 0; /* the deadline: more next time */
+	char path[1100], side[1200], actual[65];
+	uint8_t dg[32];
+	struct stat a, b;
+	snprintf(path, sizeof(path), "%s/%s", u->dirs[e->cls], e->name);
+	snprintf(side, sizeof(side), "%s.sha256", path);
+	op_sha256_final(&e->ctx, dg);
+	op_sha256_hex(dg, actual);
+	int same = fstat(e->fd, &a) == 0 && stat(path, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+	close(e->fd);
+	e->fd = -1;
+	e->active = 0;
+	if (!same)
+		return 1; /* replaced or gone meanwhile: nothing checked is evicted */
+	if (n < 0 || strcmp(e->sha, actual) != 0) {
+		evict_quarantine(u, e->cls, e->name);
+		return 1;
 	}
 	/* the events lost with a result segment, for north's books (0: not a segment) */
-	size_t nl = strlen(name);
-	long rows = nl > 3 && !strcmp(name + nl - 3, ".h5") ? op_segment_count_rows(path) : 0;
+	size_t nl = strlen(e->name);
+	long rows = nl > 3 && !strcmp(e->name + nl - 3, ".h5") ? op_segment_count_rows(path) : 0;
 	if (unlink(path) != 0)
-		return;
+		return 1;
 	unlink(side);
-	u->stats.evicted_bytes += size;
-	if (!strcmp(reason, "expired"))
+	u->stats.evicted_bytes += e->size;
+	if (!strcmp(e->reason, "expired"))
 		u->stats.evicted_expired++;
 	else
 		u->stats.evicted_disk_full++;
-	tombstone(u, c, name, size, sha, reason, rows);
+	tombstone(u, e->cls, e->name, e->size, e->sha, e->reason, rows);
+	return 1;
 }
 
-/* Keep the reserve free: expired files first, then the lowest classes, never alerts. */
+/* Keep the reserve free: expired files first, then the lowest classes, never alerts. At most
+ * EVICT_SLICE_NS of checking a call; a check not finished goes on at the next. */
 static void keep_reserve(op_uplink *u)
 {
 	static const int order[3] = {OP_UPLINK_BULK, OP_UPLINK_TELEMETRY, OP_UPLINK_RESULTS};
@@ -1163,14 +1242,21 @@ static void keep_reserve(op_uplink *u)
 	char name[OP_XFER_NAME_MAX + 1];
 	uint64_t size;
 	time_t mtime;
+	const uint64_t deadline = now_ns() + EVICT_SLICE_NS;
 
+	if (u->ev.active && !evict_step(u, deadline))
+		return;
 	if (u->cfg.max_age_s) {
 		time_t now = time(NULL);
 		for (int k = 0; k < 3; k++)
 			for (int guard = 0; guard < 1000 && oldest_in(u, order[k], name, sizeof(name), &size, &mtime) &&
 					    difftime(now, mtime) > (double)u->cfg.max_age_s;
-			     guard++)
-				evict_one(u, order[k], name, size, "expired");
+			     guard++) {
+				if (!evict_start(u, order[k], name, size, "expired") && !evict_step(u, deadline))
+					return;
+				if (now_ns() >= deadline)
+					return;
+			}
 	}
 	if (statvfs(u->outbox, &fs) != 0)
 		return;
@@ -1181,10 +1267,13 @@ static void keep_reserve(op_uplink *u)
 		for (int guard = 0; guard < 100000 && u->stats.disk_free < u->cfg.disk_reserve; guard++) {
 			if (!oldest_in(u, order[k], name, sizeof(name), &size, &mtime))
 				break;
-			evict_one(u, order[k], name, size, "disk_full");
+			if (!evict_start(u, order[k], name, size, "disk_full") && !evict_step(u, deadline))
+				return;
 			if (statvfs(u->outbox, &fs) != 0)
 				return;
 			u->stats.disk_free = (uint64_t)fs.f_bavail * fs.f_frsize;
+			if (now_ns() >= deadline)
+				return;
 		}
 	}
 }

@@ -482,6 +482,44 @@ int main(void)
 		op_uplink_close(u);
 		u = NULL;
 	}
+	/* evicting a large file: its check against the sidecar (512 MiB to hash) runs in slices
+	 * across steps, so the stage keeps reporting to the supervisor meanwhile */
+	{
+		char path[400], side[420], hex[65];
+		snprintf(path, sizeof(path), "%s/bulk/big-1.bin", outbox);
+		int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0640);
+		CHECK(fd >= 0 && ftruncate(fd, 1ll << 29) == 0); /* sparse: zeros, no disk */
+		close(fd);
+		CHECK(op_sha256_file(path, hex) == 0);
+		snprintf(side, sizeof(side), "%s.sha256", path);
+		FILE *sf = fopen(side, "w");
+		CHECK(sf != NULL);
+		if (sf) {
+			fprintf(sf, "%s  big-1.bin\n", hex);
+			fclose(sf);
+		}
+		op_uplink_config lc = uc;
+		lc.north_endpoint = "";
+		lc.disk_reserve = UINT64_MAX / 2;
+		CHECK(op_uplink_open(ctx, &lc, &u) == 0);
+		double longest = 0;
+		int steps = 0;
+		for (; steps < 400 && exists_in(outbox, "bulk/big-1.bin"); steps++) {
+			struct timespec t0, t1;
+			clock_gettime(CLOCK_MONOTONIC, &t0);
+			op_uplink_step(u, 1);
+			clock_gettime(CLOCK_MONOTONIC, &t1);
+			double dt = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+			longest = dt > longest ? dt : longest;
+			usleep(100000); /* the evictions run twice a second */
+		}
+		op_uplink_get_stats(u, &st);
+		fprintf(stderr, "evicting 512 MiB: %d steps, the longest %.3f s\n", steps, longest);
+		CHECK(!exists_in(outbox, "bulk/big-1.bin") && st.evicted_disk_full >= 1);
+		CHECK(longest < 1.5 && steps >= 3); /* in slices of 200 ms, not one step of the whole hash */
+		op_uplink_close(u);
+		u = NULL;
+	}
 	/* a file north keeps refusing (here: larger than it takes) is held back with a growing
 	 * delay; the files behind it, of its class and of the others, still go north */
 	{
