@@ -144,9 +144,10 @@ static const key keys[] = {
 	{"supervisor.restart_backoff", K_DUR, "1s", SEC / 100, 3600 * SEC, F(restart_backoff_ns), 1, NULL,
 	 "first delay before restarting a failed stage; doubles on each failure up to "
 	 "supervisor.restart_backoff_max"},
-	{"supervisor.restart_backoff_max", K_DUR, "60s", SEC / 100, 3600 * SEC, F(restart_backoff_max_ns), 1, NULL,
+	{"supervisor.restart_backoff_max", K_DUR, "15s", SEC / 100, 3600 * SEC, F(restart_backoff_max_ns), 1, NULL,
 	 "longest delay between restarts of a stage that keeps failing (a stage up for 60 s starts again "
-	 "from supervisor.restart_backoff); never shorter than restart_backoff"},
+	 "from supervisor.restart_backoff); never shorter than restart_backoff; under systemd at most a "
+	 "quarter of WatchdogSec (no watchdog pings while a stage is down)"},
 	{"supervisor.safe_mode_after", K_U32, "6", 0, 1000, F(safe_mode_after), 0, NULL,
 	 "starts in a row that neither ran stable nor ended in a requested stop, before the next start is "
 	 "in safe mode (reconstruction "

@@ -110,7 +110,7 @@ typedef struct sup {
 	int sfd;
 	stage_rec st[NSTAGES];
 	op_restart_policy policy;
-	uint64_t start_ns, last_ping_ns, ping_interval_ns;
+	uint64_t start_ns, last_ping_ns, ping_interval_ns, watchdog_ns;
 	uint64_t dropped_ingest_crash;
 	/* what a dead ingest held by its last report, until its successor says whether its log
 	 * let it take them over (then they are in its in_flight) or not (then: ingest_crash) */
@@ -517,6 +517,27 @@ static int check_stages(sup *s, uint64_t now)
 			healthy = 0;
 	}
 	return healthy;
+}
+
+/* While a stage waits out its restart delay, systemd's watchdog is not pinged (invariant 5):
+ * a delay near WatchdogSec would turn a plain restart into a kill of outpostd (no drain, the
+ * run directory with ingest's log removed). Pings go out every half watchdog period, so a
+ * stage must be back within the other half: the delays are held to a quarter of it. */
+static void apply_backoff(sup *s)
+{
+	s->policy.backoff_ns = s->cfg->restart_backoff_ns;
+	s->policy.backoff_max_ns = s->cfg->restart_backoff_max_ns;
+	if (s->policy.backoff_max_ns < s->policy.backoff_ns)
+		s->policy.backoff_max_ns = s->policy.backoff_ns;
+	const uint64_t limit = s->watchdog_ns / 4;
+	if (limit && s->policy.backoff_max_ns > limit) {
+		op_warn("supervisor.restart_backoff_max %.1f s is longer than systemd's watchdog (WatchdogSec %.0f s) "
+			"allows: %.1f s is used",
+			(double)s->policy.backoff_max_ns / 1e9, (double)s->watchdog_ns / 1e9, (double)limit / 1e9);
+		s->policy.backoff_max_ns = limit;
+		if (s->policy.backoff_ns > limit)
+			s->policy.backoff_ns = limit;
+	}
 }
 
 static void events_totals(sup *s, uint64_t *accepted, uint64_t *stored, uint64_t *dropped,
@@ -994,10 +1015,7 @@ static void reload(sup *s, sbuf *reply)
 	op_powerctl_reconfigure(s->power, s->cfg);
 	s->policy.burst = s->cfg->restart_burst;
 	s->policy.interval_ns = s->cfg->restart_interval_ns;
-	s->policy.backoff_ns = s->cfg->restart_backoff_ns;
-	s->policy.backoff_max_ns = s->cfg->restart_backoff_max_ns;
-	if (s->policy.backoff_max_ns < s->policy.backoff_ns)
-		s->policy.backoff_max_ns = s->policy.backoff_ns;
+	apply_backoff(s);
 	op_log_set_level(s->cfg->log_level);
 	if (strstr(changed, "ingest."))
 		zmq_send(s->ingest_ctl, "reload", 6, ZMQ_DONTWAIT);
@@ -1266,8 +1284,8 @@ int op_supervisor_run(const op_config *cfg, const char *config_path, int config_
 				       .backoff_ns = cfg->restart_backoff_ns,
 				       .backoff_max_ns = cfg->restart_backoff_max_ns,
 				       .stable_ns = 60000000000ull};
-	if (s.policy.backoff_max_ns < s.policy.backoff_ns)
-		s.policy.backoff_max_ns = s.policy.backoff_ns;
+	s.watchdog_ns = op_notify_watchdog_interval_ns();
+	apply_backoff(&s);
 	for (int i = 0; i < NSTAGES; i++) {
 		s.st[i].name = stage_names[i];
 		s.st[i].rank = rank_of(stage_names[i]);
@@ -1334,7 +1352,7 @@ int op_supervisor_run(const op_config *cfg, const char *config_path, int config_
 	}
 	if (op_powerctl_open(&s.power, cfg, s.zctx) < 0)
 		goto out;
-	s.ping_interval_ns = op_notify_watchdog_interval_ns() / 2;
+	s.ping_interval_ns = s.watchdog_ns / 2;
 	for (int i = 0; i < NSTAGES; i++)
 		spawn(&s, &s.st[i]);
 

@@ -14,7 +14,8 @@
 #define OP_WATCHDOG_RESTART_H
 #include <stdint.h>
 
-#define OP_RESTART_HISTORY 64
+#define OP_RESTART_HISTORY 1024 /* > supervisor.restart_burst's largest value (1000) + 1: a burst it
+                                  * cannot remember would never escalate */
 
 typedef struct op_restart_policy {
 	uint32_t burst;

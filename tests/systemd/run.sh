@@ -7,7 +7,8 @@
 #   - `systemctl start` returns only after READY=1 (Type=notify: the probe went end to end) and
 #     the service runs as the unprivileged user `outpost` with the unit's hardening applied;
 #   - events from outpost-sim reach outpost-north;
-#   - rung 1: a killed stage is restarted inside the service (same main PID, no systemd restart);
+#   - rung 1: a killed stage is restarted inside the service (same main PID, no systemd restart),
+#     with restart delays held to a quarter of WatchdogSec;
 #   - rung 2: a spent restart budget (restart_burst 2 here) ends in a process restart by systemd
 #     (NRestarts goes up, a new main PID, running again after RestartSec);
 #   - a hung supervisor (SIGSTOP) stops pinging and systemd's watchdog restarts the process;
@@ -61,6 +62,7 @@ supervisor:
   restart_burst: 2
   restart_interval: 5m
   restart_backoff: 200ms
+  restart_backoff_max: 50s
 EOF
 cat >"$work/outpost-test.target" <<EOF
 [Unit]
@@ -122,6 +124,10 @@ main1=$(prop MainPID)
 echo "active (READY=1 received), main PID $main1, STATUS=$(prop StatusText)"
 [ "$(in_ns ps -o user= -p "$(prop MainPID)")" = outpost ] || fail "outpostd does not run as user outpost"
 in_ns journalctl --no-pager -u outpost.service | grep -q "ready: a probe event went" || fail "no probe before READY"
+# a restart delay near WatchdogSec (60 s) would let systemd kill outpostd while a stage waits out
+# its delay (no pings meanwhile): held to a quarter of it, and said so
+in_ns journalctl --no-pager -u outpost.service | grep -q "restart_backoff_max 50.0 s is longer than systemd's watchdog (WatchdogSec 60 s) allows: 15.0 s is used" ||
+	fail "restart_backoff_max not held under WatchdogSec/4"
 in_ns journalctl --no-pager -u outpost.service -o verbose | grep -q "OUTPOST_STAGE=infer" ||
 	fail "no structured OUTPOST_STAGE field in the journal"
 ctl() { in_ns "$bin/outpostctl" -c "$work/outpost.yaml" "$@"; }

@@ -41,6 +41,22 @@ int main(void)
 	CHECK_EQ_U64(d, 1 * S);
 	CHECK(!s.escalated);
 
+	/* The largest burst the configuration allows (1000) still escalates at its next failure:
+	 * with a history shorter than the burst, a crash loop would never escalate. */
+	{
+		op_restart_policy big = p;
+		big.burst = 1000;
+		big.interval_ns = 3600 * S;
+		op_restart_state b;
+		op_restart_init(&b, &big);
+		uint64_t tb = 1000 * S;
+		int escalated_at = 0;
+		for (int i = 1; i <= 1001 && !escalated_at; i++)
+			if (op_restart_failed(&b, &big, tb += S, &d) == OP_RESTART_ESCALATE)
+				escalated_at = i;
+		CHECK_EQ_U64(escalated_at, 1001);
+	}
+
 	/* Start counter: missing file → 1, then 2; garbage → reported, counted from 0; set 0. */
 	char dir[] = "/tmp/op-bootcount-XXXXXX", path[64], err[256], text[32];
 	uint32_t c = 0;
