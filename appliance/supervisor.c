@@ -346,8 +346,10 @@ static int spawn(sup *s, stage_rec *r)
 	pid_t pid = fork();
 
 	if (pid < 0) {
-		op_err("cannot fork stage %s: %s", r->name, strerror(errno));
-		return -errno;
+		int e = errno;
+		op_err("cannot fork stage %s: %s; trying again in 1 s", r->name, strerror(e));
+		r->restart_at_ns = op_now_ns() + 1000000000ull; /* not never: the first spawn too */
+		return -e;
 	}
 	if (pid == 0) {
 		sigset_t all;
@@ -513,7 +515,7 @@ static int check_stages(sup *s, uint64_t now)
 			kill(r->pid, SIGKILL);
 			healthy = 0;
 		}
-		if (!r->reported)
+		if (!r->reported_since_spawn) /* a process just forked has proved nothing yet */
 			healthy = 0;
 	}
 	return healthy;
@@ -564,7 +566,7 @@ static void events_totals(sup *s, uint64_t *accepted, uint64_t *stored, uint64_t
 static const char *state_of(const stage_rec *r)
 {
 	if (r->running)
-		return r->reported ? "running" : "starting";
+		return r->reported_since_spawn ? "running" : "starting";
 	return r->restart_at_ns ? (r->escalated ? "failing" : "restarting") : "stopped";
 }
 
@@ -1188,7 +1190,9 @@ static void shutdown_stages(sup *s)
 		if (op_now_ns() - t0 > 10000000000ull) {
 			for (int i = 0; i < NSTAGES; i++)
 				if (s->st[i].running) {
-					op_err("stage %s did not stop in 10 s: killing it", s->st[i].name);
+					if (!s->st[i].kill_sent) /* once: the kill is repeated quietly */
+						op_err("stage %s did not stop in 10 s: killing it", s->st[i].name);
+					s->st[i].kill_sent = 1;
 					kill(s->st[i].pid, SIGKILL);
 				}
 		}
@@ -1325,6 +1329,10 @@ int op_supervisor_run(const op_config *cfg, const char *config_path, int config_
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	s.sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (s.sfd < 0) { /* without it SIGTERM stays blocked: no drain on stop, ever */
+		op_err("cannot create a signalfd: %s", strerror(errno));
+		return 1;
+	}
 
 	s.zctx = zmq_ctx_new();
 	s.stats = zmq_socket(s.zctx, ZMQ_PULL);
@@ -1352,7 +1360,9 @@ int op_supervisor_run(const op_config *cfg, const char *config_path, int config_
 	}
 	if (op_powerctl_open(&s.power, cfg, s.zctx) < 0)
 		goto out;
-	s.ping_interval_ns = s.watchdog_ns / 2;
+	/* every second (half the period if that is shorter): cheap, and a stage that goes down
+	 * shows as a gap in the pings within a second */
+	s.ping_interval_ns = s.watchdog_ns / 2 < 1000000000ull ? s.watchdog_ns / 2 : 1000000000ull;
 	for (int i = 0; i < NSTAGES; i++)
 		spawn(&s, &s.st[i]);
 
