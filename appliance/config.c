@@ -57,9 +57,9 @@ static const key keys[] = {
 	 "network deliberately); empty = none"},
 	{"ingest.sub_endpoint", K_STR, "", 0, OP_CFG_STR - 1, F(ingest_sub), 0, NULL,
 	 "PUB endpoint to subscribe to for a live view (lossy upstream; gaps are counted); empty = none"},
-	{"ingest.max_pulses", K_U32, "200000", 1, 16777216, F(ingest_max_pulses), 1, NULL,
+	{"ingest.max_pulses", K_U32, "200000", 1, 16777216, F(ingest_max_pulses), 0, NULL,
 	 "events with more pulses are rejected (reason too_many_pulses)"},
-	{"ingest.max_message_bytes", K_SIZE, "4MiB", 64, 1 * GiB, F(ingest_max_message_bytes), 1, NULL,
+	{"ingest.max_message_bytes", K_SIZE, "4MiB", 64, 1 * GiB, F(ingest_max_message_bytes), 0, NULL,
 	 "larger messages are rejected (reason oversize)"},
 	{"ingest.window_events", K_U32, "65536", 16, 16777216, F(ingest_window_events), 0, NULL,
 	 "accepted events held until the store says they are durable; when full, ingest stops reading "
@@ -265,6 +265,8 @@ static int parse_unit(const char *s, const struct unit *units, int unit_required
 			return -2;
 		if (v != floor(v))
 			return -1;
+		if (v >= 18446744073709551615.0)
+			return -3; /* (uint64_t) of 2^64 or more is undefined: it gave 0, "no limit" */
 		*out = (uint64_t)v;
 		return 0;
 	}
@@ -565,6 +567,10 @@ static int set_value(const key *k, op_config *c, const char *s, char *err, size_
 		break;
 	case K_SIZE:
 		rc = parse_unit(s, size_units, 0, &v);
+		if (rc == -3) {
+			snprintf(err, errcap, "'%s': '%s' is too large (at most 16 EiB)", k->path, s);
+			return -1;
+		}
 		if (rc < 0) {
 			char hint[200];
 			size_unit_hint(s, hint, sizeof(hint));
@@ -898,6 +904,10 @@ static int load_string(op_config *c, const char *yaml, size_t len, const char *n
 			report(&d, 1, extra.start_mark.line, extra.start_mark.column,
 			       "a second YAML document ('---'); outpost reads one");
 		yaml_document_delete(&extra);
+	} else { /* what follows the first document does not even parse: said, not dropped */
+		report(&d, 1, parser.problem_mark.line, parser.problem_mark.column,
+		       "YAML syntax after the first document: %s%s%s", parser.problem ? parser.problem : "unreadable",
+		       parser.context ? " " : "", parser.context ? parser.context : "");
 	}
 	yaml_document_delete(&doc);
 	yaml_parser_delete(&parser);
