@@ -9,6 +9,7 @@
  * stays unacknowledged so that ingest's accounting shows it.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -356,14 +357,24 @@ int op_stage_infer(op_stage_ctx *s)
 			serials[n] = op_get_le64(p);
 			uint32_t np = hdrs[n].pulse_count;
 			if (np > sc.pulses_cap) {
-				op_pulse *pp = realloc(sc.pulses, np * sizeof(op_pulse));
-				if (!pp)
+				op_pulse *pp = realloc(sc.pulses, (size_t)np * sizeof(op_pulse));
+				if (!pp) {
+					op_err("cannot hold event stream %u sequence %" PRIu64 " with %u pulses: out of memory "
+					       "(ingest resends it; ingest.max_pulses bounds what is accepted)",
+					       hdrs[n].stream_id, hdrs[n].sequence, np);
+					zmq_msg_close(&msgs[n]);
 					goto out;
+				}
 				sc.pulses = pp;
 				sc.pulses_cap = np;
 			}
-			if (scratch_reserve(&sc, np) < 0)
+			if (scratch_reserve(&sc, np) < 0) {
+				op_err("cannot hold event stream %u sequence %" PRIu64 " with %u pulses (%zu in this batch): out "
+				       "of memory (ingest resends it; ingest.max_pulses bounds what is accepted)",
+				       hdrs[n].stream_id, hdrs[n].sequence, np, sc.used);
+				zmq_msg_close(&msgs[n]);
 				goto out;
+			}
 			op_wire_get_pulses(sc.pulses, p + 8, &hdrs[n]);
 			offs[n] = sc.used;
 			op_placed_pulses dst = {sc.x, sc.y, sc.z, sc.t, sc.q, sc.fl};

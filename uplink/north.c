@@ -178,6 +178,10 @@ int op_north_open(void *zmq_ctx, const op_north_config *cfg, op_north **ret)
 		goto fail;
 	}
 	zmq_setsockopt(n->sock, ZMQ_LINGER, &linger, sizeof(linger));
+	/* no frame larger than a chunk and its framing: libzmq would otherwise buffer a frame of
+	 * any size a peer announces before the size is checked (the connection is dropped) */
+	int64_t maxmsg = (int64_t)OP_XFER_CHUNK_MAX + 4096;
+	zmq_setsockopt(n->sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof(maxmsg));
 	if (cfg->curve_secret_z85) {
 		int one = 1;
 		if (zmq_setsockopt(n->sock, ZMQ_CURVE_SERVER, &one, sizeof(one)) != 0 ||

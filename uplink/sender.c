@@ -161,6 +161,13 @@ static int new_socket(op_uplink *u)
 	u->socket_ns = now_ns();
 	zmq_setsockopt(u->sock, ZMQ_LINGER, &linger, sizeof(linger));
 	zmq_setsockopt(u->sock, ZMQ_SNDHWM, &hwm, sizeof(hwm));
+	/* with north's host up and its process down, libzmq's default (a new TCP connection every
+	 * 100 ms) is ten SYNs a second over the satellite: from 1 s, backing off to uplink.retry */
+	int ivl = 1000, ivl_max = (int)(u->cfg.retry_ns / 1000000ull);
+	if (ivl_max < ivl)
+		ivl_max = ivl;
+	zmq_setsockopt(u->sock, ZMQ_RECONNECT_IVL, &ivl, sizeof(ivl));
+	zmq_setsockopt(u->sock, ZMQ_RECONNECT_IVL_MAX, &ivl_max, sizeof(ivl_max));
 	if (u->curve[0][0] &&
 	    (zmq_setsockopt(u->sock, ZMQ_CURVE_SERVERKEY, u->curve[2], 40) != 0 ||
 	     zmq_setsockopt(u->sock, ZMQ_CURVE_PUBLICKEY, u->curve[0], 40) != 0 ||
@@ -262,13 +269,13 @@ int op_uplink_open(void *zmq_ctx, const op_uplink_config *cfg, op_uplink **ret)
 	char werr[160];
 	u->nwin = op_uplink_windows_parse(cfg->windows, u->win, 16, werr, sizeof(werr));
 	if (u->nwin < 0) {
-		free(u);
+		op_uplink_close(u);
 		return -EINVAL; /* the configuration loader checks it first */
 	}
 	u->cfg.windows = NULL;
 	u->buf = malloc(u->cfg.chunk_bytes);
 	if (!u->buf) {
-		free(u);
+		op_uplink_close(u);
 		return -ENOMEM;
 	}
 	if (u->endpoint[0]) { /* none: local only (the disk reserve and the figures, nothing sent) */
@@ -795,7 +802,10 @@ static void prune_sent(op_uplink *u, uint64_t now)
 		if (de->d_name[0] == '.')
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", u->sent, de->d_name);
-		if (stat(path, &sb) == 0 && (uint64_t)(rt.tv_sec - sb.st_mtime) * 1000000000ull > u->cfg.sent_keep_ns)
+		/* signed: a clock stepped back puts mtimes in the future, which are fresh, not
+		 * ancient (unsigned, every file went at once and with it the store's memory) */
+		if (stat(path, &sb) == 0 && rt.tv_sec > sb.st_mtime &&
+		    (uint64_t)(rt.tv_sec - sb.st_mtime) * 1000000000ull > u->cfg.sent_keep_ns)
 			unlink(path);
 	}
 	closedir(d);
@@ -809,9 +819,15 @@ static void confirmed(op_uplink *u, int cls, const char *name, uint64_t size)
 	if (u->sent[0] && cls == OP_UPLINK_RESULTS) { /* kept a while for the store's memory of what it wrote (see sender.h) */
 		char dst[800];
 		snprintf(dst, sizeof(dst), "%s/%s", u->sent, name);
-		if (rename(path, dst) != 0 && unlink(path) != 0)
+		if (rename(path, dst) != 0) {
+			/* north holds it; without the copy in sent/ the store's memory of it is shorter,
+			 * which is still better than sending it again */
 			u->stats.last_error = -errno;
-		utimensat(AT_FDCWD, dst, NULL, 0); /* the confirmation time, for pruning */
+			if (unlink(path) != 0)
+				u->stats.last_error = -errno;
+		} else if (utimensat(AT_FDCWD, dst, NULL, 0) != 0) { /* the confirmation time, for pruning */
+			u->stats.last_error = -errno;
+		}
 	} else if (unlink(path) != 0) {
 		u->stats.last_error = -errno;
 	}
@@ -1298,6 +1314,17 @@ int op_uplink_step(op_uplink *u, int timeout_ms)
 			char name[OP_XFER_NAME_MAX + 1];
 			int cls;
 			pick(u, name, sizeof(name), &cls);
+		}
+	}
+	if (!u->sock && u->endpoint[0] && now >= u->retry_at_ns) {
+		/* the socket could not be made (descriptors or memory short): tried again, not left
+		 * "local only" for good */
+		int rc = new_socket(u);
+		if (!u->sock || rc < 0) {
+			u->stats.last_error = rc < 0 ? rc : -ENOMEM;
+			u->retry_at_ns = now + (u->cfg.retry_ns ? u->cfg.retry_ns : 1000000000ull);
+			if (!u->sock)
+				return u->stats.last_error;
 		}
 	}
 	if (!u->sock) {
