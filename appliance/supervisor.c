@@ -85,6 +85,7 @@ typedef struct stage_rec {
 	uint64_t restarts, spawns, collateral_restarts, planned_restarts;
 	int rank;       /* position in the pipeline: ingest 0, infer 1, store 2, uplink 3 */
 	int collateral; /* being stopped because of another stage, or on purpose: not a failure */
+	int safe_storm_alerted; /* in safe mode, north was told this stage keeps failing */
 	int kill_sent;  /* SIGKILLed for a missed deadline, not yet reaped */
 	int reported_since_spawn; /* this process reported: its gauges are its own */
 	int escalated;
@@ -465,6 +466,26 @@ static void on_exit_of(sup *s, stage_rec *r, int status)
 	int v = op_restart_failed(&r->rs, &s->policy, now, &delay);
 	r->restarts++;
 	r->escalated = v == OP_RESTART_ESCALATE;
+	if (r->escalated && s->safe_mode) {
+		/* Safe mode is the last rung: past it a process restart, then a reboot, would follow,
+		 * over and over, and a box rebooting for ever sends nothing north, not even why. A
+		 * stage that keeps failing here is restarted at the slowest pace, and north is told
+		 * once per run. */
+		if (!r->safe_storm_alerted) {
+			char text[300];
+			snprintf(text, sizeof(text),
+				 "safe mode: stage %s keeps failing (%s); restarting it every %.0f s, not escalating further",
+				 r->name, how, (double)s->policy.backoff_max_ns / 1e9);
+			op_err("%s", text);
+			alert(s, "safe_mode_stage_failing", text);
+			r->safe_storm_alerted = 1;
+		}
+		op_err("stage %s %s; restarting in %.1f s (safe mode: no escalation)", r->name, how,
+		       (double)s->policy.backoff_max_ns / 1e9);
+		r->restart_at_ns = now + s->policy.backoff_max_ns;
+		restart_downstream(s, r);
+		return;
+	}
 	if (r->escalated) {
 		op_err("stage %s %s", r->name, how);
 		spend_budget(s, r);

@@ -571,6 +571,35 @@ def test_budget(bindir):
     print("budget: %d store kills → STATUS=FAILED …, WATCHDOG=trigger, exit status 3" % kills)
 
 
+def test_safemode_storm(bindir):
+    # In safe mode a stage that keeps failing does not spend the restart budget: past safe mode
+    # a process restart and then a reboot would follow for ever, and a box rebooting for ever
+    # sends nothing north. It is restarted at the slowest pace, north is told, and the rows
+    # still go north.
+    import glob
+    a = Appliance(bindir, "safestorm", state_files={"start-count": "6\n"},
+                  config={"supervisor": {"safe_mode_after": "6", "restart_burst": "2",
+                                         "restart_interval": "1m", "restart_backoff": "100ms",
+                                         "restart_backoff_max": "1s"}})
+    check(a.status()["mode"] == "safe", "not in safe mode at start 7")
+    for _ in range(4):
+        a.wait(lambda: a.status()["stages"]["store"]["state"] == "running", 20, "store running")
+        os.kill(a.stage_pid("store"), signal.SIGKILL)
+        time.sleep(0.3)
+    time.sleep(1.5)
+    check(a.daemon.poll() is None, "outpostd exited (status %s) in safe mode" % a.daemon.poll())
+    st = a.status()
+    check(st["mode"] == "safe" and not st["restart_budget_spent"], "budget spent in safe mode: %s" %
+          {k: st[k] for k in ("mode", "restart_budget_spent")})
+    a.wait(lambda: a.status()["stages"]["store"]["state"] == "running", 20, "store running again")
+    a.sim("--count", "300", "--rate", "2000", "--stream", "3", "--seed", "1")
+    a.wait_delivered(300)
+    a.wait(lambda: glob.glob(os.path.join(a.north_dir, "alert-safe_mode_stage_failing-*.json")), 30,
+           "the alert north")
+    check(a.stop() == 0, "outpostd did not stop cleanly")
+    print("safe mode: store killed 4 times, restarted each time, no exit, alert north, 300 rows north")
+
+
 def test_safemode(bindir):
     # The last rung: the start counter says 6 starts in a row never ran stable (limit 6), so
     # this start is in safe mode: LineFit only, every row flagged safe_mode (bit 19) north.
@@ -788,6 +817,8 @@ def main():
         test_budget(bindir)
     elif case == "safemode":
         test_safemode(bindir)
+    elif case == "safemode_storm":
+        test_safemode_storm(bindir)
     elif case == "metrics":
         test_metrics(bindir)
     elif case == "reload":
