@@ -436,6 +436,7 @@ static void report(store *st, uint64_t progress, int idle)
 {
 	op_stage_ctx *s = st->s;
 	op_report_begin(s, progress, idle);
+	op_report_gauge(s, "loading", 0);
 	op_report_counter(s, "rows_received", st->rows_received);
 	op_report_counter(s, "probes_acked", st->probes_acked);
 	op_report_counter(s, "probes_bad", st->probes_bad);
@@ -526,6 +527,11 @@ int op_stage_store(op_stage_ctx *s)
 	if (zmq_connect(st.ack, ep) != 0)
 		goto zfail;
 
+	/* Reading outbox/ and salvaging a crash's leftovers can take long on a full disk: the
+	 * supervisor gives a stage that says it is loading more time for its first report. */
+	op_report_begin(s, 0, 1);
+	op_report_gauge(s, "loading", 1);
+	op_report_send(s);
 	recover_outbox(&st, dedup_cap);
 	st.gen = 1; /* generation 0 = "already in outbox/" */
 	int src = salvage(&st);

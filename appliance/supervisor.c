@@ -509,6 +509,8 @@ static void reap(sup *s)
 }
 
 /* Invariant 4 and the stuck-stage check. Returns 1 when every stage is healthy. */
+#define LOADING_DEADLINE_NS 300000000000ull /* 5 min: a model, CUDA, a salvage on a slow disk */
+
 static int check_stages(sup *s, uint64_t now)
 {
 	int healthy = 1;
@@ -524,7 +526,13 @@ static int check_stages(sup *s, uint64_t now)
 		}
 		uint64_t last = r->last_report_ns > r->started_ns ? r->last_report_ns : r->started_ns;
 		const char *why = NULL;
-		if (now - last > deadline)
+		/* A stage that said it is loading (infer: its model, CUDA and cuBLASLt set up; store:
+		 * outbox/ read and a crash's leftovers salvaged) reports again only when done: it has
+		 * LOADING_DEADLINE_NS, not stage_deadline, before it counts as hung. */
+		const uint64_t rd = r->reported_since_spawn && gauge_of(r, "loading") > 0 && deadline < LOADING_DEADLINE_NS
+					    ? LOADING_DEADLINE_NS
+					    : deadline;
+		if (now - last > rd)
 			why = "sent no report";
 		else if (!r->idle && !r->blocked && now - r->progress_changed_ns > deadline)
 			why = "made no progress while busy";
