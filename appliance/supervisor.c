@@ -1348,7 +1348,6 @@ int op_supervisor_run(const op_config *cfg, const char *config_path, int config_
 		snprintf(text, sizeof(text), "safe mode: infer.model cannot be used (%s); LineFit only", s.model_error);
 		alert(&s, "model_unusable", text);
 	}
-	write_last_good(&s);
 
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGCHLD);
@@ -1436,6 +1435,10 @@ int op_supervisor_run(const op_config *cfg, const char *config_path, int config_
 				op_info("ready: a probe event went ingest → infer → store and back in %.2f s",
 					(double)(now - s.start_ns) / 1e9);
 				s.ready_sent = 1;
+				/* only now, with the probe through, is this configuration known to run: a
+				 * file that passes its checks but cannot run (an endpoint it cannot bind)
+				 * must not become the one a later broken file falls back to */
+				write_last_good(&s);
 			} else if (now - s.last_probe_ns >= 2000000000ull) {
 				zmq_send(s.ingest_ctl, "probe", 5, ZMQ_DONTWAIT);
 				s.last_probe_ns = now;
