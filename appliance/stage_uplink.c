@@ -116,6 +116,11 @@ int op_stage_uplink(op_stage_ctx *s)
 		if (st.quarantined != prev.quarantined)
 			op_err("a segment in %s did not match its checksum: moved to %s (reason=corrupt)", outbox,
 			       quarantine);
+		if (st.quarantine_failed != prev.quarantine_failed)
+			op_err("a file in %s did not match its checksum and could not be moved to %s: %s", outbox, quarantine,
+			       strerror(-st.last_error));
+		if (st.last_error && st.last_error != prev.last_error)
+			op_warn("uplink: a local file operation failed: %s (outbox %s)", strerror(-st.last_error), outbox);
 		if (st.evicted_disk_full + st.evicted_expired != prev.evicted_disk_full + prev.evicted_expired)
 			op_err("evicted %llu file(s) not yet north (%llu expired, %llu for disk space; %llu bytes in all): "
 			       "tombstones go north (reason=evicted)",
@@ -184,6 +189,8 @@ int op_stage_uplink(op_stage_ctx *s)
 			op_report_counter(s, "tombstones_failed", st.tombstones_failed);
 			op_report_counter(s, "leftovers_removed", st.leftovers_removed);
 			op_report_gauge(s, "files_held", (double)st.files_held);
+			op_report_counter(s, "quarantine_failed", st.quarantine_failed);
+			op_report_gauge(s, "last_error", -st.last_error);
 			op_report_counter(s, "preemptions", st.preemptions);
 			for (int c = 0; c < OP_UPLINK_CLASSES; c++) {
 				char k[48];

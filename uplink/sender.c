@@ -605,16 +605,23 @@ static int read_sidecar(const char *path, char sha[65])
 	return 0;
 }
 
+/* The data first, then its sidecar: if the second move fails, the file is out of outbox/ and
+ * its sidecar alone is a leftover the sweep removes; the other order could strand the data in
+ * outbox/ without a sidecar, never sent and never counted. Counted only when the data moved. */
 static void quarantine(op_uplink *u, const char *name)
 {
 	char from[800], to[800];
 	mkdir(u->quarantine, 0750);
-	snprintf(from, sizeof(from), "%s/%s.sha256", u->dirs[u->cls], name);
-	snprintf(to, sizeof(to), "%s/%s.sha256", u->quarantine, name);
-	rename(from, to);
 	snprintf(from, sizeof(from), "%s/%s", u->dirs[u->cls], name);
 	snprintf(to, sizeof(to), "%s/%s", u->quarantine, name);
-	if (rename(from, to) != 0)
+	if (rename(from, to) != 0) {
+		u->stats.last_error = -errno;
+		u->stats.quarantine_failed++;
+		return;
+	}
+	snprintf(from, sizeof(from), "%s/%s.sha256", u->dirs[u->cls], name);
+	snprintf(to, sizeof(to), "%s/%s.sha256", u->quarantine, name);
+	if (rename(from, to) != 0 && errno != ENOENT)
 		u->stats.last_error = -errno;
 	u->stats.quarantined++;
 }
@@ -675,8 +682,13 @@ static int start_next(op_uplink *u)
 	u->cls = cls;
 	snprintf(path, sizeof(path), "%s/%s", u->dirs[cls], name);
 	snprintf(side, sizeof(side), "%s/%s.sha256", u->dirs[cls], name);
-	if (read_sidecar(side, u->sha) < 0) {
+	int sr = read_sidecar(side, u->sha);
+	if (sr == -EINVAL) { /* malformed: evidence */
 		quarantine(u, name);
+		return 0;
+	}
+	if (sr < 0) { /* unreadable now (EMFILE, EIO, gone): tried again, not quarantined */
+		u->stats.last_error = sr;
 		return 0;
 	}
 	u->fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -1174,24 +1186,31 @@ static void evict_quarantine(op_uplink *u, int c, const char *name)
 	u->cls = keep;
 }
 
-/* Start checking cls/name for eviction. 1: settled at once (no readable sidecar: quarantined;
- * the file gone: nothing to do), 0: the check is under way (u->ev). */
+/* Start checking cls/name for eviction. 1: settled at once (a malformed sidecar: quarantined;
+ * the file gone: nothing to do), 0: the check is under way (u->ev), 2: not now (the sidecar
+ * could not be read: the next pass tries again). */
 static int evict_start(op_uplink *u, int c, const char *name, uint64_t size, const char *reason)
 {
 	char path[1100], side[1200];
 	snprintf(path, sizeof(path), "%s/%s", u->dirs[c], name);
 	snprintf(side, sizeof(side), "%s.sha256", path);
-	if (read_sidecar(side, u->ev.sha) < 0) {
+	int sr = read_sidecar(side, u->ev.sha);
+	if (sr == -EINVAL) {
 		evict_quarantine(u, c, name);
 		return 1;
+	}
+	if (sr < 0) { /* unreadable now: the next pass tries again */
+		u->stats.last_error = sr;
+		return 2;
 	}
 	if (!u->ev.buf && !(u->ev.buf = malloc(1u << 20)))
 		return 1;
 	u->ev.fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (u->ev.fd < 0) {
-		if (errno != ENOENT)
-			evict_quarantine(u, c, name);
-		return 1;
+		if (errno == ENOENT)
+			return 1;
+		u->stats.last_error = -errno;
+		return 2;
 	}
 	snprintf(u->ev.name, sizeof(u->ev.name), "%s", name);
 	u->ev.cls = c;
@@ -1268,7 +1287,8 @@ static void keep_reserve(op_uplink *u)
 			for (int guard = 0; guard < 1000 && oldest_in(u, order[k], name, sizeof(name), &size, &mtime) &&
 					    difftime(now, mtime) > (double)u->cfg.max_age_s;
 			     guard++) {
-				if (!evict_start(u, order[k], name, size, "expired") && !evict_step(u, deadline))
+				int st = evict_start(u, order[k], name, size, "expired");
+				if (st == 2 || (st == 0 && !evict_step(u, deadline)))
 					return;
 				if (now_ns() >= deadline)
 					return;
@@ -1283,7 +1303,8 @@ static void keep_reserve(op_uplink *u)
 		for (int guard = 0; guard < 100000 && u->stats.disk_free < u->cfg.disk_reserve; guard++) {
 			if (!oldest_in(u, order[k], name, sizeof(name), &size, &mtime))
 				break;
-			if (!evict_start(u, order[k], name, size, "disk_full") && !evict_step(u, deadline))
+			int st = evict_start(u, order[k], name, size, "disk_full");
+			if (st == 2 || (st == 0 && !evict_step(u, deadline)))
 				return;
 			if (statvfs(u->outbox, &fs) != 0)
 				return;
