@@ -641,7 +641,10 @@ typedef struct diag {
 	const char *name, *text;
 	size_t len;
 	int errors, warnings;
+	uint32_t set_line[256], set_col[256]; /* per key (index in keys[]): 1-based line it was set on, or 0 */
 } diag;
+
+_Static_assert(NKEYS <= 256, "diag.set_line holds 256 keys");
 
 static void report(diag *d, int is_error, size_t line0, size_t col0, const char *fmt, ...)
 	__attribute__((format(printf, 5, 6)));
@@ -754,6 +757,32 @@ static int yaml11_bool(const char *s)
 
 /* ---- the walk over the YAML document ----------------------------------------------------- */
 
+static size_t key_index(const char *path)
+{
+	const key *k = find_key(path);
+	return k ? (size_t)(k - keys) : 0;
+}
+
+/* Keys that only make sense together, reported at the line of the one that was written. */
+static void cross_checks(diag *d, const op_config *c)
+{
+	const size_t ck = key_index("uplink.curve_key"), np = key_index("uplink.north_public_key");
+	if (!c->uplink_curve_key[0] != !c->uplink_north_public_key[0]) {
+		const size_t set = c->uplink_curve_key[0] ? ck : np;
+		report(d, 1, d->set_line[set] ? d->set_line[set] - 1 : 0, d->set_col[set],
+		       "'%s' needs '%s' as well: the link north is encrypted only with both (nothing would be sent)",
+		       keys[set].path, keys[set == ck ? np : ck].path);
+	}
+	if (c->uplink_telemetry_share_pct + c->uplink_bulk_share_pct > 98) {
+		const size_t t = key_index("uplink.telemetry_share"), b = key_index("uplink.bulk_share");
+		const size_t at = d->set_line[b] > d->set_line[t] ? b : t;
+		report(d, 1, d->set_line[at] ? d->set_line[at] - 1 : 0, d->set_col[at],
+		       "uplink.telemetry_share (%u%%) and uplink.bulk_share (%u%%) leave results less than 2%% of the "
+		       "link; together they may be at most 98%%",
+		       c->uplink_telemetry_share_pct, c->uplink_bulk_share_pct);
+	}
+}
+
 static void walk(diag *d, yaml_document_t *doc, yaml_node_t *map, const char *prefix, op_config *c)
 {
 	for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
@@ -793,6 +822,18 @@ static void walk(diag *d, yaml_document_t *doc, yaml_node_t *map, const char *pr
 			else
 				report(d, 1, kn->start_mark.line, kn->start_mark.column, "unknown key '%s'", path);
 			goto next;
+		}
+		{ /* the same key twice, written two ways (infer: {threads: 4} and infer.threads: 1) */
+			const size_t ki = (size_t)(k - keys);
+			if (ki < sizeof(d->set_line) / sizeof(d->set_line[0])) {
+				if (d->set_line[ki]) {
+					report(d, 1, kn->start_mark.line, kn->start_mark.column,
+					       "'%s' is set twice (first on line %u)", path, d->set_line[ki]);
+					goto next;
+				}
+				d->set_line[ki] = (uint32_t)kn->start_mark.line + 1;
+				d->set_col[ki] = (uint32_t)kn->start_mark.column;
+			}
 		}
 		if (vn->type != YAML_SCALAR_NODE) {
 			report(d, 1, vn->start_mark.line, vn->start_mark.column, "'%s' takes a single %s value, not a %s",
@@ -897,6 +938,7 @@ static int load_string(op_config *c, const char *yaml, size_t len, const char *n
 			report(&d, 1, root->start_mark.line, root->start_mark.column,
 			       "the configuration must be a mapping of sections (site:, paths:, ingest:, ...)");
 	}
+	cross_checks(&d, &tmp);
 	/* A second document in the same file is almost certainly a mistake. */
 	yaml_document_t extra;
 	if (yaml_parser_load(&parser, &extra)) {
