@@ -215,14 +215,25 @@ long op_model_inputs(const op_model *m, op_model_ws *ws, const op_reco_event *ev
 		memset(ef, 0, sizeof(ef));
 		if (!(guesses[i].status & (OP_RECO_TOO_FEW_PULSES | OP_RECO_DEGENERATE)))
 			used = op_features(&events[i], &guesses[i], m->max_pulses, feat + (size_t)T * FP, ef, ws->scratch);
+		int finite = 1;
 		for (uint32_t r = T; r < T + used; r++)
 			for (uint32_t f = 0; f < FP; f++) {
 				float *v = &feat[(size_t)r * FP + f];
 				*v = (*v - m->pulse_mean[f]) / m->pulse_scale[f];
+				finite &= isfinite(*v);
 			}
 		float *g = evf + i * ldev;
-		for (uint32_t f = 0; f < FE; f++)
+		for (uint32_t f = 0; f < FE; f++) {
 			g[f] = (ef[f] - m->event_mean[f]) / m->event_scale[f];
+			finite &= isfinite(g[f]);
+		}
+		if (!finite) { /* finite pulses, but so far apart that a feature overflows (times
+				* near ±1e38 ns): no rows, the event comes out degenerate (NaN), not as
+				* whatever a ReLU makes of a NaN */
+			used = 0;
+			for (uint32_t f = 0; f < FE; f++)
+				g[f] = 0;
+		}
 		T += used;
 	}
 	return (long)(T - row0);
@@ -240,16 +251,17 @@ void op_model_outputs(const op_model *m, const op_reco_out *guesses, const uint3
 			r->dir[0] = r->dir[1] = r->dir[2] = NAN;
 			r->zenith_rad = r->azimuth_rad = r->log10_energy_gev = r->track_score = NAN;
 			r->status = guesses[i].status & (OP_RECO_TOO_FEW_PULSES | OP_RECO_DEGENERATE);
-			if (!r->status)
-				r->status = OP_RECO_TOO_FEW_PULSES;
+			if (!r->status) /* rows were taken (op_model_event_rows), but its features were not finite */
+				r->status = OP_RECO_DEGENERATE;
 			continue;
 		}
 		double v[3] = {guesses[i].dir[0] + o[0], guesses[i].dir[1] + o[1], guesses[i].dir[2] + o[2]};
 		double nv = sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2]);
-		if (!(nv > 1e-6) || !isfinite(nv)) {
-			v[0] = guesses[i].dir[0], v[1] = guesses[i].dir[1], v[2] = guesses[i].dir[2];
-			nv = 1;
+		if (!(nv > 1e-6) || !isfinite(nv)) { /* NaN, as the flag says; the first guess is in its own columns */
+			r->dir[0] = r->dir[1] = r->dir[2] = NAN;
+			r->zenith_rad = r->azimuth_rad = r->log10_energy_gev = r->track_score = NAN;
 			r->status |= OP_RECO_DEGENERATE;
+			continue;
 		}
 		for (int c = 0; c < 3; c++)
 			r->dir[c] = (float)(v[c] / nv);
@@ -260,6 +272,14 @@ void op_model_outputs(const op_model *m, const op_reco_out *guesses, const uint3
 		r->azimuth_rad = (float)(az < 0 ? az + 2 * M_PI : az);
 		r->log10_energy_gev = o[3] * m->log10e_scale + m->log10e_mean;
 		r->track_score = (float)(1.0 / (1.0 + exp(-(double)o[4])));
+		if (!isfinite(r->log10_energy_gev)) {
+			r->log10_energy_gev = NAN;
+			r->status |= OP_RECO_NO_ENERGY;
+		}
+		if (!isfinite(o[4])) {
+			r->track_score = NAN;
+			r->status |= OP_RECO_NO_SCORE;
+		}
 	}
 }
 
