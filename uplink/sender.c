@@ -136,6 +136,9 @@ static uint64_t now_ns(void)
 static int new_socket(op_uplink *u)
 {
 	int linger = 0, hwm = 64;
+	/* room for every chunk the window may have in flight, and some for the small messages */
+	if (u->cfg.chunk_bytes && u->in_flight / u->cfg.chunk_bytes + 16 > (uint64_t)hwm)
+		hwm = (int)(u->in_flight / u->cfg.chunk_bytes + 16 < 100000 ? u->in_flight / u->cfg.chunk_bytes + 16 : 100000);
 
 	if (u->sock) {
 		zmq_socket_monitor(u->sock, NULL, 0);
@@ -357,6 +360,18 @@ static void quota_load(op_uplink *u)
 	if (u->quota_fd >= 0 && pread(u->quota_fd, rec, sizeof(rec) - 1, 0) > 0 &&
 	    sscanf(rec, "%d %llu", &day, &used) == 2 && day == u->quota_day)
 		u->stats.quota_used = used;
+}
+
+/* Give back what budget_take charged for a message that then could not be sent. */
+static void budget_refund(op_uplink *u, uint64_t cost)
+{
+	if (u->cfg.rate_bps)
+		u->tokens += (double)cost;
+	u->stats.wire_bytes -= cost;
+	if (u->cfg.daily_quota && u->stats.quota_used >= cost) {
+		u->stats.quota_used -= cost;
+		quota_save(u);
+	}
 }
 
 /* Spend the budget for a message of `cost` wire bytes: 0 when it may go now. */
@@ -932,16 +947,24 @@ static void pump(op_uplink *u)
 				return;
 			}
 		}
-		if (budget_take(u, wire_cost(u, want + strlen(u->name) + 8 + 4 + 5, 5)) < 0)
+		/* the socket's queue full (HWM): later, before anything is paid for */
+		int zev = 0;
+		size_t zevl = sizeof(zev);
+		if (zmq_getsockopt(u->sock, ZMQ_EVENTS, &zev, &zevl) == 0 && !(zev & ZMQ_POLLOUT))
+			return;
+		const uint64_t cost = wire_cost(u, want + strlen(u->name) + 8 + 4 + 5, 5);
+		if (budget_take(u, cost) < 0)
 			return; /* the cap or the quota: later */
-		u->stats.cls[u->cls].bytes_sent += want;
-		if (u->cls != OP_UPLINK_ALERT)
-			u->vt[u->cls] += (double)want / u->cfg.share_pct[u->cls];
 		op_xfer_put_u64(off, u->next);
 		uint8_t crc[4];
 		op_xfer_put_u32(crc, op_crc32c(0, u->buf, want));
-		if (send_frames(u, "CHUNK", off, 8, u->buf, want, crc, 4) < 0)
-			return; /* HWM: try again on the next step */
+		if (send_frames(u, "CHUNK", off, 8, u->buf, want, crc, 4) < 0) {
+			budget_refund(u, cost); /* not sent: not spent; tried again on the next step */
+			return;
+		}
+		u->stats.cls[u->cls].bytes_sent += want;
+		if (u->cls != OP_UPLINK_ALERT)
+			u->vt[u->cls] += (double)want / u->cfg.share_pct[u->cls];
 		u->next += want;
 		u->stats.bytes_sent += want;
 	}
