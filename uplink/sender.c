@@ -839,10 +839,21 @@ static void prune_sent(op_uplink *u, uint64_t now)
 }
 
 /* North holds cls/name: our copy goes (to sent/ for results). */
-static void confirmed(op_uplink *u, int cls, const char *name, uint64_t size)
+/* fd: the file that was offered. If the name now holds another file (an operator replaced a
+ * bulk file under the same name while the old one was on its way), north confirmed the old
+ * one: the new file and its sidecar stay, to be sent in their turn. */
+static void confirmed(op_uplink *u, int cls, const char *name, uint64_t size, int fd)
 {
 	char path[800];
 	snprintf(path, sizeof(path), "%s/%s", u->dirs[cls], name);
+	struct stat a, b;
+	if (fd >= 0 && fstat(fd, &a) == 0 && stat(path, &b) == 0 && (a.st_dev != b.st_dev || a.st_ino != b.st_ino)) {
+		u->stats.cls[cls].files_confirmed++;
+		u->stats.files_confirmed++;
+		u->stats.bytes_confirmed += size;
+		u->stats.replaced_while_sent++;
+		return;
+	}
 	if (u->sent[0] && cls == OP_UPLINK_RESULTS) { /* kept a while for the store's memory of what it wrote (see sender.h) */
 		char dst[800];
 		snprintf(dst, sizeof(dst), "%s/%s", u->sent, name);
@@ -1045,7 +1056,7 @@ static void handle(op_uplink *u, zmq_msg_t *f, int nf)
 			u->stats.naks++;
 			tail_rewind(u, v);
 		} else if (!strcmp(cmd, "CONFIRMED") && sha_in(f, nf, u->tail.sha)) { /* to the COMMIT, or an OFFER sent ahead */
-			confirmed(u, u->tail.cls, u->tail.name, u->tail.size);
+			confirmed(u, u->tail.cls, u->tail.name, u->tail.size, u->tail.fd);
 			end_tail(u);
 		} else if (!strcmp(cmd, "CONFIRMED") || !strcmp(cmd, "REJECTED")) {
 			refused(u, u->tail.cls, u->tail.name);
@@ -1084,7 +1095,7 @@ static void handle(op_uplink *u, zmq_msg_t *f, int nf)
 			u->st = SENDING;
 		}
 	} else if (!strcmp(cmd, "CONFIRMED") && sha_in(f, nf, u->sha)) { /* to the OFFER: north holds it already */
-		confirmed(u, u->cls, u->name, u->size);
+		confirmed(u, u->cls, u->name, u->size, u->fd);
 		end_file(u);
 	} else if (!strcmp(cmd, "CONFIRMED") || !strcmp(cmd, "REJECTED")) {
 		refused(u, u->cls, u->name);

@@ -71,6 +71,7 @@ typedef struct op_uplink_stats {
 	uint64_t leftovers_removed; /* a crash's .tmp files and orphaned sidecars removed (sender.c) */
 	uint64_t files_held;        /* refused by north lately, held back while the others go (refused()) */
 	uint64_t quarantine_failed; /* files that did not match their sidecar and could not be moved */
+	uint64_t replaced_while_sent; /* confirmed files whose name held a new file by then: the new one stays */
 	uint64_t disk_free;   /* bytes free on the outbox's file system at the last check */
 	int last_error;                        /* negative errno of the last local failure, or 0 */
 	int link_up;                           /* north answered within the timeout (keepalive) */

@@ -553,6 +553,29 @@ int main(void)
 		op_north_close(n);
 		CHECK(op_north_open(ctx, &nc, &n) == 0);
 	}
+	/* a file replaced under the same name while the old one is on its way (an operator's new
+	 * calibration in bulk/): north's confirmation of the old one does not delete the new one,
+	 * which goes north in its turn */
+	{
+		CHECK(op_uplink_open(ctx, &uc, &u) == 0);
+		make_file_in("bulk", "calib.tar", 3 * 1024 * 1024, 0);
+		for (int i = 0; i < 20000; i++) {
+			op_uplink_step(u, 1);
+			op_north_step(n, 1);
+			op_uplink_get_stats(u, &st);
+			if (st.cls[OP_UPLINK_BULK].bytes_sent > 0)
+				break;
+		}
+		make_file_in("bulk", "calib.tar", 5000, 0);
+		for (int i = 0; i < 60 && !same_content("calib.tar", 5000); i++)
+			run(u, n, 100);
+		op_uplink_get_stats(u, &st);
+		fprintf(stderr, "replaced while sent: %llu; the new file %s\n", (unsigned long long)st.replaced_while_sent,
+			same_content("calib.tar", 5000) ? "went north after the old one" : "did NOT go north");
+		CHECK(st.replaced_while_sent == 1 && same_content("calib.tar", 5000));
+		op_uplink_close(u);
+		u = NULL;
+	}
 	/* what a crash leaves (a publisher's .NAME.tmp, a sidecar whose file never arrived or was
 	 * already confirmed) is removed once ten minutes old; a fresh one may be a publisher between
 	 * its two steps, a sidecar whose file is there is not a leftover, and bulk/ is the
