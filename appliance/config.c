@@ -139,6 +139,9 @@ static const key keys[] = {
 	{"supervisor.restart_burst", K_U32, "5", 1, 1000, F(restart_burst), 1, NULL,
 	 "failures of one stage tolerated per restart_interval; one more spends the restart budget: outpostd "
 	 "stops and exits (status 3) for systemd to restart it"},
+	{"supervisor.restart_alert_daily", K_U32, "24", 1, 100000, F(restart_alert_daily), 1, NULL,
+	 "more failures than this of one stage within 24 h send an alert north (once per 24 h): a stage that "
+	 "fails just slowly enough never spends its restart budget, and would otherwise restart all year unseen"},
 	{"supervisor.restart_interval", K_DUR, "5m", SEC, 86400 * SEC, F(restart_interval_ns), 1, NULL,
 	 "window of the restart budget"},
 	{"supervisor.restart_backoff", K_DUR, "1s", SEC / 100, 3600 * SEC, F(restart_backoff_ns), 1, NULL,

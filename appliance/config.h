@@ -60,6 +60,7 @@ typedef struct op_config {
 	uint64_t watchdog_stage_deadline_ns; /* a stage silent this long is restarted */
 	uint32_t restart_burst;              /* restarts allowed per restart_interval */
 	uint64_t restart_interval_ns;
+	uint32_t restart_alert_daily;        /* more failures of one stage in 24 h: an alert north */
 	uint64_t restart_backoff_ns;         /* first delay before a restart, doubles */
 	uint64_t restart_backoff_max_ns;     /* ... up to this */
 	uint32_t safe_mode_after;            /* unstable starts in a row before safe mode (0 = never) */

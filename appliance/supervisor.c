@@ -86,6 +86,9 @@ typedef struct stage_rec {
 	int rank;       /* position in the pipeline: ingest 0, infer 1, store 2, uplink 3 */
 	int collateral; /* being stopped because of another stage, or on purpose: not a failure */
 	int safe_storm_alerted; /* in safe mode, north was told this stage keeps failing */
+	uint64_t day_start_ns;  /* failures in the 24 h from day_start_ns (restart_alert_daily) */
+	uint32_t day_failures;
+	int day_alerted;
 	int kill_sent;  /* SIGKILLed for a missed deadline, not yet reaped */
 	int reported_since_spawn; /* this process reported: its gauges are its own */
 	int escalated;
@@ -451,6 +454,20 @@ static void on_exit_of(sup *s, stage_rec *r, int status)
 	}
 	s->last_failure_ns = now;
 	r->failed_ns = now;
+	if (!r->day_start_ns || now - r->day_start_ns > 86400000000000ull) {
+		r->day_start_ns = now;
+		r->day_failures = 0;
+		r->day_alerted = 0;
+	}
+	if (++r->day_failures > s->cfg->restart_alert_daily && !r->day_alerted) {
+		char text[300];
+		snprintf(text, sizeof(text),
+			 "stage %s failed %u times in %.1f h (more than supervisor.restart_alert_daily %u); last: %s",
+			 r->name, r->day_failures, (double)(now - r->day_start_ns) / 3.6e12, s->cfg->restart_alert_daily, how);
+		op_err("%s", text);
+		alert(s, "stage_failing_often", text);
+		r->day_alerted = 1;
+	}
 	if (!strcmp(r->name, "ingest") && r->reported_since_spawn) {
 		/* (an ingest that died before its first report: the gauges are its predecessor's,
 		 * already counted when that one died) */

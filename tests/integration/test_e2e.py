@@ -540,7 +540,7 @@ def test_budget(bindir):
     path, s = notify_socket()
     a = Appliance(bindir, "budget", env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "4000000"},
                   config={"supervisor": {"restart_burst": "2", "restart_interval": "1m",
-                                         "restart_backoff": "100ms"}})
+                                         "restart_backoff": "100ms", "restart_alert_daily": "2"}})
     a.sim("--count", "2000", "--rate", "4000", "--stream", "5")
     a.wait_delivered(2000)
     kills = 0
@@ -566,6 +566,12 @@ def test_budget(bindir):
     check(any("STOPPING=1" in m for m in msgs), "no STOPPING=1 while draining: %s" % msgs)
     # north has every row that was stored before the storm
     check(a.north_count() >= 2000, "north holds %d of 2000 rows" % a.north_count())
+    # more failures of one stage than restart_alert_daily (2) in 24 h: an alert, whatever the
+    # budget does (a stage failing just slowly enough never spends it)
+    import glob
+    often = glob.glob(os.path.join(a.state, "outbox", "alert", "alert-stage_failing_often-*.json")) + \
+        glob.glob(os.path.join(a.north_dir, "alert-stage_failing_often-*.json"))
+    check(often, "no stage_failing_often alert after 3 failures with restart_alert_daily 2")
     a.stop(keep=True)
     s.close()
     print("budget: %d store kills → STATUS=FAILED …, WATCHDOG=trigger, exit status 3" % kills)
