@@ -76,6 +76,7 @@ struct op_uplink {
 	double tokens;          /* bytes; may go below zero by one message (debt) */
 	uint64_t tokens_ns;
 	int quota_fd, quota_day; /* day: days since the epoch (UTC) */
+	uint64_t quota_sync_ns;  /* the last fdatasync of the quota file */
 	int budget_blocked;      /* the last send waited for the cap or the quota */
 	/* classes */
 	char dirs[OP_UPLINK_CLASSES][560];
@@ -349,6 +350,14 @@ static void quota_save(op_uplink *u)
 	int n = snprintf(rec, sizeof(rec), "%010d %020llu\n", u->quota_day, (unsigned long long)u->stats.quota_used);
 	if (pwrite(u->quota_fd, rec, (size_t)n, 0) != n)
 		u->stats.last_error = -errno;
+	/* to the disk at most a second later: without it, the kernel's writeback (30 s) decides
+	 * how much of the count a power cut takes */
+	const uint64_t now = now_ns();
+	if (now - u->quota_sync_ns >= 1000000000ull) {
+		u->quota_sync_ns = now;
+		if (fdatasync(u->quota_fd) != 0)
+			u->stats.last_error = -errno;
+	}
 }
 
 static void quota_load(op_uplink *u)
