@@ -61,6 +61,7 @@ struct op_north {
 	op_north_reject_cb on_reject;
 	void *cb_ctx;
 	char cur_appliance[64]; /* the sender of the message being handled */
+	uint64_t last_expire_ns;
 };
 
 static uint64_t now_ns(void)
@@ -143,6 +144,37 @@ static void recover(op_north *n)
 	closedir(d);
 }
 
+/* A partial file no transfer has touched for PARTIAL_KEEP_S (its file was evicted on the
+ * appliance, sent again under another name, or its appliance retired) would stay for ever and
+ * outside partial_bytes: removed, counted. At start and hourly; never one in progress. */
+#define PARTIAL_KEEP_S (30 * 86400)
+static void expire_partials(op_north *n)
+{
+	DIR *d = opendir(n->pdir);
+	struct dirent *de;
+	const time_t now = time(NULL);
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		size_t l = strlen(de->d_name);
+		char path[1200];
+		struct stat sb;
+		if (l < 6 || strcmp(de->d_name + l - 5, ".part"))
+			continue;
+		int open_now = 0;
+		for (uint32_t i = 0; i < n->cfg.max_partials; i++)
+			open_now |= n->p[i].used && strlen(n->p[i].name) == l - 5 && !strncmp(n->p[i].name, de->d_name, l - 5);
+		snprintf(path, sizeof(path), "%s/%s", n->pdir, de->d_name);
+		if (open_now || lstat(path, &sb) != 0 || !S_ISREG(sb.st_mode) || difftime(now, sb.st_mtime) < PARTIAL_KEEP_S)
+			continue;
+		if (unlink(path) == 0) {
+			n->st.partials_expired++;
+			n->st.partial_bytes_expired += (uint64_t)sb.st_size;
+		}
+	}
+	closedir(d);
+}
+
 int op_north_open(void *zmq_ctx, const op_north_config *cfg, op_north **ret)
 {
 	op_north *n = calloc(1, sizeof(*n));
@@ -167,6 +199,8 @@ int op_north_open(void *zmq_ctx, const op_north_config *cfg, op_north **ret)
 		goto fail;
 	}
 	recover(n);
+	expire_partials(n);
+	n->last_expire_ns = now_ns();
 	if (cfg->curve_secret_z85) {
 		/* the gatekeeper first: a handshake before it exists would be refused */
 		if ((rc = op_zap_open(zmq_ctx, cfg->authorized_dir, &n->zap)) < 0)
@@ -512,6 +546,10 @@ int op_north_step(op_north *n, int timeout_ms)
 				   {.socket = n->zap ? op_zap_socket(n->zap) : NULL, .events = ZMQ_POLLIN}};
 	zmq_pollitem_t *it = &items[0];
 
+	if (now_ns() - n->last_expire_ns >= 3600000000000ull) {
+		n->last_expire_ns = now_ns();
+		expire_partials(n);
+	}
 	if (zmq_poll(items, n->zap ? 2 : 1, timeout_ms) < 0)
 		return errno == EINTR ? 0 : -errno;
 	if (n->zap && (items[1].revents & ZMQ_POLLIN))

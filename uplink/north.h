@@ -28,6 +28,7 @@ typedef struct op_north_stats {
 	uint64_t pings;
 	uint64_t crc_errors; /* chunks whose CRC32C did not match: not written, asked again */
 	uint64_t partials, partial_bytes; /* transfers in progress now, and the bytes they hold */
+	uint64_t partials_expired, partial_bytes_expired; /* partial files untouched for 30 days, removed */
 } op_north_stats;
 
 /* Called once per file made durable: name, size, sha256, rows (-1 if it does not open as a

@@ -619,6 +619,32 @@ int main(void)
 		op_uplink_close(u);
 		u = NULL;
 	}
+	/* north: a partial file no transfer touched for 30 days is removed (and counted) when north
+	 * starts; a recent one stays for its resume */
+	{
+		op_north_close(n);
+		const struct {
+			const char *name;
+			int age_days;
+		} parts[] = {{"gone-segment.h5.part", 31}, {"recent.h5.part", 2}};
+		for (int i = 0; i < 2; i++) {
+			char path[400];
+			snprintf(path, sizeof(path), "%s/.partial/%s", north_dir, parts[i].name);
+			FILE *fp = fopen(path, "w");
+			CHECK(fp != NULL);
+			if (fp) {
+				fputs("partial bytes", fp);
+				fclose(fp);
+			}
+			time_t when = time(NULL) - (time_t)parts[i].age_days * 86400;
+			struct timespec ts[2] = {{when, 0}, {when, 0}};
+			CHECK(utimensat(AT_FDCWD, path, ts, 0) == 0);
+		}
+		CHECK(op_north_open(ctx, &nc, &n) == 0);
+		op_north_get_stats(n, &ns);
+		CHECK(!exists_in(north_dir, ".partial/gone-segment.h5.part") && exists_in(north_dir, ".partial/recent.h5.part"));
+		CHECK_EQ_U64(ns.partials_expired, 1);
+	}
 	op_north_close(n);
 	zmq_ctx_term(ctx);
 	snprintf(line, sizeof(line), "rm -rf '%s'", dir);
