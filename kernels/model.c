@@ -194,9 +194,25 @@ size_t op_model_batch_pulses(const op_model *m, const op_reco_event *events, siz
 	return total;
 }
 
+/* Valid pulses (finite) the features still cannot hold: times spread beyond 1e30 ns or charges
+ * summing beyond 1e30 pe overflow a float feature, and a ReLU would turn the NaN into 0 and the
+ * result into a finite, meaningless one. Such an event gives no rows and comes out degenerate.
+ * Decided here, from the pulses alone, so that every caller counts the same rows. */
+static int unusable(const op_reco_event *ev)
+{
+	double tmin = 0, tmax = 0, q = 0;
+	for (uint32_t i = 0; i < ev->n; i++) {
+		const double t = ev->t_ns[i];
+		tmin = i == 0 || t < tmin ? t : tmin;
+		tmax = i == 0 || t > tmax ? t : tmax;
+		q += ev->q_pe[i] > 0 ? ev->q_pe[i] : 0;
+	}
+	return !(tmax - tmin <= 1e30) || !(q <= 1e30);
+}
+
 uint32_t op_model_event_rows(const op_model *m, const op_reco_event *ev, const op_reco_out *guess)
 {
-	if (guess->status & (OP_RECO_TOO_FEW_PULSES | OP_RECO_DEGENERATE))
+	if (guess->status & (OP_RECO_TOO_FEW_PULSES | OP_RECO_DEGENERATE) || unusable(ev))
 		return 0;
 	return ev->n < m->max_pulses ? ev->n : m->max_pulses;
 }
@@ -213,25 +229,21 @@ long op_model_inputs(const op_model *m, op_model_ws *ws, const op_reco_event *ev
 		off[i] = T;
 		uint32_t used = 0;
 		memset(ef, 0, sizeof(ef));
-		if (!(guesses[i].status & (OP_RECO_TOO_FEW_PULSES | OP_RECO_DEGENERATE)))
+		if (!(guesses[i].status & (OP_RECO_TOO_FEW_PULSES | OP_RECO_DEGENERATE)) && !unusable(&events[i]))
 			used = op_features(&events[i], &guesses[i], m->max_pulses, feat + (size_t)T * FP, ef, ws->scratch);
-		int finite = 1;
+		/* unusable() keeps overflow out; a normalisation that still overflows (a model with
+		 * tiny scales) gives 0 there rather than a NaN that a ReLU would hide */
 		for (uint32_t r = T; r < T + used; r++)
 			for (uint32_t f = 0; f < FP; f++) {
 				float *v = &feat[(size_t)r * FP + f];
 				*v = (*v - m->pulse_mean[f]) / m->pulse_scale[f];
-				finite &= isfinite(*v);
+				if (!isfinite(*v))
+					*v = 0;
 			}
 		float *g = evf + i * ldev;
 		for (uint32_t f = 0; f < FE; f++) {
 			g[f] = (ef[f] - m->event_mean[f]) / m->event_scale[f];
-			finite &= isfinite(g[f]);
-		}
-		if (!finite) { /* finite pulses, but so far apart that a feature overflows (times
-				* near ±1e38 ns): no rows, the event comes out degenerate (NaN), not as
-				* whatever a ReLU makes of a NaN */
-			used = 0;
-			for (uint32_t f = 0; f < FE; f++)
+			if (!isfinite(g[f]))
 				g[f] = 0;
 		}
 		T += used;
@@ -251,7 +263,7 @@ void op_model_outputs(const op_model *m, const op_reco_out *guesses, const uint3
 			r->dir[0] = r->dir[1] = r->dir[2] = NAN;
 			r->zenith_rad = r->azimuth_rad = r->log10_energy_gev = r->track_score = NAN;
 			r->status = guesses[i].status & (OP_RECO_TOO_FEW_PULSES | OP_RECO_DEGENERATE);
-			if (!r->status) /* rows were taken (op_model_event_rows), but its features were not finite */
+			if (!r->status) /* LineFit found it usable, the network not (unusable()) */
 				r->status = OP_RECO_DEGENERATE;
 			continue;
 		}

@@ -72,7 +72,8 @@ int op_model_run(const op_model *m, op_model_ws *const *ws, int threads, const o
  * in kernels/cuda/): the pulses the network sees, as normalised features, and the outputs.
  *   op_model_batch_pulses  how many feature rows n events give (Σ min(pulses, max_pulses)).
  *   op_model_event_rows    the rows one event gives: 0 when LineFit found it too short or
- *                          degenerate (the network skips it), else min(pulses, max_pulses).
+ *                          degenerate, or its times or charges would overflow a feature (the
+ *                          network skips it: degenerate), else min(pulses, max_pulses).
  *   op_model_inputs        feature rows from row0 on in feat [·][n_pulse_feat]; off[0..n) (event
  *                          i has rows off[i]..off[i+1], absolute; off[n] = row0 + the rows written
  *                          is the caller's to set); evf [n] rows of n_event_feat
