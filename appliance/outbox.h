@@ -13,8 +13,8 @@
 
 /* An alert: kind (a word: "restart_budget", "safe_mode", "power_failsafe", …) and a sentence.
  * At most one per kind every 10 minutes (alerts are never evicted: a flapping cause must not
- * fill the disk); those held back are counted in the next one ("held_back"). 0, or a negative
- * errno (logged by the caller). */
+ * fill the disk); those held back are counted in the next one ("held_back"). 0 (1: queued, but
+ * its directory could not be synced), or a negative errno (logged by the caller). */
 int op_outbox_alert(const op_config *cfg, const char *kind, const char *text);
 /* A telemetry snapshot: json is a whole JSON document. */
 int op_outbox_telemetry(const op_config *cfg, const char *json, size_t len);

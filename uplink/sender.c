@@ -115,9 +115,11 @@ struct op_uplink {
 		op_sha256 ctx;
 		uint8_t *buf;
 	} ev;
-	struct held {       /* files north refused lately, skipped until `until` (see refused()) */
+	struct held {       /* files refused lately, skipped until `until` (see hold()) */
 		char name[OP_XFER_NAME_MAX + 1];
 		int cls;
+		int local;      /* held for a local reason (sidecar unreadable, quarantine failed): not
+				 * for eviction either; a file north refused stays evictable */
 		uint32_t count;
 		uint64_t until;
 	} held[16];
@@ -515,6 +517,41 @@ static int is_held(op_uplink *u, int c, const char *name)
 	return h && now_ns() < h->until;
 }
 
+static void forget_held(op_uplink *u, int c, const char *name)
+{
+	struct held *h = held_entry(u, c, name);
+	if (h)
+		h->count = 0;
+}
+
+/*
+ * Hold a file back: twice the retry, doubled for every hold in a row, at most an hour, while
+ * the others go. Without it the same oldest file would win every pick (and, for a class that
+ * sends nothing, every class pick too) for as long as the cause lasts. local: a cause on this
+ * side (its sidecar cannot be read, its quarantine failed), which eviction skips as well.
+ */
+static void hold(op_uplink *u, int cls, const char *name, int local)
+{
+	struct held *h = held_entry(u, cls, name);
+	if (!h) { /* a free entry, or the one whose hold ends first */
+		h = &u->held[0];
+		for (int i = 0; i < 16 && h->count; i++)
+			if (!u->held[i].count || u->held[i].until < h->until)
+				h = &u->held[i];
+		memset(h, 0, sizeof(*h));
+		snprintf(h->name, sizeof(h->name), "%s", name);
+		h->cls = cls;
+	}
+	h->local = local;
+	h->count++;
+	uint64_t d = u->cfg.retry_ns ? u->cfg.retry_ns : 1000000000ull;
+	for (uint32_t i = 0; i < h->count && d < 3600000000000ull; i++)
+		d *= 2; /* beyond the pause a refusal also brings: the others go first */
+	if (d > 3600000000000ull)
+		d = 3600000000000ull;
+	h->until = now_ns() + d;
+}
+
 /* Oldest sealed segment in outbox/ (names sort by time); updates the pending figures. */
 /* Oldest shippable file of one class (name order: names start with the UTC time). Counts the
  * class's backlog on the way. 1 and its name, 0 when none, or -errno. */
@@ -641,8 +678,10 @@ static void quarantine(op_uplink *u, const char *name)
 	if (rename(from, to) != 0) {
 		u->stats.last_error = -errno;
 		u->stats.quarantine_failed++;
+		hold(u, u->cls, name, 1); /* not picked, hashed and failed again every step */
 		return;
 	}
+	forget_held(u, u->cls, name);
 	snprintf(from, sizeof(from), "%s/%s.sha256", u->dirs[u->cls], name);
 	snprintf(to, sizeof(to), "%s/%s.sha256", u->quarantine, name);
 	if (rename(from, to) != 0 && errno != ENOENT)
@@ -711,12 +750,14 @@ static int start_next(op_uplink *u)
 		quarantine(u, name);
 		return 0;
 	}
-	if (sr < 0) { /* unreadable now (EMFILE, EIO, gone): tried again, not quarantined */
+	if (sr < 0) { /* unreadable now (EACCES, EMFILE, EIO): held back and tried again, not quarantined */
 		u->stats.last_error = sr;
+		hold(u, cls, name, 1);
 		return 0;
 	}
 	u->fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (u->fd < 0 || fstat(u->fd, &sb) != 0) {
+		forget_held(u, cls, name);
 		u->stats.vanished++;
 		end_file(u);
 		return 0;
@@ -880,9 +921,7 @@ static void confirmed(op_uplink *u, int cls, const char *name, uint64_t size, in
 	}
 	snprintf(path, sizeof(path), "%s/%s.sha256", u->dirs[cls], name);
 	unlink(path);
-	struct held *h = held_entry(u, cls, name);
-	if (h)
-		h->count = 0;
+	forget_held(u, cls, name);
 	u->stats.cls[cls].files_confirmed++;
 	int dfd = open(u->dirs[cls], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd >= 0) {
@@ -1017,23 +1056,7 @@ static int sha_in(zmq_msg_t *f, int nf, const char *sha)
  */
 static void refused(op_uplink *u, int cls, const char *name)
 {
-	struct held *h = held_entry(u, cls, name);
-	if (!h) { /* a free entry, or the one whose hold ends first */
-		h = &u->held[0];
-		for (int i = 0; i < 16 && h->count; i++)
-			if (!u->held[i].count || u->held[i].until < h->until)
-				h = &u->held[i];
-		memset(h, 0, sizeof(*h));
-		snprintf(h->name, sizeof(h->name), "%s", name);
-		h->cls = cls;
-	}
-	h->count++;
-	uint64_t hold = u->cfg.retry_ns ? u->cfg.retry_ns : 1000000000ull;
-	for (uint32_t i = 0; i < h->count && hold < 3600000000000ull; i++)
-		hold *= 2; /* beyond the pause below: the others go first */
-	if (hold > 3600000000000ull)
-		hold = 3600000000000ull;
-	h->until = now_ns() + hold;
+	hold(u, cls, name, 0);
 	for (int i = 0; i < 8; i++) /* checked again before it is offered again */
 		if (!strcmp(u->verified[i].name, name))
 			u->verified[i].name[0] = 0;
@@ -1155,8 +1178,8 @@ int op_uplink_publish(const char *dir, const char *name, const void *data, size_
 	 * could still take it back, and the caller is told so */
 	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0)
-		return -errno;
-	e = fsync(dfd) != 0 ? -errno : 0;
+		return 1;
+	e = fsync(dfd) != 0 ? 1 : 0;
 	close(dfd);
 	return e;
 }
@@ -1176,7 +1199,7 @@ static void tombstone(op_uplink *u, int cls, const char *name, uint64_t size, co
 			 name, op_uplink_class_names[cls], (unsigned long long)size, rows, sha, reason, utc);
 	size_t nl = strlen(name);
 	snprintf(tname, sizeof(tname), "alert-tombstone-%.*s.json", (int)(nl > 150 ? 150 : nl), name);
-	if (op_uplink_publish(u->dirs[OP_UPLINK_ALERT], tname, doc, (size_t)n) == 0)
+	if (op_uplink_publish(u->dirs[OP_UPLINK_ALERT], tname, doc, (size_t)n) >= 0)
 		u->stats.tombstones++;
 	else
 		u->stats.tombstones_failed++; /* the eviction is still counted; status shows this too */
@@ -1199,6 +1222,9 @@ static int oldest_in(op_uplink *u, int c, char *name, size_t cap, uint64_t *size
 			continue;
 		if (!strncmp(de->d_name, "alert-tombstone-", 16))
 			continue;
+		const struct held *h = held_entry(u, c, de->d_name);
+		if (h && h->local && now_ns() < h->until)
+			continue; /* its sidecar unreadable or its quarantine failed lately: the next one */
 		snprintf(path, sizeof(path), "%s/%s", u->dirs[c], de->d_name);
 		if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode))
 			continue;
@@ -1230,8 +1256,8 @@ static void evict_quarantine(op_uplink *u, int c, const char *name)
 }
 
 /* Start checking cls/name for eviction. 1: settled at once (a malformed sidecar: quarantined;
- * the file gone: nothing to do), 0: the check is under way (u->ev), 2: not now (the sidecar
- * could not be read: the next pass tries again). */
+ * the file gone: nothing to do; no readable sidecar or file: held back, the next one is looked
+ * at), 0: the check is under way (u->ev). */
 static int evict_start(op_uplink *u, int c, const char *name, uint64_t size, const char *reason)
 {
 	char path[1100], side[1200];
@@ -1242,18 +1268,22 @@ static int evict_start(op_uplink *u, int c, const char *name, uint64_t size, con
 		evict_quarantine(u, c, name);
 		return 1;
 	}
-	if (sr < 0) { /* unreadable now: the next pass tries again */
-		u->stats.last_error = sr;
-		return 2;
+	if (sr < 0) { /* no sidecar (an operator's copy under way?) or unreadable: not evicted now,
+		       * held back so that the next oldest file is looked at */
+		if (sr != -ENOENT)
+			u->stats.last_error = sr;
+		hold(u, c, name, 1);
+		return 1;
 	}
 	if (!u->ev.buf && !(u->ev.buf = malloc(1u << 20)))
 		return 1;
 	u->ev.fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (u->ev.fd < 0) {
-		if (errno == ENOENT)
-			return 1;
-		u->stats.last_error = -errno;
-		return 2;
+		if (errno != ENOENT) {
+			u->stats.last_error = -errno;
+			hold(u, c, name, 1);
+		}
+		return 1;
 	}
 	snprintf(u->ev.name, sizeof(u->ev.name), "%s", name);
 	u->ev.cls = c;
@@ -1268,17 +1298,23 @@ static int evict_start(op_uplink *u, int c, const char *name, uint64_t size, con
 static int evict_step(op_uplink *u, uint64_t deadline)
 {
 	struct eviction *e = &u->ev;
-	ssize_t n = 0;
+	int eof = 0, rerr = 0;
 	while (now_ns() < deadline) {
-		n = read(e->fd, e->buf, 1u << 20);
+		ssize_t n = read(e->fd, e->buf, 1u << 20);
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n <= 0)
+		if (n < 0) {
+			rerr = errno;
 			break;
+		}
+		if (n == 0) {
+			eof = 1;
+			break;
+		}
 		op_sha256_update(&e->ctx, e->buf, (size_t)n);
 	}
-	if (n > 0)
-		return 0; /* the deadline: more next time */
+	if (!eof && !rerr)
+		return 0; /* the deadline (possibly before a single read): more next time */
 	char path[1100], side[1200], actual[65];
 	uint8_t dg[32];
 	struct stat a, b;
@@ -1292,16 +1328,22 @@ static int evict_step(op_uplink *u, uint64_t deadline)
 	e->active = 0;
 	if (!same)
 		return 1; /* replaced or gone meanwhile: nothing checked is evicted */
-	if (n < 0 || strcmp(e->sha, actual) != 0) {
+	if (rerr || strcmp(e->sha, actual) != 0) {
 		evict_quarantine(u, e->cls, e->name);
 		return 1;
 	}
+	/* the check may have taken minutes: is the file still to go? */
+	struct statvfs fs;
+	if (!strcmp(e->reason, "disk_full") && u->cfg.disk_reserve && statvfs(u->outbox, &fs) == 0 &&
+	    (uint64_t)fs.f_bavail * fs.f_frsize >= u->cfg.disk_reserve)
+		return 1;
 	/* the events lost with a result segment, for north's books (0: not a segment) */
 	size_t nl = strlen(e->name);
 	long rows = nl > 3 && !strcmp(e->name + nl - 3, ".h5") ? op_segment_count_rows(path) : 0;
 	if (unlink(path) != 0)
 		return 1;
 	unlink(side);
+	forget_held(u, e->cls, e->name);
 	u->stats.evicted_bytes += e->size;
 	if (!strcmp(e->reason, "expired"))
 		u->stats.evicted_expired++;
@@ -1330,10 +1372,9 @@ static void keep_reserve(op_uplink *u)
 			for (int guard = 0; guard < 1000 && oldest_in(u, order[k], name, sizeof(name), &size, &mtime) &&
 					    difftime(now, mtime) > (double)u->cfg.max_age_s;
 			     guard++) {
-				int st = evict_start(u, order[k], name, size, "expired");
-				if (st == 2 || (st == 0 && !evict_step(u, deadline)))
-					return;
 				if (now_ns() >= deadline)
+					return;
+				if (!evict_start(u, order[k], name, size, "expired") && !evict_step(u, deadline))
 					return;
 			}
 	}
@@ -1346,8 +1387,9 @@ static void keep_reserve(op_uplink *u)
 		for (int guard = 0; guard < 100000 && u->stats.disk_free < u->cfg.disk_reserve; guard++) {
 			if (!oldest_in(u, order[k], name, sizeof(name), &size, &mtime))
 				break;
-			int st = evict_start(u, order[k], name, size, "disk_full");
-			if (st == 2 || (st == 0 && !evict_step(u, deadline)))
+			if (now_ns() >= deadline)
+				return;
+			if (!evict_start(u, order[k], name, size, "disk_full") && !evict_step(u, deadline))
 				return;
 			if (statvfs(u->outbox, &fs) != 0)
 				return;
@@ -1384,11 +1426,9 @@ int op_uplink_step(op_uplink *u, int timeout_ms)
 		/* the socket could not be made (descriptors or memory short): tried again, not left
 		 * "local only" for good */
 		int rc = new_socket(u);
-		if (!u->sock || rc < 0) {
+		if (!u->sock || rc < 0) { /* reported through last_error; the stage goes on */
 			u->stats.last_error = rc < 0 ? rc : -ENOMEM;
 			u->retry_at_ns = now + (u->cfg.retry_ns ? u->cfg.retry_ns : 1000000000ull);
-			if (!u->sock)
-				return u->stats.last_error;
 		}
 	}
 	if (!u->sock) {

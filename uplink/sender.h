@@ -91,10 +91,10 @@ int op_uplink_windows_parse(const char *text, uint16_t ranges[][2], int max, cha
 
 /* Queue `data` for north as dir/name, in the order the sender relies on: the data under a
  * temporary name and fsynced, its NAME.sha256 sidecar written and fsynced, the data renamed into
- * place, the directory fsynced. 0, or a negative errno. Before the rename fails, nothing is left;
- * a failed directory fsync is reported although the file is in place (it will be sent, but a
- * power cut could take it back). A crash between the steps leaves a .NAME.tmp or an orphaned
- * sidecar, which the sender removes once they are ten minutes old. */
+ * place, the directory fsynced. 0; 1 when the file is in place (it will be sent) but the
+ * directory fsync failed (a power cut could take it back); or a negative errno, and nothing is
+ * left. A crash between the steps leaves a .NAME.tmp or an orphaned sidecar, which the sender
+ * removes once they are ten minutes old. */
 int op_uplink_publish(const char *dir, const char *name, const void *data, size_t len);
 
 int op_uplink_open(void *zmq_ctx, const op_uplink_config *cfg, op_uplink **ret);
