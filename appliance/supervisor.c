@@ -283,10 +283,22 @@ static void handle_report(sup *s, char *msg)
 		r->last_report_ns = now;
 		r->reported = 1;
 		r->reported_since_spawn = 1;
-		/* A model is loading: keep systemd's start timeout from running out meanwhile. */
-		if (!s->ready_sent && gauge_of(r, "loading") > 0 && now - s->last_extend_ns >= 1000000000ull) {
+	}
+}
+
+/* A stage is loading (its last report since its start said so, and it is silent until done):
+ * keep systemd's start timeout from running out meanwhile, every second, for as long as the
+ * supervisor lets it load (LOADING_DEADLINE_NS, check_stages). */
+static void extend_while_loading(sup *s, uint64_t now)
+{
+	if (s->ready_sent || now - s->last_extend_ns < 1000000000ull)
+		return;
+	for (int i = 0; i < NSTAGES; i++) {
+		stage_rec *r = &s->st[i];
+		if (r->running && r->reported_since_spawn && gauge_of(r, "loading") > 0) {
 			op_notify_extend_timeout(s->cfg->watchdog_stage_deadline_ns + 10000000000ull);
 			s->last_extend_ns = now;
+			return;
 		}
 	}
 }
@@ -532,11 +544,20 @@ static int check_stages(sup *s, uint64_t now)
 {
 	int healthy = 1;
 	uint64_t deadline = s->cfg->watchdog_stage_deadline_ns;
+	/* In safe mode a stage that keeps failing is restarted slowly and never escalated
+	 * (on_exit_of); neither it nor the stages restarted with it (rest_for_one) may hold back
+	 * the watchdog's pings, or systemd would kill outpostd and the start limit reboot the box:
+	 * the very loop safe mode ends. It is in the status, the journal and an alert. */
+	int failing_rank = NSTAGES + 1;
+	for (int i = 0; i < NSTAGES; i++)
+		if (s->safe_mode && s->st[i].safe_storm_alerted && s->st[i].rank < failing_rank)
+			failing_rank = s->st[i].rank;
 
 	for (int i = 0; i < NSTAGES; i++) {
 		stage_rec *r = &s->st[i];
+		const int exempt = r->rank >= failing_rank;
 		if (!r->running) {
-			healthy = 0;
+			healthy &= exempt;
 			if (r->restart_at_ns && now >= r->restart_at_ns && !s->stopping)
 				spawn(s, r);
 			continue;
@@ -561,7 +582,7 @@ static int check_stages(sup *s, uint64_t now)
 			kill(r->pid, SIGKILL);
 			healthy = 0;
 		}
-		if (!r->reported_since_spawn) /* a process just forked has proved nothing yet */
+		if (!r->reported_since_spawn && !exempt) /* a process just forked has proved nothing yet */
 			healthy = 0;
 	}
 	return healthy;
@@ -1075,7 +1096,8 @@ static void reload(sup *s, sbuf *reply)
 	s->config_fallback = 0;
 	snprintf(s->reload_last, sizeof(s->reload_last), "%s applied: %s (config %s)", when, changed, s->config_hash);
 	op_info("reload %s", s->reload_last + strlen(when) + 1);
-	write_last_good(s);
+	if (s->ready_sent) /* before the first probe went through, this start has proved nothing yet */
+		write_last_good(s);
 	sb_printf(reply, "ok: %s\n", s->reload_last);
 }
 
@@ -1443,19 +1465,33 @@ int op_supervisor_run(const op_config *cfg, const char *config_path, int config_
 
 		uint64_t now = op_now_ns();
 		int healthy = check_stages(&s, now);
+		extend_while_loading(&s, now);
 		if (s.stopping)
 			break;
 		/* READY=1 once the start-up probe went end to end; ask for it every 2 s until then. */
 		if (healthy && !s.ready_sent) {
-			if (counter_of(stage_by_name(&s, "ingest"), "probes_acked") > 0) {
-				op_notify_ready(s.safe_mode ? "SAFE MODE (network off)" : "running");
-				op_info("ready: a probe event went ingest → infer → store and back in %.2f s",
-					(double)(now - s.start_ns) / 1e9);
+			int failing = 0; /* in safe mode, a stage failing for good: no probe can pass */
+			for (int i = 0; i < NSTAGES; i++)
+				failing |= s.safe_mode && s.st[i].safe_storm_alerted;
+			const int probed = counter_of(stage_by_name(&s, "ingest"), "probes_acked") > 0;
+			if (probed || failing) {
+				op_notify_ready(!s.safe_mode ? "running"
+					       : probed ? "SAFE MODE (network off)"
+							: "SAFE MODE (network off), a stage keeps failing");
 				s.ready_sent = 1;
-				/* only now, with the probe through, is this configuration known to run: a
-				 * file that passes its checks but cannot run (an endpoint it cannot bind)
-				 * must not become the one a later broken file falls back to */
-				write_last_good(&s);
+				if (probed) {
+					op_info("ready: a probe event went ingest → infer → store and back in %.2f s",
+						(double)(now - s.start_ns) / 1e9);
+					/* only now, with the probe through, is this configuration known to
+					 * run: a file that passes its checks but cannot run (an endpoint it
+					 * cannot bind) must not become the one a later broken file falls
+					 * back to */
+					write_last_good(&s);
+				} else {
+					op_err("ready without a probe: in safe mode a stage keeps failing (see above); "
+					       "outpostd stays up, restarting it slowly, so that the box does not reboot "
+					       "for ever and what can go north does");
+				}
 			} else if (now - s.last_probe_ns >= 2000000000ull) {
 				zmq_send(s.ingest_ctl, "probe", 5, ZMQ_DONTWAIT);
 				s.last_probe_ns = now;
@@ -1500,7 +1536,7 @@ int op_supervisor_run(const op_config *cfg, const char *config_path, int config_
 		/* Stopped on request after it had come up: not a failed start (an operator's restarts,
 		 * a demo, a shutdown must not walk the appliance into safe mode). Safe mode itself is
 		 * left only by its retry timer or by an operator removing the counter. */
-		if (s.ready_sent && !s.safe_mode && s.start_count && op_bootcount_set(s.count_path, 0) == 0)
+		if (s.ready_sent && (!s.safe_mode || s.model_error[0]) && s.start_count && op_bootcount_set(s.count_path, 0) == 0)
 			op_info("stopped cleanly: start counter reset");
 		op_info("stopped");
 	}

@@ -606,6 +606,37 @@ def test_safemode_storm(bindir):
     print("safe mode: store killed 4 times, restarted each time, no exit, alert north, 300 rows north")
 
 
+def test_safemode_nostart(bindir):
+    # In safe mode, a stage that fails before it ever reports (here the store: its segments
+    # directory is a file) must not keep READY=1 and the watchdog's pings from systemd: it would
+    # kill outpostd, and the start limit reboot the box for ever. Once the stage has failed past
+    # its burst, outpostd says READY (naming the failure) and pings, while restarting it slowly.
+    path, s = notify_socket()
+    t0 = time.time()
+
+    def segments_file(state):
+        with open(os.path.join(state, "segments"), "w") as f:
+            f.write("not a directory\n")
+    a = Appliance(bindir, "safenostart", env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "4000000"},
+                  state_files={"start-count": "6\n"}, prepare=segments_file, all_running=False,
+                  config={"supervisor": {"safe_mode_after": "6", "restart_burst": "2", "restart_interval": "1m",
+                                         "restart_backoff": "100ms", "restart_backoff_max": "1s"}})
+    got = collect(s, 14, t0)
+    msgs = [m for _, m in got]
+    ready = [(t, m) for t, m in got if "READY=1" in m]
+    check(ready and "a stage keeps failing" in ready[0][1], "no READY=1 naming the failing stage: %s" % msgs)
+    pings = [t for t, m in got if "WATCHDOG=1" in m and t > ready[0][0]]
+    gaps = [b - a_ for a_, b in zip(pings, pings[1:])]
+    check(len(pings) >= 4 and max(gaps) < 2.0, "pings after READY %s s apart (WATCHDOG_USEC 4 s)" % gaps)
+    check(a.daemon.poll() is None, "outpostd exited (status %s)" % a.daemon.poll())
+    st = a.status()
+    check(st["mode"] == "safe" and st["stages"]["store"]["restarts"] >= 3, "store not restarting: %s" % st["stages"]["store"])
+    a.stop(keep=True)
+    s.close()
+    print("safe mode, store failing before its first report: READY after %.1f s, pings every %.2f-%.2f s" %
+          (ready[0][0], min(gaps), max(gaps)))
+
+
 def test_safemode(bindir):
     # The last rung: the start counter says 6 starts in a row never ran stable (limit 6), so
     # this start is in safe mode: LineFit only, every row flagged safe_mode (bit 19) north.
@@ -825,6 +856,8 @@ def main():
         test_safemode(bindir)
     elif case == "safemode_storm":
         test_safemode_storm(bindir)
+    elif case == "safemode_nostart":
+        test_safemode_nostart(bindir)
     elif case == "metrics":
         test_metrics(bindir)
     elif case == "reload":
