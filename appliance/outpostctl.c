@@ -4,8 +4,10 @@
  *   outpostctl [-c FILE] status [--json]   what the appliance is doing, per stage
  *   outpostctl [-c FILE] stop              orderly stop (drains what is in flight)
  *   outpostctl [-c FILE] metrics           the figures in the Prometheus text format
- *   outpostctl [-c FILE] reload            re-read FILE and apply it (or keep running as before
- *                                          and say why); exit 0 applied, 1 not applied
+ *   outpostctl [-c FILE] reload            outpostd re-reads the file it was started with and
+ *                                          applies it (or keeps running as before and says why);
+ *                                          exit 0 applied, 1 not applied. FILE only tells where
+ *                                          outpostd's control socket is (paths.run_dir)
  *   outpostctl check-config FILE           every error in FILE, as file:line:col
  *   outpostctl print-defaults              the embedded defaults
  *   outpostctl explain KEY|SECTION         type, unit, default, range, reload, description
