@@ -538,6 +538,17 @@ static void reap(sup *s)
 }
 
 /* Invariant 4 and the stuck-stage check. Returns 1 when every stage is healthy. */
+/* In safe mode: the pipeline rank of the first stage failing for good (restarted slowly, never
+ * escalated), or NSTAGES + 1 when none. */
+static int safe_failing_rank(const sup *s)
+{
+	int rank = NSTAGES + 1;
+	for (int i = 0; i < NSTAGES; i++)
+		if (s->safe_mode && s->st[i].safe_storm_alerted && s->st[i].rank < rank)
+			rank = s->st[i].rank;
+	return rank;
+}
+
 #define LOADING_DEADLINE_NS 300000000000ull /* 5 min: a model, CUDA, a salvage on a slow disk */
 
 static int check_stages(sup *s, uint64_t now)
@@ -548,10 +559,7 @@ static int check_stages(sup *s, uint64_t now)
 	 * (on_exit_of); neither it nor the stages restarted with it (rest_for_one) may hold back
 	 * the watchdog's pings, or systemd would kill outpostd and the start limit reboot the box:
 	 * the very loop safe mode ends. It is in the status, the journal and an alert. */
-	int failing_rank = NSTAGES + 1;
-	for (int i = 0; i < NSTAGES; i++)
-		if (s->safe_mode && s->st[i].safe_storm_alerted && s->st[i].rank < failing_rank)
-			failing_rank = s->st[i].rank;
+	const int failing_rank = safe_failing_rank(s);
 
 	for (int i = 0; i < NSTAGES; i++) {
 		stage_rec *r = &s->st[i];
@@ -1470,9 +1478,8 @@ int op_supervisor_run(const op_config *cfg, const char *config_path, int config_
 			break;
 		/* READY=1 once the start-up probe went end to end; ask for it every 2 s until then. */
 		if (healthy && !s.ready_sent) {
-			int failing = 0; /* in safe mode, a stage failing for good: no probe can pass */
-			for (int i = 0; i < NSTAGES; i++)
-				failing |= s.safe_mode && s.st[i].safe_storm_alerted;
+			/* in safe mode, a stage failing for good: no probe can pass */
+			const int failing = safe_failing_rank(&s) <= NSTAGES;
 			const int probed = counter_of(stage_by_name(&s, "ingest"), "probes_acked") > 0;
 			if (probed || failing) {
 				op_notify_ready(!s.safe_mode ? "running"

@@ -218,6 +218,8 @@ int op_uplink_open(void *zmq_ctx, const op_uplink_config *cfg, op_uplink **ret)
 		u->cfg.window = 16;
 	if (!u->cfg.timeout_ns)
 		u->cfg.timeout_ns = 30000000000ull;
+	if (!u->cfg.evict_slice_ns)
+		u->cfg.evict_slice_ns = 200000000ull;
 	snprintf(u->outbox, sizeof(u->outbox), "%s", cfg->outbox_dir);
 	snprintf(u->dirs[OP_UPLINK_ALERT], sizeof(u->dirs[0]), "%s/alert", cfg->outbox_dir);
 	snprintf(u->dirs[OP_UPLINK_TELEMETRY], sizeof(u->dirs[0]), "%s/telemetry", cfg->outbox_dir);
@@ -669,20 +671,20 @@ static int read_sidecar(const char *path, char sha[65])
 /* The data first, then its sidecar: if the second move fails, the file is out of outbox/ and
  * its sidecar alone is a leftover the sweep removes; the other order could strand the data in
  * outbox/ without a sidecar, never sent and never counted. Counted only when the data moved. */
-static void quarantine(op_uplink *u, const char *name)
+static void quarantine(op_uplink *u, int cls, const char *name)
 {
 	char from[800], to[800];
 	mkdir(u->quarantine, 0750);
-	snprintf(from, sizeof(from), "%s/%s", u->dirs[u->cls], name);
+	snprintf(from, sizeof(from), "%s/%s", u->dirs[cls], name);
 	snprintf(to, sizeof(to), "%s/%s", u->quarantine, name);
 	if (rename(from, to) != 0) {
 		u->stats.last_error = -errno;
 		u->stats.quarantine_failed++;
-		hold(u, u->cls, name, 1); /* not picked, hashed and failed again every step */
+		hold(u, cls, name, 1); /* not picked, hashed and failed again every step */
 		return;
 	}
-	forget_held(u, u->cls, name);
-	snprintf(from, sizeof(from), "%s/%s.sha256", u->dirs[u->cls], name);
+	forget_held(u, cls, name);
+	snprintf(from, sizeof(from), "%s/%s.sha256", u->dirs[cls], name);
 	snprintf(to, sizeof(to), "%s/%s.sha256", u->quarantine, name);
 	if (rename(from, to) != 0 && errno != ENOENT)
 		u->stats.last_error = -errno;
@@ -747,7 +749,7 @@ static int start_next(op_uplink *u)
 	snprintf(side, sizeof(side), "%s/%s.sha256", u->dirs[cls], name);
 	int sr = read_sidecar(side, u->sha);
 	if (sr == -EINVAL) { /* malformed: evidence */
-		quarantine(u, name);
+		quarantine(u, u->cls, name);
 		return 0;
 	}
 	if (sr < 0) { /* unreadable now (EACCES, EMFILE, EIO): held back and tried again, not quarantined */
@@ -803,7 +805,7 @@ static void verify_step(op_uplink *u)
 	if (strcmp(actual, u->sha) != 0) {
 		snprintf(name, sizeof(name), "%s", u->name);
 		end_file(u);
-		quarantine(u, name);
+		quarantine(u, u->cls, name);
 		return;
 	}
 	struct stat sb;
@@ -1243,17 +1245,8 @@ static int oldest_in(op_uplink *u, int c, char *name, size_t cap, uint64_t *size
  * A file is checked against its sidecar before it is evicted: one that does not match is
  * evidence, not data to drop, and is quarantined. A large bulk file takes many seconds to hash,
  * longer than the supervisor waits for a report, so the check runs in slices, at most
- * EVICT_SLICE_NS a call, carried across steps as the check before sending is.
+ * cfg.evict_slice_ns (200 ms) a step, carried across steps as the check before sending is.
  */
-#define EVICT_SLICE_NS 200000000ull
-
-static void evict_quarantine(op_uplink *u, int c, const char *name)
-{
-	int keep = u->cls;
-	u->cls = c;
-	quarantine(u, name);
-	u->cls = keep;
-}
 
 /* Start checking cls/name for eviction. 1: settled at once (a malformed sidecar: quarantined;
  * the file gone: nothing to do; no readable sidecar or file: held back, the next one is looked
@@ -1265,7 +1258,7 @@ static int evict_start(op_uplink *u, int c, const char *name, uint64_t size, con
 	snprintf(side, sizeof(side), "%s.sha256", path);
 	int sr = read_sidecar(side, u->ev.sha);
 	if (sr == -EINVAL) {
-		evict_quarantine(u, c, name);
+		quarantine(u, c, name);
 		return 1;
 	}
 	if (sr < 0) { /* no sidecar (an operator's copy under way?) or unreadable: not evicted now,
@@ -1329,7 +1322,7 @@ static int evict_step(op_uplink *u, uint64_t deadline)
 	if (!same)
 		return 1; /* replaced or gone meanwhile: nothing checked is evicted */
 	if (rerr || strcmp(e->sha, actual) != 0) {
-		evict_quarantine(u, e->cls, e->name);
+		quarantine(u, e->cls, e->name);
 		return 1;
 	}
 	/* the check may have taken minutes: is the file still to go? */
@@ -1354,7 +1347,7 @@ static int evict_step(op_uplink *u, uint64_t deadline)
 }
 
 /* Keep the reserve free: expired files first, then the lowest classes, never alerts. At most
- * EVICT_SLICE_NS of checking a call; a check not finished goes on at the next. */
+ * evict_slice_ns of checking a call; a check not finished goes on at the next step. */
 static void keep_reserve(op_uplink *u)
 {
 	static const int order[3] = {OP_UPLINK_BULK, OP_UPLINK_TELEMETRY, OP_UPLINK_RESULTS};
@@ -1362,7 +1355,7 @@ static void keep_reserve(op_uplink *u)
 	char name[OP_XFER_NAME_MAX + 1];
 	uint64_t size;
 	time_t mtime;
-	const uint64_t deadline = now_ns() + EVICT_SLICE_NS;
+	const uint64_t deadline = now_ns() + u->cfg.evict_slice_ns;
 
 	if (u->ev.active && !evict_step(u, deadline))
 		return;
@@ -1412,9 +1405,13 @@ int op_uplink_step(op_uplink *u, int timeout_ms)
 		quota_save(u);
 	}
 	u->stats.in_window = window_open(u);
+	const int checking = u->ev.active;
+	if (checking) /* an eviction check under way goes on at every step, a slice at a time */
+		keep_reserve(u);
 	if (now - u->last_evict_ns >= 500000000ull) { /* twice a second */
 		u->last_evict_ns = now;
-		keep_reserve(u);
+		if (!checking)
+			keep_reserve(u);
 		sweep_leftovers(u, now);
 		if (!u->sock) { /* local only: the backlog figures */
 			char name[OP_XFER_NAME_MAX + 1];

@@ -35,6 +35,9 @@ typedef struct op_uplink_config {
 	 * segment already went north, and must not be written twice. */
 	const char *sent_dir;
 	uint64_t sent_keep_ns;
+	/* The most time one step spends checking a file before evicting it (0: 200 ms); a check
+	 * not finished goes on at the next step. */
+	uint64_t evict_slice_ns;
 	/* The link budget. rate_bps: a token-bucket cap on every byte this end puts on the wire,
 	 * retransmits and keepalives included (0: none); chunks shrink to half a second of it.
 	 * daily_quota: bytes per UTC day (0: none), counted the same way and kept in quota_file

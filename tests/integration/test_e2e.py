@@ -396,6 +396,15 @@ def test_badconfig(bindir):
     check(p.returncode == 2 and "did you mean 'store.rotate_age'?" in p.stdout, "explain of a typo: %s" % p.stdout)
 
 
+SAFE = 1 << 19  # flags: reconstructed in safe mode (docs/result-format.md)
+
+
+def check_safe_rows(rows):
+    """Rows written in safe mode: every one flagged safe_mode, with LineFit's direction."""
+    check(all(int(f) & SAFE for f in rows["flags"]), "rows stored in safe mode lack the safe_mode flag")
+    check(all(np.isfinite(rows["dir_x"])), "safe mode rows without a LineFit direction")
+
+
 def test_badmodel(bindir):
     # A model file that cannot be used (here: cut short, as by an interrupted copy) does not
     # stop the appliance, which would then stay down until someone logs in: it runs in safe
@@ -418,9 +427,8 @@ def test_badmodel(bindir):
     a.sim("--count", "400", "--rate", "2000", "--stream", "3", "--seed", "1")
     a.wait_delivered(400)
     rows = a.north_rows()
-    SAFE = 1 << 19
-    check(len(rows) == 400 and all(int(f) & SAFE for f in rows["flags"]), "rows not all flagged safe_mode")
-    check(all(np.isfinite(rows["dir_x"])), "rows without a LineFit direction")
+    check(len(rows) == 400, "north holds %d rows of 400" % len(rows))
+    check_safe_rows(rows)
     for path in a.north_files():
         with h5py.File(path, "r") as f:
             m = f.attrs["model"]
@@ -653,10 +661,8 @@ def test_safemode(bindir):
     a.sim("--count", "500", "--rate", "2000", "--stream", "3", "--seed", "1")
     a.wait_delivered(500)
     rows = a.north_rows()
-    SAFE = 1 << 19
-    check(all(int(f) & SAFE for f in rows["flags"]), "rows stored in safe mode lack the safe_mode flag")
+    check_safe_rows(rows)
     safe_models = set(rows["model_id"].tolist())
-    check(all(np.isfinite(rows["dir_x"])), "safe mode rows without a LineFit direction")
     a.wait(lambda: a.status()["mode"] == "normal", 30, "the network tried again after safe_mode_retry")
     with open(os.path.join(a.state, "start-count")) as f:
         check(f.read().strip() == "6", "counter not left at the safe-mode limit while the network is retried")
