@@ -14,6 +14,11 @@
  *          y = fma(acc, gw, bias)
  *   then ReLU when asked. GEMV (op_fp4_gemv, for large K and N) streams the 4-bit codes
  *   instead and sums in a different order: it matches the reference to rounding, not bits.
+ *   Its W4A16 may carry X in 16 bits (the AVX2 rung, K a multiple of 64): per weight block,
+ *   integers within 2^-16 of the block's largest |x| (1/65,024 of it), so an output may differ
+ *   from the FP32 sum by Σ_b max|x_b| · Σ_{k∈b} |w_k| / 65,024 beyond rounding — a bound a
+ *   hundred times tighter than BF16 activations give. Rows with a NaN or an infinity are summed
+ *   in FP32, so those show in the outputs as they do in the reference.
  *
  * Rungs: scalar reference; AVX2+FMA (x86-64); AVX-512 VNNI (x86-64: its own GEMMs and GEMVs, the
  * AVX2 rung's pooling); NEON (aarch64); NEON with the dot-product instructions (aarch64: its own W4A4

@@ -22,7 +22,9 @@
  */
 #if defined(__x86_64__)
 #include <errno.h>
+#include <float.h>
 #include <immintrin.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -561,10 +563,31 @@ void op_fp4_quantize_row_avx2(const op_fp4_linear *L, const float *x, int8_t *q2
 }
 
 /*
+ * The block scales of one 64-weight step of a row as a lane vector (int32 lane l: elements
+ * 8l..8l+7, so block l/2 for NVFP4, l/4 for MXFP4): one broadcast of the step's scale bytes,
+ * one in-lane shuffle that moves each lane's byte to the top of the lane, one shift.
+ */
+static inline __attribute__((always_inline)) __m256 step_scales(const uint8_t *sc, uint32_t G, int nv, __m256 two120)
+{
+	const __m256i spread = nv ? _mm256_setr_epi8(-1, -1, -1, 0, -1, -1, -1, 0, -1, -1, -1, 1, -1, -1, -1, 1, -1, -1, -1,
+						     2, -1, -1, -1, 2, -1, -1, -1, 3, -1, -1, -1, 3)
+				  : _mm256_setr_epi8(-1, -1, -1, 0, -1, -1, -1, 0, -1, -1, -1, 0, -1, -1, -1, 0, -1, -1, -1,
+						     1, -1, -1, -1, 1, -1, -1, -1, 1, -1, -1, -1, 1);
+	int32_t four = 0;
+	memcpy(&four, sc + (size_t)G * (nv ? 4 : 2), nv ? 4 : 2);
+	__m256i sb = _mm256_shuffle_epi8(_mm256_set1_epi32(four), spread);
+	if (nv) /* E4M3 code << 20 read as a float is the value · 2^-120 (subnormals too) */
+		return _mm256_mul_ps(_mm256_castsi256_ps(_mm256_srli_epi32(sb, 4)), two120);
+	/* E8M0 code << 23 is the value; code 0 (2^-127, a subnormal) is 0x00400000 */
+	return _mm256_castsi256_ps(_mm256_max_epu32(_mm256_srli_epi32(sb, 1), _mm256_set1_epi32(0x400000)));
+}
+
+/*
  * W4A4 GEMV, 64 weights per step: 32 code bytes expand with one 256-bit vpshufb per nibble half
  * (in-lane, so the low nibbles give [group 0 evens | group 1 evens] and the high nibbles the
  * odds); X was laid out in that order once per call. The four (NVFP4) or two (MXFP4) block
- * scales of the step become one lane vector with a single permute.
+ * scales of the step become one lane vector (step_scales). The even and odd halves' pair sums
+ * add in 16 bits before widening, so a step costs one conversion and one FMA per row of X.
  */
 static inline __attribute__((always_inline)) void gemv_row_int64(const uint8_t *codes, const uint8_t *sc, int nv,
 								    uint32_t steps, const uint8_t *xa, const int8_t *xsg,
@@ -573,40 +596,29 @@ static inline __attribute__((always_inline)) void gemv_row_int64(const uint8_t *
 	const __m256i tab = _mm256_setr_epi8(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12, 0, 1, 2, 3, 4, 6, 8,
 					     12, 0, -1, -2, -3, -4, -6, -8, -12);
 	const __m256i lo4 = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
-	const __m256i idx = nv ? _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3) : _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
 	const __m256 two120 = _mm256_set1_ps(0x1p120f);
-	__m256 alo[GEMV_MAXM / 2], ahi[GEMV_MAXM / 2];
+	__m256 acc[GEMV_MAXM / 2];
 	_Pragma("GCC unroll 8") for (int m = 0; m < MM; m++)
-		alo[m] = ahi[m] = _mm256_setzero_ps();
+		acc[m] = _mm256_setzero_ps();
 	for (uint32_t G = 0; G < steps; G++) {
 		__m256i c = _mm256_loadu_si256((const __m256i *)(codes + (size_t)G * 32));
 		__m256i wl = _mm256_shuffle_epi8(tab, _mm256_and_si256(c, lo4));
 		__m256i wh = _mm256_shuffle_epi8(tab, _mm256_and_si256(_mm256_srli_epi16(c, 4), lo4));
-		__m256 ws;
-		if (nv) { /* E4M3 code << 20 read as a float is the value · 2^-120 (subnormals too) */
-			int32_t four;
-			memcpy(&four, sc + (size_t)G * 4, 4);
-			__m256i b = _mm256_cvtepu8_epi32(_mm_cvtsi32_si128(four));
-			ws = _mm256_mul_ps(_mm256_castsi256_ps(_mm256_slli_epi32(b, 20)), two120);
-		} else { /* E8M0 code << 23 is the value; code 0 (2^-127, a subnormal) is 0x00400000 */
-			int32_t two = sc[(size_t)G * 2] | (int32_t)sc[(size_t)G * 2 + 1] << 8;
-			ws = _mm256_castsi256_ps(_mm256_max_epu32(_mm256_slli_epi32(_mm256_cvtepu8_epi32(_mm_cvtsi32_si128(two)), 23),
-								  _mm256_set1_epi32(0x400000)));
-		}
-		ws = _mm256_permutevar8x32_ps(ws, idx);
+		__m256 ws = step_scales(sc, G, nv, two120);
 		_Pragma("GCC unroll 8") for (int m = 0; m < MM; m++) {
 			size_t at = (size_t)m * K + (size_t)G * 64;
 			__m256 sv = _mm256_mul_ps(_mm256_load_ps(xsv + (size_t)m * (K / 8) + (size_t)G * 8), ws);
-			__m256i pl = _mm256_maddubs_epi16(_mm256_load_si256((const __m256i *)(xa + at)),
-							  _mm256_sign_epi8(wl, _mm256_load_si256((const __m256i *)(xsg + at))));
-			__m256i ph = _mm256_maddubs_epi16(_mm256_load_si256((const __m256i *)(xa + at + 32)),
-							  _mm256_sign_epi8(wh, _mm256_load_si256((const __m256i *)(xsg + at + 32))));
-			alo[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(pl, ones)), sv, alo[m]);
-			ahi[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(ph, ones)), sv, ahi[m]);
+			/* a pair's products are at most 2·144: the even and odd halves add in 16 bits */
+			__m256i p = _mm256_add_epi16(
+				_mm256_maddubs_epi16(_mm256_load_si256((const __m256i *)(xa + at)),
+						     _mm256_sign_epi8(wl, _mm256_load_si256((const __m256i *)(xsg + at)))),
+				_mm256_maddubs_epi16(_mm256_load_si256((const __m256i *)(xa + at + 32)),
+						     _mm256_sign_epi8(wh, _mm256_load_si256((const __m256i *)(xsg + at + 32)))));
+			acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones)), sv, acc[m]);
 		}
 	}
 	_Pragma("GCC unroll 8") for (int m = 0; m < MM; m++)
-		out[m] = hsum(_mm256_add_ps(alo[m], ahi[m]));
+		out[m] = hsum(acc[m]);
 }
 
 static int gemv_w4a4_int64(const op_fp4_tensor *W, float act_scale, int mx_mode, const float *X, uint32_t M, float *Y,
@@ -674,6 +686,135 @@ out:
 	return rc;
 }
 
+/*
+ * W4A16 GEMV on 64 weights a step, with X carried in 16 bits. Each block of X (the weights'
+ * blocks: 16 elements for NVFP4, 32 for MXFP4) becomes integers q = round(x / sx) with
+ * |q| ≤ 32,512 and sx = max|x| / 32,512 (an error of at most 2^-16 of the block's largest
+ * element: over a dot product, at least a hundred times tighter than BF16 activations, whose
+ * error is 2^-9 of each element), split as q = 256·h + l (h and l signed bytes). vpmaddubsw
+ * then multiplies the weights' codes, looked up as unsigned bytes qw + 12 (qw the doubled
+ * value, −12 to 12), by l and by h: 32 products an instruction instead of the 8 of an FP32
+ * FMA, and no integer-to-float conversion of the weights. Each int32 lane holds eight
+ * elements of one block; −12·Σq over the lane is taken off once, the exact integer sum is
+ * converted, and one FMA applies sw·sx. Same layout of X as the W4A4 GEMV above (the
+ * low-nibble elements of a step, then the high-nibble ones).
+ */
+static inline __attribute__((always_inline)) void gemv_row_a16(const uint8_t *codes, const uint8_t *sc, int nv,
+								  uint32_t steps, const int8_t *xq, const int32_t *xcorr,
+								  const float *xsv, uint32_t K, float *out, const int MM)
+{
+	const __m256i tab = _mm256_setr_epi8(12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0, 12, 13, 14, 15,
+					     16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0);
+	const __m256i lo4 = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1), k256 = _mm256_set1_epi16(256);
+	const __m256 two120 = _mm256_set1_ps(0x1p120f);
+	__m256 acc[GEMV_MAXM / 2];
+	_Pragma("GCC unroll 8") for (int m = 0; m < MM; m++)
+		acc[m] = _mm256_setzero_ps();
+	for (uint32_t G = 0; G < steps; G++) {
+		__m256i c = _mm256_loadu_si256((const __m256i *)(codes + (size_t)G * 32));
+		__m256i wl = _mm256_shuffle_epi8(tab, _mm256_and_si256(c, lo4));
+		__m256i wh = _mm256_shuffle_epi8(tab, _mm256_and_si256(_mm256_srli_epi16(c, 4), lo4));
+		__m256 ws = step_scales(sc, G, nv, two120);
+		_Pragma("GCC unroll 8") for (int m = 0; m < MM; m++) {
+			const int8_t *x = xq + ((size_t)m * K + (size_t)G * 64) * 2; /* l evens, l odds, h evens, h odds */
+			__m256i pl = _mm256_add_epi16(_mm256_maddubs_epi16(wl, _mm256_load_si256((const __m256i *)x)),
+						      _mm256_maddubs_epi16(wh, _mm256_load_si256((const __m256i *)(x + 32))));
+			__m256i ph = _mm256_add_epi16(_mm256_maddubs_epi16(wl, _mm256_load_si256((const __m256i *)(x + 64))),
+						      _mm256_maddubs_epi16(wh, _mm256_load_si256((const __m256i *)(x + 96))));
+			__m256i d = _mm256_add_epi32(_mm256_madd_epi16(ph, k256), _mm256_madd_epi16(pl, ones));
+			d = _mm256_sub_epi32(d, _mm256_load_si256((const __m256i *)(xcorr + (size_t)m * (K / 8) + (size_t)G * 8)));
+			__m256 sv = _mm256_mul_ps(_mm256_load_ps(xsv + (size_t)m * (K / 8) + (size_t)G * 8), ws);
+			acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), sv, acc[m]);
+		}
+	}
+	_Pragma("GCC unroll 8") for (int m = 0; m < MM; m++)
+		out[m] = hsum(acc[m]);
+}
+
+/* X → the 16-bit form gemv_row_a16 reads. 1 when a row holds a NaN or an infinity (which
+ * 16 bits cannot carry: the FP32 path then runs, and the result shows it), else 0. */
+static int gemv_a16_prepare(const float *X, uint32_t M, uint32_t K, uint32_t bl, int8_t *xq, int32_t *xcorr, float *xsv)
+{
+	float sx[64];
+	for (uint32_t m = 0; m < M; m++) {
+		const float *x = X + (size_t)m * K;
+		for (uint32_t G = 0; G < K / 64; G++) {
+			const float *v = x + G * 64;
+			int16_t q[64];
+			for (uint32_t b = 0; b < 64 / bl; b++) {
+				float amax = 0.0f;
+				for (uint32_t i = 0; i < bl; i++) {
+					float a = fabsf(v[b * bl + i]);
+					if (!(a <= FLT_MAX))
+						return 1;
+					amax = a > amax ? a : amax;
+				}
+				double inv = amax > 0.0f ? 32512.0 / amax : 0.0;
+				sx[b] = amax / 32512.0f;
+				for (uint32_t i = 0; i < bl; i++) {
+					double r = nearbyint(v[b * bl + i] * inv);
+					q[b * bl + i] = (int16_t)(r > 32512.0 ? 32512 : r < -32512.0 ? -32512 : r);
+				}
+			}
+			int8_t *d = xq + ((size_t)m * K + G * 64) * 2;
+			for (uint32_t p = 0; p < 64; p++) {
+				/* p < 32: the low-nibble vector, p ≥ 32: the high one; in each, the first 16
+				 * bytes come from the step's first 32 elements, the next 16 from its second */
+				uint32_t hi = p >= 32, r = p & 31, e = (r >> 4) * 32 + 2 * (r & 15) + hi;
+				int h = (q[e] + 128) >> 8;
+				d[p] = (int8_t)(q[e] - 256 * h);
+				d[64 + p] = (int8_t)h;
+			}
+			for (uint32_t l = 0; l < 8; l++) { /* lane l: bytes 4l..4l+3 of both halves */
+				int32_t s = 0;
+				for (uint32_t j = 0; j < 4; j++) {
+					uint32_t p = 4 * l + j, e0 = (p >> 4) * 32 + 2 * (p & 15);
+					s += q[e0] + q[e0 + 1];
+				}
+				xcorr[(size_t)m * (K / 8) + G * 8 + l] = 12 * s;
+				xsv[(size_t)m * (K / 8) + G * 8 + l] = sx[(l * 8) / bl];
+			}
+		}
+	}
+	return 0;
+}
+
+static int gemv_w4a16_int64(const op_fp4_tensor *W, const float *X, uint32_t M, float *Y, uint32_t n0, uint32_t n1)
+{
+	uint32_t K = W->cols, bl = op_fp4_block(W->format), nb = K / bl, steps = K / 64;
+	int nv = W->format == OP_FP4_NVFP4;
+	int8_t *xq = aligned_alloc(32, (size_t)M * K * 2);
+	int32_t *xcorr = aligned_alloc(32, (size_t)M * (K / 8) * sizeof(int32_t));
+	float *xsv = aligned_alloc(32, (size_t)M * (K / 8) * sizeof(float));
+	int rc = -ENOMEM;
+	if (!xq || !xcorr || !xsv)
+		goto out;
+	rc = gemv_a16_prepare(X, M, K, bl, xq, xcorr, xsv);
+	if (rc)
+		goto out;
+	float g = 0.5f * W->tensor_scale, out[4];
+	for (uint32_t m0 = 0; m0 < M; m0 += 4) {
+		uint32_t mm = M - m0 < 4 ? M - m0 : 4;
+		const int8_t *q = xq + (size_t)m0 * K * 2;
+		const int32_t *cr = xcorr + (size_t)m0 * (K / 8);
+		const float *sv = xsv + (size_t)m0 * (K / 8);
+		for (uint32_t n = n0; n < n1; n++) {
+			const uint8_t *codes = W->codes + (size_t)n * K / 2, *sc = W->scales + (size_t)n * nb;
+			switch (mm) {
+			case 4: gemv_row_a16(codes, sc, nv, steps, q, cr, sv, K, out, 4); break;
+			case 3: gemv_row_a16(codes, sc, nv, steps, q, cr, sv, K, out, 3); break;
+			case 2: gemv_row_a16(codes, sc, nv, steps, q, cr, sv, K, out, 2); break;
+			default: gemv_row_a16(codes, sc, nv, steps, q, cr, sv, K, out, 1); break;
+			}
+			for (uint32_t m = 0; m < mm; m++)
+				Y[(size_t)(m0 + m) * W->rows + n] = out[m] * g;
+		}
+	}
+out:
+	free(xq), free(xcorr), free(xsv);
+	return rc;
+}
+
 int op_fp4_gemv_avx2(const op_fp4_tensor *W, int mode, float act_scale, int mx_mode, const float *X, uint32_t M,
 		     float *Y, uint32_t n0, uint32_t n1)
 {
@@ -681,6 +822,11 @@ int op_fp4_gemv_avx2(const op_fp4_tensor *W, int mode, float act_scale, int mx_m
 	pthread_once(&scale_lut_once, scale_lut_init);
 	if (mode == OP_W4A4 && K % 64 == 0)
 		return gemv_w4a4_int64(W, act_scale, mx_mode, X, M, Y, n0, n1);
+	if (mode == OP_W4A16 && K % 64 == 0) {
+		int rc = gemv_w4a16_int64(W, X, M, Y, n0, n1);
+		if (rc <= 0)
+			return rc;
+	}
 	/* X in even/odd order per block; for W4A4 the activations are first replaced by their
 	 * FP4 values (quantize → dequantize), so both modes then share one weight stream. */
 	float *xp = aligned_alloc(32, (size_t)M * K * sizeof(float) + 32);
