@@ -598,9 +598,16 @@ int op_bench_kernels(int argc, char **argv)
 		}
 #if defined(__x86_64__)
 	if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-		double i8, f32;
-		peaks(&i8, &f32);
-		double loop = inner_loop_ceiling();
+		/* the best of three: on a shared VM a neighbour on the same physical core takes up to
+		 * a third of the integer figure from one run to the next (118-182 G MAC/s seen on an
+		 * EPYC while the FP32 figure held), and a peak is what the core can do */
+		double i8 = 0, f32 = 0, loop = 0;
+		for (int r = 0; r < 3; r++) {
+			double a, b, c;
+			peaks(&a, &b);
+			c = inner_loop_ceiling();
+			i8 = a > i8 ? a : i8, f32 = b > f32 ? b : f32, loop = c > loop ? c : loop;
+		}
 		peak_i8_gmac = i8, peak_f32_gflop = 2 * f32;
 		printf("{\"bench\":\"kernels\",\"figure\":\"core_peak\",\"int8_vpmaddubsw_gmac_per_s\":%.1f,"
 		       "\"fp32_fma_gflop_per_s\":%.1f,\"ceiling_ratio_int8_vs_fp32\":%.2f,"
