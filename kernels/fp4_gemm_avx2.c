@@ -223,25 +223,28 @@ static int gemm_w4a4(const op_fp4_linear *L, const float *X, size_t ldx, uint32_
 		 * The FP32 accumulators live in L1 (touched once per block). */
 		for (uint32_t n = 0; n < L->n; n += 4) {
 			uint32_t nn = L->n - n < 4 ? L->n - n : 4;
-			const int8_t *wr[4];
-			const int32_t *wc[4];
-			const float *sc[4];
-			for (uint32_t i = 0; i < 4; i++) {
-				uint32_t r = n + (i < nn ? i : 0);
-				wr[i] = L->w2 + (size_t)r * kp;
-				wc[i] = L->wcorr + (size_t)r * nb;
-				sc[i] = L->wscale + (size_t)r * nb;
-			}
-			for (int i = 0; i < 4; i++)
-				for (int h = 0; h < 16; h += 8)
-					_mm256_store_ps(&accm[i][h], _mm256_setzero_ps());
+			/* the four rows' weights (a missing output repeats row n): plain locals, not arrays
+			 * (an array of pointers went through the stack on every block) */
+			const size_t o0 = n, o1 = nn > 1 ? n + 1 : n, o2 = nn > 2 ? n + 2 : n, o3 = nn > 3 ? n + 3 : n;
+			const int8_t *wr0 = L->w2 + o0 * kp, *wr1 = L->w2 + o1 * kp, *wr2 = L->w2 + o2 * kp, *wr3 = L->w2 + o3 * kp;
+			const int32_t *wc0 = L->wcorr + o0 * nb, *wc1 = L->wcorr + o1 * nb, *wc2 = L->wcorr + o2 * nb,
+				      *wc3 = L->wcorr + o3 * nb;
+			const float *sc0 = L->wscale + o0 * nb, *sc1 = L->wscale + o1 * nb, *sc2 = L->wscale + o2 * nb,
+				    *sc3 = L->wscale + o3 * nb;
+			/* one block (K ≤ 16 NVFP4, ≤ 32 MXFP4: the network's first layer) sums straight into
+			 * registers; more go through accm, in L1 */
+			__m256 fr[4][2];
+			if (nb > 1)
+				for (int i = 0; i < 4; i++)
+					for (int h = 0; h < 16; h += 8)
+						_mm256_store_ps(&accm[i][h], _mm256_setzero_ps());
 			for (uint32_t b = 0; b < nb; b++) {
 				const __m256i *pa = (const __m256i *)(xuA + (size_t)b * quads * QT);
 				const __m256i *pb = (const __m256i *)(xuB + (size_t)b * quads * QT);
-				__m256i c0 = _mm256_set1_epi32(wc[0][b]), c1 = _mm256_set1_epi32(wc[1][b]);
-				__m256i c2 = _mm256_set1_epi32(wc[2][b]), c3 = _mm256_set1_epi32(wc[3][b]);
+				__m256i c0 = _mm256_set1_epi32(wc0[b]), c1 = _mm256_set1_epi32(wc1[b]);
+				__m256i c2 = _mm256_set1_epi32(wc2[b]), c3 = _mm256_set1_epi32(wc3[b]);
 				__m256i s0a = c0, s1a = c1, s2a = c2, s3a = c3, s0b = c0, s1b = c1, s2b = c2, s3b = c3;
-				const int8_t *w0 = wr[0] + b * bl, *w1 = wr[1] + b * bl, *w2 = wr[2] + b * bl, *w3 = wr[3] + b * bl;
+				const int8_t *w0 = wr0 + b * bl, *w1 = wr1 + b * bl, *w2 = wr2 + b * bl, *w3 = wr3 + b * bl;
 #define OP_QUAD(q)                                                                                         \
 	do {                                                                                                 \
 		__m256i xa = _mm256_load_si256(pa + (q)), xb = _mm256_load_si256(pb + (q)), bw;             \
@@ -278,11 +281,16 @@ static int gemm_w4a4(const op_fp4_linear *L, const float *X, size_t ldx, uint32_
 				__m256 xsa = _mm256_load_ps(xsA + b * QT), xsb = _mm256_load_ps(xsB + b * QT);
 #define OP_ACC(SA, SB, I)                                                                                       \
 	do {                                                                                                      \
-		__m256 sw_ = _mm256_set1_ps(sc[I][b]);                                                           \
-		_mm256_store_ps(&accm[I][0], _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(SA, ones)),      \
-							      _mm256_mul_ps(xsa, sw_), _mm256_load_ps(&accm[I][0]))); \
-		_mm256_store_ps(&accm[I][8], _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(SB, ones)),      \
-							      _mm256_mul_ps(xsb, sw_), _mm256_load_ps(&accm[I][8]))); \
+		__m256 sw_ = _mm256_set1_ps(sc##I[b]);                                                           \
+		__m256 pa_ = _mm256_cvtepi32_ps(_mm256_madd_epi16(SA, ones)), sa_ = _mm256_mul_ps(xsa, sw_);      \
+		__m256 pb_ = _mm256_cvtepi32_ps(_mm256_madd_epi16(SB, ones)), sb_ = _mm256_mul_ps(xsb, sw_);      \
+		if (nb == 1) { /* fma onto +0, as the reference's first block */                           \
+			fr[I][0] = _mm256_fmadd_ps(pa_, sa_, _mm256_setzero_ps());                              \
+			fr[I][1] = _mm256_fmadd_ps(pb_, sb_, _mm256_setzero_ps());                              \
+		} else {                                                                                  \
+			_mm256_store_ps(&accm[I][0], _mm256_fmadd_ps(pa_, sa_, _mm256_load_ps(&accm[I][0])));     \
+			_mm256_store_ps(&accm[I][8], _mm256_fmadd_ps(pb_, sb_, _mm256_load_ps(&accm[I][8])));     \
+		}                                                                                         \
 	} while (0)
 				OP_ACC(s0a, s0b, 0);
 				OP_ACC(s1a, s1b, 1);
@@ -290,7 +298,43 @@ static int gemm_w4a4(const op_fp4_linear *L, const float *X, size_t ldx, uint32_
 				OP_ACC(s3a, s3b, 3);
 #undef OP_ACC
 			}
-			/* 4 outputs × 16 rows → 16 rows × 4 outputs: four 4×4 transposes */
+			/* 4 outputs × 16 rows → 16 rows × 4 outputs. A whole tile (the common case) goes
+			 * straight through: eight rows at a time, two 4×4 transposes in the halves of
+			 * 256-bit registers, no branches (at K = 16 the per-row loop below took half of the
+			 * kernel's time) */
+			if (nb > 1)
+				for (int i = 0; i < 4; i++)
+					fr[i][0] = _mm256_load_ps(&accm[i][0]), fr[i][1] = _mm256_load_ps(&accm[i][8]);
+			if (rows == 2 * QT && nn == 4) {
+				const __m256 b0 = _mm256_set1_ps(L->bias[n]), b1 = _mm256_set1_ps(L->bias[n + 1]);
+				const __m256 b2 = _mm256_set1_ps(L->bias[n + 2]), b3 = _mm256_set1_ps(L->bias[n + 3]);
+				const __m256 z = _mm256_setzero_ps();
+				for (int h = 0; h < 2; h++) {
+					__m256 a0 = _mm256_fmadd_ps(fr[0][h], alpha, b0);
+					__m256 a1 = _mm256_fmadd_ps(fr[1][h], alpha, b1);
+					__m256 a2 = _mm256_fmadd_ps(fr[2][h], alpha, b2);
+					__m256 a3 = _mm256_fmadd_ps(fr[3][h], alpha, b3);
+					if (L->relu) /* max(y, +0): +0 for y ≤ 0 and for NaN, as the reference */
+						a0 = _mm256_max_ps(a0, z), a1 = _mm256_max_ps(a1, z), a2 = _mm256_max_ps(a2, z),
+						a3 = _mm256_max_ps(a3, z);
+					__m256 t0 = _mm256_unpacklo_ps(a0, a1), t1 = _mm256_unpackhi_ps(a0, a1);
+					__m256 t2 = _mm256_unpacklo_ps(a2, a3), t3 = _mm256_unpackhi_ps(a2, a3);
+					__m256 r0 = _mm256_shuffle_ps(t0, t2, 0x44), r1 = _mm256_shuffle_ps(t0, t2, 0xee);
+					__m256 r2 = _mm256_shuffle_ps(t1, t3, 0x44), r3 = _mm256_shuffle_ps(t1, t3, 0xee);
+					float *dst = Y + (size_t)(m0 + 8 * h) * ldy + n;
+					_mm_storeu_ps(dst, _mm256_castps256_ps128(r0));
+					_mm_storeu_ps(dst + ldy, _mm256_castps256_ps128(r1));
+					_mm_storeu_ps(dst + 2 * ldy, _mm256_castps256_ps128(r2));
+					_mm_storeu_ps(dst + 3 * ldy, _mm256_castps256_ps128(r3));
+					_mm_storeu_ps(dst + 4 * ldy, _mm256_extractf128_ps(r0, 1));
+					_mm_storeu_ps(dst + 5 * ldy, _mm256_extractf128_ps(r1, 1));
+					_mm_storeu_ps(dst + 6 * ldy, _mm256_extractf128_ps(r2, 1));
+					_mm_storeu_ps(dst + 7 * ldy, _mm256_extractf128_ps(r3, 1));
+				}
+				continue;
+			}
+			for (int i = 0; i < 4; i++) /* the partial tile's path reads accm */
+				_mm256_store_ps(&accm[i][0], fr[i][0]), _mm256_store_ps(&accm[i][8], fr[i][1]);
 			for (int q4 = 0; q4 < 4; q4++) {
 				__m128 r[4];
 				for (int i = 0; i < 4; i++) {
