@@ -14,11 +14,14 @@
  *          y = fma(acc, gw, bias)
  *   then ReLU when asked. GEMV (op_fp4_gemv, for large K and N) streams the 4-bit codes
  *   instead and sums in a different order: it matches the reference to rounding, not bits.
- *   Its W4A16 may carry X in 16 bits (the AVX2 rung, K a multiple of 64): per weight block,
- *   integers within 2^-16 of the block's largest |x| (1/65,024 of it), so an output may differ
- *   from the FP32 sum by Σ_b max|x_b| · Σ_{k∈b} |w_k| / 65,024 beyond rounding — a bound a
- *   hundred times tighter than BF16 activations give. Rows with a NaN or an infinity are summed
- *   in FP32, so those show in the outputs as they do in the reference.
+ *   Its W4A16 may carry X in 16 bits (the AVX2 GEMV when K is a multiple of 64, which the
+ *   AVX-512 rung also runs when K % 128 = 64): per weight block, integers within 1/65,024 of
+ *   the block's largest |x|, so an output may differ from the FP32 sum by
+ *   Σ_b max|x_b| · Σ_{k∈b} |w_k| / 65,024 beyond rounding (BF16 activations, off by up to 2^-8
+ *   of each element, err about a hundred times more on well-spread data, less where a block
+ *   holds an outlier). When any row of X holds a NaN or an infinity, or a block's largest |x|
+ *   is neither 0 nor within [2^-40, 2^40], the whole call sums in FP32 instead (so NaN and
+ *   infinities show in the outputs as in the reference).
  *
  * Rungs: scalar reference; AVX2+FMA (x86-64); AVX-512 VNNI (x86-64: its own GEMMs and GEMVs, the
  * AVX2 rung's pooling); NEON (aarch64); NEON with the dot-product instructions (aarch64: its own W4A4

@@ -13,12 +13,14 @@
  * reference. Limits of this design on the development CPU: docs/benchmarks.md.
  * W4A16 GEMM: the 16-row tile is transposed so each k gives one FMA per 8 rows; 4 outputs at
  * once share the loads.
- * GEMV: W4A4 stays in integers when K is a multiple of 64 (nibbles → doubled int8 through
- * vpshufb, vpsignb + vpmaddubsw + vpmaddwd per 32 products, 64 weights per step, four rows of X
- * per pass); otherwise, and for W4A16, the weights expand to FP32 (W4A4 activations are first
- * replaced by their FP4 values). W4A16 expands the
- * nibbles to FP32 through the same table. X is laid out once per call in the order the nibble
- * split produces. GEMV sums in a different order from the reference: equal to rounding.
+ * GEMV: when K is a multiple of 64 both modes stay in integers, 64 weights per step, four rows
+ * of X per pass: nibbles → int8 through vpshufb; W4A4 multiplies them by its FP4 activations
+ * (vpsignb + vpmaddubsw, one vpmaddwd per 64 products), W4A16 by X carried in 16 bits per block
+ * (two vpmaddubsw per 32 products, one vpmaddwd per 64; the error that adds: fp4_gemm.h).
+ * Otherwise, and for W4A16 rows with a NaN, an infinity or an extreme block, the weights expand
+ * to FP32 (W4A4 activations first replaced by their FP4 values). X is laid out once per call in
+ * the order the nibble split produces. GEMV sums in a different order from the reference:
+ * equal to rounding (W4A16 in 16 bits: within its bound).
  */
 #if defined(__x86_64__)
 #include <errno.h>
@@ -733,9 +735,10 @@ out:
 /*
  * W4A16 GEMV on 64 weights a step, with X carried in 16 bits. Each block of X (the weights'
  * blocks: 16 elements for NVFP4, 32 for MXFP4) becomes integers q = round(x / sx) with
- * |q| ≤ 32,512 and sx = max|x| / 32,512 (an error of at most 2^-16 of the block's largest
- * element: over a dot product, at least a hundred times tighter than BF16 activations, whose
- * error is 2^-9 of each element), split as q = 256·h + l (h and l signed bytes). vpmaddubsw
+ * |q| ≤ 32,512 and sx = max|x| / 32,512 (an error of at most sx / 2, 1/65,024 of the block's
+ * largest element; BF16 activations would err by up to 2^-8 of each element: over a dot
+ * product about a hundred times more on well-spread data, less where a block holds an
+ * outlier), split as q = 256·h + l (h and l signed bytes). vpmaddubsw
  * then multiplies the weights' codes, looked up as unsigned bytes qw + 12 (qw the doubled
  * value, −12 to 12), by l and by h: 32 products an instruction instead of the 8 of an FP32
  * FMA, and no integer-to-float conversion of the weights. Each int32 lane holds eight
@@ -776,7 +779,11 @@ static inline __attribute__((always_inline)) void gemv_row_a16(const uint8_t *co
 }
 
 /* X → the 16-bit form gemv_row_a16 reads. 1 when a row holds a NaN or an infinity (which
- * 16 bits cannot carry: the FP32 path then runs, and the result shows it), else 0. */
+ * 16 bits cannot carry: the FP32 path then runs, and the result shows it), or a block whose
+ * largest |x| is not 0 and outside [2^-40, 2^40] (where sx, or sx times a block scale, would
+ * leave the normal floats and lose the bound), else 0. xsv holds sx · 2^31: with the doubled
+ * codes, the sums come out 2^32 times too large, taken off with the tensor scale at the end,
+ * so that tiny MXFP4 block scales stay normal in sx · sw. */
 static int gemv_a16_prepare(const float *X, uint32_t M, uint32_t K, uint32_t bl, int8_t *xq, int32_t *xcorr, float *xsv)
 {
 	float sx[64];
@@ -793,8 +800,10 @@ static int gemv_a16_prepare(const float *X, uint32_t M, uint32_t K, uint32_t bl,
 						return 1;
 					amax = a > amax ? a : amax;
 				}
-				double inv = amax > 0.0f ? 32512.0 / amax : 0.0;
-				sx[b] = amax / 32512.0f;
+				if (amax != 0.0f && (amax < 0x1p-40f || amax > 0x1p40f))
+					return 1;
+				sx[b] = amax / 32512.0f; /* q rounds against the very scale it is rebuilt with */
+				double inv = amax > 0.0f ? 1.0 / (double)sx[b] : 0.0;
 				for (uint32_t i = 0; i < bl; i++) {
 					double r = nearbyint(v[b * bl + i] * inv);
 					q[b * bl + i] = (int16_t)(r > 32512.0 ? 32512 : r < -32512.0 ? -32512 : r);
@@ -816,7 +825,7 @@ static int gemv_a16_prepare(const float *X, uint32_t M, uint32_t K, uint32_t bl,
 					s += q[e0] + q[e0 + 1];
 				}
 				xcorr[(size_t)m * (K / 8) + G * 8 + l] = 12 * s;
-				xsv[(size_t)m * (K / 8) + G * 8 + l] = sx[(l * 8) / bl];
+				xsv[(size_t)m * (K / 8) + G * 8 + l] = sx[(l * 8) / bl] * 0x1p31f;
 			}
 		}
 	}
@@ -836,7 +845,7 @@ static int gemv_w4a16_int64(const op_fp4_tensor *W, const float *X, uint32_t M, 
 	rc = gemv_a16_prepare(X, M, K, bl, xq, xcorr, xsv);
 	if (rc)
 		goto out;
-	float g = 0.5f * W->tensor_scale, out[4];
+	float out[4];
 	for (uint32_t m0 = 0; m0 < M; m0 += 4) {
 		uint32_t mm = M - m0 < 4 ? M - m0 : 4;
 		const int8_t *q = xq + (size_t)m0 * K * 2;
@@ -850,8 +859,8 @@ static int gemv_w4a16_int64(const op_fp4_tensor *W, const float *X, uint32_t M, 
 			case 2: gemv_row_a16(codes, sc, nv, steps, q, cr, sv, K, out, 2); break;
 			default: gemv_row_a16(codes, sc, nv, steps, q, cr, sv, K, out, 1); break;
 			}
-			for (uint32_t m = 0; m < mm; m++)
-				Y[(size_t)(m0 + m) * W->rows + n] = out[m] * g;
+			for (uint32_t m = 0; m < mm; m++) /* 2^-32: see gemv_a16_prepare (exact) */
+				Y[(size_t)(m0 + m) * W->rows + n] = out[m] * 0x1p-32f * W->tensor_scale;
 		}
 	}
 out:

@@ -7,7 +7,7 @@
  *   OFFER ──▶ partial opened (dir/.partial/<name>.part), HAVE(its size)
  *   CHUNK(off) ──off == partial size──▶ append, ACK(new size)      otherwise NAK(partial size)
  *   COMMIT ──size reached, sha256 matches──▶ intent (the ledger line, in .partial/<name>.commit),
- *            sidecar, rename into dir/, fsync dir, ledger line fsynced, intent removed
+ *            rename into dir/, fsync dir, sidecar, ledger line fsynced, intent removed
  *            ──▶ CONFIRMED(sha)                                   mismatch: partial removed, REJECTED
  *
  * Invariants:
@@ -21,6 +21,12 @@
  *     A file published but not yet in the ledger is re-confirmed from its sidecar when offered
  *     again, so the ledger line cannot wait for that: the commit intent written before the
  *     rename holds the line, and op_north_open appends it if the ledger lacks it (recover()).
+ *  6. A sidecar never names content its file does not hold. It is written after the rename:
+ *     a file sent again under the same name (an operator's new calibration) replaces the old
+ *     one, and a sidecar written first would, if the rename then failed or north died, make
+ *     the next OFFER of the new file CONFIRMED against the old bytes — and the appliance
+ *     delete the only copy. A death between the rename and the sidecar leaves the new file
+ *     with the old sidecar or none: recover() hashes it against the intent and completes.
  */
 #include "uplink/north.h"
 
@@ -111,9 +117,12 @@ static int ledger_append(const char *ledger, const char *line, size_t len)
 	return rc;
 }
 
-/* Finish commits a death interrupted (invariant 5): for each intent whose file was published,
- * make sure the ledger has its line; then drop the intent (an unpublished file's partial stays
- * and is committed again when offered). */
+static int write_sidecar(op_north *n, const char *name, const char *sha);
+
+/* Finish commits a death interrupted (invariants 5, 6): for each intent whose file was
+ * published, make sure the sidecar and the ledger have it; then drop the intent (an
+ * unpublished file's partial stays and is committed again when offered). A file published
+ * without its sidecar (a death between the two) is hashed: only at start, and only then. */
 static void recover(op_north *n)
 {
 	DIR *d = opendir(n->pdir);
@@ -125,14 +134,25 @@ static void recover(op_north *n)
 	while ((de = readdir(d))) {
 		size_t l = strlen(de->d_name);
 		char path[1200], line[512], name[OP_XFER_NAME_MAX + 1], sha[65];
+		snprintf(path, sizeof(path), "%s/%s", n->pdir, de->d_name);
+		if (l > 11 && !strcmp(de->d_name + l - 11, ".sha256.tmp")) {
+			unlink(path); /* a sidecar a death cut short (write_sidecar); nothing writes now */
+			continue;
+		}
 		if (l < 8 || strcmp(de->d_name + l - 7, ".commit"))
 			continue;
-		snprintf(path, sizeof(path), "%s/%s", n->pdir, de->d_name);
 		FILE *f = fopen(path, "re");
 		int ok = f && fgets(line, sizeof(line), f) && strchr(line, '\n') &&
 			 sscanf(line, "%*s %200s %*s %64s", name, sha) == 2;
 		if (f)
 			fclose(f);
+		if (ok && !have_final(n, name, sha)) {
+			char final[1200], got[65];
+			snprintf(final, sizeof(final), "%s/%s", n->dir, name);
+			if (access(final, F_OK) == 0 && op_sha256_file(final, got) == 0 && !strcmp(got, sha) &&
+			    write_sidecar(n, name, sha) < 0)
+				continue; /* keep the intent: try again at the next start */
+		}
 		if (ok && have_final(n, name, sha) && !ledger_has(ledger, name, sha)) {
 			if (ledger_append(ledger, line, strlen(line)) == 0)
 				n->st.recovered++;
@@ -456,10 +476,34 @@ static int fsync_dir(const char *dir)
 	return rc;
 }
 
+/* dir/NAME.sha256 ("SHA  NAME"), durable: written to a temporary name, synced, renamed over
+ * the old one, the directory synced (a death mid-write leaves the old sidecar, not half a
+ * line). */
+static int write_sidecar(op_north *n, const char *name, const char *sha)
+{
+	char side[1200], tmp[1220], sl[300];
+	int len = snprintf(sl, sizeof(sl), "%s  %s\n", sha, name);
+	snprintf(side, sizeof(side), "%s/%s.sha256", n->dir, name);
+	snprintf(tmp, sizeof(tmp), "%s/%s.sha256.tmp", n->pdir, name);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0 || write(fd, sl, (size_t)len) != len || fsync(fd) != 0) {
+		if (fd >= 0)
+			close(fd);
+		unlink(tmp);
+		return -EIO;
+	}
+	close(fd);
+	if (rename(tmp, side) != 0 || fsync_dir(n->dir) < 0) {
+		unlink(tmp);
+		return -EIO;
+	}
+	return 0;
+}
+
 static void on_commit(op_north *n, zmq_msg_t *id, const char *name)
 {
 	partial *p = find(n, name);
-	char part[1200], final[1200], side[1200], ledger[1200], intent[1200], sha[65], line[512], utc[32];
+	char part[1200], final[1200], ledger[1200], intent[1200], sha[65], line[512], utc[32];
 	int fd;
 
 	if (!p || !p->sha[0]) {
@@ -473,7 +517,6 @@ static void on_commit(op_north *n, zmq_msg_t *id, const char *name)
 	snprintf(part, sizeof(part), "%s/%s.part", n->pdir, name);
 	snprintf(intent, sizeof(intent), "%s/%s.commit", n->pdir, name);
 	snprintf(final, sizeof(final), "%s/%s", n->dir, name);
-	snprintf(side, sizeof(side), "%s/%s.sha256", n->dir, name);
 	snprintf(ledger, sizeof(ledger), "%s/ledger.tsv", n->dir);
 	if (fsync(p->fd) != 0 || op_sha256_file(part, sha) < 0) {
 		reject(n, id, name, "north cannot read back the file");
@@ -503,18 +546,12 @@ static void on_commit(op_north *n, zmq_msg_t *id, const char *name)
 		return;
 	}
 	close(fd);
-	char sl[128];
-	int len = snprintf(sl, sizeof(sl), "%s  %s\n", sha, name);
-	fd = open(side, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0 || write(fd, sl, (size_t)len) != len || fsync(fd) != 0) {
-		if (fd >= 0)
-			close(fd);
-		reject(n, id, name, "cannot write sidecar");
-		return;
-	}
-	close(fd);
 	if (fsync_dir(n->pdir) < 0 || rename(part, final) != 0 || fsync_dir(n->dir) < 0 || fsync_dir(n->pdir) < 0) {
 		reject(n, id, name, "cannot publish file");
+		return;
+	}
+	if (write_sidecar(n, name, sha) < 0) { /* the intent stays: recover() writes it */
+		reject(n, id, name, "cannot write sidecar");
 		return;
 	}
 	if (ledger_append(ledger, line, (size_t)llen) < 0) {

@@ -93,6 +93,36 @@ static int same_content(const char *name, size_t size)
 	return ok && i == size;
 }
 
+/* One request straight at north over DEALER d (cmd, name, then up to three more frames, NULL
+ * ends them); north steps until it answers. The reply's command goes to reply, its third frame
+ * (an offset, for HAVE/ACK/NAK) to *val. */
+static void ask(void *d, op_north *n, const char *cmd, const char *name, const void *a, size_t al, const void *b,
+		size_t bl, const void *c, size_t cl, char reply[16], uint64_t *val)
+{
+	const void *fr[3] = {a, b, c};
+	size_t fl[3] = {al, bl, cl};
+	int nfr = a ? (b ? (c ? 3 : 2) : 1) : 0;
+	zmq_send(d, cmd, strlen(cmd), ZMQ_SNDMORE);
+	zmq_send(d, name, strlen(name), nfr ? ZMQ_SNDMORE : 0);
+	for (int i = 0; i < nfr; i++)
+		zmq_send(d, fr[i], fl[i], i + 1 < nfr ? ZMQ_SNDMORE : 0);
+	for (int k = 0; k < 100; k++)
+		op_north_step(n, 5);
+	memset(reply, 0, 16);
+	int len = zmq_recv(d, reply, 15, 0), more = 1, part = 1;
+	size_t ms = sizeof(more);
+	if (len < 0)
+		reply[0] = 0;
+	zmq_getsockopt(d, ZMQ_RCVMORE, &more, &ms);
+	while (more) {
+		uint8_t junk[512];
+		int l = zmq_recv(d, junk, sizeof(junk), 0);
+		if (++part == 3 && l == 8 && val)
+			*val = op_xfer_get_u64(junk);
+		zmq_getsockopt(d, ZMQ_RCVMORE, &more, &ms);
+	}
+}
+
 static void run(op_uplink *u, op_north *n, int steps)
 {
 	for (int i = 0; i < steps; i++) {
@@ -223,6 +253,53 @@ int main(void)
 		}
 	}
 
+	/* north killed between publishing a file and writing its sidecar (written after the
+	 * rename, invariant 6): the next start hashes the file against the intent, writes the
+	 * sidecar and the ledger line. An intent whose file holds other bytes (the rename never
+	 * happened; an older file of that name is there) gets neither. */
+	{
+		char path[400], sha7[65], text[300];
+		const char *shaX = "5555555555555555555555555555555555555555555555555555555555555555";
+		snprintf(path, sizeof(path), "%s/seg-7.h5", north_dir);
+		f = fopen(path, "w");
+		fputs("published, no sidecar yet", f);
+		fclose(f);
+		CHECK(op_sha256_file(path, sha7) == 0);
+		snprintf(path, sizeof(path), "%s/.partial/seg-7.h5.commit", north_dir);
+		f = fopen(path, "w");
+		fprintf(f, "2026-12-01T00:00:00Z\tseg-7.h5\t25\t%s\t0\t-\n", sha7);
+		fclose(f);
+		snprintf(path, sizeof(path), "%s/seg-8.h5", north_dir);
+		f = fopen(path, "w");
+		fputs("an older seg-8", f);
+		fclose(f);
+		snprintf(path, sizeof(path), "%s/.partial/seg-8.h5.commit", north_dir);
+		f = fopen(path, "w");
+		fprintf(f, "2026-12-01T00:00:00Z\tseg-8.h5\t99\t%s\t0\t-\n", shaX);
+		fclose(f);
+		op_north_close(n);
+		CHECK(op_north_open(ctx, &nc, &n) == 0);
+		op_north_get_stats(n, &ns);
+		CHECK_EQ_U64(ns.recovered, 1);
+		snprintf(path, sizeof(path), "%s/seg-7.h5.sha256", north_dir);
+		f = fopen(path, "r");
+		CHECK(f && fgets(text, sizeof(text), f) && !strncmp(text, sha7, 64));
+		if (f)
+			fclose(f);
+		CHECK(!exists_in(north_dir, "seg-8.h5.sha256"));
+		CHECK(!exists_in(north_dir, ".partial/seg-7.h5.commit") && !exists_in(north_dir, ".partial/seg-8.h5.commit"));
+		int seven = 0, eight = 0;
+		f = fopen(ledger, "r");
+		while (f && fgets(line, sizeof(line), f)) {
+			seven += strstr(line, "\tseg-7.h5\t") != NULL && strstr(line, sha7) != NULL;
+			eight += strstr(line, "\tseg-8.h5\t") != NULL;
+		}
+		if (f)
+			fclose(f);
+		CHECK_EQ_U64(seven, 1);
+		CHECK_EQ_U64(eight, 0);
+	}
+
 	/* hostile names straight at north */
 	void *d = zmq_socket(ctx, ZMQ_DEALER);
 	int linger = 0, t = 2000;
@@ -303,6 +380,40 @@ int main(void)
 		CHECK(got[1] == 0 && got[2] == sizeof(data));
 		op_north_get_stats(n, &ns);
 		CHECK_EQ_U64(ns.crc_errors, 1);
+	}
+	/* A commit whose publish fails (here the name is taken by a directory) must leave no
+	 * sidecar naming the new content: the next OFFER of it gets HAVE, not CONFIRMED (which
+	 * would let the appliance delete its only copy). */
+	{
+		uint8_t size[8], ver[4] = {OP_XFER_VERSION, 0, 0, 0}, off[8] = {0}, crc[4], data[1000];
+		char sha[65], reply[16], path[400];
+		uint64_t at = 99;
+		memset(data, 0x33, sizeof(data));
+		op_sha256 h;
+		uint8_t dg[32];
+		op_sha256_init(&h);
+		op_sha256_update(&h, data, sizeof(data));
+		op_sha256_final(&h, dg);
+		op_sha256_hex(dg, sha);
+		op_xfer_put_u64(size, sizeof(data));
+		op_xfer_put_u32(crc, op_crc32c(0, data, sizeof(data)));
+		snprintf(path, sizeof(path), "%s/taken.h5", north_dir);
+		CHECK(mkdir(path, 0755) == 0);
+		snprintf(path, sizeof(path), "%s/taken.h5/inside", north_dir);
+		f = fopen(path, "w");
+		fclose(f);
+		ask(d, n, "OFFER", "taken.h5", size, 8, sha, 64, ver, 4, reply, &at);
+		CHECK(!strcmp(reply, "HAVE") && at == 0);
+		ask(d, n, "CHUNK", "taken.h5", off, 8, data, sizeof(data), crc, 4, reply, &at);
+		CHECK(!strcmp(reply, "ACK") && at == sizeof(data));
+		ask(d, n, "COMMIT", "taken.h5", NULL, 0, NULL, 0, NULL, 0, reply, NULL);
+		CHECK(!strcmp(reply, "REJECTED"));
+		ask(d, n, "OFFER", "taken.h5", size, 8, sha, 64, ver, 4, reply, &at);
+		fprintf(stderr, "offered again after a failed publish: %s\n", reply);
+		CHECK(!strcmp(reply, "HAVE"));
+		unlink(path);
+		snprintf(path, sizeof(path), "%s/taken.h5", north_dir);
+		rmdir(path);
 	}
 	zmq_close(d);
 
