@@ -235,7 +235,8 @@ static int gemm_w4a4(const op_fp4_linear *L, const float *X, size_t ldx, uint32_
 				    *sc3 = L->wscale + o3 * nb;
 			/* one block (K ≤ 16 NVFP4, ≤ 32 MXFP4: the network's first layer) sums straight into
 			 * registers; more go through accm, in L1 */
-			__m256 fr[4][2];
+			__m256 fr[4][2] = {{_mm256_setzero_ps(), _mm256_setzero_ps()}, {_mm256_setzero_ps(), _mm256_setzero_ps()},
+					   {_mm256_setzero_ps(), _mm256_setzero_ps()}, {_mm256_setzero_ps(), _mm256_setzero_ps()}};
 			if (nb > 1)
 				for (int i = 0; i < 4; i++)
 					for (int h = 0; h < 16; h += 8)

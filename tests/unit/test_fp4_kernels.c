@@ -264,7 +264,9 @@ NO_VEC static void test_rungs(int rung)
 {
 	static const uint32_t shapes[][3] = {{1, 16, 16}, {15, 16, 16}, {16, 16, 32}, {17, 11, 7}, {33, 64, 64},
 					     {100, 5, 136}, {64, 128, 256}, {3, 256, 100}, {50, 33, 40},
-					     {41, 100, 272}, {9, 17, 16}, {24, 20, 64}, {40, 24, 16}, {20, 16, 48}};
+					     {41, 100, 272}, {9, 17, 16}, {24, 20, 64}, {40, 24, 16}, {20, 16, 48},
+					     /* two outputs left over (N % 4 = 2), and three with several blocks */
+					     {16, 6, 16}, {32, 10, 64}, {48, 14, 128}, {32, 7, 64}};
 	for (int format = OP_FP4_NVFP4; format <= OP_FP4_MXFP4; format++)
 		for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++)
 			for (int mode = OP_W4A4; mode <= OP_W4A16; mode++) {
@@ -311,24 +313,26 @@ NO_VEC static void test_rungs(int rung)
 				free(X), free(Y0), free(Y1);
 				op_fp4_linear_free(&L);
 			}
-	/* non-finite activations (a broken upstream layer) give the same bits on every rung */
-	for (int round = 0; round < 24; round++)
+	/* non-finite activations (a broken upstream layer) give the same bits on every rung: nine
+	 * rows without ReLU (partial tiles), then 32 rows with it (whole tiles; NaN and -0 through
+	 * ReLU), K = 64 and 16 (several blocks, one) */
+	for (int round = 0; round < 36; round++)
 		for (int format = OP_FP4_NVFP4; format <= OP_FP4_MXFP4; format++) {
-			int mx = round & 1;
+			int mx = round & 1, big = round >= 24;
 			op_fp4_linear L;
-			uint32_t M = 9, N = 8, K = 64;
-			float X[9 * 64], Y0[9 * 8], Y1[9 * 8];
-			CHECK(make_layer_mx(&L, format, N, K, 0, mx) == 0);
+			uint32_t M = big ? 32 : 9, N = 8, K = big && (round & 2) ? 16 : 64;
+			float X[32 * 64], Y0[32 * 8], Y1[32 * 8];
+			CHECK(make_layer_mx(&L, format, N, K, big, mx) == 0);
 			for (uint32_t i = 0; i < M * K; i++)
 				X[i] = frand();
 			/* every position of a block in turn */
-			X[(5 + 3 * round) % 64] = INFINITY, X[64 + (40 + 5 * round) % 64] = -INFINITY;
-			X[128 + (3 + 7 * round) % 64] = NAN, X[256 + (11 * round) % 64] = NAN, X[300] = 1e38f;
+			X[(5 + 3 * round) % K] = INFINITY, X[K + (40 + 5 * round) % K] = -INFINITY;
+			X[2 * K + (3 + 7 * round) % K] = NAN, X[4 * K + (11 * round) % K] = NAN, X[300 % (M * K)] = 1e38f;
 			CHECK(op_fp4_gemm_rung(OP_RUNG_SCALAR, &L, OP_W4A4, X, K, M, Y0, N) == 0);
 			CHECK(op_fp4_gemm_rung(rung, &L, OP_W4A4, X, K, M, Y1, N) == 0);
 			int same = 1;
 			for (uint32_t i = 0; i < M * N; i++) {
-				int ok = (isnan(Y0[i]) && isnan(Y1[i])) || Y0[i] == Y1[i];
+				int ok = (isnan(Y0[i]) && isnan(Y1[i])) || !memcmp(&Y0[i], &Y1[i], sizeof(float));
 				if (!ok)
 					fprintf(stderr, "non-finite input, format %d mx %d: row %u col %u: %g vs %g\n", format, mx,
 						i / N, i % N, Y0[i], Y1[i]);
@@ -337,6 +341,40 @@ NO_VEC static void test_rungs(int rung)
 			CHECK(same);
 			op_fp4_linear_free(&L);
 		}
+	/* zeros of both signs: biases of -0 and +0 under rows of X that are all zero (their sums
+	 * are +0, times a negative tensor scale -0), ReLU off and on, whole tiles and a partial one, one block and several —
+	 * the sign of every zero as the reference gives it */
+	for (int format = OP_FP4_NVFP4; format <= OP_FP4_MXFP4; format++)
+		for (int relu = 0; relu <= 1; relu++)
+			for (uint32_t K = 16; K <= 64; K += 48)
+				for (uint32_t M = 16; M <= 35; M += 19) {
+					const uint32_t N = 8, bl = op_fp4_block(format), kp = (K + bl - 1) / bl * bl;
+					const float bias[8] = {-0.0f, 0.0f, -0.0f, -0.0f, 1.0f, -0.0f, -1.0f, 0.0f};
+					op_fp4_tensor w;
+					op_fp4_linear L;
+					float *src = frand_array(N * K), *X = frand_array(M * K);
+					float *Y0 = malloc(M * N * sizeof(float)), *Y1 = malloc(M * N * sizeof(float));
+					for (uint32_t m = 0; m < M; m += 3)
+						for (uint32_t k = 0; k < K; k++)
+							X[m * K + k] = (m & 1) ? -0.0f : 0.0f;
+					CHECK(op_fp4_tensor_alloc(&w, format, N, kp) == 0);
+					CHECK(op_fp4_quantize(&w, src, K, K, 0) == 0);
+					w.tensor_scale = -w.tensor_scale; /* so a zero sum times it is -0 */
+					CHECK(op_fp4_linear_init(&L, &w, K, bias, relu, 0.05f, 0) == 0);
+					CHECK(op_fp4_gemm_rung(OP_RUNG_SCALAR, &L, OP_W4A4, X, K, M, Y0, N) == 0);
+					CHECK(op_fp4_gemm_rung(rung, &L, OP_W4A4, X, K, M, Y1, N) == 0);
+					int negz = 0;
+					for (uint32_t i = 0; i < M * N; i++)
+						negz += Y0[i] == 0.0f && signbit(Y0[i]);
+					CHECK(relu || negz > 0); /* the case is there */
+					if (memcmp(Y0, Y1, M * N * sizeof(float)) != 0) {
+						fprintf(stderr, "%s: signed zeros differ: format %d relu %d K %u M %u\n",
+							op_fp4_rung_name(rung), format, relu, K, M);
+						CHECK(0);
+					}
+					op_fp4_linear_free(&L);
+					free(src), free(X), free(Y0), free(Y1);
+				}
 	/* a weight tensor wider than the layer (k < cols beyond block rounding) whose padding codes
 	 * are not zero: the reference meets them with zero activations, so every rung must give its
 	 * bits whatever they hold; X is exactly M×k floats, so a read past a row's end is caught by
