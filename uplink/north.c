@@ -21,12 +21,14 @@
  *     A file published but not yet in the ledger is re-confirmed from its sidecar when offered
  *     again, so the ledger line cannot wait for that: the commit intent written before the
  *     rename holds the line, and op_north_open appends it if the ledger lacks it (recover()).
- *  6. A sidecar never names content its file does not hold. It is written after the rename:
- *     a file sent again under the same name (an operator's new calibration) replaces the old
- *     one, and a sidecar written first would, if the rename then failed or north died, make
- *     the next OFFER of the new file CONFIRMED against the old bytes — and the appliance
- *     delete the only copy. A death between the rename and the sidecar leaves the new file
- *     with the old sidecar or none: recover() hashes it against the intent and completes.
+ *  6. A sidecar never names content its file does not hold. A file sent again under the same
+ *     name (an operator's new calibration) replaces the old one: the old sidecar is removed
+ *     (durably) before the rename, the new one written after it. A sidecar written first
+ *     would, had the rename failed or north died, make the next OFFER of the new file
+ *     CONFIRMED against the old bytes, and the appliance delete the only copy; one left in
+ *     place would confirm the old bytes against the new file. A death between the rename and
+ *     the sidecar leaves the new file with none: recover() hashes it against the intent and
+ *     completes, and until then an OFFER of it is answered HAVE (the bytes go again).
  */
 #include "uplink/north.h"
 
@@ -119,47 +121,63 @@ static int ledger_append(const char *ledger, const char *line, size_t len)
 
 static int write_sidecar(op_north *n, const char *name, const char *sha);
 
-/* Finish commits a death interrupted (invariants 5, 6): for each intent whose file was
- * published, make sure the sidecar and the ledger have it; then drop the intent (an
- * unpublished file's partial stays and is committed again when offered). A file published
- * without its sidecar (a death between the two) is hashed: only at start, and only then. */
+/*
+ * Finish the commit an intent (path: .partial/NAME.commit, holding the ledger line) records,
+ * if its file was published (invariants 5, 6): the sidecar, then the ledger line, each once.
+ * A published file without its sidecar (north died between the two, or could not write it) is
+ * hashed, but only when it can be the one committed: a regular file of the intent's size, its
+ * partial gone (renamed). 0: done, the intent removed (also when the file was never
+ * published: its partial stays and is committed again when offered); -1: a step failed, the
+ * intent kept for the next try.
+ */
+static int finish_intent(op_north *n, const char *path)
+{
+	char line[512], name[OP_XFER_NAME_MAX + 1], sha[65], ledger[600];
+	unsigned long long size = 0;
+	snprintf(ledger, sizeof(ledger), "%s/ledger.tsv", n->dir);
+	FILE *f = fopen(path, "re");
+	int ok = f && fgets(line, sizeof(line), f) && strchr(line, '\n') &&
+		 sscanf(line, "%*s %200s %llu %64s", name, &size, sha) == 3;
+	if (f)
+		fclose(f);
+	if (ok && !have_final(n, name, sha)) {
+		char final[1200], part[1200], got[65];
+		struct stat sb;
+		snprintf(final, sizeof(final), "%s/%s", n->dir, name);
+		snprintf(part, sizeof(part), "%s/%s.part", n->pdir, name);
+		if (stat(final, &sb) == 0 && S_ISREG(sb.st_mode) && (unsigned long long)sb.st_size == size &&
+		    access(part, F_OK) != 0) {
+			if (op_sha256_file(final, got) != 0)
+				return -1; /* cannot tell yet */
+			if (!strcmp(got, sha) && write_sidecar(n, name, sha) < 0)
+				return -1;
+		}
+	}
+	if (ok && have_final(n, name, sha) && !ledger_has(ledger, name, sha)) {
+		if (ledger_append(ledger, line, strlen(line)) != 0)
+			return -1;
+		n->st.recovered++;
+	}
+	unlink(path);
+	return 0;
+}
+
+/* At start: finish every interrupted commit (finish_intent; those that still fail stay for the
+ * next start or the file's next OFFER), and remove sidecars a death cut short. */
 static void recover(op_north *n)
 {
 	DIR *d = opendir(n->pdir);
 	struct dirent *de;
-	char ledger[600];
-	snprintf(ledger, sizeof(ledger), "%s/ledger.tsv", n->dir);
 	if (!d)
 		return;
 	while ((de = readdir(d))) {
 		size_t l = strlen(de->d_name);
-		char path[1200], line[512], name[OP_XFER_NAME_MAX + 1], sha[65];
+		char path[1200];
 		snprintf(path, sizeof(path), "%s/%s", n->pdir, de->d_name);
-		if (l > 11 && !strcmp(de->d_name + l - 11, ".sha256.tmp")) {
+		if (l > 11 && !strcmp(de->d_name + l - 11, ".sha256.tmp"))
 			unlink(path); /* a sidecar a death cut short (write_sidecar); nothing writes now */
-			continue;
-		}
-		if (l < 8 || strcmp(de->d_name + l - 7, ".commit"))
-			continue;
-		FILE *f = fopen(path, "re");
-		int ok = f && fgets(line, sizeof(line), f) && strchr(line, '\n') &&
-			 sscanf(line, "%*s %200s %*s %64s", name, sha) == 2;
-		if (f)
-			fclose(f);
-		if (ok && !have_final(n, name, sha)) {
-			char final[1200], got[65];
-			snprintf(final, sizeof(final), "%s/%s", n->dir, name);
-			if (access(final, F_OK) == 0 && op_sha256_file(final, got) == 0 && !strcmp(got, sha) &&
-			    write_sidecar(n, name, sha) < 0)
-				continue; /* keep the intent: try again at the next start */
-		}
-		if (ok && have_final(n, name, sha) && !ledger_has(ledger, name, sha)) {
-			if (ledger_append(ledger, line, strlen(line)) == 0)
-				n->st.recovered++;
-			else
-				continue; /* keep the intent: try again at the next start */
-		}
-		unlink(path);
+		else if (l > 7 && !strcmp(de->d_name + l - 7, ".commit"))
+			(void)finish_intent(n, path);
 	}
 	closedir(d);
 }
@@ -365,6 +383,12 @@ static void on_offer(op_north *n, zmq_msg_t *id, const char *name, zmq_msg_t *f,
 		return;
 	}
 	if (have_final(n, name, sha)) {
+		/* a commit that could not write its ledger line (invariant 1): finish it first */
+		snprintf(path, sizeof(path), "%s/%s.commit", n->pdir, name);
+		if (access(path, F_OK) == 0 && finish_intent(n, path) < 0) {
+			reject(n, id, name, "cannot write ledger");
+			return;
+		}
 		n->st.reconfirmed++;
 		reply(n, id, "CONFIRMED", name, sha, 64);
 		return;
@@ -503,7 +527,7 @@ static int write_sidecar(op_north *n, const char *name, const char *sha)
 static void on_commit(op_north *n, zmq_msg_t *id, const char *name)
 {
 	partial *p = find(n, name);
-	char part[1200], final[1200], ledger[1200], intent[1200], sha[65], line[512], utc[32];
+	char part[1200], final[1200], side[1200], ledger[1200], intent[1200], sha[65], line[512], utc[32];
 	int fd;
 
 	if (!p || !p->sha[0]) {
@@ -536,8 +560,9 @@ static void on_commit(op_north *n, zmq_msg_t *id, const char *name)
 	strftime(utc, sizeof(utc), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	int llen = snprintf(line, sizeof(line), "%s\t%s\t%llu\t%s\t%ld\t%s\n", utc, name, (unsigned long long)p->size,
 			    sha, rows, p->appliance[0] ? p->appliance : "-");
-	/* the intent (the ledger line), the sidecar, the file, the directories, the ledger: each
-	 * durable before the next, so a death at any instant leaves what recover() completes */
+	/* the intent (the ledger line), the old sidecar gone, the file, the directories, the new
+	 * sidecar, the ledger: each durable before the next, so a death at any instant leaves what
+	 * recover() completes, and no sidecar ever names bytes its file does not hold */
 	fd = open(intent, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0 || write(fd, line, (size_t)llen) != llen || fsync(fd) != 0) {
 		if (fd >= 0)
@@ -546,16 +571,24 @@ static void on_commit(op_north *n, zmq_msg_t *id, const char *name)
 		return;
 	}
 	close(fd);
-	if (fsync_dir(n->pdir) < 0 || rename(part, final) != 0 || fsync_dir(n->dir) < 0 || fsync_dir(n->pdir) < 0) {
+	snprintf(side, sizeof(side), "%s/%s.sha256", n->dir, name);
+	if ((unlink(side) != 0 && errno != ENOENT) || fsync_dir(n->dir) < 0 || fsync_dir(n->pdir) < 0 ||
+	    rename(part, final) != 0 || fsync_dir(n->dir) < 0 || fsync_dir(n->pdir) < 0) {
 		reject(n, id, name, "cannot publish file");
 		return;
 	}
+	/* published: the transfer is over whatever follows (its descriptor is now the published
+	 * file's, which a later OFFER of this name must not truncate) */
+	const uint64_t size = p->size;
+	char who[sizeof(p->appliance)];
+	snprintf(who, sizeof(who), "%s", p->appliance[0] ? p->appliance : "-");
+	drop(p);
 	if (write_sidecar(n, name, sha) < 0) { /* the intent stays: recover() writes it */
 		reject(n, id, name, "cannot write sidecar");
 		return;
 	}
 	if (ledger_append(ledger, line, (size_t)llen) < 0) {
-		/* published; the intent stays, and the next start writes the line (recover()) */
+		/* published; the intent stays, and the next OFFER or start writes the line */
 		reject(n, id, name, "cannot write ledger");
 		return;
 	}
@@ -564,8 +597,7 @@ static void on_commit(op_north *n, zmq_msg_t *id, const char *name)
 	if (rows > 0)
 		n->st.rows_received += (uint64_t)rows;
 	if (n->on_file)
-		n->on_file(n->cb_ctx, name, p->size, sha, rows, p->appliance[0] ? p->appliance : "-");
-	drop(p);
+		n->on_file(n->cb_ctx, name, size, sha, rows, who);
 	reply(n, id, "CONFIRMED", name, sha, 64);
 }
 

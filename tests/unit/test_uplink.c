@@ -414,6 +414,109 @@ int main(void)
 		unlink(path);
 		snprintf(path, sizeof(path), "%s/taken.h5", north_dir);
 		rmdir(path);
+		snprintf(path, sizeof(path), "%s/.partial/taken.h5.part", north_dir);
+		unlink(path);
+	}
+	/* A file replaced under the same name whose new sidecar cannot be written (here a directory
+	 * sits where its temporary goes): north has published the new bytes, so neither version
+	 * may be confirmed from a sidecar (the old one is gone before the rename), the transfer is
+	 * over (a third version must not write into the published file), and once the fault
+	 * clears the new version goes again and is confirmed, with one ledger line. */
+	{
+		uint8_t v1[700], v2[900], v3[500];
+		char s1[65], s2[65], s3[65], reply[16], path[400], got[65];
+		uint64_t at = 99;
+		memset(v1, 1, sizeof(v1)), memset(v2, 2, sizeof(v2)), memset(v3, 3, sizeof(v3));
+		const uint8_t *vs[3] = {v1, v2, v3};
+		const size_t vl[3] = {sizeof(v1), sizeof(v2), sizeof(v3)};
+		char *ss[3] = {s1, s2, s3};
+		for (int i = 0; i < 3; i++) {
+			op_sha256 h;
+			uint8_t dg[32];
+			op_sha256_init(&h);
+			op_sha256_update(&h, vs[i], vl[i]);
+			op_sha256_final(&h, dg);
+			op_sha256_hex(dg, ss[i]);
+		}
+		uint8_t ver[4] = {OP_XFER_VERSION, 0, 0, 0}, off[8] = {0}, size[8], crc[4];
+#define OP_SEND(I, WANT)                                                                              \
+	do {                                                                                                \
+		op_xfer_put_u64(size, vl[I]);                                                               \
+		op_xfer_put_u32(crc, op_crc32c(0, vs[I], vl[I]));                                           \
+		ask(d, n, "OFFER", "cal.tar", size, 8, ss[I], 64, ver, 4, reply, &at);                     \
+		CHECK(!strcmp(reply, "HAVE") && at == 0);                                                   \
+		ask(d, n, "CHUNK", "cal.tar", off, 8, vs[I], vl[I], crc, 4, reply, &at);                   \
+		CHECK(!strcmp(reply, "ACK"));                                                               \
+		ask(d, n, "COMMIT", "cal.tar", NULL, 0, NULL, 0, NULL, 0, reply, NULL);                     \
+		CHECK(!strcmp(reply, WANT));                                                                \
+	} while (0)
+		OP_SEND(0, "CONFIRMED");
+		snprintf(path, sizeof(path), "%s/.partial/cal.tar.sha256.tmp", north_dir);
+		CHECK(mkdir(path, 0755) == 0);
+		OP_SEND(1, "REJECTED"); /* published, no sidecar */
+		op_xfer_put_u64(size, vl[0]);
+		ask(d, n, "OFFER", "cal.tar", size, 8, s1, 64, ver, 4, reply, &at);
+		fprintf(stderr, "the old version offered after the new one's sidecar failed: %s\n", reply);
+		CHECK(!strcmp(reply, "HAVE")); /* not CONFIRMED: the file holds v2 */
+		/* a third version arrives whole through its own partial (a transfer left pointing at
+		 * the published file would have written it into v2's bytes in place) */
+		OP_SEND(2, "REJECTED");
+		snprintf(path, sizeof(path), "%s/cal.tar", north_dir);
+		CHECK(op_sha256_file(path, got) == 0 && !strcmp(got, s3));
+		snprintf(path, sizeof(path), "%s/.partial/cal.tar.sha256.tmp", north_dir);
+		rmdir(path);
+		OP_SEND(2, "CONFIRMED"); /* the fault cleared: v3 again, whole */
+#undef OP_SEND
+		snprintf(path, sizeof(path), "%s/cal.tar", north_dir);
+		CHECK(op_sha256_file(path, got) == 0 && !strcmp(got, s3));
+		int v1lines = 0, v2lines = 0, v3lines = 0;
+		f = fopen(ledger, "r");
+		while (f && fgets(line, sizeof(line), f)) {
+			v1lines += strstr(line, "\tcal.tar\t") && strstr(line, s1);
+			v2lines += strstr(line, "\tcal.tar\t") && strstr(line, s2);
+			v3lines += strstr(line, "\tcal.tar\t") && strstr(line, s3);
+		}
+		if (f)
+			fclose(f);
+		CHECK_EQ_U64(v1lines, 1);
+		CHECK_EQ_U64(v2lines, 0); /* never confirmed: its appliance sends it again */
+		CHECK_EQ_U64(v3lines, 1);
+	}
+	/* A commit whose ledger line cannot be written (a directory where ledger.tsv goes): the
+	 * file is published with its sidecar, but not CONFIRMED; offered again once the ledger is
+	 * back, it is confirmed only after its line is written (invariant 1), once. */
+	{
+		uint8_t v[300], ver[4] = {OP_XFER_VERSION, 0, 0, 0}, off[8] = {0}, size[8], crc[4];
+		char sv[65], reply[16], aside[400];
+		uint64_t at = 99;
+		memset(v, 7, sizeof(v));
+		op_sha256 h;
+		uint8_t dg[32];
+		op_sha256_init(&h);
+		op_sha256_update(&h, v, sizeof(v));
+		op_sha256_final(&h, dg);
+		op_sha256_hex(dg, sv);
+		op_xfer_put_u64(size, sizeof(v));
+		op_xfer_put_u32(crc, op_crc32c(0, v, sizeof(v)));
+		snprintf(aside, sizeof(aside), "%s.aside", ledger);
+		CHECK(rename(ledger, aside) == 0 && mkdir(ledger, 0755) == 0);
+		ask(d, n, "OFFER", "lg.h5", size, 8, sv, 64, ver, 4, reply, &at);
+		ask(d, n, "CHUNK", "lg.h5", off, 8, v, sizeof(v), crc, 4, reply, &at);
+		ask(d, n, "COMMIT", "lg.h5", NULL, 0, NULL, 0, NULL, 0, reply, NULL);
+		CHECK(!strcmp(reply, "REJECTED"));
+		ask(d, n, "OFFER", "lg.h5", size, 8, sv, 64, ver, 4, reply, &at);
+		CHECK(!strcmp(reply, "REJECTED")); /* still no ledger: not confirmed */
+		CHECK(rmdir(ledger) == 0 && rename(aside, ledger) == 0);
+		ask(d, n, "OFFER", "lg.h5", size, 8, sv, 64, ver, 4, reply, &at);
+		CHECK(!strcmp(reply, "CONFIRMED"));
+		int lg = 0;
+		f = fopen(ledger, "r");
+		while (f && fgets(line, sizeof(line), f))
+			lg += strstr(line, "\tlg.h5\t") && strstr(line, sv);
+		if (f)
+			fclose(f);
+		CHECK_EQ_U64(lg, 1);
+		CHECK(!exists_in(north_dir, ".partial/lg.h5.commit"));
 	}
 	zmq_close(d);
 
