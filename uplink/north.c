@@ -84,7 +84,9 @@ _Static_assert(OP_XFER_NAME_MAX == 200, "recover() reads names with %200s");
 static int fsync_dir(const char *dir);
 static int have_final(op_north *n, const char *name, const char *sha);
 
-/* Does the ledger hold a line for name with this sha? (Read whole: only at recovery.) */
+/* Does the ledger hold a whole line (newline-ended) for name with this sha? A line a death cut
+ * short does not count: its commit's intent is still there and writes it whole. (Read whole:
+ * only at recovery and for a commit that could not write its line.) */
 static int ledger_has(const char *ledger, const char *name, const char *sha)
 {
 	char line[1024];
@@ -95,24 +97,41 @@ static int ledger_has(const char *ledger, const char *name, const char *sha)
 		return 0;
 	while (!found && fgets(line, sizeof(line), f)) {
 		const char *t = strchr(line, '\t');
-		found = t && !strncmp(t + 1, name, nl) && t[1 + nl] == '\t' && strstr(t + 1 + nl, sha) != NULL;
+		found = t && !strncmp(t + 1, name, nl) && t[1 + nl] == '\t' && strstr(t + 1 + nl, sha) != NULL &&
+			strchr(line, '\n') != NULL;
 	}
 	fclose(f);
 	return found;
 }
 
-/* Append one line to the ledger and make it durable. A line cut short by an earlier death
- * (no final newline) is ended first, so every line stays whole. */
+/* Append one line to the ledger and make it durable. A line cut short by an earlier death (no
+ * final newline) is removed first: it can only be the line of a commit whose intent is still
+ * there, which writes it whole (recover(), finish_intent()), so every line stays whole and
+ * each file keeps exactly one (a cut line ended instead would stay as a second, short one). */
 static int ledger_append(const char *ledger, const char *line, size_t len)
 {
 	int fd = open(ledger, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644), rc = 0;
 	struct stat sb;
-	char last = '\n';
+	char tail[2048];
 	if (fd < 0)
 		return -errno;
-	if (fstat(fd, &sb) == 0 && sb.st_size > 0 && pread(fd, &last, 1, sb.st_size - 1) == 1 && last != '\n' &&
-	    write(fd, "\n", 1) != 1)
-		rc = -EIO;
+	if (fstat(fd, &sb) == 0 && sb.st_size > 0) {
+		off_t from = sb.st_size > (off_t)sizeof(tail) ? sb.st_size - (off_t)sizeof(tail) : 0;
+		ssize_t got = pread(fd, tail, (size_t)(sb.st_size - from), from);
+		if (got != sb.st_size - from) {
+			rc = -EIO;
+		} else if (tail[got - 1] != '\n') {
+			ssize_t i = got - 1;
+			while (i >= 0 && tail[i] != '\n')
+				i--;
+			/* no newline in the last 2 KiB (lines are under 512 bytes): not a cut line of
+			 * ours; end it rather than cut what we cannot account for */
+			if (i < 0 && from > 0)
+				rc = write(fd, "\n", 1) == 1 ? 0 : -EIO;
+			else if (ftruncate(fd, from + i + 1) != 0)
+				rc = -EIO;
+		}
+	}
 	if (rc == 0 && (write(fd, line, len) != (ssize_t)len || fsync(fd) != 0))
 		rc = -EIO;
 	close(fd);
