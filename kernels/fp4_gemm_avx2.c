@@ -644,6 +644,17 @@ static inline __attribute__((always_inline)) __m256 step_scales(const uint8_t *s
 	return _mm256_castsi256_ps(_mm256_max_epu32(_mm256_srli_epi32(sb, 1), _mm256_set1_epi32(0x400000)));
 }
 
+/* One 64-weight step's 32 code bytes through tab (one in-lane vpshufb per nibble half): *wl
+ * from the low nibbles (elements 2j), *wh from the high ones (2j + 1). */
+static inline __attribute__((always_inline)) void step_codes(const uint8_t *codes, uint32_t G, __m256i tab,
+							      __m256i *wl, __m256i *wh)
+{
+	const __m256i lo4 = _mm256_set1_epi8(0x0f);
+	__m256i c = _mm256_loadu_si256((const __m256i *)(codes + (size_t)G * 32));
+	*wl = _mm256_shuffle_epi8(tab, _mm256_and_si256(c, lo4));
+	*wh = _mm256_shuffle_epi8(tab, _mm256_and_si256(_mm256_srli_epi16(c, 4), lo4));
+}
+
 /*
  * W4A4 GEMV, 64 weights per step: 32 code bytes expand with one 256-bit vpshufb per nibble half
  * (in-lane, so the low nibbles give [group 0 evens | group 1 evens] and the high nibbles the
@@ -657,15 +668,14 @@ static inline __attribute__((always_inline)) void gemv_row_int64(const uint8_t *
 {
 	const __m256i tab = _mm256_setr_epi8(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12, 0, 1, 2, 3, 4, 6, 8,
 					     12, 0, -1, -2, -3, -4, -6, -8, -12);
-	const __m256i lo4 = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
+	const __m256i ones = _mm256_set1_epi16(1);
 	const __m256 two120 = _mm256_set1_ps(0x1p120f);
 	__m256 acc[GEMV_MAXM / 2];
 	_Pragma("GCC unroll 8") for (int m = 0; m < MM; m++)
 		acc[m] = _mm256_setzero_ps();
 	for (uint32_t G = 0; G < steps; G++) {
-		__m256i c = _mm256_loadu_si256((const __m256i *)(codes + (size_t)G * 32));
-		__m256i wl = _mm256_shuffle_epi8(tab, _mm256_and_si256(c, lo4));
-		__m256i wh = _mm256_shuffle_epi8(tab, _mm256_and_si256(_mm256_srli_epi16(c, 4), lo4));
+		__m256i wl, wh;
+		step_codes(codes, G, tab, &wl, &wh);
 		__m256 ws = step_scales(sc, G, nv, two120);
 		_Pragma("GCC unroll 8") for (int m = 0; m < MM; m++) {
 			size_t at = (size_t)m * K + (size_t)G * 64;
@@ -768,15 +778,14 @@ static inline __attribute__((always_inline)) void gemv_row_a16(const uint8_t *co
 {
 	const __m256i tab = _mm256_setr_epi8(12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0, 12, 13, 14, 15,
 					     16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0);
-	const __m256i lo4 = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1), k256 = _mm256_set1_epi16(256);
+	const __m256i ones = _mm256_set1_epi16(1), k256 = _mm256_set1_epi16(256);
 	const __m256 two120 = _mm256_set1_ps(0x1p120f);
 	__m256 acc[GEMV_MAXM / 2];
 	_Pragma("GCC unroll 8") for (int m = 0; m < MM; m++)
 		acc[m] = _mm256_setzero_ps();
 	for (uint32_t G = 0; G < steps; G++) {
-		__m256i c = _mm256_loadu_si256((const __m256i *)(codes + (size_t)G * 32));
-		__m256i wl = _mm256_shuffle_epi8(tab, _mm256_and_si256(c, lo4));
-		__m256i wh = _mm256_shuffle_epi8(tab, _mm256_and_si256(_mm256_srli_epi16(c, 4), lo4));
+		__m256i wl, wh;
+		step_codes(codes, G, tab, &wl, &wh);
 		__m256 ws = step_scales(sc, G, nv, two120);
 		_Pragma("GCC unroll 8") for (int m = 0; m < MM; m++) {
 			const int8_t *x = xq + ((size_t)m * K + (size_t)G * 64) * 2; /* l evens, l odds, h evens, h odds */
