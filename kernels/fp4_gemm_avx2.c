@@ -149,8 +149,11 @@ static void quantize_tile8(const op_fp4_linear *L, const float *const rowp[8], u
 		for (uint32_t g = 0; g < bl; g += 8) {
 			__m256 r[8];
 #pragma GCC unroll 8
-			for (int j = 0; j < 8; j++)
+			for (int j = 0; j < 8; j++) {
+				if (g % 16 == 0 && b * bl + g + 64 < kp) /* four lines ahead in the row */
+					__builtin_prefetch(rowp[j] + b * bl + g + 64);
 				r[j] = _mm256_loadu_ps(rowp[j] + b * bl + g);
+			}
 			transpose8(r);
 #pragma GCC unroll 8
 			for (int i = 0; i < 8; i++) {
@@ -162,6 +165,16 @@ static void quantize_tile8(const op_fp4_linear *L, const float *const rowp[8], u
 		_mm256_store_ps(xs + b * 8, s);
 		_mm256_store_ps(xinv + b * 8, inv);
 	}
+	/* The codes: doubled signed E2M1 of y = x·inv, as op_e2m1_from_float rounds. doubled_mag's
+	 * add-and-subtract works on the signed value when M takes 2y's sign (rounding to even is
+	 * symmetric), after 2y is clamped to ±12 (NaN → +12, as min returns its second operand;
+	 * everything above 12 rounds to 12 anyway). Four k are packed to bytes with saturating
+	 * packs (k-major in each 128-bit half) and a byte shuffle puts each row's four codes in
+	 * its 32-bit lane: 13 operations a vector instead of 16 */
+	const __m256 twelve = _mm256_set1_ps(12.0f), mtwelve = _mm256_set1_ps(-12.0f);
+	const __m256i expm = _mm256_set1_epi32(0x7f800000), signm = _mm256_set1_epi32((int)0x80000000u);
+	const __m256i to_rows = _mm256_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15, 0, 4, 8, 12, 1, 5, 9,
+						 13, 2, 6, 10, 14, 3, 7, 11, 15);
 	for (uint32_t b = 0; b < nb; b++) {
 		const __m256 inv = _mm256_load_ps(xinv + b * 8);
 		for (uint32_t i = 0; i < bl; i += 4) {
@@ -169,13 +182,16 @@ static void quantize_tile8(const op_fp4_linear *L, const float *const rowp[8], u
 #pragma GCC unroll 4
 			for (int t = 0; t < 4; t++) {
 				__m256 y = _mm256_mul_ps(_mm256_load_ps(tb + (size_t)(b * bl + i + (uint32_t)t) * 8), inv);
-				__m256i d = doubled_mag(_mm256_and_ps(y, absmask));
-				__m256i neg = _mm256_castps_si256(_mm256_cmp_ps(y, _mm256_setzero_ps(), _CMP_LT_OQ));
-				q[t] = _mm256_add_epi32(_mm256_sub_epi32(_mm256_xor_si256(d, neg), neg), _mm256_set1_epi32(12));
+				__m256 t2 = _mm256_max_ps(_mm256_min_ps(_mm256_add_ps(y, y), twelve), mtwelve);
+				__m256i ti = _mm256_castps_si256(t2);
+				__m256i mb = _mm256_max_epi32(_mm256_add_epi32(_mm256_and_si256(ti, expm), _mm256_set1_epi32(0x0b000000)),
+							      _mm256_set1_epi32(0x4b000000));
+				__m256 m = _mm256_castsi256_ps(_mm256_or_si256(mb, _mm256_and_si256(ti, signm)));
+				q[t] = _mm256_cvttps_epi32(_mm256_sub_ps(_mm256_add_ps(t2, m), m));
 			}
-			__m256i packed = _mm256_or_si256(_mm256_or_si256(q[0], _mm256_slli_epi32(q[1], 8)),
-							 _mm256_or_si256(_mm256_slli_epi32(q[2], 16), _mm256_slli_epi32(q[3], 24)));
-			_mm256_store_si256((__m256i *)(xu + (size_t)(b * bl + i) / 4 * 8), packed);
+			__m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+			p = _mm256_add_epi8(_mm256_shuffle_epi8(p, to_rows), _mm256_set1_epi8(12));
+			_mm256_store_si256((__m256i *)(xu + (size_t)(b * bl + i) / 4 * 8), p);
 		}
 	}
 }
@@ -221,8 +237,7 @@ static int gemm_w4a4(const op_fp4_linear *L, const float *X, size_t ldx, uint32_
 			memcpy(xuB, xuA, (size_t)kp / 4 * QT * sizeof(uint32_t)), memcpy(xsB, xsA, (size_t)nb * QT * sizeof(float));
 		/* four outputs × sixteen rows at a time: per k-quad, two x loads and four 32-bit
 		 * weight broadcasts feed eight vpmaddubsw; int16 partial sums start from −12·Σw of
-		 * their half of the quads and one vpmaddwd per block gives exact int32 block sums.
-		 * The FP32 accumulators live in L1 (touched once per block). */
+		 * their half of the quads and one vpmaddwd per block gives exact int32 block sums. */
 		/* The output lines of the tile after next are fetched for writing while this one is
 		 * computed, a few per output group: written 16 bytes at a time by four groups, a line
 		 * missing from the cache stalls the stores (at M = 65,536, K = 16, N = 64, Y being 16
@@ -231,8 +246,21 @@ static int gemm_w4a4(const op_fp4_linear *L, const float *X, size_t ldx, uint32_
 		const uint32_t yl_row = (L->n * 4 + 63) / 64, next_rows = M - m0 > 4 * QT ? (M - m0 - 4 * QT < 2 * QT ? M - m0 - 4 * QT : 2 * QT) : 0;
 		const uint32_t yl_total = next_rows * yl_row, yl_step = (yl_total + (L->n + 3) / 4 - 1) / ((L->n + 3) / 4);
 		uint32_t ypr = 0, ypl = 0;
+		/* and the next tile's rows of X for reading, spread the same way: quantize_tile8 reads
+		 * sixteen rows a line at a time, and at M = 65,536 (X beyond the caches) waited on
+		 * them (one core, K = 64 and 128: 20 % faster with this) */
+		const uint32_t xn_rows = M - m0 > 2 * QT ? (M - m0 - 2 * QT < 2 * QT ? M - m0 - 2 * QT : 2 * QT) : 0;
+		const uint32_t xl_row = (L->k * 4 + 63) / 64 + 1, xl_total = xn_rows * xl_row;
+		const uint32_t xl_step = (xl_total + (L->n + 3) / 4 - 1) / ((L->n + 3) / 4);
+		uint32_t xpr = 0, xpl = 0;
 		for (uint32_t n = 0; n < L->n; n += 4) {
 			uint32_t nn = L->n - n < 4 ? L->n - n : 4;
+			for (uint32_t e = 0; e < xl_step && xpr < xn_rows; e++) {
+				const char *xr = (const char *)(X + (size_t)(m0 + 2 * QT + xpr) * ldx);
+				__builtin_prefetch(xr + xpl * 64, 0, 3);
+				if (++xpl == xl_row)
+					xpl = 0, xpr++;
+			}
 			for (uint32_t e = 0; e < yl_step && ypr < next_rows; e++) {
 				__builtin_prefetch(Y + (size_t)(m0 + 4 * QT + ypr) * ldy + ypl * 16, 1, 3);
 				if (++ypl == yl_row)
@@ -246,14 +274,12 @@ static int gemm_w4a4(const op_fp4_linear *L, const float *X, size_t ldx, uint32_
 				      *wc3 = L->wcorr + o3 * nb;
 			const float *sc0 = L->wscale + o0 * nb, *sc1 = L->wscale + o1 * nb, *sc2 = L->wscale + o2 * nb,
 				    *sc3 = L->wscale + o3 * nb;
-			/* one block (K ≤ 16 NVFP4, ≤ 32 MXFP4: the network's first layer) sums straight into
-			 * registers; more go through accm, in L1 */
+			/* the FP32 sums of the four outputs' sixteen rows, from +0 as the reference's. Left
+			 * to the compiler they spill partly (sixteen registers do not hold them and the int16
+			 * sums), but they ran 6-8 % faster at K ≥ 64 than kept in an L1 array by hand,
+			 * loaded and stored once per block (one core, a one-off driver) */
 			__m256 fr[4][2] = {{_mm256_setzero_ps(), _mm256_setzero_ps()}, {_mm256_setzero_ps(), _mm256_setzero_ps()},
 					   {_mm256_setzero_ps(), _mm256_setzero_ps()}, {_mm256_setzero_ps(), _mm256_setzero_ps()}};
-			if (nb > 1)
-				for (int i = 0; i < 4; i++)
-					for (int h = 0; h < 16; h += 8)
-						_mm256_store_ps(&accm[i][h], _mm256_setzero_ps());
 			for (uint32_t b = 0; b < nb; b++) {
 				const __m256i *pa = (const __m256i *)(xuA + (size_t)b * quads * QT);
 				const __m256i *pb = (const __m256i *)(xuB + (size_t)b * quads * QT);
@@ -302,13 +328,8 @@ static int gemm_w4a4(const op_fp4_linear *L, const float *X, size_t ldx, uint32_
 		__m256 sw_ = _mm256_set1_ps(sc##I[b]);                                                           \
 		__m256 pa_ = _mm256_cvtepi32_ps(_mm256_madd_epi16(SA, ones)), sa_ = _mm256_mul_ps(xsa, sw_);      \
 		__m256 pb_ = _mm256_cvtepi32_ps(_mm256_madd_epi16(SB, ones)), sb_ = _mm256_mul_ps(xsb, sw_);      \
-		if (nb == 1) { /* fma onto +0, as the reference's first block */                           \
-			fr[I][0] = _mm256_fmadd_ps(pa_, sa_, _mm256_setzero_ps());                              \
-			fr[I][1] = _mm256_fmadd_ps(pb_, sb_, _mm256_setzero_ps());                              \
-		} else {                                                                                  \
-			_mm256_store_ps(&accm[I][0], _mm256_fmadd_ps(pa_, sa_, _mm256_load_ps(&accm[I][0])));     \
-			_mm256_store_ps(&accm[I][8], _mm256_fmadd_ps(pb_, sb_, _mm256_load_ps(&accm[I][8])));     \
-		}                                                                                         \
+		fr[I][0] = _mm256_fmadd_ps(pa_, sa_, fr[I][0]);                              \
+		fr[I][1] = _mm256_fmadd_ps(pb_, sb_, fr[I][1]);                              \
 	} while (0)
 				OP_ACC(s0a, s0b, 0);
 				OP_ACC(s1a, s1b, 1);
@@ -320,9 +341,6 @@ static int gemm_w4a4(const op_fp4_linear *L, const float *X, size_t ldx, uint32_
 			 * straight through: eight rows at a time, two 4×4 transposes in the halves of
 			 * 256-bit registers, no branches (at K = 16 the per-row loop below took half of the
 			 * kernel's time) */
-			if (nb > 1)
-				for (int i = 0; i < 4; i++)
-					fr[i][0] = _mm256_load_ps(&accm[i][0]), fr[i][1] = _mm256_load_ps(&accm[i][8]);
 			if (rows == 2 * QT && nn == 4) {
 				const __m256 b0 = _mm256_set1_ps(L->bias[n]), b1 = _mm256_set1_ps(L->bias[n + 1]);
 				const __m256 b2 = _mm256_set1_ps(L->bias[n + 2]), b3 = _mm256_set1_ps(L->bias[n + 3]);
