@@ -78,11 +78,12 @@ static void build_g16(op_fp4_linear *L)
 	L->g16c = aligned_alloc(64, (size_t)ng * nb * 16 * sizeof(int32_t));
 	L->g16s = aligned_alloc(64, (size_t)ng * nb * 16 * sizeof(float));
 	L->g16b = aligned_alloc(64, (size_t)ng * 16 * sizeof(float));
-	if (!L->g16q || !L->g16c || !L->g16s || !L->g16b) {
-		free(L->g16q), free(L->g16c), free(L->g16s), free(L->g16b);
-		L->g16q = L->g16c = NULL, L->g16s = L->g16b = NULL;
+	L->g16p = aligned_alloc(64, (size_t)ng * nb * 16 * sizeof(int32_t));
+	if (!L->g16q || !L->g16c || !L->g16s || !L->g16b || !L->g16p) {
+		free(L->g16q), free(L->g16c), free(L->g16s), free(L->g16b), free(L->g16p);
+		L->g16q = L->g16c = L->g16p = NULL, L->g16s = L->g16b = NULL;
 	} else {
-		op_fp4_layout_g16(L, L->g16q, L->g16c, L->g16s, L->g16b);
+		op_fp4_layout_g16(L, L->g16q, L->g16c, L->g16s, L->g16b, L->g16p);
 	}
 	op_fp4_linear_layout_w16(L); /* on its own: W4A16 keeps its form when W4A4's could not be had */
 }
@@ -110,7 +111,7 @@ int op_fp4_linear_layout_w16(op_fp4_linear *L)
 	return 0;
 }
 
-void op_fp4_layout_g16(const op_fp4_linear *L, int32_t *wq, int32_t *wc, float *ws, float *wb)
+void op_fp4_layout_g16(const op_fp4_linear *L, int32_t *wq, int32_t *wc, float *ws, float *wb, int32_t *wp)
 {
 	const uint32_t kp = L->w.cols, bl = op_fp4_block(L->w.format), nb = kp / bl, nq = kp / 4;
 	const uint32_t ng = (L->n + 15) / 16;
@@ -125,15 +126,17 @@ void op_fp4_layout_g16(const op_fp4_linear *L, int32_t *wq, int32_t *wc, float *
 				wq[((size_t)g * nq + q) * 16 + o] = v;
 			}
 			for (uint32_t b = 0; b < nb; b++) {
-				int32_t c = 0;
+				int32_t c = 0, packed = 0;
 				float s = 0.0f;
 				if (w2) {
-					int32_t packed = L->wcorr[(size_t)n * nb + b]; /* the int16 halves of −12·Σw */
+					packed = L->wcorr[(size_t)n * nb + b]; /* the int16 halves of −12·Σw */
 					c = (int32_t)(int16_t)(packed & 0xffff) + (int32_t)(int16_t)((uint32_t)packed >> 16);
 					s = L->wscale[(size_t)n * nb + b];
 				}
 				wc[((size_t)g * nb + b) * 16 + o] = c + OP_G16_SUM_BIAS;
 				ws[((size_t)g * nb + b) * 16 + o] = s;
+				if (wp)
+					wp[((size_t)g * nb + b) * 16 + o] = packed;
 			}
 			wb[(size_t)g * 16 + o] = n < L->n ? L->bias[n] : 0.0f;
 		}
@@ -149,7 +152,7 @@ void op_fp4_linear_free(op_fp4_linear *L)
 	free(L->wscale);
 	free(L->wcorr);
 	free(L->wdec);
-	free(L->g16q), free(L->g16c), free(L->g16s), free(L->g16b), free(L->g16w);
+	free(L->g16q), free(L->g16c), free(L->g16s), free(L->g16b), free(L->g16w), free(L->g16p);
 	memset(L, 0, sizeof(*L));
 }
 

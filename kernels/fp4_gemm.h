@@ -53,10 +53,11 @@ typedef struct op_fp4_linear {
 	int32_t *wcorr;   /* N × nb: int16 pair (−12·Σ w2 over k%4 ∈ {0,1}, the same over {2,3}) */
 	float *wdec;      /* N × Kp exact values qw/2 · sw (no tensor scale) for W4A16 */
 	/* the AVX-512 rung's layout, outputs in groups of 16 (64-byte aligned; NULL when it could
-	 * not be built — the rung then lays the weights out per call): g16q [group][k/4][16] words
+	 * not be built — the rungs then lay the weights out per call): g16q [group][k/4][16] words
 	 * of four doubled codes, g16s [group][block][16] scales, g16c [group][block][16] the
-	 * block sums' starting values −12·Σw + OP_G16_SUM_BIAS, g16b [group][16] biases */
-	int32_t *g16q, *g16c;
+	 * block sums' starting values −12·Σw + OP_G16_SUM_BIAS, g16b [group][16] biases. The AVX2
+	 * rung reads g16q and g16s four outputs at a time, with g16p [group][block][16]: wcorr */
+	int32_t *g16q, *g16c, *g16p;
 	float *g16s, *g16b;
 	float *g16w;      /* W4A16 on the AVX-512 and NEON rungs: wdec as [group][Kp][16] (NULL: their
 			   * fallbacks run) */
@@ -121,13 +122,14 @@ void op_fp4_quantize_row_neon(const op_fp4_linear *L, const float *x, int8_t *q2
 int op_fp4_gemm_avx512(const op_fp4_linear *L, int mode, const float *X, size_t ldx, uint32_t M, float *Y,
 		       size_t ldy);
 /*
- * The AVX-512 layout above, into the given buffers (sizes as in op_fp4_linear). A block's integer
+ * The AVX-512 layout above, into the given buffers (sizes as in op_fp4_linear; wp may be NULL
+ * when the caller needs no g16p). A block's integer
  * sum starts from OP_G16_SUM_BIAS, the bits of the float 1.5·2^23: |Σ| < 2^22 always (at most
  * 32 products of doubled codes ≤ 12), so the int32 sum read as a float is exactly 1.5·2^23 + Σ
  * and one subtraction gives Σ as a float — an exact conversion that any FP port can run.
  */
 #define OP_G16_SUM_BIAS 0x4b400000
-void op_fp4_layout_g16(const op_fp4_linear *L, int32_t *wq, int32_t *wc, float *ws, float *wb);
+void op_fp4_layout_g16(const op_fp4_linear *L, int32_t *wq, int32_t *wc, float *ws, float *wb, int32_t *wp);
 /* One activation row for the W4A4 GEMV (doubled codes q2, block scales xs; pad: kp floats). */
 void op_fp4_quantize_row_avx2(const op_fp4_linear *L, const float *x, int8_t *q2, float *xs, float *pad);
 int op_fp4_gemv_avx512(const op_fp4_tensor *W, int mode, float act_scale, int mx_mode, const float *X, uint32_t M,

@@ -198,22 +198,66 @@ static void quantize_tile8(const op_fp4_linear *L, const float *const rowp[8], u
 
 #define QT 8 /* rows per quantized tile: one int32 lane each; the kernel takes two tiles */
 
+/* Prefetch rows [r0, r1) of a row-major array (ld floats a row), lines bytes of each. */
+static inline void prefetch_rows(const float *base, size_t ld, uint32_t r0, uint32_t r1, uint32_t lines, int write)
+{
+	for (uint32_t r = r0; r < r1; r++)
+		for (uint32_t l = 0; l < lines; l++) {
+			if (write)
+				__builtin_prefetch(base + r * ld + l * 16, 1, 3);
+			else
+				__builtin_prefetch(base + r * ld + l * 16, 0, 3);
+		}
+}
+
 static int gemm_w4a4(const op_fp4_linear *L, const float *X, size_t ldx, uint32_t M, float *Y, size_t ldy)
 {
-	uint32_t kp = L->w.cols, bl = op_fp4_block(L->w.format), nb = kp / bl, quads = bl / 4;
+	const uint32_t kp = L->w.cols, bl = op_fp4_block(L->w.format), nb = kp / bl, quads = bl / 4;
+	const uint32_t ng = (L->n + 3) / 4;
 	uint32_t *xu = aligned_alloc(32, (size_t)kp / 4 * QT * 2 * sizeof(uint32_t));
 	float *xs = aligned_alloc(32, (size_t)nb * QT * 2 * sizeof(float));
 	float *pad = malloc((size_t)kp * QT * 2 * sizeof(float)), *zero = calloc(kp, sizeof(float));
 	float *tb = aligned_alloc(32, (size_t)kp * 8 * sizeof(float)), *xinv = aligned_alloc(32, (size_t)nb * 8 * sizeof(float));
+	/* The weights as the AVX-512 rung lays them out (op_fp4_linear_init), read four outputs at a
+	 * time: one pointer per stream where twelve (four outputs' codes, starting values and
+	 * scales) had GCC spill and recompute pointers, about 600 instructions an output group at
+	 * K = 16 for 130 of arithmetic (25-30 % of the time at K = 16, 15-20 % at K = 64) */
+	const int32_t *gq = L->g16q, *gp = L->g16p;
+	const float *gs = L->g16s;
+	int32_t *own_q = NULL, *own_c = NULL, *own_p = NULL;
+	float *own_s = NULL, *own_b = NULL;
 	float accm[4][16] __attribute__((aligned(32)));
 	int rc = -ENOMEM;
 	if (!xu || !xs || !pad || !zero || !tb || !xinv)
 		goto out;
+	if (!gq || !gp || !gs) { /* not built at init (no memory then): laid out for this call */
+		const uint32_t n16 = (L->n + 15) / 16;
+		own_q = aligned_alloc(64, (size_t)n16 * kp / 4 * 16 * sizeof(int32_t));
+		own_c = aligned_alloc(64, (size_t)n16 * nb * 16 * sizeof(int32_t));
+		own_p = aligned_alloc(64, (size_t)n16 * nb * 16 * sizeof(int32_t));
+		own_s = aligned_alloc(64, (size_t)n16 * nb * 16 * sizeof(float));
+		own_b = aligned_alloc(64, (size_t)n16 * 16 * sizeof(float));
+		if (!own_q || !own_c || !own_p || !own_s || !own_b)
+			goto out;
+		op_fp4_layout_g16(L, own_q, own_c, own_s, own_b, own_p);
+		gq = own_q, gp = own_p, gs = own_s;
+	}
 	float fa = (0.25f * (L->w.format == OP_FP4_NVFP4 ? L->act_scale : 1.0f)) * L->w.tensor_scale;
 	const __m256 alpha = _mm256_set1_ps(fa);
 	const __m256i ones = _mm256_set1_epi16(1);
 	uint32_t *xuA = xu, *xuB = xu + (size_t)kp / 4 * QT;
 	float *xsA = xs, *xsB = xs + (size_t)nb * QT;
+	/* MXFP4's second sixteen of a block is skipped when it is all padding (K = 16, 144, …):
+	 * its codes are zeros in w2 and in wcorr (op_fp4_linear_init), so skipping sums the same */
+	const int mx_second = quads == 8 && (L->k - 1) % 32 >= 16;
+	const int mx_last_half = quads == 8 && !mx_second;
+	/* While a tile is computed, each output group fetches a share of the next tile's rows of X
+	 * (quantize_tile8 reads sixteen rows a line at a time and, X beyond the caches at M =
+	 * 65,536, waited on them) and of the output rows of the tile after next (written 16 bytes
+	 * at a time by four groups, a line missing from the cache stalls the stores: at M = 65,536,
+	 * K = 16, N = 64 the kernel had run at a third of its speed on 4,096 rows) */
+	const uint32_t rows_per_group = (2 * QT + ng - 1) / ng;
+	const uint32_t x_lines = (L->k * 4 + 63) / 64 + 1, y_lines = (L->n * 4 + 63) / 64 + 1;
 	for (uint32_t m0 = 0; m0 < M; m0 += 2 * QT) {
 		uint32_t rows = M - m0 < 2 * QT ? M - m0 : 2 * QT;
 		/* two 8-row tiles: per k-quad, one 32-bit lane per row holding its four codes + 12 */
@@ -235,72 +279,44 @@ static int gemm_w4a4(const op_fp4_linear *L, const float *X, size_t ldx, uint32_
 			quantize_tile8(L, rowp + QT, xuB, xsB, tb, xinv);
 		else
 			memcpy(xuB, xuA, (size_t)kp / 4 * QT * sizeof(uint32_t)), memcpy(xsB, xsA, (size_t)nb * QT * sizeof(float));
+		const uint32_t x_next = M - m0 > 2 * QT ? (M - m0 - 2 * QT < 2 * QT ? M - m0 - 2 * QT : 2 * QT) : 0;
+		const uint32_t y_next = M - m0 > 4 * QT ? (M - m0 - 4 * QT < 2 * QT ? M - m0 - 4 * QT : 2 * QT) : 0;
 		/* four outputs × sixteen rows at a time: per k-quad, two x loads and four 32-bit
 		 * weight broadcasts feed eight vpmaddubsw; int16 partial sums start from −12·Σw of
 		 * their half of the quads and one vpmaddwd per block gives exact int32 block sums. */
-		/* The output lines of the tile after next are fetched for writing while this one is
-		 * computed, a few per output group: written 16 bytes at a time by four groups, a line
-		 * missing from the cache stalls the stores (at M = 65,536, K = 16, N = 64, Y being 16
-		 * MiB, the kernel ran at a third of its speed on 4,096 rows; with this, at 0.6-0.8 of
-		 * it; one tile ahead was not enough) */
-		const uint32_t yl_row = (L->n * 4 + 63) / 64, next_rows = M - m0 > 4 * QT ? (M - m0 - 4 * QT < 2 * QT ? M - m0 - 4 * QT : 2 * QT) : 0;
-		const uint32_t yl_total = next_rows * yl_row, yl_step = (yl_total + (L->n + 3) / 4 - 1) / ((L->n + 3) / 4);
-		uint32_t ypr = 0, ypl = 0;
-		/* and the next tile's rows of X for reading, spread the same way: quantize_tile8 reads
-		 * sixteen rows a line at a time, and at M = 65,536 (X beyond the caches) waited on
-		 * them (one core, K = 64 and 128: 20 % faster with this) */
-		const uint32_t xn_rows = M - m0 > 2 * QT ? (M - m0 - 2 * QT < 2 * QT ? M - m0 - 2 * QT : 2 * QT) : 0;
-		const uint32_t xl_row = (L->k * 4 + 63) / 64 + 1, xl_total = xn_rows * xl_row;
-		const uint32_t xl_step = (xl_total + (L->n + 3) / 4 - 1) / ((L->n + 3) / 4);
-		uint32_t xpr = 0, xpl = 0;
-		for (uint32_t n = 0; n < L->n; n += 4) {
-			uint32_t nn = L->n - n < 4 ? L->n - n : 4;
-			for (uint32_t e = 0; e < xl_step && xpr < xn_rows; e++) {
-				const char *xr = (const char *)(X + (size_t)(m0 + 2 * QT + xpr) * ldx);
-				__builtin_prefetch(xr + xpl * 64, 0, 3);
-				if (++xpl == xl_row)
-					xpl = 0, xpr++;
-			}
-			for (uint32_t e = 0; e < yl_step && ypr < next_rows; e++) {
-				__builtin_prefetch(Y + (size_t)(m0 + 4 * QT + ypr) * ldy + ypl * 16, 1, 3);
-				if (++ypl == yl_row)
-					ypl = 0, ypr++;
-			}
-			/* the four rows' weights (a missing output repeats row n): plain locals, not arrays
-			 * (an array of pointers went through the stack on every block) */
-			const size_t o0 = n, o1 = nn > 1 ? n + 1 : n, o2 = nn > 2 ? n + 2 : n, o3 = nn > 3 ? n + 3 : n;
-			const int8_t *wr0 = L->w2 + o0 * kp, *wr1 = L->w2 + o1 * kp, *wr2 = L->w2 + o2 * kp, *wr3 = L->w2 + o3 * kp;
-			const int32_t *wc0 = L->wcorr + o0 * nb, *wc1 = L->wcorr + o1 * nb, *wc2 = L->wcorr + o2 * nb,
-				      *wc3 = L->wcorr + o3 * nb;
-			const float *sc0 = L->wscale + o0 * nb, *sc1 = L->wscale + o1 * nb, *sc2 = L->wscale + o2 * nb,
-				    *sc3 = L->wscale + o3 * nb;
-			/* the FP32 sums of the four outputs' sixteen rows, from +0 as the reference's. Left
-			 * to the compiler they spill partly (sixteen registers do not hold them and the int16
-			 * sums), but they ran 6-8 % faster at K ≥ 64 than kept in an L1 array by hand,
-			 * loaded and stored once per block (one core, a one-off driver) */
-			__m256 fr[4][2] = {{_mm256_setzero_ps(), _mm256_setzero_ps()}, {_mm256_setzero_ps(), _mm256_setzero_ps()},
-					   {_mm256_setzero_ps(), _mm256_setzero_ps()}, {_mm256_setzero_ps(), _mm256_setzero_ps()}};
-			for (uint32_t b = 0; b < nb; b++) {
-				const __m256i *pa = (const __m256i *)(xuA + (size_t)b * quads * QT);
-				const __m256i *pb = (const __m256i *)(xuB + (size_t)b * quads * QT);
-				__m256i c0 = _mm256_set1_epi32(wc0[b]), c1 = _mm256_set1_epi32(wc1[b]);
-				__m256i c2 = _mm256_set1_epi32(wc2[b]), c3 = _mm256_set1_epi32(wc3[b]);
+		for (uint32_t g = 0; g < ng; g++) {
+			const uint32_t n = 4 * g, nn = L->n - n < 4 ? L->n - n : 4;
+			const uint32_t pr0 = g * rows_per_group, pr1 = pr0 + rows_per_group;
+			if (pr0 < x_next)
+				prefetch_rows(X + (size_t)(m0 + 2 * QT) * ldx, ldx, pr0, pr1 < x_next ? pr1 : x_next, x_lines, 0);
+			if (pr0 < y_next)
+				prefetch_rows(Y + (size_t)(m0 + 4 * QT) * ldy + n, ldy, pr0, pr1 < y_next ? pr1 : y_next, y_lines, 1);
+			/* output group g is outputs 4(g mod 4) … of sixteen-group g/4: its words sit 16 apart */
+			const size_t g16 = g / 4, sub = 4 * (g % 4);
+			const int32_t *pw = gq + g16 * (kp / 4) * 16 + sub, *pc = gp + g16 * nb * 16 + sub;
+			const float *ps = gs + g16 * nb * 16 + sub;
+			/* the FP32 sums of the four outputs' sixteen rows, from +0 as the reference's: named
+			 * registers (GCC kept an array of them on the stack) */
+			__m256 f0a = _mm256_setzero_ps(), f0b = f0a, f1a = f0a, f1b = f0a, f2a = f0a, f2b = f0a, f3a = f0a,
+			       f3b = f0a;
+			const __m256i *pa = (const __m256i *)xuA, *pb = (const __m256i *)xuB;
+			for (uint32_t b = 0; b < nb; b++, pw += 16 * quads, pc += 16, ps += 16, pa += quads, pb += quads) {
+				__m256i c0 = _mm256_set1_epi32(pc[0]), c1 = _mm256_set1_epi32(pc[1]);
+				__m256i c2 = _mm256_set1_epi32(pc[2]), c3 = _mm256_set1_epi32(pc[3]);
 				__m256i s0a = c0, s1a = c1, s2a = c2, s3a = c3, s0b = c0, s1b = c1, s2b = c2, s3b = c3;
-				const int8_t *w0 = wr0 + b * bl, *w1 = wr1 + b * bl, *w2 = wr2 + b * bl, *w3 = wr3 + b * bl;
 #define OP_QUAD(q)                                                                                         \
 	do {                                                                                                 \
 		__m256i xa = _mm256_load_si256(pa + (q)), xb = _mm256_load_si256(pb + (q)), bw;             \
-		int32_t v;                                                                                   \
-		memcpy(&v, w0 + 4 * (q), 4), bw = _mm256_set1_epi32(v);                                     \
+		bw = _mm256_set1_epi32(pw[16 * (q)]);                                                         \
 		s0a = _mm256_add_epi16(s0a, _mm256_maddubs_epi16(xa, bw));                                   \
 		s0b = _mm256_add_epi16(s0b, _mm256_maddubs_epi16(xb, bw));                                   \
-		memcpy(&v, w1 + 4 * (q), 4), bw = _mm256_set1_epi32(v);                                     \
+		bw = _mm256_set1_epi32(pw[16 * (q) + 1]);                                                     \
 		s1a = _mm256_add_epi16(s1a, _mm256_maddubs_epi16(xa, bw));                                   \
 		s1b = _mm256_add_epi16(s1b, _mm256_maddubs_epi16(xb, bw));                                   \
-		memcpy(&v, w2 + 4 * (q), 4), bw = _mm256_set1_epi32(v);                                     \
+		bw = _mm256_set1_epi32(pw[16 * (q) + 2]);                                                     \
 		s2a = _mm256_add_epi16(s2a, _mm256_maddubs_epi16(xa, bw));                                   \
 		s2b = _mm256_add_epi16(s2b, _mm256_maddubs_epi16(xb, bw));                                   \
-		memcpy(&v, w3 + 4 * (q), 4), bw = _mm256_set1_epi32(v);                                     \
+		bw = _mm256_set1_epi32(pw[16 * (q) + 3]);                                                     \
 		s3a = _mm256_add_epi16(s3a, _mm256_maddubs_epi16(xa, bw));                                   \
 		s3b = _mm256_add_epi16(s3b, _mm256_maddubs_epi16(xb, bw));                                   \
 		__asm__("" : "+x"(s0a), "+x"(s0b), "+x"(s1a), "+x"(s1b), "+x"(s2a), "+x"(s2b), "+x"(s3a), "+x"(s3b)); \
@@ -313,28 +329,26 @@ static int gemm_w4a4(const op_fp4_linear *L, const float *X, size_t ldx, uint32_
 				OP_QUAD(1);
 				OP_QUAD(2);
 				OP_QUAD(3);
-				/* MXFP4's second sixteen, unless all padding (K = 16, 144, …): their codes are
-				 * zeros in w2 and in wcorr (op_fp4_linear_init), so skipping sums the same */
-				if (quads == 8 && b * bl + 16 < L->k) {
+				if (mx_second || (mx_last_half && b + 1 < nb)) {
 					OP_QUAD(4);
 					OP_QUAD(5);
 					OP_QUAD(6);
 					OP_QUAD(7);
 				}
 #undef OP_QUAD
-				__m256 xsa = _mm256_load_ps(xsA + b * QT), xsb = _mm256_load_ps(xsB + b * QT);
-#define OP_ACC(SA, SB, I)                                                                                       \
+				const __m256 xsa = _mm256_load_ps(xsA + b * QT), xsb = _mm256_load_ps(xsB + b * QT);
+#define OP_ACC(SA, SB, FA, FB, I)                                                                              \
 	do {                                                                                                      \
-		__m256 sw_ = _mm256_set1_ps(sc##I[b]);                                                           \
+		__m256 sw_ = _mm256_broadcast_ss(ps + (I));                                                      \
 		__m256 pa_ = _mm256_cvtepi32_ps(_mm256_madd_epi16(SA, ones)), sa_ = _mm256_mul_ps(xsa, sw_);      \
 		__m256 pb_ = _mm256_cvtepi32_ps(_mm256_madd_epi16(SB, ones)), sb_ = _mm256_mul_ps(xsb, sw_);      \
-		fr[I][0] = _mm256_fmadd_ps(pa_, sa_, fr[I][0]);                              \
-		fr[I][1] = _mm256_fmadd_ps(pb_, sb_, fr[I][1]);                              \
+		FA = _mm256_fmadd_ps(pa_, sa_, FA);                                                               \
+		FB = _mm256_fmadd_ps(pb_, sb_, FB);                                                               \
 	} while (0)
-				OP_ACC(s0a, s0b, 0);
-				OP_ACC(s1a, s1b, 1);
-				OP_ACC(s2a, s2b, 2);
-				OP_ACC(s3a, s3b, 3);
+				OP_ACC(s0a, s0b, f0a, f0b, 0);
+				OP_ACC(s1a, s1b, f1a, f1b, 1);
+				OP_ACC(s2a, s2b, f2a, f2b, 2);
+				OP_ACC(s3a, s3b, f3a, f3b, 3);
 #undef OP_ACC
 			}
 			/* 4 outputs × 16 rows → 16 rows × 4 outputs. A whole tile (the common case) goes
@@ -346,10 +360,10 @@ static int gemm_w4a4(const op_fp4_linear *L, const float *X, size_t ldx, uint32_
 				const __m256 b2 = _mm256_set1_ps(L->bias[n + 2]), b3 = _mm256_set1_ps(L->bias[n + 3]);
 				const __m256 z = _mm256_setzero_ps();
 				for (int h = 0; h < 2; h++) {
-					__m256 a0 = _mm256_fmadd_ps(fr[0][h], alpha, b0);
-					__m256 a1 = _mm256_fmadd_ps(fr[1][h], alpha, b1);
-					__m256 a2 = _mm256_fmadd_ps(fr[2][h], alpha, b2);
-					__m256 a3 = _mm256_fmadd_ps(fr[3][h], alpha, b3);
+					__m256 a0 = _mm256_fmadd_ps(h ? f0b : f0a, alpha, b0);
+					__m256 a1 = _mm256_fmadd_ps(h ? f1b : f1a, alpha, b1);
+					__m256 a2 = _mm256_fmadd_ps(h ? f2b : f2a, alpha, b2);
+					__m256 a3 = _mm256_fmadd_ps(h ? f3b : f3a, alpha, b3);
 					if (L->relu) /* max(y, +0): +0 for y ≤ 0 and for NaN, as the reference */
 						a0 = _mm256_max_ps(a0, z), a1 = _mm256_max_ps(a1, z), a2 = _mm256_max_ps(a2, z),
 						a3 = _mm256_max_ps(a3, z);
@@ -369,8 +383,11 @@ static int gemm_w4a4(const op_fp4_linear *L, const float *X, size_t ldx, uint32_
 				}
 				continue;
 			}
-			for (int i = 0; i < 4; i++) /* the partial tile's path reads accm */
-				_mm256_store_ps(&accm[i][0], fr[i][0]), _mm256_store_ps(&accm[i][8], fr[i][1]);
+			/* the partial tile's path reads accm */
+			_mm256_store_ps(&accm[0][0], f0a), _mm256_store_ps(&accm[0][8], f0b);
+			_mm256_store_ps(&accm[1][0], f1a), _mm256_store_ps(&accm[1][8], f1b);
+			_mm256_store_ps(&accm[2][0], f2a), _mm256_store_ps(&accm[2][8], f2b);
+			_mm256_store_ps(&accm[3][0], f3a), _mm256_store_ps(&accm[3][8], f3b);
 			for (int q4 = 0; q4 < 4; q4++) {
 				__m128 r[4];
 				for (int i = 0; i < 4; i++) {
@@ -404,6 +421,7 @@ out:
 	free(pad);
 	free(tb), free(xinv);
 	free(zero);
+	free(own_q), free(own_c), free(own_p), free(own_s), free(own_b);
 	return rc;
 }
 

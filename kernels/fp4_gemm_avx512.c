@@ -200,7 +200,7 @@ static int gemm_w4a4(const op_fp4_linear *L, const float *X, size_t ldx, uint32_
 		own_b = aligned_alloc(64, (size_t)ngroups * NG * sizeof(float));
 		if (!own_q || !own_s || !own_c || !own_b)
 			goto out;
-		op_fp4_layout_g16(L, own_q, own_c, own_s, own_b);
+		op_fp4_layout_g16(L, own_q, own_c, own_s, own_b, NULL);
 		wq = own_q, wc = own_c, ws = own_s, bias = own_b;
 	}
 	const float fa = (0.25f * (L->w.format == OP_FP4_NVFP4 ? L->act_scale : 1.0f)) * L->w.tensor_scale;

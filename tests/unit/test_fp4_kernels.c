@@ -412,8 +412,8 @@ NO_VEC static void test_rungs(int rung)
 		float *X = frand_array(M * K), *Y0 = malloc(M * N * sizeof(float)), *Y1 = malloc(M * N * sizeof(float));
 		CHECK(make_layer_mx(&L, format, N, K, 1, 0) == 0);
 		CHECK(op_fp4_linear_layout_w16(&L) == 0);
-		free(L.g16q), free(L.g16c), free(L.g16s), free(L.g16b), free(L.g16w);
-		L.g16q = L.g16c = NULL, L.g16s = L.g16b = L.g16w = NULL;
+		free(L.g16q), free(L.g16c), free(L.g16s), free(L.g16b), free(L.g16w), free(L.g16p);
+		L.g16q = L.g16c = L.g16p = NULL, L.g16s = L.g16b = L.g16w = NULL;
 		for (int mode = OP_W4A4; mode <= OP_W4A16; mode++) {
 			CHECK(op_fp4_gemm_rung(OP_RUNG_SCALAR, &L, mode, X, K, M, Y0, N) == 0);
 			CHECK(op_fp4_gemm_rung(rung, &L, mode, X, K, M, Y1, N) == 0);
