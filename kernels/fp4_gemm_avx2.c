@@ -258,6 +258,9 @@ static int gemm_w4a4(const op_fp4_linear *L, const float *X, size_t ldx, uint32_
 	 * K = 16, N = 64 the kernel had run at a third of its speed on 4,096 rows) */
 	const uint32_t rows_per_group = (2 * QT + ng - 1) / ng;
 	const uint32_t x_lines = (L->k * 4 + 63) / 64 + 1, y_lines = (L->n * 4 + 63) / 64 + 1;
+	/* Y's lines only when Y is well beyond L2: at M = 4,096 (1 MiB of Y at N = 64, in L3) the
+	 * fetches cost 5 % at K = 16; at M = 65,536 leaving them out made the call 1.5-1.9× slower */
+	const int y_far = (size_t)M * L->n * sizeof(float) > ((size_t)4 << 20);
 	for (uint32_t m0 = 0; m0 < M; m0 += 2 * QT) {
 		uint32_t rows = M - m0 < 2 * QT ? M - m0 : 2 * QT;
 		/* two 8-row tiles: per k-quad, one 32-bit lane per row holding its four codes + 12 */
@@ -280,7 +283,7 @@ static int gemm_w4a4(const op_fp4_linear *L, const float *X, size_t ldx, uint32_
 		else
 			memcpy(xuB, xuA, (size_t)kp / 4 * QT * sizeof(uint32_t)), memcpy(xsB, xsA, (size_t)nb * QT * sizeof(float));
 		const uint32_t x_next = M - m0 > 2 * QT ? (M - m0 - 2 * QT < 2 * QT ? M - m0 - 2 * QT : 2 * QT) : 0;
-		const uint32_t y_next = M - m0 > 4 * QT ? (M - m0 - 4 * QT < 2 * QT ? M - m0 - 4 * QT : 2 * QT) : 0;
+		const uint32_t y_next = y_far && M - m0 > 4 * QT ? (M - m0 - 4 * QT < 2 * QT ? M - m0 - 4 * QT : 2 * QT) : 0;
 		/* four outputs × sixteen rows at a time: per k-quad, two x loads and four 32-bit
 		 * weight broadcasts feed eight vpmaddubsw; int16 partial sums start from −12·Σw of
 		 * their half of the quads and one vpmaddwd per block gives exact int32 block sums. */
