@@ -293,7 +293,7 @@ static int gemm_w4a4(const op_fp4_linear *L, const float *X, size_t ldx, uint32_
 			if (pr0 < x_next)
 				prefetch_rows(X + (size_t)(m0 + 2 * QT) * ldx, ldx, pr0, pr1 < x_next ? pr1 : x_next, x_lines, 0);
 			if (pr0 < y_next)
-				prefetch_rows(Y + (size_t)(m0 + 4 * QT) * ldy + n, ldy, pr0, pr1 < y_next ? pr1 : y_next, y_lines, 1);
+				prefetch_rows(Y + (size_t)(m0 + 4 * QT) * ldy, ldy, pr0, pr1 < y_next ? pr1 : y_next, y_lines, 1);
 			/* output group g is outputs 4(g mod 4) … of sixteen-group g/4: its words sit 16 apart */
 			const size_t g16 = g / 4, sub = 4 * (g % 4);
 			const int32_t *pw = gq + g16 * (kp / 4) * 16 + sub, *pc = gp + g16 * nb * 16 + sub;
