@@ -111,8 +111,9 @@ static const key keys[] = {
 	 "cap on what the uplink puts on the wire, every byte counted (retransmits, keepalives, framing, an "
 	 "estimate of TCP/IP): 2.4kbit/s, 250Mbit/s; 0: none"},
 	{"uplink.daily_quota", K_SIZE, "0", 0, 1ull << 50, F(uplink_daily_quota), 1, NULL,
-	 "bytes the uplink may send per UTC day, counted like uplink.rate and kept across restarts (0: none); "
-	 "sending stops before it would be exceeded and resumes at UTC midnight"},
+	 "bytes the uplink may send per UTC day, counted like uplink.rate (connections' handshakes included) and "
+	 "kept across restarts (0: none); sending, and connecting, stop before it would be exceeded and resume at "
+	 "UTC midnight"},
 	{"uplink.windows", K_STR, "", 0, 255, F(uplink_windows), 1, NULL,
 	 "when the link may be used, UTC: 'HH:MM-HH:MM' ranges separated by ';' (e.g. \"02:10-06:40; 14:00-15:30\", "
 	 "the satellite's passes); empty: whenever north answers"},

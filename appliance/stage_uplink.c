@@ -132,7 +132,10 @@ int op_stage_uplink(op_stage_ctx *s)
 			op_warn("daily quota of %llu bytes spent (%llu sent today): nothing more goes north until UTC "
 				"midnight; segments wait in %s", (unsigned long long)cfg->uplink_daily_quota,
 				(unsigned long long)st.quota_used, outbox);
-		if (st.link_up != was_up && (was_up >= 0 || st.link_up) && !st.quota_exhausted) {
+		if (!st.in_window) /* no connection outside the windows: the link's state is unknown, as at
+				    * start (no alarm when a window closes, "up" when the next one brings it) */
+			was_up = -1;
+		else if (st.link_up != was_up && (was_up >= 0 || st.link_up) && !st.quota_exhausted) {
 			if (st.link_up)
 				op_info("link north up");
 			else

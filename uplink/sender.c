@@ -28,11 +28,14 @@
  *     sent again (byte-exact resume).
  *  4. Replies that don't match the current file and offset are ignored (stale after a reset).
  *  5. The link budget is spent before a byte is sent: a chunk goes only when the token bucket
- *     has credit (the cap) and today's quota has room for it (the quota is never exceeded).
+ *     has credit (the cap) and today's quota has room for it and for the file's COMMIT; an
+ *     OFFER only when the quota has room for it and the COMMIT; a connection only when the
+ *     quota has room for its handshake (the quota is never exceeded). With less room than a
+ *     handshake the socket is closed (ZeroMQ would reconnect on its own) until UTC midnight.
  *
  * Wire bytes are what ZeroMQ sends for our frames (9 bytes of framing per frame, 32 more for
- * CURVE's box) plus TCP/IP's share (52 bytes per 1,448-byte segment): the satellite modem
- * counts IP packets, not payload.
+ * CURVE's box) plus TCP/IP's share (52 bytes per 1,448-byte segment), and each connection's
+ * handshake (handshake_cost): the satellite modem counts IP packets, not payload.
  */
 #include "uplink/sender.h"
 
@@ -136,9 +139,21 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+static uint64_t handshake_cost(const op_uplink *u);
+static uint64_t quota_room(op_uplink *u);
+static void budget_count(op_uplink *u, uint64_t cost);
+static void park(op_uplink *u);
+#define ATTEMPT_COST (4 * 60)
+
 static int new_socket(op_uplink *u)
 {
 	int linger = 0, hwm = 64;
+	/* a connection attempt, and the handshake should it succeed, must fit in today's quota */
+	if (u->endpoint[0] && quota_room(u) < ATTEMPT_COST + handshake_cost(u)) {
+		park(u);
+		return 0;
+	}
+	u->stats.quota_parked = 0;
 	/* room for every chunk the window may have in flight, and some for the small messages */
 	if (u->cfg.chunk_bytes && u->in_flight / u->cfg.chunk_bytes + 16 > (uint64_t)hwm)
 		hwm = (int)(u->in_flight / u->cfg.chunk_bytes + 16 < 100000 ? u->in_flight / u->cfg.chunk_bytes + 16 : 100000);
@@ -155,7 +170,8 @@ static int new_socket(op_uplink *u)
 		return -errno;
 	char mep[80];
 	snprintf(mep, sizeof(mep), "inproc://op-uplink-monitor-%p-%u", (void *)u, ++u->mon_seq);
-	if (zmq_socket_monitor(u->sock, mep, ZMQ_EVENT_DISCONNECTED) == 0) {
+	if (zmq_socket_monitor(u->sock, mep, ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CONNECTED | ZMQ_EVENT_CONNECT_RETRIED) ==
+	    0) {
 		u->mon = zmq_socket(u->zctx, ZMQ_PAIR);
 		if (u->mon && zmq_connect(u->mon, mep) != 0) {
 			zmq_close(u->mon);
@@ -174,6 +190,9 @@ static int new_socket(op_uplink *u)
 		ivl_max = ivl;
 	zmq_setsockopt(u->sock, ZMQ_RECONNECT_IVL, &ivl, sizeof(ivl));
 	zmq_setsockopt(u->sock, ZMQ_RECONNECT_IVL_MAX, &ivl_max, sizeof(ivl_max));
+	/* an attempt ends after 10 s: at most four SYNs (ATTEMPT_COST), long enough for any RTT */
+	int cto = 10000;
+	zmq_setsockopt(u->sock, ZMQ_CONNECT_TIMEOUT, &cto, sizeof(cto));
 	if (u->curve[0][0] &&
 	    (zmq_setsockopt(u->sock, ZMQ_CURVE_SERVERKEY, u->curve[2], 40) != 0 ||
 	     zmq_setsockopt(u->sock, ZMQ_CURVE_PUBLICKEY, u->curve[0], 40) != 0 ||
@@ -181,6 +200,8 @@ static int new_socket(op_uplink *u)
 		return -errno;
 	if (zmq_connect(u->sock, u->endpoint) != 0)
 		return -errno;
+	u->stats.connections++;
+	budget_count(u, ATTEMPT_COST);
 	return 0;
 }
 
@@ -286,7 +307,9 @@ int op_uplink_open(void *zmq_ctx, const op_uplink_config *cfg, op_uplink **ret)
 		op_uplink_close(u);
 		return -ENOMEM;
 	}
-	if (u->endpoint[0]) { /* none: local only (the disk reserve and the figures, nothing sent) */
+	/* no endpoint: local only (the disk reserve and the figures, nothing sent); outside the link
+	 * windows the socket is made when one opens */
+	if (u->endpoint[0] && window_open(u)) {
 		rc = new_socket(u);
 		if (rc < 0) {
 			op_uplink_close(u);
@@ -346,6 +369,35 @@ static int today_utc(void)
 	return (int)(time(NULL) / 86400);
 }
 
+/*
+ * What a connection costs before any message of ours, overestimated rather than under (the
+ * quota is a promise). Our side's payload, measured through a relay with Debian 12's libzmq
+ * 4.3.4: 107 bytes with the NULL mechanism (the 64-byte greeting and READY), 567 with CURVE
+ * (greeting, HELLO, INITIATE). On top: TCP's SYN (60 bytes) and ACK (52), and 52 bytes of
+ * TCP/IP for each of our segments, data or acknowledgement (five for NULL, seven for CURVE).
+ * An attempt that fails is charged as four SYNs: what the kernel sends (at 0, 1, 3 and 7 s)
+ * before ZMQ_CONNECT_TIMEOUT (10 s) gives up; every attempt is charged so, a connection made
+ * its handshake on top.
+ */
+static uint64_t handshake_cost(const op_uplink *u)
+{
+	return u->curve[0][0] ? 60 + 52 + 567 + 7 * 52 + 57 : 60 + 52 + 107 + 5 * 52 + 33; /* 1100, 512 */
+}
+
+/* Today's quota left (no quota: unlimited). A new UTC day starts a new quota. */
+static uint64_t quota_room(op_uplink *u)
+{
+	if (!u->cfg.daily_quota)
+		return UINT64_MAX;
+	int day = today_utc();
+	if (day != u->quota_day) {
+		u->quota_day = day;
+		u->stats.quota_used = 0;
+		u->stats.quota_exhausted = 0;
+	}
+	return u->stats.quota_used < u->cfg.daily_quota ? u->cfg.daily_quota - u->stats.quota_used : 0;
+}
+
 static void quota_save(op_uplink *u)
 {
 	char rec[64];
@@ -387,17 +439,12 @@ static void budget_refund(op_uplink *u, uint64_t cost)
 	}
 }
 
-/* Spend the budget for a message of `cost` wire bytes: 0 when it may go now. */
-static int budget_take(op_uplink *u, uint64_t cost)
+/* Spend the budget for a message of `cost` wire bytes, leaving `reserve` of today's quota for
+ * messages that must follow it (a file's COMMIT): 0 when it may go now. */
+static int budget_take(op_uplink *u, uint64_t cost, uint64_t reserve)
 {
 	uint64_t now = now_ns();
-	int day = today_utc();
-	if (day != u->quota_day) { /* a new UTC day: a new quota */
-		u->quota_day = day;
-		u->stats.quota_used = 0;
-		u->stats.quota_exhausted = 0;
-	}
-	if (u->cfg.daily_quota && u->stats.quota_used + cost > u->cfg.daily_quota) {
+	if (quota_room(u) < cost + reserve) {
 		u->stats.quota_exhausted = 1;
 		u->budget_blocked = 1;
 		return -1;
@@ -428,7 +475,18 @@ static int budget_take(op_uplink *u, uint64_t cost)
 	return 0;
 }
 
-/* Small control messages (OFFER, COMMIT) are counted but never held back. */
+static uint64_t commit_cost(const op_uplink *u, const char *name)
+{
+	return wire_cost(u, 6 + strlen(name), 2);
+}
+
+static uint64_t offer_cost(const op_uplink *u)
+{
+	return wire_cost(u, 5 + strlen(u->name) + 8 + 64 + 4, 5);
+}
+
+/* Small control messages (OFFER, COMMIT) are counted, never held back: the quota kept room for
+ * them (offer(), pump()). */
 static void budget_count(op_uplink *u, uint64_t cost)
 {
 	u->stats.wire_bytes += cost;
@@ -491,6 +549,38 @@ static void end_file(op_uplink *u)
 	u->fd = -1;
 	u->st = IDLE;
 	u->name[0] = 0;
+}
+
+/*
+ * Outside the link windows, and with no room left today for a connection's bytes: the transfers
+ * are set aside (north keeps what it has) and the socket closed, so that ZeroMQ does not
+ * reconnect on its own; op_uplink_step makes a new one when a window opens and the quota has
+ * room (UTC midnight).
+ */
+static void close_link(op_uplink *u)
+{
+	if (u->st != IDLE)
+		set_aside(u, u->name);
+	if (u->tail.busy)
+		set_aside(u, u->tail.name);
+	end_file(u);
+	end_tail(u);
+	if (u->sock) {
+		zmq_socket_monitor(u->sock, NULL, 0);
+		zmq_close(u->sock);
+	}
+	if (u->mon)
+		zmq_close(u->mon);
+	u->sock = u->mon = NULL;
+	u->stats.link_up = 0;
+	u->retry_at_ns = now_ns() + (u->cfg.retry_ns ? u->cfg.retry_ns : 1000000000ull);
+}
+
+static void park(op_uplink *u)
+{
+	close_link(u);
+	u->stats.quota_parked = 1;
+	u->stats.quota_exhausted = 1;
 }
 
 static void reset(op_uplink *u, uint64_t delay_ns)
@@ -695,10 +785,18 @@ static void quarantine(op_uplink *u, int cls, const char *name)
 static int offer(op_uplink *u)
 {
 	uint8_t size_le[8], ver[4] = {OP_XFER_VERSION, 0, 0, 0};
+	/* room for the OFFER and this file's COMMIT (and the tail's, not sent yet): else the file
+	 * waits for tomorrow's quota, as a chunk would */
+	if (quota_room(u) < offer_cost(u) + commit_cost(u, u->name) +
+				    (u->tail.busy && !u->tail.commit_sent ? commit_cost(u, u->tail.name) : 0)) {
+		u->stats.quota_exhausted = 1;
+		end_file(u);
+		return 0;
+	}
 	u->next = u->acked = 0;
 	u->nak_at = UINT64_MAX;
 	op_xfer_put_u64(size_le, u->size);
-	budget_count(u, wire_cost(u, 5 + strlen(u->name) + 8 + 64 + 4, 5));
+	budget_count(u, offer_cost(u));
 	if (send_frames(u, "OFFER", size_le, 8, u->sha, 64, ver, 4) < 0) {
 		end_file(u);
 		return 0;
@@ -975,7 +1073,7 @@ static void pump(op_uplink *u)
 	uint64_t limit = u->acked + (tail_out < u->in_flight ? u->in_flight - tail_out : 0);
 
 	if (u->tail.busy && !u->tail.commit_sent && u->tail.acked == u->tail.size) {
-		budget_count(u, wire_cost(u, 6 + strlen(u->tail.name), 2));
+		budget_count(u, commit_cost(u, u->tail.name));
 		if (send_frames_for(u, u->tail.name, "COMMIT", NULL, 0, NULL, 0, NULL, 0) == 0)
 			u->tail.commit_sent = 1;
 	}
@@ -1014,7 +1112,10 @@ static void pump(op_uplink *u)
 		if (zmq_getsockopt(u->sock, ZMQ_EVENTS, &zev, &zevl) == 0 && !(zev & ZMQ_POLLOUT))
 			return;
 		const uint64_t cost = wire_cost(u, want + strlen(u->name) + 8 + 4 + 5, 5);
-		if (budget_take(u, cost) < 0)
+		/* the quota keeps room for this file's COMMIT and the tail's, which go unasked */
+		const uint64_t reserve = commit_cost(u, u->name) +
+					 (u->tail.busy && !u->tail.commit_sent ? commit_cost(u, u->tail.name) : 0);
+		if (budget_take(u, cost, reserve) < 0)
 			return; /* the cap or the quota: later */
 		op_xfer_put_u64(off, u->next);
 		uint8_t crc[4];
@@ -1032,7 +1133,7 @@ static void pump(op_uplink *u)
 	if (u->next == u->size && !u->tail.busy) {
 		to_tail(u);
 		if (u->tail.acked == u->tail.size) { /* all acknowledged already: commit now */
-			budget_count(u, wire_cost(u, 6 + strlen(u->tail.name), 2));
+			budget_count(u, commit_cost(u, u->tail.name));
 			if (send_frames_for(u, u->tail.name, "COMMIT", NULL, 0, NULL, 0, NULL, 0) == 0)
 				u->tail.commit_sent = 1;
 		}
@@ -1419,11 +1520,14 @@ int op_uplink_step(op_uplink *u, int timeout_ms)
 			pick(u, name, sizeof(name), &cls);
 		}
 	}
-	if (!u->sock && u->endpoint[0] && now >= u->retry_at_ns) {
+	if (!u->stats.in_window && u->sock) /* a window closed: no connection until the next */
+		close_link(u);
+	if (!u->sock && u->endpoint[0] && u->stats.in_window && now >= u->retry_at_ns) {
 		/* the socket could not be made (descriptors or memory short): tried again, not left
 		 * "local only" for good */
 		int rc = new_socket(u);
-		if (!u->sock || rc < 0) { /* reported through last_error; the stage goes on */
+		/* reported through last_error; the stage goes on (parked: the quota, not a failure) */
+		if ((!u->sock && !u->stats.quota_parked) || rc < 0) {
 			u->stats.last_error = rc < 0 ? rc : -ENOMEM;
 			u->retry_at_ns = now + (u->cfg.retry_ns ? u->cfg.retry_ns : 1000000000ull);
 		}
@@ -1470,7 +1574,7 @@ int op_uplink_step(op_uplink *u, int timeout_ms)
 	if (zmq_poll(items, u->mon ? 2 : 1, timeout_ms) < 0)
 		return errno == EINTR ? 0 : -errno;
 	if (u->mon && (items[1].revents & ZMQ_POLLIN)) {
-		int cut = 0;
+		int cut = 0, retry_parks = 0;
 		for (int k = 0; k < 16; k++) { /* event frame (16-bit id, 32-bit value), then the endpoint */
 			zmq_msg_t ev, addr;
 			zmq_msg_init(&ev);
@@ -1486,9 +1590,21 @@ int op_uplink_step(op_uplink *u, int timeout_ms)
 				uint16_t id;
 				memcpy(&id, zmq_msg_data(&ev), 2);
 				cut |= id == ZMQ_EVENT_DISCONNECTED;
+				if (id == ZMQ_EVENT_CONNECTED) /* its room was kept when the attempt began */
+					budget_count(u, handshake_cost(u));
+				if (id == ZMQ_EVENT_CONNECT_RETRIED) { /* ZeroMQ will try again on its own */
+					if (quota_room(u) < ATTEMPT_COST + handshake_cost(u))
+						retry_parks = 1;
+					else
+						u->stats.connections++, budget_count(u, ATTEMPT_COST);
+				}
 			}
 			zmq_msg_close(&ev);
 			zmq_msg_close(&addr);
+		}
+		if (retry_parks) { /* before ZeroMQ's next attempt (a second away at the least) */
+			park(u);
+			return 0;
 		}
 		if (cut && (u->st == OFFERED || u->st == SENDING || u->tail.busy)) {
 			/* the connection broke under a transfer: what was on the way is lost; offer again
@@ -1536,7 +1652,7 @@ int op_uplink_step(op_uplink *u, int timeout_ms)
 	 * dead link shows as down before there is anything to ship over it. */
 	uint64_t every = u->cfg.timeout_ns / 3 > 1000000000ull ? u->cfg.timeout_ns / 3 : 1000000000ull;
 	if (!owed && u->stats.in_window && now - u->last_ping_ns >= every &&
-	    budget_take(u, wire_cost(u, 4, 2)) == 0) {
+	    budget_take(u, wire_cost(u, 4, 2), 0) == 0) {
 		if (send_frames(u, "PING", NULL, 0, NULL, 0, NULL, 0) == 0)
 			u->stats.pings++;
 		u->last_ping_ns = now;

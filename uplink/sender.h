@@ -85,6 +85,8 @@ typedef struct op_uplink_stats {
 	uint64_t wire_bytes;        /* every byte put on the wire (estimate, see sender.c) */
 	uint64_t quota_used;        /* today's (UTC) */
 	int quota_exhausted;        /* nothing more is sent until UTC midnight */
+	uint64_t connections;       /* connections made and attempts that failed, each charged (sender.c) */
+	int quota_parked;           /* no connection: the quota has no room for one until UTC midnight */
 	uint64_t rate_waits;        /* times a chunk waited for the cap */
 } op_uplink_stats;
 

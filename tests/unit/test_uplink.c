@@ -7,6 +7,11 @@
  */
 #include <dirent.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -132,6 +137,102 @@ static void ask(void *d, op_north *n, const char *cmd, const char *name, const v
 			*val = op_xfer_get_u64(junk);
 		zmq_getsockopt(d, ZMQ_RCVMORE, &more, &ms);
 	}
+}
+
+/*
+ * A relay on the appliance's side of the link: a Unix socket that north's endpoint is reached
+ * through, counting every byte the appliance sends (ZeroMQ's greeting and handshake included).
+ */
+struct relay {
+	int lfd;
+	char to[320];
+	atomic_int stop;
+	atomic_ullong up;
+	pthread_t th;
+};
+
+static int unix_socket(const char *path, int listening)
+{
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", path);
+	if (fd < 0)
+		return -1;
+	if (listening ? bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 || listen(fd, 8) != 0
+		      : connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static int write_all(int fd, const char *p, ssize_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(fd, p, (size_t)n);
+		if (w <= 0)
+			return -1;
+		p += w, n -= w;
+	}
+	return 0;
+}
+
+static void *relay_main(void *arg)
+{
+	struct relay *r = arg;
+	int fds[8][2], nc = 0;
+	char buf[65536];
+	while (!atomic_load(&r->stop)) {
+		struct pollfd pf[17] = {{.fd = r->lfd, .events = POLLIN}};
+		for (int i = 0; i < nc; i++)
+			pf[1 + 2 * i] = (struct pollfd){.fd = fds[i][0], .events = POLLIN},
+				   pf[2 + 2 * i] = (struct pollfd){.fd = fds[i][1], .events = POLLIN};
+		if (poll(pf, (nfds_t)(1 + 2 * nc), 10) <= 0)
+			continue;
+		for (int i = nc - 1; i >= 0; i--)
+			for (int d = 0; d < 2; d++) {
+				if (!(pf[1 + 2 * i + d].revents & (POLLIN | POLLHUP | POLLERR)))
+					continue;
+				ssize_t n = read(fds[i][d], buf, sizeof(buf));
+				if (n > 0 && d == 0)
+					atomic_fetch_add(&r->up, (unsigned long long)n);
+				if (n <= 0 || write_all(fds[i][1 - d], buf, n) != 0) { /* either side gone: both */
+					close(fds[i][0]), close(fds[i][1]);
+					fds[i][0] = fds[nc - 1][0], fds[i][1] = fds[nc - 1][1];
+					nc--;
+					break;
+				}
+			}
+		if (pf[0].revents & POLLIN) {
+			int c = accept(r->lfd, NULL, NULL), s = c >= 0 ? unix_socket(r->to, 0) : -1;
+			if (c >= 0 && s >= 0 && nc < 8)
+				fds[nc][0] = c, fds[nc][1] = s, nc++;
+			else if (c >= 0)
+				close(c), s >= 0 ? close(s) : 0;
+		}
+	}
+	for (int i = 0; i < nc; i++)
+		close(fds[i][0]), close(fds[i][1]);
+	return NULL;
+}
+
+/* Listen at path, relay to the Unix socket at `to`. 0 or -1. */
+static int relay_start(struct relay *r, const char *path, const char *to)
+{
+	memset(r, 0, sizeof(*r));
+	snprintf(r->to, sizeof(r->to), "%s", to);
+	unlink(path);
+	r->lfd = unix_socket(path, 1);
+	if (r->lfd < 0 || pthread_create(&r->th, NULL, relay_main, r) != 0)
+		return -1;
+	return 0;
+}
+
+static void relay_stop(struct relay *r)
+{
+	atomic_store(&r->stop, 1);
+	pthread_join(r->th, NULL);
+	close(r->lfd);
 }
 
 static void run(op_uplink *u, op_north *n, int steps)
@@ -592,6 +693,66 @@ int main(void)
 		CHECK(same_content("q-2.h5", 300 * 1000) && same_content("q-3.h5", 300 * 1000));
 		op_uplink_close(u);
 		u = NULL;
+	}
+	/* What the appliance puts on the link is what it charged the quota, its connections'
+	 * handshakes included (counted by a relay between it and north), and with less room left
+	 * than a connection costs it does not connect at all: the quota is never exceeded. */
+	{
+		struct relay r;
+		char rpath[300], rep[320], qfile[300];
+		snprintf(rpath, sizeof(rpath), "%s/relay.sock", dir);
+		snprintf(rep, sizeof(rep), "ipc://%s", rpath);
+		snprintf(qfile, sizeof(qfile), "%s/uplink-quota-relay", dir);
+		CHECK(relay_start(&r, rpath, ep + strlen("ipc://")) == 0);
+		op_uplink_config qc = uc;
+		qc.north_endpoint = rep;
+		qc.daily_quota = 200 * 1000;
+		qc.quota_file = qfile;
+		qc.chunk_bytes = 32 * 1024;
+		CHECK(op_uplink_open(ctx, &qc, &u) == 0);
+		make_file("r-1.h5", 120 * 1000, 0);
+		make_file("r-2.h5", 120 * 1000, 0);
+		run(u, n, 3000);
+		op_uplink_get_stats(u, &st);
+		unsigned long long up = atomic_load(&r.up);
+		fprintf(stderr, "quota 200,000 bytes through a relay: %llu bytes on the link, %llu charged, %llu connection(s), "
+				"%llu confirmed\n",
+			up, (unsigned long long)st.quota_used, (unsigned long long)st.connections,
+			(unsigned long long)st.files_confirmed);
+		CHECK(up > 120 * 1000 && up <= st.quota_used && st.quota_used <= 200 * 1000);
+		CHECK(st.files_confirmed == 1 && st.quota_exhausted == 1 && st.connections >= 1);
+		op_uplink_close(u);
+		u = NULL;
+		/* a restart with 500 bytes left, less than a connection costs: nothing on the link */
+		FILE *qf = fopen(qfile, "r+");
+		if (qf) {
+			fprintf(qf, "%010d %020d\n", (int)(time(NULL) / 86400), 200 * 1000 - 500);
+			fclose(qf);
+		}
+		up = atomic_load(&r.up);
+		CHECK(op_uplink_open(ctx, &qc, &u) == 0);
+		run(u, n, 1500);
+		op_uplink_get_stats(u, &st);
+		fprintf(stderr, "500 bytes of quota left: %llu bytes on the link, parked %d\n",
+			(unsigned long long)(atomic_load(&r.up) - up), st.quota_parked);
+		CHECK(atomic_load(&r.up) == up && st.quota_parked == 1 && st.quota_exhausted == 1);
+		CHECK(st.quota_used == 200 * 1000 - 500 && st.wire_bytes == 0 && st.files_confirmed == 0);
+		CHECK(exists_in(outbox, "r-2.h5"));
+		op_uplink_close(u);
+		u = NULL;
+		/* a new day: it connects again and the rest goes */
+		qf = fopen(qfile, "r+");
+		if (qf) {
+			fprintf(qf, "%010d %020d\n", (int)(time(NULL) / 86400) - 1, 200 * 1000 - 500);
+			fclose(qf);
+		}
+		CHECK(op_uplink_open(ctx, &qc, &u) == 0);
+		run(u, n, 3000);
+		op_uplink_get_stats(u, &st);
+		CHECK(st.files_confirmed == 1 && !st.quota_parked && same_content("r-2.h5", 120 * 1000));
+		op_uplink_close(u);
+		u = NULL;
+		relay_stop(&r);
 	}
 	/* Priorities. An alert queued behind bulk under a 4 Mbit/s cap (chunks of half a second)
 	 * starts at the next chunk and is north within about a chunk time; the bulk file it set
