@@ -29,6 +29,9 @@ typedef struct op_north_stats {
 	uint64_t crc_errors; /* chunks whose CRC32C did not match: not written, asked again */
 	uint64_t partials, partial_bytes; /* transfers in progress now, and the bytes they hold */
 	uint64_t partials_expired, partial_bytes_expired; /* partial files untouched for 30 days, removed */
+	uint64_t bytes_read_back;        /* hashed from the disk: what partials held when this north opened them
+					  * (the rest is hashed as it arrives), a slice per chunk received */
+	uint64_t bytes_hashed_at_commit; /* of those, read at COMMIT (holding every transfer up meanwhile) */
 } op_north_stats;
 
 /* Called once per file made durable: name, size, sha256, rows (-1 if it does not open as a

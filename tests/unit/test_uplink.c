@@ -277,6 +277,9 @@ int main(void)
 	CHECK(same_content("seg-1.h5", 0) && same_content("seg-2.h5", 1) && same_content("seg-3.h5", 3 * 1024 * 1024 + 17));
 	CHECK(!exists_in(outbox, "seg-1.h5") && !exists_in(outbox, "seg-3.h5") && !exists_in(outbox, "seg-3.h5.sha256"));
 	CHECK(exists_in(quar, "seg-4.h5") && exists_in(quar, "seg-4.h5.sha256") && !exists_in(north_dir, "seg-4.h5"));
+	/* north hashed the files as their chunks came: it read nothing back */
+	op_north_get_stats(n, &ns);
+	CHECK(ns.bytes_read_back == 0 && ns.bytes_hashed_at_commit == 0);
 	char ledger[300], line[400];
 	snprintf(ledger, sizeof(ledger), "%s/ledger.tsv", north_dir);
 	FILE *f = fopen(ledger, "r");
@@ -309,9 +312,16 @@ int main(void)
 	CHECK(st.timeouts >= 1 && st.resumes >= 1);
 	CHECK(st.bytes_sent - sent0 < big + big / 2); /* resumed, not restarted from zero */
 	CHECK(same_content("seg-5.h5", big));
-	fprintf(stderr, "cut transfer of %zu bytes: sent %llu, %llu timeouts, %llu resumes\n", big,
-		(unsigned long long)(st.bytes_sent - sent0), (unsigned long long)st.timeouts,
-		(unsigned long long)st.resumes);
+	/* the north started again read back what the partial held when it opened it, a slice per
+	 * chunk, and nothing at COMMIT */
+	op_north_get_stats(n, &ns);
+	fprintf(stderr, "cut transfer of %zu bytes: sent %llu, %llu timeouts, %llu resumes; the new north read "
+			"%llu bytes back (%llu at COMMIT) and received %llu\n",
+		big, (unsigned long long)(st.bytes_sent - sent0), (unsigned long long)st.timeouts,
+		(unsigned long long)st.resumes, (unsigned long long)ns.bytes_read_back,
+		(unsigned long long)ns.bytes_hashed_at_commit, (unsigned long long)ns.bytes_received);
+	CHECK(ns.bytes_read_back >= 2 * 1024 * 1024 && ns.bytes_read_back + ns.bytes_received == big);
+	CHECK_EQ_U64(ns.bytes_hashed_at_commit, 0);
 
 	/* north already holds it (our delete was lost): confirmed without sending a byte */
 	make_file("seg-3.h5", 3 * 1024 * 1024 + 17, 0);
