@@ -92,7 +92,8 @@ int op_stage_uplink(op_stage_ctx *s)
 	if (ucfg.north_endpoint[0])
 		op_info("shipping %s to %s%s", outbox, cfg->uplink_north,
 			ucfg.curve_public_z85 ? " (CURVE: encrypted, north's key checked)" : " (plaintext)");
-	int was_up = -1;
+	int was_up = -1;            /* -1: not known yet (at start, and from a window's close) */
+	uint64_t unknown_since = 0; /* when the link's state became unknown inside a window */
 	memset(&prev, 0, sizeof(prev));
 	/* the achieved rate on the wire (over 10 s) and how fast the disk fills (over the last hour,
 	 * one sample a minute): days until only the reserve is left, -1 while it is not filling */
@@ -132,10 +133,19 @@ int op_stage_uplink(op_stage_ctx *s)
 			op_warn("daily quota of %llu bytes spent (%llu sent today): nothing more goes north until UTC "
 				"midnight; segments wait in %s", (unsigned long long)cfg->uplink_daily_quota,
 				(unsigned long long)st.quota_used, outbox);
-		if (!st.in_window) /* no connection outside the windows: the link's state is unknown, as at
-				    * start (no alarm when a window closes, "up" when the next one brings it) */
-			was_up = -1;
-		else if (st.link_up != was_up && (was_up >= 0 || st.link_up) && !st.quota_exhausted) {
+		/* No connection outside the windows: the link's state is unknown there, as at start. No
+		 * alarm when a window closes; "up" when an answer comes, "down" when none has come
+		 * within two timeouts of the state becoming unknown in a window (the sender's keepalive
+		 * needs one) */
+		uint64_t lnow = op_now_ns();
+		if (!st.in_window)
+			was_up = -1, unknown_since = 0;
+		else if (was_up == -1 && !unknown_since)
+			unknown_since = lnow;
+		int silent = was_up == -1 && unknown_since && !st.link_up &&
+			     lnow - unknown_since > 2 * (cfg->uplink_timeout_ns ? cfg->uplink_timeout_ns : 1000000000ull);
+		if (ucfg.north_endpoint[0] && st.in_window && !st.quota_exhausted &&
+		    (silent || (st.link_up != was_up && (was_up >= 0 || st.link_up)))) {
 			if (st.link_up)
 				op_info("link north up");
 			else

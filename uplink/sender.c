@@ -34,8 +34,11 @@
  *     handshake the socket is closed (ZeroMQ would reconnect on its own) until UTC midnight.
  *
  * Wire bytes are what ZeroMQ sends for our frames (9 bytes of framing per frame, 32 more for
- * CURVE's box) plus TCP/IP's share (52 bytes per 1,448-byte segment), and each connection's
- * handshake (handshake_cost): the satellite modem counts IP packets, not payload.
+ * CURVE's box) plus TCP/IP's 52 bytes for every segment of up to 1,448 (a small message is a
+ * whole packet), a 52-byte acknowledgement for every reply north sends, and each connection's
+ * attempt and handshake (handshake_cost): the satellite modem counts IP packets, not payload.
+ * Not counted: a connection's teardown (two packets), and an attempt ZeroMQ makes on its own
+ * before op_uplink_step has seen the previous one fail (it waits a second at least).
  */
 #include "uplink/sender.h"
 
@@ -43,6 +46,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,7 +70,6 @@ struct op_uplink {
 	uint64_t last_prune_ns, last_sweep_ns;
 	void *zctx, *sock;
 	void *mon;          /* the socket's disconnect events: a cut is noticed at once, not after the timeout */
-	unsigned mon_seq;
 	enum state st;
 	char name[OP_XFER_NAME_MAX + 1];
 	char sha[65];
@@ -81,6 +84,7 @@ struct op_uplink {
 	int quota_fd, quota_day; /* day: days since the epoch (UTC) */
 	uint64_t quota_sync_ns;  /* the last fdatasync of the quota file */
 	int budget_blocked;      /* the last send waited for the cap or the quota */
+	uint64_t hs_reserved;    /* quota held for a handshake: an attempt under way, not connected yet */
 	/* classes */
 	char dirs[OP_UPLINK_CLASSES][560];
 	int cls;                 /* the current file's class */
@@ -148,7 +152,9 @@ static void park(op_uplink *u);
 static int new_socket(op_uplink *u)
 {
 	int linger = 0, hwm = 64;
-	/* a connection attempt, and the handshake should it succeed, must fit in today's quota */
+	/* a connection attempt, and the handshake should it succeed, must fit in today's quota; the
+	 * handshake's share is held until the connection is made (nothing else may use it) */
+	u->hs_reserved = 0;
 	if (u->endpoint[0] && quota_room(u) < ATTEMPT_COST + handshake_cost(u)) {
 		park(u);
 		return 0;
@@ -169,7 +175,11 @@ static int new_socket(op_uplink *u)
 	if (!u->sock)
 		return -errno;
 	char mep[80];
-	snprintf(mep, sizeof(mep), "inproc://op-uplink-monitor-%p-%u", (void *)u, ++u->mon_seq);
+	/* a name never used before in this process: a sender closed and another opened at the same
+	 * address found the old name still bound (ZeroMQ closes sockets in the background) and had
+	 * no monitor, so no cut was noticed at once and no connection charged */
+	static atomic_uint mon_seq;
+	snprintf(mep, sizeof(mep), "inproc://op-uplink-monitor-%u", atomic_fetch_add(&mon_seq, 1) + 1);
 	if (zmq_socket_monitor(u->sock, mep, ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CONNECTED | ZMQ_EVENT_CONNECT_RETRIED) ==
 	    0) {
 		u->mon = zmq_socket(u->zctx, ZMQ_PAIR);
@@ -188,6 +198,8 @@ static int new_socket(op_uplink *u)
 	int ivl = 1000, ivl_max = (int)(u->cfg.retry_ns / 1000000ull);
 	if (ivl_max < ivl)
 		ivl_max = ivl;
+	if (!u->mon) /* no events to charge ZeroMQ's own reconnections by: only ours (new_socket) */
+		ivl = -1;
 	zmq_setsockopt(u->sock, ZMQ_RECONNECT_IVL, &ivl, sizeof(ivl));
 	zmq_setsockopt(u->sock, ZMQ_RECONNECT_IVL_MAX, &ivl_max, sizeof(ivl_max));
 	/* an attempt ends after 10 s: at most four SYNs (ATTEMPT_COST), long enough for any RTT */
@@ -202,6 +214,10 @@ static int new_socket(op_uplink *u)
 		return -errno;
 	u->stats.connections++;
 	budget_count(u, ATTEMPT_COST);
+	if (!u->mon) /* no CONNECTED event will come: the handshake is paid now, made or not */
+		budget_count(u, handshake_cost(u));
+	else if (u->cfg.daily_quota)
+		u->hs_reserved = handshake_cost(u);
 	return 0;
 }
 
@@ -358,10 +374,12 @@ void op_uplink_get_stats(const op_uplink *u, op_uplink_stats *out)
 					   ? u->stats.bytes_sent - u->stats.bytes_acked - out_now : 0;
 }
 
+#define TCPIP_BYTES 52 /* IPv4 and TCP headers with timestamps: one segment's cost on the wire */
+
 static uint64_t wire_cost(const op_uplink *u, size_t payload, int frames)
 {
-	double zmq = (double)payload + 9.0 * frames + (u->curve[0][0] ? 32.0 * frames : 0);
-	return (uint64_t)(zmq * (1.0 + 52.0 / 1448.0)) + 1;
+	uint64_t zmq = payload + 9u * (uint64_t)frames + (u->curve[0][0] ? 32u * (uint64_t)frames : 0);
+	return zmq + TCPIP_BYTES * ((zmq + 1447) / 1448); /* a small message is a whole packet */
 }
 
 static int today_utc(void)
@@ -384,7 +402,8 @@ static uint64_t handshake_cost(const op_uplink *u)
 	return u->curve[0][0] ? 60 + 52 + 567 + 7 * 52 + 57 : 60 + 52 + 107 + 5 * 52 + 33; /* 1100, 512 */
 }
 
-/* Today's quota left (no quota: unlimited). A new UTC day starts a new quota. */
+/* Today's quota left, less what a pending connection's handshake holds (no quota: unlimited). A
+ * new UTC day starts a new quota. */
 static uint64_t quota_room(op_uplink *u)
 {
 	if (!u->cfg.daily_quota)
@@ -395,7 +414,8 @@ static uint64_t quota_room(op_uplink *u)
 		u->stats.quota_used = 0;
 		u->stats.quota_exhausted = 0;
 	}
-	return u->stats.quota_used < u->cfg.daily_quota ? u->cfg.daily_quota - u->stats.quota_used : 0;
+	uint64_t held = u->stats.quota_used + u->hs_reserved;
+	return held < u->cfg.daily_quota ? u->cfg.daily_quota - held : 0;
 }
 
 static void quota_save(op_uplink *u)
@@ -557,8 +577,16 @@ static void end_file(op_uplink *u)
  * reconnect on its own; op_uplink_step makes a new one when a window opens and the quota has
  * room (UTC midnight).
  */
+static void remember(struct verified *v, const struct stat *sb, const char *name);
+
 static void close_link(op_uplink *u)
 {
+	struct stat sb;
+	if (u->st == VERIFYING && fstat(u->fd, &sb) == 0) { /* keep what was checked, as for an alert */
+		remember(&u->paused, &sb, u->name);
+		u->paused_ctx = u->vctx;
+		u->paused_off = u->voff;
+	}
 	if (u->st != IDLE)
 		set_aside(u, u->name);
 	if (u->tail.busy)
@@ -572,6 +600,7 @@ static void close_link(op_uplink *u)
 	if (u->mon)
 		zmq_close(u->mon);
 	u->sock = u->mon = NULL;
+	u->hs_reserved = 0;
 	u->stats.link_up = 0;
 	u->retry_at_ns = now_ns() + (u->cfg.retry_ns ? u->cfg.retry_ns : 1000000000ull);
 }
@@ -1172,6 +1201,9 @@ static void handle(op_uplink *u, zmq_msg_t *f, int nf)
 	char cmd[16];
 	size_t cl = zmq_msg_size(&f[0]);
 
+	/* north's reply makes our TCP send an acknowledgement, one packet on the satellite (delayed
+	 * ACKs may fold some together: counted each, as the quota errs on the safe side) */
+	budget_count(u, TCPIP_BYTES);
 	if (nf < 2 || cl >= sizeof(cmd))
 		return;
 	memcpy(cmd, zmq_msg_data(&f[0]), cl);
@@ -1568,6 +1600,8 @@ int op_uplink_step(op_uplink *u, int timeout_ms)
 			timeout_ms = 0; /* more to check: only a glance at the socket */
 	}
 	pump(u);
+	if (!u->sock) /* parked by what ran above (a reset with the quota spent) */
+		return 0;
 	/* built here: what ran above may have made a new socket */
 	zmq_pollitem_t items[2] = {{.socket = u->sock, .events = ZMQ_POLLIN}, {.socket = u->mon, .events = ZMQ_POLLIN}};
 	zmq_pollitem_t *it = &items[0];
@@ -1590,13 +1624,20 @@ int op_uplink_step(op_uplink *u, int timeout_ms)
 				uint16_t id;
 				memcpy(&id, zmq_msg_data(&ev), 2);
 				cut |= id == ZMQ_EVENT_DISCONNECTED;
-				if (id == ZMQ_EVENT_CONNECTED) /* its room was kept when the attempt began */
+				if (id == ZMQ_EVENT_CONNECTED) { /* its room was held since the attempt began */
+					u->hs_reserved = 0;
 					budget_count(u, handshake_cost(u));
+				}
 				if (id == ZMQ_EVENT_CONNECT_RETRIED) { /* ZeroMQ will try again on its own */
-					if (quota_room(u) < ATTEMPT_COST + handshake_cost(u))
+					uint64_t need = ATTEMPT_COST + (u->hs_reserved ? 0 : handshake_cost(u));
+					if (quota_room(u) < need) {
 						retry_parks = 1;
-					else
-						u->stats.connections++, budget_count(u, ATTEMPT_COST);
+					} else {
+						u->stats.connections++;
+						budget_count(u, ATTEMPT_COST);
+						if (u->cfg.daily_quota)
+							u->hs_reserved = handshake_cost(u);
+					}
 				}
 			}
 			zmq_msg_close(&ev);
@@ -1636,8 +1677,12 @@ int op_uplink_step(op_uplink *u, int timeout_ms)
 		handle(u, f, nf);
 		for (int k = 0; k < nf; k++)
 			zmq_msg_close(&f[k]);
+		if (!u->sock) /* a reply's handling parked the link */
+			return 0;
 	}
 	pump(u);
+	if (!u->sock)
+		return 0;
 	now = now_ns();
 	/* north's silence is a timeout only when it owes us an answer: not while every chunk sent
 	 * is acknowledged and we are the ones holding back for the cap or the quota */
@@ -1657,11 +1702,15 @@ int op_uplink_step(op_uplink *u, int timeout_ms)
 			u->stats.pings++;
 		u->last_ping_ns = now;
 	}
-	u->stats.link_up = u->last_pong_ns && now - u->last_pong_ns <= u->cfg.timeout_ns;
-	/* Idle and unanswered for a whole timeout on this socket: a new one. ZeroMQ does not
-	 * reconnect after a refused handshake (north did not list our key); north may list it now. */
+	/* an answer is due within the timeout of the last keepalive, which goes every `every`: with
+	 * a timeout under 3 s (keepalives at least a second apart) the bare timeout had the link
+	 * flap down and a new connection made, paid for, at every timeout */
+	const uint64_t due = every + u->cfg.timeout_ns;
+	u->stats.link_up = u->last_pong_ns && now - u->last_pong_ns <= due;
+	/* Idle and unanswered that long on this socket: a new one. ZeroMQ does not reconnect after
+	 * a refused handshake (north did not list our key); north may list it now. */
 	uint64_t heard = u->last_pong_ns > u->socket_ns ? u->last_pong_ns : u->socket_ns;
-	if (!owed && u->stats.in_window && now - heard > u->cfg.timeout_ns) {
+	if (!owed && u->stats.in_window && now - heard > due) {
 		u->stats.reconnects++;
 		new_socket(u);
 	}

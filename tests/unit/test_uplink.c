@@ -719,12 +719,48 @@ int main(void)
 		qc.daily_quota = 200 * 1000;
 		qc.quota_file = qfile;
 		qc.chunk_bytes = 32 * 1024;
+		/* a connection is charged, with nothing to send: its attempt and handshake */
+		CHECK(op_uplink_open(ctx, &qc, &u) == 0);
+		run(u, n, 300);
+		op_uplink_get_stats(u, &st);
+		unsigned long long up = atomic_load(&r.up);
+		fprintf(stderr, "an idle connection: %llu bytes on the link, %llu charged\n", up,
+			(unsigned long long)st.quota_used);
+		CHECK(up > 0 && st.connections == 1 && st.quota_used >= up + 400);
+		op_uplink_close(u);
+		u = NULL;
+		/* room for one connection and a little: when the link drops, ZeroMQ's own reconnection
+		 * would not fit, and the socket is closed instead */
+		FILE *qf = fopen(qfile, "r+");
+		if (qf) {
+			fprintf(qf, "%010d %020d\n", (int)(time(NULL) / 86400), 200 * 1000 - 1100);
+			fclose(qf);
+		}
+		CHECK(op_uplink_open(ctx, &qc, &u) == 0);
+		run(u, n, 300);
+		relay_stop(&r);
+		run(u, n, 300);
+		CHECK(relay_start(&r, rpath, ep + strlen("ipc://")) == 0); /* north reachable again */
+		run(u, n, 2500);
+		op_uplink_get_stats(u, &st);
+		fprintf(stderr, "link dropped with %llu bytes of quota left: parked %d, %llu bytes on the link after\n",
+			(unsigned long long)(200 * 1000 - st.quota_used), st.quota_parked,
+			(unsigned long long)atomic_load(&r.up));
+		CHECK(st.quota_parked == 1 && st.connections == 1 && st.quota_used <= 200 * 1000);
+		CHECK(atomic_load(&r.up) == 0);
+		op_uplink_close(u);
+		u = NULL;
+		qf = fopen(qfile, "r+"); /* a new day for what follows */
+		if (qf) {
+			fprintf(qf, "%010d %020d\n", (int)(time(NULL) / 86400) - 1, 0);
+			fclose(qf);
+		}
 		CHECK(op_uplink_open(ctx, &qc, &u) == 0);
 		make_file("r-1.h5", 120 * 1000, 0);
 		make_file("r-2.h5", 120 * 1000, 0);
 		run(u, n, 3000);
 		op_uplink_get_stats(u, &st);
-		unsigned long long up = atomic_load(&r.up);
+		up = atomic_load(&r.up);
 		fprintf(stderr, "quota 200,000 bytes through a relay: %llu bytes on the link, %llu charged, %llu connection(s), "
 				"%llu confirmed\n",
 			up, (unsigned long long)st.quota_used, (unsigned long long)st.connections,
@@ -734,7 +770,7 @@ int main(void)
 		op_uplink_close(u);
 		u = NULL;
 		/* a restart with 500 bytes left, less than a connection costs: nothing on the link */
-		FILE *qf = fopen(qfile, "r+");
+		qf = fopen(qfile, "r+");
 		if (qf) {
 			fprintf(qf, "%010d %020d\n", (int)(time(NULL) / 86400), 200 * 1000 - 500);
 			fclose(qf);
