@@ -138,19 +138,22 @@ int op_stage_uplink(op_stage_ctx *s)
 		 * within two timeouts of the state becoming unknown in a window (the sender's keepalive
 		 * needs one) */
 		uint64_t lnow = op_now_ns();
-		if (!st.in_window)
+		if (!st.in_window || st.quota_exhausted) /* no connection: a closed window, a spent quota */
 			was_up = -1, unknown_since = 0;
 		else if (was_up == -1 && !unknown_since)
 			unknown_since = lnow;
-		int silent = was_up == -1 && unknown_since && !st.link_up &&
-			     lnow - unknown_since > 2 * (cfg->uplink_timeout_ns ? cfg->uplink_timeout_ns : 1000000000ull);
+		/* the sender's keepalive answer is due within its interval (a third of the timeout, a
+		 * second at least) plus the timeout; twice that, for the connection's own set-up */
+		const uint64_t to = cfg->uplink_timeout_ns ? cfg->uplink_timeout_ns : 1000000000ull;
+		const uint64_t quiet = 2 * ((to / 3 > 1000000000ull ? to / 3 : 1000000000ull) + to);
+		int silent = was_up == -1 && unknown_since && !st.link_up && lnow - unknown_since > quiet;
 		if (ucfg.north_endpoint[0] && st.in_window && !st.quota_exhausted &&
 		    (silent || (st.link_up != was_up && (was_up >= 0 || st.link_up)))) {
 			if (st.link_up)
 				op_info("link north up");
 			else
-				op_warn("link north down: no answer from %s within %.0f s (unreachable, or north does not "
-					"accept this appliance%s)", cfg->uplink_north, (double)cfg->uplink_timeout_ns / 1e9,
+				op_warn("link north down: no answer from %s within %.1f s (unreachable, or north does not "
+					"accept this appliance%s)", cfg->uplink_north, (double)(silent ? quiet : to) / 1e9,
 					ucfg.curve_public_z85 ? "'s key" : "");
 			was_up = st.link_up;
 		}

@@ -57,8 +57,10 @@ typedef struct partial {
 	uint64_t size, offset;
 	uint64_t last_ns;
 	/* SHA-256 of the partial's first `hashed` bytes, kept as chunks are appended, so that COMMIT
-	 * does not read the file back (a 64 GiB file took minutes, every appliance waiting); only
-	 * what the partial held when this north opened it is read, at COMMIT */
+	 * does not read the file back (a 64 GiB file took minutes, every appliance waiting); what
+	 * the partial held when this north opened it is read back from the disk (catch_up). The
+	 * hash is of what north wrote: a .part file changed behind north's back while it is open
+	 * is no longer noticed at COMMIT, as the read-back did */
 	op_sha256 h;
 	uint64_t hashed;
 	int h_open;
@@ -539,10 +541,15 @@ static void on_chunk(op_north *n, zmq_msg_t *id, const char *name, zmq_msg_t *f,
 		}
 		done += (size_t)w;
 	}
-	/* behind (a resumed partial): a slice read back per chunk, 32 times a chunk's size at most,
-	 * catches up long before the last chunk without holding north up for the whole file */
-	if (p->hashed < off)
-		catch_up(n, p, 8u << 20);
+	/* behind (a resumed partial): a slice read back per chunk, at least 8 MiB and enough to
+	 * have caught up by the last chunk, so that COMMIT reads nothing and no single message
+	 * holds north up for the whole file (a partial that was complete when north started is
+	 * still read whole at COMMIT) */
+	if (p->hashed < off) {
+		uint64_t behind = off - p->hashed, chunks_left = (p->size - off + len - 1) / (len ? len : 1);
+		uint64_t slice = behind / (chunks_left ? chunks_left : 1) + 1;
+		catch_up(n, p, slice > (8u << 20) ? slice : (8u << 20));
+	}
 	if (p->hashed == off) {
 		op_sha256_update(&p->h, data, len);
 		p->hashed += len;

@@ -35,7 +35,9 @@
  *
  * Wire bytes are what ZeroMQ sends for our frames (9 bytes of framing per frame, 32 more for
  * CURVE's box) plus TCP/IP's 52 bytes for every segment of up to 1,448 (a small message is a
- * whole packet), a 52-byte acknowledgement for every reply north sends, and each connection's
+ * whole packet), a 52-byte acknowledgement for every reply north sends (paid with the message
+ * it answers, so that the quota keeps room for it; delayed ACKs may fold some: counted each),
+ * and each connection's
  * attempt and handshake (handshake_cost): the satellite modem counts IP packets, not payload.
  * Not counted: a connection's teardown (two packets), and an attempt ZeroMQ makes on its own
  * before op_uplink_step has seen the previous one fail (it waits a second at least).
@@ -495,14 +497,16 @@ static int budget_take(op_uplink *u, uint64_t cost, uint64_t reserve)
 	return 0;
 }
 
+/* A message north answers costs, besides itself, the acknowledgement our TCP sends for the
+ * answer: one packet, paid (and kept room for) with the message. */
 static uint64_t commit_cost(const op_uplink *u, const char *name)
 {
-	return wire_cost(u, 6 + strlen(name), 2);
+	return wire_cost(u, 6 + strlen(name), 2) + TCPIP_BYTES;
 }
 
 static uint64_t offer_cost(const op_uplink *u)
 {
-	return wire_cost(u, 5 + strlen(u->name) + 8 + 64 + 4, 5);
+	return wire_cost(u, 5 + strlen(u->name) + 8 + 64 + 4, 5) + TCPIP_BYTES;
 }
 
 /* Small control messages (OFFER, COMMIT) are counted, never held back: the quota kept room for
@@ -602,6 +606,7 @@ static void close_link(op_uplink *u)
 	u->sock = u->mon = NULL;
 	u->hs_reserved = 0;
 	u->stats.link_up = 0;
+	u->last_pong_ns = 0; /* "up" again only when north answers on the next connection */
 	u->retry_at_ns = now_ns() + (u->cfg.retry_ns ? u->cfg.retry_ns : 1000000000ull);
 }
 
@@ -1140,7 +1145,7 @@ static void pump(op_uplink *u)
 		size_t zevl = sizeof(zev);
 		if (zmq_getsockopt(u->sock, ZMQ_EVENTS, &zev, &zevl) == 0 && !(zev & ZMQ_POLLOUT))
 			return;
-		const uint64_t cost = wire_cost(u, want + strlen(u->name) + 8 + 4 + 5, 5);
+		const uint64_t cost = wire_cost(u, want + strlen(u->name) + 8 + 4 + 5, 5) + TCPIP_BYTES; /* and its ACK's */
 		/* the quota keeps room for this file's COMMIT and the tail's, which go unasked */
 		const uint64_t reserve = commit_cost(u, u->name) +
 					 (u->tail.busy && !u->tail.commit_sent ? commit_cost(u, u->tail.name) : 0);
@@ -1201,9 +1206,6 @@ static void handle(op_uplink *u, zmq_msg_t *f, int nf)
 	char cmd[16];
 	size_t cl = zmq_msg_size(&f[0]);
 
-	/* north's reply makes our TCP send an acknowledgement, one packet on the satellite (delayed
-	 * ACKs may fold some together: counted each, as the quota errs on the safe side) */
-	budget_count(u, TCPIP_BYTES);
 	if (nf < 2 || cl >= sizeof(cmd))
 		return;
 	memcpy(cmd, zmq_msg_data(&f[0]), cl);
@@ -1697,7 +1699,7 @@ int op_uplink_step(op_uplink *u, int timeout_ms)
 	 * dead link shows as down before there is anything to ship over it. */
 	uint64_t every = u->cfg.timeout_ns / 3 > 1000000000ull ? u->cfg.timeout_ns / 3 : 1000000000ull;
 	if (!owed && u->stats.in_window && now - u->last_ping_ns >= every &&
-	    budget_take(u, wire_cost(u, 4, 2), 0) == 0) {
+	    budget_take(u, wire_cost(u, 4 + strlen(u->name), 2) + TCPIP_BYTES, 0) == 0) { /* PING, name, PONG's ACK */
 		if (send_frames(u, "PING", NULL, 0, NULL, 0, NULL, 0) == 0)
 			u->stats.pings++;
 		u->last_ping_ns = now;
