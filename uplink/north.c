@@ -652,7 +652,15 @@ static void on_commit(op_north *n, zmq_msg_t *id, const char *name)
 	close(fd);
 	snprintf(side, sizeof(side), "%s/%s.sha256", n->dir, name);
 	if ((unlink(side) != 0 && errno != ENOENT) || fsync_dir(n->dir) < 0 || fsync_dir(n->pdir) < 0 ||
-	    rename(part, final) != 0 || fsync_dir(n->dir) < 0 || fsync_dir(n->pdir) < 0) {
+	    rename(part, final) != 0) {
+		reject(n, id, name, "cannot publish file");
+		return;
+	}
+	if (fsync_dir(n->dir) < 0 || fsync_dir(n->pdir) < 0) {
+		/* renamed, not yet durable: the slot lets go of the descriptor, now the published
+		 * file's, which a later OFFER of another version would have truncated and written
+		 * into; the intent stays for recover(), and the sender offers again */
+		drop(p);
 		reject(n, id, name, "cannot publish file");
 		return;
 	}
