@@ -133,12 +133,14 @@ void op_fp4_layout_g16(const op_fp4_linear *L, int32_t *wq, int32_t *wc, float *
 					c = (int32_t)(int16_t)(packed & 0xffff) + (int32_t)(int16_t)((uint32_t)packed >> 16);
 					s = L->wscale[(size_t)n * nb + b];
 				}
-				wc[((size_t)g * nb + b) * 16 + o] = c + OP_G16_SUM_BIAS;
+				if (wc)
+					wc[((size_t)g * nb + b) * 16 + o] = c + OP_G16_SUM_BIAS;
 				ws[((size_t)g * nb + b) * 16 + o] = s;
 				if (wp)
 					wp[((size_t)g * nb + b) * 16 + o] = packed;
 			}
-			wb[(size_t)g * 16 + o] = n < L->n ? L->bias[n] : 0.0f;
+			if (wb)
+				wb[(size_t)g * 16 + o] = n < L->n ? L->bias[n] : 0.0f;
 		}
 }
 

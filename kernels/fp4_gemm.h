@@ -122,8 +122,8 @@ void op_fp4_quantize_row_neon(const op_fp4_linear *L, const float *x, int8_t *q2
 int op_fp4_gemm_avx512(const op_fp4_linear *L, int mode, const float *X, size_t ldx, uint32_t M, float *Y,
 		       size_t ldy);
 /*
- * The AVX-512 layout above, into the given buffers (sizes as in op_fp4_linear; wp may be NULL
- * when the caller needs no g16p). A block's integer
+ * The AVX-512 layout above, into the given buffers (sizes as in op_fp4_linear; wc, wb and wp
+ * may be NULL when the caller needs no g16c, g16b or g16p). A block's integer
  * sum starts from OP_G16_SUM_BIAS, the bits of the float 1.5·2^23: |Σ| < 2^22 always (at most
  * 32 products of doubled codes ≤ 12), so the int32 sum read as a float is exactly 1.5·2^23 + Σ
  * and one subtraction gives Σ as a float — an exact conversion that any FP port can run.

@@ -149,11 +149,8 @@ static void quantize_tile8(const op_fp4_linear *L, const float *const rowp[8], u
 		for (uint32_t g = 0; g < bl; g += 8) {
 			__m256 r[8];
 #pragma GCC unroll 8
-			for (int j = 0; j < 8; j++) {
-				if (g % 16 == 0 && b * bl + g + 64 < kp) /* four lines ahead in the row */
-					__builtin_prefetch(rowp[j] + b * bl + g + 64);
+			for (int j = 0; j < 8; j++)
 				r[j] = _mm256_loadu_ps(rowp[j] + b * bl + g);
-			}
 			transpose8(r);
 #pragma GCC unroll 8
 			for (int i = 0; i < 8; i++) {
@@ -221,11 +218,11 @@ static int gemm_w4a4(const op_fp4_linear *L, const float *X, size_t ldx, uint32_
 	/* The weights as the AVX-512 rung lays them out (op_fp4_linear_init), read four outputs at a
 	 * time: one pointer per stream where twelve (four outputs' codes, starting values and
 	 * scales) had GCC spill and recompute pointers, about 600 instructions an output group at
-	 * K = 16 for 130 of arithmetic (25-30 % of the time at K = 16, 15-20 % at K = 64) */
+	 * K = 16 for about 180 of vector work (25-30 % of the time at K = 16, 14-20 % at K = 64) */
 	const int32_t *gq = L->g16q, *gp = L->g16p;
 	const float *gs = L->g16s;
-	int32_t *own_q = NULL, *own_c = NULL, *own_p = NULL;
-	float *own_s = NULL, *own_b = NULL;
+	int32_t *own_q = NULL, *own_p = NULL;
+	float *own_s = NULL;
 	float accm[4][16] __attribute__((aligned(32)));
 	int rc = -ENOMEM;
 	if (!xu || !xs || !pad || !zero || !tb || !xinv)
@@ -233,13 +230,11 @@ static int gemm_w4a4(const op_fp4_linear *L, const float *X, size_t ldx, uint32_
 	if (!gq || !gp || !gs) { /* not built at init (no memory then): laid out for this call */
 		const uint32_t n16 = (L->n + 15) / 16;
 		own_q = aligned_alloc(64, (size_t)n16 * kp / 4 * 16 * sizeof(int32_t));
-		own_c = aligned_alloc(64, (size_t)n16 * nb * 16 * sizeof(int32_t));
 		own_p = aligned_alloc(64, (size_t)n16 * nb * 16 * sizeof(int32_t));
 		own_s = aligned_alloc(64, (size_t)n16 * nb * 16 * sizeof(float));
-		own_b = aligned_alloc(64, (size_t)n16 * 16 * sizeof(float));
-		if (!own_q || !own_c || !own_p || !own_s || !own_b)
+		if (!own_q || !own_p || !own_s)
 			goto out;
-		op_fp4_layout_g16(L, own_q, own_c, own_s, own_b, own_p);
+		op_fp4_layout_g16(L, own_q, NULL, own_s, NULL, own_p);
 		gq = own_q, gp = own_p, gs = own_s;
 	}
 	float fa = (0.25f * (L->w.format == OP_FP4_NVFP4 ? L->act_scale : 1.0f)) * L->w.tensor_scale;
@@ -424,7 +419,7 @@ out:
 	free(pad);
 	free(tb), free(xinv);
 	free(zero);
-	free(own_q), free(own_c), free(own_p), free(own_s), free(own_b);
+	free(own_q), free(own_p), free(own_s);
 	return rc;
 }
 

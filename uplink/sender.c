@@ -37,8 +37,8 @@
  * CURVE's box) plus TCP/IP's 52 bytes for every segment of up to 1,448 (a small message is a
  * whole packet), a 52-byte acknowledgement for every reply north sends (paid with the message
  * it answers, so that the quota keeps room for it; delayed ACKs may fold some: counted each),
- * and each connection's
- * attempt and handshake (handshake_cost): the satellite modem counts IP packets, not payload.
+ * and each connection's attempt and handshake (handshake_cost): the satellite modem counts IP
+ * packets, not payload.
  * Not counted: a connection's teardown (two packets), and an attempt ZeroMQ makes on its own
  * before op_uplink_step has seen the previous one fail (it waits a second at least).
  */
@@ -48,8 +48,8 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <stdatomic.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -149,7 +149,19 @@ static uint64_t handshake_cost(const op_uplink *u);
 static uint64_t quota_room(op_uplink *u);
 static void budget_count(op_uplink *u, uint64_t cost);
 static void park(op_uplink *u);
-#define ATTEMPT_COST (4 * 60)
+#define ATTEMPT_COST (4 * 60) /* see handshake_cost */
+
+/* A connection attempt begins: paid now, its handshake's share of the quota held until
+ * ZMQ_EVENT_CONNECTED (or, with no monitor to tell, paid now, made or not). */
+static void begin_attempt(op_uplink *u)
+{
+	u->stats.connections++;
+	budget_count(u, ATTEMPT_COST);
+	if (!u->mon)
+		budget_count(u, handshake_cost(u));
+	else if (u->cfg.daily_quota)
+		u->hs_reserved = handshake_cost(u);
+}
 
 static int new_socket(op_uplink *u)
 {
@@ -214,12 +226,7 @@ static int new_socket(op_uplink *u)
 		return -errno;
 	if (zmq_connect(u->sock, u->endpoint) != 0)
 		return -errno;
-	u->stats.connections++;
-	budget_count(u, ATTEMPT_COST);
-	if (!u->mon) /* no CONNECTED event will come: the handshake is paid now, made or not */
-		budget_count(u, handshake_cost(u));
-	else if (u->cfg.daily_quota)
-		u->hs_reserved = handshake_cost(u);
+	begin_attempt(u);
 	return 0;
 }
 
@@ -509,6 +516,12 @@ static uint64_t offer_cost(const op_uplink *u)
 	return wire_cost(u, 5 + strlen(u->name) + 8 + 64 + 4, 5) + TCPIP_BYTES;
 }
 
+/* Room the quota keeps for COMMITs that go unasked: this file's and the tail's, not sent yet. */
+static uint64_t commits_owed(const op_uplink *u)
+{
+	return commit_cost(u, u->name) + (u->tail.busy && !u->tail.commit_sent ? commit_cost(u, u->tail.name) : 0);
+}
+
 /* Small control messages (OFFER, COMMIT) are counted, never held back: the quota kept room for
  * them (offer(), pump()). */
 static void budget_count(op_uplink *u, uint64_t cost)
@@ -583,20 +596,32 @@ static void end_file(op_uplink *u)
  */
 static void remember(struct verified *v, const struct stat *sb, const char *name);
 
-static void close_link(op_uplink *u)
+/* A checksum under way is kept (the file unchanged, it goes on from there next time). */
+static void keep_check(op_uplink *u)
 {
 	struct stat sb;
-	if (u->st == VERIFYING && fstat(u->fd, &sb) == 0) { /* keep what was checked, as for an alert */
+	if (u->st == VERIFYING && fstat(u->fd, &sb) == 0) {
 		remember(&u->paused, &sb, u->name);
 		u->paused_ctx = u->vctx;
 		u->paused_off = u->voff;
 	}
+}
+
+/* The current file and the tail are set aside (north keeps what it has): none in progress. */
+static void drop_transfers(op_uplink *u)
+{
+	keep_check(u);
 	if (u->st != IDLE)
 		set_aside(u, u->name);
 	if (u->tail.busy)
 		set_aside(u, u->tail.name);
 	end_file(u);
 	end_tail(u);
+}
+
+static void close_link(op_uplink *u)
+{
+	drop_transfers(u);
 	if (u->sock) {
 		zmq_socket_monitor(u->sock, NULL, 0);
 		zmq_close(u->sock);
@@ -619,12 +644,7 @@ static void park(op_uplink *u)
 
 static void reset(op_uplink *u, uint64_t delay_ns)
 {
-	if (u->st != IDLE)
-		set_aside(u, u->name);
-	if (u->tail.busy)
-		set_aside(u, u->tail.name);
-	end_file(u);
-	end_tail(u);
+	drop_transfers(u);
 	new_socket(u);
 	u->retry_at_ns = now_ns() + delay_ns;
 }
@@ -821,8 +841,7 @@ static int offer(op_uplink *u)
 	uint8_t size_le[8], ver[4] = {OP_XFER_VERSION, 0, 0, 0};
 	/* room for the OFFER and this file's COMMIT (and the tail's, not sent yet): else the file
 	 * waits for tomorrow's quota, as a chunk would */
-	if (quota_room(u) < offer_cost(u) + commit_cost(u, u->name) +
-				    (u->tail.busy && !u->tail.commit_sent ? commit_cost(u, u->tail.name) : 0)) {
+	if (quota_room(u) < offer_cost(u) + commits_owed(u)) {
 		u->stats.quota_exhausted = 1;
 		end_file(u);
 		return 0;
@@ -1146,10 +1165,7 @@ static void pump(op_uplink *u)
 		if (zmq_getsockopt(u->sock, ZMQ_EVENTS, &zev, &zevl) == 0 && !(zev & ZMQ_POLLOUT))
 			return;
 		const uint64_t cost = wire_cost(u, want + strlen(u->name) + 8 + 4 + 5, 5) + TCPIP_BYTES; /* and its ACK's */
-		/* the quota keeps room for this file's COMMIT and the tail's, which go unasked */
-		const uint64_t reserve = commit_cost(u, u->name) +
-					 (u->tail.busy && !u->tail.commit_sent ? commit_cost(u, u->tail.name) : 0);
-		if (budget_take(u, cost, reserve) < 0)
+		if (budget_take(u, cost, commits_owed(u)) < 0)
 			return; /* the cap or the quota: later */
 		op_xfer_put_u64(off, u->next);
 		uint8_t crc[4];
@@ -1288,18 +1304,13 @@ static int write_synced(const char *path, const void *data, size_t len)
 int op_uplink_publish(const char *dir, const char *name, const void *data, size_t len)
 {
 	char path[1100], tmp[1100], side[1100], hex[65], line[OP_XFER_NAME_MAX + 80];
-	uint8_t dg[32];
-	op_sha256 h;
 
 	if (!op_xfer_name_ok(name, strlen(name)))
 		return -EINVAL;
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
 	snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", dir, name);
 	snprintf(side, sizeof(side), "%s/%s.sha256", dir, name);
-	op_sha256_init(&h);
-	op_sha256_update(&h, data, len);
-	op_sha256_final(&h, dg);
-	op_sha256_hex(dg, hex);
+	op_sha256_buf_hex(data, len, hex);
 	int n = snprintf(line, sizeof(line), "%s  %s\n", hex, name);
 	int e = write_synced(tmp, data, len);
 	if (e == 0)
@@ -1584,14 +1595,9 @@ int op_uplink_step(op_uplink *u, int timeout_ms)
 		char an[OP_XFER_NAME_MAX + 1];
 		if (u->cls != OP_UPLINK_ALERT && now - u->last_alert_check_ns >= 20000000ull) {
 			u->last_alert_check_ns = now;
-			struct stat sb;
 			if (pick_in(u, OP_UPLINK_ALERT, an, sizeof(an)) > 0) { /* an alert goes first */
 				u->stats.preemptions++;
-				if (fstat(u->fd, &sb) == 0) { /* keep what was checked */
-					remember(&u->paused, &sb, u->name);
-					u->paused_ctx = u->vctx;
-					u->paused_off = u->voff;
-				}
+				keep_check(u);
 				end_file(u);
 				u->retry_at_ns = 0;
 			}
@@ -1635,10 +1641,7 @@ int op_uplink_step(op_uplink *u, int timeout_ms)
 					if (quota_room(u) < need) {
 						retry_parks = 1;
 					} else {
-						u->stats.connections++;
-						budget_count(u, ATTEMPT_COST);
-						if (u->cfg.daily_quota)
-							u->hs_reserved = handshake_cost(u);
+						begin_attempt(u);
 					}
 				}
 			}

@@ -101,6 +101,16 @@ void op_sha256_hex(const uint8_t digest[32], char hex[65])
 	hex[64] = 0;
 }
 
+void op_sha256_buf_hex(const void *data, size_t len, char hex[65])
+{
+	op_sha256 s;
+	uint8_t d[32];
+	op_sha256_init(&s);
+	op_sha256_update(&s, data, len);
+	op_sha256_final(&s, d);
+	op_sha256_hex(d, hex);
+}
+
 int op_sha256_file(const char *path, char hex[65])
 {
 	op_sha256 s;

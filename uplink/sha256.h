@@ -19,6 +19,8 @@ void op_sha256_update(op_sha256 *s, const void *data, size_t len);
 void op_sha256_final(op_sha256 *s, uint8_t digest[32]);
 /* 64 lowercase hex characters and a NUL. */
 void op_sha256_hex(const uint8_t digest[32], char hex[65]);
+/* The hex SHA-256 of len bytes at data. */
+void op_sha256_buf_hex(const void *data, size_t len, char hex[65]);
 /* Hash a whole file; 0 or negative errno. */
 int op_sha256_file(const char *path, char hex[65]);
 

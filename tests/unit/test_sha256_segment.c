@@ -16,16 +16,6 @@
 #include "uplink/segment.h"
 #include "uplink/sha256.h"
 
-static void hash(const void *d, size_t n, char hex[65])
-{
-	op_sha256 s;
-	uint8_t dig[32];
-	op_sha256_init(&s);
-	op_sha256_update(&s, d, n);
-	op_sha256_final(&s, dig);
-	op_sha256_hex(dig, hex);
-}
-
 static op_result_row row(uint64_t i)
 {
 	return (op_result_row){.stream_id = (uint32_t)(i % 3), .n_pulses = (uint32_t)(i * 7 % 1000),
@@ -60,21 +50,21 @@ int main(void)
 	char hex[65], hex2[65], dir[] = "/tmp/outpost-test-seg-XXXXXX", seg[128], out[128], path[300], line[200];
 	const char *abc = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
 
-	hash("", 0, hex);
+	op_sha256_buf_hex("", 0, hex);
 	CHECK(!strcmp(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"));
-	hash("abc", 3, hex);
+	op_sha256_buf_hex("abc", 3, hex);
 	CHECK(!strcmp(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"));
-	hash(abc, strlen(abc), hex);
+	op_sha256_buf_hex(abc, strlen(abc), hex);
 	CHECK(!strcmp(hex, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"));
 	char *million = malloc(1000000);
 	memset(million, 'a', 1000000);
-	hash(million, 1000000, hex);
+	op_sha256_buf_hex(million, 1000000, hex);
 	CHECK(!strcmp(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0"));
 	free(million);
 	uint8_t msg[200];
 	for (int i = 0; i < 200; i++)
 		msg[i] = (uint8_t)(i * 31 + 7);
-	hash(msg, 200, hex);
+	op_sha256_buf_hex(msg, 200, hex);
 	int split_ok = 1;
 	for (size_t cut = 0; cut <= 200; cut++) {
 		op_sha256 s;

@@ -98,17 +98,6 @@ static int same_content(const char *name, size_t size)
 	return ok && i == size;
 }
 
-/* The SHA-256 of n bytes at p, as the 64 hex digits the protocol carries. */
-static void sha_hex(const void *p, size_t n, char out[65])
-{
-	op_sha256 h;
-	uint8_t dg[32];
-	op_sha256_init(&h);
-	op_sha256_update(&h, p, n);
-	op_sha256_final(&h, dg);
-	op_sha256_hex(dg, out);
-}
-
 /* One request straight at north over DEALER d (cmd, name, then up to three more frames, NULL
  * ends them); north steps until it answers. The reply's command goes to reply, its third frame
  * (an offset, for HAVE/ACK/NAK) to *val. */
@@ -468,7 +457,7 @@ int main(void)
 		uint8_t size[8], ver[4] = {OP_XFER_VERSION, 0, 0, 0}, off[8] = {0}, crc[4], data[4096];
 		char sha[65], reply[16] = {0};
 		memset(data, 0x5a, sizeof(data));
-		sha_hex(data, sizeof(data), sha);
+		op_sha256_buf_hex(data, sizeof(data), sha);
 		op_xfer_put_u64(size, sizeof(data));
 		zmq_send(d, "OFFER", 5, ZMQ_SNDMORE);
 		zmq_send(d, "dmg.h5", 6, ZMQ_SNDMORE);
@@ -509,7 +498,7 @@ int main(void)
 		char sha[65], reply[16], path[400];
 		uint64_t at = 99;
 		memset(data, 0x33, sizeof(data));
-		sha_hex(data, sizeof(data), sha);
+		op_sha256_buf_hex(data, sizeof(data), sha);
 		op_xfer_put_u64(size, sizeof(data));
 		op_xfer_put_u32(crc, op_crc32c(0, data, sizeof(data)));
 		snprintf(path, sizeof(path), "%s/taken.h5", north_dir);
@@ -546,7 +535,7 @@ int main(void)
 		const size_t vl[3] = {sizeof(v1), sizeof(v2), sizeof(v3)};
 		char *ss[3] = {s1, s2, s3};
 		for (int i = 0; i < 3; i++) {
-			sha_hex(vs[i], vl[i], ss[i]);
+			op_sha256_buf_hex(vs[i], vl[i], ss[i]);
 		}
 		uint8_t ver[4] = {OP_XFER_VERSION, 0, 0, 0}, off[8] = {0}, size[8], crc[4];
 #define OP_SEND(I, WANT)                                                                              \
@@ -600,7 +589,7 @@ int main(void)
 		char sv[65], reply[16], aside[400];
 		uint64_t at = 99;
 		memset(v, 7, sizeof(v));
-		sha_hex(v, sizeof(v), sv);
+		op_sha256_buf_hex(v, sizeof(v), sv);
 		op_xfer_put_u64(size, sizeof(v));
 		op_xfer_put_u32(crc, op_crc32c(0, v, sizeof(v)));
 		snprintf(aside, sizeof(aside), "%s.aside", ledger);
