@@ -9,6 +9,7 @@
  *   COMMIT ──size reached, sha256 matches──▶ intent (the ledger line, in .partial/<name>.commit),
  *            rename into dir/, fsync dir, sidecar, ledger line fsynced, intent removed
  *            ──▶ CONFIRMED(sha)                                   mismatch: partial removed, REJECTED
+ *            (fsync failed, or what the partial held cannot be read back: partial removed, REJECTED)
  *
  * Invariants:
  *  1. CONFIRMED is sent only after the file, its sidecar and its ledger line are durable.
@@ -497,6 +498,24 @@ static int catch_up(op_north *n, partial *p, uint64_t budget)
 	return 0;
 }
 
+/*
+ * The partial's bytes cannot be vouched for: fsync failed, or what it held cannot be read back.
+ * After a failed fsync Linux may mark the unwritten pages clean and report the error only once,
+ * so a retried COMMIT would sync "successfully" and confirm a file the disk does not hold, and
+ * the appliance would delete its only copy. The partial goes; the sender, refused, offers the
+ * file again later and sends it from offset 0. Costs link bytes, never data.
+ */
+static void discard(op_north *n, partial *p, zmq_msg_t *id, const char *name, const char *why)
+{
+	char part[1200];
+	snprintf(part, sizeof(part), "%s/%s.part", n->pdir, name);
+	n->st.partials_discarded++;
+	n->st.partial_bytes_discarded += p->offset;
+	unlink(part);
+	drop(p);
+	reject(n, id, name, why);
+}
+
 static void on_chunk(op_north *n, zmq_msg_t *id, const char *name, zmq_msg_t *f, int nf)
 {
 	partial *p = find(n, name);
@@ -548,7 +567,10 @@ static void on_chunk(op_north *n, zmq_msg_t *id, const char *name, zmq_msg_t *f,
 	if (p->hashed < off) {
 		uint64_t behind = off - p->hashed, chunks_left = (p->size - off + len - 1) / (len ? len : 1);
 		uint64_t slice = behind / (chunks_left ? chunks_left : 1) + 1;
-		catch_up(n, p, slice > (8u << 20) ? slice : (8u << 20));
+		if (catch_up(n, p, slice > (8u << 20) ? slice : (8u << 20)) < 0) {
+			discard(n, p, id, name, "north cannot read back what it held of the file");
+			return;
+		}
 	}
 	if (p->hashed == off) {
 		op_sha256_update(&p->h, data, len);
@@ -612,19 +634,21 @@ static void on_commit(op_north *n, zmq_msg_t *id, const char *name)
 	snprintf(intent, sizeof(intent), "%s/%s.commit", n->pdir, name);
 	snprintf(final, sizeof(final), "%s/%s", n->dir, name);
 	snprintf(ledger, sizeof(ledger), "%s/ledger.tsv", n->dir);
-	uint64_t before = n->st.bytes_read_back;
-	int hr = fsync(p->fd) != 0 ? -EIO : catch_up(n, p, UINT64_MAX);
-	n->st.bytes_hashed_at_commit += n->st.bytes_read_back - before;
-	if (hr == 0) {
-		op_sha256 done = p->h; /* a COMMIT refused later (no disk) hashes nothing again */
-		uint8_t d[32];
-		op_sha256_final(&done, d);
-		op_sha256_hex(d, sha);
-	}
-	if (hr < 0) {
-		reject(n, id, name, "north cannot read back the file");
+	if (fsync(p->fd) != 0) {
+		discard(n, p, id, name, "north could not sync the file to its disk");
 		return;
 	}
+	uint64_t before = n->st.bytes_read_back;
+	int hr = catch_up(n, p, UINT64_MAX);
+	n->st.bytes_hashed_at_commit += n->st.bytes_read_back - before;
+	if (hr < 0) {
+		discard(n, p, id, name, "north cannot read back what it held of the file");
+		return;
+	}
+	op_sha256 done = p->h; /* a COMMIT refused later (no disk) hashes nothing again */
+	uint8_t d[32];
+	op_sha256_final(&done, d);
+	op_sha256_hex(d, sha);
 	if (strcmp(sha, p->sha) != 0) {
 		unlink(part);
 		drop(p);

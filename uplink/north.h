@@ -32,6 +32,8 @@ typedef struct op_north_stats {
 	uint64_t bytes_read_back;        /* hashed from the disk: what partials held when this north opened them
 					  * (the rest is hashed as it arrives), a slice per chunk received */
 	uint64_t bytes_hashed_at_commit; /* of those, read at COMMIT (holding every transfer up meanwhile) */
+	uint64_t partials_discarded, partial_bytes_discarded; /* partials north could not vouch for (fsync failed
+							       * or a read-back failed): removed, sent again */
 } op_north_stats;
 
 /* Called once per file made durable: name, size, sha256, rows (-1 if it does not open as a

@@ -210,6 +210,7 @@ static void write_metrics(north_state *ns)
 		{"outpost_north_peers_refused_total", "counter", "Connections whose CURVE key is not authorised.", (double)st.peers_refused},
 		{"outpost_north_transfers_in_progress", "gauge", "Files partly received.", (double)st.partials},
 		{"outpost_north_partial_bytes", "gauge", "Bytes held by the files partly received.", (double)st.partial_bytes},
+		{"outpost_north_partials_discarded_total", "counter", "Partial files whose sync or read-back failed (a disk going bad): removed, sent again from the start.", (double)st.partials_discarded},
 		{"outpost_north_partials_expired_total", "counter", "Partial files untouched for 30 days, removed.", (double)st.partials_expired},
 		{"outpost_north_disk_free_bytes", "gauge", "Free space on the receiving directory's file system.", (double)free_b},
 		{"outpost_north_received_bytes_24h", "gauge", "Bytes of the files received in the last 24 hours.", (double)view_last_day(&ns->view)},
