@@ -2,8 +2,8 @@
  * fp4_gemm_avx2.c — the AVX2+FMA rung (compiled with -mavx2 -mfma, called only when the CPU
  * has both). Reproduces the reference arithmetic of fp4_gemm.h bit for bit for GEMM and pooling.
  *
- * W4A4 GEMM: activations are quantized eight rows at a time with lanes = rows (block maxima
- * without horizontal reductions), to doubled E2M1 integers offset by +12 to be unsigned, stored
+ * W4A4 GEMM: activations are quantized eight rows at a time (the eight rows' block maxima meet
+ * in one vector, a lane per row), to doubled E2M1 integers offset by +12 to be unsigned, stored
  * so that one 256-bit register holds four consecutive k of each of the 8 rows (a 32-bit lane
  * per row). The kernel takes two such tiles (16 rows) and four outputs: vpmaddubsw against a
  * 32-bit broadcast of a weight row's four codes sums two products per int16 lane; a block's
@@ -131,66 +131,97 @@ static inline __m256 tile_scales(__m256 amax, int format, int mx_mode, float S, 
 }
 
 /*
+ * The maxima of eight vectors, one per lane, in their order: lane j of the result is the
+ * largest lane of m[j]. None may be NaN (max returns its second operand for a NaN).
+ */
+static inline __m256 lane_maxima(const __m256 m[8])
+{
+	__m256 t01 = _mm256_max_ps(_mm256_unpacklo_ps(m[0], m[1]), _mm256_unpackhi_ps(m[0], m[1]));
+	__m256 t23 = _mm256_max_ps(_mm256_unpacklo_ps(m[2], m[3]), _mm256_unpackhi_ps(m[2], m[3]));
+	__m256 t45 = _mm256_max_ps(_mm256_unpacklo_ps(m[4], m[5]), _mm256_unpackhi_ps(m[4], m[5]));
+	__m256 t67 = _mm256_max_ps(_mm256_unpacklo_ps(m[6], m[7]), _mm256_unpackhi_ps(m[6], m[7]));
+	__m256 w03 = _mm256_max_ps(_mm256_shuffle_ps(t01, t23, 0x44), _mm256_shuffle_ps(t01, t23, 0xee));
+	__m256 w47 = _mm256_max_ps(_mm256_shuffle_ps(t45, t67, 0x44), _mm256_shuffle_ps(t45, t67, 0xee));
+	return _mm256_max_ps(_mm256_permute2f128_ps(w03, w47, 0x20), _mm256_permute2f128_ps(w03, w47, 0x31));
+}
+
+/*
  * Eight rows of activations (rowp[j]: kp readable floats, zero beyond k) → the W4A4 tile:
  * xu[quad·8 + j] holds row j's four codes of that k-quad, each doubled and offset by +12, and
- * xs[b·8 + j] its block scale. Lanes are rows: the block maxima need no horizontal reduction
- * and the four codes of a quad pack into one 32-bit lane directly. Two passes: the rows are
- * transposed into tb (kp × 8 floats) and every block's scale computed first — the divisions,
- * long and on one port, then overlap instead of stalling each block's codes — then the codes.
+ * xs[b·8 + j] its block scale. Every block's scale is computed first (the divisions, long and
+ * on one port, then overlap instead of stalling each block's codes), then the codes. The rows
+ * are read as they lie (lanes = k): the block maxima of eight rows meet in one vector through
+ * a transposing tree of maxima (21 operations a block of eight rows), and the codes of eight
+ * rows pack into quads with saturating packs and two lane permutes; a transpose of the floats
+ * cost 3 shuffles, a store and a load per vector.
+ *
+ * dbl: the scale's inverse is doubled once per block, so 2y = x·(2·inv) in one product.
+ * Equal to y + y with y = x·inv: scaling by two commutes with rounding wherever the product
+ * is a normal number, and where it is not, 2y is far below ½ and rounds to 0 either way; an
+ * overflow is an overflow either way. It needs 2·inv finite: always for MXFP4 (inv ≤ 2^126);
+ * for NVFP4, inv = S/s ≤ 2^9·S, so the caller passes dbl only for S ≤ 2^100.
  */
-static void quantize_tile8(const op_fp4_linear *L, const float *const rowp[8], uint32_t *xu, float *xs, float *tb,
-			   float *xinv)
+static inline __attribute__((always_inline)) void quantize_tile8_body(const op_fp4_linear *L,
+								      const float *const rowp[8], uint32_t *xu,
+								      float *xs, float *xinv, const int dbl)
 {
 	const uint32_t bl = op_fp4_block(L->w.format), kp = L->w.cols, nb = kp / bl;
 	const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
 	const float S = 1.0f / L->act_scale;
 	for (uint32_t b = 0; b < nb; b++) {
-		__m256 amax = _mm256_setzero_ps();
-		for (uint32_t g = 0; g < bl; g += 8) {
-			__m256 r[8];
+		__m256 m[8];
 #pragma GCC unroll 8
-			for (int j = 0; j < 8; j++)
-				r[j] = _mm256_loadu_ps(rowp[j] + b * bl + g);
-			transpose8(r);
-#pragma GCC unroll 8
-			for (int i = 0; i < 8; i++) {
-				_mm256_store_ps(tb + (size_t)(b * bl + g + (uint32_t)i) * 8, r[i]);
-				amax = _mm256_max_ps(_mm256_and_ps(r[i], absmask), amax); /* a NaN is skipped, as in the reference */
-			}
+		for (int j = 0; j < 8; j++) {
+			__m256 a = _mm256_setzero_ps();
+			for (uint32_t g = 0; g < bl; g += 8) /* a NaN is skipped, as in the reference */
+				a = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(rowp[j] + b * bl + g), absmask), a);
+			m[j] = a;
 		}
-		__m256 inv, s = tile_scales(amax, L->w.format, L->mx_mode, S, &inv);
+		__m256 inv, s = tile_scales(lane_maxima(m), L->w.format, L->mx_mode, S, &inv);
 		_mm256_store_ps(xs + b * 8, s);
-		_mm256_store_ps(xinv + b * 8, inv);
+		_mm256_store_ps(xinv + b * 8, dbl ? _mm256_add_ps(inv, inv) : inv);
 	}
 	/* The codes: doubled signed E2M1 of y = x·inv, as op_e2m1_from_float rounds. doubled_mag's
 	 * add-and-subtract works on the signed value when M takes 2y's sign (rounding to even is
-	 * symmetric), after 2y is clamped to ±12 (NaN → +12, as min returns its second operand;
-	 * everything above 12 rounds to 12 anyway). Four k are packed to bytes with saturating
-	 * packs (k-major in each 128-bit half) and a byte shuffle puts each row's four codes in
-	 * its 32-bit lane: 13 operations a vector instead of 16 */
-	const __m256 twelve = _mm256_set1_ps(12.0f), mtwelve = _mm256_set1_ps(-12.0f);
+	 * symmetric). 2y is clamped to 12 from above first (NaN → +12, as min returns its second
+	 * operand); from below the bytes are: everything under −12, −∞ included, rounds or
+	 * saturates to −12 or less. Eight rows' codes of eight k: packs_epi32 of two rows, then
+	 * packs_epi16 of two pairs, give four rows' first quad in the low 128 bits and their second
+	 * in the high; two lane permutes put eight rows' quads together */
+	const __m256 twelve = _mm256_set1_ps(12.0f);
 	const __m256i expm = _mm256_set1_epi32(0x7f800000), signm = _mm256_set1_epi32((int)0x80000000u);
-	const __m256i to_rows = _mm256_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15, 0, 4, 8, 12, 1, 5, 9,
-						 13, 2, 6, 10, 14, 3, 7, 11, 15);
+	const __m256i off = _mm256_set1_epi8(12), zero8 = _mm256_setzero_si256();
 	for (uint32_t b = 0; b < nb; b++) {
-		const __m256 inv = _mm256_load_ps(xinv + b * 8);
-		for (uint32_t i = 0; i < bl; i += 4) {
-			__m256i q[4];
-#pragma GCC unroll 4
-			for (int t = 0; t < 4; t++) {
-				__m256 y = _mm256_mul_ps(_mm256_load_ps(tb + (size_t)(b * bl + i + (uint32_t)t) * 8), inv);
-				__m256 t2 = _mm256_max_ps(_mm256_min_ps(_mm256_add_ps(y, y), twelve), mtwelve);
+		for (uint32_t g = 0; g < bl; g += 8) {
+			__m256i q[8];
+#pragma GCC unroll 8
+			for (int j = 0; j < 8; j++) {
+				__m256 iv = _mm256_broadcast_ss(xinv + b * 8 + (uint32_t)j);
+				__m256 y = _mm256_mul_ps(_mm256_loadu_ps(rowp[j] + b * bl + g), iv);
+				__m256 t2 = _mm256_min_ps(dbl ? y : _mm256_add_ps(y, y), twelve);
 				__m256i ti = _mm256_castps_si256(t2);
 				__m256i mb = _mm256_max_epi32(_mm256_add_epi32(_mm256_and_si256(ti, expm), _mm256_set1_epi32(0x0b000000)),
 							      _mm256_set1_epi32(0x4b000000));
-				__m256 m = _mm256_castsi256_ps(_mm256_or_si256(mb, _mm256_and_si256(ti, signm)));
-				q[t] = _mm256_cvttps_epi32(_mm256_sub_ps(_mm256_add_ps(t2, m), m));
+				__m256 mm = _mm256_castsi256_ps(_mm256_or_si256(mb, _mm256_and_si256(ti, signm)));
+				q[j] = _mm256_cvttps_epi32(_mm256_sub_ps(_mm256_add_ps(t2, mm), mm));
 			}
-			__m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
-			p = _mm256_add_epi8(_mm256_shuffle_epi8(p, to_rows), _mm256_set1_epi8(12));
-			_mm256_store_si256((__m256i *)(xu + (size_t)(b * bl + i) / 4 * 8), p);
+			__m256i lo = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+			__m256i hi = _mm256_packs_epi16(_mm256_packs_epi32(q[4], q[5]), _mm256_packs_epi32(q[6], q[7]));
+			lo = _mm256_max_epi8(_mm256_add_epi8(lo, off), zero8); /* −12 and below → 0 */
+			hi = _mm256_max_epi8(_mm256_add_epi8(hi, off), zero8);
+			__m256i *dst = (__m256i *)(xu + (size_t)(b * bl + g) / 4 * 8);
+			_mm256_store_si256(dst, _mm256_permute2x128_si256(lo, hi, 0x20));
+			_mm256_store_si256(dst + 1, _mm256_permute2x128_si256(lo, hi, 0x31));
 		}
 	}
+}
+
+static void quantize_tile8(const op_fp4_linear *L, const float *const rowp[8], uint32_t *xu, float *xs, float *xinv)
+{
+	if (L->w.format == OP_FP4_MXFP4 || 1.0f / L->act_scale <= 0x1p100f)
+		quantize_tile8_body(L, rowp, xu, xs, xinv, 1);
+	else
+		quantize_tile8_body(L, rowp, xu, xs, xinv, 0);
 }
 
 #define QT 8 /* rows per quantized tile: one int32 lane each; the kernel takes two tiles */
@@ -214,7 +245,7 @@ static int gemm_w4a4(const op_fp4_linear *L, const float *X, size_t ldx, uint32_
 	uint32_t *xu = aligned_alloc(32, (size_t)kp / 4 * QT * 2 * sizeof(uint32_t));
 	float *xs = aligned_alloc(32, (size_t)nb * QT * 2 * sizeof(float));
 	float *pad = malloc((size_t)kp * QT * 2 * sizeof(float)), *zero = calloc(kp, sizeof(float));
-	float *tb = aligned_alloc(32, (size_t)kp * 8 * sizeof(float)), *xinv = aligned_alloc(32, (size_t)nb * 8 * sizeof(float));
+	float *xinv = aligned_alloc(32, (size_t)nb * 8 * sizeof(float));
 	/* The weights as the AVX-512 rung lays them out (op_fp4_linear_init), read four outputs at a
 	 * time: one pointer per stream where twelve (four outputs' codes, starting values and
 	 * scales) had GCC spill and recompute pointers, about 600 instructions an output group at
@@ -225,7 +256,7 @@ static int gemm_w4a4(const op_fp4_linear *L, const float *X, size_t ldx, uint32_
 	float *own_s = NULL;
 	float accm[4][16] __attribute__((aligned(32)));
 	int rc = -ENOMEM;
-	if (!xu || !xs || !pad || !zero || !tb || !xinv)
+	if (!xu || !xs || !pad || !zero || !xinv)
 		goto out;
 	if (!gq || !gp || !gs) { /* not built at init (no memory then): laid out for this call */
 		const uint32_t n16 = (L->n + 15) / 16;
@@ -272,9 +303,9 @@ static int gemm_w4a4(const op_fp4_linear *L, const float *X, size_t ldx, uint32_
 				rowp[j] = pr;
 			}
 		}
-		quantize_tile8(L, rowp, xuA, xsA, tb, xinv);
+		quantize_tile8(L, rowp, xuA, xsA, xinv);
 		if (rows > QT)
-			quantize_tile8(L, rowp + QT, xuB, xsB, tb, xinv);
+			quantize_tile8(L, rowp + QT, xuB, xsB, xinv);
 		else
 			memcpy(xuB, xuA, (size_t)kp / 4 * QT * sizeof(uint32_t)), memcpy(xsB, xsA, (size_t)nb * QT * sizeof(float));
 		const uint32_t x_next = M - m0 > 2 * QT ? (M - m0 - 2 * QT < 2 * QT ? M - m0 - 2 * QT : 2 * QT) : 0;
@@ -417,7 +448,7 @@ out:
 	free(xu);
 	free(xs);
 	free(pad);
-	free(tb), free(xinv);
+	free(xinv);
 	free(zero);
 	free(own_q), free(own_p), free(own_s);
 	return rc;

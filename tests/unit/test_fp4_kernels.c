@@ -341,6 +341,30 @@ NO_VEC static void test_rungs(int rung)
 			CHECK(same);
 			op_fp4_linear_free(&L);
 		}
+	/* an extreme activation scale: with act_scale 2^-118, a block whose largest element is
+	 * near FLT_MIN gets the smallest E4M3 scale and an inverse of 2^127, whose double is
+	 * infinite; a zero times it must stay 0 (a rung that doubles the inverse makes it NaN and
+	 * the code +6). Blocks of zeros and tiny values, of normal values, one of each per row */
+	for (int round = 0; round < 4; round++) {
+		op_fp4_linear L;
+		const uint32_t M = 19, N = 8, K = 64;
+		float X[19 * 64], Y0[19 * 8], Y1[19 * 8];
+		CHECK(make_layer(&L, OP_FP4_NVFP4, N, K, round & 1) == 0);
+		L.act_scale = 0x1p-118f;
+		for (uint32_t n = 0; n < N; n++) /* sums this small would vanish under a bias */
+			L.bias[n] = 0.0f;
+		for (uint32_t i = 0; i < M * K; i++) {
+			uint32_t blk = (i % K) / 16 + round + i / K;
+			X[i] = blk % 2 ? frand() : (i % 3 ? 0.0f : 1.8e-38f * (float)(1 + (i % 2)));
+		}
+		CHECK(op_fp4_gemm_rung(OP_RUNG_SCALAR, &L, OP_W4A4, X, K, M, Y0, N) == 0);
+		CHECK(op_fp4_gemm_rung(rung, &L, OP_W4A4, X, K, M, Y1, N) == 0);
+		int same = 1;
+		for (uint32_t i = 0; i < M * N; i++)
+			same &= (isnan(Y0[i]) && isnan(Y1[i])) || !memcmp(&Y0[i], &Y1[i], sizeof(float));
+		CHECK(same);
+		op_fp4_linear_free(&L);
+	}
 	/* zeros of both signs: biases of -0 and +0 under rows of X that are all zero (their sums
 	 * are +0, times a negative tensor scale -0), ReLU off and on, whole tiles and a partial one, one block and several —
 	 * the sign of every zero as the reference gives it */
