@@ -113,7 +113,7 @@ static const key keys[] = {
 	{"uplink.daily_quota", K_SIZE, "0", 0, 1ull << 50, F(uplink_daily_quota), 1, NULL,
 	 "bytes the uplink may send per UTC day, counted like uplink.rate (connections' handshakes included) and "
 	 "kept across restarts (0: none); sending, and connecting, stop before it would be exceeded and resume at "
-	 "UTC midnight"},
+	 "UTC midnight (meanwhile an alert that fits in what is left still goes)"},
 	{"uplink.windows", K_STR, "", 0, 255, F(uplink_windows), 1, NULL,
 	 "when the link may be used, UTC: 'HH:MM-HH:MM' ranges separated by ';' (e.g. \"02:10-06:40; 14:00-15:30\", "
 	 "the satellite's passes); empty: whenever north answers"},

@@ -130,8 +130,8 @@ int op_stage_uplink(op_stage_ctx *s)
 			       (unsigned long long)st.evicted_expired, (unsigned long long)st.evicted_disk_full,
 			       (unsigned long long)st.evicted_bytes);
 		if (st.quota_exhausted && !prev.quota_exhausted)
-			op_warn("daily quota of %llu bytes spent (%llu sent today): nothing more goes north until UTC "
-				"midnight; segments wait in %s", (unsigned long long)cfg->uplink_daily_quota,
+			op_warn("daily quota of %llu bytes spent (%llu sent today): until UTC midnight only alerts that "
+				"fit in what is left go north; segments wait in %s", (unsigned long long)cfg->uplink_daily_quota,
 				(unsigned long long)st.quota_used, outbox);
 		/* No connection outside the windows: the link's state is unknown there, as at start. No
 		 * alarm when a window closes; "up" when an answer comes, "down" when none has come

@@ -794,6 +794,31 @@ static int pick(op_uplink *u, char *name, size_t cap, int *cls)
 	return 1;
 }
 
+/*
+ * Today's quota has run short of the next file. An alert still goes when the quota holds it
+ * whole: its OFFER, its chunks (each with our acknowledgement of north's ACK), its COMMIT, and
+ * a connection's attempt and handshake when there is none. 1 when the oldest alert fits.
+ */
+static int alert_fits(op_uplink *u)
+{
+	char name[OP_XFER_NAME_MAX + 1], path[1100];
+	struct stat sb;
+	if (pick_in(u, OP_UPLINK_ALERT, name, sizeof(name)) <= 0)
+		return 0;
+	snprintf(path, sizeof(path), "%s/%s", u->dirs[OP_UPLINK_ALERT], name);
+	if (stat(path, &sb) != 0)
+		return 0;
+	const size_t nl = strlen(name);
+	const uint64_t size = (uint64_t)sb.st_size, chunk = u->cfg.chunk_bytes, whole = size / chunk, rest = size % chunk;
+	uint64_t need = wire_cost(u, 5 + nl + 8 + 64 + 4, 5) + TCPIP_BYTES + commit_cost(u, name);
+	need += whole * (wire_cost(u, chunk + nl + 17, 5) + TCPIP_BYTES);
+	if (rest)
+		need += wire_cost(u, rest + nl + 17, 5) + TCPIP_BYTES;
+	if (!u->sock)
+		need += ATTEMPT_COST + handshake_cost(u);
+	return quota_room(u) >= need;
+}
+
 static int read_sidecar(const char *path, char sha[65])
 {
 	char line[256];
@@ -1138,14 +1163,7 @@ static void pump(op_uplink *u)
 	}
 	while (u->next < u->size && u->next < limit) {
 		size_t want = u->size - u->next < u->cfg.chunk_bytes ? (size_t)(u->size - u->next) : u->cfg.chunk_bytes;
-		ssize_t n = pread(u->fd, u->buf, want, (off_t)u->next);
 		uint8_t off[8];
-		if (n != (ssize_t)want) {
-			u->stats.vanished++;
-			u->stats.last_error = n < 0 ? -errno : -EIO;
-			reset(u, u->cfg.retry_ns);
-			return;
-		}
 		/* an alert waiting: set this transfer aside (north keeps what it has) */
 		uint64_t tnow = now_ns();
 		if (u->cls != OP_UPLINK_ALERT && tnow - u->last_alert_check_ns >= 20000000ull) {
@@ -1166,7 +1184,16 @@ static void pump(op_uplink *u)
 			return;
 		const uint64_t cost = wire_cost(u, want + strlen(u->name) + 8 + 4 + 5, 5) + TCPIP_BYTES; /* and its ACK's */
 		if (budget_take(u, cost, commits_owed(u)) < 0)
-			return; /* the cap or the quota: later */
+			return; /* the cap or the quota: later (the chunk is read only once it may go: held
+				 * back by the cap, it had been read again at every step) */
+		ssize_t n = pread(u->fd, u->buf, want, (off_t)u->next);
+		if (n != (ssize_t)want) {
+			budget_refund(u, cost);
+			u->stats.vanished++;
+			u->stats.last_error = n < 0 ? -errno : -EIO;
+			reset(u, u->cfg.retry_ns);
+			return;
+		}
 		op_xfer_put_u64(off, u->next);
 		uint8_t crc[4];
 		op_xfer_put_u32(crc, op_crc32c(0, u->buf, want));
@@ -1567,7 +1594,10 @@ int op_uplink_step(op_uplink *u, int timeout_ms)
 	}
 	if (!u->stats.in_window && u->sock) /* a window closed: no connection until the next */
 		close_link(u);
-	if (!u->sock && u->endpoint[0] && u->stats.in_window && now >= u->retry_at_ns) {
+	if (!u->sock && u->endpoint[0] && u->stats.in_window && now >= u->retry_at_ns && u->stats.quota_exhausted &&
+	    !alert_fits(u)) {
+		u->retry_at_ns = now + 200000000ull; /* spent for today: no connection but for an alert */
+	} else if (!u->sock && u->endpoint[0] && u->stats.in_window && now >= u->retry_at_ns) {
 		/* the socket could not be made (descriptors or memory short): tried again, not left
 		 * "local only" for good */
 		int rc = new_socket(u);
@@ -1582,7 +1612,17 @@ int op_uplink_step(op_uplink *u, int timeout_ms)
 			usleep((useconds_t)timeout_ms * 1000);
 		return 0;
 	}
-	if (u->st == IDLE && now >= u->retry_at_ns && !u->stats.quota_exhausted && u->stats.in_window) {
+	if (u->st == IDLE && now >= u->retry_at_ns && u->stats.in_window && u->stats.quota_exhausted &&
+	    !alert_fits(u)) {
+		/* Today's quota cannot carry the next file: that waits for UTC midnight, but an alert
+		 * that fits in what is left goes (above). Meanwhile no connection: its keepalives
+		 * would spend the room an alert needs */
+		if (!u->tail.busy) {
+			close_link(u);
+			u->stats.quota_parked = 1;
+		}
+		u->retry_at_ns = now + 200000000ull;
+	} else if (u->st == IDLE && now >= u->retry_at_ns && u->stats.in_window) {
 		int rc = start_next(u);
 		if (rc < 0)
 			u->stats.last_error = rc;
