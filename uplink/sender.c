@@ -401,14 +401,16 @@ static int today_utc(void)
  * quota is a promise). Our side's payload, measured through a relay with Debian 12's libzmq
  * 4.3.4: 107 bytes with the NULL mechanism (the 64-byte greeting and READY), 567 with CURVE
  * (greeting, HELLO, INITIATE). On top: TCP's SYN (60 bytes) and ACK (52), and 52 bytes of
- * TCP/IP for each of our segments, data or acknowledgement (five for NULL, seven for CURVE).
- * An attempt that fails is charged as four SYNs: what the kernel sends (at 0, 1, 3 and 7 s)
- * before ZMQ_CONNECT_TIMEOUT (10 s) gives up; every attempt is charged so, a connection made
- * its handshake on top.
+ * TCP/IP for each of our segments, data or acknowledgement (five for NULL, seven for CURVE),
+ * and the connection's end, paid with its start: our FIN and our acknowledgement of north's
+ * (two packets). An attempt that fails is charged as four SYNs: what the kernel sends (at 0,
+ * 1, 3 and 7 s) before ZMQ_CONNECT_TIMEOUT (10 s) gives up; every attempt is charged so, a
+ * connection made its handshake and end on top.
  */
 static uint64_t handshake_cost(const op_uplink *u)
 {
-	return u->curve[0][0] ? 60 + 52 + 567 + 7 * 52 + 57 : 60 + 52 + 107 + 5 * 52 + 33; /* 1100, 512 */
+	const uint64_t end = 2 * TCPIP_BYTES;
+	return u->curve[0][0] ? 60 + 52 + 567 + 7 * 52 + end + 53 : 60 + 52 + 107 + 5 * 52 + end + 17; /* 1200, 600 */
 }
 
 /* Today's quota left, less what a pending connection's handshake holds (no quota: unlimited). A
