@@ -79,6 +79,7 @@ struct op_north {
 	void *cb_ctx;
 	char cur_appliance[64]; /* the sender of the message being handled */
 	uint64_t last_expire_ns;
+	uint64_t paused_until_ns; /* a disk failing its syncs: no new bytes taken until then */
 };
 
 static uint64_t now_ns(void)
@@ -141,8 +142,17 @@ static int ledger_append(const char *ledger, const char *line, size_t len)
 				rc = -EIO;
 		}
 	}
-	if (rc == 0 && (write(fd, line, len) != (ssize_t)len || fsync(fd) != 0))
+	/* A line that could not be made durable is taken out again: after a failed fsync Linux may
+	 * mark its page clean, and the retry (recover(), the next OFFER) would find the line in
+	 * the cache, append nothing, sync nothing, and confirm a file the ledger may not list */
+	struct stat before;
+	if (rc == 0 && fstat(fd, &before) != 0)
 		rc = -EIO;
+	if (rc == 0 && (write(fd, line, len) != (ssize_t)len || fsync(fd) != 0)) {
+		rc = -EIO;
+		if (ftruncate(fd, before.st_size) == 0)
+			fsync(fd);
+	}
 	close(fd);
 	return rc;
 }
@@ -253,6 +263,8 @@ int op_north_open(void *zmq_ctx, const op_north_config *cfg, op_north **ret)
 		n->cfg.max_file_bytes = 64ull << 30;
 	if (!n->cfg.max_partials)
 		n->cfg.max_partials = 16;
+	if (!n->cfg.sync_pause_ns)
+		n->cfg.sync_pause_ns = 60000000000ull;
 	snprintf(n->dir, sizeof(n->dir), "%s", cfg->dir);
 	snprintf(n->pdir, sizeof(n->pdir), "%s/.partial", cfg->dir);
 	if ((mkdir(n->dir, 0755) != 0 && errno != EEXIST) || (mkdir(n->pdir, 0755) != 0 && errno != EEXIST)) {
@@ -421,6 +433,11 @@ static void on_offer(op_north *n, zmq_msg_t *id, const char *name, zmq_msg_t *f,
 		reply(n, id, "CONFIRMED", name, sha, 64);
 		return;
 	}
+	if (now_ns() < n->paused_until_ns) {
+		n->st.offers_paused++;
+		reject(n, id, name, "north's disk is failing its syncs: files are refused for a while");
+		return;
+	}
 	partial *p = find(n, name);
 	if (!p) {
 		partial *oldest = NULL;
@@ -511,9 +528,33 @@ static void discard(op_north *n, partial *p, zmq_msg_t *id, const char *name, co
 	snprintf(part, sizeof(part), "%s/%s.part", n->pdir, name);
 	n->st.partials_discarded++;
 	n->st.partial_bytes_discarded += p->offset;
-	unlink(part);
-	drop(p);
+	/* emptied first: a partial that could not be unlinked must not be resumed from the size
+	 * it shows (its next OFFER would be answered HAVE(size) over bytes the disk lost) */
+	const int emptied = ftruncate(p->fd, 0) == 0;
+	if (unlink(part) == 0 || emptied) {
+		drop(p);
+	} else { /* neither: the slot stays, under a checksum no offer carries, so that the next
+		  * OFFER truncates the file (or is refused) */
+		snprintf(p->sha, sizeof(p->sha), "-");
+		p->h_open = 0;
+	}
 	reject(n, id, name, why);
+}
+
+/* A failed sync of a partial: one may pass (the file is sent again); a second in a row means a
+ * failing disk, and north takes no new bytes for sync_pause_ns, doubled with each further
+ * failure up to an hour, so that appliances do not send whole files only to have them refused
+ * at COMMIT (offers are answered REJECTED: an OFFER costs the link a few hundred bytes). */
+static void sync_failed(op_north *n)
+{
+	if (++n->st.sync_failures < 2)
+		return;
+	uint64_t pause = n->cfg.sync_pause_ns;
+	for (uint64_t i = 2; i < n->st.sync_failures && pause < 3600000000000ull; i++)
+		pause *= 2;
+	if (pause > 3600000000000ull)
+		pause = 3600000000000ull;
+	n->paused_until_ns = now_ns() + pause;
 }
 
 static void on_chunk(op_north *n, zmq_msg_t *id, const char *name, zmq_msg_t *f, int nf)
@@ -635,9 +676,11 @@ static void on_commit(op_north *n, zmq_msg_t *id, const char *name)
 	snprintf(final, sizeof(final), "%s/%s", n->dir, name);
 	snprintf(ledger, sizeof(ledger), "%s/ledger.tsv", n->dir);
 	if (fsync(p->fd) != 0) {
+		sync_failed(n);
 		discard(n, p, id, name, "north could not sync the file to its disk");
 		return;
 	}
+	n->st.sync_failures = 0;
 	uint64_t before = n->st.bytes_read_back;
 	int hr = catch_up(n, p, UINT64_MAX);
 	n->st.bytes_hashed_at_commit += n->st.bytes_read_back - before;

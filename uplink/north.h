@@ -15,6 +15,9 @@ typedef struct op_north_config {
 	const char *dir;         /* final files, sidecars and ledger.tsv; partials in dir/.partial/ */
 	uint64_t max_file_bytes; /* offers above this are refused (0 = 64 GiB) */
 	uint32_t max_partials;   /* concurrent transfers (0 = 16) */
+	/* after a second failed sync in a row, files are refused (no bytes sent for nothing) for
+	 * this long, doubled with each further failure, at most an hour (0 = 60 s) */
+	uint64_t sync_pause_ns;
 	/* CURVE (curve.h): north's secret key and the directory of accepted appliances' .pub files;
 	 * NULL: plaintext, every peer accepted (tests, a north on the same host) */
 	const char *curve_secret_z85;
@@ -34,6 +37,8 @@ typedef struct op_north_stats {
 	uint64_t bytes_hashed_at_commit; /* of those, read at COMMIT (holding every transfer up meanwhile) */
 	uint64_t partials_discarded, partial_bytes_discarded; /* partials north could not vouch for (fsync failed
 							       * or a read-back failed): removed, sent again */
+	uint64_t sync_failures;      /* failed syncs of a partial in a row (0 after a good one) */
+	uint64_t offers_paused;      /* offers refused while a failing disk pauses north */
 } op_north_stats;
 
 /* Called once per file made durable: name, size, sha256, rows (-1 if it does not open as a

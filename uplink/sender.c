@@ -87,6 +87,7 @@ struct op_uplink {
 	uint64_t quota_sync_ns;  /* the last fdatasync of the quota file */
 	int budget_blocked;      /* the last send waited for the cap or the quota */
 	uint64_t hs_reserved;    /* quota held for a handshake: an attempt under way, not connected yet */
+	uint64_t alert_retry_ns; /* quota spent, north unreachable: the wait before an alert's next attempt */
 	/* classes */
 	char dirs[OP_UPLINK_CLASSES][560];
 	int cls;                 /* the current file's class */
@@ -647,7 +648,10 @@ static void park(op_uplink *u)
 static void reset(op_uplink *u, uint64_t delay_ns)
 {
 	drop_transfers(u);
-	new_socket(u);
+	if (u->stats.quota_exhausted)
+		close_link(u); /* spent for today: a connection again only for an alert that fits */
+	else
+		new_socket(u);
 	u->retry_at_ns = now_ns() + delay_ns;
 }
 
@@ -701,9 +705,12 @@ static void hold(op_uplink *u, int cls, const char *name, int local)
 }
 
 /* Oldest sealed segment in outbox/ (names sort by time); updates the pending figures. */
-/* Oldest shippable file of one class (name order: names start with the UTC time). Counts the
- * class's backlog on the way. 1 and its name, 0 when none, or -errno. */
-static int pick_in(op_uplink *u, int c, char *name, size_t cap)
+static uint64_t whole_file_cost(const op_uplink *u, const char *name, uint64_t size);
+
+/* Oldest shippable file of one class (name order: names start with the UTC time) whose whole
+ * transfer costs at most `room` (UINT64_MAX: any). Counts the class's backlog on the way. 1 and
+ * its name, 0 when none, or -errno. */
+static int pick_in_room(op_uplink *u, int c, char *name, size_t cap, uint64_t room)
 {
 	DIR *d = opendir(u->dirs[c]);
 	struct dirent *de;
@@ -737,6 +744,8 @@ static int pick_in(op_uplink *u, int c, char *name, size_t cap)
 			continue; /* refused lately: the others go first (refused()) */
 		if (u->ev.active && c == u->ev.cls && !strcmp(de->d_name, u->ev.name))
 			continue; /* being checked for eviction */
+		if (room != UINT64_MAX && whole_file_cost(u, de->d_name, (uint64_t)sb.st_size) > room)
+			continue; /* more than today's quota has left */
 		if (!best || strcmp(de->d_name, best) < 0) {
 			free(best);
 			best = strdup(de->d_name);
@@ -750,6 +759,11 @@ static int pick_in(op_uplink *u, int c, char *name, size_t cap)
 	snprintf(name, cap, "%s", best);
 	free(best);
 	return 1;
+}
+
+static int pick_in(op_uplink *u, int c, char *name, size_t cap)
+{
+	return pick_in_room(u, c, name, cap, UINT64_MAX);
 }
 
 /* The next file: an alert if there is one; otherwise the waiting class furthest behind its share
@@ -796,29 +810,31 @@ static int pick(op_uplink *u, char *name, size_t cap, int *cls)
 	return 1;
 }
 
-/*
- * Today's quota has run short of the next file. An alert still goes when the quota holds it
- * whole: its OFFER, its chunks (each with our acknowledgement of north's ACK), its COMMIT, and
- * a connection's attempt and handshake when there is none. 1 when the oldest alert fits.
- */
-static int alert_fits(op_uplink *u)
+/* What a file's whole transfer costs on the wire: its OFFER, its chunks (each with our
+ * acknowledgement of north's ACK) and its COMMIT. */
+static uint64_t whole_file_cost(const op_uplink *u, const char *name, uint64_t size)
 {
-	char name[OP_XFER_NAME_MAX + 1], path[1100];
-	struct stat sb;
-	if (pick_in(u, OP_UPLINK_ALERT, name, sizeof(name)) <= 0)
-		return 0;
-	snprintf(path, sizeof(path), "%s/%s", u->dirs[OP_UPLINK_ALERT], name);
-	if (stat(path, &sb) != 0)
-		return 0;
 	const size_t nl = strlen(name);
-	const uint64_t size = (uint64_t)sb.st_size, chunk = u->cfg.chunk_bytes, whole = size / chunk, rest = size % chunk;
+	const uint64_t chunk = u->cfg.chunk_bytes, whole = size / chunk, rest = size % chunk;
 	uint64_t need = wire_cost(u, 5 + nl + 8 + 64 + 4, 5) + TCPIP_BYTES + commit_cost(u, name);
 	need += whole * (wire_cost(u, chunk + nl + 17, 5) + TCPIP_BYTES);
 	if (rest)
 		need += wire_cost(u, rest + nl + 17, 5) + TCPIP_BYTES;
-	if (!u->sock)
-		need += ATTEMPT_COST + handshake_cost(u);
-	return quota_room(u) >= need;
+	return need;
+}
+
+/*
+ * Today's quota has run short of the next file. An alert still goes when what is left holds
+ * it whole, with a connection's attempt and handshake when there is none and the COMMIT still
+ * owed for the file awaiting its confirmation: the oldest such alert (one too large for the
+ * rest of the day does not hold back the smaller ones behind it). 1 and its name, else 0.
+ */
+static int alert_fits(op_uplink *u, char *name, size_t cap)
+{
+	uint64_t room = quota_room(u), owed = u->sock ? 0 : ATTEMPT_COST + handshake_cost(u);
+	if (u->tail.busy && !u->tail.commit_sent)
+		owed += commit_cost(u, u->tail.name);
+	return room > owed && pick_in_room(u, OP_UPLINK_ALERT, name, cap, room - owed) > 0;
 }
 
 static int read_sidecar(const char *path, char sha[65])
@@ -913,12 +929,15 @@ static int verified_before(const op_uplink *u, const struct stat *sb, const char
 
 /* Pick the next file and open it; it is checked against its sidecar (VERIFYING, a slice per
  * step) before it is offered, unless it was checked lately unchanged (set aside for an alert). */
-static int start_next(op_uplink *u)
+static int start_next(op_uplink *u, const char *alert)
 {
 	char name[OP_XFER_NAME_MAX + 1], path[800], side[800];
 	struct stat sb;
-	int cls = OP_UPLINK_RESULTS;
-	int rc = pick(u, name, sizeof(name), &cls);
+	int cls = OP_UPLINK_ALERT, rc = 1;
+	if (alert) /* the quota is short: this alert, which fits */
+		snprintf(name, sizeof(name), "%s", alert);
+	else
+		rc = pick(u, name, sizeof(name), &cls);
 
 	if (rc <= 0)
 		return rc;
@@ -1573,6 +1592,7 @@ int op_uplink_step(op_uplink *u, int timeout_ms)
 	uint64_t now = now_ns();
 
 	if (u->stats.quota_exhausted && today_utc() != u->quota_day) { /* UTC midnight */
+		u->alert_retry_ns = 0;
 		u->quota_day = today_utc();
 		u->stats.quota_used = 0;
 		u->stats.quota_exhausted = 0;
@@ -1596,8 +1616,9 @@ int op_uplink_step(op_uplink *u, int timeout_ms)
 	}
 	if (!u->stats.in_window && u->sock) /* a window closed: no connection until the next */
 		close_link(u);
+	char alert[OP_XFER_NAME_MAX + 1];
 	if (!u->sock && u->endpoint[0] && u->stats.in_window && now >= u->retry_at_ns && u->stats.quota_exhausted &&
-	    !alert_fits(u)) {
+	    !alert_fits(u, alert, sizeof(alert))) {
 		u->retry_at_ns = now + 200000000ull; /* spent for today: no connection but for an alert */
 	} else if (!u->sock && u->endpoint[0] && u->stats.in_window && now >= u->retry_at_ns) {
 		/* the socket could not be made (descriptors or memory short): tried again, not left
@@ -1614,8 +1635,9 @@ int op_uplink_step(op_uplink *u, int timeout_ms)
 			usleep((useconds_t)timeout_ms * 1000);
 		return 0;
 	}
-	if (u->st == IDLE && now >= u->retry_at_ns && u->stats.in_window && u->stats.quota_exhausted &&
-	    !alert_fits(u)) {
+	int short_of_quota = u->stats.quota_exhausted;
+	if (u->st == IDLE && now >= u->retry_at_ns && u->stats.in_window && short_of_quota &&
+	    !alert_fits(u, alert, sizeof(alert))) {
 		/* Today's quota cannot carry the next file: that waits for UTC midnight, but an alert
 		 * that fits in what is left goes (above). Meanwhile no connection: its keepalives
 		 * would spend the room an alert needs */
@@ -1624,8 +1646,12 @@ int op_uplink_step(op_uplink *u, int timeout_ms)
 			u->stats.quota_parked = 1;
 		}
 		u->retry_at_ns = now + 200000000ull;
+	} else if (u->st == IDLE && now >= u->retry_at_ns && u->stats.in_window && short_of_quota && u->hs_reserved) {
+		/* an alert's connection under way: its OFFER waits for it (queued before, and the
+		 * attempt failing, it was paid for and never sent) */
+		u->retry_at_ns = now + 20000000ull;
 	} else if (u->st == IDLE && now >= u->retry_at_ns && u->stats.in_window) {
-		int rc = start_next(u);
+		int rc = start_next(u, short_of_quota ? alert : NULL);
 		if (rc < 0)
 			u->stats.last_error = rc;
 		if (rc <= 0 && now - u->last_scan_ns > 0) {
@@ -1658,7 +1684,7 @@ int op_uplink_step(op_uplink *u, int timeout_ms)
 	if (zmq_poll(items, u->mon ? 2 : 1, timeout_ms) < 0)
 		return errno == EINTR ? 0 : -errno;
 	if (u->mon && (items[1].revents & ZMQ_POLLIN)) {
-		int cut = 0, retry_parks = 0;
+		int cut = 0, retry_parks = 0, alert_waits = 0;
 		for (int k = 0; k < 16; k++) { /* event frame (16-bit id, 32-bit value), then the endpoint */
 			zmq_msg_t ev, addr;
 			zmq_msg_init(&ev);
@@ -1676,12 +1702,15 @@ int op_uplink_step(op_uplink *u, int timeout_ms)
 				cut |= id == ZMQ_EVENT_DISCONNECTED;
 				if (id == ZMQ_EVENT_CONNECTED) { /* its room was held since the attempt began */
 					u->hs_reserved = 0;
+					u->alert_retry_ns = 0;
 					budget_count(u, handshake_cost(u));
 				}
 				if (id == ZMQ_EVENT_CONNECT_RETRIED) { /* ZeroMQ will try again on its own */
 					uint64_t need = ATTEMPT_COST + (u->hs_reserved ? 0 : handshake_cost(u));
 					if (quota_room(u) < need) {
 						retry_parks = 1;
+					} else if (u->stats.quota_exhausted) {
+						alert_waits = 1; /* an alert's connection: not ZeroMQ's pace */
 					} else {
 						begin_attempt(u);
 					}
@@ -1692,6 +1721,19 @@ int op_uplink_step(op_uplink *u, int timeout_ms)
 		}
 		if (retry_parks) { /* before ZeroMQ's next attempt (a second away at the least) */
 			park(u);
+			return 0;
+		}
+		if (alert_waits) {
+			/* The quota spent and north not answering an alert's connection: each attempt
+			 * costs what the alerts need, so they are spaced from uplink.retry (a second at
+			 * least), doubling, up to 15 minutes, instead of ZeroMQ's pace (a second, backing
+			 * off to uplink.retry): about a hundred attempts a day, 24 kB, at the most */
+			const uint64_t base = u->cfg.retry_ns > 1000000000ull ? u->cfg.retry_ns : 1000000000ull,
+				       most = 900000000000ull;
+			u->alert_retry_ns = !u->alert_retry_ns ? base : u->alert_retry_ns < most / 2 ? 2 * u->alert_retry_ns : most;
+			close_link(u);
+			u->stats.quota_parked = 1;
+			u->retry_at_ns = now_ns() + u->alert_retry_ns;
 			return 0;
 		}
 		if (cut && (u->st == OFFERED || u->st == SENDING || u->tail.busy)) {
@@ -1743,7 +1785,7 @@ int op_uplink_step(op_uplink *u, int timeout_ms)
 	/* Keepalive: with nothing to send, ask north for a PONG every third of the timeout, so a
 	 * dead link shows as down before there is anything to ship over it. */
 	uint64_t every = u->cfg.timeout_ns / 3 > 1000000000ull ? u->cfg.timeout_ns / 3 : 1000000000ull;
-	if (!owed && u->stats.in_window && now - u->last_ping_ns >= every &&
+	if (!owed && u->stats.in_window && !u->stats.quota_exhausted && now - u->last_ping_ns >= every &&
 	    budget_take(u, wire_cost(u, 4 + strlen(u->name), 2) + TCPIP_BYTES, 0) == 0) { /* PING, name, PONG's ACK */
 		if (send_frames(u, "PING", NULL, 0, NULL, 0, NULL, 0) == 0)
 			u->stats.pings++;
@@ -1757,7 +1799,7 @@ int op_uplink_step(op_uplink *u, int timeout_ms)
 	/* Idle and unanswered that long on this socket: a new one. ZeroMQ does not reconnect after
 	 * a refused handshake (north did not list our key); north may list it now. */
 	uint64_t heard = u->last_pong_ns > u->socket_ns ? u->last_pong_ns : u->socket_ns;
-	if (!owed && u->stats.in_window && now - heard > due) {
+	if (u->sock && !owed && u->stats.in_window && !u->stats.quota_exhausted && now - heard > due) {
 		u->stats.reconnects++;
 		new_socket(u);
 	}
