@@ -349,10 +349,13 @@ NO_VEC static void test_rungs(int rung)
 		op_fp4_linear L;
 		const uint32_t M = 19, N = 8, K = 64;
 		float X[19 * 64], Y0[19 * 8], Y1[19 * 8];
-		CHECK(make_layer(&L, OP_FP4_NVFP4, N, K, round & 1) == 0);
-		L.act_scale = 0x1p-118f;
-		for (uint32_t n = 0; n < N; n++) /* sums this small would vanish under a bias */
-			L.bias[n] = 0.0f;
+		op_fp4_tensor w;
+		float *src = frand_array(N * K);
+		CHECK(op_fp4_tensor_alloc(&w, OP_FP4_NVFP4, N, K) == 0);
+		CHECK(op_fp4_quantize(&w, src, K, K, OP_MX_SCALE_FLOOR) == 0);
+		/* no bias: sums this small would vanish under one */
+		CHECK(op_fp4_linear_init(&L, &w, K, NULL, round & 1, 0x1p-118f, OP_MX_SCALE_FLOOR) == 0);
+		free(src);
 		for (uint32_t i = 0; i < M * K; i++) {
 			uint32_t blk = (i % K) / 16 + round + i / K;
 			X[i] = blk % 2 ? frand() : (i % 3 ? 0.0f : 1.8e-38f * (float)(1 + (i % 2)));
