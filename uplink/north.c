@@ -543,10 +543,13 @@ static void discard(op_north *n, partial *p, zmq_msg_t *id, const char *name, co
 
 /* A failed sync of a partial: one may pass (the file is sent again); a second in a row means a
  * failing disk, and north takes no new bytes for sync_pause_ns, doubled with each further
- * failure up to an hour, so that appliances do not send whole files only to have them refused
+ * failure after a pause up to an hour (failures during a pause are the same spell), ended by a
+ * sync that succeeds, so that appliances do not send whole files only to have them refused
  * at COMMIT (offers are answered REJECTED: an OFFER costs the link a few hundred bytes). */
 static void sync_failed(op_north *n)
 {
+	if (now_ns() < n->paused_until_ns)
+		return; /* the same spell: a transfer under way when it began */
 	if (++n->st.sync_failures < 2)
 		return;
 	uint64_t pause = n->cfg.sync_pause_ns;
@@ -680,7 +683,8 @@ static void on_commit(op_north *n, zmq_msg_t *id, const char *name)
 		discard(n, p, id, name, "north could not sync the file to its disk");
 		return;
 	}
-	n->st.sync_failures = 0;
+	n->st.sync_failures = 0; /* the disk syncs again: so are offers taken */
+	n->paused_until_ns = 0;
 	uint64_t before = n->st.bytes_read_back;
 	int hr = catch_up(n, p, UINT64_MAX);
 	n->st.bytes_hashed_at_commit += n->st.bytes_read_back - before;

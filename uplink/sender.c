@@ -414,6 +414,21 @@ static uint64_t handshake_cost(const op_uplink *u)
 	return u->curve[0][0] ? 60 + 52 + 567 + 7 * 52 + end + 53 : 60 + 52 + 107 + 5 * 52 + end + 17; /* 1200, 600 */
 }
 
+static void quota_save(op_uplink *u);
+
+/* A new UTC day: a new quota, and whatever waited for it (a parked link, an alert's spaced
+ * attempts) goes at once. */
+static void new_day(op_uplink *u, int day)
+{
+	u->quota_day = day;
+	u->stats.quota_used = 0;
+	u->stats.quota_exhausted = 0;
+	u->budget_blocked = 0;
+	u->alert_retry_ns = 0;
+	u->retry_at_ns = 0;
+	quota_save(u);
+}
+
 /* Today's quota left, less what a pending connection's handshake holds (no quota: unlimited). A
  * new UTC day starts a new quota. */
 static uint64_t quota_room(op_uplink *u)
@@ -421,11 +436,8 @@ static uint64_t quota_room(op_uplink *u)
 	if (!u->cfg.daily_quota)
 		return UINT64_MAX;
 	int day = today_utc();
-	if (day != u->quota_day) {
-		u->quota_day = day;
-		u->stats.quota_used = 0;
-		u->stats.quota_exhausted = 0;
-	}
+	if (day != u->quota_day)
+		new_day(u, day);
 	uint64_t held = u->stats.quota_used + u->hs_reserved;
 	return held < u->cfg.daily_quota ? u->cfg.daily_quota - held : 0;
 }
@@ -645,13 +657,31 @@ static void park(op_uplink *u)
 	u->stats.quota_exhausted = 1;
 }
 
+/*
+ * The quota spent and an alert's connection failed (no TCP, no answer within the timeout, a
+ * cut, a refusal): each attempt costs what the alerts need, so they are spaced from
+ * uplink.retry (a second at least), doubling, up to 15 minutes, instead of ZeroMQ's pace (a
+ * second, backing off to uplink.retry): about a hundred a day, 24 kB, at the most. Only an
+ * answer from north starts the spacing over (a TCP connection alone does not: an accelerating
+ * modem, a hung north or one refusing our key accept it). The wait before the next attempt.
+ */
+static uint64_t alert_backoff(op_uplink *u)
+{
+	const uint64_t base = u->cfg.retry_ns > 1000000000ull ? u->cfg.retry_ns : 1000000000ull, most = 900000000000ull;
+	u->alert_retry_ns = !u->alert_retry_ns ? base : u->alert_retry_ns < most / 2 ? 2 * u->alert_retry_ns : most;
+	return u->alert_retry_ns;
+}
+
 static void reset(op_uplink *u, uint64_t delay_ns)
 {
 	drop_transfers(u);
-	if (u->stats.quota_exhausted)
-		close_link(u); /* spent for today: a connection again only for an alert that fits */
-	else
-		new_socket(u);
+	if (u->stats.quota_exhausted) { /* spent for today: a connection again only for an alert that fits */
+		close_link(u);
+		const uint64_t wait = alert_backoff(u);
+		u->retry_at_ns = now_ns() + (wait > delay_ns ? wait : delay_ns);
+		return;
+	}
+	new_socket(u);
 	u->retry_at_ns = now_ns() + delay_ns;
 }
 
@@ -894,6 +924,7 @@ static int offer(op_uplink *u)
 	op_xfer_put_u64(size_le, u->size);
 	budget_count(u, offer_cost(u));
 	if (send_frames(u, "OFFER", size_le, 8, u->sha, 64, ver, 4) < 0) {
+		budget_refund(u, offer_cost(u)); /* not sent: not spent (tried again every 200 ms) */
 		end_file(u);
 		return 0;
 	}
@@ -1274,6 +1305,7 @@ static void handle(op_uplink *u, zmq_msg_t *f, int nf)
 		return;
 	memcpy(cmd, zmq_msg_data(&f[0]), cl);
 	cmd[cl] = 0;
+	u->alert_retry_ns = 0; /* north answers */
 	if (!strcmp(cmd, "PONG")) { /* the keepalive's answer: the link is up */
 		u->last_rx_ns = u->last_pong_ns = now_ns();
 		return;
@@ -1591,14 +1623,8 @@ int op_uplink_step(op_uplink *u, int timeout_ms)
 {
 	uint64_t now = now_ns();
 
-	if (u->stats.quota_exhausted && today_utc() != u->quota_day) { /* UTC midnight */
-		u->alert_retry_ns = 0;
-		u->quota_day = today_utc();
-		u->stats.quota_used = 0;
-		u->stats.quota_exhausted = 0;
-		u->budget_blocked = 0;
-		quota_save(u);
-	}
+	if (u->stats.quota_exhausted && today_utc() != u->quota_day) /* UTC midnight */
+		new_day(u, today_utc());
 	u->stats.in_window = window_open(u);
 	const int checking = u->ev.active;
 	if (checking) /* an eviction check under way goes on at every step, a slice at a time */
@@ -1702,7 +1728,6 @@ int op_uplink_step(op_uplink *u, int timeout_ms)
 				cut |= id == ZMQ_EVENT_DISCONNECTED;
 				if (id == ZMQ_EVENT_CONNECTED) { /* its room was held since the attempt began */
 					u->hs_reserved = 0;
-					u->alert_retry_ns = 0;
 					budget_count(u, handshake_cost(u));
 				}
 				if (id == ZMQ_EVENT_CONNECT_RETRIED) { /* ZeroMQ will try again on its own */
@@ -1724,16 +1749,9 @@ int op_uplink_step(op_uplink *u, int timeout_ms)
 			return 0;
 		}
 		if (alert_waits) {
-			/* The quota spent and north not answering an alert's connection: each attempt
-			 * costs what the alerts need, so they are spaced from uplink.retry (a second at
-			 * least), doubling, up to 15 minutes, instead of ZeroMQ's pace (a second, backing
-			 * off to uplink.retry): about a hundred attempts a day, 24 kB, at the most */
-			const uint64_t base = u->cfg.retry_ns > 1000000000ull ? u->cfg.retry_ns : 1000000000ull,
-				       most = 900000000000ull;
-			u->alert_retry_ns = !u->alert_retry_ns ? base : u->alert_retry_ns < most / 2 ? 2 * u->alert_retry_ns : most;
 			close_link(u);
 			u->stats.quota_parked = 1;
-			u->retry_at_ns = now_ns() + u->alert_retry_ns;
+			u->retry_at_ns = now_ns() + alert_backoff(u);
 			return 0;
 		}
 		if (cut && (u->st == OFFERED || u->st == SENDING || u->tail.busy)) {

@@ -969,6 +969,33 @@ int main(void)
 			(unsigned long long)attempts, (unsigned long long)spent, same_content("alert-q6.json", 300));
 		CHECK(attempts >= 1 && attempts <= 3 && spent <= 3 * 240);
 		CHECK(same_content("alert-q6.json", 300));
+		/* north's address accepts connections and never answers (a hung north, a modem that
+		 * completes TCP itself): a connection made is not an answer, the attempts are spaced
+		 * all the same (before, each one's connection started the spacing over) */
+		op_north_close(n);
+		n = NULL;
+		run(u, NULL, 50);
+		char hole[300];
+		snprintf(hole, sizeof(hole), "%s", ep + strlen("ipc://"));
+		unlink(hole);
+		int hfd = unix_socket(hole, 1); /* listens, never accepts: connections are made */
+		CHECK(hfd >= 0);
+		op_uplink_get_stats(u, &st);
+		const uint64_t conn1 = st.connections;
+		make_file_in("alert", "alert-q7.json", 300, 0);
+		run(u, NULL, 3500);
+		op_uplink_get_stats(u, &st);
+		const uint64_t silent_attempts = st.connections - conn1;
+		close(hfd);
+		unlink(hole);
+		CHECK(op_north_open(ctx, &nc, &n) == 0);
+		for (int i = 0; i < 9000 && !same_content("alert-q7.json", 300); i++)
+			run(u, n, 1);
+		fprintf(stderr, "quota spent, north's address silent 3.5 s: %llu connection(s) for an alert; north back: "
+				"the alert went %d\n",
+			(unsigned long long)silent_attempts, same_content("alert-q7.json", 300));
+		CHECK(silent_attempts >= 1 && silent_attempts <= 3);
+		CHECK(same_content("alert-q7.json", 300));
 		op_uplink_close(u);
 		u = NULL;
 		snprintf(line, sizeof(line), "%s/alert/alert-q4.json", outbox); /* out of the way of what follows */
