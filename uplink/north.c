@@ -515,6 +515,23 @@ static int catch_up(op_north *n, partial *p, uint64_t budget)
 	return 0;
 }
 
+/* The partial goes: emptied first, so that one that could not be unlinked is never resumed from
+ * the size it shows (its next OFFER would be answered HAVE(size) over bytes north does not
+ * vouch for); when neither works the slot stays, under a checksum no offer carries, so that
+ * the next OFFER truncates the file (or is refused). */
+static void remove_partial(op_north *n, partial *p, const char *name)
+{
+	char part[1200];
+	snprintf(part, sizeof(part), "%s/%s.part", n->pdir, name);
+	const int emptied = ftruncate(p->fd, 0) == 0;
+	if (unlink(part) == 0 || emptied) {
+		drop(p);
+	} else {
+		snprintf(p->sha, sizeof(p->sha), "-");
+		p->h_open = 0;
+	}
+}
+
 /*
  * The partial's bytes cannot be vouched for: fsync failed, or what it held cannot be read back.
  * After a failed fsync Linux may mark the unwritten pages clean and report the error only once,
@@ -524,20 +541,9 @@ static int catch_up(op_north *n, partial *p, uint64_t budget)
  */
 static void discard(op_north *n, partial *p, zmq_msg_t *id, const char *name, const char *why)
 {
-	char part[1200];
-	snprintf(part, sizeof(part), "%s/%s.part", n->pdir, name);
 	n->st.partials_discarded++;
 	n->st.partial_bytes_discarded += p->offset;
-	/* emptied first: a partial that could not be unlinked must not be resumed from the size
-	 * it shows (its next OFFER would be answered HAVE(size) over bytes the disk lost) */
-	const int emptied = ftruncate(p->fd, 0) == 0;
-	if (unlink(part) == 0 || emptied) {
-		drop(p);
-	} else { /* neither: the slot stays, under a checksum no offer carries, so that the next
-		  * OFFER truncates the file (or is refused) */
-		snprintf(p->sha, sizeof(p->sha), "-");
-		p->h_open = 0;
-	}
+	remove_partial(n, p, name);
 	reject(n, id, name, why);
 }
 
@@ -545,7 +551,8 @@ static void discard(op_north *n, partial *p, zmq_msg_t *id, const char *name, co
  * failing disk, and north takes no new bytes for sync_pause_ns, doubled with each further
  * failure after a pause up to an hour (failures during a pause are the same spell), ended by a
  * sync that succeeds, so that appliances do not send whole files only to have them refused
- * at COMMIT (offers are answered REJECTED: an OFFER costs the link a few hundred bytes). */
+ * at COMMIT (an offer refused costs the link the OFFER and the sender's new connection, about
+ * a kilobyte). */
 static void sync_failed(op_north *n)
 {
 	if (now_ns() < n->paused_until_ns)
@@ -697,8 +704,7 @@ static void on_commit(op_north *n, zmq_msg_t *id, const char *name)
 	op_sha256_final(&done, d);
 	op_sha256_hex(d, sha);
 	if (strcmp(sha, p->sha) != 0) {
-		unlink(part);
-		drop(p);
+		remove_partial(n, p, name);
 		reject(n, id, name, "checksum mismatch");
 		return;
 	}

@@ -31,16 +31,18 @@
  *     has credit (the cap) and today's quota has room for it and for the file's COMMIT; an
  *     OFFER only when the quota has room for it and the COMMIT; a connection only when the
  *     quota has room for its handshake (the quota is never exceeded). With less room than a
- *     handshake the socket is closed (ZeroMQ would reconnect on its own) until UTC midnight.
+ *     handshake the socket is closed (ZeroMQ would reconnect on its own) until UTC midnight;
+ *     with too little for the next file, it is closed too, opened again only for an alert that
+ *     fits whole (alert_fits), its attempts spaced (alert_backoff).
  *
  * Wire bytes are what ZeroMQ sends for our frames (9 bytes of framing per frame, 32 more for
  * CURVE's box) plus TCP/IP's 52 bytes for every segment of up to 1,448 (a small message is a
  * whole packet), a 52-byte acknowledgement for every reply north sends (paid with the message
  * it answers, so that the quota keeps room for it; delayed ACKs may fold some: counted each),
- * and each connection's attempt and handshake (handshake_cost): the satellite modem counts IP
- * packets, not payload.
- * Not counted: a connection's teardown (two packets), and an attempt ZeroMQ makes on its own
- * before op_uplink_step has seen the previous one fail (it waits a second at least).
+ * and each connection's attempt, handshake and end (handshake_cost): the satellite modem counts
+ * IP packets, not payload.
+ * Not counted: DNS lookups for a host name, and an attempt ZeroMQ makes on its own before
+ * op_uplink_step has seen the previous one fail (it waits a second at least).
  */
 #include "uplink/sender.h"
 
@@ -526,9 +528,20 @@ static uint64_t commit_cost(const op_uplink *u, const char *name)
 	return wire_cost(u, 6 + strlen(name), 2) + TCPIP_BYTES;
 }
 
+static uint64_t offer_cost_of(const op_uplink *u, const char *name)
+{
+	return wire_cost(u, 5 + strlen(name) + 8 + 64 + 4, 5) + TCPIP_BYTES;
+}
+
 static uint64_t offer_cost(const op_uplink *u)
 {
-	return wire_cost(u, 5 + strlen(u->name) + 8 + 64 + 4, 5) + TCPIP_BYTES;
+	return offer_cost_of(u, u->name);
+}
+
+/* A CHUNK of `bytes` (name, offset, bytes, CRC32C) and our acknowledgement of north's ACK. */
+static uint64_t chunk_cost(const op_uplink *u, const char *name, uint64_t bytes)
+{
+	return wire_cost(u, bytes + strlen(name) + 8 + 4 + 5, 5) + TCPIP_BYTES;
 }
 
 /* Room the quota keeps for COMMITs that go unasked: this file's and the tail's, not sent yet. */
@@ -672,13 +685,21 @@ static uint64_t alert_backoff(op_uplink *u)
 	return u->alert_retry_ns;
 }
 
+/* The quota short of the next file: no connection for `wait_ns` at least (quota_parked), then
+ * one only for an alert that fits (op_uplink_step). */
+static void rest_link(op_uplink *u, uint64_t wait_ns)
+{
+	close_link(u);
+	u->stats.quota_parked = 1;
+	u->retry_at_ns = now_ns() + wait_ns;
+}
+
 static void reset(op_uplink *u, uint64_t delay_ns)
 {
 	drop_transfers(u);
-	if (u->stats.quota_exhausted) { /* spent for today: a connection again only for an alert that fits */
-		close_link(u);
+	if (u->stats.quota_exhausted) { /* an alert's connection failed */
 		const uint64_t wait = alert_backoff(u);
-		u->retry_at_ns = now_ns() + (wait > delay_ns ? wait : delay_ns);
+		rest_link(u, wait > delay_ns ? wait : delay_ns);
 		return;
 	}
 	new_socket(u);
@@ -844,13 +865,9 @@ static int pick(op_uplink *u, char *name, size_t cap, int *cls)
  * acknowledgement of north's ACK) and its COMMIT. */
 static uint64_t whole_file_cost(const op_uplink *u, const char *name, uint64_t size)
 {
-	const size_t nl = strlen(name);
-	const uint64_t chunk = u->cfg.chunk_bytes, whole = size / chunk, rest = size % chunk;
-	uint64_t need = wire_cost(u, 5 + nl + 8 + 64 + 4, 5) + TCPIP_BYTES + commit_cost(u, name);
-	need += whole * (wire_cost(u, chunk + nl + 17, 5) + TCPIP_BYTES);
-	if (rest)
-		need += wire_cost(u, rest + nl + 17, 5) + TCPIP_BYTES;
-	return need;
+	const uint64_t chunk = u->cfg.chunk_bytes, rest = size % chunk;
+	return offer_cost_of(u, name) + size / chunk * chunk_cost(u, name, chunk) + (rest ? chunk_cost(u, name, rest) : 0) +
+	       commit_cost(u, name);
 }
 
 /*
@@ -1234,7 +1251,7 @@ static void pump(op_uplink *u)
 		size_t zevl = sizeof(zev);
 		if (zmq_getsockopt(u->sock, ZMQ_EVENTS, &zev, &zevl) == 0 && !(zev & ZMQ_POLLOUT))
 			return;
-		const uint64_t cost = wire_cost(u, want + strlen(u->name) + 8 + 4 + 5, 5) + TCPIP_BYTES; /* and its ACK's */
+		const uint64_t cost = chunk_cost(u, u->name, want);
 		if (budget_take(u, cost, commits_owed(u)) < 0)
 			return; /* the cap or the quota: later (the chunk is read only once it may go: held
 				 * back by the cap, it had been read again at every step) */
@@ -1661,28 +1678,28 @@ int op_uplink_step(op_uplink *u, int timeout_ms)
 			usleep((useconds_t)timeout_ms * 1000);
 		return 0;
 	}
-	int short_of_quota = u->stats.quota_exhausted;
-	if (u->st == IDLE && now >= u->retry_at_ns && u->stats.in_window && short_of_quota &&
-	    !alert_fits(u, alert, sizeof(alert))) {
-		/* Today's quota cannot carry the next file: that waits for UTC midnight, but an alert
-		 * that fits in what is left goes (above). Meanwhile no connection: its keepalives
-		 * would spend the room an alert needs */
-		if (!u->tail.busy) {
-			close_link(u);
-			u->stats.quota_parked = 1;
-		}
-		u->retry_at_ns = now + 200000000ull;
-	} else if (u->st == IDLE && now >= u->retry_at_ns && u->stats.in_window && short_of_quota && u->hs_reserved) {
-		/* an alert's connection under way: its OFFER waits for it (queued before, and the
-		 * attempt failing, it was paid for and never sent) */
-		u->retry_at_ns = now + 20000000ull;
-	} else if (u->st == IDLE && now >= u->retry_at_ns && u->stats.in_window) {
-		int rc = start_next(u, short_of_quota ? alert : NULL);
-		if (rc < 0)
-			u->stats.last_error = rc;
-		if (rc <= 0 && now - u->last_scan_ns > 0) {
-			u->last_scan_ns = now;
-			u->retry_at_ns = now + 200000000ull; /* rescan outbox/ 5 times a second */
+	if (u->st == IDLE && now >= u->retry_at_ns && u->stats.in_window) {
+		const int short_of_quota = u->stats.quota_exhausted;
+		if (short_of_quota && !alert_fits(u, alert, sizeof(alert))) {
+			/* Today's quota cannot carry the next file: that waits for UTC midnight, but an
+			 * alert that fits in what is left goes. Meanwhile no connection: its keepalives
+			 * would spend the room an alert needs */
+			if (!u->tail.busy)
+				rest_link(u, 200000000ull);
+			else
+				u->retry_at_ns = now + 200000000ull;
+		} else if (short_of_quota && u->hs_reserved) {
+			/* an alert's connection under way: its OFFER waits for it (queued before, and
+			 * the attempt failing, it was paid for and never sent) */
+			u->retry_at_ns = now + 20000000ull;
+		} else {
+			int rc = start_next(u, short_of_quota ? alert : NULL);
+			if (rc < 0)
+				u->stats.last_error = rc;
+			if (rc <= 0 && now - u->last_scan_ns > 0) {
+				u->last_scan_ns = now;
+				u->retry_at_ns = now + 200000000ull; /* rescan outbox/ 5 times a second */
+			}
 		}
 	}
 	if (u->st == VERIFYING) {
@@ -1749,9 +1766,7 @@ int op_uplink_step(op_uplink *u, int timeout_ms)
 			return 0;
 		}
 		if (alert_waits) {
-			close_link(u);
-			u->stats.quota_parked = 1;
-			u->retry_at_ns = now_ns() + alert_backoff(u);
+			rest_link(u, alert_backoff(u));
 			return 0;
 		}
 		if (cut && (u->st == OFFERED || u->st == SENDING || u->tail.busy)) {
