@@ -114,6 +114,9 @@ static const key keys[] = {
 	 "bytes the uplink may send per UTC day, counted like uplink.rate (connections' handshakes included) and "
 	 "kept across restarts (0: none); sending, and connecting, stop before it would be exceeded and resume at "
 	 "UTC midnight (meanwhile an alert that fits in what is left still goes)"},
+	{"uplink.alert_reserve", K_SIZE, "64KiB", 0, 1ull << 50, F(uplink_alert_reserve), 1, NULL,
+	 "of each day's uplink.daily_quota, bytes only alerts may spend: results, telemetry and bulk stop this far "
+	 "short of the quota, so that a day's data cannot leave an alert no room (at most half the quota; 0: none)"},
 	{"uplink.windows", K_STR, "", 0, 255, F(uplink_windows), 1, NULL,
 	 "when the link may be used, UTC: 'HH:MM-HH:MM' ranges separated by ';' (e.g. \"02:10-06:40; 14:00-15:30\", "
 	 "the satellite's passes); empty: whenever north answers"},
@@ -776,6 +779,15 @@ static void cross_checks(diag *d, const op_config *c)
 		report(d, 1, d->set_line[set] ? d->set_line[set] - 1 : 0, d->set_col[set],
 		       "'%s' needs '%s' as well: the link north is encrypted only with both (nothing would be sent)",
 		       keys[set].path, keys[set == ck ? np : ck].path);
+	}
+	if (c->uplink_daily_quota && c->uplink_alert_reserve > c->uplink_daily_quota / 2) {
+		const size_t r = key_index("uplink.alert_reserve");
+		if (d->set_line[r]) /* the default (64 KiB) under a small quota is kept at half of it */
+			report(d, 1, d->set_line[r] - 1, d->set_col[r],
+			       "uplink.alert_reserve (%llu bytes) is more than half of uplink.daily_quota (%llu bytes): "
+			       "results would get less than alerts; at most %llu",
+			       (unsigned long long)c->uplink_alert_reserve, (unsigned long long)c->uplink_daily_quota,
+			       (unsigned long long)(c->uplink_daily_quota / 2));
 	}
 	if (c->uplink_telemetry_share_pct + c->uplink_bulk_share_pct > 98) {
 		const size_t t = key_index("uplink.telemetry_share"), b = key_index("uplink.bulk_share");

@@ -49,6 +49,7 @@ typedef struct op_config {
 	uint64_t uplink_retry_ns;
 	uint64_t uplink_rate_bps;                 /* cap on the wire (0 = none) */
 	uint64_t uplink_daily_quota;              /* bytes per UTC day (0 = none) */
+	uint64_t uplink_alert_reserve;            /* of the quota, bytes only alerts may spend */
 	uint64_t uplink_telemetry_ns;             /* status snapshot north this often (0 = never) */
 	char uplink_windows[256];                 /* "HH:MM-HH:MM; …" UTC ("" = always) */
 	uint64_t uplink_disk_reserve;             /* bytes kept free by evicting (0 = none) */

@@ -50,6 +50,7 @@ int op_stage_uplink(op_stage_ctx *s)
 	snprintf(quota_file, sizeof(quota_file), "%s/uplink-quota", cfg->state_dir);
 	ucfg.rate_bps = cfg->uplink_rate_bps;
 	ucfg.daily_quota = cfg->uplink_daily_quota;
+	ucfg.alert_reserve = cfg->uplink_alert_reserve;
 	ucfg.quota_file = quota_file;
 	ucfg.windows = cfg->uplink_windows;
 	ucfg.disk_reserve = cfg->uplink_disk_reserve;
@@ -130,9 +131,13 @@ int op_stage_uplink(op_stage_ctx *s)
 			       (unsigned long long)st.evicted_expired, (unsigned long long)st.evicted_disk_full,
 			       (unsigned long long)st.evicted_bytes);
 		if (st.quota_exhausted && !prev.quota_exhausted)
-			op_warn("daily quota of %llu bytes spent (%llu sent today): until UTC midnight only alerts that "
-				"fit in what is left go north; segments wait in %s", (unsigned long long)cfg->uplink_daily_quota,
-				(unsigned long long)st.quota_used, outbox);
+			op_warn("daily quota of %llu bytes spent (%llu sent today, up to %llu kept for alerts): until UTC "
+				"midnight only alerts that fit in what is left go north; segments wait in %s",
+				(unsigned long long)cfg->uplink_daily_quota, (unsigned long long)st.quota_used,
+				(unsigned long long)(cfg->uplink_alert_reserve < cfg->uplink_daily_quota / 2
+							     ? cfg->uplink_alert_reserve
+							     : cfg->uplink_daily_quota / 2),
+				outbox);
 		/* No connection outside the windows: the link's state is unknown there, as at start. No
 		 * alarm when a window closes; "up" when an answer comes, "down" when none has come
 		 * within two timeouts of the state becoming unknown in a window (the sender's keepalive

@@ -33,7 +33,8 @@
  *     quota has room for its handshake (the quota is never exceeded). With less room than a
  *     handshake the socket is closed (ZeroMQ would reconnect on its own) until UTC midnight;
  *     with too little for the next file, it is closed too, opened again only for an alert that
- *     fits whole (alert_fits), its attempts spaced (alert_backoff).
+ *     fits whole (alert_fits), its attempts spaced (alert_backoff). Files other than alerts see
+ *     the quota less alert_reserve (quota_room), which only alerts spend.
  *
  * Wire bytes are what ZeroMQ sends for our frames (9 bytes of framing per frame, 32 more for
  * CURVE's box) plus TCP/IP's 52 bytes for every segment of up to 1,448 (a small message is a
@@ -316,6 +317,8 @@ int op_uplink_open(void *zmq_ctx, const op_uplink_config *cfg, op_uplink **ret)
 	u->in_flight = (uint64_t)u->cfg.window * u->cfg.chunk_bytes;
 	if (u->cfg.rate_bps && u->cfg.rate_bps / 4 > u->in_flight)
 		u->in_flight = u->cfg.rate_bps / 4;
+	if (u->cfg.alert_reserve > u->cfg.daily_quota / 2)
+		u->cfg.alert_reserve = u->cfg.daily_quota / 2;
 	if (u->cfg.daily_quota && cfg->quota_file) {
 		u->quota_fd = open(cfg->quota_file, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
 		if (u->quota_fd < 0)
@@ -431,8 +434,16 @@ static void new_day(op_uplink *u, int day)
 	quota_save(u);
 }
 
-/* Today's quota left, less what a pending connection's handshake holds (no quota: unlimited). A
- * new UTC day starts a new quota. */
+/* Whether what is about to be spent is an alert's: the file under way is an alert, or, none under
+ * way, the quota is short of the other files (a connection is then made only for an alert,
+ * alert_fits). A file of another class goes on being refused the reserve after that. */
+static int spending_for_alert(const op_uplink *u)
+{
+	return u->st != IDLE ? u->cls == OP_UPLINK_ALERT : u->stats.quota_exhausted;
+}
+
+/* Today's quota left, less what a pending connection's handshake holds, and less the alerts'
+ * reserve unless an alert spends it (no quota: unlimited). A new UTC day starts a new quota. */
 static uint64_t quota_room(op_uplink *u)
 {
 	if (!u->cfg.daily_quota)
@@ -441,6 +452,8 @@ static uint64_t quota_room(op_uplink *u)
 	if (day != u->quota_day)
 		new_day(u, day);
 	uint64_t held = u->stats.quota_used + u->hs_reserved;
+	if (!spending_for_alert(u))
+		held += u->cfg.alert_reserve;
 	return held < u->cfg.daily_quota ? u->cfg.daily_quota - held : 0;
 }
 

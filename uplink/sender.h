@@ -44,6 +44,10 @@ typedef struct op_uplink_config {
 	 * (written before each chunk, so a crash does not forget what was sent). */
 	uint64_t rate_bps, daily_quota;
 	const char *quota_file;
+	/* Bytes of each day's quota only alerts may spend: results, telemetry and bulk stop that
+	 * far short of daily_quota, so a day's data cannot leave an alert nothing (at most half the
+	 * quota is kept; 0: none) */
+	uint64_t alert_reserve;
 	/* link windows, UTC: "HH:MM-HH:MM; …" (wrapping over midnight; NULL or "": always open).
 	 * Outside them nothing is sent, keepalives included, and north's silence is no timeout. */
 	const char *windows;

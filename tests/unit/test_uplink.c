@@ -1016,6 +1016,48 @@ int main(void)
 		snprintf(path, sizeof(path), "%s/qa-1.h5.sha256", outbox);
 		unlink(path);
 	}
+	/* uplink.alert_reserve: results stop that far short of the day's quota, and an alert larger
+	 * than what a segment's last refused chunk leaves (more than a chunk) still goes. Without the
+	 * reserve the room left would be less than one chunk, and the alert would wait for UTC
+	 * midnight. */
+	{
+		char qfile[300];
+		snprintf(qfile, sizeof(qfile), "%s/uplink-quota-reserve", dir);
+		op_uplink_config qc = uc;
+		const uint64_t quota = 300 * 1000, reserve = 40 * 1000;
+		qc.daily_quota = quota;
+		qc.alert_reserve = reserve;
+		qc.quota_file = qfile;
+		qc.chunk_bytes = 32 * 1024;
+		CHECK(op_uplink_open(ctx, &qc, &u) == 0);
+		make_file("qr-1.h5", 1000 * 1000, 0);
+		memset(&st, 0, sizeof(st));
+		for (int i = 0; i < 4000 && !st.quota_exhausted; i++) {
+			run(u, n, 1);
+			op_uplink_get_stats(u, &st);
+		}
+		run(u, n, 300); /* whatever was on the way is answered */
+		op_uplink_get_stats(u, &st);
+		const uint64_t results_used = st.quota_used;
+		CHECK(st.quota_exhausted == 1 && results_used <= quota - reserve && results_used > quota / 2);
+		make_file_in("alert", "alert-r1.json", 36 * 1000, 0); /* two chunks: more than the rest leaves */
+		const int went = run_until_north(u, n, "alert-r1.json", 36 * 1000, 3000);
+		run(u, n, 50);
+		op_uplink_get_stats(u, &st);
+		fprintf(stderr, "alert reserve %llu of a %llu-byte quota: results stopped at %llu bytes, a 36,000-byte "
+				"alert went %d, %llu bytes used in all\n",
+			(unsigned long long)reserve, (unsigned long long)quota, (unsigned long long)results_used, went,
+			(unsigned long long)st.quota_used);
+		CHECK(went && same_content("alert-r1.json", 36 * 1000));
+		CHECK(st.quota_used <= quota && exists_in(outbox, "qr-1.h5"));
+		op_uplink_close(u);
+		u = NULL;
+		char path[400];
+		snprintf(path, sizeof(path), "%s/qr-1.h5", outbox); /* out of the way of what follows */
+		unlink(path);
+		snprintf(path, sizeof(path), "%s/qr-1.h5.sha256", outbox);
+		unlink(path);
+	}
 	/* What the appliance puts on the link is what it charged the quota, its connections'
 	 * handshakes included (counted by a relay between it and north), and with less room left
 	 * than a connection costs it does not connect at all: the quota is never exceeded. */
