@@ -96,6 +96,7 @@ struct op_uplink {
 	int cls;                 /* the current file's class */
 	double vt[OP_UPLINK_CLASSES]; /* virtual time: bytes sent / share (weighted sharing) */
 	uint64_t last_alert_check_ns;
+	uint32_t refusals; /* north's refusals since it last confirmed a file (refused()) */
 	uint16_t win[16][2];
 	int nwin;
 	uint64_t last_evict_ns;
@@ -1155,6 +1156,7 @@ static void prune_sent(op_uplink *u, uint64_t now)
 static void confirmed(op_uplink *u, int cls, const char *name, uint64_t size, int fd)
 {
 	char path[800];
+	u->refusals = 0; /* north takes files: refused ones no longer space the offers */
 	snprintf(path, sizeof(path), "%s/%s", u->dirs[cls], name);
 	struct stat a, b;
 	if (fd >= 0 && fstat(fd, &a) == 0 && stat(path, &b) == 0 && (a.st_dev != b.st_dev || a.st_ino != b.st_ino)) {
@@ -1323,7 +1325,18 @@ static void refused(op_uplink *u, int cls, const char *name)
 		if (!strcmp(u->verified[i].name, name))
 			u->verified[i].name[0] = 0;
 	u->stats.rejected++;
-	reset(u, u->cfg.retry_ns);
+	/* Refusals in a row, of any files, say more about north than about a file (its disk full,
+	 * its syncs failing and offers paused): the next offer waits uplink.retry, doubled with
+	 * every refusal since north last confirmed a file, up to 15 minutes. Before, each refusal
+	 * was followed after uplink.retry by the next file's offer and a new connection (the queue
+	 * dropped), one file after another: at the default 5 s, 720 an hour, about a kilobyte each,
+	 * all of a 2.4 kbit/s link. An alert not refused yet still goes at once (op_uplink_step). */
+	const uint64_t most = 900000000000ull;
+	uint64_t wait = u->cfg.retry_ns ? u->cfg.retry_ns : 1000000000ull;
+	for (uint32_t i = 1; i < u->refusals + 1 && wait < most; i++)
+		wait *= 2;
+	u->refusals++;
+	reset(u, wait < most ? wait : most);
 }
 
 static void handle(op_uplink *u, zmq_msg_t *f, int nf)
@@ -1690,6 +1703,14 @@ int op_uplink_step(op_uplink *u, int timeout_ms)
 		if (timeout_ms > 0)
 			usleep((useconds_t)timeout_ms * 1000);
 		return 0;
+	}
+	if (u->st == IDLE && u->refusals && now < u->retry_at_ns && u->stats.in_window && !u->stats.quota_exhausted &&
+	    now - u->last_alert_check_ns >= 200000000ull) {
+		/* offers spaced after refusals (refused()): an alert not refused yet goes at once */
+		char an[OP_XFER_NAME_MAX + 1];
+		u->last_alert_check_ns = now;
+		if (pick_in(u, OP_UPLINK_ALERT, an, sizeof(an)) > 0)
+			u->retry_at_ns = now;
 	}
 	if (u->st == IDLE && now >= u->retry_at_ns && u->stats.in_window) {
 		const int short_of_quota = u->stats.quota_exhausted;

@@ -1348,6 +1348,67 @@ int main(void)
 		op_north_close(n);
 		CHECK(op_north_open(ctx, &nc, &n) == 0);
 	}
+	/* north refusing every file (here: all larger than it takes; a full disk or a paused north
+	 * does the same): refusals in a row space the offers (each refusal also costs a new
+	 * connection), doubling from uplink.retry, instead of one file after another at every retry
+	 * (about 30 refusals and connections in 3 s before); an alert queued meanwhile goes at
+	 * once, and once north takes files again the backlog goes */
+	{
+		op_north_close(n);
+		op_north_config small = nc;
+		small.max_file_bytes = 1000;
+		CHECK(op_north_open(ctx, &small, &n) == 0);
+		char fname[64];
+		for (int i = 0; i < 12; i++) {
+			snprintf(fname, sizeof(fname), "r-refused-%02d.h5", i);
+			make_file(fname, 5000, 0);
+		}
+		op_uplink_config rc = uc;
+		rc.retry_ns = 100000000ull;
+		CHECK(op_uplink_open(ctx, &rc, &u) == 0);
+		struct timespec t0, t1;
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		double el = 0;
+		while (el < 3.0) {
+			run(u, n, 10);
+			clock_gettime(CLOCK_MONOTONIC, &t1);
+			el = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+		}
+		op_uplink_get_stats(u, &st);
+		const uint64_t refusals = st.rejected, conns = st.connections;
+		/* just after the next refusal, the offers wait the longest yet (3.2 s here) */
+		for (int i = 0; i < 5000 && st.rejected == refusals; i++) {
+			run(u, n, 1);
+			op_uplink_get_stats(u, &st);
+		}
+		make_file_in("alert", "alert-while-refused.json", 300, 0);
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		const int went = run_until_north(u, n, "alert-while-refused.json", 300, 3000);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		const double alert_s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+		op_north_close(n);
+		CHECK(op_north_open(ctx, &nc, &n) == 0); /* north takes them again */
+		int all = 0;
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		for (int k = 0; k < 100 && !all; k++) {
+			run(u, n, 100);
+			all = 1;
+			for (int i = 0; i < 12 && all; i++) {
+				snprintf(fname, sizeof(fname), "r-refused-%02d.h5", i);
+				all = same_content(fname, 5000);
+			}
+		}
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		fprintf(stderr, "north refusing every file for 3 s (uplink.retry 0.1 s): %llu refusals, %llu connections; "
+				"an alert queued then went %d after %.2f s; north taking files again: the 12 went %d "
+				"after %.1f s\n",
+			(unsigned long long)refusals, (unsigned long long)conns, went, alert_s, all,
+			(double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+		CHECK(refusals >= 3 && refusals <= 7 && conns <= refusals + 2);
+		CHECK(went && alert_s < 1.0 && all);
+		op_uplink_close(u);
+		u = NULL;
+	}
 	/* a file replaced under the same name while the old one is on its way (an operator's new
 	 * calibration in bulk/): north's confirmation of the old one does not delete the new one,
 	 * which goes north in its turn */
