@@ -199,6 +199,7 @@ int op_stage_uplink(op_stage_ctx *s)
 			op_report_gauge(s, "link_up", st.link_up);
 			op_report_counter(s, "wire_bytes", st.wire_bytes);
 			op_report_counter(s, "rate_waits", st.rate_waits);
+			op_report_counter(s, "alerts_stalled", st.alerts_stalled);
 			op_report_gauge(s, "quota_used", (double)st.quota_used);
 			op_report_gauge(s, "quota_exhausted", st.quota_exhausted);
 			op_report_gauge(s, "in_window", st.in_window);

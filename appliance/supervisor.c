@@ -945,7 +945,7 @@ static void status_text(sup *s, sbuf *b)
 		  counter_of(st, "rows_sealed"), counter_of(st, "segments_sealed"), counter_of(st, "rows_duplicate"));
 	const char *link = !s->cfg->uplink_north[0]             ? "off (no north endpoint)"
 			   : gauge_of(up_, "key_error") > 0       ? "KEYS UNREADABLE (see the log; nothing sent)"
-			   : gauge_of(up_, "quota_exhausted") > 0 ? "idle: DAILY QUOTA SPENT (until UTC midnight)"
+			   : gauge_of(up_, "quota_exhausted") > 0 ? "DAILY QUOTA SPENT (alerts only, until UTC midnight)"
 			   : s->cfg->uplink_windows[0] && gauge_of(up_, "in_window") <= 0 ? "closed (outside uplink.windows)"
 			   : gauge_of(up_, "link_up") > 0         ? "up"
 								  : "DOWN";

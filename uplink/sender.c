@@ -7,7 +7,8 @@
  *     │                                 (mismatch: move both to quarantine/, count, IDLE)
  *   OFFERED ──HAVE(off)──▶ SENDING ──all bytes sent──▶ TAIL ──all ACKed: COMMIT──CONFIRMED(sha)──▶ delete
  *   OFFERED ──CONFIRMED(sha)──▶ delete, IDLE   (north already had it: our delete or its reply was lost)
- *   any ──REJECTED──▶ IDLE after retry        any ──no reply for timeout──▶ new socket, IDLE after retry
+ *   any ──REJECTED──▶ new socket, IDLE; the next file after retry doubled per refusal (refused())
+ *   any ──no reply for timeout──▶ new socket, IDLE after retry
  *
  * Pipelining: a file whose bytes are all sent becomes the tail (awaiting its ACKs, COMMIT and
  * CONFIRMED) and the next file is offered at once, so a long link is not left idle for two
@@ -96,7 +97,9 @@ struct op_uplink {
 	int cls;                 /* the current file's class */
 	double vt[OP_UPLINK_CLASSES]; /* virtual time: bytes sent / share (weighted sharing) */
 	uint64_t last_alert_check_ns;
-	uint32_t refusals; /* north's refusals since it last confirmed a file (refused()) */
+	uint32_t refusals;        /* north's refusals since it last confirmed a file (refused()) */
+	uint64_t spaced_until_ns; /* till then only an alert starts, and only if no alert was refused */
+	int alert_refused;        /* among those refusals, an alert's */
 	uint16_t win[16][2];
 	int nwin;
 	uint64_t last_evict_ns;
@@ -435,12 +438,12 @@ static void new_day(op_uplink *u, int day)
 	quota_save(u);
 }
 
-/* Whether what is about to be spent is an alert's: the file under way is an alert, or, none under
- * way, the quota is short of the other files (a connection is then made only for an alert,
+/* Whether what is about to be spent is an alert's: the file chosen is an alert (from start_next,
+ * which may offer it at once), or, none chosen, the quota is short of the other files (a connection is then made only for an alert,
  * alert_fits). A file of another class goes on being refused the reserve after that. */
 static int spending_for_alert(const op_uplink *u)
 {
-	return u->st != IDLE ? u->cls == OP_UPLINK_ALERT : u->stats.quota_exhausted;
+	return u->name[0] ? u->cls == OP_UPLINK_ALERT : u->stats.quota_exhausted;
 }
 
 /* Today's quota left, less what a pending connection's handshake holds, and less the alerts'
@@ -1157,6 +1160,8 @@ static void confirmed(op_uplink *u, int cls, const char *name, uint64_t size, in
 {
 	char path[800];
 	u->refusals = 0; /* north takes files: refused ones no longer space the offers */
+	u->alert_refused = 0;
+	u->spaced_until_ns = 0;
 	snprintf(path, sizeof(path), "%s/%s", u->dirs[cls], name);
 	struct stat a, b;
 	if (fd >= 0 && fstat(fd, &a) == 0 && stat(path, &b) == 0 && (a.st_dev != b.st_dev || a.st_ino != b.st_ino)) {
@@ -1267,9 +1272,20 @@ static void pump(op_uplink *u)
 		if (zmq_getsockopt(u->sock, ZMQ_EVENTS, &zev, &zevl) == 0 && !(zev & ZMQ_POLLOUT))
 			return;
 		const uint64_t cost = chunk_cost(u, u->name, want);
-		if (budget_take(u, cost, commits_owed(u)) < 0)
+		if (budget_take(u, cost, commits_owed(u)) < 0) {
+			/* An alert the quota can no longer carry (it began before the quota ran short, or
+			 * rewinds cost more than alert_fits counted): set aside, north keeping what it
+			 * has, so that smaller alerts behind it go (alert_fits) and the link rests. It had
+			 * stayed the current file until UTC midnight, every alert behind it waiting. */
+			if (u->cls == OP_UPLINK_ALERT && quota_room(u) < cost + commits_owed(u)) {
+				u->stats.alerts_stalled++;
+				set_aside(u, u->name);
+				end_file(u);
+				u->retry_at_ns = 0;
+			}
 			return; /* the cap or the quota: later (the chunk is read only once it may go: held
 				 * back by the cap, it had been read again at every step) */
+		}
 		ssize_t n = pread(u->fd, u->buf, want, (off_t)u->next);
 		if (n != (ssize_t)want) {
 			budget_refund(u, cost);
@@ -1325,18 +1341,31 @@ static void refused(op_uplink *u, int cls, const char *name)
 		if (!strcmp(u->verified[i].name, name))
 			u->verified[i].name[0] = 0;
 	u->stats.rejected++;
-	/* Refusals in a row, of any files, say more about north than about a file (its disk full,
-	 * its syncs failing and offers paused): the next offer waits uplink.retry, doubled with
-	 * every refusal since north last confirmed a file, up to 15 minutes. Before, each refusal
-	 * was followed after uplink.retry by the next file's offer and a new connection (the queue
-	 * dropped), one file after another: at the default 5 s, 720 an hour, about a kilobyte each,
-	 * all of a 2.4 kbit/s link. An alert not refused yet still goes at once (op_uplink_step). */
-	const uint64_t most = 900000000000ull;
-	uint64_t wait = u->cfg.retry_ns ? u->cfg.retry_ns : 1000000000ull;
-	for (uint32_t i = 1; i < u->refusals + 1 && wait < most; i++)
+	/* Refusals, of any files, since north last confirmed one say more about north than about a
+	 * file (its disk full, its syncs failing and offers paused): the next file starts after
+	 * uplink.retry doubled with each of them, up to 15 minutes (never less than uplink.retry).
+	 * Before, each refusal was followed after uplink.retry by the next file's offer and a new
+	 * connection (the queue dropped), one file after another: at the default 5 s, 720 an hour,
+	 * about a kilobyte each, all of a 2.4 kbit/s link. Meanwhile an alert still starts at
+	 * once, until north refuses an alert too (op_uplink_step, spaced()). */
+	const uint64_t base = u->cfg.retry_ns ? u->cfg.retry_ns : 1000000000ull, most = 900000000000ull;
+	uint64_t wait = base;
+	for (uint32_t i = 0; i < u->refusals && wait < most; i++)
 		wait *= 2;
+	if (wait > most)
+		wait = most > base ? most : base;
 	u->refusals++;
-	reset(u, wait < most ? wait : most);
+	u->alert_refused |= cls == OP_UPLINK_ALERT;
+	u->spaced_until_ns = now_ns() + wait;
+	reset(u, u->cfg.retry_ns);
+}
+
+/* Offers spaced after refusals (refused()): 1 while no file may start now, none being an alert
+ * that may (one refused since north's last confirmation, all wait). */
+static int spaced(op_uplink *u, uint64_t now)
+{
+	char an[OP_XFER_NAME_MAX + 1];
+	return now < u->spaced_until_ns && (u->alert_refused || pick_in(u, OP_UPLINK_ALERT, an, sizeof(an)) <= 0);
 }
 
 static void handle(op_uplink *u, zmq_msg_t *f, int nf)
@@ -1687,8 +1716,10 @@ int op_uplink_step(op_uplink *u, int timeout_ms)
 		close_link(u);
 	char alert[OP_XFER_NAME_MAX + 1];
 	if (!u->sock && u->endpoint[0] && u->stats.in_window && now >= u->retry_at_ns && u->stats.quota_exhausted &&
-	    !alert_fits(u, alert, sizeof(alert))) {
-		u->retry_at_ns = now + 200000000ull; /* spent for today: no connection but for an alert */
+	    (!alert_fits(u, alert, sizeof(alert)) || spaced(u, now))) {
+		/* spent for today: no connection but for an alert (and, after refusals, one that may
+		 * start: spaced()) */
+		u->retry_at_ns = now + 200000000ull;
 	} else if (!u->sock && u->endpoint[0] && u->stats.in_window && now >= u->retry_at_ns) {
 		/* the socket could not be made (descriptors or memory short): tried again, not left
 		 * "local only" for good */
@@ -1704,17 +1735,12 @@ int op_uplink_step(op_uplink *u, int timeout_ms)
 			usleep((useconds_t)timeout_ms * 1000);
 		return 0;
 	}
-	if (u->st == IDLE && u->refusals && now < u->retry_at_ns && u->stats.in_window && !u->stats.quota_exhausted &&
-	    now - u->last_alert_check_ns >= 200000000ull) {
-		/* offers spaced after refusals (refused()): an alert not refused yet goes at once */
-		char an[OP_XFER_NAME_MAX + 1];
-		u->last_alert_check_ns = now;
-		if (pick_in(u, OP_UPLINK_ALERT, an, sizeof(an)) > 0)
-			u->retry_at_ns = now;
-	}
 	if (u->st == IDLE && now >= u->retry_at_ns && u->stats.in_window) {
 		const int short_of_quota = u->stats.quota_exhausted;
-		if (short_of_quota && !alert_fits(u, alert, sizeof(alert))) {
+		if (spaced(u, now)) {
+			/* after refusals: the next file waits (an alert still goes, until one is refused) */
+			u->retry_at_ns = now + 200000000ull < u->spaced_until_ns ? now + 200000000ull : u->spaced_until_ns;
+		} else if (short_of_quota && !alert_fits(u, alert, sizeof(alert))) {
 			/* Today's quota cannot carry the next file: that waits for UTC midnight, but an
 			 * alert that fits in what is left goes. Meanwhile no connection: its keepalives
 			 * would spend the room an alert needs */

@@ -92,6 +92,7 @@ typedef struct op_uplink_stats {
 	uint64_t connections;       /* connections made and attempts that failed, each charged (sender.c) */
 	int quota_parked;           /* no connection: the quota has no room for one until UTC midnight */
 	uint64_t rate_waits;        /* times a chunk waited for the cap */
+	uint64_t alerts_stalled;    /* alerts set aside mid-transfer: the day's quota could not carry the rest */
 } op_uplink_stats;
 
 /* Parse link windows: the number of ranges (minutes after UTC midnight, end exclusive) put in

@@ -1058,6 +1058,48 @@ int main(void)
 		snprintf(path, sizeof(path), "%s/qr-1.h5.sha256", outbox);
 		unlink(path);
 	}
+	/* An alert the rest of the day's quota cannot carry, begun while it still had room (here
+	 * 20,000 bytes left, a 50,000-byte alert): set aside once its next chunk does not fit, so a
+	 * small alert behind it goes. Before, it stayed the file under way until UTC midnight and
+	 * every alert behind it waited. */
+	{
+		char qfile[300];
+		snprintf(qfile, sizeof(qfile), "%s/uplink-quota-stall", dir);
+		FILE *qf = fopen(qfile, "w");
+		CHECK(qf != NULL);
+		if (qf) {
+			fprintf(qf, "%010d %020d\n", (int)(time(NULL) / 86400), 300 * 1000 - 20 * 1000);
+			fclose(qf);
+		}
+		op_uplink_config qc = uc;
+		qc.daily_quota = 300 * 1000;
+		qc.quota_file = qfile;
+		qc.chunk_bytes = 32 * 1024;
+		CHECK(op_uplink_open(ctx, &qc, &u) == 0);
+		make_file_in("alert", "alert-s1-large.json", 50 * 1000, 0);
+		memset(&st, 0, sizeof(st));
+		for (int i = 0; i < 4000 && !st.quota_exhausted; i++) {
+			run(u, n, 1);
+			op_uplink_get_stats(u, &st);
+		}
+		run(u, n, 100);
+		make_file_in("alert", "alert-s2-small.json", 300, 0);
+		const int went = run_until_north(u, n, "alert-s2-small.json", 300, 3000);
+		run(u, n, 50);
+		op_uplink_get_stats(u, &st);
+		fprintf(stderr, "a 50,000-byte alert begun with 20,000 bytes of quota left: set aside %llu; a small alert "
+				"behind it went %d; %llu bytes used of 300,000\n",
+			(unsigned long long)st.alerts_stalled, went, (unsigned long long)st.quota_used);
+		CHECK(st.quota_exhausted == 1 && st.alerts_stalled == 1);
+		CHECK(went && st.quota_used <= 300 * 1000 && exists_in(outbox, "alert/alert-s1-large.json"));
+		op_uplink_close(u);
+		u = NULL;
+		char path[400];
+		snprintf(path, sizeof(path), "%s/alert/alert-s1-large.json", outbox); /* out of the way of what follows */
+		unlink(path);
+		snprintf(path, sizeof(path), "%s/alert/alert-s1-large.json.sha256", outbox);
+		unlink(path);
+	}
 	/* What the appliance puts on the link is what it charged the quota, its connections'
 	 * handshakes included (counted by a relay between it and north), and with less room left
 	 * than a connection costs it does not connect at all: the quota is never exceeded. */
@@ -1386,26 +1428,52 @@ int main(void)
 		const int went = run_until_north(u, n, "alert-while-refused.json", 300, 3000);
 		clock_gettime(CLOCK_MONOTONIC, &t1);
 		const double alert_s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+		/* twenty alerts north refuses too (more than the sender's 16 held entries): once one
+		 * is refused, alerts wait with the others; before, each alert not held at the moment
+		 * went at once, and with more of them than held entries, one every 0.2 s */
+		run(u, n, 20); /* the small alert's confirmation: the spacing starts over */
+		for (int i = 0; i < 20; i++) {
+			snprintf(fname, sizeof(fname), "alert-refused-%02d.json", i);
+			make_file_in("alert", fname, 5000, 0);
+		}
+		op_uplink_get_stats(u, &st);
+		const uint64_t r0 = st.rejected;
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		for (el = 0; el < 3.0;) {
+			run(u, n, 10);
+			clock_gettime(CLOCK_MONOTONIC, &t1);
+			el = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+		}
+		op_uplink_get_stats(u, &st);
+		const uint64_t alert_refusals = st.rejected - r0;
 		op_north_close(n);
 		CHECK(op_north_open(ctx, &nc, &n) == 0); /* north takes them again */
 		int all = 0;
 		clock_gettime(CLOCK_MONOTONIC, &t0);
-		for (int k = 0; k < 100 && !all; k++) {
+		for (int k = 0; k < 150 && !all; k++) {
 			run(u, n, 100);
 			all = 1;
 			for (int i = 0; i < 12 && all; i++) {
 				snprintf(fname, sizeof(fname), "r-refused-%02d.h5", i);
 				all = same_content(fname, 5000);
 			}
+			for (int i = 0; i < 20 && all; i++) {
+				snprintf(fname, sizeof(fname), "alert-refused-%02d.json", i);
+				all = same_content(fname, 5000);
+			}
 		}
 		clock_gettime(CLOCK_MONOTONIC, &t1);
+		run(u, n, 50); /* the last confirmations reach the sender: nothing left in outbox/ */
 		fprintf(stderr, "north refusing every file for 3 s (uplink.retry 0.1 s): %llu refusals, %llu connections; "
-				"an alert queued then went %d after %.2f s; north taking files again: the 12 went %d "
-				"after %.1f s\n",
-			(unsigned long long)refusals, (unsigned long long)conns, went, alert_s, all,
+				"an alert queued then went %d after %.2f s; twenty alerts refused too: %llu refusals in 3 s; "
+				"north taking files again: the 32 went %d after %.1f s\n",
+			(unsigned long long)refusals, (unsigned long long)conns, went, alert_s,
+			(unsigned long long)alert_refusals, all,
 			(double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
 		CHECK(refusals >= 3 && refusals <= 7 && conns <= refusals + 2);
-		CHECK(went && alert_s < 1.0 && all);
+		CHECK(went && alert_s < 1.0);
+		CHECK(alert_refusals >= 3 && alert_refusals <= 7);
+		CHECK(all);
 		op_uplink_close(u);
 		u = NULL;
 	}
