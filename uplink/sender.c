@@ -1737,17 +1737,18 @@ int op_uplink_step(op_uplink *u, int timeout_ms)
 	}
 	if (u->st == IDLE && now >= u->retry_at_ns && u->stats.in_window) {
 		const int short_of_quota = u->stats.quota_exhausted;
-		if (spaced(u, now)) {
-			/* after refusals: the next file waits (an alert still goes, until one is refused) */
-			u->retry_at_ns = now + 200000000ull < u->spaced_until_ns ? now + 200000000ull : u->spaced_until_ns;
-		} else if (short_of_quota && !alert_fits(u, alert, sizeof(alert))) {
+		const int no_alert = short_of_quota && !alert_fits(u, alert, sizeof(alert));
+		if (no_alert || (short_of_quota && spaced(u, now))) {
 			/* Today's quota cannot carry the next file: that waits for UTC midnight, but an
-			 * alert that fits in what is left goes. Meanwhile no connection: its keepalives
-			 * would spend the room an alert needs */
+			 * alert that fits in what is left goes (after refusals, when it may: spaced()).
+			 * Meanwhile no connection: its keepalives would spend the room an alert needs */
 			if (!u->tail.busy)
 				rest_link(u, 200000000ull);
 			else
 				u->retry_at_ns = now + 200000000ull;
+		} else if (spaced(u, now)) {
+			/* after refusals: the next file waits (an alert still goes, until one is refused) */
+			u->retry_at_ns = now + 200000000ull < u->spaced_until_ns ? now + 200000000ull : u->spaced_until_ns;
 		} else if (short_of_quota && u->hs_reserved) {
 			/* an alert's connection under way: its OFFER waits for it (queued before, and
 			 * the attempt failing, it was paid for and never sent) */
