@@ -192,6 +192,15 @@ static uint64_t counter_of(const stage_rec *r, const char *key)
 	return 0;
 }
 
+/* A counter of the stage's current incarnation alone. */
+static uint64_t cur_of(const stage_rec *r, const char *key)
+{
+	for (int i = 0; i < r->nkv; i++)
+		if (!strcmp(r->kv[i].key, key))
+			return r->kv[i].cur;
+	return 0;
+}
+
 static double gauge_of(const stage_rec *r, const char *key)
 {
 	for (int i = 0; i < r->nkv; i++)
@@ -273,8 +282,19 @@ static void handle_report(sup *s, char *msg)
 		if (gauge_of(r, "wal_verdict") > 0) {
 			op_info("ingest took over the %" PRIu64 " events its predecessor held", s->ingest_unsettled);
 		} else {
-			op_err("%" PRIu64 " events held by the dead ingest are lost (reason=ingest_crash)", s->ingest_unsettled);
-			s->dropped_ingest_crash += s->ingest_unsettled;
+			/* No verdict on its log. What the successor still found in it, it resent (the
+			 * store deduplicates) or counted itself (dropped_not_recovered): those are not
+			 * lost too. Without this, a log missing its last checkpoint had its events both
+			 * stored and counted as dropped. */
+			const uint64_t found = cur_of(r, "recovered") + cur_of(r, "dropped_not_recovered");
+			const uint64_t lost = s->ingest_unsettled > found ? s->ingest_unsettled - found : 0;
+			if (found)
+				op_warn("ingest resent %" PRIu64 " events from its predecessor's log without the log's last "
+					"checkpoint; the counts after its last report are not known",
+					cur_of(r, "recovered"));
+			if (lost)
+				op_err("%" PRIu64 " events held by the dead ingest are lost (reason=ingest_crash)", lost);
+			s->dropped_ingest_crash += lost;
 		}
 		s->ingest_unsettled = 0;
 	}

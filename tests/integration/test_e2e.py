@@ -316,6 +316,69 @@ def test_window_bytes(bindir):
     check(a.stop() == 0, "outpostd did not stop cleanly")
 
 
+def test_nocheckpoint(bindir):
+    # An ingest killed holding events, its write-ahead log missing the checkpoint of its last
+    # report (a damaged log): its successor still resends what the log holds, and each of those
+    # events is counted once, stored; before, they were stored and also counted as dropped
+    # (reason=ingest_crash), and the accounting did not balance
+    import pub_events
+    import zmq
+
+    a = Appliance(bindir, "nockpt")
+    n = 40
+    a.wait(lambda: a.stage_pid("store") > 0, 20, "store running")
+    store = a.stage_pid("store")
+    os.kill(store, signal.SIGSTOP)  # the events stay held by ingest
+    ctx = zmq.Context()
+    s = ctx.socket(zmq.PUSH)
+    s.connect(a.endpoint)
+    for q in range(n):
+        s.send(pub_events.encode_event(stream_id=4, sequence=q, detector_time_ns=1000 + q,
+                                       pulses=[(5 + i, float(i), 1.0, 0) for i in range(12)]))
+    s.close(linger=5000)
+    a.wait(lambda: a.status()["stages"]["ingest"]["gauges"].get("in_flight", 0) == n, 30,
+           "ingest holding the %d events" % n)
+    ingest = a.stage_pid("ingest")
+    os.kill(ingest, signal.SIGSTOP)
+    wal = os.path.join(a.run, "ingest-wal")
+    removed = 0
+    for name in os.listdir(wal):  # every report checkpoint ('R' record) taken out
+        path = os.path.join(wal, name)
+        with open(path, "rb") as f:
+            b = f.read()
+        out, off = bytearray(), 0
+        while off + 9 <= len(b):
+            plen = struct.unpack_from("<I", b, off)[0]
+            if off + 9 + plen > len(b):
+                break
+            if b[off + 4:off + 5] == b"R":
+                removed += 1
+            else:
+                out += b[off:off + 9 + plen]
+            off += 9 + plen
+        out += b[off:]
+        with open(path, "wb") as f:
+            f.write(out)
+    check(removed > 0, "no report checkpoint found in %s" % os.listdir(wal))
+    os.kill(ingest, signal.SIGKILL)
+    try:
+        os.kill(store, signal.SIGCONT)  # (restarted with ingest: rest_for_one)
+    except ProcessLookupError:
+        pass
+    a.wait(lambda: a.status()["stages"]["ingest"]["gauges"].get("wal_verdict", 0) < 0, 30,
+           "the successor finding the log without its checkpoint")
+    a.wait(lambda: a.status()["events"]["in_flight"] == 0 and a.status()["events"]["stored"] >= n, 60,
+           "the events resent and stored")
+    st = a.status()
+    e = st["events"]
+    print("log without its checkpoint (%d removed): %s" % (removed, e))
+    check(e["stored"] == n and e["dropped"] == 0, "stored %d, dropped %d of %d held" % (e["stored"], e["dropped"], n))
+    check(balanced(st), "accounting does not balance: %s" % e)
+    a.wait_delivered(n)
+    check(len(unique_keys(a.north_rows())) == n and a.north_count() == n, "north does not hold the %d events once" % n)
+    check(a.stop() == 0, "outpostd did not stop cleanly")
+
+
 def test_salvage(bindir):
     # Segments a crashed store left open are salvaged at start: more of them than one seal takes
     # (64), and three whose rows are all copies of another's. Every row goes north once, every
@@ -848,6 +911,8 @@ def main():
         test_window_bytes(bindir)
     elif case == "salvage":
         test_salvage(bindir)
+    elif case == "nocheckpoint":
+        test_nocheckpoint(bindir)
     elif case == "badconfig":
         test_badconfig(bindir)
     elif case == "badmodel":
