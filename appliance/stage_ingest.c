@@ -464,9 +464,15 @@ static void take_over_predecessor(ingest *g, const op_config *cfg, op_receiver *
 				res.torn ? " (its last record was cut short)" : "");
 		} else {
 			g->wal_verdict = -1;
-			op_err("the previous ingest left no usable log (%s): what it held is counted as dropped "
-			       "(reason=ingest_crash)",
-			       rc < 0 ? strerror(-rc) : "its last report's checkpoint is missing");
+			if (rc < 0)
+				op_err("the previous ingest left no usable log (%s): what it held is counted as dropped "
+				       "(reason=ingest_crash)",
+				       strerror(-rc));
+			else
+				op_err("the previous ingest's log lacks its last report's checkpoint%s: the %llu events it "
+				       "still holds are resent, what else the dead ingest held is counted as dropped "
+				       "(reason=ingest_crash), and its counts after that report are not known",
+				       res.torn ? " and has a damaged record" : "", (unsigned long long)g->recovered);
 		}
 	}
 	uint32_t n = 0;

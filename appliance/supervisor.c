@@ -288,10 +288,12 @@ static void handle_report(sup *s, char *msg)
 			 * stored and counted as dropped. */
 			const uint64_t found = cur_of(r, "recovered") + cur_of(r, "dropped_not_recovered");
 			const uint64_t lost = s->ingest_unsettled > found ? s->ingest_unsettled - found : 0;
-			if (found)
-				op_warn("ingest resent %" PRIu64 " events from its predecessor's log without the log's last "
-					"checkpoint; the counts after its last report are not known",
-					cur_of(r, "recovered"));
+			if (found > s->ingest_unsettled) /* accepted after its last report, or freed in a part of
+							   * the log a damaged record hid: not counted exactly */
+				op_warn("ingest took %" PRIu64 " events back from its predecessor's log, %" PRIu64
+					" more than it held at its last report: the log lacks its checkpoint, and the "
+					"accounting may not balance by up to that many",
+					found, found - s->ingest_unsettled);
 			if (lost)
 				op_err("%" PRIu64 " events held by the dead ingest are lost (reason=ingest_crash)", lost);
 			s->dropped_ingest_crash += lost;
