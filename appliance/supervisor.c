@@ -983,6 +983,10 @@ static void status_text(sup *s, sbuf *b)
 			  gauge_of(up_, "rate_bps") / 1e3, s->cfg->uplink_rate_bps ? ", cap " : "",
 			  (double)s->cfg->uplink_rate_bps / 1e3, s->cfg->uplink_rate_bps ? " kbit/s" : "",
 			  counter_of(up_, "bytes_acked"), counter_of(up_, "bytes_retransmitted"), counter_of(up_, "disconnects"));
+	if (s->cfg->uplink_north[0] && gauge_of(up_, "refusals_running") > 0)
+		sb_printf(b, "         NORTH REFUSING FILES: %.0f refused since its last confirmation (its disk full or "
+			     "failing? see outpost-north's log); the next file in %.1f s\n",
+			  gauge_of(up_, "refusals_running"), gauge_of(up_, "spaced_s"));
 	if (counter_of(up_, "evicted_disk_full") + counter_of(up_, "evicted_expired") || gauge_of(up_, "disk_free") > 0) {
 		double days = gauge_of(up_, "disk_days_to_full");
 		char fill[96] = "not filling";

@@ -382,9 +382,12 @@ void op_uplink_close(op_uplink *u)
 void op_uplink_get_stats(const op_uplink *u, op_uplink_stats *out)
 {
 	*out = u->stats;
+	const uint64_t now = now_ns();
 	out->files_held = 0;
 	for (int i = 0; i < 16; i++)
-		out->files_held += u->held[i].count && now_ns() < u->held[i].until;
+		out->files_held += u->held[i].count && now < u->held[i].until;
+	out->refusals_running = u->refusals;
+	out->spaced_s = now < u->spaced_until_ns ? (double)(u->spaced_until_ns - now) / 1e9 : 0;
 	/* sent and never acknowledged, beyond what is on the way now: lost in cuts, refused, or
 	 * sent ahead of a HAVE that said north had them; sent again */
 	uint64_t out_now = (u->st == SENDING && u->next > u->acked ? u->next - u->acked : 0) +

@@ -93,6 +93,8 @@ typedef struct op_uplink_stats {
 	int quota_parked;           /* no connection: the quota has no room for one until UTC midnight */
 	uint64_t rate_waits;        /* times a chunk waited for the cap */
 	uint64_t alerts_stalled;    /* alerts set aside mid-transfer: the day's quota could not carry the rest */
+	uint64_t refusals_running;  /* north's refusals since it last confirmed a file */
+	double spaced_s;            /* after them, seconds until the next file may start (0: none) */
 } op_uplink_stats;
 
 /* Parse link windows: the number of ranges (minutes after UTC midnight, end exclusive) put in

@@ -379,6 +379,38 @@ def test_nocheckpoint(bindir):
     check(a.stop() == 0, "outpostd did not stop cleanly")
 
 
+def test_north_refusing(bindir):
+    # A north that refuses every file (here: larger than it takes; a full or failing disk does
+    # the same): status says so and when the next file goes, the offers are spaced (uplink.retry
+    # 200 ms doubled per refusal), and once north takes files again everything goes
+    a = Appliance(bindir, "refusing", north=False)
+    north_cmd = [os.path.join(bindir, "outpost-north"), "--bind", "tcp://127.0.0.1:%d" % a.north_port,
+                 "--dir", a.north_dir]
+    a.north = subprocess.Popen(north_cmd + ["--max-file-bytes", "100"], stdout=a.logs, stderr=a.logs)
+    n = 300
+    out = a.sim("--count", str(n), "--stream", "5", "--kind", "track", "--seed", "3")
+    check(out["events_sent"] == n, "simulator sent %s" % out["events_sent"])
+    a.wait(lambda: "NORTH REFUSING FILES" in a.ctl("status")[1], 30, "status saying north refuses files")
+    a.wait(lambda: a.status()["stages"]["uplink"]["gauges"]["refusals_running"] >= 4, 30, "four refusals")
+    g0 = a.status()["stages"]["uplink"]
+    time.sleep(6)
+    g1 = a.status()["stages"]["uplink"]
+    text = a.ctl("status")[1]
+    line = [x for x in text.splitlines() if "NORTH REFUSING FILES" in x]
+    more = g1["counters"]["rejected"] - g0["counters"]["rejected"]
+    print("north refusing: %s; %d more refusals in 6 s" % (line[0].strip() if line else text, more))
+    check(line and g1["gauges"]["refusals_running"] >= 5, "status: %s" % text)
+    # from the fourth refusal on, waits of 1.6, 3.2, 6.4 s: 6 s hold at most 2 more (3 with a
+    # report's lag); one every uplink.retry (200 ms) before the spacing
+    check(more <= 3, "%d refusals in 6 s: the offers are not spaced" % more)
+    a.north.send_signal(signal.SIGTERM)
+    a.north.wait(20)
+    a.north = subprocess.Popen(north_cmd, stdout=a.logs, stderr=a.logs)  # north takes files again
+    a.wait_delivered(n, timeout=120)
+    a.wait(lambda: "NORTH REFUSING FILES" not in a.ctl("status")[1], 30, "the status line gone")
+    check(a.stop() == 0, "outpostd did not stop cleanly")
+
+
 def test_salvage(bindir):
     # Segments a crashed store left open are salvaged at start: more of them than one seal takes
     # (64), and three whose rows are all copies of another's. Every row goes north once, every
@@ -911,6 +943,8 @@ def main():
         test_window_bytes(bindir)
     elif case == "salvage":
         test_salvage(bindir)
+    elif case == "north_refusing":
+        test_north_refusing(bindir)
     elif case == "nocheckpoint":
         test_nocheckpoint(bindir)
     elif case == "badconfig":

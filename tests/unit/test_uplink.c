@@ -1418,11 +1418,14 @@ int main(void)
 		}
 		op_uplink_get_stats(u, &st);
 		const uint64_t refusals = st.rejected, conns = st.connections;
+
 		/* just after the next refusal, the offers wait the longest yet (3.2 s here) */
 		for (int i = 0; i < 5000 && st.rejected == refusals; i++) {
 			run(u, n, 1);
 			op_uplink_get_stats(u, &st);
 		}
+		/* what status shows an operator: north refusing, and how long the files now wait */
+		CHECK(st.refusals_running == st.rejected && st.spaced_s > 1.0 && st.spaced_s <= 6.4);
 		make_file_in("alert", "alert-while-refused.json", 300, 0);
 		clock_gettime(CLOCK_MONOTONIC, &t0);
 		const int went = run_until_north(u, n, "alert-while-refused.json", 300, 3000);
