@@ -134,10 +134,7 @@ int op_stage_uplink(op_stage_ctx *s)
 			op_warn("daily quota of %llu bytes spent (%llu sent today, up to %llu kept for alerts): until UTC "
 				"midnight only alerts that fit in what is left go north; segments wait in %s",
 				(unsigned long long)cfg->uplink_daily_quota, (unsigned long long)st.quota_used,
-				(unsigned long long)(cfg->uplink_alert_reserve < cfg->uplink_daily_quota / 2
-							     ? cfg->uplink_alert_reserve
-							     : cfg->uplink_daily_quota / 2),
-				outbox);
+				(unsigned long long)st.alert_reserve, outbox);
 		/* No connection outside the windows: the link's state is unknown there, as at start. No
 		 * alarm when a window closes; "up" when an answer comes, "down" when none has come
 		 * within two timeouts of the state becoming unknown in a window (the sender's keepalive

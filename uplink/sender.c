@@ -323,6 +323,7 @@ int op_uplink_open(void *zmq_ctx, const op_uplink_config *cfg, op_uplink **ret)
 		u->in_flight = u->cfg.rate_bps / 4;
 	if (u->cfg.alert_reserve > u->cfg.daily_quota / 2)
 		u->cfg.alert_reserve = u->cfg.daily_quota / 2;
+	u->stats.alert_reserve = u->cfg.alert_reserve;
 	if (u->cfg.daily_quota && cfg->quota_file) {
 		u->quota_fd = open(cfg->quota_file, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
 		if (u->quota_fd < 0)
@@ -441,9 +442,9 @@ static void new_day(op_uplink *u, int day)
 	quota_save(u);
 }
 
-/* Whether what is about to be spent is an alert's: the file chosen is an alert (from start_next,
- * which may offer it at once), or, none chosen, the quota is short of the other files (a connection is then made only for an alert,
- * alert_fits). A file of another class goes on being refused the reserve after that. */
+/* Whether what is about to be spent is an alert's: the file chosen is an alert (start_next may
+ * offer it at once), or, none chosen, the quota is short of the other files (a connection is then
+ * made only for an alert: alert_fits). A file of another class is refused the reserve always. */
 static int spending_for_alert(const op_uplink *u)
 {
 	return u->name[0] ? u->cls == OP_UPLINK_ALERT : u->stats.quota_exhausted;
@@ -506,14 +507,15 @@ static void budget_refund(op_uplink *u, uint64_t cost)
 }
 
 /* Spend the budget for a message of `cost` wire bytes, leaving `reserve` of today's quota for
- * messages that must follow it (a file's COMMIT): 0 when it may go now. */
+ * messages that must follow it (a file's COMMIT): 0 when it may go now, -EDQUOT when today's
+ * quota cannot carry it, -EAGAIN when the cap holds it back for now. */
 static int budget_take(op_uplink *u, uint64_t cost, uint64_t reserve)
 {
 	uint64_t now = now_ns();
 	if (quota_room(u) < cost + reserve) {
 		u->stats.quota_exhausted = 1;
 		u->budget_blocked = 1;
-		return -1;
+		return -EDQUOT;
 	}
 	u->budget_blocked = 0;
 	if (u->cfg.rate_bps) {
@@ -529,7 +531,7 @@ static int budget_take(op_uplink *u, uint64_t cost, uint64_t reserve)
 		if (u->tokens < (double)cost) {
 			u->stats.rate_waits++;
 			u->budget_blocked = 1;
-			return -1;
+			return -EAGAIN;
 		}
 		u->tokens -= (double)cost;
 	}
@@ -726,6 +728,15 @@ static void reset(op_uplink *u, uint64_t delay_ns)
 	u->retry_at_ns = now_ns() + delay_ns;
 }
 
+/* base doubled `times` times, at most `most` (never less than base). */
+static uint64_t doubled(uint64_t base, uint32_t times, uint64_t most)
+{
+	uint64_t d = base;
+	for (uint32_t i = 0; i < times && d < most; i++)
+		d *= 2;
+	return d <= most ? d : most > base ? most : base;
+}
+
 static struct held *held_entry(op_uplink *u, int c, const char *name)
 {
 	for (int i = 0; i < 16; i++)
@@ -767,12 +778,8 @@ static void hold(op_uplink *u, int cls, const char *name, int local)
 	}
 	h->local = local;
 	h->count++;
-	uint64_t d = u->cfg.retry_ns ? u->cfg.retry_ns : 1000000000ull;
-	for (uint32_t i = 0; i < h->count && d < 3600000000000ull; i++)
-		d *= 2; /* beyond the pause a refusal also brings: the others go first */
-	if (d > 3600000000000ull)
-		d = 3600000000000ull;
-	h->until = now_ns() + d;
+	/* beyond the pause a refusal also brings: the others go first */
+	h->until = now_ns() + doubled(u->cfg.retry_ns ? u->cfg.retry_ns : 1000000000ull, h->count, 3600000000000ull);
 }
 
 /* Oldest sealed segment in outbox/ (names sort by time); updates the pending figures. */
@@ -1275,12 +1282,13 @@ static void pump(op_uplink *u)
 		if (zmq_getsockopt(u->sock, ZMQ_EVENTS, &zev, &zevl) == 0 && !(zev & ZMQ_POLLOUT))
 			return;
 		const uint64_t cost = chunk_cost(u, u->name, want);
-		if (budget_take(u, cost, commits_owed(u)) < 0) {
+		const int br = budget_take(u, cost, commits_owed(u));
+		if (br < 0) {
 			/* An alert the quota can no longer carry (it began before the quota ran short, or
 			 * rewinds cost more than alert_fits counted): set aside, north keeping what it
 			 * has, so that smaller alerts behind it go (alert_fits) and the link rests. It had
 			 * stayed the current file until UTC midnight, every alert behind it waiting. */
-			if (u->cls == OP_UPLINK_ALERT && quota_room(u) < cost + commits_owed(u)) {
+			if (br == -EDQUOT && u->cls == OP_UPLINK_ALERT) {
 				u->stats.alerts_stalled++;
 				set_aside(u, u->name);
 				end_file(u);
@@ -1351,12 +1359,7 @@ static void refused(op_uplink *u, int cls, const char *name)
 	 * connection (the queue dropped), one file after another: at the default 5 s, 720 an hour,
 	 * about a kilobyte each, all of a 2.4 kbit/s link. Meanwhile an alert still starts at
 	 * once, until north refuses an alert too (op_uplink_step, spaced()). */
-	const uint64_t base = u->cfg.retry_ns ? u->cfg.retry_ns : 1000000000ull, most = 900000000000ull;
-	uint64_t wait = base;
-	for (uint32_t i = 0; i < u->refusals && wait < most; i++)
-		wait *= 2;
-	if (wait > most)
-		wait = most > base ? most : base;
+	const uint64_t wait = doubled(u->cfg.retry_ns ? u->cfg.retry_ns : 1000000000ull, u->refusals, 900000000000ull);
 	u->refusals++;
 	u->alert_refused |= cls == OP_UPLINK_ALERT;
 	u->spaced_until_ns = now_ns() + wait;
@@ -1739,9 +1742,8 @@ int op_uplink_step(op_uplink *u, int timeout_ms)
 		return 0;
 	}
 	if (u->st == IDLE && now >= u->retry_at_ns && u->stats.in_window) {
-		const int short_of_quota = u->stats.quota_exhausted;
-		const int no_alert = short_of_quota && !alert_fits(u, alert, sizeof(alert));
-		if (no_alert || (short_of_quota && spaced(u, now))) {
+		const int short_of_quota = u->stats.quota_exhausted, held_back = spaced(u, now);
+		if (short_of_quota && (held_back || !alert_fits(u, alert, sizeof(alert)))) {
 			/* Today's quota cannot carry the next file: that waits for UTC midnight, but an
 			 * alert that fits in what is left goes (after refusals, when it may: spaced()).
 			 * Meanwhile no connection: its keepalives would spend the room an alert needs */
@@ -1749,7 +1751,7 @@ int op_uplink_step(op_uplink *u, int timeout_ms)
 				rest_link(u, 200000000ull);
 			else
 				u->retry_at_ns = now + 200000000ull;
-		} else if (spaced(u, now)) {
+		} else if (held_back) {
 			/* after refusals: the next file waits (an alert still goes, until one is refused) */
 			u->retry_at_ns = now + 200000000ull < u->spaced_until_ns ? now + 200000000ull : u->spaced_until_ns;
 		} else if (short_of_quota && u->hs_reserved) {

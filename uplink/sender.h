@@ -95,6 +95,7 @@ typedef struct op_uplink_stats {
 	uint64_t alerts_stalled;    /* alerts set aside mid-transfer: the day's quota could not carry the rest */
 	uint64_t refusals_running;  /* north's refusals since it last confirmed a file */
 	double spaced_s;            /* after them, seconds until the next file may start (0: none) */
+	uint64_t alert_reserve;     /* of the daily quota, kept for alerts (the configured, at most half) */
 } op_uplink_stats;
 
 /* Parse link windows: the number of ranges (minutes after UTC midnight, end exclusive) put in

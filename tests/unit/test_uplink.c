@@ -341,6 +341,39 @@ static int run_until_north(op_uplink *u, op_north *n, const char *name, size_t s
 	return same_content(name, size);
 }
 
+/* Steps both ends until the sender finds today's quota spent for its files, at most `steps`
+ * times; its stats in *st. */
+static void run_until_exhausted(op_uplink *u, op_north *n, int steps, op_uplink_stats *st)
+{
+	op_uplink_get_stats(u, st);
+	for (int i = 0; i < steps && !st->quota_exhausted; i++) {
+		run(u, n, 1);
+		op_uplink_get_stats(u, st);
+	}
+}
+
+/* Takes a queued file (`rel`, under outbox/) and its sidecar out of the way of later checks. */
+static void unqueue(const char *rel)
+{
+	char path[400];
+	snprintf(path, sizeof(path), "%s/%s", outbox, rel);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/%s.sha256", outbox, rel);
+	unlink(path);
+}
+
+/* The sender's quota file as a restart finds it: `used` bytes spent `days_ago` days before today
+ * (UTC). */
+static void write_quota(const char *qfile, int days_ago, long long used)
+{
+	FILE *f = fopen(qfile, "w");
+	CHECK(f != NULL);
+	if (f) {
+		fprintf(f, "%010d %020lld\n", (int)(time(NULL) / 86400) - days_ago, used);
+		fclose(f);
+	}
+}
+
 int main(void)
 {
 	void *ctx = zmq_ctx_new();
@@ -897,11 +930,7 @@ int main(void)
 		op_uplink_close(u);
 		u = NULL;
 		/* a new day (the record says yesterday): the quota is fresh and the rest goes */
-		FILE *qf = fopen(qfile, "r+");
-		if (qf) {
-			fprintf(qf, "%010d %020d\n", (int)(time(NULL) / 86400) - 1, 599000);
-			fclose(qf);
-		}
+		write_quota(qfile, 1, 599000);
 		CHECK(op_uplink_open(ctx, &qc, &u) == 0);
 		run(u, n, 4000);
 		op_uplink_get_stats(u, &st);
@@ -924,10 +953,7 @@ int main(void)
 		qc.chunk_bytes = 64 * 1024;
 		CHECK(op_uplink_open(ctx, &qc, &u) == 0);
 		make_file("qa-1.h5", 1000 * 1000, 0);
-		for (int i = 0; i < 4000 && !st.quota_exhausted; i++) {
-			run(u, n, 1);
-			op_uplink_get_stats(u, &st);
-		}
+		run_until_exhausted(u, n, 4000, &st);
 		CHECK(st.quota_exhausted == 1);
 		const char *alerts[] = {"alert-q1.json", "alert-q2.json", "alert-q3.json"};
 		uint64_t left_after = 0, used_idle = 0;
@@ -1006,15 +1032,8 @@ int main(void)
 		CHECK(same_content("alert-q7.json", 300));
 		op_uplink_close(u);
 		u = NULL;
-		snprintf(line, sizeof(line), "%s/alert/alert-q4.json", outbox); /* out of the way of what follows */
-		unlink(line);
-		snprintf(line, sizeof(line), "%s/alert/alert-q4.json.sha256", outbox);
-		unlink(line);
-		char path[400];
-		snprintf(path, sizeof(path), "%s/qa-1.h5", outbox); /* out of the way of what follows */
-		unlink(path);
-		snprintf(path, sizeof(path), "%s/qa-1.h5.sha256", outbox);
-		unlink(path);
+		unqueue("alert/alert-q4.json"); /* out of the way of what follows */
+		unqueue("qa-1.h5");
 	}
 	/* uplink.alert_reserve: results stop that far short of the day's quota, and an alert larger
 	 * than what a segment's last refused chunk leaves (more than a chunk) still goes. Without the
@@ -1031,11 +1050,7 @@ int main(void)
 		qc.chunk_bytes = 32 * 1024;
 		CHECK(op_uplink_open(ctx, &qc, &u) == 0);
 		make_file("qr-1.h5", 1000 * 1000, 0);
-		memset(&st, 0, sizeof(st));
-		for (int i = 0; i < 4000 && !st.quota_exhausted; i++) {
-			run(u, n, 1);
-			op_uplink_get_stats(u, &st);
-		}
+		run_until_exhausted(u, n, 4000, &st);
 		run(u, n, 300); /* whatever was on the way is answered */
 		op_uplink_get_stats(u, &st);
 		const uint64_t results_used = st.quota_used;
@@ -1052,11 +1067,7 @@ int main(void)
 		CHECK(st.quota_used <= quota && exists_in(outbox, "qr-1.h5"));
 		op_uplink_close(u);
 		u = NULL;
-		char path[400];
-		snprintf(path, sizeof(path), "%s/qr-1.h5", outbox); /* out of the way of what follows */
-		unlink(path);
-		snprintf(path, sizeof(path), "%s/qr-1.h5.sha256", outbox);
-		unlink(path);
+		unqueue("qr-1.h5"); /* out of the way of what follows */
 	}
 	/* An alert the rest of the day's quota cannot carry, begun while it still had room (here
 	 * 20,000 bytes left, a 50,000-byte alert): set aside once its next chunk does not fit, so a
@@ -1065,23 +1076,14 @@ int main(void)
 	{
 		char qfile[300];
 		snprintf(qfile, sizeof(qfile), "%s/uplink-quota-stall", dir);
-		FILE *qf = fopen(qfile, "w");
-		CHECK(qf != NULL);
-		if (qf) {
-			fprintf(qf, "%010d %020d\n", (int)(time(NULL) / 86400), 300 * 1000 - 20 * 1000);
-			fclose(qf);
-		}
+		write_quota(qfile, 0, 300 * 1000 - 20 * 1000);
 		op_uplink_config qc = uc;
 		qc.daily_quota = 300 * 1000;
 		qc.quota_file = qfile;
 		qc.chunk_bytes = 32 * 1024;
 		CHECK(op_uplink_open(ctx, &qc, &u) == 0);
 		make_file_in("alert", "alert-s1-large.json", 50 * 1000, 0);
-		memset(&st, 0, sizeof(st));
-		for (int i = 0; i < 4000 && !st.quota_exhausted; i++) {
-			run(u, n, 1);
-			op_uplink_get_stats(u, &st);
-		}
+		run_until_exhausted(u, n, 4000, &st);
 		run(u, n, 100);
 		make_file_in("alert", "alert-s2-small.json", 300, 0);
 		const int went = run_until_north(u, n, "alert-s2-small.json", 300, 3000);
@@ -1094,11 +1096,7 @@ int main(void)
 		CHECK(went && st.quota_used <= 300 * 1000 && exists_in(outbox, "alert/alert-s1-large.json"));
 		op_uplink_close(u);
 		u = NULL;
-		char path[400];
-		snprintf(path, sizeof(path), "%s/alert/alert-s1-large.json", outbox); /* out of the way of what follows */
-		unlink(path);
-		snprintf(path, sizeof(path), "%s/alert/alert-s1-large.json.sha256", outbox);
-		unlink(path);
+		unqueue("alert/alert-s1-large.json"); /* out of the way of what follows */
 	}
 	/* What the appliance puts on the link is what it charged the quota, its connections'
 	 * handshakes included (counted by a relay between it and north), and with less room left
@@ -1127,11 +1125,7 @@ int main(void)
 		u = NULL;
 		/* room for one connection and a little: when the link drops, ZeroMQ's own reconnection
 		 * would not fit, and the socket is closed instead */
-		FILE *qf = fopen(qfile, "r+");
-		if (qf) {
-			fprintf(qf, "%010d %020d\n", (int)(time(NULL) / 86400), 200 * 1000 - 1100);
-			fclose(qf);
-		}
+		write_quota(qfile, 0, 200 * 1000 - 1100);
 		CHECK(op_uplink_open(ctx, &qc, &u) == 0);
 		run(u, n, 300);
 		relay_stop(&r);
@@ -1146,11 +1140,7 @@ int main(void)
 		CHECK(atomic_load(&r.up) == 0);
 		op_uplink_close(u);
 		u = NULL;
-		qf = fopen(qfile, "r+"); /* a new day for what follows */
-		if (qf) {
-			fprintf(qf, "%010d %020d\n", (int)(time(NULL) / 86400) - 1, 0);
-			fclose(qf);
-		}
+		write_quota(qfile, 1, 0); /* a new day for what follows */
 		CHECK(op_uplink_open(ctx, &qc, &u) == 0);
 		make_file("r-1.h5", 120 * 1000, 0);
 		make_file("r-2.h5", 120 * 1000, 0);
@@ -1166,11 +1156,7 @@ int main(void)
 		op_uplink_close(u);
 		u = NULL;
 		/* a restart with 500 bytes left, less than a connection costs: nothing on the link */
-		qf = fopen(qfile, "r+");
-		if (qf) {
-			fprintf(qf, "%010d %020d\n", (int)(time(NULL) / 86400), 200 * 1000 - 500);
-			fclose(qf);
-		}
+		write_quota(qfile, 0, 200 * 1000 - 500);
 		up = atomic_load(&r.up);
 		CHECK(op_uplink_open(ctx, &qc, &u) == 0);
 		run(u, n, 1500);
@@ -1183,11 +1169,7 @@ int main(void)
 		op_uplink_close(u);
 		u = NULL;
 		/* a new day: it connects again and the rest goes */
-		qf = fopen(qfile, "r+");
-		if (qf) {
-			fprintf(qf, "%010d %020d\n", (int)(time(NULL) / 86400) - 1, 200 * 1000 - 500);
-			fclose(qf);
-		}
+		write_quota(qfile, 1, 200 * 1000 - 500);
 		CHECK(op_uplink_open(ctx, &qc, &u) == 0);
 		run(u, n, 3000);
 		op_uplink_get_stats(u, &st);
@@ -1382,11 +1364,7 @@ int main(void)
 		CHECK(st.rejected >= 1 && st.files_held == 1 && exists_in(outbox, "bulk/a-huge.bin"));
 		op_uplink_close(u);
 		u = NULL;
-		char path[400];
-		snprintf(path, sizeof(path), "%s/bulk/a-huge.bin", outbox);
-		unlink(path);
-		snprintf(path, sizeof(path), "%s/bulk/a-huge.bin.sha256", outbox);
-		unlink(path);
+		unqueue("bulk/a-huge.bin");
 		op_north_close(n);
 		CHECK(op_north_open(ctx, &nc, &n) == 0);
 	}
