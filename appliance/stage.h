@@ -39,7 +39,13 @@
 #define OP_PROBE_STREAM 0xffffffffu
 #define OP_PROBE_SERIAL_BIT (1ull << 63)
 
-/* infer → store record. */
+/* infer → store: each message is two frames, an op_stage_model naming the model that made the
+ * rows (each segment's `model` attribute comes from it), then the rows as op_stage_result. */
+typedef struct op_stage_model {
+	uint32_t model_id;
+	char name[60];
+} op_stage_model;
+
 typedef struct op_stage_result {
 	uint64_t serial;
 	op_result_row row;
@@ -51,7 +57,7 @@ typedef struct op_stage_ctx {
 	void *zctx;
 	void *stats_sock;
 	uint64_t incarnation_ns; /* CLOCK_REALTIME at start: tells incarnations apart */
-	int safe_mode;           /* infer: the network is off, LineFit only, rows flagged; store: segments name LineFit */
+	int safe_mode;           /* infer: the network is off, LineFit only, rows flagged */
 	uint64_t last_report_ns;
 	char *report;            /* report being built */
 	size_t report_len, report_cap;

@@ -302,6 +302,8 @@ int op_stage_infer(op_stage_ctx *s)
 		op_info("infer.backend %s: %s", cfg->infer_backend, bwhy);
 	int gpu_fault_logged = 0;
 	char now_desc[64];
+	op_stage_model named = {.model_id = op_reco_model_id(reco)};
+	snprintf(named.name, sizeof(named.name), "%s", op_reco_model_name(reco));
 
 	while (!op_stage_stop) {
 		zmq_pollitem_t it = {.socket = in, .events = ZMQ_POLLIN};
@@ -440,18 +442,24 @@ int op_stage_infer(op_stage_ctx *s)
 			}
 			/* The store may be restarting: keep trying (and keep reporting) until it takes
 			 * the batch or we are told to stop. Nothing is lost if we are killed here:
-			 * ingest still holds every one of these events. */
-			while (zmq_send(out, res, n * sizeof(op_stage_result), 0) < 0) {
-				if (errno != EAGAIN || op_stage_stop)
-					goto zfail;
-				blocked = 1;
-				blocked_ms += (uint64_t)sndtimeo;
-				if (op_report_due(s, op_now_ns())) {
-					op_report_begin(s, events, 0);
-					op_report_gauge(s, "blocked_downstream", 1);
-					op_report_send(s);
+			 * ingest still holds every one of these events. The model's name goes first:
+			 * this process is the one that knows which model it runs (the file may have
+			 * been replaced since it was read, and a store restarted since would read
+			 * another). */
+			const void *frame[2] = {&named, res};
+			size_t flen[2] = {sizeof(named), n * sizeof(op_stage_result)};
+			for (int f = 0; f < 2; f++)
+				while (zmq_send(out, frame[f], flen[f], f == 0 ? ZMQ_SNDMORE : 0) < 0) {
+					if (errno != EAGAIN || op_stage_stop)
+						goto zfail;
+					blocked = 1;
+					blocked_ms += (uint64_t)sndtimeo;
+					if (op_report_due(s, op_now_ns())) {
+						op_report_begin(s, events, 0);
+						op_report_gauge(s, "blocked_downstream", 1);
+						op_report_send(s);
+					}
 				}
-			}
 			blocked = 0;
 			events += n;
 			batches++;

@@ -37,13 +37,13 @@
 
 #include "appliance/dedup.h"
 #include "appliance/log.h"
-#include "appliance/modelfile.h"
 #include "appliance/stage.h"
 #include "kernels/reco.h"
 #include "uplink/segment.h"
 
 #define STORE_PATH 512
 #define STORE_MAX_SALVAGE 64
+#define STORE_MODELS 8 /* models remembered by id (learn_model) */
 
 typedef struct u64vec {
 	uint64_t *v;
@@ -69,7 +69,17 @@ typedef struct store {
 	const op_config *cfg;
 	char segments_dir[STORE_PATH], outbox_dir[STORE_PATH], corrupt_dir[STORE_PATH], sent_dir[STORE_PATH];
 	op_segment_meta meta;
-	char model_name[64], config_hash[17], site[64];
+	char site[64];
+	/* What the open segment's attributes say of all its rows (meta points here): one
+	 * reconstruction under one configuration a segment; a change seals it first. */
+	char model_name[64], config_hash[17];
+	char config_now[17];   /* the configuration this store runs under */
+	struct {
+		uint32_t id;
+		char name[64];
+	} models[STORE_MODELS]; /* the models infer named (learn_model) */
+	uint64_t models_seen;
+	char id_name[64];      /* a name model_name_of made up */
 	char seg_name[160];	      /* the open segment's name (file seg_name.h5) */
 	int salvaging;		      /* in salvage(): the open segment holds copies of leftovers */
 	uint64_t batch_rows, batch_files; /* salvaged into the open segment, counted once it seals */
@@ -231,6 +241,55 @@ static int append_rows(store *st, const op_result_row *rows, size_t n)
 	return 0;
 }
 
+/* infer names the model of each batch it sends (op_stage_model): remembered by id, the
+ * STORE_MODELS last ones (a store outlives few models: infer's restarts restart it too). */
+static void learn_model(store *st, const op_stage_model *m)
+{
+	uint64_t known = st->models_seen < STORE_MODELS ? st->models_seen : STORE_MODELS;
+	char name[sizeof(m->name) + 1];
+	uint64_t i;
+
+	memcpy(name, m->name, sizeof(m->name));
+	name[sizeof(m->name)] = 0;
+	for (i = 0; i < known; i++)
+		if (st->models[i].id == m->model_id)
+			break;
+	if (i == known)
+		i = st->models_seen++ % STORE_MODELS;
+	st->models[i].id = m->model_id;
+	snprintf(st->models[i].name, sizeof(st->models[i].name), "%s", name[0] ? name : "unnamed");
+}
+
+/* The name of the model whose rows carry this id: as infer named it, or for rows infer did not
+ * name (a leftover segment without attributes) LineFit's variant or, failing that, the id. */
+static const char *model_name_of(store *st, uint32_t id)
+{
+	for (uint64_t i = 0; i < st->models_seen && i < STORE_MODELS; i++)
+		if (st->models[i].id == id)
+			return st->models[i].name;
+	const char *lf = op_reco_linefit_name(id);
+	if (lf)
+		return lf;
+	snprintf(st->id_name, sizeof(st->id_name), "model-id-%u", id);
+	return st->id_name;
+}
+
+/* Rows of this model under this configuration go into the open segment only if its attributes
+ * say so; otherwise it is sealed first (its rows acknowledged, as at any seal), and the next
+ * segment opened says what they are. */
+static int segment_for(store *st, const char *model, const char *config_hash)
+{
+	int rc;
+
+	if (!strcmp(model, st->model_name) && !strcmp(config_hash, st->config_hash))
+		return 0;
+	if (st->seg && (rc = seal(st)) < 0)
+		return rc;
+	snprintf(st->model_name, sizeof(st->model_name), "%s", model);
+	snprintf(st->config_hash, sizeof(st->config_hash), "%s", config_hash);
+	return 0;
+}
+
 static int take_batch(store *st, const op_stage_result *res, size_t n)
 {
 	size_t k = 0;
@@ -263,6 +322,14 @@ static int take_batch(store *st, const op_stage_result *res, size_t n)
 			continue;
 		}
 		st->rows_received++;
+		/* one batch comes from one infer, so a model change falls between batches; a batch
+		 * that mixes models is split all the same */
+		const char *model = model_name_of(st, r.row.model_id);
+		if (strcmp(model, st->model_name) || strcmp(st->config_now, st->config_hash)) {
+			if ((rc = append_rows(st, st->rows, k)) < 0 || (rc = segment_for(st, model, st->config_now)) < 0)
+				return rc;
+			k = 0;
+		}
 		if (op_dedup_find(st->dedup, r.row.stream_id, r.row.sequence, r.row.detector_time_ns, &gen)) {
 			st->rows_duplicate++;
 			rc = u64vec_push(gen < st->gen ? &st->ack_now : &st->pending, r.serial);
@@ -351,6 +418,17 @@ static int salvage(store *st)
 				op_err("segment %s is unreadable and cannot be moved: %s", path, strerror(errno));
 			st->files_corrupt++;
 			continue;
+		}
+		/* its rows keep what its own attributes said of them: the model and configuration
+		 * they were made under, perhaps not this run's */
+		char model[64], hash[17];
+		if (n && (op_segment_read_attr(path, "model", model, sizeof(model)) < 0 || !model[0]))
+			snprintf(model, sizeof(model), "%s", model_name_of(st, rows[0].model_id));
+		if (n && op_segment_read_attr(path, "config_hash", hash, sizeof(hash)) < 0)
+			snprintf(hash, sizeof(hash), "unknown");
+		if (n && (rc = segment_for(st, model, hash)) < 0) {
+			free(rows);
+			break;
 		}
 		for (size_t i = 0; i < n; i++) {
 			uint64_t g;
@@ -465,7 +543,6 @@ int op_stage_store(op_stage_ctx *s)
 	int rc = 1, linger = 2000, hwm = 100000, sndtimeo = 100;
 	uint64_t progress = 0;
 	size_t dedup_cap = (size_t)cfg->ingest_window_events * 4;
-	op_reco *reco = NULL;
 	struct sigaction sa;
 
 	memset(&st, 0, sizeof(st));
@@ -489,25 +566,10 @@ int op_stage_store(op_stage_ctx *s)
 	for (char *c = st.site; *c; c++)
 		if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || *c == '-'))
 			*c = '_';
-	/* The segments name the model that writes their rows (the infer stage loads the same; in
-	 * safe mode that is LineFit, whatever infer.method says). */
-	if (!strcmp(cfg->infer_method, "fp4") && !s->safe_mode) {
-		op_model m;
-		char merr[512];
-		int lerr = cfg->infer_model[0] ? op_model_load(cfg->infer_model, &m, merr, sizeof(merr))
-					       : op_model_load_default(&m, merr, sizeof(merr));
-		snprintf(st.model_name, sizeof(st.model_name), "%s", lerr == 0 ? m.name : "unknown-fp4-model");
-		if (lerr == 0)
-			op_model_free(&m);
-	} else {
-		op_reco_config rcfg = {.kind = s->safe_mode ? "linefit" : cfg->infer_method,
-					.charge_weighted = cfg->infer_charge_weighted,
-					.trim = cfg->infer_trim};
-		if (op_reco_open(&rcfg, &reco) == 0)
-			snprintf(st.model_name, sizeof(st.model_name), "%s", op_reco_model_name(reco));
-		op_reco_close(reco);
-	}
-	op_config_hash(cfg, st.config_hash);
+	/* Each segment names the model and configuration of its rows: the model from the rows'
+	 * model id (model_name_of), the configuration this store started with (a reload that
+	 * changes it restarts the store, between two segments). */
+	op_config_hash(cfg, st.config_now);
 	st.meta = (op_segment_meta){.model_name = st.model_name, .config_hash = st.config_hash,
 				    .software_version = OUTPOST_VERSION, .site = cfg->site_name,
 				    .chunk_rows = cfg->store_chunk_rows,
@@ -576,6 +638,19 @@ int op_stage_store(op_stage_ctx *s)
 			if (zmq_msg_recv(&m, in, ZMQ_DONTWAIT) < 0) {
 				zmq_msg_close(&m);
 				break;
+			}
+			if (zmq_msg_more(&m)) { /* the model frame (op_stage_model), then the rows */
+				if (zmq_msg_size(&m) == sizeof(op_stage_model))
+					learn_model(&st, zmq_msg_data(&m));
+				else
+					op_err("model frame from infer has %zu bytes, not %zu; ignored it",
+					       zmq_msg_size(&m), sizeof(op_stage_model));
+				zmq_msg_close(&m);
+				zmq_msg_init(&m);
+				if (zmq_msg_recv(&m, in, ZMQ_DONTWAIT) < 0) { /* a message arrives whole */
+					zmq_msg_close(&m);
+					break;
+				}
 			}
 			size_t n = zmq_msg_size(&m) / sizeof(op_stage_result);
 			if (zmq_msg_size(&m) % sizeof(op_stage_result))

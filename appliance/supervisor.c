@@ -395,8 +395,8 @@ static int spawn(sup *s, stage_rec *r)
 		sigprocmask(SIG_SETMASK, &all, NULL);
 		prctl(PR_SET_PDEATHSIG, SIGTERM); /* a stage never outlives its supervisor */
 		char *argv[] = {"outpostd", "--stage", (char *)r->name, "-c", s->effective_path, NULL, NULL};
-		if (s->safe_mode && (!strcmp(r->name, "infer") || !strcmp(r->name, "store")))
-			argv[5] = "--safe-mode"; /* the store: its segments name LineFit as their model */
+		if (s->safe_mode && !strcmp(r->name, "infer"))
+			argv[5] = "--safe-mode";
 		execv("/proc/self/exe", argv);
 		_exit(127);
 	}
@@ -1033,7 +1033,8 @@ static void planned_restart(sup *s, const char *name)
  * Reload (SIGHUP, `outpostctl reload`): parse and validate the file again; on any error, or
  * when a changed key needs a restart of outpostd, keep running exactly as before and say why.
  * Otherwise apply all of it at once: the supervisor's own settings at once, ingest re-reads
- * its configuration, store and uplink are restarted between two segments (SIGTERM: the store
+ * its configuration, the store (whatever changed) and uplink are restarted between two
+ * segments (SIGTERM: the store
  * seals what it holds; ingest resends anything unacknowledged, the store deduplicates), so no
  * event is lost. The outcome goes to the journal, status, metrics and the caller.
  */
@@ -1122,8 +1123,9 @@ static void reload(sup *s, sbuf *reply)
 	op_log_set_level(s->cfg->log_level);
 	if (strstr(changed, "ingest."))
 		zmq_send(s->ingest_ctl, "reload", 6, ZMQ_DONTWAIT);
-	if (strstr(changed, "store."))
-		planned_restart(s, "store");
+	/* The store also for any other key: each segment names the configuration its rows were
+	 * made under (config_hash), and a restart starts the next segment under the new one. */
+	planned_restart(s, "store");
 	if (strstr(changed, "uplink."))
 		planned_restart(s, "uplink");
 	s->reloads_applied++;

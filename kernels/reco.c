@@ -62,11 +62,9 @@ int op_reco_open(const op_reco_config *cfg, op_reco **ret)
 	r = calloc(1, sizeof(*r));
 	if (!r)
 		return -ENOMEM;
-	/* Model ids are stable: they are written into every result row. */
-	static const char *const names[4] = {"linefit-v1", "linefit-qw-v1", "linefit-trim-v1", "linefit-trim-qw-v1"};
 	r->opts = (cfg->charge_weighted ? OP_LINEFIT_CHARGE_WEIGHTED : 0) | (cfg->trim ? OP_LINEFIT_TRIM : 0);
-	r->name = names[r->opts];
 	r->id = (uint32_t)r->opts + 1;
+	r->name = op_reco_linefit_name(r->id);
 	*ret = r;
 	return 0;
 }
@@ -151,6 +149,13 @@ int op_reco_run(op_reco *r, op_reco_out *out, const op_reco_event *events, size_
 struct op_backend *op_reco_backend(op_reco *r)
 {
 	return r->be;
+}
+
+const char *op_reco_linefit_name(uint32_t model_id)
+{
+	/* Model ids are stable: they are written into every result row (id = options + 1). */
+	static const char *const names[4] = {"linefit-v1", "linefit-qw-v1", "linefit-trim-v1", "linefit-trim-qw-v1"};
+	return model_id >= 1 && model_id <= 4 ? names[model_id - 1] : NULL;
 }
 
 const char *op_reco_model_name(const op_reco *r)

@@ -66,5 +66,7 @@ struct op_backend *op_reco_backend(op_reco *r);
 /* Stable identity written into every result row and segment ("linefit-v1", id 1). */
 const char *op_reco_model_name(const op_reco *r);
 uint32_t op_reco_model_id(const op_reco *r);
+/* The name of LineFit's variant with this model id (1 to 4), NULL for any other id. */
+const char *op_reco_linefit_name(uint32_t model_id);
 
 #endif

@@ -487,3 +487,46 @@ long op_segment_count_rows(const char *path)
 	H5Fclose(file);
 	return n;
 }
+
+int op_segment_read_attr(const char *path, const char *name, char *buf, size_t cap)
+{
+	hid_t file, a = -1, ft = -1, mt = -1;
+	int rc = -EIO;
+	char *tmp = NULL;
+
+	if (cap == 0)
+		return -EINVAL;
+	buf[0] = 0;
+	H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+	file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+	if (file < 0)
+		return access(path, R_OK) != 0 ? -errno : -EIO;
+	if (H5Aexists(file, name) <= 0) {
+		rc = -ENOENT;
+		goto out;
+	}
+	if ((a = H5Aopen(file, name, H5P_DEFAULT)) < 0 || (ft = H5Aget_type(a)) < 0 ||
+	    H5Tget_class(ft) != H5T_STRING || H5Tis_variable_str(ft) != 0)
+		goto out; /* this code writes fixed-length strings only */
+	size_t size = H5Tget_size(ft);
+	if (!(tmp = calloc(size + 1, 1))) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	mt = H5Tcopy(H5T_C_S1);
+	if (mt < 0 || H5Tset_size(mt, size) < 0 || H5Tset_strpad(mt, H5T_STR_NULLPAD) < 0 ||
+	    H5Tset_cset(mt, H5Tget_cset(ft)) < 0 || H5Aread(a, mt, tmp) < 0) /* no conversion between csets */
+		goto out;
+	snprintf(buf, cap, "%s", tmp);
+	rc = 0;
+out:
+	free(tmp);
+	if (mt >= 0)
+		H5Tclose(mt);
+	if (ft >= 0)
+		H5Tclose(ft);
+	if (a >= 0)
+		H5Aclose(a);
+	H5Fclose(file);
+	return rc;
+}

@@ -79,5 +79,8 @@ int op_segment_read(const char *path, op_result_row **rows, size_t *n);
 int op_segment_space_low(const char *dir);
 /* Row count recorded in a readable segment, or negative errno. */
 long op_segment_count_rows(const char *path);
+/* A string attribute of a readable segment (`model`, `config_hash`, ...) into buf, NUL-ended and
+ * cut to cap - 1 bytes; negative errno (-ENOENT when the file has no such attribute). */
+int op_segment_read_attr(const char *path, const char *name, char *buf, size_t cap);
 
 #endif

@@ -415,7 +415,9 @@ def test_salvage(bindir):
     # Segments a crashed store left open are salvaged at start: more of them than one seal takes
     # (64), and three whose rows are all copies of another's. Every row goes north once, every
     # leftover file is removed, and the store neither restarts nor mistakes its own new segment
-    # for a leftover.
+    # for a leftover. Ten leftovers say they hold another model's rows under another
+    # configuration (their `model` and `config_hash` attributes): their rows go north in segments
+    # that say so, never mixed with the others' (which have no attributes: named by their model id).
     import h5py
     import numpy as np
 
@@ -423,7 +425,8 @@ def test_salvage(bindir):
         [(f, "<f4") for f in ("dir_x", "dir_y", "dir_z", "zenith_rad", "azimuth_rad", "log10_energy_gev",
                               "track_score", "guess_dir_x", "guess_dir_y", "guess_dir_z")] + \
         [("model_id", "<u4"), ("flags", "<u4")]
-    nfiles, per = 70, 3
+    nfiles, per = 80, 3
+    other = range(nfiles - 13, nfiles - 3)  # written by an earlier model, under another configuration
 
     def leftovers(state):
         seg = os.path.join(state, "segments")
@@ -435,8 +438,13 @@ def test_salvage(bindir):
             rows["sequence"] = np.arange(base, base + per)
             rows["detector_time_ns"] = 1000 + rows["sequence"]
             rows["dir_z"] = -1.0
+            if i in other:
+                rows["model_id"] = 30
             with h5py.File(os.path.join(seg, "leftover-%03d.h5" % i), "w") as f:
                 f.create_dataset("results", data=rows, maxshape=(None,))
+                if i in other:
+                    f.attrs.create("model", np.bytes_("event-old"))
+                    f.attrs.create("config_hash", np.bytes_("0123456789abcdef"))
 
     a = Appliance(bindir, "salvage", prepare=leftovers)
     unique = per * (nfiles - 3)
@@ -452,7 +460,73 @@ def test_salvage(bindir):
     left = os.listdir(os.path.join(a.state, "segments"))
     check(not [f for f in left if f.startswith("leftover-")], "leftover files not removed: %s" % left)
     check(all(x["restarts"] == 0 for x in st["stages"].values()), "a stage restarted: %s" % st["stages"])
-    print("salvaged %d files, %d rows north once each" % (nfiles, unique))
+    named = {}
+    for path in a.north_files():
+        with h5py.File(path, "r") as f:
+            ids = set(f["results"]["model_id"].tolist())
+            key = (f.attrs["model"].decode(), f.attrs["config_hash"].decode())
+        check(ids in ({30}, {0}) and key == (("event-old", "0123456789abcdef") if ids == {30} else
+                                           ("model-id-0", "unknown")),
+              "%s: rows of model ids %s in a segment that says %s" % (os.path.basename(path), ids, key))
+        named[key] = named.get(key, 0) + 1
+    check(len(named) == 2, "not both kinds of leftover north: %s" % named)
+    print("salvaged %d files, %d rows north once each; segments by model and configuration: %s"
+          % (nfiles, unique, named))
+    check(a.stop() == 0, "outpostd did not stop cleanly")
+
+
+def test_model_change(bindir):
+    # An operator replaces infer.model's file. Until infer restarts it runs the model it read,
+    # even when the store restarts meanwhile (here: killed); then infer runs the new one. Every
+    # segment names the model its rows came from (infer names it with each batch), and no
+    # segment mixes two models.
+    import h5py
+    import tempfile
+    mdir = tempfile.mkdtemp(prefix="op-models-")
+    model = os.path.join(mdir, "site-model.h5")
+    models = os.path.join(SRC, "kernels", "models")
+
+    def install(name, ident, fmt):
+        p = subprocess.run([os.path.join(bindir, "outpost-quantize"), "--weights",
+                            os.path.join(models, "event-v1.safetensors"), "--arch",
+                            os.path.join(models, "event-v1.arch.yaml"), "--format", fmt, "--mode", "w4a4",
+                            "--name", name, "--id", str(ident), "--out", model + ".new"],
+                           capture_output=True, text=True)
+        check(p.returncode == 0, "outpost-quantize: %s" % p.stderr)
+        os.rename(model + ".new", model)
+
+    def restart(stage):
+        old = a.stage_pid(stage)
+        os.kill(old, signal.SIGKILL)
+        a.wait(lambda: all(x["state"] == "running" for x in a.status()["stages"].values()) and
+               a.stage_pid(stage) != old, 30, "%s restarted" % stage)
+
+    install("site-a", 40, "nvfp4")
+    a = Appliance(bindir, "model_change", config={"infer": {"model": model}})
+    per, stored = 1500, 0
+    for stream, then in ((5, lambda: install("site-b", 41, "mxfp4")), (6, lambda: restart("store")),
+                         (7, lambda: restart("infer"))):
+        then()
+        a.sim("--count", str(per), "--stream", str(stream), "--kind", "track", "--seed", str(stream))
+        stored += per
+        a.wait(lambda: a.status()["events"]["stored"] >= stored, 60, "stream %d stored" % stream)
+    a.wait_delivered(stored)
+    seen = {}
+    for path in a.north_files():
+        with h5py.File(path, "r") as f:
+            ids = set(f["results"]["model_id"].tolist())
+            streams = set(f["results"]["stream_id"].tolist())
+            name = f.attrs["model"].decode()
+        check(ids in ({40}, {41}), "%s holds rows of model ids %s" % (os.path.basename(path), ids))
+        want = "site-a" if ids == {40} else "site-b"
+        check(name == want, "%s says model %s, its rows are %s's (model id %s)"
+              % (os.path.basename(path), name, want, ids))
+        seen.setdefault(name, set()).update(streams)
+    check(seen == {"site-a": {5, 6}, "site-b": {7}}, "models by stream: %s" % seen)
+    e = a.status()["events"]
+    check(e["stored"] == stored and e["dropped"] == 0, "events: %s" % e)
+    print("model file replaced: %d events before and %d after a store restart in segments named site-a (the "
+          "model infer still ran), %d after infer's restart named site-b; none mixed" % (per, per, per))
     check(a.stop() == 0, "outpostd did not stop cleanly")
 
 
@@ -851,8 +925,22 @@ def test_reload(bindir):
         f.write(good.replace("rotate_age: 1s", "rotate_age: 1500ms"))
     a.daemon.send_signal(signal.SIGHUP)
     a.wait(lambda: a.status()["reload"]["applied"] == 2, 10, "SIGHUP reload applied")
+    hashes = {hash0, st["config_hash"], a.status()["config_hash"]}
     out, err = sim.communicate(timeout=120)
     check(sim.returncode == 0, "simulator failed: %s" % err)
+    # 5. a change outside store.*: the segments written after it name the new configuration
+    #    (the store is restarted for it too)
+    with open(a.cfg, "w") as f:
+        f.write(good.replace("rotate_age: 1s", "rotate_age: 1500ms").replace("level: info", "level: warning"))
+    rc, out = a.ctl("reload", check_rc=False)
+    check(rc == 0 and "log.level" in out and "store." not in out, "a reload of log.level: rc %d, %s" % (rc, out))
+    final = a.status()["config_hash"]
+    hashes.add(final)
+    a.wait(lambda: a.status()["stages"]["store"]["restarts_planned"] == 3 and
+           a.status()["stages"]["store"]["state"] == "running", 20, "store restarted for the new configuration")
+    more = 500
+    a.sim("--count", str(more), "--stream", "13", "--kind", "mix")
+    n += more
     a.wait(lambda: a.status()["events"]["in_flight"] == 0 and a.status()["events"]["accepted"] == n, 120,
            "every event settled")
     e = a.status()["events"]
@@ -860,10 +948,19 @@ def test_reload(bindir):
     a.wait_delivered(n)
     rows = a.north_rows()
     check(len(rows) == n == len(unique_keys(rows)), "north holds %d rows for %d events" % (len(rows), n))
+    import h5py
+    said = {}
+    for path in a.north_files():
+        with h5py.File(path, "r") as f:
+            h = f.attrs["config_hash"].decode()
+            said[h] = said.get(h, set()) | set(f["results"]["stream_id"].tolist())
+    check(set(said) <= hashes, "segments name configurations that never ran: %s (ran: %s)" % (sorted(said), hashes))
+    check(said.get(final) == {13}, "the events sent after the last reload are not in segments of its "
+          "configuration %s: %s" % (final, {h: sorted(v) for h, v in said.items()}))
     with open(os.path.join(a.state, "config-last-good.yaml")) as f:
-        check("rotate_age: 1500ms" in f.read(), "config-last-good.yaml is not the applied configuration")
+        check("level: warning" in f.read(), "config-last-good.yaml is not the applied configuration")
     m = a.ctl("metrics")[1]
-    check('outpost_reloads_total{result="applied"} 2' in m and 'outpost_reloads_total{result="failed"} 1' in m
+    check('outpost_reloads_total{result="applied"} 3' in m and 'outpost_reloads_total{result="failed"} 1' in m
           and 'outpost_reloads_total{result="refused"} 1' in m, "reload metrics wrong")
     check(a.stop(keep=True) == 0, "outpostd did not stop cleanly")
     # a broken file at the next start: outpostd runs on the last good configuration, says so,
@@ -872,6 +969,7 @@ def test_reload(bindir):
         fixed = f.read()
     with open(a.cfg, "w") as f:
         f.write(fixed.replace("rotate_age: 1500ms", "rotate_agee: 2s"))
+    check(fixed != open(a.cfg).read(), "the broken file is not broken")
     log = open(os.path.join(a.tmp, "log2.txt"), "w")
     d = subprocess.Popen([os.path.join(bindir, "outpostd"), "-c", a.cfg], stdout=log, stderr=log)
     try:
@@ -892,8 +990,9 @@ def test_reload(bindir):
     with open(os.path.join(a.tmp, "log2.txt")) as f:
         check("has errors (above); starting on the last configuration that ran" in f.read(),
               "no word about the fallback at start")
-    print("reload: refused a typo and a restart-only key, applied two changes under load; %d events stored once; "
-          "a broken file at start ran on the last good configuration until a reload" % n)
+    print("reload: refused a typo and a restart-only key, applied three changes (under load, and log.level "
+          "alone); %d events stored once, segments named by %d configurations, the last one's after it; "
+          "a broken file at start ran on the last good configuration until a reload" % (n, len(said)))
 
 
 def test_demo(bindir):
@@ -947,6 +1046,8 @@ def main():
         test_north_refusing(bindir)
     elif case == "nocheckpoint":
         test_nocheckpoint(bindir)
+    elif case == "model_change":
+        test_model_change(bindir)
     elif case == "badconfig":
         test_badconfig(bindir)
     elif case == "badmodel":

@@ -121,6 +121,14 @@ int main(void)
 	CHECK(back && rows_equal(back, rows, 14000));
 	free(back);
 	CHECK(op_segment_count_rows(path) == 14000);
+	/* the attributes the store keeps when it salvages a file: what model, what configuration */
+	char attr[64];
+	CHECK(op_segment_read_attr(path, "model", attr, sizeof(attr)) == 0 && !strcmp(attr, meta.model_name));
+	CHECK(op_segment_read_attr(path, "config_hash", attr, sizeof(attr)) == 0 && !strcmp(attr, meta.config_hash));
+	CHECK(op_segment_read_attr(path, "model", attr, 4) == 0 && strlen(attr) == 3 &&
+	      !strncmp(attr, meta.model_name, 3)); /* cut to the buffer, still a string */
+	CHECK(op_segment_read_attr(path, "no_such_attribute", attr, sizeof(attr)) == -ENOENT && !attr[0]);
+	CHECK(op_segment_read_attr(path, "rows", attr, sizeof(attr)) < 0); /* a number, not a string */
 
 	/* empty segment */
 	CHECK(op_segment_create(seg, "empty", &meta, &s) == 0);
@@ -166,6 +174,7 @@ int main(void)
 	fclose(f);
 	CHECK(op_segment_read(path, &back, &nb) < 0);
 	CHECK(op_segment_count_rows(path) < 0);
+	CHECK(op_segment_read_attr(path, "model", attr, sizeof(attr)) < 0);
 
 	free(rows);
 	snprintf(path, sizeof(path), "rm -rf '%s'", dir);
