@@ -99,7 +99,7 @@ int main(int argc, char **argv)
 		}
 	}
 	if (stage)
-		return op_stage_main(stage, &cfg, safe_mode);
+		return op_stage_main(stage, &cfg, config_path, safe_mode);
 	/* A model file that cannot be used (missing, cut short by an interrupted copy, a bad block)
 	 * does not stop the appliance: it would stay down until someone logs in, and the infer
 	 * stage alone would fail over and over. The supervisor runs in safe mode instead, LineFit

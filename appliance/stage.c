@@ -96,7 +96,7 @@ int op_report_due(op_stage_ctx *s, uint64_t now_ns)
 	return now_ns - s->last_report_ns >= OP_STAGE_REPORT_NS;
 }
 
-int op_stage_main(const char *name, const op_config *cfg, int safe_mode)
+int op_stage_main(const char *name, const op_config *cfg, const char *config_path, int safe_mode)
 {
 	op_stage_ctx s;
 	char ep[OP_CFG_STR + 32];
@@ -106,6 +106,7 @@ int op_stage_main(const char *name, const op_config *cfg, int safe_mode)
 
 	memset(&s, 0, sizeof(s));
 	s.cfg = cfg;
+	s.config_path = config_path;
 	s.name = name;
 	s.safe_mode = safe_mode;
 	s.incarnation_ns = op_realtime_ns();

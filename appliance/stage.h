@@ -7,7 +7,7 @@
  * crash costs a restart of that stage only. Between stages (all ZeroMQ ipc:// in run_dir):
  *
  *   ingest.PUSH ──▶ infer.sock (infer binds PULL)    2 frames: serial u64 | wire message
- *   infer.PUSH  ──▶ store.sock (store binds PULL)    1 frame: n × {serial u64, op_result_row}
+ *   infer.PUSH  ──▶ store.sock (store binds PULL)    2 frames: op_stage_model | n × op_stage_result
  *   store.PUSH  ──▶ ack.sock   (ingest binds PULL)   1 frame: n × serial u64 (durable now)
  *   outpostd.PUSH ─▶ ingest-ctl.sock (ingest binds)  "resend": a stage after ingest restarted;
  *                                                    "probe": send the start-up probe
@@ -24,6 +24,7 @@
 #include <stdint.h>
 
 #include "appliance/config.h"
+#include "kernels/model.h"
 #include "uplink/segment.h"
 
 #define OP_STAGE_REPORT_NS 250000000ull
@@ -43,7 +44,7 @@
  * rows (each segment's `model` attribute comes from it), then the rows as op_stage_result. */
 typedef struct op_stage_model {
 	uint32_t model_id;
-	char name[60];
+	char name[OP_MODEL_MAX_NAME];
 } op_stage_model;
 
 typedef struct op_stage_result {
@@ -53,6 +54,7 @@ typedef struct op_stage_result {
 
 typedef struct op_stage_ctx {
 	const op_config *cfg;
+	const char *config_path; /* the file cfg was read from (the supervisor's effective.yaml), or NULL */
 	const char *name;
 	void *zctx;
 	void *stats_sock;
@@ -87,7 +89,7 @@ uint64_t op_realtime_ns(void); /* CLOCK_REALTIME */
 void op_stage_endpoint(char *out, size_t cap, const op_config *cfg, const char *sock);
 
 /* Run stage `name` until asked to stop. Returns the process exit status. */
-int op_stage_main(const char *name, const op_config *cfg, int safe_mode);
+int op_stage_main(const char *name, const op_config *cfg, const char *config_path, int safe_mode);
 
 /* Report building: begin, add counters (monotone, 'c') and gauges ('g'), send. */
 void op_report_begin(op_stage_ctx *s, uint64_t progress, int idle);

@@ -72,11 +72,16 @@ typedef struct store {
 	char site[64];
 	/* What the open segment's attributes say of all its rows (meta points here): one
 	 * reconstruction under one configuration a segment; a change seals it first. */
-	char model_name[64], config_hash[17];
-	char config_now[17];   /* the configuration this store runs under */
+	char model_name[OP_MODEL_MAX_NAME + 1], config_hash[17];
+	char config_now[17];   /* the configuration in force (config_follow) */
+	dev_t cfg_dev;         /* the effective file config_now was read from */
+	ino_t cfg_ino;
+	struct timespec cfg_mtime;
+	uint64_t cfg_checked_ns;
+	uint64_t config_changes;
 	struct {
 		uint32_t id;
-		char name[64];
+		char name[OP_MODEL_MAX_NAME + 1];
 	} models[STORE_MODELS]; /* the models infer named (learn_model) */
 	uint64_t models_seen;
 	char id_name[64];      /* a name model_name_of made up */
@@ -274,6 +279,50 @@ static const char *model_name_of(store *st, uint32_t id)
 	return st->id_name;
 }
 
+/*
+ * Each segment names the configuration in force when its rows arrived. A reload replaces the
+ * supervisor's effective.yaml (a rename: a new inode) and restarts the store only when a
+ * store.* key changed: for any other key the store reads the file again here (checked once a
+ * second), and the next row starts a segment under the new hash. Restarting the store for every
+ * reload instead would make ingest resend its whole unacknowledged window each time.
+ */
+static void config_follow(store *st, uint64_t now)
+{
+	const char *path = st->s->config_path;
+	struct stat sb;
+	op_config c;
+	char hash[17];
+
+	st->cfg_checked_ns = now;
+	if (!path || stat(path, &sb) != 0)
+		return; /* (no file: the hash of the configuration it started with stays) */
+	if (st->cfg_ino && sb.st_ino == st->cfg_ino && sb.st_dev == st->cfg_dev &&
+	    sb.st_mtim.tv_sec == st->cfg_mtime.tv_sec && sb.st_mtim.tv_nsec == st->cfg_mtime.tv_nsec)
+		return;
+	op_config_defaults(&c);
+	int rc = op_config_load_file(&c, path, NULL);
+	if (rc != 0) { /* the supervisor wrote it after validating it: not expected */
+		if (st->cfg_ino != sb.st_ino)
+			op_warn("cannot read %s again (%s): segments keep naming configuration %s", path,
+				rc < 0 ? strerror(-rc) : "errors in it", st->config_now);
+		st->cfg_ino = sb.st_ino; /* said once for this file */
+		st->cfg_dev = sb.st_dev;
+		st->cfg_mtime = sb.st_mtim;
+		return;
+	}
+	st->cfg_ino = sb.st_ino;
+	st->cfg_dev = sb.st_dev;
+	st->cfg_mtime = sb.st_mtim;
+	op_config_hash(&c, hash);
+	if (strcmp(hash, st->config_now)) {
+		if (st->config_now[0]) {
+			st->config_changes++;
+			op_info("configuration %s in force (was %s): the next segment names it", hash, st->config_now);
+		}
+		snprintf(st->config_now, sizeof(st->config_now), "%s", hash);
+	}
+}
+
 /* Rows of this model under this configuration go into the open segment only if its attributes
  * say so; otherwise it is sealed first (its rows acknowledged, as at any seal), and the next
  * segment opened says what they are. */
@@ -421,10 +470,10 @@ static int salvage(store *st)
 		}
 		/* its rows keep what its own attributes said of them: the model and configuration
 		 * they were made under, perhaps not this run's */
-		char model[64], hash[17];
+		char model[OP_MODEL_MAX_NAME + 1], hash[17];
 		if (n && (op_segment_read_attr(path, "model", model, sizeof(model)) < 0 || !model[0]))
 			snprintf(model, sizeof(model), "%s", model_name_of(st, rows[0].model_id));
-		if (n && op_segment_read_attr(path, "config_hash", hash, sizeof(hash)) < 0)
+		if (n && (op_segment_read_attr(path, "config_hash", hash, sizeof(hash)) < 0 || !hash[0]))
 			snprintf(hash, sizeof(hash), "unknown");
 		if (n && (rc = segment_for(st, model, hash)) < 0) {
 			free(rows);
@@ -526,6 +575,7 @@ static void report(store *st, uint64_t progress, int idle)
 	op_report_counter(s, "files_salvaged", st->files_salvaged);
 	op_report_counter(s, "files_corrupt", st->files_corrupt);
 	op_report_counter(s, "acks_sent", st->acks_sent);
+	op_report_counter(s, "config_changes", st->config_changes);
 	op_report_gauge(s, "open_rows", st->seg ? (double)op_segment_rows(st->seg) : 0);
 	op_report_gauge(s, "last_seal_ms", st->last_seal_ms);
 	op_report_gauge(s, "disk_full", st->disk_full);
@@ -567,9 +617,10 @@ int op_stage_store(op_stage_ctx *s)
 		if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || *c == '-'))
 			*c = '_';
 	/* Each segment names the model and configuration of its rows: the model from the rows'
-	 * model id (model_name_of), the configuration this store started with (a reload that
-	 * changes it restarts the store, between two segments). */
+	 * model id (model_name_of), the configuration from the file it was read from, read
+	 * again after a reload (config_follow). */
 	op_config_hash(cfg, st.config_now);
+	config_follow(&st, op_now_ns());
 	st.meta = (op_segment_meta){.model_name = st.model_name, .config_hash = st.config_hash,
 				    .software_version = OUTPOST_VERSION, .site = cfg->site_name,
 				    .chunk_rows = cfg->store_chunk_rows,
@@ -633,6 +684,8 @@ int op_stage_store(op_stage_ctx *s)
 		}
 		if (zmq_poll(&it, 1, 100) < 0 && errno != EINTR)
 			goto zfail;
+		if (op_now_ns() - st.cfg_checked_ns >= 1000000000ull)
+			config_follow(&st, op_now_ns());
 		for (int i = 0; i < 64; i++) {
 			zmq_msg_init(&m);
 			if (zmq_msg_recv(&m, in, ZMQ_DONTWAIT) < 0) {

@@ -1033,8 +1033,7 @@ static void planned_restart(sup *s, const char *name)
  * Reload (SIGHUP, `outpostctl reload`): parse and validate the file again; on any error, or
  * when a changed key needs a restart of outpostd, keep running exactly as before and say why.
  * Otherwise apply all of it at once: the supervisor's own settings at once, ingest re-reads
- * its configuration, the store (whatever changed) and uplink are restarted between two
- * segments (SIGTERM: the store
+ * its configuration, store and uplink are restarted between two segments (SIGTERM: the store
  * seals what it holds; ingest resends anything unacknowledged, the store deduplicates), so no
  * event is lost. The outcome goes to the journal, status, metrics and the caller.
  */
@@ -1123,9 +1122,8 @@ static void reload(sup *s, sbuf *reply)
 	op_log_set_level(s->cfg->log_level);
 	if (strstr(changed, "ingest."))
 		zmq_send(s->ingest_ctl, "reload", 6, ZMQ_DONTWAIT);
-	/* The store also for any other key: each segment names the configuration its rows were
-	 * made under (config_hash), and a restart starts the next segment under the new one. */
-	planned_restart(s, "store");
+	if (strstr(changed, "store."))
+		planned_restart(s, "store"); /* (for other keys it reads effective.yaml again itself) */
 	if (strstr(changed, "uplink."))
 		planned_restart(s, "uplink");
 	s->reloads_applied++;
@@ -1351,7 +1349,7 @@ static void check_stable(sup *s, int healthy, uint64_t now)
 		s->start_count = 0;
 	}
 	if (s->safe_mode && !s->model_error[0] && calm >= s->cfg->safe_mode_retry_ns) {
-		stage_rec *inf = stage_by_name(s, "infer"), *sto = stage_by_name(s, "store");
+		stage_rec *inf = stage_by_name(s, "infer"); /* (the store learns the model from its batches) */
 		s->safe_mode = 0;
 		s->healthy_since_ns = now; /* normal mode has to prove itself for stable_after anew */
 		s->start_count = s->cfg->safe_mode_after;
@@ -1362,11 +1360,6 @@ static void check_stable(sup *s, int healthy, uint64_t now)
 			inf->collateral = 1;
 			inf->restart_at_ns = now + 1;
 			kill(inf->pid, SIGTERM);
-		}
-		if (sto->running) { /* its next segments name the network again (it seals first) */
-			sto->collateral = 1;
-			sto->restart_at_ns = now + 1;
-			kill(sto->pid, SIGTERM);
 		}
 	}
 }

@@ -508,6 +508,12 @@ int op_segment_read_attr(const char *path, const char *name, char *buf, size_t c
 	if ((a = H5Aopen(file, name, H5P_DEFAULT)) < 0 || (ft = H5Aget_type(a)) < 0 ||
 	    H5Tget_class(ft) != H5T_STRING || H5Tis_variable_str(ft) != 0)
 		goto out; /* this code writes fixed-length strings only */
+	hid_t sp = H5Aget_space(a);
+	hssize_t points = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
+	if (sp >= 0)
+		H5Sclose(sp);
+	if (points != 1)
+		goto out; /* one string, not an array of them (H5Aread would fill every element) */
 	size_t size = H5Tget_size(ft);
 	if (!(tmp = calloc(size + 1, 1))) {
 		rc = -ENOMEM;

@@ -5,6 +5,7 @@
  * outbox/ clean, and a writer killed after a flush whose rows can still be read.
  */
 #include <errno.h>
+#include <hdf5.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -129,6 +130,19 @@ int main(void)
 	      !strncmp(attr, meta.model_name, 3)); /* cut to the buffer, still a string */
 	CHECK(op_segment_read_attr(path, "no_such_attribute", attr, sizeof(attr)) == -ENOENT && !attr[0]);
 	CHECK(op_segment_read_attr(path, "rows", attr, sizeof(attr)) < 0); /* a number, not a string */
+	{ /* an array of strings (a file written by hand): refused, not read past the buffer */
+		hid_t file = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT), t = H5Tcopy(H5T_C_S1);
+		hsize_t four = 4;
+		hid_t sp = H5Screate_simple(1, &four, NULL);
+		H5Tset_size(t, 8);
+		hid_t a = H5Acreate2(file, "names", t, sp, H5P_DEFAULT, H5P_DEFAULT);
+		CHECK(a >= 0 && H5Awrite(a, t, "event-a\0event-b\0event-c\0event-d") >= 0);
+		H5Aclose(a);
+		H5Sclose(sp);
+		H5Tclose(t);
+		H5Fclose(file);
+		CHECK(op_segment_read_attr(path, "names", attr, sizeof(attr)) < 0);
+	}
 
 	/* empty segment */
 	CHECK(op_segment_create(seg, "empty", &meta, &s) == 0);
