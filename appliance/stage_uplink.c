@@ -115,6 +115,9 @@ int op_stage_uplink(op_stage_ctx *s)
 		if (st.files_confirmed != prev.files_confirmed)
 			op_info("north confirmed %llu segment(s) in total, %llu bytes",
 				(unsigned long long)st.files_confirmed, (unsigned long long)st.bytes_confirmed);
+		if (st.rejected != prev.rejected) /* spaced by the sender: at most one a uplink.retry, doubling */
+			op_warn("north refused %s (%llu refused since north last confirmed a file)", st.last_refusal,
+				(unsigned long long)st.refusals_running);
 		if (st.quarantined != prev.quarantined)
 			op_err("a segment in %s did not match its checksum: moved to %s (reason=corrupt)", outbox,
 			       quarantine);

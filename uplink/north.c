@@ -114,6 +114,25 @@ static int ledger_has(const char *ledger, const char *name, const char *sha)
 	return found;
 }
 
+/* The appliance (last column) of the ledger's last whole line for name, into out ("" if none).
+ * (Read whole: only when a file of that name is offered again with other contents.) */
+static void ledger_owner(const char *ledger, const char *name, char *out, size_t cap)
+{
+	char line[1024];
+	FILE *f = fopen(ledger, "re");
+	size_t nl = strlen(name);
+
+	out[0] = 0;
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		const char *t = strchr(line, '\t'), *last = strrchr(line, '\t'), *end = strchr(line, '\n');
+		if (t && end && last > t && !strncmp(t + 1, name, nl) && t[1 + nl] == '\t')
+			snprintf(out, cap, "%.*s", (int)(end - last - 1), last + 1);
+	}
+	fclose(f);
+}
+
 /* Append one line to the ledger and make it durable. A line cut short by an earlier death (no
  * final newline) is removed first: it can only be the line of a commit whose intent is still
  * there, which writes it whole (recover(), finish_intent()), so every line stays whole and
@@ -370,6 +389,14 @@ static void reject(op_north *n, zmq_msg_t *id, const char *name, const char *why
 	reply(n, id, "REJECTED", name, why, strlen(why));
 }
 
+/* An appliance known by its key (CURVE) other than the one speaking now: a file of a name
+ * another appliance sent is never replaced, nor its transfer fed, by this one. Without keys
+ * (plaintext) every peer is "-", one appliance as far as north can tell. */
+static int other_appliance(const op_north *n, const char *owner)
+{
+	return owner[0] && strcmp(owner, "-") && strcmp(n->cur_appliance, "-") && strcmp(owner, n->cur_appliance);
+}
+
 static partial *find(op_north *n, const char *name)
 {
 	for (uint32_t i = 0; i < n->cfg.max_partials; i++)
@@ -431,6 +458,32 @@ static void on_offer(op_north *n, zmq_msg_t *id, const char *name, zmq_msg_t *f,
 		}
 		n->st.reconfirmed++;
 		reply(n, id, "CONFIRMED", name, sha, 64);
+		return;
+	}
+	/* Two sites sending files of one name (a bulk file each called calib.tar): the one north
+	 * holds stays. Replacing it would lose the first site's file, which that site deleted
+	 * when north confirmed it; the second site's stays in its outbox, refused with the reason,
+	 * until it is renamed. */
+	char owner[64], why[160];
+	snprintf(path, sizeof(path), "%s/%s", n->dir, name);
+	if (strcmp(n->cur_appliance, "-") && access(path, F_OK) == 0) {
+		char ledger[1100];
+		snprintf(ledger, sizeof(ledger), "%s/ledger.tsv", n->dir);
+		ledger_owner(ledger, name, owner, sizeof(owner));
+		if (other_appliance(n, owner)) {
+			n->st.name_conflicts++;
+			snprintf(why, sizeof(why), "name taken: north holds a file of this name from appliance %s; rename yours", owner);
+			reject(n, id, name, why);
+			return;
+		}
+	}
+	/* (a transfer idle for a day is taken over: that appliance still holds its file, and
+	 * resends it when it comes back) */
+	partial *q = find(n, name);
+	if (q && other_appliance(n, q->appliance) && now_ns() - q->last_ns < 86400000000000ull) {
+		n->st.name_conflicts++;
+		snprintf(why, sizeof(why), "name in use: appliance %s is sending a file of this name; rename yours", q->appliance);
+		reject(n, id, name, why);
 		return;
 	}
 	if (now_ns() < n->paused_until_ns) {
@@ -575,6 +628,10 @@ static void on_chunk(op_north *n, zmq_msg_t *id, const char *name, zmq_msg_t *f,
 		reject(n, id, name, "chunk without an offer");
 		return;
 	}
+	if (other_appliance(n, p->appliance)) {
+		reject(n, id, name, "chunk for another appliance's transfer");
+		return;
+	}
 	if (nf < 6 || zmq_msg_size(&f[3]) != 8 || zmq_msg_size(&f[5]) != 4) {
 		reject(n, id, name, "malformed chunk (offset, bytes and their CRC32C)");
 		return;
@@ -675,6 +732,10 @@ static void on_commit(op_north *n, zmq_msg_t *id, const char *name)
 
 	if (!p || !p->sha[0]) {
 		reject(n, id, name, "commit without an offer");
+		return;
+	}
+	if (other_appliance(n, p->appliance)) {
+		reject(n, id, name, "commit of another appliance's transfer");
 		return;
 	}
 	if (p->offset != p->size) {

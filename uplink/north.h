@@ -39,6 +39,7 @@ typedef struct op_north_stats {
 							       * or a read-back failed): removed, sent again */
 	uint64_t sync_failures;      /* failed syncs of a partial in a row (0 after a good one) */
 	uint64_t offers_paused;      /* offers refused while a failing disk pauses north */
+	uint64_t name_conflicts;     /* offers refused: another appliance's file holds the name */
 } op_north_stats;
 
 /* Called once per file made durable: name, size, sha256, rows (-1 if it does not open as a

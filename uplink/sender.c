@@ -1345,8 +1345,18 @@ static int sha_in(zmq_msg_t *f, int nf, const char *sha)
  * damaged after its check is then quarantined, not resent for ever). The count of files held
  * now is in the stats; a file that north confirms, or that leaves outbox/, is forgotten.
  */
-static void refused(op_uplink *u, int cls, const char *name)
+static void refused(op_uplink *u, int cls, const char *name, const zmq_msg_t *why)
 {
+	/* north's reason, kept for the journal (printable characters only: it comes off the wire) */
+	char r[160] = "confirmed another file of this name";
+	if (why) {
+		size_t wl = zmq_msg_size((zmq_msg_t *)why), i;
+		const char *w = zmq_msg_data((zmq_msg_t *)why);
+		for (i = 0; i < wl && i < sizeof(r) - 1; i++)
+			r[i] = w[i] >= 0x20 && w[i] < 0x7f ? w[i] : '?';
+		r[i] = 0;
+	}
+	snprintf(u->stats.last_refusal, sizeof(u->stats.last_refusal), "%s: %s", name, r[0] ? r : "no reason given");
 	hold(u, cls, name, 0);
 	for (int i = 0; i < 8; i++) /* checked again before it is offered again */
 		if (!strcmp(u->verified[i].name, name))
@@ -1402,7 +1412,7 @@ static void handle(op_uplink *u, zmq_msg_t *f, int nf)
 			confirmed(u, u->tail.cls, u->tail.name, u->tail.size, u->tail.fd);
 			end_tail(u);
 		} else if (!strcmp(cmd, "CONFIRMED") || !strcmp(cmd, "REJECTED")) {
-			refused(u, u->tail.cls, u->tail.name);
+			refused(u, u->tail.cls, u->tail.name, !strcmp(cmd, "REJECTED") && nf >= 3 ? &f[2] : NULL);
 		}
 		return;
 	}
@@ -1441,7 +1451,7 @@ static void handle(op_uplink *u, zmq_msg_t *f, int nf)
 		confirmed(u, u->cls, u->name, u->size, u->fd);
 		end_file(u);
 	} else if (!strcmp(cmd, "CONFIRMED") || !strcmp(cmd, "REJECTED")) {
-		refused(u, u->cls, u->name);
+		refused(u, u->cls, u->name, !strcmp(cmd, "REJECTED") && nf >= 3 ? &f[2] : NULL);
 	}
 }
 

@@ -96,6 +96,7 @@ typedef struct op_uplink_stats {
 	uint64_t refusals_running;  /* north's refusals since it last confirmed a file */
 	double spaced_s;            /* after them, seconds until the next file may start (0: none) */
 	uint64_t alert_reserve;     /* of the daily quota, kept for alerts (the configured, at most half) */
+	char last_refusal[240];     /* "NAME: north's reason" of the last refusal ("" before any) */
 } op_uplink_stats;
 
 /* Parse link windows: the number of ranges (minutes after UTC midnight, end exclusive) put in

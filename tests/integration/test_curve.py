@@ -12,6 +12,8 @@ appliance keys it accepts. Checked, as an operator would see it:
     status says the link is DOWN) until its .pub is copied into north's directory — no restart
     of north — and then everything arrives;
   - a plaintext appliance gets nothing through to a CURVE north;
+  - two appliances queue a file of one name: north keeps the one it holds and refuses the other
+    with the reason (in the second appliance's journal), which stays in that appliance's outbox;
   - key rotation: a new key pair, its .pub added north, the config changed and reloaded: the
     deliveries continue under the new name; the old .pub removed north refuses the old key;
   - a secret key readable by others is refused with the reason, and nothing is sent in plaintext.
@@ -25,7 +27,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Appliance, check, fail, free_port  # noqa: E402
+from harness import Appliance, check, fail, free_port, publish, sha_file  # noqa: E402
 
 
 def keygen(bindir, path):
@@ -115,6 +117,23 @@ def main():
         shutil.copy(os.path.join(keys, "site-b.pub"), auth)
         b.wait(lambda: north_rows_from("site-b") >= 1000, 60, "site-b's events north once its key is listed")
         print("site-b listed: all 1000 events north, north not restarted")
+
+        # two sites, one name: the file north holds is never replaced by another appliance's
+        mine = publish(os.path.join(a.state, "outbox", "bulk"), "calib.tar", data=b"site-a calibration\n" * 5000)
+        held = os.path.join(north_dir, "calib.tar")
+        a.wait(lambda: os.path.exists(held + ".sha256") and sha_file(held) == mine, 60, "site-a's calib.tar north")
+        publish(os.path.join(b.state, "outbox", "bulk"), "calib.tar", data=b"site-b calibration\n" * 4000)
+
+        def b_log():
+            with open(os.path.join(b.tmp, "log.txt")) as f:
+                return f.read()
+        b.wait(lambda: "north refused calib.tar: name taken: north holds a file of this name from appliance site-a"
+               in b_log(), 30, "site-b's journal to say why north refuses its calib.tar")
+        check(sha_file(held) == mine, "north's calib.tar is no longer site-a's")
+        check(os.path.exists(os.path.join(b.state, "outbox", "bulk", "calib.tar")),
+              "site-b's refused calib.tar left its outbox")
+        print("one name from two sites: north kept site-a's calib.tar; site-b's journal: %s" %
+              [x for x in b_log().splitlines() if "north refused calib.tar" in x][0].split("WARNING: ")[-1])
 
         c = appliance("site-c", None)
         c.sim("--count", "500")
