@@ -23,6 +23,7 @@
  *  4. The ring is bounded by window_events; message buffers by ingest.max_message_bytes.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,6 +74,7 @@ typedef struct ingest {
 	op_wal *wal;
 	int wal_verdict; /* 1 took over the predecessor's log; -1 it had one that was unusable; 0 none */
 	uint64_t report_seq, recovered, pred_accepted, pred_stored, pred_dropped, dropped_not_recovered;
+	uint64_t restarts_said; /* numbering restarts (ingest/seqtrack.h) already in the journal */
 	int wal_said_broken;
 	int others_pending;       /* other incarnations' log files still to delete (report()) */
 	uint64_t first_report_ns; /* when this incarnation sent its first report */
@@ -421,7 +423,7 @@ static void take_over(void *ctx, const uint8_t *msg, size_t len, int live)
 	 * had confirmed is followed (its events are not counted as missing again), and an event it
 	 * took as "ahead" (unconfirmed, ingest/seqtrack.h) does not become the starting point, which
 	 * would make every real event after it too old. */
-	if (!t->seq || op_seqtrack_observe(t->seq, h.stream_id, h.sequence) == OP_SEQ_STREAM_LIMIT)
+	if (!t->seq || op_seqtrack_observe(t->seq, h.stream_id, h.sequence, h.detector_time_ns) == OP_SEQ_STREAM_LIMIT)
 		mark_max(t->mk, h.stream_id, h.sequence + 1);
 	if (!live)
 		return;
@@ -536,6 +538,14 @@ static void report(ingest *g, op_receiver *r, uint64_t progress, int idle)
 	op_report_counter(s, "late_events", st.seq.late_total);
 	op_report_counter(s, "ahead_events", st.seq.ahead);
 	op_report_counter(s, "sequence_jumps", st.seq.jumps);
+	op_report_counter(s, "sequence_restarts", st.seq.restarts);
+	if (st.seq.restarts != g->restarts_said) { /* (a few a run at most: its detector rebooting) */
+		op_warn("stream %u started its numbering again at %" PRIu64 " (it was at %" PRIu64 "; four events in a "
+			"row, newer than any it had sent, confirm it): followed; %" PRIu64 " restart%s of numberings so far",
+			st.seq.last_restart_stream, st.seq.last_restart_to, st.seq.last_restart_from, st.seq.restarts,
+			st.seq.restarts == 1 ? "" : "s");
+		g->restarts_said = st.seq.restarts;
+	}
 	op_report_gauge(s, "streams", (double)st.seq.streams);
 	op_seqtrack_marks(op_receiver_seqtrack(r), add_mark, s);
 	op_report_counter(s, "recovered", g->recovered);

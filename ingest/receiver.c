@@ -141,7 +141,7 @@ static int one(op_receiver *r, int which, op_receiver_cb cb, void *ctx)
 		rejected(r, op_wire_strerror(rc), rc <= OP_WIRE_ELENGTH, h.stream_id, h.sequence);
 		goto done;
 	}
-	verdict = op_seqtrack_observe(r->seq, h.stream_id, h.sequence);
+	verdict = op_seqtrack_observe(r->seq, h.stream_id, h.sequence, h.detector_time_ns);
 	if (verdict == OP_SEQ_DUPLICATE) {
 		r->st.duplicates++;
 		rejected(r, "duplicate", 1, h.stream_id, h.sequence);

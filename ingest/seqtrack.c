@@ -14,6 +14,12 @@
  * for as long as the appliance ran. Events of a run that is never confirmed are stored but not
  * remembered: a resend of one is taken again (the store removes the copy), and if a later run is
  * confirmed past them they count as missing.
+ *
+ * A numbering started again a window or more below `next` (a detector that restarted its
+ * counter at 0 on the same stream, against the wire contract) is followed the same way, once
+ * OP_SEQ_CONFIRM consecutive events carry it, each with a detector time newer than any the
+ * stream sent before: old events sent again repeat their old times and stay "too old". Without
+ * this the stream's every later event was rejected as too old, for as long as ingest ran.
  */
 #include "ingest/seqtrack.h"
 
@@ -26,7 +32,11 @@ typedef struct stream {
 	uint32_t id;
 	uint32_t used;
 	uint64_t *bits;
-	uint64_t run_from, run_next; /* an unconfirmed run far ahead; run_next == run_from: none */
+	uint64_t run_from, run_next; /* an unconfirmed run far ahead or behind; run_next == run_from: none */
+	uint64_t newest_ns;          /* the newest detector time of its numbering; */
+	int newest_known;            /* 0 after a seed, until an event of its numbering arrives */
+	int run_back;                /* the run is below next (a restart), not ahead */
+	uint64_t run_newest_ns;
 } stream;
 
 struct op_seqtrack {
@@ -109,7 +119,29 @@ static void bit_set(const op_seqtrack *t, stream *s, uint64_t q, int v)
 		s->bits[b / 64] &= ~(1ull << (b % 64));
 }
 
-int op_seqtrack_observe(op_seqtrack *t, uint32_t id, uint64_t seq)
+/* An event of the numbering in force was taken: its time is the stream's newest if newer. */
+static void took(stream *s, uint64_t time_ns)
+{
+	if (!s->newest_known || time_ns > s->newest_ns)
+		s->newest_ns = time_ns;
+	s->newest_known = 1;
+}
+
+/* Starts or extends the unconfirmed run [run_from, run_next) with seq; 1 once it is confirmed. */
+static int run_step(stream *s, uint64_t seq, int back, uint64_t time_ns)
+{
+	if (s->run_next == s->run_from || seq != s->run_next || s->run_back != back) {
+		s->run_from = seq; /* a new run */
+		s->run_back = back;
+		s->run_newest_ns = 0;
+	}
+	s->run_next = seq + 1;
+	if (time_ns > s->run_newest_ns)
+		s->run_newest_ns = time_ns;
+	return s->run_next - s->run_from >= OP_SEQ_CONFIRM;
+}
+
+int op_seqtrack_observe(op_seqtrack *t, uint32_t id, uint64_t seq, uint64_t time_ns)
 {
 	uint64_t window = (uint64_t)t->words * 64;
 	int fresh;
@@ -128,19 +160,17 @@ int op_seqtrack_observe(op_seqtrack *t, uint32_t id, uint64_t seq)
 		t->st.streams++;
 		s->next = seq + 1;
 		bit_set(t, s, seq, 1);
+		took(s, time_ns);
 		return OP_SEQ_FIRST;
 	}
 	if (seq >= s->next) {
 		uint64_t skipped = seq - s->next;
 		if (skipped >= window) { /* far ahead: follow only a confirmed run */
-			if (seq >= s->run_from && seq < s->run_next) {
+			if (!s->run_back && seq >= s->run_from && seq < s->run_next) {
 				t->st.duplicates++;
 				return OP_SEQ_DUPLICATE;
 			}
-			if (s->run_next == s->run_from || seq != s->run_next)
-				s->run_from = seq; /* a new run */
-			s->run_next = seq + 1;
-			if (s->run_next - s->run_from < OP_SEQ_CONFIRM) {
+			if (!run_step(s, seq, 0, time_ns)) {
 				t->st.ahead++;
 				return OP_SEQ_AHEAD;
 			}
@@ -152,9 +182,11 @@ int op_seqtrack_observe(op_seqtrack *t, uint32_t id, uint64_t seq)
 				bit_set(t, s, q, 1);
 			s->next = s->run_next;
 			s->run_from = s->run_next = 0;
+			took(s, s->run_newest_ns);
 			return OP_SEQ_AFTER_GAP;
 		}
 		s->run_from = s->run_next = 0; /* the numbering in force goes on: no run is confirmed */
+		took(s, time_ns);
 		/* Clear the bits of the sequence numbers we jump over (they are now "missing"). */
 		for (uint64_t q = s->next; q < seq; q++)
 			bit_set(t, s, q, 0);
@@ -168,8 +200,30 @@ int op_seqtrack_observe(op_seqtrack *t, uint32_t id, uint64_t seq)
 		return OP_SEQ_IN_ORDER;
 	}
 	if (s->next - seq > window) {
-		t->st.too_old++;
-		return OP_SEQ_TOO_OLD;
+		/* far behind: a numbering started again, if newer than all the stream sent */
+		if (!s->newest_known || time_ns <= s->newest_ns) {
+			t->st.too_old++;
+			return OP_SEQ_TOO_OLD;
+		}
+		if (s->run_back && seq >= s->run_from && seq < s->run_next) {
+			t->st.duplicates++;
+			return OP_SEQ_DUPLICATE;
+		}
+		if (!run_step(s, seq, 1, time_ns)) {
+			t->st.ahead++;
+			return OP_SEQ_AHEAD;
+		}
+		t->st.restarts++;
+		t->st.last_restart_stream = id;
+		t->st.last_restart_from = s->next;
+		t->st.last_restart_to = s->run_from;
+		memset(s->bits, 0, t->words * sizeof(uint64_t));
+		for (uint64_t q = s->run_from; q < s->run_next; q++)
+			bit_set(t, s, q, 1);
+		s->next = s->run_next;
+		s->run_from = s->run_next = 0;
+		s->newest_ns = s->run_newest_ns;
+		return OP_SEQ_RESTART;
 	}
 	if (bit_get(t, s, seq)) {
 		t->st.duplicates++;
@@ -177,6 +231,7 @@ int op_seqtrack_observe(op_seqtrack *t, uint32_t id, uint64_t seq)
 	}
 	bit_set(t, s, seq, 1);
 	s->run_from = s->run_next = 0;
+	took(s, time_ns);
 	t->st.late_total++;
 	return OP_SEQ_LATE;
 }
@@ -197,6 +252,8 @@ int op_seqtrack_seed(op_seqtrack *t, uint32_t id, uint64_t next)
 		t->st.streams++;
 	s->next = next;
 	memset(s->bits, 0xff, t->words * sizeof(uint64_t));
+	s->run_from = s->run_next = 0;
+	s->newest_known = 0;
 	return 0;
 }
 

@@ -17,7 +17,9 @@ enum op_seq_verdict {
 	OP_SEQ_DUPLICATE,    /* seen already (within the window) */
 	OP_SEQ_TOO_OLD,      /* older than the window: cannot tell, treated as duplicate */
 	OP_SEQ_STREAM_LIMIT, /* a stream beyond max_streams */
-	OP_SEQ_AHEAD,        /* new, a window or more ahead, its numbering not yet confirmed */
+	OP_SEQ_AHEAD,        /* new, a window or more ahead (or, newer than anything the stream
+			      * sent, a window or more behind): its numbering not yet confirmed */
+	OP_SEQ_RESTART,      /* new: confirms a numbering started again below (a detector restarted) */
 };
 
 /* Consecutive events that confirm a jump of a window or more (OP_SEQ_AHEAD until then) */
@@ -33,18 +35,25 @@ typedef struct op_seqtrack_stats {
 	uint64_t stream_limit;
 	uint64_t ahead; /* taken as OP_SEQ_AHEAD */
 	uint64_t jumps; /* jumps of a window or more, confirmed and followed */
+	uint64_t restarts; /* numberings started again a window or more below, confirmed and followed */
+	uint32_t last_restart_stream; /* the last of them: its stream, */
+	uint64_t last_restart_from, last_restart_to; /* where the stream was, where it went on */
 } op_seqtrack_stats;
 
 int op_seqtrack_open(uint32_t max_streams, uint32_t window, op_seqtrack **ret);
 void op_seqtrack_close(op_seqtrack *t);
-int op_seqtrack_observe(op_seqtrack *t, uint32_t stream, uint64_t seq);
+/* time_ns: the event's detector time, which tells a detector that started its numbering again
+ * (newer than anything the stream sent) from old events sent again (not newer). */
+int op_seqtrack_observe(op_seqtrack *t, uint32_t stream, uint64_t seq, uint64_t time_ns);
 void op_seqtrack_get_stats(const op_seqtrack *t, op_seqtrack_stats *out);
 
 /*
  * Continuity across a restart of ingest: marks (stream, next = one past the highest sequence
  * seen) reported by the previous incarnation seed this one, so that events lost with it —
  * queued in its sockets, or taken after its last report — show up as gap_events instead of
- * vanishing. A seeded stream counts everything below `next` (within the window) as seen.
+ * vanishing. A seeded stream counts everything below `next` (within the window) as seen. Its
+ * newest detector time is unknown until an event of its numbering arrives: until then a
+ * numbering started again below is not followed.
  * Seeding counts the stream, no events. 0, or -ENOSPC beyond max_streams.
  */
 int op_seqtrack_seed(op_seqtrack *t, uint32_t stream, uint64_t next);

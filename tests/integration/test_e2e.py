@@ -151,6 +151,54 @@ def test_pyproducer(bindir):
     check(a.stop() == 0, "outpostd did not stop cleanly")
 
 
+def test_detector_restart(bindir):
+    # A detector reboots and starts its counter at 0 again on the same stream (against the wire
+    # contract, but a DAQ's firmware may). Its clock goes on, so its events are newer than any the
+    # stream sent: after four in a row confirm the new numbering, ingest follows it. Before, every
+    # later event of the stream was rejected as too old until outpostd restarted. Old events sent
+    # again (their old times) are still refused.
+    import pub_events
+    import zmq
+    a = Appliance(bindir, "detector_restart")
+    ctx = zmq.Context()
+    s = ctx.socket(zmq.PUSH)
+    s.connect(a.endpoint)
+    pulses = [(100 + i, 10.0 * i, 1.0, 1) for i in range(8)]
+    t0, first, again = 1_700_000_000_000_000_000, 5000, 1000
+
+    def send(seq, t):
+        s.send(pub_events.encode_event(stream_id=44, sequence=seq, detector_time_ns=t, pulses=pulses))
+    for q in range(first):
+        send(q, t0 + q * 1000)
+    a.wait(lambda: a.status()["events"]["stored"] >= first, 60, "the first run stored")
+    for q in range(10):  # the first run's oldest events sent again
+        send(q, t0 + q * 1000)
+    t1 = t0 + first * 1000 + 10 ** 9  # after the reboot: a second later
+    for q in range(again):
+        send(q, t1 + q * 1000)
+    s.close(linger=5000)
+    a.wait(lambda: a.status()["events"]["stored"] >= first + again, 60, "the restarted numbering stored")
+    st = a.status()
+    c = st["stages"]["ingest"]["counters"]
+    check(c["sequence_restarts"] == 1 and c["rejected_too_old"] == 10,
+          "ingest counters: sequence_restarts %s, rejected_too_old %s" % (c.get("sequence_restarts"),
+                                                                         c.get("rejected_too_old")))
+    check(st["events"]["stored"] == first + again and st["events"]["dropped"] == 0, "events: %s" % st["events"])
+    a.wait_delivered(first + again)
+    rows = a.north_rows()
+    keys = {(int(r["sequence"]), int(r["detector_time_ns"])) for r in rows}
+    want = {(q, t0 + q * 1000) for q in range(first)} | {(q, t1 + q * 1000) for q in range(again)}
+    check(len(rows) == len(want) and keys == want, "north holds %d rows, %d of the %d events sent once each"
+          % (len(rows), len(keys & want), len(want)))
+    with open(os.path.join(a.tmp, "log.txt")) as f:
+        said = [x for x in f.read().splitlines() if "started its numbering again" in x]
+    check(len(said) == 1 and "stream 44 started its numbering again at 0 (it was at 5000" in said[0],
+          "the journal does not say the stream restarted: %s" % said)
+    print("detector restarted at 0: %d + %d events stored, the 10 old ones sent again refused; %s"
+          % (first, again, said[0].split("WARN: ")[-1]))
+    check(a.stop() == 0, "outpostd did not stop cleanly")
+
+
 def test_replay(bindir, data):
     a = Appliance(bindir, "replay")
     pulses = os.path.join(data, "oscnext_l7_5ev_pulses.csv")
@@ -1041,6 +1089,8 @@ def main():
         test_synthetic(bindir)
     elif case == "pyproducer":
         test_pyproducer(bindir)
+    elif case == "detector_restart":
+        test_detector_restart(bindir)
     elif case == "replay":
         if not os.path.isdir(sys.argv[3]):
             print("skipped: no IceCube data at %s" % sys.argv[3])

@@ -26,32 +26,32 @@ int main(void)
 
 	CHECK(op_seqtrack_open(0, 64, &t) < 0 && t == NULL);
 	CHECK(op_seqtrack_open(2, 100, &t) == 0); /* window rounds up to 128 */
-	CHECK(op_seqtrack_observe(t, 1, 10) == OP_SEQ_FIRST);
-	CHECK(op_seqtrack_observe(t, 1, 11) == OP_SEQ_IN_ORDER);
-	CHECK(op_seqtrack_observe(t, 1, 11) == OP_SEQ_DUPLICATE);
-	CHECK(op_seqtrack_observe(t, 1, 15) == OP_SEQ_AFTER_GAP); /* 12, 13, 14 missing */
-	CHECK(op_seqtrack_observe(t, 1, 13) == OP_SEQ_LATE);
-	CHECK(op_seqtrack_observe(t, 1, 13) == OP_SEQ_DUPLICATE);
-	CHECK(op_seqtrack_observe(t, 1, 10) == OP_SEQ_DUPLICATE);
-	CHECK(op_seqtrack_observe(t, 2, 0) == OP_SEQ_FIRST);
-	CHECK(op_seqtrack_observe(t, 3, 0) == OP_SEQ_STREAM_LIMIT);
+	CHECK(op_seqtrack_observe(t, 1, 10, 0) == OP_SEQ_FIRST);
+	CHECK(op_seqtrack_observe(t, 1, 11, 0) == OP_SEQ_IN_ORDER);
+	CHECK(op_seqtrack_observe(t, 1, 11, 0) == OP_SEQ_DUPLICATE);
+	CHECK(op_seqtrack_observe(t, 1, 15, 0) == OP_SEQ_AFTER_GAP); /* 12, 13, 14 missing */
+	CHECK(op_seqtrack_observe(t, 1, 13, 0) == OP_SEQ_LATE);
+	CHECK(op_seqtrack_observe(t, 1, 13, 0) == OP_SEQ_DUPLICATE);
+	CHECK(op_seqtrack_observe(t, 1, 10, 0) == OP_SEQ_DUPLICATE);
+	CHECK(op_seqtrack_observe(t, 2, 0, 0) == OP_SEQ_FIRST);
+	CHECK(op_seqtrack_observe(t, 3, 0, 0) == OP_SEQ_STREAM_LIMIT);
 	/* a jump of more than the window (128) is followed once four consecutive events confirm it
 	 * with none of the numbering in force between them; until then they are new (AHEAD) and the
 	 * stream stays where it was */
-	CHECK(op_seqtrack_observe(t, 1, 1000) == OP_SEQ_AHEAD);
-	CHECK(op_seqtrack_observe(t, 1, 1001) == OP_SEQ_AHEAD);
-	CHECK(op_seqtrack_observe(t, 1, 1001) == OP_SEQ_DUPLICATE);
-	CHECK(op_seqtrack_observe(t, 1, 14) == OP_SEQ_LATE); /* the old numbering goes on: the run ends */
-	CHECK(op_seqtrack_observe(t, 1, 1000) == OP_SEQ_AHEAD); /* a new run (the store removes the copy) */
-	CHECK(op_seqtrack_observe(t, 1, 1001) == OP_SEQ_AHEAD);
-	CHECK(op_seqtrack_observe(t, 1, 1002) == OP_SEQ_AHEAD);
-	CHECK(op_seqtrack_observe(t, 1, 1003) == OP_SEQ_AFTER_GAP); /* 16..999 missing: 984 */
-	CHECK(op_seqtrack_observe(t, 1, 1002) == OP_SEQ_DUPLICATE);
-	CHECK(op_seqtrack_observe(t, 1, 12) == OP_SEQ_TOO_OLD);
-	CHECK(op_seqtrack_observe(t, 1, 990) == OP_SEQ_LATE);
-	CHECK(op_seqtrack_observe(t, 1, 1004 - 128) == OP_SEQ_LATE); /* oldest still in the window */
-	CHECK(op_seqtrack_observe(t, 1, 1004 - 129) == OP_SEQ_TOO_OLD);
-	CHECK(op_seqtrack_observe(t, 1, 1004) == OP_SEQ_IN_ORDER);
+	CHECK(op_seqtrack_observe(t, 1, 1000, 0) == OP_SEQ_AHEAD);
+	CHECK(op_seqtrack_observe(t, 1, 1001, 0) == OP_SEQ_AHEAD);
+	CHECK(op_seqtrack_observe(t, 1, 1001, 0) == OP_SEQ_DUPLICATE);
+	CHECK(op_seqtrack_observe(t, 1, 14, 0) == OP_SEQ_LATE); /* the old numbering goes on: the run ends */
+	CHECK(op_seqtrack_observe(t, 1, 1000, 0) == OP_SEQ_AHEAD); /* a new run (the store removes the copy) */
+	CHECK(op_seqtrack_observe(t, 1, 1001, 0) == OP_SEQ_AHEAD);
+	CHECK(op_seqtrack_observe(t, 1, 1002, 0) == OP_SEQ_AHEAD);
+	CHECK(op_seqtrack_observe(t, 1, 1003, 0) == OP_SEQ_AFTER_GAP); /* 16..999 missing: 984 */
+	CHECK(op_seqtrack_observe(t, 1, 1002, 0) == OP_SEQ_DUPLICATE);
+	CHECK(op_seqtrack_observe(t, 1, 12, 0) == OP_SEQ_TOO_OLD);
+	CHECK(op_seqtrack_observe(t, 1, 990, 0) == OP_SEQ_LATE);
+	CHECK(op_seqtrack_observe(t, 1, 1004 - 128, 0) == OP_SEQ_LATE); /* oldest still in the window */
+	CHECK(op_seqtrack_observe(t, 1, 1004 - 129, 0) == OP_SEQ_TOO_OLD);
+	CHECK(op_seqtrack_observe(t, 1, 1004, 0) == OP_SEQ_IN_ORDER);
 	op_seqtrack_get_stats(t, &st);
 	CHECK_EQ_U64(st.streams, 2);
 	CHECK_EQ_U64(st.in_order, 2);
@@ -68,11 +68,11 @@ int main(void)
 	/* A second detector misconfigured onto a stream, its numbering far ahead and interleaved
 	 * with the real one: its events are stored (AHEAD), and the stream is never taken over */
 	CHECK(op_seqtrack_open(2, 128, &t) == 0);
-	CHECK(op_seqtrack_observe(t, 6, 0) == OP_SEQ_FIRST);
+	CHECK(op_seqtrack_observe(t, 6, 0, 0) == OP_SEQ_FIRST);
 	int real = 1, other = 1;
 	for (uint64_t k = 1; k < 50; k++) {
-		real &= op_seqtrack_observe(t, 6, k) == OP_SEQ_IN_ORDER;
-		other &= op_seqtrack_observe(t, 6, 5000000 + k) == OP_SEQ_AHEAD;
+		real &= op_seqtrack_observe(t, 6, k, 0) == OP_SEQ_IN_ORDER;
+		other &= op_seqtrack_observe(t, 6, 5000000 + k, 0) == OP_SEQ_AHEAD;
 	}
 	CHECK(real);
 	CHECK(other);
@@ -85,14 +85,14 @@ int main(void)
 	 * goes on, no events are counted as lost, and the tracker neither hangs nor wraps (a repeated
 	 * 2^64 - 2 had made the loop over the skipped numbers run 2^64 times). */
 	CHECK(op_seqtrack_open(2, 128, &t) == 0);
-	CHECK(op_seqtrack_observe(t, 4, 100) == OP_SEQ_FIRST);
-	CHECK(op_seqtrack_observe(t, 4, 100 + 1000000000000ull) == OP_SEQ_AHEAD);
-	CHECK(op_seqtrack_observe(t, 4, UINT64_MAX - 1) == OP_SEQ_AHEAD);
-	CHECK(op_seqtrack_observe(t, 4, UINT64_MAX - 1) == OP_SEQ_DUPLICATE);
-	CHECK(op_seqtrack_observe(t, 4, UINT64_MAX) == OP_SEQ_TOO_OLD); /* the decoder refuses it first */
-	CHECK(op_seqtrack_observe(t, 5, UINT64_MAX) == OP_SEQ_TOO_OLD); /* and it starts no stream */
+	CHECK(op_seqtrack_observe(t, 4, 100, 0) == OP_SEQ_FIRST);
+	CHECK(op_seqtrack_observe(t, 4, 100 + 1000000000000ull, 0) == OP_SEQ_AHEAD);
+	CHECK(op_seqtrack_observe(t, 4, UINT64_MAX - 1, 0) == OP_SEQ_AHEAD);
+	CHECK(op_seqtrack_observe(t, 4, UINT64_MAX - 1, 0) == OP_SEQ_DUPLICATE);
+	CHECK(op_seqtrack_observe(t, 4, UINT64_MAX, 0) == OP_SEQ_TOO_OLD); /* the decoder refuses it first */
+	CHECK(op_seqtrack_observe(t, 5, UINT64_MAX, 0) == OP_SEQ_TOO_OLD); /* and it starts no stream */
 	for (uint64_t q = 101; q < 1101; q++)
-		CHECK(op_seqtrack_observe(t, 4, q) == OP_SEQ_IN_ORDER);
+		CHECK(op_seqtrack_observe(t, 4, q, 0) == OP_SEQ_IN_ORDER);
 	op_seqtrack_get_stats(t, &st);
 	CHECK_EQ_U64(st.in_order, 1000);
 	CHECK_EQ_U64(st.gap_events_total, 0);
@@ -108,15 +108,15 @@ int main(void)
 	op_seqtrack *a = NULL, *b = NULL;
 	CHECK(op_seqtrack_open(4, 128, &a) == 0 && op_seqtrack_open(4, 128, &b) == 0);
 	for (uint64_t q = 0; q < 500; q++)
-		op_seqtrack_observe(a, 7, q);
-	op_seqtrack_observe(a, 9, 41);
+		op_seqtrack_observe(a, 7, q, 0);
+	op_seqtrack_observe(a, 9, 41, 0);
 	struct seen seen = {0};
 	CHECK(op_seqtrack_marks(a, collect, &seen) == 2 && seen.n == 2);
 	for (uint32_t i = 0; i < seen.n; i++)
 		CHECK(op_seqtrack_seed(b, seen.stream[i], seen.next[i]) == 0);
-	CHECK(op_seqtrack_observe(b, 7, 499) == OP_SEQ_DUPLICATE);
-	CHECK(op_seqtrack_observe(b, 7, 505) == OP_SEQ_AFTER_GAP);
-	CHECK(op_seqtrack_observe(b, 9, 42) == OP_SEQ_IN_ORDER);
+	CHECK(op_seqtrack_observe(b, 7, 499, 0) == OP_SEQ_DUPLICATE);
+	CHECK(op_seqtrack_observe(b, 7, 505, 0) == OP_SEQ_AFTER_GAP);
+	CHECK(op_seqtrack_observe(b, 9, 42, 0) == OP_SEQ_IN_ORDER);
 	op_seqtrack_get_stats(b, &st);
 	CHECK_EQ_U64(st.gap_events_total, 5);
 	CHECK_EQ_U64(st.streams, 2);
@@ -124,5 +124,42 @@ int main(void)
 	CHECK(op_seqtrack_seed(b, 3, 1) == -ENOSPC); /* bounded like observe */
 	op_seqtrack_close(a);
 	op_seqtrack_close(b);
+
+	/* A detector restarted its counter at 0 on the same stream (its clock goes on): followed
+	 * once four events in a row, each newer than any the stream sent, confirm it; before, every
+	 * later event was too old for as long as ingest ran. Old events sent again (old times) stay
+	 * too old, a run broken by the old numbering is not followed, and after a seed (an ingest
+	 * restart: the newest time unknown) nothing is followed until the stream's numbering is
+	 * seen again. */
+	CHECK(op_seqtrack_open(4, 128, &t) == 0);
+	uint64_t ns = 1000;
+	for (uint64_t q = 5000; q < 5200; q++)
+		CHECK(op_seqtrack_observe(t, 3, q, ns += 10) != OP_SEQ_TOO_OLD);
+	CHECK(op_seqtrack_observe(t, 3, 10, 1500) == OP_SEQ_TOO_OLD);  /* an old one sent again */
+	for (uint64_t q = 10; q < 20; q++) /* a burst of old ones sent again: never a restart */
+		CHECK(op_seqtrack_observe(t, 3, q, 1000 + 10 * q) == OP_SEQ_TOO_OLD);
+	CHECK(op_seqtrack_observe(t, 3, 0, ns + 1000) == OP_SEQ_AHEAD); /* the detector restarted */
+	CHECK(op_seqtrack_observe(t, 3, 1, ns + 1010) == OP_SEQ_AHEAD);
+	CHECK(op_seqtrack_observe(t, 3, 5200, ns += 10) == OP_SEQ_IN_ORDER); /* the old numbering: run ends */
+	CHECK(op_seqtrack_observe(t, 3, 2, ns + 1020) == OP_SEQ_AHEAD);      /* a new run from 2 */
+	CHECK(op_seqtrack_observe(t, 3, 3, ns + 1030) == OP_SEQ_AHEAD);
+	CHECK(op_seqtrack_observe(t, 3, 4, ns + 1040) == OP_SEQ_AHEAD);
+	CHECK(op_seqtrack_observe(t, 3, 5, ns + 1050) == OP_SEQ_RESTART);
+	CHECK(op_seqtrack_observe(t, 3, 6, ns + 1060) == OP_SEQ_IN_ORDER);
+	CHECK(op_seqtrack_observe(t, 3, 8, ns + 1080) == OP_SEQ_AFTER_GAP);
+	CHECK(op_seqtrack_observe(t, 3, 7, ns + 1070) == OP_SEQ_LATE);
+	CHECK(op_seqtrack_observe(t, 3, 5150, ns) == OP_SEQ_AHEAD); /* the old numbering is far ahead now */
+	op_seqtrack_get_stats(t, &st);
+	CHECK_EQ_U64(st.restarts, 1);
+	CHECK(st.last_restart_stream == 3 && st.last_restart_from == 5201 && st.last_restart_to == 2);
+	CHECK_EQ_U64(st.too_old, 11);
+	CHECK(op_seqtrack_seed(t, 3, 9000) == 0); /* as after an ingest restart */
+	for (uint64_t q = 0; q < 6; q++)
+		CHECK(op_seqtrack_observe(t, 3, q, ns + 5000 + q) == OP_SEQ_TOO_OLD);
+	CHECK(op_seqtrack_observe(t, 3, 9000, ns + 6000) == OP_SEQ_IN_ORDER);
+	for (uint64_t q = 0; q < 3; q++)
+		CHECK(op_seqtrack_observe(t, 3, q, ns + 7000 + q) == OP_SEQ_AHEAD);
+	CHECK(op_seqtrack_observe(t, 3, 3, ns + 7003) == OP_SEQ_RESTART);
+	op_seqtrack_close(t);
 	return check_finish("test_seqtrack");
 }
