@@ -536,6 +536,7 @@ static void report(ingest *g, op_receiver *r, uint64_t progress, int idle)
 	op_report_counter(s, "rejected_no_memory", st.caller_rejected);
 	op_report_counter(s, "gap_events", st.seq.gap_events_total);
 	op_report_counter(s, "late_events", st.seq.late_total);
+	op_report_counter(s, "early_events", st.seq.early);
 	op_report_counter(s, "ahead_events", st.seq.ahead);
 	op_report_counter(s, "sequence_jumps", st.seq.jumps);
 	op_report_counter(s, "sequence_restarts", st.seq.restarts);

@@ -36,6 +36,7 @@ typedef struct stream {
 	uint64_t newest_ns;          /* the newest detector time of its numbering; */
 	int newest_known;            /* 0 after a seed, until an event of its numbering arrives */
 	int run_back;                /* the run is below next (a restart), not ahead */
+	uint64_t first;              /* the lowest sequence of its numbering seen (0 after a seed) */
 	uint64_t run_newest_ns;
 } stream;
 
@@ -159,6 +160,7 @@ int op_seqtrack_observe(op_seqtrack *t, uint32_t id, uint64_t seq, uint64_t time
 	if (fresh) {
 		t->st.streams++;
 		s->next = seq + 1;
+		s->first = seq;
 		bit_set(t, s, seq, 1);
 		took(s, time_ns);
 		return OP_SEQ_FIRST;
@@ -221,17 +223,26 @@ int op_seqtrack_observe(op_seqtrack *t, uint32_t id, uint64_t seq, uint64_t time
 		for (uint64_t q = s->run_from; q < s->run_next; q++)
 			bit_set(t, s, q, 1);
 		s->next = s->run_next;
+		s->first = s->run_from;
 		s->run_from = s->run_next = 0;
 		s->newest_ns = s->run_newest_ns;
 		return OP_SEQ_RESTART;
 	}
+	/* an event of the numbering in force, even one seen already, ends an unconfirmed run: a
+	 * restarted ingest replays its log through a tracker that has seen the events before its
+	 * last report, and must not confirm a run their arrival had kept from confirming live */
+	s->run_from = s->run_next = 0;
 	if (bit_get(t, s, seq)) {
 		t->st.duplicates++;
 		return OP_SEQ_DUPLICATE;
 	}
 	bit_set(t, s, seq, 1);
-	s->run_from = s->run_next = 0;
 	took(s, time_ns);
+	if (seq < s->first) { /* before the stream's first event here: it fills no gap counted */
+		s->first = seq;
+		t->st.early++;
+		return OP_SEQ_LATE;
+	}
 	t->st.late_total++;
 	return OP_SEQ_LATE;
 }
@@ -254,6 +265,7 @@ int op_seqtrack_seed(op_seqtrack *t, uint32_t id, uint64_t next)
 	memset(s->bits, 0xff, t->words * sizeof(uint64_t));
 	s->run_from = s->run_next = 0;
 	s->newest_known = 0;
+	s->first = 0;
 	return 0;
 }
 

@@ -30,6 +30,7 @@ typedef struct op_seqtrack_stats {
 	uint64_t in_order;
 	uint64_t gap_events_total; /* ever skipped; missing now = gap_events_total - late_total */
 	uint64_t late_total;
+	uint64_t early; /* arrived after a later one started the stream: missing never, late never */
 	uint64_t duplicates;
 	uint64_t too_old;
 	uint64_t stream_limit;

@@ -83,7 +83,7 @@ static uint64_t get64(const uint8_t *p)
 
 static void file_name(char *out, size_t cap, const char *dir, uint64_t inc, uint32_t k)
 {
-	snprintf(out, cap, "%s/wal-%020" PRIu64 "-%06u.log", dir, inc, k);
+	snprintf(out, cap, "%s/wal-%020" PRIu64 "-%010u.log", dir, inc, k); /* sorted as text: every k the same width */
 }
 
 static int open_next(op_wal *w)
