@@ -74,7 +74,7 @@ typedef struct ingest {
 	op_wal *wal;
 	int wal_verdict; /* 1 took over the predecessor's log; -1 it had one that was unusable; 0 none */
 	uint64_t report_seq, recovered, pred_accepted, pred_stored, pred_dropped, dropped_not_recovered;
-	uint64_t restarts_said; /* numbering restarts (ingest/seqtrack.h) already in the journal */
+	uint64_t restarts_said, restarts_said_ns; /* numbering restarts (ingest/seqtrack.h) in the journal, and when */
 	int wal_said_broken;
 	int others_pending;       /* other incarnations' log files still to delete (report()) */
 	uint64_t first_report_ns; /* when this incarnation sent its first report */
@@ -326,11 +326,11 @@ static void handle_ctl(ingest *g, uint64_t now_ns)
 	}
 }
 
-static void add_mark(void *ctx, uint32_t stream, uint64_t next)
+static void add_mark(void *ctx, uint32_t stream, uint64_t next, uint64_t newest_ns)
 {
 	op_stage_ctx *s = ctx;
-	char line[48];
-	snprintf(line, sizeof(line), "%u %llu", stream, (unsigned long long)next);
+	char line[72];
+	snprintf(line, sizeof(line), "%u %llu %llu", stream, (unsigned long long)next, (unsigned long long)newest_ns);
 	op_report_line(s, "m", line);
 }
 
@@ -345,16 +345,18 @@ typedef struct marks {
 	uint32_t n, cap;
 	struct mark {
 		uint32_t stream;
-		uint64_t next;
+		uint64_t next, newest_ns; /* newest_ns: the detector time of the event that last moved next */
 	} *m;
 } marks;
 
-static void mark_max(marks *mk, uint32_t stream, uint64_t next)
+static void mark_max(marks *mk, uint32_t stream, uint64_t next, uint64_t newest_ns)
 {
 	for (uint32_t i = 0; i < mk->n; i++)
 		if (mk->m[i].stream == stream) {
 			if (next > mk->m[i].next)
 				mk->m[i].next = next;
+			if (newest_ns > mk->m[i].newest_ns)
+				mk->m[i].newest_ns = newest_ns;
 			return;
 		}
 	if (mk->n == mk->cap) {
@@ -365,15 +367,16 @@ static void mark_max(marks *mk, uint32_t stream, uint64_t next)
 		mk->m = p;
 		mk->cap = cap;
 	}
-	mk->m[mk->n++] = (struct mark){stream, next};
+	mk->m[mk->n++] = (struct mark){stream, next, newest_ns};
 }
 
 /* The supervisor's file: "pred <incarnation> <report>" (when there was a predecessor that
- * reported), then "<stream> <next>" per stream from that report. */
+ * reported), then "<stream> <next> <newest detector time>" per stream from that report. */
 static void load_marks(const op_config *cfg, marks *mk)
 {
 	char path[OP_CFG_STR + 32], line[96];
-	unsigned long long a, b;
+	unsigned long long a, b, c;
+	int k;
 	unsigned stream;
 
 	snprintf(path, sizeof(path), "%s/ingest-marks", cfg->run_dir);
@@ -385,8 +388,8 @@ static void load_marks(const op_config *cfg, marks *mk)
 			mk->pred_incarnation = a;
 			mk->pred_report = b;
 			mk->have_pred = 1;
-		} else if (sscanf(line, "%u %llu", &stream, &a) == 2) {
-			mark_max(mk, stream, a);
+		} else if ((k = sscanf(line, "%u %llu %llu", &stream, &a, &c)) >= 2) {
+			mark_max(mk, stream, a, k == 3 ? c : 0);
 		}
 	}
 	fclose(f);
@@ -399,9 +402,9 @@ typedef struct takeover {
 	op_seqtrack *seq; /* the log's sequence numbers, as the dead ingest's tracker took them */
 } takeover;
 
-static void raise_mark(void *ctx, uint32_t stream, uint64_t next)
+static void raise_mark(void *ctx, uint32_t stream, uint64_t next, uint64_t newest_ns)
 {
-	mark_max(ctx, stream, next);
+	mark_max(ctx, stream, next, newest_ns);
 }
 
 /* One event of the predecessor's log: its sequence number counts, and if it was never freed
@@ -424,7 +427,7 @@ static void take_over(void *ctx, const uint8_t *msg, size_t len, int live)
 	 * took as "ahead" (unconfirmed, ingest/seqtrack.h) does not become the starting point, which
 	 * would make every real event after it too old. */
 	if (!t->seq || op_seqtrack_observe(t->seq, h.stream_id, h.sequence, h.detector_time_ns) == OP_SEQ_STREAM_LIMIT)
-		mark_max(t->mk, h.stream_id, h.sequence + 1);
+		mark_max(t->mk, h.stream_id, h.sequence + 1, 0);
 	if (!live)
 		return;
 	if (hold(g, &h, msg, len) < 0)
@@ -447,7 +450,7 @@ static void take_over_predecessor(ingest *g, const op_config *cfg, op_receiver *
 		takeover t = {g, &mk, cfg->ingest_max_pulses, NULL};
 		if (op_seqtrack_open(INGEST_MAX_STREAMS, INGEST_SEQ_WINDOW, &t.seq) == 0)
 			for (uint32_t i = 0; i < mk.n; i++)
-				op_seqtrack_seed(t.seq, mk.m[i].stream, mk.m[i].next);
+				op_seqtrack_seed(t.seq, mk.m[i].stream, mk.m[i].next, mk.m[i].newest_ns);
 		op_wal_replay_result res;
 		int rc = op_wal_replay(wal_dir, mk.pred_incarnation, mk.pred_report, take_over, &t, &res);
 		if (t.seq) {
@@ -479,7 +482,7 @@ static void take_over_predecessor(ingest *g, const op_config *cfg, op_receiver *
 	}
 	uint32_t n = 0;
 	for (uint32_t i = 0; i < mk.n; i++)
-		n += op_seqtrack_seed(op_receiver_seqtrack(r), mk.m[i].stream, mk.m[i].next) == 0;
+		n += op_seqtrack_seed(op_receiver_seqtrack(r), mk.m[i].stream, mk.m[i].next, mk.m[i].newest_ns) == 0;
 	if (n)
 		op_info("continuing the sequence accounting of %u streams from the previous ingest: events "
 			"it lost show as gap_events",
@@ -540,7 +543,11 @@ static void report(ingest *g, op_receiver *r, uint64_t progress, int idle)
 	op_report_counter(s, "ahead_events", st.seq.ahead);
 	op_report_counter(s, "sequence_jumps", st.seq.jumps);
 	op_report_counter(s, "sequence_restarts", st.seq.restarts);
-	if (st.seq.restarts != g->restarts_said) { /* (a few a run at most: its detector rebooting) */
+	/* a few a run (its detector rebooting); at most one line a minute, should two detectors
+	 * share a stream and flip it back and forth */
+	if (st.seq.restarts != g->restarts_said &&
+	    (!g->restarts_said_ns || op_now_ns() - g->restarts_said_ns >= 60000000000ull)) {
+		g->restarts_said_ns = op_now_ns();
 		op_warn("stream %u started its numbering again at %" PRIu64 " (it was at %" PRIu64 "; four events in a "
 			"row, newer than any it had sent, confirm it): followed; %" PRIu64 " restart%s of numberings so far",
 			st.seq.last_restart_stream, st.seq.last_restart_to, st.seq.last_restart_from, st.seq.restarts,

@@ -136,7 +136,7 @@ typedef struct sup {
 	/* ingest's per-stream sequence marks from its last report, handed to its next incarnation */
 	struct mark {
 		uint32_t stream;
-		uint64_t next;
+		uint64_t next, newest_ns;
 	} marks[4096];
 	uint32_t nmarks;
 	uint64_t last_textfile_ns;
@@ -256,8 +256,9 @@ static void handle_report(sup *s, char *msg)
 			snprintf(r->backend, sizeof(r->backend), "%s", line + 10);
 		} else if (line[0] == 'm' && line[1] == ' ') {
 			unsigned stream;
-			if (sscanf(line + 2, "%u %llu", &stream, &u) == 2 && s->nmarks < 4096)
-				s->marks[s->nmarks++] = (struct mark){stream, u};
+			unsigned long long t = 0;
+			if (sscanf(line + 2, "%u %llu %llu", &stream, &u, &t) >= 2 && s->nmarks < 4096)
+				s->marks[s->nmarks++] = (struct mark){stream, u, t};
 		} else if (sscanf(line, "incarnation %llu", &u) == 1) {
 			if (r->reported && u != r->incarnation)
 				fold_incarnation(r);
@@ -364,7 +365,8 @@ static void fill_marks(sup *s, FILE *f)
 	if (g->reported) /* the ingest before this one, and the last report of it we have */
 		fprintf(f, "pred %llu %llu\n", (unsigned long long)g->incarnation, (unsigned long long)g->report_seq);
 	for (uint32_t i = 0; i < s->nmarks; i++)
-		fprintf(f, "%u %llu\n", s->marks[i].stream, (unsigned long long)s->marks[i].next);
+		fprintf(f, "%u %llu %llu\n", s->marks[i].stream, (unsigned long long)s->marks[i].next,
+			(unsigned long long)s->marks[i].newest_ns);
 }
 
 /* Before ingest starts: the marks of its predecessor's last report (stage_ingest.c). */

@@ -17,9 +17,12 @@
  *
  * A numbering started again a window or more below `next` (a detector that restarted its
  * counter at 0 on the same stream, against the wire contract) is followed the same way, once
- * OP_SEQ_CONFIRM consecutive events carry it, each with a detector time newer than any the
- * stream sent before: old events sent again repeat their old times and stay "too old". Without
- * this the stream's every later event was rejected as too old, for as long as ingest ran.
+ * OP_SEQ_CONFIRM consecutive events carry it, each with a detector time newer than the
+ * stream's newest: old events sent again repeat their old times and stay "too old", in either
+ * direction (after a restart the old numbering lies ahead). Without this the stream's every
+ * later event was rejected as too old, for as long as ingest ran. The newest time is that of
+ * the event that last moved `next` (not the largest ever seen: one wild timestamp would
+ * otherwise stop every later restart from being followed).
  */
 #include "ingest/seqtrack.h"
 
@@ -33,11 +36,10 @@ typedef struct stream {
 	uint32_t used;
 	uint64_t *bits;
 	uint64_t run_from, run_next; /* an unconfirmed run far ahead or behind; run_next == run_from: none */
-	uint64_t newest_ns;          /* the newest detector time of its numbering; */
+	uint64_t newest_ns;          /* the time of the event that last moved next; */
 	int newest_known;            /* 0 after a seed, until an event of its numbering arrives */
 	int run_back;                /* the run is below next (a restart), not ahead */
 	uint64_t first;              /* the lowest sequence of its numbering seen (0 after a seed) */
-	uint64_t run_newest_ns;
 } stream;
 
 struct op_seqtrack {
@@ -120,25 +122,29 @@ static void bit_set(const op_seqtrack *t, stream *s, uint64_t q, int v)
 		s->bits[b / 64] &= ~(1ull << (b % 64));
 }
 
-/* An event of the numbering in force was taken: its time is the stream's newest if newer. */
+/* An event moved the stream's next: its time is the stream's newest. */
 static void took(stream *s, uint64_t time_ns)
 {
-	if (!s->newest_known || time_ns > s->newest_ns)
-		s->newest_ns = time_ns;
+	s->newest_ns = time_ns;
 	s->newest_known = 1;
 }
 
+/* Sent before the stream's newest event: an old event sent again, whatever its number. (Equal
+ * times are not older: a source without a clock sends the same time, and its jumps ahead are
+ * followed as before; its restarts, which need a newer time, are not.) */
+static int older(const stream *s, uint64_t time_ns)
+{
+	return s->newest_known && time_ns < s->newest_ns;
+}
+
 /* Starts or extends the unconfirmed run [run_from, run_next) with seq; 1 once it is confirmed. */
-static int run_step(stream *s, uint64_t seq, int back, uint64_t time_ns)
+static int run_step(stream *s, uint64_t seq, int back)
 {
 	if (s->run_next == s->run_from || seq != s->run_next || s->run_back != back) {
 		s->run_from = seq; /* a new run */
 		s->run_back = back;
-		s->run_newest_ns = 0;
 	}
 	s->run_next = seq + 1;
-	if (time_ns > s->run_newest_ns)
-		s->run_newest_ns = time_ns;
 	return s->run_next - s->run_from >= OP_SEQ_CONFIRM;
 }
 
@@ -168,11 +174,17 @@ int op_seqtrack_observe(op_seqtrack *t, uint32_t id, uint64_t seq, uint64_t time
 	if (seq >= s->next) {
 		uint64_t skipped = seq - s->next;
 		if (skipped >= window) { /* far ahead: follow only a confirmed run */
+			if (older(s, time_ns)) { /* after a restart, the old numbering sent again */
+				if (!s->run_back)
+					s->run_from = s->run_next = 0;
+				t->st.too_old++;
+				return OP_SEQ_TOO_OLD;
+			}
 			if (!s->run_back && seq >= s->run_from && seq < s->run_next) {
 				t->st.duplicates++;
 				return OP_SEQ_DUPLICATE;
 			}
-			if (!run_step(s, seq, 0, time_ns)) {
+			if (!run_step(s, seq, 0)) {
 				t->st.ahead++;
 				return OP_SEQ_AHEAD;
 			}
@@ -184,7 +196,7 @@ int op_seqtrack_observe(op_seqtrack *t, uint32_t id, uint64_t seq, uint64_t time
 				bit_set(t, s, q, 1);
 			s->next = s->run_next;
 			s->run_from = s->run_next = 0;
-			took(s, s->run_newest_ns);
+			took(s, time_ns);
 			return OP_SEQ_AFTER_GAP;
 		}
 		s->run_from = s->run_next = 0; /* the numbering in force goes on: no run is confirmed */
@@ -204,6 +216,8 @@ int op_seqtrack_observe(op_seqtrack *t, uint32_t id, uint64_t seq, uint64_t time
 	if (s->next - seq > window) {
 		/* far behind: a numbering started again, if newer than all the stream sent */
 		if (!s->newest_known || time_ns <= s->newest_ns) {
+			if (!s->run_back) /* an event of an older numbering: a run ahead is not confirmed */
+				s->run_from = s->run_next = 0;
 			t->st.too_old++;
 			return OP_SEQ_TOO_OLD;
 		}
@@ -211,7 +225,7 @@ int op_seqtrack_observe(op_seqtrack *t, uint32_t id, uint64_t seq, uint64_t time
 			t->st.duplicates++;
 			return OP_SEQ_DUPLICATE;
 		}
-		if (!run_step(s, seq, 1, time_ns)) {
+		if (!run_step(s, seq, 1)) {
 			t->st.ahead++;
 			return OP_SEQ_AHEAD;
 		}
@@ -225,7 +239,7 @@ int op_seqtrack_observe(op_seqtrack *t, uint32_t id, uint64_t seq, uint64_t time
 		s->next = s->run_next;
 		s->first = s->run_from;
 		s->run_from = s->run_next = 0;
-		s->newest_ns = s->run_newest_ns;
+		took(s, time_ns);
 		return OP_SEQ_RESTART;
 	}
 	/* an event of the numbering in force, even one seen already, ends an unconfirmed run: a
@@ -237,7 +251,6 @@ int op_seqtrack_observe(op_seqtrack *t, uint32_t id, uint64_t seq, uint64_t time
 		return OP_SEQ_DUPLICATE;
 	}
 	bit_set(t, s, seq, 1);
-	took(s, time_ns);
 	if (seq < s->first) { /* before the stream's first event here: it fills no gap counted */
 		s->first = seq;
 		t->st.early++;
@@ -252,7 +265,7 @@ void op_seqtrack_get_stats(const op_seqtrack *t, op_seqtrack_stats *out)
 	*out = t->st;
 }
 
-int op_seqtrack_seed(op_seqtrack *t, uint32_t id, uint64_t next)
+int op_seqtrack_seed(op_seqtrack *t, uint32_t id, uint64_t next, uint64_t newest_ns)
 {
 	int fresh;
 	stream *s = find(t, id, &fresh);
@@ -264,19 +277,21 @@ int op_seqtrack_seed(op_seqtrack *t, uint32_t id, uint64_t next)
 	s->next = next;
 	memset(s->bits, 0xff, t->words * sizeof(uint64_t));
 	s->run_from = s->run_next = 0;
-	s->newest_known = 0;
+	s->newest_ns = newest_ns;
+	s->newest_known = newest_ns != 0;
 	s->first = 0;
 	return 0;
 }
 
-uint32_t op_seqtrack_marks(const op_seqtrack *t, void (*fn)(void *ctx, uint32_t stream, uint64_t next), void *ctx)
+uint32_t op_seqtrack_marks(const op_seqtrack *t,
+			   void (*fn)(void *ctx, uint32_t stream, uint64_t next, uint64_t newest_ns), void *ctx)
 {
 	uint32_t n = 0;
 
 	for (uint32_t i = 0; i < t->slots; i++) {
 		if (!t->tab[i].used)
 			continue;
-		fn(ctx, t->tab[i].id, t->tab[i].next);
+		fn(ctx, t->tab[i].id, t->tab[i].next, t->tab[i].newest_known ? t->tab[i].newest_ns : 0);
 		n++;
 	}
 	return n;

@@ -52,13 +52,14 @@ void op_seqtrack_get_stats(const op_seqtrack *t, op_seqtrack_stats *out);
  * Continuity across a restart of ingest: marks (stream, next = one past the highest sequence
  * seen) reported by the previous incarnation seed this one, so that events lost with it —
  * queued in its sockets, or taken after its last report — show up as gap_events instead of
- * vanishing. A seeded stream counts everything below `next` (within the window) as seen. Its
- * newest detector time is unknown until an event of its numbering arrives: until then a
- * numbering started again below is not followed.
+ * vanishing. A seeded stream counts everything below `next` (within the window) as seen, and
+ * its newest detector time is the mark's (0: unknown, and until an event of its numbering
+ * arrives a numbering started again below is not followed).
  * Seeding counts the stream, no events. 0, or -ENOSPC beyond max_streams.
  */
-int op_seqtrack_seed(op_seqtrack *t, uint32_t stream, uint64_t next);
-/* Calls fn for every stream's mark; returns the number of streams. */
-uint32_t op_seqtrack_marks(const op_seqtrack *t, void (*fn)(void *ctx, uint32_t stream, uint64_t next), void *ctx);
+int op_seqtrack_seed(op_seqtrack *t, uint32_t stream, uint64_t next, uint64_t newest_ns);
+/* Calls fn for every stream's mark (newest_ns 0: not known); returns the number of streams. */
+uint32_t op_seqtrack_marks(const op_seqtrack *t,
+			   void (*fn)(void *ctx, uint32_t stream, uint64_t next, uint64_t newest_ns), void *ctx);
 
 #endif
