@@ -114,9 +114,11 @@ static int ledger_has(const char *ledger, const char *name, const char *sha)
 	return found;
 }
 
-/* The appliance (last column) of the ledger's last whole line for name, into out ("" if none).
- * (Read whole: only when a file of that name is offered again with other contents.) */
-static void ledger_owner(const char *ledger, const char *name, char *out, size_t cap)
+/* The appliance (sixth column) of the ledger's last whole line for name, into out ("" if none,
+ * or only lines of the five columns written before the ledger named appliances). 0, or -errno
+ * when the ledger exists but cannot be read. (Read whole: only when a file of that name is
+ * offered again with other contents.) */
+static int ledger_owner(const char *ledger, const char *name, char *out, size_t cap)
 {
 	char line[1024];
 	FILE *f = fopen(ledger, "re");
@@ -124,13 +126,18 @@ static void ledger_owner(const char *ledger, const char *name, char *out, size_t
 
 	out[0] = 0;
 	if (!f)
-		return;
+		return errno == ENOENT ? 0 : -errno;
 	while (fgets(line, sizeof(line), f)) {
 		const char *t = strchr(line, '\t'), *last = strrchr(line, '\t'), *end = strchr(line, '\n');
-		if (t && end && last > t && !strncmp(t + 1, name, nl) && t[1 + nl] == '\t')
+		int tabs = 0;
+		for (const char *c = line; *c; c++)
+			tabs += *c == '\t';
+		if (tabs == 5 && end && last > t && !strncmp(t + 1, name, nl) && t[1 + nl] == '\t')
 			snprintf(out, cap, "%.*s", (int)(end - last - 1), last + 1);
 	}
+	int rc = ferror(f) ? -EIO : 0;
 	fclose(f);
+	return rc;
 }
 
 /* Append one line to the ledger and make it durable. A line cut short by an earlier death (no
@@ -397,6 +404,22 @@ static int other_appliance(const op_north *n, const char *owner)
 	return owner[0] && strcmp(owner, "-") && strcmp(n->cur_appliance, "-") && strcmp(owner, n->cur_appliance);
 }
 
+/* A transfer under way belongs to its appliance while that one may still finish it: until it
+ * has been idle for a day, or its key is no longer listed (a rotated key's .pub is removed once
+ * the new one works, docs/operator-guide.md: the site resumes under its new name). Nothing is
+ * lost by taking it over: its appliance keeps its file until north confirms it. A published
+ * file is never released this way: an appliance's file north confirmed is replaced only by that
+ * appliance (or the operator renames or removes it north). */
+static int transfer_of_other(const op_north *n, const partial *p)
+{
+	char pub[1200];
+
+	if (!other_appliance(n, p->appliance) || now_ns() - p->last_ns >= 86400000000000ull)
+		return 0;
+	snprintf(pub, sizeof(pub), "%s/%s.pub", n->cfg.authorized_dir ? n->cfg.authorized_dir : "", p->appliance);
+	return !n->cfg.authorized_dir || access(pub, F_OK) == 0;
+}
+
 static partial *find(op_north *n, const char *name)
 {
 	for (uint32_t i = 0; i < n->cfg.max_partials; i++)
@@ -467,9 +490,19 @@ static void on_offer(op_north *n, zmq_msg_t *id, const char *name, zmq_msg_t *f,
 	char owner[64], why[160];
 	snprintf(path, sizeof(path), "%s/%s", n->dir, name);
 	if (strcmp(n->cur_appliance, "-") && access(path, F_OK) == 0) {
-		char ledger[1100];
+		char ledger[1100], intent[1200];
+		/* a commit whose ledger line could not be written: its line first, so that the
+		 * ledger names whose file this is */
+		snprintf(intent, sizeof(intent), "%s/%s.commit", n->pdir, name);
+		if (access(intent, F_OK) == 0 && finish_intent(n, intent) < 0) {
+			reject(n, id, name, "cannot write ledger");
+			return;
+		}
 		snprintf(ledger, sizeof(ledger), "%s/ledger.tsv", n->dir);
-		ledger_owner(ledger, name, owner, sizeof(owner));
+		if (ledger_owner(ledger, name, owner, sizeof(owner)) < 0) {
+			reject(n, id, name, "cannot read ledger");
+			return;
+		}
 		if (other_appliance(n, owner)) {
 			n->st.name_conflicts++;
 			snprintf(why, sizeof(why), "name taken: north holds a file of this name from appliance %s; rename yours", owner);
@@ -477,10 +510,8 @@ static void on_offer(op_north *n, zmq_msg_t *id, const char *name, zmq_msg_t *f,
 			return;
 		}
 	}
-	/* (a transfer idle for a day is taken over: that appliance still holds its file, and
-	 * resends it when it comes back) */
 	partial *q = find(n, name);
-	if (q && other_appliance(n, q->appliance) && now_ns() - q->last_ns < 86400000000000ull) {
+	if (q && transfer_of_other(n, q)) {
 		n->st.name_conflicts++;
 		snprintf(why, sizeof(why), "name in use: appliance %s is sending a file of this name; rename yours", q->appliance);
 		reject(n, id, name, why);
@@ -628,7 +659,7 @@ static void on_chunk(op_north *n, zmq_msg_t *id, const char *name, zmq_msg_t *f,
 		reject(n, id, name, "chunk without an offer");
 		return;
 	}
-	if (other_appliance(n, p->appliance)) {
+	if (transfer_of_other(n, p)) {
 		reject(n, id, name, "chunk for another appliance's transfer");
 		return;
 	}
@@ -734,7 +765,7 @@ static void on_commit(op_north *n, zmq_msg_t *id, const char *name)
 		reject(n, id, name, "commit without an offer");
 		return;
 	}
-	if (other_appliance(n, p->appliance)) {
+	if (transfer_of_other(n, p)) {
 		reject(n, id, name, "commit of another appliance's transfer");
 		return;
 	}

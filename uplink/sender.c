@@ -1345,10 +1345,12 @@ static int sha_in(zmq_msg_t *f, int nf, const char *sha)
  * damaged after its check is then quarantined, not resent for ever). The count of files held
  * now is in the stats; a file that north confirms, or that leaves outbox/, is forgotten.
  */
-static void refused(op_uplink *u, int cls, const char *name, const zmq_msg_t *why)
+static void refused(op_uplink *u, int cls, const char *name, int rejected, const zmq_msg_t *why)
 {
 	/* north's reason, kept for the journal (printable characters only: it comes off the wire) */
-	char r[160] = "confirmed another file of this name";
+	char r[160] = "";
+	if (!rejected)
+		snprintf(r, sizeof(r), "confirmed another file of this name");
 	if (why) {
 		size_t wl = zmq_msg_size((zmq_msg_t *)why), i;
 		const char *w = zmq_msg_data((zmq_msg_t *)why);
@@ -1412,7 +1414,7 @@ static void handle(op_uplink *u, zmq_msg_t *f, int nf)
 			confirmed(u, u->tail.cls, u->tail.name, u->tail.size, u->tail.fd);
 			end_tail(u);
 		} else if (!strcmp(cmd, "CONFIRMED") || !strcmp(cmd, "REJECTED")) {
-			refused(u, u->tail.cls, u->tail.name, !strcmp(cmd, "REJECTED") && nf >= 3 ? &f[2] : NULL);
+			refused(u, u->tail.cls, u->tail.name, !strcmp(cmd, "REJECTED"), !strcmp(cmd, "REJECTED") && nf >= 3 ? &f[2] : NULL);
 		}
 		return;
 	}
@@ -1451,7 +1453,7 @@ static void handle(op_uplink *u, zmq_msg_t *f, int nf)
 		confirmed(u, u->cls, u->name, u->size, u->fd);
 		end_file(u);
 	} else if (!strcmp(cmd, "CONFIRMED") || !strcmp(cmd, "REJECTED")) {
-		refused(u, u->cls, u->name, !strcmp(cmd, "REJECTED") && nf >= 3 ? &f[2] : NULL);
+		refused(u, u->cls, u->name, !strcmp(cmd, "REJECTED"), !strcmp(cmd, "REJECTED") && nf >= 3 ? &f[2] : NULL);
 	}
 }
 

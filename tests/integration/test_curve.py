@@ -15,7 +15,9 @@ appliance keys it accepts. Checked, as an operator would see it:
   - two appliances queue a file of one name: north keeps the one it holds and refuses the other
     with the reason (in the second appliance's journal), which stays in that appliance's outbox;
   - key rotation: a new key pair, its .pub added north, the config changed and reloaded: the
-    deliveries continue under the new name; the old .pub removed north refuses the old key;
+    deliveries continue under the new name; the old .pub removed north refuses the old key; a
+    file north confirmed under the old key is not replaced under the new one (refused, with the
+    reason);
   - a secret key readable by others is refused with the reason, and nothing is sent in plaintext.
 """
 import json
@@ -156,6 +158,16 @@ def main():
         rep = north_report(bindir, north_dir)
         check(rep.get("site-a-2026", {}).get("rows", 0) >= 1, "deliveries after the rotation are under the new key: %s" % rep)
         print("rotation: %s" % {k: v["rows"] for k, v in rep.items()})
+        # a file north confirmed stays its key's: a new version under the rotated key is refused
+        # with the reason (renamed, it would go), and site-b's, still retried, never replaces it
+        publish(os.path.join(a.state, "outbox", "bulk"), "calib.tar", data=b"site-a calibration v2\n" * 5000)
+
+        def a_log():
+            with open(os.path.join(a.tmp, "log.txt")) as f:
+                return f.read()
+        a.wait(lambda: "north refused calib.tar: name taken: north holds a file of this name from appliance site-a"
+               in a_log(), 30, "site-a's journal (new key) to say why north refuses its new calib.tar")
+        check(sha_file(held) == mine, "north's calib.tar was replaced after the rotation")
 
         # a secret key readable by others
         os.chmod(os.path.join(keys, "site-b.key"), 0o644)
