@@ -402,9 +402,18 @@ typedef struct takeover {
 	op_seqtrack *seq; /* the log's sequence numbers, as the dead ingest's tracker took them */
 } takeover;
 
+/* The replay's tracker, seeded with these marks, has the streams where the dead ingest left
+ * them: its marks replace them (lower too, where the log holds a restart of a numbering). */
 static void raise_mark(void *ctx, uint32_t stream, uint64_t next, uint64_t newest_ns)
 {
-	mark_max(ctx, stream, next, newest_ns);
+	marks *mk = ctx;
+	for (uint32_t i = 0; i < mk->n; i++)
+		if (mk->m[i].stream == stream) {
+			mk->m[i].next = next;
+			mk->m[i].newest_ns = newest_ns;
+			return;
+		}
+	mark_max(mk, stream, next, newest_ns);
 }
 
 /* One event of the predecessor's log: its sequence number counts, and if it was never freed

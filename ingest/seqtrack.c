@@ -40,6 +40,7 @@ typedef struct stream {
 	int newest_known;            /* 0 after a seed, until an event of its numbering arrives */
 	int run_back;                /* the run is below next (a restart), not ahead */
 	uint64_t first;              /* the lowest sequence of its numbering seen (0 after a seed) */
+	uint64_t old_lo, old_hi, old_ns; /* the numbering a restart left: [old_lo, old_hi), its newest time */
 } stream;
 
 struct op_seqtrack {
@@ -129,12 +130,15 @@ static void took(stream *s, uint64_t time_ns)
 	s->newest_known = 1;
 }
 
-/* Sent before the stream's newest event: an old event sent again, whatever its number. (Equal
- * times are not older: a source without a clock sends the same time, and its jumps ahead are
- * followed as before; its restarts, which need a newer time, are not.) */
-static int older(const stream *s, uint64_t time_ns)
+/* An event of the numbering a restart left, sent again: its number in that numbering's range
+ * and its time no newer than that numbering's newest (the new numbering reaching those numbers
+ * later carries newer times). Wherever the number falls, ahead or within the window: one taken
+ * would move the stream back onto the old numbering, or fill a gap with an old event and make
+ * the real one a duplicate. Only this range: a jump ahead by a detector whose clock stepped
+ * back (an RTC reset at its reboot) is still followed. */
+static int left_behind(const stream *s, uint64_t seq, uint64_t time_ns)
 {
-	return s->newest_known && time_ns < s->newest_ns;
+	return s->old_hi > s->old_lo && seq >= s->old_lo && seq < s->old_hi && time_ns <= s->old_ns;
 }
 
 /* Starts or extends the unconfirmed run [run_from, run_next) with seq; 1 once it is confirmed. */
@@ -171,15 +175,15 @@ int op_seqtrack_observe(op_seqtrack *t, uint32_t id, uint64_t seq, uint64_t time
 		took(s, time_ns);
 		return OP_SEQ_FIRST;
 	}
+	if (left_behind(s, seq, time_ns)) {
+		if (!s->run_back) /* an event of an older numbering: a run ahead is not confirmed */
+			s->run_from = s->run_next = 0;
+		t->st.too_old++;
+		return OP_SEQ_TOO_OLD;
+	}
 	if (seq >= s->next) {
 		uint64_t skipped = seq - s->next;
 		if (skipped >= window) { /* far ahead: follow only a confirmed run */
-			if (older(s, time_ns)) { /* after a restart, the old numbering sent again */
-				if (!s->run_back)
-					s->run_from = s->run_next = 0;
-				t->st.too_old++;
-				return OP_SEQ_TOO_OLD;
-			}
 			if (!s->run_back && seq >= s->run_from && seq < s->run_next) {
 				t->st.duplicates++;
 				return OP_SEQ_DUPLICATE;
@@ -233,6 +237,9 @@ int op_seqtrack_observe(op_seqtrack *t, uint32_t id, uint64_t seq, uint64_t time
 		t->st.last_restart_stream = id;
 		t->st.last_restart_from = s->next;
 		t->st.last_restart_to = s->run_from;
+		s->old_lo = s->first < s->run_next ? s->run_next : s->first; /* (never the new run's numbers) */
+		s->old_hi = s->next;
+		s->old_ns = s->newest_ns;
 		memset(s->bits, 0, t->words * sizeof(uint64_t));
 		for (uint64_t q = s->run_from; q < s->run_next; q++)
 			bit_set(t, s, q, 1);
@@ -280,6 +287,7 @@ int op_seqtrack_seed(op_seqtrack *t, uint32_t id, uint64_t next, uint64_t newest
 	s->newest_ns = newest_ns;
 	s->newest_known = newest_ns != 0;
 	s->first = 0;
+	s->old_lo = s->old_hi = 0;
 	return 0;
 }
 

@@ -213,5 +213,27 @@ int main(void)
 	op_seqtrack_get_stats(t, &st);
 	CHECK_EQ_U64(st.jumps, 0);
 	op_seqtrack_close(t);
+
+	/* After a restart, a number of the old numbering sent again with its old time is too old
+	 * even within a window above the new place (it would fill a gap with an old event and make
+	 * the real one a duplicate); the new numbering reaching those numbers, newer, goes on. A
+	 * jump ahead by a detector whose clock stepped back is followed all the same. */
+	CHECK(op_seqtrack_open(4, 128, &t) == 0);
+	for (uint64_t q = 1000; q < 1100; q++)
+		CHECK(op_seqtrack_observe(t, 2, q, 10000 + q) != OP_SEQ_TOO_OLD);
+	for (uint64_t q = 0; q < 4; q++)
+		CHECK(op_seqtrack_observe(t, 2, q, 20000 + q) == (q < 3 ? OP_SEQ_AHEAD : OP_SEQ_RESTART));
+	for (uint64_t q = 4; q < 950; q++)
+		CHECK(op_seqtrack_observe(t, 2, q, 20000 + q) == OP_SEQ_IN_ORDER);
+	CHECK(op_seqtrack_observe(t, 2, 1050, 11050) == OP_SEQ_TOO_OLD);
+	CHECK(op_seqtrack_observe(t, 2, 960, 20960) == OP_SEQ_AFTER_GAP);
+	CHECK(op_seqtrack_observe(t, 2, 955, 20955) == OP_SEQ_LATE);
+	for (uint64_t q = 961; q < 1120; q++)
+		CHECK(op_seqtrack_observe(t, 2, q, 20000 + q) == OP_SEQ_IN_ORDER);
+	for (uint64_t q = 0; q < 100; q++)
+		op_seqtrack_observe(t, 4, q, 50000 + q);
+	for (uint64_t q = 0; q < 4; q++)
+		CHECK(op_seqtrack_observe(t, 4, 10000 + q, 100 + q) == (q < 3 ? OP_SEQ_AHEAD : OP_SEQ_AFTER_GAP));
+	op_seqtrack_close(t);
 	return check_finish("test_seqtrack");
 }

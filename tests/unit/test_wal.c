@@ -101,7 +101,7 @@ int main(void)
 
 	/* a record cut short by the crash: the replay stops there, keeps what came before */
 	char path[256];
-	snprintf(path, sizeof(path), "%s/wal-%020llu-%06u.log", dir, 111ull, 0u);
+	snprintf(path, sizeof(path), "%s/wal-%020llu-%010u.log", dir, 111ull, 0u);
 	struct stat st;
 	CHECK(stat(path, &st) == 0);
 	CHECK(truncate(path, st.st_size - 3) == 0); /* the last record (ack of 6) is torn */
@@ -155,7 +155,7 @@ int main(void)
 	event(w, 1);
 	CHECK(op_wal_flush(w, 1) == 0);
 	op_wal_close(w, 0);
-	snprintf(path, sizeof(path), "%s/wal-%020llu-%06u.log", dir, 666ull, 7u);
+	snprintf(path, sizeof(path), "%s/wal-%020llu-%010u.log", dir, 666ull, 7u);
 	CHECK(mkdir(path, 0700) == 0);
 	CHECK(op_wal_replay(dir, 666, 0, NULL, NULL, &r) == -EISDIR);
 	CHECK(rmdir(path) == 0);
