@@ -326,11 +326,13 @@ static void handle_ctl(ingest *g, uint64_t now_ns)
 	}
 }
 
-static void add_mark(void *ctx, uint32_t stream, uint64_t next, uint64_t newest_ns)
+static void add_mark(void *ctx, const op_seqtrack_mark *m)
 {
 	op_stage_ctx *s = ctx;
-	char line[72];
-	snprintf(line, sizeof(line), "%u %llu %llu", stream, (unsigned long long)next, (unsigned long long)newest_ns);
+	char line[128];
+	snprintf(line, sizeof(line), "%u %llu %llu %llu %llu %llu", m->stream, (unsigned long long)m->next,
+		 (unsigned long long)m->newest_ns, (unsigned long long)m->old_lo, (unsigned long long)m->old_hi,
+		 (unsigned long long)m->old_ns);
 	op_report_line(s, "m", line);
 }
 
@@ -343,40 +345,36 @@ typedef struct marks {
 	uint64_t pred_incarnation, pred_report; /* the predecessor and its last report received */
 	int have_pred;
 	uint32_t n, cap;
-	struct mark {
-		uint32_t stream;
-		uint64_t next, newest_ns; /* newest_ns: the detector time of the event that last moved next */
-	} *m;
+	op_seqtrack_mark *m;
 } marks;
 
-static void mark_max(marks *mk, uint32_t stream, uint64_t next, uint64_t newest_ns)
+/* A stream's mark: replacing the one there, or (replace 0) only when it is further on. */
+static void put_mark(marks *mk, const op_seqtrack_mark *m, int replace)
 {
 	for (uint32_t i = 0; i < mk->n; i++)
-		if (mk->m[i].stream == stream) {
-			if (next > mk->m[i].next)
-				mk->m[i].next = next;
-			if (newest_ns > mk->m[i].newest_ns)
-				mk->m[i].newest_ns = newest_ns;
+		if (mk->m[i].stream == m->stream) {
+			if (replace || m->next > mk->m[i].next)
+				mk->m[i] = *m;
 			return;
 		}
 	if (mk->n == mk->cap) {
 		uint32_t cap = mk->cap ? 2 * mk->cap : 64;
-		struct mark *p = realloc(mk->m, cap * sizeof(*p));
+		op_seqtrack_mark *p = realloc(mk->m, cap * sizeof(*p));
 		if (!p)
 			return;
 		mk->m = p;
 		mk->cap = cap;
 	}
-	mk->m[mk->n++] = (struct mark){stream, next, newest_ns};
+	mk->m[mk->n++] = *m;
 }
 
 /* The supervisor's file: "pred <incarnation> <report>" (when there was a predecessor that
- * reported), then "<stream> <next> <newest detector time>" per stream from that report. */
+ * reported), then per stream from that report "<stream> <next> <newest detector time>
+ * <old_lo> <old_hi> <old time>" (ingest/seqtrack.h; the fields after next may be missing). */
 static void load_marks(const op_config *cfg, marks *mk)
 {
-	char path[OP_CFG_STR + 32], line[96];
-	unsigned long long a, b, c;
-	int k;
+	char path[OP_CFG_STR + 32], line[160];
+	unsigned long long a, b, v[5];
 	unsigned stream;
 
 	snprintf(path, sizeof(path), "%s/ingest-marks", cfg->run_dir);
@@ -384,12 +382,14 @@ static void load_marks(const op_config *cfg, marks *mk)
 	if (!f)
 		return;
 	while (fgets(line, sizeof(line), f)) {
+		memset(v, 0, sizeof(v));
 		if (sscanf(line, "pred %llu %llu", &a, &b) == 2) {
 			mk->pred_incarnation = a;
 			mk->pred_report = b;
 			mk->have_pred = 1;
-		} else if ((k = sscanf(line, "%u %llu %llu", &stream, &a, &c)) >= 2) {
-			mark_max(mk, stream, a, k == 3 ? c : 0);
+		} else if (sscanf(line, "%u %llu %llu %llu %llu %llu", &stream, &v[0], &v[1], &v[2], &v[3], &v[4]) >= 2) {
+			op_seqtrack_mark m = {stream, v[0], v[1], v[2], v[3], v[4]};
+			put_mark(mk, &m, 0);
 		}
 	}
 	fclose(f);
@@ -404,16 +404,9 @@ typedef struct takeover {
 
 /* The replay's tracker, seeded with these marks, has the streams where the dead ingest left
  * them: its marks replace them (lower too, where the log holds a restart of a numbering). */
-static void raise_mark(void *ctx, uint32_t stream, uint64_t next, uint64_t newest_ns)
+static void take_mark(void *ctx, const op_seqtrack_mark *m)
 {
-	marks *mk = ctx;
-	for (uint32_t i = 0; i < mk->n; i++)
-		if (mk->m[i].stream == stream) {
-			mk->m[i].next = next;
-			mk->m[i].newest_ns = newest_ns;
-			return;
-		}
-	mark_max(mk, stream, next, newest_ns);
+	put_mark(ctx, m, 1);
 }
 
 /* One event of the predecessor's log: its sequence number counts, and if it was never freed
@@ -436,7 +429,7 @@ static void take_over(void *ctx, const uint8_t *msg, size_t len, int live)
 	 * took as "ahead" (unconfirmed, ingest/seqtrack.h) does not become the starting point, which
 	 * would make every real event after it too old. */
 	if (!t->seq || op_seqtrack_observe(t->seq, h.stream_id, h.sequence, h.detector_time_ns) == OP_SEQ_STREAM_LIMIT)
-		mark_max(t->mk, h.stream_id, h.sequence + 1, 0);
+		put_mark(t->mk, &(op_seqtrack_mark){.stream = h.stream_id, .next = h.sequence + 1}, 0);
 	if (!live)
 		return;
 	if (hold(g, &h, msg, len) < 0)
@@ -459,11 +452,11 @@ static void take_over_predecessor(ingest *g, const op_config *cfg, op_receiver *
 		takeover t = {g, &mk, cfg->ingest_max_pulses, NULL};
 		if (op_seqtrack_open(INGEST_MAX_STREAMS, INGEST_SEQ_WINDOW, &t.seq) == 0)
 			for (uint32_t i = 0; i < mk.n; i++)
-				op_seqtrack_seed(t.seq, mk.m[i].stream, mk.m[i].next, mk.m[i].newest_ns);
+				op_seqtrack_seed(t.seq, &mk.m[i]);
 		op_wal_replay_result res;
 		int rc = op_wal_replay(wal_dir, mk.pred_incarnation, mk.pred_report, take_over, &t, &res);
 		if (t.seq) {
-			op_seqtrack_marks(t.seq, raise_mark, &mk);
+			op_seqtrack_marks(t.seq, take_mark, &mk);
 			op_seqtrack_close(t.seq);
 		}
 		if (rc == 0 && res.found) {
@@ -491,7 +484,7 @@ static void take_over_predecessor(ingest *g, const op_config *cfg, op_receiver *
 	}
 	uint32_t n = 0;
 	for (uint32_t i = 0; i < mk.n; i++)
-		n += op_seqtrack_seed(op_receiver_seqtrack(r), mk.m[i].stream, mk.m[i].next, mk.m[i].newest_ns) == 0;
+		n += op_seqtrack_seed(op_receiver_seqtrack(r), &mk.m[i]) == 0;
 	if (n)
 		op_info("continuing the sequence accounting of %u streams from the previous ingest: events "
 			"it lost show as gap_events",
@@ -557,9 +550,10 @@ static void report(ingest *g, op_receiver *r, uint64_t progress, int idle)
 	if (st.seq.restarts != g->restarts_said &&
 	    (!g->restarts_said_ns || op_now_ns() - g->restarts_said_ns >= 60000000000ull)) {
 		g->restarts_said_ns = op_now_ns();
-		op_warn("stream %u started its numbering again at %" PRIu64 " (it was at %" PRIu64 "; four events in a "
+		op_warn("stream %u started its numbering again at %" PRIu64 " (it was at %" PRIu64 "; %d events in a "
 			"row, newer than any it had sent, confirm it): followed; %" PRIu64 " restart%s of numberings so far",
-			st.seq.last_restart_stream, st.seq.last_restart_to, st.seq.last_restart_from, st.seq.restarts,
+			st.seq.last_restart_stream, st.seq.last_restart_to, st.seq.last_restart_from, OP_SEQ_CONFIRM,
+			st.seq.restarts,
 			st.seq.restarts == 1 ? "" : "s");
 		g->restarts_said = st.seq.restarts;
 	}

@@ -43,7 +43,6 @@
 
 #define STORE_PATH 512
 #define STORE_MAX_SALVAGE 64
-#define STORE_MODELS 8 /* models remembered by id (learn_model) */
 
 typedef struct u64vec {
 	uint64_t *v;
@@ -73,18 +72,18 @@ typedef struct store {
 	/* What the open segment's attributes say of all its rows (meta points here): one
 	 * reconstruction under one configuration a segment; a change seals it first. */
 	char model_name[OP_MODEL_MAX_NAME + 1], config_hash[17];
+	uint32_t model_id;     /* and the model id of its rows */
 	char config_now[17];   /* the configuration in force (config_follow) */
 	dev_t cfg_dev;         /* the effective file config_now was read from */
 	ino_t cfg_ino;
 	struct timespec cfg_mtime;
 	uint64_t cfg_checked_ns;
 	uint64_t config_changes;
-	struct {
-		uint32_t id;
-		char name[OP_MODEL_MAX_NAME + 1];
-	} models[STORE_MODELS]; /* the models infer named (learn_model) */
-	uint64_t models_seen;
+	int have_named;        /* infer named its model (op_stage_model, the first frame of a batch): */
+	uint32_t named_id;
+	char named[OP_MODEL_MAX_NAME + 1];
 	char id_name[64];      /* a name model_name_of made up */
+	uint64_t bad_model_frames, bad_frame_said_ns;
 	char seg_name[160];	      /* the open segment's name (file seg_name.h5) */
 	int salvaging;		      /* in salvage(): the open segment holds copies of leftovers */
 	uint64_t batch_rows, batch_files; /* salvaged into the open segment, counted once it seals */
@@ -246,32 +245,13 @@ static int append_rows(store *st, const op_result_row *rows, size_t n)
 	return 0;
 }
 
-/* infer names the model of each batch it sends (op_stage_model): remembered by id, the
- * STORE_MODELS last ones (a store outlives few models: infer's restarts restart it too). */
-static void learn_model(store *st, const op_stage_model *m)
-{
-	uint64_t known = st->models_seen < STORE_MODELS ? st->models_seen : STORE_MODELS;
-	char name[sizeof(m->name) + 1];
-	uint64_t i;
-
-	memcpy(name, m->name, sizeof(m->name));
-	name[sizeof(m->name)] = 0;
-	for (i = 0; i < known; i++)
-		if (st->models[i].id == m->model_id)
-			break;
-	if (i == known)
-		i = st->models_seen++ % STORE_MODELS;
-	st->models[i].id = m->model_id;
-	snprintf(st->models[i].name, sizeof(st->models[i].name), "%s", name[0] ? name : "unnamed");
-}
-
-/* The name of the model whose rows carry this id: as infer named it, or for rows infer did not
- * name (a leftover segment without attributes) LineFit's variant or, failing that, the id. */
+/* The name of the model whose rows carry this id: as infer named it with the batch (one infer
+ * runs one model), or for rows it did not name (a leftover segment without attributes)
+ * LineFit's variant or, failing that, the id. */
 static const char *model_name_of(store *st, uint32_t id)
 {
-	for (uint64_t i = 0; i < st->models_seen && i < STORE_MODELS; i++)
-		if (st->models[i].id == id)
-			return st->models[i].name;
+	if (st->have_named && st->named_id == id)
+		return st->named;
 	const char *lf = op_reco_linefit_name(id);
 	if (lf)
 		return lf;
@@ -326,16 +306,22 @@ static void config_follow(store *st, uint64_t now)
 /* Rows of this model under this configuration go into the open segment only if its attributes
  * say so; otherwise it is sealed first (its rows acknowledged, as at any seal), and the next
  * segment opened says what they are. */
-static int segment_for(store *st, const char *model, const char *config_hash)
+static int same_segment(const store *st, const char *model, uint32_t id, const char *config_hash)
+{
+	return id == st->model_id && !strcmp(model, st->model_name) && !strcmp(config_hash, st->config_hash);
+}
+
+static int segment_for(store *st, const char *model, uint32_t id, const char *config_hash)
 {
 	int rc;
 
-	if (!strcmp(model, st->model_name) && !strcmp(config_hash, st->config_hash))
+	if (same_segment(st, model, id, config_hash))
 		return 0;
 	if (st->seg && (rc = seal(st)) < 0)
 		return rc;
 	snprintf(st->model_name, sizeof(st->model_name), "%s", model);
 	snprintf(st->config_hash, sizeof(st->config_hash), "%s", config_hash);
+	st->model_id = id;
 	return 0;
 }
 
@@ -374,8 +360,9 @@ static int take_batch(store *st, const op_stage_result *res, size_t n)
 		/* one batch comes from one infer, so a model change falls between batches; a batch
 		 * that mixes models is split all the same */
 		const char *model = model_name_of(st, r.row.model_id);
-		if (strcmp(model, st->model_name) || strcmp(st->config_now, st->config_hash)) {
-			if ((rc = append_rows(st, st->rows, k)) < 0 || (rc = segment_for(st, model, st->config_now)) < 0)
+		if (!same_segment(st, model, r.row.model_id, st->config_now)) {
+			if ((rc = append_rows(st, st->rows, k)) < 0 ||
+			    (rc = segment_for(st, model, r.row.model_id, st->config_now)) < 0)
 				return rc;
 			k = 0;
 		}
@@ -469,13 +456,18 @@ static int salvage(store *st)
 			continue;
 		}
 		/* its rows keep what its own attributes said of them: the model and configuration
-		 * they were made under, perhaps not this run's */
+		 * they were made under, perhaps not this run's (a file of copies only changes nothing) */
+		int fresh = 0;
+		for (size_t i = 0; i < n && !fresh; i++) {
+			uint64_t g;
+			fresh = !op_dedup_find(st->dedup, rows[i].stream_id, rows[i].sequence, rows[i].detector_time_ns, &g);
+		}
 		char model[OP_MODEL_MAX_NAME + 1], hash[17];
-		if (n && (op_segment_read_attr(path, "model", model, sizeof(model)) < 0 || !model[0]))
+		if (fresh && (op_segment_read_attr(path, "model", model, sizeof(model)) < 0 || !model[0]))
 			snprintf(model, sizeof(model), "%s", model_name_of(st, rows[0].model_id));
-		if (n && (op_segment_read_attr(path, "config_hash", hash, sizeof(hash)) < 0 || !hash[0]))
+		if (fresh && (op_segment_read_attr(path, "config_hash", hash, sizeof(hash)) < 0 || !hash[0]))
 			snprintf(hash, sizeof(hash), "unknown");
-		if (n && (rc = segment_for(st, model, hash)) < 0) {
+		if (fresh && (rc = segment_for(st, model, rows[0].model_id, hash)) < 0) {
 			free(rows);
 			break;
 		}
@@ -576,6 +568,7 @@ static void report(store *st, uint64_t progress, int idle)
 	op_report_counter(s, "files_corrupt", st->files_corrupt);
 	op_report_counter(s, "acks_sent", st->acks_sent);
 	op_report_counter(s, "config_changes", st->config_changes);
+	op_report_counter(s, "bad_model_frames", st->bad_model_frames);
 	op_report_gauge(s, "open_rows", st->seg ? (double)op_segment_rows(st->seg) : 0);
 	op_report_gauge(s, "last_seal_ms", st->last_seal_ms);
 	op_report_gauge(s, "disk_full", st->disk_full);
@@ -693,11 +686,18 @@ int op_stage_store(op_stage_ctx *s)
 				break;
 			}
 			if (zmq_msg_more(&m)) { /* the model frame (op_stage_model), then the rows */
-				if (zmq_msg_size(&m) == sizeof(op_stage_model))
-					learn_model(&st, zmq_msg_data(&m));
-				else
-					op_err("model frame from infer has %zu bytes, not %zu; ignored it",
-					       zmq_msg_size(&m), sizeof(op_stage_model));
+				if (zmq_msg_size(&m) == sizeof(op_stage_model)) {
+					op_stage_model named;
+					memcpy(&named, zmq_msg_data(&m), sizeof(named));
+					st.named_id = named.model_id;
+					snprintf(st.named, sizeof(st.named), "%.*s", (int)sizeof(named.name), named.name);
+					st.have_named = st.named[0] != 0;
+				} else if (st.bad_model_frames++ == 0 || op_now_ns() - st.bad_frame_said_ns >= 60000000000ull) {
+					/* (its rows go on, named by their model id) */
+					st.bad_frame_said_ns = op_now_ns();
+					op_err("model frame from infer has %zu bytes, not %zu; ignored it (%" PRIu64 " so far)",
+					       zmq_msg_size(&m), sizeof(op_stage_model), st.bad_model_frames);
+				}
 				zmq_msg_close(&m);
 				zmq_msg_init(&m);
 				if (zmq_msg_recv(&m, in, ZMQ_DONTWAIT) < 0) { /* a message arrives whole */

@@ -213,6 +213,8 @@ int op_stage_uplink(op_stage_ctx *s)
 			op_report_gauge(s, "files_held", (double)st.files_held);
 			op_report_gauge(s, "refusals_running", (double)st.refusals_running);
 			op_report_gauge(s, "spaced_s", st.spaced_s);
+			if (st.last_refusal[0])
+				op_report_line(s, "t refusal", st.last_refusal);
 			op_report_counter(s, "quarantine_failed", st.quarantine_failed);
 			op_report_counter(s, "replaced_while_sent", st.replaced_while_sent);
 			op_report_gauge(s, "last_error", -st.last_error);

@@ -61,6 +61,7 @@
 #include "appliance/outbox.h"
 #include "appliance/powerctl.h"
 #include "appliance/stage.h"
+#include "ingest/seqtrack.h"
 #include "watchdog/bootcount.h"
 #include "watchdog/notify.h"
 #include "watchdog/restart.h"
@@ -100,6 +101,7 @@ typedef struct stage_rec {
 	kv kv[MAX_KV];
 	int nkv;
 	char model[64], backend[64]; /* infer: "t model …", "t backend …" report lines */
+	char refusal[240];           /* uplink: "t refusal …", north's last reason for refusing a file */
 	uint64_t report_seq;         /* ingest: "rseq N", the number of its last report */
 	int last_exit_status;
 } stage_rec;
@@ -134,10 +136,7 @@ typedef struct sup {
 	/* systemd protocol */
 	uint64_t last_probe_ns, last_extend_ns, last_status_ns;
 	/* ingest's per-stream sequence marks from its last report, handed to its next incarnation */
-	struct mark {
-		uint32_t stream;
-		uint64_t next, newest_ns;
-	} marks[4096];
+	op_seqtrack_mark marks[4096];
 	uint32_t nmarks;
 	uint64_t last_textfile_ns;
 	int textfile_failed;
@@ -252,13 +251,16 @@ static void handle_report(sup *s, char *msg)
 			r->report_seq = u;
 		} else if (!strncmp(line, "t model ", 8)) {
 			snprintf(r->model, sizeof(r->model), "%s", line + 8);
+		} else if (!strncmp(line, "t refusal ", 10)) {
+			snprintf(r->refusal, sizeof(r->refusal), "%s", line + 10);
 		} else if (!strncmp(line, "t backend ", 10)) {
 			snprintf(r->backend, sizeof(r->backend), "%s", line + 10);
 		} else if (line[0] == 'm' && line[1] == ' ') {
 			unsigned stream;
-			unsigned long long t = 0;
-			if (sscanf(line + 2, "%u %llu %llu", &stream, &u, &t) >= 2 && s->nmarks < 4096)
-				s->marks[s->nmarks++] = (struct mark){stream, u, t};
+			unsigned long long v[5] = {0};
+			if (sscanf(line + 2, "%u %llu %llu %llu %llu %llu", &stream, &v[0], &v[1], &v[2], &v[3], &v[4]) >= 2 &&
+			    s->nmarks < 4096)
+				s->marks[s->nmarks++] = (op_seqtrack_mark){stream, v[0], v[1], v[2], v[3], v[4]};
 		} else if (sscanf(line, "incarnation %llu", &u) == 1) {
 			if (r->reported && u != r->incarnation)
 				fold_incarnation(r);
@@ -365,8 +367,9 @@ static void fill_marks(sup *s, FILE *f)
 	if (g->reported) /* the ingest before this one, and the last report of it we have */
 		fprintf(f, "pred %llu %llu\n", (unsigned long long)g->incarnation, (unsigned long long)g->report_seq);
 	for (uint32_t i = 0; i < s->nmarks; i++)
-		fprintf(f, "%u %llu %llu\n", s->marks[i].stream, (unsigned long long)s->marks[i].next,
-			(unsigned long long)s->marks[i].newest_ns);
+		fprintf(f, "%u %llu %llu %llu %llu %llu\n", s->marks[i].stream, (unsigned long long)s->marks[i].next,
+			(unsigned long long)s->marks[i].newest_ns, (unsigned long long)s->marks[i].old_lo,
+			(unsigned long long)s->marks[i].old_hi, (unsigned long long)s->marks[i].old_ns);
 }
 
 /* Before ingest starts: the marks of its predecessor's last report (stage_ingest.c). */
@@ -985,10 +988,14 @@ static void status_text(sup *s, sbuf *b)
 			  gauge_of(up_, "rate_bps") / 1e3, s->cfg->uplink_rate_bps ? ", cap " : "",
 			  (double)s->cfg->uplink_rate_bps / 1e3, s->cfg->uplink_rate_bps ? " kbit/s" : "",
 			  counter_of(up_, "bytes_acked"), counter_of(up_, "bytes_retransmitted"), counter_of(up_, "disconnects"));
-	if (s->cfg->uplink_north[0] && gauge_of(up_, "refusals_running") > 0)
-		sb_printf(b, "         NORTH REFUSING FILES: %.0f refused since its last confirmation (its disk full or "
-			     "failing? see outpost-north's log); the next file in %.1f s\n",
-			  gauge_of(up_, "refusals_running"), gauge_of(up_, "spaced_s"));
+	if (s->cfg->uplink_north[0] && gauge_of(up_, "refusals_running") > 0) {
+		char next[48] = "offered now";
+		if (gauge_of(up_, "spaced_s") > 0)
+			snprintf(next, sizeof(next), "in %.1f s", gauge_of(up_, "spaced_s"));
+		sb_printf(b, "         NORTH REFUSING FILES: %.0f refused since its last confirmation, the last: %s; "
+			     "the next file %s\n",
+			  gauge_of(up_, "refusals_running"), up_->refusal[0] ? up_->refusal : "(no reason reported)", next);
+	}
 	if (counter_of(up_, "evicted_disk_full") + counter_of(up_, "evicted_expired") || gauge_of(up_, "disk_free") > 0) {
 		double days = gauge_of(up_, "disk_days_to_full");
 		char fill[96] = "not filling";

@@ -7,7 +7,8 @@
  *
  * A jump ahead by the window or more is followed only once OP_SEQ_CONFIRM consecutive events
  * carry the new numbering (the run [run_from, run_next)) with no event of the numbering in
- * force between them (one in order, after a gap within the window, or late, ends the run).
+ * force between them (one in order, after a gap within the window, late, seen already or too
+ * old ends the run).
  * Until then those events are taken as new (OP_SEQ_AHEAD) and `next` stays: one message with a
  * wild sequence number — a DAQ fault, a second detector misconfigured onto the stream — would
  * otherwise count up to 2^64 events as lost and turn every later real event into "too old",
@@ -175,6 +176,8 @@ int op_seqtrack_observe(op_seqtrack *t, uint32_t id, uint64_t seq, uint64_t time
 		took(s, time_ns);
 		return OP_SEQ_FIRST;
 	}
+	if (s->old_hi > s->old_lo && s->next > s->old_hi && s->next - s->old_hi > window)
+		s->old_lo = s->old_hi = 0; /* past it by a window: "far behind and old" covers it now */
 	if (left_behind(s, seq, time_ns)) {
 		if (!s->run_back) /* an event of an older numbering: a run ahead is not confirmed */
 			s->run_from = s->run_next = 0;
@@ -272,34 +275,38 @@ void op_seqtrack_get_stats(const op_seqtrack *t, op_seqtrack_stats *out)
 	*out = t->st;
 }
 
-int op_seqtrack_seed(op_seqtrack *t, uint32_t id, uint64_t next, uint64_t newest_ns)
+int op_seqtrack_seed(op_seqtrack *t, const op_seqtrack_mark *m)
 {
 	int fresh;
-	stream *s = find(t, id, &fresh);
+	stream *s = find(t, m->stream, &fresh);
 
 	if (!s)
 		return -ENOSPC;
 	if (fresh)
 		t->st.streams++;
-	s->next = next;
+	s->next = m->next;
 	memset(s->bits, 0xff, t->words * sizeof(uint64_t));
 	s->run_from = s->run_next = 0;
-	s->newest_ns = newest_ns;
-	s->newest_known = newest_ns != 0;
+	s->newest_ns = m->newest_ns;
+	s->newest_known = m->newest_ns != 0;
 	s->first = 0;
-	s->old_lo = s->old_hi = 0;
+	s->old_lo = m->old_lo;
+	s->old_hi = m->old_hi;
+	s->old_ns = m->old_ns;
 	return 0;
 }
 
-uint32_t op_seqtrack_marks(const op_seqtrack *t,
-			   void (*fn)(void *ctx, uint32_t stream, uint64_t next, uint64_t newest_ns), void *ctx)
+uint32_t op_seqtrack_marks(const op_seqtrack *t, void (*fn)(void *ctx, const op_seqtrack_mark *m), void *ctx)
 {
 	uint32_t n = 0;
 
 	for (uint32_t i = 0; i < t->slots; i++) {
 		if (!t->tab[i].used)
 			continue;
-		fn(ctx, t->tab[i].id, t->tab[i].next, t->tab[i].newest_known ? t->tab[i].newest_ns : 0);
+		const stream *s = &t->tab[i];
+		op_seqtrack_mark m = {.stream = s->id, .next = s->next, .newest_ns = s->newest_known ? s->newest_ns : 0,
+				      .old_lo = s->old_lo, .old_hi = s->old_hi, .old_ns = s->old_ns};
+		fn(ctx, &m);
 		n++;
 	}
 	return n;

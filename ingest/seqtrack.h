@@ -1,7 +1,8 @@
 /*
  * seqtrack.h — per-stream sequence accounting: in order, gaps (events lost upstream), late
- * arrivals that fill a gap (reordering), duplicates. Bounded: at most max_streams streams and a
- * window of recent sequence numbers per stream. Never allocates after open, never logs.
+ * arrivals that fill a gap (reordering), duplicates, jumps ahead and restarted numberings (both
+ * followed once confirmed). Bounded: at most max_streams streams and a window of recent
+ * sequence numbers per stream. Never allocates after open, never logs.
  */
 #ifndef OP_INGEST_SEQTRACK_H
 #define OP_INGEST_SEQTRACK_H
@@ -13,16 +14,18 @@ enum op_seq_verdict {
 	OP_SEQ_FIRST = 0,    /* first event of a stream */
 	OP_SEQ_IN_ORDER,     /* exactly the next one */
 	OP_SEQ_AFTER_GAP,    /* new, after a jump: the skipped ones count as missing */
-	OP_SEQ_LATE,         /* fills an earlier gap */
+	OP_SEQ_LATE,         /* fills an earlier gap (or precedes the stream's first event: `early`) */
 	OP_SEQ_DUPLICATE,    /* seen already (within the window) */
-	OP_SEQ_TOO_OLD,      /* older than the window: cannot tell, treated as duplicate */
+	OP_SEQ_TOO_OLD,      /* older than the window, or an old numbering's event sent again after
+			      * a restart (its old time): cannot tell, treated as duplicate */
 	OP_SEQ_STREAM_LIMIT, /* a stream beyond max_streams */
 	OP_SEQ_AHEAD,        /* new, a window or more ahead (or, newer than anything the stream
 			      * sent, a window or more behind): its numbering not yet confirmed */
 	OP_SEQ_RESTART,      /* new: confirms a numbering started again below (a detector restarted) */
 };
 
-/* Consecutive events that confirm a jump of a window or more (OP_SEQ_AHEAD until then) */
+/* Consecutive events that confirm a jump of a window or more, or a restarted numbering
+ * (OP_SEQ_AHEAD until then) */
 #define OP_SEQ_CONFIRM 4
 
 typedef struct op_seqtrack_stats {
@@ -49,17 +52,23 @@ int op_seqtrack_observe(op_seqtrack *t, uint32_t stream, uint64_t seq, uint64_t 
 void op_seqtrack_get_stats(const op_seqtrack *t, op_seqtrack_stats *out);
 
 /*
- * Continuity across a restart of ingest: marks (stream, next = one past the highest sequence
- * seen) reported by the previous incarnation seed this one, so that events lost with it —
- * queued in its sockets, or taken after its last report — show up as gap_events instead of
- * vanishing. A seeded stream counts everything below `next` (within the window) as seen, and
- * its newest detector time is the mark's (0: unknown, and until an event of its numbering
- * arrives a numbering started again below is not followed).
- * Seeding counts the stream, no events. 0, or -ENOSPC beyond max_streams.
+ * Continuity across a restart of ingest: marks reported by the previous incarnation seed this
+ * one, so that events lost with it — queued in its sockets, or taken after its last report —
+ * show up as gap_events instead of vanishing. A seeded stream counts everything below `next`
+ * (within the window) as seen; its newest detector time and the range a restart left are the
+ * mark's (newest_ns 0: unknown, and until an event of its numbering arrives a numbering started
+ * again below is not followed). Seeding counts the stream, no events. 0, or -ENOSPC beyond
+ * max_streams.
  */
-int op_seqtrack_seed(op_seqtrack *t, uint32_t stream, uint64_t next, uint64_t newest_ns);
-/* Calls fn for every stream's mark (newest_ns 0: not known); returns the number of streams. */
-uint32_t op_seqtrack_marks(const op_seqtrack *t,
-			   void (*fn)(void *ctx, uint32_t stream, uint64_t next, uint64_t newest_ns), void *ctx);
+typedef struct op_seqtrack_mark {
+	uint32_t stream;
+	uint64_t next;           /* one past the highest sequence seen */
+	uint64_t newest_ns;      /* the detector time of the event that last moved next (0: unknown) */
+	uint64_t old_lo, old_hi; /* the numbering a restart left, [old_lo, old_hi) (equal: none), */
+	uint64_t old_ns;         /* and its newest time: its events sent again are too old */
+} op_seqtrack_mark;
+int op_seqtrack_seed(op_seqtrack *t, const op_seqtrack_mark *m);
+/* Calls fn for every stream's mark; returns the number of streams. */
+uint32_t op_seqtrack_marks(const op_seqtrack *t, void (*fn)(void *ctx, const op_seqtrack_mark *m), void *ctx);
 
 #endif

@@ -453,6 +453,14 @@ static int have_final(op_north *n, const char *name, const char *sha)
 	return ok && access(path, F_OK) == 0;
 }
 
+/* A commit of name that could not write its sidecar or ledger line: finished now (0), or -1 */
+static int finish_pending(op_north *n, const char *name)
+{
+	char intent[1200];
+	snprintf(intent, sizeof(intent), "%s/%s.commit", n->pdir, name);
+	return access(intent, F_OK) == 0 ? finish_intent(n, intent) : 0;
+}
+
 static void on_offer(op_north *n, zmq_msg_t *id, const char *name, zmq_msg_t *f, int nf)
 {
 	char sha[65], path[1200];
@@ -476,8 +484,7 @@ static void on_offer(op_north *n, zmq_msg_t *id, const char *name, zmq_msg_t *f,
 	}
 	if (have_final(n, name, sha)) {
 		/* a commit that could not write its ledger line (invariant 1): finish it first */
-		snprintf(path, sizeof(path), "%s/%s.commit", n->pdir, name);
-		if (access(path, F_OK) == 0 && finish_intent(n, path) < 0) {
+		if (finish_pending(n, name) < 0) {
 			reject(n, id, name, "cannot write ledger");
 			return;
 		}
@@ -492,11 +499,10 @@ static void on_offer(op_north *n, zmq_msg_t *id, const char *name, zmq_msg_t *f,
 	char owner[64], why[160];
 	snprintf(path, sizeof(path), "%s/%s", n->dir, name);
 	if (strcmp(n->cur_appliance, "-") && access(path, F_OK) == 0) {
-		char ledger[1100], intent[1200];
+		char ledger[1100];
 		/* a commit whose ledger line could not be written: its line first, so that the
 		 * ledger names whose file this is */
-		snprintf(intent, sizeof(intent), "%s/%s.commit", n->pdir, name);
-		if (access(intent, F_OK) == 0 && finish_intent(n, intent) < 0) {
+		if (finish_pending(n, name) < 0) {
 			reject(n, id, name, "cannot write ledger");
 			return;
 		}

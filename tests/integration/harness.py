@@ -161,10 +161,14 @@ class Appliance:
         self.wait(lambda: self.status()["events"]["stored"] >= n, timeout, "%d events stored" % n)
         self.wait(lambda: self.north_count() >= n, timeout, "%d rows north" % n)
 
-    def dump_log(self):
+    def log_text(self):
+        """What outpostd and its stages have written so far (the journal's lines)."""
         self.logs.flush()
         with open(os.path.join(self.tmp, "log.txt")) as f:
-            sys.stderr.write(f.read()[-8000:])
+            return f.read()
+
+    def dump_log(self):
+        sys.stderr.write(self.log_text()[-8000:])
 
     def stop(self, keep=False):
         if self.daemon.poll() is None:

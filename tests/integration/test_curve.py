@@ -125,17 +125,13 @@ def main():
         held = os.path.join(north_dir, "calib.tar")
         a.wait(lambda: os.path.exists(held + ".sha256") and sha_file(held) == mine, 60, "site-a's calib.tar north")
         publish(os.path.join(b.state, "outbox", "bulk"), "calib.tar", data=b"site-b calibration\n" * 4000)
-
-        def b_log():
-            with open(os.path.join(b.tmp, "log.txt")) as f:
-                return f.read()
-        b.wait(lambda: "north refused calib.tar: name taken: north holds a file of this name from appliance site-a"
-               in b_log(), 30, "site-b's journal to say why north refuses its calib.tar")
+        taken = "north refused calib.tar: name taken: north holds a file of this name from appliance site-a"
+        b.wait(lambda: taken in b.log_text(), 30, "site-b's journal to say why north refuses its calib.tar")
         check(sha_file(held) == mine, "north's calib.tar is no longer site-a's")
         check(os.path.exists(os.path.join(b.state, "outbox", "bulk", "calib.tar")),
               "site-b's refused calib.tar left its outbox")
         print("one name from two sites: north kept site-a's calib.tar; site-b's journal: %s" %
-              [x for x in b_log().splitlines() if "north refused calib.tar" in x][0].split("WARNING: ")[-1])
+              [x for x in b.log_text().splitlines() if taken in x][0].split("WARN: ")[-1])
 
         c = appliance("site-c", None)
         c.sim("--count", "500")
@@ -161,12 +157,8 @@ def main():
         # a file north confirmed stays its key's: a new version under the rotated key is refused
         # with the reason (renamed, it would go), and site-b's, still retried, never replaces it
         publish(os.path.join(a.state, "outbox", "bulk"), "calib.tar", data=b"site-a calibration v2\n" * 5000)
-
-        def a_log():
-            with open(os.path.join(a.tmp, "log.txt")) as f:
-                return f.read()
-        a.wait(lambda: "north refused calib.tar: name taken: north holds a file of this name from appliance site-a"
-               in a_log(), 30, "site-a's journal (new key) to say why north refuses its new calib.tar")
+        a.wait(lambda: taken in a.log_text(), 30,
+               "site-a's journal (new key) to say why north refuses its new calib.tar")
         check(sha_file(held) == mine, "north's calib.tar was replaced after the rotation")
 
         # a secret key readable by others

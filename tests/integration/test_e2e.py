@@ -164,6 +164,7 @@ def test_detector_restart(bindir):
     s = ctx.socket(zmq.PUSH)
     s.connect(a.endpoint)
     pulses = [(100 + i, 10.0 * i, 1.0, 1) for i in range(8)]
+    # the first run must end more than a window (4,096) above 0 for 0 to be "far behind"
     t0, first, again = 1_700_000_000_000_000_000, 5000, 1000
 
     def send(seq, t):
@@ -176,7 +177,6 @@ def test_detector_restart(bindir):
     t1 = t0 + first * 1000 + 10 ** 9  # after the reboot: a second later
     for q in range(again):
         send(q, t1 + q * 1000)
-    s.close(linger=5000)
     a.wait(lambda: a.status()["events"]["stored"] >= first + again, 60, "the restarted numbering stored")
     st = a.status()
     c = st["stages"]["ingest"]["counters"]
@@ -184,18 +184,35 @@ def test_detector_restart(bindir):
           "ingest counters: sequence_restarts %s, rejected_too_old %s" % (c.get("sequence_restarts"),
                                                                          c.get("rejected_too_old")))
     check(st["events"]["stored"] == first + again and st["events"]["dropped"] == 0, "events: %s" % st["events"])
+    # ingest restarts; the old numbering's events sent again (within a window above the new
+    # place: 4,096 numbers) are still refused, the new numbering goes on
+    old = a.stage_pid("ingest")
+    os.kill(old, signal.SIGKILL)
+    a.wait(lambda: a.stage_pid("ingest") not in (0, old) and
+           all(x["state"] == "running" for x in a.status()["stages"].values()), 30, "ingest restarted")
+    for q in range(4100, 4110):
+        send(q, t0 + q * 1000)
+    more = 100
+    for q in range(again, again + more):
+        send(q, t1 + q * 1000)
+    s.close(linger=5000)
+    a.wait(lambda: a.status()["events"]["stored"] >= first + again + more, 60, "the new numbering after ingest's restart")
+    c = a.status()["stages"]["ingest"]["counters"]
+    check(c["rejected_too_old"] == 20, "after ingest's restart, old events sent again: rejected_too_old %s, not "
+          "10 + 10" % c.get("rejected_too_old"))
+    check(a.status()["events"]["stored"] == first + again + more, "old events sent again were stored")
+    again += more
     a.wait_delivered(first + again)
     rows = a.north_rows()
     keys = {(int(r["sequence"]), int(r["detector_time_ns"])) for r in rows}
     want = {(q, t0 + q * 1000) for q in range(first)} | {(q, t1 + q * 1000) for q in range(again)}
     check(len(rows) == len(want) and keys == want, "north holds %d rows, %d of the %d events sent once each"
           % (len(rows), len(keys & want), len(want)))
-    with open(os.path.join(a.tmp, "log.txt")) as f:
-        said = [x for x in f.read().splitlines() if "started its numbering again" in x]
+    said = [x for x in a.log_text().splitlines() if "started its numbering again" in x]
     check(len(said) == 1 and "stream 44 started its numbering again at 0 (it was at 5000" in said[0],
           "the journal does not say the stream restarted: %s" % said)
-    print("detector restarted at 0: %d + %d events stored, the 10 old ones sent again refused; %s"
-          % (first, again, said[0].split("WARN: ")[-1]))
+    print("detector restarted at 0: %d + %d events stored, 10 old ones sent again refused, and 10 more after "
+          "ingest restarted; %s" % (first, again, said[0].split("WARN: ")[-1]))
     check(a.stop() == 0, "outpostd did not stop cleanly")
 
 
@@ -429,7 +446,7 @@ def test_nocheckpoint(bindir):
 
 def test_north_refusing(bindir):
     # A north that refuses every file (here: larger than it takes; a full or failing disk does
-    # the same): status says so and when the next file goes, the offers are spaced (uplink.retry
+    # the same): status says so, with north's reason, and when the next file goes, the offers are spaced (uplink.retry
     # 200 ms doubled per refusal), and once north takes files again everything goes
     a = Appliance(bindir, "refusing", north=False)
     north_cmd = [os.path.join(bindir, "outpost-north"), "--bind", "tcp://127.0.0.1:%d" % a.north_port,
@@ -448,6 +465,7 @@ def test_north_refusing(bindir):
     more = g1["counters"]["rejected"] - g0["counters"]["rejected"]
     print("north refusing: %s; %d more refusals in 6 s" % (line[0].strip() if line else text, more))
     check(line and g1["gauges"]["refusals_running"] >= 5, "status: %s" % text)
+    check("file larger than this receiver accepts" in line[0], "status does not give north's reason: %s" % line[0])
     # from the fourth refusal on, waits of 1.6, 3.2, 6.4 s: 6 s hold at most 2 more (3 with a
     # report's lag); one every uplink.retry (200 ms) before the spacing
     check(more <= 3, "%d refusals in 6 s: the offers are not spaced" % more)
@@ -880,6 +898,7 @@ def test_safemode(bindir):
     rows = a.north_rows()
     check_safe_rows(rows)
     safe_models = set(rows["model_id"].tolist())
+    store_pid = a.stage_pid("store")
     a.wait(lambda: a.status()["mode"] == "normal", 30, "the network tried again after safe_mode_retry")
     with open(os.path.join(a.state, "start-count")) as f:
         check(f.read().strip() == "6", "counter not left at the safe-mode limit while the network is retried")
@@ -891,6 +910,7 @@ def test_safemode(bindir):
     check(len(new) == 500 and not any(int(f) & SAFE for f in new["flags"]), "rows after safe mode still flagged")
     check(set(new["model_id"].tolist()).isdisjoint(safe_models), "same model id in and after safe mode")
     # the store was not restarted with infer: the segments name each model from infer's batches
+    check(a.stage_pid("store") == store_pid, "the store was restarted when safe mode ended")
     import h5py
     for path in a.north_files():
         with h5py.File(path, "r") as f:
@@ -975,20 +995,30 @@ def test_reload(bindir):
     check(st["config_hash"] != hash0 and st["reload"]["applied"] == 1, "not applied: %s" % st["reload"])
     a.wait(lambda: a.status()["stages"]["store"]["restarts_planned"] == 1 and
            a.status()["stages"]["store"]["state"] == "running", 20, "store restarted with its new settings")
-    # 4. SIGHUP does the same
+    # 4. SIGHUP does the same (segments now sealed after a minute, or when told: SIGUSR1)
     with open(a.cfg, "w") as f:
-        f.write(good.replace("rotate_age: 1s", "rotate_age: 1500ms"))
+        f.write(good.replace("rotate_age: 1s", "rotate_age: 60s"))
     a.daemon.send_signal(signal.SIGHUP)
     a.wait(lambda: a.status()["reload"]["applied"] == 2, 10, "SIGHUP reload applied")
-    hashes = {hash0, st["config_hash"], a.status()["config_hash"]}
     out, err = sim.communicate(timeout=120)
     check(sim.returncode == 0, "simulator failed: %s" % err)
-    a.wait(lambda: a.status()["events"]["in_flight"] == 0 and a.status()["events"]["accepted"] == n, 120,
-           "every event settled")
-    # 5. a change outside store.*: the store is not restarted (ingest would resend all it holds),
-    #    it reads the new configuration itself, and the segments written after it name it
+    a.wait(lambda: a.status()["stages"]["store"]["restarts_planned"] == 2 and
+           a.status()["stages"]["store"]["state"] == "running", 20, "store restarted with its new settings")
+    h4 = a.status()["config_hash"]
+    hashes = {hash0, st["config_hash"], h4}
+
+    def settled(total):
+        os.kill(a.stage_pid("store"), signal.SIGUSR1)  # seal what is open
+        e_ = a.status()["events"]
+        return e_["in_flight"] == 0 and e_["accepted"] == total
+    a.wait(lambda: settled(n), 120, "every event settled")
+    # 5. a change outside store.*, while a segment is open: the store is not restarted (ingest
+    #    would resend all it holds); it reads the new configuration itself, seals the open
+    #    segment under the old hash, and the rows after the reload go into one under the new
+    a.sim("--count", "200", "--stream", "13", "--kind", "mix")
+    a.wait(lambda: a.status()["stages"]["store"]["gauges"]["open_rows"] >= 200, 30, "stream 13 in the open segment")
     with open(a.cfg, "w") as f:
-        f.write(good.replace("rotate_age: 1s", "rotate_age: 1500ms").replace("level: info", "level: warning"))
+        f.write(good.replace("rotate_age: 1s", "rotate_age: 60s").replace("level: info", "level: warning"))
     store_pid = a.stage_pid("store")
     rc, out = a.ctl("reload", check_rc=False)
     check(rc == 0 and "log.level" in out and "store." not in out, "a reload of log.level: rc %d, %s" % (rc, out))
@@ -996,13 +1026,11 @@ def test_reload(bindir):
     hashes.add(final)
     a.wait(lambda: a.status()["stages"]["store"]["counters"].get("config_changes") == 1, 10,
            "the store following the new configuration")
+    a.sim("--count", "300", "--stream", "14", "--kind", "mix")
+    n += 500
+    a.wait(lambda: settled(n), 120, "every event settled")
     check(a.stage_pid("store") == store_pid and a.status()["stages"]["store"]["restarts_planned"] == 2,
           "the store was restarted for a log.level reload")
-    more = 500
-    a.sim("--count", str(more), "--stream", "13", "--kind", "mix")
-    n += more
-    a.wait(lambda: a.status()["events"]["in_flight"] == 0 and a.status()["events"]["accepted"] == n, 120,
-           "every event settled")
     e = a.status()["events"]
     check(e["stored"] == n and e["dropped"] == 0, "events lost across reloads: %s" % e)
     a.wait_delivered(n)
@@ -1013,10 +1041,13 @@ def test_reload(bindir):
     for path in a.north_files():
         with h5py.File(path, "r") as f:
             h = f.attrs["config_hash"].decode()
-            said[h] = said.get(h, set()) | set(f["results"]["stream_id"].tolist())
+            streams = set(f["results"]["stream_id"].tolist())
+        check(not {13, 14} <= streams, "%s holds rows from before and after the reload" % os.path.basename(path))
+        said[h] = said.get(h, set()) | streams
     check(set(said) <= hashes, "segments name configurations that never ran: %s (ran: %s)" % (sorted(said), hashes))
-    check(said.get(final) == {13}, "the events sent after the last reload are not in segments of its "
-          "configuration %s: %s" % (final, {h: sorted(v) for h, v in said.items()}))
+    check(said.get(final) == {14} and 13 in said.get(h4, set()), "the events sent before and after the last "
+          "reload are not in segments of their configurations %s, %s: %s"
+          % (h4, final, {h: sorted(v) for h, v in said.items()}))
     with open(os.path.join(a.state, "config-last-good.yaml")) as f:
         check("level: warning" in f.read(), "config-last-good.yaml is not the applied configuration")
     m = a.ctl("metrics")[1]
@@ -1028,7 +1059,7 @@ def test_reload(bindir):
     with open(a.cfg) as f:
         fixed = f.read()
     with open(a.cfg, "w") as f:
-        f.write(fixed.replace("rotate_age: 1500ms", "rotate_agee: 2s"))
+        f.write(fixed.replace("rotate_age: 60s", "rotate_agee: 2s"))
     check(fixed != open(a.cfg).read(), "the broken file is not broken")
     log = open(os.path.join(a.tmp, "log2.txt"), "w")
     d = subprocess.Popen([os.path.join(bindir, "outpostd"), "-c", a.cfg], stdout=log, stderr=log)

@@ -10,14 +10,22 @@
 struct seen {
 	uint32_t n, stream[4];
 	uint64_t next[4], newest[4];
+	op_seqtrack_mark mark[4];
 };
 
-static void collect(void *ctx, uint32_t stream, uint64_t next, uint64_t newest_ns)
+static void collect(void *ctx, const op_seqtrack_mark *m)
 {
 	struct seen *s = ctx;
-	s->stream[s->n] = stream;
-	s->newest[s->n] = newest_ns;
-	s->next[s->n++] = next;
+	s->mark[s->n] = *m;
+	s->stream[s->n] = m->stream;
+	s->newest[s->n] = m->newest_ns;
+	s->next[s->n++] = m->next;
+}
+
+static int seed(op_seqtrack *t, uint32_t stream, uint64_t next, uint64_t newest_ns)
+{
+	op_seqtrack_mark m = {.stream = stream, .next = next, .newest_ns = newest_ns};
+	return op_seqtrack_seed(t, &m);
 }
 
 int main(void)
@@ -114,15 +122,15 @@ int main(void)
 	struct seen seen = {0};
 	CHECK(op_seqtrack_marks(a, collect, &seen) == 2 && seen.n == 2);
 	for (uint32_t i = 0; i < seen.n; i++)
-		CHECK(op_seqtrack_seed(b, seen.stream[i], seen.next[i], 0) == 0);
+		CHECK(seed(b, seen.stream[i], seen.next[i], 0) == 0);
 	CHECK(op_seqtrack_observe(b, 7, 499, 0) == OP_SEQ_DUPLICATE);
 	CHECK(op_seqtrack_observe(b, 7, 505, 0) == OP_SEQ_AFTER_GAP);
 	CHECK(op_seqtrack_observe(b, 9, 42, 0) == OP_SEQ_IN_ORDER);
 	op_seqtrack_get_stats(b, &st);
 	CHECK_EQ_U64(st.gap_events_total, 5);
 	CHECK_EQ_U64(st.streams, 2);
-	CHECK(op_seqtrack_seed(b, 1, 1, 0) == 0 && op_seqtrack_seed(b, 2, 1, 0) == 0);
-	CHECK(op_seqtrack_seed(b, 3, 1, 0) == -ENOSPC); /* bounded like observe */
+	CHECK(seed(b, 1, 1, 0) == 0 && seed(b, 2, 1, 0) == 0);
+	CHECK(seed(b, 3, 1, 0) == -ENOSPC); /* bounded like observe */
 	op_seqtrack_close(a);
 	op_seqtrack_close(b);
 
@@ -168,13 +176,13 @@ int main(void)
 		op_seqtrack_observe(t2, 5, q, 100000 + q);
 	struct seen m5 = {0};
 	CHECK(op_seqtrack_marks(t2, collect, &m5) == 1 && m5.next[0] == 7100 && m5.newest[0] == 107099);
-	CHECK(op_seqtrack_seed(t3, 5, m5.next[0], m5.newest[0]) == 0);
+	CHECK(seed(t3, 5, m5.next[0], m5.newest[0]) == 0);
 	CHECK(op_seqtrack_observe(t3, 5, 7050, 107050) == OP_SEQ_DUPLICATE);
 	for (uint64_t q = 0; q < 4; q++) /* the detector rebooted while ingest restarted */
 		CHECK(op_seqtrack_observe(t3, 5, q, 200000 + q) == (q < 3 ? OP_SEQ_AHEAD : OP_SEQ_RESTART));
 	op_seqtrack_close(t2);
 	op_seqtrack_close(t3);
-	CHECK(op_seqtrack_seed(t, 3, 9000, 0) == 0); /* a mark without a time (an older ingest's) */
+	CHECK(seed(t, 3, 9000, 0) == 0); /* a mark without a time (an older ingest's) */
 	for (uint64_t q = 0; q < 6; q++)
 		CHECK(op_seqtrack_observe(t, 3, q, ns + 5000 + q) == OP_SEQ_TOO_OLD);
 	CHECK(op_seqtrack_observe(t, 3, 9000, ns + 6000) == OP_SEQ_IN_ORDER);
@@ -203,7 +211,7 @@ int main(void)
 	/* A run a replay sees interleaved with events seen already (a restarted ingest, seeded at
 	 * 104, replaying its log: 100…103 were taken before the report, another numbering's
 	 * W…W+3 between them) is not confirmed, as it was not live. */
-	CHECK(op_seqtrack_seed(t, 9, 104, 0) == 0);
+	CHECK(seed(t, 9, 104, 0) == 0);
 	const uint64_t W = 900000;
 	for (uint64_t k = 0; k < 4; k++) {
 		CHECK(op_seqtrack_observe(t, 9, W + k, 10 + k) == OP_SEQ_AHEAD);
@@ -226,6 +234,15 @@ int main(void)
 	for (uint64_t q = 4; q < 950; q++)
 		CHECK(op_seqtrack_observe(t, 2, q, 20000 + q) == OP_SEQ_IN_ORDER);
 	CHECK(op_seqtrack_observe(t, 2, 1050, 11050) == OP_SEQ_TOO_OLD);
+	{ /* the range a restart left passes to the next ingest with the marks */
+		struct seen m2 = {0};
+		op_seqtrack *t4 = NULL;
+		CHECK(op_seqtrack_marks(t, collect, &m2) == 1 && m2.mark[0].old_lo == 1000 && m2.mark[0].old_hi == 1100);
+		CHECK(op_seqtrack_open(4, 128, &t4) == 0 && op_seqtrack_seed(t4, &m2.mark[0]) == 0);
+		CHECK(op_seqtrack_observe(t4, 2, 1060, 11060) == OP_SEQ_TOO_OLD);
+		CHECK(op_seqtrack_observe(t4, 2, 950, 20950) == OP_SEQ_IN_ORDER);
+		op_seqtrack_close(t4);
+	}
 	CHECK(op_seqtrack_observe(t, 2, 960, 20960) == OP_SEQ_AFTER_GAP);
 	CHECK(op_seqtrack_observe(t, 2, 955, 20955) == OP_SEQ_LATE);
 	for (uint64_t q = 961; q < 1120; q++)
