@@ -550,11 +550,18 @@ static void report(ingest *g, op_receiver *r, uint64_t progress, int idle)
 	if (st.seq.restarts != g->restarts_said &&
 	    (!g->restarts_said_ns || op_now_ns() - g->restarts_said_ns >= 60000000000ull)) {
 		g->restarts_said_ns = op_now_ns();
-		op_warn("stream %u started its numbering again at %" PRIu64 " (it was at %" PRIu64 "; %d events in a "
-			"row, newer than any it had sent, confirm it): followed; %" PRIu64 " restart%s of numberings so far",
-			st.seq.last_restart_stream, st.seq.last_restart_to, st.seq.last_restart_from, OP_SEQ_CONFIRM,
-			st.seq.restarts,
-			st.seq.restarts == 1 ? "" : "s");
+		if (st.seq.last_restart_lone)
+			op_warn("stream %u: its first event (sequence %" PRIu64 ") was far from the ones after it; %d events "
+				"in a row confirm its numbering at %" PRIu64 ": followed; %" PRIu64
+				" restart%s of numberings so far",
+				st.seq.last_restart_stream, st.seq.last_restart_from - 1, OP_SEQ_CONFIRM,
+				st.seq.last_restart_to, st.seq.restarts, st.seq.restarts == 1 ? "" : "s");
+		else
+			op_warn("stream %u started its numbering again at %" PRIu64 " (it was at %" PRIu64 "; %d events in "
+				"a row, newer than any it had sent, confirm it): followed; %" PRIu64
+				" restart%s of numberings so far",
+				st.seq.last_restart_stream, st.seq.last_restart_to, st.seq.last_restart_from,
+				OP_SEQ_CONFIRM, st.seq.restarts, st.seq.restarts == 1 ? "" : "s");
 		g->restarts_said = st.seq.restarts;
 	}
 	op_report_gauge(s, "streams", (double)st.seq.streams);

@@ -24,6 +24,13 @@
  * later event was rejected as too old, for as long as ingest ran. The newest time is that of
  * the event that last moved `next` (not the largest ever seen: one wild timestamp would
  * otherwise stop every later restart from being followed).
+ *
+ * A stream's first event alone does not settle where it stands: until a second event of its
+ * numbering arrives (within the window of it), a run far below is followed whatever its times.
+ * Otherwise one wild *first* event — a sequence number and a detector time both far beyond the
+ * real ones, a DAQ fault at its start — made every real event after it "too old", and with its
+ * mark passed on to the next ingest, for good. Such a stream passes on no mark (marks are of
+ * settled streams only): the next ingest starts it afresh.
  */
 #include "ingest/seqtrack.h"
 
@@ -40,6 +47,7 @@ typedef struct stream {
 	uint64_t newest_ns;          /* the time of the event that last moved next; */
 	int newest_known;            /* 0 after a seed, until an event of its numbering arrives */
 	int run_back;                /* the run is below next (a restart), not ahead */
+	int settled;                 /* 0 while its first event is all of its numbering seen */
 	uint64_t first;              /* the lowest sequence of its numbering seen (0 after a seed) */
 	uint64_t old_lo, old_hi, old_ns; /* the numbering a restart left: [old_lo, old_hi), its newest time */
 } stream;
@@ -172,6 +180,7 @@ int op_seqtrack_observe(op_seqtrack *t, uint32_t id, uint64_t seq, uint64_t time
 		t->st.streams++;
 		s->next = seq + 1;
 		s->first = seq;
+		s->settled = 0;
 		bit_set(t, s, seq, 1);
 		took(s, time_ns);
 		return OP_SEQ_FIRST;
@@ -203,10 +212,12 @@ int op_seqtrack_observe(op_seqtrack *t, uint32_t id, uint64_t seq, uint64_t time
 				bit_set(t, s, q, 1);
 			s->next = s->run_next;
 			s->run_from = s->run_next = 0;
+			s->settled = 1;
 			took(s, time_ns);
 			return OP_SEQ_AFTER_GAP;
 		}
 		s->run_from = s->run_next = 0; /* the numbering in force goes on: no run is confirmed */
+		s->settled = 1;
 		took(s, time_ns);
 		/* Clear the bits of the sequence numbers we jump over (they are now "missing"). */
 		for (uint64_t q = s->next; q < seq; q++)
@@ -221,8 +232,9 @@ int op_seqtrack_observe(op_seqtrack *t, uint32_t id, uint64_t seq, uint64_t time
 		return OP_SEQ_IN_ORDER;
 	}
 	if (s->next - seq > window) {
-		/* far behind: a numbering started again, if newer than all the stream sent */
-		if (!s->newest_known || time_ns <= s->newest_ns) {
+		/* far behind: a numbering started again, if newer than all the stream sent, or the
+		 * stream's lone first event was wild */
+		if (s->settled && (!s->newest_known || time_ns <= s->newest_ns)) {
 			if (!s->run_back) /* an event of an older numbering: a run ahead is not confirmed */
 				s->run_from = s->run_next = 0;
 			t->st.too_old++;
@@ -240,6 +252,8 @@ int op_seqtrack_observe(op_seqtrack *t, uint32_t id, uint64_t seq, uint64_t time
 		t->st.last_restart_stream = id;
 		t->st.last_restart_from = s->next;
 		t->st.last_restart_to = s->run_from;
+		t->st.last_restart_lone = !s->settled;
+		s->settled = 1;
 		s->old_lo = s->first < s->run_next ? s->run_next : s->first; /* (never the new run's numbers) */
 		s->old_hi = s->next;
 		s->old_ns = s->newest_ns;
@@ -261,6 +275,7 @@ int op_seqtrack_observe(op_seqtrack *t, uint32_t id, uint64_t seq, uint64_t time
 		return OP_SEQ_DUPLICATE;
 	}
 	bit_set(t, s, seq, 1);
+	s->settled = 1;
 	if (seq < s->first) { /* before the stream's first event here: it fills no gap counted */
 		s->first = seq;
 		t->st.early++;
@@ -290,6 +305,7 @@ int op_seqtrack_seed(op_seqtrack *t, const op_seqtrack_mark *m)
 	s->newest_ns = m->newest_ns;
 	s->newest_known = m->newest_ns != 0;
 	s->first = 0;
+	s->settled = 1; /* marks are of settled streams only */
 	s->old_lo = m->old_lo;
 	s->old_hi = m->old_hi;
 	s->old_ns = m->old_ns;
@@ -304,6 +320,8 @@ uint32_t op_seqtrack_marks(const op_seqtrack *t, void (*fn)(void *ctx, const op_
 		if (!t->tab[i].used)
 			continue;
 		const stream *s = &t->tab[i];
+		if (!s->settled)
+			continue; /* one event, maybe wild: the next ingest starts the stream afresh */
 		op_seqtrack_mark m = {.stream = s->id, .next = s->next, .newest_ns = s->newest_known ? s->newest_ns : 0,
 				      .old_lo = s->old_lo, .old_hi = s->old_hi, .old_ns = s->old_ns};
 		fn(ctx, &m);

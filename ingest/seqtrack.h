@@ -19,9 +19,11 @@ enum op_seq_verdict {
 	OP_SEQ_TOO_OLD,      /* older than the window, or an old numbering's event sent again after
 			      * a restart (its old time): cannot tell, treated as duplicate */
 	OP_SEQ_STREAM_LIMIT, /* a stream beyond max_streams */
-	OP_SEQ_AHEAD,        /* new, a window or more ahead (or, newer than anything the stream
-			      * sent, a window or more behind): its numbering not yet confirmed */
-	OP_SEQ_RESTART,      /* new: confirms a numbering started again below (a detector restarted) */
+	OP_SEQ_AHEAD,        /* new, a window or more ahead (or a window or more behind: newer than
+			      * anything the stream sent, or the stream's first event alone seen):
+			      * its numbering not yet confirmed */
+	OP_SEQ_RESTART,      /* new: confirms a numbering started again below (a detector restarted,
+			      * or the stream's lone first event was wild) */
 };
 
 /* Consecutive events that confirm a jump of a window or more, or a restarted numbering
@@ -41,7 +43,8 @@ typedef struct op_seqtrack_stats {
 	uint64_t jumps; /* jumps of a window or more, confirmed and followed */
 	uint64_t restarts; /* numberings started again a window or more below, confirmed and followed */
 	uint32_t last_restart_stream; /* the last of them: its stream, */
-	uint64_t last_restart_from, last_restart_to; /* where the stream was, where it went on */
+	uint64_t last_restart_from, last_restart_to; /* where the stream was, where it went on, */
+	int last_restart_lone;   /* and whether where it was came from its first event alone */
 } op_seqtrack_stats;
 
 int op_seqtrack_open(uint32_t max_streams, uint32_t window, op_seqtrack **ret);
@@ -68,7 +71,9 @@ typedef struct op_seqtrack_mark {
 	uint64_t old_ns;         /* and its newest time: its events sent again are too old */
 } op_seqtrack_mark;
 int op_seqtrack_seed(op_seqtrack *t, const op_seqtrack_mark *m);
-/* Calls fn for every stream's mark; returns the number of streams. */
+/* Calls fn for every settled stream's mark (one whose first event is not all of its numbering
+ * seen: a lone first event may be wild, and the next ingest starts such a stream afresh);
+ * returns the number of marks. */
 uint32_t op_seqtrack_marks(const op_seqtrack *t, void (*fn)(void *ctx, const op_seqtrack_mark *m), void *ctx);
 
 #endif

@@ -216,6 +216,55 @@ def test_detector_restart(bindir):
     check(a.stop() == 0, "outpostd did not stop cleanly")
 
 
+def test_wild_first(bindir):
+    # A stream's first event carries a wild sequence number and a wild detector time (a DAQ
+    # fault at its start). Before, every real event after it was rejected as too old, and its
+    # mark kept the stream so across ingest restarts. Now four real events in a row far below a
+    # lone first event are followed (stream 46), and a stream that has seen nothing else passes
+    # on no mark, so an ingest restarted after the wild event starts it afresh (stream 45).
+    import pub_events
+    import zmq
+    a = Appliance(bindir, "wild_first")
+    ctx = zmq.Context()
+    s = ctx.socket(zmq.PUSH)
+    s.connect(a.endpoint)
+    pulses = [(200 + i, 10.0 * i, 1.0, 1) for i in range(8)]
+    t0, wild, wild_t, n = 1_700_000_000_000_000_000, 10 ** 12, 9_000_000_000_000_000_000, 300
+
+    def send(stream, seq, t):
+        s.send(pub_events.encode_event(stream_id=stream, sequence=seq, detector_time_ns=t, pulses=pulses))
+    send(45, wild, wild_t)
+    a.wait(lambda: a.status()["events"]["stored"] >= 1, 60, "the wild first event stored")
+    old = a.stage_pid("ingest")
+    time.sleep(1)  # reports (every 0.25 s) with the stream's marks reach the supervisor
+    os.kill(old, signal.SIGKILL)
+    a.wait(lambda: a.stage_pid("ingest") not in (0, old) and
+           all(x["state"] == "running" for x in a.status()["stages"].values()), 30, "ingest restarted")
+    for q in range(n):
+        send(45, q, t0 + q * 1000)
+    send(46, wild, wild_t)
+    for q in range(n):
+        send(46, q, t0 + q * 1000)
+    s.close(linger=5000)
+    want = 2 * (n + 1)
+    a.wait(lambda: a.status()["events"]["stored"] >= want, 60, "the real events after the wild ones")
+    st = a.status()
+    c = st["stages"]["ingest"]["counters"]
+    check(st["events"]["stored"] == want and c["rejected_too_old"] == 0,
+          "stored %d of %d, rejected_too_old %s" % (st["events"]["stored"], want, c.get("rejected_too_old")))
+    check(c["sequence_restarts"] == 1, "sequence_restarts %s, not 1 (stream 46)" % c.get("sequence_restarts"))
+    said = [x for x in a.log_text().splitlines() if "was far from the ones after it" in x]
+    check(len(said) == 1 and "stream 46: its first event (sequence %d)" % wild in said[0] and
+          "numbering at 0" in said[0], "the journal does not say stream 46's first event was wild: %s" % said)
+    a.wait_delivered(want)
+    keys = {(int(r["stream_id"]), int(r["sequence"])) for r in a.north_rows()}
+    check(keys == {(st_, q) for st_ in (45, 46) for q in list(range(n)) + [wild]},
+          "north holds %d of the %d events" % (len(keys), want))
+    print("wild first events: stream 45 (ingest restarted after it) and 46 (followed after 4 events) each "
+          "stored %d real events after it, none refused; %s" % (n, said[0].split("WARN: ")[-1]))
+    check(a.stop() == 0, "outpostd did not stop cleanly")
+
+
 def test_replay(bindir, data):
     a = Appliance(bindir, "replay")
     pulses = os.path.join(data, "oscnext_l7_5ev_pulses.csv")
@@ -1122,6 +1171,8 @@ def main():
         test_pyproducer(bindir)
     elif case == "detector_restart":
         test_detector_restart(bindir)
+    elif case == "wild_first":
+        test_wild_first(bindir)
     elif case == "replay":
         if not os.path.isdir(sys.argv[3]):
             print("skipped: no IceCube data at %s" % sys.argv[3])

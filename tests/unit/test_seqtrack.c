@@ -120,6 +120,9 @@ int main(void)
 		op_seqtrack_observe(a, 7, q, 0);
 	op_seqtrack_observe(a, 9, 41, 0);
 	struct seen seen = {0};
+	CHECK(op_seqtrack_marks(a, collect, &seen) == 1 && seen.n == 1); /* 9 has its first event alone */
+	op_seqtrack_observe(a, 9, 40, 0);
+	seen.n = 0;
 	CHECK(op_seqtrack_marks(a, collect, &seen) == 2 && seen.n == 2);
 	for (uint32_t i = 0; i < seen.n; i++)
 		CHECK(seed(b, seen.stream[i], seen.next[i], 0) == 0);
@@ -251,6 +254,34 @@ int main(void)
 		op_seqtrack_observe(t, 4, q, 50000 + q);
 	for (uint64_t q = 0; q < 4; q++)
 		CHECK(op_seqtrack_observe(t, 4, 10000 + q, 100 + q) == (q < 3 ? OP_SEQ_AHEAD : OP_SEQ_AFTER_GAP));
+	op_seqtrack_close(t);
+
+	/* A wild first event — its number and its time both far beyond the real ones — does not
+	 * settle the stream: four real events in a row far below it are followed whatever their
+	 * times (before, every real event was too old, and its mark kept it so after an ingest
+	 * restart). The wild one sent again is too old; a stream settled by a second event still
+	 * refuses a burst of old events; a lone first event passes on no mark. */
+	CHECK(op_seqtrack_open(4, 128, &t) == 0);
+	const uint64_t wild = 1000000000000ull, wild_ns = UINT64_MAX / 2;
+	CHECK(op_seqtrack_observe(t, 6, wild, wild_ns) == OP_SEQ_FIRST);
+	struct seen m6 = {0};
+	CHECK(op_seqtrack_marks(t, collect, &m6) == 0);
+	for (uint64_t q = 0; q < 4; q++)
+		CHECK(op_seqtrack_observe(t, 6, q, 5000 + q) == (q < 3 ? OP_SEQ_AHEAD : OP_SEQ_RESTART));
+	op_seqtrack_get_stats(t, &st);
+	CHECK(st.restarts == 1 && st.last_restart_lone == 1 && st.last_restart_from == wild + 1 && st.last_restart_to == 0);
+	CHECK_EQ_U64(st.too_old, 0);
+	for (uint64_t q = 4; q < 300; q++)
+		CHECK(op_seqtrack_observe(t, 6, q, 5000 + q) == OP_SEQ_IN_ORDER);
+	CHECK(op_seqtrack_observe(t, 6, wild, wild_ns) == OP_SEQ_TOO_OLD);
+	CHECK(op_seqtrack_marks(t, collect, &m6) == 1 && m6.mark[0].next == 300 && m6.mark[0].old_lo == wild &&
+	      m6.mark[0].old_hi == wild + 1);
+	CHECK(op_seqtrack_observe(t, 7, 5000, 10000) == OP_SEQ_FIRST);
+	CHECK(op_seqtrack_observe(t, 7, 5001, 10001) == OP_SEQ_IN_ORDER);
+	for (uint64_t q = 0; q < 8; q++) /* settled: old events sent again stay too old */
+		CHECK(op_seqtrack_observe(t, 7, q, 1000 + q) == OP_SEQ_TOO_OLD);
+	op_seqtrack_get_stats(t, &st);
+	CHECK(st.restarts == 1 && st.too_old == 9);
 	op_seqtrack_close(t);
 	return check_finish("test_seqtrack");
 }
