@@ -12,6 +12,12 @@ add_test(NAME uplink_diskfull
   COMMAND ${OP_PY} ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_diskfull.py $<TARGET_FILE_DIR:outpostd>)
 set_tests_properties(uplink_diskfull PROPERTIES LABELS integration SKIP_RETURN_CODE 77 TIMEOUT 300
   RESOURCE_LOCK e2e_cpu)
+# North's disk with room for one of two files (a 16 MiB tmpfs; needs root, else skipped): the
+# whole file reserved at OFFER, the other refused before a byte is sent, sent once there is room.
+add_test(NAME uplink_north_full
+  COMMAND ${OP_PY} ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_north_full.py $<TARGET_FILE_DIR:outpostd>)
+set_tests_properties(uplink_north_full PROPERTIES LABELS integration SKIP_RETURN_CODE 77 TIMEOUT 300
+  RESOURCE_LOCK e2e_cpu)
 # The disk filling up under the store (a small tmpfs; needs root, else skipped): it pauses
 # instead of restarting into it, and resumes by itself with nothing lost once there is room.
 add_test(NAME store_diskpause

@@ -40,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -65,6 +66,7 @@ typedef struct partial {
 	op_sha256 h;
 	uint64_t hashed;
 	int h_open;
+	int reserved; /* its whole size is allocated on the disk (reserve()) */
 } partial;
 
 struct op_north {
@@ -364,11 +366,13 @@ void op_north_set_callbacks(op_north *n, op_north_cb on_file, op_north_reject_cb
 void op_north_get_stats(const op_north *n, op_north_stats *out)
 {
 	*out = n->st;
-	out->partials = out->partial_bytes = 0;
+	out->partials = out->partial_bytes = out->partial_reserved = 0;
 	for (uint32_t i = 0; i < n->cfg.max_partials; i++)
 		if (n->p[i].used && n->p[i].sha[0]) {
 			out->partials++;
 			out->partial_bytes += n->p[i].offset;
+			if (n->p[i].reserved && n->p[i].size > n->p[i].offset)
+				out->partial_reserved += n->p[i].size - n->p[i].offset;
 		}
 }
 
@@ -459,6 +463,37 @@ static int finish_pending(op_north *n, const char *name)
 	char intent[1200];
 	snprintf(intent, sizeof(intent), "%s/%s.commit", n->pdir, name);
 	return access(intent, F_OK) == 0 ? finish_intent(n, intent) : 0;
+}
+
+/*
+ * Room on the disk for the whole file, taken at OFFER (the partial's blocks allocated up to its
+ * size, its size unchanged): 0, or -ENOSPC. Without it two transfers that each fit, but not
+ * together, filled the disk half-way each and were refused at every CHUNK after, neither ever
+ * finishing until an operator removed one; and a file that could not fit had its bytes sent
+ * over the link up to the point where the disk filled. Now the second is refused at its OFFER,
+ * before a byte is sent, and offered again later. A file system without fallocate gets the
+ * free space checked instead, less what the other transfers still need.
+ */
+static int reserve(op_north *n, partial *p, uint64_t size)
+{
+	if (size <= p->offset || p->reserved)
+		return 0;
+	if (fallocate(p->fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)size) == 0) {
+		p->reserved = 1;
+		return 0;
+	}
+	if (errno == ENOSPC || errno == EDQUOT || errno == EFBIG)
+		return -ENOSPC;
+	struct statvfs fs;
+	if (fstatvfs(p->fd, &fs) != 0)
+		return 0; /* cannot tell: a full disk is still refused at CHUNK */
+	uint64_t need = size - p->offset;
+	for (uint32_t i = 0; i < n->cfg.max_partials; i++) {
+		const partial *q = &n->p[i];
+		if (q != p && q->used && !q->reserved && q->size > q->offset)
+			need += q->size - q->offset;
+	}
+	return (uint64_t)fs.f_bavail * fs.f_frsize < need ? -ENOSPC : 0;
 }
 
 static void on_offer(op_north *n, zmq_msg_t *id, const char *name, zmq_msg_t *f, int nf)
@@ -573,7 +608,20 @@ static void on_offer(op_north *n, zmq_msg_t *id, const char *name, zmq_msg_t *f,
 				return;
 			}
 			p->offset = 0;
+			p->reserved = 0;
 		}
+	}
+	if (reserve(n, p, size) < 0) { /* what a partial holds stays, resumed later; an empty one goes */
+		n->st.offers_no_room++;
+		if (p->offset == 0 && !p->sha[0]) {
+			drop(p);
+			snprintf(path, sizeof(path), "%s/%s.part", n->pdir, name);
+			unlink(path);
+		}
+		snprintf(why, sizeof(why), "north disk full: no room for the whole file (%llu bytes)",
+			 (unsigned long long)size);
+		reject(n, id, name, why);
+		return;
 	}
 	if (!p->h_open || p->hashed > p->offset) { /* new here, or cut back: hashed from the start */
 		op_sha256_init(&p->h);

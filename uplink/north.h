@@ -40,6 +40,8 @@ typedef struct op_north_stats {
 	uint64_t sync_failures;      /* failed syncs of a partial in a row (0 after a good one) */
 	uint64_t offers_paused;      /* offers refused while a failing disk pauses north */
 	uint64_t name_conflicts;     /* offers refused: another appliance's file holds the name */
+	uint64_t offers_no_room;     /* offers refused: no room on the disk for the whole file */
+	uint64_t partial_reserved;   /* bytes the transfers in progress have reserved and not yet received */
 } op_north_stats;
 
 /* Called once per file made durable: name, size, sha256, rows (-1 if it does not open as a

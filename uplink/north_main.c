@@ -215,6 +215,8 @@ static void write_metrics(north_state *ns)
 		{"outpost_north_sync_failures", "gauge", "Failed syncs of partial files in a row (0 after a good one); from 2, files are refused for a while.", (double)st.sync_failures},
 		{"outpost_north_offers_paused_total", "counter", "Offers refused while a disk failing its syncs pauses the receiver.", (double)st.offers_paused},
 		{"outpost_north_name_conflicts_total", "counter", "Offers refused because a file of that name from another appliance is held or being sent.", (double)st.name_conflicts},
+		{"outpost_north_offers_no_room_total", "counter", "Offers refused because the disk has no room for the whole file (nothing of it sent).", (double)st.offers_no_room},
+		{"outpost_north_partial_reserved_bytes", "gauge", "Disk space the transfers in progress have reserved and not yet received.", (double)st.partial_reserved},
 		{"outpost_north_partials_expired_total", "counter", "Partial files untouched for 30 days, removed.", (double)st.partials_expired},
 		{"outpost_north_disk_free_bytes", "gauge", "Free space on the receiving directory's file system.", (double)free_b},
 		{"outpost_north_received_bytes_24h", "gauge", "Bytes of the files received in the last 24 hours.", (double)view_last_day(&ns->view)},
