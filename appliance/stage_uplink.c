@@ -54,6 +54,7 @@ int op_stage_uplink(op_stage_ctx *s)
 	ucfg.quota_file = quota_file;
 	ucfg.windows = cfg->uplink_windows;
 	ucfg.disk_reserve = cfg->uplink_disk_reserve;
+	ucfg.site = cfg->site_name;
 	ucfg.max_age_s = cfg->uplink_max_age_ns / 1000000000ull;
 	ucfg.share_pct[OP_UPLINK_TELEMETRY] = cfg->uplink_telemetry_share_pct;
 	ucfg.share_pct[OP_UPLINK_BULK] = cfg->uplink_bulk_share_pct;

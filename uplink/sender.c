@@ -73,6 +73,7 @@ struct op_uplink {
 	op_uplink_config cfg;
 	char outbox[512], quarantine[512], endpoint[256], sent[512];
 	char curve[3][41]; /* public, secret, north's public; "" = plaintext */
+	char site[64];      /* cfg.site, in characters a name north accepts */
 	uint64_t last_prune_ns, last_sweep_ns;
 	void *zctx, *sock;
 	void *mon;          /* the socket's disconnect events: a cut is noticed at once, not after the timeout */
@@ -264,6 +265,15 @@ int op_uplink_open(void *zmq_ctx, const op_uplink_config *cfg, op_uplink **ret)
 	if (!u)
 		return -ENOMEM;
 	u->cfg = *cfg;
+	{
+		size_t i = 0;
+		for (const char *p = cfg->site && cfg->site[0] ? cfg->site : "site"; *p && i < sizeof(u->site) - 1; p++)
+			u->site[i++] = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '-'
+					       ? *p
+					       : '_';
+		u->site[i] = 0;
+		u->cfg.site = NULL; /* the caller's string need not outlive this call */
+	}
 	if (!u->cfg.chunk_bytes)
 		u->cfg.chunk_bytes = 1u << 20;
 	if (u->cfg.chunk_bytes > OP_XFER_CHUNK_MAX)
@@ -1502,21 +1512,34 @@ int op_uplink_publish(const char *dir, const char *name, const void *data, size_
 	return e;
 }
 
-/* A tombstone north for an evicted file: outbox/alert/alert-tombstone-NAME.json. */
+/* A tombstone north for an evicted file: outbox/alert/alert-tombstone-SITE-UTC-NAME.json. The
+ * site and the time keep two sites' tombstones of a bulk file of one name (each site's
+ * calib.tar), and one site's of a name evicted twice, apart: with the file's name alone the
+ * second replaced the first north (in plaintext), was refused there as another appliance's name
+ * (under CURVE: an alert refused for ever), or replaced the first here before it was sent. */
 static void tombstone(op_uplink *u, int cls, const char *name, uint64_t size, const char *sha, const char *reason,
 		      long rows)
 {
-	char doc[768], utc[32], tname[200];
+	char doc[768], utc[32], stamp[32], tname[OP_XFER_NAME_MAX + 1];
 	time_t t = time(NULL);
 	struct tm tm;
 	gmtime_r(&t, &tm);
 	strftime(utc, sizeof(utc), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
 	int n = snprintf(doc, sizeof(doc),
-			 "{\"tombstone\":\"%s\",\"class\":\"%s\",\"bytes\":%llu,\"rows\":%ld,\"sha256\":\"%s\","
-			 "\"reason\":\"%s\",\"utc\":\"%s\"}\n",
-			 name, op_uplink_class_names[cls], (unsigned long long)size, rows, sha, reason, utc);
-	size_t nl = strlen(name);
-	snprintf(tname, sizeof(tname), "alert-tombstone-%.*s.json", (int)(nl > 150 ? 150 : nl), name);
+			 "{\"tombstone\":\"%s\",\"site\":\"%s\",\"class\":\"%s\",\"bytes\":%llu,\"rows\":%ld,"
+			 "\"sha256\":\"%s\",\"reason\":\"%s\",\"utc\":\"%s\"}\n",
+			 name, u->site, op_uplink_class_names[cls], (unsigned long long)size, rows, sha, reason, utc);
+	/* a long name is cut to what fits in a name north accepts (the document has it whole) */
+	int room = OP_XFER_NAME_MAX - (int)(strlen("alert-tombstone---.json") + strlen(u->site) + strlen(stamp));
+	snprintf(tname, sizeof(tname), "alert-tombstone-%s-%s-%.*s.json", u->site, stamp, room, name);
+	for (int k = 2; k < 100; k++) { /* one of this name already waiting (evicted twice this second) */
+		char path[1200];
+		snprintf(path, sizeof(path), "%s/%s", u->dirs[OP_UPLINK_ALERT], tname);
+		if (access(path, F_OK) != 0)
+			break;
+		snprintf(tname, sizeof(tname), "alert-tombstone-%s-%s-%d-%.*s.json", u->site, stamp, k, room - 3, name);
+	}
 	if (op_uplink_publish(u->dirs[OP_UPLINK_ALERT], tname, doc, (size_t)n) >= 0)
 		u->stats.tombstones++;
 	else

@@ -62,6 +62,9 @@ typedef struct op_uplink_config {
 	uint32_t share_pct[OP_UPLINK_CLASSES];
 	/* CURVE (curve.h): this appliance's key pair and north's public key, Z85; NULL: plaintext */
 	const char *curve_public_z85, *curve_secret_z85, *north_public_z85;
+	/* site.name: in the names of tombstones (NULL or "": "site"), so that two sites evicting a
+	 * bulk file of one name send north two tombstones, not one name twice */
+	const char *site;
 } op_uplink_config;
 
 typedef struct op_uplink_stats {

@@ -141,6 +141,37 @@ static int exists_in(const char *d, const char *name)
 	return stat(path, &sb) == 0;
 }
 
+/* Tombstones waiting in outbox/alert/ for this site's evicted file NAME
+ * (alert-tombstone-SITE-UTC-NAME.json), each naming the site inside too. */
+static int tombstones(const char *site, const char *name)
+{
+	char d[400], pre[100], suf[300];
+	int count = 0;
+	snprintf(d, sizeof(d), "%s/alert", outbox);
+	snprintf(pre, sizeof(pre), "alert-tombstone-%s-", site);
+	snprintf(suf, sizeof(suf), "-%s.json", name);
+	DIR *dp = opendir(d);
+	struct dirent *de;
+	while (dp && (de = readdir(dp))) {
+		size_t l = strlen(de->d_name), sl = strlen(suf);
+		if (strncmp(de->d_name, pre, strlen(pre)) || l < sl || strcmp(de->d_name + l - sl, suf))
+			continue;
+		char path[800], doc[800] = "", want[100];
+		snprintf(path, sizeof(path), "%s/%s", d, de->d_name);
+		FILE *f = fopen(path, "r");
+		if (f) {
+			if (!fgets(doc, sizeof(doc), f))
+				doc[0] = 0;
+			fclose(f);
+		}
+		snprintf(want, sizeof(want), "\"site\":\"%s\"", site);
+		count += strstr(doc, want) != NULL;
+	}
+	if (dp)
+		closedir(dp);
+	return count;
+}
+
 /* A small file at path, last modified age_s seconds ago. */
 static void aged_file(const char *path, const char *text, time_t age_s)
 {
@@ -1289,6 +1320,7 @@ int main(void)
 		op_uplink_config lc = uc;
 		lc.north_endpoint = "";
 		lc.disk_reserve = UINT64_MAX / 2; /* more than any disk: everything evictable goes */
+		lc.site = "pole-1";
 		make_file_in("bulk", "local-1.bin", 30000, 0);
 		CHECK(op_uplink_open(ctx, &lc, &u) == 0);
 		for (int i = 0; i < 30; i++)
@@ -1296,9 +1328,25 @@ int main(void)
 		op_uplink_get_stats(u, &st);
 		CHECK_EQ_U64(st.wire_bytes, 0);
 		CHECK(st.evicted_disk_full >= 1 && st.tombstones >= 1);
-		CHECK(!exists_in(outbox, "bulk/local-1.bin") && exists_in(outbox, "alert/alert-tombstone-local-1.bin.json"));
+		CHECK(!exists_in(outbox, "bulk/local-1.bin") && tombstones("pole-1", "local-1.bin") == 1);
 		fprintf(stderr, "local only: %llu evicted for the reserve, %llu tombstones, nothing sent\n",
 			(unsigned long long)st.evicted_disk_full, (unsigned long long)st.tombstones);
+		op_uplink_close(u);
+		/* another site (here sharing the outbox) evicts a bulk file of the same name, and the
+		 * first site evicts its own again within the second: three tombstones, none replacing
+		 * another here or north (named by the file alone, the later one replaced the earlier) */
+		lc.site = "pole 2"; /* a site name with a character no file name takes */
+		make_file_in("bulk", "local-1.bin", 30000, 0);
+		CHECK(op_uplink_open(ctx, &lc, &u) == 0);
+		for (int i = 0; i < 30 && exists_in(outbox, "bulk/local-1.bin"); i++)
+			op_uplink_step(u, 50);
+		op_uplink_close(u);
+		lc.site = "pole-1";
+		make_file_in("bulk", "local-1.bin", 30000, 0);
+		CHECK(op_uplink_open(ctx, &lc, &u) == 0);
+		for (int i = 0; i < 30 && exists_in(outbox, "bulk/local-1.bin"); i++)
+			op_uplink_step(u, 50);
+		CHECK(tombstones("pole_2", "local-1.bin") == 1 && tombstones("pole-1", "local-1.bin") == 2);
 		op_uplink_close(u);
 		u = NULL;
 	}
@@ -1339,7 +1387,7 @@ int main(void)
 		op_uplink_get_stats(u, &st);
 		fprintf(stderr, "evicting 64 MiB: %d steps, the longest %.3f s\n", steps, longest);
 		CHECK(!exists_in(outbox, "bulk/big-1.bin") && st.evicted_disk_full >= 1);
-		CHECK(st.quarantined == q0 && exists_in(outbox, "alert/alert-tombstone-big-1.bin.json"));
+		CHECK(st.quarantined == q0 && tombstones("site", "big-1.bin") == 1);
 		/* spread over steps, none holding the stage for long (its deadline is 30 s) */
 		CHECK(steps >= 2 && longest < 2.0);
 		op_uplink_close(u);
