@@ -322,6 +322,12 @@ int op_north_open(void *zmq_ctx, const op_north_config *cfg, op_north **ret)
 	 * any size a peer announces before the size is checked (the connection is dropped) */
 	int64_t maxmsg = (int64_t)OP_XFER_CHUNK_MAX + 4096;
 	zmq_setsockopt(n->sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof(maxmsg));
+	/* at most 64 messages queued per peer (libzmq's default is 1,000: up to 64 GiB of chunks
+	 * from one peer sending faster than north writes); beyond it libzmq stops reading that
+	 * connection, and TCP holds the sender back. Nothing is dropped. A sender keeps at most
+	 * its window in flight (16 chunks by default) */
+	int rcvhwm = 64;
+	zmq_setsockopt(n->sock, ZMQ_RCVHWM, &rcvhwm, sizeof(rcvhwm));
 	if (cfg->curve_secret_z85) {
 		int one = 1;
 		if (zmq_setsockopt(n->sock, ZMQ_CURVE_SERVER, &one, sizeof(one)) != 0 ||
