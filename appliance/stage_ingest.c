@@ -565,6 +565,7 @@ static void report(ingest *g, op_receiver *r, uint64_t progress, int idle)
 		g->restarts_said = st.seq.restarts;
 	}
 	op_report_gauge(s, "streams", (double)st.seq.streams);
+	op_report_counter(s, "streams_forgotten", st.seq.forgotten);
 	op_seqtrack_marks(op_receiver_seqtrack(r), add_mark, s);
 	op_report_counter(s, "recovered", g->recovered);
 	op_report_counter(s, "pred_accepted", g->pred_accepted);

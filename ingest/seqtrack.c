@@ -3,7 +3,13 @@
  *
  * Per stream: `next` (one past the highest sequence seen) and a bitmap of the last `window`
  * sequence numbers below next (bit set = seen). Streams live in an open-addressing table of
- * 2·max_streams slots with their bitmaps preallocated in one block.
+ * 2·max_streams slots (linear probing) with their bitmaps preallocated in one block.
+ *
+ * A full table forgets the stream silent longest, once it has been silent for OP_SEQ_IDLE_NS,
+ * to take a new one. Without that a detector that starts every run on a new stream id, as the
+ * wire contract allows, had its events refused (`stream_limit`) from its 4,097th run on, for
+ * good: the marks carried every stream ever seen into the next ingest. A forgotten stream that
+ * sends again starts afresh (its first event, no gap counted for its silence).
  *
  * A jump ahead by the window or more is followed only once OP_SEQ_CONFIRM consecutive events
  * carry the new numbering (the run [run_from, run_next)) with no event of the numbering in
@@ -37,6 +43,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 typedef struct stream {
 	uint64_t next;
@@ -50,6 +57,7 @@ typedef struct stream {
 	int settled;                 /* 0 while its first event is all of its numbering seen */
 	uint64_t first;              /* the lowest sequence of its numbering seen (0 after a seed) */
 	uint64_t old_lo, old_hi, old_ns; /* the numbering a restart left: [old_lo, old_hi), its newest time */
+	uint64_t seen_ns;                /* the clock when it last sent (or was seeded) */
 } stream;
 
 struct op_seqtrack {
@@ -58,7 +66,21 @@ struct op_seqtrack {
 	uint32_t slots, max_streams, nstreams;
 	uint32_t words; /* window / 64 */
 	op_seqtrack_stats st;
+	uint64_t (*clock)(void);
+	uint64_t none_idle_until; /* full, and no stream silent long enough before then */
 };
+
+static uint64_t monotonic_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts); /* a few ms of resolution, nearly free */
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+void op_seqtrack_set_clock(op_seqtrack *t, uint64_t (*clock)(void))
+{
+	t->clock = clock ? clock : monotonic_ns;
+}
 
 int op_seqtrack_open(uint32_t max_streams, uint32_t window, op_seqtrack **ret)
 {
@@ -74,6 +96,7 @@ int op_seqtrack_open(uint32_t max_streams, uint32_t window, op_seqtrack **ret)
 		return -ENOMEM;
 	t->words = (window + 63) / 64;
 	t->slots = slots;
+	t->clock = monotonic_ns;
 	t->max_streams = max_streams;
 	t->tab = calloc(slots, sizeof(stream));
 	t->bits = calloc((size_t)max_streams * t->words, sizeof(uint64_t));
@@ -94,25 +117,81 @@ void op_seqtrack_close(op_seqtrack *t)
 	free(t);
 }
 
+static uint32_t home(const op_seqtrack *t, uint32_t id)
+{
+	return (id * 2654435761u) & (t->slots - 1);
+}
+
+/* Take slot i out of the table, moving later entries of its probe run back so that every
+ * entry stays reachable from its home slot (no tombstones). */
+static void unlink_slot(op_seqtrack *t, uint32_t i)
+{
+	const uint32_t mask = t->slots - 1;
+	t->tab[i].used = 0;
+	for (uint32_t j = (i + 1) & mask; t->tab[j].used; j = (j + 1) & mask) {
+		uint32_t h = home(t, t->tab[j].id);
+		/* j stays where it is if its home lies cyclically in (i, j] */
+		if (i <= j ? (h > i && h <= j) : (h > i || h <= j))
+			continue;
+		t->tab[i] = t->tab[j];
+		t->tab[j].used = 0;
+		i = j;
+	}
+}
+
+/* A full table: the bitmap of the stream silent longest, once silent for OP_SEQ_IDLE_NS, which
+ * is forgotten; NULL when none has been (and until one can have been, without looking). */
+static uint64_t *forget_idle(op_seqtrack *t, uint64_t now)
+{
+	if (now < t->none_idle_until)
+		return NULL;
+	uint32_t victim = UINT32_MAX;
+	for (uint32_t i = 0; i < t->slots; i++)
+		if (t->tab[i].used && (victim == UINT32_MAX || t->tab[i].seen_ns < t->tab[victim].seen_ns))
+			victim = i;
+	if (victim == UINT32_MAX)
+		return NULL;
+	if (now - t->tab[victim].seen_ns < OP_SEQ_IDLE_NS) {
+		t->none_idle_until = t->tab[victim].seen_ns + OP_SEQ_IDLE_NS;
+		return NULL;
+	}
+	uint64_t *bits = t->tab[victim].bits;
+	unlink_slot(t, victim);
+	t->nstreams--;
+	t->st.streams--;
+	t->st.forgotten++;
+	return bits;
+}
+
 static stream *find(op_seqtrack *t, uint32_t id, int *fresh)
 {
-	uint32_t i = (id * 2654435761u) & (t->slots - 1);
+	const uint64_t now = t->clock();
+	uint64_t *bits = NULL;
 
 	*fresh = 0;
-	for (;; i = (i + 1) & (t->slots - 1)) {
+	for (uint32_t i = home(t, id);; i = (i + 1) & (t->slots - 1)) {
 		stream *s = &t->tab[i];
-		if (s->used && s->id == id)
-			return s;
-		if (!s->used) {
-			if (t->nstreams == t->max_streams)
-				return NULL;
-			s->used = 1;
-			s->id = id;
-			s->bits = t->bits + (size_t)t->nstreams * t->words;
-			t->nstreams++;
-			*fresh = 1;
+		if (s->used && s->id == id) {
+			s->seen_ns = now;
 			return s;
 		}
+		if (s->used)
+			continue;
+		if (t->nstreams == t->max_streams) {
+			if (!(bits = forget_idle(t, now)))
+				return NULL;
+			i = home(t, id) - 1; /* entries moved: probe again from the home slot */
+			continue;
+		}
+		memset(s, 0, sizeof(*s));
+		s->used = 1;
+		s->id = id;
+		s->bits = bits ? bits : t->bits + (size_t)t->nstreams * t->words;
+		memset(s->bits, 0, t->words * sizeof(uint64_t)); /* a forgotten stream's, reused */
+		s->seen_ns = now;
+		t->nstreams++;
+		*fresh = 1;
+		return s;
 	}
 }
 

@@ -18,7 +18,7 @@ enum op_seq_verdict {
 	OP_SEQ_DUPLICATE,    /* seen already (within the window) */
 	OP_SEQ_TOO_OLD,      /* older than the window, or an old numbering's event sent again after
 			      * a restart (its old time): cannot tell, treated as duplicate */
-	OP_SEQ_STREAM_LIMIT, /* a stream beyond max_streams */
+	OP_SEQ_STREAM_LIMIT, /* a stream beyond max_streams, none silent for OP_SEQ_IDLE_NS */
 	OP_SEQ_AHEAD,        /* new, a window or more ahead (or a window or more behind: newer than
 			      * anything the stream sent, or the stream's first event alone seen):
 			      * its numbering not yet confirmed */
@@ -26,12 +26,16 @@ enum op_seq_verdict {
 			      * or the stream's lone first event was wild) */
 };
 
+/* A full table forgets a stream silent this long (its silence the longest) to take a new one */
+#define OP_SEQ_IDLE_NS (3600ull * 1000000000ull)
+
 /* Consecutive events that confirm a jump of a window or more, or a restarted numbering
  * (OP_SEQ_AHEAD until then) */
 #define OP_SEQ_CONFIRM 4
 
 typedef struct op_seqtrack_stats {
-	uint64_t streams;
+	uint64_t streams;   /* tracked now */
+	uint64_t forgotten; /* streams silent for OP_SEQ_IDLE_NS forgotten to make room for new ones */
 	uint64_t in_order;
 	uint64_t gap_events_total; /* ever skipped; missing now = gap_events_total - late_total */
 	uint64_t late_total;
@@ -48,6 +52,8 @@ typedef struct op_seqtrack_stats {
 } op_seqtrack_stats;
 
 int op_seqtrack_open(uint32_t max_streams, uint32_t window, op_seqtrack **ret);
+/* The clock that measures a stream's silence (default: CLOCK_MONOTONIC; NULL restores it). */
+void op_seqtrack_set_clock(op_seqtrack *t, uint64_t (*clock)(void));
 void op_seqtrack_close(op_seqtrack *t);
 /* time_ns: the event's detector time, which tells a detector that started its numbering again
  * (newer than anything the stream sent) from old events sent again (not newer). */

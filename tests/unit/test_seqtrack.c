@@ -22,6 +22,13 @@ static void collect(void *ctx, const op_seqtrack_mark *m)
 	s->next[s->n++] = m->next;
 }
 
+#define SEC 1000000000ull
+static uint64_t fake_now;
+static uint64_t fake_clock(void)
+{
+	return fake_now;
+}
+
 static int seed(op_seqtrack *t, uint32_t stream, uint64_t next, uint64_t newest_ns)
 {
 	op_seqtrack_mark m = {.stream = stream, .next = next, .newest_ns = newest_ns};
@@ -282,6 +289,45 @@ int main(void)
 		CHECK(op_seqtrack_observe(t, 7, q, 1000 + q) == OP_SEQ_TOO_OLD);
 	op_seqtrack_get_stats(t, &st);
 	CHECK(st.restarts == 1 && st.too_old == 9);
+	op_seqtrack_close(t);
+
+	/* A full table forgets the stream silent longest, once silent for an hour, to take a new
+	 * one: a detector that starts each run on a new stream id is not refused from its
+	 * max_streams+1-th run on. Streams that still send are never forgotten, and every stream
+	 * kept is found where it was after the table moved entries (a thousand ids through 64). */
+	CHECK(op_seqtrack_open(2, 128, &t) == 0);
+	op_seqtrack_set_clock(t, fake_clock);
+	fake_now = 1000;
+	CHECK(op_seqtrack_observe(t, 1, 0, 1) == OP_SEQ_FIRST && op_seqtrack_observe(t, 1, 1, 2) == OP_SEQ_IN_ORDER);
+	CHECK(op_seqtrack_observe(t, 2, 0, 1) == OP_SEQ_FIRST && op_seqtrack_observe(t, 2, 1, 2) == OP_SEQ_IN_ORDER);
+	fake_now += 600 * SEC;
+	CHECK(op_seqtrack_observe(t, 3, 0, 3) == OP_SEQ_STREAM_LIMIT); /* nobody silent for an hour */
+	CHECK(op_seqtrack_observe(t, 2, 2, 3) == OP_SEQ_IN_ORDER);
+	fake_now += 3000 * SEC + 1;
+	CHECK(op_seqtrack_observe(t, 3, 0, 4) == OP_SEQ_FIRST); /* 1 silent 3,600 s: forgotten */
+	op_seqtrack_get_stats(t, &st);
+	CHECK(st.forgotten == 1 && st.streams == 2 && st.stream_limit == 1);
+	CHECK(op_seqtrack_observe(t, 2, 3, 5) == OP_SEQ_IN_ORDER && op_seqtrack_observe(t, 3, 1, 5) == OP_SEQ_IN_ORDER);
+	struct seen m7 = {0}; /* a forgotten stream passes on no mark */
+	CHECK(op_seqtrack_marks(t, collect, &m7) == 2 && m7.stream[0] != 1 && m7.stream[1] != 1);
+	CHECK(op_seqtrack_observe(t, 1, 2, 5) == OP_SEQ_STREAM_LIMIT); /* 2 and 3 send */
+	op_seqtrack_close(t);
+	CHECK(op_seqtrack_open(64, 128, &t) == 0);
+	op_seqtrack_set_clock(t, fake_clock);
+	int lost = 0;
+	for (uint32_t run = 0; run < 1000; run++) {
+		fake_now += 3601 * SEC; /* each run an hour and more after the last */
+		/* two home slots of the 128, in no regular order: long probe runs, and a forgotten
+		 * entry's slot not always taken again by the next new one */
+		uint32_t id = run * 128u + ((run * 2654435761u >> 28) & 1 ? 3 : 70);
+		lost += op_seqtrack_observe(t, id, 0, 1) != OP_SEQ_FIRST;
+		lost += op_seqtrack_observe(t, 5, run, 1 + run) != (run ? OP_SEQ_IN_ORDER : OP_SEQ_FIRST);
+		for (uint32_t back = 1; back <= 40 && back <= run; back++) /* the last 40 runs, still known */
+			lost += op_seqtrack_observe(t, (run - back) * 128u + (((run - back) * 2654435761u >> 28) & 1 ? 3 : 70), 0,
+						    1) != OP_SEQ_DUPLICATE;
+	}
+	op_seqtrack_get_stats(t, &st);
+	CHECK(lost == 0 && st.streams == 64 && st.forgotten == 1001 - 64 && st.stream_limit == 0);
 	op_seqtrack_close(t);
 	return check_finish("test_seqtrack");
 }
