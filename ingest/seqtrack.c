@@ -240,6 +240,38 @@ static int run_step(stream *s, uint64_t seq, int back)
 	return s->run_next - s->run_from >= OP_SEQ_CONFIRM;
 }
 
+/* seq, below next, may start or carry on a numbering started again: taken as new until
+ * OP_SEQ_CONFIRM in a row confirm it, then followed (the old numbering's range kept, so that
+ * its events sent again stay too old). */
+static int back_run(op_seqtrack *t, stream *s, uint32_t id, uint64_t seq, uint64_t time_ns)
+{
+	if (s->run_back && seq >= s->run_from && seq < s->run_next) {
+		t->st.duplicates++;
+		return OP_SEQ_DUPLICATE;
+	}
+	if (!run_step(s, seq, 1)) {
+		t->st.ahead++;
+		return OP_SEQ_AHEAD;
+	}
+	t->st.restarts++;
+	t->st.last_restart_stream = id;
+	t->st.last_restart_from = s->next;
+	t->st.last_restart_to = s->run_from;
+	t->st.last_restart_lone = !s->settled;
+	s->settled = 1;
+	s->old_lo = s->first < s->run_next ? s->run_next : s->first; /* (never the new run's numbers) */
+	s->old_hi = s->next;
+	s->old_ns = s->newest_ns;
+	memset(s->bits, 0, t->words * sizeof(uint64_t));
+	for (uint64_t q = s->run_from; q < s->run_next; q++)
+		bit_set(t, s, q, 1);
+	s->next = s->run_next;
+	s->first = s->run_from;
+	s->run_from = s->run_next = 0;
+	took(s, time_ns);
+	return OP_SEQ_RESTART;
+}
+
 int op_seqtrack_observe(op_seqtrack *t, uint32_t id, uint64_t seq, uint64_t time_ns)
 {
 	uint64_t window = (uint64_t)t->words * 64;
@@ -319,32 +351,15 @@ int op_seqtrack_observe(op_seqtrack *t, uint32_t id, uint64_t seq, uint64_t time
 			t->st.too_old++;
 			return OP_SEQ_TOO_OLD;
 		}
-		if (s->run_back && seq >= s->run_from && seq < s->run_next) {
-			t->st.duplicates++;
-			return OP_SEQ_DUPLICATE;
-		}
-		if (!run_step(s, seq, 1)) {
-			t->st.ahead++;
-			return OP_SEQ_AHEAD;
-		}
-		t->st.restarts++;
-		t->st.last_restart_stream = id;
-		t->st.last_restart_from = s->next;
-		t->st.last_restart_to = s->run_from;
-		t->st.last_restart_lone = !s->settled;
-		s->settled = 1;
-		s->old_lo = s->first < s->run_next ? s->run_next : s->first; /* (never the new run's numbers) */
-		s->old_hi = s->next;
-		s->old_ns = s->newest_ns;
-		memset(s->bits, 0, t->words * sizeof(uint64_t));
-		for (uint64_t q = s->run_from; q < s->run_next; q++)
-			bit_set(t, s, q, 1);
-		s->next = s->run_next;
-		s->first = s->run_from;
-		s->run_from = s->run_next = 0;
-		took(s, time_ns);
-		return OP_SEQ_RESTART;
+		return back_run(t, s, id, seq, time_ns);
 	}
+	/* A number seen already, newer than anything the stream sent (an event sent again repeats
+	 * its time): a numbering started again less than a window below, followed like one far
+	 * below. Before, its events up to the old place (up to a window of them) were refused as
+	 * duplicates: a readout rebooting within its first 4,096 events, or rebooting again soon
+	 * after a restart. */
+	if (bit_get(t, s, seq) && s->newest_known && time_ns > s->newest_ns)
+		return back_run(t, s, id, seq, time_ns);
 	/* an event of the numbering in force, even one seen already, ends an unconfirmed run: a
 	 * restarted ingest replays its log through a tracker that has seen the events before its
 	 * last report, and must not confirm a run their arrival had kept from confirming live */

@@ -208,11 +208,33 @@ def test_detector_restart(bindir):
     want = {(q, t0 + q * 1000) for q in range(first)} | {(q, t1 + q * 1000) for q in range(again)}
     check(len(rows) == len(want) and keys == want, "north holds %d rows, %d of the %d events sent once each"
           % (len(rows), len(keys & want), len(want)))
-    said = [x for x in a.log_text().splitlines() if "started its numbering again" in x]
+    said = [x for x in a.log_text().splitlines() if "stream 44 started its numbering again" in x]
     check(len(said) == 1 and "stream 44 started its numbering again at 0 (it was at 5000" in said[0],
           "the journal does not say the stream restarted: %s" % said)
     print("detector restarted at 0: %d + %d events stored, 10 old ones sent again refused, and 10 more after "
           "ingest restarted; %s" % (first, again, said[0].split("WARN: ")[-1]))
+    # A readout that reboots within its first 4,096 events (stream 47, at 300): its numbers were
+    # seen, its times are newer. Before, its events up to 300 were refused as duplicates.
+    before = a.status()["events"]["stored"]
+    s = ctx.socket(zmq.PUSH)
+    s.connect(a.endpoint)
+    near = 300
+
+    def send47(seq, t):
+        s.send(pub_events.encode_event(stream_id=47, sequence=seq, detector_time_ns=t, pulses=pulses))
+    for q in range(near):
+        send47(q, t0 + q * 1000)
+    for q in range(near):
+        send47(q, t1 + q * 1000)
+    s.close(linger=5000)
+    a.wait(lambda: a.status()["events"]["stored"] >= before + 2 * near, 60, "stream 47's second numbering stored")
+    c = a.status()["stages"]["ingest"]["counters"]
+    check(a.status()["events"]["stored"] == before + 2 * near and c["sequence_restarts"] == 2 and
+          c["rejected_duplicate"] == 0, "stream 47 restarted at 300: stored %d of %d, sequence_restarts %s, "
+          "rejected_duplicate %s" % (a.status()["events"]["stored"] - before, 2 * near, c.get("sequence_restarts"),
+                                     c.get("rejected_duplicate")))
+    a.wait_delivered(before + 2 * near)
+    print("stream 47 restarted at 0 after %d events: all %d stored and north" % (near, 2 * near))
     check(a.stop() == 0, "outpostd did not stop cleanly")
 
 

@@ -291,6 +291,26 @@ int main(void)
 	CHECK(st.restarts == 1 && st.too_old == 9);
 	op_seqtrack_close(t);
 
+	/* A numbering started again less than a window below (a readout rebooting within its first
+	 * 4,096 events): its numbers were seen, but its times are newer than any the stream sent,
+	 * where an event sent again repeats its time. Followed once four in a row confirm it;
+	 * before, its events up to the old place were refused as duplicates. */
+	CHECK(op_seqtrack_open(4, 128, &t) == 0);
+	for (uint64_t q = 0; q < 100; q++)
+		CHECK(op_seqtrack_observe(t, 4, q, 1000 + q) != OP_SEQ_DUPLICATE);
+	CHECK(op_seqtrack_observe(t, 4, 50, 1050) == OP_SEQ_DUPLICATE); /* sent again: its own time */
+	CHECK(op_seqtrack_observe(t, 4, 0, 9000) == OP_SEQ_AHEAD);       /* the reboot */
+	CHECK(op_seqtrack_observe(t, 4, 60, 1060) == OP_SEQ_DUPLICATE); /* the old numbering: run ends */
+	for (uint64_t q = 0; q < 4; q++)
+		CHECK(op_seqtrack_observe(t, 4, q, 9000 + q) == (q < 3 ? OP_SEQ_AHEAD : OP_SEQ_RESTART));
+	for (uint64_t q = 4; q < 150; q++)
+		CHECK(op_seqtrack_observe(t, 4, q, 9000 + q) == OP_SEQ_IN_ORDER);
+	CHECK(op_seqtrack_observe(t, 4, 70, 1070) == OP_SEQ_TOO_OLD); /* the old numbering's, sent again */
+	CHECK(op_seqtrack_observe(t, 4, 140, 9140) == OP_SEQ_DUPLICATE); /* the new one's */
+	op_seqtrack_get_stats(t, &st);
+	CHECK(st.restarts == 1 && st.last_restart_from == 100 && st.last_restart_to == 0 && st.too_old == 1);
+	op_seqtrack_close(t);
+
 	/* A full table forgets the stream silent longest, once silent for an hour, to take a new
 	 * one: a detector that starts each run on a new stream id is not refused from its
 	 * max_streams+1-th run on. Streams that still send are never forgotten, and every stream
