@@ -329,10 +329,10 @@ static void handle_ctl(ingest *g, uint64_t now_ns)
 static void add_mark(void *ctx, const op_seqtrack_mark *m)
 {
 	op_stage_ctx *s = ctx;
-	char line[128];
-	snprintf(line, sizeof(line), "%u %llu %llu %llu %llu %llu", m->stream, (unsigned long long)m->next,
+	char line[160];
+	snprintf(line, sizeof(line), "%u %llu %llu %llu %llu %llu %llu", m->stream, (unsigned long long)m->next,
 		 (unsigned long long)m->newest_ns, (unsigned long long)m->old_lo, (unsigned long long)m->old_hi,
-		 (unsigned long long)m->old_ns);
+		 (unsigned long long)m->old_ns, (unsigned long long)m->silent_ns);
 	op_report_line(s, "m", line);
 }
 
@@ -370,11 +370,12 @@ static void put_mark(marks *mk, const op_seqtrack_mark *m, int replace)
 
 /* The supervisor's file: "pred <incarnation> <report>" (when there was a predecessor that
  * reported), then per stream from that report "<stream> <next> <newest detector time>
- * <old_lo> <old_hi> <old time>" (ingest/seqtrack.h; the fields after next may be missing). */
+ * <old_lo> <old_hi> <old time> <silent ns>" (ingest/seqtrack.h; the fields after next may be
+ * missing). */
 static void load_marks(const op_config *cfg, marks *mk)
 {
-	char path[OP_CFG_STR + 32], line[160];
-	unsigned long long a, b, v[5];
+	char path[OP_CFG_STR + 32], line[200];
+	unsigned long long a, b, v[6];
 	unsigned stream;
 
 	snprintf(path, sizeof(path), "%s/ingest-marks", cfg->run_dir);
@@ -387,8 +388,9 @@ static void load_marks(const op_config *cfg, marks *mk)
 			mk->pred_incarnation = a;
 			mk->pred_report = b;
 			mk->have_pred = 1;
-		} else if (sscanf(line, "%u %llu %llu %llu %llu %llu", &stream, &v[0], &v[1], &v[2], &v[3], &v[4]) >= 2) {
-			op_seqtrack_mark m = {stream, v[0], v[1], v[2], v[3], v[4]};
+		} else if (sscanf(line, "%u %llu %llu %llu %llu %llu %llu", &stream, &v[0], &v[1], &v[2], &v[3], &v[4],
+				  &v[5]) >= 2) {
+			op_seqtrack_mark m = {stream, v[0], v[1], v[2], v[3], v[4], v[5]};
 			put_mark(mk, &m, 0);
 		}
 	}

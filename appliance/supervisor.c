@@ -257,10 +257,11 @@ static void handle_report(sup *s, char *msg)
 			snprintf(r->backend, sizeof(r->backend), "%s", line + 10);
 		} else if (line[0] == 'm' && line[1] == ' ') {
 			unsigned stream;
-			unsigned long long v[5] = {0};
-			if (sscanf(line + 2, "%u %llu %llu %llu %llu %llu", &stream, &v[0], &v[1], &v[2], &v[3], &v[4]) >= 2 &&
+			unsigned long long v[6] = {0};
+			if (sscanf(line + 2, "%u %llu %llu %llu %llu %llu %llu", &stream, &v[0], &v[1], &v[2], &v[3], &v[4],
+				   &v[5]) >= 2 &&
 			    s->nmarks < 4096)
-				s->marks[s->nmarks++] = (op_seqtrack_mark){stream, v[0], v[1], v[2], v[3], v[4]};
+				s->marks[s->nmarks++] = (op_seqtrack_mark){stream, v[0], v[1], v[2], v[3], v[4], v[5]};
 		} else if (sscanf(line, "incarnation %llu", &u) == 1) {
 			if (r->reported && u != r->incarnation)
 				fold_incarnation(r);
@@ -367,9 +368,10 @@ static void fill_marks(sup *s, FILE *f)
 	if (g->reported) /* the ingest before this one, and the last report of it we have */
 		fprintf(f, "pred %llu %llu\n", (unsigned long long)g->incarnation, (unsigned long long)g->report_seq);
 	for (uint32_t i = 0; i < s->nmarks; i++)
-		fprintf(f, "%u %llu %llu %llu %llu %llu\n", s->marks[i].stream, (unsigned long long)s->marks[i].next,
+		fprintf(f, "%u %llu %llu %llu %llu %llu %llu\n", s->marks[i].stream, (unsigned long long)s->marks[i].next,
 			(unsigned long long)s->marks[i].newest_ns, (unsigned long long)s->marks[i].old_lo,
-			(unsigned long long)s->marks[i].old_hi, (unsigned long long)s->marks[i].old_ns);
+			(unsigned long long)s->marks[i].old_hi, (unsigned long long)s->marks[i].old_ns,
+			(unsigned long long)s->marks[i].silent_ns);
 }
 
 /* Before ingest starts: the marks of its predecessor's last report (stage_ingest.c). */

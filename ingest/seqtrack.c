@@ -258,10 +258,16 @@ static int back_run(op_seqtrack *t, stream *s, uint32_t id, uint64_t seq, uint64
 	t->st.last_restart_from = s->next;
 	t->st.last_restart_to = s->run_from;
 	t->st.last_restart_lone = !s->settled;
+	if (s->settled) {
+		s->old_lo = s->first < s->run_next ? s->run_next : s->first; /* (never the new run's numbers) */
+		s->old_hi = s->next;
+		s->old_ns = s->newest_ns;
+	} else { /* a lone wild event leaves no range: its time, beyond the real ones, would make a
+		  * real event of its number too old; that event sent again is taken (the store
+		  * removes the copy) */
+		s->old_lo = s->old_hi = s->old_ns = 0;
+	}
 	s->settled = 1;
-	s->old_lo = s->first < s->run_next ? s->run_next : s->first; /* (never the new run's numbers) */
-	s->old_hi = s->next;
-	s->old_ns = s->newest_ns;
 	memset(s->bits, 0, t->words * sizeof(uint64_t));
 	for (uint64_t q = s->run_from; q < s->run_next; q++)
 		bit_set(t, s, q, 1);
@@ -315,8 +321,13 @@ int op_seqtrack_observe(op_seqtrack *t, uint32_t id, uint64_t seq, uint64_t time
 				t->st.ahead++;
 				return OP_SEQ_AHEAD;
 			}
-			/* confirmed: the stream moved on; what it skipped is missing */
-			t->st.gap_events_total += s->run_from - s->next;
+			/* confirmed: the stream moved on; what it skipped is missing (unless where it was
+			 * came from a lone first event, maybe wild: a zero header's 0 before 10^12 would
+			 * count 10^12 events lost) */
+			if (s->settled)
+				t->st.gap_events_total += s->run_from - s->next;
+			else
+				s->first = s->run_from;
 			t->st.jumps++;
 			memset(s->bits, 0, t->words * sizeof(uint64_t));
 			for (uint64_t q = s->run_from; q < s->run_next; q++)
@@ -403,12 +414,16 @@ int op_seqtrack_seed(op_seqtrack *t, const op_seqtrack_mark *m)
 	s->old_lo = m->old_lo;
 	s->old_hi = m->old_hi;
 	s->old_ns = m->old_ns;
+	/* its silence goes on: seeded as heard from now, every stream of a full table passed on by
+	 * the previous ingest would have kept new streams out for an hour */
+	s->seen_ns = s->seen_ns > m->silent_ns ? s->seen_ns - m->silent_ns : 0;
 	return 0;
 }
 
 uint32_t op_seqtrack_marks(const op_seqtrack *t, void (*fn)(void *ctx, const op_seqtrack_mark *m), void *ctx)
 {
 	uint32_t n = 0;
+	const uint64_t now = t->clock();
 
 	for (uint32_t i = 0; i < t->slots; i++) {
 		if (!t->tab[i].used)
@@ -417,7 +432,8 @@ uint32_t op_seqtrack_marks(const op_seqtrack *t, void (*fn)(void *ctx, const op_
 		if (!s->settled)
 			continue; /* one event, maybe wild: the next ingest starts the stream afresh */
 		op_seqtrack_mark m = {.stream = s->id, .next = s->next, .newest_ns = s->newest_known ? s->newest_ns : 0,
-				      .old_lo = s->old_lo, .old_hi = s->old_hi, .old_ns = s->old_ns};
+				      .old_lo = s->old_lo, .old_hi = s->old_hi, .old_ns = s->old_ns,
+				      .silent_ns = now > s->seen_ns ? now - s->seen_ns : 0};
 		fn(ctx, &m);
 		n++;
 	}

@@ -75,6 +75,7 @@ typedef struct op_seqtrack_mark {
 	uint64_t newest_ns;      /* the detector time of the event that last moved next (0: unknown) */
 	uint64_t old_lo, old_hi; /* the numbering a restart left, [old_lo, old_hi) (equal: none), */
 	uint64_t old_ns;         /* and its newest time: its events sent again are too old */
+	uint64_t silent_ns;      /* how long the stream had been silent when the mark was taken */
 } op_seqtrack_mark;
 int op_seqtrack_seed(op_seqtrack *t, const op_seqtrack_mark *m);
 /* Calls fn for every settled stream's mark (one whose first event is not all of its numbering

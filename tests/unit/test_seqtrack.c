@@ -29,6 +29,18 @@ static uint64_t fake_clock(void)
 	return fake_now;
 }
 
+/* op_seqtrack_marks → op_seqtrack_seed, as an ingest restart passes them on */
+struct seed_ctx {
+	op_seqtrack *into;
+	int failed;
+};
+
+static void seed_into(void *ctx, const op_seqtrack_mark *m)
+{
+	struct seed_ctx *sa = ctx;
+	sa->failed += op_seqtrack_seed(sa->into, m) != 0;
+}
+
 static int seed(op_seqtrack *t, uint32_t stream, uint64_t next, uint64_t newest_ns)
 {
 	op_seqtrack_mark m = {.stream = stream, .next = next, .newest_ns = newest_ns};
@@ -266,10 +278,11 @@ int main(void)
 	/* A wild first event — its number and its time both far beyond the real ones — does not
 	 * settle the stream: four real events in a row far below it are followed whatever their
 	 * times (before, every real event was too old, and its mark kept it so after an ingest
-	 * restart). The wild one sent again is too old; a stream settled by a second event still
-	 * refuses a burst of old events; a lone first event passes on no mark. */
+	 * restart). It leaves no old range: the real event of its number, reached later with an
+	 * older time, is taken. A stream settled by a second event still refuses a burst of old
+	 * events; a lone first event passes on no mark. */
 	CHECK(op_seqtrack_open(4, 128, &t) == 0);
-	const uint64_t wild = 1000000000000ull, wild_ns = UINT64_MAX / 2;
+	const uint64_t wild = 1000, wild_ns = UINT64_MAX / 2;
 	CHECK(op_seqtrack_observe(t, 6, wild, wild_ns) == OP_SEQ_FIRST);
 	struct seen m6 = {0};
 	CHECK(op_seqtrack_marks(t, collect, &m6) == 0);
@@ -278,17 +291,30 @@ int main(void)
 	op_seqtrack_get_stats(t, &st);
 	CHECK(st.restarts == 1 && st.last_restart_lone == 1 && st.last_restart_from == wild + 1 && st.last_restart_to == 0);
 	CHECK_EQ_U64(st.too_old, 0);
-	for (uint64_t q = 4; q < 300; q++)
+	for (uint64_t q = 4; q < 1100; q++)
 		CHECK(op_seqtrack_observe(t, 6, q, 5000 + q) == OP_SEQ_IN_ORDER);
-	CHECK(op_seqtrack_observe(t, 6, wild, wild_ns) == OP_SEQ_TOO_OLD);
-	CHECK(op_seqtrack_marks(t, collect, &m6) == 1 && m6.mark[0].next == 300 && m6.mark[0].old_lo == wild &&
-	      m6.mark[0].old_hi == wild + 1);
+	CHECK(op_seqtrack_marks(t, collect, &m6) == 1 && m6.mark[0].next == 1100 && m6.mark[0].old_lo == m6.mark[0].old_hi);
+	op_seqtrack_get_stats(t, &st);
+	CHECK(st.gap_events_total == 0 && st.too_old == 0);
 	CHECK(op_seqtrack_observe(t, 7, 5000, 10000) == OP_SEQ_FIRST);
 	CHECK(op_seqtrack_observe(t, 7, 5001, 10001) == OP_SEQ_IN_ORDER);
 	for (uint64_t q = 0; q < 8; q++) /* settled: old events sent again stay too old */
 		CHECK(op_seqtrack_observe(t, 7, q, 1000 + q) == OP_SEQ_TOO_OLD);
 	op_seqtrack_get_stats(t, &st);
-	CHECK(st.restarts == 1 && st.too_old == 9);
+	CHECK(st.restarts == 1 && st.too_old == 8);
+	/* A wild first event far *below* the real numbering (a zero header's 0): the jump to the
+	 * real one is followed with no gap counted (before: 10^12 events "lost"), and the stream's
+	 * first is the real one's */
+	CHECK(op_seqtrack_observe(t, 8, 0, 1) == OP_SEQ_FIRST);
+	for (uint64_t q = 0; q < 4; q++)
+		CHECK(op_seqtrack_observe(t, 8, wild * wild + q, 100 + q) == (q < 3 ? OP_SEQ_AHEAD : OP_SEQ_AFTER_GAP));
+	CHECK(op_seqtrack_observe(t, 8, wild * wild - 2, 99) == OP_SEQ_LATE); /* before its first: early */
+	op_seqtrack_get_stats(t, &st);
+	CHECK(st.gap_events_total == 0 && st.jumps == 1 && st.early == 1);
+	/* a seeded stream is settled: a burst of old events far below stays too old */
+	CHECK(seed(t, 9, 5000, 10000) == 0);
+	for (uint64_t q = 0; q < 8; q++)
+		CHECK(op_seqtrack_observe(t, 9, q, 500 + q) == OP_SEQ_TOO_OLD);
 	op_seqtrack_close(t);
 
 	/* A numbering started again less than a window below (a readout rebooting within its first
@@ -349,5 +375,53 @@ int main(void)
 	op_seqtrack_get_stats(t, &st);
 	CHECK(lost == 0 && st.streams == 64 && st.forgotten == 1001 - 64 && st.stream_limit == 0);
 	op_seqtrack_close(t);
+
+	/* Forgetting the stream in the table's last slot: the one after it, in slot 0 and at home
+	 * there, stays (the probe run wraps); the forgotten one's bitmap, reused, starts empty
+	 * (an early event of the new stream is not a duplicate of the old one's numbers). */
+	{
+		uint32_t at_end = 0, at_0 = 0; /* ids whose home is slot 127, and slot 0, of 128 */
+		while (((at_end * 2654435761u) & 127) != 127)
+			at_end++;
+		while (((at_0 * 2654435761u) & 127) != 0 || at_0 == 0)
+			at_0++;
+		CHECK(op_seqtrack_open(64, 128, &t) == 0);
+		op_seqtrack_set_clock(t, fake_clock);
+		fake_now = 100 * 3600 * SEC;
+		for (uint64_t q = 0; q < 128; q++) /* every bit of its bitmap set */
+			op_seqtrack_observe(t, at_end, q, 1 + q);
+		fake_now += 2 * 3600 * SEC;
+		CHECK(op_seqtrack_observe(t, at_0, 0, 1) == OP_SEQ_FIRST && op_seqtrack_observe(t, at_0, 1, 2) == OP_SEQ_IN_ORDER);
+		for (uint32_t k = 0; k < 62; k++) /* the rest of the table, away from slots 127 and 0 */
+			CHECK(op_seqtrack_observe(t, 1000 + 2 * k, 0, 1) == OP_SEQ_FIRST);
+		fake_now += 3600 * SEC + 1;
+		CHECK(op_seqtrack_observe(t, 77777, 200, 1) == OP_SEQ_FIRST); /* forgets at_end */
+		op_seqtrack_get_stats(t, &st);
+		CHECK(st.forgotten == 1);
+		CHECK(op_seqtrack_observe(t, at_0, 1, 2) == OP_SEQ_DUPLICATE); /* still known */
+		CHECK(op_seqtrack_observe(t, 77777, 150, 1) == OP_SEQ_LATE);   /* early, not a duplicate */
+		op_seqtrack_close(t);
+	}
+
+	/* A full table passed to the next ingest: each stream's silence goes with its mark, so a
+	 * new stream still takes the place of one silent for an hour (before, seeded as heard from
+	 * that moment, all 64 kept every new stream out for an hour) */
+	{
+		op_seqtrack *full = NULL, *next_t = NULL;
+		CHECK(op_seqtrack_open(64, 128, &full) == 0 && op_seqtrack_open(64, 128, &next_t) == 0);
+		op_seqtrack_set_clock(full, fake_clock);
+		op_seqtrack_set_clock(next_t, fake_clock);
+		for (uint32_t k = 0; k < 64; k++)
+			CHECK(op_seqtrack_observe(full, 500 + k, 0, 1) == OP_SEQ_FIRST &&
+			      op_seqtrack_observe(full, 500 + k, 1, 2) == OP_SEQ_IN_ORDER);
+		fake_now += 10 * 3600 * SEC;
+		struct seed_ctx sa = {next_t, 0};
+		CHECK(op_seqtrack_marks(full, seed_into, &sa) == 64 && sa.failed == 0);
+		CHECK(op_seqtrack_observe(next_t, 9999, 0, 1) == OP_SEQ_FIRST);
+		op_seqtrack_get_stats(next_t, &st);
+		CHECK(st.forgotten == 1 && st.stream_limit == 0 && st.streams == 64);
+		op_seqtrack_close(full);
+		op_seqtrack_close(next_t);
+	}
 	return check_finish("test_seqtrack");
 }
