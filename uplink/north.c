@@ -248,10 +248,30 @@ static void recover(op_north *n)
 	closedir(d);
 }
 
+#define PARTIAL_KEEP_S (30 * 86400)
+/* Transfers in the table idle for a day give back their reservation beyond what they hold
+ * (taken again at their next OFFER): an appliance that evicted a 50 GiB file after 2 MiB of it
+ * arrived would otherwise hold 50 GiB of north's disk for as long as north runs. Idle for
+ * PARTIAL_KEEP_S, they leave the table, and expire_partials removes their file. Hourly. */
+static void release_beyond(partial *p, uint64_t from, uint64_t to);
+static void drop(partial *p);
+static void idle_transfers(op_north *n)
+{
+	const uint64_t now = now_ns();
+	for (uint32_t i = 0; i < n->cfg.max_partials; i++) {
+		partial *p = &n->p[i];
+		if (!p->used || now - p->last_ns < 86400000000000ull)
+			continue;
+		if (now - p->last_ns >= (uint64_t)PARTIAL_KEEP_S * 1000000000ull)
+			drop(p);
+		else if (p->reserved)
+			release_beyond(p, p->offset, p->size);
+	}
+}
+
 /* A partial file no transfer has touched for PARTIAL_KEEP_S (its file was evicted on the
  * appliance, sent again under another name, or its appliance retired) would stay for ever and
  * outside partial_bytes: removed, counted. At start and hourly; never one in progress. */
-#define PARTIAL_KEEP_S (30 * 86400)
 static void expire_partials(op_north *n)
 {
 	DIR *d = opendir(n->pdir);
@@ -473,14 +493,46 @@ static int finish_pending(op_north *n, const char *name)
 
 /*
  * Room on the disk for the whole file, taken at OFFER (the partial's blocks allocated up to its
- * size, its size unchanged): 0, or -ENOSPC. Without it two transfers that each fit, but not
- * together, filled the disk half-way each and were refused at every CHUNK after, neither ever
- * finishing until an operator removed one; and a file that could not fit had its bytes sent
- * over the link up to the point where the disk filled. Now the second is refused at its OFFER,
- * before a byte is sent, and offered again later. A file system without fallocate gets the
- * free space checked instead, less what the other transfers still need.
+ * size, its size unchanged). Without it two transfers that each fit, but not together, filled
+ * the disk half-way each and were refused at every CHUNK after, neither ever finishing until an
+ * operator removed one; and a file that could not fit had its bytes sent over the link up to
+ * the point where the disk filled. Now the second is refused at its OFFER and offered again
+ * later.
+ *
+ * First the free space, less what transfers without a reservation still need and a margin for
+ * what commits write (intents, sidecars, ledger lines: a disk reserved to its last block would
+ * refuse every COMMIT after its bytes arrived): that is all a file system without fallocate
+ * gets. Then fallocate, whose failure gives back what it took (ext4 keeps the blocks a failed
+ * call allocated: they would hold the disk full). 1 when there is room, else 0.
  */
-static int reserve(op_north *n, partial *p, uint64_t size)
+#define ROOM_MARGIN (1ull << 20)
+static int room_for(op_north *n, const partial *self, uint64_t need)
+{
+	struct statvfs fs;
+	if (statvfs(n->pdir, &fs) != 0)
+		return 1; /* cannot tell: a full disk is still refused at CHUNK */
+	uint64_t want = need + ROOM_MARGIN;
+	for (uint32_t i = 0; i < n->cfg.max_partials; i++) {
+		const partial *q = &n->p[i];
+		if (q != self && q->used && !q->reserved && q->size > q->offset)
+			want += q->size - q->offset;
+	}
+	return (uint64_t)fs.f_bavail * fs.f_frsize >= want;
+}
+
+/* Give back a partial's blocks in [from, to), beyond what it holds: punched (tmpfs, XFS), and
+ * cut at its size (ext4 punches nothing past a file's end, but drops those blocks at a
+ * truncate). Best effort: what stays is freed when the partial goes. */
+static void release_beyond(partial *p, uint64_t from, uint64_t to)
+{
+	if (to > from && fallocate(p->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)from, (off_t)(to - from)) != 0)
+		errno = 0;
+	if (ftruncate(p->fd, (off_t)from) != 0)
+		errno = 0;
+	p->reserved = 0;
+}
+
+static int reserve(partial *p, uint64_t size)
 {
 	if (size <= p->offset || p->reserved)
 		return 0;
@@ -488,18 +540,18 @@ static int reserve(op_north *n, partial *p, uint64_t size)
 		p->reserved = 1;
 		return 0;
 	}
-	if (errno == ENOSPC || errno == EDQUOT || errno == EFBIG)
-		return -ENOSPC;
-	struct statvfs fs;
-	if (fstatvfs(p->fd, &fs) != 0)
-		return 0; /* cannot tell: a full disk is still refused at CHUNK */
-	uint64_t need = size - p->offset;
-	for (uint32_t i = 0; i < n->cfg.max_partials; i++) {
-		const partial *q = &n->p[i];
-		if (q != p && q->used && !q->reserved && q->size > q->offset)
-			need += q->size - q->offset;
-	}
-	return (uint64_t)fs.f_bavail * fs.f_frsize < need ? -ENOSPC : 0;
+	if (errno != ENOSPC && errno != EDQUOT && errno != EFBIG)
+		return 0; /* no fallocate here: the free space, checked before, is all there is */
+	release_beyond(p, p->offset, size);
+	return -ENOSPC;
+}
+
+static void no_room(op_north *n, zmq_msg_t *id, const char *name, uint64_t size)
+{
+	char why[160];
+	n->st.offers_no_room++;
+	snprintf(why, sizeof(why), "north disk full: no room for the whole file (%llu bytes)", (unsigned long long)size);
+	reject(n, id, name, why);
 }
 
 static void on_offer(op_north *n, zmq_msg_t *id, const char *name, zmq_msg_t *f, int nf)
@@ -577,6 +629,18 @@ static void on_offer(op_north *n, zmq_msg_t *id, const char *name, zmq_msg_t *f,
 		return;
 	}
 	partial *p = find(n, name);
+	/* room first: a refused offer must not push another transfer out of the table */
+	if (!p || !p->reserved) {
+		/* what the partial holds, or has allocated (a reservation of an earlier life) */
+		uint64_t held = 0;
+		snprintf(path, sizeof(path), "%s/%s.part", n->pdir, name);
+		if (p ? fstat(p->fd, &sb) == 0 : stat(path, &sb) == 0)
+			held = (uint64_t)sb.st_blocks * 512 > (uint64_t)sb.st_size ? (uint64_t)sb.st_blocks * 512 : (uint64_t)sb.st_size;
+		if (size > held && !room_for(n, p, size - held)) {
+			no_room(n, id, name, size);
+			return;
+		}
+	}
 	if (!p) {
 		partial *oldest = NULL;
 		for (uint32_t i = 0; i < n->cfg.max_partials && !p; i++)
@@ -617,16 +681,13 @@ static void on_offer(op_north *n, zmq_msg_t *id, const char *name, zmq_msg_t *f,
 			p->reserved = 0;
 		}
 	}
-	if (reserve(n, p, size) < 0) { /* what a partial holds stays, resumed later; an empty one goes */
-		n->st.offers_no_room++;
-		if (p->offset == 0 && !p->sha[0]) {
+	if (reserve(p, size) < 0) { /* what a partial holds stays, resumed later; an empty one goes */
+		if (p->offset == 0) {
 			drop(p);
 			snprintf(path, sizeof(path), "%s/%s.part", n->pdir, name);
 			unlink(path);
 		}
-		snprintf(why, sizeof(why), "north disk full: no room for the whole file (%llu bytes)",
-			 (unsigned long long)size);
-		reject(n, id, name, why);
+		no_room(n, id, name, size);
 		return;
 	}
 	if (!p->h_open || p->hashed > p->offset) { /* new here, or cut back: hashed from the start */
@@ -940,6 +1001,7 @@ int op_north_step(op_north *n, int timeout_ms)
 
 	if (now_ns() - n->last_expire_ns >= 3600000000000ull) {
 		n->last_expire_ns = now_ns();
+		idle_transfers(n);
 		expire_partials(n);
 	}
 	if (zmq_poll(items, n->zap ? 2 : 1, timeout_ms) < 0)

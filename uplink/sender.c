@@ -16,7 +16,7 @@
  * the tail sets the current file aside (north keeps it) and sends the tail again from there.
  * A file offered behind a tail is sent from offset 0 at once, before north's HAVE (it is new to
  * north: the round trip the HAVE takes would idle the link); a file set aside mid-transfer
- * lately (cut, preempted, rewound) waits for HAVE instead. Should north hold part of a file sent
+ * lately (cut, preempted, rewound) or refused lately waits for HAVE instead. Should north hold part of a file sent
  * this way after all, its HAVE resets the offset and the chunks before it come back as NAKs,
  * ignored: the cost is one window, never a wrong byte (north appends only at its own offset).
  *
@@ -983,7 +983,9 @@ static int offer(op_uplink *u)
 		return 0;
 	}
 	u->have = 0;
-	u->st = u->tail.busy && !was_set_aside(u, u->name) ? SENDING : OFFERED; /* see the notes at the top */
+	/* see the notes at the top; a file north refused lately waits for HAVE too: sent ahead, a
+	 * file refused again ("no room for the whole file") would cost a window of the link each time */
+	u->st = u->tail.busy && !was_set_aside(u, u->name) && !held_entry(u, u->cls, u->name) ? SENDING : OFFERED;
 	u->last_rx_ns = now_ns();
 	return 1;
 }

@@ -76,6 +76,8 @@ def main():
         app2.wait(lambda: "north refused %s: north disk full: no room for the whole file" % names[second]
                   in app2.log_text(), 30, "the second file refused at its offer")
         check(not at_north(second), "both files north on a disk with room for one")
+        check(not os.path.exists(os.path.join(north_dir, ".partial", names[second] + ".part")),
+              "the refused file left an empty partial north")
         check(os.path.exists(os.path.join(app2.state, "outbox", "bulk", names[second])),
               "the refused file left its appliance's outbox")
         print("%s north; %s refused at its offer, still in its outbox" % (names[first], names[second]))
