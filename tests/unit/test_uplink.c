@@ -1333,8 +1333,8 @@ int main(void)
 			(unsigned long long)st.evicted_disk_full, (unsigned long long)st.tombstones);
 		op_uplink_close(u);
 		/* another site (here sharing the outbox) evicts a bulk file of the same name, and the
-		 * first site evicts its own again within the second: three tombstones, none replacing
-		 * another here or north (named by the file alone, the later one replaced the earlier) */
+		 * first site evicts its own again: three tombstones, none replacing another here or
+		 * north (named by the file alone, the later one replaced the earlier) */
 		lc.site = "pole 2"; /* a site name with a character no file name takes */
 		make_file_in("bulk", "local-1.bin", 30000, 0);
 		CHECK(op_uplink_open(ctx, &lc, &u) == 0);
