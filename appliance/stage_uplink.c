@@ -195,6 +195,7 @@ int op_stage_uplink(op_stage_ctx *s)
 			op_report_counter(s, "resumes", st.resumes);
 			op_report_counter(s, "timeouts", st.timeouts);
 			op_report_counter(s, "rejected", st.rejected);
+			op_report_counter(s, "refused_files_only", st.refused_files_only);
 			op_report_counter(s, "quarantined", st.quarantined);
 			op_report_gauge(s, "files_pending", (double)st.files_pending);
 			op_report_gauge(s, "link_up", st.link_up);
@@ -212,6 +213,7 @@ int op_stage_uplink(op_stage_ctx *s)
 			op_report_counter(s, "tombstones_failed", st.tombstones_failed);
 			op_report_counter(s, "leftovers_removed", st.leftovers_removed);
 			op_report_gauge(s, "files_held", (double)st.files_held);
+			op_report_gauge(s, "files_refused", (double)st.files_refused);
 			op_report_gauge(s, "refusals_running", (double)st.refusals_running);
 			op_report_gauge(s, "spaced_s", st.spaced_s);
 			if (st.last_refusal[0])

@@ -997,6 +997,11 @@ static void status_text(sup *s, sbuf *b)
 		sb_printf(b, "         NORTH REFUSING FILES: %.0f refused since its last confirmation, the last: %s; "
 			     "the next file %s\n",
 			  gauge_of(up_, "refusals_running"), up_->refusal[0] ? up_->refusal : "(no reason reported)", next);
+	} else if (s->cfg->uplink_north[0] && gauge_of(up_, "files_refused") > 0) {
+		/* refusals about a file alone (its name taken by another site's file): north takes the
+		 * others, and the operator has a file to rename */
+		sb_printf(b, "         FILES NORTH REFUSES: %.0f, offered again up to hourly (rename them); the last: %s\n",
+			  gauge_of(up_, "files_refused"), up_->refusal[0] ? up_->refusal : "(no reason reported)");
 	}
 	if (counter_of(up_, "evicted_disk_full") + counter_of(up_, "evicted_expired") || gauge_of(up_, "disk_free") > 0) {
 		double days = gauge_of(up_, "disk_days_to_full");

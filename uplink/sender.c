@@ -140,6 +140,7 @@ struct op_uplink {
 				 * for eviction either; a file north refused stays evictable */
 		uint32_t count;
 		uint64_t until;
+		int own_fault;  /* north's last refusal of it was about the file alone (about_the_file) */
 	} held[16];
 	char aside[4][OP_XFER_NAME_MAX + 1]; /* files set aside mid-transfer lately: north may hold part */
 	int aside_next;
@@ -394,9 +395,11 @@ void op_uplink_get_stats(const op_uplink *u, op_uplink_stats *out)
 {
 	*out = u->stats;
 	const uint64_t now = now_ns();
-	out->files_held = 0;
-	for (int i = 0; i < 16; i++)
+	out->files_held = out->files_refused = 0;
+	for (int i = 0; i < 16; i++) {
 		out->files_held += u->held[i].count && now < u->held[i].until;
+		out->files_refused += u->held[i].count && u->held[i].own_fault;
+	}
 	out->refusals_running = u->refusals;
 	out->spaced_s = now < u->spaced_until_ns ? (double)(u->spaced_until_ns - now) / 1e9 : 0;
 	/* sent and never acknowledged, beyond what is on the way now: lost in cuts, refused, or
@@ -1357,6 +1360,18 @@ static int sha_in(zmq_msg_t *f, int nf, const char *sha)
  * damaged after its check is then quarantined, not resent for ever). The count of files held
  * now is in the stats; a file that north confirms, or that leaves outbox/, is forgotten.
  */
+/* North's reasons that are about the file alone (docs/uplink-protocol.md): its name held by
+ * another appliance's file or transfer. They say nothing about north, so they neither space the
+ * offers of other files nor hold alerts back: the file alone is held (hold()). Before, a site's
+ * bulk file whose name another site had taken spaced every offer after each of its hourly
+ * refusals and, were it an alert, held the alerts back too. (A file over north's size limit is
+ * not one of them: a limit set too low refuses every segment, one after another, and the
+ * spacing is what keeps that from taking the link.) */
+static int about_the_file(const char *why)
+{
+	return !strncmp(why, "name taken:", 11) || !strncmp(why, "name in use:", 12);
+}
+
 static void refused(op_uplink *u, int cls, const char *name, int rejected, const zmq_msg_t *why)
 {
 	/* north's reason, kept for the journal (printable characters only: it comes off the wire) */
@@ -1371,11 +1386,24 @@ static void refused(op_uplink *u, int cls, const char *name, int rejected, const
 		r[i] = 0;
 	}
 	snprintf(u->stats.last_refusal, sizeof(u->stats.last_refusal), "%s: %s", name, r[0] ? r : "no reason given");
+	/* every hold taken (16 files refused lately): the next refused file pushes one out, which is
+	 * offered again at once; then even a refusal about a file alone spaces the offers */
+	int holds_full = 1;
+	for (int i = 0; i < 16; i++)
+		holds_full &= u->held[i].count && u->held[i].until > now_ns();
 	hold(u, cls, name, 0);
+	struct held *h = held_entry(u, cls, name);
+	if (h)
+		h->own_fault = rejected && about_the_file(r);
 	for (int i = 0; i < 8; i++) /* checked again before it is offered again */
 		if (!strcmp(u->verified[i].name, name))
 			u->verified[i].name[0] = 0;
 	u->stats.rejected++;
+	if (rejected && about_the_file(r) && !holds_full) {
+		u->stats.refused_files_only++;
+		reset(u, u->cfg.retry_ns);
+		return;
+	}
 	/* Refusals, of any files, since north last confirmed one say more about north than about a
 	 * file (its disk full, its syncs failing and offers paused): the next file starts after
 	 * uplink.retry doubled with each of them, up to 15 minutes (never less than uplink.retry).

@@ -80,6 +80,8 @@ typedef struct op_uplink_stats {
 	uint64_t evicted_expired, evicted_disk_full, evicted_bytes, tombstones, tombstones_failed;
 	uint64_t leftovers_removed; /* a crash's .tmp files and orphaned sidecars removed (sender.c) */
 	uint64_t files_held;        /* refused by north lately, held back while the others go (refused()) */
+	uint64_t files_refused;     /* of the files north refused, those refused about the file alone (its name
+				     * taken): waiting here until renamed; forgotten once north confirms them or they go */
 	uint64_t quarantine_failed; /* files that did not match their sidecar and could not be moved */
 	uint64_t replaced_while_sent; /* confirmed files whose name held a new file by then: the new one stays */
 	uint64_t disk_free;   /* bytes free on the outbox's file system at the last check */
@@ -96,7 +98,8 @@ typedef struct op_uplink_stats {
 	int quota_parked;           /* no connection: the quota has no room for one until UTC midnight */
 	uint64_t rate_waits;        /* times a chunk waited for the cap */
 	uint64_t alerts_stalled;    /* alerts set aside mid-transfer: the day's quota could not carry the rest */
-	uint64_t refusals_running;  /* north's refusals since it last confirmed a file */
+	uint64_t refusals_running;  /* north's refusals since it last confirmed a file (not those about the file alone) */
+	uint64_t refused_files_only; /* refusals about the file alone (its name taken, its size): the file held, nothing spaced */
 	double spaced_s;            /* after them, seconds until the next file may start (0: none) */
 	uint64_t alert_reserve;     /* of the daily quota, kept for alerts (the configured, at most half) */
 	char last_refusal[240];     /* "NAME: north's reason" of the last refusal ("" before any) */

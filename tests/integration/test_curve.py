@@ -130,6 +130,19 @@ def main():
         check(sha_file(held) == mine, "north's calib.tar is no longer site-a's")
         check(os.path.exists(os.path.join(b.state, "outbox", "bulk", "calib.tar")),
               "site-b's refused calib.tar left its outbox")
+        # a refusal about the file alone: site-b's other files are not spaced, its status does
+        # not say north refuses files, but that one is held and why
+        b.wait(lambda: b.status()["stages"]["uplink"]["gauges"]["files_refused"] == 1, 10,
+               "site-b's status to count its refused file")
+        g = b.status()["stages"]["uplink"]["gauges"]
+        check(g["refusals_running"] == 0 and g["spaced_s"] == 0 and g["files_refused"] == 1,
+              "site-b after a name conflict: refusals_running %s, spaced_s %s, files_refused %s"
+              % (g["refusals_running"], g["spaced_s"], g["files_refused"]))
+        st = b.ctl("status")[1]
+        check("NORTH REFUSING FILES" not in st and "FILES NORTH REFUSES: 1, offered again up to hourly (rename them); "
+              "the last: calib.tar: name taken" in st, "site-b's status after a name conflict:\n%s" % st)
+        b.sim("--count", "300", "--stream", "9")
+        b.wait(lambda: north_rows_from("site-b") >= 1300, 60, "site-b's next events north after the conflict")
         print("one name from two sites: north kept site-a's calib.tar; site-b's journal: %s" %
               [x for x in b.log_text().splitlines() if taken in x][0].split("WARN: ")[-1])
 
