@@ -430,8 +430,13 @@ static void take_over(void *ctx, const uint8_t *msg, size_t len, int live)
 	 * had confirmed is followed (its events are not counted as missing again), and an event it
 	 * took as "ahead" (unconfirmed, ingest/seqtrack.h) does not become the starting point, which
 	 * would make every real event after it too old. */
+	/* No tracker for it: a stream already marked moves on. One only the log knows starts
+	 * afresh in the next ingest: its first event may be wild (ingest/seqtrack.h), and marked
+	 * from it the stream would refuse every real event after it as too old. */
 	if (!t->seq || op_seqtrack_observe(t->seq, h.stream_id, h.sequence, h.detector_time_ns) == OP_SEQ_STREAM_LIMIT)
-		put_mark(t->mk, &(op_seqtrack_mark){.stream = h.stream_id, .next = h.sequence + 1}, 0);
+		for (uint32_t i = 0; i < t->mk->n; i++)
+			if (t->mk->m[i].stream == h.stream_id && h.sequence + 1 > t->mk->m[i].next)
+				t->mk->m[i].next = h.sequence + 1;
 	if (!live)
 		return;
 	if (hold(g, &h, msg, len) < 0)
