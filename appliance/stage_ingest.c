@@ -573,7 +573,6 @@ static void report(ingest *g, op_receiver *r, uint64_t progress, int idle)
 	}
 	op_report_gauge(s, "streams", (double)st.seq.streams);
 	op_report_counter(s, "streams_forgotten", st.seq.forgotten);
-	op_seqtrack_marks(op_receiver_seqtrack(r), add_mark, s);
 	op_report_counter(s, "recovered", g->recovered);
 	op_report_counter(s, "pred_accepted", g->pred_accepted);
 	op_report_counter(s, "pred_stored", g->pred_stored);
@@ -586,6 +585,8 @@ static void report(ingest *g, op_receiver *r, uint64_t progress, int idle)
 	char seq[24];
 	snprintf(seq, sizeof(seq), "%llu", (unsigned long long)++g->report_seq);
 	op_report_line(s, "rseq", seq);
+	/* the marks last: should they ever outgrow the report, what is cut is theirs alone */
+	op_seqtrack_marks(op_receiver_seqtrack(r), add_mark, s);
 	op_wal_report(g->wal, g->report_seq);
 	op_wal_flush(g->wal, g->tail);
 	op_report_send(s);

@@ -116,7 +116,10 @@ int op_stage_uplink(op_stage_ctx *s)
 		if (st.files_confirmed != prev.files_confirmed)
 			op_info("north confirmed %llu segment(s) in total, %llu bytes",
 				(unsigned long long)st.files_confirmed, (unsigned long long)st.bytes_confirmed);
-		if (st.rejected != prev.rejected) /* spaced by the sender: at most one a uplink.retry, doubling */
+		if (st.refused_files_only != prev.refused_files_only) /* per file: up to hourly each */
+			op_warn("north refused %s; that file is held alone, offered again up to hourly: rename it",
+				st.last_file_refusal);
+		else if (st.rejected != prev.rejected) /* spaced by the sender: at most one a uplink.retry, doubling */
 			op_warn("north refused %s (%llu refused since north last confirmed a file)", st.last_refusal,
 				(unsigned long long)st.refusals_running);
 		if (st.quarantined != prev.quarantined)
@@ -218,6 +221,8 @@ int op_stage_uplink(op_stage_ctx *s)
 			op_report_gauge(s, "spaced_s", st.spaced_s);
 			if (st.last_refusal[0])
 				op_report_line(s, "t refusal", st.last_refusal);
+			if (st.last_file_refusal[0])
+				op_report_line(s, "t file_refusal", st.last_file_refusal);
 			op_report_counter(s, "quarantine_failed", st.quarantine_failed);
 			op_report_counter(s, "replaced_while_sent", st.replaced_while_sent);
 			op_report_gauge(s, "last_error", -st.last_error);

@@ -102,6 +102,7 @@ typedef struct stage_rec {
 	int nkv;
 	char model[64], backend[64]; /* infer: "t model …", "t backend …" report lines */
 	char refusal[240];           /* uplink: "t refusal …", north's last reason for refusing a file */
+	char file_refusal[240];      /* uplink: "t file_refusal …", the last about a file alone */
 	uint64_t report_seq;         /* ingest: "rseq N", the number of its last report */
 	int last_exit_status;
 } stage_rec;
@@ -251,6 +252,8 @@ static void handle_report(sup *s, char *msg)
 			r->report_seq = u;
 		} else if (!strncmp(line, "t model ", 8)) {
 			snprintf(r->model, sizeof(r->model), "%s", line + 8);
+		} else if (!strncmp(line, "t file_refusal ", 15)) {
+			snprintf(r->file_refusal, sizeof(r->file_refusal), "%s", line + 15);
 		} else if (!strncmp(line, "t refusal ", 10)) {
 			snprintf(r->refusal, sizeof(r->refusal), "%s", line + 10);
 		} else if (!strncmp(line, "t backend ", 10)) {
@@ -1001,7 +1004,7 @@ static void status_text(sup *s, sbuf *b)
 		/* refusals about a file alone (its name taken by another site's file): north takes the
 		 * others, and the operator has a file to rename */
 		sb_printf(b, "         FILES NORTH REFUSES: %.0f, offered again up to hourly (rename them); the last: %s\n",
-			  gauge_of(up_, "files_refused"), up_->refusal[0] ? up_->refusal : "(no reason reported)");
+			  gauge_of(up_, "files_refused"), up_->file_refusal[0] ? up_->file_refusal : "(no reason reported)");
 	}
 	if (counter_of(up_, "evicted_disk_full") + counter_of(up_, "evicted_expired") || gauge_of(up_, "disk_free") > 0) {
 		double days = gauge_of(up_, "disk_days_to_full");

@@ -254,6 +254,7 @@ static void recover(op_north *n)
  * arrived would otherwise hold 50 GiB of north's disk for as long as north runs. Idle for
  * PARTIAL_KEEP_S, they leave the table, and expire_partials removes their file. Hourly. */
 static void release_beyond(partial *p, uint64_t from, uint64_t to);
+static void release_fd(int fd, uint64_t from, uint64_t to);
 static void drop(partial *p);
 static void idle_transfers(op_north *n)
 {
@@ -289,8 +290,20 @@ static void expire_partials(op_north *n)
 		for (uint32_t i = 0; i < n->cfg.max_partials; i++)
 			open_now |= n->p[i].used && strlen(n->p[i].name) == l - 5 && !strncmp(n->p[i].name, de->d_name, l - 5);
 		snprintf(path, sizeof(path), "%s/%s", n->pdir, de->d_name);
-		if (open_now || lstat(path, &sb) != 0 || !S_ISREG(sb.st_mode) || difftime(now, sb.st_mtime) < PARTIAL_KEEP_S)
+		if (open_now || lstat(path, &sb) != 0 || !S_ISREG(sb.st_mode))
 			continue;
+		if (difftime(now, sb.st_mtime) < PARTIAL_KEEP_S) {
+			/* outside the table (north restarted, or it was pushed out) and a day untouched:
+			 * its reservation past what it holds is given back */
+			if (difftime(now, sb.st_mtime) >= 86400 && (uint64_t)sb.st_blocks * 512 > (uint64_t)sb.st_size + (1u << 20)) {
+				int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+				if (fd >= 0) {
+					release_fd(fd, (uint64_t)sb.st_size, (uint64_t)sb.st_blocks * 512);
+					close(fd);
+				}
+			}
+			continue;
+		}
 		if (unlink(path) == 0) {
 			n->st.partials_expired++;
 			n->st.partial_bytes_expired += (uint64_t)sb.st_size;
@@ -512,9 +525,10 @@ static int room_for(op_north *n, const partial *self, uint64_t need)
 	if (statvfs(n->pdir, &fs) != 0)
 		return 1; /* cannot tell: a full disk is still refused at CHUNK */
 	uint64_t want = need + ROOM_MARGIN;
-	for (uint32_t i = 0; i < n->cfg.max_partials; i++) {
+	const uint64_t now = now_ns();
+	for (uint32_t i = 0; i < n->cfg.max_partials; i++) { /* (idle a day: given back, not counted) */
 		const partial *q = &n->p[i];
-		if (q != self && q->used && !q->reserved && q->size > q->offset)
+		if (q != self && q->used && !q->reserved && q->size > q->offset && now - q->last_ns < 86400000000000ull)
 			want += q->size - q->offset;
 	}
 	return (uint64_t)fs.f_bavail * fs.f_frsize >= want;
@@ -523,12 +537,24 @@ static int room_for(op_north *n, const partial *self, uint64_t need)
 /* Give back a partial's blocks in [from, to), beyond what it holds: punched (tmpfs, XFS), and
  * cut at its size (ext4 punches nothing past a file's end, but drops those blocks at a
  * truncate). Best effort: what stays is freed when the partial goes. */
+static void release_fd(int fd, uint64_t from, uint64_t to)
+{
+	struct stat sb;
+	int have = fstat(fd, &sb) == 0;
+	if (to > from && fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)from, (off_t)(to - from)) != 0)
+		errno = 0;
+	if (ftruncate(fd, (off_t)from) != 0)
+		errno = 0;
+	if (have) { /* its times as they were: expire_partials goes by the last byte received */
+		struct timespec ts[2] = {sb.st_atim, sb.st_mtim};
+		if (futimens(fd, ts) != 0)
+			errno = 0;
+	}
+}
+
 static void release_beyond(partial *p, uint64_t from, uint64_t to)
 {
-	if (to > from && fallocate(p->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)from, (off_t)(to - from)) != 0)
-		errno = 0;
-	if (ftruncate(p->fd, (off_t)from) != 0)
-		errno = 0;
+	release_fd(p->fd, from, to);
 	p->reserved = 0;
 }
 
@@ -629,6 +655,7 @@ static void on_offer(op_north *n, zmq_msg_t *id, const char *name, zmq_msg_t *f,
 		return;
 	}
 	partial *p = find(n, name);
+	int fresh_slot = 0;
 	/* room first: a refused offer must not push another transfer out of the table */
 	if (!p || !p->reserved) {
 		/* what the partial holds, or has allocated (a reservation of an earlier life) */
@@ -649,10 +676,14 @@ static void on_offer(op_north *n, zmq_msg_t *id, const char *name, zmq_msg_t *f,
 		for (uint32_t i = 0; i < n->cfg.max_partials && !p; i++)
 			if (!oldest || n->p[i].last_ns < oldest->last_ns)
 				oldest = &n->p[i];
-		if (!p) { /* bounded: forget the transfer idle longest (its file stays for resume) */
+		if (!p) { /* bounded: forget the transfer idle longest (its file stays for resume, its
+			   * reservation is given back: taken again at its next OFFER) */
+			if (oldest->reserved)
+				release_beyond(oldest, oldest->offset, oldest->size);
 			drop(oldest);
 			p = oldest;
 		}
+		fresh_slot = 1;
 		p->used = 1;
 		snprintf(p->name, sizeof(p->name), "%s", name);
 		snprintf(path, sizeof(path), "%s/%s.part", n->pdir, name);
@@ -679,13 +710,23 @@ static void on_offer(op_north *n, zmq_msg_t *id, const char *name, zmq_msg_t *f,
 			}
 			p->offset = 0;
 			p->reserved = 0;
+			if (!room_for(n, p, size)) { /* a new file under the name: its room is checked anew */
+				drop(p);
+				snprintf(path, sizeof(path), "%s/%s.part", n->pdir, name);
+				unlink(path);
+				no_room(n, id, name, size);
+				return;
+			}
 		}
 	}
-	if (reserve(p, size) < 0) { /* what a partial holds stays, resumed later; an empty one goes */
+	if (reserve(p, size) < 0) { /* what a partial holds stays, resumed later; an empty one goes,
+				     * and so does a slot taken for this offer */
 		if (p->offset == 0) {
 			drop(p);
 			snprintf(path, sizeof(path), "%s/%s.part", n->pdir, name);
 			unlink(path);
+		} else if (fresh_slot) {
+			drop(p);
 		}
 		no_room(n, id, name, size);
 		return;

@@ -82,7 +82,7 @@ struct op_uplink {
 	char sha[65];
 	int fd;
 	uint64_t size, next, acked, nak_at;
-	uint64_t last_rx_ns, retry_at_ns, last_scan_ns;
+	uint64_t last_rx_ns, retry_at_ns, last_scan_ns, last_held_check_ns;
 	uint64_t last_ping_ns, last_pong_ns; /* keepalive; any answer from north counts as a pong */
 	uint64_t socket_ns;                  /* when the current socket was made */
 	/* link budget */
@@ -1395,6 +1395,8 @@ static void refused(op_uplink *u, int cls, const char *name, int rejected, const
 	struct held *h = held_entry(u, cls, name);
 	if (h)
 		h->own_fault = rejected && about_the_file(r);
+	if (h && h->own_fault)
+		snprintf(u->stats.last_file_refusal, sizeof(u->stats.last_file_refusal), "%s: %s", name, r);
 	for (int i = 0; i < 8; i++) /* checked again before it is offered again */
 		if (!strcmp(u->verified[i].name, name))
 			u->verified[i].name[0] = 0;
@@ -1762,9 +1764,30 @@ static void keep_reserve(op_uplink *u)
 	}
 }
 
+/* Held files that left outbox/ (renamed by the operator after north refused the name, deleted)
+ * are forgotten: else status said "FILES NORTH REFUSES … (rename them)" for ever after. Once a
+ * second. */
+static void forget_gone(op_uplink *u)
+{
+	for (int i = 0; i < 16; i++) {
+		struct held *h = &u->held[i];
+		char path[1200];
+		if (!h->count)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", u->dirs[h->cls], h->name);
+		if (access(path, F_OK) != 0 && errno == ENOENT)
+			h->count = 0;
+	}
+}
+
 int op_uplink_step(op_uplink *u, int timeout_ms)
 {
 	uint64_t now = now_ns();
+
+	if (now - u->last_held_check_ns >= 1000000000ull) {
+		u->last_held_check_ns = now;
+		forget_gone(u);
+	}
 
 	if (u->stats.quota_exhausted && today_utc() != u->quota_day) /* UTC midnight */
 		new_day(u, today_utc());

@@ -99,10 +99,11 @@ typedef struct op_uplink_stats {
 	uint64_t rate_waits;        /* times a chunk waited for the cap */
 	uint64_t alerts_stalled;    /* alerts set aside mid-transfer: the day's quota could not carry the rest */
 	uint64_t refusals_running;  /* north's refusals since it last confirmed a file (not those about the file alone) */
-	uint64_t refused_files_only; /* refusals about the file alone (its name taken, its size): the file held, nothing spaced */
+	uint64_t refused_files_only; /* refusals about the file alone (its name taken): the file held, nothing spaced */
 	double spaced_s;            /* after them, seconds until the next file may start (0: none) */
 	uint64_t alert_reserve;     /* of the daily quota, kept for alerts (the configured, at most half) */
 	char last_refusal[240];     /* "NAME: north's reason" of the last refusal ("" before any) */
+	char last_file_refusal[240]; /* the same, of the last refusal about the file alone */
 } op_uplink_stats;
 
 /* Parse link windows: the number of ranges (minutes after UTC midnight, end exclusive) put in

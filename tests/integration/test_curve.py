@@ -143,6 +143,16 @@ def main():
               "the last: calib.tar: name taken" in st, "site-b's status after a name conflict:\n%s" % st)
         b.sim("--count", "300", "--stream", "9")
         b.wait(lambda: north_rows_from("site-b") >= 1300, 60, "site-b's next events north after the conflict")
+        # the operator renames it, as the status line asks: it goes north, and the line goes
+        ob = os.path.join(b.state, "outbox", "bulk")
+        theirs = publish(ob, "calib-site-b.tar", data=b"site-b calibration\n" * 4000)
+        for f in ("calib.tar", "calib.tar.sha256"):
+            os.remove(os.path.join(ob, f))
+        renamed = os.path.join(north_dir, "calib-site-b.tar")
+        b.wait(lambda: os.path.exists(renamed + ".sha256") and sha_file(renamed) == theirs, 60,
+               "site-b's renamed calibration north")
+        b.wait(lambda: "FILES NORTH REFUSES" not in b.ctl("status")[1], 10,
+               "site-b's status to forget the refused file once it was renamed")
         print("one name from two sites: north kept site-a's calib.tar; site-b's journal: %s" %
               [x for x in b.log_text().splitlines() if taken in x][0].split("WARN: ")[-1])
 
