@@ -30,6 +30,18 @@ def free_port():
 FAILED = []  # set by fail(): stop() then keeps the test's directory for a post-mortem
 
 
+def need_modules(*names):
+    """Exit 77 (skipped) when a Python module the test needs is missing (Debian's python3-zmq,
+    python3-h5py, python3-numpy)."""
+    import importlib
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError as e:
+            print("skipped: %s (install python3-h5py python3-zmq python3-numpy)" % e)
+            sys.exit(77)
+
+
 def fail(msg):
     print("FAIL: " + msg, file=sys.stderr)
     FAILED.append(msg)
@@ -140,6 +152,13 @@ class Appliance:
 
     def stage_pid(self, stage):
         return self.status()["stages"][stage]["pid"]
+
+    def kill_stage(self, stage):
+        """SIGKILL a stage and wait until outpostd has it, and every other stage, running again."""
+        old = self.stage_pid(stage)
+        os.kill(old, signal.SIGKILL)
+        self.wait(lambda: self.stage_pid(stage) not in (0, old) and
+                  all(x["state"] == "running" for x in self.status()["stages"].values()), 30, "%s restarted" % stage)
 
     def north_files(self):
         return sorted(glob.glob(os.path.join(self.north_dir, "*.h5")))

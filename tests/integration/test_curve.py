@@ -29,7 +29,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Appliance, check, fail, free_port, publish, sha_file  # noqa: E402
+from harness import Appliance, check, free_port, need_modules, publish, sha_file  # noqa: E402
 
 
 def keygen(bindir, path):
@@ -49,12 +49,8 @@ def uplink_line(app):
 
 def main():
     bindir = sys.argv[1]
-    try:
-        import zmq
-        import h5py  # noqa: F401
-    except ImportError as e:
-        print("skipped: %s" % e)
-        sys.exit(77)
+    need_modules("zmq", "h5py")
+    import zmq
     if not zmq.has("curve"):
         print("skipped: this libzmq has no CURVE support")
         sys.exit(77)

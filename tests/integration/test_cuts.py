@@ -23,7 +23,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Appliance, check, fail, free_port, publish, sha_file  # noqa: E402
+from harness import Appliance, check, fail, free_port, need_modules, publish, sha_file  # noqa: E402
 
 
 class CuttingProxy:
@@ -108,12 +108,7 @@ class CuttingProxy:
 def main():
     bindir = sys.argv[1]
     want_cuts = int(sys.argv[2]) if len(sys.argv) > 2 else 100
-    try:
-        import zmq  # noqa: F401
-        import h5py  # noqa: F401
-    except ImportError as e:
-        print("skipped: %s" % e)
-        sys.exit(77)
+    need_modules("zmq", "h5py")
     north_port = free_port()
     proxy = CuttingProxy(north_port, seed=2026)
     app = Appliance(bindir, "cuts", north=False, config={

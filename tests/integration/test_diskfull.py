@@ -24,7 +24,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Appliance, check, mount_tmpfs, unmount_tmpfs  # noqa: E402
+from harness import Appliance, check, mount_tmpfs, need_modules, unmount_tmpfs  # noqa: E402
 
 
 def sha(path):
@@ -34,11 +34,8 @@ def sha(path):
 
 def main():
     bindir = sys.argv[1]
-    try:
-        import h5py
-    except ImportError as e:
-        print("skipped: %s" % e)
-        sys.exit(77)
+    need_modules("h5py")
+    import h5py
     mnt = mount_tmpfs("op-diskfull-", "16m")
     app = None
     try:

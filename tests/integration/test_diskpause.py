@@ -20,17 +20,14 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Appliance, check, mount_tmpfs, unique_keys, unmount_tmpfs  # noqa: E402
+from harness import Appliance, check, mount_tmpfs, need_modules, unique_keys, unmount_tmpfs  # noqa: E402
 
 
 def main():
     bindir = sys.argv[1]
-    try:
-        import h5py
-        import numpy as np
-    except ImportError as e:
-        print("skipped: %s" % e)
-        sys.exit(77)
+    need_modules("h5py", "numpy")
+    import h5py
+    import numpy as np
     mnt = mount_tmpfs("op-diskpause-", "16m")
     app = None
     try:

@@ -23,7 +23,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Appliance, check, fail, linefit, unique_keys  # noqa: E402
+from harness import Appliance, check, fail, linefit, need_modules, unique_keys  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -151,24 +151,33 @@ def test_pyproducer(bindir):
     check(a.stop() == 0, "outpostd did not stop cleanly")
 
 
+def pusher(a):
+    """A PUSH socket to the appliance, and push(stream, sequence, detector time): an event of
+    eight pulses in the wire format (tools/pub_events.py)."""
+    import pub_events
+    import zmq
+    s = zmq.Context.instance().socket(zmq.PUSH)
+    s.connect(a.endpoint)
+    pulses = [(100 + i, 10.0 * i, 1.0, 1) for i in range(8)]
+
+    def push(stream, seq, t):
+        s.send(pub_events.encode_event(stream_id=stream, sequence=seq, detector_time_ns=t, pulses=pulses))
+    return s, push
+
+
 def test_detector_restart(bindir):
     # A detector reboots and starts its counter at 0 again on the same stream (against the wire
     # contract, but a DAQ's firmware may). Its clock goes on, so its events are newer than any the
     # stream sent: after four in a row confirm the new numbering, ingest follows it. Before, every
     # later event of the stream was rejected as too old until outpostd restarted. Old events sent
     # again (their old times) are still refused.
-    import pub_events
-    import zmq
     a = Appliance(bindir, "detector_restart")
-    ctx = zmq.Context()
-    s = ctx.socket(zmq.PUSH)
-    s.connect(a.endpoint)
-    pulses = [(100 + i, 10.0 * i, 1.0, 1) for i in range(8)]
+    s, push = pusher(a)
     # the first run must end more than a window (4,096) above 0 for 0 to be "far behind"
     t0, first, again = 1_700_000_000_000_000_000, 5000, 1000
 
     def send(seq, t):
-        s.send(pub_events.encode_event(stream_id=44, sequence=seq, detector_time_ns=t, pulses=pulses))
+        push(44, seq, t)
     for q in range(first):
         send(q, t0 + q * 1000)
     a.wait(lambda: a.status()["events"]["stored"] >= first, 60, "the first run stored")
@@ -186,16 +195,12 @@ def test_detector_restart(bindir):
     check(st["events"]["stored"] == first + again and st["events"]["dropped"] == 0, "events: %s" % st["events"])
     # ingest restarts; the old numbering's events sent again (within a window above the new
     # place: 4,096 numbers) are still refused, the new numbering goes on
-    old = a.stage_pid("ingest")
-    os.kill(old, signal.SIGKILL)
-    a.wait(lambda: a.stage_pid("ingest") not in (0, old) and
-           all(x["state"] == "running" for x in a.status()["stages"].values()), 30, "ingest restarted")
+    a.kill_stage("ingest")
     for q in range(4100, 4110):
         send(q, t0 + q * 1000)
     more = 100
     for q in range(again, again + more):
         send(q, t1 + q * 1000)
-    s.close(linger=5000)
     a.wait(lambda: a.status()["events"]["stored"] >= first + again + more, 60, "the new numbering after ingest's restart")
     c = a.status()["stages"]["ingest"]["counters"]
     check(c["rejected_too_old"] == 20, "after ingest's restart, old events sent again: rejected_too_old %s, not "
@@ -216,16 +221,11 @@ def test_detector_restart(bindir):
     # A readout that reboots within its first 4,096 events (stream 47, at 300): its numbers were
     # seen, its times are newer. Before, its events up to 300 were refused as duplicates.
     before = a.status()["events"]["stored"]
-    s = ctx.socket(zmq.PUSH)
-    s.connect(a.endpoint)
     near = 300
-
-    def send47(seq, t):
-        s.send(pub_events.encode_event(stream_id=47, sequence=seq, detector_time_ns=t, pulses=pulses))
     for q in range(near):
-        send47(q, t0 + q * 1000)
+        push(47, q, t0 + q * 1000)
     for q in range(near):
-        send47(q, t1 + q * 1000)
+        push(47, q, t1 + q * 1000)
     s.close(linger=5000)
     a.wait(lambda: a.status()["events"]["stored"] >= before + 2 * near, 60, "stream 47's second numbering stored")
     c = a.status()["stages"]["ingest"]["counters"]
@@ -244,24 +244,13 @@ def test_wild_first(bindir):
     # mark kept the stream so across ingest restarts. Now four real events in a row far below a
     # lone first event are followed (stream 46), and a stream that has seen nothing else passes
     # on no mark, so an ingest restarted after the wild event starts it afresh (stream 45).
-    import pub_events
-    import zmq
     a = Appliance(bindir, "wild_first")
-    ctx = zmq.Context()
-    s = ctx.socket(zmq.PUSH)
-    s.connect(a.endpoint)
-    pulses = [(200 + i, 10.0 * i, 1.0, 1) for i in range(8)]
+    s, send = pusher(a)
     t0, wild, wild_t, n = 1_700_000_000_000_000_000, 10 ** 12, 9_000_000_000_000_000_000, 300
-
-    def send(stream, seq, t):
-        s.send(pub_events.encode_event(stream_id=stream, sequence=seq, detector_time_ns=t, pulses=pulses))
     send(45, wild, wild_t)
     a.wait(lambda: a.status()["events"]["stored"] >= 1, 60, "the wild first event stored")
-    old = a.stage_pid("ingest")
     time.sleep(1)  # reports (every 0.25 s) with the stream's marks reach the supervisor
-    os.kill(old, signal.SIGKILL)
-    a.wait(lambda: a.stage_pid("ingest") not in (0, old) and
-           all(x["state"] == "running" for x in a.status()["stages"].values()), 30, "ingest restarted")
+    a.kill_stage("ingest")
     for q in range(n):
         send(45, q, t0 + q * 1000)
     send(46, wild, wild_t)
@@ -632,17 +621,11 @@ def test_model_change(bindir):
         check(p.returncode == 0, "outpost-quantize: %s" % p.stderr)
         os.rename(model + ".new", model)
 
-    def restart(stage):
-        old = a.stage_pid(stage)
-        os.kill(old, signal.SIGKILL)
-        a.wait(lambda: all(x["state"] == "running" for x in a.status()["stages"].values()) and
-               a.stage_pid(stage) != old, 30, "%s restarted" % stage)
-
     install("site-a", 40, "nvfp4")
     a = Appliance(bindir, "model_change", config={"infer": {"model": model}})
     per, stored = 1500, 0
-    for stream, then in ((5, lambda: install("site-b", 41, "mxfp4")), (6, lambda: restart("store")),
-                         (7, lambda: restart("infer"))):
+    for stream, then in ((5, lambda: install("site-b", 41, "mxfp4")), (6, lambda: a.kill_stage("store")),
+                         (7, lambda: a.kill_stage("infer"))):
         then()
         a.sim("--count", str(per), "--stream", str(stream), "--kind", "track", "--seed", str(stream))
         stored += per
@@ -1181,12 +1164,7 @@ def test_demo(bindir):
 
 def main():
     bindir, case = sys.argv[1], sys.argv[2]
-    try:
-        import h5py  # noqa: F401
-        import zmq  # noqa: F401
-    except ImportError as e:
-        print("skipped: %s (install python3-h5py python3-zmq)" % e)
-        sys.exit(77)
+    need_modules("h5py", "zmq")
     if case == "synthetic":
         test_synthetic(bindir)
     elif case == "pyproducer":

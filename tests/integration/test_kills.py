@@ -25,7 +25,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Appliance, check, fail, publish, sha_file, unique_keys  # noqa: E402
+from harness import Appliance, check, fail, need_modules, publish, sha_file, unique_keys  # noqa: E402
 
 
 
@@ -33,12 +33,7 @@ from harness import Appliance, check, fail, publish, sha_file, unique_keys  # no
 def main():
     bindir = sys.argv[1]
     want = int(sys.argv[2]) if len(sys.argv) > 2 else 200
-    try:
-        import zmq  # noqa: F401
-        import h5py  # noqa: F401
-    except ImportError as e:
-        print("skipped: %s" % e)
-        sys.exit(77)
+    need_modules("zmq", "h5py")
     app = Appliance(bindir, "kills", config={
         "uplink": {"timeout": "1s", "retry": "50ms", "chunk_bytes": "256KiB"},
         # a stage killed 100 times must come back within a fraction of a second each time

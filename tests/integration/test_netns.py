@@ -27,7 +27,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Appliance, check, fail, publish  # noqa: E402
+from harness import Appliance, check, fail, need_modules, publish  # noqa: E402
 
 CAP_BPS = 2_000_000
 LINK = "4mbit"
@@ -53,12 +53,7 @@ def main():
     if os.geteuid() != 0 or not shutil.which("ip") or not shutil.which("tc"):
         print("skipped: needs root, ip and tc (iproute2) for network namespaces")
         sys.exit(77)
-    try:
-        import zmq  # noqa: F401
-        import h5py  # noqa: F401
-    except ImportError as e:
-        print("skipped: %s" % e)
-        sys.exit(77)
+    need_modules("zmq", "h5py")
     pid = os.getpid()
     ns, va, vn = "opn%d" % pid, "opa%d" % (pid % 100000), "opb%d" % (pid % 100000)
     net = "10.%d.%d" % (200 + pid % 50, pid % 250)

@@ -21,10 +21,10 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Appliance, check, free_port, mount_tmpfs, publish, sha_file, unmount_tmpfs  # noqa: E402
+from harness import (Appliance, check, free_port, mount_tmpfs, need_modules, publish, sha_file,  # noqa: E402
+                     unmount_tmpfs)
 
 
 def metric(path, name):
@@ -38,12 +38,7 @@ def metric(path, name):
 
 def main():
     bindir = sys.argv[1]
-    try:
-        import h5py  # noqa: F401
-        import zmq  # noqa: F401
-    except ImportError as e:
-        print("skipped: %s" % e)
-        sys.exit(77)
+    need_modules("h5py", "zmq")
     mnt = mount_tmpfs("op-northfull-", "16m")
     apps, north = [], None
     logdir = tempfile.mkdtemp(prefix="op-northfull-log-")

@@ -25,7 +25,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Appliance, check, fail, free_port  # noqa: E402
+from harness import Appliance, check, fail, free_port, need_modules  # noqa: E402
 
 F_POWER_FAILSAFE = 1 << 20
 
@@ -256,12 +256,7 @@ def test_failsafe(bindir):
 
 def main():
     bindir, case = sys.argv[1], sys.argv[2]
-    try:
-        import h5py  # noqa: F401
-        import zmq  # noqa: F401
-    except ImportError as e:
-        print("skipped: %s (install python3-h5py python3-zmq)" % e)
-        sys.exit(77)
+    need_modules("h5py", "zmq")
     if case == "hold":
         test_hold(bindir)
     elif case == "failsafe":
