@@ -24,10 +24,7 @@ static int place(const op_config *cfg, const char *sub, const char *kind, const 
 	snprintf(dir, sizeof(dir), "%s/outbox/%s", cfg->state_dir, sub);
 	mkdir(dir, 0750);
 	/* the name: class-kind-site-UTC-pid-seq.json, characters north accepts only */
-	size_t i = 0;
-	for (const char *p = cfg->site_name; *p && i < sizeof(site) - 1; p++)
-		site[i++] = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '-' ? *p : '_';
-	site[i] = 0;
+	op_uplink_name_part(cfg->site_name, site, sizeof(site));
 	time_t t = time(NULL);
 	struct tm tm;
 	gmtime_r(&t, &tm);

@@ -110,9 +110,7 @@ int op_stage_main(const char *name, const op_config *cfg, const char *config_pat
 	s.name = name;
 	s.safe_mode = safe_mode;
 	s.incarnation_ns = op_realtime_ns();
-	/* ingest's sequence marks: up to 4096 streams of up to about 160 bytes each (seven numbers of
-	 * up to 20 digits), 650 KB, with room to spare; 256 KiB cut a full table's marks short */
-	s.report_cap = 1024 * 1024;
+	s.report_cap = OP_REPORT_CAP;
 	s.report = malloc(s.report_cap);
 	if (!s.report)
 		return 2;

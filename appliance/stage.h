@@ -28,6 +28,10 @@
 #include "uplink/segment.h"
 
 #define OP_STAGE_REPORT_NS 250000000ull
+/* The most a report holds: ingest's sequence marks, up to 4,096 streams of up to about 160
+ * bytes each (seven numbers of up to 20 digits), 650 KB, with room to spare (256 KiB cut a full
+ * table's marks short) */
+#define OP_REPORT_CAP (1024 * 1024)
 
 /*
  * The start-up probe: READY=1 goes to systemd only after one event has gone end to end.
@@ -95,7 +99,8 @@ int op_stage_main(const char *name, const op_config *cfg, const char *config_pat
 void op_report_begin(op_stage_ctx *s, uint64_t progress, int idle);
 void op_report_counter(op_stage_ctx *s, const char *key, uint64_t v);
 void op_report_gauge(op_stage_ctx *s, const char *key, double v);
-/* Any other line: "<tag> <text>" (ingest's sequence marks: "m <stream> <next>"). */
+/* Any other line: "<tag> <text>" (ingest's sequence marks: "m " and the seven numbers of an
+ * op_seqtrack_mark, stage_ingest.c add_mark). */
 void op_report_line(op_stage_ctx *s, const char *tag, const char *text);
 void op_report_send(op_stage_ctx *s);
 /* 1 when a report is due now (every OP_STAGE_REPORT_NS). */

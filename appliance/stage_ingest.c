@@ -348,15 +348,23 @@ typedef struct marks {
 	op_seqtrack_mark *m;
 } marks;
 
+static op_seqtrack_mark *mark_of(marks *mk, uint32_t stream)
+{
+	for (uint32_t i = 0; i < mk->n; i++)
+		if (mk->m[i].stream == stream)
+			return &mk->m[i];
+	return NULL;
+}
+
 /* A stream's mark: replacing the one there, or (replace 0) only when it is further on. */
 static void put_mark(marks *mk, const op_seqtrack_mark *m, int replace)
 {
-	for (uint32_t i = 0; i < mk->n; i++)
-		if (mk->m[i].stream == m->stream) {
-			if (replace || m->next > mk->m[i].next)
-				mk->m[i] = *m;
-			return;
-		}
+	op_seqtrack_mark *old = mark_of(mk, m->stream);
+	if (old) {
+		if (replace || m->next > old->next)
+			*old = *m;
+		return;
+	}
 	if (mk->n == mk->cap) {
 		uint32_t cap = mk->cap ? 2 * mk->cap : 64;
 		op_seqtrack_mark *p = realloc(mk->m, cap * sizeof(*p));
@@ -370,8 +378,8 @@ static void put_mark(marks *mk, const op_seqtrack_mark *m, int replace)
 
 /* The supervisor's file: "pred <incarnation> <report>" (when there was a predecessor that
  * reported), then per stream from that report "<stream> <next> <newest detector time>
- * <old_lo> <old_hi> <old time> <silent ns>" (ingest/seqtrack.h; the fields after next may be
- * missing). */
+ * <old_lo> <old_hi> <old time> <silent ns>" (ingest/seqtrack.h, add_mark's line as the supervisor
+ * received it). */
 static void load_marks(const op_config *cfg, marks *mk)
 {
 	char path[OP_CFG_STR + 32], line[200];
@@ -389,7 +397,7 @@ static void load_marks(const op_config *cfg, marks *mk)
 			mk->pred_report = b;
 			mk->have_pred = 1;
 		} else if (sscanf(line, "%u %llu %llu %llu %llu %llu %llu", &stream, &v[0], &v[1], &v[2], &v[3], &v[4],
-				  &v[5]) >= 2) {
+				  &v[5]) == 7) { /* a line cut short (a report at its cap) is left out */
 			op_seqtrack_mark m = {stream, v[0], v[1], v[2], v[3], v[4], v[5]};
 			put_mark(mk, &m, 0);
 		}
@@ -433,10 +441,10 @@ static void take_over(void *ctx, const uint8_t *msg, size_t len, int live)
 	/* No tracker for it: a stream already marked moves on. One only the log knows starts
 	 * afresh in the next ingest: its first event may be wild (ingest/seqtrack.h), and marked
 	 * from it the stream would refuse every real event after it as too old. */
-	if (!t->seq || op_seqtrack_observe(t->seq, h.stream_id, h.sequence, h.detector_time_ns) == OP_SEQ_STREAM_LIMIT)
-		for (uint32_t i = 0; i < t->mk->n; i++)
-			if (t->mk->m[i].stream == h.stream_id && h.sequence + 1 > t->mk->m[i].next)
-				t->mk->m[i].next = h.sequence + 1;
+	op_seqtrack_mark *m;
+	if ((!t->seq || op_seqtrack_observe(t->seq, h.stream_id, h.sequence, h.detector_time_ns) == OP_SEQ_STREAM_LIMIT) &&
+	    (m = mark_of(t->mk, h.stream_id)) && h.sequence + 1 > m->next)
+		m->next = h.sequence + 1;
 	if (!live)
 		return;
 	if (hold(g, &h, msg, len) < 0)
@@ -565,7 +573,7 @@ static void report(ingest *g, op_receiver *r, uint64_t progress, int idle)
 				st.seq.last_restart_to, st.seq.restarts, st.seq.restarts == 1 ? "" : "s");
 		else
 			op_warn("stream %u started its numbering again at %" PRIu64 " (it was at %" PRIu64 "; %d events in "
-				"a row, newer than any it had sent, confirm it): followed; %" PRIu64
+				"a row, newer than its newest, confirm it): followed; %" PRIu64
 				" restart%s of numberings so far",
 				st.seq.last_restart_stream, st.seq.last_restart_to, st.seq.last_restart_from,
 				OP_SEQ_CONFIRM, st.seq.restarts, st.seq.restarts == 1 ? "" : "s");

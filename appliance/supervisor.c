@@ -61,7 +61,6 @@
 #include "appliance/outbox.h"
 #include "appliance/powerctl.h"
 #include "appliance/stage.h"
-#include "ingest/seqtrack.h"
 #include "watchdog/bootcount.h"
 #include "watchdog/notify.h"
 #include "watchdog/restart.h"
@@ -136,9 +135,11 @@ typedef struct sup {
 	char model_error[512]; /* infer.model cannot be used: safe mode for this whole run */
 	/* systemd protocol */
 	uint64_t last_probe_ns, last_extend_ns, last_status_ns;
-	/* ingest's per-stream sequence marks from its last report, handed to its next incarnation */
-	op_seqtrack_mark marks[4096];
-	uint32_t nmarks;
+	/* ingest's per-stream sequence marks from its last report, handed to its next incarnation:
+	 * the "m" lines as ingest wrote them (stage_ingest.c reads them back; they are not parsed
+	 * here), one a line */
+	char *marks;
+	size_t marks_len;
 	uint64_t last_textfile_ns;
 	int textfile_failed;
 	/* reloads */
@@ -245,7 +246,7 @@ static void handle_report(sup *s, char *msg)
 			if (!r)
 				return;
 			if (!strcmp(r->name, "ingest"))
-				s->nmarks = 0; /* every ingest report carries all its marks */
+				s->marks_len = 0; /* every ingest report carries all its marks */
 		} else if (!r) {
 			return;
 		} else if (sscanf(line, "rseq %llu", &u) == 1) {
@@ -259,12 +260,12 @@ static void handle_report(sup *s, char *msg)
 		} else if (!strncmp(line, "t backend ", 10)) {
 			snprintf(r->backend, sizeof(r->backend), "%s", line + 10);
 		} else if (line[0] == 'm' && line[1] == ' ') {
-			unsigned stream;
-			unsigned long long v[6] = {0};
-			if (sscanf(line + 2, "%u %llu %llu %llu %llu %llu %llu", &stream, &v[0], &v[1], &v[2], &v[3], &v[4],
-				   &v[5]) >= 2 &&
-			    s->nmarks < 4096)
-				s->marks[s->nmarks++] = (op_seqtrack_mark){stream, v[0], v[1], v[2], v[3], v[4], v[5]};
+			size_t l = strlen(line + 2);
+			if (s->marks && s->marks_len + l + 1 <= OP_REPORT_CAP) {
+				memcpy(s->marks + s->marks_len, line + 2, l);
+				s->marks_len += l;
+				s->marks[s->marks_len++] = '\n';
+			}
 		} else if (sscanf(line, "incarnation %llu", &u) == 1) {
 			if (r->reported && u != r->incarnation)
 				fold_incarnation(r);
@@ -370,11 +371,8 @@ static void fill_marks(sup *s, FILE *f)
 	stage_rec *g = stage_by_name(s, "ingest");
 	if (g->reported) /* the ingest before this one, and the last report of it we have */
 		fprintf(f, "pred %llu %llu\n", (unsigned long long)g->incarnation, (unsigned long long)g->report_seq);
-	for (uint32_t i = 0; i < s->nmarks; i++)
-		fprintf(f, "%u %llu %llu %llu %llu %llu %llu\n", s->marks[i].stream, (unsigned long long)s->marks[i].next,
-			(unsigned long long)s->marks[i].newest_ns, (unsigned long long)s->marks[i].old_lo,
-			(unsigned long long)s->marks[i].old_hi, (unsigned long long)s->marks[i].old_ns,
-			(unsigned long long)s->marks[i].silent_ns);
+	if (s->marks_len)
+		fwrite(s->marks, 1, s->marks_len, f);
 }
 
 /* Before ingest starts: the marks of its predecessor's last report (stage_ingest.c). */
@@ -1003,7 +1001,7 @@ static void status_text(sup *s, sbuf *b)
 	} else if (s->cfg->uplink_north[0] && gauge_of(up_, "files_refused") > 0) {
 		/* refusals about a file alone (its name taken by another site's file): north takes the
 		 * others, and the operator has a file to rename */
-		sb_printf(b, "         FILES NORTH REFUSES: %.0f, offered again up to hourly (rename them); the last: %s\n",
+		sb_printf(b, "         FILES NORTH REFUSES: %.0f, each offered again up to hourly; the last: %s\n",
 			  gauge_of(up_, "files_refused"), up_->file_refusal[0] ? up_->file_refusal : "(no reason reported)");
 	}
 	if (counter_of(up_, "evicted_disk_full") + counter_of(up_, "evicted_expired") || gauge_of(up_, "disk_free") > 0) {
@@ -1391,6 +1389,7 @@ int op_supervisor_run(const op_config *cfg, const char *config_path, int config_
 	int rc = 1, linger = 0;
 
 	memset(&s, 0, sizeof(s));
+	s.marks = malloc(OP_REPORT_CAP); /* none kept if this fails: the next ingest starts streams afresh */
 	s.cfg_now = *cfg;
 	s.cfg = &s.cfg_now;
 	cfg = s.cfg;
@@ -1605,5 +1604,6 @@ out:
 		zmq_ctx_term(s.zctx);
 	if (s.sfd >= 0)
 		close(s.sfd);
+	free(s.marks);
 	return rc;
 }

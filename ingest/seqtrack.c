@@ -240,6 +240,27 @@ static int run_step(stream *s, uint64_t seq, int back)
 	return s->run_next - s->run_from >= OP_SEQ_CONFIRM;
 }
 
+/* The confirmed run [run_from, run_next) is where the stream stands now. */
+static void follow_run(op_seqtrack *t, stream *s, uint64_t time_ns)
+{
+	memset(s->bits, 0, t->words * sizeof(uint64_t));
+	for (uint64_t q = s->run_from; q < s->run_next; q++)
+		bit_set(t, s, q, 1);
+	s->next = s->run_next;
+	s->run_from = s->run_next = 0;
+	s->settled = 1;
+	took(s, time_ns);
+}
+
+/* An event of an older numbering: too old, and a run ahead it interrupts is not confirmed. */
+static int too_old(op_seqtrack *t, stream *s)
+{
+	if (!s->run_back)
+		s->run_from = s->run_next = 0;
+	t->st.too_old++;
+	return OP_SEQ_TOO_OLD;
+}
+
 /* seq, below next, may start or carry on a numbering started again: taken as new until
  * OP_SEQ_CONFIRM in a row confirm it, then followed (the old numbering's range kept, so that
  * its events sent again stay too old). */
@@ -267,14 +288,8 @@ static int back_run(op_seqtrack *t, stream *s, uint32_t id, uint64_t seq, uint64
 		  * removes the copy) */
 		s->old_lo = s->old_hi = s->old_ns = 0;
 	}
-	s->settled = 1;
-	memset(s->bits, 0, t->words * sizeof(uint64_t));
-	for (uint64_t q = s->run_from; q < s->run_next; q++)
-		bit_set(t, s, q, 1);
-	s->next = s->run_next;
 	s->first = s->run_from;
-	s->run_from = s->run_next = 0;
-	took(s, time_ns);
+	follow_run(t, s, time_ns);
 	return OP_SEQ_RESTART;
 }
 
@@ -304,12 +319,8 @@ int op_seqtrack_observe(op_seqtrack *t, uint32_t id, uint64_t seq, uint64_t time
 	}
 	if (s->old_hi > s->old_lo && s->next > s->old_hi && s->next - s->old_hi > window)
 		s->old_lo = s->old_hi = 0; /* past it by a window: "far behind and old" covers it now */
-	if (left_behind(s, seq, time_ns)) {
-		if (!s->run_back) /* an event of an older numbering: a run ahead is not confirmed */
-			s->run_from = s->run_next = 0;
-		t->st.too_old++;
-		return OP_SEQ_TOO_OLD;
-	}
+	if (left_behind(s, seq, time_ns))
+		return too_old(t, s);
 	if (seq >= s->next) {
 		uint64_t skipped = seq - s->next;
 		if (skipped >= window) { /* far ahead: follow only a confirmed run */
@@ -329,13 +340,7 @@ int op_seqtrack_observe(op_seqtrack *t, uint32_t id, uint64_t seq, uint64_t time
 			else
 				s->first = s->run_from;
 			t->st.jumps++;
-			memset(s->bits, 0, t->words * sizeof(uint64_t));
-			for (uint64_t q = s->run_from; q < s->run_next; q++)
-				bit_set(t, s, q, 1);
-			s->next = s->run_next;
-			s->run_from = s->run_next = 0;
-			s->settled = 1;
-			took(s, time_ns);
+			follow_run(t, s, time_ns);
 			return OP_SEQ_AFTER_GAP;
 		}
 		s->run_from = s->run_next = 0; /* the numbering in force goes on: no run is confirmed */
@@ -356,20 +361,17 @@ int op_seqtrack_observe(op_seqtrack *t, uint32_t id, uint64_t seq, uint64_t time
 	if (s->next - seq > window) {
 		/* far behind: a numbering started again, if newer than all the stream sent, or the
 		 * stream's lone first event was wild */
-		if (s->settled && (!s->newest_known || time_ns <= s->newest_ns)) {
-			if (!s->run_back) /* an event of an older numbering: a run ahead is not confirmed */
-				s->run_from = s->run_next = 0;
-			t->st.too_old++;
-			return OP_SEQ_TOO_OLD;
-		}
+		if (s->settled && (!s->newest_known || time_ns <= s->newest_ns))
+			return too_old(t, s);
 		return back_run(t, s, id, seq, time_ns);
 	}
-	/* A number seen already, newer than anything the stream sent (an event sent again repeats
-	 * its time): a numbering started again less than a window below, followed like one far
-	 * below. Before, its events up to the old place (up to a window of them) were refused as
-	 * duplicates: a readout rebooting within its first 4,096 events, or rebooting again soon
-	 * after a restart. */
-	if (bit_get(t, s, seq) && s->newest_known && time_ns > s->newest_ns)
+	/* Within the window, newer than the stream's newest (an event sent again repeats its time,
+	 * a late one is older): a numbering started again less than a window below, followed like
+	 * one far below, whether its number was seen or lies in a gap. Before, its events up to the
+	 * old place (up to a window of them) were refused as duplicates, or, on a gap, taken as late
+	 * (hiding that gap's loss): a readout rebooting within its first 4,096 events, or rebooting
+	 * again soon after a restart. */
+	if (s->newest_known && time_ns > s->newest_ns)
 		return back_run(t, s, id, seq, time_ns);
 	/* an event of the numbering in force, even one seen already, ends an unconfirmed run: a
 	 * restarted ingest replays its log through a tracker that has seen the events before its
@@ -411,6 +413,7 @@ int op_seqtrack_seed(op_seqtrack *t, const op_seqtrack_mark *m)
 	s->newest_known = m->newest_ns != 0;
 	s->first = 0;
 	s->settled = 1; /* marks are of settled streams only */
+	t->none_idle_until = 0; /* its silence, below, may make a stream forgettable now */
 	s->old_lo = m->old_lo;
 	s->old_hi = m->old_hi;
 	s->old_ns = m->old_ns;

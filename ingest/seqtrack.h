@@ -19,9 +19,9 @@ enum op_seq_verdict {
 	OP_SEQ_TOO_OLD,      /* older than the window, or an old numbering's event sent again after
 			      * a restart (its old time): cannot tell, treated as duplicate */
 	OP_SEQ_STREAM_LIMIT, /* a stream beyond max_streams, none silent for OP_SEQ_IDLE_NS */
-	OP_SEQ_AHEAD,        /* new, a window or more ahead (or a window or more behind: newer than
-			      * anything the stream sent, or the stream's first event alone seen):
-			      * its numbering not yet confirmed */
+	OP_SEQ_AHEAD,        /* new, a window or more ahead, or below the stream's place and newer
+			      * than the stream's newest (or, a window or more below, with the
+			      * stream's first event alone seen): its numbering not yet confirmed */
 	OP_SEQ_RESTART,      /* new: confirms a numbering started again below (a detector restarted,
 			      * or the stream's lone first event was wild) */
 };
@@ -45,14 +45,14 @@ typedef struct op_seqtrack_stats {
 	uint64_t stream_limit;
 	uint64_t ahead; /* taken as OP_SEQ_AHEAD */
 	uint64_t jumps; /* jumps of a window or more, confirmed and followed */
-	uint64_t restarts; /* numberings started again a window or more below, confirmed and followed */
+	uint64_t restarts; /* numberings started again below the stream's place, confirmed and followed */
 	uint32_t last_restart_stream; /* the last of them: its stream, */
 	uint64_t last_restart_from, last_restart_to; /* where the stream was, where it went on, */
 	int last_restart_lone;   /* and whether where it was came from its first event alone */
 } op_seqtrack_stats;
 
 int op_seqtrack_open(uint32_t max_streams, uint32_t window, op_seqtrack **ret);
-/* The clock that measures a stream's silence (default: CLOCK_MONOTONIC; NULL restores it). */
+/* The clock that measures a stream's silence (default: CLOCK_MONOTONIC_COARSE; NULL restores it). */
 void op_seqtrack_set_clock(op_seqtrack *t, uint64_t (*clock)(void));
 void op_seqtrack_close(op_seqtrack *t);
 /* time_ns: the event's detector time, which tells a detector that started its numbering again

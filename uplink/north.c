@@ -4,7 +4,9 @@
  * NOTES ON THE DESIGN OF THE RECEIVER
  *
  *   OFFER ──(already have it, same sha)──▶ CONFIRMED
- *   OFFER ──▶ partial opened (dir/.partial/<name>.part), HAVE(its size)
+ *   OFFER ──(the name another appliance's file or transfer, under CURVE)──▶ REJECTED "name taken/in use"
+ *   OFFER ──(no room for the whole file: reserve())──▶ REJECTED "north disk full: no room …"
+ *   OFFER ──▶ partial opened (dir/.partial/<name>.part), its size reserved, HAVE(its size)
  *   CHUNK(off) ──off == partial size──▶ append, ACK(new size)      otherwise NAK(partial size)
  *   COMMIT ──size reached, sha256 matches──▶ intent (the ledger line, in .partial/<name>.commit),
  *            rename into dir/, fsync dir, sidecar, ledger line fsynced, intent removed
@@ -17,7 +19,8 @@
  *     file's real size, which HAVE reports on the next OFFER, so nothing acknowledged but lost
  *     is skipped.
  *  3. Names are validated before any path is built; nothing is written outside dir.
- *  4. Bounded: max_partials transfers, max_file_bytes per file, chunk size OP_XFER_CHUNK_MAX.
+ *  4. Bounded: max_partials transfers, max_file_bytes per file, chunk size OP_XFER_CHUNK_MAX,
+ *     64 messages queued per connection (ZMQ_RCVHWM), disk by the reservations (room_for()).
  *  5. Every published file has exactly one ledger line, whatever instant north is killed at.
  *     A file published but not yet in the ledger is re-confirmed from its sidecar when offered
  *     again, so the ledger line cannot wait for that: the commit intent written before the
@@ -642,10 +645,10 @@ static void on_offer(op_north *n, zmq_msg_t *id, const char *name, zmq_msg_t *f,
 			return;
 		}
 	}
-	partial *q = find(n, name);
-	if (q && transfer_of_other(n, q)) {
+	partial *p = find(n, name);
+	if (p && transfer_of_other(n, p)) {
 		n->st.name_conflicts++;
-		snprintf(why, sizeof(why), "name in use: appliance %s is sending a file of this name; rename yours", q->appliance);
+		snprintf(why, sizeof(why), "name in use: appliance %s is sending a file of this name; rename yours", p->appliance);
 		reject(n, id, name, why);
 		return;
 	}
@@ -654,13 +657,12 @@ static void on_offer(op_north *n, zmq_msg_t *id, const char *name, zmq_msg_t *f,
 		reject(n, id, name, "north's disk is failing its syncs: files are refused for a while");
 		return;
 	}
-	partial *p = find(n, name);
-	int fresh_slot = 0;
+	int fresh_slot = 0, started_over = 0;
+	snprintf(path, sizeof(path), "%s/%s.part", n->pdir, name);
 	/* room first: a refused offer must not push another transfer out of the table */
 	if (!p || !p->reserved) {
 		/* what the partial holds, or has allocated (a reservation of an earlier life) */
 		uint64_t held = 0;
-		snprintf(path, sizeof(path), "%s/%s.part", n->pdir, name);
 		if (p ? fstat(p->fd, &sb) == 0 : stat(path, &sb) == 0)
 			held = (uint64_t)sb.st_blocks * 512 > (uint64_t)sb.st_size ? (uint64_t)sb.st_blocks * 512 : (uint64_t)sb.st_size;
 		if (size > held && !room_for(n, p, size - held)) {
@@ -686,7 +688,6 @@ static void on_offer(op_north *n, zmq_msg_t *id, const char *name, zmq_msg_t *f,
 		fresh_slot = 1;
 		p->used = 1;
 		snprintf(p->name, sizeof(p->name), "%s", name);
-		snprintf(path, sizeof(path), "%s/%s.part", n->pdir, name);
 		p->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
 		if (p->fd < 0) {
 			drop(p);
@@ -710,24 +711,17 @@ static void on_offer(op_north *n, zmq_msg_t *id, const char *name, zmq_msg_t *f,
 			}
 			p->offset = 0;
 			p->reserved = 0;
-			if (!room_for(n, p, size)) { /* a new file under the name: its room is checked anew */
-				drop(p);
-				snprintf(path, sizeof(path), "%s/%s.part", n->pdir, name);
-				unlink(path);
-				no_room(n, id, name, size);
-				return;
-			}
+			started_over = 1;
 		}
 	}
-	if (reserve(p, size) < 0) { /* what a partial holds stays, resumed later; an empty one goes,
-				     * and so does a slot taken for this offer */
-		if (p->offset == 0) {
-			drop(p);
-			snprintf(path, sizeof(path), "%s/%s.part", n->pdir, name);
+	/* a new file under the name has its room checked anew; then the reservation itself. On
+	 * refusal what a partial holds stays, resumed later; an empty one goes, and so does a slot
+	 * taken for this offer */
+	if ((started_over && !room_for(n, p, size)) || reserve(p, size) < 0) {
+		if (p->offset == 0)
 			unlink(path);
-		} else if (fresh_slot) {
+		if (p->offset == 0 || fresh_slot)
 			drop(p);
-		}
 		no_room(n, id, name, size);
 		return;
 	}

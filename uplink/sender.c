@@ -73,7 +73,8 @@ struct op_uplink {
 	op_uplink_config cfg;
 	char outbox[512], quarantine[512], endpoint[256], sent[512];
 	char curve[3][41]; /* public, secret, north's public; "" = plaintext */
-	char site[64];      /* cfg.site, in characters a name north accepts */
+	char site[64];      /* cfg.site, in characters a name north accepts (op_uplink_name_part) */
+	char site_text[136]; /* cfg.site itself, escaped for JSON */
 	uint64_t last_prune_ns, last_sweep_ns;
 	void *zctx, *sock;
 	void *mon;          /* the socket's disconnect events: a cut is noticed at once, not after the timeout */
@@ -266,15 +267,18 @@ int op_uplink_open(void *zmq_ctx, const op_uplink_config *cfg, op_uplink **ret)
 	if (!u)
 		return -ENOMEM;
 	u->cfg = *cfg;
-	{
-		size_t i = 0;
-		for (const char *p = cfg->site && cfg->site[0] ? cfg->site : "site"; *p && i < sizeof(u->site) - 1; p++)
-			u->site[i++] = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '-'
-					       ? *p
-					       : '_';
-		u->site[i] = 0;
-		u->cfg.site = NULL; /* the caller's string need not outlive this call */
+	op_uplink_name_part(cfg->site && cfg->site[0] ? cfg->site : "site", u->site, sizeof(u->site));
+	{ /* the site as configured, for the tombstones' text (JSON: quotes and backslashes escaped) */
+		size_t o = 0;
+		for (const char *p = cfg->site && cfg->site[0] ? cfg->site : "site"; *p && o + 3 < sizeof(u->site_text); p++)
+			if ((unsigned char)*p >= 0x20) {
+				if (*p == '"' || *p == '\\')
+					u->site_text[o++] = '\\';
+				u->site_text[o++] = *p;
+			}
+		u->site_text[o] = 0;
 	}
+	u->cfg.site = NULL; /* the caller's string need not outlive this call */
 	if (!u->cfg.chunk_bytes)
 		u->cfg.chunk_bytes = 1u << 20;
 	if (u->cfg.chunk_bytes > OP_XFER_CHUNK_MAX)
@@ -391,15 +395,16 @@ void op_uplink_close(op_uplink *u)
 	free(u);
 }
 
+static uint64_t held_now(const op_uplink *u, uint64_t now);
+
 void op_uplink_get_stats(const op_uplink *u, op_uplink_stats *out)
 {
 	*out = u->stats;
 	const uint64_t now = now_ns();
-	out->files_held = out->files_refused = 0;
-	for (int i = 0; i < 16; i++) {
-		out->files_held += u->held[i].count && now < u->held[i].until;
+	out->files_held = held_now(u, now);
+	out->files_refused = 0;
+	for (int i = 0; i < 16; i++)
 		out->files_refused += u->held[i].count && u->held[i].own_fault;
-	}
 	out->refusals_running = u->refusals;
 	out->spaced_s = now < u->spaced_until_ns ? (double)(u->spaced_until_ns - now) / 1e9 : 0;
 	/* sent and never acknowledged, beyond what is on the way now: lost in cuts, refused, or
@@ -777,7 +782,7 @@ static void forget_held(op_uplink *u, int c, const char *name)
  * sends nothing, every class pick too) for as long as the cause lasts. local: a cause on this
  * side (its sidecar cannot be read, its quarantine failed), which eviction skips as well.
  */
-static void hold(op_uplink *u, int cls, const char *name, int local)
+static struct held *hold(op_uplink *u, int cls, const char *name, int local)
 {
 	struct held *h = held_entry(u, cls, name);
 	if (!h) { /* a free entry, or the one whose hold ends first */
@@ -793,6 +798,16 @@ static void hold(op_uplink *u, int cls, const char *name, int local)
 	h->count++;
 	/* beyond the pause a refusal also brings: the others go first */
 	h->until = now_ns() + doubled(u->cfg.retry_ns ? u->cfg.retry_ns : 1000000000ull, h->count, 3600000000000ull);
+	return h;
+}
+
+/* Files whose hold is in effect now (at most the 16 the table keeps). */
+static uint64_t held_now(const op_uplink *u, uint64_t now)
+{
+	uint64_t n = 0;
+	for (int i = 0; i < 16; i++)
+		n += u->held[i].count && now < u->held[i].until;
+	return n;
 }
 
 /* Oldest sealed segment in outbox/ (names sort by time); updates the pending figures. */
@@ -1349,17 +1364,6 @@ static int sha_in(zmq_msg_t *f, int nf, const char *sha)
 	return nf >= 3 && zmq_msg_size(&f[2]) == 64 && !memcmp(zmq_msg_data(&f[2]), sha, 64);
 }
 
-/* North refused (or confirmed another file): start over after uplink.retry. */
-/*
- * North refused the file (or confirmed another checksum): too large for it, a name it cannot
- * take, its disk full, the bytes damaged on the way. Some of these pass, some never do, and the
- * sender cannot tell which. Retried at once, the same oldest file would win every pick and hold
- * back everything else of every class but alerts, for as long as north refuses it. So a refused
- * file is held back: twice the retry, doubled for every refusal in a row, at most an hour, while
- * the others go; it is checked against its sidecar again before its next offer (a local file
- * damaged after its check is then quarantined, not resent for ever). The count of files held
- * now is in the stats; a file that north confirms, or that leaves outbox/, is forgotten.
- */
 /* North's reasons that are about the file alone (docs/uplink-protocol.md): its name held by
  * another appliance's file or transfer. They say nothing about north, so they neither space the
  * offers of other files nor hold alerts back: the file alone is held (hold()). Before, a site's
@@ -1372,6 +1376,17 @@ static int about_the_file(const char *why)
 	return !strncmp(why, "name taken:", 11) || !strncmp(why, "name in use:", 12);
 }
 
+/*
+ * North refused the file (or confirmed another checksum): too large for it, a name it cannot
+ * take, its disk full, the bytes damaged on the way. Some of these pass, some never do, and
+ * apart from about_the_file() the sender cannot tell which. Retried at once, the same oldest
+ * file would win every pick and hold back everything else of every class but alerts, for as
+ * long as north refuses it. So a refused file is held back: twice the retry, doubled for every
+ * refusal in a row, at most an hour, while the others go; it is checked against its sidecar
+ * again before its next offer (a local file damaged after its check is then quarantined, not
+ * resent for ever). The count of files held now is in the stats; a file that north confirms,
+ * or that leaves outbox/, is forgotten. Then the connection starts over after uplink.retry.
+ */
 static void refused(op_uplink *u, int cls, const char *name, int rejected, const zmq_msg_t *why)
 {
 	/* north's reason, kept for the journal (printable characters only: it comes off the wire) */
@@ -1388,20 +1403,15 @@ static void refused(op_uplink *u, int cls, const char *name, int rejected, const
 	snprintf(u->stats.last_refusal, sizeof(u->stats.last_refusal), "%s: %s", name, r[0] ? r : "no reason given");
 	/* every hold taken (16 files refused lately): the next refused file pushes one out, which is
 	 * offered again at once; then even a refusal about a file alone spaces the offers */
-	int holds_full = 1;
-	for (int i = 0; i < 16; i++)
-		holds_full &= u->held[i].count && u->held[i].until > now_ns();
-	hold(u, cls, name, 0);
-	struct held *h = held_entry(u, cls, name);
-	if (h)
-		h->own_fault = rejected && about_the_file(r);
-	if (h && h->own_fault)
+	const int holds_full = held_now(u, now_ns()) == 16, file_only = rejected && about_the_file(r);
+	hold(u, cls, name, 0)->own_fault = file_only;
+	if (file_only)
 		snprintf(u->stats.last_file_refusal, sizeof(u->stats.last_file_refusal), "%s: %s", name, r);
 	for (int i = 0; i < 8; i++) /* checked again before it is offered again */
 		if (!strcmp(u->verified[i].name, name))
 			u->verified[i].name[0] = 0;
 	u->stats.rejected++;
-	if (rejected && about_the_file(r) && !holds_full) {
+	if (file_only && !holds_full) {
 		u->stats.refused_files_only++;
 		reset(u, u->cfg.retry_ns);
 		return;
@@ -1469,6 +1479,9 @@ static void handle(op_uplink *u, zmq_msg_t *f, int nf)
 	if (u->st == VERIFYING)
 		return; /* not offered yet: nothing north says is about this file */
 	if (!strcmp(cmd, "HAVE") && !u->have && v <= u->size) {
+		struct held *h = held_entry(u, u->cls, u->name);
+		if (h) /* north takes it now ("name in use" ended): no longer a file to rename */
+			h->own_fault = 0;
 		u->have = 1;
 		if (v > 0)
 			u->stats.resumes++;
@@ -1511,6 +1524,17 @@ static int write_synced(const char *path, const void *data, size_t len)
 		e = errno;
 	}
 	return bad ? -(e ? e : EIO) : 0;
+}
+
+void op_uplink_name_part(const char *in, char *out, size_t cap)
+{
+	size_t i = 0;
+	for (; *in && i + 1 < cap; in++)
+		out[i++] = (*in >= 'a' && *in <= 'z') || (*in >= 'A' && *in <= 'Z') || (*in >= '0' && *in <= '9') || *in == '-'
+				   ? *in
+				   : '_';
+	if (cap)
+		out[i] = 0;
 }
 
 int op_uplink_publish(const char *dir, const char *name, const void *data, size_t len)
@@ -1561,7 +1585,7 @@ static void tombstone(op_uplink *u, int cls, const char *name, uint64_t size, co
 	int n = snprintf(doc, sizeof(doc),
 			 "{\"tombstone\":\"%s\",\"site\":\"%s\",\"class\":\"%s\",\"bytes\":%llu,\"rows\":%ld,"
 			 "\"sha256\":\"%s\",\"reason\":\"%s\",\"utc\":\"%s\"}\n",
-			 name, u->site, op_uplink_class_names[cls], (unsigned long long)size, rows, sha, reason, utc);
+			 name, u->site_text, op_uplink_class_names[cls], (unsigned long long)size, rows, sha, reason, utc);
 	/* a long name is cut to what fits in a name north accepts (the document has it whole) */
 	int room = OP_XFER_NAME_MAX - (int)(strlen("alert-tombstone---.json") + strlen(u->site) + strlen(stamp));
 	snprintf(tname, sizeof(tname), "alert-tombstone-%s-%s-%.*s.json", u->site, stamp, room, name);
@@ -1765,7 +1789,7 @@ static void keep_reserve(op_uplink *u)
 }
 
 /* Held files that left outbox/ (renamed by the operator after north refused the name, deleted)
- * are forgotten: else status said "FILES NORTH REFUSES … (rename them)" for ever after. Once a
+ * are forgotten: else status said "FILES NORTH REFUSES …" for ever after. Once a
  * second. */
 static void forget_gone(op_uplink *u)
 {

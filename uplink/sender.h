@@ -110,6 +110,10 @@ typedef struct op_uplink_stats {
  * ranges, or -1 with the reason in err. */
 int op_uplink_windows_parse(const char *text, uint16_t ranges[][2], int max, char *err, size_t errcap);
 
+/* `in` in the characters a name north accepts (letters, digits, '-'; any other as '_'), into
+ * out (cap bytes, always terminated): the site's part of the names the appliance makes. */
+void op_uplink_name_part(const char *in, char *out, size_t cap);
+
 /* Queue `data` for north as dir/name, in the order the sender relies on: the data under a
  * temporary name and fsynced, its NAME.sha256 sidecar written and fsynced, the data renamed into
  * place, the directory fsynced. 0; 1 when the file is in place (it will be sent) but the

@@ -135,7 +135,7 @@ def main():
               "site-b after a name conflict: refusals_running %s, spaced_s %s, files_refused %s"
               % (g["refusals_running"], g["spaced_s"], g["files_refused"]))
         st = b.ctl("status")[1]
-        check("NORTH REFUSING FILES" not in st and "FILES NORTH REFUSES: 1, offered again up to hourly (rename them); "
+        check("NORTH REFUSING FILES" not in st and "FILES NORTH REFUSES: 1, each offered again up to hourly; "
               "the last: calib.tar: name taken" in st, "site-b's status after a name conflict:\n%s" % st)
         b.sim("--count", "300", "--stream", "9")
         b.wait(lambda: north_rows_from("site-b") >= 1300, 60, "site-b's next events north after the conflict")
@@ -174,7 +174,7 @@ def main():
         check(rep.get("site-a-2026", {}).get("rows", 0) >= 1, "deliveries after the rotation are under the new key: %s" % rep)
         print("rotation: %s" % {k: v["rows"] for k, v in rep.items()})
         # a file north confirmed stays its key's: a new version under the rotated key is refused
-        # with the reason (renamed, it would go), and site-b's, still retried, never replaces it
+        # with the reason (renamed, it would go)
         publish(os.path.join(a.state, "outbox", "bulk"), "calib.tar", data=b"site-a calibration v2\n" * 5000)
         a.wait(lambda: taken in a.log_text(), 30,
                "site-a's journal (new key) to say why north refuses its new calib.tar")

@@ -142,13 +142,16 @@ static int exists_in(const char *d, const char *name)
 }
 
 /* Tombstones waiting in outbox/alert/ for this site's evicted file NAME
- * (alert-tombstone-SITE-UTC-NAME.json), each naming the site inside too. */
+ * (alert-tombstone-SITE-UTC-NAME.json, SITE in the characters a name takes), each naming the
+ * site inside too, as configured. */
 static int tombstones(const char *site, const char *name)
 {
+	char in_name[64];
+	op_uplink_name_part(site, in_name, sizeof(in_name));
 	char d[400], pre[100], suf[300];
 	int count = 0;
 	snprintf(d, sizeof(d), "%s/alert", outbox);
-	snprintf(pre, sizeof(pre), "alert-tombstone-%s-", site);
+	snprintf(pre, sizeof(pre), "alert-tombstone-%s-", in_name);
 	snprintf(suf, sizeof(suf), "-%s.json", name);
 	DIR *dp = opendir(d);
 	struct dirent *de;
@@ -1346,7 +1349,7 @@ int main(void)
 		CHECK(op_uplink_open(ctx, &lc, &u) == 0);
 		for (int i = 0; i < 30 && exists_in(outbox, "bulk/local-1.bin"); i++)
 			op_uplink_step(u, 50);
-		CHECK(tombstones("pole_2", "local-1.bin") == 1 && tombstones("pole-1", "local-1.bin") == 2);
+		CHECK(tombstones("pole 2", "local-1.bin") == 1 && tombstones("pole-1", "local-1.bin") == 2);
 		op_uplink_close(u);
 		u = NULL;
 	}
