@@ -399,6 +399,19 @@ static void run_until_exhausted(op_uplink *u, op_north *n, int steps, op_uplink_
 	}
 }
 
+/* Steps both ends until `cond` (an expression on the sender's stats, refreshed in `st` after
+ * each step) holds, at most `steps` times. Where the checks after a wait are about what has
+ * arrived, this waits for it instead of a fixed time; the waits for what must not happen
+ * (nothing charged, nothing sent) stay fixed. */
+#define RUN_UNTIL(u, n, steps, st, cond)                                                 \
+	do {                                                                             \
+		op_uplink_get_stats((u), &(st));                                         \
+		for (int run_i_ = 0; run_i_ < (steps) && !(cond); run_i_++) {            \
+			run((u), (n), 1);                                                \
+			op_uplink_get_stats((u), &(st));                                 \
+		}                                                                        \
+	} while (0)
+
 /* Takes a queued file (`rel`, under outbox/) and its sidecar out of the way of later checks. */
 static void unqueue(const char *rel)
 {
@@ -447,8 +460,7 @@ int main(void)
 	make_file("seg-2.h5", 1, 0);
 	make_file("seg-3.h5", 3 * 1024 * 1024 + 17, 0);
 	make_file("seg-4.h5", 1000, 1);
-	run(u, n, 3000);
-	op_uplink_get_stats(u, &st);
+	RUN_UNTIL(u, n, 3000, st, st.files_confirmed >= 3 && st.quarantined >= 1);
 	CHECK_EQ_U64(st.files_confirmed, 3);
 	CHECK_EQ_U64(st.quarantined, 1);
 	CHECK(same_content("seg-1.h5", 0) && same_content("seg-2.h5", 1) && same_content("seg-3.h5", 3 * 1024 * 1024 + 17));
@@ -478,8 +490,7 @@ int main(void)
 	n = NULL;
 	run(u, NULL, 1500); /* ~1.5 s without north: the sender times out */
 	CHECK(op_north_open(ctx, &nc, &n) == 0);
-	run(u, n, 5000);
-	op_uplink_get_stats(u, &st);
+	RUN_UNTIL(u, n, 5000, st, st.files_confirmed >= 4);
 	CHECK_EQ_U64(st.files_confirmed, 4);
 	CHECK(st.timeouts >= 1 && st.resumes >= 1);
 	CHECK(st.bytes_sent - sent0 < big + big / 2); /* resumed, not restarted from zero */
@@ -541,7 +552,7 @@ int main(void)
 		const uint64_t conf0 = st.files_confirmed;
 		make_file("seg-failing.h5", size, 0);
 		atomic_store(&fail_part_fsync, 1 << 30);
-		run(u, n, 3000);
+		run_for(u, n, 3.0);
 		op_north_get_stats(n, &ns);
 		const uint64_t sent_failing = ns.bytes_received - recv0, paused = ns.offers_paused - paused0;
 		atomic_store(&fail_part_fsync, 0);
@@ -958,8 +969,8 @@ int main(void)
 		make_file("q-1.h5", 300 * 1000, 0);
 		make_file("q-2.h5", 300 * 1000, 0);
 		make_file("q-3.h5", 300 * 1000, 0);
-		run(u, n, 4000);
-		op_uplink_get_stats(u, &st);
+		/* once exhausted, nothing more goes today: what it shows then is final */
+		RUN_UNTIL(u, n, 4000, st, st.quota_exhausted && st.files_confirmed >= 1);
 		fprintf(stderr, "quota 600,000 bytes: %llu used, %llu files confirmed, exhausted %d\n",
 			(unsigned long long)st.quota_used, (unsigned long long)st.files_confirmed, st.quota_exhausted);
 		CHECK(st.quota_used <= 600 * 1000);
@@ -979,8 +990,7 @@ int main(void)
 		/* a new day (the record says yesterday): the quota is fresh and the rest goes */
 		write_quota(qfile, 1, 599000);
 		CHECK(op_uplink_open(ctx, &qc, &u) == 0);
-		run(u, n, 4000);
-		op_uplink_get_stats(u, &st);
+		RUN_UNTIL(u, n, 4000, st, st.files_confirmed >= 2);
 		/* q-2 resumes where north has it, q-3 fits in the new day */
 		CHECK(st.files_confirmed == 2 && !st.quota_exhausted && st.quota_used <= 600 * 1000);
 		CHECK(!exists_in(outbox, "q-2.h5") && !exists_in(outbox, "q-3.h5"));
@@ -1011,7 +1021,7 @@ int main(void)
 			 * here): nothing more charged */
 			op_uplink_get_stats(u, &st);
 			const uint64_t before = st.quota_used;
-			run(u, n, 2500);
+			run_for(u, n, 2.5);
 			op_uplink_get_stats(u, &st);
 			used_idle += st.quota_used - before;
 			left_after = 400 * 1000 - st.quota_used;
@@ -1178,7 +1188,7 @@ int main(void)
 		relay_stop(&r);
 		run(u, n, 300);
 		CHECK(relay_start(&r, rpath, ep + strlen("ipc://")) == 0); /* north reachable again */
-		run(u, n, 2500);
+		run_for(u, n, 2.5);
 		op_uplink_get_stats(u, &st);
 		fprintf(stderr, "link dropped with %llu bytes of quota left: parked %d, %llu bytes on the link after\n",
 			(unsigned long long)(200 * 1000 - st.quota_used), st.quota_parked,
@@ -1191,8 +1201,7 @@ int main(void)
 		CHECK(op_uplink_open(ctx, &qc, &u) == 0);
 		make_file("r-1.h5", 120 * 1000, 0);
 		make_file("r-2.h5", 120 * 1000, 0);
-		run(u, n, 3000);
-		op_uplink_get_stats(u, &st);
+		RUN_UNTIL(u, n, 3000, st, st.files_confirmed >= 1 && st.quota_exhausted);
 		up = atomic_load(&r.up);
 		fprintf(stderr, "quota 200,000 bytes through a relay: %llu bytes on the link, %llu charged, %llu connection(s), "
 				"%llu confirmed\n",
@@ -1206,7 +1215,7 @@ int main(void)
 		write_quota(qfile, 0, 200 * 1000 - 500);
 		up = atomic_load(&r.up);
 		CHECK(op_uplink_open(ctx, &qc, &u) == 0);
-		run(u, n, 1500);
+		run_for(u, n, 1.5);
 		op_uplink_get_stats(u, &st);
 		fprintf(stderr, "500 bytes of quota left: %llu bytes on the link, parked %d\n",
 			(unsigned long long)(atomic_load(&r.up) - up), st.quota_parked);
@@ -1218,8 +1227,7 @@ int main(void)
 		/* a new day: it connects again and the rest goes */
 		write_quota(qfile, 1, 200 * 1000 - 500);
 		CHECK(op_uplink_open(ctx, &qc, &u) == 0);
-		run(u, n, 3000);
-		op_uplink_get_stats(u, &st);
+		RUN_UNTIL(u, n, 3000, st, st.files_confirmed >= 1);
 		CHECK(st.files_confirmed == 1 && !st.quota_parked && same_content("r-2.h5", 120 * 1000));
 		op_uplink_close(u);
 		u = NULL;
