@@ -5,19 +5,19 @@ op_unit_test(test_uplink unit/test_uplink.c)
 add_test(NAME uplink_curve
   COMMAND ${OP_PY} ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_curve.py $<TARGET_FILE_DIR:outpostd>)
 set_tests_properties(uplink_curve PROPERTIES LABELS integration SKIP_RETURN_CODE 77 TIMEOUT 300
-  RESOURCE_LOCK e2e_cpu)
+  RESOURCE_LOCK north_link)
 # A full disk for real (a small tmpfs; needs root, else skipped): eviction order, tombstones,
 # quarantine of a corrupt entry, no crash, nothing corrupt, recovery north.
 add_test(NAME uplink_diskfull
   COMMAND ${OP_PY} ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_diskfull.py $<TARGET_FILE_DIR:outpostd>)
 set_tests_properties(uplink_diskfull PROPERTIES LABELS integration SKIP_RETURN_CODE 77 TIMEOUT 300
-  RESOURCE_LOCK e2e_cpu)
+  RESOURCE_LOCK north_link)
 # North's disk with room for one of two files (a 16 MiB tmpfs; needs root, else skipped): the
 # whole file reserved at OFFER, the other refused before a byte is sent, sent once there is room.
 add_test(NAME uplink_north_full
   COMMAND ${OP_PY} ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_north_full.py $<TARGET_FILE_DIR:outpostd>)
 set_tests_properties(uplink_north_full PROPERTIES LABELS integration SKIP_RETURN_CODE 77 TIMEOUT 300
-  RESOURCE_LOCK e2e_cpu)
+  RESOURCE_LOCK north_link)
 # The disk filling up under the store (a small tmpfs; needs root, else skipped): it pauses
 # instead of restarting into it, and resumes by itself with nothing lost once there is room.
 add_test(NAME store_diskpause
@@ -29,17 +29,17 @@ set_tests_properties(store_diskpause PROPERTIES LABELS integration SKIP_RETURN_C
 add_test(NAME uplink_cuts
   COMMAND ${OP_PY} ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_cuts.py $<TARGET_FILE_DIR:outpostd> 100)
 set_tests_properties(uplink_cuts PROPERTIES LABELS integration SKIP_RETURN_CODE 77 TIMEOUT 900
-  RESOURCE_LOCK e2e_cpu)
+  RESOURCE_LOCK north_link)
 # 200 SIGKILLs of the uplink stage and of outpost-north during transfers: zero loss, no
 # duplicate north, the ledger whole (one line per published file).
 add_test(NAME uplink_kills
   COMMAND ${OP_PY} ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_kills.py $<TARGET_FILE_DIR:outpostd> 200)
 set_tests_properties(uplink_kills PROPERTIES LABELS integration SKIP_RETURN_CODE 77 TIMEOUT 900
-  RESOURCE_LOCK e2e_cpu)
+  RESOURCE_LOCK north_link)
 # North in its own network namespace over a tbf-shaped veth (root, iproute2; else skipped):
 # interface cuts, the cap within ±5% over 60 s on the interface's counters, alerts behind 2 GiB
 # of bulk within a chunk time, north's metrics file.
 add_test(NAME uplink_netns
   COMMAND ${OP_PY} ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_netns.py $<TARGET_FILE_DIR:outpostd>)
 set_tests_properties(uplink_netns PROPERTIES LABELS integration SKIP_RETURN_CODE 77 TIMEOUT 600
-  RESOURCE_LOCK e2e_cpu)
+  RESOURCE_LOCK north_link)
