@@ -185,6 +185,13 @@ static int ledger_append(const char *ledger, const char *line, size_t len)
 			fsync(fd);
 	}
 	close(fd);
+	if (rc == 0 && before.st_size == 0) { /* perhaps just created: its name durable too */
+		char dir[4096];
+		const char *slash = strrchr(ledger, '/');
+		snprintf(dir, sizeof(dir), "%.*s", slash ? (int)(slash - ledger) : 1, slash ? ledger : ".");
+		if (fsync_dir(dir) < 0)
+			rc = -EIO;
+	}
 	return rc;
 }
 

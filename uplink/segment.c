@@ -17,8 +17,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -466,7 +470,7 @@ out:
 	return rc;
 }
 
-long op_segment_count_rows(const char *path)
+static long count_rows_here(const char *path)
 {
 	hid_t file, dset, space;
 	long n = -EIO;
@@ -485,6 +489,64 @@ long op_segment_count_rows(const char *path)
 		H5Dclose(dset);
 	}
 	H5Fclose(file);
+	return n;
+}
+
+/*
+ * The file is read by a child process: it came from elsewhere (north reads what appliances
+ * send; the uplink, a file that may have rotted on the disk), and the HDF5 library parses it
+ * trusting its structures. A file that makes the library crash or loop then costs one count,
+ * not the process that asked: north, restarted on the same partial and the same COMMIT, would
+ * otherwise die again on every offer of it, for every site it serves.
+ */
+long op_segment_count_rows(const char *path)
+{
+	enum { LIMIT_MS = 10000 }; /* a local file of any size opens in well under a second */
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) != 0)
+		return -errno;
+	pid_t pid = fork();
+	if (pid < 0) {
+		int e = errno;
+		close(p[0]), close(p[1]);
+		return -e;
+	}
+	if (pid == 0) {
+		close(p[0]);
+		prctl(PR_SET_PDEATHSIG, SIGKILL); /* a looping reader does not outlive the one who asked */
+		long n = count_rows_here(path);
+		_exit(write(p[1], &n, sizeof(n)) == (ssize_t)sizeof(n) ? 0 : 1);
+	}
+	close(p[1]);
+	long n = -ECHILD; /* no answer: the reader died */
+	size_t got = 0;
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		long left = LIMIT_MS - ((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000);
+		struct pollfd pf = {.fd = p[0], .events = POLLIN};
+		int r = left > 0 ? poll(&pf, 1, (int)left) : 0;
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) { /* the limit: it loops, or waits on something it never gets */
+			kill(pid, SIGKILL);
+			n = -ETIMEDOUT;
+			break;
+		}
+		ssize_t k = read(p[0], (char *)&n + got, sizeof(n) - got);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0) {
+			n = -ECHILD;
+			break;
+		}
+		if ((got += (size_t)k) == sizeof(n))
+			break;
+	}
+	close(p[0]);
+	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) /* ECHILD: a SIGCHLD handler reaped it */
+		;
 	return n;
 }
 

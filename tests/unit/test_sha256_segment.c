@@ -2,7 +2,8 @@
  * test_sha256_segment.c — SHA-256 against the NIST FIPS 180-4 examples and incremental
  * updates split everywhere; HDF5 segments: rows read back exactly, the seal's durability order
  * (file in outbox/, sidecar matching the file, nothing left in segments/), refusals that leave
- * outbox/ clean, and a writer killed after a flush whose rows can still be read.
+ * outbox/ clean, a writer killed after a flush whose rows can still be read, and a file that
+ * crashes or hangs the HDF5 library costing only its row count.
  */
 #include <errno.h>
 #include <hdf5.h>
@@ -14,6 +15,7 @@
 #include <unistd.h>
 
 #include "unit/check.h"
+#include "unit/h5_fault.h"
 #include "uplink/segment.h"
 #include "uplink/sha256.h"
 
@@ -189,6 +191,17 @@ int main(void)
 	CHECK(op_segment_read(path, &back, &nb) < 0);
 	CHECK(op_segment_count_rows(path) < 0);
 	CHECK(op_segment_read_attr(path, "model", attr, sizeof(attr)) < 0);
+	/* a file that crashes the HDF5 library, or makes it loop, costs the count, not this process
+	 * (north reads what appliances send; h5_fault.h plays the library's part) */
+	char good[300];
+	snprintf(good, sizeof(good), "%s/crash.h5", seg); /* the 5,000 rows of the killed writer */
+	snprintf(path, sizeof(path), "%s/seg-h5crash.h5", seg);
+	CHECK(link(good, path) == 0);
+	CHECK_EQ_U64((uint64_t)-op_segment_count_rows(path), ECHILD);
+	snprintf(path, sizeof(path), "%s/seg-h5hang.h5", seg);
+	CHECK(link(good, path) == 0);
+	CHECK_EQ_U64((uint64_t)-op_segment_count_rows(path), ETIMEDOUT);
+	CHECK(op_segment_count_rows(good) == 5000); /* and the next file is read as before */
 
 	free(rows);
 	snprintf(path, sizeof(path), "rm -rf '%s'", dir);
