@@ -1573,7 +1573,11 @@ int op_supervisor_run(const op_config *cfg, const char *config_path, int config_
 	shutdown_stages(&s);
 	if (s.budget_spent) {
 		/* Rung 2: systemd restarts the process (Restart=on-failure also covers a run
-		 * without a watchdog); the reason is already in STATUS= and the log. */
+		 * without a watchdog); the reason is already in STATUS= and the log. systemd
+		 * answers the trigger with its WatchdogSignal, SIGABRT, while this process is still
+		 * exiting: ignored, so that a process that drained and stopped on purpose ends with
+		 * status 3, not in a core dump (a hung one, which never gets here, still dumps) */
+		signal(SIGABRT, SIG_IGN);
 		op_notify_watchdog_trigger();
 		op_err("stopped: %s", s.budget_reason);
 		rc = 3;

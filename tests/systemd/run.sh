@@ -172,12 +172,18 @@ for k in 1 2 3; do
 	killed=$store
 done
 i=0
+ended=""
 until [ "$(prop NRestarts)" -ge 1 ] && [ "$(prop ActiveState)" = active ] && [ "$(prop MainPID)" != "$main1" ]; do
+	# waiting out RestartSec, systemd shows how the last process ended (1 = exited, 2 = killed, 3 = dumped)
+	[ "$(prop SubState)" = auto-restart ] && ended="$(prop ExecMainCode) $(prop ExecMainStatus)"
 	i=$((i + 1))
 	[ $i -lt 90 ] || fail "no process restart by systemd: NRestarts $(prop NRestarts), $(prop ActiveState)/$(prop SubState)"
-	sleep 1
+	sleep 0.5
 done
 in_ns journalctl --no-pager -u outpost.service | grep -q "restart budget spent: stage store" || fail "no budget reason in the journal"
+# the process asked for the restart and stopped: it ended with status 3, not killed by the
+# watchdog's SIGABRT that answers WATCHDOG=trigger while it exits (a core dump for nothing)
+[ "$ended" = "1 3" ] || fail "the budget's exit ended with ExecMainCode/ExecMainStatus '$ended', not exited/3"
 echo "rung 2: restart budget spent → outpostd exited, systemd restarted it (NRestarts $(prop NRestarts), main PID $(prop MainPID))"
 
 # The last guard: a supervisor that hangs itself stops pinging, and systemd's watchdog kills
