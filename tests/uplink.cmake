@@ -16,8 +16,9 @@ set_tests_properties(uplink_diskfull PROPERTIES LABELS integration SKIP_RETURN_C
 # whole file reserved at OFFER, the other refused before a byte is sent, sent once there is room.
 add_test(NAME uplink_north_full
   COMMAND ${OP_PY} ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_north_full.py $<TARGET_FILE_DIR:outpostd>)
+# both locks: it counts the bytes each appliance sends, exactly, under a 5 s sender timeout
 set_tests_properties(uplink_north_full PROPERTIES LABELS integration SKIP_RETURN_CODE 77 TIMEOUT 300
-  RESOURCE_LOCK north_link)
+  RESOURCE_LOCK "e2e_cpu;north_link")
 # The disk filling up under the store (a small tmpfs; needs root, else skipped): it pauses
 # instead of restarting into it, and resumes by itself with nothing lost once there is room.
 add_test(NAME store_diskpause
@@ -41,5 +42,6 @@ set_tests_properties(uplink_kills PROPERTIES LABELS integration SKIP_RETURN_CODE
 # of bulk within a chunk time, north's metrics file.
 add_test(NAME uplink_netns
   COMMAND ${OP_PY} ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_netns.py $<TARGET_FILE_DIR:outpostd>)
+# both locks: it times the cap (±5 % over 60 s) and an alert's latency (a quarter second of slack)
 set_tests_properties(uplink_netns PROPERTIES LABELS integration SKIP_RETURN_CODE 77 TIMEOUT 600
-  RESOURCE_LOCK north_link)
+  RESOURCE_LOCK "e2e_cpu;north_link")

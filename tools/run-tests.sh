@@ -15,6 +15,7 @@ lap() {
 	times="$times $1 $((now - t0)) s,"
 	t0=$now
 }
+trap 'rc=$?; [ $rc -eq 0 ] || echo "outpost: FAILED (phases:${times%,}; the failing one after $(($(date +%s) - t0)) s)" >&2' EXIT
 
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo
 cmake --build build -j"$jobs"

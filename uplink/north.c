@@ -229,10 +229,14 @@ static int finish_intent(op_north *n, const char *path)
 				return -1;
 		}
 	}
-	if (ok && have_final(n, name, sha) && !ledger_has(ledger, name, sha)) {
-		if (ledger_append(ledger, line, strlen(line)) != 0)
+	if (ok && have_final(n, name, sha)) {
+		if (!ledger_has(ledger, name, sha)) {
+			if (ledger_append(ledger, line, strlen(line)) != 0)
+				return -1;
+			n->st.recovered++;
+		} else if (fsync_dir(n->dir) < 0) { /* the line is there; the ledger's name durable too */
 			return -1;
-		n->st.recovered++;
+		}
 	}
 	unlink(path);
 	return 0;

@@ -144,9 +144,10 @@ static void on_file(void *ctx, const char *name, uint64_t size, const char *sha,
 	if (rows < 0)
 		fprintf(stderr, "outpost-north: stored %s from %s (%llu bytes, sha256 %.16s…) — WARNING: %s\n", name, who,
 			(unsigned long long)size, sha,
-			rows == -ECHILD	     ? "reading it as a result segment crashed the HDF5 reader (a child process)"
+			rows == -EIO	     ? "it does not open as a result segment"
+			: rows == -ECHILD    ? "reading it as a result segment crashed the HDF5 reader (a child process)"
 			: rows == -ETIMEDOUT ? "reading it as a result segment took over 10 s (the reader was stopped)"
-					     : "it does not open as a result segment");
+					     : "its rows were not counted: no process to read it could be started");
 	else
 		fprintf(stderr, "outpost-north: stored %s from %s (%llu bytes, %ld rows, sha256 %.16s…)\n", name, who,
 			(unsigned long long)size, rows, sha);

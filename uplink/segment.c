@@ -505,6 +505,7 @@ long op_segment_count_rows(const char *path)
 	int p[2];
 	if (pipe2(p, O_CLOEXEC) != 0)
 		return -errno;
+	const pid_t parent = getpid();
 	pid_t pid = fork();
 	if (pid < 0) {
 		int e = errno;
@@ -512,10 +513,18 @@ long op_segment_count_rows(const char *path)
 		return -e;
 	}
 	if (pid == 0) {
-		close(p[0]);
-		prctl(PR_SET_PDEATHSIG, SIGKILL); /* a looping reader does not outlive the one who asked */
+		/* a looping reader does not outlive the one who asked (nor a parent gone already);
+		 * it holds none of its descriptors (a listening socket kept by a child would stop
+		 * the next north from binding), and dies of what would end a process */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(1);
+		signal(SIGTERM, SIG_DFL), signal(SIGINT, SIG_DFL), signal(SIGHUP, SIG_DFL);
+		if (p[1] != 3 && dup2(p[1], 3) != 3)
+			_exit(1);
+		close_range(4, ~0u, 0);
 		long n = count_rows_here(path);
-		_exit(write(p[1], &n, sizeof(n)) == (ssize_t)sizeof(n) ? 0 : 1);
+		_exit(write(3, &n, sizeof(n)) == (ssize_t)sizeof(n) ? 0 : 1);
 	}
 	close(p[1]);
 	long n = -ECHILD; /* no answer: the reader died */

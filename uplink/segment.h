@@ -78,8 +78,9 @@ int op_segment_read(const char *path, op_result_row **rows, size_t *n);
  * (-ENOSPC), and a writer paused for it waits until this is 0. */
 int op_segment_space_low(const char *dir);
 /* Row count recorded in a readable segment, or negative errno: -EIO when it does not open as
- * one, -ECHILD when reading it crashed the reader, -ETIMEDOUT when it took over 10 s. Read in a
- * child process (segment.c says why). */
+ * one, -ECHILD when reading it crashed the reader, -ETIMEDOUT when it took over 10 s, another
+ * (-EAGAIN, -EMFILE, ...) when no child process could be started. Read in a child process
+ * (segment.c says why). */
 long op_segment_count_rows(const char *path);
 /* A string attribute of a readable segment (`model`, `config_hash`, ...) into buf, NUL-ended and
  * cut to cap - 1 bytes; negative errno (-ENOENT when the file has no such attribute). */

@@ -557,13 +557,13 @@ int main(void)
 		const uint64_t conf0 = st.files_confirmed;
 		make_file("seg-failing.h5", size, 0);
 		atomic_store(&fail_part_fsync, 1 << 30);
-		run_for(u, n, 3.0);
+		run_for(u, n, 5.0); /* doubling pauses: 4 sends; a fixed 1 s pause would make 6 */
 		op_north_get_stats(n, &ns);
 		const uint64_t sent_failing = ns.bytes_received - recv0, paused = ns.offers_paused - paused0;
 		atomic_store(&fail_part_fsync, 0);
 		run_until_confirmed(u, n, conf0, 8000, &st);
 		op_north_get_stats(n, &ns);
-		fprintf(stderr, "north's disk failing its syncs for ~3 s: the %zu-byte file sent %.1f times, %llu offers "
+		fprintf(stderr, "north's disk failing its syncs for 5 s: the %zu-byte file sent %.1f times, %llu offers "
 				"refused without bytes; then confirmed %d\n",
 			size, (double)sent_failing / (double)size, (unsigned long long)paused,
 			st.files_confirmed == conf0 + 1);
@@ -974,8 +974,9 @@ int main(void)
 		make_file("q-1.h5", 300 * 1000, 0);
 		make_file("q-2.h5", 300 * 1000, 0);
 		make_file("q-3.h5", 300 * 1000, 0);
-		/* once exhausted, nothing more goes today: what it shows then is final */
 		RUN_UNTIL(u, n, 4000, st, st.quota_exhausted && st.files_confirmed >= 1);
+		run_for(u, n, 2.0); /* then nothing more goes today: no chunk, no file confirmed */
+		op_uplink_get_stats(u, &st);
 		fprintf(stderr, "quota 600,000 bytes: %llu used, %llu files confirmed, exhausted %d\n",
 			(unsigned long long)st.quota_used, (unsigned long long)st.files_confirmed, st.quota_exhausted);
 		CHECK(st.quota_used <= 600 * 1000);
@@ -1207,6 +1208,8 @@ int main(void)
 		make_file("r-1.h5", 120 * 1000, 0);
 		make_file("r-2.h5", 120 * 1000, 0);
 		RUN_UNTIL(u, n, 3000, st, st.files_confirmed >= 1 && st.quota_exhausted);
+		run_for(u, n, 2.0); /* then nothing more on the link: what the checks below bound */
+		op_uplink_get_stats(u, &st);
 		up = atomic_load(&r.up);
 		fprintf(stderr, "quota 200,000 bytes through a relay: %llu bytes on the link, %llu charged, %llu connection(s), "
 				"%llu confirmed\n",
