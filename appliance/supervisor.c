@@ -1576,7 +1576,8 @@ int op_supervisor_run(const op_config *cfg, const char *config_path, int config_
 		 * without a watchdog); the reason is already in STATUS= and the log. systemd
 		 * answers the trigger with its WatchdogSignal, SIGABRT, while this process is still
 		 * exiting: ignored, so that a process that drained and stopped on purpose ends with
-		 * status 3, not in a core dump (a hung one, which never gets here, still dumps) */
+		 * status 3, not killed by signal 6 (abort() itself still ends the process; a hung
+		 * supervisor never gets here and is killed as before) */
 		signal(SIGABRT, SIG_IGN);
 		op_notify_watchdog_trigger();
 		op_err("stopped: %s", s.budget_reason);

@@ -16,6 +16,8 @@ lap() {
 	t0=$now
 }
 trap 'rc=$?; [ $rc -eq 0 ] || echo "outpost: FAILED (phases:${times%,}; the failing one after $(($(date +%s) - t0)) s)" >&2' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo
 cmake --build build -j"$jobs"

@@ -234,8 +234,15 @@ static int finish_intent(op_north *n, const char *path)
 			if (ledger_append(ledger, line, strlen(line)) != 0)
 				return -1;
 			n->st.recovered++;
-		} else if (fsync_dir(n->dir) < 0) { /* the line is there; the ledger's name durable too */
-			return -1;
+		} else {
+			/* the line is there, perhaps only in the page cache (north died between the
+			 * ledger's write and its sync): the ledger synced, then its name */
+			int fd = open(ledger, O_RDONLY | O_CLOEXEC);
+			int bad = fd < 0 || fsync(fd) != 0;
+			if (fd >= 0)
+				close(fd);
+			if (bad || fsync_dir(n->dir) < 0)
+				return -1;
 		}
 	}
 	unlink(path);

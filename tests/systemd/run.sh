@@ -174,15 +174,19 @@ done
 i=0
 ended=""
 until [ "$(prop NRestarts)" -ge 1 ] && [ "$(prop ActiveState)" = active ] && [ "$(prop MainPID)" != "$main1" ]; do
-	# waiting out RestartSec, systemd shows how the last process ended (1 = exited, 2 = killed, 3 = dumped)
-	[ "$(prop SubState)" = auto-restart ] && ended="$(prop ExecMainCode) $(prop ExecMainStatus)"
+	# waiting out RestartSec, systemd shows how the last process ended (1 = exited, 2 = killed,
+	# 3 = dumped): read in one call, as the restart resets them
+	snap=$(in_ns systemctl show outpost.service -p SubState -p ExecMainCode -p ExecMainStatus)
+	case "$snap" in *SubState=auto-restart*)
+		ended="$(echo "$snap" | sed -n 's/^ExecMainCode=//p') $(echo "$snap" | sed -n 's/^ExecMainStatus=//p')" ;;
+	esac
 	i=$((i + 1))
 	[ $i -lt 90 ] || fail "no process restart by systemd: NRestarts $(prop NRestarts), $(prop ActiveState)/$(prop SubState)"
 	sleep 0.5
 done
 in_ns journalctl --no-pager -u outpost.service | grep -q "restart budget spent: stage store" || fail "no budget reason in the journal"
 # the process asked for the restart and stopped: it ended with status 3, not killed by the
-# watchdog's SIGABRT that answers WATCHDOG=trigger while it exits (a core dump for nothing)
+# watchdog's SIGABRT that answers WATCHDOG=trigger while it exits
 [ "$ended" = "1 3" ] || fail "the budget's exit ended with ExecMainCode/ExecMainStatus '$ended', not exited/3"
 echo "rung 2: restart budget spent → outpostd exited, systemd restarted it (NRestarts $(prop NRestarts), main PID $(prop MainPID))"
 
