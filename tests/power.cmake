@@ -6,9 +6,10 @@ op_unit_test(test_power_schedule unit/test_power_schedule.c)
 foreach(case hold failsafe)
   add_test(NAME power_${case}
     COMMAND ${OP_PY} ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_power.py $<TARGET_FILE_DIR:outpostd> ${case})
-  # alone: it measures how steadily real inference is held, which other tests' load would blur
+  # beside no other daemon and no CPU hog (tests/CMakeLists.txt): it measures how steadily real
+  # inference is held, which other tests' load would blur
   set_tests_properties(power_${case} PROPERTIES LABELS integration SKIP_RETURN_CODE 77 TIMEOUT 400
-    RUN_SERIAL TRUE)
+    RESOURCE_LOCK "e2e_cpu;north_link;cpu_hog")
 endforeach()
 # NVML through dlopen, against a stand-in for the driver's library (no GPU here; the real check
 # on a GPU is listed as pending in docs/power.md).
