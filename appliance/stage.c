@@ -58,8 +58,11 @@ static void report_append(op_stage_ctx *s, const char *fmt, ...)
 	va_start(ap, fmt);
 	n = vsnprintf(s->report + s->report_len, s->report_cap - s->report_len, fmt, ap);
 	va_end(ap);
-	if (n > 0)
-		s->report_len += (size_t)n < s->report_cap - s->report_len ? (size_t)n : s->report_cap - s->report_len - 1;
+	/* a line whole or not at all: one cut at the cap could still parse, with a wrong number */
+	if (n > 0 && (size_t)n < s->report_cap - s->report_len)
+		s->report_len += (size_t)n;
+	else
+		s->report[s->report_len] = 0;
 }
 
 void op_report_begin(op_stage_ctx *s, uint64_t progress, int idle)

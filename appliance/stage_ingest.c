@@ -397,7 +397,7 @@ static void load_marks(const op_config *cfg, marks *mk)
 			mk->pred_report = b;
 			mk->have_pred = 1;
 		} else if (sscanf(line, "%u %llu %llu %llu %llu %llu %llu", &stream, &v[0], &v[1], &v[2], &v[3], &v[4],
-				  &v[5]) == 7) { /* a line cut short (a report at its cap) is left out */
+				  &v[5]) == 7) { /* report lines come whole (a full report leaves them out) */
 			op_seqtrack_mark m = {stream, v[0], v[1], v[2], v[3], v[4], v[5]};
 			put_mark(mk, &m, 0);
 		}
@@ -437,10 +437,10 @@ static void take_over(void *ctx, const uint8_t *msg, size_t len, int live)
 	 * order, so that the streams continue where the dead ingest's tracker had them: a jump it
 	 * had confirmed is followed (its events are not counted as missing again), and an event it
 	 * took as "ahead" (unconfirmed, ingest/seqtrack.h) does not become the starting point, which
-	 * would make every real event after it too old. */
-	/* No tracker for it: a stream already marked moves on. One only the log knows starts
-	 * afresh in the next ingest: its first event may be wild (ingest/seqtrack.h), and marked
-	 * from it the stream would refuse every real event after it as too old. */
+	 * would make every real event after it too old. Without a tracker for it (none, or its
+	 * table full), only a stream the marks already hold moves on; one only the log knows
+	 * starts afresh in the next ingest (its first event may be wild, and marked from it the
+	 * stream would refuse every real event after it as too old). */
 	op_seqtrack_mark *m;
 	if ((!t->seq || op_seqtrack_observe(t->seq, h.stream_id, h.sequence, h.detector_time_ns) == OP_SEQ_STREAM_LIMIT) &&
 	    (m = mark_of(t->mk, h.stream_id)) && h.sequence + 1 > m->next)

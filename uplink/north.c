@@ -149,7 +149,18 @@ static int ledger_owner(const char *ledger, const char *name, char *out, size_t 
  * final newline) is removed first: it can only be the line of a commit whose intent is still
  * there, which writes it whole (recover(), finish_intent()), so every line stays whole and
  * each file keeps exactly one (a cut line ended instead would stay as a second, short one). */
-static int ledger_append(const char *ledger, const char *line, size_t len)
+/* The ledger durable, its lines and its name in dir (a line may have reached only the page
+ * cache: north died between the ledger's write and its sync). 0 or -EIO. */
+static int ledger_sync(const char *dir, const char *ledger)
+{
+	int fd = open(ledger, O_RDONLY | O_CLOEXEC);
+	int bad = fd < 0 || fsync(fd) != 0;
+	if (fd >= 0)
+		close(fd);
+	return bad || fsync_dir(dir) < 0 ? -EIO : 0;
+}
+
+static int ledger_append(const char *dir, const char *ledger, const char *line, size_t len)
 {
 	int fd = open(ledger, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644), rc = 0;
 	struct stat sb;
@@ -185,13 +196,8 @@ static int ledger_append(const char *ledger, const char *line, size_t len)
 			fsync(fd);
 	}
 	close(fd);
-	if (rc == 0 && before.st_size == 0) { /* perhaps just created: its name durable too */
-		char dir[4096];
-		const char *slash = strrchr(ledger, '/');
-		snprintf(dir, sizeof(dir), "%.*s", slash ? (int)(slash - ledger) : 1, slash ? ledger : ".");
-		if (fsync_dir(dir) < 0)
-			rc = -EIO;
-	}
+	if (rc == 0 && before.st_size == 0 && fsync_dir(dir) < 0) /* perhaps just created: its name too */
+		rc = -EIO;
 	return rc;
 }
 
@@ -231,18 +237,11 @@ static int finish_intent(op_north *n, const char *path)
 	}
 	if (ok && have_final(n, name, sha)) {
 		if (!ledger_has(ledger, name, sha)) {
-			if (ledger_append(ledger, line, strlen(line)) != 0)
+			if (ledger_append(n->dir, ledger, line, strlen(line)) != 0)
 				return -1;
 			n->st.recovered++;
-		} else {
-			/* the line is there, perhaps only in the page cache (north died between the
-			 * ledger's write and its sync): the ledger synced, then its name */
-			int fd = open(ledger, O_RDONLY | O_CLOEXEC);
-			int bad = fd < 0 || fsync(fd) != 0;
-			if (fd >= 0)
-				close(fd);
-			if (bad || fsync_dir(n->dir) < 0)
-				return -1;
+		} else if (ledger_sync(n->dir, ledger) < 0) { /* the line there, perhaps not on disk */
+			return -1;
 		}
 	}
 	unlink(path);
@@ -1024,7 +1023,7 @@ static void on_commit(op_north *n, zmq_msg_t *id, const char *name)
 		reject(n, id, name, "cannot write sidecar");
 		return;
 	}
-	if (ledger_append(ledger, line, (size_t)llen) < 0) {
+	if (ledger_append(n->dir, ledger, line, (size_t)llen) < 0) {
 		/* published; the intent stays, and the next OFFER or start writes the line */
 		reject(n, id, name, "cannot write ledger");
 		return;

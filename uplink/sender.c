@@ -1385,7 +1385,8 @@ static int about_the_file(const char *why)
  * refusal in a row, at most an hour, while the others go; it is checked against its sidecar
  * again before its next offer (a local file damaged after its check is then quarantined, not
  * resent for ever). The count of files held now is in the stats; a file that north confirms,
- * or that leaves outbox/, is forgotten. Then the connection starts over after uplink.retry.
+ * or that leaves outbox/, is forgotten. Then the connection starts over after uplink.retry and,
+ * unless the refusal was about the file alone, the next file waits as spaced below.
  */
 static void refused(op_uplink *u, int cls, const char *name, int rejected, const zmq_msg_t *why)
 {
