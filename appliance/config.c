@@ -495,6 +495,20 @@ static int set_value(const key *k, op_config *c, const char *s, char *err, size_
 				 k->path, k->min, k->max, strlen(s));
 			return -1;
 		}
+		/* A control character comes from an escape in a double-quoted value ("north\east": ESC,
+		 * "C:\temp": a tab), never on purpose: no name, path, endpoint or schedule holds one.
+		 * Written back into effective.yaml for the stages, it would be refused there by libyaml
+		 * (every stage exiting, nothing stored), or folded into a space (the stages running
+		 * with another value than the supervisor); in the site's name, it would reach every
+		 * segment and alert. */
+		for (size_t i = 0; s[i]; i++)
+			if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) {
+				snprintf(err, errcap,
+					 "'%s' holds a control character (0x%02x, character %zu): in double quotes a "
+					 "backslash starts an escape (\\\\ for a backslash), or use single quotes",
+					 k->path, (unsigned char)s[i], i + 1);
+				return -1;
+			}
 		if (!strcmp(k->path, "power.schedule")) {
 			op_power_schedule sch;
 			char serr[300];

@@ -11,10 +11,13 @@
 #include <float.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "uplink/escape.h"
 
 typedef struct rd {
 	hid_t f;
@@ -31,6 +34,11 @@ static int fail(rd *r, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	/* it quotes the file's own strings, which go to the journal, status and an alert north: a
+	 * newline there would forge a line */
+	for (char *c = msg; *c; c++)
+		if ((unsigned char)*c < 0x20 || *c == 0x7f)
+			*c = '?';
 	snprintf(r->err, r->errlen, "model file %s: %s%s%s", r->src, r->where, r->where[0] ? ": " : "", msg);
 	return -EINVAL;
 }
@@ -285,6 +293,14 @@ static int load_from(rd *r, op_model *m)
 			rc = fail(r, "%s '%s': this build computes %s", fixed[i][0], s, fixed[i][1]);
 	}
 	rc = rc ? rc : get_str(r, r->f, "name", m->name, sizeof(m->name));
+	/* the name goes into every result segment and, as a line, into the stage's report to the
+	 * supervisor: a control character (a newline above all) has no place in it */
+	for (size_t i = 0; !rc && m->name[i]; i++)
+		if ((unsigned char)m->name[i] < 0x20 || m->name[i] == 0x7f)
+			rc = fail(r, "attribute 'name' holds a control character (0x%02x at byte %zu)", (unsigned char)m->name[i], i);
+	size_t bad;
+	if (!rc && (bad = op_utf8_invalid_at(m->name)) != SIZE_MAX) /* the segments declare it UTF-8 */
+		rc = fail(r, "attribute 'name' is not UTF-8 (byte 0x%02x at %zu)", (unsigned char)m->name[bad], bad);
 	rc = rc ? rc : get_num(r, r->f, "model_id", H5T_NATIVE_UINT32, &m->id);
 	if (!rc && m->id < 16)
 		rc = fail(r, "model_id %u is reserved for LineFit variants (use 16 or more)", m->id);

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "uplink/escape.h"
 #include "uplink/sender.h"
 
 static int place(const op_config *cfg, const char *sub, const char *kind, const char *data, size_t len)
@@ -33,22 +34,6 @@ static int place(const op_config *cfg, const char *sub, const char *kind, const 
 	return op_uplink_publish(dir, name, data, len);
 }
 
-static void json_escape(char *out, size_t cap, const char *in)
-{
-	size_t o = 0;
-	for (; *in && o + 7 < cap; in++) {
-		unsigned char c = (unsigned char)*in;
-		if (c == '"' || c == '\\') {
-			out[o++] = '\\';
-			out[o++] = (char)c;
-		} else if (c < 0x20) {
-			o += (size_t)snprintf(out + o, cap - o, "\\u%04x", c);
-		} else
-			out[o++] = (char)c;
-	}
-	out[o] = 0;
-}
-
 /* At most one alert of a kind per ALERT_EVERY_S: a flapping sensor or a link down for a year
  * must not fill the disk with alerts (they are never evicted). The ones held back are counted
  * and the next alert of the kind says how many. */
@@ -62,7 +47,8 @@ static pthread_mutex_t alert_mu = PTHREAD_MUTEX_INITIALIZER;
 
 int op_outbox_alert(const op_config *cfg, const char *kind, const char *text)
 {
-	char doc[2048], esc[1500], site[200], utc[32], more[96] = "";
+	/* doc holds the longest of each part (site: 63 characters, six bytes each escaped) */
+	char doc[2304], esc[1500], site[400], utc[32], more[96] = "";
 	struct timespec now;
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	pthread_mutex_lock(&alert_mu);
@@ -90,8 +76,8 @@ int op_outbox_alert(const op_config *cfg, const char *kind, const char *text)
 	struct tm tm;
 	gmtime_r(&t, &tm);
 	strftime(utc, sizeof(utc), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	json_escape(esc, sizeof(esc), text);
-	json_escape(site, sizeof(site), cfg->site_name);
+	op_json_escape(esc, sizeof(esc), text);
+	op_json_escape(site, sizeof(site), cfg->site_name);
 	int n = snprintf(doc, sizeof(doc), "{\"alert\":\"%s\",\"site\":\"%s\",\"utc\":\"%s\",\"text\":\"%s\"%s}\n", kind,
 			 site, utc, esc, more);
 	return place(cfg, "alert", kind, doc, (size_t)n < sizeof(doc) ? (size_t)n : sizeof(doc) - 1);

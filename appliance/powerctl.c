@@ -288,6 +288,9 @@ static void drain_meter(op_powerctl *p, uint64_t now)
 		while (*end == ' ' || *end == '\n')
 			end++;
 		if (end == msg || (*end && strcmp(end, "W"))) {
+			for (char *c = msg; *c; c++) /* off the wire, into the journal: printable only */
+				if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f)
+					*c = '?';
 			p->meter_rejected++;
 			op_warn("power meter: '%s' is not a reading in watts; ignored (%llu so far)", msg,
 				(unsigned long long)p->meter_rejected);

@@ -61,6 +61,7 @@
 #include "appliance/outbox.h"
 #include "appliance/powerctl.h"
 #include "appliance/stage.h"
+#include "uplink/escape.h"
 #include "watchdog/bootcount.h"
 #include "watchdog/notify.h"
 #include "watchdog/restart.h"
@@ -157,7 +158,6 @@ typedef struct sup {
 /* Start order: downstream first, so every connect finds its peer bound soon after. */
 static const char *const stage_names[NSTAGES] = {"store", "infer", "ingest", "uplink"};
 
-static void label_escape(char *out, size_t cap, const char *in);
 struct sup;
 static void rates(const struct sup *s, double *acc_rate, double *sto_rate);
 
@@ -709,10 +709,13 @@ static void status_json(sup *s, sbuf *b)
 	uint64_t acc, sto, dro, inf, rec, rej, now = op_now_ns();
 
 	events_totals(s, &acc, &sto, &dro, &inf, &rec, &rej);
+	/* text from outside (the operator's file, a model file's name, error messages): escaped */
+	char site[6 * sizeof(s->cfg->site_name)];
+	op_json_escape(site, sizeof(site), s->cfg->site_name);
 	sb_printf(b, "{\"version\":\"%s\",\"site\":\"%s\",\"config_hash\":\"%s\",\"uptime_s\":%.3f,",
-		  OUTPOST_VERSION, s->cfg->site_name, s->config_hash, (double)(now - s->start_ns) / 1e9);
+		  OUTPOST_VERSION, site, s->config_hash, (double)(now - s->start_ns) / 1e9);
 	char last[2 * sizeof(s->reload_last)];
-	label_escape(last, sizeof(last), s->reload_last); /* the same escapes as JSON strings */
+	op_json_escape(last, sizeof(last), s->reload_last);
 	sb_printf(b, "\"reload\":{\"applied\":%" PRIu64 ",\"failed\":%" PRIu64 ",\"refused\":%" PRIu64
 		     ",\"last\":\"%s\"},",
 		  s->reloads_applied, s->reloads_failed, s->reloads_refused, last);
@@ -722,16 +725,19 @@ static void status_json(sup *s, sbuf *b)
 		  s->budget_spent ? "true" : "false");
 	{
 		char me[2 * sizeof(s->model_error)];
-		label_escape(me, sizeof(me), s->model_error);
+		op_json_escape(me, sizeof(me), s->model_error);
 		sb_printf(b, "\"safe_mode_reason\":\"%s\",\"model_error\":\"%s\",",
 			  !s->safe_mode ? "" : s->model_error[0] ? "model_unusable" : "unstable_starts", me);
 	}
 	{
 		double ar, sr;
 		stage_rec *inf_ = stage_by_name(s, "infer");
+		char model[6 * sizeof(inf_->model)], backend[6 * sizeof(inf_->backend)];
 		rates(s, &ar, &sr);
+		op_json_escape(model, sizeof(model), inf_->model);
+		op_json_escape(backend, sizeof(backend), inf_->backend);
 		sb_printf(b, "\"rates\":{\"accepted_per_s\":%.1f,\"stored_per_s\":%.1f},\"model\":\"%s\",\"backend\":\"%s\",", ar,
-			  sr, inf_->model, inf_->backend);
+			  sr, model, backend);
 	}
 	sb_printf(b, "\"events\":{\"received\":%" PRIu64 ",\"rejected\":%" PRIu64 ",\"accepted\":%" PRIu64
 		     ",\"stored\":%" PRIu64 ",\"dropped\":%" PRIu64 ",\"in_flight\":%" PRIu64
@@ -781,27 +787,13 @@ static void status_json(sup *s, sbuf *b)
  * and gauges are exported under two generic families labelled by stage and name, so a new
  * counter in a stage appears without touching this code.
  */
-static void label_escape(char *out, size_t cap, const char *in)
-{
-	size_t o = 0;
-	for (; *in && o + 3 < cap; in++) {
-		if (*in == '\\' || *in == '"')
-			out[o++] = '\\', out[o++] = *in;
-		else if (*in == '\n')
-			out[o++] = '\\', out[o++] = 'n';
-		else
-			out[o++] = *in;
-	}
-	out[o] = 0;
-}
-
 static void metrics_text(sup *s, sbuf *b)
 {
 	uint64_t acc, sto, dro, inf, rec, rej, now = op_now_ns();
 	char site[2 * OP_CFG_STR];
 
 	events_totals(s, &acc, &sto, &dro, &inf, &rec, &rej);
-	label_escape(site, sizeof(site), s->cfg->site_name);
+	op_prom_escape(site, sizeof(site), s->cfg->site_name);
 	sb_printf(b, "# HELP outpost_info The running outpostd: version, site and configuration.\n"
 		     "# TYPE outpost_info gauge\n"
 		     "outpost_info{version=\"%s\",site=\"%s\",config_hash=\"%s\"} 1\n",

@@ -1,6 +1,7 @@
 # uplink/ unit tests and the h5py read-back of a sealed segment.
 op_unit_test(test_sha256_segment unit/test_sha256_segment.c)
 op_unit_test(test_uplink unit/test_uplink.c)
+op_unit_test(test_escape unit/test_escape.c)
 # The link north under CURVE: listed keys only, admission and rotation without restarts.
 add_test(NAME uplink_curve
   COMMAND ${OP_PY} ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_curve.py $<TARGET_FILE_DIR:outpostd>)

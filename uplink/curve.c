@@ -172,6 +172,23 @@ uint64_t op_zap_refused(const op_zap *z)
 }
 
 /* The name (file stem) of the .pub in dir holding this key, or -1. */
+/* 1 when a key file's stem can name an appliance: north's ledger, its listing and its metrics
+ * take the name as one column (whitespace would split it, a tab or newline forge a line), and
+ * the ledger's owner of a file decides which appliance may replace it */
+static int appliance_name_ok(const char *s, size_t n)
+{
+	if (n == 0 || n > 63 || s[0] == '.')
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= '0' && s[i] <= '9') ||
+		      s[i] == '.' || s[i] == '_' || s[i] == '-'))
+			return 0;
+	return 1;
+}
+
+/* 0: z85 is the key of DIR/NAME.pub, NAME in name; -1: no such key; -2: it is, but NAME cannot
+ * name an appliance (appliance_name_ok): refused, NAME (printable characters only) in name for
+ * the journal */
 static int find_key(const char *dir, const char *z85, char *name, size_t cap)
 {
 	DIR *d = opendir(dir);
@@ -189,6 +206,12 @@ static int find_key(const char *dir, const char *z85, char *name, size_t cap)
 		if (op_curve_load(path, 0, &k, err, sizeof(err)) == 0 && !strcmp(k.public_z85, z85)) {
 			snprintf(name, cap, "%.*s", (int)(n - 4), de->d_name);
 			found = 0;
+			if (!appliance_name_ok(de->d_name, n - 4)) {
+				for (char *c = name; *c; c++)
+					if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f)
+						*c = '?';
+				found = -2;
+			}
 		}
 	}
 	closedir(d);
@@ -221,10 +244,12 @@ void op_zap_handle(op_zap *z, void (*on_refused)(void *, const char *, const cha
 		}
 		const char *status = "400", *text = "not authorised";
 		char user[256] = "", addr[64] = "?", key[41] = "";
+		int found = -1;
 		if (nf >= 7 && zmq_msg_size(&f[5]) == 5 && !memcmp(zmq_msg_data(&f[5]), "CURVE", 5) &&
 		    zmq_msg_size(&f[6]) == 32) {
 			zmq_z85_encode(key, zmq_msg_data(&f[6]), 32);
-			if (find_key(z->dir, key, user, sizeof(user)) == 0) {
+			found = find_key(z->dir, key, user, sizeof(user));
+			if (found == 0) {
 				status = "200";
 				text = "OK";
 			}
@@ -233,9 +258,15 @@ void op_zap_handle(op_zap *z, void (*on_refused)(void *, const char *, const cha
 			snprintf(addr, sizeof(addr), "%.*s", (int)zmq_msg_size(&f[3]), (const char *)zmq_msg_data(&f[3]));
 		if (status[0] != '2') {
 			z->refused++;
-			char why[128];
-			snprintf(why, sizeof(why), "%s %.12s… is not in the authorised keys",
-				 nf >= 6 && zmq_msg_size(&f[5]) == 5 ? "key" : "a peer without CURVE:", key[0] ? key : "");
+			char why[400];
+			if (found == -2)
+				snprintf(why, sizeof(why), "key %.12s… is authorised as '%s.pub', a name an appliance cannot have "
+							   "(letters, digits, '.', '_' and '-', at most 63): rename the file",
+					 key, user);
+			else
+				snprintf(why, sizeof(why), "%s %.12s… is not in the authorised keys",
+					 nf >= 6 && zmq_msg_size(&f[5]) == 5 ? "key" : "a peer without CURVE:", key[0] ? key : "");
+			user[0] = 0; /* no user id with a refusal */
 			if (on_refused)
 				on_refused(ctx, addr, why);
 		}

@@ -27,6 +27,7 @@
 #include <zmq.h>
 
 #include "uplink/curve.h"
+#include "uplink/escape.h"
 #include "uplink/north.h"
 #include "uplink/segment.h"
 
@@ -182,14 +183,8 @@ static void write_metrics(north_state *ns)
 		fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", fam[k].name, fam[k].help, fam[k].name, fam[k].type);
 		for (int i = 0; i < ns->view.na; i++) {
 			const struct agg *a = &ns->view.a[i];
-			char who[130];
-			size_t o = 0;
-			for (const char *c = a->who; *c && o + 2 < sizeof(who); c++) {
-				if (*c == '"' || *c == '\\' || *c == '\n')
-					who[o++] = '\\';
-				who[o++] = *c == '\n' ? 'n' : *c;
-			}
-			who[o] = 0;
+			char who[3 * sizeof(a->who)];
+			op_prom_escape(who, sizeof(who), a->who);
 			unsigned long long v = k == 0 ? a->files : k == 1 ? a->bytes : a->rows;
 			if (k == 3) {
 				struct tm tm;
@@ -247,14 +242,8 @@ static int report(const char *dir)
 	disk_outlook(&v, dir, &free_b, &days);
 	printf("{\"appliances\":{");
 	for (int i = 0; i < v.na; i++) {
-		char who[130];
-		size_t o = 0;
-		for (const char *c = v.a[i].who; *c && o + 2 < sizeof(who); c++) { /* a key file's name, JSON-escaped */
-			if (*c == '"' || *c == '\\')
-				who[o++] = '\\';
-			who[o++] = (unsigned char)*c < 0x20 ? '?' : *c;
-		}
-		who[o] = 0;
+		char who[6 * sizeof(v.a[i].who)];
+		op_json_escape(who, sizeof(who), v.a[i].who); /* a key file's name */
 		printf("%s\"%s\":{\"files\":%llu,\"bytes\":%llu,\"rows\":%llu,\"first\":\"%s\",\"last\":\"%s\"}", i ? "," : "",
 		       who, v.a[i].files, v.a[i].bytes, v.a[i].rows, v.a[i].first, v.a[i].last);
 	}
@@ -293,7 +282,9 @@ static int count(const char *dir)
 			rows += r;
 	}
 	closedir(d);
-	printf("{\"files\":%ld,\"rows\":%ld,\"unreadable\":%ld,\"dir\":\"%s\"}\n", files, rows, unreadable, dir);
+	char dj[6 * 4096]; /* a path of up to PATH_MAX, every byte escaped */
+	op_json_escape(dj, sizeof(dj), dir);
+	printf("{\"files\":%ld,\"rows\":%ld,\"unreadable\":%ld,\"dir\":\"%s\"}\n", files, rows, unreadable, dj);
 	return 0;
 }
 

@@ -63,6 +63,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "uplink/escape.h"
 #include "uplink/segment.h"
 #include "uplink/sha256.h"
 #include "uplink/transfer.h"
@@ -74,7 +75,7 @@ struct op_uplink {
 	char outbox[512], quarantine[512], endpoint[256], sent[512];
 	char curve[3][41]; /* public, secret, north's public; "" = plaintext */
 	char site[64];      /* cfg.site, in characters a name north accepts (op_uplink_name_part) */
-	char site_text[136]; /* cfg.site itself, escaped for JSON */
+	char site_text[400]; /* cfg.site itself (up to 63 characters), escaped for JSON (op_json_escape) */
 	uint64_t last_prune_ns, last_sweep_ns;
 	void *zctx, *sock;
 	void *mon;          /* the socket's disconnect events: a cut is noticed at once, not after the timeout */
@@ -268,16 +269,8 @@ int op_uplink_open(void *zmq_ctx, const op_uplink_config *cfg, op_uplink **ret)
 		return -ENOMEM;
 	u->cfg = *cfg;
 	op_uplink_name_part(cfg->site && cfg->site[0] ? cfg->site : "site", u->site, sizeof(u->site));
-	{ /* the site as configured, for the tombstones' text (JSON: quotes and backslashes escaped) */
-		size_t o = 0;
-		for (const char *p = cfg->site && cfg->site[0] ? cfg->site : "site"; *p && o + 3 < sizeof(u->site_text); p++)
-			if ((unsigned char)*p >= 0x20) {
-				if (*p == '"' || *p == '\\')
-					u->site_text[o++] = '\\';
-				u->site_text[o++] = *p;
-			}
-		u->site_text[o] = 0;
-	}
+	/* the site as configured, for the tombstones' text */
+	op_json_escape(u->site_text, sizeof(u->site_text), cfg->site && cfg->site[0] ? cfg->site : "site");
 	u->cfg.site = NULL; /* the caller's string need not outlive this call */
 	if (!u->cfg.chunk_bytes)
 		u->cfg.chunk_bytes = 1u << 20;
@@ -1577,7 +1570,8 @@ int op_uplink_publish(const char *dir, const char *name, const void *data, size_
 static void tombstone(op_uplink *u, int cls, const char *name, uint64_t size, const char *sha, const char *reason,
 		      long rows)
 {
-	char doc[768], utc[32], stamp[32], tname[OP_XFER_NAME_MAX + 1];
+	/* doc holds the longest of each part: a name of 200, the escaped site of up to 399 */
+	char doc[1024], utc[32], stamp[32], tname[OP_XFER_NAME_MAX + 1];
 	time_t t = time(NULL);
 	struct tm tm;
 	gmtime_r(&t, &tm);
@@ -1597,7 +1591,7 @@ static void tombstone(op_uplink *u, int cls, const char *name, uint64_t size, co
 			break;
 		snprintf(tname, sizeof(tname), "alert-tombstone-%s-%s-%d-%.*s.json", u->site, stamp, k, room - 3, name);
 	}
-	if (op_uplink_publish(u->dirs[OP_UPLINK_ALERT], tname, doc, (size_t)n) >= 0)
+	if (n > 0 && (size_t)n < sizeof(doc) && op_uplink_publish(u->dirs[OP_UPLINK_ALERT], tname, doc, (size_t)n) >= 0)
 		u->stats.tombstones++;
 	else
 		u->stats.tombstones_failed++; /* the eviction is still counted; status shows this too */

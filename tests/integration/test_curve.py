@@ -111,6 +111,14 @@ def main():
         check(len([f for f in os.listdir(os.path.join(b.state, "outbox")) if f.endswith(".h5")]) >= 1,
               "site-b's segments wait in its outbox")
         print("site-b (not listed): " + uplink_line(b))
+        # listed under a name no appliance can have (a space would split the ledger's column and
+        # merge it with another site's in north's report): still refused, north's journal says why
+        shutil.copy(os.path.join(keys, "site-b.pub"), os.path.join(auth, "site b.pub"))
+        nlog_path = nlog.name
+        badname = "is authorised as 'site b.pub', a name an appliance cannot have"
+        b.wait(lambda: nlog.flush() or badname in open(nlog_path).read(), 30, "north's journal to refuse 'site b.pub'")
+        check(north_rows_from("site-b") == 0, "a key listed under a name with a space delivered")
+        os.remove(os.path.join(auth, "site b.pub"))
         # admitted without restarting north
         shutil.copy(os.path.join(keys, "site-b.pub"), auth)
         b.wait(lambda: north_rows_from("site-b") >= 1000, 60, "site-b's events north once its key is listed")

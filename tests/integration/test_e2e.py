@@ -703,14 +703,19 @@ def test_badmodel(bindir):
     import tempfile
     import h5py
     src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "kernels", "models", "event-v1.h5")
-    bad = os.path.join(tempfile.mkdtemp(prefix="op-badmodel-file-"), "model.h5")
+    # The site's name and the model's path as operators may write them: quotes, a backslash,
+    # letters beyond ASCII. Both reach status --json and the alert north, which stay JSON.
+    bad = os.path.join(tempfile.mkdtemp(prefix="op-badmodel-file-"), 'model "cut" \\ \u00e9.h5')
+    site = 'P\u00f4le "Sud" \\ Amundsen\u2013Scott'
     with open(src, "rb") as f, open(bad, "wb") as g:
         g.write(f.read()[:5000])
-    a = Appliance(bindir, "badmodel", config={"infer": {"model": bad},
+    quoted = lambda v: "'%s'" % v.replace("'", "''")  # YAML single quotes: a backslash is itself
+    a = Appliance(bindir, "badmodel", config={"site": {"name": quoted(site)}, "infer": {"model": quoted(bad)},
                                               "supervisor": {"safe_mode_retry": "10s", "stable_after": "3s"}})
     st = a.status()
     check(st["mode"] == "safe" and st["safe_mode_reason"] == "model_unusable" and bad in st["model_error"],
           "not in safe mode for the model: %s" % {k: st.get(k) for k in ("mode", "safe_mode_reason", "model_error")})
+    check(st["site"] == site, "status --json gives the site as %r, not %r" % (st["site"], site))
     _, text = a.ctl("status")
     check("infer.model cannot be used" in text, "outpostctl status does not say why:\n" + text)
     a.sim("--count", "400", "--rate", "2000", "--stream", "3", "--seed", "1")
@@ -724,6 +729,9 @@ def test_badmodel(bindir):
             m = m.decode() if isinstance(m, bytes) else m
             check(m.startswith("linefit"), "segment %s names model %r, not LineFit" % (path, m))
     a.wait(lambda: glob.glob(os.path.join(a.north_dir, "alert-model_unusable-*.json")), 30, "the alert north")
+    with open(glob.glob(os.path.join(a.north_dir, "alert-model_unusable-*.json"))[0], encoding="utf-8") as f:
+        alert = json.load(f)
+    check(alert["site"] == site and bad in alert["text"], "the alert north: %r" % alert)
     time.sleep(11)  # past safe_mode_retry: the network is not tried again with a model that cannot load
     check(a.status()["mode"] == "safe", "left safe mode with an unusable model")
     check(a.stop() == 0, "outpostd did not stop cleanly")
@@ -989,7 +997,9 @@ def test_metrics(bindir):
         sys.exit(77)
     import tempfile
     textfile = os.path.join(tempfile.mkdtemp(prefix="op-textfile-"), "outpost.prom")
-    a = Appliance(bindir, "metrics", config={"metrics": {"textfile": textfile, "interval": "1s"}},
+    # a site name with what the format must escape (a quote, a backslash) and UTF-8
+    a = Appliance(bindir, "metrics", config={"metrics": {"textfile": textfile, "interval": "1s"},
+                                             "site": {"name": "'P\u00f4le \"Sud\" \\ 2'"}},
                   state_files={"start-count": "3\n"})
     a.sim("--count", "3000", "--rate", "5000", "--stream", "8")
     a.wait_delivered(3000)
@@ -998,6 +1008,7 @@ def test_metrics(bindir):
     check(p.returncode == 0, "promtool rejects outpostctl metrics: %s%s" % (p.stdout, p.stderr))
     check('outpost_events_total{outcome="stored"} 3000' in text, "stored count missing:\n" + text[:2000])
     check('outpost_stage_up{stage="infer"} 1' in text, "stage_up missing")
+    check('site="P\u00f4le \\"Sud\\" \\\\ 2"' in text, "the site label not escaped as the format says:\n" + text[:600])
     check('outpost_stage_count_total{stage="store",name="rows_sealed"}' in text, "stage counters missing")
     a.wait(lambda: os.path.exists(textfile) and 'outcome="stored"} 3000' in open(textfile).read(), 10,
            "the textfile rewritten with the figures")

@@ -142,7 +142,7 @@ class Meter:
             else:
                 self.silent.set()
             if self.on and self.garbage:
-                self.sock.send_string("watts=lots")
+                self.sock.send_string("watts=lots\noutpost[ingest] ERROR: forged")
             elif self.on:
                 self.sock.send_string("%.1f" % self.watts)
                 self.last_sent = time.monotonic()
@@ -173,6 +173,11 @@ def test_failsafe(bindir):
                  "the garbled meter message counted")
         meter.garbage = False
         check(abs(power(app)["watts"] - 70.0) < 0.01, "the reading is still the meter's 70 W")
+        # and what it said reaches the journal on its own line, without a line of its own
+        app.wait(lambda: "'watts=lots?outpost[ingest] ERROR: forged' is not a reading" in app.log_text(), 10,
+                 "the garbled message in the journal")
+        check(not [ln for ln in app.log_text().splitlines() if ln.startswith("outpost[ingest] ERROR: forged")],
+              "a meter message forged a journal line")
         # the meter falls silent
         meter.silent.clear()
         meter.on = False
