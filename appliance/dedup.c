@@ -213,41 +213,89 @@ typedef struct chunk {
 	size_t n;
 } chunk;
 
+typedef struct named {
+	const char *name;
+	int dir;
+} named;
+
+static int cmp_named_desc(const void *a, const void *b)
+{
+	const named *x = a, *y = b;
+	int c = strcmp(y->name, x->name);
+	return c ? c : x->dir - y->dir;
+}
+
 size_t op_dedup_recover(op_dedup *d, const char *const *dirs, int ndirs, size_t capacity)
 {
 	chunk *ch = NULL;
 	size_t nch = 0, cap_ch = 0, total = 0;
 	char path[4096];
 
-	/* newest first, every file's keys in its own order, until `capacity` keys */
-	for (int di = 0; di < ndirs; di++) {
-		char **names;
-		size_t n = list_segments(dirs[di], &names);
-		for (size_t i = 0; i < n; i++) {
-			op_result_row *rows = NULL;
-			size_t nr = 0;
-			snprintf(path, sizeof(path), "%s/%s", dirs[di], names[i]);
-			if (total < capacity && op_segment_read(path, &rows, &nr) == 0 && nr) {
-				if (nch == cap_ch) {
-					size_t c2 = cap_ch ? cap_ch * 2 : 64;
-					chunk *p = realloc(ch, c2 * sizeof(*p));
-					if (p)
-						ch = p, cap_ch = c2;
-				}
-				key *k = nch < cap_ch ? malloc(nr * sizeof(*k)) : NULL;
-				if (k) {
-					for (size_t j = 0; j < nr; j++)
-						k[j] = (key){rows[j].sequence, rows[j].detector_time_ns, rows[j].stream_id, 0};
-					ch[nch++] = (chunk){k, nr};
-					total += nr;
-				} else {
-					op_warn("cannot remember the rows of %s: out of memory", path);
-				}
-			}
-			free(rows);
-			free(names[i]);
+	/* every directory's files in one list, newest first by name: which directory a file is in
+	 * says nothing of its age (a file north refused stays in outbox/ while newer ones go on to
+	 * sent/), and reading one directory whole before the other could spend the capacity on
+	 * older files and miss the newest, the ones ingest resends */
+	named *all = NULL;
+	size_t nall = 0;
+	char **lists[8] = {0};
+	size_t counts[8] = {0};
+	if (ndirs > 8)
+		ndirs = 8;
+	for (int di = 0; di < ndirs; di++)
+		counts[di] = list_segments(dirs[di], &lists[di]), nall += counts[di];
+	if (nall && !(all = malloc(nall * sizeof(*all))))
+		op_warn("cannot list the sealed segments: out of memory; the store remembers none of their rows");
+	nall = 0;
+	for (int di = 0; all && di < ndirs; di++)
+		for (size_t i = 0; i < counts[di]; i++)
+			all[nall++] = (named){lists[di][i], di};
+	if (nall > 1)
+		qsort(all, nall, sizeof(*all), cmp_named_desc);
+	const char *done = NULL;
+	for (size_t i = 0; i < nall && total < capacity; i++) {
+		op_result_row *rows = NULL;
+		size_t nr = 0;
+		if (done && !strcmp(done, all[i].name))
+			continue; /* listed in two directories (moved between the listings), read once */
+		snprintf(path, sizeof(path), "%s/%s", dirs[all[i].dir], all[i].name);
+		int rc = op_segment_read(path, &rows, &nr);
+		/* the uplink runs meanwhile: a file confirmed north since the listing moved from
+		 * outbox/ to sent/ */
+		for (int di = 0; rc == -ENOENT && di < ndirs; di++) {
+			if (di == all[i].dir)
+				continue;
+			snprintf(path, sizeof(path), "%s/%s", dirs[di], all[i].name);
+			rc = op_segment_read(path, &rows, &nr);
 		}
-		free(names);
+		if (rc == 0)
+			done = all[i].name;
+		if (rc < 0 && rc != -ENOENT)
+			op_warn("cannot read %s to remember its rows (%s): its events, if sent again, are stored again",
+				path, strerror(-rc));
+		if (rc == 0 && nr) {
+			if (nch == cap_ch) {
+				size_t c2 = cap_ch ? cap_ch * 2 : 64;
+				chunk *p = realloc(ch, c2 * sizeof(*p));
+				if (p)
+					ch = p, cap_ch = c2;
+			}
+			key *k = nch < cap_ch ? malloc(nr * sizeof(*k)) : NULL;
+			if (k) {
+				for (size_t j = 0; j < nr; j++)
+					k[j] = (key){rows[j].sequence, rows[j].detector_time_ns, rows[j].stream_id, 0};
+				ch[nch++] = (chunk){k, nr};
+				total += nr;
+			} else {
+				op_warn("cannot remember the rows of %s: out of memory", path);
+			}
+		}
+		free(rows);
+	}
+	free(all);
+	for (int di = 0; di < ndirs; di++) {
+		for (size_t i = 0; i < counts[di]; i++)
+			free(lists[di][i]);
+		free(lists[di]);
 	}
 	/* Then inserted oldest first, without the oldest rows past capacity: the table forgets the
 	 * keys it took first, so keys taken newest first would have lost the newest segment's —

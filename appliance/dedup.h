@@ -29,8 +29,8 @@ void op_dedup_forget_gen(op_dedup *d, uint64_t gen);
 size_t op_dedup_size(const op_dedup *d);
 
 /*
- * After a restart: remember what the sealed segments in dirs[0..ndirs) hold (give the directory
- * of the newest first: outbox/, then sent/), the newest `capacity` rows, so that the oldest are
+ * After a restart: remember what the sealed segments in dirs[0..ndirs) (at most 8) hold, the
+ * newest `capacity` rows by the files' names across all of them, so that the oldest are
  * the ones the table forgets first. Removes sidecars whose segment never arrived (a crash
  * between the two renames of a seal). Returns the rows remembered.
  */

@@ -85,6 +85,8 @@ typedef struct store {
 	char id_name[64];      /* a name model_name_of made up */
 	uint64_t bad_model_frames, bad_frame_said_ns;
 	char seg_name[160];	      /* the open segment's name (file seg_name.h5) */
+	time_t name_floor;	      /* no segment is named before this time (name_floor_scan) */
+	int name_clamped;	      /* said that the clock is behind the names */
 	int salvaging;		      /* in salvage(): the open segment holds copies of leftovers */
 	uint64_t batch_rows, batch_files; /* salvaged into the open segment, counted once it seals */
 	op_dedup *dedup;
@@ -132,12 +134,56 @@ static int ends_with(const char *s, const char *suffix)
 	return a >= b && !strcmp(s + a - b, suffix);
 }
 
+/*
+ * Segment names start with the time they were opened, and everything that orders segments
+ * goes by name: the uplink ships the oldest name first, and a restarted store remembers the
+ * rows of the newest names (op_dedup_recover) to recognise the events ingest sends again. A
+ * clock stepped back (a real-time clock that ran ahead, corrected by GPS or NTP) would name the
+ * next segment before the ones already written, so that after a restart the store could miss
+ * its rows and store them twice. So a name never goes back: a restarted store starts after the
+ * newest name it finds in segments/, outbox/ and sent/, and each name after the one before.
+ * The rows keep their own times.
+ */
+static void name_floor_scan(store *st, const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	const size_t pl = strlen(st->site);
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		struct tm tm;
+		memset(&tm, 0, sizeof(tm));
+		const char *end;
+		if (strncmp(de->d_name, st->site, pl) || de->d_name[pl] != '-' ||
+		    !(end = strptime(de->d_name + pl + 1, "%Y%m%dT%H%M%SZ", &tm)) || *end != '-')
+			continue;
+		time_t t = timegm(&tm);
+		if (t != (time_t)-1 && t + 1 > st->name_floor)
+			st->name_floor = t + 1;
+	}
+	closedir(d);
+}
+
 static void segment_name(store *st, char *out, size_t cap)
 {
 	time_t now = time(NULL);
 	struct tm tm;
 	char ts[32];
 
+	if (now < st->name_floor) {
+		if (!st->name_clamped) {
+			char was[32];
+			gmtime_r(&st->name_floor, &tm);
+			strftime(was, sizeof(was), "%Y-%m-%dT%H:%M:%SZ", &tm);
+			op_warn("the clock is %lld s behind the newest segment's name (%s): segments are named from "
+				"there on, so that they keep the order they were written in (their rows keep their own "
+				"times); said once", (long long)(st->name_floor - now), was);
+			st->name_clamped = 1;
+		}
+		now = st->name_floor;
+	}
+	st->name_floor = now;
 	gmtime_r(&now, &tm);
 	strftime(ts, sizeof(ts), "%Y%m%dT%H%M%SZ", &tm);
 	snprintf(out, cap, "%s-%s-%08" PRIx64 "-%06" PRIu64, st->site, ts,
@@ -211,9 +257,9 @@ static int seal(store *st)
 	if (rc == 0)
 		st->seg_name[0] = 0;
 	if (rc < 0) {
-		op_err("cannot seal segment of generation %" PRIu64 " (%" PRIu64 " rows) into %s: %s; "
+		op_err("cannot seal segment %s/%s.h5 (generation %" PRIu64 ", %" PRIu64 " rows) into %s: %s; "
 		       "nothing of it was acknowledged%s",
-		       st->gen, rows, st->outbox_dir, strerror(-rc),
+		       st->segments_dir, st->seg_name, st->gen, rows, st->outbox_dir, strerror(-rc),
 		       rc == -ENOSPC ? "" : ", exiting so that it is salvaged on restart");
 		return rc;
 	}
@@ -223,7 +269,15 @@ static int seal(store *st)
 	op_debug("sealed segment generation %" PRIu64 ": %" PRIu64 " rows, sha256 %s", st->gen, rows, sha);
 	remove_salvaged(st);
 	st->gen++;
+	const size_t n = st->pending.n;
 	rc = send_acks(st, &st->pending);
+	if (rc == -EINTR && op_stage_stop) { /* sealed, durable: ingest sends them again, recognised */
+		op_info("stopping before ingest took the acknowledgement of %zu sealed events: it sends them "
+			"again and they are recognised as stored", n);
+		return 0;
+	}
+	if (rc < 0)
+		op_err("cannot acknowledge %zu sealed events to ingest: %s", n, zmq_strerror(-rc));
 	return rc;
 }
 
@@ -237,7 +291,8 @@ static int append_rows(store *st, const op_result_row *rows, size_t n)
 		return rc;
 	rc = op_segment_append(st->seg, rows, n);
 	if (rc < 0) {
-		op_err("cannot append %zu rows to the open segment in %s: %s", n, st->segments_dir, strerror(-rc));
+		op_err("cannot append %zu rows to the open segment %s/%s.h5: %s", n, st->segments_dir, st->seg_name,
+		       strerror(-rc));
 		return rc;
 	}
 	st->rows_written += n;
@@ -639,6 +694,9 @@ int op_stage_store(op_stage_ctx *s)
 	op_report_gauge(s, "loading", 1);
 	op_report_send(s);
 	recover_outbox(&st, dedup_cap);
+	name_floor_scan(&st, st.segments_dir);
+	name_floor_scan(&st, st.outbox_dir);
+	name_floor_scan(&st, st.sent_dir);
 	st.gen = 1; /* generation 0 = "already in outbox/" */
 	int src = salvage(&st);
 	if (src == -ENOSPC)
@@ -737,10 +795,10 @@ int op_stage_store(op_stage_ctx *s)
 				 * stay unacknowledged, and the seal, which must succeed, tells for good) */
 				int frc = op_segment_flush(st.seg);
 				if (frc < 0 && !st.flush_failing)
-					op_warn("cannot flush the open segment in %s: %s (its rows stay unacknowledged)",
-						st.segments_dir, strerror(-frc));
+					op_warn("cannot flush the open segment %s/%s.h5: %s (its rows stay unacknowledged)",
+						st.segments_dir, st.seg_name, strerror(-frc));
 				else if (frc == 0 && st.flush_failing)
-					op_info("the open segment in %s flushes again", st.segments_dir);
+					op_info("the open segment %s/%s.h5 flushes again", st.segments_dir, st.seg_name);
 				st.flush_failing = frc < 0;
 				st.flushed_ns = now;
 				st.dirty = 0;

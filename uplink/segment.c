@@ -31,7 +31,11 @@
 int op_segment_space_low(const char *dir)
 {
 	struct statvfs v;
-	return statvfs(dir, &v) == 0 && (unsigned long long)v.f_bavail * v.f_frsize < (1ull << 20);
+	if (statvfs(dir, &v) != 0)
+		return 0;
+	/* bytes, or inodes (many small files: a segment and its sidecar need two; a file system
+	 * without a count of them says f_files 0) */
+	return (unsigned long long)v.f_bavail * v.f_frsize < (1ull << 20) || (v.f_files > 0 && v.f_favail < 16);
 }
 
 /* What an HDF5 failure in dir most likely was: HDF5 reports no errno, and "input/output error"
@@ -440,20 +444,31 @@ int op_segment_read(const char *path, op_result_row **rows, size_t *n)
 	count = space >= 0 ? H5Sget_simple_extent_npoints(space) : -1;
 	if (count < 0)
 		goto out;
+	/* only the rows a flush vouched for (op_segment_flush; a seal sets it to all): a file left
+	 * open by a crash or a full disk may be longer than what was written, and only they are
+	 * read, so that a chunk beyond them cut short by the crash cannot fail the read of the
+	 * rows before it. A file without the attribute was not written by this code, and is taken
+	 * whole. */
+	uint64_t vouched;
+	if (read_attr_u64(file, "rows_flushed", &vouched) == 0 && vouched < (uint64_t)count)
+		count = (hssize_t)vouched;
 	out = calloc(count > 0 ? (size_t)count : 1, sizeof(op_result_row));
 	if (!out) {
 		rc = -ENOMEM;
 		goto out;
 	}
 	mt = mem_type();
-	if (count > 0 && H5Dread(dset, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0)
-		goto out;
-	/* only the rows a flush vouched for (op_segment_flush; a seal sets it to all): a file left
-	 * open by a crash or a full disk may be longer than what was written. A file without the
-	 * attribute was not written by this code, and is taken whole. */
-	uint64_t vouched;
-	if (read_attr_u64(file, "rows_flushed", &vouched) == 0 && vouched < (uint64_t)count)
-		count = (hssize_t)vouched;
+	if (count > 0) {
+		hsize_t start = 0, len = (hsize_t)count;
+		hid_t mem = H5Screate_simple(1, &len, NULL);
+		herr_t r = mem >= 0 ? H5Sselect_hyperslab(space, H5S_SELECT_SET, &start, NULL, &len, NULL) : -1;
+		if (r >= 0)
+			r = H5Dread(dset, mt, mem, space, H5P_DEFAULT, out);
+		if (mem >= 0)
+			H5Sclose(mem);
+		if (r < 0)
+			goto out;
+	}
 	*rows = out;
 	*n = (size_t)count;
 	out = NULL;

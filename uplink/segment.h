@@ -74,8 +74,8 @@ void op_segment_abandon(op_segment *s);
 
 /* Read back every row of a segment file (sealed or left open by a crash). */
 int op_segment_read(const char *path, op_result_row **rows, size_t *n);
-/* 1 when the filesystem of dir has under 1 MiB free: a failed write there is a full disk
- * (-ENOSPC), and a writer paused for it waits until this is 0. */
+/* 1 when the filesystem of dir has under 1 MiB or under 16 inodes free: a failed write there is
+ * a full disk (-ENOSPC), and a writer paused for it waits until this is 0. */
 int op_segment_space_low(const char *dir);
 /* Row count recorded in a readable segment, or negative errno: -EIO when it does not open as
  * one, -ECHILD when reading it crashed the reader, -ETIMEDOUT when it took over 10 s, another

@@ -242,11 +242,13 @@ def sha_file(path):
     return h.hexdigest()
 
 
-def mount_tmpfs(prefix, size):
-    """A fresh tmpfs of this size ("16m"): a disk that really fills up. Exits 77 (skipped) where
-    it cannot be mounted (needs root). Give it back with unmount_tmpfs."""
+def mount_tmpfs(prefix, size, inodes=None):
+    """A fresh tmpfs of this size ("16m") and, given, this many inodes: a disk that really fills
+    up. Exits 77 (skipped) where it cannot be mounted (needs root). Give it back with
+    unmount_tmpfs."""
     mnt = tempfile.mkdtemp(prefix=prefix)
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%s" % size, "tmpfs", mnt]).returncode != 0:
+    opts = "size=%s" % size + (",nr_inodes=%d" % inodes if inodes else "")
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", mnt]).returncode != 0:
         os.rmdir(mnt)
         print("skipped: cannot mount a tmpfs here (needs root)")
         sys.exit(77)

@@ -10,7 +10,10 @@ Checked, as the site would see it:
     same full disk until the supervisor escalates; no stage restarts while it lasts;
   - the log says so, naming the directory;
   - once space is freed the store resumes by itself, and every event sent is stored once, with
-    nothing dropped.
+    nothing dropped;
+  - the same when the disk has bytes free but no inode left (many small files): where HDF5
+    could not create the next segment and its failure read as an I/O error, the store ended and
+    was restarted into it.
 Needs root to mount the tmpfs (else skipped, exit 77).
 """
 import glob
@@ -28,7 +31,7 @@ def main():
     need_modules("h5py", "numpy")
     import h5py
     import numpy as np
-    mnt = mount_tmpfs("op-diskpause-", "16m")
+    mnt = mount_tmpfs("op-diskpause-", "16m", inodes=2000)
     app = None
     try:
         state = os.path.join(mnt, "state")
@@ -87,6 +90,40 @@ def main():
         pauses = app.status()["stages"]["store"]["counters"]["disk_full_pauses"]
         print("resumed: all %d events stored once, none dropped, %d pause(s)" % (n, pauses))
         check(pauses == 1, "%d pauses: it resumed and paused again while the disk was full" % pauses)
+
+        # Every inode taken by small files, the bytes free, while no segment is open (all sealed
+        # above): the next one cannot be created
+        fillers = os.path.join(mnt, "small-files")
+        os.mkdir(fillers)
+        taken = 0
+        try:
+            while True:
+                open(os.path.join(fillers, str(taken)), "wb").close()
+                taken += 1
+        except OSError:
+            pass
+        m = 3000
+        sim = subprocess.Popen([os.path.join(bindir, "outpost-sim"), "--endpoint", app.endpoint, "--count", str(m),
+                                "--rate", "4000", "--stream", "5"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        app.wait(lambda: app.status()["stages"]["store"]["gauges"].get("disk_full", 0) == 1, 60,
+                 "the store pausing with no inode left (%d small files)" % taken)
+        time.sleep(3)
+        st = app.status()
+        check(st["stages"]["store"]["gauges"]["disk_full"] == 1, "the store resumed with no inode free")
+        check(all(r["restarts"] == 0 for r in st["stages"].values()), "a stage restarted with no inode free: %s" %
+              {k: v["restarts"] for k, v in st["stages"].items()})
+        subprocess.run(["rm", "-rf", fillers])
+        app.wait(lambda: app.status()["stages"]["store"]["gauges"]["disk_full"] == 0, 30, "the store resuming")
+        out, err = sim.communicate(timeout=180)
+        check(sim.returncode == 0, "simulator failed: %s" % err)
+        app.wait(lambda: app.status()["events"]["accepted"] == n + m and app.status()["events"]["in_flight"] == 0,
+                 120, "every event settled")
+        e = app.status()["events"]
+        check(e["stored"] == n + m and e["dropped"] == 0, "stored %d, dropped %d of %d" % (e["stored"], e["dropped"], n + m))
+        pauses = app.status()["stages"]["store"]["counters"]["disk_full_pauses"]
+        check(pauses == 2, "%d pauses in all, 2 expected" % pauses)
+        print("no inode free (%d small files): paused, resumed once they went, all %d events stored" % (taken, m))
         check(app.stop() == 0, "outpostd did not stop cleanly")
         app = None
     finally:

@@ -601,6 +601,31 @@ def test_salvage(bindir):
     check(a.stop() == 0, "outpostd did not stop cleanly")
 
 
+def test_clock_behind(bindir):
+    # The clock stepped back (a real-time clock that ran ahead, corrected by GPS or NTP): the
+    # segments already written carry later times in their names than the clock now reads. New
+    # segments are named after them, not before, so that the uplink still ships in the order
+    # they were written and a restarted store still reads the newest ones to recognise events
+    # sent again; the journal says so once.
+    future = "test-clockb-20990101T000000Z-00000000-000001.h5"
+
+    def prepare(state):
+        os.makedirs(os.path.join(state, "sent"))
+        with open(os.path.join(state, "sent", future), "wb") as f:
+            f.write(b"confirmed north in 2099 by the clock of the time")
+
+    a = Appliance(bindir, "clockb", prepare=prepare)
+    a.sim("--count", "300", "--rate", "3000", "--stream", "2", "--seed", "3")
+    a.wait_delivered(300)
+    names = sorted(os.path.basename(p) for p in a.north_files())
+    check(names and all(n > future for n in names), "segments named before the newest one: %s" % names)
+    check(all(n.startswith("test-clockb-20990101T0000") for n in names), "names far from the floor: %s" % names)
+    said = [ln for ln in a.log_text().splitlines() if "behind the newest segment's name (2099-01-01T00:00:01Z)" in ln]
+    check(len(said) == 1, "the journal says %d times that the clock is behind" % len(said))
+    check(a.stop() == 0, "outpostd did not stop cleanly")
+    print("clock behind the names: %d segments north named from 2099-01-01T00:00:01Z on, said once" % len(names))
+
+
 def test_model_change(bindir):
     # An operator replaces infer.model's file. Until infer restarts it runs the model it read,
     # even when the store restarts meanwhile (here: killed); then infer runs the new one. Every
@@ -1201,6 +1226,8 @@ def main():
         test_north_refusing(bindir)
     elif case == "nocheckpoint":
         test_nocheckpoint(bindir)
+    elif case == "clock_behind":
+        test_clock_behind(bindir)
     elif case == "model_change":
         test_model_change(bindir)
     elif case == "badconfig":
