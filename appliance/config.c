@@ -496,15 +496,17 @@ static int set_value(const key *k, op_config *c, const char *s, char *err, size_
 			return -1;
 		}
 		/* A control character comes from an escape in a double-quoted value ("north\east": ESC,
-		 * "C:\temp": a tab), never on purpose: no name, path, endpoint or schedule holds one.
-		 * Written back into effective.yaml for the stages, it would be refused there by libyaml
-		 * (every stage exiting, nothing stored), or folded into a space (the stages running
-		 * with another value than the supervisor); in the site's name, it would reach every
-		 * segment and alert. */
+		 * "C:\temp": a tab), never on purpose: no name, path or endpoint holds one. Written back
+		 * into effective.yaml for the stages, it would be refused there by libyaml (every stage
+		 * exiting, nothing stored); in the site's name, it would reach every segment and alert.
+		 * The two lists (power.schedule, uplink.windows) may hold tabs and line ends: their
+		 * parsers take them as spaces, and a YAML block scalar ends in one. */
+		const int list = !strcmp(k->path, "power.schedule") || !strcmp(k->path, "uplink.windows");
 		for (size_t i = 0; s[i]; i++)
-			if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) {
+			if (((unsigned char)s[i] < 0x20 && !(list && (s[i] == '\t' || s[i] == '\n' || s[i] == '\r'))) ||
+			    s[i] == 0x7f) {
 				snprintf(err, errcap,
-					 "'%s' holds a control character (0x%02x, character %zu): in double quotes a "
+					 "'%s' holds a control character (0x%02x, byte %zu): in double quotes a "
 					 "backslash starts an escape (\\\\ for a backslash), or use single quotes",
 					 k->path, (unsigned char)s[i], i + 1);
 				return -1;
@@ -1044,7 +1046,11 @@ static void print_scalar(FILE *out, const key *k, const char *v)
 {
 	if (k->kind == K_STR) {
 		fputc('"', out);
-		for (const char *p = v; *p; p++) {
+		for (const char *p = v; *p; p++) { /* read back the same (YAML's double-quoted escapes) */
+			if (*p == '\t' || *p == '\n' || *p == '\r') {
+				fputs(*p == '\t' ? "\\t" : *p == '\n' ? "\\n" : "\\r", out);
+				continue;
+			}
 			if (*p == '"' || *p == '\\')
 				fputc('\\', out);
 			fputc(*p, out);

@@ -85,8 +85,10 @@ typedef struct store {
 	char id_name[64];      /* a name model_name_of made up */
 	uint64_t bad_model_frames, bad_frame_said_ns;
 	char seg_name[160];	      /* the open segment's name (file seg_name.h5) */
-	time_t name_floor;	      /* no segment is named before this time (name_floor_scan) */
+	time_t name_newest;	      /* the newest segment name's time (name_floor_scan, segment_name) */
+	time_t name_floor;	      /* no segment is named before this time */
 	int name_clamped;	      /* said that the clock is behind the names */
+	int name_far_said;	      /* said that names far ahead of the clock are not followed */
 	int salvaging;		      /* in salvage(): the open segment holds copies of leftovers */
 	uint64_t batch_rows, batch_files; /* salvaged into the open segment, counted once it seals */
 	op_dedup *dedup;
@@ -142,8 +144,11 @@ static int ends_with(const char *s, const char *suffix)
  * next segment before the ones already written, so that after a restart the store could miss
  * its rows and store them twice. So a name never goes back: a restarted store starts after the
  * newest name it finds in segments/, outbox/ and sent/, and each name after the one before.
- * The rows keep their own times.
+ * The rows keep their own times. Names more than a day ahead of the clock are not followed:
+ * they come from a clock that was wrong (a real-time clock reset to a wild date), and following
+ * them would name every segment after them until that date came.
  */
+#define NAME_AHEAD_MAX_S 86400
 static void name_floor_scan(store *st, const char *dir)
 {
 	DIR *d = opendir(dir);
@@ -159,8 +164,17 @@ static void name_floor_scan(store *st, const char *dir)
 		    !(end = strptime(de->d_name + pl + 1, "%Y%m%dT%H%M%SZ", &tm)) || *end != '-')
 			continue;
 		time_t t = timegm(&tm);
-		if (t != (time_t)-1 && t + 1 > st->name_floor)
-			st->name_floor = t + 1;
+		if (t == (time_t)-1)
+			continue;
+		if (t > time(NULL) + NAME_AHEAD_MAX_S) {
+			if (!st->name_far_said)
+				op_warn("%s/%s is named more than a day ahead of the clock: not followed, new segments are "
+					"named by the clock and sort before it (said once)", dir, de->d_name);
+			st->name_far_said = 1;
+			continue;
+		}
+		if (t > st->name_newest)
+			st->name_newest = t, st->name_floor = t + 1;
 	}
 	closedir(d);
 }
@@ -172,18 +186,19 @@ static void segment_name(store *st, char *out, size_t cap)
 	char ts[32];
 
 	if (now < st->name_floor) {
-		if (!st->name_clamped) {
+		/* (a restart within the second of the last name is not the clock's fault: silent) */
+		if (now < st->name_newest && !st->name_clamped) {
 			char was[32];
-			gmtime_r(&st->name_floor, &tm);
+			gmtime_r(&st->name_newest, &tm);
 			strftime(was, sizeof(was), "%Y-%m-%dT%H:%M:%SZ", &tm);
 			op_warn("the clock is %lld s behind the newest segment's name (%s): segments are named from "
 				"there on, so that they keep the order they were written in (their rows keep their own "
-				"times); said once", (long long)(st->name_floor - now), was);
+				"times); said once", (long long)(st->name_newest - now), was);
 			st->name_clamped = 1;
 		}
 		now = st->name_floor;
 	}
-	st->name_floor = now;
+	st->name_floor = st->name_newest = now;
 	gmtime_r(&now, &tm);
 	strftime(ts, sizeof(ts), "%Y%m%dT%H%M%SZ", &tm);
 	snprintf(out, cap, "%s-%s-%08" PRIx64 "-%06" PRIu64, st->site, ts,
@@ -274,6 +289,7 @@ static int seal(store *st)
 	if (rc == -EINTR && op_stage_stop) { /* sealed, durable: ingest sends them again, recognised */
 		op_info("stopping before ingest took the acknowledgement of %zu sealed events: it sends them "
 			"again and they are recognised as stored", n);
+		st->pending.n = 0;
 		return 0;
 	}
 	if (rc < 0)
@@ -435,10 +451,10 @@ static int take_batch(store *st, const op_stage_result *res, size_t n)
 	return append_rows(st, st->rows, k);
 }
 
-/* Remember what outbox/ already holds and, older, what sent/ holds: segments the uplink already
- * delivered north stay in sent/ for a while, and one of them may hold events this store sealed
- * but died before acknowledging, which ingest will send again. Remembering them keeps every
- * event written once (invariant 2). */
+/* Remember what outbox/ and sent/ hold, the newest names first wherever they lie: segments the
+ * uplink already delivered north stay in sent/ for a while, and one of them may hold events this
+ * store sealed but died before acknowledging, which ingest will send again. Remembering them
+ * keeps every event written once (invariant 2). */
 static void recover_outbox(store *st, size_t capacity)
 {
 	const char *const dirs[2] = {st->outbox_dir, st->sent_dir};

@@ -714,7 +714,7 @@ static void status_json(sup *s, sbuf *b)
 	op_json_escape(site, sizeof(site), s->cfg->site_name);
 	sb_printf(b, "{\"version\":\"%s\",\"site\":\"%s\",\"config_hash\":\"%s\",\"uptime_s\":%.3f,",
 		  OUTPOST_VERSION, site, s->config_hash, (double)(now - s->start_ns) / 1e9);
-	char last[2 * sizeof(s->reload_last)];
+	char last[6 * sizeof(s->reload_last)];
 	op_json_escape(last, sizeof(last), s->reload_last);
 	sb_printf(b, "\"reload\":{\"applied\":%" PRIu64 ",\"failed\":%" PRIu64 ",\"refused\":%" PRIu64
 		     ",\"last\":\"%s\"},",
@@ -724,7 +724,7 @@ static void status_json(sup *s, sbuf *b)
 		  s->safe_mode ? "safe" : "normal", s->start_count, s->ready_sent ? "true" : "false",
 		  s->budget_spent ? "true" : "false");
 	{
-		char me[2 * sizeof(s->model_error)];
+		char me[6 * sizeof(s->model_error)];
 		op_json_escape(me, sizeof(me), s->model_error);
 		sb_printf(b, "\"safe_mode_reason\":\"%s\",\"model_error\":\"%s\",",
 			  !s->safe_mode ? "" : s->model_error[0] ? "model_unusable" : "unstable_starts", me);

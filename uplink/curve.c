@@ -134,6 +134,8 @@ struct op_zap {
 	uint64_t refused;
 };
 
+static int appliance_name_ok(const char *s, size_t n);
+
 int op_zap_open(void *zctx, const char *dir, op_zap **out)
 {
 	op_zap *z = calloc(1, sizeof(*z));
@@ -141,6 +143,22 @@ int op_zap_open(void *zctx, const char *dir, op_zap **out)
 	if (!z)
 		return -ENOMEM;
 	snprintf(z->dir, sizeof(z->dir), "%s", dir);
+	/* said at start as well as at each refused connection: an appliance only sees its link down */
+	DIR *d = opendir(dir);
+	for (struct dirent *de; d && (de = readdir(d));) {
+		size_t n = strlen(de->d_name);
+		if (n < 5 || strcmp(de->d_name + n - 4, ".pub") || de->d_name[0] == '.' || appliance_name_ok(de->d_name, n - 4))
+			continue;
+		char shown[256];
+		snprintf(shown, sizeof(shown), "%s", de->d_name);
+		for (char *c = shown; *c; c++)
+			if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f)
+				*c = '?';
+		fprintf(stderr, "outpost-north: %s/%s: not a name an appliance can have (letters, digits, '.', '_' "
+				"and '-', at most 63): its key is refused; rename the file\n", dir, shown);
+	}
+	if (d)
+		closedir(d);
 	z->sock = zmq_socket(zctx, ZMQ_REP);
 	zmq_setsockopt(z->sock, ZMQ_LINGER, &linger, sizeof(linger));
 	if (zmq_bind(z->sock, "inproc://zeromq.zap.01") != 0) {
@@ -171,7 +189,6 @@ uint64_t op_zap_refused(const op_zap *z)
 	return z->refused;
 }
 
-/* The name (file stem) of the .pub in dir holding this key, or -1. */
 /* 1 when a key file's stem can name an appliance: north's ledger, its listing and its metrics
  * take the name as one column (whitespace would split it, a tab or newline forge a line), and
  * the ledger's owner of a file decides which appliance may replace it */

@@ -117,7 +117,6 @@ def main():
         nlog_path = nlog.name
         badname = "is authorised as 'site b.pub', a name an appliance cannot have"
         b.wait(lambda: nlog.flush() or badname in open(nlog_path).read(), 30, "north's journal to refuse 'site b.pub'")
-        check(north_rows_from("site-b") == 0, "a key listed under a name with a space delivered")
         os.remove(os.path.join(auth, "site b.pub"))
         # admitted without restarting north
         shutil.copy(os.path.join(keys, "site-b.pub"), auth)

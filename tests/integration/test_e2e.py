@@ -602,28 +602,37 @@ def test_salvage(bindir):
 
 
 def test_clock_behind(bindir):
-    # The clock stepped back (a real-time clock that ran ahead, corrected by GPS or NTP): the
-    # segments already written carry later times in their names than the clock now reads. New
-    # segments are named after them, not before, so that the uplink still ships in the order
-    # they were written and a restarted store still reads the newest ones to recognise events
-    # sent again; the journal says so once.
-    future = "test-clockb-20990101T000000Z-00000000-000001.h5"
+    # The clock stepped back an hour (a real-time clock that ran ahead, corrected by GPS or
+    # NTP): the segments already written carry later times in their names than the clock now
+    # reads. New segments are named after them, not before, so that the uplink still ships in
+    # the order they were written and a restarted store still reads the newest ones to
+    # recognise events sent again; the journal says so once. A name years ahead (a clock that
+    # was wildly wrong) is not followed: the names would stay there until that date came.
+    t_ahead = time.gmtime(time.time() + 3600)
+    ahead = time.strftime("test-clockb-%Y%m%dT%H%M%SZ-00000000-000001.h5", t_ahead)
+    wild = "test-clockb-20990101T000000Z-00000000-000001.h5"
 
     def prepare(state):
         os.makedirs(os.path.join(state, "sent"))
-        with open(os.path.join(state, "sent", future), "wb") as f:
-            f.write(b"confirmed north in 2099 by the clock of the time")
+        for name in (ahead, wild):
+            with open(os.path.join(state, "sent", name), "wb") as f:
+                f.write(b"confirmed north by the clock of the time")
 
     a = Appliance(bindir, "clockb", prepare=prepare)
     a.sim("--count", "300", "--rate", "3000", "--stream", "2", "--seed", "3")
     a.wait_delivered(300)
     names = sorted(os.path.basename(p) for p in a.north_files())
-    check(names and all(n > future for n in names), "segments named before the newest one: %s" % names)
-    check(all(n.startswith("test-clockb-20990101T0000") for n in names), "names far from the floor: %s" % names)
-    said = [ln for ln in a.log_text().splitlines() if "behind the newest segment's name (2099-01-01T00:00:01Z)" in ln]
+    check(names and all(ahead < n < wild for n in names), "segments named before the newest one, or after the "
+          "wild one: %s (newest %s)" % (names, ahead))
+    log = a.log_text()
+    said = [ln for ln in log.splitlines() if "behind the newest segment's name (%s)" %
+            time.strftime("%Y-%m-%dT%H:%M:%SZ", t_ahead) in ln]
     check(len(said) == 1, "the journal says %d times that the clock is behind" % len(said))
+    check("%s is named more than a day ahead of the clock: not followed" % wild in log,
+          "the journal does not name the file far ahead")
     check(a.stop() == 0, "outpostd did not stop cleanly")
-    print("clock behind the names: %d segments north named from 2099-01-01T00:00:01Z on, said once" % len(names))
+    print("clock an hour behind the names: %d segments north named after %s; %s not followed"
+          % (len(names), ahead, wild))
 
 
 def test_model_change(bindir):

@@ -118,5 +118,22 @@ int main(void)
 	op_config_hash(&d, h3);
 	CHECK(!strcmp(h1, h2) && strcmp(h1, h3) && strlen(h1) == 16);
 	free(buf);
+	/* a schedule written as a YAML block (its lines end in newlines, a tab between parts) loads,
+	 * and the effective print, which the stages read, gives back exactly the same value */
+	op_config_defaults(&c);
+	CHECK(load(&c, "power:\n  schedule: |\n    05-01..08-31 150W;\n    22:00-06:00\t120W\n", diag, sizeof(diag)) == 0);
+	CHECK(!strcmp(c.power_schedule, "05-01..08-31 150W;\n22:00-06:00\t120W\n"));
+	f = open_memstream(&buf, &len);
+	op_config_print(&c, f);
+	fclose(f);
+	op_config_defaults(&d);
+	CHECK(op_config_load_string(&d, buf, len, "effective", stderr) == 0);
+	CHECK(!strcmp(d.power_schedule, c.power_schedule));
+	free(buf);
+	/* anywhere else a control character is refused, at its line and column */
+	op_config_defaults(&c);
+	CHECK(load(&c, "site:\n  name: \"pole\\t1\"\n", diag, sizeof(diag)) == 1);
+	CHECK(strstr(diag, "cfg.yaml:2:9: error: 'site.name' holds a control character (0x09, byte 5)") != NULL);
+	CHECK(!strcmp(c.site_name, "outpost"));
 	return check_finish("test_config");
 }

@@ -136,7 +136,8 @@ int main(void)
 		char back[256];
 		size_t w = op_json_escape(big, sizeof(big), (const char *)in);
 		int r = unescape(big, back);
-		if (w != strlen(big) || r < 0 || (kind != 0 && strcmp(back, (const char *)in) != 0)) {
+		if (w != strlen(big) || r < 0 || op_utf8_invalid_at(big) != SIZE_MAX ||
+		    (kind != 0 && strcmp(back, (const char *)in) != 0)) {
 			if (bad++ < 5)
 				fprintf(stderr, "random input %d (kind %d): \"%s\" read back as %d bytes\n", t, kind, big, r);
 		}
