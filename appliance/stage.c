@@ -108,6 +108,9 @@ int op_stage_main(const char *name, const op_config *cfg, const char *config_pat
 	int zero = 0, linger_ms = 1000;
 
 	memset(&s, 0, sizeof(s));
+	/* before the handlers: a supervisor that dies sooner ends this process by SIGTERM's
+	 * default action (PDEATHSIG), one that dies later is told apart by getppid() */
+	s.supervisor_pid = getppid();
 	s.cfg = cfg;
 	s.config_path = config_path;
 	s.name = name;

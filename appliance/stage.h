@@ -22,6 +22,7 @@
 #include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "appliance/config.h"
 #include "kernels/model.h"
@@ -63,6 +64,7 @@ typedef struct op_stage_ctx {
 	void *zctx;
 	void *stats_sock;
 	uint64_t incarnation_ns; /* CLOCK_REALTIME at start: tells incarnations apart */
+	pid_t supervisor_pid;    /* the parent at start: getppid() differs once the supervisor died */
 	int safe_mode;           /* infer: the network is off, LineFit only, rows flagged */
 	uint64_t last_report_ns;
 	char *report;            /* report being built */

@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #include "appliance/log.h"
@@ -474,7 +475,16 @@ static void take_over_predecessor(ingest *g, const op_config *cfg, op_receiver *
 			op_seqtrack_marks(t.seq, take_mark, &mk);
 			op_seqtrack_close(t.seq);
 		}
-		if (rc == 0 && res.found) {
+		if (rc == 0 && res.found && mk.pred_report == 0) {
+			/* the log of an earlier outpostd (supervisor.c, leftover_ingest_log): what it
+			 * counted went with that run; this run counts the events it takes back, once,
+			 * as accepted now (sent on, or dropped as not_recovered) */
+			g->wal_verdict = 1;
+			g->pred_accepted = g->recovered + g->dropped_not_recovered;
+			op_info("took over the log of an earlier outpostd's ingest: %llu events it still held are sent on"
+				"%s",
+				(unsigned long long)g->recovered, res.torn ? " (its last record was cut short)" : "");
+		} else if (rc == 0 && res.found) {
 			g->wal_verdict = 1;
 			g->pred_accepted = res.after_accepted;
 			g->pred_stored = res.after_acked;
@@ -666,6 +676,7 @@ int op_stage_ingest(op_stage_ctx *s)
 		op_err("cannot open the ingest log in %s: %s; what ingest holds will not survive its crash",
 		       wal_dir, strerror(-err));
 	take_over_predecessor(&g, cfg, r, wal_dir);
+	int keep_log = 0;
 	op_info("accepting events on %s%s%s; window %llu events", cfg->ingest_pull,
 		cfg->ingest_sub[0] ? ", live view from " : "", cfg->ingest_sub,
 		(unsigned long long)g.cap);
@@ -684,6 +695,18 @@ int op_stage_ingest(op_stage_ctx *s)
 			}
 			if (g.occupied == 0)
 				break;
+			if (getppid() != s->supervisor_pid) {
+				/* The supervisor is gone (it died, or systemd's watchdog ended it: the stages
+				 * are told by PDEATHSIG). Counting what is held as dropped would go into a
+				 * report nobody reads, and deleting the log would lose the events: the log
+				 * stays for the next outpostd's ingest to take over (supervisor.c,
+				 * leftover_ingest_log). systemd keeps the run directory across the restart
+				 * (RuntimeDirectoryPreserve=restart). */
+				op_warn("stopping: the supervisor is gone; the %llu events held stay in the log in %s "
+					"for the next outpostd to take over", (unsigned long long)g.occupied, wal_dir);
+				keep_log = 1;
+				break;
+			}
 			if (op_now_ns() - stopping_since > INGEST_STOP_GRACE_NS) {
 				op_err("stopping with %llu events not yet durable (reason=shutdown); "
 				       "they are counted as dropped",
@@ -741,8 +764,11 @@ int op_stage_ingest(op_stage_ctx *s)
 	rc = 0;
 	report(&g, r, progress + g.stored, 1);
 	/* A clean stop: everything held is durable or counted (dropped_shutdown); no successor
-	 * may take it over again. */
-	op_wal_close(g.wal, 1);
+	 * may take it over again, nor a predecessor's log this one took over (kept until two
+	 * seconds of reports otherwise: the run directory outlives a restart of outpostd). */
+	if (!keep_log)
+		op_wal_remove_others(g.wal);
+	op_wal_close(g.wal, !keep_log);
 	g.wal = NULL;
 	goto out;
 zfail:

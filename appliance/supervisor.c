@@ -41,6 +41,7 @@
  */
 #include "appliance/supervisor.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -122,6 +123,9 @@ typedef struct sup {
 	/* what a dead ingest held by its last report, until its successor says whether its log
 	 * let it take them over (then they are in its in_flight) or not (then: ingest_crash) */
 	uint64_t ingest_unsettled, unsettled_incarnation;
+	int ingest_spawned; /* an ingest was started in this run (fill_marks) */
+	int have_leftover;  /* an earlier outpostd's ingest left its log: leftover_inc */
+	unsigned long long leftover_inc;
 	int ready_sent, stopping;
 	char config_hash[17];
 	/* escalation */
@@ -366,11 +370,55 @@ static int replace_file(sup *s, const char *path, mode_t mode, int durable, void
 	return rc;
 }
 
+/*
+ * The log an ingest of an earlier outpostd left in the run directory (this supervisor died, or
+ * systemd's watchdog ended it, while ingest held events not yet durable: ingest keeps its log
+ * then, stage_ingest.c), its incarnation in *inc: 1 when there is one. The newest, which holds
+ * what any older one it took over held. (By number: incarnations are the start's wall-clock
+ * time, so a clock stepped back between two ingests of that run could pick the older log.)
+ */
+static int leftover_ingest_log(const sup *s, unsigned long long *inc)
+{
+	char dir[OP_CFG_STR + 32];
+	snprintf(dir, sizeof(dir), "%s/ingest-wal", s->cfg->run_dir);
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	int found = 0;
+	if (!d)
+		return 0;
+	while ((de = readdir(d))) {
+		unsigned long long i;
+		unsigned k;
+		char tail[8];
+		if (sscanf(de->d_name, "wal-%20llu-%10u%7s", &i, &k, tail) == 3 && !strcmp(tail, ".log") &&
+		    (!found || i > *inc))
+			*inc = i, found = 1;
+	}
+	closedir(d);
+	return found;
+}
+
 static void fill_marks(sup *s, FILE *f)
 {
 	stage_rec *g = stage_by_name(s, "ingest");
-	if (g->reported) /* the ingest before this one, and the last report of it we have */
+	unsigned long long inc;
+	if (g->reported) { /* the ingest before this one, and the last report of it we have */
 		fprintf(f, "pred %llu %llu\n", (unsigned long long)g->incarnation, (unsigned long long)g->report_seq);
+	} else {
+		/* Looked for once, before the first ingest, and named until an ingest of this run has
+		 * reported: a first ingest that dies before its first report (a large log to replay) or
+		 * cannot be forked must not leave the next one without it. Report 0: a log of an
+		 * earlier run, whose events this run counts as it takes them back. */
+		if (!s->ingest_spawned && leftover_ingest_log(s, &inc)) {
+			op_warn("the ingest of an earlier outpostd left its log (incarnation %llu): the first ingest "
+				"takes it over (events it held are sent on again; what the store had sealed is "
+				"recognised)", inc);
+			s->leftover_inc = inc;
+			s->have_leftover = 1;
+		}
+		if (s->have_leftover)
+			fprintf(f, "pred %llu 0\n", s->leftover_inc);
+	}
 	if (s->marks_len)
 		fwrite(s->marks, 1, s->marks_len, f);
 }
@@ -381,14 +429,19 @@ static void write_marks(sup *s)
 	char path[OP_CFG_STR + 32];
 	snprintf(path, sizeof(path), "%s/ingest-marks", s->cfg->run_dir);
 	int rc = replace_file(s, path, 0600, 0, fill_marks);
-	if (rc < 0)
+	if (rc < 0) { /* and no older file in its place, which could name another predecessor */
 		op_err("cannot write %s: %s (the next ingest cannot take over from the last one)", path, strerror(-rc));
+		unlink(path);
+	}
 }
 
 static int spawn(sup *s, stage_rec *r)
 {
-	if (!strcmp(r->name, "ingest"))
-		write_marks(s); /* empty before the first start */
+	if (!strcmp(r->name, "ingest")) {
+		write_marks(s); /* before the first start: empty, or an earlier outpostd's ingest log */
+		s->ingest_spawned = 1;
+	}
+	const pid_t me = getpid();
 	pid_t pid = fork();
 
 	if (pid < 0) {
@@ -402,6 +455,8 @@ static int spawn(sup *s, stage_rec *r)
 		sigemptyset(&all);
 		sigprocmask(SIG_SETMASK, &all, NULL);
 		prctl(PR_SET_PDEATHSIG, SIGTERM); /* a stage never outlives its supervisor */
+		if (getppid() != me) /* it died before that took effect */
+			_exit(1);
 		char *argv[] = {"outpostd", "--stage", (char *)r->name, "-c", s->effective_path, NULL, NULL};
 		if (s->safe_mode && !strcmp(r->name, "infer"))
 			argv[5] = "--safe-mode";

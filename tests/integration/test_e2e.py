@@ -635,6 +635,63 @@ def test_clock_behind(bindir):
           % (len(names), ahead, wild))
 
 
+def test_supervisor_dies(bindir):
+    # outpostd's supervisor dies (a crash; under systemd, its watchdog's abort) while ingest
+    # holds events the store has not sealed. The stages stop (PDEATHSIG); ingest keeps its log
+    # instead of counting the events dropped in a report nobody reads and deleting the log; the
+    # next outpostd's first ingest takes the log over: every event north once, none dropped,
+    # and the new run counts what it took back, once (not what the log says the old run had
+    # already stored). Before, they were lost and counted nowhere.
+    a = Appliance(bindir, "supdies")
+    a.sim("--count", "200", "--rate", "5000", "--stream", "7", "--seed", "4")
+    a.wait_delivered(200)  # a log with history: stored, acknowledged
+    n = 600
+    st = a.status()["stages"]
+    pids = [v["pid"] for v in st.values() if v["pid"] > 0]
+    os.kill(st["store"]["pid"], signal.SIGSTOP)  # nothing becomes durable
+    a.sim("--count", str(n), "--rate", "5000", "--stream", "6", "--seed", "5")
+    a.wait(lambda: a.status()["events"]["in_flight"] == n, 30, "ingest holding the %d events" % n)
+    os.kill(a.daemon.pid, signal.SIGKILL)
+    a.daemon.wait(10)
+
+    def gone(pid):
+        try:
+            os.kill(pid, 0)
+            with open("/proc/%d/stat" % pid) as f:
+                return f.read().split(") ")[1][0] == "Z"
+        except (ProcessLookupError, FileNotFoundError):
+            return True
+    t0 = time.time()
+    while not gone(st["ingest"]["pid"]) and time.time() - t0 < 20:
+        time.sleep(0.1)
+    # the store only now (it seals what infer had passed it, acknowledging to nobody): ingest
+    # stopped holding all of them
+    os.kill(st["store"]["pid"], signal.SIGCONT)
+    while not all(gone(p) for p in pids) and time.time() - t0 < 20:
+        time.sleep(0.1)
+    check(all(gone(p) for p in pids), "stages still running 20 s after the supervisor died")
+    log = a.log_text()
+    check("the supervisor is gone; the %d events held stay in the log" % n in log,
+          "ingest did not keep its log:\n" + log[-3000:])
+    # the next outpostd (systemd's restart), same directories
+    a.daemon = subprocess.Popen([os.path.join(bindir, "outpostd"), "-c", a.cfg], stdout=a.logs, stderr=a.logs)
+    a.wait(lambda: a.ctl("ping", check_rc=False)[0] == 0, 20, "the next outpostd answering")
+    a.wait_delivered(n)
+    a.wait(lambda: a.status()["events"]["in_flight"] == 0, 30, "nothing left in flight")
+    a.wait(lambda: a.north_count() >= 200 + n, 30, "every row north")
+    st = a.status()
+    e = st["events"]
+    rows = a.north_rows()
+    check(len(rows) == 200 + n and len(unique_keys(rows)) == 200 + n, "north holds %d rows (%d distinct) of %d" %
+          (len(rows), len(unique_keys(rows)), 200 + n))
+    check(e["accepted"] == n and e["stored"] == n and e["dropped"] == 0 and balanced(st),
+          "the next outpostd counts %s" % e)
+    check("the ingest of an earlier outpostd left its log" in a.log_text(), "the journal does not say it")
+    check(a.stop() == 0, "outpostd did not stop cleanly")
+    print("supervisor killed holding %d events: ingest kept its log, the next outpostd stored all %d once, "
+          "none dropped" % (n, n))
+
+
 def test_model_change(bindir):
     # An operator replaces infer.model's file. Until infer restarts it runs the model it read,
     # even when the store restarts meanwhile (here: killed); then infer runs the new one. Every
@@ -1237,6 +1294,8 @@ def main():
         test_nocheckpoint(bindir)
     elif case == "clock_behind":
         test_clock_behind(bindir)
+    elif case == "supervisor_dies":
+        test_supervisor_dies(bindir)
     elif case == "model_change":
         test_model_change(bindir)
     elif case == "badconfig":
