@@ -80,6 +80,7 @@ typedef struct ingest {
 	int others_pending;       /* other incarnations' log files still to delete (report()) */
 	uint64_t first_report_ns; /* when this incarnation sent its first report */
 	uint64_t held_bytes, held_bytes_peak, max_bytes; /* what held messages take; ingest.window_bytes */
+	int log_full_said; /* said that the log's pinned files reached ingest.window_bytes */
 	uint64_t max_message_bytes;
 } ingest;
 
@@ -110,7 +111,8 @@ static void slot_free(ingest *g, slot *sl)
 static uint64_t window_room(const ingest *g)
 {
 	uint64_t slots = g->cap - (g->head - g->tail);
-	if (g->held_bytes >= g->max_bytes)
+	/* the log, too: one event held long keeps every file after it (op_wal_pinned_bytes) */
+	if (g->held_bytes >= g->max_bytes || op_wal_pinned_bytes(g->wal) >= g->max_bytes)
 		return 0;
 	uint64_t fit = (g->max_bytes - g->held_bytes) / (g->max_message_bytes + 8) + 1;
 	return slots < fit ? slots : fit;
@@ -497,9 +499,9 @@ static void take_over_predecessor(ingest *g, const op_config *cfg, op_receiver *
 		} else {
 			g->wal_verdict = -1;
 			if (rc < 0)
-				op_err("the previous ingest left no usable log (%s): what it held is counted as dropped "
-				       "(reason=ingest_crash)",
-				       strerror(-rc));
+				op_err("the previous ingest left no usable log in %s (%s): what it held is counted as "
+				       "dropped (reason=ingest_crash)",
+				       wal_dir, strerror(-rc));
 			else
 				op_err("the previous ingest's log lacks its last report's checkpoint%s: the %llu events it "
 				       "still holds are resent, what else the dead ingest held is counted as dropped "
@@ -507,6 +509,10 @@ static void take_over_predecessor(ingest *g, const op_config *cfg, op_receiver *
 				       res.torn ? " and has a damaged record" : "", (unsigned long long)g->recovered);
 		}
 	}
+	if (g->dropped_not_recovered) /* invariant 7: every drop is said, with its reason */
+		op_err("%llu events of the previous ingest's log could not be held again (a record that does not "
+		       "decode, a smaller window, no memory): counted as dropped (reason=not_recovered)",
+		       (unsigned long long)g->dropped_not_recovered);
 	uint32_t n = 0;
 	for (uint32_t i = 0; i < mk.n; i++)
 		n += op_seqtrack_seed(op_receiver_seqtrack(r), &mk.m[i]) == 0;
@@ -542,6 +548,7 @@ static void report(ingest *g, op_receiver *r, uint64_t progress, int idle)
 	op_report_gauge(s, "window_bytes", (double)g->max_bytes);
 	op_report_gauge(s, "held_bytes", (double)g->held_bytes);
 	op_report_gauge(s, "held_bytes_peak", (double)g->held_bytes_peak);
+	op_report_gauge(s, "wal_pinned_bytes", (double)op_wal_pinned_bytes(g->wal));
 	/* Holding events while waiting for the store's seal is waiting, not being stuck: a hung
 	 * ingest shows as missing reports instead. */
 	op_report_gauge(s, "blocked_downstream", g->occupied ? 1 : 0);
@@ -732,6 +739,16 @@ int op_stage_ingest(op_stage_ctx *s)
 		handle_acks(&g);
 		handle_ctl(&g, now);
 		room = op_stage_stop ? 0 : window_room(&g);
+		const int log_full = op_wal_pinned_bytes(g.wal) >= g.max_bytes;
+		if (log_full != g.log_full_said) {
+			if (log_full)
+				op_warn("ingest's log in %s keeps %llu MiB for an event held long (ingest.window_bytes): "
+					"not reading until it is settled (stored, or given up after its resends)",
+					wal_dir, (unsigned long long)(op_wal_pinned_bytes(g.wal) >> 20));
+			else
+				op_info("ingest's log is under ingest.window_bytes again: reading");
+			g.log_full_said = log_full;
+		}
 		if (room > 0) {
 			long got = op_receiver_drain(r, room < 512 ? room : 512, on_event, &g);
 			if (got > 0) {
@@ -743,9 +760,9 @@ int op_stage_ingest(op_stage_ctx *s)
 		 * missing from the log */
 		int werr = op_wal_flush(g.wal, g.tail);
 		if (werr < 0 && !g.wal_said_broken) {
-			op_err("the ingest log could not be written (%s): removed and no longer kept; what ingest "
-			       "holds will not survive its crash (status: wal_ok 0)",
-			       strerror(-werr));
+			op_err("the ingest log in %s could not be written (%s): removed and no longer kept; what "
+			       "ingest holds will not survive its crash (status: wal_ok 0)",
+			       wal_dir, strerror(-werr));
 			g.wal_said_broken = 1;
 		}
 		send_queued(&g, now);
@@ -772,7 +789,8 @@ int op_stage_ingest(op_stage_ctx *s)
 	g.wal = NULL;
 	goto out;
 zfail:
-	op_err("ingest socket setup failed: %s", zmq_strerror(errno));
+	op_err("ingest: a ZeroMQ socket (receiver, infer, acknowledgements or control) failed: %s",
+	       zmq_strerror(errno));
 out:
 	op_wal_close(g.wal, 0);
 	op_receiver_close(r);

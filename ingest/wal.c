@@ -20,6 +20,7 @@ enum { T_EVENT = 'E', T_ACKED = 'A', T_DROPPED = 'D', T_REPORT = 'R' };
 typedef struct file_info {
 	uint32_t k;
 	uint64_t max_serial; /* of its event records; 0 = none */
+	uint64_t bytes;      /* written to it */
 } file_info;
 
 struct op_wal {
@@ -98,7 +99,7 @@ static int open_next(op_wal *w)
 	w->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_APPEND, 0600);
 	if (w->fd < 0)
 		return -errno;
-	w->files[w->nfiles++] = (file_info){w->next_k++, 0};
+	w->files[w->nfiles++] = (file_info){w->next_k++, 0, 0};
 	w->file_bytes = 0;
 	return 0;
 }
@@ -272,6 +273,7 @@ int op_wal_flush(op_wal *w, uint64_t tail)
 		off += (size_t)n;
 	}
 	w->file_bytes += w->len;
+	w->files[w->nfiles - 1].bytes = w->file_bytes;
 	w->len = 0;
 	if (w->cur_max > w->files[w->nfiles - 1].max_serial)
 		w->files[w->nfiles - 1].max_serial = w->cur_max;
@@ -315,6 +317,14 @@ void op_wal_remove_others(op_wal *w)
 		unlink(path);
 	}
 	closedir(d);
+}
+
+uint64_t op_wal_pinned_bytes(const op_wal *w)
+{
+	uint64_t n = 0;
+	for (size_t i = 0; w && !w->broken && i + 2 < w->nfiles; i++)
+		n += w->files[i].bytes;
+	return n;
 }
 
 int op_wal_ok(const op_wal *w)

@@ -37,6 +37,11 @@ void op_wal_report(op_wal *w, uint64_t report_seq);
  * nothing more (a successor then counts what was held as lost rather than trust a log with a
  * hole); the caller reports it. */
 int op_wal_flush(op_wal *w, uint64_t tail);
+/* Bytes of the files kept only because an event in them is not freed yet (all but the two
+ * newest, which are kept anyway): one event held long (resent again and again) keeps every
+ * file after it. Ingest stops reading at ingest.window_bytes of them, so that the log (in
+ * memory, on a tmpfs) stays bounded as the window is. */
+uint64_t op_wal_pinned_bytes(const op_wal *w);
 /* 1 while the log is kept (opened, no write failed). */
 int op_wal_ok(const op_wal *w);
 /* Delete every file in dir that is not this incarnation's (after a replay was taken over). */

@@ -122,6 +122,23 @@ int main(void)
 		op_wal_acked(w, i);
 	CHECK(op_wal_flush(w, 9) == 0); /* everything freed: only the newest two files stay */
 	CHECK(before >= 8 && count_files(dir) <= 2);
+	CHECK(op_wal_pinned_bytes(w) == 0);
+	/* one event never freed keeps every file written after it: counted, so that ingest stops
+	 * reading at ingest.window_bytes of them (the log is in memory, on a tmpfs) */
+	event(w, 9);
+	CHECK(op_wal_flush(w, 9) == 0);
+	uint64_t pinned = 0;
+	for (uint64_t i = 10; i <= 30; i++) {
+		event(w, i);
+		op_wal_acked(w, i);
+		CHECK(op_wal_flush(w, 9) == 0); /* the tail stays at 9 */
+		CHECK(op_wal_pinned_bytes(w) > pinned || i < 12);
+		pinned = op_wal_pinned_bytes(w);
+	}
+	CHECK(count_files(dir) >= 20 && pinned >= 18 * 50);
+	op_wal_acked(w, 9);
+	CHECK(op_wal_flush(w, 31) == 0); /* settled: the files go, nothing pinned */
+	CHECK(count_files(dir) <= 2 && op_wal_pinned_bytes(w) == 0);
 	memset(&s, 0, sizeof(s));
 	op_wal_close(w, 0);
 	CHECK(op_wal_replay(dir, 333, 0, on_event, &s, &r) == 0 && s.live == 0);
