@@ -67,8 +67,8 @@ static const key keys[] = {
 	{"ingest.window_bytes", K_SIZE, "512MiB", 1 * MiB, 64 * GiB, F(ingest_window_bytes), 0, NULL,
 	 "memory those held events may take (each is also in ingest's log under paths.run_dir, in "
 	 "memory on a tmpfs): ingest stops reading at this, as at window_events, and when the log "
-	 "keeps this much for an event held long (beyond its two newest 16 MiB files); one message "
-	 "of ingest.max_message_bytes always fits"},
+	 "keeps this much for an event held long (beyond its two newest files); one message of "
+	 "ingest.max_message_bytes always fits in the window"},
 	{"ingest.resend_after", K_DUR, "60s", 1 * SEC, 3600 * SEC, F(ingest_resend_after_ns), 1, NULL,
 	 "backstop: resend an event unacknowledged this long (at least 3 x store.rotate_age is used)"},
 	{"ingest.rcvhwm", K_U32, "10000", 1, 10000000, F(ingest_rcvhwm), 0, NULL,
