@@ -497,14 +497,17 @@ static int set_value(const key *k, op_config *c, const char *s, char *err, size_
 			return -1;
 		}
 		/* A control character comes from an escape in a double-quoted value ("north\east": ESC,
-		 * "C:\temp": a tab), never on purpose: no name, path or endpoint holds one. Written back
-		 * into effective.yaml for the stages, it would be refused there by libyaml (every stage
-		 * exiting, nothing stored); in the site's name, it would reach every segment and alert.
-		 * The two lists (power.schedule, uplink.windows) may hold tabs and line ends: their
-		 * parsers take them as spaces, and a YAML block scalar ends in one. */
+		 * "/srv/outpost\backup": a backspace), never on purpose: no name, path or endpoint holds
+		 * one. Written back into effective.yaml for the stages, it would be refused there by
+		 * libyaml (every stage exiting, nothing stored); in the site's name, it would reach every
+		 * segment and alert. A tab is let through anywhere: libyaml takes it, files that have
+		 * one ran before, and refusing them now would keep an upgraded box from starting (its
+		 * last good configuration holds the same tab). The two lists (power.schedule,
+		 * uplink.windows) may also hold line ends: their parsers take them as spaces, and a YAML
+		 * block scalar ends in one. print_scalar writes all three back as escapes. */
 		const int list = !strcmp(k->path, "power.schedule") || !strcmp(k->path, "uplink.windows");
 		for (size_t i = 0; s[i]; i++)
-			if (((unsigned char)s[i] < 0x20 && !(list && (s[i] == '\t' || s[i] == '\n' || s[i] == '\r'))) ||
+			if (((unsigned char)s[i] < 0x20 && s[i] != '\t' && !(list && (s[i] == '\n' || s[i] == '\r'))) ||
 			    s[i] == 0x7f) {
 				snprintf(err, errcap,
 					 "'%s' holds a control character (0x%02x, byte %zu): in double quotes a "

@@ -293,14 +293,15 @@ static int load_from(rd *r, op_model *m)
 			rc = fail(r, "%s '%s': this build computes %s", fixed[i][0], s, fixed[i][1]);
 	}
 	rc = rc ? rc : get_str(r, r->f, "name", m->name, sizeof(m->name));
-	/* the name goes into every result segment and, as a line, into the stage's report to the
-	 * supervisor: a control character (a newline above all) has no place in it */
+	/* The name goes into every result segment (declared UTF-8) and, as a line, into the stage's
+	 * report to the supervisor: a control character (a newline above all) or a byte that is not
+	 * UTF-8 becomes '?'. Not refused: a file that loaded before must not now put the site in
+	 * safe mode, LineFit only, for its name. */
 	for (size_t i = 0; !rc && m->name[i]; i++)
 		if ((unsigned char)m->name[i] < 0x20 || m->name[i] == 0x7f)
-			rc = fail(r, "attribute 'name' holds a control character (0x%02x at byte %zu)", (unsigned char)m->name[i], i);
-	size_t bad;
-	if (!rc && (bad = op_utf8_invalid_at(m->name)) != SIZE_MAX) /* the segments declare it UTF-8 */
-		rc = fail(r, "attribute 'name' is not UTF-8 (byte 0x%02x at %zu)", (unsigned char)m->name[bad], bad);
+			m->name[i] = '?';
+	for (size_t bad; !rc && (bad = op_utf8_invalid_at(m->name)) != SIZE_MAX;)
+		m->name[bad] = '?';
 	rc = rc ? rc : get_num(r, r->f, "model_id", H5T_NATIVE_UINT32, &m->id);
 	if (!rc && m->id < 16)
 		rc = fail(r, "model_id %u is reserved for LineFit variants (use 16 or more)", m->id);

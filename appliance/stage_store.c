@@ -144,11 +144,12 @@ static int ends_with(const char *s, const char *suffix)
  * next segment before the ones already written, so that after a restart the store could miss
  * its rows and store them twice. So a name never goes back: a restarted store starts after the
  * newest name it finds in segments/, outbox/ and sent/, and each name after the one before.
- * The rows keep their own times. Names more than a day ahead of the clock are not followed:
- * they come from a clock that was wrong (a real-time clock reset to a wild date), and following
- * them would name every segment after them until that date came.
+ * The rows keep their own times. Names far ahead of the clock are followed too: whether the
+ * clock was wrong when they were written (a real-time clock at a wild date) or is wrong now (a
+ * box without one, booted at an old date before NTP) cannot be told here, and only following
+ * keeps the order; the cost of the first case is names ahead of real time, said in the journal.
  */
-#define NAME_AHEAD_MAX_S 86400
+#define NAME_AHEAD_SAY_S 86400
 static void name_floor_scan(store *st, const char *dir)
 {
 	DIR *d = opendir(dir);
@@ -166,12 +167,11 @@ static void name_floor_scan(store *st, const char *dir)
 		time_t t = timegm(&tm);
 		if (t == (time_t)-1)
 			continue;
-		if (t > time(NULL) + NAME_AHEAD_MAX_S) {
-			if (!st->name_far_said)
-				op_warn("%s/%s is named more than a day ahead of the clock: not followed, new segments are "
-					"named by the clock and sort before it (said once)", dir, de->d_name);
+		if (t > time(NULL) + NAME_AHEAD_SAY_S && !st->name_far_said) {
+			op_warn("%s/%s is named more than a day ahead of the clock: followed all the same, so that "
+				"segments keep the order they were written in; if the clock was wrong when it was written, "
+				"new names stay ahead of real time (their rows keep their own times)", dir, de->d_name);
 			st->name_far_said = 1;
-			continue;
 		}
 		if (t > st->name_newest)
 			st->name_newest = t, st->name_floor = t + 1;

@@ -154,8 +154,8 @@ int op_zap_open(void *zctx, const char *dir, op_zap **out)
 		for (char *c = shown; *c; c++)
 			if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f)
 				*c = '?';
-		fprintf(stderr, "outpost-north: %s/%s: not a name an appliance can have (letters, digits, '.', '_' "
-				"and '-', at most 63): its key is refused; rename the file\n", dir, shown);
+		fprintf(stderr, "outpost-north: %s/%s: not a name an appliance can have (no spaces or control "
+				"characters): its key is refused; rename the file\n", dir, shown);
 	}
 	if (d)
 		closedir(d);
@@ -190,15 +190,15 @@ uint64_t op_zap_refused(const op_zap *z)
 }
 
 /* 1 when a key file's stem can name an appliance: north's ledger, its listing and its metrics
- * take the name as one column (whitespace would split it, a tab or newline forge a line), and
- * the ledger's owner of a file decides which appliance may replace it */
+ * take the name as one column (a space would split it, a tab or newline forge a line), and the
+ * ledger's owner of a file decides which appliance may replace it. Only those are refused: any
+ * other name (non-ASCII, '@', '+') was taken before and still is. */
 static int appliance_name_ok(const char *s, size_t n)
 {
-	if (n == 0 || n > 63 || s[0] == '.')
+	if (n == 0)
 		return 0;
 	for (size_t i = 0; i < n; i++)
-		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= '0' && s[i] <= '9') ||
-		      s[i] == '.' || s[i] == '_' || s[i] == '-'))
+		if ((unsigned char)s[i] <= 0x20 || s[i] == 0x7f)
 			return 0;
 	return 1;
 }
@@ -278,7 +278,7 @@ void op_zap_handle(op_zap *z, void (*on_refused)(void *, const char *, const cha
 			char why[400];
 			if (found == -2)
 				snprintf(why, sizeof(why), "key %.12s… is authorised as '%s.pub', a name an appliance cannot have "
-							   "(letters, digits, '.', '_' and '-', at most 63): rename the file",
+							   "(no spaces or control characters): rename the file",
 					 key, user);
 			else
 				snprintf(why, sizeof(why), "%s %.12s… is not in the authorised keys",

@@ -315,13 +315,16 @@ int main(void)
 	CHECK(op_model_save(bad, &m, err, sizeof(err)) == 0);
 	poke_str(bad, "/layers/pulse.1", "mode", m.mode == OP_W4A4 ? "w4a16" : "w4a4");
 	CHECK(refused(bad, "layer pulse.1 is"));
-	/* a name with a newline would read as a second line of the infer stage's report */
+	/* a name with a newline would read as a second line of the infer stage's report, a Latin-1
+	 * one would be false UTF-8 in every segment: both load, their bytes as '?' */
 	CHECK(op_model_save(bad, &m, err, sizeof(err)) == 0);
 	poke_str(bad, "/", "name", "event-v1\nc rows_stored 1");
-	CHECK(refused(bad, "attribute 'name' holds a control character (0x0a at byte 8)"));
+	CHECK(op_model_load(bad, &back, err, sizeof(err)) == 0 && !strcmp(back.name, "event-v1?c rows_stored 1"));
+	op_model_free(&back);
 	CHECK(op_model_save(bad, &m, err, sizeof(err)) == 0);
-	poke_str(bad, "/", "name", "mod\xe9le-v2"); /* Latin-1: the segments say UTF-8 */
-	CHECK(refused(bad, "attribute 'name' is not UTF-8 (byte 0xe9 at 3)"));
+	poke_str(bad, "/", "name", "mod\xe9le-v2");
+	CHECK(op_model_load(bad, &back, err, sizeof(err)) == 0 && !strcmp(back.name, "mod?le-v2"));
+	op_model_free(&back);
 	/* the file's own strings are quoted in errors without their control characters (a newline
 	 * would forge a journal line) */
 	CHECK(op_model_save(bad, &m, err, sizeof(err)) == 0);
