@@ -117,6 +117,15 @@ def main():
         nlog_path = nlog.name
         badname = "is authorised as 'site b.pub', a name an appliance cannot have"
         b.wait(lambda: nlog.flush() or badname in open(nlog_path).read(), 30, "north's journal to refuse 'site b.pub'")
+        # and a north started with it in its directory says so at once, before any connection
+        p2 = subprocess.Popen([os.path.join(bindir, "outpost-north"), "--bind", "tcp://127.0.0.1:%d" % free_port(),
+                               "--dir", tempfile.mkdtemp(prefix="op-curve-north2-"), "--curve-key",
+                               os.path.join(keys, "north.key"), "--authorized-keys", auth],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        time.sleep(1)
+        p2.terminate()
+        said = p2.communicate(timeout=10)[0]
+        check("site b.pub: not a name an appliance can have" in said, "north's start does not warn: %r" % said)
         os.remove(os.path.join(auth, "site b.pub"))
         # admitted without restarting north
         shutil.copy(os.path.join(keys, "site-b.pub"), auth)
