@@ -11,7 +11,6 @@
 #include <float.h>
 #include <math.h>
 #include <stdarg.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,11 +33,8 @@ static int fail(rd *r, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	/* it quotes the file's own strings, which go to the journal, status and an alert north: a
-	 * newline there would forge a line */
-	for (char *c = msg; *c; c++)
-		if ((unsigned char)*c < 0x20 || *c == 0x7f)
-			*c = '?';
+	/* it quotes the file's own strings, which go to the journal, status and an alert north */
+	op_text_printable(msg);
 	snprintf(r->err, r->errlen, "model file %s: %s%s%s", r->src, r->where, r->where[0] ? ": " : "", msg);
 	return -EINVAL;
 }
@@ -297,11 +293,8 @@ static int load_from(rd *r, op_model *m)
 	 * report to the supervisor: a control character (a newline above all) or a byte that is not
 	 * UTF-8 becomes '?'. Not refused: a file that loaded before must not now put the site in
 	 * safe mode, LineFit only, for its name. */
-	for (size_t i = 0; !rc && m->name[i]; i++)
-		if ((unsigned char)m->name[i] < 0x20 || m->name[i] == 0x7f)
-			m->name[i] = '?';
-	for (size_t bad; !rc && (bad = op_utf8_invalid_at(m->name)) != SIZE_MAX;)
-		m->name[bad] = '?';
+	if (!rc)
+		op_text_printable(m->name);
 	rc = rc ? rc : get_num(r, r->f, "model_id", H5T_NATIVE_UINT32, &m->id);
 	if (!rc && m->id < 16)
 		rc = fail(r, "model_id %u is reserved for LineFit variants (use 16 or more)", m->id);

@@ -20,6 +20,7 @@
 #include "power/nvml.h"
 #include "power/schedule.h"
 #include "power/sensor.h"
+#include "uplink/escape.h"
 
 #define MAX_SENSORS 5
 
@@ -288,9 +289,7 @@ static void drain_meter(op_powerctl *p, uint64_t now)
 		while (*end == ' ' || *end == '\n')
 			end++;
 		if (end == msg || (*end && strcmp(end, "W"))) {
-			for (char *c = msg; *c; c++) /* off the wire, into the journal: printable only */
-				if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f)
-					*c = '?';
+			op_text_printable(msg); /* off the wire, into the journal */
 			p->meter_rejected++;
 			op_warn("power meter: '%s' is not a reading in watts; ignored (%llu so far)", msg,
 				(unsigned long long)p->meter_rejected);

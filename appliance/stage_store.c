@@ -88,7 +88,7 @@ typedef struct store {
 	time_t name_newest;	      /* the newest segment name's time (name_floor_scan, segment_name) */
 	time_t name_floor;	      /* no segment is named before this time */
 	int name_clamped;	      /* said that the clock is behind the names */
-	int name_far_said;	      /* said that names far ahead of the clock are not followed */
+	int name_far_said;	      /* said that a name is more than a day ahead of the clock */
 	int salvaging;		      /* in salvage(): the open segment holds copies of leftovers */
 	uint64_t batch_rows, batch_files; /* salvaged into the open segment, counted once it seals */
 	op_dedup *dedup;

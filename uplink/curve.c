@@ -14,6 +14,8 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "uplink/escape.h"
+
 static int valid_z85_key(const char *s)
 {
 	uint8_t bin[32];
@@ -151,9 +153,7 @@ int op_zap_open(void *zctx, const char *dir, op_zap **out)
 			continue;
 		char shown[256];
 		snprintf(shown, sizeof(shown), "%s", de->d_name);
-		for (char *c = shown; *c; c++)
-			if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f)
-				*c = '?';
+		op_text_printable(shown);
 		fprintf(stderr, "outpost-north: %s/%s: not a name an appliance can have (no spaces or control "
 				"characters): its key is refused; rename the file\n", dir, shown);
 	}
@@ -204,8 +204,8 @@ static int appliance_name_ok(const char *s, size_t n)
 }
 
 /* 0: z85 is the key of DIR/NAME.pub, NAME in name; -1: no such key; -2: it is, but NAME cannot
- * name an appliance (appliance_name_ok): refused, NAME (printable characters only) in name for
- * the journal */
+ * name an appliance (appliance_name_ok): refused, NAME (op_text_printable) in name for the
+ * journal */
 static int find_key(const char *dir, const char *z85, char *name, size_t cap)
 {
 	DIR *d = opendir(dir);
@@ -224,9 +224,7 @@ static int find_key(const char *dir, const char *z85, char *name, size_t cap)
 			snprintf(name, cap, "%.*s", (int)(n - 4), de->d_name);
 			found = 0;
 			if (!appliance_name_ok(de->d_name, n - 4)) {
-				for (char *c = name; *c; c++)
-					if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f)
-						*c = '?';
+				op_text_printable(name);
 				found = -2;
 			}
 		}

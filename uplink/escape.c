@@ -72,6 +72,17 @@ size_t op_prom_escape(char *out, size_t cap, const char *in)
 	return escape(out, cap, in, 1);
 }
 
+void op_text_printable(char *s)
+{
+	unsigned char *p = (unsigned char *)s;
+	for (size_t i = 0; p[i];) {
+		size_t n = p[i] < 0x80 ? 1 : utf8_len(p + i);
+		if (!n || p[i] < 0x20 || p[i] == 0x7f)
+			p[i] = '?', n = 1;
+		i += n;
+	}
+}
+
 size_t op_utf8_invalid_at(const char *s)
 {
 	const unsigned char *p = (const unsigned char *)s;

@@ -28,4 +28,9 @@ size_t op_prom_escape(char *out, size_t cap, const char *in);
 /* The offset of the first byte of s that is not part of well-formed UTF-8, SIZE_MAX if none. */
 size_t op_utf8_invalid_at(const char *s);
 
+/* s made fit for a line of its own (the journal, a report line, an HDF5 attribute declared
+ * UTF-8), in place: control characters, DEL and bytes that are not well-formed UTF-8 become
+ * '?'. Text from a file or the wire that a newline in it would let forge a line. */
+void op_text_printable(char *s);
+
 #endif

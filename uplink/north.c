@@ -145,10 +145,6 @@ static int ledger_owner(const char *ledger, const char *name, char *out, size_t 
 	return rc;
 }
 
-/* Append one line to the ledger and make it durable. A line cut short by an earlier death (no
- * final newline) is removed first: it can only be the line of a commit whose intent is still
- * there, which writes it whole (recover(), finish_intent()), so every line stays whole and
- * each file keeps exactly one (a cut line ended instead would stay as a second, short one). */
 /* The ledger durable, its lines and its name in dir (a line may have reached only the page
  * cache: north died between the ledger's write and its sync). 0 or -EIO. */
 static int ledger_sync(const char *dir, const char *ledger)
@@ -160,6 +156,10 @@ static int ledger_sync(const char *dir, const char *ledger)
 	return bad || fsync_dir(dir) < 0 ? -EIO : 0;
 }
 
+/* Append one line to the ledger and make it durable. A line cut short by an earlier death (no
+ * final newline) is removed first: it can only be the line of a commit whose intent is still
+ * there, which writes it whole (recover(), finish_intent()), so every line stays whole and
+ * each file keeps exactly one (a cut line ended instead would stay as a second, short one). */
 static int ledger_append(const char *dir, const char *ledger, const char *line, size_t len)
 {
 	int fd = open(ledger, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644), rc = 0;

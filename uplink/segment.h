@@ -72,7 +72,8 @@ int op_segment_seal(op_segment *s, const char *outbox_dir, char sha256_hex[65]);
 /* Close without sealing (used on shutdown paths that must not publish). Accepts NULL. */
 void op_segment_abandon(op_segment *s);
 
-/* Read back every row of a segment file (sealed or left open by a crash). */
+/* Read back the rows of a segment file (sealed or left open by a crash): those its last flush
+ * vouched for (attribute rows_flushed), all of them in a file without it. */
 int op_segment_read(const char *path, op_result_row **rows, size_t *n);
 /* 1 when the filesystem of dir has under 1 MiB or under 16 inodes free: a failed write there is
  * a full disk (-ENOSPC), and a writer paused for it waits until this is 0. */

@@ -113,6 +113,13 @@ int main(void)
 	CHECK(op_utf8_invalid_at("ab\xe2\x82") == 2);
 	CHECK(op_utf8_invalid_at("\xed\xa0\x80") == 0);
 
+	/* a line of its own: control characters, DEL and stray bytes as '?', UTF-8 kept */
+	{
+		char t[] = "gelu\noutpostd: ok\x7f mod\xe9le \xc3\xa9t\xc3\xa9 \xe2\x82";
+		op_text_printable(t);
+		CHECK(!strcmp(t, "gelu?outpostd: ok? mod?le \xc3\xa9t\xc3\xa9 ??"));
+	}
+
 	/* Any bytes at all: the result is a valid JSON string's inside (no raw control character
 	 * or quote, only the escapes above) and reads back as the input, with U+FFFD for each byte
 	 * that was not UTF-8 — checked exactly for the printable and UTF-8 ones. */
