@@ -27,6 +27,7 @@ foreach(target wire config)
               -fsanitize=fuzzer,address,undefined -I${CMAKE_SOURCE_DIR}
               ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_${target}.c ${srcs} ${libs} -o ${bin}
       DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_${target}.c ${srcs}
+      IMPLICIT_DEPENDS C ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_${target}.c
       COMMENT "libFuzzer target fuzz_${target}")
     add_custom_target(fuzz_${target}_bin ALL DEPENDS ${bin})
     add_test(NAME fuzz_${target}
@@ -47,13 +48,17 @@ if(OP_CLANG AND NOT OUTPOST_SANITIZE AND CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|
   # file with the same flags; -mavx512 everywhere would not run on CPUs without it)
   file(GLOB ksrcs ${CMAKE_SOURCE_DIR}/kernels/*.c)
   list(FILTER ksrcs EXCLUDE REGEX "_(neon|neondot|avx512)\\.c$")
-  set(msrcs ${CMAKE_SOURCE_DIR}/appliance/modelfile.c ${CMAKE_BINARY_DIR}/generated/default_model.c ${ksrcs})
+  set(msrcs ${CMAKE_SOURCE_DIR}/appliance/modelfile.c ${CMAKE_SOURCE_DIR}/uplink/escape.c ${ksrcs})
   list(TRANSFORM HDF5_INCLUDE_DIRS PREPEND -I OUTPUT_VARIABLE hdf5_inc)
   add_custom_command(OUTPUT ${bin}
     COMMAND ${OP_CLANG} -g -O1 -std=c17 -D_GNU_SOURCE -DOP_NO_AVX512 -mavx2 -mfma
             -fsanitize=fuzzer,address,undefined -I${CMAKE_SOURCE_DIR} ${hdf5_inc}
-            ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_model.c ${msrcs} ${HDF5_LDFLAGS} -lm -lpthread -o ${bin}
-    DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_model.c ${CMAKE_SOURCE_DIR}/kernels/models/event-v1.h5
+            ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_model.c ${msrcs} ${CMAKE_BINARY_DIR}/generated/default_model.c
+            ${HDF5_LDFLAGS} -lm -lpthread -o ${bin}
+    # every source the command compiles, so that a changed one rebuilds it (a binary left stale
+    # here once hid a link error that only a fresh build showed)
+    DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_model.c ${msrcs} ${CMAKE_SOURCE_DIR}/kernels/models/event-v1.h5
+    IMPLICIT_DEPENDS C ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_model.c C ${CMAKE_SOURCE_DIR}/appliance/modelfile.c
     COMMENT "libFuzzer target fuzz_model")
   add_custom_target(fuzz_model_bin ALL DEPENDS ${bin})
   add_dependencies(fuzz_model_bin op_appliance) # generates default_model.c
