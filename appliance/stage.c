@@ -48,6 +48,16 @@ static void on_stop(int sig)
 	op_stage_stop = 1;
 }
 
+/* SIGHUP from the supervisor: a reload changed log.level (the other keys a running stage
+ * takes are sent by other means: supervisor.c, reload). Read at the next report. */
+static volatile sig_atomic_t hup;
+
+static void on_hup(int sig)
+{
+	(void)sig;
+	hup = 1;
+}
+
 static void report_append(op_stage_ctx *s, const char *fmt, ...)
 {
 	va_list ap;
@@ -96,6 +106,15 @@ void op_report_send(op_stage_ctx *s)
 
 int op_report_due(op_stage_ctx *s, uint64_t now_ns)
 {
+	if (hup) {
+		op_config c;
+		hup = 0;
+		op_config_defaults(&c);
+		if (op_config_load_file(&c, s->config_path, NULL) == 0)
+			op_log_set_level(c.log_level);
+		else
+			op_err("cannot read %s again for its log.level; keeping the previous one", s->config_path);
+	}
 	return now_ns - s->last_report_ns >= OP_STAGE_REPORT_NS;
 }
 
@@ -127,7 +146,8 @@ int op_stage_main(const char *name, const op_config *cfg, const char *config_pat
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	signal(SIGHUP, SIG_IGN);
+	sa.sa_handler = on_hup;
+	sigaction(SIGHUP, &sa, NULL);
 
 	s.zctx = zmq_ctx_new();
 	if (!s.zctx)

@@ -81,6 +81,8 @@ typedef struct ingest {
 	uint64_t first_report_ns; /* when this incarnation sent its first report */
 	uint64_t held_bytes, held_bytes_peak, max_bytes; /* what held messages take; ingest.window_bytes */
 	int log_full_said; /* said that the log's pinned files reached ingest.window_bytes */
+	int keep_at_stop;  /* "keep": a stop that does not drain leaves what is held in the log */
+	uint64_t kept_in_log; /* so left, at the last stop (gauge kept_in_log) */
 	uint64_t max_message_bytes;
 } ingest;
 
@@ -311,6 +313,10 @@ static void handle_ctl(ingest *g, uint64_t now_ns)
 		if (!strcmp(buf, "resend")) {
 			g->resend_requests++;
 			mark_resend(g, now_ns, 0);
+		} else if (!strcmp(buf, "keep")) {
+			/* the supervisor stops for its spent restart budget: systemd restarts outpostd
+			 * with the run directory kept, and the next ingest takes this log over */
+			g->keep_at_stop = 1;
 		} else if (!strcmp(buf, "probe")) {
 			send_probe(g);
 		} else if (!strcmp(buf, "reload")) {
@@ -549,6 +555,7 @@ static void report(ingest *g, op_receiver *r, uint64_t progress, int idle)
 	op_report_gauge(s, "held_bytes", (double)g->held_bytes);
 	op_report_gauge(s, "held_bytes_peak", (double)g->held_bytes_peak);
 	op_report_gauge(s, "wal_pinned_bytes", (double)op_wal_pinned_bytes(g->wal));
+	op_report_gauge(s, "kept_in_log", (double)g->kept_in_log);
 	/* Holding events while waiting for the store's seal is waiting, not being stuck: a hung
 	 * ingest shows as missing reports instead. */
 	op_report_gauge(s, "blocked_downstream", g->occupied ? 1 : 0);
@@ -711,6 +718,14 @@ int op_stage_ingest(op_stage_ctx *s)
 				 * (RuntimeDirectoryPreserve=restart). */
 				op_warn("stopping: the supervisor is gone; the %llu events held stay in the log in %s "
 					"for the next outpostd to take over", (unsigned long long)g.occupied, wal_dir);
+				keep_log = 1;
+				break;
+			}
+			if (op_now_ns() - stopping_since > INGEST_STOP_GRACE_NS && g.keep_at_stop && g.wal &&
+			    !g.wal_said_broken) {
+				op_warn("stopping with %llu events not yet durable: they stay in the log in %s for "
+					"the next outpostd to take over", (unsigned long long)g.occupied, wal_dir);
+				g.kept_in_log = g.occupied;
 				keep_log = 1;
 				break;
 			}

@@ -123,13 +123,16 @@ int op_stage_uplink(op_stage_ctx *s)
 			op_warn("north refused %s (%llu refused since north last confirmed a file)", st.last_refusal,
 				(unsigned long long)st.refusals_running);
 		if (st.quarantined != prev.quarantined)
-			op_err("a segment in %s did not match its checksum: moved to %s (reason=corrupt)", outbox,
-			       quarantine);
-		if (st.quarantine_failed != prev.quarantine_failed)
-			op_err("a file in %s did not match its checksum and could not be moved to %s: %s", outbox, quarantine,
-			       strerror(-st.last_error));
-		if (st.last_error && st.last_error != prev.last_error)
-			op_warn("uplink: a local file operation failed: %s (outbox %s)", strerror(-st.last_error), outbox);
+			op_err("%llu file(s) in %s did not match their checksum: moved to %s (reason=corrupt; the last: %s)",
+			       (unsigned long long)(st.quarantined - prev.quarantined), outbox, quarantine,
+			       st.last_quarantined);
+		/* each failure, said with its file (spaced by the sender: a file that fails is held back,
+		 * doubling up to hourly) */
+		if (st.local_errors != prev.local_errors)
+			op_warn("uplink: %s%s", st.last_local_error,
+				st.local_errors - prev.local_errors > 1 ? " (and more since the last report)" : "");
+		else if (st.last_error && st.last_error != prev.last_error) /* listing outbox/, making the socket */
+			op_warn("uplink: a local operation failed: %s (outbox %s)", strerror(-st.last_error), outbox);
 		if (st.evicted_disk_full + st.evicted_expired != prev.evicted_disk_full + prev.evicted_expired)
 			op_err("evicted %llu file(s) not yet north (%llu expired, %llu for disk space; %llu bytes in all): "
 			       "tombstones go north (reason=evicted)",

@@ -883,7 +883,8 @@ static void metrics_text(sup *s, sbuf *b)
 		  s->reloads_applied, s->reloads_failed, s->reloads_refused);
 	sb_printf(b, "# HELP outpost_stage_up 1 while the stage runs and reports.\n# TYPE outpost_stage_up gauge\n");
 	for (int i = 0; i < NSTAGES; i++)
-		sb_printf(b, "outpost_stage_up{stage=\"%s\"} %d\n", s->st[i].name, s->st[i].running && s->st[i].reported);
+		sb_printf(b, "outpost_stage_up{stage=\"%s\"} %d\n", s->st[i].name,
+			  s->st[i].running && s->st[i].reported_since_spawn);
 	sb_printf(b, "# HELP outpost_stage_restarts_total Stage restarts: its own failures, or with a failed "
 		     "stage upstream of it.\n# TYPE outpost_stage_restarts_total counter\n");
 	for (int i = 0; i < NSTAGES; i++)
@@ -1184,8 +1185,15 @@ static void reload(sup *s, sbuf *reply)
 	s->policy.interval_ns = s->cfg->restart_interval_ns;
 	apply_backoff(s);
 	op_log_set_level(s->cfg->log_level);
-	if (strstr(changed, "ingest."))
+	/* ingest's resend timer follows store.rotate_age too (stage_ingest.c, backstop_for) */
+	if (strstr(changed, "ingest.") || prev.store_rotate_age_ns != s->cfg->store_rotate_age_ns)
 		zmq_send(s->ingest_ctl, "reload", 6, ZMQ_DONTWAIT);
+	/* a stage that has reported has its SIGHUP handler (stage.c); one not yet started reads
+	 * effective.yaml, already the new one */
+	if (strcmp(prev.log_level, s->cfg->log_level))
+		for (int i = 0; i < NSTAGES; i++)
+			if (s->st[i].running && s->st[i].reported_since_spawn)
+				kill(s->st[i].pid, SIGHUP);
 	if (strstr(changed, "store."))
 		planned_restart(s, "store"); /* (for other keys it reads effective.yaml again itself) */
 	if (strstr(changed, "uplink."))
@@ -1321,8 +1329,16 @@ static int mkdir_p(const char *path)
 	return 0;
 }
 
-/* Orderly stop without losing what is in flight: ingest stops taking events and waits for the
- * store to seal what it holds (nudged by SIGUSR1); then the other stages stop. */
+/*
+ * Orderly stop without losing what is in flight: ingest stops taking events and waits for the
+ * store to seal what it holds (nudged by SIGUSR1); then the other stages stop.
+ *  - A stop that comes while infer or the store waits out its restart delay starts it at once:
+ *    without it nothing ingest holds can become durable.
+ *  - A stop because the restart budget is spent (the failing stage is not started again, and
+ *    systemd restarts outpostd, keeping the run directory): ingest is told to keep in its log
+ *    what does not become durable, for the next outpostd's ingest to take over
+ *    (leftover_ingest_log), instead of counting it as dropped.
+ */
 static void shutdown_stages(sup *s)
 {
 	stage_rec *ing = stage_by_name(s, "ingest"), *sto = stage_by_name(s, "store");
@@ -1330,10 +1346,21 @@ static void shutdown_stages(sup *s)
 
 	op_notify_stopping();
 	op_info("stopping: draining ingest");
+	if (ing->running && s->budget_spent)
+		zmq_send(s->ingest_ctl, "keep", 4, ZMQ_DONTWAIT);
+	else if (ing->running)
+		for (int i = 0; i < NSTAGES; i++) {
+			stage_rec *r = &s->st[i];
+			if (r->rank > ing->rank && r->rank <= sto->rank && !r->running && r->restart_at_ns) {
+				op_info("stopping: starting stage %s now, for ingest's drain", r->name);
+				spawn(s, r);
+			}
+		}
 	if (ing->running)
 		kill(ing->pid, SIGTERM);
 	while (ing->running && op_now_ns() - t0 < 20000000000ull) {
-		if (sto->running && op_now_ns() - last_nudge > 500000000ull) {
+		/* SIGUSR1's default action ends a process: only one that has its handler (reported) */
+		if (sto->running && sto->reported_since_spawn && op_now_ns() - last_nudge > 500000000ull) {
 			kill(sto->pid, SIGUSR1);
 			last_nudge = op_now_ns();
 		}
@@ -1627,7 +1654,13 @@ int op_supervisor_run(const op_config *cfg, const char *config_path, int config_
 		 * supervisor never gets here and is killed as before) */
 		signal(SIGABRT, SIG_IGN);
 		op_notify_watchdog_trigger();
-		op_err("stopped: %s", s.budget_reason);
+		stage_rec *ing = stage_by_name(&s, "ingest");
+		const uint64_t kept = (uint64_t)gauge_of(ing, "kept_in_log");
+		if (kept)
+			op_err("stopped: %s; %" PRIu64 " events not yet durable stay in ingest's log in %s/ingest-wal "
+			       "for the next start", s.budget_reason, kept, s.cfg->run_dir);
+		else
+			op_err("stopped: %s", s.budget_reason);
 		rc = 3;
 	} else {
 		rc = 0;

@@ -91,6 +91,7 @@ struct op_uplink {
 	double tokens;          /* bytes; may go below zero by one message (debt) */
 	uint64_t tokens_ns;
 	int quota_fd, quota_day; /* day: days since the epoch (UTC) */
+	char quota_path[800];
 	uint64_t quota_sync_ns;  /* the last fdatasync of the quota file */
 	int budget_blocked;      /* the last send waited for the cap or the quota */
 	uint64_t hs_reserved;    /* quota held for a handshake: an attempt under way, not connected yet */
@@ -149,6 +150,18 @@ struct op_uplink {
 	uint8_t *buf;
 	op_uplink_stats stats;
 };
+
+/* A local failure (err: -errno): counted, and said with what failed and on which file, for
+ * the stage's journal line (stage_uplink.c) */
+static void local_error(op_uplink *u, int err, const char *what, const char *path)
+{
+	u->stats.last_error = err;
+	u->stats.local_errors++;
+	/* a long path is cut at the end of the text (the return value read: gcc then knows) */
+	if (snprintf(u->stats.last_local_error, sizeof(u->stats.last_local_error), "%s %s: %s", what, path,
+		     strerror(-err)) < 0)
+		u->stats.last_local_error[0] = 0;
+}
 
 static uint64_t now_ns(void)
 {
@@ -333,9 +346,11 @@ int op_uplink_open(void *zmq_ctx, const op_uplink_config *cfg, op_uplink **ret)
 		u->cfg.alert_reserve = u->cfg.daily_quota / 2;
 	u->stats.alert_reserve = u->cfg.alert_reserve;
 	if (u->cfg.daily_quota && cfg->quota_file) {
+		snprintf(u->quota_path, sizeof(u->quota_path), "%s", cfg->quota_file);
 		u->quota_fd = open(cfg->quota_file, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
-		if (u->quota_fd < 0)
-			u->stats.last_error = -errno;
+		if (u->quota_fd < 0) /* counted in memory only: a restart begins the day at 0 */
+			local_error(u, -errno, "cannot open the quota file (today's bytes are not kept across a restart)",
+				    cfg->quota_file);
 	}
 	quota_load(u);
 	u->cfg.quota_file = NULL;
@@ -483,14 +498,14 @@ static void quota_save(op_uplink *u)
 		return;
 	int n = snprintf(rec, sizeof(rec), "%010d %020llu\n", u->quota_day, (unsigned long long)u->stats.quota_used);
 	if (pwrite(u->quota_fd, rec, (size_t)n, 0) != n)
-		u->stats.last_error = -errno;
+		local_error(u, -errno, "cannot write the quota file", u->quota_path);
 	/* to the disk at most a second later: without it, the kernel's writeback (30 s) decides
 	 * how much of the count a power cut takes */
 	const uint64_t now = now_ns();
 	if (now - u->quota_sync_ns >= 1000000000ull) {
 		u->quota_sync_ns = now;
 		if (fdatasync(u->quota_fd) != 0)
-			u->stats.last_error = -errno;
+			local_error(u, -errno, "cannot sync the quota file", u->quota_path);
 	}
 }
 
@@ -960,7 +975,7 @@ static void quarantine(op_uplink *u, int cls, const char *name)
 	snprintf(from, sizeof(from), "%s/%s", u->dirs[cls], name);
 	snprintf(to, sizeof(to), "%s/%s", u->quarantine, name);
 	if (rename(from, to) != 0) {
-		u->stats.last_error = -errno;
+		local_error(u, -errno, "cannot move a file that failed its checksum to quarantine:", from);
 		u->stats.quarantine_failed++;
 		hold(u, cls, name, 1); /* not picked, hashed and failed again every step */
 		return;
@@ -969,8 +984,9 @@ static void quarantine(op_uplink *u, int cls, const char *name)
 	snprintf(from, sizeof(from), "%s/%s.sha256", u->dirs[cls], name);
 	snprintf(to, sizeof(to), "%s/%s.sha256", u->quarantine, name);
 	if (rename(from, to) != 0 && errno != ENOENT)
-		u->stats.last_error = -errno;
+		local_error(u, -errno, "cannot move to quarantine", from);
 	u->stats.quarantined++;
+	snprintf(u->stats.last_quarantined, sizeof(u->stats.last_quarantined), "%s", name);
 }
 
 /* Send the OFFER for the current (verified) file. */
@@ -1048,14 +1064,20 @@ static int start_next(op_uplink *u, const char *alert)
 		return 0;
 	}
 	if (sr < 0) { /* unreadable now (EACCES, EMFILE, EIO): held back and tried again, not quarantined */
-		u->stats.last_error = sr;
+		local_error(u, sr, "cannot read", side);
 		hold(u, cls, name, 1);
 		return 0;
 	}
 	u->fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (u->fd < 0 || fstat(u->fd, &sb) != 0) {
-		forget_held(u, cls, name);
-		u->stats.vanished++;
+		const int e = -errno;
+		if (e == -ENOENT) { /* gone meanwhile (an operator, eviction) */
+			forget_held(u, cls, name);
+			u->stats.vanished++;
+		} else { /* unreadable (EACCES, EIO): held back, the others go meanwhile */
+			local_error(u, e, "cannot open", path);
+			hold(u, cls, name, 1);
+		}
 		end_file(u);
 		return 0;
 	}
@@ -1081,9 +1103,12 @@ static void verify_step(op_uplink *u)
 	while (u->voff < u->size && slice < (16u << 20)) {
 		size_t want = u->size - u->voff < u->cfg.chunk_bytes ? (size_t)(u->size - u->voff) : u->cfg.chunk_bytes;
 		ssize_t n = pread(u->fd, u->buf, want, (off_t)u->voff);
-		if (n <= 0) {
-			u->stats.vanished++;
-			u->stats.last_error = n < 0 ? -errno : -EIO;
+		if (n <= 0) { /* a read error, or the file shorter than it was: held back, not picked
+			       * first and read again every step while the others wait */
+			char path[800];
+			snprintf(path, sizeof(path), "%s/%s", u->dirs[u->cls], u->name);
+			local_error(u, n < 0 ? -errno : -EIO, n < 0 ? "cannot read" : "shorter than it was:", path);
+			hold(u, u->cls, u->name, 1);
 			end_file(u);
 			return;
 		}
@@ -1210,14 +1235,14 @@ static void confirmed(op_uplink *u, int cls, const char *name, uint64_t size, in
 		if (rename(path, dst) != 0) {
 			/* north holds it; without the copy in sent/ the store's memory of it is shorter,
 			 * which is still better than sending it again */
-			u->stats.last_error = -errno;
+			local_error(u, -errno, "cannot move a confirmed file to sent/:", path);
 			if (unlink(path) != 0)
-				u->stats.last_error = -errno;
+				local_error(u, -errno, "cannot remove a confirmed file", path);
 		} else if (utimensat(AT_FDCWD, dst, NULL, 0) != 0) { /* the confirmation time, for pruning */
-			u->stats.last_error = -errno;
+			local_error(u, -errno, "cannot set the confirmation time of", dst);
 		}
 	} else if (unlink(path) != 0) {
-		u->stats.last_error = -errno;
+		local_error(u, -errno, "cannot remove a confirmed file", path);
 	}
 	snprintf(path, sizeof(path), "%s/%s.sha256", u->dirs[cls], name);
 	unlink(path);
@@ -1322,10 +1347,15 @@ static void pump(op_uplink *u)
 		}
 		ssize_t n = pread(u->fd, u->buf, want, (off_t)u->next);
 		if (n != (ssize_t)want) {
+			/* held back (north keeps what it has; the connection stays: nothing is wrong
+			 * with it), the other files go meanwhile */
+			char path[800];
+			snprintf(path, sizeof(path), "%s/%s", u->dirs[u->cls], u->name);
 			budget_refund(u, cost);
-			u->stats.vanished++;
-			u->stats.last_error = n < 0 ? -errno : -EIO;
-			reset(u, u->cfg.retry_ns);
+			local_error(u, n < 0 ? -errno : -EIO, n < 0 ? "cannot read" : "shorter than it was:", path);
+			hold(u, u->cls, u->name, 1);
+			end_file(u);
+			u->retry_at_ns = 0;
 			return;
 		}
 		op_xfer_put_u64(off, u->next);
@@ -1654,7 +1684,7 @@ static int evict_start(op_uplink *u, int c, const char *name, uint64_t size, con
 	if (sr < 0) { /* no sidecar (an operator's copy under way?) or unreadable: not evicted now,
 		       * held back so that the next oldest file is looked at */
 		if (sr != -ENOENT)
-			u->stats.last_error = sr;
+			local_error(u, sr, "cannot read (to evict)", side);
 		hold(u, c, name, 1);
 		return 1;
 	}
@@ -1663,7 +1693,7 @@ static int evict_start(op_uplink *u, int c, const char *name, uint64_t size, con
 	u->ev.fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (u->ev.fd < 0) {
 		if (errno != ENOENT) {
-			u->stats.last_error = -errno;
+			local_error(u, -errno, "cannot open (to evict)", path);
 			hold(u, c, name, 1);
 		}
 		return 1;

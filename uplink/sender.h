@@ -86,6 +86,9 @@ typedef struct op_uplink_stats {
 	uint64_t replaced_while_sent; /* confirmed files whose name held a new file by then: the new one stays */
 	uint64_t disk_free;   /* bytes free on the outbox's file system at the last check */
 	int last_error;                        /* negative errno of the last local failure, or 0 */
+	uint64_t local_errors;                 /* local failures: reading, moving, the quota file */
+	char last_local_error[320];            /* "WHAT PATH: reason" of the last of them */
+	char last_quarantined[256];            /* name of the last file moved to quarantine */
 	int link_up;                           /* north answered within the timeout (keepalive) */
 	uint64_t pings, reconnects;
 	uint64_t disconnects;       /* connections that broke under a transfer (noticed at once) */

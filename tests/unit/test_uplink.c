@@ -69,6 +69,9 @@ static void make_file_in(const char *sub, const char *name, size_t size, int cor
  * goes to the kernel.
  */
 static atomic_int fail_part_fsync, fail_part_pread, fail_ledger_fsync, ledger_synced;
+/* and a bad sector under the appliance's outbox: reads of a file named r-0-bad-sector.h5 fail
+ * after the first bad_sector_ok of them, while bad_sector_fail is above zero */
+static atomic_int bad_sector_ok, bad_sector_fail;
 
 static int named(int fd, const char *suffix)
 {
@@ -102,6 +105,9 @@ int fsync(int fd)
 
 ssize_t pread(int fd, void *buf, size_t count, off_t offset)
 {
+	if (atomic_load(&bad_sector_fail) > 0 && named(fd, "/r-0-bad-sector.h5") &&
+	    atomic_fetch_sub(&bad_sector_ok, 1) <= 0 && inject(&bad_sector_fail, fd, "/r-0-bad-sector.h5"))
+		return -1;
 	return inject(&fail_part_pread, fd, ".part") ? -1 : (ssize_t)syscall(SYS_pread64, fd, buf, count, offset);
 }
 
@@ -1447,6 +1453,42 @@ int main(void)
 		unqueue("bulk/a-huge.bin");
 		op_north_close(n);
 		CHECK(op_north_open(ctx, &nc, &n) == 0);
+	}
+	/* a file the appliance cannot read (a bad sector: EIO), the oldest, so picked first: held
+	 * back with a growing delay, said with its name, while the files behind it go; sent once it
+	 * reads again. Twice: failing while it is checked against its sidecar, and failing at a
+	 * chunk after the check. Before, it was picked again every 200 ms and nothing behind it
+	 * went (after a chunk failed: a new connection, charged to the quota, each uplink.retry). */
+	for (int at_chunk = 0; at_chunk < 2; at_chunk++) {
+		char good[2][32];
+		snprintf(good[0], sizeof(good[0]), "r-1-behind-%d.h5", at_chunk);
+		snprintf(good[1], sizeof(good[1]), "r-2-behind-%d.h5", at_chunk);
+		make_file("r-0-bad-sector.h5", 6000 + at_chunk, 0);
+		make_file(good[0], 7000, 0);
+		make_file(good[1], 8000, 0);
+		atomic_store(&bad_sector_ok, at_chunk); /* the check's one read, then the chunk's */
+		atomic_store(&bad_sector_fail, 1000000);
+		op_uplink_config rc = uc;
+		rc.retry_ns = 1000000000ull; /* held 2 s, then 4 s */
+		CHECK(op_uplink_open(ctx, &rc, &u) == 0);
+		op_uplink_stats s0;
+		op_uplink_get_stats(u, &s0);
+		for (int i = 0; i < 40 && !(same_content(good[0], 7000) && same_content(good[1], 8000)); i++)
+			run(u, n, 20);
+		op_uplink_get_stats(u, &st);
+		fprintf(stderr, "unreadable file (failing at %s): files behind it %s; said: %s; %llu connections\n",
+			at_chunk ? "a chunk" : "its check", same_content(good[1], 8000) ? "went north" : "did NOT go north",
+			st.last_local_error, (unsigned long long)(st.connections - s0.connections));
+		CHECK(same_content(good[0], 7000) && same_content(good[1], 8000));
+		CHECK(st.local_errors >= 1 && strstr(st.last_local_error, "r-0-bad-sector.h5") &&
+		      strstr(st.last_local_error, strerror(EIO)));
+		CHECK(st.connections - s0.connections <= 1); /* the link was never the problem */
+		CHECK(exists_in(outbox, "r-0-bad-sector.h5") && !same_content("r-0-bad-sector.h5", 6000 + at_chunk));
+		atomic_store(&bad_sector_fail, 0); /* the sector reads again */
+		CHECK(run_until_north(u, n, "r-0-bad-sector.h5", 6000 + at_chunk, 2000));
+		op_uplink_close(u);
+		u = NULL;
+		unqueue("r-0-bad-sector.h5");
 	}
 	/* north refusing every file (here: all larger than it takes; a full disk or a paused north
 	 * does the same): refusals in a row space the offers (each refusal also costs a new
