@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -48,14 +49,33 @@ static void on_stop(int sig)
 	op_stage_stop = 1;
 }
 
-/* SIGHUP from the supervisor: a reload changed log.level (the other keys a running stage
- * takes are sent by other means: supervisor.c, reload). Read at the next report. */
-static volatile sig_atomic_t hup;
+/*
+ * A reload that changed log.level: the supervisor writes effective.yaml anew (a rename: a new
+ * inode), and a stage reads log.level from it again at its next report (the other keys a running
+ * stage takes reach it by other means: supervisor.c, reload). Not a signal: ZeroMQ's blocking
+ * calls return EINTR for any handled signal, which the stages' send loops take for a failed
+ * socket.
+ */
+static struct stat config_seen;
 
-static void on_hup(int sig)
+static void follow_log_level(const op_stage_ctx *s)
 {
-	(void)sig;
-	hup = 1;
+	struct stat sb;
+	if (!s->config_path || stat(s->config_path, &sb) != 0)
+		return;
+	if (sb.st_ino == config_seen.st_ino && sb.st_dev == config_seen.st_dev &&
+	    sb.st_mtim.tv_sec == config_seen.st_mtim.tv_sec && sb.st_mtim.tv_nsec == config_seen.st_mtim.tv_nsec)
+		return;
+	const int first = config_seen.st_ino == 0;
+	config_seen = sb;
+	if (first) /* read at start already */
+		return;
+	op_config c;
+	op_config_defaults(&c);
+	if (op_config_load_file(&c, s->config_path, NULL) == 0)
+		op_log_set_level(c.log_level);
+	else
+		op_err("cannot read %s again for its log.level; keeping the previous one", s->config_path);
 }
 
 static void report_append(op_stage_ctx *s, const char *fmt, ...)
@@ -106,16 +126,10 @@ void op_report_send(op_stage_ctx *s)
 
 int op_report_due(op_stage_ctx *s, uint64_t now_ns)
 {
-	if (hup) {
-		op_config c;
-		hup = 0;
-		op_config_defaults(&c);
-		if (op_config_load_file(&c, s->config_path, NULL) == 0)
-			op_log_set_level(c.log_level);
-		else
-			op_err("cannot read %s again for its log.level; keeping the previous one", s->config_path);
-	}
-	return now_ns - s->last_report_ns >= OP_STAGE_REPORT_NS;
+	if (now_ns - s->last_report_ns < OP_STAGE_REPORT_NS)
+		return 0;
+	follow_log_level(s);
+	return 1;
 }
 
 int op_stage_main(const char *name, const op_config *cfg, const char *config_path, int safe_mode)
@@ -146,8 +160,8 @@ int op_stage_main(const char *name, const op_config *cfg, const char *config_pat
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	sa.sa_handler = on_hup;
-	sigaction(SIGHUP, &sa, NULL);
+	signal(SIGHUP, SIG_IGN);
+	follow_log_level(&s); /* what it starts with: a later change is a reload's */
 
 	s.zctx = zmq_ctx_new();
 	if (!s.zctx)

@@ -40,6 +40,8 @@
 #define INGEST_MAX_RESENDS 8
 /* How long a stopping ingest waits for its in-flight events to be sealed. */
 #define INGEST_STOP_GRACE_NS 15000000000ull
+/* told to keep its log ("keep"): what is not durable by then waits for the next start anyway */
+#define INGEST_KEEP_GRACE_NS 5000000000ull
 
 enum slot_state { SLOT_FREE = 0, SLOT_QUEUED, SLOT_SENT };
 
@@ -721,7 +723,7 @@ int op_stage_ingest(op_stage_ctx *s)
 				keep_log = 1;
 				break;
 			}
-			if (op_now_ns() - stopping_since > INGEST_STOP_GRACE_NS && g.keep_at_stop && g.wal &&
+			if (op_now_ns() - stopping_since > INGEST_KEEP_GRACE_NS && g.keep_at_stop && g.wal &&
 			    !g.wal_said_broken) {
 				op_warn("stopping with %llu events not yet durable: they stay in the log in %s for "
 					"the next outpostd to take over", (unsigned long long)g.occupied, wal_dir);

@@ -120,6 +120,7 @@ typedef struct sup {
 	op_restart_policy policy;
 	uint64_t start_ns, last_ping_ns, ping_interval_ns, watchdog_ns;
 	uint64_t dropped_ingest_crash;
+	uint64_t dropped_log_lost; /* kept in ingest's log at the last stop, the log gone since (kept_check) */
 	/* what a dead ingest held by its last report, until its successor says whether its log
 	 * let it take them over (then they are in its in_flight) or not (then: ingest_crash) */
 	uint64_t ingest_unsettled, unsettled_incarnation;
@@ -398,6 +399,44 @@ static int leftover_ingest_log(const sup *s, unsigned long long *inc)
 	return found;
 }
 
+/*
+ * state_dir/ingest-kept: the events a stop for a spent restart budget left in ingest's log
+ * (shutdown_stages). The run directory holding the log outlives systemd's restart, not a reboot
+ * or the unit's start limit: the next start that finds the count and no log counts them as
+ * dropped (reason=log_lost), accepted too (this run's books balance), instead of losing them
+ * unseen. The file is removed either way.
+ */
+static void kept_write(sup *s, uint64_t kept)
+{
+	char path[OP_CFG_STR + 32];
+	snprintf(path, sizeof(path), "%s/ingest-kept", s->cfg->state_dir);
+	FILE *f = fopen(path, "we");
+	int ok = f && fprintf(f, "%" PRIu64 "\n", kept) > 0 && fflush(f) == 0 && fsync(fileno(f)) == 0;
+	if (f)
+		ok &= fclose(f) == 0;
+	if (!ok)
+		op_err("cannot write %s: %s (a lost log would not be counted)", path, strerror(errno));
+}
+
+static void kept_check(sup *s, int log_found)
+{
+	char path[OP_CFG_STR + 32];
+	unsigned long long kept = 0;
+	snprintf(path, sizeof(path), "%s/ingest-kept", s->cfg->state_dir);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return;
+	if (fscanf(f, "%llu", &kept) != 1)
+		kept = 0;
+	fclose(f);
+	if (kept && !log_found) {
+		op_err("%llu events that the last run left in ingest's log are lost: the run directory %s did not "
+		       "survive (a reboot, or systemd's start limit) (reason=log_lost)", kept, s->cfg->run_dir);
+		s->dropped_log_lost += kept;
+	}
+	unlink(path);
+}
+
 static void fill_marks(sup *s, FILE *f)
 {
 	stage_rec *g = stage_by_name(s, "ingest");
@@ -409,7 +448,10 @@ static void fill_marks(sup *s, FILE *f)
 		 * reported: a first ingest that dies before its first report (a large log to replay) or
 		 * cannot be forked must not leave the next one without it. Report 0: a log of an
 		 * earlier run, whose events this run counts as it takes them back. */
-		if (!s->ingest_spawned && leftover_ingest_log(s, &inc)) {
+		const int found = !s->ingest_spawned && leftover_ingest_log(s, &inc);
+		if (!s->ingest_spawned)
+			kept_check(s, found);
+		if (found) {
 			op_warn("the ingest of an earlier outpostd left its log (incarnation %llu): the first ingest "
 				"takes it over (events it held are sent on again; what the store had sealed is "
 				"recognised)", inc);
@@ -711,7 +753,8 @@ static void events_totals(sup *s, uint64_t *accepted, uint64_t *stored, uint64_t
 	*stored = counter_of(g, "stored") + counter_of(g, "pred_stored");
 	*received = counter_of(g, "received");
 	*in_flight = (g->running ? (uint64_t)gauge_of(g, "in_flight") : 0) + s->ingest_unsettled;
-	*dropped = s->dropped_ingest_crash + counter_of(g, "pred_dropped");
+	*dropped = s->dropped_ingest_crash + counter_of(g, "pred_dropped") + s->dropped_log_lost;
+	*accepted += s->dropped_log_lost; /* accepted by the run before, and taken back by none */
 	*rejected = 0;
 	for (int i = 0; i < g->nkv; i++) {
 		if (!g->kv[i].counter)
@@ -796,8 +839,8 @@ static void status_json(sup *s, sbuf *b)
 	}
 	sb_printf(b, "\"events\":{\"received\":%" PRIu64 ",\"rejected\":%" PRIu64 ",\"accepted\":%" PRIu64
 		     ",\"stored\":%" PRIu64 ",\"dropped\":%" PRIu64 ",\"in_flight\":%" PRIu64
-		     ",\"dropped_ingest_crash\":%" PRIu64 ",\"balanced\":%s},",
-		  rec, rej, acc, sto, dro, inf, s->dropped_ingest_crash,
+		     ",\"dropped_ingest_crash\":%" PRIu64 ",\"dropped_log_lost\":%" PRIu64 ",\"balanced\":%s},",
+		  rec, rej, acc, sto, dro, inf, s->dropped_ingest_crash, s->dropped_log_lost,
 		  acc == sto + dro + inf ? "true" : "false");
 	if (s->power) {
 		char pj[2048];
@@ -998,6 +1041,8 @@ static void status_text(sup *s, sbuf *b)
 				sb_printf(b, " %s %" PRIu64, ing->kv[k].key + 8, ing->kv[k].cur + ing->kv[k].base);
 		if (s->dropped_ingest_crash)
 			sb_printf(b, " ingest_crash %" PRIu64, s->dropped_ingest_crash);
+		if (s->dropped_log_lost)
+			sb_printf(b, " log_lost %" PRIu64, s->dropped_log_lost);
 		if (counter_of(ing, "pred_dropped")) /* given up by an ingest that died before reporting it */
 			sb_printf(b, " resend_exhausted(unreported) %" PRIu64, counter_of(ing, "pred_dropped"));
 		sb_printf(b, "\n");
@@ -1188,12 +1233,7 @@ static void reload(sup *s, sbuf *reply)
 	/* ingest's resend timer follows store.rotate_age too (stage_ingest.c, backstop_for) */
 	if (strstr(changed, "ingest.") || prev.store_rotate_age_ns != s->cfg->store_rotate_age_ns)
 		zmq_send(s->ingest_ctl, "reload", 6, ZMQ_DONTWAIT);
-	/* a stage that has reported has its SIGHUP handler (stage.c); one not yet started reads
-	 * effective.yaml, already the new one */
-	if (strcmp(prev.log_level, s->cfg->log_level))
-		for (int i = 0; i < NSTAGES; i++)
-			if (s->st[i].running && s->st[i].reported_since_spawn)
-				kill(s->st[i].pid, SIGHUP);
+	/* (log.level: the stages read it again from effective.yaml at their next report, stage.c) */
 	if (strstr(changed, "store."))
 		planned_restart(s, "store"); /* (for other keys it reads effective.yaml again itself) */
 	if (strstr(changed, "uplink."))
@@ -1656,10 +1696,12 @@ int op_supervisor_run(const op_config *cfg, const char *config_path, int config_
 		op_notify_watchdog_trigger();
 		stage_rec *ing = stage_by_name(&s, "ingest");
 		const uint64_t kept = (uint64_t)gauge_of(ing, "kept_in_log");
-		if (kept)
+		if (kept) {
 			op_err("stopped: %s; %" PRIu64 " events not yet durable stay in ingest's log in %s/ingest-wal "
-			       "for the next start", s.budget_reason, kept, s.cfg->run_dir);
-		else
+			       "for the next start (counted as lost there if the run directory is gone by then)",
+			       s.budget_reason, kept, s.cfg->run_dir);
+			kept_write(&s, kept);
+		} else
 			op_err("stopped: %s", s.budget_reason);
 		rc = 3;
 	} else {

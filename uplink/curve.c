@@ -155,7 +155,7 @@ int op_zap_open(void *zctx, const char *dir, op_zap **out)
 		snprintf(shown, sizeof(shown), "%s", de->d_name);
 		op_text_printable(shown);
 		fprintf(stderr, "outpost-north: %s/%s: not a name an appliance can have (no spaces or control "
-				"characters): its key is refused; rename the file\n", dir, shown);
+				"characters, not '-'): its key is refused; rename the file\n", dir, shown);
 	}
 	if (d)
 		closedir(d);
@@ -195,7 +195,7 @@ uint64_t op_zap_refused(const op_zap *z)
  * other name (non-ASCII, '@', '+') was taken before and still is. */
 static int appliance_name_ok(const char *s, size_t n)
 {
-	if (n == 0)
+	if (n == 0 || (n == 1 && s[0] == '-')) /* "-": the ledger's word for a sender without a key */
 		return 0;
 	for (size_t i = 0; i < n; i++)
 		if ((unsigned char)s[i] <= 0x20 || s[i] == 0x7f)
@@ -276,7 +276,7 @@ void op_zap_handle(op_zap *z, void (*on_refused)(void *, const char *, const cha
 			char why[400];
 			if (found == -2)
 				snprintf(why, sizeof(why), "key %.12s… is authorised as '%s.pub', a name an appliance cannot have "
-							   "(no spaces or control characters): rename the file",
+							   "(no spaces or control characters, not '-'): rename the file",
 					 key, user);
 			else
 				snprintf(why, sizeof(why), "%s %.12s… is not in the authorised keys",

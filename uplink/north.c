@@ -56,7 +56,7 @@
 
 typedef struct partial {
 	int used, fd;
-	char appliance[64]; /* who offered it (CURVE key name), for the ledger */
+	char appliance[OP_NORTH_WHO_MAX]; /* who offered it (CURVE key name), for the ledger */
 	char name[OP_XFER_NAME_MAX + 1];
 	char sha[65];
 	uint64_t size, offset;
@@ -82,7 +82,7 @@ struct op_north {
 	op_north_cb on_file;
 	op_north_reject_cb on_reject;
 	void *cb_ctx;
-	char cur_appliance[64]; /* the sender of the message being handled */
+	char cur_appliance[OP_NORTH_WHO_MAX]; /* the sender of the message being handled */
 	uint64_t last_expire_ns;
 	uint64_t paused_until_ns; /* a disk failing its syncs: no new bytes taken until then */
 };
@@ -104,7 +104,7 @@ static int have_final(op_north *n, const char *name, const char *sha);
  * only at recovery and for a commit that could not write its line.) */
 static int ledger_has(const char *ledger, const char *name, const char *sha)
 {
-	char line[1024];
+	char line[OP_NORTH_LEDGER_LINE];
 	FILE *f = fopen(ledger, "re");
 	int found = 0;
 	size_t nl = strlen(name);
@@ -125,7 +125,7 @@ static int ledger_has(const char *ledger, const char *name, const char *sha)
  * offered again with other contents.) */
 static int ledger_owner(const char *ledger, const char *name, char *out, size_t cap)
 {
-	char line[1024];
+	char line[OP_NORTH_LEDGER_LINE];
 	FILE *f = fopen(ledger, "re");
 	size_t nl = strlen(name);
 
@@ -176,7 +176,7 @@ static int ledger_append(const char *dir, const char *ledger, const char *line, 
 			ssize_t i = got - 1;
 			while (i >= 0 && tail[i] != '\n')
 				i--;
-			/* no newline in the last 2 KiB (lines are under 512 bytes): not a cut line of
+			/* no newline in the last 2 KiB (lines are under 1 KiB): not a cut line of
 			 * ours; end it rather than cut what we cannot account for */
 			if (i < 0 && from > 0)
 				rc = write(fd, "\n", 1) == 1 ? 0 : -EIO;
@@ -214,7 +214,7 @@ static int write_sidecar(op_north *n, const char *name, const char *sha);
  */
 static int finish_intent(op_north *n, const char *path)
 {
-	char line[512], name[OP_XFER_NAME_MAX + 1], sha[65], ledger[600];
+	char line[OP_NORTH_LEDGER_LINE], name[OP_XFER_NAME_MAX + 1], sha[65], ledger[600];
 	unsigned long long size = 0;
 	snprintf(ledger, sizeof(ledger), "%s/ledger.tsv", n->dir);
 	FILE *f = fopen(path, "re");
@@ -459,12 +459,24 @@ static void reject(op_north *n, zmq_msg_t *id, const char *name, const char *why
 	reply(n, id, "REJECTED", name, why, strlen(why));
 }
 
+/* A refusal for a failure on north's side, with its cause (err: an errno), for north's
+ * journal and the appliance's */
+static void reject_err(op_north *n, zmq_msg_t *id, const char *name, const char *what, int err)
+{
+	char why[200];
+	snprintf(why, sizeof(why), "%s: %s", what, strerror(err));
+	reject(n, id, name, why);
+}
+
 /* An appliance known by its key (CURVE) other than the one speaking now: a file of a name
  * another appliance sent is never replaced, nor its transfer fed, by this one. Without keys
  * (plaintext) every peer is "-", one appliance as far as north can tell. */
 static int other_appliance(const op_north *n, const char *owner)
 {
-	return owner[0] && strcmp(owner, "-") && strcmp(n->cur_appliance, "-") && strcmp(owner, n->cur_appliance);
+	/* a ledger line written before names were kept whole holds at most their first 63 bytes:
+	 * the appliance whose name begins so is the one that sent it */
+	const int cut = strlen(owner) == 63 && !strncmp(owner, n->cur_appliance, 63);
+	return owner[0] && strcmp(owner, "-") && strcmp(n->cur_appliance, "-") && strcmp(owner, n->cur_appliance) && !cut;
 }
 
 /* A transfer under way belongs to its appliance while that one may still finish it: until it
@@ -618,7 +630,10 @@ static void on_offer(op_north *n, zmq_msg_t *id, const char *name, zmq_msg_t *f,
 	memcpy(sha, zmq_msg_data(&f[4]), 64);
 	sha[64] = 0;
 	if (size > n->cfg.max_file_bytes) {
-		reject(n, id, name, "file larger than this receiver accepts");
+		char why[120];
+		snprintf(why, sizeof(why), "file of %llu bytes larger than this receiver accepts (--max-file-bytes %llu)",
+			 (unsigned long long)size, (unsigned long long)n->cfg.max_file_bytes);
+		reject(n, id, name, why);
 		return;
 	}
 	if (have_final(n, name, sha)) {
@@ -635,7 +650,7 @@ static void on_offer(op_north *n, zmq_msg_t *id, const char *name, zmq_msg_t *f,
 	 * holds stays. Replacing it would lose the first site's file, which that site deleted
 	 * when north confirmed it; the second site's stays in its outbox, refused with the reason,
 	 * until it is renamed. */
-	char owner[64], why[160];
+	char owner[OP_NORTH_WHO_MAX], why[OP_NORTH_WHO_MAX + 100];
 	snprintf(path, sizeof(path), "%s/%s", n->dir, name);
 	if (strcmp(n->cur_appliance, "-") && access(path, F_OK) == 0) {
 		char ledger[1100];
@@ -707,14 +722,16 @@ static void on_offer(op_north *n, zmq_msg_t *id, const char *name, zmq_msg_t *f,
 		snprintf(p->name, sizeof(p->name), "%s", name);
 		p->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
 		if (p->fd < 0) {
+			const int e = errno;
 			drop(p);
-			reject(n, id, name, "cannot open partial file");
+			reject_err(n, id, name, "cannot open partial file", e);
 			return;
 		}
 	}
 	if (fstat(p->fd, &sb) != 0) {
+		const int e = errno;
 		drop(p);
-		reject(n, id, name, "cannot stat partial file");
+		reject_err(n, id, name, "cannot stat partial file", e);
 		return;
 	}
 	p->offset = (uint64_t)sb.st_size;
@@ -722,8 +739,9 @@ static void on_offer(op_north *n, zmq_msg_t *id, const char *name, zmq_msg_t *f,
 		/* a different file under the same name, or more bytes than offered: start over */
 		if (p->sha[0] || p->offset > size) {
 			if (ftruncate(p->fd, 0) != 0) {
+				const int e = errno;
 				drop(p);
-				reject(n, id, name, "cannot truncate partial file");
+				reject_err(n, id, name, "cannot truncate partial file", e);
 				return;
 			}
 			p->offset = 0;
@@ -874,7 +892,8 @@ static void on_chunk(op_north *n, zmq_msg_t *id, const char *name, zmq_msg_t *f,
 			continue;
 		if (w <= 0) {
 			/* disk full or I/O error: north keeps what it has; the sender retries later */
-			reject(n, id, name, errno == ENOSPC ? "north disk full" : "north write failed");
+			const int e = w < 0 ? errno : EIO;
+			reject_err(n, id, name, e == ENOSPC ? "north disk full" : "north write failed", e);
 			return;
 		}
 		done += (size_t)w;
@@ -938,7 +957,8 @@ static int write_sidecar(op_north *n, const char *name, const char *sha)
 static void on_commit(op_north *n, zmq_msg_t *id, const char *name)
 {
 	partial *p = find(n, name);
-	char part[1200], final[1200], side[1200], ledger[1200], intent[1200], sha[65], line[512], utc[32];
+	char part[1200], final[1200], side[1200], ledger[1200], intent[1200], sha[65], line[OP_NORTH_LEDGER_LINE],
+		utc[32];
 	int fd;
 
 	if (!p || !p->sha[0]) {
@@ -988,29 +1008,36 @@ static void on_commit(op_north *n, zmq_msg_t *id, const char *name)
 	strftime(utc, sizeof(utc), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	int llen = snprintf(line, sizeof(line), "%s\t%s\t%llu\t%s\t%ld\t%s\n", utc, name, (unsigned long long)p->size,
 			    sha, rows, p->appliance[0] ? p->appliance : "-");
+	if (llen < 0 || llen >= (int)sizeof(line)) { /* cannot be (names are bounded): never a cut line */
+		reject(n, id, name, "ledger line too long");
+		return;
+	}
 	/* the intent (the ledger line), the old sidecar gone, the file, the directories, the new
 	 * sidecar, the ledger: each durable before the next, so a death at any instant leaves what
 	 * recover() completes, and no sidecar ever names bytes its file does not hold */
 	fd = open(intent, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	errno = EIO; /* a short write sets none */
 	if (fd < 0 || write(fd, line, (size_t)llen) != llen || fsync(fd) != 0) {
+		const int e = errno;
 		if (fd >= 0)
 			close(fd);
-		reject(n, id, name, "cannot write commit intent");
+		reject_err(n, id, name, "cannot write commit intent", e);
 		return;
 	}
 	close(fd);
 	snprintf(side, sizeof(side), "%s/%s.sha256", n->dir, name);
-	if ((unlink(side) != 0 && errno != ENOENT) || fsync_dir(n->dir) < 0 || fsync_dir(n->pdir) < 0 ||
-	    rename(part, final) != 0) {
-		reject(n, id, name, "cannot publish file");
+	int rc = 0;
+	if ((unlink(side) != 0 && errno != ENOENT) || (rc = fsync_dir(n->dir)) < 0 || (rc = fsync_dir(n->pdir)) < 0 ||
+	    (rc = rename(part, final) != 0 ? -errno : 0) < 0) {
+		reject_err(n, id, name, "cannot publish file", rc < 0 ? -rc : errno);
 		return;
 	}
-	if (fsync_dir(n->dir) < 0 || fsync_dir(n->pdir) < 0) {
+	if ((rc = fsync_dir(n->dir)) < 0 || (rc = fsync_dir(n->pdir)) < 0) {
 		/* renamed, not yet durable: the slot lets go of the descriptor, now the published
 		 * file's, which a later OFFER of another version would have truncated and written
 		 * into; the intent stays for recover(), and the sender offers again */
 		drop(p);
-		reject(n, id, name, "cannot publish file");
+		reject_err(n, id, name, "cannot publish file", -rc);
 		return;
 	}
 	/* published: the transfer is over whatever follows (its descriptor is now the published
@@ -1019,13 +1046,13 @@ static void on_commit(op_north *n, zmq_msg_t *id, const char *name)
 	char who[sizeof(p->appliance)];
 	snprintf(who, sizeof(who), "%s", p->appliance[0] ? p->appliance : "-");
 	drop(p);
-	if (write_sidecar(n, name, sha) < 0) { /* the intent stays: recover() writes it */
-		reject(n, id, name, "cannot write sidecar");
+	if ((rc = write_sidecar(n, name, sha)) < 0) { /* the intent stays: recover() writes it */
+		reject_err(n, id, name, "cannot write sidecar", -rc);
 		return;
 	}
-	if (ledger_append(n->dir, ledger, line, (size_t)llen) < 0) {
+	if ((rc = ledger_append(n->dir, ledger, line, (size_t)llen)) < 0) {
 		/* published; the intent stays, and the next OFFER or start writes the line */
-		reject(n, id, name, "cannot write ledger");
+		reject_err(n, id, name, "cannot write ledger", -rc);
 		return;
 	}
 	unlink(intent); /* not synced: an intent whose line is in the ledger is dropped at recovery */

@@ -10,6 +10,13 @@
 
 typedef struct op_north op_north;
 
+/* An appliance's name (its key file's stem, at most 251 bytes, curve.c) with its terminator:
+ * kept whole, as two names that differ only late would otherwise be one in the ledger, and
+ * the ledger's owner of a file decides who may replace it. A ledger line holds it, a name
+ * (OP_XFER_NAME_MAX), a sha256 and three numbers. */
+#define OP_NORTH_WHO_MAX 256
+#define OP_NORTH_LEDGER_LINE 1024
+
 typedef struct op_north_config {
 	const char *bind_endpoint;
 	const char *dir;         /* final files, sidecars and ledger.tsv; partials in dir/.partial/ */

@@ -14,6 +14,7 @@
  * damaged — the sender resends them), lost confirmations answered again, disk free, bytes
  * received in the last 24 hours, and the days until the disk is full at that rate.
  */
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <signal.h>
@@ -43,7 +44,7 @@ static void on_signal(int sig)
 #define MAX_APPLIANCES 256
 typedef struct ledger_view {
 	struct agg {
-		char who[64], first[32], last[32];
+		char who[OP_NORTH_WHO_MAX], first[32], last[32];
 		unsigned long long files, bytes, rows;
 	} a[MAX_APPLIANCES];
 	int na;
@@ -96,7 +97,7 @@ static unsigned long long view_last_day(const ledger_view *v)
 /* Read the ledger: 0, 1 when there is none yet, or -1 (reported). */
 static int view_load(ledger_view *v, const char *dir)
 {
-	char path[4096], line[1024];
+	char path[4096], line[OP_NORTH_LEDGER_LINE];
 	memset(v, 0, sizeof(*v));
 	snprintf(path, sizeof(path), "%s/ledger.tsv", dir);
 	FILE *f = fopen(path, "re");
@@ -107,10 +108,10 @@ static int view_load(ledger_view *v, const char *dir)
 		return -1;
 	}
 	while (fgets(line, sizeof(line), f)) {
-		char utc[32], name[256], sha[80], who[64] = "-";
+		char utc[32], name[256], sha[80], who[OP_NORTH_WHO_MAX] = "-";
 		unsigned long long size;
 		long rows;
-		if (sscanf(line, "%31s %255s %llu %79s %ld %63s", utc, name, &size, sha, &rows, who) >= 5)
+		if (sscanf(line, "%31s %255s %llu %79s %ld %255s", utc, name, &size, sha, &rows, who) >= 5)
 			view_add(v, utc, who, size, rows);
 	}
 	fclose(f);
@@ -288,6 +289,29 @@ static int count(const char *dir)
 	return 0;
 }
 
+/* "65536", "64K", "2G", "1T" (binary units) into *out (0: the default, 64 GiB); -1 for anything
+ * else or an overflow: a bare strtoull read "2G" as 2 bytes, and every file was refused */
+static int parse_bytes(const char *s, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	if (!isdigit((unsigned char)s[0]))
+		return -1;
+	unsigned long long v = strtoull(s, &end, 10);
+	int shift = 0;
+	if (*end && !end[1]) {
+		const char *units = "KMGT", *u = strchr(units, toupper((unsigned char)*end));
+		if (!u)
+			return -1;
+		shift = 10 * (int)(u - units + 1);
+		end++;
+	}
+	if (errno || *end || v > (UINT64_MAX >> shift))
+		return -1;
+	*out = (uint64_t)v << shift;
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *bind = NULL, *dir = NULL, *keyfile = NULL, *authorized = NULL, *metrics = NULL;
@@ -302,8 +326,13 @@ int main(int argc, char **argv)
 			bind = argv[++i];
 		else if (!strcmp(argv[i], "--dir") && i + 1 < argc)
 			dir = argv[++i];
-		else if (!strcmp(argv[i], "--max-file-bytes") && i + 1 < argc)
-			cfg.max_file_bytes = strtoull(argv[++i], NULL, 10);
+		else if (!strcmp(argv[i], "--max-file-bytes") && i + 1 < argc) {
+			if (parse_bytes(argv[++i], &cfg.max_file_bytes) < 0) {
+				fprintf(stderr, "outpost-north: --max-file-bytes %s: not a size (a number of bytes, "
+						"or with K, M, G or T: 2G)\n", argv[i]);
+				return 2;
+			}
+		}
 		else if (!strcmp(argv[i], "--count") && i + 1 < argc)
 			return count(argv[i + 1]);
 		else if (!strcmp(argv[i], "--report") && i + 1 < argc)
@@ -315,7 +344,7 @@ int main(int argc, char **argv)
 		else if (!strcmp(argv[i], "--metrics") && i + 1 < argc)
 			metrics = argv[++i];
 		else {
-			fprintf(stderr, "usage: outpost-north --bind EP --dir DIR [--max-file-bytes N]\n"
+			fprintf(stderr, "usage: outpost-north --bind EP --dir DIR [--max-file-bytes N (bytes; 2G, 512M)]\n"
 					"                     [--curve-key NORTH.key --authorized-keys DIR] [--metrics FILE]\n"
 					"       outpost-north --count DIR\n"
 					"       outpost-north --report DIR\n");
@@ -377,8 +406,9 @@ int main(int argc, char **argv)
 			last_metrics = time(NULL);
 		}
 		rc = op_north_step(n, 200);
-		if (rc < 0) {
-			fprintf(stderr, "outpost-north: %s\n", strerror(-rc));
+		if (rc < 0) { /* waiting on its sockets failed: a status for whatever restarts north */
+			fprintf(stderr, "outpost-north: receiving on %s failed (waiting on its sockets): %s\n", bind,
+				strerror(-rc));
 			break;
 		}
 	}
@@ -391,5 +421,5 @@ int main(int argc, char **argv)
 		(unsigned long long)st.rejected, (unsigned long long)st.peers_refused);
 	op_north_close(n);
 	zmq_ctx_term(ctx);
-	return 0;
+	return rc < 0 ? 1 : 0;
 }

@@ -455,6 +455,19 @@ static uint64_t handshake_cost(const op_uplink *u)
 
 static void quota_save(op_uplink *u);
 
+/*
+ * Whether `day` (today by the clock) begins a new quota after u->quota_day. A day up to two
+ * before it does not: the clock was stepped back across midnight (NTP correcting a clock that
+ * ran ahead), and the bytes already sent stay counted, against the later day, until the clock
+ * reaches it again; before, each step back and the midnight after it each began a fresh quota.
+ * Further back is taken as a new day all the same: a quota day stuck far ahead (a clock that
+ * was years ahead once) would otherwise hold the link shut until then.
+ */
+static int quota_day_new(const op_uplink *u, int day)
+{
+	return day != u->quota_day && !(day < u->quota_day && u->quota_day - day <= 2);
+}
+
 /* A new UTC day: a new quota, and whatever waited for it (a parked link, an alert's spaced
  * attempts) goes at once. */
 static void new_day(op_uplink *u, int day)
@@ -483,7 +496,7 @@ static uint64_t quota_room(op_uplink *u)
 	if (!u->cfg.daily_quota)
 		return UINT64_MAX;
 	int day = today_utc();
-	if (day != u->quota_day)
+	if (quota_day_new(u, day))
 		new_day(u, day);
 	uint64_t held = u->stats.quota_used + u->hs_reserved;
 	if (!spending_for_alert(u))
@@ -516,8 +529,14 @@ static void quota_load(op_uplink *u)
 	unsigned long long used;
 	u->quota_day = today_utc();
 	if (u->quota_fd >= 0 && pread(u->quota_fd, rec, sizeof(rec) - 1, 0) > 0 &&
-	    sscanf(rec, "%d %llu", &day, &used) == 2 && day == u->quota_day)
-		u->stats.quota_used = used;
+	    sscanf(rec, "%d %llu", &day, &used) == 2) {
+		const int today = u->quota_day;
+		u->quota_day = day; /* as if it had run on: the same rule as a running sender's */
+		if (quota_day_new(u, today))
+			u->quota_day = today;
+		else
+			u->stats.quota_used = used;
+	}
 }
 
 /* Give back what budget_take charged for a message that then could not be sent. */
@@ -1627,8 +1646,10 @@ static void tombstone(op_uplink *u, int cls, const char *name, uint64_t size, co
 		u->stats.tombstones_failed++; /* the eviction is still counted; status shows this too */
 }
 
-/* Oldest evictable file of class c (not the one being sent), its size and mtime. */
-static int oldest_in(op_uplink *u, int c, char *name, size_t cap, uint64_t *size, time_t *mtime)
+/* Oldest evictable file of class c (not the one being sent), its size and since when it is in
+ * the outbox (*since: its mtime or its ctime, the later: a file copied in with its old mtime
+ * kept, `cp -p` or `rsync -a`, gets a new ctime, as does one renamed into place). */
+static int oldest_in(op_uplink *u, int c, char *name, size_t cap, uint64_t *size, time_t *since)
 {
 	DIR *d = opendir(u->dirs[c]);
 	struct dirent *de;
@@ -1653,7 +1674,7 @@ static int oldest_in(op_uplink *u, int c, char *name, size_t cap, uint64_t *size
 		if (!found || strcmp(de->d_name, name) < 0) {
 			snprintf(name, cap, "%s", de->d_name);
 			*size = (uint64_t)sb.st_size;
-			*mtime = sb.st_mtime;
+			*since = sb.st_ctime > sb.st_mtime ? sb.st_ctime : sb.st_mtime;
 			found = 1;
 		}
 	}
@@ -1774,7 +1795,7 @@ static void keep_reserve(op_uplink *u)
 	struct statvfs fs;
 	char name[OP_XFER_NAME_MAX + 1];
 	uint64_t size;
-	time_t mtime;
+	time_t since;
 	const uint64_t deadline = now_ns() + u->cfg.evict_slice_ns;
 
 	if (u->ev.active && !evict_step(u, deadline))
@@ -1782,8 +1803,8 @@ static void keep_reserve(op_uplink *u)
 	if (u->cfg.max_age_s) {
 		time_t now = time(NULL);
 		for (int k = 0; k < 3; k++)
-			for (int guard = 0; guard < 1000 && oldest_in(u, order[k], name, sizeof(name), &size, &mtime) &&
-					    difftime(now, mtime) > (double)u->cfg.max_age_s;
+			for (int guard = 0; guard < 1000 && oldest_in(u, order[k], name, sizeof(name), &size, &since) &&
+					    difftime(now, since) > (double)u->cfg.max_age_s;
 			     guard++) {
 				if (now_ns() >= deadline)
 					return;
@@ -1798,7 +1819,7 @@ static void keep_reserve(op_uplink *u)
 		return;
 	for (int k = 0; k < 3 && u->stats.disk_free < u->cfg.disk_reserve; k++) {
 		for (int guard = 0; guard < 100000 && u->stats.disk_free < u->cfg.disk_reserve; guard++) {
-			if (!oldest_in(u, order[k], name, sizeof(name), &size, &mtime))
+			if (!oldest_in(u, order[k], name, sizeof(name), &size, &since))
 				break;
 			if (now_ns() >= deadline)
 				return;
@@ -1838,7 +1859,7 @@ int op_uplink_step(op_uplink *u, int timeout_ms)
 		forget_gone(u);
 	}
 
-	if (u->stats.quota_exhausted && today_utc() != u->quota_day) /* UTC midnight */
+	if (u->stats.quota_exhausted && quota_day_new(u, today_utc())) /* UTC midnight */
 		new_day(u, today_utc());
 	u->stats.in_window = window_open(u);
 	const int checking = u->ev.active;

@@ -20,6 +20,7 @@ appliance keys it accepts. Checked, as an operator would see it:
     reason);
   - a secret key readable by others is refused with the reason, and nothing is sent in plaintext.
 """
+import hashlib
 import json
 import os
 import shutil
@@ -114,6 +115,7 @@ def main():
         # listed under a name no appliance can have (a space would split the ledger's column and
         # merge it with another site's in north's report): still refused, north's journal says why
         shutil.copy(os.path.join(keys, "site-b.pub"), os.path.join(auth, "site b.pub"))
+        shutil.copy(os.path.join(keys, "site-b.pub"), os.path.join(auth, "-.pub"))  # the ledger's "no key"
         nlog_path = nlog.name
         badname = "is authorised as 'site b.pub', a name an appliance cannot have"
         b.wait(lambda: nlog.flush() or badname in open(nlog_path).read(), 30, "north's journal to refuse 'site b.pub'")
@@ -125,12 +127,39 @@ def main():
         time.sleep(1)
         p2.terminate()
         said = p2.communicate(timeout=10)[0]
-        check("site b.pub: not a name an appliance can have" in said, "north's start does not warn: %r" % said)
+        check("site b.pub: not a name an appliance can have" in said and "/-.pub: not a name an appliance" in said,
+              "north's start does not warn: %r" % said)
         os.remove(os.path.join(auth, "site b.pub"))
-        # admitted without restarting north
-        shutil.copy(os.path.join(keys, "site-b.pub"), auth)
+        os.remove(os.path.join(auth, "-.pub"))
+        # a size north cannot read is refused at start (a bare number parse read "2X" as 2 bytes,
+        # and every file was refused)
+        p3 = subprocess.run([os.path.join(bindir, "outpost-north"), "--bind", "tcp://127.0.0.1:%d" % free_port(),
+                             "--dir", north_dir, "--max-file-bytes", "2X"], capture_output=True, text=True,
+                            timeout=20)
+        check(p3.returncode == 2 and "--max-file-bytes 2X: not a size" in p3.stderr,
+              "north with --max-file-bytes 2X: %d %r" % (p3.returncode, p3.stderr))
+        # admitted without restarting north, under a long name: kept whole in the ledger (cut at
+        # 63 bytes before, two names alike that far were one appliance to north)
+        long_name = "site-b-" + "k" * 70
+        shutil.copy(os.path.join(keys, "site-b.pub"), os.path.join(auth, long_name + ".pub"))
         b.wait(lambda: north_rows_from("site-b") >= 1000, 60, "site-b's events north once its key is listed")
-        print("site-b listed: all 1000 events north, north not restarted")
+        rep = north_report(bindir, north_dir)
+        check(rep.get(long_name, {}).get("rows", 0) >= 1000, "north's report does not have site-b's long name "
+              "whole: %s" % list(rep))
+        print("site-b listed: all 1000 events north, north not restarted, under its %d-byte name" % len(long_name))
+        # a file site-b sent before north kept names whole: its ledger line names the first 63
+        # bytes; a new version from site-b replaces it (it is site-b's own, not "name taken")
+        old = b"site-b table v1\n" * 100
+        with open(os.path.join(north_dir, "table.txt"), "wb") as f:
+            f.write(old)
+        old_sha = hashlib.sha256(old).hexdigest()
+        with open(os.path.join(north_dir, "table.txt.sha256"), "w") as f:
+            f.write("%s  table.txt\n" % old_sha)
+        with open(os.path.join(north_dir, "ledger.tsv"), "a") as f:
+            f.write("2026-01-01T00:00:00Z\ttable.txt\t%d\t%s\t-1\t%s\n" % (len(old), old_sha, long_name[:63]))
+        new = publish(os.path.join(b.state, "outbox", "bulk"), "table.txt", data=b"site-b table v2\n" * 100)
+        b.wait(lambda: sha_file(os.path.join(north_dir, "table.txt")) == new, 30,
+               "site-b's new table.txt to replace the one its cut name sent")
 
         # two sites, one name: the file north holds is never replaced by another appliance's
         mine = publish(os.path.join(a.state, "outbox", "bulk"), "calib.tar", data=b"site-a calibration\n" * 5000)

@@ -999,6 +999,15 @@ int main(void)
 		CHECK(st.files_confirmed == 0);
 		op_uplink_close(u);
 		u = NULL;
+		/* the clock stepped back across midnight (the record says tomorrow): the day's count
+		 * is kept, not a fresh quota (it was: up to another day's allowance sent) */
+		write_quota(qfile, -1, 599000);
+		CHECK(op_uplink_open(ctx, &qc, &u) == 0);
+		run(u, n, 1000);
+		op_uplink_get_stats(u, &st);
+		CHECK(st.quota_used >= 599000 && st.quota_exhausted == 1 && st.files_confirmed == 0);
+		op_uplink_close(u);
+		u = NULL;
 		/* a new day (the record says yesterday): the quota is fresh and the rest goes */
 		write_quota(qfile, 1, 599000);
 		CHECK(op_uplink_open(ctx, &qc, &u) == 0);
@@ -1372,6 +1381,32 @@ int main(void)
 		for (int i = 0; i < 30 && exists_in(outbox, "bulk/local-1.bin"); i++)
 			op_uplink_step(u, 50);
 		CHECK(tombstones("pole 2", "local-1.bin") == 1 && tombstones("pole-1", "local-1.bin") == 2);
+		op_uplink_close(u);
+		u = NULL;
+	}
+	/* uplink.max_age: a file that waited longer is evicted as expired, with a tombstone; one
+	 * copied in with its old modification time kept (cp -p, rsync -a) has waited only since it
+	 * came, and is not (it was, within a step, before it could ever be offered) */
+	{
+		op_uplink_config lc = uc;
+		lc.north_endpoint = "";
+		lc.max_age_s = 2;
+		lc.site = "pole-1";
+		char path[400];
+		make_file_in("bulk", "copied-p.bin", 3000, 0);
+		snprintf(path, sizeof(path), "%s/bulk/copied-p.bin", outbox);
+		struct timespec day_ago[2] = {{.tv_sec = time(NULL) - 86400}, {.tv_sec = time(NULL) - 86400}};
+		CHECK(utimensat(AT_FDCWD, path, day_ago, 0) == 0); /* what cp -p leaves */
+		CHECK(op_uplink_open(ctx, &lc, &u) == 0);
+		for (int i = 0; i < 10; i++)
+			op_uplink_step(u, 50);
+		CHECK(exists_in(outbox, "bulk/copied-p.bin") && tombstones("pole-1", "copied-p.bin") == 0);
+		for (int i = 0; i < 100 && exists_in(outbox, "bulk/copied-p.bin"); i++)
+			op_uplink_step(u, 50);
+		op_uplink_get_stats(u, &st);
+		CHECK(!exists_in(outbox, "bulk/copied-p.bin") && tombstones("pole-1", "copied-p.bin") == 1 &&
+		      st.evicted_expired == 1);
+		fprintf(stderr, "max_age 2 s: a file copied with a day-old mtime kept 0.5 s, expired after it waited\n");
 		op_uplink_close(u);
 		u = NULL;
 	}
