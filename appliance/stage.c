@@ -66,10 +66,8 @@ static void follow_log_level(const op_stage_ctx *s)
 	if (sb.st_ino == config_seen.st_ino && sb.st_dev == config_seen.st_dev &&
 	    sb.st_mtim.tv_sec == config_seen.st_mtim.tv_sec && sb.st_mtim.tv_nsec == config_seen.st_mtim.tv_nsec)
 		return;
-	const int first = config_seen.st_ino == 0;
+	/* also the first time: a reload may have replaced the file since the stage read it */
 	config_seen = sb;
-	if (first) /* read at start already */
-		return;
 	op_config c;
 	op_config_defaults(&c);
 	if (op_config_load_file(&c, s->config_path, NULL) == 0)

@@ -120,7 +120,9 @@ typedef struct sup {
 	op_restart_policy policy;
 	uint64_t start_ns, last_ping_ns, ping_interval_ns, watchdog_ns;
 	uint64_t dropped_ingest_crash;
-	uint64_t dropped_log_lost; /* kept in ingest's log at the last stop, the log gone since (kept_check) */
+	uint64_t dropped_log_lost; /* kept in ingest's log at the last stop, not taken back (kept_settle) */
+	uint64_t kept;             /* ingest-kept: to write at this stop, or read at this start */
+	int kept_file;             /* read at this start: settled at the first ingest report */
 	/* what a dead ingest held by its last report, until its successor says whether its log
 	 * let it take them over (then they are in its in_flight) or not (then: ingest_crash) */
 	uint64_t ingest_unsettled, unsettled_incarnation;
@@ -236,6 +238,8 @@ static void fold_incarnation(stage_rec *r)
 	}
 }
 
+static void kept_settle(sup *s, const stage_rec *r);
+
 static void handle_report(sup *s, char *msg)
 {
 	char *save = NULL, *line;
@@ -313,6 +317,8 @@ static void handle_report(sup *s, char *msg)
 		}
 		s->ingest_unsettled = 0;
 	}
+	if (r && s->kept_file && !strcmp(r->name, "ingest"))
+		kept_settle(s, r);
 	if (r) {
 		r->blocked = gauge_of(r, "blocked_downstream") > 0;
 		r->last_report_ns = now;
@@ -402,23 +408,39 @@ static int leftover_ingest_log(const sup *s, unsigned long long *inc)
 /*
  * state_dir/ingest-kept: the events a stop for a spent restart budget left in ingest's log
  * (shutdown_stages). The run directory holding the log outlives systemd's restart, not a reboot
- * or the unit's start limit: the next start that finds the count and no log counts them as
- * dropped (reason=log_lost), accepted too (this run's books balance), instead of losing them
- * unseen. The file is removed either way.
+ * or the unit's start limit. The next start reads the count before its first ingest, and at
+ * that ingest's first report (the log taken over by then, or none found) counts what it did not
+ * take back as dropped (reason=log_lost), and accepted (this run's books balance), instead of
+ * losing them unseen; then the file goes. An upper bound: the store may have sealed some of
+ * them after ingest left (then they are north as well).
  */
+/* the state directory's entries durable (ingest-kept written or removed) */
+static void sync_state_dir(const sup *s)
+{
+	int fd = open(s->cfg->state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0) {
+		fsync(fd);
+		close(fd);
+	}
+}
+
+static void fill_kept(sup *s, FILE *f)
+{
+	fprintf(f, "%" PRIu64 "\n", s->kept);
+}
+
 static void kept_write(sup *s, uint64_t kept)
 {
 	char path[OP_CFG_STR + 32];
 	snprintf(path, sizeof(path), "%s/ingest-kept", s->cfg->state_dir);
-	FILE *f = fopen(path, "we");
-	int ok = f && fprintf(f, "%" PRIu64 "\n", kept) > 0 && fflush(f) == 0 && fsync(fileno(f)) == 0;
-	if (f)
-		ok &= fclose(f) == 0;
-	if (!ok)
-		op_err("cannot write %s: %s (a lost log would not be counted)", path, strerror(errno));
+	s->kept = kept;
+	int rc = replace_file(s, path, 0640, 1, fill_kept);
+	sync_state_dir(s);
+	if (rc < 0)
+		op_err("cannot write %s: %s (were the log lost, its events would not be counted)", path, strerror(-rc));
 }
 
-static void kept_check(sup *s, int log_found)
+static void kept_read(sup *s)
 {
 	char path[OP_CFG_STR + 32];
 	unsigned long long kept = 0;
@@ -429,12 +451,27 @@ static void kept_check(sup *s, int log_found)
 	if (fscanf(f, "%llu", &kept) != 1)
 		kept = 0;
 	fclose(f);
-	if (kept && !log_found) {
-		op_err("%llu events that the last run left in ingest's log are lost: the run directory %s did not "
-		       "survive (a reboot, or systemd's start limit) (reason=log_lost)", kept, s->cfg->run_dir);
-		s->dropped_log_lost += kept;
+	s->kept = kept;
+	s->kept_file = 1;
+}
+
+/* At the first report of this run's ingest: r. */
+static void kept_settle(sup *s, const stage_rec *r)
+{
+	char path[OP_CFG_STR + 32];
+	const uint64_t found = cur_of(r, "recovered") + cur_of(r, "dropped_not_recovered");
+	if (s->kept > found) {
+		op_err("%" PRIu64 " of the %" PRIu64 " events the last run left in ingest's log are lost: %s "
+		       "(reason=log_lost)", s->kept - found, s->kept,
+		       found ? "the log gave back fewer" : "the run directory did not survive (a reboot, or systemd's "
+							   "start limit)");
+		s->dropped_log_lost += s->kept - found;
 	}
+	snprintf(path, sizeof(path), "%s/ingest-kept", s->cfg->state_dir);
 	unlink(path);
+	sync_state_dir(s); /* not back after a power cut, to be counted again */
+	s->kept_file = 0;
+	s->kept = 0;
 }
 
 static void fill_marks(sup *s, FILE *f)
@@ -450,7 +487,7 @@ static void fill_marks(sup *s, FILE *f)
 		 * earlier run, whose events this run counts as it takes them back. */
 		const int found = !s->ingest_spawned && leftover_ingest_log(s, &inc);
 		if (!s->ingest_spawned)
-			kept_check(s, found);
+			kept_read(s);
 		if (found) {
 			op_warn("the ingest of an earlier outpostd left its log (incarnation %llu): the first ingest "
 				"takes it over (events it held are sent on again; what the store had sealed is "

@@ -1016,9 +1016,12 @@ static void on_commit(op_north *n, zmq_msg_t *id, const char *name)
 	 * sidecar, the ledger: each durable before the next, so a death at any instant leaves what
 	 * recover() completes, and no sidecar ever names bytes its file does not hold */
 	fd = open(intent, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	errno = EIO; /* a short write sets none */
-	if (fd < 0 || write(fd, line, (size_t)llen) != llen || fsync(fd) != 0) {
-		const int e = errno;
+	int e = fd < 0 ? errno : 0;
+	if (!e) {
+		ssize_t w = write(fd, line, (size_t)llen);
+		e = w == llen ? (fsync(fd) != 0 ? errno : 0) : w < 0 ? errno : EIO; /* short: no errno */
+	}
+	if (e) {
 		if (fd >= 0)
 			close(fd);
 		reject_err(n, id, name, "cannot write commit intent", e);

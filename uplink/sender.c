@@ -458,10 +458,14 @@ static void quota_save(op_uplink *u);
 /*
  * Whether `day` (today by the clock) begins a new quota after u->quota_day. A day up to two
  * before it does not: the clock was stepped back across midnight (NTP correcting a clock that
- * ran ahead), and the bytes already sent stay counted, against the later day, until the clock
- * reaches it again; before, each step back and the midnight after it each began a fresh quota.
- * Further back is taken as a new day all the same: a quota day stuck far ahead (a clock that
- * was years ahead once) would otherwise hold the link shut until then.
+ * ran ahead, or a box booted on a clock saved before a power cut, fake-hwclock, before NTP sets
+ * it), and the bytes already sent stay counted, against the later day, until the clock reaches
+ * it again; before, the step and the midnight after it each began a fresh quota, and the
+ * allowance could go out two or three times in a day. Further back is a new day, as before:
+ * a quota day recorded far ahead (a clock once years ahead) would otherwise hold the link shut
+ * until then. The price, for a clock one or two days ahead and then corrected: the link keeps
+ * that day's allowance until the clock reaches it, the data waiting in outbox/ — a delay, where
+ * the other choice spends bytes the site may be billed for or cut off over.
  */
 static int quota_day_new(const op_uplink *u, int day)
 {

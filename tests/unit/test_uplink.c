@@ -1008,6 +1008,14 @@ int main(void)
 		CHECK(st.quota_used >= 599000 && st.quota_exhausted == 1 && st.files_confirmed == 0);
 		op_uplink_close(u);
 		u = NULL;
+		/* a record a month ahead (a clock once far ahead): a new day, as before, not a link
+		 * held on one allowance until the clock gets there */
+		write_quota(qfile, -30, 599000);
+		CHECK(op_uplink_open(ctx, &qc, &u) == 0);
+		op_uplink_get_stats(u, &st);
+		CHECK(st.quota_used < 599000 && !st.quota_exhausted); /* at most a connection attempt */
+		op_uplink_close(u);
+		u = NULL;
 		/* a new day (the record says yesterday): the quota is fresh and the rest goes */
 		write_quota(qfile, 1, 599000);
 		CHECK(op_uplink_open(ctx, &qc, &u) == 0);
