@@ -290,6 +290,11 @@ static int parse_unit(const char *s, const struct unit *units, int unit_required
 	return -2;
 }
 
+int op_config_parse_size(const char *s, uint64_t *out)
+{
+	return parse_unit(s, size_units, 0, out) == 0 ? 0 : -1;
+}
+
 /*
  * A duration: one or more "<number><unit>" parts, largest first or not ("1h30m", "2m30s",
  * "1.5h", "250ms"). Returns 0; -1 bad syntax; -2 a unit that is not one (*bad_unit gets it);

@@ -94,6 +94,8 @@ void op_config_defaults(op_config *c);
  * On any error *c is left exactly as it was.
  */
 int op_config_load_file(op_config *c, const char *path, FILE *diag);
+/* A size as the file writes one ("65536", "512MiB", "2GiB", "2GB") into *out: 0, or -1 */
+int op_config_parse_size(const char *s, uint64_t *out);
 /* As op_config_load_file, but every valid key is applied even when others are not (silently):
  * for outpostctl, to find the running appliance's sockets through a file being edited. */
 int op_config_load_file_partial(op_config *c, const char *path);

@@ -40,7 +40,8 @@
 #define INGEST_MAX_RESENDS 8
 /* How long a stopping ingest waits for its in-flight events to be sealed. */
 #define INGEST_STOP_GRACE_NS 15000000000ull
-/* told to keep its log ("keep"): what is not durable by then waits for the next start anyway */
+/* told to keep its log ("keep", a stop for a spent restart budget), this grace instead of the
+ * one above: what is not durable by then waits in the log for the next start anyway */
 #define INGEST_KEEP_GRACE_NS 5000000000ull
 
 enum slot_state { SLOT_FREE = 0, SLOT_QUEUED, SLOT_SENT };
@@ -799,7 +800,9 @@ int op_stage_ingest(op_stage_ctx *s)
 	report(&g, r, progress + g.stored, 1);
 	/* A clean stop: everything held is durable or counted (dropped_shutdown); no successor
 	 * may take it over again, nor a predecessor's log this one took over (kept until two
-	 * seconds of reports otherwise: the run directory outlives a restart of outpostd). */
+	 * seconds of reports otherwise: the run directory outlives a restart of outpostd). Unless
+	 * the log is kept (keep_log: the supervisor is gone, or told us to keep it): then the next
+	 * outpostd's ingest takes it over, with what is still held. */
 	if (!keep_log)
 		op_wal_remove_others(g.wal);
 	op_wal_close(g.wal, !keep_log);

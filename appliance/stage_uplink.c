@@ -128,17 +128,20 @@ int op_stage_uplink(op_stage_ctx *s)
 			op_err("%llu file(s) in %s did not match their checksum: moved to %s (reason=corrupt; the last: %s)",
 			       (unsigned long long)(st.quarantined - prev.quarantined), outbox, quarantine,
 			       st.last_quarantined);
+		if (st.quarantine_failed != prev.quarantine_failed) /* evidence that stays in the outbox */
+			op_err("a file in %s did not match its checksum and could not be moved to %s: %s", outbox,
+			       quarantine, st.last_local_error);
 		/* each failure said with its file: at most a line every 10 s, the same one again at most
 		 * once a minute (a quota file on a failing disk fails at every chunk) */
+		const uint64_t now = op_now_ns(), since = now - local_said_ns;
+		const int other = strcmp(st.last_local_error, local_said) != 0;
 		if (st.local_errors != prev.local_errors &&
-		    (!local_said_ns || op_now_ns() - local_said_ns >= 60000000000ull ||
-		     (strcmp(st.last_local_error, local_said) && op_now_ns() - local_said_ns >= 10000000000ull))) {
+		    (!local_said_ns || since >= 60000000000ull || (other && since >= 10000000000ull))) {
 			op_warn("uplink: %s (%llu local failures so far)", st.last_local_error,
 				(unsigned long long)st.local_errors);
 			snprintf(local_said, sizeof(local_said), "%s", st.last_local_error);
-			local_said_ns = op_now_ns();
-		}
-		else if (st.local_errors == prev.local_errors && st.last_error && st.last_error != prev.last_error)
+			local_said_ns = now;
+		} else if (st.local_errors == prev.local_errors && st.last_error && st.last_error != prev.last_error)
 			/* listing outbox/, making the socket */
 			op_warn("uplink: a local operation failed: %s (outbox %s)", strerror(-st.last_error), outbox);
 		if (st.evicted_disk_full + st.evicted_expired != prev.evicted_disk_full + prev.evicted_expired)

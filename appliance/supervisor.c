@@ -405,15 +405,6 @@ static int leftover_ingest_log(const sup *s, unsigned long long *inc)
 	return found;
 }
 
-/*
- * state_dir/ingest-kept: the events a stop for a spent restart budget left in ingest's log
- * (shutdown_stages). The run directory holding the log outlives systemd's restart, not a reboot
- * or the unit's start limit. The next start reads the count before its first ingest, and at
- * that ingest's first report (the log taken over by then, or none found) counts what it did not
- * take back as dropped (reason=log_lost), and accepted (this run's books balance), instead of
- * losing them unseen; then the file goes. An upper bound: the store may have sealed some of
- * them after ingest left (then they are north as well).
- */
 /* the state directory's entries durable (ingest-kept written or removed) */
 static void sync_state_dir(const sup *s)
 {
@@ -424,6 +415,15 @@ static void sync_state_dir(const sup *s)
 	}
 }
 
+/*
+ * state_dir/ingest-kept: the events a stop for a spent restart budget left in ingest's log
+ * (shutdown_stages). The run directory holding the log outlives systemd's restart, not a reboot
+ * or the unit's start limit. The next start reads the count before its first ingest, and at
+ * that ingest's first report (the log taken over by then, or none found) counts what it did not
+ * take back as dropped (reason=log_lost), and accepted (this run's books balance), instead of
+ * losing them unseen; then the file goes. An upper bound: the store may have sealed some of
+ * them after ingest left (then they are north as well).
+ */
 static void fill_kept(sup *s, FILE *f)
 {
 	fprintf(f, "%" PRIu64 "\n", s->kept);

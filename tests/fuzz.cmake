@@ -56,7 +56,9 @@ if(OP_CLANG AND NOT OUTPOST_SANITIZE AND CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|
             ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_model.c ${msrcs} ${CMAKE_BINARY_DIR}/generated/default_model.c
             ${HDF5_LDFLAGS} -lm -lpthread -o ${bin}
     # every source the command compiles, so that a changed one rebuilds it (a binary left stale
-    # here once hid a link error that only a fresh build showed)
+    # here once hid a link error that only a fresh build showed); default_model.c is generated
+    # by op_appliance (add_dependencies below); IMPLICIT_DEPENDS (headers) works with the
+    # Makefile generator, the one CI and tools/run-tests.sh use
     DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_model.c ${msrcs} ${CMAKE_SOURCE_DIR}/kernels/models/event-v1.h5
     IMPLICIT_DEPENDS C ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_model.c C ${CMAKE_SOURCE_DIR}/appliance/modelfile.c
     COMMENT "libFuzzer target fuzz_model")

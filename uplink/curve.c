@@ -137,6 +137,8 @@ struct op_zap {
 };
 
 static int appliance_name_ok(const char *s, size_t n);
+/* what appliance_name_ok refuses, in the words north's journal uses */
+#define NAME_RULE "(no spaces or control characters, not '-')"
 
 int op_zap_open(void *zctx, const char *dir, op_zap **out)
 {
@@ -154,8 +156,8 @@ int op_zap_open(void *zctx, const char *dir, op_zap **out)
 		char shown[256];
 		snprintf(shown, sizeof(shown), "%s", de->d_name);
 		op_text_printable(shown);
-		fprintf(stderr, "outpost-north: %s/%s: not a name an appliance can have (no spaces or control "
-				"characters, not '-'): its key is refused; rename the file\n", dir, shown);
+		fprintf(stderr, "outpost-north: %s/%s: not a name an appliance can have " NAME_RULE
+				": its key is refused; rename the file\n", dir, shown);
 	}
 	if (d)
 		closedir(d);
@@ -276,7 +278,7 @@ void op_zap_handle(op_zap *z, void (*on_refused)(void *, const char *, const cha
 			char why[400];
 			if (found == -2)
 				snprintf(why, sizeof(why), "key %.12s… is authorised as '%s.pub', a name an appliance cannot have "
-							   "(no spaces or control characters, not '-'): rename the file",
+							   NAME_RULE ": rename the file",
 					 key, user);
 			else
 				snprintf(why, sizeof(why), "%s %.12s… is not in the authorised keys",

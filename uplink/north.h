@@ -10,7 +10,8 @@
 
 typedef struct op_north op_north;
 
-/* An appliance's name (its key file's stem, at most 251 bytes, curve.c) with its terminator:
+/* An appliance's name (its key file's stem: a file name less ".pub", at most 251 bytes) with
+ * its terminator:
  * kept whole, as two names that differ only late would otherwise be one in the ledger, and
  * the ledger's owner of a file decides who may replace it. A ledger line holds it, a name
  * (OP_XFER_NAME_MAX), a sha256 and three numbers. */

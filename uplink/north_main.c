@@ -14,7 +14,6 @@
  * damaged — the sender resends them), lost confirmations answered again, disk free, bytes
  * received in the last 24 hours, and the days until the disk is full at that rate.
  */
-#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <signal.h>
@@ -27,6 +26,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "appliance/config.h"
 #include "uplink/curve.h"
 #include "uplink/escape.h"
 #include "uplink/north.h"
@@ -289,29 +289,6 @@ static int count(const char *dir)
 	return 0;
 }
 
-/* "65536", "64K", "2G", "1T" (binary units) into *out (0: the default, 64 GiB); -1 for anything
- * else or an overflow: a bare strtoull read "2G" as 2 bytes, and every file was refused */
-static int parse_bytes(const char *s, uint64_t *out)
-{
-	char *end;
-	errno = 0;
-	if (!isdigit((unsigned char)s[0]))
-		return -1;
-	unsigned long long v = strtoull(s, &end, 10);
-	int shift = 0;
-	if (*end && !end[1]) {
-		const char *units = "KMGT", *u = strchr(units, toupper((unsigned char)*end));
-		if (!u)
-			return -1;
-		shift = 10 * (int)(u - units + 1);
-		end++;
-	}
-	if (errno || *end || v > (UINT64_MAX >> shift))
-		return -1;
-	*out = (uint64_t)v << shift;
-	return 0;
-}
-
 int main(int argc, char **argv)
 {
 	const char *bind = NULL, *dir = NULL, *keyfile = NULL, *authorized = NULL, *metrics = NULL;
@@ -327,9 +304,11 @@ int main(int argc, char **argv)
 		else if (!strcmp(argv[i], "--dir") && i + 1 < argc)
 			dir = argv[++i];
 		else if (!strcmp(argv[i], "--max-file-bytes") && i + 1 < argc) {
-			if (parse_bytes(argv[++i], &cfg.max_file_bytes) < 0) {
-				fprintf(stderr, "outpost-north: --max-file-bytes %s: not a size (a number of bytes, "
-						"or with K, M, G or T: 2G)\n", argv[i]);
+			/* as outpost.yaml writes sizes (a bare strtoull read "2G" as 2 bytes, and every
+			 * file was refused); 0: the default, 64 GiB */
+			if (op_config_parse_size(argv[++i], &cfg.max_file_bytes) < 0) {
+				fprintf(stderr, "outpost-north: --max-file-bytes %s: not a size (bytes, or with a unit "
+						"as in outpost.yaml: 2GiB, 512MiB, 2GB)\n", argv[i]);
 				return 2;
 			}
 		}
@@ -344,7 +323,7 @@ int main(int argc, char **argv)
 		else if (!strcmp(argv[i], "--metrics") && i + 1 < argc)
 			metrics = argv[++i];
 		else {
-			fprintf(stderr, "usage: outpost-north --bind EP --dir DIR [--max-file-bytes N (bytes; 2G, 512M)]\n"
+			fprintf(stderr, "usage: outpost-north --bind EP --dir DIR [--max-file-bytes SIZE (2GiB, 512MiB)]\n"
 					"                     [--curve-key NORTH.key --authorized-keys DIR] [--metrics FILE]\n"
 					"       outpost-north --count DIR\n"
 					"       outpost-north --report DIR\n");

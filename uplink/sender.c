@@ -998,7 +998,7 @@ static void quarantine(op_uplink *u, int cls, const char *name)
 	snprintf(from, sizeof(from), "%s/%s", u->dirs[cls], name);
 	snprintf(to, sizeof(to), "%s/%s", u->quarantine, name);
 	if (rename(from, to) != 0) {
-		local_error(u, -errno, "cannot move a file that failed its checksum to quarantine:", from);
+		local_error(u, -errno, "cannot move to quarantine a file that failed its checksum,", from);
 		u->stats.quarantine_failed++;
 		hold(u, cls, name, 1); /* not picked, hashed and failed again every step */
 		return;
@@ -1118,6 +1118,17 @@ static int start_next(op_uplink *u, const char *alert)
 	return 1;
 }
 
+/* A read of the current file failed (n: pread's result; 0 or short: the file is shorter than
+ * it was): said with its path and held back (hold), so that it is not picked first and read
+ * again at every step while the files behind it wait */
+static void read_failed(op_uplink *u, ssize_t n)
+{
+	char path[800];
+	snprintf(path, sizeof(path), "%s/%s", u->dirs[u->cls], u->name);
+	local_error(u, n < 0 ? -errno : -EIO, n < 0 ? "cannot read" : "shorter than it was", path);
+	hold(u, u->cls, u->name, 1);
+}
+
 /* Check the current file against its sidecar, 16 MiB a step (~50 ms), so that a large file
  * never holds up an alert, a keepalive or the stage's report. */
 static void verify_step(op_uplink *u)
@@ -1126,12 +1137,8 @@ static void verify_step(op_uplink *u)
 	while (u->voff < u->size && slice < (16u << 20)) {
 		size_t want = u->size - u->voff < u->cfg.chunk_bytes ? (size_t)(u->size - u->voff) : u->cfg.chunk_bytes;
 		ssize_t n = pread(u->fd, u->buf, want, (off_t)u->voff);
-		if (n <= 0) { /* a read error, or the file shorter than it was: held back, not picked
-			       * first and read again every step while the others wait */
-			char path[800];
-			snprintf(path, sizeof(path), "%s/%s", u->dirs[u->cls], u->name);
-			local_error(u, n < 0 ? -errno : -EIO, n < 0 ? "cannot read" : "shorter than it was:", path);
-			hold(u, u->cls, u->name, 1);
+		if (n <= 0) {
+			read_failed(u, n);
 			end_file(u);
 			return;
 		}
@@ -1258,7 +1265,7 @@ static void confirmed(op_uplink *u, int cls, const char *name, uint64_t size, in
 		if (rename(path, dst) != 0) {
 			/* north holds it; without the copy in sent/ the store's memory of it is shorter,
 			 * which is still better than sending it again */
-			local_error(u, -errno, "cannot move a confirmed file to sent/:", path);
+			local_error(u, -errno, "cannot move to sent/ a confirmed file,", path);
 			if (unlink(path) != 0)
 				local_error(u, -errno, "cannot remove a confirmed file", path);
 		} else if (utimensat(AT_FDCWD, dst, NULL, 0) != 0) { /* the confirmation time, for pruning */
@@ -1372,11 +1379,8 @@ static void pump(op_uplink *u)
 		if (n != (ssize_t)want) {
 			/* held back (north keeps what it has; the connection stays: nothing is wrong
 			 * with it), the other files go meanwhile */
-			char path[800];
-			snprintf(path, sizeof(path), "%s/%s", u->dirs[u->cls], u->name);
 			budget_refund(u, cost);
-			local_error(u, n < 0 ? -errno : -EIO, n < 0 ? "cannot read" : "shorter than it was:", path);
-			hold(u, u->cls, u->name, 1);
+			read_failed(u, n);
 			end_file(u);
 			u->retry_at_ns = 0;
 			return;
@@ -1863,7 +1867,7 @@ int op_uplink_step(op_uplink *u, int timeout_ms)
 		forget_gone(u);
 	}
 
-	if (u->stats.quota_exhausted && quota_day_new(u, today_utc())) /* UTC midnight */
+	if (u->stats.quota_exhausted && quota_day_new(u, today_utc())) /* UTC midnight (quota_day_new) */
 		new_day(u, today_utc());
 	u->stats.in_window = window_open(u);
 	const int checking = u->ev.active;

@@ -110,6 +110,13 @@ class Appliance:
             self.wait(lambda: all(s["state"] == "running" for s in self.status()["stages"].values()),
                       20, "all stages running")
 
+    def start_again(self):
+        """The next outpostd on the same configuration and directories (systemd's restart of
+        one that has ended), answering."""
+        self.daemon = subprocess.Popen([os.path.join(self.bindir, "outpostd"), "-c", self.cfg],
+                                       stdout=self.logs, stderr=self.logs)
+        self.wait(lambda: self.ctl("ping", check_rc=False)[0] == 0, 20, "the next outpostd answering")
+
     def _reap_leftovers(self):
         for p in (self.daemon, self.north):
             if p is not None and p.poll() is None:

@@ -124,9 +124,13 @@ def main():
                                "--dir", tempfile.mkdtemp(prefix="op-curve-north2-"), "--curve-key",
                                os.path.join(keys, "north.key"), "--authorized-keys", auth],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        time.sleep(1)
+        said = ""
+        for ln in p2.stdout:  # its warnings come before "receiving on" (or it ends: EOF)
+            said += ln
+            if "receiving on" in ln:
+                break
         p2.terminate()
-        said = p2.communicate(timeout=10)[0]
+        said += p2.communicate(timeout=10)[0]
         check("site b.pub: not a name an appliance can have" in said and "/-.pub: not a name an appliance" in said,
               "north's start does not warn: %r" % said)
         os.remove(os.path.join(auth, "site b.pub"))

@@ -672,8 +672,7 @@ def test_supervisor_dies(bindir):
     check("the supervisor is gone; the %d events held stay in the log" % n in log,
           "ingest did not keep its log:\n" + log[-3000:])
     # the next outpostd (systemd's restart), same directories
-    a.daemon = subprocess.Popen([os.path.join(bindir, "outpostd"), "-c", a.cfg], stdout=a.logs, stderr=a.logs)
-    a.wait(lambda: a.ctl("ping", check_rc=False)[0] == 0, 20, "the next outpostd answering")
+    a.start_again()
     a.wait_delivered(n)
     a.wait(lambda: a.status()["events"]["in_flight"] == 0, 30, "nothing left in flight")
     a.wait(lambda: a.north_count() >= 200 + n, 30, "every row north")
@@ -983,7 +982,7 @@ def test_stop_held(bindir):
             text = re.sub(r"restart_backoff: \S+", "restart_backoff: " + backoff, f.read())
         with open(a.cfg, "w") as f:
             f.write(text)
-        a.daemon = subprocess.Popen([os.path.join(bindir, "outpostd"), "-c", a.cfg], stdout=a.logs, stderr=a.logs)
+        a.start_again()
         a.wait(lambda: all(s["state"] == "running" for s in a.status()["stages"].values()), 20, "all stages running")
 
     def hold(n, stream):
