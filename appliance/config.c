@@ -40,6 +40,10 @@ typedef struct key {
 } key;
 
 #define F(field) offsetof(op_config, field), sizeof(((op_config *)0)->field)
+/* The longest socket path the stages bind, run_dir + "/ingest-ctl.sock" (appliance/stage.c),
+ * must fit sun_path's 107 characters: a longer run_dir passed the check and then every bind
+ * failed. */
+#define OP_RUN_DIR_MAX (107 - sizeof("/ingest-ctl.sock") + 1)
 #define KiB 1024ull
 #define MiB (1024ull * KiB)
 #define GiB (1024ull * MiB)
@@ -50,8 +54,9 @@ static const key keys[] = {
 	 "name of this site; goes into every segment and its file name"},
 	{"paths.state_dir", K_STR, "/var/lib/outpost", 1, OP_CFG_STR - 1, F(state_dir), 0, NULL,
 	 "segments/, outbox/, sent/, quarantine/ live here; must survive reboots"},
-	{"paths.run_dir", K_STR, "/run/outpost", 1, 100, F(run_dir), 0, NULL,
-	 "control socket and the stages' ipc sockets (paths over ~100 characters do not fit a socket)"},
+	{"paths.run_dir", K_STR, "/run/outpost", 1, OP_RUN_DIR_MAX, F(run_dir), 0, NULL,
+	 "control socket and the stages' ipc sockets (a socket's path, run_dir/ingest-ctl.sock, must fit "
+	 "Linux's 107 characters)"},
 	{"ingest.pull_endpoint", K_STR, "tcp://127.0.0.1:5555", 0, OP_CFG_STR - 1, F(ingest_pull), 0, NULL,
 	 "ZeroMQ endpoint the lossless PULL socket binds (loopback by default: open it to the DAQ "
 	 "network deliberately); empty = none"},
@@ -245,6 +250,12 @@ static const struct unit {
   rate_units[] = {{"bit/s", 1}, {"kbit/s", 1000}, {"Mbit/s", 1000000}, {"Gbit/s", 1000000000}, {NULL, 0}},
   size_units[] = {{"B", 1}, {"KiB", KiB}, {"MiB", MiB}, {"GiB", GiB}, {"TiB", 1024 * GiB},
 		  {"KB", 1000}, {"MB", 1000000}, {"GB", 1000000000}, {"TB", 1000000000000ull}, {NULL, 0}};
+
+/* YAML's plain null: "~", "null", "Null", "NULL" (libyaml hands it over as text). */
+static int is_yaml_null(const char *s)
+{
+	return !strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") || !strcmp(s, "NULL");
+}
 
 /* A non-negative number (a fraction allowed) at s, then any spaces: *end after them. */
 static int parse_number(const char *s, double *v, char **end)
@@ -599,11 +610,9 @@ static int set_value(const key *k, op_config *c, const char *s, char *err, size_
 		break;
 	case K_SIZE:
 		rc = parse_unit(s, size_units, 0, &v);
-		if (rc == -3) {
-			snprintf(err, errcap, "'%s': '%s' is too large (at most 16 EiB)", k->path, s);
-			return -1;
-		}
-		if (rc < 0) {
+		if (rc == -3) /* past 2^64: out of every key's range, said with the range below */
+			v = UINT64_MAX;
+		else if (rc < 0) {
 			char hint[200];
 			size_unit_hint(s, hint, sizeof(hint));
 			snprintf(err, errcap, "'%s' must be a size such as 512B, 64KiB, 10GiB (binary) or 10GB "
@@ -623,6 +632,10 @@ static int set_value(const key *k, op_config *c, const char *s, char *err, size_
 			snprintf(err, errcap, "'%s': '%s' ends in a number without a unit (write e.g. 1h30m)",
 				 k->path, s);
 			return -1;
+		}
+		if (rc == -3) { /* past 2^64 ns (585 years): out of every key's range, said below */
+			v = UINT64_MAX;
+			break;
 		}
 		if (rc == -2) {
 			const char *h = duration_unit_hint(unit);
@@ -882,7 +895,29 @@ static void walk(diag *d, yaml_document_t *doc, yaml_node_t *map, const char *pr
 			goto next;
 		}
 		const char *val = (const char *)vn->data.scalar.value;
-		if (!val[0] && k->kind != K_STR && vn->data.scalar.style == YAML_PLAIN_SCALAR_STYLE) {
+		const int plain = vn->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+		if (k->kind == K_STR && plain && (!val[0] || is_yaml_null(val))) {
+			/* "key:" with nothing after it, or YAML's null: an operator who left a value to
+			 * fill in later, or meant "none". Said, not refused: files that have one ran
+			 * before, and refusing them now would keep an upgraded box from starting (its last
+			 * good configuration holds the same line). */
+			if (k->min > 0 && val[0])
+				report(d, 0, vn->start_mark.line, vn->start_mark.column,
+				       "'%s': '%s' is YAML's null, but here it is taken as the text '%s': write the value",
+				       path, val, val);
+			else if (val[0])
+				report(d, 0, vn->start_mark.line, vn->start_mark.column,
+				       "'%s': '%s' is YAML's null, taken as empty (none%s%s): write \"\" to say so",
+				       path, val, k->def[0] ? "; the default is " : "", k->def);
+			else if (k->def[0])
+				report(d, 0, kn->start_mark.line, kn->start_mark.column,
+				       "'%s' is empty, which means none (the default is %s): write \"\" to say so, or "
+				       "delete the line for the default",
+				       path, k->def);
+			if (k->min == 0)
+				val = "";
+		}
+		if (!val[0] && k->kind != K_STR && plain) {
 			char def[64];
 			snprintf(def, sizeof(def), "%s", k->def);
 			report(d, 1, kn->start_mark.line, kn->start_mark.column,

@@ -36,7 +36,9 @@ static int place(const op_config *cfg, const char *sub, const char *kind, const 
 
 /* At most one alert of a kind per ALERT_EVERY_S: a flapping sensor or a link down for a year
  * must not fill the disk with alerts (they are never evicted). The ones held back are counted
- * and the next alert of the kind says how many. */
+ * and the next alert of the kind says how many; until then the status (and so telemetry north)
+ * shows them (op_outbox_alerts_held), and a kind with some held back keeps its place in the
+ * table. */
 #define ALERT_EVERY_S 600
 static struct {
 	char kind[32];
@@ -56,7 +58,10 @@ int op_outbox_alert(const op_config *cfg, const char *kind, const char *text)
 	for (k = 0; k < 16 && strcmp(alert_log[k].kind, kind); k++)
 		if (alert_log[k].last.tv_sec < alert_log[oldest].last.tv_sec)
 			oldest = k;
-	if (k == 16) { /* a new kind (the table holds the 16 most recent) */
+	if (k == 16) { /* a new kind (the table holds the 16 most recent, those with alerts held first) */
+		for (int i = 0; i < 16; i++)
+			if (!alert_log[i].held && (alert_log[oldest].held || alert_log[i].last.tv_sec < alert_log[oldest].last.tv_sec))
+				oldest = i;
 		k = oldest;
 		snprintf(alert_log[k].kind, sizeof(alert_log[k].kind), "%s", kind);
 		alert_log[k].last.tv_sec = 0;
@@ -81,6 +86,29 @@ int op_outbox_alert(const op_config *cfg, const char *kind, const char *text)
 	int n = snprintf(doc, sizeof(doc), "{\"alert\":\"%s\",\"site\":\"%s\",\"utc\":\"%s\",\"text\":\"%s\"%s}\n", kind,
 			 site, utc, esc, more);
 	return place(cfg, "alert", kind, doc, (size_t)n < sizeof(doc) ? (size_t)n : sizeof(doc) - 1);
+}
+
+size_t op_outbox_alerts_held(char *out, size_t cap)
+{
+	size_t n = 0;
+	if (!cap)
+		return 0;
+	pthread_mutex_lock(&alert_mu);
+	n += (size_t)snprintf(out, cap, "{");
+	for (int k = 0; k < 16; k++) {
+		if (!alert_log[k].held || n >= cap)
+			continue;
+		/* kinds are the appliance's own words: nothing to escape */
+		n += (size_t)snprintf(out + n, cap - n, "%s\"%s\":%u", n > 1 ? "," : "", alert_log[k].kind, alert_log[k].held);
+	}
+	if (n < cap)
+		n += (size_t)snprintf(out + n, cap - n, "}");
+	pthread_mutex_unlock(&alert_mu);
+	if (n >= cap) { /* never a cut JSON object */
+		snprintf(out, cap, "{}");
+		return 2;
+	}
+	return n;
 }
 
 int op_outbox_telemetry(const op_config *cfg, const char *json, size_t len)

@@ -16,6 +16,9 @@
  * fill the disk); those held back are counted in the next one ("held_back"). 0 (1: queued, but
  * its directory could not be synced), or a negative errno (logged by the caller). */
 int op_outbox_alert(const op_config *cfg, const char *kind, const char *text);
+/* The alerts held back and not yet told of, as a JSON object {"kind": count, …} ("{}" when
+ * none) in out; its length. */
+size_t op_outbox_alerts_held(char *out, size_t cap);
 /* A telemetry snapshot: json is a whole JSON document. */
 int op_outbox_telemetry(const op_config *cfg, const char *json, size_t len);
 

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #include "appliance/config.h"
@@ -42,9 +43,27 @@ static void usage(FILE *f)
 		   "       outpostctl gpu                  (the GPU infer.backend auto would use, or why none)\n");
 }
 
+/* -c FILE: where run_dir came from, for saying so when no appliance is there */
+static const char *run_dir_from;
+
 static int request(const op_config *cfg, const char *req, int timeout_ms)
 {
-	char ep[OP_CFG_STR + 32];
+	char ep[OP_CFG_STR + 32], sock_path[OP_CFG_STR + 32];
+
+	/* No socket file: nothing listens there. Said at once, with where the path came from (an
+	 * edited paths.run_dir takes effect only at outpostd's restart), not after the timeout. */
+	snprintf(sock_path, sizeof(sock_path), "%s/control.sock", cfg->run_dir);
+	if (access(sock_path, F_OK) != 0 && errno == ENOENT) {
+		int e = errno;
+		fprintf(stderr, "outpostctl: no control socket at %s (%s): outpostd is not running with paths.run_dir %s",
+			sock_path, strerror(e), cfg->run_dir);
+		if (run_dir_from)
+			fprintf(stderr, " (from %s; a changed run_dir takes effect only when outpostd restarts)\n",
+				run_dir_from);
+		else
+			fprintf(stderr, " (the default; -c FILE names the appliance's configuration)\n");
+		return 1;
+	}
 	void *ctx = zmq_ctx_new(), *sock = zmq_socket(ctx, ZMQ_REQ);
 	int linger = 0, rc = 1;
 	zmq_msg_t m;
@@ -158,6 +177,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	op_config_defaults(&cfg);
+	run_dir_from = config_path;
 	if (config_path) {
 		int rc = op_config_load_file(&cfg, config_path, NULL);
 		if (rc < 0) {

@@ -29,7 +29,7 @@
  * names, if it names one it can parse, else the default), run on that, loudly, rather than not
  * at all. A reload of the fixed file takes over from it. 0 with *cfg set, or -1.
  */
-static int last_good(const char *config_path, op_config *cfg)
+static int last_good(const char *config_path, int load_rc, op_config *cfg)
 {
 	op_config partial, good;
 	char path[OP_CFG_STR + 32];
@@ -40,9 +40,14 @@ static int last_good(const char *config_path, op_config *cfg)
 	op_config_defaults(&good);
 	if (access(path, R_OK) != 0 || op_config_load_file(&good, path, NULL) != 0)
 		return -1;
-	fprintf(stderr, "outpostd: %s has errors (above); starting on the last configuration that ran, %s, "
-			"instead: fix the file, check it (outpostctl check-config) and reload\n",
-		config_path, path);
+	if (load_rc < 0) /* missing or unreadable (its owner or mode after an edit): no errors above */
+		fprintf(stderr, "outpostd: cannot read %s: %s; starting on the last configuration that ran, %s, "
+				"instead: make it readable to outpostd and reload\n",
+			config_path, strerror(-load_rc), path);
+	else
+		fprintf(stderr, "outpostd: %s has errors (above); starting on the last configuration that ran, "
+				"%s, instead: fix the file, check it (outpostctl check-config) and reload\n",
+			config_path, path);
 	*cfg = good;
 	return 0;
 }
@@ -87,8 +92,8 @@ int main(int argc, char **argv)
 	int fallback = 0;
 	if (config_path) {
 		int rc = op_config_load_file(&cfg, config_path, stderr);
-		if (rc != 0 && !stage && last_good(config_path, &cfg) == 0) {
-			fallback = 1; /* the supervisor says so in the log, status, STATUS= and metrics */
+		if (rc != 0 && !stage && last_good(config_path, rc, &cfg) == 0) {
+			fallback = rc < 0 ? rc : 1; /* the supervisor says so in the log, status, STATUS= and metrics */
 		} else if (rc != 0) {
 			if (rc < 0)
 				fprintf(stderr, "outpostd: cannot read %s: %s\n", config_path, strerror(-rc));

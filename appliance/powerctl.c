@@ -341,8 +341,13 @@ static void feed_plant(op_powerctl *p, uint64_t now, const op_power_infer *inf)
 static void send_setting(op_powerctl *p)
 {
 	char msg[96];
-	/* every period, so a restarted infer stage hears it within one; "off" when no budget holds */
-	int n = p->enforced ? snprintf(msg, sizeof(msg), "power %u %.4f %d", p->set.batch, p->set.duty, p->set.failsafe)
+	/* every period, so a restarted infer stage hears it within one; "off" when no budget holds.
+	 * The fail-safe setting rides along (power.min_batch, power.min_duty): infer falls back to
+	 * it by itself when the governor falls silent, and a reload changes it without a restart. */
+	const uint32_t safe_batch = p->cfg.power_min_batch < p->cfg.infer_batch_events ? p->cfg.power_min_batch
+										 : p->cfg.infer_batch_events;
+	int n = p->enforced ? snprintf(msg, sizeof(msg), "power %u %.4f %d %u %.4f", p->set.batch, p->set.duty,
+				       p->set.failsafe, safe_batch, p->cfg.power_min_duty_pct / 100.0)
 			    : snprintf(msg, sizeof(msg), "power off");
 	zmq_send(p->infer_ctl, msg, (size_t)n, ZMQ_DONTWAIT);
 }

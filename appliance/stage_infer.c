@@ -93,8 +93,8 @@ static void run_injected_fault(op_stage_ctx *s, uint64_t events)
 /*
  * The power governor's actuators (power/governor.h), applied here: a batch-size cap and a duty
  * cycle (after a batch that took t of work, sleep t·(1 − d)/d before taking more). The
- * supervisor sends "power <batch> <duty> <failsafe>" every period on infer-ctl.sock ("power off"
- * when no budget is in force). When the
+ * supervisor sends "power <batch> <duty> <failsafe> <safe batch> <safe duty>" every period on
+ * infer-ctl.sock ("power off" when no budget is in force). When the
  * budget is enforced (OUTPOST_POWER_ENFORCED in the environment, set by the supervisor), the
  * stage starts at the safe setting and falls back to it by itself when it has heard nothing for
  * three periods and a second: a governor that failed must not leave inference running free.
@@ -102,6 +102,8 @@ static void run_injected_fault(op_stage_ctx *s, uint64_t events)
 typedef struct throttle {
 	uint32_t batch;
 	double duty;
+	uint32_t safe_batch; /* the fail-safe setting: power.min_batch and min_duty, as last heard */
+	double safe_duty;
 	int failsafe;
 	int enforced;
 	uint64_t last_cmd_ns, silence_ns, debt_ns;
@@ -124,10 +126,10 @@ static uint32_t throttle_batch(const throttle *th)
 	return b < lo ? lo : b > th->batch ? th->batch : (uint32_t)b;
 }
 
-static void throttle_safe(throttle *th, const op_config *cfg)
+static void throttle_safe(throttle *th)
 {
-	th->batch = cfg->power_min_batch < cfg->infer_batch_events ? cfg->power_min_batch : cfg->infer_batch_events;
-	th->duty = cfg->power_min_duty_pct / 100.0;
+	th->batch = th->safe_batch;
+	th->duty = th->safe_duty;
 	th->failsafe = 1;
 }
 
@@ -136,9 +138,9 @@ static void throttle_poll(throttle *th, void *ctl, const op_config *cfg, uint64_
 	char msg[128];
 	int n;
 	while ((n = zmq_recv(ctl, msg, sizeof(msg) - 1, ZMQ_DONTWAIT)) >= 0) {
-		unsigned b;
-		double d;
-		int fs;
+		unsigned b, sb;
+		double d, sd;
+		int fs, nf;
 		msg[n < (int)sizeof(msg) - 1 ? n : (int)sizeof(msg) - 1] = 0;
 		if (!strcmp(msg, "power off")) { /* no budget in force: run free */
 			if (th->enforced)
@@ -151,9 +153,14 @@ static void throttle_poll(throttle *th, void *ctl, const op_config *cfg, uint64_
 			th->silent_logged = 0;
 			continue;
 		}
-		if (sscanf(msg, "power %u %lf %d", &b, &d, &fs) != 3 || b < 1 || !(d > 0 && d <= 1)) {
+		nf = sscanf(msg, "power %u %lf %d %u %lf", &b, &d, &fs, &sb, &sd);
+		if (nf < 3 || b < 1 || !(d > 0 && d <= 1) || (nf == 5 && (sb < 1 || !(sd > 0 && sd <= 1)))) {
 			op_warn("infer-ctl: ignoring malformed power command '%s'", msg);
 			continue;
+		}
+		if (nf == 5) { /* a reload of power.min_batch or min_duty reaches the fail-safe too */
+			th->safe_batch = sb < cfg->infer_batch_events ? sb : cfg->infer_batch_events;
+			th->safe_duty = sd;
 		}
 		th->batch = b < cfg->infer_batch_events ? b : cfg->infer_batch_events;
 		th->duty = d;
@@ -166,7 +173,7 @@ static void throttle_poll(throttle *th, void *ctl, const op_config *cfg, uint64_
 		}
 	}
 	if (th->enforced && now - th->last_cmd_ns > th->silence_ns && !th->silent_logged) {
-		throttle_safe(th, cfg);
+		throttle_safe(th);
 		op_err("no word from the power governor for %.1f s: running at the fail-safe setting (duty %.0f%%, "
 		       "batch %u) until it is heard again",
 		       (double)(now - th->last_cmd_ns) / 1e9, 100 * th->duty, th->batch);
@@ -222,7 +229,10 @@ int op_stage_infer(op_stage_ctx *s)
 	uint32_t last_batch = 0;
 	int blocked = 0;
 	void *ctl = NULL;
-	throttle th = {.batch = batch, .duty = 1.0};
+	throttle th = {.batch = batch,
+		       .duty = 1.0,
+		       .safe_batch = cfg->power_min_batch < batch ? cfg->power_min_batch : batch,
+		       .safe_duty = cfg->power_min_duty_pct / 100.0};
 
 	memset(&sc, 0, sizeof(sc));
 	if (!msgs || !evs || !outs || !res || !hdrs || !serials || !offs || !unknown)
@@ -287,7 +297,7 @@ int op_stage_infer(op_stage_ctx *s)
 	th.silence_ns = 3 * cfg->power_period_ns + 1000000000ull;
 	if (getenv("OUTPOST_POWER_ENFORCED")) {
 		/* a power budget is in force: start safe until the governor speaks */
-		throttle_safe(&th, cfg);
+		throttle_safe(&th);
 		th.enforced = 1;
 		th.last_cmd_ns = op_now_ns();
 	}

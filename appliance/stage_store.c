@@ -101,6 +101,10 @@ typedef struct store {
 	int disk_full;		 /* paused: a write found no space (disk_full()) */
 	uint64_t disk_retry_ns;	 /* when to try again */
 	uint64_t disk_full_pauses; /* times it paused */
+	/* outbox/ may hold a rename not yet durable (a predecessor died between a seal's renames and
+	 * their fsync, or this store's seal failed there): rows found in it are acknowledged only
+	 * after outbox/ is fsynced (outbox_durable) */
+	int outbox_unsynced;
 	u64vec pending;      /* serials waiting for the open segment's seal */
 	u64vec ack_now;      /* serials whose rows are already sealed */
 	op_result_row *rows; /* batch being appended */
@@ -242,6 +246,28 @@ static int send_acks(store *st, u64vec *a)
 	return 0;
 }
 
+/*
+ * Rows found in outbox/ (generation 0, or a segment whose seal failed after its renames) are
+ * acknowledged at once when ingest sends them again; ingest then frees them. Before that the
+ * renames that put them there must be durable, or a power cut could take the segment back out
+ * of outbox/ after its events were let go (invariant 3). 0, or -errno with the error said: the
+ * caller ends the store, as for a failed seal.
+ */
+static int outbox_durable(store *st)
+{
+	if (!st->outbox_unsynced)
+		return 0;
+	int rc = op_segment_sync_dir(st->outbox_dir);
+	if (rc < 0) {
+		op_err("cannot make %s durable (fsync: %s): not acknowledging the %zu events already sealed there; "
+		       "exiting so that a restart tries again",
+		       st->outbox_dir, strerror(-rc), st->ack_now.n);
+		return rc;
+	}
+	st->outbox_unsynced = 0;
+	return 0;
+}
+
 /* The salvaged leftovers' rows are durable in outbox/ (sealed now, or before: every one was a
  * duplicate of a sealed row): their files can go. */
 static void remove_salvaged(store *st)
@@ -279,6 +305,7 @@ static int seal(store *st)
 		return rc;
 	}
 	st->last_seal_ms = (double)(op_now_ns() - t0) / 1e6;
+	st->outbox_unsynced = 0; /* the seal fsynced outbox/: every rename into it is durable */
 	st->segments_sealed++;
 	st->rows_sealed += rows;
 	op_debug("sealed segment generation %" PRIu64 ": %" PRIu64 " rows, sha256 %s", st->gen, rows, sha);
@@ -514,16 +541,27 @@ static int salvage(store *st)
 		snprintf(path, sizeof(path), "%s/%s", st->segments_dir, names[f]);
 		op_result_row *rows = NULL;
 		size_t n = 0, k = 0;
-		if (op_segment_read(path, &rows, &n) < 0) {
+		int rrc = op_segment_read(path, &rows, &n);
+		if (rrc == -ENOMEM) {
+			/* perhaps not the file's fault, perhaps a damaged header claiming billions of
+			 * rows: left where it is (its rows were never acknowledged) and tried again at
+			 * the next salvage, neither called corrupt nor ending the store in a loop */
+			op_err("cannot read leftover segment %s: out of memory for its rows; left in %s, tried again at "
+			       "the next start", path, st->segments_dir);
+			continue;
+		}
+		if (rrc < 0) {
 			snprintf(dest, sizeof(dest), "%s/%s", st->corrupt_dir, names[f]);
 			char fields[OP_CFG_STR + 48];
 			snprintf(fields, sizeof(fields), "SEGMENT=%s\nREASON=corrupt", names[f]);
-			if (rename(path, dest) == 0)
-				op_logf(OP_LOG_ERR, fields, "segment %s left by a crash is unreadable; moved to %s (reason=corrupt)",
-					path, dest);
-			else
-				op_err("segment %s is unreadable and cannot be moved: %s", path, strerror(errno));
-			st->files_corrupt++;
+			if (rename(path, dest) == 0) {
+				op_logf(OP_LOG_ERR, fields, "segment %s left by a crash is unreadable (%s); moved to %s "
+					"(reason=corrupt)", path, strerror(-rrc), dest);
+				st->files_corrupt++; /* once per file: one left in place is met again next time */
+			} else {
+				op_err("segment %s is unreadable (%s) and cannot be moved to %s: %s; it stays, and is "
+				       "tried again", path, strerror(-rrc), st->corrupt_dir, strerror(errno));
+			}
 			continue;
 		}
 		/* its rows keep what its own attributes said of them: the model and configuration
@@ -553,7 +591,8 @@ static int salvage(store *st)
 		free(rows);
 		if (rc < 0)
 			break;
-		op_info("salvaged %zu rows from %s (left by an earlier run)", k, path);
+		op_info("salvaged %zu rows from %s (left unsealed by an earlier run, or held through a pause for "
+			"disk space)", k, path);
 		st->batch_rows += k; /* counted when the batch is sealed (remove_salvaged) */
 		st->batch_files++;
 		snprintf(st->salvaged[st->n_salvaged++], sizeof(st->salvaged[0]), "%s", path);
@@ -603,6 +642,8 @@ static void disk_full(store *st, const char *what)
 	}
 	if (!published)
 		op_dedup_forget_gen(st->dedup, st->gen); /* those rows are not sealed */
+	else
+		st->outbox_unsynced = 1; /* published, perhaps not durable: fsynced before their acks */
 	st->pending.n = 0;	/* never acknowledged: ingest sends them again (published: acknowledged then) */
 	st->n_salvaged = 0;	/* leftovers not sealed stay leftovers */
 	st->batch_rows = st->batch_files = 0;
@@ -670,10 +711,13 @@ int op_stage_store(op_stage_ctx *s)
 	snprintf(st.sent_dir, sizeof(st.sent_dir), "%s/sent", cfg->state_dir);
 	snprintf(st.outbox_dir, sizeof(st.outbox_dir), "%s/outbox", cfg->state_dir);
 	snprintf(st.corrupt_dir, sizeof(st.corrupt_dir), "%s/segments/corrupt", cfg->state_dir);
-	if (ensure_dir(cfg->state_dir) < 0 || ensure_dir(st.segments_dir) < 0 ||
-	    ensure_dir(st.outbox_dir) < 0 || ensure_dir(st.corrupt_dir) < 0) {
-		op_err("cannot create the state directories under %s: %s", cfg->state_dir, strerror(errno));
-		goto out;
+	const char *const dirs[] = {cfg->state_dir, st.segments_dir, st.outbox_dir, st.corrupt_dir};
+	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+		int drc = ensure_dir(dirs[i]);
+		if (drc < 0) { /* which one: a mount missing, a directory's owner or mode after a restore */
+			op_err("cannot create %s: %s", dirs[i], strerror(-drc));
+			goto out;
+		}
 	}
 	/* Site names go into file names: keep only characters safe everywhere. */
 	snprintf(st.site, sizeof(st.site), "%s", cfg->site_name);
@@ -689,8 +733,11 @@ int op_stage_store(op_stage_ctx *s)
 				    .software_version = OUTPOST_VERSION, .site = cfg->site_name,
 				    .chunk_rows = cfg->store_chunk_rows,
 				    .deflate_level = cfg->store_deflate_level};
-	if (op_dedup_open(dedup_cap, &st.dedup) < 0)
+	if (op_dedup_open(dedup_cap, &st.dedup) < 0) {
+		op_err("cannot allocate the table of the %zu rows last sealed (4 x ingest.window_events): out of memory",
+		       dedup_cap);
 		goto out;
+	}
 
 	in = zmq_socket(s->zctx, ZMQ_PULL);
 	st.ack = zmq_socket(s->zctx, ZMQ_PUSH);
@@ -714,6 +761,7 @@ int op_stage_store(op_stage_ctx *s)
 	name_floor_scan(&st, st.outbox_dir);
 	name_floor_scan(&st, st.sent_dir);
 	st.gen = 1; /* generation 0 = "already in outbox/" */
+	st.outbox_unsynced = 1; /* a predecessor may have died between its renames and their fsync */
 	int src = salvage(&st);
 	if (src == -ENOSPC)
 		disk_full(&st, "salvaging leftover segments");
@@ -728,6 +776,8 @@ int op_stage_store(op_stage_ctx *s)
 		if (st.disk_full) { /* paused: take nothing, try again now and then */
 			zmq_poll(NULL, 0, 100);
 			uint64_t now = op_now_ns();
+			if (st.ack_now.n && outbox_durable(&st) < 0)
+				goto out;
 			if (st.ack_now.n && send_acks(&st, &st.ack_now) < 0)
 				goto zfail;
 			if (now >= st.disk_retry_ns && op_segment_space_low(st.segments_dir)) {
@@ -794,6 +844,8 @@ int op_stage_store(op_stage_ctx *s)
 			idle = 0;
 		}
 		uint64_t now = op_now_ns();
+		if (st.ack_now.n && outbox_durable(&st) < 0)
+			goto out;
 		if (st.ack_now.n && send_acks(&st, &st.ack_now) < 0)
 			goto zfail;
 		if (st.seg) {
@@ -808,16 +860,22 @@ int op_stage_store(op_stage_ctx *s)
 					goto out;
 			} else if (st.dirty && now - st.flushed_ns >= 1000000000ull) {
 				/* not durable yet, but salvageable after a crash; a failure is said once (the rows
-				 * stay unacknowledged, and the seal, which must succeed, tells for good) */
+				 * stay unacknowledged, and the seal, which must succeed, tells for good) and tried
+				 * again a second later; no space pauses the store as a failed append does */
 				int frc = op_segment_flush(st.seg);
-				if (frc < 0 && !st.flush_failing)
-					op_warn("cannot flush the open segment %s/%s.h5: %s (its rows stay unacknowledged)",
-						st.segments_dir, st.seg_name, strerror(-frc));
-				else if (frc == 0 && st.flush_failing)
-					op_info("the open segment %s/%s.h5 flushes again", st.segments_dir, st.seg_name);
-				st.flush_failing = frc < 0;
-				st.flushed_ns = now;
-				st.dirty = 0;
+				if (frc == -ENOSPC) {
+					disk_full(&st, "flushing the open segment");
+				} else {
+					if (frc < 0 && !st.flush_failing)
+						op_warn("cannot flush the open segment %s/%s.h5: %s (its rows stay "
+							"unacknowledged; trying again every second)",
+							st.segments_dir, st.seg_name, strerror(-frc));
+					else if (frc == 0 && st.flush_failing)
+						op_info("the open segment %s/%s.h5 flushes again", st.segments_dir, st.seg_name);
+					st.flush_failing = frc < 0;
+					st.flushed_ns = now;
+					st.dirty = frc < 0;
+				}
 			}
 		}
 		seal_now = 0;

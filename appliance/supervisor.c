@@ -112,7 +112,7 @@ typedef struct sup {
 	const op_config *cfg; /* = &cfg_now */
 	op_config cfg_now;    /* the configuration running now (replaced by a reload) */
 	const char *config_path;
-	int config_fallback; /* config_path is broken; running on config-last-good.yaml */
+	int config_fallback; /* config_path is broken (> 0) or unreadable (-errno); running on config-last-good.yaml */
 	char effective_path[OP_CFG_STR + 32];
 	void *zctx, *stats, *control, *ingest_ctl;
 	int sfd;
@@ -560,6 +560,16 @@ static int spawn(sup *s, stage_rec *r)
 	return 0;
 }
 
+/* Why the configuration file is not what runs: "has errors" or "cannot be read (…)". */
+static const char *fallback_why(const sup *s, char *buf, size_t cap)
+{
+	if (s->config_fallback < 0)
+		snprintf(buf, cap, "cannot be read (%s)", strerror(-s->config_fallback));
+	else
+		snprintf(buf, cap, "has errors");
+	return buf;
+}
+
 /* An alert for north (outbox.h): queued before anything else is sent. */
 static void alert(sup *s, const char *kind, const char *text)
 {
@@ -701,7 +711,6 @@ static void reap(sup *s)
 	}
 }
 
-/* Invariant 4 and the stuck-stage check. Returns 1 when every stage is healthy. */
 /* In safe mode: the pipeline rank of the first stage failing for good (restarted slowly, never
  * escalated), or NSTAGES + 1 when none. */
 static int safe_failing_rank(const sup *s)
@@ -715,9 +724,27 @@ static int safe_failing_rank(const sup *s)
 
 #define LOADING_DEADLINE_NS 300000000000ull /* 5 min: a model, CUDA, a salvage on a slow disk */
 
-static int check_stages(sup *s, uint64_t now)
+/*
+ * A stage just (re)started has proved nothing: it is not healthy (no READY, no calm) until it
+ * reports. But systemd's pings are held back for it only after a grace of a quarter of
+ * WatchdogSec (at most stage_deadline): a stage that hangs before its first report, killed at
+ * stage_deadline and hanging again after its backoff, had kept the pings away for two
+ * deadlines and a backoff in a row, past WatchdogSec, and systemd killed outpostd (no drain,
+ * the run directory with ingest's log removed) before the restart budget could stop it in
+ * order (rung 2). With the grace the gap is at most stage_deadline less the grace, plus a
+ * backoff.
+ */
+static int first_report_grace_over(const sup *s, const stage_rec *r, uint64_t now, uint64_t deadline)
 {
-	int healthy = 1;
+	uint64_t grace = s->watchdog_ns / 4 < deadline ? s->watchdog_ns / 4 : deadline;
+	return now - r->started_ns > grace;
+}
+
+/* Invariant 4 and the stuck-stage check. Returns 1 when every stage is healthy; *ping_ok says
+ * whether systemd's watchdog may be pinged (first_report_grace_over). */
+static int check_stages(sup *s, uint64_t now, int *ping_ok)
+{
+	int healthy = 1, withhold = 0;
 	uint64_t deadline = s->cfg->watchdog_stage_deadline_ns;
 	/* In safe mode a stage that keeps failing is restarted slowly and never escalated
 	 * (on_exit_of); neither it nor the stages restarted with it (rest_for_one) may hold back
@@ -730,6 +757,7 @@ static int check_stages(sup *s, uint64_t now)
 		const int exempt = r->rank >= failing_rank;
 		if (!r->running) {
 			healthy &= exempt;
+			withhold |= !exempt;
 			if (r->restart_at_ns && now >= r->restart_at_ns && !s->stopping)
 				spawn(s, r);
 			continue;
@@ -753,10 +781,14 @@ static int check_stages(sup *s, uint64_t now)
 			r->kill_sent = 1;
 			kill(r->pid, SIGKILL);
 			healthy = 0;
+			withhold |= !exempt;
 		}
-		if (!r->reported_since_spawn && !exempt) /* a process just forked has proved nothing yet */
+		if (!r->reported_since_spawn && !exempt) { /* a process just forked has proved nothing yet */
 			healthy = 0;
+			withhold |= first_report_grace_over(s, r, now, deadline);
+		}
 	}
+	*ping_ok = !withhold;
 	return healthy;
 }
 
@@ -779,6 +811,19 @@ static void apply_backoff(sup *s)
 		if (s->policy.backoff_ns > limit)
 			s->policy.backoff_ns = limit;
 	}
+	/* A stage stuck for stage_deadline holds the pings back until it is killed, and then for
+	 * its backoff: past WatchdogSec, systemd kills outpostd first (no drain). Said, not changed:
+	 * a shorter deadline could kill a stage that is slow on purpose; the fix is the operator's
+	 * (a shorter deadline, or a longer WatchdogSec in a drop-in). */
+	const uint64_t dl = s->cfg->watchdog_stage_deadline_ns, grace = s->watchdog_ns / 4 < dl ? s->watchdog_ns / 4 : dl;
+	const uint64_t gap = s->policy.backoff_max_ns + dl - grace; /* a restart's wait, then a hang before the first report */
+	if (s->watchdog_ns && gap >= s->watchdog_ns)
+		op_warn("supervisor.stage_deadline %.1f s is too long for systemd's watchdog (WatchdogSec %.0f s): a stage "
+			"that hangs again after its restart (%.1f s of backoff) holds the pings back %.1f s, and systemd "
+			"kills outpostd, without a drain, before the supervisor restarts the stage; shorten "
+			"stage_deadline or lengthen WatchdogSec",
+			(double)dl / 1e9, (double)s->watchdog_ns / 1e9, (double)s->policy.backoff_max_ns / 1e9,
+			(double)gap / 1e9);
 }
 
 static void events_totals(sup *s, uint64_t *accepted, uint64_t *stored, uint64_t *dropped,
@@ -855,6 +900,9 @@ static void status_json(sup *s, sbuf *b)
 		     ",\"last\":\"%s\"},",
 		  s->reloads_applied, s->reloads_failed, s->reloads_refused, last);
 	sb_printf(b, "\"config_fallback\":%s,", s->config_fallback ? "true" : "false");
+	char held[16 * 48];
+	op_outbox_alerts_held(held, sizeof(held));
+	sb_printf(b, "\"alerts_held_back\":%s,", held);
 	sb_printf(b, "\"mode\":\"%s\",\"start_count\":%u,\"ready\":%s,\"restart_budget_spent\":%s,",
 		  s->safe_mode ? "safe" : "normal", s->start_count, s->ready_sent ? "true" : "false",
 		  s->budget_spent ? "true" : "false");
@@ -950,7 +998,7 @@ static void metrics_text(sup *s, sbuf *b)
 		     "# TYPE outpost_ready gauge\noutpost_ready %d\n", s->ready_sent);
 	sb_printf(b, "# HELP outpost_config_fallback 1 while the configuration file is broken and the last good "
 		     "one runs.\n# TYPE outpost_config_fallback gauge\noutpost_config_fallback %d\n",
-		  s->config_fallback);
+		  s->config_fallback != 0);
 	sb_printf(b, "# HELP outpost_safe_mode 1 while the network is off after repeated unstable starts.\n"
 		     "# TYPE outpost_safe_mode gauge\noutpost_safe_mode %d\n", s->safe_mode);
 	sb_printf(b, "# HELP outpost_unstable_starts Starts in a row that have not yet run stable.\n"
@@ -1044,6 +1092,7 @@ static void status_text(sup *s, sbuf *b)
 	uint64_t acc, sto, dro, inf, rec, rej, now = op_now_ns();
 	uint64_t up = (now - s->start_ns) / 1000000000ull;
 	double ar, sr;
+	char why[160];
 
 	events_totals(s, &acc, &sto, &dro, &inf, &rec, &rej);
 	sb_printf(b, "outpost %s  site %s  up %" PRIu64 "h%02" PRIu64 "m%02" PRIu64 "s  config %s\n",
@@ -1059,9 +1108,9 @@ static void status_text(sup *s, sbuf *b)
 	if (s->budget_spent)
 		sb_printf(b, "FAILED   %s; stopping for systemd to restart outpostd\n", s->budget_reason);
 	if (s->config_fallback)
-		sb_printf(b, "CONFIG   %s has errors: running on the last good configuration (state_dir/"
+		sb_printf(b, "CONFIG   %s %s: running on the last good configuration (state_dir/"
 			     "config-last-good.yaml); fix it and reload\n",
-			  s->config_path);
+			  s->config_path, fallback_why(s, why, sizeof(why)));
 	if (s->reload_last[0])
 		sb_printf(b, "reload   %s\n", s->reload_last);
 	sb_printf(b, "events   received %" PRIu64 "  rejected %" PRIu64 "  accepted %" PRIu64
@@ -1293,14 +1342,16 @@ static void notify_status_line(sup *s, int healthy)
 
 	events_totals(s, &acc, &sto, &dro, &inf, &rec, &rej);
 	for (int i = 0; i < NSTAGES; i++)
-		up += s->st[i].running && s->st[i].reported;
+		up += s->st[i].running && s->st[i].reported_since_spawn;
 	const char *pb = s->power ? op_powerctl_brief(s->power) : "";
 	snprintf(line, sizeof(line), "%s%s%s: %" PRIu64 " events stored, %" PRIu64 " dropped, %" PRIu64
 		 " in flight; %d/%d stages up%s%s",
 		 s->safe_mode ? (s->model_error[0] ? "SAFE MODE (model unusable, network off)" : "SAFE MODE (network off)")
 			      : "running",
 		 healthy ? "" : ", DEGRADED",
-		 s->config_fallback ? ", ON LAST GOOD CONFIG (file has errors)" : "", sto, dro, inf, up, NSTAGES,
+		 !s->config_fallback ? "" : s->config_fallback > 0 ? ", ON LAST GOOD CONFIG (file has errors)"
+								       : ", ON LAST GOOD CONFIG (file unreadable)",
+		 sto, dro, inf, up, NSTAGES,
 		 pb[0] ? "; " : "", pb);
 	op_notify_status(line);
 }
@@ -1619,9 +1670,11 @@ int op_supervisor_run(const op_config *cfg, const char *config_path, int config_
 	op_info("outpost %s starting: site %s, config %s (%s), state in %s", OUTPOST_VERSION,
 		cfg->site_name, config_path ? config_path : "embedded defaults", s.config_hash, cfg->state_dir);
 	if (config_fallback) {
-		op_err("%s has errors: running on the last good configuration; fix it, check it and reload",
-		       config_path);
-		alert(&s, "config_fallback", "the configuration file has errors: running on the last good one");
+		char why[160], text[224];
+		op_err("%s %s: running on the last good configuration; fix it, check it and reload", config_path,
+		       fallback_why(&s, why, sizeof(why)));
+		snprintf(text, sizeof(text), "the configuration file %s: running on the last good one", why);
+		alert(&s, "config_fallback", text);
 	}
 	if (op_powerctl_open(&s.power, cfg, s.zctx) < 0)
 		goto out;
@@ -1662,7 +1715,8 @@ int op_supervisor_run(const op_config *cfg, const char *config_path, int config_
 		}
 
 		uint64_t now = op_now_ns();
-		int healthy = check_stages(&s, now);
+		int ping_ok;
+		int healthy = check_stages(&s, now, &ping_ok);
 		extend_while_loading(&s, now);
 		if (s.stopping)
 			break;
@@ -1696,7 +1750,7 @@ int op_supervisor_run(const op_config *cfg, const char *config_path, int config_
 		}
 		check_stable(&s, healthy, now);
 		sample_rates(&s, now);
-		if (healthy && s.ping_interval_ns && now - s.last_ping_ns >= s.ping_interval_ns) {
+		if (ping_ok && s.ping_interval_ns && now - s.last_ping_ns >= s.ping_interval_ns) {
 			op_notify_watchdog();
 			s.last_ping_ns = now;
 		}

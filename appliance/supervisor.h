@@ -7,7 +7,8 @@
 #include "appliance/config.h"
 
 /* Runs until SIGTERM/SIGINT or `outpostctl stop`. config_path may be NULL (embedded defaults).
- * config_fallback: config_path had errors and cfg is the last good configuration instead.
+ * config_fallback: config_path had errors (> 0) or could not be read (-errno), and cfg is the
+ * last good configuration instead.
  * model_error: NULL, or why infer.model cannot be used; then the appliance runs in safe mode
  * (LineFit for every event, rows flagged) until it is restarted with a usable model.
  * Returns the process exit status. */

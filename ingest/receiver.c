@@ -131,8 +131,11 @@ static int one(op_receiver *r, int which, op_receiver_cb cb, void *ctx)
 	const uint8_t *p = zmq_msg_data(&m);
 	size_t len = zmq_msg_size(&m);
 	if (r->max_bytes && len > r->max_bytes) {
+		uint32_t sid = 0;
+		uint64_t sq = 0;
+		const int named = op_wire_peek_id(p, len, &sid, &sq); /* named when its header is sound */
 		r->st.oversize++;
-		rejected(r, "oversize", 0, 0, 0);
+		rejected(r, "oversize", named, sid, sq);
 		goto done;
 	}
 	rc = op_wire_decode(&h, p, len, r->max_pulses);

@@ -168,6 +168,16 @@ int op_wire_decode(op_wire_header *h, const uint8_t *msg, size_t len, uint32_t m
 	return OP_WIRE_OK;
 }
 
+int op_wire_peek_id(const uint8_t *msg, size_t len, uint32_t *stream_id, uint64_t *sequence)
+{
+	if (len < OP_WIRE_HEADER_BYTES || ld32(msg + OFF_MAGIC) != OP_WIRE_MAGIC || msg[OFF_VERSION] != OP_WIRE_VERSION ||
+	    ld32(msg + OFF_HEADER_CRC) != op_crc32c(0, msg, HEADER_CRC_SPAN))
+		return 0;
+	*stream_id = ld32(msg + OFF_STREAM);
+	*sequence = ld64(msg + OFF_SEQUENCE);
+	return 1;
+}
+
 void op_wire_get_pulses(op_pulse *out, const uint8_t *msg, const op_wire_header *h)
 {
 	const uint8_t *pay = msg + OP_WIRE_HEADER_BYTES;

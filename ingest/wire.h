@@ -83,6 +83,11 @@ long op_wire_encode(uint8_t *buf, size_t cap, const op_wire_header *h, const op_
  */
 int op_wire_decode(op_wire_header *h, const uint8_t *msg, size_t len, uint32_t max_pulses);
 
+/* The stream and sequence of a message whose header is sound (size, magic, version and header
+ * CRC), whatever follows it: 1 with them set, else 0. For naming a message rejected before it
+ * is decoded (one over ingest.max_message_bytes). */
+int op_wire_peek_id(const uint8_t *msg, size_t len, uint32_t *stream_id, uint64_t *sequence);
+
 /* Copy the pulses of a message that op_wire_decode accepted into out[0..h->pulse_count). */
 void op_wire_get_pulses(op_pulse *out, const uint8_t *msg, const op_wire_header *h);
 

@@ -3,6 +3,7 @@ op_unit_test(test_dedup unit/test_dedup.c)
 op_unit_test(test_modelfile unit/test_modelfile.c)
 op_unit_test(test_restart unit/test_restart.c)
 op_unit_test(test_config unit/test_config.c)
+op_unit_test(test_outbox unit/test_outbox.c)
 op_unit_test(test_log unit/test_log.c)
 
 # docs/configuration.md is generated from the schema table: it must not drift from it.

@@ -14,10 +14,12 @@
  * Prints, per layer, its shape and the relative RMS error of the quantized weights, and the
  * activation scale chosen from the range recorded in training.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <yaml.h>
 
 #include "appliance/modelfile.h"
@@ -61,12 +63,13 @@ static int arch_load(const char *path, arch *a, char *err, size_t errlen)
 				rc = -1;
 			}
 		} else if (type == YAML_SEQUENCE_START_EVENT) {
-			if (want_key || in_seq) {
+			if (want_key || in_seq || a->n == 0) { /* (a list at the top: no key yet) */
 				snprintf(err, errlen, "%s:%zu: a list can only be a value", path, line);
 				rc = -1;
+			} else {
+				in_seq = 1;
+				a->seq[a->n - 1] = 1;
 			}
-			in_seq = 1;
-			a->seq[a->n - 1] = 1;
 		} else if (type == YAML_SEQUENCE_END_EVENT) {
 			in_seq = 0;
 			want_key = 1;
@@ -166,9 +169,17 @@ int main(int argc, char **argv)
 			mxs = v;
 		else if (!strcmp(a, "--name"))
 			name = v;
-		else if (!strcmp(a, "--id"))
-			id = (uint32_t)strtoul(v, NULL, 0);
-		else if (!strcmp(a, "--fp32-layers"))
+		else if (!strcmp(a, "--id")) {
+			/* result rows name their network by it; 0-15 are LineFit's variants */
+			char *end;
+			unsigned long long x = isdigit((unsigned char)v[0]) ? strtoull(v, &end, 0) : 0;
+			if (!isdigit((unsigned char)v[0]) || *end || (x && x < 16) || x > UINT32_MAX) {
+				fprintf(stderr, "outpost-quantize: --id %s: a number from 16 to %u, or 0 for the default "
+						"(1-15 are reserved for LineFit's variants)\n", v, UINT32_MAX);
+				return 2;
+			}
+			id = (uint32_t)x;
+		} else if (!strcmp(a, "--fp32-layers"))
 			keep32 = v;
 		else {
 			usage();
@@ -188,7 +199,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	static const char *required[] = {"network", "features", "pulse_features", "event_features", "max_pulses",
-					 "pulse_layers", "pooling", "head_layers", "activation"};
+					 "pulse_layers", "pooling", "head_layers", "activation", "outputs"};
 	for (size_t i = 0; i < sizeof(required) / sizeof(required[0]); i++)
 		if (!arch_get(&a, required[i], NULL)) {
 			fprintf(stderr, "outpost-quantize: %s: key '%s' is missing\n", apath, required[i]);
@@ -199,6 +210,38 @@ int main(int argc, char **argv)
 		fprintf(stderr, "outpost-quantize: %s: this build knows network outpost-event, features "
 				"outpost-features-v1, pooling mean_max, activation relu\n", apath);
 		return 1;
+	}
+	/* the head's outputs, in the order the appliance reads them: another order would load and
+	 * read energy as a direction */
+	static const char *const outputs[] = {"dir_dx", "dir_dy", "dir_dz", "log10_energy", "track_logit"};
+	int oi;
+	arch_get(&a, "outputs", &oi);
+	int outputs_ok = a.nval[oi] == 5;
+	for (int i = 0; i < 5 && outputs_ok; i++)
+		outputs_ok = !strcmp(a.val[oi][i], outputs[i]);
+	if (!outputs_ok) {
+		fprintf(stderr, "outpost-quantize: %s:%d: outputs must be [dir_dx, dir_dy, dir_dz, log10_energy, "
+				"track_logit], in that order (the order the appliance reads them in)\n",
+			apath, a.line[oi]);
+		return 1;
+	}
+	/* the layers' names are the model file's groups (layers/pulse.0, …), which the loader finds
+	 * by these names */
+	for (int part = 0; part < 2; part++) {
+		int ki;
+		arch_get(&a, part ? "head_layers" : "pulse_layers", &ki);
+		for (int l = 0; l < a.nval[ki]; l++) {
+			char want[24];
+			snprintf(want, sizeof(want), "%s.%d", part ? "head" : "pulse", l);
+			if (strcmp(a.val[ki][l], want)) {
+				fprintf(stderr, "outpost-quantize: %s:%d: %s: layer %d is named '%s'; the model file "
+						"names them %s.0, %s.1, … in order (name the tensors so: %s.weight, "
+						"%s.bias, %s.act_amax)\n",
+					apath, a.line[ki], part ? "head_layers" : "pulse_layers", l, a.val[ki][l],
+					part ? "head" : "pulse", part ? "head" : "pulse", want, want, want);
+				return 1;
+			}
+		}
 	}
 	op_safetensors st;
 	if (op_st_open(wpath, &st, err, sizeof(err)) < 0) {
@@ -336,8 +379,30 @@ int main(int argc, char **argv)
 		fprintf(stderr, "outpost-quantize: the description and weights do not make a valid network: %s\n", why);
 		return 1;
 	}
-	if (op_model_save(out, &m, err, sizeof(err)) < 0) {
+	/* Written beside, read back by the appliance's own loader, then renamed: a file the
+	 * appliance would refuse (a check the tool does not make) is never left at --out, and an
+	 * interrupted run leaves no half file there. */
+	char tmp[4096];
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp-%d", out, (int)getpid()) >= (int)sizeof(tmp)) {
+		fprintf(stderr, "outpost-quantize: --out %s: path too long\n", out);
+		return 2;
+	}
+	if (op_model_save(tmp, &m, err, sizeof(err)) < 0) {
+		unlink(tmp);
 		fprintf(stderr, "outpost-quantize: %s\n", err);
+		return 1;
+	}
+	op_model back;
+	if (op_model_load(tmp, &back, err, sizeof(err)) < 0) {
+		unlink(tmp);
+		fprintf(stderr, "outpost-quantize: the file made would be refused by outpostd's loader, so it is not "
+				"written: %s\n", err);
+		return 1;
+	}
+	op_model_free(&back);
+	if (rename(tmp, out) != 0) {
+		fprintf(stderr, "outpost-quantize: cannot rename %s to %s: %s\n", tmp, out, strerror(errno));
+		unlink(tmp);
 		return 1;
 	}
 	printf("wrote %s: %s, model id %u, %s %s%s\n", out, m.name, m.id, any_fp4 ? fmt : "fp32", any_fp4 ? mode : "",

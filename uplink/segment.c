@@ -325,6 +325,11 @@ static int fsync_path(const char *path, int dir)
 	return rc;
 }
 
+int op_segment_sync_dir(const char *dir)
+{
+	return fsync_path(dir, 1);
+}
+
 int op_segment_seal(op_segment *s, const char *outbox_dir, char sha256_hex[65])
 {
 	char side[SEG_PATH + 320], side_out[SEG_PATH + 320], final[SEG_PATH + 320], line[400], now[32];

@@ -69,6 +69,8 @@ uint64_t op_segment_bytes(const op_segment *s); /* file size on disk, approximat
  * segments/ and the error is returned). sha256_hex receives 64 hex chars + NUL.
  */
 int op_segment_seal(op_segment *s, const char *outbox_dir, char sha256_hex[65]);
+/* fsync a directory: renames into it are durable once this returns 0. -errno. */
+int op_segment_sync_dir(const char *dir);
 /* Close without sealing (used on shutdown paths that must not publish). Accepts NULL. */
 void op_segment_abandon(op_segment *s);
 

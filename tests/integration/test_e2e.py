@@ -337,7 +337,8 @@ def test_malformed(bindir):
     import pub_events
     import zmq
 
-    a = Appliance(bindir, "malformed")
+    # a small message limit, so that a well-formed event can be over it
+    a = Appliance(bindir, "malformed", config={"ingest": {"max_message_bytes": "64KiB"}})
     ctx = zmq.Context()
     s = ctx.socket(zmq.PUSH)
     s.connect(a.endpoint)
@@ -353,6 +354,8 @@ def test_malformed(bindir):
     # a well-formed event on the stream reserved for the appliance's own start-up probe
     bad.append(pub_events.encode_event(stream_id=0xFFFFFFFF, sequence=7, detector_time_ns=3,
                                        pulses=[(5, 1.0, 1.0, 0)] * 4))
+    # a sound event of 5,000 pulses (70,048 bytes), over ingest.max_message_bytes
+    bad.append(pub_events.encode_event(stream_id=2, sequence=3, detector_time_ns=4, pulses=[(5, 1.0, 1.0, 0)] * 5000))
     s.send(good)
     for m in bad:
         s.send(m)
@@ -370,6 +373,8 @@ def test_malformed(bindir):
     check(all(x["restarts"] == 0 for x in st["stages"].values()), "a stage restarted: %s" % st["stages"])
     check(st["stages"]["ingest"]["counters"]["rejected_reserved_stream"] == 1,
           "an event on the reserved probe stream was not rejected as such")
+    check(st["stages"]["ingest"]["counters"]["rejected_oversize"] == 1,
+          "the event over max_message_bytes was not rejected as oversize")
     check(a.north_count() == 2, "north holds %d rows, expected 2" % a.north_count())
     print("rejections by reason:", {k: v for k, v in st["stages"]["ingest"]["counters"].items()
                                     if k.startswith("rejected_") and v})
@@ -381,6 +386,7 @@ def test_malformed(bindir):
         log = f.read()
     for pat, what in ((r"rejected stream 1 sequence 0 \(reason=bad_length\)", "a cut-short event"),
                       (r"rejected stream 4294967295 sequence 7 \(reason=reserved_stream\)", "the reserved stream"),
+                      (r"rejected stream 2 sequence 3 \(reason=oversize\)", "an event over max_message_bytes"),
                       (r"rejected a message whose stream and sequence cannot be read \(reason=truncated\)",
                        "an empty message")):
         check(re.search(pat, log) is not None, "no log line for %s (%s)" % (what, pat))

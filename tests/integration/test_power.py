@@ -203,13 +203,26 @@ def test_failsafe(bindir):
         meter.on = True
         app.wait(lambda: not power(app)["failsafe"], 5, "recovery when readings return")
         print("meter back: the governor controls again (%d fail-safe periods)" % power(app)["failsafe_periods"])
-        # the governor itself falls silent: infer falls back by itself
+        # a reload of power.min_duty reaches infer's own fall-back without a restart of infer
+        with open(app.cfg) as f:
+            text = f.read()
+        check("min_duty: 10%" in text, "the test's configuration sets power.min_duty 10%")
+        with open(app.cfg, "w") as f:
+            f.write(text.replace("min_duty: 10%", "min_duty: 20%"))
+        infer_pid = app.stage_pid("infer")
+        rc, out = app.ctl("reload", check_rc=False)
+        check(rc == 0 and "power.min_duty" in out, "reload of power.min_duty: rc %d, %s" % (rc, out))
+        time.sleep(2.5)  # two governor periods: the new fail-safe setting has reached infer
+        # the governor itself falls silent: infer falls back by itself, to the reloaded setting
         log_path = os.path.join(app.tmp, "log.txt")
         os.kill(app.daemon.pid, signal.SIGSTOP)
         time.sleep(6)
         os.kill(app.daemon.pid, signal.SIGCONT)
         app.wait(lambda: "no word from the power governor" in open(log_path).read(), 10,
                  "infer's own fall-back logged")
+        fell = [ln for ln in open(log_path).read().splitlines() if "no word from the power governor" in ln]
+        check("(duty 20%," in fell[-1], "infer fell back to the reloaded power.min_duty 20%%: %s" % fell[-1])
+        check(app.stage_pid("infer") == infer_pid, "infer was restarted by the reload of power.min_duty")
         app.wait(lambda: "power governor heard again" in open(log_path).read(), 10, "infer hears the governor again")
         out_s, err_s = sender.communicate(timeout=200)
         check(sender.returncode == 0, "sender failed: %s" % err_s)

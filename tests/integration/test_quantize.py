@@ -93,12 +93,63 @@ def main():
     p = subprocess.run([q, "--weights", st, "--arch", bad, "--out", os.path.join(d, "b.h5")], capture_output=True, text=True)
     check(p.returncode == 1 and "%s:4:" % bad in p.stderr, "YAML error without its line: %s" % p.stderr)
     with open(arch) as f:
-        text = f.read().replace("head.2]", "head.9]")
+        text = f.read().replace("head.2]", "head.2, head.3]")
     with open(bad, "w") as f:
         f.write(text)
     p = subprocess.run([q, "--weights", st, "--arch", bad, "--out", os.path.join(d, "c.h5")], capture_output=True, text=True)
-    check(p.returncode == 1 and "head.9" in p.stderr and "missing" in p.stderr, "missing layer: %s" % p.stderr)
+    check(p.returncode == 1 and "head.3" in p.stderr and "missing" in p.stderr, "missing layer: %s" % p.stderr)
     check(not os.path.exists(os.path.join(d, "c.h5")), "a failed run left a model file behind")
+    # the head's outputs in another order would load and be read wrongly: refused, with the line
+    with open(arch) as f:
+        text = f.read().replace("[dir_dx, dir_dy, dir_dz, log10_energy", "[log10_energy, dir_dx, dir_dy, dir_dz")
+    with open(bad, "w") as f:
+        f.write(text)
+    p = subprocess.run([q, "--weights", st, "--arch", bad, "--out", os.path.join(d, "o.h5")], capture_output=True, text=True)
+    line = [i + 1 for i, ln in enumerate(text.splitlines()) if ln.startswith("outputs:")][0]
+    check(p.returncode == 1 and ("%s:%d: outputs must be" % (bad, line)) in p.stderr
+          and not os.path.exists(os.path.join(d, "o.h5")), "outputs reordered: exit %d, %s" % (p.returncode, p.stderr))
+    # layers named otherwise (a PyTorch module's names): the loader finds them as pulse.N and
+    # head.N, so the tool refuses rather than write a file the appliance would not load
+    import json
+    import struct
+    hlen = struct.unpack("<Q", blob[:8])[0]
+    header = json.loads(blob[8:8 + hlen])
+    renamed = {(k.replace("pulse.", "enc.", 1) if k.startswith("pulse.") else k): v for k, v in header.items()}
+    hb = json.dumps(renamed).encode()
+    ren = os.path.join(d, "renamed.safetensors")
+    with open(ren, "wb") as f:
+        f.write(struct.pack("<Q", len(hb)) + hb + blob[8 + hlen:])
+    with open(arch) as f:
+        text = f.read().replace("[pulse.0, pulse.1]", "[enc.0, enc.1]")
+    with open(bad, "w") as f:
+        f.write(text)
+    p = subprocess.run([q, "--weights", ren, "--arch", bad, "--out", os.path.join(d, "r.h5")], capture_output=True,
+                       text=True)
+    check(p.returncode == 1 and "layer 0 is named 'enc.0'" in p.stderr and not os.path.exists(os.path.join(d, "r.h5")),
+          "layers named enc.N: exit %d, %s" % (p.returncode, p.stderr))
+    # a list where the description's keys belong, and an id the appliance reserves
+    with open(bad, "w") as f:
+        f.write("- network\n")
+    p = subprocess.run([q, "--weights", st, "--arch", bad, "--out", os.path.join(d, "l.h5")], capture_output=True, text=True)
+    check(p.returncode == 1 and "a list can only be a value" in p.stderr, "a top-level list: exit %d, %s"
+          % (p.returncode, p.stderr))
+    for bad_id in ("3", "abc", "17x"):
+        p = subprocess.run([q, "--weights", st, "--arch", arch, "--id", bad_id, "--out", os.path.join(d, "i.h5")],
+                           capture_output=True, text=True)
+        check(p.returncode == 2 and "--id %s" % bad_id in p.stderr and not os.path.exists(os.path.join(d, "i.h5")),
+              "--id %s: exit %d, %s" % (bad_id, p.returncode, p.stderr))
+    # a NaN bias passes the quantizer's weight checks; the appliance's loader refuses it, so the
+    # tool does too, leaving nothing at --out
+    off = header["head.1.bias"]["data_offsets"][0]
+    nanb = bytearray(blob)
+    nanb[8 + hlen + off:8 + hlen + off + 4] = struct.pack("<f", float("nan"))
+    nanp = os.path.join(d, "nan.safetensors")
+    with open(nanp, "wb") as f:
+        f.write(bytes(nanb))
+    p = subprocess.run([q, "--weights", nanp, "--arch", arch, "--out", os.path.join(d, "n.h5")], capture_output=True,
+                       text=True)
+    check(p.returncode == 1 and "refused by outpostd's loader" in p.stderr and not os.path.exists(os.path.join(d, "n.h5"))
+          and not [x for x in os.listdir(d) if ".tmp-" in x], "a NaN bias: exit %d, %s" % (p.returncode, p.stderr))
     print("ok: quantize")
 
 

@@ -47,6 +47,34 @@ int main(void)
 	CHECK(c.store_deflate_level == 0 && c.infer_charge_weighted == 0 && c.uplink_north[0] == 0);
 	CHECK(!strcmp(c.log_level, "debug"));
 
+	/* a string key left empty, or given YAML's null: none, with a warning where the default has
+	 * something on (a warning, not an error: files like these ran before) */
+	op_config_defaults(&c);
+	CHECK(load(&c, "uplink:\n  north_endpoint:\ningest:\n  sub_endpoint: ~\nsite:\n  name: ~\n", diag,
+		   sizeof(diag)) == 0);
+	fprintf(stderr, "--- empty and null strings ---\n%s---\n", diag);
+	CHECK(c.uplink_north[0] == 0 && c.ingest_sub[0] == 0 && !strcmp(c.site_name, "~"));
+	CHECK(strstr(diag, "cfg.yaml:2:3: warning: 'uplink.north_endpoint' is empty, which means none (the default "
+			   "is tcp://127.0.0.1:5600)"));
+	CHECK(strstr(diag, "cfg.yaml:4:17: warning: 'ingest.sub_endpoint': '~' is YAML's null, taken as empty (none)"));
+	CHECK(strstr(diag, "cfg.yaml:6:9: warning: 'site.name': '~' is YAML's null, but here it is taken as the text"));
+	op_config_defaults(&c);
+	memset(diag, 0, sizeof(diag)); /* (nothing written: the last diagnostics would stay) */
+	CHECK(load(&c, "ingest:\n  sub_endpoint:\n", diag, sizeof(diag)) == 0 && !strstr(diag, "warning"));
+
+	/* paths.run_dir: its longest socket path, run_dir/ingest-ctl.sock, must fit 107 characters */
+	char yaml_rd[256];
+	snprintf(yaml_rd, sizeof(yaml_rd), "paths:\n  run_dir: /%0*d\n", 90, 0);
+	op_config_defaults(&c);
+	CHECK(load(&c, yaml_rd, diag, sizeof(diag)) == 0 && strlen(c.run_dir) == 91);
+	snprintf(yaml_rd, sizeof(yaml_rd), "paths:\n  run_dir: /%0*d\n", 91, 0);
+	CHECK(load(&c, yaml_rd, diag, sizeof(diag)) == 1 &&
+	      strstr(diag, "'paths.run_dir' must be 1 to 91 characters long (it is 92)"));
+
+	/* a duration or size past 2^64 is out of the key's range, said with the range */
+	CHECK(load(&c, "store:\n  rotate_age: 99999999999d\n", diag, sizeof(diag)) == 1 &&
+	      strstr(diag, "'store.rotate_age' must be between"));
+
 	/* several errors in one file, each with its exact position */
 	const char *bad = "store:\n"                   /* 1 */
 			  "  rotate_age: 10\n"         /* 2: no unit */

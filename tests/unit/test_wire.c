@@ -130,6 +130,15 @@ int main(void)
 		same &= bb[i].sensor_id == big[i].sensor_id && bb[i].time_ns == big[i].time_ns &&
 			bb[i].charge_pe == big[i].charge_pe && bb[i].flags == big[i].flags;
 	CHECK(same);
+	/* a message too large for ingest's limit is still named by its header (the log line of its
+	 * rejection); a damaged header names nothing */
+	uint32_t sid = 0;
+	uint64_t sq = 0;
+	CHECK(op_wire_peek_id(bm, op_wire_encoded_size(n), &sid, &sq) == 1 && sid == h.stream_id && sq == h.sequence);
+	CHECK(op_wire_peek_id(bm, 48, &sid, &sq) == 1); /* the header alone is enough */
+	CHECK(op_wire_peek_id(bm, 47, &sid, &sq) == 0);
+	bm[20] ^= 1; /* inside the header CRC's span */
+	CHECK(op_wire_peek_id(bm, op_wire_encoded_size(n), &sid, &sq) == 0);
 	free(big), free(bb), free(bm);
 
 	CHECK(!strcmp(op_wire_strerror(OP_WIRE_EPAYLOAD_CRC), "payload_crc"));
