@@ -284,11 +284,13 @@ static void drain_meter(op_powerctl *p, uint64_t now)
 		return;
 	while ((n = zmq_recv(p->meter, msg, sizeof(msg) - 1, ZMQ_DONTWAIT)) >= 0) {
 		msg[n < (int)sizeof(msg) - 1 ? n : (int)sizeof(msg) - 1] = 0;
+		for (int k = (int)strlen(msg); k > 0 && (msg[k - 1] == '\n' || msg[k - 1] == '\r' || msg[k - 1] == ' '); k--)
+			msg[k - 1] = 0; /* "143.2W\n" as a line-oriented meter sends it */
 		char *end;
 		double w = strtod(msg, &end);
-		while (*end == ' ' || *end == '\n')
+		while (*end == ' ')
 			end++;
-		if (end == msg || (*end && strcmp(end, "W"))) {
+		if (end == msg || (*end && strcmp(end, "W")) || !isfinite(w) || w < 0) { /* "nan", "-5W": no reading */
 			op_text_printable(msg); /* off the wire, into the journal */
 			p->meter_rejected++;
 			op_warn("power meter: '%s' is not a reading in watts; ignored (%llu so far)", msg,
@@ -455,10 +457,11 @@ static int parse_duration_s(const char *s, long *out)
 	/* 90s, 30m, 2h, 1d */
 	char *end;
 	double v = strtod(s, &end);
-	if (end == s || v <= 0)
+	if (end == s || !isfinite(v) || v <= 0)
 		return -1;
 	double mul = !strcmp(end, "s") ? 1 : !strcmp(end, "m") ? 60 : !strcmp(end, "h") ? 3600 : !strcmp(end, "d") ? 86400 : -1;
-	if (mul < 0)
+	/* at least a second (0 would mean "until cleared"), at most ten years */
+	if (mul < 0 || v * mul < 1 || v * mul > 3650.0 * 86400)
 		return -1;
 	*out = (long)(v * mul);
 	return 0;

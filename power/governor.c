@@ -265,11 +265,16 @@ void op_governor_step(op_governor *g, const op_governor_input *in, op_power_sett
 								  : setpoint);
 	double du = (p->ki * e + (g->have_e_prev ? p->kp * (e - g->e_prev) : 0) + (ff < 0 ? ff : p->ki * ff)) / gain;
 	double u = g->u + du;
-	/* A new or lower budget: go straight to the capacity the learnt plant says it allows. */
+	/* A new or lower budget: go straight to the capacity the learnt plant says it allows; a
+	 * first budget with nothing learnt yet (a model still loading draws little, so the reading
+	 * says nothing of full load) starts from the floor and climbs, rather than run free until
+	 * the load arrives and the integral catches up. */
 	if ((ff < 0 || new_budget) && g->gain_known) {
 		double u_model = (setpoint - g->idle_w) / g->gain_w;
 		if (u > u_model)
 			u = u_model;
+	} else if (new_budget && u > floor_u) {
+		u = floor_u;
 	}
 	/* Anti-windup against light input: do not run ahead of what inference uses; and with no
 	 * word of what it uses (not started, loading a model), do not climb at all. */

@@ -25,7 +25,16 @@ typedef struct channel {
 	uint64_t range;   /* wrap range (RAPL's max_energy_range_uj); 0 = none */
 	uint64_t last;    /* last counter value */
 	int have_last;
+	uint64_t moved_ns; /* when the counter last changed */
+	int must_move;     /* a CPU package's (RAPL) counter: frozen after FROZEN_NS */
 } channel;
+
+/* A RAPL package counter that has not moved for this long is frozen (a stalled driver or
+ * firmware): read as 0 W it would let the governor climb past the budget. A running CPU
+ * package always draws power and its counter ticks every millisecond. hwmon devices are not
+ * held to it: one may rest for real (a device suspended), and calling that an error would hold
+ * the whole node in the fail-safe. */
+#define FROZEN_NS 5000000000ull
 
 struct op_power_sensor {
 	char kind[8];
@@ -136,6 +145,7 @@ static int open_rapl(op_power_sensor *s, const char *root, char *err, size_t cap
 			continue;
 		c->have_last = 1;
 		c->counter = 1;
+		c->must_move = 1;
 		if (snprintf(c->label, sizeof(c->label), "%s", name[0] ? name : de->d_name) >= (int)sizeof(c->label))
 			c->label[sizeof(c->label) - 1] = 0;
 		s->nch++;
@@ -248,6 +258,8 @@ int op_power_sensor_open(const char *kind, const char *root, const char *filter,
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	s->last_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	for (int i = 0; i < s->nch; i++)
+		s->ch[i].moved_ns = s->last_ns;
 	*out = s;
 	return 0;
 }
@@ -297,15 +309,29 @@ static int read_channels(op_power_sensor *s, uint64_t now_ns, double *watts, cha
 	double sum = 0;
 	double dt = s->last_ns ? (double)(now_ns - s->last_ns) / 1e9 : 0;
 	int again = 0;
+	uint64_t vals[MAX_CH];
 
+	/* every channel read before any baseline moves: one failed read must not leave the others'
+	 * baselines a period ahead of the time they are divided by (their next reading too low) */
 	for (int i = 0; i < s->nch; i++) {
-		channel *c = &s->ch[i];
-		uint64_t v;
-		int e = read_u64(c->path, &v);
+		int e = read_u64(s->ch[i].path, &vals[i]);
 		if (e < 0) {
-			snprintf(err, cap, "%s: %s", c->path, strerror(-e));
+			snprintf(err, cap, "%s: %s", s->ch[i].path, strerror(-e));
 			return e;
 		}
+	}
+	/* a frozen counter: an error before any baseline moves, as for a failed read */
+	for (int i = 0; i < s->nch; i++) {
+		const channel *c = &s->ch[i];
+		if (c->must_move && c->have_last && vals[i] == c->last && now_ns - c->moved_ns >= FROZEN_NS) {
+			snprintf(err, cap, "%s: energy counter has not moved for %.0f s (frozen)", c->path,
+				 (double)(now_ns - c->moved_ns) / 1e9);
+			return -EIO;
+		}
+	}
+	for (int i = 0; i < s->nch; i++) {
+		channel *c = &s->ch[i];
+		uint64_t v = vals[i];
 		if (!c->counter) {
 			sum += (double)v / 1e6; /* µW */
 			continue;
@@ -314,6 +340,8 @@ static int read_channels(op_power_sensor *s, uint64_t now_ns, double *watts, cha
 		int had = c->have_last;
 		c->last = v;
 		c->have_last = 1;
+		if (!had || v != prev)
+			c->moved_ns = now_ns;
 		if (!had || dt <= 0) {
 			again = 1;
 			continue;

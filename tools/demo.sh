@@ -45,6 +45,12 @@ mkdir -p "$north_dir"
 before=$("$bin/outpost-north" --count "$north_dir" | json_field rows)
 "$bin/outpost-north" --bind tcp://127.0.0.1:5600 --dir "$north_dir" 2>"$work/north.log" &
 north_pid=$!
+sleep 0.3
+if ! kill -0 "$north_pid" 2>/dev/null; then # (port 5600 taken, the directory not writable)
+	echo "demo: the north receiver did not start; its log:" >&2
+	tail -20 "$work/north.log" >&2
+	exit 1
+fi
 "$bin/outpostd" 2>"$work/outpostd.log" &
 daemon_pid=$!
 
@@ -115,3 +121,8 @@ echo "                                 ${med:-?} deg on ${tracks:-?} simulated t
 echo "  logs and simulator truth:      $work"
 printf '{"events_sent":%s,"events_stored":%s,"events_delivered_north":%s,"events_dropped":%s,"events_rejected":%s,"segments_sealed":%s,"seconds":%s,"model":"%s","backend":"%s","track_median_deg":%s,"first_guess_median_deg":%s,"north_dir":"%s"}\n' \
 	"$sent" "$stored" "$delivered" "$dropped" "$rejected" "$segments" "$secs" "${model:-unknown}" "${backend:-unknown}" "${med:-null}" "${gmed:-null}" "$north_dir"
+# the summary is printed either way; the status says whether every event made it
+if [ "${stored:-0}" -lt "${sent:-1}" ] || [ "${delivered:-0}" -lt "${sent:-1}" ]; then
+	echo "demo: FAILED: not every event was stored and delivered north (logs in $work)" >&2
+	exit 1
+fi

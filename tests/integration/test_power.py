@@ -18,6 +18,7 @@ failsafe: the node's power comes from a site meter, a real ZeroMQ PUB peer in th
   hearing nothing from the governor, falls back to the safe setting by itself.
 """
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -118,7 +119,8 @@ def test_hold(bindir):
 
 
 class Meter:
-    """A site power meter: a ZeroMQ PUB socket publishing watts as text every 200 ms."""
+    """A site power meter: a ZeroMQ PUB socket publishing watts as text every 200 ms, as a
+    line-oriented meter writes them: "70.0W\\r\\n", "70.0 W\\n", "70.0" in turn."""
 
     def __init__(self, watts):
         import zmq
@@ -130,6 +132,7 @@ class Meter:
         self.on = True
         self.silent = threading.Event()  # set by the thread once it has seen on == False
         self.garbage = False
+        self.n_garbage = 0  # garbled messages sent
         self.stop_ = False
         self.last_sent = 0.0  # time.monotonic() of the last reading sent
         self.t = threading.Thread(target=self.run, daemon=True)
@@ -142,9 +145,11 @@ class Meter:
             else:
                 self.silent.set()
             if self.on and self.garbage:
+                self.n_garbage += 1
                 self.sock.send_string("watts=lots\noutpost[ingest] ERROR: forged")
             elif self.on:
-                self.sock.send_string("%.1f" % self.watts)
+                self.n_sent = getattr(self, "n_sent", 0) + 1
+                self.sock.send_string(("%.1fW\r\n", "%.1f W\n", "%.1f")[self.n_sent % 3] % self.watts)
                 self.last_sent = time.monotonic()
             time.sleep(0.2)
 
@@ -173,6 +178,11 @@ def test_failsafe(bindir):
                  "the garbled meter message counted")
         meter.garbage = False
         check(abs(power(app)["watts"] - 70.0) < 0.01, "the reading is still the meter's 70 W")
+        # the readings with a line ending were taken, not counted as garbage: only the garbled ones
+        time.sleep(0.5)  # the last garbled one drained
+        rejected = int(re.search(r"outpost_power_meter_rejected_total (\d+)", app.ctl("metrics")[1]).group(1))
+        check(rejected == meter.n_garbage, "%d meter messages rejected, %d garbled sent: readings with a line "
+              "ending among them" % (rejected, meter.n_garbage))
         # and what it said reaches the journal on its own line, without a line of its own
         app.wait(lambda: "'watts=lots?outpost[ingest] ERROR: forged' is not a reading" in app.log_text(), 10,
                  "the garbled message in the journal")

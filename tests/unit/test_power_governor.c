@@ -280,6 +280,30 @@ static void mapping(void)
 	CHECK(s.duty == 1.0 && !strcmp(s.limiting, "none"));
 }
 
+/* A budget that arrives while nothing has been learnt of the plant (measuring only until
+ * then, the model still loading: little power, no word of utilisation), then the load: the
+ * ceiling holds from the budget's first period, not only once the integral has caught up. */
+static void first_budget_cold(uint32_t batch_sat, const char *name)
+{
+	loop L;
+	char what[64];
+	loop_init(&L, batch_sat, 5);
+	for (int k = 0; k < 10; k++) {
+		period(&L, 0, 0, 1); /* no budget: measuring only, idle */
+		L.util = NAN;        /* infer loading its model: it has not said how busy it is */
+	}
+	int at = L.n;
+	for (int k = 0; k < 2; k++) {
+		period(&L, 0, 60, 1); /* the schedule's budget arrives; still loading */
+		L.util = NAN;
+	}
+	for (int k = 0; k < 60; k++)
+		period(&L, 30000, 60, 1); /* the detector's events arrive: flat out */
+	snprintf(what, sizeof(what), "%s cold first budget", name);
+	check_no_1s_over(what, &L, at);
+	loop_free(&L);
+}
+
 int main(void)
 {
 	mapping();
@@ -287,6 +311,8 @@ int main(void)
 	steps(0, "CPU-like plant");
 	surge(256, "GPU-like plant");
 	surge(0, "CPU-like plant");
+	first_budget_cold(256, "GPU-like plant");
+	first_budget_cold(0, "CPU-like plant");
 	sensor_failure();
 	stuck_low();
 	return check_finish("test_power_governor");

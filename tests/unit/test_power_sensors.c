@@ -91,6 +91,23 @@ int main(void)
 		e = op_power_sensor_read(s, t0 + 4000000000ull, &w, err, sizeof(err));
 		CHECK(e < 0 && strstr(err, "intel-rapl:1/energy_uj"));
 		printf("unreadable counter: %s\n", err);
+		/* (package 0 had moved on by then: +1 J.) The next reading spans both periods for every
+		 * package: 2 J + 2 J over 2 s. Before, package 0's baseline had moved at the failed
+		 * read while the period's start had not, and it read half its power. */
+		put("class/powercap/intel-rapl:0/energy_uj", "2671150\n");
+		put("class/powercap/intel-rapl:1/energy_uj", "garbage\n");
+		CHECK(op_power_sensor_read(s, t0 + 4000000000ull, &w, err, sizeof(err)) < 0);
+		put("class/powercap/intel-rapl:0/energy_uj", "3671150\n");
+		put("class/powercap/intel-rapl:1/energy_uj", "6000000\n");
+		CHECK(op_power_sensor_read(s, t0 + 5000000000ull, &w, err, sizeof(err)) == 0);
+		CHECK_NEAR(w, 2.0, 1e-9);
+		/* a counter that stops moving (a stalled driver) is an error, not 0 W */
+		put("class/powercap/intel-rapl:1/energy_uj", "7000000\n");
+		CHECK(op_power_sensor_read(s, t0 + 8000000000ull, &w, err, sizeof(err)) == 0); /* 3 s: still a reading */
+		put("class/powercap/intel-rapl:1/energy_uj", "8000000\n");
+		e = op_power_sensor_read(s, t0 + 11000000000ull, &w, err, sizeof(err));
+		printf("frozen counter: %s\n", err);
+		CHECK(e < 0 && strstr(err, "intel-rapl:0/energy_uj") && strstr(err, "has not moved"));
 		op_power_sensor_close(s);
 	}
 
@@ -112,6 +129,10 @@ int main(void)
 		double late = (double)(t0 - t_open) / 1e9;
 		printf("hwmon: %.3f W (energy 20 J over 2 s + up to %.3f s, + 12.5 W)\n", w, late);
 		CHECK(w >= 20.0 / (2.0 + late) + 12.5 - 1e-9 && w <= 22.5);
+		/* a device whose energy counter rests (suspended) is a reading, not a frozen sensor:
+		 * only RAPL packages are held to moving */
+		CHECK(op_power_sensor_read(s, t0 + 9000000000ull, &w, err, sizeof(err)) == 0);
+		CHECK_NEAR(w, 12.5, 1e-9);
 		op_power_sensor_close(s);
 	}
 	CHECK(op_power_sensor_open("hwmon", root, "nosuch", NULL, &s, err, sizeof(err)) == -ENODEV);
