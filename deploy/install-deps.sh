@@ -38,11 +38,17 @@ apt-get update -q
 # services during this installation) nor be enabled at boot.
 policy=""
 if [ ! -e /usr/sbin/policy-rc.d ]; then
+	# removed however this script ends (an interrupted install too): left behind, it would keep
+	# every service installed later on this machine from starting
+	trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
 	printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && policy=1
 fi
 # shellcheck disable=SC2086
-apt-get install -y -q --no-install-recommends $missing || { [ -n "$policy" ] && rm -f /usr/sbin/policy-rc.d; exit 1; }
+apt-get install -y -q --no-install-recommends $missing
 [ -n "$policy" ] && rm -f /usr/sbin/policy-rc.d
+trap - EXIT INT TERM
 case " $missing " in
 *" prometheus "*) systemctl disable prometheus.service >/dev/null 2>&1 || true ;;
 esac
