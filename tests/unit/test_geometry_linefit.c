@@ -101,6 +101,21 @@ int main(void)
 		t[i] = 100;
 	op_linefit(&o, &ev, 0);
 	CHECK((o.status & OP_RECO_DEGENERATE) && isnan(o.zenith_rad));
+	/* all pulses on one DOM, at different times (a low-energy event): no direction, flagged,
+	 * in every variant — not rounding noise passed off as a vertical track */
+	for (int i = 0; i < 5; i++) {
+		x[i] = 46.29f, y[i] = -34.88f, z[i] = -497.45f;
+		t[i] = 100.0f + 37.0f * (float)i * (float)i;
+		q[i] = 0.4f + 0.7f * (float)i;
+	}
+	for (int opts = 0; opts < 4; opts++) {
+		op_linefit(&o, &ev, (opts & 1 ? OP_LINEFIT_CHARGE_WEIGHTED : 0) | (opts & 2 ? OP_LINEFIT_TRIM : 0));
+		CHECK((o.status & OP_RECO_DEGENERATE) && isnan(o.dir[0]) && isnan(o.zenith_rad));
+	}
+	/* two DOMs 7 m apart: a direction */
+	z[4] += 7.0f;
+	op_linefit(&o, &ev, 0);
+	CHECK(!(o.status & OP_RECO_DEGENERATE) && isfinite(o.dir[2]));
 
 	/* registry */
 	op_reco *r = NULL;
