@@ -511,6 +511,11 @@ static void take_over_predecessor(ingest *g, const op_config *cfg, op_receiver *
 				op_err("the previous ingest left no usable log in %s (%s): what it held is counted as "
 				       "dropped (reason=ingest_crash)",
 				       wal_dir, strerror(-rc));
+			else if (res.files == 0) /* not a damaged log: none */
+				op_err("the previous ingest (incarnation %llu) left no log in %s (an ingest gives its log up "
+				       "after a write to it failed; a reboot empties %s): what it held is counted as dropped "
+				       "(reason=ingest_crash), and its counts after its last report are not known",
+				       (unsigned long long)mk.pred_incarnation, wal_dir, cfg->run_dir);
 			else
 				op_err("the previous ingest's log lacks its last report's checkpoint%s: the %llu events it "
 				       "still holds are resent, what else the dead ingest held is counted as dropped "

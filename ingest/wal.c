@@ -444,6 +444,7 @@ int op_wal_replay(const char *dir, uint64_t incarnation, uint64_t report_seq,
 		nnames++;
 	}
 	closedir(d);
+	res->files = (uint32_t)nnames;
 	if (rc < 0 || nnames == 0)
 		goto out;
 	qsort(names, nnames, sizeof(char *), cmp_name);

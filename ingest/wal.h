@@ -54,6 +54,7 @@ typedef struct op_wal_replay_result {
 	uint64_t after_acked;     /* … acknowledged as durable */
 	uint64_t after_dropped;   /* … given up */
 	uint64_t torn;            /* files whose last record was cut short or corrupt */
+	uint32_t files;           /* the incarnation's files found (0: no log at all) */
 } op_wal_replay_result;
 
 /*
