@@ -572,7 +572,7 @@ static void report(ingest *g, op_receiver *r, uint64_t progress, int idle)
 	op_report_counter(s, "resend_requests", g->resend_requests);
 	op_report_counter(s, "backstop_resends", g->backstop_resends);
 	op_report_counter(s, "acks_unknown", g->acks_unknown);
-	op_report_counter(s, "rejected_reserved_stream", g->rejected_reserved_stream);
+	op_report_counter(s, "rejected_reserved_stream", g->rejected_reserved_stream + st.reserved_stream);
 	op_report_counter(s, "probes_sent", g->probes_sent);
 	op_report_counter(s, "probes_acked", g->probes_acked);
 	for (int i = 1; i < OP_WIRE_NERR; i++) {
@@ -685,6 +685,8 @@ int op_stage_ingest(op_stage_ctx *s)
 	rc_cfg.max_streams = INGEST_MAX_STREAMS;
 	rc_cfg.seq_window = INGEST_SEQ_WINDOW;
 	rc_cfg.on_reject = log_rejection;
+	rc_cfg.has_reserved_stream = 1; /* only the appliance's own probe, made here, uses it */
+	rc_cfg.reserved_stream = OP_PROBE_STREAM;
 	int err = op_receiver_open(s->zctx, &rc_cfg, &r);
 	if (err < 0) {
 		op_err("cannot open receiver on '%s' / '%s': %s", cfg->ingest_pull, cfg->ingest_sub,

@@ -15,6 +15,8 @@ struct op_receiver {
 	op_receiver_stats st;
 	void (*on_reject)(void *ctx, const char *reason, int have_id, uint32_t stream, uint64_t sequence);
 	void *reject_ctx;
+	int has_reserved;
+	uint32_t reserved;
 };
 
 static void rejected(op_receiver *r, const char *reason, int have_id, uint32_t stream, uint64_t sequence)
@@ -47,6 +49,8 @@ int op_receiver_open(void *zmq_ctx, const op_receiver_config *cfg, op_receiver *
 	r->max_pulses = cfg->max_pulses;
 	r->max_bytes = cfg->max_message_bytes;
 	r->on_reject = cfg->on_reject;
+	r->has_reserved = cfg->has_reserved_stream;
+	r->reserved = cfg->reserved_stream;
 	r->reject_ctx = cfg->reject_ctx;
 	rc = op_seqtrack_open(cfg->max_streams ? cfg->max_streams : 1024, cfg->seq_window ? cfg->seq_window : 4096,
 			      &r->seq);
@@ -142,6 +146,13 @@ static int one(op_receiver *r, int which, op_receiver_cb cb, void *ctx)
 	if (rc != OP_WIRE_OK) {
 		r->st.rejected[-rc]++;
 		rejected(r, op_wire_strerror(rc), rc <= OP_WIRE_ELENGTH, h.stream_id, h.sequence);
+		goto done;
+	}
+	if (r->has_reserved && h.stream_id == r->reserved) {
+		/* before the sequence accounting: such a message must not take a stream slot, count
+		 * gaps, or make its own resend a "duplicate" */
+		r->st.reserved_stream++;
+		rejected(r, "reserved_stream", 1, h.stream_id, h.sequence);
 		goto done;
 	}
 	verdict = op_seqtrack_observe(r->seq, h.stream_id, h.sequence, h.detector_time_ns);

@@ -29,12 +29,16 @@ typedef struct op_receiver_config {
 	 * "rejected_"), and the stream and sequence when the header could be trusted (have_id). */
 	void (*on_reject)(void *ctx, const char *reason, int have_id, uint32_t stream, uint64_t sequence);
 	void *reject_ctx;
+	/* A stream id no sender may use (the appliance's own start-up probe): rejected as
+	 * "reserved_stream" before its sequence is accounted. Only with has_reserved_stream. */
+	int has_reserved_stream;
+	uint32_t reserved_stream;
 } op_receiver_config;
 
 typedef struct op_receiver_stats {
 	uint64_t received, bytes, accepted;
 	uint64_t rejected[OP_WIRE_NERR]; /* index = -op_wire_error */
-	uint64_t oversize, multipart, duplicates, too_old, stream_limit, caller_rejected;
+	uint64_t oversize, multipart, duplicates, too_old, stream_limit, caller_rejected, reserved_stream;
 	op_seqtrack_stats seq;
 } op_receiver_stats;
 
