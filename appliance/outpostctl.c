@@ -53,10 +53,9 @@ static int request(const op_config *cfg, const char *req, int timeout_ms)
 	/* No socket file: nothing listens there. Said at once, with where the path came from (an
 	 * edited paths.run_dir takes effect only at outpostd's restart), not after the timeout. */
 	snprintf(sock_path, sizeof(sock_path), "%s/control.sock", cfg->run_dir);
-	if (access(sock_path, F_OK) != 0 && errno == ENOENT) {
-		int e = errno;
-		fprintf(stderr, "outpostctl: no control socket at %s (%s): outpostd is not running with paths.run_dir %s",
-			sock_path, strerror(e), cfg->run_dir);
+	if (access(sock_path, F_OK) != 0 && errno == ENOENT) { /* (another error: the connect says it) */
+		fprintf(stderr, "outpostctl: no control socket at %s: outpostd is not running with paths.run_dir %s",
+			sock_path, cfg->run_dir);
 		if (run_dir_from)
 			fprintf(stderr, " (from %s; a changed run_dir takes effect only when outpostd restarts)\n",
 				run_dir_from);

@@ -346,10 +346,8 @@ static void send_setting(op_powerctl *p)
 	/* every period, so a restarted infer stage hears it within one; "off" when no budget holds.
 	 * The fail-safe setting rides along (power.min_batch, power.min_duty): infer falls back to
 	 * it by itself when the governor falls silent, and a reload changes it without a restart. */
-	const uint32_t safe_batch = p->cfg.power_min_batch < p->cfg.infer_batch_events ? p->cfg.power_min_batch
-										 : p->cfg.infer_batch_events;
 	int n = p->enforced ? snprintf(msg, sizeof(msg), "power %u %.4f %d %u %.4f", p->set.batch, p->set.duty,
-				       p->set.failsafe, safe_batch, p->cfg.power_min_duty_pct / 100.0)
+				       p->set.failsafe, p->gp.batch_min, p->gp.duty_min)
 			    : snprintf(msg, sizeof(msg), "power off");
 	zmq_send(p->infer_ctl, msg, (size_t)n, ZMQ_DONTWAIT);
 }

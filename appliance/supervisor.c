@@ -734,14 +734,13 @@ static int safe_failing_rank(const sup *s)
  * order (rung 2). With the grace the gap is at most stage_deadline less the grace, plus a
  * backoff.
  */
-static int first_report_grace_over(const sup *s, const stage_rec *r, uint64_t now, uint64_t deadline)
+static uint64_t first_report_grace(const sup *s, uint64_t deadline)
 {
-	uint64_t grace = s->watchdog_ns / 4 < deadline ? s->watchdog_ns / 4 : deadline;
-	return now - r->started_ns > grace;
+	return s->watchdog_ns / 4 < deadline ? s->watchdog_ns / 4 : deadline;
 }
 
 /* Invariant 4 and the stuck-stage check. Returns 1 when every stage is healthy; *ping_ok says
- * whether systemd's watchdog may be pinged (first_report_grace_over). */
+ * whether systemd's watchdog may be pinged (first_report_grace). */
 static int check_stages(sup *s, uint64_t now, int *ping_ok)
 {
 	int healthy = 1, withhold = 0;
@@ -785,7 +784,7 @@ static int check_stages(sup *s, uint64_t now, int *ping_ok)
 		}
 		if (!r->reported_since_spawn && !exempt) { /* a process just forked has proved nothing yet */
 			healthy = 0;
-			withhold |= first_report_grace_over(s, r, now, deadline);
+			withhold |= now - r->started_ns > first_report_grace(s, deadline);
 		}
 	}
 	*ping_ok = !withhold;
@@ -815,8 +814,9 @@ static void apply_backoff(sup *s)
 	 * its backoff: past WatchdogSec, systemd kills outpostd first (no drain). Said, not changed:
 	 * a shorter deadline could kill a stage that is slow on purpose; the fix is the operator's
 	 * (a shorter deadline, or a longer WatchdogSec in a drop-in). */
-	const uint64_t dl = s->cfg->watchdog_stage_deadline_ns, grace = s->watchdog_ns / 4 < dl ? s->watchdog_ns / 4 : dl;
-	const uint64_t gap = s->policy.backoff_max_ns + dl - grace; /* a restart's wait, then a hang before the first report */
+	const uint64_t dl = s->cfg->watchdog_stage_deadline_ns;
+	/* a restart's wait, then a hang before the first report (first_report_grace) */
+	const uint64_t gap = s->policy.backoff_max_ns + dl - first_report_grace(s, dl);
 	if (s->watchdog_ns && gap >= s->watchdog_ns)
 		op_warn("supervisor.stage_deadline %.1f s is too long for systemd's watchdog (WatchdogSec %.0f s): a stage "
 			"that hangs again after its restart (%.1f s of backoff) holds the pings back %.1f s, and systemd "
