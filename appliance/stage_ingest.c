@@ -43,6 +43,15 @@
 /* told to keep its log ("keep", a stop for a spent restart budget), this grace instead of the
  * one above: what is not durable by then waits in the log for the next start anyway */
 #define INGEST_KEEP_GRACE_NS 5000000000ull
+/*
+ * An ingest reads no event before the supervisor has one of its reports ("reported
+ * <incarnation>" back on the control socket). Until then the supervisor names the previous
+ * ingest to a successor, whose log is all that successor replays: an event accepted in that
+ * time, by an ingest that then died, was in no log anyone replayed and in no count. Should the
+ * word not come (a control socket that does not deliver), ingest reads anyway after this long
+ * and says what that risks: a box that stops taking events is worse.
+ */
+#define INGEST_CONFIRM_WAIT_NS 10000000000ull
 
 enum slot_state { SLOT_FREE = 0, SLOT_QUEUED, SLOT_SENT };
 
@@ -80,8 +89,10 @@ typedef struct ingest {
 	uint64_t report_seq, recovered, pred_accepted, pred_stored, pred_dropped, dropped_not_recovered;
 	uint64_t restarts_said, restarts_said_ns; /* numbering restarts (ingest/seqtrack.h) in the journal, and when */
 	int wal_said_broken;
-	int others_pending;       /* other incarnations' log files still to delete (report()) */
-	uint64_t first_report_ns; /* when this incarnation sent its first report */
+	int others_pending;  /* other incarnations' log files still to delete (confirmed()) */
+	int confirmed;       /* the supervisor has a report of this incarnation: reading */
+	int confirm_waived;  /* … or it did not say so within INGEST_CONFIRM_WAIT_NS: reading anyway */
+	uint64_t started_ns; /* when this incarnation began waiting for that */
 	uint64_t held_bytes, held_bytes_peak, max_bytes; /* what held messages take; ingest.window_bytes */
 	int log_full_said; /* said that the log's pinned files reached ingest.window_bytes */
 	int keep_at_stop;  /* "keep": a stop that does not drain leaves what is held in the log */
@@ -306,14 +317,34 @@ static uint64_t backstop_for(const op_config *cfg)
 	return b < 3 * cfg->store_rotate_age_ns ? 3 * cfg->store_rotate_age_ns : b;
 }
 
+/* The supervisor has a report of this incarnation: from now on it names this one, not the
+ * predecessor, to a successor, so the predecessor's files may go (all this one took over from
+ * them is in its own log, flushed before its first report), and events may be read. */
+static void confirmed(ingest *g)
+{
+	if (g->confirmed)
+		return;
+	g->confirmed = 1;
+	if (g->confirm_waived)
+		op_info("the supervisor now has this ingest's reports");
+	if (g->others_pending) {
+		op_wal_remove_others(g->wal);
+		g->others_pending = 0;
+	}
+}
+
 static void handle_ctl(ingest *g, uint64_t now_ns)
 {
 	char buf[64];
+	unsigned long long inc;
 	int n;
 
 	while ((n = zmq_recv(g->ctl, buf, sizeof(buf) - 1, ZMQ_DONTWAIT)) >= 0) {
 		buf[n < (int)sizeof(buf) - 1 ? n : (int)sizeof(buf) - 1] = 0;
-		if (!strcmp(buf, "resend")) {
+		if (sscanf(buf, "reported %llu", &inc) == 1) {
+			if (inc == g->s->incarnation_ns) /* not a word meant for an ingest before this one */
+				confirmed(g);
+		} else if (!strcmp(buf, "resend")) {
 			g->resend_requests++;
 			mark_resend(g, now_ns, 0);
 		} else if (!strcmp(buf, "keep")) {
@@ -537,9 +568,9 @@ static void take_over_predecessor(ingest *g, const op_config *cfg, op_receiver *
 	free(mk.m);
 	op_wal_flush(g->wal, g->tail);
 	/* All of it is in this incarnation's log now, but the predecessor's files go only once the
-	 * supervisor has had this incarnation's reports for a while (report()): until it has one,
-	 * it names the predecessor to whoever comes next, and deleting its files now would leave
-	 * that successor nothing to take over if this one died first. */
+	 * supervisor has a report of this incarnation (confirmed()): until then it names the
+	 * predecessor to whoever comes next, and deleting its files now would leave that successor
+	 * nothing to take over if this one died first. */
 	g->others_pending = 1;
 }
 
@@ -620,6 +651,7 @@ static void report(ingest *g, op_receiver *r, uint64_t progress, int idle)
 	op_report_counter(s, "dropped_not_recovered", g->dropped_not_recovered);
 	op_report_gauge(s, "wal_verdict", g->wal_verdict);
 	op_report_gauge(s, "wal_ok", op_wal_ok(g->wal));
+	op_report_gauge(s, "supervisor_confirmed", g->confirmed); /* 0: the supervisor answers "reported" */
 	/* The checkpoint goes into the log before the report leaves: whatever the supervisor last
 	 * received, the log knows what happened after it. */
 	char seq[24];
@@ -630,12 +662,6 @@ static void report(ingest *g, op_receiver *r, uint64_t progress, int idle)
 	op_wal_report(g->wal, g->report_seq);
 	op_wal_flush(g->wal, g->tail);
 	op_report_send(s);
-	if (!g->first_report_ns)
-		g->first_report_ns = op_now_ns();
-	else if (g->others_pending && op_now_ns() - g->first_report_ns >= 2000000000ull) {
-		op_wal_remove_others(g->wal); /* two seconds of reports: the supervisor knows this one */
-		g->others_pending = 0;
-	}
 }
 
 int op_stage_ingest(op_stage_ctx *s)
@@ -700,6 +726,8 @@ int op_stage_ingest(op_stage_ctx *s)
 		op_err("cannot open the ingest log in %s: %s; what ingest holds will not survive its crash",
 		       wal_dir, strerror(-err));
 	take_over_predecessor(&g, cfg, r, wal_dir);
+	g.started_ns = op_now_ns();
+	report(&g, r, 0, 1); /* at once: reading waits for the supervisor to have one */
 	int keep_log = 0;
 	op_info("accepting events on %s%s%s; window %llu events", cfg->ingest_pull,
 		cfg->ingest_sub[0] ? ", live view from " : "", cfg->ingest_sub,
@@ -743,8 +771,17 @@ int op_stage_ingest(op_stage_ctx *s)
 				op_err("stopping with %llu events not yet durable (reason=shutdown); "
 				       "they are counted as dropped",
 				       (unsigned long long)g.occupied);
-				g.dropped_shutdown += g.occupied;
-				g.occupied = 0;
+				/* each into the log as given up ('D'), before the last report's checkpoint:
+				 * should this process die before its log is removed, the next outpostd's
+				 * ingest, taking the log over, does not send them on as well */
+				for (uint64_t sn = g.tail, end = g.head; sn < end; sn++) {
+					slot *sl = slot_of(&g, sn);
+					if (sl->state == SLOT_FREE)
+						continue;
+					op_wal_dropped(g.wal, sl->serial);
+					slot_free(&g, sl);
+					g.dropped_shutdown++;
+				}
 				break;
 			}
 			room = 0;
@@ -754,7 +791,8 @@ int op_stage_ingest(op_stage_ctx *s)
 		items[n++] = (zmq_pollitem_t){.socket = g.ctl, .events = ZMQ_POLLIN};
 		if (g.send_cursor < g.head)
 			items[n++] = (zmq_pollitem_t){.socket = g.out, .events = ZMQ_POLLOUT};
-		if (room > 0)
+		const int reading = g.confirmed || g.confirm_waived;
+		if (room > 0 && reading)
 			n += op_receiver_pollitems(r, items + n, 8 - n);
 		if (zmq_poll(items, n, 100) < 0 && errno != EINTR)
 			goto zfail;
@@ -763,6 +801,13 @@ int op_stage_ingest(op_stage_ctx *s)
 		uint64_t stored_before = g.stored;
 		handle_acks(&g);
 		handle_ctl(&g, now);
+		if (!g.confirmed && !g.confirm_waived && now - g.started_ns >= INGEST_CONFIRM_WAIT_NS) {
+			op_err("the supervisor has not said it has a report of this ingest in %.0f s: reading events "
+			       "anyway; should this ingest die before the supervisor has one, what it accepted until "
+			       "then is in no count (status: supervisor_confirmed 0)",
+			       (double)INGEST_CONFIRM_WAIT_NS / 1e9);
+			g.confirm_waived = 1;
+		}
 		room = op_stage_stop ? 0 : window_room(&g);
 		const int log_full = op_wal_pinned_bytes(g.wal) >= g.max_bytes;
 		if (log_full != g.log_full_said) {
@@ -774,7 +819,7 @@ int op_stage_ingest(op_stage_ctx *s)
 				op_info("ingest's log is under ingest.window_bytes again: reading");
 			g.log_full_said = log_full;
 		}
-		if (room > 0) {
+		if (room > 0 && (g.confirmed || g.confirm_waived)) {
 			long got = op_receiver_drain(r, room < 512 ? room : 512, on_event, &g);
 			if (got > 0) {
 				progress += (uint64_t)got;
@@ -806,8 +851,10 @@ int op_stage_ingest(op_stage_ctx *s)
 	rc = 0;
 	report(&g, r, progress + g.stored, 1);
 	/* A clean stop: everything held is durable or counted (dropped_shutdown); no successor
-	 * may take it over again, nor a predecessor's log this one took over (kept until two
-	 * seconds of reports otherwise: the run directory outlives a restart of outpostd). Unless
+	 * may take it over again, nor a predecessor's log this one took over (kept until the
+	 * supervisor confirmed this one otherwise; here removed even unconfirmed, since this
+	 * incarnation settled all it took over, and the run directory outlives a restart of
+	 * outpostd, whose ingest would send it all on again). Unless
 	 * the log is kept (keep_log: the supervisor is gone, or told us to keep it): then the next
 	 * outpostd's ingest takes it over, with what is still held. */
 	if (!keep_log)

@@ -325,6 +325,14 @@ static void handle_report(sup *s, char *msg)
 		r->reported = 1;
 		r->reported_since_spawn = 1;
 	}
+	/* From here on a successor is told of this ingest (fill_marks), not its predecessor: it
+	 * may read events now (stage_ingest.c, INGEST_CONFIRM_WAIT_NS). Answered to every report
+	 * that still waits for it, so that a word lost in the socket costs one report interval. */
+	if (r && s->ingest_ctl && !strcmp(r->name, "ingest") && gauge_of(r, "supervisor_confirmed") == 0) {
+		char word[48];
+		int l = snprintf(word, sizeof(word), "reported %llu", (unsigned long long)r->incarnation);
+		zmq_send(s->ingest_ctl, word, (size_t)l, ZMQ_DONTWAIT);
+	}
 }
 
 /* A stage is loading (its last report since its start said so, and it is silent until done):

@@ -235,17 +235,32 @@ void op_wal_report(op_wal *w, uint64_t report_seq)
 	record(w, T_REPORT, p, 8, NULL, 0);
 }
 
+/*
+ * This incarnation's files, in the order that leaves an exact log should the process be killed
+ * halfway. Giving up while events are held: newest first, so what is left lacks the last
+ * report's checkpoint and a successor counts what it cannot vouch for (ingest_crash); oldest
+ * first left the newest, checkpoint and all, with the events of the deleted files missing and
+ * counted nowhere. A clean stop (nothing held): oldest first, so what is left is the newest,
+ * which frees every event it holds; newest first would leave older events whose frees were in
+ * the newest file, to be sent on again by the next outpostd.
+ */
+static void remove_files(op_wal *w, int newest_first)
+{
+	char path[600];
+	for (uint32_t j = 0; j < w->nfiles; j++) {
+		uint32_t i = newest_first ? w->nfiles - 1 - j : j;
+		file_name(path, sizeof(path), w->dir, w->inc, w->files[i].k);
+		unlink(path);
+	}
+	w->nfiles = 0;
+}
+
 /* A log with a hole would let a successor take over less than was held while claiming all of
  * it; a log that is gone makes it count what was held as lost instead. So on the first write
  * error the files go, and the log is kept no more. */
 static void give_up(op_wal *w)
 {
-	char path[600];
-	for (uint32_t i = 0; i < w->nfiles; i++) {
-		file_name(path, sizeof(path), w->dir, w->inc, w->files[i].k);
-		unlink(path);
-	}
-	w->nfiles = 0;
+	remove_files(w, 1);
 	w->broken = 1;
 	w->len = 0;
 }
@@ -332,19 +347,14 @@ int op_wal_ok(const op_wal *w)
 	return w && !w->broken;
 }
 
-void op_wal_close(op_wal *w, int remove_files)
+void op_wal_close(op_wal *w, int remove)
 {
 	if (!w)
 		return;
 	if (w->fd >= 0)
 		close(w->fd);
-	if (remove_files) {
-		char path[600];
-		for (uint32_t i = 0; i < w->nfiles; i++) {
-			file_name(path, sizeof(path), w->dir, w->inc, w->files[i].k);
-			unlink(path);
-		}
-	}
+	if (remove)
+		remove_files(w, 0);
 	free(w->buf);
 	free(w->freed);
 	free(w->files);

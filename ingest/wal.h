@@ -24,8 +24,8 @@ typedef struct op_wal op_wal;
 /* Start this incarnation's log in dir (created if needed). 0 or -errno. Every other call
  * accepts a NULL log and does nothing (ingest runs on without one, and says so). */
 int op_wal_open(const char *dir, uint64_t incarnation, uint64_t rotate_bytes, op_wal **ret);
-/* Close; with remove_files, delete this incarnation's files (a clean stop: nothing to replay). */
-void op_wal_close(op_wal *w, int remove_files);
+/* Close; with remove, delete this incarnation's files (a clean stop: nothing to replay). */
+void op_wal_close(op_wal *w, int remove);
 
 /* Appends (buffered until op_wal_flush). buf starts with the 8-byte serial. */
 void op_wal_event(op_wal *w, const uint8_t *buf, size_t len);

@@ -1,5 +1,5 @@
 # End-to-end tests: the real daemon, simulator and north receiver; results read back with h5py.
-foreach(case synthetic pyproducer detector_restart wild_first replay kill malformed window_bytes salvage nocheckpoint north_refusing clock_behind supervisor_dies stop_held live notify budget safemode safemode_storm safemode_nostart metrics reload model_change badconfig badmodel demo)
+foreach(case synthetic pyproducer detector_restart wild_first replay kill malformed window_bytes salvage nocheckpoint first_report north_refusing clock_behind supervisor_dies stop_held live notify budget safemode safemode_storm safemode_nostart metrics reload model_change badconfig badmodel demo)
   add_test(NAME e2e_${case}
     COMMAND ${OP_PY} ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_e2e.py
             $<TARGET_FILE_DIR:outpostd> ${case} ${OP_ICECUBE_DATA})
