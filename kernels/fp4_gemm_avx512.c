@@ -437,6 +437,13 @@ static int e8m0_has_zero(const uint8_t *sc, size_t n)
  * GEMV ran at 42 % of its speed at K = 16,384. W4A16 (512 bytes a step): four rows 8 steps,
  * one 32; W4A4 (208): four rows 19, one 78.
  */
+/*
+ * Every loop over the rows of a pass (MM, a constant per call site) is unrolled by pragma:
+ * left to itself GCC 12 unrolled it for one row but not for two to four, and kept those rows'
+ * accumulators on the stack, a store and a reload on every step. The W4A4 GEMV at K = N =
+ * 4,096 took 896 µs for two rows against 240 µs for one (one core, AMD EPYC with AVX-512,
+ * 2026-12-02); unrolled, 372 µs. docs/benchmarks.md, "AMD EPYC with AVX-512".
+ */
 static inline uint32_t gemv_pass_rows(uint32_t left)
 {
 	return left >= GV_ROWS ? left / GV_ROWS * GV_ROWS : left;
@@ -459,7 +466,7 @@ static inline __attribute__((always_inline)) void gemv_row(const uint8_t *codes,
 			       : _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
 	const __m512 two120 = _mm512_set1_ps(0x1p120f);
 	__m512 alo[GV_ROWS], ahi[GV_ROWS];
-	for (int m = 0; m < MM; m++)
+	_Pragma("GCC unroll 4") for (int m = 0; m < MM; m++)
 		alo[m] = ahi[m] = _mm512_setzero_ps();
 	for (uint32_t G = 0; G < steps; G++) {
 		/* the next row's codes and scales, a line per step: one core streams a row at a time
@@ -480,7 +487,7 @@ static inline __attribute__((always_inline)) void gemv_row(const uint8_t *codes,
 			__m512i b = _mm512_slli_epi32(_mm512_permutexvar_epi32(idx, _mm512_cvtepu8_epi32(_mm_cvtsi32_si128(four))), 23);
 			ws = _mm512_castsi512_ps(z0 ? _mm512_max_epu32(b, _mm512_set1_epi32(0x400000)) : b);
 		}
-		for (int m = 0; m < MM; m++) {
+		_Pragma("GCC unroll 4") for (int m = 0; m < MM; m++) {
 			const size_t at = ((size_t)m * stride + G) * 128;
 			const __mmask64 nl = xneg[((size_t)m * stride + G) * 2], nh = xneg[((size_t)m * stride + G) * 2 + 1];
 			const __m512i pl = _mm512_dpbusd_epi32(zero, _mm512_load_si512(xa + at), _mm512_mask_sub_epi8(wl, nl, zero, wl));
@@ -490,7 +497,7 @@ static inline __attribute__((always_inline)) void gemv_row(const uint8_t *codes,
 			ahi[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ph), sv, ahi[m]);
 		}
 	}
-	for (int m = 0; m < MM; m++)
+	_Pragma("GCC unroll 4") for (int m = 0; m < MM; m++)
 		out[m] = _mm512_reduce_add_ps(_mm512_add_ps(alo[m], ahi[m]));
 }
 
@@ -523,7 +530,7 @@ static inline __attribute__((always_inline)) void w16_step(const uint8_t *c8, in
 		w[2 * o] = _mm512_permutexvar_ps(c, lut);
 		w[2 * o + 1] = _mm512_permutexvar_ps(_mm512_srli_epi32(c, 4), lut);
 	}
-	for (int m = 0; m < MM; m++) {
+	_Pragma("GCC unroll 4") for (int m = 0; m < MM; m++) {
 		const float *x = xp + (size_t)m * xstride;
 		__m512 p = _mm512_mul_ps(w[0], _mm512_load_ps(x));
 #pragma GCC unroll 7
@@ -575,7 +582,7 @@ static inline __attribute__((always_inline)) void gemv16_row(const uint8_t *code
 {
 	const uint32_t scb = steps * (nv ? 8u : 4u); /* scale bytes of the chunk */
 	__m512 acc[GV_ROWS];
-	for (int m = 0; m < MM; m++)
+	_Pragma("GCC unroll 4") for (int m = 0; m < MM; m++)
 		acc[m] = _mm512_setzero_ps();
 	uint32_t G = 0;
 	for (; G + 2 < steps; G += 2) {
@@ -591,7 +598,7 @@ static inline __attribute__((always_inline)) void gemv16_row(const uint8_t *code
 	_mm_prefetch((const char *)(next_codes + (size_t)G * 64), _MM_HINT_T0);
 	_mm_prefetch((const char *)(next_codes + (size_t)steps * 64 - 64), _MM_HINT_T0);
 	w16_steps(codes, sc, nv, G, steps - G == 2, last, xp, xstride, acc, MM);
-	for (int m = 0; m < MM; m++)
+	_Pragma("GCC unroll 4") for (int m = 0; m < MM; m++)
 		out[m] = _mm512_reduce_add_ps(acc[m]);
 }
 
