@@ -19,14 +19,9 @@
  * answering, 2 usage errors, 78 (EX_CONFIG) a configuration that is not valid or not readable.
  */
 #include <errno.h>
-#include <grp.h>
-#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -68,43 +63,6 @@ static int request(const op_config *cfg, const char *req, int timeout_ms)
 			fprintf(stderr, " (the default; -c FILE names the appliance's configuration)\n");
 		return 1;
 	}
-	/* A socket file that cannot be used: said at once too. ZeroMQ would retry the connection in
-	 * the background until the timeout and then blame outpostd ("did not answer"), when it is
-	 * the operator's account that may not write to the socket, or nothing listens on it any
-	 * more (outpostd was killed and left the file). */
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0); /* (a full backlog: EAGAIN,
-										     * not a wait) */
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	if (fd >= 0 && strlen(sock_path) < sizeof(sa.sun_path)) {
-		memcpy(sa.sun_path, sock_path, strlen(sock_path) + 1);
-		int e = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 ? 0 : errno;
-		close(fd);
-		fd = -1;
-		if (e == EACCES || e == EPERM) {
-			struct stat st;
-			const struct passwd *pw = stat(sock_path, &st) == 0 ? getpwuid(st.st_uid) : NULL;
-			const struct group *gr = pw ? getgrgid(st.st_gid) : NULL;
-			fprintf(stderr, "outpostctl: permission denied on the control socket %s", sock_path);
-			if (pw && gr) {
-				fprintf(stderr, " (owner %s, group %s, mode %03o): run outpostctl as root", pw->pw_name,
-					gr->gr_name, (unsigned)(st.st_mode & 0777));
-				if (st.st_uid != 0)
-					fprintf(stderr, " or as %s", pw->pw_name);
-				if (st.st_mode & S_IWGRP)
-					fprintf(stderr, ", or as a member of group %s", gr->gr_name);
-			}
-			fputc('\n', stderr);
-			return 1;
-		}
-		if (e == ECONNREFUSED) {
-			fprintf(stderr, "outpostctl: nothing listens on the control socket %s: no outpostd runs with this "
-					"run directory (one that was killed leaves its socket file behind)\n",
-				sock_path);
-			return 1;
-		}
-	}
-	if (fd >= 0)
-		close(fd);
 	void *ctx = zmq_ctx_new(), *sock = zmq_socket(ctx, ZMQ_REQ);
 	int linger = 0, rc = 1;
 	zmq_msg_t m;

@@ -1671,15 +1671,6 @@ int op_supervisor_run(const op_config *cfg, const char *config_path, int config_
 	op_stage_endpoint(ep, sizeof(ep), cfg, "control.sock");
 	if (zmq_bind(s.control, ep) != 0)
 		goto zfail;
-	{
-		/* Who may stop or reload the appliance: its owner and group, whatever the umask it
-		 * was started with (systemd's UMask=0027 gives the same; by hand, 022 would let every
-		 * local account write to it, and 002 its group's) */
-		char path[OP_CFG_STR + 32];
-		snprintf(path, sizeof(path), "%s/control.sock", cfg->run_dir);
-		if (chmod(path, 0660) != 0)
-			op_warn("cannot restrict %s to its owner and group: %s", path, strerror(errno));
-	}
 	op_stage_endpoint(ep, sizeof(ep), cfg, "ingest-ctl.sock");
 	if (zmq_connect(s.ingest_ctl, ep) != 0)
 		goto zfail;

@@ -441,7 +441,7 @@ static int e8m0_has_zero(const uint8_t *sc, size_t n)
  * Every loop over the rows of a pass (MM, a constant per call site) is unrolled by pragma:
  * left to itself GCC 12 unrolled it for one row but not for two to four, and kept those rows'
  * accumulators on the stack, a store and a reload on every step. The W4A4 GEMV at K = N =
- * 4,096 took 896 µs for two rows against 238–243 µs for one (one core, AMD EPYC with AVX-512,
+ * 4,096 took 896 µs for two rows against 240 µs for one (one core, AMD EPYC with AVX-512,
  * 2026-12-02); unrolled, 372 µs. docs/benchmarks.md, "AMD EPYC with AVX-512".
  */
 static inline uint32_t gemv_pass_rows(uint32_t left)
