@@ -333,6 +333,12 @@ static void confirmed(ingest *g)
 	}
 }
 
+/* Events may be read: the supervisor has a report of this incarnation, or it waited in vain. */
+static int may_read(const ingest *g)
+{
+	return g->confirmed || g->confirm_waived;
+}
+
 static void handle_ctl(ingest *g, uint64_t now_ns)
 {
 	char buf[64];
@@ -729,7 +735,8 @@ int op_stage_ingest(op_stage_ctx *s)
 	g.started_ns = op_now_ns();
 	report(&g, r, 0, 1); /* at once: reading waits for the supervisor to have one */
 	int keep_log = 0;
-	op_info("accepting events on %s%s%s; window %llu events", cfg->ingest_pull,
+	op_info("accepting events on %s%s%s once the supervisor has this ingest's first report; window %llu events",
+		cfg->ingest_pull,
 		cfg->ingest_sub[0] ? ", live view from " : "", cfg->ingest_sub,
 		(unsigned long long)g.cap);
 
@@ -791,8 +798,7 @@ int op_stage_ingest(op_stage_ctx *s)
 		items[n++] = (zmq_pollitem_t){.socket = g.ctl, .events = ZMQ_POLLIN};
 		if (g.send_cursor < g.head)
 			items[n++] = (zmq_pollitem_t){.socket = g.out, .events = ZMQ_POLLOUT};
-		const int reading = g.confirmed || g.confirm_waived;
-		if (room > 0 && reading)
+		if (room > 0 && may_read(&g))
 			n += op_receiver_pollitems(r, items + n, 8 - n);
 		if (zmq_poll(items, n, 100) < 0 && errno != EINTR)
 			goto zfail;
@@ -801,7 +807,7 @@ int op_stage_ingest(op_stage_ctx *s)
 		uint64_t stored_before = g.stored;
 		handle_acks(&g);
 		handle_ctl(&g, now);
-		if (!g.confirmed && !g.confirm_waived && now - g.started_ns >= INGEST_CONFIRM_WAIT_NS) {
+		if (!may_read(&g) && now - g.started_ns >= INGEST_CONFIRM_WAIT_NS) {
 			op_err("the supervisor has not said it has a report of this ingest in %.0f s: reading events "
 			       "anyway; should this ingest die before the supervisor has one, what it accepted until "
 			       "then is in no count (status: supervisor_confirmed 0)",
@@ -819,7 +825,7 @@ int op_stage_ingest(op_stage_ctx *s)
 				op_info("ingest's log is under ingest.window_bytes again: reading");
 			g.log_full_said = log_full;
 		}
-		if (room > 0 && (g.confirmed || g.confirm_waived)) {
+		if (room > 0 && may_read(&g)) {
 			long got = op_receiver_drain(r, room < 512 ? room : 512, on_event, &g);
 			if (got > 0) {
 				progress += (uint64_t)got;

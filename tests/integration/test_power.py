@@ -54,8 +54,13 @@ def start_sender(app, rate, count):
 
 
 def test_hold(bindir):
+    # power.min_duty 2%, not the default 5%: the simulated node's watts follow the events infer
+    # completes, and with the FP4 kernels of 9773cff a 5 % duty cycle still completed enough of
+    # them here to draw 63-65 W against a 60 W budget (the governor at its floor, "limiting
+    # duty"); before, 58-59 W. This test is of the governor holding a budget inside its range.
     app = Appliance(bindir, "power-hold", config={
-        "power": {"sensors": "sim", "window": "30s", "sim.idle": "30W", "sim.full": "130W", "sim.rate": 5000},
+        "power": {"sensors": "sim", "window": "30s", "sim.idle": "30W", "sim.full": "130W", "sim.rate": 5000,
+                  "min_duty": "2%"},
         "ingest": {"window_events": 30000},
     })
     try:

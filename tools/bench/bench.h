@@ -11,6 +11,7 @@ int op_bench_linefit(int argc, char **argv);
 int op_bench_e2e(int argc, char **argv);
 int op_bench_accuracy(int argc, char **argv);
 int op_bench_kernels(int argc, char **argv);
+int op_bench_shapes(int argc, char **argv);
 int op_bench_power(int argc, char **argv);
 int op_bench_uplink(int argc, char **argv);
 int op_bench_gpu(int argc, char **argv);

@@ -838,3 +838,62 @@ int op_bench_kernels(int argc, char **argv)
 	free(Wf), free(X), free(Y);
 	return 0;
 }
+
+/*
+ * outpost-bench shapes: how the FP4 kernels' time moves with one dimension, on 1 and 2
+ * threads, NVFP4, the best of at least five calls and 0.3 s of calls (time_it) for ours and
+ * OpenBLAS's alike.
+ *  - gemv_rows: the GEMV at K = N = 4,096 for M = 1 … 6, W4A4 and W4A16: the time per row of X
+ *    shows whether passes of several rows pay (docs/benchmarks.md, "AMD EPYC with AVX-512").
+ *  - gemm_n: the W4A4 GEMM at M = 4,096, K = 128 for N = 16 … 256 against sgemm: its time is
+ *    a + b·N, a being the activations' quantization, which does not shrink with N.
+ */
+int op_bench_shapes(int argc, char **argv)
+{
+	(void)argv;
+	if (argc > 1) {
+		fprintf(stderr, "usage: outpost-bench shapes\n");
+		return 2;
+	}
+	const double min_s = 0.3;
+	const uint32_t K = 4096, N = 4096, Mg = 4096, Kg = 128;
+	float *Wf = randbuf((size_t)N * K, 3), *X = randbuf(6 * (size_t)K, 4), *Y = malloc(6 * (size_t)N * 4);
+	float *Xg = randbuf((size_t)Mg * Kg, 1), *Yg = malloc((size_t)Mg * 256 * 4);
+	if (!Wf || !X || !Y || !Xg || !Yg)
+		return 1;
+	op_fp4_tensor w;
+	op_fp4_tensor_alloc(&w, OP_FP4_NVFP4, N, K);
+	op_fp4_quantize(&w, Wf, K, K, OP_MX_SCALE_FLOOR);
+	for (int threads = 1; threads <= 2; threads++) {
+		openblas_set_num_threads(threads);
+		for (uint32_t M = 1; M <= 6; M++)
+			for (int mode = OP_W4A4; mode <= OP_W4A16; mode++) {
+				gemm_ctx c = {.W = &w, .mode = mode, .threads = threads, .X = X, .Y = Y, .M = M, .K = K, .N = N};
+				double t = time_it(min_s, run_gemv, &c);
+				printf("{\"bench\":\"shapes\",\"figure\":\"gemv_rows\",\"format\":\"nvfp4\",\"mode\":\"%s\",\"M\":%u,"
+				       "\"K\":%u,\"N\":%u,\"threads\":%d,\"us\":%.1f,\"us_per_row\":%.1f}\n",
+				       mode == OP_W4A4 ? "w4a4" : "w4a16", M, K, N, threads, t * 1e6, t * 1e6 / M);
+				fflush(stdout);
+			}
+		for (uint32_t Ng = 16; Ng <= 256; Ng *= 2) {
+			float *Wg = randbuf((size_t)Ng * Kg, 2);
+			op_fp4_tensor wg;
+			op_fp4_linear L;
+			op_fp4_tensor_alloc(&wg, OP_FP4_NVFP4, Ng, Kg);
+			op_fp4_quantize(&wg, Wg, Kg, Kg, OP_MX_SCALE_FLOOR);
+			op_fp4_linear_init(&L, &wg, Kg, NULL, 1, 0.01f, OP_MX_SCALE_FLOOR);
+			gemm_ctx c = {.L = &L, .mode = OP_W4A4, .threads = threads, .X = Xg, .Wf = Wg, .Y = Yg, .M = Mg, .K = Kg,
+				      .N = Ng};
+			double t = time_it(min_s, run_fp4, &c), ts = time_it(min_s, run_sgemm, &c);
+			printf("{\"bench\":\"shapes\",\"figure\":\"gemm_n\",\"format\":\"nvfp4\",\"mode\":\"w4a4\",\"M\":%u,"
+			       "\"K\":%u,\"N\":%u,\"threads\":%d,\"us\":%.1f,\"sgemm_us\":%.1f,\"ratio_vs_sgemm\":%.2f}\n",
+			       Mg, Kg, Ng, threads, t * 1e6, ts * 1e6, ts / t);
+			fflush(stdout);
+			op_fp4_linear_free(&L); /* (it owns wg) */
+			free(Wg);
+		}
+	}
+	op_fp4_tensor_free(&w);
+	free(Wf), free(X), free(Y), free(Xg), free(Yg);
+	return 0;
+}

@@ -22,7 +22,7 @@
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
-		fprintf(stderr, "usage: outpost-bench ingest|store|linefit|e2e|accuracy|kernels|power|uplink|gpu [options]\n");
+		fprintf(stderr, "usage: outpost-bench ingest|store|linefit|e2e|accuracy|kernels|shapes|power|uplink|gpu [options]\n");
 		return 2;
 	}
 	if (!strcmp(argv[1], "ingest"))
@@ -35,6 +35,8 @@ int main(int argc, char **argv)
 		return op_bench_accuracy(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "kernels"))
 		return op_bench_kernels(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "shapes"))
+		return op_bench_shapes(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "power"))
 		return op_bench_power(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "uplink"))
