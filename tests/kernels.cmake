@@ -17,3 +17,10 @@ if(EXISTS ${OP_CUDA_INCLUDE}/cuda_fp4.h AND EXISTS ${OP_CUDA_INCLUDE}/cuda_fp8.h
 else()
   message(STATUS "outpost: no CUDA headers; the FP4 oracle test is not built")
 endif()
+# The AVX-512 rung's rounding of activations to E2M1 against the reference, value by value
+# (skipped where the CPU lacks the rung). The probe includes the rung's source, with its flags.
+if(CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|AMD64" AND OP_CC_HAS_avx512)
+  op_kernel_test(test_avx512_codes unit/test_avx512_codes.c unit/avx512_codes_probe.c)
+  set_source_files_properties(${CMAKE_SOURCE_DIR}/tests/unit/avx512_codes_probe.c PROPERTIES
+    COMPILE_OPTIONS "-mavx2;-mfma;-mavx512f;-mavx512bw;-mavx512dq;-mavx512vl;-mavx512vnni")
+endif()
