@@ -19,9 +19,13 @@
  * answering, 2 usage errors, 78 (EX_CONFIG) a configuration that is not valid or not readable.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -61,6 +65,25 @@ static int request(const op_config *cfg, const char *req, int timeout_ms)
 				run_dir_from);
 		else
 			fprintf(stderr, " (the default; -c FILE names the appliance's configuration)\n");
+		return 1;
+	}
+	/* Not allowed to write to it (or to reach it): ZeroMQ's connect would fail in its I/O
+	 * thread, unseen, and the request wait out its timeout. Said at once, with who may.
+	 * Nothing connects to the socket to find out (a probe on the REP socket is a peer the
+	 * daemon then has to deal with). */
+	if (faccessat(AT_FDCWD, sock_path, W_OK, AT_EACCESS) != 0 && errno == EACCES) { /* as connect sees it */
+		struct stat st;
+		const struct passwd *pw = stat(sock_path, &st) == 0 ? getpwuid(st.st_uid) : NULL;
+		const struct group *gr = pw ? getgrgid(st.st_gid) : NULL;
+		fprintf(stderr, "outpostctl: permission denied on the control socket %s", sock_path);
+		if (pw && gr)
+			fprintf(stderr, " (owner %s, group %s, mode %03o): run outpostctl as root%s%s%s%s", pw->pw_name,
+				gr->gr_name, (unsigned)(st.st_mode & 0777), st.st_uid != 0 ? " or as " : "",
+				st.st_uid != 0 ? pw->pw_name : "", st.st_mode & S_IWGRP ? ", or as a member of group " : "",
+				st.st_mode & S_IWGRP ? gr->gr_name : "");
+		else
+			fprintf(stderr, " (or on a directory above it): run outpostctl as root or as outpostd's user");
+		fputc('\n', stderr);
 		return 1;
 	}
 	void *ctx = zmq_ctx_new(), *sock = zmq_socket(ctx, ZMQ_REQ);

@@ -50,6 +50,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
@@ -566,6 +567,193 @@ static int spawn(sup *s, stage_rec *r)
 			zmq_send(s->ingest_ctl, "resend", 6, ZMQ_DONTWAIT); /* invariant 3 */
 	}
 	return 0;
+}
+
+/*
+ * One outpostd per state_dir and per run_dir. A second one, started by hand beside a running
+ * appliance, would rewrite run_dir/effective.yaml, count a start in state_dir/start-count and
+ * bind the ipc sockets over the running ones (ZeroMQ removes a socket file it binds over): it
+ * would take the control socket and the stages' reports from the first, while both wrote the
+ * same segments. So the supervisor locks <dir>/outpostd.lock (flock) in both directories before
+ * it writes anything, and writes its pid there. The descriptor is inherited by the stages
+ * (no O_CLOEXEC), so the lock outlives a supervisor that died while its stages still finish
+ * their work: the next outpostd does not start beside them.
+ *
+ * Run by hand, a held lock is an error at once, and the files are left as they were. Under
+ * systemd (NOTIFY_SOCKET) the new one waits rather than exit: exiting would be restarted every
+ * RestartSec, and five starts in ten minutes reboot the machine. How long depends on who holds
+ * the lock (every process with the file open, found in /proc):
+ *  - a running outpostd supervisor (one started by hand): as long as it runs — it can be seen
+ *    and stopped;
+ *  - only stages whose supervisor is gone: while they finish, up to LOCK_ORPHAN_WAIT_NS, then
+ *    exit 1. A stage that does not end even then is stuck (in the kernel, on a hung device):
+ *    systemd's escalation, up to the reboot, is then the cure, and waiting would block it.
+ * While waiting it says so in STATUS= and the journal, and extends its start timeout.
+ *
+ * A lock file this user cannot write (created by root with a hand-run `sudo outpostd`) is
+ * locked read-only: flock needs no write access; files it creates are made readable to all.
+ * One that cannot be opened at all (a read-only state_dir) costs the lock in that directory,
+ * not the appliance: a warning, and outpostd goes on.
+ */
+#define LOCK_ORPHAN_WAIT_NS 120000000000ull
+enum { LOCK_HELD = -1, LOCK_UNAVAILABLE = -2 }; /* or a descriptor: taken */
+
+/* Who has the lock file `fd` open, other than this process: pids into `list` (a text for
+ * messages). Returns 1 when one of them is an outpostd supervisor (not a stage), 0 when all
+ * are stages or other processes, -1 when /proc cannot be read. */
+static int lock_holders(int fd, char *list, size_t cap)
+{
+	struct stat lk;
+	DIR *proc = fstat(fd, &lk) == 0 ? opendir("/proc") : NULL;
+	int live_sup = 0, n = 0;
+	size_t m = 0;
+	list[0] = 0;
+	if (!proc)
+		return -1;
+	const pid_t me = getpid();
+	struct dirent *de;
+	while ((de = readdir(proc))) {
+		char *end;
+		long pid = strtol(de->d_name, &end, 10);
+		if (*end || pid <= 0 || pid == me)
+			continue;
+		char path[64];
+		snprintf(path, sizeof(path), "/proc/%ld/fd", pid);
+		DIR *fds = opendir(path);
+		if (!fds)
+			continue;
+		int holds = 0;
+		struct dirent *fe;
+		while (!holds && (fe = readdir(fds))) {
+			char link[300];
+			struct stat st;
+			if (fe->d_name[0] == '.')
+				continue;
+			snprintf(link, sizeof(link), "/proc/%ld/fd/%s", pid, fe->d_name);
+			holds = stat(link, &st) == 0 && st.st_dev == lk.st_dev && st.st_ino == lk.st_ino;
+		}
+		closedir(fds);
+		if (!holds)
+			continue;
+		/* a stage is `outpostd --stage NAME …` (argv, NUL-separated) */
+		char cmd[256] = "";
+		snprintf(path, sizeof(path), "/proc/%ld/cmdline", pid);
+		int cfd = open(path, O_RDONLY | O_CLOEXEC);
+		ssize_t len = cfd >= 0 ? read(cfd, cmd, sizeof(cmd) - 1) : -1;
+		if (cfd >= 0)
+			close(cfd);
+		int stage = 0;
+		for (ssize_t k = 0; k + 7 < len; k++)
+			if (!memcmp(cmd + k, "\0--stage", 8)) {
+				stage = 1;
+				break;
+			}
+		if (!stage && len > 0 && strstr(cmd, "outpostd"))
+			live_sup = 1;
+		if (n++ < 8 && m < cap)
+			m += (size_t)snprintf(list + m, cap - m, "%s%ld%s", n > 1 ? ", " : "", pid, stage ? " (stage)" : "");
+	}
+	closedir(proc);
+	return live_sup;
+}
+
+static int instance_lock(const char *dir)
+{
+	char path[OP_CFG_STR + 32];
+	snprintf(path, sizeof(path), "%s/outpostd.lock", dir);
+	const uint64_t t0 = op_now_ns();
+	uint64_t said_ns = 0, orphans_since = 0;
+	for (;;) {
+		int writable = 1;
+		int fd = open(path, O_RDWR | O_CREAT | O_NOCTTY, 0644); /* no O_CLOEXEC: the stages hold it too */
+		if (fd < 0 && (errno == EACCES || errno == EPERM || errno == EROFS)) {
+			writable = 0;
+			fd = open(path, O_RDONLY | O_NOCTTY);
+		}
+		if (fd < 0) {
+			op_warn("cannot open %s (%s): going on without the lock that keeps a second outpostd from "
+				"starting on this directory",
+				path, strerror(errno));
+			return LOCK_UNAVAILABLE;
+		}
+		int rc;
+		while ((rc = flock(fd, LOCK_EX | LOCK_NB)) != 0 && errno == EINTR)
+			;
+		if (rc == 0) {
+			/* the file locked must still be the one at the path (not one removed meanwhile,
+			 * beside which another outpostd could lock a new one) */
+			struct stat a, b;
+			if (fstat(fd, &a) != 0 || stat(path, &b) != 0 || a.st_dev != b.st_dev || a.st_ino != b.st_ino) {
+				close(fd);
+				continue;
+			}
+			if (writable) { /* for the next one's message: one write of a fixed length */
+				char pid[12];
+				snprintf(pid, sizeof(pid), "%10d\n", (int)getpid());
+				(void)!fchmod(fd, 0644); /* a later start as another user must be able to open it */
+				if (pwrite(fd, pid, 11, 0) != 11)
+					op_warn("cannot write the pid into %s: %s", path, strerror(errno));
+			}
+			if (said_ns)
+				op_info("%s released after %.0f s: starting", path, (double)(op_now_ns() - t0) / 1e9);
+			return fd;
+		}
+		if (errno != EWOULDBLOCK) {
+			op_warn("cannot lock %s (%s): going on without the lock that keeps a second outpostd from "
+				"starting on this directory",
+				path, strerror(errno));
+			close(fd);
+			return LOCK_UNAVAILABLE;
+		}
+		char holders[256], pidtext[24] = "";
+		int live_sup = lock_holders(fd, holders, sizeof(holders));
+		ssize_t n = pread(fd, pidtext, sizeof(pidtext) - 1, 0);
+		close(fd);
+		pidtext[n > 0 ? n : 0] = 0;
+		pidtext[strcspn(pidtext, "\n")] = 0;
+		const char *written = pidtext + strspn(pidtext, " ");
+		if (!holders[0]) /* gone meanwhile, or /proc not readable: what the holder wrote */
+			snprintf(holders, sizeof(holders), "%s", written[0] ? written : "unknown");
+		if (!op_notify_enabled()) {
+			op_err("another outpostd holds %s (pid %s): it runs with this directory. This one exits and "
+			       "leaves its files alone; stop the other first",
+			       path, holders);
+			return LOCK_HELD;
+		}
+		const uint64_t now = op_now_ns();
+		if (live_sup == 1)
+			orphans_since = 0;
+		else if (!orphans_since)
+			orphans_since = now;
+		if (orphans_since && now - orphans_since >= LOCK_ORPHAN_WAIT_NS) {
+			op_err("%s is still held by pid %s, stages of an outpostd that has ended, %.0f s on: stuck "
+			       "(a hung device?). Exiting, for systemd to act",
+			       path, holders, (double)(now - orphans_since) / 1e9);
+			return LOCK_HELD;
+		}
+		if (!said_ns || now - said_ns >= 600000000000ull) {
+			if (live_sup == 1)
+				op_err("another outpostd holds %s (pid %s), started outside this service: waiting for it to "
+				       "end, %.0f s so far",
+				       path, holders, (double)(now - t0) / 1e9);
+			else
+				op_warn("%s is held by pid %s, what is left of an earlier outpostd: waiting up to %.0f s for "
+					"it to end",
+					path, holders, (double)LOCK_ORPHAN_WAIT_NS / 1e9);
+			said_ns = now;
+		}
+		char line[sizeof(path) + 400];
+		if (live_sup == 1)
+			snprintf(line, sizeof(line), "waiting for pid %s (an outpostd started outside this service) to release %s",
+				 holders, path);
+		else
+			snprintf(line, sizeof(line), "waiting for pid %s (left by an outpostd that has ended; %.0f s more at most) "
+				 "to release %s",
+				 holders, (double)(orphans_since + LOCK_ORPHAN_WAIT_NS - now) / 1e9, path);
+		op_notify_status(line);
+		op_notify_extend_timeout(5000000000ull);
+		usleep(500000);
+	}
 }
 
 /* Why the configuration file is not what runs: "has errors" or "cannot be read (…)". */
@@ -1624,6 +1812,16 @@ int op_supervisor_run(const op_config *cfg, const char *config_path, int config_
 	if (mkdir_p(cfg->run_dir) < 0 || mkdir_p(cfg->state_dir) < 0) {
 		op_err("cannot create %s or %s: %s", cfg->run_dir, cfg->state_dir, strerror(errno));
 		return 1;
+	}
+	/* state_dir first, then run_dir (unless it is the same directory): always in that order,
+	 * so two starting at once cannot each hold one. The descriptors stay open for good. */
+	struct stat sd, rd;
+	if (instance_lock(cfg->state_dir) == LOCK_HELD)
+		return 1;
+	if (stat(cfg->state_dir, &sd) != 0 || stat(cfg->run_dir, &rd) != 0 || sd.st_dev != rd.st_dev ||
+	    sd.st_ino != rd.st_ino) {
+		if (instance_lock(cfg->run_dir) == LOCK_HELD)
+			return 1;
 	}
 	int werr = write_effective(&s);
 	if (werr < 0) {

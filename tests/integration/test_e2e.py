@@ -705,6 +705,29 @@ def test_clock_behind(bindir):
           % (len(names), wild))
 
 
+def second_instance(a, when):
+    """outpostd started by hand on a's configuration while a's lock is held: it must exit 1
+    within seconds, naming the lock, and leave start-count and effective.yaml as they were."""
+    files = [os.path.join(a.state, "start-count"), os.path.join(a.run, "effective.yaml")]
+
+    def snap():
+        return [open(f, "rb").read() + str(os.stat(f).st_mtime_ns).encode() if os.path.exists(f) else None
+                for f in files]
+    before = snap()
+    env = dict(os.environ)
+    env.pop("NOTIFY_SOCKET", None)  # by hand: no waiting
+    try:
+        p = subprocess.run([os.path.join(a.bindir, "outpostd"), "-c", a.cfg], capture_output=True, text=True,
+                           timeout=15, env=env)
+    except subprocess.TimeoutExpired:
+        fail("a second outpostd %s was still running after 15 s" % when)
+    lock = os.path.join(a.state, "outpostd.lock")
+    check(p.returncode == 1 and ("holds %s" % lock) in p.stderr,
+          "a second outpostd %s: rc %d, said: %s" % (when, p.returncode, p.stderr[-1500:]))
+    check(snap() == before, "a second outpostd %s changed start-count or effective.yaml" % when)
+    print("a second outpostd %s: exit 1, %s" % (when, p.stderr.strip().splitlines()[-1][:160]))
+
+
 def test_supervisor_dies(bindir):
     # outpostd's supervisor dies (a crash; under systemd, its watchdog's abort) while ingest
     # holds events the store has not sealed. The stages stop (PDEATHSIG); ingest keeps its log
@@ -715,6 +738,21 @@ def test_supervisor_dies(bindir):
     a = Appliance(bindir, "supdies")
     a.sim("--count", "200", "--rate", "5000", "--stream", "7", "--seed", "4")
     a.wait_delivered(200)  # a log with history: stored, acknowledged
+    # An operator starts a second outpostd by hand on the same configuration: it finds the
+    # instance lock, says who holds it and exits, touching nothing. Before the lock it took the
+    # control socket over (ZeroMQ rebinds an ipc path) and started stages of its own.
+    second_instance(a, "while the first runs")
+    check(a.status()["events"]["stored"] == 200, "the running outpostd no longer answers as before")
+    # outpostctl run by an account that may not write to the control socket (0755 here: the
+    # test's umask) says so at once, naming who may; before, it waited out its timeout and
+    # asked whether outpostd was running
+    os.chmod(a.tmp, 0o755)
+    os.chmod(a.cfg, 0o644)
+    p = subprocess.run([os.path.join(a.bindir, "outpostctl"), "-c", a.cfg, "status"], capture_output=True,
+                       text=True, timeout=20, user="nobody", group="nogroup", extra_groups=[])
+    check(p.returncode == 1 and "permission denied on the control socket %s/control.sock" % a.run in p.stderr
+          and "run outpostctl as root" in p.stderr, "outpostctl as nobody: rc %d: %s" % (p.returncode, p.stderr))
+    print("outpostctl as nobody: %s" % p.stderr.strip())
     n = 600
     st = a.status()["stages"]
     pids = [v["pid"] for v in st.values() if v["pid"] > 0]
@@ -723,6 +761,26 @@ def test_supervisor_dies(bindir):
     a.wait(lambda: a.status()["events"]["in_flight"] == n, 30, "ingest holding the %d events" % n)
     os.kill(a.daemon.pid, signal.SIGKILL)
     a.daemon.wait(10)
+    # the stages hold the lock they inherited until the last has ended (the store is stopped):
+    # a new outpostd does not start beside them
+    second_instance(a, "while the dead supervisor's stages still run")
+    # Under systemd (NOTIFY_SOCKET) a new outpostd does not exit while the lock is held (systemd
+    # would start it again every RestartSec, and five starts in ten minutes reboot the machine):
+    # it waits, saying so in STATUS= with its start timeout extended. Held by stages alone, the
+    # wait is bounded (a stage that never ends is stuck, and systemd's escalation must act).
+    import atexit
+    path, s = notify_socket()
+    waiter = subprocess.Popen([os.path.join(bindir, "outpostd"), "-c", a.cfg], stdout=a.logs, stderr=a.logs,
+                              env=dict(os.environ, NOTIFY_SOCKET=path))
+    atexit.register(lambda: waiter.poll() is None and waiter.kill())
+    got = collect(s, 2.5, time.time())
+    check(waiter.poll() is None, "a new outpostd under systemd exited (rc %s) instead of waiting for the stages"
+          % waiter.returncode)
+    check(any(m.startswith("STATUS=waiting for pid ") and ("%d (stage)" % st["store"]["pid"]) in m and
+              "(left by an outpostd that has ended;" in m and
+              m.endswith("to release %s/outpostd.lock" % a.state) for _, m in got) and
+          any("EXTEND_TIMEOUT_USEC=" in m for _, m in got), "a new outpostd under systemd: %s" % got)
+    print("a new outpostd under systemd waits: %s" % [m for _, m in got if m.startswith("STATUS=")][0])
 
     def gone(pid):
         try:
@@ -743,8 +801,14 @@ def test_supervisor_dies(bindir):
     log = a.log_text()
     check("the supervisor is gone; the %d events held stay in the log" % n in log,
           "ingest did not keep its log:\n" + log[-3000:])
-    # the next outpostd (systemd's restart), same directories
-    a.start_again()
+    # the stages have ended: the outpostd that waited starts (what systemd's restart would be)
+    a.daemon = waiter
+    t1 = time.time()
+    ready = False
+    while not ready and time.time() - t1 < 30 and waiter.poll() is None:
+        ready = any("READY=1" in m for _, m in collect(s, 0.5, t1))
+    check(ready, "the outpostd that waited for the stages was not ready within 30 s of their end")
+    s.close()
     a.wait_delivered(n)
     a.wait(lambda: a.status()["events"]["in_flight"] == 0, 30, "nothing left in flight")
     a.wait(lambda: a.north_count() >= 200 + n, 30, "every row north")
@@ -756,7 +820,33 @@ def test_supervisor_dies(bindir):
     check(e["accepted"] == n and e["stored"] == n and e["dropped"] == 0 and balanced(st),
           "the next outpostd counts %s" % e)
     check("the ingest of an earlier outpostd left its log" in a.log_text(), "the journal does not say it")
-    check(a.stop() == 0, "outpostd did not stop cleanly")
+    # Under systemd (NOTIFY_SOCKET) a second outpostd does not exit while the lock is held:
+    # systemd would start it again every RestartSec, and five starts in ten minutes reboot the
+    # machine. It waits, saying so in STATUS= with the start timeout extended, and starts once
+    # the first has ended.
+    path, s = notify_socket()
+    waiter2 = subprocess.Popen([os.path.join(bindir, "outpostd"), "-c", a.cfg], stdout=a.logs, stderr=a.logs,
+                               env=dict(os.environ, NOTIFY_SOCKET=path))
+    atexit.register(lambda: waiter2.poll() is None and waiter2.kill())
+    got = collect(s, 2.5, time.time())
+    check(waiter2.poll() is None, "a second outpostd under systemd exited (rc %s) instead of waiting"
+          % waiter2.returncode)
+    check(any(m.startswith("STATUS=waiting for pid ") and re.search(r"(pid |, )%d(, | \()" % a.daemon.pid, m) and
+              "(an outpostd started outside this service)" in m and
+              m.endswith("to release %s/outpostd.lock" % a.state) for _, m in got) and
+          any("EXTEND_TIMEOUT_USEC=" in m for _, m in got), "a second outpostd under systemd: %s" % got)
+    a.daemon.send_signal(signal.SIGTERM)
+    check(a.daemon.wait(60) == 0, "the first outpostd did not stop cleanly")
+    t0 = time.time()
+    a.daemon = waiter2
+    ready = False
+    while not ready and time.time() - t0 < 30 and waiter2.poll() is None:
+        ready = any("READY=1" in m for _, m in collect(s, 0.5, t0))
+    check(ready, "the outpostd that waited did not become ready within 30 s of the lock's release")
+    print("a second outpostd under systemd waited (STATUS=waiting for pid %d …) and was ready %.1f s after the "
+          "first stopped" % (a.daemon.pid, time.time() - t0))
+    s.close()
+    check(a.stop() == 0, "the outpostd that waited did not stop cleanly")
     print("supervisor killed holding %d events: ingest kept its log, the next outpostd stored all %d once, "
           "none dropped" % (n, n))
 
