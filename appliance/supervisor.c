@@ -582,13 +582,18 @@ static int spawn(sup *s, stage_rec *r)
  * Run by hand, a held lock is an error at once, and the files are left as they were. Under
  * systemd (NOTIFY_SOCKET) the new one waits rather than exit: exiting would be restarted every
  * RestartSec, and five starts in ten minutes reboot the machine. How long depends on who holds
- * the lock (every process with the file open, found in /proc):
+ * the lock:
  *  - a running outpostd supervisor (one started by hand): as long as it runs — it can be seen
  *    and stopped;
  *  - only stages whose supervisor is gone: while they finish, up to LOCK_ORPHAN_WAIT_NS, then
  *    exit 1. A stage that does not end even then is stuck (in the kernel, on a hung device):
  *    systemd's escalation, up to the reboot, is then the cure, and waiting would block it.
- * While waiting it says so in STATUS= and the journal, and extends its start timeout.
+ * Which of the two it is comes from a second lock, <dir>/outpostd.sup.lock, that only a
+ * supervisor holds (O_CLOEXEC: its stages do not inherit it): held, a supervisor runs. Not
+ * from pids: the pid written in the lock file can be stale and reused, and the unit's
+ * ProtectProc=invisible hides other users' processes (a copy run by root) from the service.
+ * While waiting it says so in STATUS= and the journal, and extends its start timeout; the
+ * holders' pids (as far as /proc shows them) are for the messages only.
  *
  * A lock file this user cannot write (created by root with a hand-run `sudo outpostd`) is
  * locked read-only: flock needs no write access; files it creates are made readable to all.
@@ -598,18 +603,46 @@ static int spawn(sup *s, stage_rec *r)
 #define LOCK_ORPHAN_WAIT_NS 120000000000ull
 enum { LOCK_HELD = -1, LOCK_UNAVAILABLE = -2 }; /* or a descriptor: taken */
 
-/* Who has the lock file `fd` open, other than this process: pids into `list` (a text for
- * messages). Returns 1 when one of them is an outpostd supervisor (not a stage), 0 when all
- * are stages or other processes, -1 when /proc cannot be read. */
-static int lock_holders(int fd, char *list, size_t cap)
+/* The lock file at path, read-write (created 0644 if missing) or, where this user may not
+ * write it (one left by root), read-only: flock needs no write access. -1 with errno. */
+static int open_lockfile(const char *path, int flags, int *writable)
+{
+	*writable = 1;
+	int fd = open(path, O_RDWR | O_CREAT | O_NOCTTY | flags, 0644);
+	if (fd < 0 && (errno == EACCES || errno == EPERM || errno == EROFS)) {
+		*writable = 0;
+		fd = open(path, O_RDONLY | O_NOCTTY | flags);
+	}
+	if (fd >= 0 && *writable)
+		(void)!fchmod(fd, 0644); /* a later start as another user must be able to open it */
+	return fd;
+}
+
+/* Does a running outpostd supervisor hold dir's locks (its outpostd.sup.lock held)? */
+static int supervisor_holds(const char *dir)
+{
+	char path[OP_CFG_STR + 32];
+	snprintf(path, sizeof(path), "%s/outpostd.sup.lock", dir);
+	int fd = open(path, O_RDONLY | O_NOCTTY | O_CLOEXEC);
+	if (fd < 0)
+		return 0; /* none was ever taken here */
+	int held = flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+	close(fd); /* (and a shared lock with it) */
+	return held;
+}
+
+/* Who has the lock file `fd` open, other than this process, as far as /proc shows (another
+ * user's descriptors are not readable; ProtectProc=invisible hides their processes): pids
+ * into `list`, stages marked, for messages. */
+static void lock_holders(int fd, char *list, size_t cap)
 {
 	struct stat lk;
 	DIR *proc = fstat(fd, &lk) == 0 ? opendir("/proc") : NULL;
-	int live_sup = 0, n = 0;
+	int n = 0;
 	size_t m = 0;
 	list[0] = 0;
 	if (!proc)
-		return -1;
+		return;
 	const pid_t me = getpid();
 	struct dirent *de;
 	while ((de = readdir(proc))) {
@@ -633,28 +666,21 @@ static int lock_holders(int fd, char *list, size_t cap)
 			holds = stat(link, &st) == 0 && st.st_dev == lk.st_dev && st.st_ino == lk.st_ino;
 		}
 		closedir(fds);
-		if (!holds)
+		if (!holds || n++ >= 8 || m >= cap)
 			continue;
 		/* a stage is `outpostd --stage NAME …` (argv, NUL-separated) */
-		char cmd[256] = "";
+		char cmd[256];
+		int stage = 0, cfd;
 		snprintf(path, sizeof(path), "/proc/%ld/cmdline", pid);
-		int cfd = open(path, O_RDONLY | O_CLOEXEC);
-		ssize_t len = cfd >= 0 ? read(cfd, cmd, sizeof(cmd) - 1) : -1;
-		if (cfd >= 0)
+		if ((cfd = open(path, O_RDONLY | O_CLOEXEC)) >= 0) {
+			ssize_t len = read(cfd, cmd, sizeof(cmd));
 			close(cfd);
-		int stage = 0;
-		for (ssize_t k = 0; k + 7 < len; k++)
-			if (!memcmp(cmd + k, "\0--stage", 8)) {
-				stage = 1;
-				break;
-			}
-		if (!stage && len > 0 && strstr(cmd, "outpostd"))
-			live_sup = 1;
-		if (n++ < 8 && m < cap)
-			m += (size_t)snprintf(list + m, cap - m, "%s%ld%s", n > 1 ? ", " : "", pid, stage ? " (stage)" : "");
+			for (ssize_t k = 0; k + 7 < len; k++)
+				stage |= !memcmp(cmd + k, "\0--stage", 8);
+		}
+		m += (size_t)snprintf(list + m, cap - m, "%s%ld%s", n > 1 ? ", " : "", pid, stage ? " (stage)" : "");
 	}
 	closedir(proc);
-	return live_sup;
 }
 
 static int instance_lock(const char *dir)
@@ -664,12 +690,8 @@ static int instance_lock(const char *dir)
 	const uint64_t t0 = op_now_ns();
 	uint64_t said_ns = 0, orphans_since = 0;
 	for (;;) {
-		int writable = 1;
-		int fd = open(path, O_RDWR | O_CREAT | O_NOCTTY, 0644); /* no O_CLOEXEC: the stages hold it too */
-		if (fd < 0 && (errno == EACCES || errno == EPERM || errno == EROFS)) {
-			writable = 0;
-			fd = open(path, O_RDONLY | O_NOCTTY);
-		}
+		int writable;
+		int fd = open_lockfile(path, 0, &writable); /* no O_CLOEXEC: the stages hold it too */
 		if (fd < 0) {
 			op_warn("cannot open %s (%s): going on without the lock that keeps a second outpostd from "
 				"starting on this directory",
@@ -687,13 +709,21 @@ static int instance_lock(const char *dir)
 				close(fd);
 				continue;
 			}
-			if (writable) { /* for the next one's message: one write of a fixed length */
+			if (writable) { /* for the messages: one write of a fixed length */
 				char pid[12];
 				snprintf(pid, sizeof(pid), "%10d\n", (int)getpid());
-				(void)!fchmod(fd, 0644); /* a later start as another user must be able to open it */
 				if (pwrite(fd, pid, 11, 0) != 11)
 					op_warn("cannot write the pid into %s: %s", path, strerror(errno));
 			}
+			/* the supervisor's own lock: free, since whoever held it held this one too; a
+			 * blocking request, for a waiter's probe holds it shared for an instant */
+			char sup_path[OP_CFG_STR + 32];
+			int sw, sfd;
+			snprintf(sup_path, sizeof(sup_path), "%s/outpostd.sup.lock", dir);
+			if ((sfd = open_lockfile(sup_path, O_CLOEXEC, &sw)) < 0 || flock(sfd, LOCK_EX) != 0)
+				op_warn("cannot lock %s (%s): a waiting outpostd will take this one for stages left "
+					"behind",
+					sup_path, strerror(errno));
 			if (said_ns)
 				op_info("%s released after %.0f s: starting", path, (double)(op_now_ns() - t0) / 1e9);
 			return fd;
@@ -705,15 +735,16 @@ static int instance_lock(const char *dir)
 			close(fd);
 			return LOCK_UNAVAILABLE;
 		}
+		/* who holds it: a supervisor (its own lock held) or only what it left; the pids for the
+		 * messages, those /proc shows or else the one the supervisor wrote */
 		char holders[256], pidtext[24] = "";
-		int live_sup = lock_holders(fd, holders, sizeof(holders));
+		const int live_sup = supervisor_holds(dir);
 		ssize_t n = pread(fd, pidtext, sizeof(pidtext) - 1, 0);
+		lock_holders(fd, holders, sizeof(holders));
 		close(fd);
 		pidtext[n > 0 ? n : 0] = 0;
-		pidtext[strcspn(pidtext, "\n")] = 0;
-		const char *written = pidtext + strspn(pidtext, " ");
-		if (!holders[0]) /* gone meanwhile, or /proc not readable: what the holder wrote */
-			snprintf(holders, sizeof(holders), "%s", written[0] ? written : "unknown");
+		if (!holders[0])
+			snprintf(holders, sizeof(holders), "%ld", strtol(pidtext, NULL, 10));
 		if (!op_notify_enabled()) {
 			op_err("another outpostd holds %s (pid %s): it runs with this directory. This one exits and "
 			       "leaves its files alone; stop the other first",
