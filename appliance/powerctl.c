@@ -53,7 +53,9 @@ struct op_powerctl {
 	int reading_ok;
 	char reading_err[600];
 	uint64_t failsafe_entered_ns;
-	int in_failsafe, was_stuck, failsafe_alerted;
+	int in_failsafe, was_stuck, failsafe_alerted, was_unreachable;
+	uint64_t unreachable_alert_ns; /* the last power_budget_unreachable alert north (0: none) */
+	double unreachable_budget_w;   /* the budget it was about */
 	char brief[96];
 	int enforced;
 	uint64_t sensor_errors;
@@ -352,6 +354,8 @@ static void send_setting(op_powerctl *p)
 	zmq_send(p->infer_ctl, msg, (size_t)n, ZMQ_DONTWAIT);
 }
 
+static void slowest_setting(const op_powerctl *p, char *out, size_t cap);
+
 void op_powerctl_tick(op_powerctl *p, uint64_t now, const op_power_infer *inf)
 {
 	drain_meter(p, now);
@@ -448,6 +452,44 @@ void op_powerctl_tick(op_powerctl *p, uint64_t now, const op_power_infer *inf)
 		       "%.0f W under budget, for %.0f s (clocks held low? a throttled CPU?)",
 		       f.headroom_w, f.stuck_for_s);
 	p->was_stuck = f.stuck;
+	if (f.unreachable && !p->was_unreachable) {
+		char text[600], floor_keys[160];
+		slowest_setting(p, floor_keys, sizeof(floor_keys));
+		/* how much of what it was allowed inference used: near nothing, and the draw is not
+		 * its own; near all, and the floor keeps more than the budget leaves */
+		char used[48] = "";
+		if (!isnan(f.utilisation))
+			snprintf(used, sizeof(used), ", inference using %.0f%% of it", 100 * f.utilisation);
+		snprintf(text, sizeof(text),
+			 "power budget out of reach: %.1f W mean over the window at the slowest setting (%s%s), over "
+			 "the budget of %.1f W for %.0f s; throttling inference cannot hold it: the draw is not "
+			 "inference's (an idle draw, another load), or those settings keep more than the budget leaves",
+			 f.window_mean_w, floor_keys, used, f.budget_w, f.unreachable_for_s);
+		op_err("%s", text);
+		p->unreachable_budget_w = f.budget_w;
+		/* north hears of it once an hour at most: a budget on the edge may come and go */
+		if (!p->unreachable_alert_ns || now - p->unreachable_alert_ns >= 3600ull * 1000000000ull) {
+			op_outbox_alert(&p->cfg, "power_budget_unreachable", text);
+			p->unreachable_alert_ns = now;
+		}
+	} else if (!f.unreachable && p->was_unreachable && f.budget_w == p->unreachable_budget_w && !p->set.failsafe) {
+		/* (another budget, or none, ends the report without saying anything of its reach) */
+		op_info("power: the budget of %.1f W is within reach again (%.1f W mean over the window)", f.budget_w,
+			f.window_mean_w);
+	}
+	p->was_unreachable = f.unreachable;
+}
+
+/* The governor's slowest setting, named by the keys that set it: "power.min_duty 5%, …". */
+static void slowest_setting(const op_powerctl *p, char *out, size_t cap)
+{
+	size_t m = (size_t)snprintf(out, cap, "power.min_duty %.0f%%", 100 * p->gp.duty_min);
+	if (p->gp.batch_sat && m < cap)
+		m += (size_t)snprintf(out + m, cap - m, ", power.min_batch %u", p->gp.batch_min);
+	if (p->gp.clocks && m < cap)
+		m += (size_t)snprintf(out + m, cap - m, ", power.min_clock %.0f%%", 100 * p->gp.clock_min_frac);
+	if (p->gp.power_limit && m < cap)
+		snprintf(out + m, cap - m, ", power.min_limit %.0f%%", 100 * p->gp.limit_min_frac);
 }
 
 static int parse_duration_s(const char *s, long *out)
@@ -562,6 +604,13 @@ void op_powerctl_status(op_powerctl *p, char *out, size_t cap)
 	if (f.stuck)
 		OUT("POWER    STUCK LOW: throughput far below what this node has shown while unthrottled and far "
 		    "under budget, for %.0f s\n", f.stuck_for_s);
+	if (f.unreachable && enforcing(p)) {
+		char floor_keys[160];
+		slowest_setting(p, floor_keys, sizeof(floor_keys));
+		OUT("POWER    BUDGET OUT OF REACH: the window mean over it at the slowest setting (%s) for %.0f s; "
+		    "throttling inference cannot hold it\n",
+		    floor_keys, f.unreachable_for_s);
+	}
 	if (p->override_mw) {
 		char ow[32];
 		op_power_format(ow, sizeof(ow), (double)p->override_mw / 1e3);
@@ -594,6 +643,10 @@ const char *op_powerctl_brief(op_powerctl *p)
 	if (f.stuck) {
 		size_t m = strlen(p->brief);
 		snprintf(p->brief + m, sizeof(p->brief) - m, "%sPOWER STUCK LOW", m ? ", " : "");
+	}
+	if (f.unreachable && enforcing(p)) {
+		size_t m = strlen(p->brief);
+		snprintf(p->brief + m, sizeof(p->brief) - m, "%sPOWER BUDGET OUT OF REACH", m ? ", " : "");
 	}
 	return p->brief;
 }
@@ -640,6 +693,9 @@ void op_powerctl_metrics(op_powerctl *p, char *out, size_t cap)
 	    f.over_budget_windows);
 	OUT("# HELP outpost_power_stuck_low 1 while throughput is far below expectation at low power.\n"
 	    "# TYPE outpost_power_stuck_low gauge\noutpost_power_stuck_low %d\n", f.stuck);
+	OUT("# HELP outpost_power_budget_unreachable 1 while power is over the budget at the slowest setting.\n"
+	    "# TYPE outpost_power_budget_unreachable gauge\noutpost_power_budget_unreachable %d\n",
+	    f.unreachable && enforcing(p));
 	OUT("# HELP outpost_power_sensor_errors_total Failed sensor reads.\n"
 	    "# TYPE outpost_power_sensor_errors_total counter\noutpost_power_sensor_errors_total %" PRIu64 "\n",
 	    p->sensor_errors);
@@ -658,10 +714,11 @@ void op_powerctl_json(op_powerctl *p, char *out, size_t cap)
 		 "\"window_mean_watts\": %.3f, \"headroom_watts\": %.3f, \"limiting\": \"%s\", \"duty\": %.4f, "
 		 "\"batch\": %u, \"failsafe\": %s, \"failsafe_periods\": %" PRIu64 ", \"over_budget_windows\": %" PRIu64
 		 ", \"over_1s_periods\": %" PRIu64 ", \"j_per_event_p50\": %.6f, \"j_per_event_p99\": %.6f, "
-		 "\"stuck_low\": %s, \"sensors\": %d, \"failsafe_for_s\": %.3f}",
+		 "\"stuck_low\": %s, \"budget_unreachable\": %s, \"sensors\": %d, \"failsafe_for_s\": %.3f}",
 		 p->reading_ok ? p->last_w : 0.0, p->reading_ok ? "true" : "false", (double)p->budget_mw / 1e3,
 		 p->budget_source, f.window_mean_w, f.headroom_w, p->set.limiting, p->set.duty, p->set.batch,
 		 p->set.failsafe && enforcing(p) ? "true" : "false", f.failsafe_periods, f.over_budget_windows,
-		 f.over_1s_periods, f.j_per_event_p50, f.j_per_event_p99, f.stuck ? "true" : "false", p->nsensors,
+		 f.over_1s_periods, f.j_per_event_p50, f.j_per_event_p99, f.stuck ? "true" : "false",
+		 f.unreachable && enforcing(p) ? "true" : "false", p->nsensors,
 		 p->in_failsafe ? (double)(op_now_ns() - p->failsafe_entered_ns) / 1e9 : 0.0);
 }

@@ -26,6 +26,9 @@ struct op_governor {
 	double rate_per_u; /* events/s per unit u when saturated, the best learnt */
 	double stuck_s, clear_s;
 	int stuck;
+	/* a budget out of reach: over it at the slowest setting */
+	double floor_over_s, floor_clear_s, floor_budget, last_util;
+	int unreachable;
 };
 
 void op_governor_defaults(op_governor_params *p)
@@ -224,6 +227,42 @@ static void watch_stuck(op_governor *g, const op_governor_input *in, double u_ap
 	}
 }
 
+static void floor_reset(op_governor *g)
+{
+	g->floor_over_s = g->floor_clear_s = 0;
+	g->unreachable = 0;
+}
+
+static void watch_floor(op_governor *g, const op_governor_input *in, double u_applied, double floor_u)
+{
+	/* At the slowest setting every actuator allows, and the window's mean (what the budget
+	 * bounds) still over the budget, without a break for a whole window: the window then holds
+	 * nothing but periods at that setting, so the budget cannot be held by throttling. What
+	 * draws the power is not inference (an idle draw, another load), or the floor the operator
+	 * set keeps more than the budget leaves. Someone has to know. Cleared after 30 s of not;
+	 * any other budget starts the watch afresh (floor_reset). "At the slowest setting" allows
+	 * a tenth of the floor's capacity above it: the loop's derivative term lifts u off the
+	 * floor for a period now and then on a noisy reading (seen: 0.0504 for 0.05), which is
+	 * not the governor holding back. */
+	double window = g->win_cap * (g->p.period_s > 0 ? g->p.period_s : 1.0), sum = 0;
+	for (unsigned i = 0; i < g->win_n; i++)
+		sum += g->win[i];
+	int cond = in->budget_w > 0 && u_applied <= floor_u * 1.1 && g->win_n &&
+		   sum / g->win_n > in->budget_w * 1.0001;
+	g->last_util = in->utilisation;
+	if (cond) {
+		g->floor_over_s += in->dt_s;
+		g->floor_clear_s = 0;
+		if (g->floor_over_s >= window - 1e-9)
+			g->unreachable = 1;
+	} else {
+		g->floor_over_s = 0;
+		g->floor_clear_s += in->dt_s;
+		if (g->floor_clear_s >= 30)
+			g->unreachable = 0;
+	}
+}
+
 void op_governor_step(op_governor *g, const op_governor_input *in, op_power_setting *out)
 {
 	const op_governor_params *p = &g->p;
@@ -233,6 +272,7 @@ void op_governor_step(op_governor *g, const op_governor_input *in, op_power_sett
 	if (isnan(in->power_w) || in->power_w < 0) {
 		/* Fail-safe: no valid reading. The safe setting now; climb again from it later. */
 		g->failsafe_periods++;
+		floor_reset(g); /* nothing measured: nothing known of the budget's reach */
 		g->u = floor_u;
 		g->have_e_prev = 0;
 		op_governor_safe(p, out);
@@ -243,6 +283,10 @@ void op_governor_step(op_governor *g, const op_governor_input *in, op_power_sett
 	record(g, in);
 	learn(g, in, u_applied);
 	watch_stuck(g, in, u_applied);
+	if (in->budget_w != g->floor_budget)
+		floor_reset(g);
+	g->floor_budget = in->budget_w;
+	watch_floor(g, in, u_applied, floor_u);
 	if (in->budget_w <= 0) { /* no budget: measure only */
 		g->u = 1.0;
 		g->setpoint = 0;
@@ -328,4 +372,7 @@ void op_governor_figures(const op_governor *g, op_power_figures *f)
 	f->over_1s_periods = g->over_1s;
 	f->stuck = g->stuck;
 	f->stuck_for_s = g->stuck_s;
+	f->unreachable = g->unreachable;
+	f->unreachable_for_s = g->floor_over_s;
+	f->utilisation = g->last_util;
 }

@@ -86,6 +86,9 @@ typedef struct op_power_figures {
 	uint64_t periods, failsafe_periods, over_budget_windows, over_1s_periods;
 	int stuck;               /* throughput far below expectation at low power, for minutes */
 	double stuck_for_s;
+	int unreachable;         /* window mean over the budget at the slowest setting, a whole window */
+	double unreachable_for_s; /* seconds of it without a break (0 once broken) */
+	double utilisation;      /* the last period's: what inference used of what it was allowed */
 } op_power_figures;
 
 typedef struct op_governor op_governor;

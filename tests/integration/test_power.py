@@ -169,7 +169,8 @@ def test_failsafe(bindir):
     meter = Meter(70.0)
     # the budget is an operator's override (no configured one), so that it can be cleared below
     app = Appliance(bindir, "power-failsafe", config={
-        "power": {"sensors": "meter", "meter_endpoint": "tcp://127.0.0.1:%d" % meter.port, "min_duty": "10%"},
+        "power": {"sensors": "meter", "meter_endpoint": "tcp://127.0.0.1:%d" % meter.port, "min_duty": "10%",
+                  "window": "10s"},
     })
     try:
         app.ctl("power", "set", "100W")
@@ -177,6 +178,23 @@ def test_failsafe(bindir):
         app.wait(lambda: power(app)["reading"] and abs(power(app)["watts"] - 70.0) < 0.01, 20, "the meter's reading")
         app.wait(lambda: app.status()["events"]["stored"] > 2000, 60, "events stored")
         check(not power(app)["failsafe"], "no fail-safe while the meter publishes")
+        # A budget the node cannot be brought under: the meter reads 70 W whatever inference does
+        # (the draw is not inference's). Under 60 W the governor goes to its slowest setting and,
+        # a whole power.window (10 s here) later, says the budget is out of reach: status,
+        # metrics, the journal, and an alert north (checked below). Before, status said only
+        # "limiting: duty".
+        app.ctl("power", "set", "60W")
+        t_set = time.time()
+        app.wait(lambda: power(app)["budget_unreachable"], 60, "the budget reported out of reach")
+        p = power(app)
+        print("budget 60 W under a steady 70 W: out of reach reported %.1f s after it was set (duty %.0f%%, "
+              "limiting %s)" % (time.time() - t_set, 100 * p["duty"], p["limiting"]))
+        check(p["duty"] <= 0.11 and p["limiting"] == "duty", "not at the slowest setting: %s" % p)
+        text = app.ctl("status")[1]
+        check("BUDGET OUT OF REACH" in text and "power.min_duty 10%" in text, "status:\n" + text)
+        check("outpost_power_budget_unreachable 1" in app.ctl("metrics")[1], "metrics say out of reach")
+        app.wait(lambda: "power budget out of reach: 70.0 W" in app.log_text(), 5, "the journal line")
+        app.ctl("power", "set", "100W")
         # a garbled meter message is counted and ignored, never taken as a reading
         meter.garbage = True
         app.wait(lambda: "outpost_power_meter_rejected_total 0" not in app.ctl("metrics")[1], 10,
@@ -265,6 +283,12 @@ def test_failsafe(bindir):
         check("power" in t and "events" in t, "telemetry is the status snapshot")
         print("north received alert %s: %s; and %d telemetry snapshot(s)" % (os.path.basename(alerts[0]), a["text"],
                                                                           len(tele)))
+        out_of_reach = glob.glob(os.path.join(app.north_dir, "alert-power_budget_unreachable-*.json"))
+        check(len(out_of_reach) == 1, "one power_budget_unreachable alert north: %s" % out_of_reach)
+        with open(out_of_reach[0]) as f:
+            a = js.load(f)
+        check("70.0 W mean over the window" in a["text"] and "over the budget of 60.0 W" in a["text"] and
+              "power.min_duty 10%" in a["text"] and "inference using " in a["text"], "the alert: %s" % a)
         # the budget cleared while the meter is silent: with nothing to hold there is no fail-safe
         # (status must not go on saying FAIL-SAFE); a budget set again while still blind is a
         # new fail-safe, counted from then

@@ -248,6 +248,89 @@ static void stuck_low(void)
 	loop_free(&L);
 }
 
+/* A budget below what the node draws at the slowest setting: the CPU-like plant draws about
+ * 35 W at the 5 % duty floor (30 W idle); a 33 W budget cannot be held by throttling. The
+ * governor reports it once the window's mean has been over it at the floor for a whole window
+ * (60 s) without a break, and clears it 30 s after the budget is within reach again. Not
+ * reported: a budget just above the floor's mean, where single periods cross it (noise);
+ * one above the floor (40 W). Another budget, or a fail-safe, starts the watch afresh. */
+static void unreachable(void)
+{
+	loop L;
+	op_power_figures f;
+	loop_init(&L, 0, 9);
+	for (int k = 0; k < 5; k++)
+		period(&L, 30000, 100, 1);
+	int at = -1, floor_at = -1;
+	for (int k = 0; k < 120; k++) {
+		period(&L, 30000, 33, 1);
+		op_governor_figures(L.g, &f);
+		if (floor_at < 0 && L.set.duty <= L.gp.duty_min * (1 + 1e-9))
+			floor_at = k; /* the governor's slowest setting, from this period on */
+		if (f.unreachable && at < 0)
+			at = k;
+	}
+	printf("budget out of reach: at the floor after %d s under a 33 W budget (%.1f W there), reported %d s later "
+	       "(window 60 s)\n",
+	       floor_at + 1, f.power_w, at - floor_at);
+	CHECK(floor_at >= 0 && floor_at < 30);
+	CHECK(at - floor_at >= 58 && at - floor_at <= 66); /* the window's mean must first come down */
+	CHECK(f.unreachable && f.unreachable_for_s >= 60);
+	const double floor_w = f.window_mean_w;
+	/* a lower budget is watched afresh: not reported at once, reported again a window later */
+	period(&L, 30000, 32, 1);
+	op_governor_figures(L.g, &f);
+	CHECK(!f.unreachable);
+	for (int k = 0; k < 65; k++)
+		period(&L, 30000, 32, 1);
+	op_governor_figures(L.g, &f);
+	CHECK(f.unreachable);
+	/* no reading: nothing known of the budget's reach; watched afresh when readings return */
+	period(&L, 30000, 32, 0);
+	period(&L, 30000, 32, 0);
+	op_governor_figures(L.g, &f);
+	CHECK(!f.unreachable);
+	for (int k = 0; k < 65; k++)
+		period(&L, 30000, 32, 1);
+	op_governor_figures(L.g, &f);
+	CHECK(f.unreachable);
+	/* the node's draw at that setting falls under the same budget (here its clock drops to
+	 * 30 %): once the governor is no longer held at its floor with the window's mean over the
+	 * budget (the watch ends: unreachable_for_s 0), cleared 30 s later */
+	int cleared = -1, under = -1;
+	L.clock_stuck = 0.3;
+	for (int k = 0; k < 150; k++) {
+		period(&L, 30000, 32, 1);
+		op_governor_figures(L.g, &f);
+		if (under < 0 && f.unreachable_for_s == 0)
+			under = k;
+		if (!f.unreachable && cleared < 0)
+			cleared = k;
+	}
+	L.clock_stuck = 0;
+	printf("budget within reach again: the watch ended after %d s, cleared %d s later (%.1f W)\n", under + 1,
+	       cleared - under, f.window_mean_w);
+	CHECK(under >= 0 && cleared - under >= 29 && cleared - under <= 31);
+	for (int k = 0; k < 150; k++) {
+		period(&L, 30000, 40, 1);
+		op_governor_figures(L.g, &f);
+		CHECK(!f.unreachable);
+	}
+	/* 0.3 W above the floor's mean: the governor sits at or near its floor and single periods
+	 * cross the budget both ways, but the window's mean holds it */
+	int crossed = 0, flagged = 0;
+	for (int k = 0; k < 200; k++) {
+		period(&L, 30000, floor_w + 0.3, 1);
+		op_governor_figures(L.g, &f);
+		crossed += k >= 60 && L.p1s[L.n - 1] > floor_w + 0.3;
+		flagged |= f.unreachable;
+	}
+	printf("budget %.1f W, 0.3 W above the floor's mean: %d of 140 periods over it, %s\n", floor_w + 0.3, crossed,
+	       flagged ? "REPORTED" : "not reported");
+	CHECK(crossed > 0 && !flagged);
+	loop_free(&L);
+}
+
 static void mapping(void)
 {
 	op_governor_params p;
@@ -315,5 +398,6 @@ int main(void)
 	first_budget_cold(0, "CPU-like plant");
 	sensor_failure();
 	stuck_low();
+	unreachable();
 	return check_finish("test_power_governor");
 }
