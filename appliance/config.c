@@ -498,6 +498,24 @@ static int check_sensors(const char *s, char *err, size_t cap)
 }
 
 /* Set field of k from text s. 0 or -1 with a message in err. */
+/* A number written in hexadecimal ("0x10MiB") or with an exponent ("1e3s", "1.5e2W") somewhere
+ * in s. strtod reads both, so such values have always been taken, but not as an operator reads
+ * them at a glance (0x10MiB is 16 MiB). Refusing them now would keep an upgraded box whose file
+ * has one from starting (its config-last-good.yaml holds the same): they are read as before,
+ * with a warning that gives the value as read. No unit starts with x or e. */
+static const char *number_notation(const char *s)
+{
+	for (size_t i = 0; s[i]; i++) {
+		int starts = i == 0 || !isalnum((unsigned char)s[i - 1]);
+		if (starts && s[i] == '0' && (s[i + 1] == 'x' || s[i + 1] == 'X'))
+			return "hexadecimal";
+		if (isdigit((unsigned char)s[i]) && (s[i + 1] == 'e' || s[i + 1] == 'E') &&
+		    (isdigit((unsigned char)s[i + 2]) || s[i + 2] == '+' || s[i + 2] == '-'))
+			return "exponent";
+	}
+	return NULL;
+}
+
 static int set_value(const key *k, op_config *c, const char *s, char *err, size_t errcap)
 {
 	char *base = (char *)c + k->off;
@@ -928,8 +946,16 @@ static void walk(diag *d, yaml_document_t *doc, yaml_node_t *map, const char *pr
 			report(d, 0, vn->start_mark.line, vn->start_mark.column,
 			       "'%s' is a YAML 1.1 boolean; outpost accepts only true or false here", val);
 		}
-		if (set_value(k, c, val, err, sizeof(err)) < 0)
+		if (set_value(k, c, val, err, sizeof(err)) < 0) {
 			report(d, 1, vn->start_mark.line, vn->start_mark.column, "%s", err);
+		} else if (k->kind != K_STR && k->kind != K_ENUM && number_notation(val)) {
+			char as_read[64];
+			fmt_value(k, c, as_read, sizeof(as_read));
+			report(d, 0, vn->start_mark.line, vn->start_mark.column,
+			       "'%s': '%s' holds a number in %s notation, read as %s; write %s (plain digits): "
+			       "a later release may refuse this form",
+			       path, val, number_notation(val), as_read, as_read);
+		}
 next:;
 	}
 }

@@ -109,6 +109,20 @@ int main(void)
 	CHECK(load(&c, "ingest:\n  max_message_bytes: 2GiB\n", diag, sizeof(diag)) == 1 &&
 	      strstr(diag, "between 64B and 1GiB"));
 	CHECK(load(&c, "store:\n  rotate_bytes: 12 parsecs\n", diag, sizeof(diag)) == 1);
+	/* hexadecimal and exponents: read as always (refusing them would keep an upgraded box
+	 * from starting), each with a warning that says how it was read */
+	CHECK(load(&c, "ingest:\n  max_message_bytes: 0x10MiB\nstore:\n  rotate_age: 1e3s\npower:\n  budget: 1.5e2W\n",
+		   diag, sizeof(diag)) == 0);
+	fprintf(stderr, "--- numbers in other notations ---\n%s---\n", diag);
+	CHECK(c.ingest_max_message_bytes == 16 * 1048576ull && c.store_rotate_age_ns == 1000 * 1000000000ull &&
+	      c.power_budget_mw == 150000);
+	CHECK(strstr(diag, "cfg.yaml:2:22: warning: 'ingest.max_message_bytes': '0x10MiB' holds a number in "
+			   "hexadecimal notation, read as 16MiB; write 16MiB"));
+	CHECK(strstr(diag, "cfg.yaml:4:15: warning: 'store.rotate_age': '1e3s' holds a number in exponent notation"));
+	CHECK(strstr(diag, "cfg.yaml:6:11: warning: 'power.budget': '1.5e2W' holds a number in exponent notation"));
+	memset(diag, 0, sizeof(diag));
+	CHECK(load(&c, "store:\n  rotate_age: 2.5m\n  rotate_bytes: 1.5MiB\n", diag, sizeof(diag)) == 0 &&
+	      !strstr(diag, "warning"));
 	char longname[200] = "site:\n  name: ";
 	memset(longname + strlen(longname), 'x', 100);
 	CHECK(load(&c, longname, diag, sizeof(diag)) == 1 && strstr(diag, "1 to 63 characters"));
