@@ -497,7 +497,6 @@ static int check_sensors(const char *s, char *err, size_t cap)
 	return 0;
 }
 
-/* Set field of k from text s. 0 or -1 with a message in err. */
 /* A number written in hexadecimal ("0x10MiB") or with an exponent ("1e3s", "1.5e2W") somewhere
  * in s. strtod reads both, so such values have always been taken, but not as an operator reads
  * them at a glance (0x10MiB is 16 MiB). Refusing them now would keep an upgraded box whose file
@@ -516,6 +515,7 @@ static const char *number_notation(const char *s)
 	return NULL;
 }
 
+/* Set field of k from text s. 0 or -1 with a message in err. */
 static int set_value(const key *k, op_config *c, const char *s, char *err, size_t errcap)
 {
 	char *base = (char *)c + k->off;

@@ -181,7 +181,7 @@ static inline __attribute__((always_inline)) void tile_block_codes(const op_fp4_
  * (what two saturating packs of four rows leave, unpermuted): row j's quad q of chunk c at word
  * (4c + j/4)·16 + 4q + j%4. xs[b·16 + j]: row j's scale of block b. The blocks below nfull lie
  * wholly below k and are read with plain loads; only those that reach past it are masked (at
- * K = 136 masking every load made the quantizer 40 % slower than at K = 128).
+ * K = 136, with every load masked, 4,096 rows took 122 µs, against 73-76 at K = 128; now 78).
  */
 static void quantize_tile16(const op_fp4_linear *L, const float *const rowp[QT], uint32_t *xu, float *xs, float *xinv,
 			    uint32_t nfull)

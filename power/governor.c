@@ -28,6 +28,7 @@ struct op_governor {
 	int stuck;
 	/* a budget out of reach: over it at the slowest setting */
 	double floor_over_s, floor_clear_s, floor_budget, last_util;
+	double win_mean; /* of the periods in the window so far (record) */
 	int unreachable;
 };
 
@@ -162,16 +163,15 @@ static void record(op_governor *g, const op_governor_input *in)
 	g->win_head = (g->win_head + 1) % g->win_cap;
 	if (g->win_n < g->win_cap)
 		g->win_n++;
+	double sum = 0;
+	for (unsigned i = 0; i < g->win_n; i++)
+		sum += g->win[i];
+	g->win_mean = sum / g->win_n;
 	if (in->budget_w > 0) {
 		if (in->power_w > 1.10 * in->budget_w)
 			g->over_1s++;
-		if (g->win_n == g->win_cap) {
-			double sum = 0;
-			for (unsigned i = 0; i < g->win_n; i++)
-				sum += g->win[i];
-			if (sum / g->win_n > in->budget_w * 1.0001)
-				g->over_windows++;
-		}
+		if (g->win_n == g->win_cap && g->win_mean > in->budget_w * 1.0001)
+			g->over_windows++;
 	}
 	if (in->events > 0 && in->dt_s > 0) {
 		g->jpe[g->jpe_head] = in->power_w * in->dt_s / in->events;
@@ -244,12 +244,8 @@ static void watch_floor(op_governor *g, const op_governor_input *in, double u_ap
 	 * a tenth of the floor's capacity above it: the loop's derivative term lifts u off the
 	 * floor for a period now and then on a noisy reading (seen: 0.0504 for 0.05), which is
 	 * not the governor holding back. */
-	double window = g->win_cap * (g->p.period_s > 0 ? g->p.period_s : 1.0), sum = 0;
-	for (unsigned i = 0; i < g->win_n; i++)
-		sum += g->win[i];
-	int cond = in->budget_w > 0 && u_applied <= floor_u * 1.1 && g->win_n &&
-		   sum / g->win_n > in->budget_w * 1.0001;
-	g->last_util = in->utilisation;
+	double window = g->win_cap * (g->p.period_s > 0 ? g->p.period_s : 1.0);
+	int cond = in->budget_w > 0 && u_applied <= floor_u * 1.1 && g->win_mean > in->budget_w * 1.0001;
 	if (cond) {
 		g->floor_over_s += in->dt_s;
 		g->floor_clear_s = 0;
@@ -280,6 +276,7 @@ void op_governor_step(op_governor *g, const op_governor_input *in, op_power_sett
 	}
 	g->last_power = in->power_w;
 	g->last_budget = in->budget_w;
+	g->last_util = in->utilisation;
 	record(g, in);
 	learn(g, in, u_applied);
 	watch_stuck(g, in, u_applied);

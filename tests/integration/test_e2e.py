@@ -769,11 +769,8 @@ def test_supervisor_dies(bindir):
     # would start it again every RestartSec, and five starts in ten minutes reboot the machine):
     # it waits, saying so in STATUS= with its start timeout extended. Held by stages alone, the
     # wait is bounded (a stage that never ends is stuck, and systemd's escalation must act).
-    import atexit
     path, s = notify_socket()
-    waiter = subprocess.Popen([os.path.join(bindir, "outpostd"), "-c", a.cfg], stdout=a.logs, stderr=a.logs,
-                              env=dict(os.environ, NOTIFY_SOCKET=path))
-    atexit.register(lambda: waiter.poll() is None and waiter.kill())
+    waiter = start_under_systemd(a, path)
     def orphans(m):
         return (m.startswith("STATUS=waiting for pid ") and ("%d (stage)" % st["store"]["pid"]) in m and
                 "(left by an outpostd that has ended;" in m and m.endswith("to release %s/outpostd.lock" % a.state))
@@ -805,11 +802,8 @@ def test_supervisor_dies(bindir):
           "ingest did not keep its log:\n" + log[-3000:])
     # the stages have ended: the outpostd that waited starts (what systemd's restart would be)
     a.daemon = waiter
-    t1 = time.time()
-    ready = False
-    while not ready and time.time() - t1 < 30 and waiter.poll() is None:
-        ready = any("READY=1" in m for _, m in collect(s, 0.5, t1))
-    check(ready, "the outpostd that waited for the stages was not ready within 30 s of their end")
+    check(ready_within(s, waiter, 30) is not None,
+          "the outpostd that waited for the stages was not ready within 30 s of their end")
     s.close()
     a.wait_delivered(n)
     a.wait(lambda: a.status()["events"]["in_flight"] == 0, 30, "nothing left in flight")
@@ -822,10 +816,7 @@ def test_supervisor_dies(bindir):
     check(e["accepted"] == n and e["stored"] == n and e["dropped"] == 0 and balanced(st),
           "the next outpostd counts %s" % e)
     check("the ingest of an earlier outpostd left its log" in a.log_text(), "the journal does not say it")
-    # Under systemd (NOTIFY_SOCKET) a second outpostd does not exit while the lock is held:
-    # systemd would start it again every RestartSec, and five starts in ten minutes reboot the
-    # machine. It waits, saying so in STATUS= with the start timeout extended, and starts once
-    # the first has ended.
+    # Under systemd, beside a live supervisor: it waits as long as that one runs, then starts.
     path, s = notify_socket()
     # The service runs as its own user, the copy by hand as root, whose descriptors (and, under
     # the unit's ProtectProc=invisible, processes) the service cannot see in /proc: it must still
@@ -834,19 +825,14 @@ def test_supervisor_dies(bindir):
     if os.geteuid() == 0:
         os.chmod(os.path.dirname(path), 0o755)
         os.chmod(path, 0o777)
-        other = subprocess.Popen([os.path.join(bindir, "outpostd"), "-c", a.cfg], stdout=a.logs, stderr=a.logs,
-                                 env=dict(os.environ, NOTIFY_SOCKET=path), user="nobody", group="nogroup",
-                                 extra_groups=[])
-        atexit.register(lambda: other.poll() is None and other.kill())
+        other = start_under_systemd(a, path, user="nobody", group="nogroup", extra_groups=[])
         live = "STATUS=waiting for pid %d (an outpostd started outside this service)" % a.daemon.pid
         got = notify_until(s, lambda m: m.startswith(live), 15)
         check(other.poll() is None and any(m.startswith(live) for _, m in got),
               "a second outpostd as another user: rc %s, %s" % (other.poll(), got))
         other.kill()
         other.wait(10)
-    waiter2 = subprocess.Popen([os.path.join(bindir, "outpostd"), "-c", a.cfg], stdout=a.logs, stderr=a.logs,
-                               env=dict(os.environ, NOTIFY_SOCKET=path))
-    atexit.register(lambda: waiter2.poll() is None and waiter2.kill())
+    waiter2 = start_under_systemd(a, path)
     def live_sup(m):
         return (m.startswith("STATUS=waiting for pid ") and re.search(r"(pid |, )%d(, | \()" % a.daemon.pid, m) and
                 "(an outpostd started outside this service)" in m and
@@ -858,14 +844,10 @@ def test_supervisor_dies(bindir):
           "a second outpostd under systemd: %s" % got)
     a.daemon.send_signal(signal.SIGTERM)
     check(a.daemon.wait(60) == 0, "the first outpostd did not stop cleanly")
-    t0 = time.time()
     a.daemon = waiter2
-    ready = False
-    while not ready and time.time() - t0 < 30 and waiter2.poll() is None:
-        ready = any("READY=1" in m for _, m in collect(s, 0.5, t0))
-    check(ready, "the outpostd that waited did not become ready within 30 s of the lock's release")
-    print("a second outpostd under systemd waited (STATUS=waiting for pid %d …) and was ready %.1f s after the "
-          "first stopped" % (a.daemon.pid, time.time() - t0))
+    took = ready_within(s, waiter2, 30)
+    check(took is not None, "the outpostd that waited did not become ready within 30 s of the lock's release")
+    print("a second outpostd under systemd waited and was ready %.1f s after the first stopped" % took)
     s.close()
     check(a.stop() == 0, "the outpostd that waited did not stop cleanly")
     print("supervisor killed holding %d events: ingest kept its log, the next outpostd stored all %d once, "
@@ -1038,6 +1020,25 @@ def notify_socket():
     s.bind(path)
     s.settimeout(0.2)
     return path, s
+
+
+def start_under_systemd(a, path, **kw):
+    """outpostd on a's configuration as systemd starts it (NOTIFY_SOCKET=path); killed at exit
+    if still running."""
+    import atexit
+    p = subprocess.Popen([os.path.join(a.bindir, "outpostd"), "-c", a.cfg], stdout=a.logs, stderr=a.logs,
+                         env=dict(os.environ, NOTIFY_SOCKET=path), **kw)
+    atexit.register(lambda: p.poll() is None and p.kill())
+    return p
+
+
+def ready_within(s, p, seconds):
+    """Seconds until p sent READY=1 on s, or None (p exited, or `seconds` passed)."""
+    t0 = time.time()
+    while time.time() - t0 < seconds and p.poll() is None:
+        if any("READY=1" in m for _, m in collect(s, 0.5, t0)):
+            return time.time() - t0
+    return None
 
 
 def notify_until(s, pred, seconds):

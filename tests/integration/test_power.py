@@ -182,7 +182,7 @@ def test_failsafe(bindir):
         # (the draw is not inference's). Under 60 W the governor goes to its slowest setting and,
         # a whole power.window (10 s here) later, says the budget is out of reach: status,
         # metrics, the journal, and an alert north (checked below). Before, status said only
-        # "limiting: duty".
+        # "governor limiting: duty".
         app.ctl("power", "set", "60W")
         t_set = time.time()
         app.wait(lambda: power(app)["budget_unreachable"], 60, "the budget reported out of reach")

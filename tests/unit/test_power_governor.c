@@ -254,6 +254,16 @@ static void stuck_low(void)
  * (60 s) without a break, and clears it 30 s after the budget is within reach again. Not
  * reported: a budget just above the floor's mean, where single periods cross it (noise);
  * one above the floor (40 W). Another budget, or a fail-safe, starts the watch afresh. */
+/* n periods under `budget` at full input; the figures after the last */
+static op_power_figures run_for(loop *L, int n, double budget)
+{
+	op_power_figures f;
+	for (int k = 0; k < n; k++)
+		period(L, 30000, budget, 1);
+	op_governor_figures(L->g, &f);
+	return f;
+}
+
 static void unreachable(void)
 {
 	loop L;
@@ -278,22 +288,14 @@ static void unreachable(void)
 	CHECK(f.unreachable && f.unreachable_for_s >= 60);
 	const double floor_w = f.window_mean_w;
 	/* a lower budget is watched afresh: not reported at once, reported again a window later */
-	period(&L, 30000, 32, 1);
-	op_governor_figures(L.g, &f);
-	CHECK(!f.unreachable);
-	for (int k = 0; k < 65; k++)
-		period(&L, 30000, 32, 1);
-	op_governor_figures(L.g, &f);
-	CHECK(f.unreachable);
+	CHECK(!run_for(&L, 1, 32).unreachable);
+	CHECK(run_for(&L, 65, 32).unreachable);
 	/* no reading: nothing known of the budget's reach; watched afresh when readings return */
 	period(&L, 30000, 32, 0);
 	period(&L, 30000, 32, 0);
 	op_governor_figures(L.g, &f);
 	CHECK(!f.unreachable);
-	for (int k = 0; k < 65; k++)
-		period(&L, 30000, 32, 1);
-	op_governor_figures(L.g, &f);
-	CHECK(f.unreachable);
+	CHECK(run_for(&L, 65, 32).unreachable);
 	/* the node's draw at that setting falls under the same budget (here its clock drops to
 	 * 30 %): once the governor is no longer held at its floor with the window's mean over the
 	 * budget (the watch ends: unreachable_for_s 0), cleared 30 s later */
