@@ -282,6 +282,16 @@ static int gemm_scalar(const op_fp4_linear *L, int mode, const float *X, size_t 
 	return 0;
 }
 
+int op_fp4_w4a4_quantize_rung(int rung, const op_fp4_linear *L, const float *X, size_t ldx, uint32_t M)
+{
+#if defined(__x86_64__) && !defined(OP_NO_AVX512)
+	if (rung == OP_RUNG_AVX512 && op_fp4_rung_available(rung))
+		return op_fp4_w4a4_quantize_avx512(L, X, ldx, M);
+#endif
+	(void)rung, (void)L, (void)X, (void)ldx, (void)M;
+	return -EINVAL;
+}
+
 int op_fp4_gemm_rung(int rung, const op_fp4_linear *L, int mode, const float *X, size_t ldx, uint32_t M,
 		     float *Y, size_t ldy)
 {

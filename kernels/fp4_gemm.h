@@ -129,6 +129,11 @@ int op_fp4_gemm_avx512(const op_fp4_linear *L, int mode, const float *X, size_t 
  * and one subtraction gives Σ as a float — an exact conversion that any FP port can run.
  */
 #define OP_G16_SUM_BIAS 0x4b400000
+/* The AVX-512 W4A4 GEMM's activation quantizer alone, over M rows of X, its output thrown away:
+ * for outpost-bench, what quantizing costs of a call. 0 or -ENOMEM; op_fp4_w4a4_quantize_rung
+ * answers -EINVAL for a rung that has no such entry (all but OP_RUNG_AVX512) or is unavailable. */
+int op_fp4_w4a4_quantize_avx512(const op_fp4_linear *L, const float *X, size_t ldx, uint32_t M);
+int op_fp4_w4a4_quantize_rung(int rung, const op_fp4_linear *L, const float *X, size_t ldx, uint32_t M);
 void op_fp4_layout_g16(const op_fp4_linear *L, int32_t *wq, int32_t *wc, float *ws, float *wb, int32_t *wp);
 /* One activation row for the W4A4 GEMV (doubled codes q2, block scales xs; pad: kp floats). */
 void op_fp4_quantize_row_avx2(const op_fp4_linear *L, const float *x, int8_t *q2, float *xs, float *pad);

@@ -200,6 +200,45 @@ static void quantize_tile16(const op_fp4_linear *L, const float *const rowp[QT],
 		tile_block_codes(L, rowp, b, xu, xinv, 1);
 }
 
+/* How many blocks lie wholly below k and have whole sixteens (the quantizer reads them with plain
+ * loads): all nb unless k is not a multiple of 16 or a block lies wholly past it; the only
+ * padding then is MXFP4's second sixteen of the last block, which is never read. */
+static uint32_t full_blocks(const op_fp4_linear *L)
+{
+	const uint32_t kp = L->w.cols, bl = op_fp4_block(L->w.format);
+	return L->k % 16 != 0 || kp != (L->k + bl - 1) / bl * bl ? L->k / bl : kp / bl;
+}
+
+/* Sixteen row pointers of the tile at m0 (rows past M read a zero row). */
+static void tile_rows(const float *X, size_t ldx, uint32_t M, uint32_t m0, const float *zero, const float *rowp[QT])
+{
+	for (uint32_t j = 0; j < QT; j++) {
+		/* the quantizer's loads stop at k: no copy padded to whole blocks (it cost 12 % at
+		 * K = 136, the event network's head.0) */
+		rowp[j] = m0 + j >= M ? zero : X + (size_t)(m0 + j) * ldx;
+	}
+}
+
+int op_fp4_w4a4_quantize_avx512(const op_fp4_linear *L, const float *X, size_t ldx, uint32_t M)
+{
+	const uint32_t kp = L->w.cols, nb = kp / op_fp4_block(L->w.format), nfull = full_blocks(L);
+	uint32_t *xu = aligned_alloc(64, (size_t)kp / 4 * QT * sizeof(uint32_t));
+	float *xs = aligned_alloc(64, (size_t)nb * QT * sizeof(float)), *xinv = aligned_alloc(64, (size_t)nb * QT * sizeof(float));
+	float *zero = calloc(kp, sizeof(float));
+	int rc = -ENOMEM;
+	if (xu && xs && xinv && zero) {
+		for (uint32_t m0 = 0; m0 < M; m0 += QT) {
+			const float *rowp[QT];
+			tile_rows(X, ldx, M, m0, zero, rowp);
+			quantize_tile16(L, rowp, xu, xs, xinv, nfull);
+			__asm__ volatile("" : : "r"(xu), "r"(xs) : "memory"); /* the codes count as used */
+		}
+		rc = 0;
+	}
+	free(xu), free(xs), free(xinv), free(zero);
+	return rc;
+}
+
 static int gemm_w4a4(const op_fp4_linear *L, const float *X, size_t ldx, uint32_t M, float *Y, size_t ldy)
 {
 	const uint32_t kp = L->w.cols, bl = op_fp4_block(L->w.format), nb = kp / bl, quads = bl / 4, nq = kp / 4;
@@ -229,17 +268,11 @@ static int gemm_w4a4(const op_fp4_linear *L, const float *X, size_t ldx, uint32_
 	const float fa = (0.25f * (L->w.format == OP_FP4_NVFP4 ? L->act_scale : 1.0f)) * L->w.tensor_scale;
 	const __m512 alpha = _mm512_set1_ps(fa), zerov = _mm512_setzero_ps();
 	const __m512 sum_bias = _mm512_castsi512_ps(_mm512_set1_epi32(OP_G16_SUM_BIAS));
-	/* whole sixteens and no block wholly past k: the only padding is MXFP4's second sixteen of
-	 * the last block, which is never read */
-	const uint32_t nfull = L->k % 16 != 0 || kp != (L->k + bl - 1) / bl * bl ? L->k / bl : nb;
+	const uint32_t nfull = full_blocks(L);
 	for (uint32_t m0 = 0; m0 < M; m0 += QT) {
 		const uint32_t rows = M - m0 < QT ? M - m0 : QT;
 		const float *rowp[QT];
-		for (uint32_t j = 0; j < QT; j++) {
-			/* the quantizer's loads stop at k: no copy padded to whole blocks (it cost 12 % at
-			 * K = 136, the event network's head.0) */
-			rowp[j] = j >= rows ? zero : X + (size_t)(m0 + j) * ldx;
-		}
+		tile_rows(X, ldx, M, m0, zero, rowp);
 		quantize_tile16(L, rowp, xu, xs, xinv, nfull);
 		/* The next tile's rows go into cache while this one is computed, a few lines per output
 		 * group (a burst of them would stall on the line-fill buffers): the quantizer walks

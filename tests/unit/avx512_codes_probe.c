@@ -2,11 +2,12 @@
  * avx512_codes_probe.c — compiled with the AVX-512 rung's flags: the rung's own quantizer
  * (kernels/fp4_gemm_avx512.c, included so that its static functions are in reach), run over a
  * range of float bit patterns. Called by test_avx512_codes only on a CPU that has the rung.
- * The rung's two entry points are renamed here, so that this copy never stands in for the
+ * The rung's entry points are renamed here, so that this copy never stands in for the
  * library's own (the test links op_kernels too).
  */
 #define op_fp4_gemm_avx512 op_test_probe_gemm_avx512
 #define op_fp4_gemv_avx512 op_test_probe_gemv_avx512
+#define op_fp4_w4a4_quantize_avx512 op_test_probe_w4a4_quantize_avx512
 #include "kernels/fp4_gemm_avx512.c"
 
 /* Bit patterns lo … hi (inclusive, in steps of `step`, a multiple of 16 when more than one):

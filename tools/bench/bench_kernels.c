@@ -251,6 +251,90 @@ __attribute__((target("avx512f"))) static double w4a16_decode_ceiling(void)
 }
 
 /*
+ * The AVX-512 W4A4 GEMM's block as its kernel runs it, eight rows by sixteen outputs, operands
+ * from L1 (eight blocks' worth, in turn): per quad one weight load and eight vpdpbusd against
+ * broadcast activation words; then, with rescale, per block what the format needs before the
+ * next: the eight sums to FP32 (a subtraction), sx·sw and the FMA into eight FP32 accumulators.
+ * Without rescale the sums run on (vpdpbusd alone, with the same loads). quads: 4 (NVFP4's
+ * 16-blocks; MXFP4's last block when its second sixteen is padding) or 8 (MXFP4's 32-blocks).
+ * Block passes per second on one core.
+ */
+__attribute__((target("avx512f,avx512bw,avx512vnni"), always_inline)) static inline double
+w4a4_block_rate(const int quads, const int rescale)
+{
+	static int32_t wbuf[8 * 8 * 16] __attribute__((aligned(64)));
+	static uint32_t xbuf[8 * 8 * 8];
+	static float sxb[8 * 8] __attribute__((aligned(64))), swb[8 * 16] __attribute__((aligned(64)));
+	for (int i = 0; i < 8 * 8 * 16; i++)
+		wbuf[i] = 0x01ff02fe - i % 7;
+	for (int i = 0; i < 8 * 8 * 8; i++)
+		xbuf[i] = 0x0c0d0b0au + (uint32_t)(i % 5);
+	for (int i = 0; i < 8 * 8; i++)
+		sxb[i] = 0.5f + (float)(i % 3) * 0.125f;
+	for (int i = 0; i < 8 * 16; i++)
+		swb[i] = 0.25f + (float)(i % 5) * 0.0625f;
+	const __m512i c = _mm512_set1_epi32(OP_G16_SUM_BIAS);
+	const __m512 bias = _mm512_castsi512_ps(c);
+	__m512i s0 = c, s1 = c, s2 = c, s3 = c, s4 = c, s5 = c, s6 = c, s7 = c;
+	__m512 f0 = _mm512_setzero_ps(), f1 = f0, f2 = f0, f3 = f0, f4 = f0, f5 = f0, f6 = f0, f7 = f0;
+	const long n = 4000000;
+	double t0 = now();
+	for (long it = 0; it < n; it++) {
+		const int b = (int)(it & 7);
+		if (rescale)
+			s0 = c, s1 = c, s2 = c, s3 = c, s4 = c, s5 = c, s6 = c, s7 = c;
+#pragma GCC unroll 8
+		for (int q = 0; q < quads; q++) {
+			const __m512i w = _mm512_load_si512(wbuf + (b * 8 + q) * 16);
+			const uint32_t *xr = xbuf + (b * 8 + q) * 8;
+			s0 = _mm512_dpbusd_epi32(s0, _mm512_set1_epi32((int)xr[0]), w);
+			s1 = _mm512_dpbusd_epi32(s1, _mm512_set1_epi32((int)xr[1]), w);
+			s2 = _mm512_dpbusd_epi32(s2, _mm512_set1_epi32((int)xr[2]), w);
+			s3 = _mm512_dpbusd_epi32(s3, _mm512_set1_epi32((int)xr[3]), w);
+			s4 = _mm512_dpbusd_epi32(s4, _mm512_set1_epi32((int)xr[4]), w);
+			s5 = _mm512_dpbusd_epi32(s5, _mm512_set1_epi32((int)xr[5]), w);
+			s6 = _mm512_dpbusd_epi32(s6, _mm512_set1_epi32((int)xr[6]), w);
+			s7 = _mm512_dpbusd_epi32(s7, _mm512_set1_epi32((int)xr[7]), w);
+			/* volatile: without the rescale nothing reads the sums until the end */
+			__asm__ volatile("" : "+v"(s0), "+v"(s1), "+v"(s2), "+v"(s3), "+v"(s4), "+v"(s5), "+v"(s6), "+v"(s7));
+		}
+		if (rescale) {
+			const __m512 sw = _mm512_load_ps(swb + b * 16);
+			const float *sx = sxb + b * 8;
+#define OP_RESCALE(s, f, j) f = _mm512_fmadd_ps(_mm512_sub_ps(_mm512_castsi512_ps(s), bias), _mm512_mul_ps(_mm512_set1_ps(sx[j]), sw), f)
+			OP_RESCALE(s0, f0, 0), OP_RESCALE(s1, f1, 1), OP_RESCALE(s2, f2, 2), OP_RESCALE(s3, f3, 3);
+			OP_RESCALE(s4, f4, 4), OP_RESCALE(s5, f5, 5), OP_RESCALE(s6, f6, 6), OP_RESCALE(s7, f7, 7);
+#undef OP_RESCALE
+		}
+	}
+	const double t = now() - t0;
+	float sink[16];
+	_mm512_storeu_ps(sink, _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(f0, f1), _mm512_add_ps(f2, f3)),
+					     _mm512_add_ps(_mm512_add_ps(f4, f5), _mm512_add_ps(f6, f7))));
+	int si[16];
+	_mm512_storeu_si512(si, _mm512_add_epi32(_mm512_add_epi32(_mm512_add_epi32(s0, s1), _mm512_add_epi32(s2, s3)),
+						 _mm512_add_epi32(_mm512_add_epi32(s4, s5), _mm512_add_epi32(s6, s7))));
+	if (sink[0] == 12345.0f && si[0] == 1)
+		printf(" ");
+	return (double)n / t;
+}
+
+/* The four cases, each the best of three (a neighbour on the core takes a share now and then):
+ * rate[quads == 8][rescale] */
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) static void w4a4_block_rates(double rate[2][2])
+{
+	for (int i = 0; i < 2; i++)
+		for (int j = 0; j < 2; j++)
+			rate[i][j] = 0;
+	for (int r = 0; r < 3; r++) {
+		double a[2][2] = {{w4a4_block_rate(4, 0), w4a4_block_rate(4, 1)}, {w4a4_block_rate(8, 0), w4a4_block_rate(8, 1)}};
+		for (int i = 0; i < 2; i++)
+			for (int j = 0; j < 2; j++)
+				rate[i][j] = fmax(rate[i][j], a[i][j]);
+	}
+}
+
+/*
  * The W4A4 GEMM's inner loop as it is, with its operands from L1: per step two 256-bit loads
  * of activation codes, four 32-bit weight broadcasts, eight vpmaddubsw and eight vpaddw into
  * eight accumulators. What the kernel could reach with no block rescale and no quantization.
@@ -839,6 +923,80 @@ int op_bench_kernels(int argc, char **argv)
 	return 0;
 }
 
+typedef struct quant_ctx {
+	const op_fp4_linear *L;
+	const float *X;
+	uint32_t M;
+} quant_ctx;
+
+static void run_quant(void *a)
+{
+	quant_ctx *c = a;
+	op_fp4_w4a4_quantize_rung(OP_RUNG_AVX512, c->L, c->X, c->L->k, c->M);
+}
+
+#if defined(__x86_64__)
+/*
+ * outpost-bench shapes, figures w4a4_block_ceiling and w4a4_parts (the AVX-512 rung, one thread,
+ * before OpenBLAS has run): where a W4A4 GEMM call's time goes at the shapes `kernels` times.
+ * The activation quantizer is timed alone (op_fp4_w4a4_quantize_rung); the rest of the call is
+ * set against the block ceiling with the format's rescale (w4a4_block_rate). bound_ratio_vs_sgemm
+ * is sgemm's time over (quantizer + the compute at that ceiling): what this kernel design could
+ * reach against sgemm on one core with nothing else (tile bookkeeping, the stores, waiting on
+ * memory) in the way.
+ */
+static void w4a4_parts(double min_s)
+{
+	double rate[2][2];
+	w4a4_block_rates(rate);
+	printf("{\"bench\":\"shapes\",\"figure\":\"w4a4_block_ceiling\",\"rung\":\"avx512\",\"threads\":1,"
+	       "\"gmac_per_s_16_blocks\":%.1f,\"gmac_per_s_16_vpdpbusd_alone\":%.1f,\"gmac_per_s_32_blocks\":%.1f,"
+	       "\"gmac_per_s_32_vpdpbusd_alone\":%.1f,\"rescale_slowdown_16\":%.2f,\"rescale_slowdown_32\":%.2f}\n",
+	       rate[0][1] * 2048 / 1e9, rate[0][0] * 2048 / 1e9, rate[1][1] * 4096 / 1e9, rate[1][0] * 4096 / 1e9,
+	       rate[0][0] / rate[0][1], rate[1][0] / rate[1][1]);
+	fflush(stdout);
+	static const uint32_t kn[][2] = {{16, 64}, {64, 64}, {136, 128}, {128, 64}, {256, 256}};
+	static const uint32_t Ms[] = {4096, 65536};
+	openblas_set_num_threads(1);
+	for (size_t mi = 0; mi < 2; mi++)
+		for (size_t s = 0; s < 5; s++) {
+			const uint32_t M = Ms[mi], Kg = kn[s][0], Ng = kn[s][1];
+			float *Xg = randbuf((size_t)M * Kg, 1), *Wg = randbuf((size_t)Ng * Kg, 2), *Yg = malloc((size_t)M * Ng * 4);
+			if (!Xg || !Wg || !Yg)
+				return;
+			gemm_ctx c = {.X = Xg, .Wf = Wg, .Y = Yg, .M = M, .K = Kg, .N = Ng, .threads = 1, .mode = OP_W4A4};
+			const double ts = time_it(min_s, run_sgemm, &c);
+			for (int format = OP_FP4_NVFP4; format <= OP_FP4_MXFP4; format++) {
+				op_fp4_tensor w;
+				op_fp4_linear L;
+				const uint32_t bl = op_fp4_block(format), kp = (Kg + bl - 1) / bl * bl, nb = kp / bl;
+				op_fp4_tensor_alloc(&w, format, Ng, kp);
+				op_fp4_quantize(&w, Wg, Kg, Kg, OP_MX_SCALE_FLOOR);
+				op_fp4_linear_init(&L, &w, Kg, NULL, 1, 0.01f, OP_MX_SCALE_FLOOR);
+				c.L = &L;
+				quant_ctx q = {.L = &L, .X = Xg, .M = M};
+				const double t = time_it(min_s, run_fp4, &c), tq = time_it(min_s, run_quant, &q);
+				/* block passes of eight rows by sixteen outputs, and how many quads each block has:
+				 * MXFP4's blocks whose second sixteen lies wholly past K skip it (4 quads) */
+				uint32_t n8 = 0;
+				for (uint32_t b = 0; format == OP_FP4_MXFP4 && b < nb; b++)
+					n8 += b * bl + 16 < Kg;
+				const double passes = (double)((M + 15) / 16 * 2) * ((Ng + 15) / 16);
+				const double floor_c = passes * ((nb - n8) / rate[0][1] + n8 / rate[1][1]);
+				printf("{\"bench\":\"shapes\",\"figure\":\"w4a4_parts\",\"format\":\"%s\",\"M\":%u,\"K\":%u,\"N\":%u,"
+				       "\"threads\":1,\"us\":%.1f,\"quantize_us\":%.1f,\"quantize_share\":%.2f,\"rest_us\":%.1f,"
+				       "\"rest_at_block_ceiling_us\":%.1f,\"rest_vs_ceiling\":%.2f,\"sgemm_us\":%.1f,"
+				       "\"ratio_vs_sgemm\":%.2f,\"bound_ratio_vs_sgemm\":%.2f}\n",
+				       format == OP_FP4_NVFP4 ? "nvfp4" : "mxfp4", M, Kg, Ng, t * 1e6, tq * 1e6, tq / t, (t - tq) * 1e6,
+				       floor_c * 1e6, (t - tq) / floor_c, ts * 1e6, ts / t, ts / (tq + floor_c));
+				fflush(stdout);
+				op_fp4_linear_free(&L);
+			}
+			free(Xg), free(Wg), free(Yg);
+		}
+}
+#endif
+
 /*
  * outpost-bench shapes: how the FP4 kernels' time moves with one dimension, on 1 and 2
  * threads, NVFP4, the best of at least five calls and 0.3 s of calls (time_it) for ours and
@@ -847,6 +1005,7 @@ int op_bench_kernels(int argc, char **argv)
  *    shows whether passes of several rows pay (docs/benchmarks.md, "AMD EPYC with AVX-512").
  *  - gemm_n: the W4A4 GEMM at M = 4,096, K = 128 for N = 16 … 256 against sgemm: its time is
  *    a + b·N, a being the activations' quantization, which does not shrink with N.
+ *  - w4a4_block_ceiling and w4a4_parts (on the AVX-512 rung, first): see w4a4_parts.
  */
 int op_bench_shapes(int argc, char **argv)
 {
@@ -856,6 +1015,10 @@ int op_bench_shapes(int argc, char **argv)
 		return 2;
 	}
 	const double min_s = 0.3;
+#if defined(__x86_64__)
+	if (op_fp4_rung_best() == OP_RUNG_AVX512)
+		w4a4_parts(min_s);
+#endif
 	const uint32_t K = 4096, N = 4096, Mg = 4096, Kg = 128;
 	float *Wf = randbuf((size_t)N * K, 3), *X = randbuf(6 * (size_t)K, 4), *Y = malloc(6 * (size_t)N * 4);
 	float *Xg = randbuf((size_t)Mg * Kg, 1), *Yg = malloc((size_t)Mg * 256 * 4);
