@@ -19,8 +19,12 @@
  * wild sequence number — a DAQ fault, a second detector misconfigured onto the stream — would
  * otherwise count up to 2^64 events as lost and turn every later real event into "too old",
  * for as long as the appliance ran. Events of a run that is never confirmed are stored but not
- * remembered: a resend of one is taken again (the store removes the copy), and if a later run is
- * confirmed past them they count as missing.
+ * remembered in the bitmap: a resend of one is taken again (the store removes the copy). The
+ * last OP_SEQ_AHEAD_KEEP distinct numbers taken so are kept, though, so that a run confirmed past
+ * them does not count them as missing: events of the new numbering that came out of order at
+ * the jump (1000, 1001, 1003, 1004, … restarts the run at 1003) had been counted lost although
+ * stored. Older ones, beyond that many, still count as missing when a run passes them, and so
+ * do those taken before an event of the numbering in force ended their run (end_run).
  *
  * A numbering started again a window or more below `next` (a detector that restarted its
  * counter at 0 on the same stream, against the wire contract) is followed the same way, once
@@ -58,6 +62,9 @@ typedef struct stream {
 	uint64_t first;              /* the lowest sequence of its numbering seen (0 after a seed) */
 	uint64_t old_lo, old_hi, old_ns; /* the numbering a restart left: [old_lo, old_hi), its newest time */
 	uint64_t seen_ns;                /* the clock when it last sent (or was seeded) */
+	uint64_t ahead[OP_SEQ_AHEAD_KEEP]; /* distinct numbers taken as AHEAD far ahead since the
+					    * stream last took one of its numbering in force (a ring) */
+	uint32_t n_ahead, ahead_head;      /* how many it holds (at most OP_SEQ_AHEAD_KEEP); the next slot */
 } stream;
 
 struct op_seqtrack {
@@ -240,14 +247,53 @@ static int run_step(stream *s, uint64_t seq, int back)
 	return s->run_next - s->run_from >= OP_SEQ_CONFIRM;
 }
 
-/* The confirmed run [run_from, run_next) is where the stream stands now. */
-static void follow_run(op_seqtrack *t, stream *s, uint64_t time_ns)
+/* seq, far ahead, was taken (AHEAD): remembered unless it is already, the oldest of
+ * OP_SEQ_AHEAD_KEEP making room */
+static void keep_ahead(stream *s, uint64_t seq)
 {
+	for (uint32_t i = 0; i < s->n_ahead; i++)
+		if (s->ahead[i] == seq)
+			return;
+	s->ahead[s->ahead_head] = seq;
+	s->ahead_head = (s->ahead_head + 1) % OP_SEQ_AHEAD_KEEP;
+	if (s->n_ahead < OP_SEQ_AHEAD_KEEP)
+		s->n_ahead++;
+}
+
+/* An event of the numbering in force ended the run: what was taken ahead is forgotten, as the
+ * run is (a wild number kept across that would, at some later jump, hide a real loss and make
+ * the real event of its number a duplicate) */
+static void end_run(stream *s)
+{
+	s->run_from = s->run_next = 0;
+	s->n_ahead = s->ahead_head = 0;
+}
+
+/* Of the numbers kept by keep_ahead, how many lie in [lo, hi) (each is stored, not missing) */
+static uint64_t kept_between(const stream *s, uint64_t lo, uint64_t hi)
+{
+	uint64_t c = 0;
+	for (uint32_t i = 0; i < s->n_ahead; i++)
+		c += s->ahead[i] >= lo && s->ahead[i] < hi;
+	return c;
+}
+
+/* The confirmed run [run_from, run_next) is where the stream stands now. After a jump ahead
+ * (jumped), the numbers taken ahead between where the stream was and the run (those the gap
+ * did not count) that its window still covers are marked seen: a resend of one is a
+ * duplicate, and it is not counted late. After a restart below, none are: those were taken in
+ * the numbering left behind. */
+static void follow_run(op_seqtrack *t, stream *s, uint64_t time_ns, int jumped)
+{
+	const uint64_t window = (uint64_t)t->words * 64, from = s->next;
 	memset(s->bits, 0, t->words * sizeof(uint64_t));
 	for (uint64_t q = s->run_from; q < s->run_next; q++)
 		bit_set(t, s, q, 1);
+	for (uint32_t i = 0; jumped && i < s->n_ahead; i++)
+		if (s->ahead[i] >= from && s->ahead[i] < s->run_from && s->run_next - s->ahead[i] <= window)
+			bit_set(t, s, s->ahead[i], 1);
 	s->next = s->run_next;
-	s->run_from = s->run_next = 0;
+	end_run(s);
 	s->settled = 1;
 	took(s, time_ns);
 }
@@ -256,7 +302,7 @@ static void follow_run(op_seqtrack *t, stream *s, uint64_t time_ns)
 static int too_old(op_seqtrack *t, stream *s)
 {
 	if (!s->run_back)
-		s->run_from = s->run_next = 0;
+		end_run(s);
 	t->st.too_old++;
 	return OP_SEQ_TOO_OLD;
 }
@@ -289,7 +335,7 @@ static int back_run(op_seqtrack *t, stream *s, uint32_t id, uint64_t seq, uint64
 		s->old_lo = s->old_hi = s->old_ns = 0;
 	}
 	s->first = s->run_from;
-	follow_run(t, s, time_ns);
+	follow_run(t, s, time_ns, 0);
 	return OP_SEQ_RESTART;
 }
 
@@ -329,21 +375,22 @@ int op_seqtrack_observe(op_seqtrack *t, uint32_t id, uint64_t seq, uint64_t time
 				return OP_SEQ_DUPLICATE;
 			}
 			if (!run_step(s, seq, 0)) {
+				keep_ahead(s, seq);
 				t->st.ahead++;
 				return OP_SEQ_AHEAD;
 			}
-			/* confirmed: the stream moved on; what it skipped is missing (unless where it was
-			 * came from a lone first event, maybe wild: a zero header's 0 before 10^12 would
-			 * count 10^12 events lost) */
+			/* confirmed: the stream moved on; what it skipped is missing, but for the events
+			 * taken ahead in between (unless where it was came from a lone first event, maybe
+			 * wild: a zero header's 0 before 10^12 would count 10^12 events lost) */
 			if (s->settled)
-				t->st.gap_events_total += s->run_from - s->next;
+				t->st.gap_events_total += s->run_from - s->next - kept_between(s, s->next, s->run_from);
 			else
 				s->first = s->run_from;
 			t->st.jumps++;
-			follow_run(t, s, time_ns);
+			follow_run(t, s, time_ns, 1);
 			return OP_SEQ_AFTER_GAP;
 		}
-		s->run_from = s->run_next = 0; /* the numbering in force goes on: no run is confirmed */
+		end_run(s); /* the numbering in force goes on: no run is confirmed */
 		s->settled = 1;
 		took(s, time_ns);
 		/* Clear the bits of the sequence numbers we jump over (they are now "missing"). */
@@ -376,7 +423,7 @@ int op_seqtrack_observe(op_seqtrack *t, uint32_t id, uint64_t seq, uint64_t time
 	/* an event of the numbering in force, even one seen already, ends an unconfirmed run: a
 	 * restarted ingest replays its log through a tracker that has seen the events before its
 	 * last report, and must not confirm a run their arrival had kept from confirming live */
-	s->run_from = s->run_next = 0;
+	end_run(s);
 	if (bit_get(t, s, seq)) {
 		t->st.duplicates++;
 		return OP_SEQ_DUPLICATE;
@@ -408,7 +455,7 @@ int op_seqtrack_seed(op_seqtrack *t, const op_seqtrack_mark *m)
 		t->st.streams++;
 	s->next = m->next;
 	memset(s->bits, 0xff, t->words * sizeof(uint64_t));
-	s->run_from = s->run_next = 0;
+	end_run(s);
 	s->newest_ns = m->newest_ns;
 	s->newest_known = m->newest_ns != 0;
 	s->first = 0;

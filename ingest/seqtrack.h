@@ -32,6 +32,10 @@ enum op_seq_verdict {
 /* Consecutive events that confirm a jump of a window or more, or a restarted numbering
  * (OP_SEQ_AHEAD until then) */
 #define OP_SEQ_CONFIRM 4
+/* How many distinct numbers taken far ahead (OP_SEQ_AHEAD) a stream keeps until a run is
+ * confirmed or an event of its numbering in force arrives, so that those a confirmed jump
+ * passes are not counted as missing (seqtrack.c) */
+#define OP_SEQ_AHEAD_KEEP 16
 
 typedef struct op_seqtrack_stats {
 	uint64_t streams;   /* tracked now */

@@ -93,6 +93,61 @@ int main(void)
 	op_seqtrack_close(t);
 	op_seqtrack_close(NULL);
 
+	/* The new numbering out of order right at the jump: 1003 restarts the run, which 1006
+	 * confirms from 1003 on. 1000 and 1001 were taken (stored) and 1002 comes late: only
+	 * 12 … 999 are missing, 988, not 990 as when the run's start was counted from 1003 and the
+	 * two taken ahead forgotten. Sent again, 1000 is a duplicate (it is stored). */
+	CHECK(op_seqtrack_open(2, 128, &t) == 0);
+	CHECK(op_seqtrack_observe(t, 1, 10, 0) == OP_SEQ_FIRST);
+	CHECK(op_seqtrack_observe(t, 1, 11, 0) == OP_SEQ_IN_ORDER);
+	CHECK(op_seqtrack_observe(t, 1, 1000, 0) == OP_SEQ_AHEAD);
+	CHECK(op_seqtrack_observe(t, 1, 1001, 0) == OP_SEQ_AHEAD);
+	CHECK(op_seqtrack_observe(t, 1, 1003, 0) == OP_SEQ_AHEAD);
+	CHECK(op_seqtrack_observe(t, 1, 1004, 0) == OP_SEQ_AHEAD);
+	CHECK(op_seqtrack_observe(t, 1, 1005, 0) == OP_SEQ_AHEAD);
+	CHECK(op_seqtrack_observe(t, 1, 1006, 0) == OP_SEQ_AFTER_GAP);
+	CHECK(op_seqtrack_observe(t, 1, 1002, 0) == OP_SEQ_LATE);
+	CHECK(op_seqtrack_observe(t, 1, 1000, 0) == OP_SEQ_DUPLICATE);
+	CHECK(op_seqtrack_observe(t, 1, 1007, 0) == OP_SEQ_IN_ORDER);
+	op_seqtrack_get_stats(t, &st);
+	CHECK_EQ_U64(st.gap_events_total - st.late_total, 988);
+	CHECK_EQ_U64(st.duplicates, 1);
+	op_seqtrack_close(t);
+
+	/* A wild number taken ahead, then the numbering in force goes on: it is forgotten. A jump
+	 * confirmed later just past it counts its number missing, and the real event of that number,
+	 * arriving late, is taken (kept, it was refused as a duplicate: lost). */
+	CHECK(op_seqtrack_open(2, 128, &t) == 0);
+	CHECK(op_seqtrack_observe(t, 1, 10, 0) == OP_SEQ_FIRST);
+	CHECK(op_seqtrack_observe(t, 1, 11, 0) == OP_SEQ_IN_ORDER);
+	CHECK(op_seqtrack_observe(t, 1, 5050, 0) == OP_SEQ_AHEAD);
+	CHECK(op_seqtrack_observe(t, 1, 12, 0) == OP_SEQ_IN_ORDER);
+	CHECK(op_seqtrack_observe(t, 1, 5100, 0) == OP_SEQ_AHEAD);
+	CHECK(op_seqtrack_observe(t, 1, 5101, 0) == OP_SEQ_AHEAD);
+	CHECK(op_seqtrack_observe(t, 1, 5102, 0) == OP_SEQ_AHEAD);
+	CHECK(op_seqtrack_observe(t, 1, 5103, 0) == OP_SEQ_AFTER_GAP);
+	CHECK(op_seqtrack_observe(t, 1, 5050, 0) == OP_SEQ_LATE);
+	op_seqtrack_get_stats(t, &st);
+	CHECK_EQ_U64(st.gap_events_total, 5100 - 13);
+	CHECK_EQ_U64(st.late_total, 1);
+	op_seqtrack_close(t);
+
+	/* More than OP_SEQ_AHEAD_KEEP numbers taken ahead before the jump is confirmed: the last 16
+	 * taken are kept (the run's own first three among them: 1014 … 1038 of the twenty below),
+	 * the older ones count as missing */
+	CHECK(op_seqtrack_open(2, 128, &t) == 0);
+	CHECK(op_seqtrack_observe(t, 1, 10, 0) == OP_SEQ_FIRST);
+	CHECK(op_seqtrack_observe(t, 1, 11, 0) == OP_SEQ_IN_ORDER);
+	for (uint64_t q = 0; q < 20; q++) /* 1000, 1002, …, 1038: never four in a row */
+		CHECK(op_seqtrack_observe(t, 1, 1000 + 2 * q, 0) == OP_SEQ_AHEAD);
+	CHECK(op_seqtrack_observe(t, 1, 1100, 0) == OP_SEQ_AHEAD);
+	CHECK(op_seqtrack_observe(t, 1, 1101, 0) == OP_SEQ_AHEAD);
+	CHECK(op_seqtrack_observe(t, 1, 1102, 0) == OP_SEQ_AHEAD);
+	CHECK(op_seqtrack_observe(t, 1, 1103, 0) == OP_SEQ_AFTER_GAP);
+	op_seqtrack_get_stats(t, &st);
+	CHECK_EQ_U64(st.gap_events_total, 1100 - 12 - 13);
+	op_seqtrack_close(t);
+
 	/* A second detector misconfigured onto a stream, its numbering far ahead and interleaved
 	 * with the real one: its events are stored (AHEAD), and the stream is never taken over */
 	CHECK(op_seqtrack_open(2, 128, &t) == 0);
