@@ -114,6 +114,13 @@ typedef struct store {
 	void *ack;
 	/* counters */
 	uint64_t probes_acked, probes_bad;
+	/* rows_written: fresh rows (each event's once, not salvaged ones) in segments sealed, counted
+	 * at the seal; seg_fresh: those in the segment not yet sealed. Counted when appended, they
+	 * were counted twice when a pause for disk space abandoned the segment (its rows come back,
+	 * salvaged or sent again by ingest), or a store restart salvaged it; taken back, the counter
+	 * would go down, which the supervisor and Prometheus read as a reset. */
+	uint64_t seg_fresh;
+	uint64_t failed_seal_rows; /* the rows of the last seal that failed (published after all?) */
 	uint64_t rows_received, rows_written, rows_duplicate, rows_sealed, segments_sealed,
 		rows_salvaged, files_salvaged, files_corrupt, acks_sent;
 	double last_seal_ms;
@@ -298,6 +305,7 @@ static int seal(store *st)
 	if (rc == 0)
 		st->seg_name[0] = 0;
 	if (rc < 0) {
+		st->failed_seal_rows = rows;
 		op_err("cannot seal segment %s/%s.h5 (generation %" PRIu64 ", %" PRIu64 " rows) into %s: %s; "
 		       "nothing of it was acknowledged%s",
 		       st->segments_dir, st->seg_name, st->gen, rows, st->outbox_dir, strerror(-rc),
@@ -306,6 +314,8 @@ static int seal(store *st)
 	}
 	st->last_seal_ms = (double)(op_now_ns() - t0) / 1e6;
 	st->outbox_unsynced = 0; /* the seal fsynced outbox/: every rename into it is durable */
+	st->rows_written += st->seg_fresh;
+	st->seg_fresh = 0;
 	st->segments_sealed++;
 	st->rows_sealed += rows;
 	op_debug("sealed segment generation %" PRIu64 ": %" PRIu64 " rows, sha256 %s", st->gen, rows, sha);
@@ -338,7 +348,6 @@ static int append_rows(store *st, const op_result_row *rows, size_t n)
 		       strerror(-rc));
 		return rc;
 	}
-	st->rows_written += n;
 	st->dirty = 1;
 	return 0;
 }
@@ -459,8 +468,10 @@ static int take_batch(store *st, const op_stage_result *res, size_t n)
 		 * that mixes models is split all the same */
 		const char *model = model_name_of(st, r.row.model_id);
 		if (!same_segment(st, model, r.row.model_id, st->config_now)) {
-			if ((rc = append_rows(st, st->rows, k)) < 0 ||
-			    (rc = segment_for(st, model, r.row.model_id, st->config_now)) < 0)
+			if ((rc = append_rows(st, st->rows, k)) < 0)
+				return rc;
+			st->seg_fresh += k;
+			if ((rc = segment_for(st, model, r.row.model_id, st->config_now)) < 0)
 				return rc;
 			k = 0;
 		}
@@ -475,7 +486,11 @@ static int take_batch(store *st, const op_stage_result *res, size_t n)
 		if (rc < 0)
 			return rc;
 	}
-	return append_rows(st, st->rows, k);
+	/* fresh rows only: not where salvage writes again the rows of a segment left unsealed */
+	if ((rc = append_rows(st, st->rows, k)) < 0)
+		return rc;
+	st->seg_fresh += k;
+	return 0;
 }
 
 /* Remember what outbox/ and sent/ hold, the newest names first wherever they lie: segments the
@@ -640,10 +655,18 @@ static void disk_full(store *st, const char *what)
 			op_info("removed %s: a copy of leftovers that stay in %s", path, st->segments_dir);
 		st->seg_name[0] = 0;
 	}
-	if (!published)
+	if (!published) {
 		op_dedup_forget_gen(st->dedup, st->gen); /* those rows are not sealed */
-	else
+	} else {
 		st->outbox_unsynced = 1; /* published, perhaps not durable: fsynced before their acks */
+		/* sealed after all: its rows are stored, fresh ones and the leftovers' it took (their
+		 * files stay and are salvaged again, all duplicates: counted when removed then) */
+		st->rows_written += st->seg_fresh;
+		st->rows_salvaged += st->batch_rows;
+		st->rows_sealed += st->failed_seal_rows;
+		st->segments_sealed++;
+	}
+	st->seg_fresh = st->failed_seal_rows = 0;
 	st->pending.n = 0;	/* never acknowledged: ingest sends them again (published: acknowledged then) */
 	st->n_salvaged = 0;	/* leftovers not sealed stay leftovers */
 	st->batch_rows = st->batch_files = 0;
