@@ -296,7 +296,13 @@ static int seal(store *st)
 	int rc;
 
 	if (!st->seg) {
-		remove_salvaged(st); /* nothing open: whatever they held was sealed already */
+		/* nothing open: whatever they held was sealed already, durable once outbox/ is. It may
+		 * not be yet: at start (a predecessor may have died between its renames and their
+		 * fsync) or after a seal that failed after its renames; the leftovers, removed first,
+		 * would then be the only copy a power cut leaves. */
+		if ((rc = outbox_durable(st)) < 0)
+			return rc;
+		remove_salvaged(st);
 		return 0;
 	}
 	rows = op_segment_rows(st->seg);

@@ -17,8 +17,9 @@ PKGS="build-essential cmake pkg-config git ca-certificates
       clang libclang-rt-14-dev
       libopenblas-dev gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user"
 # Only the test suite needs these (--tests): stress-ng (tests/soak/stress.py), promtool from
-# prometheus (e2e_metrics), lintian (package_deb), iproute2 (ip netns and tc for uplink_netns).
-TEST_PKGS="stress-ng prometheus lintian iproute2"
+# prometheus (e2e_metrics), lintian (package_deb), iproute2 (ip netns and tc for uplink_netns),
+# strace (store_salvage_durable: the order of fsync and unlink).
+TEST_PKGS="stress-ng prometheus lintian iproute2 strace"
 [ "${1:-}" = "--tests" ] && PKGS="$PKGS $TEST_PKGS"
 
 missing=""

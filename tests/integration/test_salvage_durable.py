@@ -1,0 +1,108 @@
+#!/usr/bin/python3
+"""
+test_salvage_durable.py — leftovers are removed only once what holds their rows is durable:
+
+  test_salvage_durable.py BINDIR
+
+An earlier run left in segments/ a segment whose rows are all in outbox/ already (as a store
+that died between sealing a copy and removing the leftover leaves it, or a pause for disk space
+whose seal was published after all). The next store salvages it, finds every row a duplicate,
+and removes the file. outbox/ may not be durable yet at that point (a predecessor may have died
+between its renames into outbox/ and their fsync): removed first, the leftover would have been
+the only copy a power cut leaves. Checked on the real daemon under strace: the fsync of outbox/
+comes before the leftover's unlink; the leftover goes; outbox/ holds every event once.
+(Before, the unlink came first.) Needs strace and ptrace (else skipped, exit 77).
+"""
+import glob
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Appliance, check, need_modules, unique_keys  # noqa: E402
+
+
+def children(pid):
+    out = []
+    for task in glob.glob("/proc/%d/task/*/children" % pid):
+        try:
+            with open(task) as f:
+                out += [int(c) for c in f.read().split()]
+        except OSError:
+            pass
+    return out
+
+
+def main():
+    bindir = sys.argv[1]
+    if not shutil.which("strace"):
+        print("strace not installed: skipped")
+        sys.exit(77)
+    if subprocess.run(["strace", "-o", os.devnull, "true"], capture_output=True).returncode != 0:
+        print("strace cannot trace here (ptrace refused): skipped")
+        sys.exit(77)
+    need_modules("h5py", "numpy")
+    import h5py
+    import numpy as np
+    n = 500
+    app = Appliance(bindir, "salvage-durable", north=False)
+    try:
+        app.sim("--count", str(n), "--rate", "2000", "--stream", "3")
+        app.wait(lambda: app.status()["events"]["stored"] == n, 60, "every event stored")
+        app.daemon.send_signal(signal.SIGTERM)
+        check(app.daemon.wait(60) == 0, "outpostd did not stop cleanly")
+        sealed = sorted(glob.glob(os.path.join(app.state, "outbox", "*.h5")))
+        check(sealed, "nothing sealed in outbox/")
+        leftover = os.path.join(app.state, "segments", "leftover-copy.h5")
+        shutil.copy(sealed[0], leftover)
+
+        # -ff: one file per process (trace.PID), so that no call is split by another's
+        trace = os.path.join(app.tmp, "trace")
+        tracer = subprocess.Popen(["strace", "-ff", "-y", "-e", "trace=fsync,unlink,unlinkat", "-o", trace,
+                                   os.path.join(bindir, "outpostd"), "-c", app.cfg], stdout=app.logs, stderr=app.logs)
+        try:
+            deadline = time.time() + 30
+            while os.path.exists(leftover) and time.time() < deadline:
+                time.sleep(0.2)
+            check(not os.path.exists(leftover), "the leftover was not removed within 30 s")
+            time.sleep(0.5)  # the trace's lines are written as the calls return
+        finally:
+            for pid in children(tracer.pid):  # this outpostd alone (it stops its stages)
+                os.kill(pid, signal.SIGTERM)
+            try:
+                tracer.wait(60)
+            except subprocess.TimeoutExpired:
+                tracer.kill()
+        outbox = os.path.realpath(os.path.join(app.state, "outbox"))
+        lines = []
+        for path in glob.glob(trace + ".*"):  # the process that removed the leftover: the store
+            with open(path) as f:
+                text = f.read().splitlines()
+            if any("unlink" in ln and "leftover-copy.h5" in ln for ln in text):
+                lines = text
+        removed = [i for i, ln in enumerate(lines) if "unlink" in ln and "leftover-copy.h5" in ln]
+        synced = [i for i, ln in enumerate(lines) if ln.startswith("fsync(") and ("<%s>" % outbox) in ln and
+                  ln.endswith("= 0")]
+        check(removed, "no unlink of the leftover in the trace")
+        check(synced and synced[0] < removed[0], "the leftover was unlinked before outbox/ was fsynced:\n%s" %
+              "\n".join(lines[i] for i in sorted(set(removed[:1] + synced[:2]))))
+        print("the store's trace: fsync of outbox/ at line %d, the leftover's unlink at line %d" %
+              (synced[0] + 1, removed[0] + 1))
+        parts = []
+        for path in glob.glob(os.path.join(outbox, "*.h5")):
+            with h5py.File(path, "r") as f:
+                parts.append(f["results"][:])
+        rows = np.concatenate(parts)
+        check(len(rows) == n and len(unique_keys(rows)) == n, "outbox holds %d rows (%d distinct) of %d" %
+              (len(rows), len(unique_keys(rows)), n))
+        print("a leftover copy of %s, its rows all in outbox/ already: removed after outbox/ was durable; "
+              "outbox/ holds the %d events once" % (os.path.basename(sealed[0]), n))
+    finally:
+        app.stop()
+
+
+if __name__ == "__main__":
+    main()
