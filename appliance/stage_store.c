@@ -266,9 +266,14 @@ static int outbox_durable(store *st)
 		return 0;
 	int rc = op_segment_sync_dir(st->outbox_dir);
 	if (rc < 0) {
-		op_err("cannot make %s durable (fsync: %s): not acknowledging the %zu events already sealed there; "
-		       "exiting so that a restart tries again",
-		       st->outbox_dir, strerror(-rc), st->ack_now.n);
+		if (st->ack_now.n)
+			op_err("cannot make %s durable (fsync: %s): not acknowledging the %zu events already sealed "
+			       "there; exiting so that a restart tries again",
+			       st->outbox_dir, strerror(-rc), st->ack_now.n);
+		else
+			op_err("cannot make %s durable (fsync: %s): not removing the %d salvaged leftovers whose "
+			       "rows are there; they stay for the next try",
+			       st->outbox_dir, strerror(-rc), st->n_salvaged);
 		return rc;
 	}
 	st->outbox_unsynced = 0;
