@@ -444,6 +444,13 @@ static double wait_blas_idle(void)
 	return -1;
 }
 
+/* The GEMM shapes of `kernels` (and of `shapes`' w4a4_parts): the event network's layers as
+ * K x N (head.0 takes 136 inputs: padded to whole blocks inside; the built-in network runs its
+ * head in FP32 now, an FP4 one may not), and a wider one; head.2 (64 -> 5) is left out: N below
+ * 16. Each at M = 4,096 and 65,536 pulses. */
+static const uint32_t gemm_kn[][2] = {{16, 64}, {64, 64}, {136, 128}, {128, 64}, {256, 256}};
+static const uint32_t gemm_ms[] = {4096, 65536};
+
 typedef struct gemm_ctx {
 	op_fp4_linear *L;
 	op_fp4_tensor *W;
@@ -735,11 +742,6 @@ int op_bench_kernels(int argc, char **argv)
 	 * said which side had met the quiet minutes. Each line also gives the range of the ratios of
 	 * the single rounds, so a reader sees how much the machine moved within the run.
 	 */
-	/* the event network's layers (head.0 takes 136 inputs: padded to whole blocks inside; the
-	 * built-in network runs its head in FP32 now, an FP4 one may not), and a wider one; head.2
-	 * (64 -> 5) is left out: N below 16 */
-	static const uint32_t kn[][2] = {{16, 64}, {64, 64}, {136, 128}, {128, 64}, {256, 256}};
-	static const uint32_t Ms[] = {4096, 65536};
 	/* GEMV: every M from 1 to 16 (passes of four rows and the M % 4 rest each have their own
 	 * code), K = N = 4,096 */
 	enum { NS = 5, NMS = 2, NGM = 16, ROUNDS = 3 };
@@ -775,7 +777,7 @@ int op_bench_kernels(int argc, char **argv)
 		for (int phase = 0; phase < 2; phase++) { /* 0: ours, 1: OpenBLAS */
 			for (size_t mi = 0; mi < NMS; mi++)
 				for (size_t s = 0; s < NS; s++) {
-					uint32_t M = Ms[mi], Kg = kn[s][0], Ng = kn[s][1];
+					uint32_t M = gemm_ms[mi], Kg = gemm_kn[s][0], Ng = gemm_kn[s][1];
 					float *Xg = randbuf((size_t)M * Kg, 1), *Wg = randbuf((size_t)Ng * Kg, 2);
 					float *Yg = malloc((size_t)M * Ng * 4);
 					gemm_ctx c = {.X = Xg, .Wf = Wg, .Y = Yg, .M = M, .K = Kg, .N = Ng, .threads = threads};
@@ -855,7 +857,7 @@ int op_bench_kernels(int argc, char **argv)
 		for (size_t s = 0; s < NS; s++)
 			for (int format = OP_FP4_NVFP4; format <= OP_FP4_MXFP4; format++)
 				for (int mode = OP_W4A4; mode <= OP_W4A16; mode++) {
-					uint32_t M = Ms[mi], Kg = kn[s][0], Ng = kn[s][1];
+					uint32_t M = gemm_ms[mi], Kg = gemm_kn[s][0], Ng = gemm_kn[s][1];
 					double t = 1e30, ts = 1e30, lo = 1e30, hi = 0;
 					for (int r = 0; r < rounds; r++) {
 						double a = t_gemm[r][mi][s][format - 1][mode - 1], b = t_sgemm[r][mi][s];
@@ -955,15 +957,15 @@ static void w4a4_parts(double min_s)
 	       rate[0][1] * 2048 / 1e9, rate[0][0] * 2048 / 1e9, rate[1][1] * 4096 / 1e9, rate[1][0] * 4096 / 1e9,
 	       rate[0][0] / rate[0][1], rate[1][0] / rate[1][1]);
 	fflush(stdout);
-	static const uint32_t kn[][2] = {{16, 64}, {64, 64}, {136, 128}, {128, 64}, {256, 256}};
-	static const uint32_t Ms[] = {4096, 65536};
 	openblas_set_num_threads(1);
-	for (size_t mi = 0; mi < 2; mi++)
-		for (size_t s = 0; s < 5; s++) {
-			const uint32_t M = Ms[mi], Kg = kn[s][0], Ng = kn[s][1];
+	for (size_t mi = 0; mi < sizeof(gemm_ms) / sizeof(gemm_ms[0]); mi++)
+		for (size_t s = 0; s < sizeof(gemm_kn) / sizeof(gemm_kn[0]); s++) {
+			const uint32_t M = gemm_ms[mi], Kg = gemm_kn[s][0], Ng = gemm_kn[s][1];
 			float *Xg = randbuf((size_t)M * Kg, 1), *Wg = randbuf((size_t)Ng * Kg, 2), *Yg = malloc((size_t)M * Ng * 4);
-			if (!Xg || !Wg || !Yg)
+			if (!Xg || !Wg || !Yg) {
+				free(Xg), free(Wg), free(Yg);
 				return;
+			}
 			gemm_ctx c = {.X = Xg, .Wf = Wg, .Y = Yg, .M = M, .K = Kg, .N = Ng, .threads = 1, .mode = OP_W4A4};
 			const double ts = time_it(min_s, run_sgemm, &c);
 			for (int format = OP_FP4_NVFP4; format <= OP_FP4_MXFP4; format++) {
