@@ -21,10 +21,66 @@ import h5py
 import numpy as np
 
 
+_PORT_LOCKS = []  # held open until this test exits: no other test takes the same port
+
+
+def _port_range():
+    """Ports below the kernel's ephemeral range (from 20000 up), or above it where that leaves too
+    few: outside it no outgoing connection (the daemon reconnecting to a stopped outpost-north,
+    another test's peers) is ever given a port a test means to bind later."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo, hi = (int(v) for v in f.read().split())
+    except (OSError, ValueError):
+        lo, hi = 32768, 60999
+    if lo - 20000 >= 2000:
+        return 20000, lo - 1
+    if 65535 - hi >= 2000:
+        return hi + 1, 65535
+    return 20000, 29999  # no room outside it: the lock files still keep tests apart
+
+
 def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port on 127.0.0.1 for this test alone, for as long as it runs. A port bind(0) chose
+    and gave back could be taken again before the test (or its restart of outpost-north) binds
+    it: by the kernel for an outgoing connection, or by a test running beside it, which made
+    outpost-north fail with 'Address already in use'. So the port is outside the ephemeral range,
+    reserved by a lock file every test here honours, and free when checked."""
+    import fcntl
+    import random
+    lo, hi = _port_range()
+    lockdir = os.path.join(tempfile.gettempdir(), "outpost-test-ports")
+    os.makedirs(lockdir, exist_ok=True)
+    rng = random.Random()
+    for _ in range(500):
+        port = rng.randint(lo, hi)
+        fd = os.open(os.path.join(lockdir, "%d.lock" % port), os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.bind(("127.0.0.1", port))
+        except OSError:
+            os.close(fd)  # something else holds it (or a connection of it lingers)
+            continue
+        _PORT_LOCKS.append(fd)
+        return port
+    raise RuntimeError("no free TCP port in %d-%d after 500 tries" % (lo, hi))
+
+
+def child_pids(pid):
+    """The processes pid started and that still run (e.g. strace's traced outpostd)."""
+    out = []
+    for task in glob.glob("/proc/%d/task/*/children" % pid):
+        try:
+            with open(task) as f:
+                out += [int(c) for c in f.read().split()]
+        except OSError:
+            pass
+    return out
 
 
 FAILED = []  # set by fail(): stop() then keeps the test's directory for a post-mortem

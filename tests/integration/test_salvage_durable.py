@@ -22,18 +22,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Appliance, check, need_modules, unique_keys  # noqa: E402
-
-
-def children(pid):
-    out = []
-    for task in glob.glob("/proc/%d/task/*/children" % pid):
-        try:
-            with open(task) as f:
-                out += [int(c) for c in f.read().split()]
-        except OSError:
-            pass
-    return out
+from harness import Appliance, check, child_pids, need_modules, unique_keys  # noqa: E402
 
 
 def main():
@@ -70,7 +59,7 @@ def main():
             check(not os.path.exists(leftover), "the leftover was not removed within 30 s")
             time.sleep(0.5)  # the trace's lines are written as the calls return
         finally:
-            for pid in children(tracer.pid):  # this outpostd alone (it stops its stages)
+            for pid in child_pids(tracer.pid):  # this outpostd alone (it stops its stages)
                 os.kill(pid, signal.SIGTERM)
             try:
                 tracer.wait(60)
