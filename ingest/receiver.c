@@ -172,6 +172,8 @@ static int one(op_receiver *r, int which, op_receiver_cb cb, void *ctx)
 		goto done;
 	}
 	if (cb(ctx, &h, p, len, which == 1) != 0) {
+		/* not kept: a resend of it must be taken, not refused as a duplicate */
+		op_seqtrack_unsee(r->seq, h.stream_id, h.sequence);
 		r->st.caller_rejected++;
 		rejected(r, "no_memory", 1, h.stream_id, h.sequence);
 	} else

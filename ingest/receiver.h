@@ -43,7 +43,8 @@ typedef struct op_receiver_stats {
 } op_receiver_stats;
 
 /* Called for every accepted event; msg is valid only during the call. Nonzero = the caller
- * could not take it (counted as caller_rejected). live = 1 when it came from the SUB socket. */
+ * could not take it (counted as caller_rejected; its sequence number is not marked seen, so a
+ * resend of it is taken). live = 1 when it came from the SUB socket. */
 typedef int (*op_receiver_cb)(void *ctx, const op_wire_header *h, const uint8_t *msg, size_t len, int live);
 
 int op_receiver_open(void *zmq_ctx, const op_receiver_config *cfg, op_receiver **ret);

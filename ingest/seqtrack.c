@@ -75,6 +75,18 @@ struct op_seqtrack {
 	op_seqtrack_stats st;
 	uint64_t (*clock)(void);
 	uint64_t none_idle_until; /* full, and no stream silent long enough before then */
+	struct { /* what the last observe did that op_seqtrack_unsee takes back */
+		int valid, verdict;
+		uint32_t id;
+		uint64_t seq;
+		uint64_t run_from, run_next; /* the stream's run before it, */
+		int run_back;
+		int kept;                    /* whether it added seq to the ring of numbers taken ahead, */
+		uint32_t n_ahead;            /* how many the ring held before, */
+		uint64_t overwritten;        /* and the number a full ring gave up for it; */
+		int early;                   /* a LATE one that was early, */
+		uint64_t first;              /* and the stream's first before it */
+	} last;
 };
 
 static uint64_t monotonic_ns(void)
@@ -249,15 +261,16 @@ static int run_step(stream *s, uint64_t seq, int back)
 
 /* seq, far ahead, was taken (AHEAD): remembered unless it is already, the oldest of
  * OP_SEQ_AHEAD_KEEP making room */
-static void keep_ahead(stream *s, uint64_t seq)
+static int keep_ahead(stream *s, uint64_t seq)
 {
 	for (uint32_t i = 0; i < s->n_ahead; i++)
 		if (s->ahead[i] == seq)
-			return;
+			return 0;
 	s->ahead[s->ahead_head] = seq;
 	s->ahead_head = (s->ahead_head + 1) % OP_SEQ_AHEAD_KEEP;
 	if (s->n_ahead < OP_SEQ_AHEAD_KEEP)
 		s->n_ahead++;
+	return 1;
 }
 
 /* An event of the numbering in force ended the run: what was taken ahead is forgotten, as the
@@ -339,7 +352,7 @@ static int back_run(op_seqtrack *t, stream *s, uint32_t id, uint64_t seq, uint64
 	return OP_SEQ_RESTART;
 }
 
-int op_seqtrack_observe(op_seqtrack *t, uint32_t id, uint64_t seq, uint64_t time_ns)
+static int observe(op_seqtrack *t, uint32_t id, uint64_t seq, uint64_t time_ns)
 {
 	uint64_t window = (uint64_t)t->words * 64;
 	int fresh;
@@ -354,6 +367,12 @@ int op_seqtrack_observe(op_seqtrack *t, uint32_t id, uint64_t seq, uint64_t time
 		t->st.stream_limit++;
 		return OP_SEQ_STREAM_LIMIT;
 	}
+	t->last.run_from = s->run_from;
+	t->last.run_next = s->run_next;
+	t->last.run_back = s->run_back;
+	t->last.kept = 0;
+	t->last.early = 0;
+	t->last.first = s->first;
 	if (fresh) {
 		t->st.streams++;
 		s->next = seq + 1;
@@ -375,7 +394,9 @@ int op_seqtrack_observe(op_seqtrack *t, uint32_t id, uint64_t seq, uint64_t time
 				return OP_SEQ_DUPLICATE;
 			}
 			if (!run_step(s, seq, 0)) {
-				keep_ahead(s, seq);
+				t->last.n_ahead = s->n_ahead;
+				t->last.overwritten = s->ahead[s->ahead_head];
+				t->last.kept = keep_ahead(s, seq);
 				t->st.ahead++;
 				return OP_SEQ_AHEAD;
 			}
@@ -432,11 +453,80 @@ int op_seqtrack_observe(op_seqtrack *t, uint32_t id, uint64_t seq, uint64_t time
 	s->settled = 1;
 	if (seq < s->first) { /* before the stream's first event here: it fills no gap counted */
 		s->first = seq;
+		t->last.early = 1;
 		t->st.early++;
 		return OP_SEQ_LATE;
 	}
 	t->st.late_total++;
 	return OP_SEQ_LATE;
+}
+
+int op_seqtrack_observe(op_seqtrack *t, uint32_t id, uint64_t seq, uint64_t time_ns)
+{
+	const int v = observe(t, id, seq, time_ns);
+	t->last.valid = 1;
+	t->last.verdict = v;
+	t->last.id = id;
+	t->last.seq = seq;
+	return v;
+}
+
+/* The stream with this id, if tracked (the table always has an empty slot: 2·max_streams). */
+static stream *lookup(op_seqtrack *t, uint32_t id)
+{
+	for (uint32_t i = home(t, id);; i = (i + 1) & (t->slots - 1)) {
+		if (!t->tab[i].used)
+			return NULL;
+		if (t->tab[i].id == id)
+			return &t->tab[i];
+	}
+}
+
+void op_seqtrack_unsee(op_seqtrack *t, uint32_t id, uint64_t seq)
+{
+	stream *s;
+
+	if (!t->last.valid || t->last.id != id || t->last.seq != seq)
+		return;
+	t->last.valid = 0;
+	if (!(s = lookup(t, id)))
+		return;
+	switch (t->last.verdict) {
+	case OP_SEQ_AHEAD: /* its place in the unconfirmed run, and in the ring, given back */
+		t->st.ahead--;
+		s->run_from = t->last.run_from;
+		s->run_next = t->last.run_next;
+		s->run_back = t->last.run_back;
+		if (t->last.kept) {
+			s->ahead_head = (s->ahead_head + OP_SEQ_AHEAD_KEEP - 1) % OP_SEQ_AHEAD_KEEP;
+			if (t->last.n_ahead == OP_SEQ_AHEAD_KEEP)
+				s->ahead[s->ahead_head] = t->last.overwritten;
+			else
+				s->n_ahead--;
+		}
+		break;
+	case OP_SEQ_LATE: /* back in its gap (seq < next, within the window), counted as before */
+		bit_set(t, s, seq, 0);
+		if (t->last.early)
+			t->st.early--, s->first = t->last.first;
+		else
+			t->st.late_total--;
+		break;
+	case OP_SEQ_IN_ORDER:
+	case OP_SEQ_AFTER_GAP:
+	case OP_SEQ_FIRST:
+	case OP_SEQ_RESTART:
+		/* seq < next and within the window in each case: not seen, and missing (a gap of one)
+		 * until a resend fills it as a late event. next stays where the event put it (and a
+		 * run it confirmed stays followed: the run's other events were kept). */
+		if (t->last.verdict == OP_SEQ_IN_ORDER)
+			t->st.in_order--;
+		bit_set(t, s, seq, 0);
+		t->st.gap_events_total++;
+		break;
+	default: /* refused: nothing was marked */
+		break;
+	}
 }
 
 void op_seqtrack_get_stats(const op_seqtrack *t, op_seqtrack_stats *out)

@@ -62,6 +62,15 @@ void op_seqtrack_close(op_seqtrack *t);
 /* time_ns: the event's detector time, which tells a detector that started its numbering again
  * (newer than anything the stream sent) from old events sent again (not newer). */
 int op_seqtrack_observe(op_seqtrack *t, uint32_t stream, uint64_t seq, uint64_t time_ns);
+/* The event the last op_seqtrack_observe took as new (this stream and seq; called before any
+ * other observe) could not be kept by the caller (no memory): its number is new again, so that
+ * a resend of it is taken instead of refused as a duplicate, and until one comes it counts as
+ * missing (a gap of one, the resend then late; a late one goes back into its gap, uncounted as
+ * late or early). An AHEAD event gives its place in the unconfirmed run back, and its count.
+ * What the event's arrival told stays: an event of the numbering in force still ended the
+ * unconfirmed run (a detector did send it), and a run it confirmed stays followed. Nothing for
+ * an event that was refused, or after another observe. */
+void op_seqtrack_unsee(op_seqtrack *t, uint32_t stream, uint64_t seq);
 void op_seqtrack_get_stats(const op_seqtrack *t, op_seqtrack_stats *out);
 
 /*

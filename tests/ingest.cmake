@@ -2,6 +2,7 @@
 op_unit_test(test_crc32c unit/test_crc32c.c)
 op_unit_test(test_wire unit/test_wire.c)
 op_unit_test(test_seqtrack unit/test_seqtrack.c)
+op_unit_test(test_receiver unit/test_receiver.c)
 op_unit_test(test_wal unit/test_wal.c)
 op_unit_test(test_geometry_linefit unit/test_geometry_linefit.c)
 op_unit_test(test_replay unit/test_replay.c)

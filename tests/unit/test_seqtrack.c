@@ -488,5 +488,49 @@ int main(void)
 		op_seqtrack_close(full);
 		op_seqtrack_close(next_t);
 	}
+
+	/* An event ingest took but could not keep (no memory for it: rejected_no_memory) is not
+	 * marked seen: the detector's resend of it is taken, not refused as a duplicate, and until
+	 * then it counts as missing. Before, the resend was a duplicate and the event lost for good. */
+	{
+		op_seqtrack *u = NULL;
+		CHECK(op_seqtrack_open(4, 128, &u) == 0);
+		CHECK(op_seqtrack_observe(u, 1, 10, 1) == OP_SEQ_FIRST);
+		op_seqtrack_unsee(u, 1, 10);
+		CHECK(op_seqtrack_observe(u, 1, 11, 2) == OP_SEQ_IN_ORDER);
+		op_seqtrack_unsee(u, 1, 11);
+		op_seqtrack_get_stats(u, &st);
+		CHECK_EQ_U64(st.gap_events_total - st.late_total, 2); /* both missing, */
+		CHECK(op_seqtrack_observe(u, 1, 11, 2) == OP_SEQ_LATE);     /* until sent again */
+		CHECK(op_seqtrack_observe(u, 1, 10, 1) == OP_SEQ_LATE);
+		CHECK(op_seqtrack_observe(u, 1, 11, 2) == OP_SEQ_DUPLICATE); /* kept now: a copy is a duplicate */
+		CHECK(op_seqtrack_observe(u, 1, 14, 3) == OP_SEQ_AFTER_GAP);
+		op_seqtrack_unsee(u, 1, 14);
+		CHECK(op_seqtrack_observe(u, 1, 13, 3) == OP_SEQ_LATE);
+		op_seqtrack_unsee(u, 1, 13);
+		op_seqtrack_unsee(u, 1, 13); /* again: nothing more to take back */
+		CHECK(op_seqtrack_observe(u, 1, 14, 3) == OP_SEQ_LATE);
+		CHECK(op_seqtrack_observe(u, 1, 12, 3) == OP_SEQ_LATE);
+		CHECK(op_seqtrack_observe(u, 1, 13, 3) == OP_SEQ_LATE);
+		op_seqtrack_get_stats(u, &st);
+		CHECK_EQ_U64(st.gap_events_total, st.late_total); /* all sent again: nothing missing */
+		CHECK_EQ_U64(st.late_total, 5); /* the five kept late, not the one taken back */
+		CHECK_EQ_U64(st.in_order, 0);  /* 11 was not kept in order: it came late */
+		/* far ahead: its place in the unconfirmed run given back, so that its resend carries
+		 * the run on instead of being a duplicate of it */
+		CHECK(op_seqtrack_observe(u, 1, 1000, 4) == OP_SEQ_AHEAD);
+		CHECK(op_seqtrack_observe(u, 1, 1001, 5) == OP_SEQ_AHEAD);
+		op_seqtrack_unsee(u, 1, 1001);
+		CHECK(op_seqtrack_observe(u, 1, 1001, 5) == OP_SEQ_AHEAD);
+		CHECK(op_seqtrack_observe(u, 1, 1002, 6) == OP_SEQ_AHEAD);
+		CHECK(op_seqtrack_observe(u, 1, 1003, 7) == OP_SEQ_AFTER_GAP); /* confirmed: 15 … 999 missing */
+		op_seqtrack_get_stats(u, &st);
+		CHECK_EQ_U64(st.gap_events_total - st.late_total, 985);
+		/* a refused event (a duplicate) takes nothing back */
+		CHECK(op_seqtrack_observe(u, 1, 1002, 6) == OP_SEQ_DUPLICATE);
+		op_seqtrack_unsee(u, 1, 1002);
+		CHECK(op_seqtrack_observe(u, 1, 1002, 6) == OP_SEQ_DUPLICATE);
+		op_seqtrack_close(u);
+	}
 	return check_finish("test_seqtrack");
 }
