@@ -32,6 +32,12 @@ add_test(NAME store_salvage_durable
   COMMAND ${OP_PY} ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_salvage_durable.py $<TARGET_FILE_DIR:outpostd>)
 set_tests_properties(store_salvage_durable PROPERTIES LABELS integration SKIP_RETURN_CODE 77 TIMEOUT 300
   RESOURCE_LOCK e2e_cpu)
+# A segment north confirmed is linked into sent/ and sent/ fsynced before it leaves outbox/
+# (strace on the real daemon; skipped without strace or ptrace).
+add_test(NAME uplink_sent_durable
+  COMMAND ${OP_PY} ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_sent_durable.py $<TARGET_FILE_DIR:outpostd>)
+set_tests_properties(uplink_sent_durable PROPERTIES LABELS integration SKIP_RETURN_CODE 77 TIMEOUT 300
+  RESOURCE_LOCK e2e_cpu)
 # 100 cuts of the link at random offsets through a cutting proxy: byte-identical files north,
 # none twice, every stored event north once.
 add_test(NAME uplink_cuts

@@ -990,14 +990,32 @@ static int read_sidecar(const char *path, char sha[65])
 
 /* The data first, then its sidecar: if the second move fails, the file is out of outbox/ and
  * its sidecar alone is a leftover the sweep removes; the other order could strand the data in
- * outbox/ without a sidecar, never sent and never counted. Counted only when the data moved. */
+ * outbox/ without a sidecar, never sent and never counted. Counted only when the data moved.
+ * Never over earlier evidence: a name quarantine/ holds already (the same file queued again and
+ * corrupt again, or one name in two classes) gets .1, .2, … (before, rename replaced the first
+ * copy and its sidecar). Only this thread writes quarantine/. */
 static void quarantine(op_uplink *u, int cls, const char *name)
 {
-	char from[800], to[800];
+	char from[800], to[512 + 1 + 256 + 8], qname[256]; /* quarantine/, qname, ".sha256" */
+	int k = 0;
 	mkdir(u->quarantine, 0750);
 	snprintf(from, sizeof(from), "%s/%s", u->dirs[cls], name);
-	snprintf(to, sizeof(to), "%s/%s", u->quarantine, name);
-	if (rename(from, to) != 0) {
+	for (; k < 1000; k++) { /* a name free for the data and its sidecar (names: at most 200) */
+		struct stat sb;
+		if (k)
+			snprintf(qname, sizeof(qname), "%s.%d", name, k);
+		else
+			snprintf(qname, sizeof(qname), "%s", name);
+		snprintf(to, sizeof(to), "%s/%s.sha256", u->quarantine, qname);
+		if (lstat(to, &sb) == 0 || errno != ENOENT)
+			continue;
+		snprintf(to, sizeof(to), "%s/%s", u->quarantine, qname);
+		if (lstat(to, &sb) != 0 && errno == ENOENT)
+			break;
+	}
+	if (k == 1000)
+		errno = EEXIST; /* a thousand of the name there already: it stays where it is, held */
+	if (k == 1000 || rename(from, to) != 0) {
 		local_error(u, -errno, "cannot move to quarantine a file that failed its checksum,", from);
 		u->stats.quarantine_failed++;
 		hold(u, cls, name, 1); /* not picked, hashed and failed again every step */
@@ -1005,11 +1023,11 @@ static void quarantine(op_uplink *u, int cls, const char *name)
 	}
 	forget_held(u, cls, name);
 	snprintf(from, sizeof(from), "%s/%s.sha256", u->dirs[cls], name);
-	snprintf(to, sizeof(to), "%s/%s.sha256", u->quarantine, name);
+	snprintf(to, sizeof(to), "%s/%s.sha256", u->quarantine, qname);
 	if (rename(from, to) != 0 && errno != ENOENT)
 		local_error(u, -errno, "cannot move to quarantine", from);
 	u->stats.quarantined++;
-	snprintf(u->stats.last_quarantined, sizeof(u->stats.last_quarantined), "%s", name);
+	snprintf(u->stats.last_quarantined, sizeof(u->stats.last_quarantined), "%s", qname);
 }
 
 /* Send the OFFER for the current (verified) file. */
@@ -1240,6 +1258,56 @@ static void prune_sent(op_uplink *u, uint64_t now)
 	closedir(d);
 }
 
+/*
+ * A confirmed results file from outbox/ (path; fd open on it) into sent/ (dst), its
+ * confirmation time (for pruning) set: a second name in sent/, it and its time on disk, then
+ * the name in outbox/ removed (outbox/ is fsynced by the caller). A power cut at any point
+ * leaves the file in outbox/, in sent/ or in both (then offered again, and north confirms it
+ * again at once), never in neither: a rename could reach the disk as the removal from outbox/
+ * without the entry in sent/, and the store would forget it wrote those rows and write them
+ * again. Where the file system has no hard links, a rename (then sent/ fsynced after it: the
+ * window is shorter, not closed). An older copy in sent/ (confirmed before, offered again after
+ * a crash) is replaced only once the link is sure to be made. 0 or -1 (errno; nothing moved).
+ */
+static void sync_dir(const char *dir)
+{
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		fsync(dfd);
+		close(dfd);
+	}
+}
+
+static int sent_move(op_uplink *u, int fd, const char *path, const char *dst)
+{
+	int rc = link(path, dst);
+	if (rc != 0 && errno == EEXIST) {
+		struct stat a, b;
+		if (stat(path, &a) == 0 && stat(dst, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+			rc = 0; /* linked already (a crash before the unlink below) */
+		else if (unlink(dst) == 0 || errno == ENOENT)
+			rc = link(path, dst);
+	}
+	if (rc != 0) {
+		if (errno != EPERM && errno != EXDEV && errno != ENOTSUP && errno != EMLINK)
+			return -1;
+		if (rename(path, dst) != 0)
+			return -1;
+		if (utimensat(AT_FDCWD, dst, NULL, 0) != 0)
+			local_error(u, -errno, "cannot set the confirmation time of", dst);
+		sync_dir(u->sent);
+		return 0;
+	}
+	if (utimensat(AT_FDCWD, dst, NULL, 0) != 0)
+		local_error(u, -errno, "cannot set the confirmation time of", dst);
+	if (fd >= 0)
+		fsync(fd); /* the time */
+	sync_dir(u->sent);
+	if (unlink(path) != 0)
+		local_error(u, -errno, "cannot remove from the outbox a file now in sent/,", path);
+	return 0;
+}
+
 /* North holds cls/name: our copy goes (to sent/ for results). */
 /* fd: the file that was offered. If the name now holds another file (an operator replaced a
  * bulk file under the same name while the old one was on its way), north confirmed the old
@@ -1262,14 +1330,12 @@ static void confirmed(op_uplink *u, int cls, const char *name, uint64_t size, in
 	if (u->sent[0] && cls == OP_UPLINK_RESULTS) { /* kept a while for the store's memory of what it wrote (see sender.h) */
 		char dst[800];
 		snprintf(dst, sizeof(dst), "%s/%s", u->sent, name);
-		if (rename(path, dst) != 0) {
+		if (sent_move(u, fd, path, dst) != 0) {
 			/* north holds it; without the copy in sent/ the store's memory of it is shorter,
 			 * which is still better than sending it again */
 			local_error(u, -errno, "cannot move to sent/ a confirmed file,", path);
 			if (unlink(path) != 0)
 				local_error(u, -errno, "cannot remove a confirmed file", path);
-		} else if (utimensat(AT_FDCWD, dst, NULL, 0) != 0) { /* the confirmation time, for pruning */
-			local_error(u, -errno, "cannot set the confirmation time of", dst);
 		}
 	} else if (unlink(path) != 0) {
 		local_error(u, -errno, "cannot remove a confirmed file", path);
@@ -1321,17 +1387,25 @@ static void tail_rewind(op_uplink *u, uint64_t off)
 	end_tail(u);
 }
 
+/* The tail's COMMIT (its room was kept at the offer), paid when it goes: a send that fails (the
+ * socket full) is tried again at the next step, and was paid at every try, up to ten times a
+ * second, the day's quota running ahead of the bytes on the wire. */
+static void send_commit(op_uplink *u)
+{
+	if (send_frames_for(u, u->tail.name, "COMMIT", NULL, 0, NULL, 0, NULL, 0) == 0) {
+		budget_count(u, commit_cost(u, u->tail.name));
+		u->tail.commit_sent = 1;
+	}
+}
+
 static void pump(op_uplink *u)
 {
 	prune_sent(u, now_ns());
 	uint64_t tail_out = u->tail.busy ? u->tail.size - u->tail.acked : 0;
 	uint64_t limit = u->acked + (tail_out < u->in_flight ? u->in_flight - tail_out : 0);
 
-	if (u->tail.busy && !u->tail.commit_sent && u->tail.acked == u->tail.size) {
-		budget_count(u, commit_cost(u, u->tail.name));
-		if (send_frames_for(u, u->tail.name, "COMMIT", NULL, 0, NULL, 0, NULL, 0) == 0)
-			u->tail.commit_sent = 1;
-	}
+	if (u->tail.busy && !u->tail.commit_sent && u->tail.acked == u->tail.size)
+		send_commit(u);
 	if (u->st != SENDING)
 		return;
 	if (!u->stats.in_window) { /* the window closed: hold; resume from here when it opens */
@@ -1400,11 +1474,8 @@ static void pump(op_uplink *u)
 	}
 	if (u->next == u->size && !u->tail.busy) {
 		to_tail(u);
-		if (u->tail.acked == u->tail.size) { /* all acknowledged already: commit now */
-			budget_count(u, commit_cost(u, u->tail.name));
-			if (send_frames_for(u, u->tail.name, "COMMIT", NULL, 0, NULL, 0, NULL, 0) == 0)
-				u->tail.commit_sent = 1;
-		}
+		if (u->tail.acked == u->tail.size) /* all acknowledged already: commit now */
+			send_commit(u);
 	}
 }
 
@@ -2054,6 +2125,8 @@ int op_uplink_step(op_uplink *u, int timeout_ms)
 	    budget_take(u, wire_cost(u, 4 + strlen(u->name), 2) + TCPIP_BYTES, 0) == 0) { /* PING, name, PONG's ACK */
 		if (send_frames(u, "PING", NULL, 0, NULL, 0, NULL, 0) == 0)
 			u->stats.pings++;
+		else /* not sent: not paid */
+			budget_refund(u, wire_cost(u, 4 + strlen(u->name), 2) + TCPIP_BYTES);
 		u->last_ping_ns = now;
 	}
 	/* an answer is due within the timeout of the last keepalive, which goes every `every`: with

@@ -477,6 +477,20 @@ int main(void)
 	CHECK(same_content("seg-1.h5", 0) && same_content("seg-2.h5", 1) && same_content("seg-3.h5", 3 * 1024 * 1024 + 17));
 	CHECK(!exists_in(outbox, "seg-1.h5") && !exists_in(outbox, "seg-3.h5") && !exists_in(outbox, "seg-3.h5.sha256"));
 	CHECK(exists_in(quar, "seg-4.h5") && exists_in(quar, "seg-4.h5.sha256") && !exists_in(north_dir, "seg-4.h5"));
+	/* the same name corrupt again (queued again after a look at it): kept beside the first,
+	 * which stays as it was (before, the second replaced it and its sidecar) */
+	make_file("seg-4.h5", 2000, 1);
+	RUN_UNTIL(u, n, 3000, st, st.quarantined >= 2);
+	CHECK_EQ_U64(st.quarantined, 2);
+	CHECK(exists_in(quar, "seg-4.h5.1") && exists_in(quar, "seg-4.h5.1.sha256") && !exists_in(outbox, "seg-4.h5"));
+	{
+		struct stat q1, q2;
+		char p1[400], p2[400];
+		snprintf(p1, sizeof(p1), "%s/seg-4.h5", quar);
+		snprintf(p2, sizeof(p2), "%s/seg-4.h5.1", quar);
+		CHECK(stat(p1, &q1) == 0 && q1.st_size == 1000 && stat(p2, &q2) == 0 && q2.st_size == 2000);
+		CHECK(!strcmp(st.last_quarantined, "seg-4.h5.1"));
+	}
 	/* north hashed the files as their chunks came: it read nothing back */
 	op_north_get_stats(n, &ns);
 	CHECK(ns.bytes_read_back == 0 && ns.bytes_hashed_at_commit == 0);
