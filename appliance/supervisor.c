@@ -241,24 +241,45 @@ static void fold_incarnation(stage_rec *r)
 
 static void kept_settle(sup *s, const stage_rec *r);
 
+/*
+ * A report from a process other than the stage's running one (its pid line) is stale: the last
+ * report of a predecessor, read after its successor was forked (a planned restart forks at
+ * once). Its counters, marks and number still count while its incarnation is the one on record
+ * (the successor has not reported: they are the predecessor's last figures, folded when the
+ * successor reports);
+ * after that it is dropped whole. It never stands for the running process: not its liveness,
+ * progress, gauges or texts. Before, such a report made a just-forked process look as if it had
+ * reported (skipping the first report's grace and "healthy only once it reports"), gave it its
+ * predecessor's gauges, and, arriving after the successor's first report, folded counters twice
+ * into the totals for good.
+ */
 static void handle_report(sup *s, char *msg)
 {
 	char *save = NULL, *line;
 	stage_rec *r = NULL;
 	uint64_t now = op_now_ns();
+	int stale = 0, marks_reset = 0;
 
 	for (line = strtok_r(msg, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
 		char key[KEY_LEN];
 		unsigned long long u;
+		long pid;
 		double d;
 		if (sscanf(line, "stage %47s", key) == 1) {
 			r = stage_by_name(s, key);
 			if (!r)
 				return;
-			if (!strcmp(r->name, "ingest"))
-				s->marks_len = 0; /* every ingest report carries all its marks */
+			marks_reset = !strcmp(r->name, "ingest"); /* every ingest report carries all its marks */
 		} else if (!r) {
 			return;
+		} else if (sscanf(line, "pid %ld", &pid) == 1) {
+			stale = r->running && pid != (long)r->pid; /* (one that ended, not yet followed: its own) */
+		} else if (stale && sscanf(line, "incarnation %llu", &u) == 1) {
+			if (!r->reported || u != r->incarnation)
+				return; /* its successor has reported: too late even for its counters */
+		} else if (stale && !(line[0] == 'c' && line[1] == ' ') && !(line[0] == 'm' && line[1] == ' ') &&
+			   strncmp(line, "rseq ", 5)) {
+			continue; /* of the running process only (the report's number goes with its counts) */
 		} else if (sscanf(line, "rseq %llu", &u) == 1) {
 			r->report_seq = u;
 		} else if (!strncmp(line, "t model ", 8)) {
@@ -271,6 +292,8 @@ static void handle_report(sup *s, char *msg)
 			snprintf(r->backend, sizeof(r->backend), "%s", line + 10);
 		} else if (line[0] == 'm' && line[1] == ' ') {
 			size_t l = strlen(line + 2);
+			if (marks_reset)
+				s->marks_len = 0, marks_reset = 0;
 			if (s->marks && s->marks_len + l + 1 <= OP_REPORT_CAP) {
 				memcpy(s->marks + s->marks_len, line + 2, l);
 				s->marks_len += l;
@@ -296,6 +319,10 @@ static void handle_report(sup *s, char *msg)
 				k->value = d;
 		}
 	}
+	if (marks_reset) /* an ingest report without marks: it tracks no stream */
+		s->marks_len = 0;
+	if (r && stale)
+		return;
 	if (r && s->ingest_unsettled && !strcmp(r->name, "ingest") && r->incarnation != s->unsettled_incarnation) {
 		if (gauge_of(r, "wal_verdict") > 0) {
 			op_info("ingest took over the %" PRIu64 " events its predecessor held", s->ingest_unsettled);
@@ -996,14 +1023,15 @@ static int check_stages(sup *s, uint64_t now, int *ping_ok)
 		const uint64_t rd = r->reported_since_spawn && gauge_of(r, "loading") > 0 && deadline < LOADING_DEADLINE_NS
 					    ? LOADING_DEADLINE_NS
 					    : deadline;
+		uint64_t limit = deadline; /* the one it broke, in its message */
 		if (now - last > rd)
-			why = "sent no report";
+			why = "sent no report", limit = rd;
 		else if (!r->idle && !r->blocked && now - r->progress_changed_ns > deadline)
 			why = "made no progress while busy";
 		if (why) {
 			if (!r->kill_sent) /* once: it is reaped on a later turn of the loop */
-				op_err("stage %s (pid %d) %s for %.0f s: killing it", r->name, (int)r->pid, why,
-				       (double)deadline / 1e9);
+				op_err("stage %s (pid %d) %s for %.0f s%s: killing it", r->name, (int)r->pid, why,
+				       (double)limit / 1e9, limit != deadline ? " (loading)" : "");
 			r->kill_sent = 1;
 			kill(r->pid, SIGKILL);
 			healthy = 0;

@@ -574,6 +574,18 @@ def test_first_report(bindir):
     check(len(rows) == len(keys), "%d duplicate rows north" % (len(rows) - len(keys)))
     check(len(rows) == e["stored"], "north holds %d rows, status says %d stored (and %d missing)" %
           (len(rows), e["stored"], gaps))
+    # A report under the uplink's name from another process and incarnation (a predecessor's
+    # last one, read after its successor had reported): not the running uplink's. Before, its
+    # counters went into the totals for good (999 files confirmed that never were).
+    confirmed = a.status()["stages"]["uplink"]["counters"]["files_confirmed"]
+    rep = ctx.socket(zmq.PUSH)
+    rep.connect("ipc://" + stats)
+    rep.send(b"stage uplink\npid 1\nincarnation 4242\nprogress 7\nidle 0\nc files_confirmed 999\n")
+    rep.close(linger=2000)
+    time.sleep(1.5)  # the running uplink reports every 250 ms
+    after = a.status()["stages"]["uplink"]["counters"]["files_confirmed"]
+    check(after < confirmed + 999, "a stale report's counters were taken: files_confirmed %d -> %d" %
+          (confirmed, after))
     check(a.stop() == 0, "outpostd did not stop cleanly")
 
 
