@@ -221,16 +221,17 @@ static int load_layer(rd *r, hid_t layers, const char *name, op_model_layer *l, 
 				rc = fail(r, "block scale %zu (row %zu) is 0x%02x: not a valid %s scale", i, i / nb, s,
 					  fmt);
 		}
-		if (!rc) { /* the largest weight (6 × the largest block scale × tensor_scale) and the W4A4
-			    * rescale (act_scale × tensor_scale, and its inverse) must be finite floats:
-			    * an MXFP4 scale of 2^126 passes the code check and gives infinite weights */
+		if (!rc) { /* the largest weight (6 × the largest block scale, as the kernels hold it, and
+			    * that × tensor_scale) and the W4A4 rescale (act_scale × tensor_scale, and its
+			    * inverse) must be finite floats: an MXFP4 scale of 2^126 passes the code check
+			    * and gives infinite weights, whatever tensor_scale (the kernels apply it last) */
 			double smax = 0;
 			for (size_t i = 0; i < (size_t)n * nb; i++) {
 				double sv = format == OP_FP4_NVFP4 ? op_e4m3_to_float(t.scales[i]) : op_e8m0_to_float(t.scales[i]);
 				smax = sv > smax ? sv : smax;
 			}
 			const double wmax = 6.0 * smax * tensor_scale, alpha = (double)act_scale * tensor_scale;
-			if (wmax > FLT_MAX)
+			if (6.0 * smax > FLT_MAX || wmax > FLT_MAX)
 				rc = fail(r, "the largest weight (6 × block scale %g × tensor_scale %g) is beyond a float's range",
 					  smax, tensor_scale);
 			else if (act_scale < FLT_MIN || alpha < FLT_MIN || alpha > FLT_MAX)

@@ -409,8 +409,10 @@ int op_stage_infer(op_stage_ctx *s)
 							 .q_pe = sc.q + offs[k], .flags = sc.fl + offs[k]};
 			}
 			uint64_t t0 = op_now_ns();
-			if (op_reco_run(reco, outs, evs, n) < 0) {
-				op_err("reconstruction failed: out of memory");
+			const int rr = op_reco_run(reco, outs, evs, n); /* (a batch too big: in parts first) */
+			if (rr < 0) {
+				op_err("reconstruction of a batch of %u events (%zu pulses placed) failed: %s", n,
+				       (size_t)sc.used, strerror(-rr));
 				goto out;
 			}
 			reco_ns += op_now_ns() - t0;

@@ -19,18 +19,22 @@ struct op_model_ws {
 	size_t off_cap;
 	uint64_t *scratch;
 	size_t scratch_cap;
+	size_t held, limit; /* bytes held by the buffers above; the most they may hold (0: no limit) */
 };
 
-static int grow(void **p, size_t *cap, size_t need, size_t elem)
+static int grow(op_model_ws *ws, void **p, size_t *cap, size_t need, size_t elem)
 {
 	if (need <= *cap)
 		return 0;
 	size_t c = *cap ? *cap : 1024;
 	while (c < need)
 		c *= 2;
+	if (ws->limit && ws->held + (c - *cap) * elem > ws->limit)
+		return -ENOMEM;
 	void *q = realloc(*p, c * elem);
 	if (!q)
 		return -ENOMEM;
+	ws->held += (c - *cap) * elem;
 	*p = q;
 	*cap = c;
 	return 0;
@@ -39,6 +43,21 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem)
 op_model_ws *op_model_ws_new(void)
 {
 	return calloc(1, sizeof(op_model_ws));
+}
+
+/* Every buffer given back (the limit stays). */
+static void ws_release(op_model_ws *ws)
+{
+	free(ws->feat), free(ws->a), free(ws->b), free(ws->g), free(ws->ga), free(ws->gb);
+	free(ws->off), free(ws->scratch);
+	const size_t limit = ws->limit;
+	memset(ws, 0, sizeof(*ws));
+	ws->limit = limit;
+}
+
+void op_model_ws_set_limit(op_model_ws *ws, size_t bytes)
+{
+	ws->limit = bytes;
 }
 
 void op_model_ws_free(op_model_ws *ws)
@@ -224,7 +243,7 @@ long op_model_inputs(const op_model *m, op_model_ws *ws, const op_reco_event *ev
 	uint32_t T = row0;
 	float ef[OP_FEAT_EVENT];
 	for (size_t i = 0; i < n; i++) {
-		if (grow((void **)&ws->scratch, &ws->scratch_cap, events[i].n + 1, sizeof(uint64_t)) < 0)
+		if (grow(ws, (void **)&ws->scratch, &ws->scratch_cap, events[i].n + 1, sizeof(uint64_t)) < 0)
 			return -ENOMEM;
 		off[i] = T;
 		uint32_t used = 0;
@@ -295,23 +314,23 @@ void op_model_outputs(const op_model *m, const op_reco_out *guesses, const uint3
 	}
 }
 
-static int run_chunk(const op_model *m, op_model_ws *ws, const op_reco_event *events, const op_reco_out *guesses,
-		     op_reco_out *out, size_t n)
+static int run_part(const op_model *m, op_model_ws *ws, const op_reco_event *events, const op_reco_out *guesses,
+		    op_reco_out *out, size_t n)
 {
 	const uint32_t FP = m->n_pulse_feat, FE = m->n_event_feat;
 	int rung = op_fp4_rung_best();
-	if (grow((void **)&ws->off, &ws->off_cap, n + 1, sizeof(uint32_t)) < 0)
+	if (grow(ws, (void **)&ws->off, &ws->off_cap, n + 1, sizeof(uint32_t)) < 0)
 		return -ENOMEM;
 	size_t total = op_model_batch_pulses(m, events, n);
 	uint32_t wp = widest(m->pulse, m->n_pulse_layers), wh = widest(m->head, m->n_head_layers);
 	uint32_t gw = 2 * m->pulse[m->n_pulse_layers - 1].lin.n + FE;
-	if (grow((void **)&ws->feat, &ws->feat_cap, (total + 1) * FP, sizeof(float)) < 0 ||
-	    grow((void **)&ws->g, &ws->g_cap, (n + 1) * (gw > wh ? gw : wh), sizeof(float)) < 0)
+	if (grow(ws, (void **)&ws->feat, &ws->feat_cap, (total + 1) * FP, sizeof(float)) < 0 ||
+	    grow(ws, (void **)&ws->g, &ws->g_cap, (n + 1) * (gw > wh ? gw : wh), sizeof(float)) < 0)
 		return -ENOMEM;
-	if (grow((void **)&ws->a, &ws->a_cap, (total + 1) * wp, sizeof(float)) < 0 ||
-	    grow((void **)&ws->b, &ws->b_cap, (total + 1) * wp, sizeof(float)) < 0 ||
-	    grow((void **)&ws->ga, &ws->ga_cap, (n + 1) * wh, sizeof(float)) < 0 ||
-	    grow((void **)&ws->gb, &ws->gb_cap, (n + 1) * wh, sizeof(float)) < 0)
+	if (grow(ws, (void **)&ws->a, &ws->a_cap, (total + 1) * wp, sizeof(float)) < 0 ||
+	    grow(ws, (void **)&ws->b, &ws->b_cap, (total + 1) * wp, sizeof(float)) < 0 ||
+	    grow(ws, (void **)&ws->ga, &ws->ga_cap, (n + 1) * wh, sizeof(float)) < 0 ||
+	    grow(ws, (void **)&ws->gb, &ws->gb_cap, (n + 1) * wh, sizeof(float)) < 0)
 		return -ENOMEM;
 
 	/* features, normalised; event features straight into the head's input */
@@ -346,6 +365,22 @@ static int run_chunk(const op_model *m, op_model_ws *ws, const op_reco_event *ev
 	}
 	op_model_outputs(m, guesses, ws->off, cur, OP_MODEL_OUTPUTS, out, n);
 	return 0;
+}
+
+/* A share of events too big for the memory there is (a burst of large events in a large batch)
+ * is run in halves, down to one event at a time, instead of refused whole: the infer stage
+ * would exit, and ingest would send it the same batch again. Each event's result is its own
+ * (per-event pooling, a fixed activation scale), so the halves give what the whole would. */
+static int run_chunk(const op_model *m, op_model_ws *ws, const op_reco_event *events, const op_reco_out *guesses,
+		     op_reco_out *out, size_t n)
+{
+	int rc = run_part(m, ws, events, guesses, out, n);
+	if (rc != -ENOMEM || n < 2)
+		return rc;
+	ws_release(ws); /* what the failed attempt grew would count against the halves */
+	const size_t h = n / 2;
+	rc = run_chunk(m, ws, events, guesses, out, h);
+	return rc < 0 ? rc : run_chunk(m, ws, events + h, guesses ? guesses + h : NULL, out + h, n - h);
 }
 
 typedef struct chunk_job {

@@ -58,11 +58,16 @@ void op_model_free(op_model *m);
 typedef struct op_model_ws op_model_ws;
 op_model_ws *op_model_ws_new(void);
 void op_model_ws_free(op_model_ws *ws);
+/* The most bytes a workspace's buffers may hold (0, the default: no limit); a batch that needs
+ * more is run in smaller parts, as one that finds no memory is (op_model_run). */
+void op_model_ws_set_limit(op_model_ws *ws, size_t bytes);
 
 /*
  * Run the network on n events. guesses[i]: LineFit's result for events[i] (the first guess);
  * out[i] receives direction, zenith/azimuth, energy, score (speed NaN); status bits as reco.h.
- * threads ≥ 1 splits the events. 0 or -ENOMEM.
+ * threads ≥ 1 splits the events. A share that finds too little memory for its working buffers
+ * is run in halves, down to one event at a time (the results are the same). 0, or -ENOMEM when
+ * even one event does not fit.
  */
 int op_model_run(const op_model *m, op_model_ws *const *ws, int threads, const op_reco_event *events,
 		 const op_reco_out *guesses, op_reco_out *out, size_t n);

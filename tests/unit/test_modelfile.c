@@ -7,6 +7,7 @@
  *    names the file and the layer or object;
  *  - outputs do not depend on the batch an event arrives in, nor on the thread count.
  */
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -123,6 +124,39 @@ static void poke_int8_ds(const char *path, const char *obj, const char *ds)
 	H5Sclose(sp), H5Dclose(d), H5Gclose(g), H5Fclose(f);
 }
 
+/* The model with every FP4 layer quantized again as MXFP4 (from its decoded weights). */
+static int mxfp4_copy(const op_model *m, op_model *mx)
+{
+	*mx = *m;
+	mx->format = OP_FP4_MXFP4;
+	for (uint32_t p = 0; p < 2; p++) {
+		const op_model_layer *src = p ? m->head : m->pulse;
+		op_model_layer *dst = p ? mx->head : mx->pulse;
+		const uint32_t nl = p ? m->n_head_layers : m->n_pulse_layers;
+		for (uint32_t i = 0; i < nl; i++) {
+			const op_fp4_linear *L = &src[i].lin;
+			if (src[i].precision != OP_MODEL_FP4) {
+				memset(&dst[i], 0, sizeof(dst[i])); /* not shared with m: copied */
+				if (op_model_layer_fp32(&dst[i], src[i].name, L->n, L->k, L->wdec, L->bias, L->relu) < 0)
+					return -1;
+				continue;
+			}
+			float *w = malloc((size_t)L->n * L->k * sizeof(float));
+			if (!w)
+				return -1;
+			for (uint32_t r = 0; r < L->n; r++)
+				for (uint32_t c = 0; c < L->k; c++)
+					w[(size_t)r * L->k + c] = L->wdec[(size_t)r * L->w.cols + c] * L->w.tensor_scale;
+			int rc = op_model_layer_quantize(&dst[i], src[i].name, L->n, L->k, w, L->bias, L->relu, OP_FP4_MXFP4,
+							 src[i].mode, m->mx_mode, 0.0f, NULL);
+			free(w);
+			if (rc < 0)
+				return -1;
+		}
+	}
+	return 0;
+}
+
 static int refused(const char *path, const char *must_contain)
 {
 	op_model m;
@@ -179,6 +213,26 @@ int main(void)
 	run(&m, o2, 1, NE);
 	unsetenv("OUTPOST_KERNEL_RUNG");
 	CHECK(same_out(o1, o2));
+
+	/* A batch whose working buffers do not fit (a burst of large events, a machine short of
+	 * memory) is run in parts, with the same results; refused only when one event does not
+	 * fit. Before, the whole batch failed, the infer stage exited, and ingest sent it again. */
+	{
+		uint32_t wmax = 0;
+		for (uint32_t l = 0; l < m.n_pulse_layers; l++)
+			wmax = m.pulse[l].lin.n > wmax ? m.pulse[l].lin.n : wmax;
+		/* the whole batch needs two buffers of this (a layer's input and output): half fits */
+		const size_t limit = (op_model_batch_pulses(&m, ev, NE) + 1) * wmax * sizeof(float);
+		op_model_ws *lim[1] = {op_model_ws_new()}, *tiny[1] = {op_model_ws_new()};
+		op_model_ws_set_limit(lim[0], limit);
+		memset(o2, 0, NE * sizeof(*o2));
+		CHECK(op_model_run(&m, lim, 1, ev, guess, o2, NE) == 0);
+		CHECK(same_out(o1, o2));
+		op_model_ws_set_limit(tiny[0], 1024);
+		CHECK(op_model_run(&m, tiny, 1, ev, guess, o2, 1) == -ENOMEM);
+		op_model_ws_free(lim[0]);
+		op_model_ws_free(tiny[0]);
+	}
 
 	/* an event whose times are finite but 6.8e38 ns apart: its features overflow; it comes out
 	 * degenerate with NaN outputs (not what a ReLU makes of a NaN: finite and flagged OK),
@@ -297,6 +351,30 @@ int main(void)
 		CHECK(op_model_save(bad, &m, err, sizeof(err)) == 0);
 		poke_num(bad, "/layers/pulse.1", "act_scale", H5T_IEEE_F32LE, &tiny);
 		CHECK(refused(bad, "layer pulse.1: act_scale"));
+	}
+	/* MXFP4: a block scale of 2^126 gives weights of 6 · 2^126, beyond a float as the kernels
+	 * hold them (tensor_scale is applied last), whatever tensor_scale says; 2^125 does not.
+	 * Before, tensor_scale 0.5 let 2^126 through and every event's outputs were NaN. */
+	{
+		op_model mx;
+		if (mxfp4_copy(&m, &mx) != 0) { /* (its layers in part m's: not freed) */
+			CHECK(!"an MXFP4 copy of the model");
+			return check_finish("test_modelfile");
+		}
+		const float half = 0.5f;
+		CHECK(op_model_save(bad, &mx, err, sizeof(err)) == 0);
+		op_model mback;
+		CHECK(op_model_load(bad, &mback, err, sizeof(err)) == 0 && mback.pulse[1].lin.w.format == OP_FP4_MXFP4);
+		op_model_free(&mback);
+		poke_u8(bad, "/layers/pulse.1", "scales", 0xfd); /* 2^126 */
+		poke_num(bad, "/layers/pulse.1", "tensor_scale", H5T_IEEE_F32LE, &half);
+		CHECK(refused(bad, "layer pulse.1: the largest weight"));
+		CHECK(op_model_save(bad, &mx, err, sizeof(err)) == 0);
+		poke_u8(bad, "/layers/pulse.1", "scales", 0xfc); /* 2^125: 6 · 2^125 is a float */
+		poke_num(bad, "/layers/pulse.1", "tensor_scale", H5T_IEEE_F32LE, &half);
+		CHECK(op_model_load(bad, &mback, err, sizeof(err)) == 0);
+		op_model_free(&mback);
+		op_model_free(&mx);
 	}
 	/* a network this build does not compute, and a summary that misstates the layers: refused,
 	 * not run as something else */
