@@ -114,10 +114,12 @@ static inline __attribute__((always_inline)) void w4a16_tile(const op_fp4_linear
 	const uint32_t kp = L->w.cols, kk = L->k;
 	const float *w = L->g16w + (size_t)g * kp * 16 + h * 8;
 	float32x4_t a0[8], a1[8];
+#pragma GCC unroll 8
 	for (int r = 0; r < R; r++)
 		a0[r] = a1[r] = vdupq_n_f32(0.0f);
 	for (uint32_t k = 0; k < kk; k++) {
 		const float32x4_t wa = vld1q_f32(w + (size_t)k * 16), wb = vld1q_f32(w + (size_t)k * 16 + 4);
+#pragma GCC unroll 8
 		for (int r = 0; r < R; r++) {
 			const float xv = X[(size_t)r * ldx + k];
 			a0[r] = vfmaq_n_f32(a0[r], wa, xv);
@@ -126,6 +128,7 @@ static inline __attribute__((always_inline)) void w4a16_tile(const op_fp4_linear
 	}
 	const uint32_t n0 = g * 16 + h * 8, nn = L->n - n0 < 8 ? L->n - n0 : 8;
 	const float32x4_t g4 = vdupq_n_f32(L->w.tensor_scale);
+#pragma GCC unroll 8
 	for (int r = 0; r < R; r++)
 		op_neon_out8(L, a0[r], a1[r], g4, n0, nn, Y + (size_t)r * ldy + n0);
 }
@@ -207,6 +210,7 @@ static inline __attribute__((always_inline)) void gemv_row_neon(const uint8_t *c
 	const uint8x16_t top = vld1q_u8(e2m1_top), next = vld1q_u8(e2m1_next), lo4 = vdupq_n_u8(0x0f);
 	const uint32_t steps = K / 32;
 	float32x4_t acc[GV_ROWS];
+#pragma GCC unroll 4
 	for (int m = 0; m < MM; m++)
 		acc[m] = vdupq_n_f32(0.0f);
 	for (uint32_t G = 0; G < steps; G++) {
@@ -216,6 +220,7 @@ static inline __attribute__((always_inline)) void gemv_row_neon(const uint8_t *c
 		e2m1_decode16(vshrq_n_u8(c, 4), top, next, w + 4);
 		/* vectors 0, 1, 4, 5 hold elements 0 … 15; 2, 3, 6, 7 hold 16 … 31 */
 		const float s0 = gemv_scale(nv, sc[nv ? 2 * G : G]), s1 = nv ? gemv_scale(nv, sc[2 * G + 1]) : s0;
+#pragma GCC unroll 4
 		for (int m = 0; m < MM; m++) {
 			const float *x = xp + (size_t)m * xstride + (size_t)G * 32;
 			float32x4_t p = vmulq_f32(w[0], vld1q_f32(x));
@@ -237,6 +242,7 @@ static inline __attribute__((always_inline)) void gemv_row_neon(const uint8_t *c
 	float tail[GV_ROWS] = {0};
 	if (K % 32) { /* one NVFP4 block of 16, elements in order */
 		const float s = gemv_scale(nv, sc[K / 16 - 1]);
+#pragma GCC unroll 4
 		for (int m = 0; m < MM; m++) {
 			const float *x = xp + (size_t)m * xstride + (size_t)steps * 32;
 			float t = 0;
@@ -248,6 +254,7 @@ static inline __attribute__((always_inline)) void gemv_row_neon(const uint8_t *c
 			tail[m] = t * s;
 		}
 	}
+#pragma GCC unroll 4
 	for (int m = 0; m < MM; m++)
 		out[m] = vaddvq_f32(acc[m]) + tail[m];
 }

@@ -50,21 +50,24 @@ static int gemm_w4a4(const op_fp4_linear *L, const float *X, size_t ldx, uint32_
 		for (uint32_t g = 0; g < ngroups; g++)
 			for (uint32_t h = 0; h < 2 && g * 16 + h * 8 < L->n; h++) { /* outputs g·16 + 8h … +7 */
 				float32x4_t f[DR][2];
+#pragma GCC unroll 4
 				for (int r = 0; r < DR; r++)
 					f[r][0] = f[r][1] = zero;
 				for (uint32_t b = 0; b < nb; b++) {
 					int32x4_t s[DR][2];
+#pragma GCC unroll 4
 					for (int r = 0; r < DR; r++)
 						s[r][0] = s[r][1] = vdupq_n_s32(0);
 					for (uint32_t q4 = 0; q4 < quads; q4 += 4) { /* 16 codes of a row: four quads */
 						int8x16_t x[DR];
+#pragma GCC unroll 4
 						for (int r = 0; r < DR; r++)
 							x[r] = vld1q_s8(q2 + (size_t)r * kp + (size_t)(b * quads + q4) * 4);
 #define OP_SDOT(qq)                                                                                               \
 	do {                                                                                                    \
 		const int8_t *wp = (const int8_t *)(L->g16q + ((size_t)g * nq + b * quads + q4 + (qq)) * 16) + h * 32; \
 		const int8x16_t wa = vld1q_s8(wp), wb = vld1q_s8(wp + 16);                                       \
-		for (int r = 0; r < DR; r++) {                                                                  \
+		_Pragma("GCC unroll 4") for (int r = 0; r < DR; r++) {                                        \
 			s[r][0] = vdotq_laneq_s32(s[r][0], wa, x[r], (qq));                                      \
 			s[r][1] = vdotq_laneq_s32(s[r][1], wb, x[r], (qq));                                      \
 		}                                                                                               \
@@ -77,6 +80,7 @@ static int gemm_w4a4(const op_fp4_linear *L, const float *X, size_t ldx, uint32_
 					}
 					const float *sw = L->g16s + ((size_t)g * nb + b) * 16 + h * 8;
 					const float32x4_t sw0 = vld1q_f32(sw), sw1 = vld1q_f32(sw + 4);
+#pragma GCC unroll 4
 					for (int r = 0; r < DR; r++) { /* once per block: Σ to FP32, times sx·sw */
 						const float sx = xs[(size_t)r * nb + b];
 						f[r][0] = vfmaq_f32(f[r][0], vcvtq_f32_s32(s[r][0]), vmulq_n_f32(sw0, sx));
