@@ -182,6 +182,23 @@ static void log_rejection(void *ctx, const char *reason, int have_id, uint32_t s
 	}
 }
 
+/* A sender's connection closed: said, as a message over ZeroMQ's limit otherwise is not (the
+ * connection cut, the message and what was in flight behind it lost, counted only as missing).
+ * Opened connections are counted, not logged. Bounded like the rejections (log.c). */
+static void log_peer(void *ctx, int opened, const char *endpoint, uint64_t closed, uint64_t open)
+{
+	const ingest *g = ctx;
+	if (opened)
+		return;
+	op_logk(OP_LOG_WARNING, "connection_closed", "REASON=connection_closed",
+		"a sender's connection to %s closed (%llu so far, %llu open): a sender that stopped or "
+		"restarted, a connection that was no ZeroMQ sender, or one that sent a message over %llu "
+		"bytes (twice ingest.max_message_bytes), which ZeroMQ answers by closing the connection "
+		"(that message and what was in flight behind it are lost, and count as missing: gap_events)",
+		endpoint[0] ? endpoint : "the ingest endpoint", (unsigned long long)closed, (unsigned long long)open,
+		(unsigned long long)(2 * g->max_message_bytes));
+}
+
 static int on_event(void *ctx, const op_wire_header *h, const uint8_t *msg, size_t len, int live)
 {
 	ingest *g = ctx;
@@ -623,6 +640,8 @@ static void report(ingest *g, op_receiver *r, uint64_t progress, int idle)
 	op_report_counter(s, "rejected_too_old", st.too_old);
 	op_report_counter(s, "rejected_stream_limit", st.stream_limit);
 	op_report_counter(s, "rejected_no_memory", st.caller_rejected);
+	op_report_counter(s, "connections_opened", st.connections_opened);
+	op_report_counter(s, "connections_closed", st.connections_closed);
 	op_report_counter(s, "gap_events", st.seq.gap_events_total);
 	op_report_counter(s, "late_events", st.seq.late_total);
 	op_report_counter(s, "early_events", st.seq.early);
@@ -717,6 +736,7 @@ int op_stage_ingest(op_stage_ctx *s)
 	rc_cfg.max_streams = INGEST_MAX_STREAMS;
 	rc_cfg.seq_window = INGEST_SEQ_WINDOW;
 	rc_cfg.on_reject = log_rejection;
+	rc_cfg.on_peer = log_peer;
 	rc_cfg.has_reserved_stream = 1; /* only the appliance's own probe, made here, uses it */
 	rc_cfg.reserved_stream = OP_PROBE_STREAM;
 	int err = op_receiver_open(s->zctx, &rc_cfg, &r);
@@ -796,6 +816,8 @@ int op_stage_ingest(op_stage_ctx *s)
 
 		items[n++] = (zmq_pollitem_t){.socket = g.ack, .events = ZMQ_POLLIN};
 		items[n++] = (zmq_pollitem_t){.socket = g.ctl, .events = ZMQ_POLLIN};
+		if (op_receiver_monitor_socket(r))
+			items[n++] = (zmq_pollitem_t){.socket = op_receiver_monitor_socket(r), .events = ZMQ_POLLIN};
 		if (g.send_cursor < g.head)
 			items[n++] = (zmq_pollitem_t){.socket = g.out, .events = ZMQ_POLLOUT};
 		if (room > 0 && may_read(&g))
@@ -807,6 +829,7 @@ int op_stage_ingest(op_stage_ctx *s)
 		uint64_t stored_before = g.stored;
 		handle_acks(&g);
 		handle_ctl(&g, now);
+		op_receiver_peers(r, &g);
 		if (!may_read(&g) && now - g.started_ns >= INGEST_CONFIRM_WAIT_NS) {
 			op_err("the supervisor has not said it has a report of this ingest in %.0f s: reading events "
 			       "anyway; should this ingest die before the supervisor has one, what it accepted until "

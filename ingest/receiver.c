@@ -4,11 +4,15 @@
 #include "ingest/receiver.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 struct op_receiver {
 	void *sock[2]; /* [0] PULL, [1] SUB */
+	void *mon;     /* the PULL socket's connection events (ZeroMQ's monitor), or NULL */
+	void (*on_peer)(void *ctx, int opened, const char *endpoint, uint64_t closed, uint64_t open);
 	op_seqtrack *seq;
 	uint32_t max_pulses;
 	uint64_t max_bytes;
@@ -39,6 +43,34 @@ static int set_common(void *s, const op_receiver_config *cfg)
 	return 0;
 }
 
+/*
+ * The PULL socket's senders' connections, opened and closed, for the operator: a sender whose
+ * message is over ZMQ_MAXMSGSIZE is cut off by ZeroMQ with nothing said otherwise. libzmq sends
+ * its monitor's events blocking, holding a lock every socket of the context needs: so the
+ * monitor is on only with a reader connected, and that reader's queue has no bound (read at
+ * every turn of the ingest loop; one event per connection opened or closed). Without it (it
+ * could not be made) ingest runs on, uncounted. Each monitor gets a name of its own: one closed
+ * keeps its name until libzmq's reaper has run.
+ */
+static void open_monitor(op_receiver *r, void *zmq_ctx)
+{
+	static unsigned serial;
+	char mep[96];
+	int zero = 0;
+	snprintf(mep, sizeof(mep), "inproc://outpost-receiver-monitor-%d-%u", (int)getpid(),
+		 __atomic_add_fetch(&serial, 1, __ATOMIC_RELAXED));
+	if (zmq_socket_monitor(r->sock[0], mep, ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED) != 0)
+		return;
+	if ((r->mon = zmq_socket(zmq_ctx, ZMQ_PAIR)) != NULL &&
+	    zmq_setsockopt(r->mon, ZMQ_LINGER, &zero, sizeof(zero)) == 0 &&
+	    zmq_setsockopt(r->mon, ZMQ_RCVHWM, &zero, sizeof(zero)) == 0 && zmq_connect(r->mon, mep) == 0)
+		return;
+	zmq_socket_monitor(r->sock[0], NULL, 0); /* no reader: its events would block */
+	if (r->mon)
+		zmq_close(r->mon);
+	r->mon = NULL;
+}
+
 int op_receiver_open(void *zmq_ctx, const op_receiver_config *cfg, op_receiver **ret)
 {
 	op_receiver *r = calloc(1, sizeof(*r));
@@ -60,6 +92,8 @@ int op_receiver_open(void *zmq_ctx, const op_receiver_config *cfg, op_receiver *
 		r->sock[0] = zmq_socket(zmq_ctx, ZMQ_PULL);
 		if (!r->sock[0] || (rc = set_common(r->sock[0], cfg)) < 0)
 			goto zfail;
+		open_monitor(r, zmq_ctx); /* before the bind: no connection comes before it listens */
+		r->on_peer = cfg->on_peer;
 		if (zmq_bind(r->sock[0], cfg->pull_endpoint) != 0)
 			goto zfail;
 	}
@@ -87,6 +121,10 @@ void op_receiver_close(op_receiver *r)
 {
 	if (!r)
 		return;
+	if (r->mon) {
+		zmq_socket_monitor(r->sock[0], NULL, 0);
+		zmq_close(r->mon);
+	}
 	for (int i = 0; i < 2; i++)
 		if (r->sock[i])
 			zmq_close(r->sock[i]);
@@ -101,6 +139,48 @@ int op_receiver_pollitems(op_receiver *r, zmq_pollitem_t *items, int max)
 		if (r->sock[i])
 			items[n++] = (zmq_pollitem_t){.socket = r->sock[i], .events = ZMQ_POLLIN};
 	return n;
+}
+
+void *op_receiver_monitor_socket(op_receiver *r)
+{
+	return r->mon;
+}
+
+void op_receiver_peers(op_receiver *r, void *ctx)
+{
+	for (int i = 0; r->mon && i < 256; i++) {
+		zmq_msg_t ev, addr;
+		zmq_msg_init(&ev);
+		if (zmq_msg_recv(&ev, r->mon, ZMQ_DONTWAIT) < 0) {
+			zmq_msg_close(&ev);
+			return;
+		}
+		uint16_t id = 0;
+		if (zmq_msg_size(&ev) >= 6)
+			memcpy(&id, zmq_msg_data(&ev), sizeof(id)); /* host order: event, then a 32-bit value */
+		const int more = zmq_msg_more(&ev);
+		zmq_msg_close(&ev);
+		char ep[256] = "";
+		if (more) { /* the endpoint: the bound one for accepted connections */
+			zmq_msg_init(&addr);
+			if (zmq_msg_recv(&addr, r->mon, 0) >= 0) {
+				size_t l = zmq_msg_size(&addr) < sizeof(ep) - 1 ? zmq_msg_size(&addr) : sizeof(ep) - 1;
+				memcpy(ep, zmq_msg_data(&addr), l);
+				ep[l] = 0;
+			}
+			zmq_msg_close(&addr);
+		}
+		if (id == ZMQ_EVENT_ACCEPTED) {
+			r->st.connections_opened++;
+		} else if (id == ZMQ_EVENT_DISCONNECTED) {
+			r->st.connections_closed++;
+		} else {
+			continue;
+		}
+		if (r->on_peer)
+			r->on_peer(ctx, id == ZMQ_EVENT_ACCEPTED, ep, r->st.connections_closed,
+				   r->st.connections_opened - r->st.connections_closed);
+	}
 }
 
 /* One message (all its parts consumed); returns 1 if handled, 0 if none was waiting. */

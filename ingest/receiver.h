@@ -33,12 +33,20 @@ typedef struct op_receiver_config {
 	 * "reserved_stream" before its sequence is accounted. Only with has_reserved_stream. */
 	int has_reserved_stream;
 	uint32_t reserved_stream;
+	/* Called by op_receiver_peers for every connection opened to the PULL endpoint or closed
+	 * (may be NULL): opened 1/0, the endpoint, how many have closed so far and how many are
+	 * open now. A connection closes when its sender stops or restarts, when it was no ZeroMQ
+	 * sender (a port scan, a health check), and when it sends a message over twice
+	 * max_message_bytes (ZeroMQ's limit: it closes the connection; that message and what was in
+	 * flight behind it are lost, and the sequence numbers count them missing). */
+	void (*on_peer)(void *ctx, int opened, const char *endpoint, uint64_t closed, uint64_t open);
 } op_receiver_config;
 
 typedef struct op_receiver_stats {
 	uint64_t received, bytes, accepted;
 	uint64_t rejected[OP_WIRE_NERR]; /* index = -op_wire_error */
 	uint64_t oversize, multipart, duplicates, too_old, stream_limit, caller_rejected, reserved_stream;
+	uint64_t connections_opened, connections_closed; /* senders' connections to the PULL endpoint */
 	op_seqtrack_stats seq;
 } op_receiver_stats;
 
@@ -54,6 +62,10 @@ int op_receiver_pollitems(op_receiver *r, zmq_pollitem_t *items, int max);
 /* Receive without blocking at most max_msgs messages; returns messages handled or -errno. */
 long op_receiver_drain(op_receiver *r, size_t max_msgs, op_receiver_cb cb, void *ctx);
 void op_receiver_get_stats(const op_receiver *r, op_receiver_stats *out);
+/* The socket that tells of senders' connections (poll it for ZMQ_POLLIN; NULL: none), and the
+ * handling of what it told: counts, and on_peer with ctx for each. */
+void *op_receiver_monitor_socket(op_receiver *r);
+void op_receiver_peers(op_receiver *r, void *ctx);
 /* The sequence tracker, for op_seqtrack_seed / op_seqtrack_marks (ingest restarts). */
 op_seqtrack *op_receiver_seqtrack(op_receiver *r);
 

@@ -365,7 +365,6 @@ def test_malformed(bindir):
     s.send_multipart([good, good])
     good2 = pub_events.encode_event(stream_id=1, sequence=1, detector_time_ns=2, pulses=[(6, 2.0, 1.0, 0)] * 4)
     s.send(good2)
-    s.close(linger=5000)
     total = 1 + len(bad) + 1 + 1
     a.wait(lambda: a.status()["events"]["received"] >= total, 30, "all messages received")
     a.wait_delivered(2)
@@ -394,6 +393,23 @@ def test_malformed(bindir):
                       (r"rejected a message whose stream and sequence cannot be read \(reason=truncated\)",
                        "an empty message")):
         check(re.search(pat, log) is not None, "no log line for %s (%s)" % (what, pat))
+    # a message over twice max_message_bytes, on a connection of its own: ZeroMQ cuts the
+    # sender off before ingest sees it (it is in no count). Both senders stay connected, so the
+    # close counted and logged is that cut (before, nothing said it)
+    check(st["stages"]["ingest"]["counters"]["connections_closed"] == 0, "a connection closed already")
+    s2 = ctx.socket(zmq.PUSH)
+    s2.connect(a.endpoint)
+    s2.send(pub_events.encode_event(stream_id=2, sequence=4, detector_time_ns=5, pulses=[(5, 1.0, 1.0, 0)] * 10000))
+    a.wait(lambda: a.status()["stages"]["ingest"]["counters"]["connections_closed"] >= 1, 20,
+           "the connection that sent 140,048 bytes counted closed")
+    a.logs.flush()
+    with open(os.path.join(a.tmp, "log.txt")) as f:
+        log = f.read()
+    check(re.search(r"a sender's connection to %s closed \(1 so far, \d+ open\).* over 131072 bytes" %
+                    re.escape(a.endpoint), log) is not None, "no log line for the connection ZeroMQ cut")
+    s2.close(linger=0)
+    s.close(linger=5000)
+    check(a.status()["events"]["received"] == total, "the message over the limit was received")
     counters = st["stages"]["ingest"]["counters"]
     for reason in ("payload_crc", "bad_magic"):
         n_lines = len(re.findall(r"rejected .*\(reason=%s\)" % reason, log))

@@ -1,11 +1,16 @@
 /*
- * test_receiver.c — ingest's socket side with a real ZeroMQ peer: an event the caller could not
- * keep (no memory for it) is counted as such and stays missing, and the detector's resend of it
- * is taken, not refused as a duplicate (before, the resend was a duplicate and the event was lost
- * for good).
+ * test_receiver.c — ingest's socket side with a real ZeroMQ peer:
+ *  - an event the caller could not keep (no memory for it) is counted as such and stays
+ *    missing, and the detector's resend of it is taken, not refused as a duplicate (before, the
+ *    resend was a duplicate and the event was lost for good);
+ *  - senders' connections opening and closing are counted and told, among them the one ZeroMQ
+ *    cuts for a message over twice max_message_bytes (before, nothing said it).
  */
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #include "ingest/receiver.h"
@@ -37,6 +42,25 @@ static void send_event(void *push, uint64_t seq)
 	uint8_t buf[256];
 	long n = op_wire_encode(buf, sizeof buf, &h, &p);
 	CHECK(n > 0 && zmq_send(push, buf, (size_t)n, 0) == (int)n);
+}
+
+struct peers {
+	int opened, closed;
+	uint64_t last_closed;
+	char endpoint[256];
+};
+
+static void on_peer(void *ctx, int opened, const char *endpoint, uint64_t closed, uint64_t open)
+{
+	struct peers *p = ctx;
+	(void)open;
+	if (opened) {
+		p->opened++;
+	} else {
+		p->closed++;
+		p->last_closed = closed;
+		snprintf(p->endpoint, sizeof(p->endpoint), "%s", endpoint);
+	}
 }
 
 /* Drain until `want` events were handed over or two seconds passed. */
@@ -89,6 +113,50 @@ int main(void)
 
 	zmq_close(push);
 	op_receiver_close(r);
+
+	/* over a socket (inproc has no wire, and no size limit on it) */
+	char ep[128];
+	snprintf(ep, sizeof(ep), "ipc:///tmp/outpost-test-receiver-%d.sock", (int)getpid());
+	op_receiver_config sc = {.pull_endpoint = ep, .max_pulses = 16, .max_message_bytes = 4096, .on_peer = on_peer};
+	CHECK(op_receiver_open(ctx, &sc, &r) == 0);
+	CHECK(op_receiver_monitor_socket(r) != NULL);
+	struct peers pe = {0};
+	push = zmq_socket(ctx, ZMQ_PUSH);
+	int linger = 0;
+	zmq_setsockopt(push, ZMQ_LINGER, &linger, sizeof(linger));
+	CHECK(push && zmq_connect(push, ep) == 0);
+	struct take t2 = {.refuse = -1};
+	send_event(push, 1);
+	for (int i = 0; i < 200 && (t2.n < 1 || pe.opened < 1); i++) {
+		zmq_pollitem_t items[3];
+		int n = op_receiver_pollitems(r, items, 2);
+		items[n++] = (zmq_pollitem_t){.socket = op_receiver_monitor_socket(r), .events = ZMQ_POLLIN};
+		zmq_poll(items, n, 10);
+		op_receiver_peers(r, &pe);
+		CHECK(op_receiver_drain(r, 64, take, &t2) >= 0);
+	}
+	CHECK(t2.n == 1 && pe.opened == 1 && pe.closed == 0);
+	/* a message over twice max_message_bytes: ZeroMQ closes the connection */
+	size_t big = 2 * 4096 + 100;
+	char *junk = calloc(1, big);
+	CHECK(junk && zmq_send(push, junk, big, 0) == (int)big);
+	free(junk);
+	for (int i = 0; i < 300 && pe.closed < 1; i++) {
+		zmq_pollitem_t items[3];
+		int n = op_receiver_pollitems(r, items, 2);
+		items[n++] = (zmq_pollitem_t){.socket = op_receiver_monitor_socket(r), .events = ZMQ_POLLIN};
+		zmq_poll(items, n, 10);
+		op_receiver_peers(r, &pe);
+		CHECK(op_receiver_drain(r, 64, take, &t2) >= 0);
+	}
+	op_receiver_get_stats(r, &st);
+	CHECK(pe.closed == 1 && pe.last_closed == 1 && st.connections_closed == 1 && !strcmp(pe.endpoint, ep));
+	CHECK(st.received == 1 && t2.n == 1); /* the big one never came through */
+	printf("a message of %zu bytes (max_message_bytes 4096): the sender's connection to %s closed, told\n", big,
+	       pe.endpoint);
+	zmq_close(push);
+	op_receiver_close(r);
+	unlink(ep + strlen("ipc://"));
 	zmq_ctx_term(ctx);
 	return check_finish("test_receiver");
 }
