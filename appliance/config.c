@@ -295,7 +295,7 @@ static int parse_unit(const char *s, const struct unit *units, int unit_required
 			if (r >= 18446744073709551615.0)
 				return -3;
 			*out = (uint64_t)llround(r);
-			return 0;
+			return v > 0 && *out == 0 ? -6 : 0; /* -6: not 0, but rounds to it (0: none) */
 		}
 	}
 	return -2;
@@ -618,7 +618,12 @@ static int set_value(const key *k, op_config *c, const char *s, char *err, size_
 		break;
 	}
 	case K_RATE:
-		if (strcmp(s, "0") && parse_unit(s, rate_units, 1, &v) < 0) {
+		if (strcmp(s, "0") && (rc = parse_unit(s, rate_units, 1, &v)) == -6) {
+			snprintf(err, errcap, "'%s': '%s' is under 1 bit/s and would be 0, which means no cap: write "
+					      "1bit/s or more (or 0 for none)", k->path, s);
+			return -1;
+		}
+		if (strcmp(s, "0") && rc < 0) {
 			const char *hint = strstr(s, "bps") || strstr(s, "b/s") || strstr(s, "bit") ? " (bits per second: bit/s, kbit/s, Mbit/s, Gbit/s)"
 					   : strstr(s, "B/s") || strstr(s, "Bps") ? " (the cap is in bits: 1 MB/s is 8Mbit/s)" : "";
 			snprintf(err, errcap, "'%s' must be a rate such as 2.4kbit/s, 250Mbit/s (or 0 for none), not '%s'%s",
@@ -630,7 +635,11 @@ static int set_value(const key *k, op_config *c, const char *s, char *err, size_
 		rc = parse_unit(s, size_units, 0, &v);
 		if (rc == -3) /* past 2^64: out of every key's range, said with the range below */
 			v = UINT64_MAX;
-		else if (rc < 0) {
+		else if (rc == -6) {
+			snprintf(err, errcap, "'%s': '%s' is under a byte and would be 0: write a whole number of "
+					      "bytes (or 0)", k->path, s);
+			return -1;
+		} else if (rc < 0) {
 			char hint[200];
 			size_unit_hint(s, hint, sizeof(hint));
 			snprintf(err, errcap, "'%s' must be a size such as 512B, 64KiB, 10GiB (binary) or 10GB "
@@ -914,6 +923,11 @@ static void walk(diag *d, yaml_document_t *doc, yaml_node_t *map, const char *pr
 		}
 		const char *val = (const char *)vn->data.scalar.value;
 		const int plain = vn->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+		if (strlen(val) != vn->data.scalar.length) { /* a "\0" escape: the rest would be dropped */
+			report(d, 1, vn->start_mark.line, vn->start_mark.column,
+			       "'%s': the value holds a NUL character (\\0), which no setting takes", path);
+			goto next;
+		}
 		if (k->kind == K_STR && plain && (!val[0] || is_yaml_null(val))) {
 			/* "key:" with nothing after it, or YAML's null: an operator who left a value to
 			 * fill in later, or meant "none". Said, not refused: files that have one ran
@@ -1019,7 +1033,19 @@ static int load_string(op_config *c, const char *yaml, size_t len, const char *n
 	yaml_parser_set_input_string(&parser, (const unsigned char *)yaml, len);
 	if (!yaml_parser_load(&parser, &doc)) {
 		size_t qline, qcol;
-		if (unclosed_quote(yaml, len, parser.problem_mark.line, &qline, &qcol))
+		if (parser.error == YAML_READER_ERROR) {
+			/* bytes that are not UTF-8, or a control character: libyaml gives only their
+			 * offset (its mark stays at 1:1), so the line is counted here */
+			size_t off = parser.problem_offset < len ? parser.problem_offset : len, line = 0, col = 0;
+			for (size_t i = 0; i < off; i++)
+				if (yaml[i] == '\n')
+					line++, col = 0;
+				else
+					col++;
+			report(&d, 1, line, col, "YAML syntax: %s (byte 0x%02x): the file must be UTF-8 text without "
+						"control characters", parser.problem ? parser.problem : "unreadable",
+			       off < len ? (unsigned)(unsigned char)yaml[off] : 0u);
+		} else if (unclosed_quote(yaml, len, parser.problem_mark.line, &qline, &qcol))
 			report(&d, 1, qline, qcol,
 			       "YAML syntax: the quoted value opened here is not closed on its line (the parser "
 			       "gave up at line %zu, column %zu: %s)",

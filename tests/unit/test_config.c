@@ -185,5 +185,24 @@ int main(void)
 	op_config_defaults(&d);
 	CHECK(op_config_load_string(&d, buf, len, "effective", stderr) == 0 && !strcmp(d.site_name, "pole\t1"));
 	free(buf);
+
+	/* bytes that are not UTF-8 (a Latin-1 comment), or a raw control character, are refused at
+	 * their own line and column: libyaml gives only their offset, and they were reported at 1:1 */
+	op_config_defaults(&c);
+	CHECK(load(&c, "site:\n  name: pole\n# Gr\xfc\xdf" "e\nlog:\n  level: info\n", diag, sizeof(diag)) == 1);
+	fprintf(stderr, "--- not UTF-8 ---\n%s---\n", diag);
+	CHECK(strstr(diag, "cfg.yaml:3:5: error: YAML syntax: ") != NULL && strstr(diag, "(byte 0xfc)") != NULL);
+	CHECK(load(&c, "site:\n  name: pole\nlog:\n  level: info \x01\n", diag, sizeof(diag)) == 1);
+	CHECK(strstr(diag, "cfg.yaml:4:15: error: YAML syntax: ") != NULL && strstr(diag, "(byte 0x01)") != NULL);
+	/* a NUL escape would cut the value short (the rest dropped, unseen): refused */
+	CHECK(load(&c, "paths:\n  state_dir: \"/srv/outpost\\0old\"\n", diag, sizeof(diag)) == 1);
+	CHECK(strstr(diag, "cfg.yaml:2:14: error: 'paths.state_dir': the value holds a NUL character") != NULL);
+	CHECK(!strcmp(c.state_dir, "/var/lib/outpost"));
+	/* a rate or size that is not 0 but rounds to it (0 means none: no cap, no reserve): refused */
+	CHECK(load(&c, "uplink:\n  rate: 0.4bit/s\n", diag, sizeof(diag)) == 1);
+	CHECK(strstr(diag, "cfg.yaml:2:9: error: 'uplink.rate': '0.4bit/s' is under 1 bit/s and would be 0") != NULL);
+	CHECK(load(&c, "uplink:\n  disk_reserve: 0.4B\n", diag, sizeof(diag)) == 1);
+	CHECK(strstr(diag, "'uplink.disk_reserve': '0.4B' is under a byte and would be 0") != NULL);
+	CHECK(load(&c, "uplink:\n  rate: 0\n  disk_reserve: 0\n", diag, sizeof(diag)) == 0 && c.uplink_rate_bps == 0);
 	return check_finish("test_config");
 }
