@@ -18,8 +18,9 @@ PKGS="build-essential cmake pkg-config git ca-certificates
       libopenblas-dev gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user"
 # Only the test suite needs these (--tests): stress-ng (tests/soak/stress.py), promtool from
 # prometheus (e2e_metrics), lintian (package_deb), iproute2 (ip netns and tc for uplink_netns),
-# strace (store_salvage_durable: the order of fsync and unlink).
-TEST_PKGS="stress-ng prometheus lintian iproute2 strace"
+# strace (store_salvage_durable, uplink_sent_durable: the order of fsync, link and unlink), procps
+# (pgrep and ps in tests/systemd/run.sh: without them systemd_unit is skipped).
+TEST_PKGS="stress-ng prometheus lintian iproute2 strace procps"
 [ "${1:-}" = "--tests" ] && PKGS="$PKGS $TEST_PKGS"
 
 missing=""

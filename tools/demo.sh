@@ -18,8 +18,8 @@ work=$(mktemp -d /tmp/outpost-demo.XXXXXX)
 
 if [ ! -x "$bin/outpostd" ] || [ ! -x "$bin/outpost-sim" ]; then
 	echo "demo: building outpost (first run)..."
-	cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >"$work/cmake.log"
-	cmake --build build -j"$(nproc 2>/dev/null || echo 2)" >>"$work/cmake.log" 2>&1 ||
+	{ cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >"$work/cmake.log" 2>&1 &&
+		cmake --build build -j"$(nproc 2>/dev/null || echo 2)" >>"$work/cmake.log" 2>&1; } ||
 		{ tail -40 "$work/cmake.log"; exit 1; }
 fi
 
@@ -30,12 +30,24 @@ fi
 
 north_pid=""
 daemon_pid=""
+# On any exit: the programs stopped; on a failure (a step that failed under set -e: outpostd
+# died, the simulator failed; or an interrupt), what failed said, with the logs' last lines,
+# instead of a silent end.
 cleanup() {
+	rc=$?
 	[ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null
 	[ -n "$north_pid" ] && kill "$north_pid" 2>/dev/null && wait "$north_pid" 2>/dev/null
+	if [ "$rc" -ne 0 ]; then
+		echo "demo: FAILED (exit $rc); logs in $work" >&2
+		for f in outpostd.log north.log sim.json; do
+			[ -s "$work/$f" ] && { echo "--- $f (last lines)" >&2; tail -15 "$work/$f" >&2; }
+		done
+	fi
 	return 0
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 json_field() { # json_field KEY < json  — first integer value of "KEY":N
 	sed -n "s/.*\"$1\":\([0-9][0-9]*\).*/\1/p" | head -n 1
@@ -123,6 +135,6 @@ printf '{"events_sent":%s,"events_stored":%s,"events_delivered_north":%s,"events
 	"$sent" "$stored" "$delivered" "$dropped" "$rejected" "$segments" "$secs" "${model:-unknown}" "${backend:-unknown}" "${med:-null}" "${gmed:-null}" "$north_dir"
 # the summary is printed either way; the status says whether every event made it
 if [ "${stored:-0}" -lt "${sent:-1}" ] || [ "${delivered:-0}" -lt "${sent:-1}" ]; then
-	echo "demo: FAILED: not every event was stored and delivered north (logs in $work)" >&2
+	echo "demo: not every event was stored and delivered north" >&2
 	exit 1
 fi
