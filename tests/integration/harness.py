@@ -83,6 +83,44 @@ def child_pids(pid):
     return out
 
 
+def need_strace():
+    """Exit 77 (skipped) without strace, or where ptrace is refused."""
+    if not shutil.which("strace"):
+        print("strace not installed: skipped")
+        sys.exit(77)
+    if subprocess.run(["strace", "-o", os.devnull, "true"], capture_output=True).returncode != 0:
+        print("strace cannot trace here (ptrace refused): skipped")
+        sys.exit(77)
+
+
+def traced_outpostd(app, calls, done, timeout, what):
+    """Runs app's outpostd under strace (-ff: one file per process, so that no call is split by
+    another's; -y: descriptors' paths) tracing `calls` until done() (fail after timeout s: what),
+    stops it (SIGTERM to that outpostd alone: it stops its stages), and returns each process's
+    trace as a list of lines."""
+    trace = os.path.join(app.tmp, "trace")
+    tracer = subprocess.Popen(["strace", "-ff", "-y", "-e", "trace=" + calls, "-o", trace,
+                               os.path.join(app.bindir, "outpostd"), "-c", app.cfg], stdout=app.logs, stderr=app.logs)
+    try:
+        deadline = time.time() + timeout
+        while not done() and time.time() < deadline:
+            time.sleep(0.2)
+        check(done(), "%s: not within %d s" % (what, timeout))
+        time.sleep(0.5)  # the trace's lines are written as the calls return
+    finally:
+        for pid in child_pids(tracer.pid):
+            os.kill(pid, signal.SIGTERM)
+        try:
+            tracer.wait(60)
+        except subprocess.TimeoutExpired:
+            tracer.kill()
+    traces = []
+    for path in glob.glob(trace + ".*"):
+        with open(path) as f:
+            traces.append(f.read().splitlines())
+    return traces
+
+
 FAILED = []  # set by fail(): stop() then keeps the test's directory for a post-mortem
 
 

@@ -17,22 +17,15 @@ import glob
 import os
 import shutil
 import signal
-import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Appliance, check, child_pids, need_modules, unique_keys  # noqa: E402
+from harness import Appliance, check, need_modules, need_strace, traced_outpostd, unique_keys  # noqa: E402
 
 
 def main():
     bindir = sys.argv[1]
-    if not shutil.which("strace"):
-        print("strace not installed: skipped")
-        sys.exit(77)
-    if subprocess.run(["strace", "-o", os.devnull, "true"], capture_output=True).returncode != 0:
-        print("strace cannot trace here (ptrace refused): skipped")
-        sys.exit(77)
+    need_strace()
     need_modules("h5py", "numpy")
     import h5py
     import numpy as np
@@ -48,28 +41,11 @@ def main():
         leftover = os.path.join(app.state, "segments", "leftover-copy.h5")
         shutil.copy(sealed[0], leftover)
 
-        # -ff: one file per process (trace.PID), so that no call is split by another's
-        trace = os.path.join(app.tmp, "trace")
-        tracer = subprocess.Popen(["strace", "-ff", "-y", "-e", "trace=fsync,unlink,unlinkat", "-o", trace,
-                                   os.path.join(bindir, "outpostd"), "-c", app.cfg], stdout=app.logs, stderr=app.logs)
-        try:
-            deadline = time.time() + 30
-            while os.path.exists(leftover) and time.time() < deadline:
-                time.sleep(0.2)
-            check(not os.path.exists(leftover), "the leftover was not removed within 30 s")
-            time.sleep(0.5)  # the trace's lines are written as the calls return
-        finally:
-            for pid in child_pids(tracer.pid):  # this outpostd alone (it stops its stages)
-                os.kill(pid, signal.SIGTERM)
-            try:
-                tracer.wait(60)
-            except subprocess.TimeoutExpired:
-                tracer.kill()
+        traces = traced_outpostd(app, "fsync,unlink,unlinkat", lambda: not os.path.exists(leftover), 30,
+                                 "the leftover removed")
         outbox = os.path.realpath(os.path.join(app.state, "outbox"))
         lines = []
-        for path in glob.glob(trace + ".*"):  # the process that removed the leftover: the store
-            with open(path) as f:
-                text = f.read().splitlines()
+        for text in traces:  # the process that removed the leftover: the store
             if any("unlink" in ln and "leftover-copy.h5" in ln for ln in text):
                 lines = text
         removed = [i for i, ln in enumerate(lines) if "unlink" in ln and "leftover-copy.h5" in ln]

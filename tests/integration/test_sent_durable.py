@@ -13,24 +13,17 @@ rename, and sent/ was never fsynced.) Needs strace and ptrace (else skipped, exi
 """
 import glob
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Appliance, check, child_pids, need_modules, unique_keys  # noqa: E402
+from harness import Appliance, check, need_modules, need_strace, traced_outpostd, unique_keys  # noqa: E402
 
 
 def main():
     bindir = sys.argv[1]
-    if not shutil.which("strace"):
-        print("strace not installed: skipped")
-        sys.exit(77)
-    if subprocess.run(["strace", "-o", os.devnull, "true"], capture_output=True).returncode != 0:
-        print("strace cannot trace here (ptrace refused): skipped")
-        sys.exit(77)
+    need_strace()
     need_modules("h5py", "numpy")
     n = 300
     app = Appliance(bindir, "sent-durable", north=False)
@@ -47,29 +40,10 @@ def main():
                                       "tcp://127.0.0.1:%d" % app.north_port, "--dir", app.north_dir],
                                      stdout=app.logs, stderr=app.logs)
 
-        # -ff: one file per process (trace.PID), so that no call is split by another's
-        trace = os.path.join(app.tmp, "trace")
-        tracer = subprocess.Popen(["strace", "-ff", "-y", "-e", "trace=fsync,link,linkat,rename,renameat,renameat2,"
-                                   "unlink,unlinkat", "-o", trace, os.path.join(bindir, "outpostd"), "-c", app.cfg],
-                                  stdout=app.logs, stderr=app.logs)
-        try:
-            deadline = time.time() + 60
-            while glob.glob(os.path.join(outbox, "*.h5")) and time.time() < deadline:
-                time.sleep(0.2)
-            check(not glob.glob(os.path.join(outbox, "*.h5")), "outbox/ not empty after 60 s: %s" %
-                  os.listdir(outbox))
-            time.sleep(0.5)  # the trace's lines are written as the calls return
-        finally:
-            for pid in child_pids(tracer.pid):  # this outpostd alone (it stops its stages)
-                os.kill(pid, signal.SIGTERM)
-            try:
-                tracer.wait(60)
-            except subprocess.TimeoutExpired:
-                tracer.kill()
+        traces = traced_outpostd(app, "fsync,link,linkat,rename,renameat,renameat2,unlink,unlinkat",
+                                 lambda: not glob.glob(os.path.join(outbox, "*.h5")), 60, "outbox/ emptied")
         lines = []
-        for path in glob.glob(trace + ".*"):  # the process that moved them: the uplink
-            with open(path) as f:
-                text = f.read().splitlines()
+        for text in traces:  # the process that moved them: the uplink
             if any("%s/%s" % (sent, names[0]) in ln for ln in text):
                 lines = text
         check(lines, "no process's trace names %s/%s" % (sent, names[0]))

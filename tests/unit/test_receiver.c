@@ -63,15 +63,25 @@ static void on_peer(void *ctx, int opened, const char *endpoint, uint64_t closed
 	}
 }
 
+/* One turn of the ingest loop: wait up to 10 ms on the sockets (and the connection monitor,
+ * when pe), then take what came. */
+static void turn(op_receiver *r, struct take *t, struct peers *pe)
+{
+	zmq_pollitem_t items[3];
+	int n = op_receiver_pollitems(r, items, 2);
+	if (pe)
+		items[n++] = (zmq_pollitem_t){.socket = op_receiver_monitor_socket(r), .events = ZMQ_POLLIN};
+	zmq_poll(items, n, 10);
+	if (pe)
+		op_receiver_peers(r, pe);
+	CHECK(op_receiver_drain(r, 64, take, t) >= 0);
+}
+
 /* Drain until `want` events were handed over or two seconds passed. */
 static void drain(op_receiver *r, struct take *t, int want)
 {
-	zmq_pollitem_t items[2];
-	const int n = op_receiver_pollitems(r, items, 2);
-	for (int i = 0; i < 200 && t->n < want; i++) {
-		zmq_poll(items, n, 10);
-		CHECK(op_receiver_drain(r, 64, take, t) >= 0);
-	}
+	for (int i = 0; i < 200 && t->n < want; i++)
+		turn(r, t, NULL);
 }
 
 int main(void)
@@ -103,9 +113,7 @@ int main(void)
 
 	send_event(push, 2); /* kept now: another copy is a duplicate */
 	for (int i = 0; i < 200 && st.duplicates == 0; i++) {
-		zmq_pollitem_t items[2];
-		zmq_poll(items, op_receiver_pollitems(r, items, 2), 10);
-		CHECK(op_receiver_drain(r, 64, take, &t) >= 0);
+		turn(r, &t, NULL);
 		op_receiver_get_stats(r, &st);
 	}
 	CHECK_EQ_U64(st.duplicates, 1);
@@ -127,28 +135,16 @@ int main(void)
 	CHECK(push && zmq_connect(push, ep) == 0);
 	struct take t2 = {.refuse = -1};
 	send_event(push, 1);
-	for (int i = 0; i < 200 && (t2.n < 1 || pe.opened < 1); i++) {
-		zmq_pollitem_t items[3];
-		int n = op_receiver_pollitems(r, items, 2);
-		items[n++] = (zmq_pollitem_t){.socket = op_receiver_monitor_socket(r), .events = ZMQ_POLLIN};
-		zmq_poll(items, n, 10);
-		op_receiver_peers(r, &pe);
-		CHECK(op_receiver_drain(r, 64, take, &t2) >= 0);
-	}
+	for (int i = 0; i < 200 && (t2.n < 1 || pe.opened < 1); i++)
+		turn(r, &t2, &pe);
 	CHECK(t2.n == 1 && pe.opened == 1 && pe.closed == 0);
 	/* a message over twice max_message_bytes: ZeroMQ closes the connection */
 	size_t big = 2 * 4096 + 100;
 	char *junk = calloc(1, big);
 	CHECK(junk && zmq_send(push, junk, big, 0) == (int)big);
 	free(junk);
-	for (int i = 0; i < 300 && pe.closed < 1; i++) {
-		zmq_pollitem_t items[3];
-		int n = op_receiver_pollitems(r, items, 2);
-		items[n++] = (zmq_pollitem_t){.socket = op_receiver_monitor_socket(r), .events = ZMQ_POLLIN};
-		zmq_poll(items, n, 10);
-		op_receiver_peers(r, &pe);
-		CHECK(op_receiver_drain(r, 64, take, &t2) >= 0);
-	}
+	for (int i = 0; i < 300 && pe.closed < 1; i++)
+		turn(r, &t2, &pe);
 	op_receiver_get_stats(r, &st);
 	CHECK(pe.closed == 1 && pe.last_closed == 1 && st.connections_closed == 1 && !strcmp(pe.endpoint, ep));
 	CHECK(st.received == 1 && t2.n == 1); /* the big one never came through */
