@@ -85,6 +85,7 @@ typedef struct ingest {
 	uint64_t backstop_ns; /* resend what is unacknowledged this long (ingest.resend_after) */
 	/* the write-ahead log (ingest/wal.h) and what this incarnation took over from it */
 	op_wal *wal;
+	const char *wal_dir;
 	int wal_verdict; /* 1 took over the predecessor's log; -1 it had one that was unusable; 0 none */
 	uint64_t report_seq, recovered, pred_accepted, pred_stored, pred_dropped, dropped_not_recovered;
 	uint64_t restarts_said, restarts_said_ns; /* numbering restarts (ingest/seqtrack.h) in the journal, and when */
@@ -345,7 +346,7 @@ static void confirmed(ingest *g)
 	if (g->confirm_waived)
 		op_info("the supervisor now has this ingest's reports");
 	if (g->others_pending) {
-		op_wal_remove_others(g->wal);
+		op_wal_remove_others(g->wal_dir, g->s->incarnation_ns);
 		g->others_pending = 0;
 	}
 }
@@ -747,6 +748,7 @@ int op_stage_ingest(op_stage_ctx *s)
 	}
 	char wal_dir[OP_CFG_STR + 32];
 	snprintf(wal_dir, sizeof(wal_dir), "%s/ingest-wal", cfg->run_dir);
+	g.wal_dir = wal_dir;
 	err = op_wal_open(wal_dir, s->incarnation_ns, 16u << 20, &g.wal);
 	if (err < 0) /* run on without it: only a crash of this process would cost more */
 		op_err("cannot open the ingest log in %s: %s; what ingest holds will not survive its crash",
@@ -887,7 +889,7 @@ int op_stage_ingest(op_stage_ctx *s)
 	 * the log is kept (keep_log: the supervisor is gone, or told us to keep it): then the next
 	 * outpostd's ingest takes it over, with what is still held. */
 	if (!keep_log)
-		op_wal_remove_others(g.wal);
+		op_wal_remove_others(wal_dir, s->incarnation_ns);
 	op_wal_close(g.wal, !keep_log);
 	g.wal = NULL;
 	goto out;

@@ -21,6 +21,7 @@ typedef struct file_info {
 	uint32_t k;
 	uint64_t max_serial; /* of its event records; 0 = none */
 	uint64_t bytes;      /* written to it */
+	uint32_t reports;    /* report checkpoints ('R') in it */
 } file_info;
 
 struct op_wal {
@@ -39,6 +40,7 @@ struct op_wal {
 	size_t nfiles, files_cap;
 	uint32_t next_k;
 	uint64_t cur_max;
+	uint64_t tail; /* the oldest serial still held, at the last flush */
 	int broken; /* a write failed: the log was removed and is no longer kept */
 };
 
@@ -99,7 +101,7 @@ static int open_next(op_wal *w)
 	w->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_APPEND, 0600);
 	if (w->fd < 0)
 		return -errno;
-	w->files[w->nfiles++] = (file_info){w->next_k++, 0, 0};
+	w->files[w->nfiles++] = (file_info){w->next_k++, 0, 0, 0};
 	w->file_bytes = 0;
 	return 0;
 }
@@ -164,6 +166,8 @@ static void record(op_wal *w, uint8_t type, const uint8_t *a, size_t alen, const
 		memcpy(p + 5 + alen, b, blen);
 	put32(p + 5 + plen, op_crc32c(0, p + 4, plen + 1));
 	w->len += plen + 9;
+	if (type == T_REPORT) /* written at the next flush, to the file being written now */
+		w->files[w->nfiles - 1].reports++;
 }
 
 void op_wal_event(op_wal *w, const uint8_t *buf, size_t len)
@@ -261,6 +265,9 @@ static void remove_files(op_wal *w, int newest_first)
 static void give_up(op_wal *w)
 {
 	remove_files(w, 1);
+	if (w->fd >= 0) /* an unlinked file held open keeps its pages on the tmpfs */
+		close(w->fd);
+	w->fd = -1;
 	w->broken = 1;
 	w->len = 0;
 }
@@ -275,6 +282,10 @@ int op_wal_flush(op_wal *w, uint64_t tail)
 		return -EIO;
 	}
 	emit_freed(w);
+	if (w->broken) { /* no memory for the frees' record: given up, its files gone */
+		w->nfreed = 0;
+		return -ENOMEM;
+	}
 	size_t off = 0;
 	while (off < w->len) {
 		ssize_t n = write(w->fd, w->buf + off, w->len - off);
@@ -299,11 +310,24 @@ int op_wal_flush(op_wal *w, uint64_t tail)
 			return rc;
 		}
 	}
-	/* delete old files whose every event is freed (keep the one being written and the one
-	 * before it: it may hold the last report checkpoint) */
+	/* Delete old files whose every event is freed, but never the one being written nor the one
+	 * before it, nor the file with the second-newest report checkpoint or any after it: the
+	 * supervisor's last report is the newest or, should the newest not have reached it, the
+	 * one before, and a successor counts from that checkpoint on. (Keeping only the newest two
+	 * files lost the checkpoint when a whole file was written between two reports: the
+	 * successor then counted what it could not find as ingest_crash.) */
+	size_t from = 0; /* no checkpoint yet: a successor counts the whole log */
+	for (size_t i = w->nfiles, seen = 0; i-- > 0;) {
+		if (!w->files[i].reports)
+			continue;
+		from = i;
+		if ((seen += w->files[i].reports) >= 2)
+			break;
+	}
 	uint32_t keep = 0;
+	w->tail = tail;
 	for (uint32_t i = 0; i < w->nfiles; i++) {
-		if (i + 2 < w->nfiles && w->files[i].max_serial < tail) {
+		if (i + 2 < w->nfiles && i < from && w->files[i].max_serial < tail) {
 			char path[600];
 			file_name(path, sizeof(path), w->dir, w->inc, w->files[i].k);
 			unlink(path);
@@ -315,20 +339,18 @@ int op_wal_flush(op_wal *w, uint64_t tail)
 	return 0;
 }
 
-void op_wal_remove_others(op_wal *w)
+void op_wal_remove_others(const char *dir, uint64_t incarnation)
 {
-	if (!w)
-		return;
 	char mine[64], path[800];
-	DIR *d = opendir(w->dir);
+	DIR *d = opendir(dir);
 	struct dirent *de;
-	snprintf(mine, sizeof(mine), "wal-%020" PRIu64 "-", w->inc);
+	snprintf(mine, sizeof(mine), "wal-%020" PRIu64 "-", incarnation);
 	if (!d)
 		return;
 	while ((de = readdir(d))) {
 		if (strncmp(de->d_name, "wal-", 4) || !strncmp(de->d_name, mine, strlen(mine)))
 			continue;
-		snprintf(path, sizeof(path), "%s/%s", w->dir, de->d_name);
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
 		unlink(path);
 	}
 	closedir(d);
@@ -338,7 +360,8 @@ uint64_t op_wal_pinned_bytes(const op_wal *w)
 {
 	uint64_t n = 0;
 	for (size_t i = 0; w && !w->broken && i + 2 < w->nfiles; i++)
-		n += w->files[i].bytes;
+		if (w->files[i].max_serial >= w->tail) /* not one kept for a checkpoint alone */
+			n += w->files[i].bytes;
 	return n;
 }
 

@@ -38,14 +38,17 @@ void op_wal_report(op_wal *w, uint64_t report_seq);
  * hole); the caller reports it. */
 int op_wal_flush(op_wal *w, uint64_t tail);
 /* Bytes of the files kept only because an event in them is not freed yet (all but the two
- * newest, which are kept anyway): one event held long (resent again and again) keeps every
- * file after it. Ingest stops reading at ingest.window_bytes of them, so that the log (in
+ * newest, which are kept anyway, and those kept for a report checkpoint alone): one event held
+ * long (resent again and again) keeps every file after it. Ingest stops reading at ingest.window_bytes of them, so that the log (in
  * memory, on a tmpfs) stays bounded as the window is. */
 uint64_t op_wal_pinned_bytes(const op_wal *w);
 /* 1 while the log is kept (opened, no write failed). */
 int op_wal_ok(const op_wal *w);
-/* Delete every file in dir that is not this incarnation's (after a replay was taken over). */
-void op_wal_remove_others(op_wal *w);
+/* Delete every file in dir that is not incarnation's (after a replay was taken over; also when
+ * this incarnation's own log could not be opened: what it took over is counted from its own
+ * reports then, and the predecessor's files left behind would be taken over again by the next
+ * outpostd, counted twice). */
+void op_wal_remove_others(const char *dir, uint64_t incarnation);
 
 typedef struct op_wal_replay_result {
 	int found;                /* the predecessor's files and its report checkpoint were found */

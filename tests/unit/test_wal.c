@@ -1,10 +1,11 @@
 /*
  * test_wal.c — ingest's write-ahead log: a replay gives back exactly the events never freed,
  * counts what happened after the named report checkpoint, survives a record cut short by a
- * crash, and old files go once everything in them is freed.
+ * crash, and old files go once everything in them is freed (but not the last checkpoints).
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <stdio.h>
@@ -50,6 +51,40 @@ static int count_files(const char *dir)
 	struct dirent *de;
 	while (d && (de = readdir(d)))
 		n += !strncmp(de->d_name, "wal-", 4);
+	if (d)
+		closedir(d);
+	return n;
+}
+
+/* The test links with --wrap=malloc (tests/ingest.cmake): the next fail_mallocs allocations
+ * fail, as they would on a machine out of memory. */
+void *__real_malloc(size_t n);
+void *__wrap_malloc(size_t n);
+static int fail_mallocs;
+void *__wrap_malloc(size_t n)
+{
+	if (fail_mallocs > 0) {
+		fail_mallocs--;
+		return NULL;
+	}
+	return __real_malloc(n);
+}
+
+/* Descriptors of this process still open on a deleted log file (its pages stay taken). */
+static int open_deleted_logs(void)
+{
+	int n = 0;
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *de;
+	while (d && (de = readdir(d))) {
+		char link[64], target[512];
+		snprintf(link, sizeof(link), "/proc/self/fd/%.20s", de->d_name);
+		ssize_t len = readlink(link, target, sizeof(target) - 1);
+		if (len > 0) {
+			target[len] = 0;
+			n += strstr(target, "/wal-") && strstr(target, "(deleted)");
+		}
+	}
 	if (d)
 		closedir(d);
 	return n;
@@ -142,8 +177,9 @@ int main(void)
 
 	/* the successor takes over: its own log, the old files removed */
 	CHECK(op_wal_open(dir, 333, 50, &w) == 0); /* tiny files: rotates at every flush */
-	op_wal_remove_others(w);
+	op_wal_remove_others(dir, 333);
 	CHECK(count_files(dir) == 1);
+	op_wal_report(w, 1); /* as ingest does: its first report at once */
 	for (uint64_t i = 1; i <= 8; i++) {
 		event(w, i);
 		CHECK(op_wal_flush(w, 1) == 0);
@@ -151,12 +187,21 @@ int main(void)
 	int before = count_files(dir);
 	for (uint64_t i = 1; i <= 8; i++)
 		op_wal_acked(w, i);
+	CHECK(op_wal_flush(w, 9) == 0);
+	CHECK(count_files(dir) == before + 1); /* freed, but the only checkpoint is in the first */
+	op_wal_report(w, 2);
+	CHECK(op_wal_flush(w, 9) == 0);
+	op_wal_report(w, 3);
 	CHECK(op_wal_flush(w, 9) == 0); /* everything freed: only the newest two files stay */
 	CHECK(before >= 8 && count_files(dir) <= 2);
 	CHECK(op_wal_pinned_bytes(w) == 0);
 	/* one event never freed keeps every file written after it: counted, so that ingest stops
 	 * reading at ingest.window_bytes of them (the log is in memory, on a tmpfs) */
 	event(w, 9);
+	CHECK(op_wal_flush(w, 9) == 0);
+	op_wal_report(w, 4); /* the file of report 2, freed in full, may go now */
+	CHECK(op_wal_flush(w, 9) == 0);
+	op_wal_report(w, 5);
 	CHECK(op_wal_flush(w, 9) == 0);
 	uint64_t pinned = 0;
 	for (uint64_t i = 10; i <= 30; i++) {
@@ -168,6 +213,9 @@ int main(void)
 	}
 	CHECK(count_files(dir) >= 20 && pinned >= 18 * 50);
 	op_wal_acked(w, 9);
+	op_wal_report(w, 6);
+	CHECK(op_wal_flush(w, 31) == 0);
+	op_wal_report(w, 7);
 	CHECK(op_wal_flush(w, 31) == 0); /* settled: the files go, nothing pinned */
 	CHECK(count_files(dir) <= 2 && op_wal_pinned_bytes(w) == 0);
 	memset(&s, 0, sizeof(s));
@@ -175,8 +223,52 @@ int main(void)
 	CHECK(op_wal_replay(dir, 333, 0, on_event, &s, &r) == 0 && s.live == 0);
 	CHECK(op_wal_open(dir, 444, 1u << 20, &w) == 0);
 	op_wal_close(w, 1); /* a clean stop leaves nothing of its own */
-	op_wal_remove_others(NULL);
 	CHECK(count_files(dir) == 2);
+	/* by directory and incarnation, so that an ingest whose own log could not be opened still
+	 * removes the predecessor's it took over (else the next outpostd takes it over again) */
+	op_wal_remove_others(dir, 444);
+	CHECK(count_files(dir) == 0);
+
+	/* A whole file written between two reports: the file with the last checkpoint stays,
+	 * though every event in it is freed, and a successor counts from it (before, only the
+	 * newest two files were kept: the checkpoint went, and the successor counted what it
+	 * could not find as lost) */
+	CHECK(op_wal_open(dir, 777, 50, &w) == 0);
+	op_wal_report(w, 1);
+	CHECK(op_wal_flush(w, 1) == 0);
+	for (uint64_t i = 1; i <= 6; i++) {
+		event(w, i);
+		CHECK(op_wal_flush(w, 1) == 0);
+	}
+	for (uint64_t i = 1; i <= 6; i++)
+		op_wal_acked(w, i);
+	CHECK(op_wal_flush(w, 7) == 0);
+	/* kept for its checkpoint, not for an event held: not counted against ingest.window_bytes,
+	 * where it would stop ingest reading with a message about an event held long */
+	CHECK(op_wal_pinned_bytes(w) == 0);
+	op_wal_close(w, 0);
+	CHECK(op_wal_replay(dir, 777, 1, NULL, NULL, &r) == 0);
+	CHECK(r.found && r.after_accepted == 6 && r.after_acked == 6);
+	op_wal_remove_others(dir, 0);
+	CHECK(count_files(dir) == 0);
+
+	/* No memory for the frees' record at a flush: the log is given up (an error, not a write
+	 * past its file list), and its file, deleted, is closed as well: an unlinked file held open
+	 * would keep its pages on the tmpfs for the life of the process */
+	CHECK(op_wal_open(dir, 888, 1u << 20, &w) == 0);
+	for (uint64_t i = 1; i <= 3; i++)
+		event(w, i);
+	CHECK(op_wal_flush(w, 1) == 0);
+	for (uint64_t i = 1; i <= 3; i++)
+		op_wal_acked(w, i);
+	fail_mallocs = 1;
+	int ferr = op_wal_flush(w, 4);
+	fail_mallocs = 0;
+	CHECK(ferr == -ENOMEM);
+	CHECK(count_files(dir) == 0);
+	CHECK(open_deleted_logs() == 0);
+	CHECK(op_wal_flush(w, 4) < 0 && !op_wal_ok(w));
+	op_wal_close(w, 0);
 	/* a write that fails (here: a file-size limit, as a full tmpfs would) removes the log:
 	 * a successor then finds none and counts what was held as lost, rather than trust a hole */
 	struct rlimit old_lim, lim = {.rlim_cur = 4096, .rlim_max = RLIM_INFINITY};
