@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "uplink/escape.h"
+#include "uplink/segment.h"
 #include "uplink/sender.h"
 
 static int place(const op_config *cfg, const char *sub, const char *kind, const char *data, size_t len)
@@ -21,9 +22,9 @@ static int place(const op_config *cfg, const char *sub, const char *kind, const 
 	char dir[OP_CFG_STR + 32], name[160], site[64], stamp[32];
 
 	snprintf(dir, sizeof(dir), "%s/outbox", cfg->state_dir);
-	mkdir(dir, 0750);
+	op_segment_mkdir(dir, 0750);
 	snprintf(dir, sizeof(dir), "%s/outbox/%s", cfg->state_dir, sub);
-	mkdir(dir, 0750);
+	op_segment_mkdir(dir, 0750);
 	/* the name: class-kind-site-UTC-pid-seq.json, characters north accepts only */
 	op_uplink_name_part(cfg->site_name, site, sizeof(site));
 	time_t t = time(NULL);

@@ -136,9 +136,7 @@ static void on_usr1(int sig)
 
 static int ensure_dir(const char *path)
 {
-	if (mkdir(path, 0750) == 0 || errno == EEXIST)
-		return 0;
-	return -errno;
+	return op_segment_mkdir(path, 0750);
 }
 
 static int ends_with(const char *s, const char *suffix)

@@ -14,6 +14,7 @@
 #include "appliance/log.h"
 #include "appliance/stage.h"
 #include "uplink/curve.h"
+#include "uplink/segment.h"
 #include "uplink/sender.h"
 
 int op_stage_uplink(op_stage_ctx *s)
@@ -30,8 +31,8 @@ int op_stage_uplink(op_stage_ctx *s)
 
 	snprintf(outbox, sizeof(outbox), "%s/outbox", cfg->state_dir);
 	snprintf(quarantine, sizeof(quarantine), "%s/quarantine", cfg->state_dir);
-	mkdir(outbox, 0750);
-	mkdir(quarantine, 0750);
+	op_segment_mkdir(outbox, 0750);
+	op_segment_mkdir(quarantine, 0750);
 	if (!cfg->uplink_north[0])
 		op_info("no north endpoint configured: segments stay in %s (uplink.disk_reserve still kept)", outbox);
 
@@ -45,7 +46,7 @@ int op_stage_uplink(op_stage_ctx *s)
 	ucfg.retry_ns = cfg->uplink_retry_ns;
 	char sent[512];
 	snprintf(sent, sizeof(sent), "%s/sent", cfg->state_dir);
-	mkdir(sent, 0750);
+	op_segment_mkdir(sent, 0750);
 	ucfg.sent_dir = sent;
 	ucfg.sent_keep_ns = 600000000000ull; /* 10 min: far beyond any stage restart's backoff */
 	char quota_file[OP_CFG_STR + 32];

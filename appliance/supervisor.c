@@ -64,6 +64,7 @@
 #include "appliance/powerctl.h"
 #include "appliance/stage.h"
 #include "uplink/escape.h"
+#include "uplink/segment.h"
 #include "watchdog/bootcount.h"
 #include "watchdog/notify.h"
 #include "watchdog/restart.h"
@@ -1702,14 +1703,13 @@ static int mkdir_p(const char *path)
 	for (char *p = buf + 1; *p; p++) {
 		if (*p == '/') {
 			*p = 0;
-			if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-				return -errno;
+			int rc = op_segment_mkdir(buf, 0755); /* durable: state_dir's own entry too */
+			if (rc < 0)
+				return rc;
 			*p = '/';
 		}
 	}
-	if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-		return -errno;
-	return 0;
+	return op_segment_mkdir(buf, 0755);
 }
 
 /*

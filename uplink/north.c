@@ -348,10 +348,10 @@ int op_north_open(void *zmq_ctx, const op_north_config *cfg, op_north **ret)
 		n->cfg.sync_pause_ns = 60000000000ull;
 	snprintf(n->dir, sizeof(n->dir), "%s", cfg->dir);
 	snprintf(n->pdir, sizeof(n->pdir), "%s/.partial", cfg->dir);
-	if ((mkdir(n->dir, 0755) != 0 && errno != EEXIST) || (mkdir(n->pdir, 0755) != 0 && errno != EEXIST)) {
-		rc = -errno;
+	/* durable entries: the files north confirms live in dir (a new one would otherwise go with
+	 * its files at a power cut, after CONFIRMED let the appliance delete its copies) */
+	if ((rc = op_segment_mkdir(n->dir, 0755)) < 0 || (rc = op_segment_mkdir(n->pdir, 0755)) < 0)
 		goto fail;
-	}
 	n->p = calloc(n->cfg.max_partials, sizeof(partial));
 	if (!n->p) {
 		rc = -ENOMEM;

@@ -330,6 +330,33 @@ int op_segment_sync_dir(const char *dir)
 	return fsync_path(dir, 1);
 }
 
+int op_segment_mkdir(const char *path, mode_t mode)
+{
+	const int made = mkdir(path, mode) == 0;
+	if (!made && errno != EEXIST)
+		return -errno;
+	char parent[4096];
+	size_t len = strlen(path);
+	while (len > 1 && path[len - 1] == '/') /* "dir/": its parent, not itself */
+		len--;
+	if (len >= sizeof(parent))
+		return -ENAMETOOLONG;
+	memcpy(parent, path, len);
+	parent[len] = 0;
+	char *slash = strrchr(parent, '/');
+	if (!slash)
+		snprintf(parent, sizeof(parent), ".");
+	else if (slash == parent)
+		parent[1] = 0;
+	else
+		*slash = 0;
+	/* there already: fsynced again all the same, at no cost worth counting (starts, alerts),
+	 * in case a start before this one died between its mkdir and that fsync; best effort, since
+	 * a parent such as / may not be ours to sync */
+	const int rc = fsync_path(parent, 1);
+	return made && rc != -EACCES && rc != -EPERM ? rc : 0; /* a parent we may not open: no fault of the disk */
+}
+
 int op_segment_seal(op_segment *s, const char *outbox_dir, char sha256_hex[65])
 {
 	char side[SEG_PATH + 320], side_out[SEG_PATH + 320], final[SEG_PATH + 320], line[400], now[32];

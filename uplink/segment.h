@@ -19,6 +19,7 @@
 #define OP_UPLINK_SEGMENT_H
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /* One result row: one event. Field order = HDF5 compound member order. */
 typedef struct op_result_row {
@@ -71,6 +72,11 @@ uint64_t op_segment_bytes(const op_segment *s); /* file size on disk, approximat
 int op_segment_seal(op_segment *s, const char *outbox_dir, char sha256_hex[65]);
 /* fsync a directory: renames into it are durable once this returns 0. -errno. */
 int op_segment_sync_dir(const char *dir);
+/* mkdir, then fsync its parent: the fsyncs of what is later put into it would not keep the
+ * directory's own entry through a power cut (state_dir wiped or new, the first segments,
+ * confirmed files in sent/, north's received files). 0 (created, or there already: then the
+ * parent's fsync is best effort) or -errno. */
+int op_segment_mkdir(const char *path, mode_t mode);
 /* Close without sealing (used on shutdown paths that must not publish). Accepts NULL. */
 void op_segment_abandon(op_segment *s);
 

@@ -301,7 +301,7 @@ int op_uplink_open(void *zmq_ctx, const op_uplink_config *cfg, op_uplink **ret)
 	snprintf(u->dirs[OP_UPLINK_RESULTS], sizeof(u->dirs[0]), "%s", cfg->outbox_dir);
 	snprintf(u->dirs[OP_UPLINK_BULK], sizeof(u->dirs[0]), "%s/bulk", cfg->outbox_dir);
 	for (int c = 0; c < OP_UPLINK_CLASSES; c++)
-		mkdir(u->dirs[c], 0750);
+		op_segment_mkdir(u->dirs[c], 0750);
 	if (!u->cfg.share_pct[1] && !u->cfg.share_pct[2] && !u->cfg.share_pct[3]) {
 		u->cfg.share_pct[OP_UPLINK_TELEMETRY] = 20;
 		u->cfg.share_pct[OP_UPLINK_RESULTS] = 70;
@@ -998,7 +998,7 @@ static void quarantine(op_uplink *u, int cls, const char *name)
 {
 	char from[800], to[512 + 1 + 256 + 8], qname[256]; /* quarantine/, qname, ".sha256" */
 	int k = 0;
-	mkdir(u->quarantine, 0750);
+	op_segment_mkdir(u->quarantine, 0750);
 	snprintf(from, sizeof(from), "%s/%s", u->dirs[cls], name);
 	for (; k < 1000; k++) { /* a name free for the data and its sidecar (names: at most 200) */
 		struct stat sb;

@@ -11,10 +11,17 @@ and removes the file. outbox/ may not be durable yet at that point (a predecesso
 between its renames into outbox/ and their fsync): removed first, the leftover would have been
 the only copy a power cut leaves. Checked on the real daemon under strace: the fsync of outbox/
 comes before the leftover's unlink; the leftover goes; outbox/ holds every event once.
-(Before, the unlink came first.) Needs strace and ptrace (else skipped, exit 77).
+(Before, the unlink came first.)
+
+Then the same daemon on a state_dir that is not there (a first start, or one an operator wiped):
+every directory it creates has its parent fsynced after the mkdir, before anything is put in it
+(segments/, outbox/ and its classes, sent/, quarantine/, state_dir itself). The fsyncs of a
+segment renamed into a new outbox/ do not keep outbox/'s own entry through a power cut. (Before,
+no parent was fsynced.) Needs strace and ptrace (else skipped, exit 77).
 """
 import glob
 import os
+import re
 import shutil
 import signal
 import sys
@@ -65,8 +72,34 @@ def main():
               (len(rows), len(unique_keys(rows)), n))
         print("a leftover copy of %s, its rows all in outbox/ already: removed after outbox/ was durable; "
               "outbox/ holds the %d events once" % (os.path.basename(sealed[0]), n))
+        fresh_state_durable(app)
     finally:
         app.stop()
+
+
+def fresh_state_durable(app):
+    state = os.path.realpath(app.state)
+    shutil.rmtree(state)
+    want = ["", "segments", "outbox", "outbox/alert", "outbox/telemetry", "outbox/bulk", "sent", "quarantine"]
+    traces = traced_outpostd(app, "mkdir,mkdirat,fsync",
+                             lambda: all(os.path.isdir(os.path.join(state, d)) for d in want), 30,
+                             "the state directories made")
+    made, unsynced = [], []
+    for lines in traces:
+        for i, ln in enumerate(lines):
+            m = re.match(r'mkdir(?:at)?\((?:AT_FDCWD, )?"([^"]+)", [0-7]+\) = 0$', ln)
+            path = os.path.realpath(m.group(1)) if m else ""
+            if path != state and not path.startswith(state + "/"):
+                continue
+            made.append(path)
+            parent = os.path.dirname(path)
+            if not any(x.startswith("fsync(") and x.endswith("<%s>) = 0" % parent) for x in lines[i + 1:]):
+                unsynced.append(path)
+    print("a new state_dir: %d directories made, %d without their parent fsynced after: %s" %
+          (len(made), len(unsynced), " ".join(os.path.relpath(p, os.path.dirname(state)) for p in unsynced)))
+    check(set(os.path.join(state, d).rstrip("/") for d in want) <= set(made),
+          "not every directory was made by the daemon under trace: %s" % made)
+    check(not unsynced, "directories whose parent was not fsynced after their mkdir: %s" % unsynced)
 
 
 if __name__ == "__main__":
