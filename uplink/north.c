@@ -50,6 +50,7 @@
 
 #include "ingest/crc32c.h"
 #include "uplink/curve.h"
+#include "uplink/escape.h"
 #include "uplink/segment.h"
 #include "uplink/sha256.h"
 #include "uplink/transfer.h"
@@ -629,6 +630,12 @@ static void on_offer(op_north *n, zmq_msg_t *id, const char *name, zmq_msg_t *f,
 	uint64_t size = op_xfer_get_u64(zmq_msg_data(&f[3]));
 	memcpy(sha, zmq_msg_data(&f[4]), 64);
 	sha[64] = 0;
+	/* as north writes it (lowercase hex): anything else could never match at COMMIT, and the
+	 * whole file would cross the link again and again to be refused there */
+	if (strspn(sha, "0123456789abcdef") != 64) {
+		reject(n, id, name, "malformed offer: the SHA-256 is not 64 lowercase hex digits");
+		return;
+	}
 	if (size > n->cfg.max_file_bytes) {
 		char why[120];
 		snprintf(why, sizeof(why), "file of %llu bytes larger than this receiver accepts (--max-file-bytes %llu)",
@@ -711,9 +718,16 @@ static void on_offer(op_north *n, zmq_msg_t *id, const char *name, zmq_msg_t *f,
 			if (!oldest || n->p[i].last_ns < oldest->last_ns)
 				oldest = &n->p[i];
 		if (!p) { /* bounded: forget the transfer idle longest (its file stays for resume, its
-			   * reservation is given back: taken again at its next OFFER) */
+			   * reservation is given back: taken again at its next OFFER; a file with no byte
+			   * in it goes: a peer offering name after name without sending would otherwise
+			   * leave an empty file for each, for PARTIAL_KEEP_S) */
 			if (oldest->reserved)
 				release_beyond(oldest, oldest->offset, oldest->size);
+			if (oldest->offset == 0) {
+				char gone[1200];
+				snprintf(gone, sizeof(gone), "%s/%s.part", n->pdir, oldest->name);
+				unlink(gone);
+			}
 			drop(oldest);
 			p = oldest;
 		}
@@ -1130,11 +1144,31 @@ int op_north_step(op_north *n, int timeout_ms)
 				else
 					reject(n, &f[0], name, "unknown command");
 			} else {
+				/* said with what came (printable, cut short): which file, which command */
+				char shown[80], why[120];
+				size_t sl = nl < 64 ? nl : 64;
+				memcpy(shown, zmq_msg_data(&f[2]), sl);
+				shown[sl] = 0;
+				op_text_printable(shown);
+				snprintf(why, sizeof(why), "bad name or command (%.*s, a name of %zu bytes)",
+					 cl < 16 ? (int)cl : 16, (const char *)zmq_msg_data(&f[1]), nl);
+				op_text_printable(why);
 				n->st.rejected++;
 				if (n->on_reject)
-					n->on_reject(n->cb_ctx, "(invalid name)", "bad name or command");
+					n->on_reject(n->cb_ctx, nl ? shown : "(empty name)", why);
 				reply(n, &f[0], "REJECTED", "", "bad name", 8);
 			}
+		} else if (nf == 2) { /* a command without its name: no answer could be matched to a
+				      * file, but north's journal and refused count say it came */
+			char why[80];
+			size_t cl = zmq_msg_size(&f[1]);
+			snprintf(why, sizeof(why), "malformed message: %.*s without a name", cl < 16 ? (int)cl : 16,
+				 (const char *)zmq_msg_data(&f[1]));
+			op_text_printable(why);
+			n->st.rejected++;
+			if (n->on_reject)
+				n->on_reject(n->cb_ctx, "(no name)", why);
+			reply(n, &f[0], "REJECTED", "", "malformed message", 17);
 		}
 		for (int i = 0; i < nf; i++)
 			zmq_msg_close(&f[i]);

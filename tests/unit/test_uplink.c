@@ -213,6 +213,20 @@ static int same_content(const char *name, size_t size)
 	return ok && i == size;
 }
 
+/* What north's refusal callback was told, last. */
+struct said {
+	int n;
+	char name[128], why[256];
+};
+
+static void said_reject(void *ctx, const char *name, const char *why)
+{
+	struct said *s = ctx;
+	s->n++;
+	snprintf(s->name, sizeof(s->name), "%s", name);
+	snprintf(s->why, sizeof(s->why), "%s", why);
+}
+
 /* One request straight at north over DEALER d (cmd, name, then up to three more frames, NULL
  * ends them); north steps until it answers. The reply's command goes to reply, its third frame
  * (an offset, for HAVE/ACK/NAK) to *val. */
@@ -776,6 +790,67 @@ int main(void)
 	}
 	CHECK_EQ_U64(refused, 3);
 	CHECK(!exists_in(dir, "x.h5") && !exists_in(north_dir, "a"));
+	/* What north says of what it refuses: the name that came and the command (before: only
+	 * "(invalid name)"); a command without a name is counted and said too (before: not a
+	 * word, the sender waiting out its timeout again and again); an OFFER whose SHA-256 is
+	 * not lowercase hex is refused at once (before: the whole file crossed the link, to be
+	 * refused at COMMIT, every time) */
+	{
+		struct said said = {0};
+		char reply[16];
+		uint64_t v = 0;
+		uint8_t size[8], ver[4] = {OP_XFER_VERSION, 0, 0, 0};
+		char sha[65];
+		op_north_set_callbacks(n, NULL, said_reject, &said);
+		op_north_get_stats(n, &ns);
+		const uint64_t rejected0 = ns.rejected;
+		ask(d, n, "OFFER", "../x.h5", "x", 1, NULL, 0, NULL, 0, reply, &v);
+		CHECK(!strcmp(reply, "REJECTED") && strstr(said.name, "../x.h5") && strstr(said.why, "OFFER"));
+		zmq_send(d, "COMMIT", 6, 0);
+		for (int k = 0; k < 100 && said.n < 2; k++)
+			op_north_step(n, 5);
+		char got[16] = {0};
+		int more = 1;
+		size_t ms = sizeof(more);
+		CHECK(zmq_recv(d, got, sizeof(got) - 1, 0) == 8 && !strcmp(got, "REJECTED"));
+		zmq_getsockopt(d, ZMQ_RCVMORE, &more, &ms);
+		while (more) {
+			char junk[64];
+			zmq_recv(d, junk, sizeof(junk), 0);
+			zmq_getsockopt(d, ZMQ_RCVMORE, &more, &ms);
+		}
+		printf("north on a command without a name: refused %s: %s\n", said.name, said.why);
+		CHECK(said.n == 2 && strstr(said.why, "COMMIT without a name"));
+		memset(sha, 'A', 64);
+		sha[64] = 0;
+		op_xfer_put_u64(size, 1000);
+		ask(d, n, "OFFER", "upper.h5", size, 8, sha, 64, ver, 4, reply, &v);
+		CHECK(!strcmp(reply, "REJECTED") && strstr(said.why, "lowercase hex"));
+		CHECK(!exists_in(north_dir, ".partial/upper.h5.part"));
+		op_north_get_stats(n, &ns);
+		CHECK_EQ_U64(ns.rejected - rejected0, 3);
+		/* Offers of name after name, no byte sent: the transfers pushed out of north's table
+		 * take their empty files with them (before: one file per name stayed for 30 days) */
+		memset(sha, 'b', 64);
+		for (int i = 0; i < 40; i++) {
+			char nm[32];
+			snprintf(nm, sizeof(nm), "empty-%02d.h5", i);
+			ask(d, n, "OFFER", nm, size, 8, sha, 64, ver, 4, reply, &v);
+			CHECK(!strcmp(reply, "HAVE") && v == 0);
+		}
+		int empties = 0;
+		char pd[400];
+		snprintf(pd, sizeof(pd), "%s/.partial", north_dir);
+		DIR *dd = opendir(pd);
+		struct dirent *de;
+		while (dd && (de = readdir(dd)))
+			empties += !strncmp(de->d_name, "empty-", 6);
+		if (dd)
+			closedir(dd);
+		printf("40 offers without bytes: %d empty partial files stay (north's table: 16 transfers)\n", empties);
+		CHECK(empties <= 16 && empties > 0);
+		op_north_set_callbacks(n, NULL, NULL, NULL);
+	}
 
 	/* a chunk damaged on the way: not written, NAKed at north's offset; the good one ACKed */
 	{
