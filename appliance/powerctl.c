@@ -25,6 +25,7 @@
 #define MAX_SENSORS 5
 
 static void budget_now(struct op_powerctl *p);
+static int save_override(struct op_powerctl *p);
 
 struct op_powerctl {
 	op_config cfg;
@@ -33,13 +34,19 @@ struct op_powerctl {
 	int nsensors;
 	char missing[512];   /* what auto did not find, or what a listed sensor said */
 	int listed_missing;  /* a sensor the config lists could not be opened: fail-safe */
+	char unread[512];    /* auto: sensors present but unreadable, left out of node power */
 	op_nvml *nvml;
 	op_governor *gov;
 	op_governor_params gp;
 	op_power_schedule sched;
 	/* budget */
 	uint64_t override_mw;
-	time_t override_until; /* 0: until cleared */
+	time_t override_until; /* 0: until cleared; the wall-clock time it was set to end, as shown */
+	uint64_t override_end_ns; /* when it ends by CLOCK_MONOTONIC (0: until cleared): a wall clock
+				   * stepped back (no RTC after a reboot, a GPS or NTP correction) must not
+				   * keep a raised budget in force past its duration */
+	long long override_secs; /* what was left of it when last saved (0: until cleared) */
+	uint64_t override_saved_ns; /* when the file was last written with what is left */
 	char override_path[OP_CFG_STR + 32];
 	uint64_t budget_mw;
 	char budget_source[64];
@@ -83,20 +90,48 @@ static void params_from(op_governor_params *gp, const op_config *c, const op_nvm
 	gp->stuck_after_s = (double)c->power_stuck_after_ns / 1e9;
 }
 
+/* An override that ends: from now, `left` seconds (>= 0, at most 3650 days, as a command can
+ * set) of it. */
+static void override_ends_in(op_powerctl *p, long long left)
+{
+	if (left > 3650ll * 86400)
+		left = 3650ll * 86400;
+	p->override_secs = left;
+	p->override_until = time(NULL) + (time_t)left;
+	p->override_end_ns = op_now_ns() + (uint64_t)left * 1000000000ull;
+	if (!p->override_end_ns)
+		p->override_end_ns = 1;
+}
+
 static void load_override(op_powerctl *p)
 {
 	FILE *f = fopen(p->override_path, "re");
 	unsigned long long mw = 0;
-	long long until = 0;
+	long long until = 0, secs = 0;
 	p->override_mw = 0;
 	p->override_until = 0;
+	p->override_end_ns = 0;
+	p->override_secs = 0;
 	if (!f)
 		return;
-	if (fscanf(f, "%llu %lld", &mw, &until) == 2 && mw > 0) {
+	int got = fscanf(f, "%llu %lld %lld", &mw, &until, &secs);
+	if ((got == 2 || (got == 3 && secs >= 0)) && mw > 0) {
 		p->override_mw = mw;
-		p->override_until = (time_t)until;
+		if (until) {
+			/* what is left of it by the wall clock (the only clock across a restart), never more
+			 * than what was left when the file was last written (every minute): a clock that
+			 * went back since, or restarts each on an early clock (no RTC), must not lengthen
+			 * it (a file of the older form, without that figure, is taken as it says) */
+			long long left = until - (long long)time(NULL);
+			if (got == 3 && left > secs) /* (0 left is 0 left: "until cleared" is until 0) */
+				left = secs;
+			override_ends_in(p, left > 0 ? left : 0);
+			save_override(p); /* what is left now: the next start counts from it */
+			p->override_saved_ns = op_now_ns();
+		}
 	} else
-		op_warn("%s is not an override (\"<milliwatts> <until, unix time or 0>\"); ignored", p->override_path);
+		op_warn("%s is not an override (\"<milliwatts> <until, unix time or 0> <seconds it was set for>\"); ignored",
+			p->override_path);
 	fclose(f);
 }
 
@@ -109,7 +144,7 @@ static int save_override(op_powerctl *p)
 	FILE *f = fopen(tmp, "we");
 	if (!f)
 		return -errno;
-	fprintf(f, "%" PRIu64 " %lld\n", p->override_mw, (long long)p->override_until);
+	fprintf(f, "%" PRIu64 " %lld %lld\n", p->override_mw, (long long)p->override_until, p->override_secs);
 	int bad = fflush(f) != 0 || fsync(fileno(f)) != 0;
 	bad |= fclose(f) != 0;
 	if (bad || rename(tmp, p->override_path) != 0) {
@@ -133,7 +168,7 @@ static void open_sensors(op_powerctl *p)
 	pp.noise_w = (double)c->power_sim_noise_mw / 1e3;
 	pp.seed = (uint64_t)getpid();
 
-	p->missing[0] = 0;
+	p->missing[0] = p->unread[0] = 0;
 	for (const char *q = list; *q && p->nsensors < MAX_SENSORS;) {
 		char kind[16], err[256];
 		while (*q == ',' || *q == ' ')
@@ -151,6 +186,13 @@ static void open_sensors(op_powerctl *p)
 			if (!is_auto) {
 				p->listed_missing = 1;
 				op_err("power.sensors lists %s, which cannot be read: %s", kind, err);
+			} else if (e != -ENODEV) {
+				/* There but not readable (RAPL root-only under the shipped unit): node power
+				 * leaves it out and reads low, the site's meter shows more than the budget
+				 * while status shows less. Not a fail-safe (auto counts what it can); said at
+				 * start (below) and on every status. Absent sensors (-ENODEV) are normal. */
+				m = strlen(p->unread);
+				snprintf(p->unread + m, sizeof(p->unread) - m, "%s%s", m ? "; " : "", err);
 			}
 			continue;
 		}
@@ -162,6 +204,9 @@ static void open_sensors(op_powerctl *p)
 	}
 	if (!p->nsensors)
 		op_info("no power sensor (%s)", p->missing[0] ? p->missing : "none listed");
+	else if (p->unread[0]) /* counted without it: a sum that reads low */
+		op_warn("power.sensors auto: present but unreadable, and left out of node power, which reads low: %s",
+			p->unread);
 }
 
 int op_powerctl_open(op_powerctl **out, const op_config *cfg, void *zctx)
@@ -237,13 +282,23 @@ static void budget_now(op_powerctl *p)
 {
 	time_t t = time(NULL);
 	uint64_t mw;
-	if (p->override_mw && p->override_until && t >= p->override_until) {
+	const uint64_t now = op_now_ns(); /* once: the end may pass between two readings */
+	if (p->override_mw && p->override_end_ns && now >= p->override_end_ns) {
 		char w[32];
 		op_power_format(w, sizeof(w), (double)p->override_mw / 1e3);
 		op_info("power override %s expired", w);
 		p->override_mw = 0;
 		p->override_until = 0;
+		p->override_end_ns = 0;
+		p->override_secs = 0;
 		save_override(p);
+	} else if (p->override_mw && p->override_end_ns && now - p->override_saved_ns >= 60000000000ull) {
+		/* what is left, once a minute: a restart gives back at most a minute of it */
+		const uint64_t end = p->override_end_ns; /* > now: not expired */
+		override_ends_in(p, (long long)((end - now) / 1000000000ull));
+		p->override_end_ns = end; /* the end stays where it was (the file's figure rounds down) */
+		save_override(p);
+		p->override_saved_ns = now;
 	}
 	if (p->override_mw) {
 		mw = p->override_mw;
@@ -529,7 +584,12 @@ void op_powerctl_command(op_powerctl *p, const char *args, char *reply, size_t c
 			}
 		}
 		p->override_mw = mw;
-		p->override_until = secs ? time(NULL) + secs : 0;
+		p->override_secs = 0;
+		p->override_until = 0;
+		p->override_end_ns = 0;
+		if (secs)
+			override_ends_in(p, secs);
+		p->override_saved_ns = op_now_ns();
 		int e = save_override(p);
 		op_power_format(w, sizeof(w), (double)mw / 1e3);
 		op_info("power override %s set by the operator%s", w, secs ? " for a limited time" : " until cleared");
@@ -554,6 +614,8 @@ void op_powerctl_command(op_powerctl *p, const char *args, char *reply, size_t c
 		int had = p->override_mw != 0;
 		p->override_mw = 0;
 		p->override_until = 0;
+		p->override_end_ns = 0;
+		p->override_secs = 0;
 		save_override(p);
 		p->last_step_ns = 0;
 		budget_now(p);
@@ -617,7 +679,9 @@ void op_powerctl_status(op_powerctl *p, char *out, size_t cap)
 		if (p->override_until) {
 			char until[64];
 			struct tm tm;
-			time_t u = p->override_until;
+			/* the end by the monotonic clock, shown in today's wall-clock time */
+			uint64_t now = op_now_ns();
+			time_t u = time(NULL) + (time_t)(p->override_end_ns > now ? (p->override_end_ns - now) / 1000000000ull : 0);
 			localtime_r(&u, &tm);
 			strftime(until, sizeof(until), "%Y-%m-%d %H:%M %Z", &tm);
 			OUT("override %s set by an operator, until %s\n", ow, until);
@@ -628,6 +692,8 @@ void op_powerctl_status(op_powerctl *p, char *out, size_t cap)
 	for (int i = 0; i < p->nsensors; i++)
 		OUT("%s%s", i ? "; " : "", op_power_sensor_describe(p->sensor[i]));
 	OUT("%s\n", p->nsensors ? "" : "none");
+	if (p->unread[0]) /* (with no sensor at all, the "not measured" line above names it) */
+		OUT("POWER    NOT COUNTED (present, unreadable; node power reads low): %s\n", p->unread);
 #undef OUT
 }
 

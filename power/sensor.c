@@ -17,6 +17,7 @@
 
 #define MAX_CH 32
 #define SANE_MAX_W 100000.0
+#define WRAP_MAX_W 5000.0 /* no CPU package draws this: more across an apparent wrap is a reset */
 
 typedef struct channel {
 	char path[320];   /* energy_uj / energyK_input / powerK_input */
@@ -62,10 +63,14 @@ static int read_u64(const char *path, uint64_t *v)
 	fclose(f);
 	if (!ok)
 		return e ? -e : -EIO;
-	char *end;
+	char *end, *p = buf;
+	while (*p == ' ' || *p == '\t')
+		p++;
+	if (*p == '-') /* strtoull would take -5000000 for 1.8e19 */
+		return -EINVAL;
 	errno = 0;
-	unsigned long long x = strtoull(buf, &end, 10);
-	if (errno || end == buf)
+	unsigned long long x = strtoull(p, &end, 10);
+	if (errno || end == p)
 		return -EINVAL;
 	*v = x;
 	return 0;
@@ -117,7 +122,8 @@ static int open_rapl(op_power_sensor *s, const char *root, char *err, size_t cap
 		return -ENODEV;
 	}
 	struct dirent *de;
-	int denied = 0;
+	int denied = 0, failed = 0;
+	char bad[400] = "";
 	while ((de = readdir(d)) && s->nch < MAX_CH) {
 		/* top-level zones only: intel-rapl:N, not intel-rapl:N:M */
 		const char *colon = strchr(de->d_name, ':');
@@ -137,12 +143,13 @@ static int open_rapl(op_power_sensor *s, const char *root, char *err, size_t cap
 		if (!strcmp(name, "psys")) /* the platform domain covers the packages: never both */
 			continue;
 		int e = read_u64(c->path, &c->last);
-		if (e == -EACCES || e == -EPERM) {
-			denied = 1;
+		if (e < 0) { /* a package left out would under-read the node: the first one named */
+			if (!bad[0])
+				snprintf(bad, sizeof(bad), "%s: %s", c->path, strerror(-e));
+			denied |= e == -EACCES || e == -EPERM;
+			failed = e;
 			continue;
 		}
-		if (e < 0)
-			continue;
 		c->have_last = 1;
 		c->counter = 1;
 		c->must_move = 1;
@@ -152,9 +159,14 @@ static int open_rapl(op_power_sensor *s, const char *root, char *err, size_t cap
 		add_desc(s, c->label);
 	}
 	closedir(d);
-	if (!s->nch) {
-		snprintf(err, cap, "no readable RAPL package under %s%s", dir,
+	if (failed) { /* present but not readable, all or some: not "absent" (powerctl warns) */
+		snprintf(err, cap, "RAPL package counter unreadable: %s%s", bad,
 			 denied ? " (energy_uj is root-only on this kernel: run as root or grant read access)" : "");
+		s->nch = 0;
+		return denied ? -EACCES : failed;
+	}
+	if (!s->nch) {
+		snprintf(err, cap, "no RAPL package under %s", dir);
 		return -ENODEV;
 	}
 	return 0;
@@ -308,7 +320,8 @@ static int read_channels(op_power_sensor *s, uint64_t now_ns, double *watts, cha
 {
 	double sum = 0;
 	double dt = s->last_ns ? (double)(now_ns - s->last_ns) / 1e9 : 0;
-	int again = 0;
+	int again = -1, odd = -1; /* the first channel without a reading, with an implausible one */
+	double odd_w = 0;
 	uint64_t vals[MAX_CH];
 
 	/* every channel read before any baseline moves: one failed read must not leave the others'
@@ -332,9 +345,10 @@ static int read_channels(op_power_sensor *s, uint64_t now_ns, double *watts, cha
 	for (int i = 0; i < s->nch; i++) {
 		channel *c = &s->ch[i];
 		uint64_t v = vals[i];
+		double cw;
 		if (!c->counter) {
-			sum += (double)v / 1e6; /* µW */
-			continue;
+			cw = (double)v / 1e6; /* µW */
+			goto add;
 		}
 		uint64_t prev = c->last;
 		int had = c->have_last;
@@ -343,24 +357,41 @@ static int read_channels(op_power_sensor *s, uint64_t now_ns, double *watts, cha
 		if (!had || v != prev)
 			c->moved_ns = now_ns;
 		if (!had || dt <= 0) {
-			again = 1;
+			again = again < 0 ? i : again;
 			continue;
 		}
 		uint64_t d;
 		if (v >= prev)
 			d = v - prev;
-		else if (c->range && prev <= c->range)
+		else if (c->range && prev <= c->range && (double)(c->range - prev + v) / 1e6 / dt <= WRAP_MAX_W)
 			d = c->range - prev + v; /* wrapped */
 		else {
-			/* went backwards with no wrap range: reset (driver reload); no reading now */
-			again = 1;
+			/* went backwards with no wrap range, or by more than a package could draw across
+			 * a wrap in the period: a reset (driver reload, a package reset at a resume); no
+			 * reading now. Read as a wrap, a reset gave one period of up to the whole range
+			 * (Intel's: 262 kJ), tens of kW, under the sanity limit. */
+			again = again < 0 ? i : again;
 			continue;
 		}
-		sum += (double)d / 1e6 / dt; /* µJ over dt */
+		cw = (double)d / 1e6 / dt; /* µJ over dt */
+	add:
+		if (!isfinite(cw) || cw > SANE_MAX_W) {
+			if (odd < 0) {
+				odd = i;
+				odd_w = cw;
+			}
+			continue;
+		}
+		sum += cw;
 	}
+	/* the baselines moved (the values were read): the next period's reading is clean */
 	s->last_ns = now_ns;
-	if (again) {
-		snprintf(err, cap, "%s: energy counter baseline (re)taken; a reading next period", s->kind);
+	if (odd >= 0) {
+		snprintf(err, cap, "%s: implausible reading %g W", s->ch[odd].path, odd_w);
+		return -ERANGE;
+	}
+	if (again >= 0) {
+		snprintf(err, cap, "%s: energy counter baseline (re)taken; a reading next period", s->ch[again].path);
 		return -EAGAIN;
 	}
 	*watts = sum;

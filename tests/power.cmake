@@ -18,4 +18,5 @@ set_target_properties(fake_nvml PROPERTIES OUTPUT_NAME nvidia-ml PREFIX lib SUFF
   LIBRARY_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/fake-nvml)
 op_unit_test(test_power_nvml unit/test_power_nvml.c)
 add_dependencies(test_power_nvml fake_nvml)
-set_tests_properties(test_power_nvml PROPERTIES ENVIRONMENT "LD_LIBRARY_PATH=${CMAKE_BINARY_DIR}/fake-nvml")
+# appended: op_unit_test set the test's environment (the data and source paths) already
+set_property(TEST test_power_nvml APPEND PROPERTY ENVIRONMENT "LD_LIBRARY_PATH=${CMAKE_BINARY_DIR}/fake-nvml")

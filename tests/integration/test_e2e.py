@@ -1387,9 +1387,23 @@ def test_metrics(bindir):
         sys.exit(77)
     import tempfile
     textfile = os.path.join(tempfile.mkdtemp(prefix="op-textfile-"), "outpost.prom")
+    # power.sensors auto over a sysfs laid out as the kernel does: a board's hwmon power reading,
+    # and two RAPL packages of which one cannot be read (as energy_uj root-only would, on some
+    # package): RAPL is left out, and the journal and status say so (before: not a word, and
+    # node power read low while status looked sound)
+    sysfs = os.path.join(os.path.dirname(textfile), "sys")
+    for rel, text in (("class/hwmon/hwmon0/name", "board\n"), ("class/hwmon/hwmon0/power1_input", "30000000\n"),
+                      ("class/powercap/intel-rapl:0/name", "package-0\n"),
+                      ("class/powercap/intel-rapl:0/energy_uj", "1000\n"),
+                      ("class/powercap/intel-rapl:1/name", "package-1\n"),
+                      ("class/powercap/intel-rapl:1/energy_uj", "unreadable\n")):
+        os.makedirs(os.path.dirname(os.path.join(sysfs, rel)), exist_ok=True)
+        with open(os.path.join(sysfs, rel), "w") as f:
+            f.write(text)
     # a site name with what the format must escape (a quote, a backslash) and UTF-8
     a = Appliance(bindir, "metrics", config={"metrics": {"textfile": textfile, "interval": "1s"},
-                                             "site": {"name": "'P\u00f4le \"Sud\" \\ 2'"}},
+                                             "site": {"name": "'P\u00f4le \"Sud\" \\ 2'"},
+                                             "power": {"sysfs_root": sysfs}},
                   state_files={"start-count": "3\n"})
     a.sim("--count", "3000", "--rate", "5000", "--stream", "8")
     a.wait_delivered(3000)
@@ -1407,6 +1421,12 @@ def test_metrics(bindir):
     check(p.returncode == 0, "promtool rejects the textfile: %s%s" % (p.stdout, p.stderr))
     check(stat.S_IMODE(os.stat(textfile).st_mode) == 0o644, "textfile not readable by node_exporter's user")
     check('outpost_unstable_starts 4' in text, "start counter not in the metrics")
+    status = a.ctl("status")[1]
+    line = [ln for ln in status.splitlines() if "NOT COUNTED" in ln]
+    check(line and "intel-rapl:1/energy_uj" in line[0], "status does not say RAPL is left out:\n" + status)
+    check("hwmon: board/power1_input" in status, "the readable sensor is not counted:\n" + status)
+    check("present but unreadable, and left out of node power" in a.log_text(), "no warning in the journal")
+    print("power, a RAPL package unreadable: " + line[0].strip())
     state = a.state
     check(a.stop(keep=True) == 0, "outpostd did not stop cleanly")
     with open(os.path.join(state, "start-count")) as f:

@@ -168,11 +168,26 @@ class Meter:
 def test_failsafe(bindir):
     meter = Meter(70.0)
     # the budget is an operator's override (no configured one), so that it can be cleared below
+    # An override set for 2 hours, saved with an end 30 days away: the wall clock went back by
+    # that much since it was set (no RTC after a reboot, a GPS correction). It must not outlast
+    # the 2 hours it was set for (before: it held for the 30 days, by the wall clock alone).
     app = Appliance(bindir, "power-failsafe", config={
         "power": {"sensors": "meter", "meter_endpoint": "tcp://127.0.0.1:%d" % meter.port, "min_duty": "10%",
                   "window": "10s"},
-    })
+    }, state_files={"power-override": "250000 %d 7200\n" % (int(time.time()) + 30 * 86400)})
     try:
+        text = app.ctl("status")[1]
+        m = re.search(r"override .* until (\d{4}-\d\d-\d\d \d\d:\d\d)", text)
+        check(m, "no timed override in status:\n" + text)
+        left = time.mktime(time.strptime(m.group(1), "%Y-%m-%d %H:%M")) - time.time()
+        print("an override set for 2 h, saved to end in 30 days: ends in %.0f min" % (left / 60))
+        check(7200 - 300 <= left <= 7200 + 60, "the override ends %.0f s from now, not within its 2 h" % left)
+        # and the file holds what is left now: a start after this one (an early clock again, a
+        # box without RTC) counts from it, not from the whole 2 h again
+        with open(os.path.join(app.state, "power-override")) as f:
+            mw, until, secs = (int(x) for x in f.read().split())
+        check(mw == 250000 and secs <= 7200 and until <= time.time() + 7200 + 5,
+              "the override file after the start: %d %d %d" % (mw, until, secs))
         app.ctl("power", "set", "100W")
         sender = start_sender(app, 1000, 1000 * 40)
         app.wait(lambda: power(app)["reading"] and abs(power(app)["watts"] - 70.0) < 0.01, 20, "the meter's reading")

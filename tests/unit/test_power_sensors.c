@@ -2,8 +2,9 @@
  * test_power_sensors.c — the sysfs sensors on a sysfs tree laid out as the kernel lays it out
  * (powercap RAPL zones with sub-zones and psys; hwmon devices with energy and power files),
  * the site meter's staleness and NVML's absence on a machine without the driver.
- * A site notices: a RAPL wrap read as a huge or negative spike, sub-zones counted twice, a
- * meter that stopped talking still trusted.
+ * A site notices: a RAPL wrap read as a huge or negative spike, a counter reset read as a
+ * wrap, sub-zones counted twice, a package left out, a meter that stopped talking still trusted,
+ * an odd reading that does not say which file gave it.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -111,6 +112,36 @@ int main(void)
 		op_power_sensor_close(s);
 	}
 
+	/* A counter that goes back near zero (the driver reloaded, the package reset at a resume)
+	 * is a reset, not a wrap through most of its range: no reading for the period, then
+	 * readings again. (Read as a wrap it was 62 kJ in one second: 62 kW, under the 100 kW
+	 * sanity limit, a period's reading far over any budget.) */
+	put("class/powercap/intel-rapl:0/energy_uj", "200000000000\n");
+	put("class/powercap/intel-rapl:1/energy_uj", "1000000\n");
+	CHECK(op_power_sensor_open("rapl", root, "", NULL, &s, err, sizeof(err)) == 0);
+	if (s) {
+		uint64_t t0 = mono();
+		put("class/powercap/intel-rapl:0/energy_uj", "5000000\n");
+		put("class/powercap/intel-rapl:1/energy_uj", "2000000\n");
+		int e = op_power_sensor_read(s, t0 + 1000000000ull, &w, err, sizeof(err));
+		printf("counter reset: %d %s (%.1f W)\n", e, e ? err : "", e ? 0.0 : w);
+		CHECK(e == -EAGAIN && strstr(err, "intel-rapl:0/energy_uj"));
+		put("class/powercap/intel-rapl:0/energy_uj", "6000000\n");
+		put("class/powercap/intel-rapl:1/energy_uj", "3000000\n");
+		CHECK(op_power_sensor_read(s, t0 + 2000000000ull, &w, err, sizeof(err)) == 0);
+		CHECK_NEAR(w, 2.0, 1e-9);
+		op_power_sensor_close(s);
+	}
+	/* one package readable and the other not: the sensor is refused, naming the file (the
+	 * readable package alone would under-read the node; before, it was counted alone) */
+	put("class/powercap/intel-rapl:1/energy_uj", "garbage\n");
+	int e0 = op_power_sensor_open("rapl", root, "", NULL, &s, err, sizeof(err));
+	printf("one package unreadable: %s\n", err);
+	CHECK(e0 < 0 && e0 != -ENODEV && strstr(err, "intel-rapl:1/energy_uj"));
+	if (e0 == 0)
+		op_power_sensor_close(s);
+	put("class/powercap/intel-rapl:1/energy_uj", "1000000\n");
+
 	/* hwmon: an energy channel (preferred) and a power-only device; a device filtered out */
 	put("class/hwmon/hwmon0/name", "gb10_soc\n");
 	put("class/hwmon/hwmon0/energy1_input", "5000000\n");
@@ -132,6 +163,19 @@ int main(void)
 		/* a device whose energy counter rests (suspended) is a reading, not a frozen sensor:
 		 * only RAPL packages are held to moving */
 		CHECK(op_power_sensor_read(s, t0 + 9000000000ull, &w, err, sizeof(err)) == 0);
+		CHECK_NEAR(w, 12.5, 1e-9);
+		/* a negative value is no reading (strtoull took it for 1.8e19 µW), and an implausible
+		 * one names its file, not only "hwmon" */
+		put("class/hwmon/hwmon1/power1_input", "-5000000\n");
+		int e = op_power_sensor_read(s, t0 + 10000000000ull, &w, err, sizeof(err));
+		printf("negative: %s\n", err);
+		CHECK(e < 0 && strstr(err, "hwmon1/power1_input"));
+		put("class/hwmon/hwmon1/power1_input", "200000000000000\n"); /* 200 MW */
+		e = op_power_sensor_read(s, t0 + 11000000000ull, &w, err, sizeof(err));
+		printf("implausible: %s\n", err);
+		CHECK(e == -ERANGE && strstr(err, "hwmon1/power1_input"));
+		put("class/hwmon/hwmon1/power1_input", "12500000\n");
+		CHECK(op_power_sensor_read(s, t0 + 12000000000ull, &w, err, sizeof(err)) == 0);
 		CHECK_NEAR(w, 12.5, 1e-9);
 		op_power_sensor_close(s);
 	}
