@@ -72,7 +72,7 @@ int op_geometry_load_csv(const char *text, size_t len, op_geometry **ret, int *b
 			e = end;
 		line++;
 		if (line == 1) {
-			if (strncmp(s, "sensor_id,string,dom,x_m,y_m,z_m", 32) != 0)
+			if (e - s < 32 || memcmp(s, "sensor_id,string,dom,x_m,y_m,z_m", 32) != 0) /* within the text */
 				goto fail;
 		} else if (e > s && !(e == s + 1 && *s == '\r')) {
 			uint32_t id;

@@ -5,6 +5,7 @@
 #include "ingest/replay.h"
 
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@ typedef struct ev {
 	long event_no;
 	uint32_t first, n;
 	op_sim_truth truth;
+	int has_truth;
 } ev;
 
 struct op_replay {
@@ -88,8 +90,18 @@ int op_replay_open(const char *pulses_csv, const char *truth_csv, op_replay **re
 				snprintf(err, errcap, "%s:%d: field %d is not a number", pulses_csv, lineno, i + 1);
 				goto fail;
 			}
-		long event_no = (long)v[0];
 		double string = v[1], dom = v[2], t = photons ? v[6] : v[7], q = photons ? 1.0 : v[8];
+		/* whole numbers where the file means one (1.5 would be read as another sensor), and
+		 * what a float carries (1e39 ns became infinity, and the event's times NaN) */
+		if (v[0] != floor(v[0]) || string != floor(string) || dom != floor(dom) || fabs(v[0]) > 9e15) {
+			snprintf(err, errcap, "%s:%d: event_no, string and DOM must be whole numbers", pulses_csv, lineno);
+			goto fail;
+		}
+		if (fabs(t) > FLT_MAX || fabs(q) > FLT_MAX) {
+			snprintf(err, errcap, "%s:%d: time or charge beyond a float's range", pulses_csv, lineno);
+			goto fail;
+		}
+		long event_no = (long)v[0];
 		if (string < 1 || dom < 1 || string > 10000 || dom > 10000) {
 			snprintf(err, errcap, "%s:%d: string/DOM out of range", pulses_csv, lineno);
 			goto fail;
@@ -135,10 +147,12 @@ int op_replay_open(const char *pulses_csv, const char *truth_csv, op_replay **re
 			goto fail;
 		}
 		/* columns by name: event_no, energy_GeV, zenith_rad, azimuth_rad, pid or initial_state_type */
-		int ce = -1, cz = -1, ca = -1, cn = 0, cp = -1, nf = split(line, fld, 16);
+		int ce = -1, cz = -1, ca = -1, cn = -1, cp = -1, nf = split(line, fld, 16);
 		for (int i = 0; i < nf; i++) {
 			fld[i][strcspn(fld[i], "\r\n")] = 0;
-			if (!strcmp(fld[i], "energy_GeV"))
+			if (!strcmp(fld[i], "event_no"))
+				cn = i;
+			else if (!strcmp(fld[i], "energy_GeV"))
 				ce = i;
 			else if (!strcmp(fld[i], "zenith_rad"))
 				cz = i;
@@ -147,15 +161,25 @@ int op_replay_open(const char *pulses_csv, const char *truth_csv, op_replay **re
 			else if (!strcmp(fld[i], "pid") || !strcmp(fld[i], "initial_state_type"))
 				cp = i;
 		}
-		if (ce < 0 || cz < 0 || ca < 0) {
-			snprintf(err, errcap, "%s:1: truth file lacks energy_GeV, zenith_rad or azimuth_rad", truth_csv);
+		if (cn < 0 || ce < 0 || cz < 0 || ca < 0) {
+			snprintf(err, errcap, "%s:1: truth file lacks event_no, energy_GeV, zenith_rad or azimuth_rad", truth_csv);
 			goto fail;
 		}
+		int need = cn > ce ? cn : ce;
+		need = cz > need ? cz : need;
+		need = ca > need ? ca : need;
+		need = (cp > need ? cp : need) + 1;
 		lineno = 1;
 		while (fgets(line, sizeof(line), f)) {
 			double v[16];
 			lineno++;
+			if (line[0] == '\n' || line[0] == '\r')
+				continue;
 			nf = split(line, fld, 16);
+			if (nf < need) { /* (the columns past the row's end were read uninitialised) */
+				snprintf(err, errcap, "%s:%d: %d fields, the header's columns need %d", truth_csv, lineno, nf, need);
+				goto fail;
+			}
 			for (int i = 0; i < nf; i++)
 				if (num(fld[i], &v[i]) < 0) {
 					snprintf(err, errcap, "%s:%d: field %d is not a number", truth_csv, lineno, i + 1);
@@ -173,10 +197,18 @@ int op_replay_open(const char *pulses_csv, const char *truth_csv, op_replay **re
 				t->dir[2] = -cos(v[cz]);
 				/* muon-neutrino charged current makes a track; the rest cascades */
 				t->kind = cp >= 0 && fabs(v[cp]) == 14 ? OP_SIM_TRACK : OP_SIM_CASCADE;
+				r->e[i].has_truth = 1;
 			}
 		}
 		fclose(f);
 		f = NULL;
+		/* an event without its truth would be scored (and trained on) as energy 0, straight up */
+		for (uint32_t i = 0; i < r->ne; i++)
+			if (!r->e[i].has_truth) {
+				snprintf(err, errcap, "%s: event %ld (in %s) has no truth row", truth_csv, r->e[i].event_no,
+					 pulses_csv);
+				goto fail;
+			}
 	}
 	if (r->ne == 0) {
 		snprintf(err, errcap, "%s: no events", pulses_csv);

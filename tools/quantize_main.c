@@ -16,6 +16,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -328,10 +329,22 @@ int main(int argc, char **argv)
 					am ? "bias or act_amax shape does not match the weight" : err);
 				return 1;
 			}
+			if (wr > 4096 || wc > 4096) { /* as outpostd's loader takes them (and before a cast) */
+				fprintf(stderr, "outpost-quantize: %s: layer %s: weight %llux%llu larger than 4096x4096\n", wpath,
+					ln, (unsigned long long)wr, (unsigned long long)wc);
+				return 1;
+			}
 			int relu = part == 0 || l + 1 < nl;
 			op_model_layer *dst = part ? &m.head[l] : &m.pulse[l];
 			double rel = 0;
 			int fp4 = format && !in_list(keep32, ln);
+			if (fp4 && !(am[0] > 0 && isfinite(am[0]))) {
+				/* the activations' calibrated range sets their tensor scale: without it they
+				 * would be quantized at an arbitrary scale, the file written all the same */
+				fprintf(stderr, "outpost-quantize: %s: %s.act_amax = %g must be positive and finite\n", wpath, ln,
+					(double)am[0]);
+				return 1;
+			}
 			any_fp4 |= fp4;
 			int rc2 = fp4 ? op_model_layer_quantize(dst, ln, (uint32_t)wr, (uint32_t)wc, w, b, relu, format, lmode,
 								   mx_mode, am[0], &rel)

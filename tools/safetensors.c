@@ -251,6 +251,11 @@ float *op_st_f32(const op_safetensors *st, const char *name, uint64_t *rows, uin
 		}
 		*rows = t->rank == 2 ? t->shape[0] : 1;
 		*cols = t->rank == 2 ? t->shape[1] : t->rank == 1 ? t->shape[0] : 1;
+		if (*cols && *rows > UINT64_MAX / 4 / *cols) { /* the product would wrap and match a small buffer */
+			snprintf(err, errlen, "tensor '%s': shape %llu×%llu too large", name, (unsigned long long)*rows,
+				 (unsigned long long)*cols);
+			return NULL;
+		}
 		if (*rows * *cols * 4 != t->end - t->begin || *rows * *cols == 0) {
 			snprintf(err, errlen, "tensor '%s': shape and data_offsets disagree", name);
 			return NULL;

@@ -150,6 +150,33 @@ def main():
                        text=True)
     check(p.returncode == 1 and "refused by outpostd's loader" in p.stderr and not os.path.exists(os.path.join(d, "n.h5"))
           and not [x for x in os.listdir(d) if ".tmp-" in x], "a NaN bias: exit %d, %s" % (p.returncode, p.stderr))
+    # an FP4 layer's calibrated activation range of 0: refused, naming it (before: its
+    # activations were quantized at an arbitrary scale and the file written all the same)
+    off = header["pulse.0.act_amax"]["data_offsets"][0]
+    zb = bytearray(blob)
+    zb[8 + hlen + off:8 + hlen + off + 4] = struct.pack("<f", 0.0)
+    zp = os.path.join(d, "zero.safetensors")
+    with open(zp, "wb") as f:
+        f.write(bytes(zb))
+    p = subprocess.run([q, "--weights", zp, "--arch", arch, "--out", os.path.join(d, "z.h5")], capture_output=True,
+                       text=True)
+    check(p.returncode == 1 and "pulse.0.act_amax = 0 must be positive" in p.stderr
+          and not os.path.exists(os.path.join(d, "z.h5")), "act_amax 0: exit %d, %s" % (p.returncode, p.stderr))
+    # a shape whose size in bytes wraps past 2^64 to the tensor's true size: refused by name
+    # (before, it matched, and the weights were read far beyond the file)
+    w0 = header["pulse.0.weight"]
+    elems = (w0["data_offsets"][1] - w0["data_offsets"][0]) // 4
+    check(elems & (elems - 1) == 0, "pulse.0.weight's size is not a power of two: %d" % elems)
+    wrapped = dict(header)
+    wrapped["pulse.0.weight"] = dict(w0, shape=[elems, 1 + (1 << 62) // elems])
+    hb = json.dumps(wrapped).encode()
+    wp = os.path.join(d, "wrapped.safetensors")
+    with open(wp, "wb") as f:
+        f.write(struct.pack("<Q", len(hb)) + hb + blob[8 + hlen:])
+    p = subprocess.run([q, "--weights", wp, "--arch", arch, "--out", os.path.join(d, "w.h5")], capture_output=True,
+                       text=True)
+    check(p.returncode == 1 and "'pulse.0.weight'" in p.stderr and "too large" in p.stderr,
+          "a wrapping shape: exit %d, %s" % (p.returncode, p.stderr))
     print("ok: quantize")
 
 

@@ -62,6 +62,13 @@ int main(void)
 	CHECK(op_geometry_load_csv(t2, strlen(t2), &bad, &line) == -EINVAL && line == 3);
 	const char *t3 = "id,x\n0,1\n";
 	CHECK(op_geometry_load_csv(t3, strlen(t3), &bad, &line) == -EINVAL && line == 1);
+	/* a text cut short inside its header, with no NUL after it: refused, and never read past its
+	 * end (the header was compared over 32 bytes whatever the length: AddressSanitizer's build
+	 * caught the read) */
+	char *cut = malloc(13);
+	memcpy(cut, "sensor_id,str", 13);
+	CHECK(op_geometry_load_csv(cut, 13, &bad, &line) == -EINVAL && line == 1);
+	free(cut);
 
 	/* An ideal track: pulses on a line at 0.3 m/ns in a known direction. */
 	double u[3] = {0.36, -0.48, -0.8}; /* unit */

@@ -87,6 +87,53 @@ int main(void)
 	CHECK(op_replay_open(bad, NULL, &r, err, sizeof(err)) == -EINVAL && r == NULL);
 	CHECK(strstr(err, bad) && strstr(err, ":3:"));
 	fprintf(stderr, "bad file reported as: %s\n", err);
+	/* what would be read as something else: a string number that is not whole (another
+	 * sensor), a time beyond a float (the event's times NaN) */
+	const char *odd[2] = {"0,1.5,1,20,0,0,0,5,1,1\n", "0,1,1,20,0,0,0,1e39,1,1\n"};
+	const char *odd_says[2] = {"whole numbers", "float's range"};
+	for (int i = 0; i < 2; i++) {
+		bf = fopen(bad, "w");
+		fprintf(bf, "event_no,string,dom_number,dom_type,x_m,y_m,z_m,t_ns,charge_pe,hlc\n%s", odd[i]);
+		fclose(bf);
+		r = NULL;
+		CHECK(op_replay_open(bad, NULL, &r, err, sizeof(err)) == -EINVAL && r == NULL &&
+		      strstr(err, ":2:") && strstr(err, odd_says[i]));
+		fprintf(stderr, "%s\n", err);
+	}
+	/* truth: event_no found by its name, not assumed first; a row short of the header's
+	 * columns, and an event with no row, refused with the file and line (before: the short
+	 * row's missing columns were read uninitialised, and an event without truth was energy 0) */
+	bf = fopen(bad, "w");
+	fprintf(bf, "event_no,string,dom_number,dom_type,x_m,y_m,z_m,t_ns,charge_pe,hlc\n"
+		    "7,1,1,20,0,0,0,5,1,1\n8,1,2,20,0,0,0,5,1,1\n");
+	fclose(bf);
+	char tbad[] = "/tmp/outpost-test-truth-XXXXXX";
+	fd = mkstemp(tbad);
+	bf = fdopen(fd, "w");
+	fprintf(bf, "pid,energy_GeV,zenith_rad,azimuth_rad,event_no\n14,1000,0.5,1,7\n12,20,1,2,8\n");
+	fclose(bf);
+	r = NULL;
+	CHECK(op_replay_open(bad, tbad, &r, err, sizeof(err)) == 0);
+	if (r) {
+		op_replay_event(r, 1, &n, &tr);
+		CHECK(tr.energy_gev == 20 && tr.kind == OP_SIM_CASCADE);
+		op_replay_event(r, 0, &n, &tr);
+		CHECK(tr.energy_gev == 1000 && tr.kind == OP_SIM_TRACK);
+		op_replay_close(r);
+	}
+	const char *tt[2] = {"pid,energy_GeV,zenith_rad,azimuth_rad,event_no\n14,1000,0.5,1,7\n12,20\n",
+			     "pid,energy_GeV,zenith_rad,azimuth_rad,event_no\n14,1000,0.5,1,7\n"};
+	const char *tt_says[2] = {":3: 2 fields", "event 8"};
+	for (int i = 0; i < 2; i++) {
+		bf = fopen(tbad, "w");
+		fputs(tt[i], bf);
+		fclose(bf);
+		r = NULL;
+		CHECK(op_replay_open(bad, tbad, &r, err, sizeof(err)) == -EINVAL && r == NULL && strstr(err, tbad) &&
+		      strstr(err, tt_says[i]));
+		fprintf(stderr, "%s\n", err);
+	}
+	unlink(tbad);
 	unlink(bad);
 	return check_finish("test_replay");
 }
