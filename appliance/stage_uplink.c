@@ -25,7 +25,7 @@ int op_stage_uplink(op_stage_ctx *s)
 	op_uplink *u = NULL;
 	op_uplink_stats st, prev;
 	char local_said[sizeof(st.last_local_error)] = "";
-	uint64_t local_said_ns = 0;
+	uint64_t local_said_ns = 0, odd_said_ns = 0;
 	uint64_t progress = 0;
 	int rc = 1;
 
@@ -142,7 +142,15 @@ int op_stage_uplink(op_stage_ctx *s)
 				(unsigned long long)st.local_errors);
 			snprintf(local_said, sizeof(local_said), "%s", st.last_local_error);
 			local_said_ns = now;
-		} else if (st.local_errors == prev.local_errors && st.last_error && st.last_error != prev.last_error)
+		}
+		/* north answering outside the protocol (its transfers stay stuck): once a minute */
+		if (st.answers_ignored != prev.answers_ignored && (!odd_said_ns || now - odd_said_ns >= 60000000000ull)) {
+			op_warn("uplink: north's answer ignored: %s (%llu so far: a north that does not keep to "
+				"docs/uplink-protocol.md)",
+				st.last_ignored_answer, (unsigned long long)st.answers_ignored);
+			odd_said_ns = now;
+		}
+		if (st.local_errors == prev.local_errors && st.last_error && st.last_error != prev.last_error)
 			/* listing outbox/, making the socket */
 			op_warn("uplink: a local operation failed: %s (outbox %s)", strerror(-st.last_error), outbox);
 		if (st.evicted_disk_full + st.evicted_expired != prev.evicted_disk_full + prev.evicted_expired)
@@ -213,6 +221,7 @@ int op_stage_uplink(op_stage_ctx *s)
 			op_report_counter(s, "resumes", st.resumes);
 			op_report_counter(s, "timeouts", st.timeouts);
 			op_report_counter(s, "rejected", st.rejected);
+			op_report_counter(s, "answers_ignored", st.answers_ignored);
 			op_report_counter(s, "refused_files_only", st.refused_files_only);
 			op_report_counter(s, "quarantined", st.quarantined);
 			op_report_gauge(s, "files_pending", (double)st.files_pending);

@@ -53,6 +53,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1560,18 +1561,45 @@ static int spaced(op_uplink *u, uint64_t now)
 	return now < u->spaced_until_ns && (u->alert_refused || pick_in(u, OP_UPLINK_ALERT, an, sizeof(an)) <= 0);
 }
 
+/* An answer from north that the protocol does not allow (a command it does not have, an offset
+ * beyond the file): ignored, as before, but counted and kept for the journal (stage_uplink.c),
+ * since a north that answers so leaves its transfers stuck without another word. Answers
+ * about another file than the one under way are not odd: they come after every reset. */
+static void odd_answer(op_uplink *u, const char *cmd, const char *name, uint64_t v, const char *why)
+{
+	u->stats.answers_ignored++;
+	if (v == UINT64_MAX)
+		snprintf(u->stats.last_ignored_answer, sizeof(u->stats.last_ignored_answer), "%.15s%s%.64s: %s", cmd,
+			 name[0] ? " " : "", name, why);
+	else
+		snprintf(u->stats.last_ignored_answer, sizeof(u->stats.last_ignored_answer), "%.15s %.64s %" PRIu64 ": %s",
+			 cmd, name, v, why);
+	op_text_printable(u->stats.last_ignored_answer);
+}
+
 static void handle(op_uplink *u, zmq_msg_t *f, int nf)
 {
 	char cmd[16];
 	size_t cl = zmq_msg_size(&f[0]);
 
-	if (nf < 2 || cl >= sizeof(cmd))
+	if (nf < 2 || cl >= sizeof(cmd)) {
+		odd_answer(u, "?", "", UINT64_MAX, nf < 2 ? "an answer without a file name" : "an unknown command");
 		return;
+	}
 	memcpy(cmd, zmq_msg_data(&f[0]), cl);
 	cmd[cl] = 0;
 	u->alert_retry_ns = 0; /* north answers */
 	if (!strcmp(cmd, "PONG")) { /* the keepalive's answer: the link is up */
 		u->last_rx_ns = u->last_pong_ns = now_ns();
+		return;
+	}
+	if (strcmp(cmd, "HAVE") && strcmp(cmd, "ACK") && strcmp(cmd, "NAK") && strcmp(cmd, "CONFIRMED") &&
+	    strcmp(cmd, "REJECTED")) {
+		char about[65];
+		size_t al = zmq_msg_size(&f[1]) < 64 ? zmq_msg_size(&f[1]) : 64;
+		memcpy(about, zmq_msg_data(&f[1]), al);
+		about[al] = 0;
+		odd_answer(u, cmd, about, UINT64_MAX, "an unknown command");
 		return;
 	}
 	uint64_t v = nf >= 3 && zmq_msg_size(&f[2]) == 8 ? op_xfer_get_u64(zmq_msg_data(&f[2])) : UINT64_MAX;
@@ -1589,6 +1617,8 @@ static void handle(op_uplink *u, zmq_msg_t *f, int nf)
 			end_tail(u);
 		} else if (!strcmp(cmd, "CONFIRMED") || !strcmp(cmd, "REJECTED")) {
 			refused(u, u->tail.cls, u->tail.name, !strcmp(cmd, "REJECTED"), !strcmp(cmd, "REJECTED") && nf >= 3 ? &f[2] : NULL);
+		} else if (v > u->tail.size) {
+			odd_answer(u, cmd, u->tail.name, v, v == UINT64_MAX ? "without its 8-byte offset" : "beyond the file's size");
 		}
 		return;
 	}
@@ -1631,6 +1661,10 @@ static void handle(op_uplink *u, zmq_msg_t *f, int nf)
 		end_file(u);
 	} else if (!strcmp(cmd, "CONFIRMED") || !strcmp(cmd, "REJECTED")) {
 		refused(u, u->cls, u->name, !strcmp(cmd, "REJECTED"), !strcmp(cmd, "REJECTED") && nf >= 3 ? &f[2] : NULL);
+	} else if (v > u->size) { /* HAVE, ACK or NAK: north holds, got or wants bytes the file has not.
+				    * (An ACK beyond the bytes to send next is not odd: after chunks sent
+				    * ahead of a HAVE that rewound, their ACKs still come.) */
+		odd_answer(u, cmd, u->name, v, v == UINT64_MAX ? "without its 8-byte offset" : "beyond the file's size");
 	}
 }
 

@@ -85,6 +85,8 @@ typedef struct op_uplink_stats {
 	uint64_t quarantine_failed; /* files that did not match their sidecar and could not be moved */
 	uint64_t replaced_while_sent; /* confirmed files whose name held a new file by then: the new one stays */
 	uint64_t disk_free;   /* bytes free on the outbox's file system at the last check */
+	uint64_t answers_ignored;   /* north's answers the protocol does not allow (sender.c, odd_answer) */
+	char last_ignored_answer[160]; /* the last of them: "CMD NAME [VALUE]: why" */
 	int last_error;                        /* negative errno of the last local failure, or 0 */
 	uint64_t local_errors;                 /* local failures: reading, moving, the quota file */
 	char last_local_error[320];            /* "WHAT PATH: reason" of the last of them */

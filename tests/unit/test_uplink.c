@@ -1873,6 +1873,75 @@ int main(void)
 		CHECK(!exists_in(north_dir, ".partial/gone-segment.h5.part") && exists_in(north_dir, ".partial/recent.h5.part"));
 		CHECK_EQ_U64(ns.partials_expired, 1);
 	}
+	/* A north that answers outside the protocol (here: HAVE beyond the file's size, then a
+	 * command it does not have): ignored as before, but counted and kept, with the file's name,
+	 * for the journal (before: not a word, the transfer stuck at its offer) */
+	{
+		char fep[400];
+		snprintf(fep, sizeof(fep), "ipc://%s/odd-north.sock", dir);
+		void *fake = zmq_socket(ctx, ZMQ_ROUTER);
+		int zero = 0;
+		zmq_setsockopt(fake, ZMQ_LINGER, &zero, sizeof(zero));
+		CHECK(zmq_bind(fake, fep) == 0);
+		make_file("odd-answer.h5", 3000, 0);
+		op_uplink_config oc = uc;
+		oc.north_endpoint = fep;
+		CHECK(op_uplink_open(ctx, &oc, &u) == 0);
+		int answered = 0;
+		char offered[300] = "";
+		for (int i = 0; i < 1000 && answered < 2; i++) {
+			op_uplink_step(u, 5);
+			zmq_msg_t fr[8];
+			int nfr = 0, more = 1;
+			while (more && nfr < 8) {
+				zmq_msg_init(&fr[nfr]);
+				if (zmq_msg_recv(&fr[nfr], fake, ZMQ_DONTWAIT) < 0) {
+					zmq_msg_close(&fr[nfr]);
+					break;
+				}
+				more = zmq_msg_more(&fr[nfr]);
+				nfr++;
+			}
+			if (nfr >= 4 && zmq_msg_size(&fr[1]) == 5 && !memcmp(zmq_msg_data(&fr[1]), "OFFER", 5) &&
+			    zmq_msg_size(&fr[2]) < sizeof(offered)) {
+				uint8_t have[8];
+				op_xfer_put_u64(have, op_xfer_get_u64(zmq_msg_data(&fr[3])) + 1000);
+				zmq_send(fake, zmq_msg_data(&fr[0]), zmq_msg_size(&fr[0]), ZMQ_SNDMORE);
+				if (answered == 0) { /* HAVE beyond the file */
+					memcpy(offered, zmq_msg_data(&fr[2]), zmq_msg_size(&fr[2]));
+					offered[zmq_msg_size(&fr[2])] = 0;
+					zmq_send(fake, "HAVE", 4, ZMQ_SNDMORE);
+					zmq_send(fake, zmq_msg_data(&fr[2]), zmq_msg_size(&fr[2]), ZMQ_SNDMORE);
+					zmq_send(fake, have, 8, 0);
+					for (int k = 0; k < 20; k++)
+						op_uplink_step(u, 5);
+					op_uplink_get_stats(u, &st);
+					printf("north answering HAVE beyond the file: %llu answers ignored, the last: %s\n",
+					       (unsigned long long)st.answers_ignored, st.last_ignored_answer);
+					CHECK(st.answers_ignored == 1 && strstr(st.last_ignored_answer, "HAVE") &&
+					      strstr(st.last_ignored_answer, offered) &&
+					      strstr(st.last_ignored_answer, "beyond the file's size"));
+				} else { /* the offer again, after the sender's timeout: a command north does not have */
+					zmq_send(fake, "MAYBE", 5, ZMQ_SNDMORE);
+					zmq_send(fake, zmq_msg_data(&fr[2]), zmq_msg_size(&fr[2]), 0);
+					for (int k = 0; k < 20; k++)
+						op_uplink_step(u, 5);
+					op_uplink_get_stats(u, &st);
+					printf("north answering MAYBE: the last answer ignored: %s\n", st.last_ignored_answer);
+					CHECK(st.answers_ignored == 2 && strstr(st.last_ignored_answer, "MAYBE") &&
+					      strstr(st.last_ignored_answer, offered) &&
+					      strstr(st.last_ignored_answer, "unknown command"));
+				}
+				answered++;
+			}
+			for (int k = 0; k < nfr; k++)
+				zmq_msg_close(&fr[k]);
+		}
+		CHECK_EQ_U64(answered, 2);
+		op_uplink_close(u);
+		u = NULL;
+		zmq_close(fake);
+	}
 	op_north_close(n);
 	zmq_ctx_term(ctx);
 	snprintf(line, sizeof(line), "rm -rf '%s'", dir);
