@@ -5,8 +5,11 @@
  * Rate limit: each call site (told apart by its format string) may log `burst` lines per
  * `window`; what is over is counted, and the first line from that site after the window says
  * how many were suppressed. A flood of bad input therefore costs a few lines per window, not a
- * full disk, and the operator still learns how big the flood was. Sites beyond the table's
- * size share one last slot.
+ * full disk, and the operator still learns how big the flood was: a flood that stops is
+ * counted by op_log_flush once its window is over (the stages at each report, the supervisor
+ * every turn of its loop), as the next line from the site would. Sites beyond the table's size
+ * share one last slot, where errors are never held back: there a chatty site would otherwise
+ * silence a one-off error of another.
  */
 #include "appliance/log.h"
 
@@ -26,13 +29,15 @@ static int log_journal;
 static uint32_t rl_burst = 20;
 static uint64_t rl_window_ns = 10000000000ull;
 
-#define RL_SITES 64
+#define RL_SITES 512 /* the supervisor process alone has about 90 call sites */
 static struct site {
 	const char *fmt;
 	uint64_t window_start;
 	uint32_t count;
+	int level; /* of its last line held back */
 	uint64_t suppressed;
 } sites[RL_SITES];
+static uint64_t held_back; /* lines held back not yet counted in the journal */
 
 static int level_from_name(const char *s)
 {
@@ -65,6 +70,7 @@ void op_log_set_rate(uint32_t burst, uint64_t window_ns)
 	rl_burst = burst;
 	rl_window_ns = window_ns;
 	memset(sites, 0, sizeof(sites));
+	held_back = 0;
 }
 
 static uint64_t now_ns(void)
@@ -75,9 +81,9 @@ static uint64_t now_ns(void)
 }
 
 /* 1: log it (*suppressed: lines dropped in the window before); 0: over the limit. */
-static int admit(const char *key, uint64_t *suppressed)
+static int admit(int level, const char *key, uint64_t *suppressed)
 {
-	struct site *s = &sites[RL_SITES - 1];
+	struct site *s = NULL;
 	uint64_t now = now_ns();
 
 	for (int i = 0; i < RL_SITES; i++) {
@@ -88,14 +94,22 @@ static int admit(const char *key, uint64_t *suppressed)
 		}
 	}
 	*suppressed = 0;
+	if (!s) { /* the table is full: the shared last slot */
+		s = &sites[RL_SITES - 1];
+		if (level <= OP_LOG_ERR)
+			return 1;
+	}
 	if (now - s->window_start >= rl_window_ns) {
 		*suppressed = s->suppressed;
+		held_back -= s->suppressed;
 		s->window_start = now;
 		s->count = 0;
 		s->suppressed = 0;
 	}
 	if (s->count >= rl_burst) {
 		s->suppressed++;
+		s->level = level;
+		held_back++;
 		return 0;
 	}
 	s->count++;
@@ -143,7 +157,7 @@ static void vlog(int level, const char *key, const char *fields, const char *fmt
 	char msg[1024];
 	uint64_t suppressed;
 
-	if (level > log_level || !admit(key, &suppressed))
+	if (level > log_level || !admit(level, key, &suppressed))
 		return;
 	if (suppressed) {
 		char note[160];
@@ -153,6 +167,28 @@ static void vlog(int level, const char *key, const char *fields, const char *fmt
 	}
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	emit(level, fields, msg);
+}
+
+void op_log_flush(void)
+{
+	if (!held_back)
+		return;
+	const uint64_t now = now_ns();
+	for (int i = 0; i < RL_SITES && sites[i].fmt; i++) {
+		struct site *s = &sites[i];
+		if (!s->suppressed || now - s->window_start < rl_window_ns)
+			continue;
+		char note[240];
+		snprintf(note, sizeof(note), "%llu more messages like \"%.100s\"%s were suppressed in the last %.0f s",
+			 (unsigned long long)s->suppressed, s->fmt,
+			 i == RL_SITES - 1 ? " (or from places beyond the table, which share its slot)" : "",
+			 (double)rl_window_ns / 1e9);
+		held_back -= s->suppressed;
+		s->suppressed = 0;
+		s->count = 0;
+		s->window_start = now;
+		emit(s->level, NULL, note);
+	}
 }
 
 void op_log(int level, const char *fmt, ...)

@@ -25,6 +25,9 @@ void op_logf(int level, const char *fields, const char *fmt, ...) __attribute__(
 void op_logk(int level, const char *key, const char *fields, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 /* Rate limit per call site (or key): burst lines per window_ns (default 20 per 10 s). */
 void op_log_set_rate(uint32_t burst, uint64_t window_ns);
+/* Say how many lines were held back at each site whose window is over and that has not logged
+ * since (a flood that stopped): called periodically (stage reports, the supervisor's loop). */
+void op_log_flush(void);
 
 #define op_err(...) op_log(OP_LOG_ERR, __VA_ARGS__)
 #define op_warn(...) op_log(OP_LOG_WARNING, __VA_ARGS__)

@@ -117,6 +117,7 @@ void op_report_line(op_stage_ctx *s, const char *tag, const char *text)
 
 void op_report_send(op_stage_ctx *s)
 {
+	op_log_flush(); /* a flood that stopped: counted within a window and a report */
 	s->last_report_ns = op_now_ns();
 	if (s->stats_sock)
 		zmq_send(s->stats_sock, s->report, s->report_len, ZMQ_DONTWAIT);

@@ -1970,6 +1970,7 @@ int op_supervisor_run(const op_config *cfg, const char *config_path, int config_
 		reap(&s);
 		drain_reports(&s);
 		handle_control(&s);
+		op_log_flush();
 		{
 			stage_rec *ir = stage_by_name(&s, "infer");
 			op_power_infer pi = {.events = (double)counter_of(ir, "events"),

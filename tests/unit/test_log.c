@@ -1,7 +1,8 @@
 /*
  * test_log.c — a flood from one call site costs `burst` lines per window and one line saying
  * how many were suppressed; another call site is not silenced by it; structured fields reach
- * the line.
+ * the line; a flood that stops is counted all the same; an error is never held back because
+ * the table of sites is full.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,11 @@
 static void flood(int i)
 {
 	op_err("bad message %d from the detector", i);
+}
+
+static void stopped(int i)
+{
+	op_warn("bad answer %d from north", i);
 }
 
 int main(void)
@@ -54,5 +60,38 @@ int main(void)
 	CHECK_EQ_U64((uint64_t)other, 1);
 	CHECK_EQ_U64((uint64_t)fields, 1);
 	CHECK_EQ_U64((uint64_t)n, 9);
+
+	/* A flood that stops: counted by op_log_flush once its window is over (before, only by the
+	 * site's next line, which may never come). Then a full table of sites (600 more, by key):
+	 * the sites beyond it share one slot, which a chatty one exhausts; an error from yet
+	 * another still goes out (before, with 64 slots, it was held back for good). */
+	char path2[] = "/tmp/op-test-log-XXXXXX";
+	int fd2 = mkstemp(path2);
+	CHECK(fd2 >= 0 && freopen(path2, "w", stderr) != NULL);
+	op_log_set_rate(5, 300000000ull);
+	for (int i = 0; i < 100; i++)
+		stopped(i);
+	usleep(350000);
+	op_log_flush();
+	static char keys[600][2];
+	for (int i = 0; i < 600; i++)
+		op_logk(OP_LOG_INFO, keys[i], NULL, "site %d", i);
+	op_logk(OP_LOG_ERR, "reload", NULL, "reload failed: %s", "bad key");
+	fflush(stderr);
+	dup2(saved, 2);
+	f = fopen(path2, "r");
+	int counted = 0, reload = 0, sites = 0;
+	while (f && fgets(line, sizeof(line), f)) {
+		counted += strstr(line, "95 more messages like \"bad answer %d from north\" were suppressed") != NULL;
+		reload += strstr(line, "reload failed: bad key") != NULL;
+		sites += strstr(line, "site ") != NULL;
+	}
+	if (f)
+		fclose(f);
+	unlink(path2);
+	printf("a stopped flood counted: %d; the error past a full table: %d; %d of 600 sites' lines\n", counted,
+	       reload, sites);
+	CHECK_EQ_U64((uint64_t)counted, 1);
+	CHECK_EQ_U64((uint64_t)reload, 1);
 	return check_finish("test_log");
 }
