@@ -13,7 +13,8 @@
 static uint32_t fit(const op_reco_event *ev, int charge_weighted, const double r0_in[3], const double v_in[3],
 		    double cut_m, double r0[3], double v[3], uint32_t *used)
 {
-	double sw = 0, st = 0, stt = 0, srr = 0, sr[3] = {0, 0, 0}, srt[3] = {0, 0, 0};
+	double sw = 0, st = 0, stt = 0, sr[3] = {0, 0, 0}, srt[3] = {0, 0, 0};
+	double lo[3] = {INFINITY, INFINITY, INFINITY}, hi[3] = {-INFINITY, -INFINITY, -INFINITY};
 	const float *pos[3] = {ev->x_m, ev->y_m, ev->z_m};
 
 	*used = 0;
@@ -37,7 +38,8 @@ static uint32_t fit(const op_reco_event *ev, int charge_weighted, const double r
 		for (int k = 0; k < 3; k++) {
 			sr[k] += w * pos[k][i];
 			srt[k] += w * pos[k][i] * t;
-			srr += w * pos[k][i] * pos[k][i];
+			lo[k] = fmin(lo[k], pos[k][i]);
+			hi[k] = fmax(hi[k], pos[k][i]);
 		}
 	}
 	if (*used < 2 || !(sw > 0))
@@ -47,10 +49,11 @@ static uint32_t fit(const op_reco_event *ev, int charge_weighted, const double r
 		return OP_RECO_DEGENERATE;
 	/* All pulses at one place (one DOM, common in low-energy events): the fitted velocity is
 	 * rounding noise, not zero, and would come out as a confident direction near straight up
-	 * or down. The weighted spread of positions says so: two DOMs 7 m apart (DeepCore's
-	 * spacing) spread 12 m² at least. */
-	double spread = srr / sw - (sr[0] * sr[0] + sr[1] * sr[1] + sr[2] * sr[2]) / (sw * sw);
-	if (!(spread > 1.0))
+	 * or down. Said by the pulses' extent, not by their weighted spread: two DOMs 7 m apart
+	 * (DeepCore's spacing) with 50 pe on one and 1 pe on the other spread 0.94 m² by charge
+	 * and were called one place, their event given no direction at all (nor the network's,
+	 * which starts from this fit on the HLC pulses). */
+	if (!(hi[0] - lo[0] > 1.0 || hi[1] - lo[1] > 1.0 || hi[2] - lo[2] > 1.0))
 		return OP_RECO_DEGENERATE;
 	for (int k = 0; k < 3; k++) {
 		v[k] = (srt[k] / sw - sr[k] / sw * tm) / var;

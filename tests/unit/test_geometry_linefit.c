@@ -123,6 +123,17 @@ int main(void)
 	z[4] += 7.0f;
 	op_linefit(&o, &ev, 0);
 	CHECK(!(o.status & OP_RECO_DEGENERATE) && isfinite(o.dir[2]));
+	/* two DOMs 7 m apart, one bright and one dim (a low-energy event in DeepCore), the light
+	 * going down: charge-weighted, a direction all the same (before, their charge-weighted
+	 * spread, 0.94 m², called them one place: no direction, none for the network either) */
+	ev.n = 2;
+	x[0] = x[1] = 46.29f, y[0] = y[1] = -34.88f;
+	z[0] = -497.45f, z[1] = -504.45f;
+	t[0] = 0, t[1] = 30;
+	q[0] = 50, q[1] = 1;
+	op_linefit(&o, &ev, OP_LINEFIT_CHARGE_WEIGHTED);
+	CHECK(!(o.status & OP_RECO_DEGENERATE) && o.dir[2] < -0.99f);
+	ev.n = 5;
 
 	/* registry */
 	op_reco *r = NULL;
