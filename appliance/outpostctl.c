@@ -111,6 +111,13 @@ static int request(const op_config *cfg, const char *req, int timeout_ms)
 		fputc('\n', stdout);
 	zmq_msg_close(&m);
 	rc = refused ? 1 : 0;
+	/* an answer that did not reach its reader (a full disk under `metrics > file`, a closed
+	 * pipe) is a failure a script must see, not exit 0 over a cut file */
+	const int ferr = fflush(stdout) != 0 ? errno : 0;
+	if (ferr || ferror(stdout)) {
+		fprintf(stderr, "outpostctl: cannot write the answer%s%s\n", ferr ? ": " : "", ferr ? strerror(ferr) : "");
+		rc = 1;
+	}
 out:
 	zmq_close(sock);
 	zmq_ctx_term(ctx);

@@ -1408,6 +1408,12 @@ def test_metrics(bindir):
     a.sim("--count", "3000", "--rate", "5000", "--stream", "8")
     a.wait_delivered(3000)
     rc, text = a.ctl("metrics")
+    # an answer that cannot be written (a full disk under `metrics > file`): exit 1, said
+    with open("/dev/full", "w") as full:
+        p = subprocess.run([os.path.join(bindir, "outpostctl"), "-c", a.cfg, "metrics"], stdout=full,
+                           stderr=subprocess.PIPE, text=True, timeout=20)
+    check(p.returncode == 1 and "cannot write the answer" in p.stderr,
+          "outpostctl metrics > /dev/full: exit %d, %s" % (p.returncode, p.stderr))
     p = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)
     check(p.returncode == 0, "promtool rejects outpostctl metrics: %s%s" % (p.stdout, p.stderr))
     check('outpost_events_total{outcome="stored"} 3000' in text, "stored count missing:\n" + text[:2000])
