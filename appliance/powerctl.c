@@ -21,6 +21,7 @@
 #include "power/schedule.h"
 #include "power/sensor.h"
 #include "uplink/escape.h"
+#include "uplink/segment.h"
 
 #define MAX_SENSORS 5
 
@@ -130,7 +131,7 @@ static void load_override(op_powerctl *p)
 			p->override_saved_ns = op_now_ns();
 		}
 	} else
-		op_warn("%s is not an override (\"<milliwatts> <until, unix time or 0> <seconds it was set for>\"); ignored",
+		op_warn("%s is not an override (\"<milliwatts> <until, unix time or 0> <seconds left when saved>\"); ignored",
 			p->override_path);
 	fclose(f);
 }
@@ -139,8 +140,11 @@ static int save_override(op_powerctl *p)
 {
 	char tmp[OP_CFG_STR + 48];
 	snprintf(tmp, sizeof(tmp), "%s.tmp", p->override_path);
-	if (!p->override_mw)
-		return unlink(p->override_path) == 0 || errno == ENOENT ? 0 : -errno;
+	if (!p->override_mw) {
+		if (unlink(p->override_path) != 0)
+			return errno == ENOENT ? 0 : -errno;
+		return op_segment_sync_dir(p->cfg.state_dir); /* a clear that a power cut cannot undo */
+	}
 	FILE *f = fopen(tmp, "we");
 	if (!f)
 		return -errno;
@@ -152,7 +156,7 @@ static int save_override(op_powerctl *p)
 		unlink(tmp);
 		return -e;
 	}
-	return 0;
+	return op_segment_sync_dir(p->cfg.state_dir); /* the rename kept through a power cut */
 }
 
 static void open_sensors(op_powerctl *p)
@@ -195,6 +199,18 @@ static void open_sensors(op_powerctl *p)
 				snprintf(p->unread + m, sizeof(p->unread) - m, "%s%s", m ? "; " : "", err);
 			}
 			continue;
+		}
+		const char *part = op_power_sensor_unread(s);
+		if (part[0]) { /* some of it cannot be read: counted as far as it can, and said; listed
+				* by name, the fail-safe (the site asked for all of it) */
+			size_t m = strlen(p->unread);
+			snprintf(p->unread + m, sizeof(p->unread) - m, "%s%s", m ? "; " : "", part);
+			if (!is_auto) {
+				p->listed_missing = 1;
+				m = strlen(p->missing);
+				snprintf(p->missing + m, sizeof(p->missing) - m, "%s%s", m ? "; " : "", part);
+				op_err("power.sensors lists %s, which cannot be read in full: %s", kind, part);
+			}
 		}
 		op_power_sensor_set_stale_after(s, 2 * c->power_period_ns); /* a meter must publish each period */
 		p->sensor[p->nsensors++] = s;

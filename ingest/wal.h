@@ -5,7 +5,8 @@
  * its serial and wire message), the serials acknowledged as durable ('A') or given up ('D'),
  * and a checkpoint for each report it sends ('R', the report's number). The files live in the
  * run directory (tmpfs: they outlive a process, not the machine), named
- * wal-<incarnation>-<k>.log, rotated at a size and deleted once every event in them is freed.
+ * wal-<incarnation>-<k>.log, rotated at a size and deleted once every event in them is freed
+ * (but for the files from the one with the second-newest report checkpoint on).
  *
  * A restarted ingest replays its predecessor's files: the events never freed are resent (the
  * store deduplicates), and what the predecessor did after the last report the supervisor
@@ -33,7 +34,7 @@ void op_wal_acked(op_wal *w, uint64_t serial);
 void op_wal_dropped(op_wal *w, uint64_t serial);
 void op_wal_report(op_wal *w, uint64_t report_seq);
 /* Write what is buffered; rotate; delete files whose events all lie below tail (the oldest
- * serial still held). 0 or -errno: on the first failure the log deletes its files and keeps
+ * serial still held), keeping the two newest and those from the second-newest checkpoint on. 0 or -errno: on the first failure the log deletes its files and keeps
  * nothing more (a successor then counts what was held as lost rather than trust a log with a
  * hole); the caller reports it. */
 int op_wal_flush(op_wal *w, uint64_t tail);

@@ -40,6 +40,7 @@ typedef struct channel {
 struct op_power_sensor {
 	char kind[8];
 	char desc[256];
+	char unread[480]; /* what it found but cannot read, and leaves out ("" when none) */
 	channel ch[MAX_CH];
 	int nch;
 	uint64_t last_ns;
@@ -159,11 +160,13 @@ static int open_rapl(op_power_sensor *s, const char *root, char *err, size_t cap
 		add_desc(s, c->label);
 	}
 	closedir(d);
-	if (failed) { /* present but not readable, all or some: not "absent" (powerctl warns) */
-		snprintf(err, cap, "RAPL package counter unreadable: %s%s", bad,
+	if (failed) { /* present but not readable, all or some: not "absent" (powerctl says so) */
+		snprintf(s->unread, sizeof(s->unread), "RAPL package counter unreadable: %s%s", bad,
 			 denied ? " (energy_uj is root-only on this kernel: run as root or grant read access)" : "");
-		s->nch = 0;
-		return denied ? -EACCES : failed;
+		if (!s->nch) {
+			snprintf(err, cap, "%s", s->unread);
+			return denied ? -EACCES : failed;
+		}
 	}
 	if (!s->nch) {
 		snprintf(err, cap, "no RAPL package under %s", dir);
@@ -293,6 +296,11 @@ const char *op_power_sensor_kind(const op_power_sensor *s)
 const char *op_power_sensor_describe(const op_power_sensor *s)
 {
 	return s->desc;
+}
+
+const char *op_power_sensor_unread(const op_power_sensor *s)
+{
+	return s->unread;
 }
 
 void op_power_sensor_feed(op_power_sensor *s, double watts, uint64_t now_ns)

@@ -39,6 +39,9 @@ int op_power_sensor_read(op_power_sensor *s, uint64_t now_ns, double *watts, cha
 const char *op_power_sensor_kind(const op_power_sensor *s);
 /* What it reads, in words ("rapl: package-0, package-1 (energy counters)"). */
 const char *op_power_sensor_describe(const op_power_sensor *s);
+/* What the sensor found but cannot read and leaves out of its sum (RAPL: a package of several
+ * whose counter cannot be read), naming the file; "" when it reads all it found. */
+const char *op_power_sensor_unread(const op_power_sensor *s);
 /* meter: a reading from the site meter. */
 void op_power_sensor_feed(op_power_sensor *s, double watts, uint64_t now_ns);
 void op_power_sensor_set_stale_after(op_power_sensor *s, uint64_t ns);

@@ -14,7 +14,7 @@ comes before the leftover's unlink; the leftover goes; outbox/ holds every event
 (Before, the unlink came first.)
 
 Then the same daemon on a state_dir that is not there (a first start, or one an operator wiped):
-every directory it creates has its parent fsynced after the mkdir, before anything is put in it
+every directory it creates is followed, in the process that made it, by an fsync of its parent
 (segments/, outbox/ and its classes, sent/, quarantine/, state_dir itself). The fsyncs of a
 segment renamed into a new outbox/ do not keep outbox/'s own entry through a power cut. (Before,
 no parent was fsynced.) Needs strace and ptrace (else skipped, exit 77).

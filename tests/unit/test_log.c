@@ -93,5 +93,6 @@ int main(void)
 	       reload, sites);
 	CHECK_EQ_U64((uint64_t)counted, 1);
 	CHECK_EQ_U64((uint64_t)reload, 1);
+	CHECK(sites < 600); /* the table did fill: the shared slot held some of them back */
 	return check_finish("test_log");
 }

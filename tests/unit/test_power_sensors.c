@@ -132,14 +132,25 @@ int main(void)
 		CHECK_NEAR(w, 2.0, 1e-9);
 		op_power_sensor_close(s);
 	}
-	/* one package readable and the other not: the sensor is refused, naming the file (the
-	 * readable package alone would under-read the node; before, it was counted alone) */
+	/* one package readable and the other not: the readable one is counted, and the sensor
+	 * names the file it leaves out (powerctl says so, and fails safe when rapl is listed by
+	 * name; before, the package was left out without a word) */
 	put("class/powercap/intel-rapl:1/energy_uj", "garbage\n");
+	CHECK(op_power_sensor_open("rapl", root, "", NULL, &s, err, sizeof(err)) == 0);
+	if (s) {
+		printf("one package unreadable: %s; left out: %s\n", op_power_sensor_describe(s), op_power_sensor_unread(s));
+		CHECK(strstr(op_power_sensor_describe(s), "package-0") && !strstr(op_power_sensor_describe(s), "package-1"));
+		CHECK(strstr(op_power_sensor_unread(s), "intel-rapl:1/energy_uj") != NULL);
+		op_power_sensor_close(s);
+	}
+	/* none readable: refused, naming the file, not "absent" */
+	put("class/powercap/intel-rapl:0/energy_uj", "garbage\n");
 	int e0 = op_power_sensor_open("rapl", root, "", NULL, &s, err, sizeof(err));
-	printf("one package unreadable: %s\n", err);
-	CHECK(e0 < 0 && e0 != -ENODEV && strstr(err, "intel-rapl:1/energy_uj"));
+	printf("no package readable: %s\n", err);
+	CHECK(e0 < 0 && e0 != -ENODEV && strstr(err, "energy_uj"));
 	if (e0 == 0)
 		op_power_sensor_close(s);
+	put("class/powercap/intel-rapl:0/energy_uj", "200000000000\n");
 	put("class/powercap/intel-rapl:1/energy_uj", "1000000\n");
 
 	/* hwmon: an energy channel (preferred) and a power-only device; a device filtered out */

@@ -1887,6 +1887,7 @@ int main(void)
 		op_uplink_config oc = uc;
 		oc.north_endpoint = fep;
 		CHECK(op_uplink_open(ctx, &oc, &u) == 0);
+		memset(&st, 0, sizeof(st));
 		int answered = 0;
 		char offered[300] = "";
 		for (int i = 0; i < 1000 && answered < 2; i++) {
@@ -1913,9 +1914,10 @@ int main(void)
 					zmq_send(fake, "HAVE", 4, ZMQ_SNDMORE);
 					zmq_send(fake, zmq_msg_data(&fr[2]), zmq_msg_size(&fr[2]), ZMQ_SNDMORE);
 					zmq_send(fake, have, 8, 0);
-					for (int k = 0; k < 20; k++)
+					for (int k = 0; k < 400 && st.answers_ignored < 1; k++) { /* up to 2 s */
 						op_uplink_step(u, 5);
-					op_uplink_get_stats(u, &st);
+						op_uplink_get_stats(u, &st);
+					}
 					printf("north answering HAVE beyond the file: %llu answers ignored, the last: %s\n",
 					       (unsigned long long)st.answers_ignored, st.last_ignored_answer);
 					CHECK(st.answers_ignored == 1 && strstr(st.last_ignored_answer, "HAVE") &&
@@ -1924,9 +1926,10 @@ int main(void)
 				} else { /* the offer again, after the sender's timeout: a command north does not have */
 					zmq_send(fake, "MAYBE", 5, ZMQ_SNDMORE);
 					zmq_send(fake, zmq_msg_data(&fr[2]), zmq_msg_size(&fr[2]), 0);
-					for (int k = 0; k < 20; k++)
+					for (int k = 0; k < 400 && st.answers_ignored < 2; k++) { /* up to 2 s */
 						op_uplink_step(u, 5);
-					op_uplink_get_stats(u, &st);
+						op_uplink_get_stats(u, &st);
+					}
 					printf("north answering MAYBE: the last answer ignored: %s\n", st.last_ignored_answer);
 					CHECK(st.answers_ignored == 2 && strstr(st.last_ignored_answer, "MAYBE") &&
 					      strstr(st.last_ignored_answer, offered) &&
