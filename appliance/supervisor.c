@@ -445,11 +445,7 @@ static int leftover_ingest_log(const sup *s, unsigned long long *inc)
 /* the state directory's entries durable (ingest-kept written or removed) */
 static void sync_state_dir(const sup *s)
 {
-	int fd = open(s->cfg->state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd >= 0) {
-		fsync(fd);
-		close(fd);
-	}
+	(void)op_segment_sync_dir(s->cfg->state_dir);
 }
 
 /*

@@ -97,7 +97,6 @@ static uint64_t now_ns(void)
 
 _Static_assert(OP_XFER_NAME_MAX == 200, "recover() reads names with %200s");
 
-static int fsync_dir(const char *dir);
 static int have_final(op_north *n, const char *name, const char *sha);
 
 /* Does the ledger hold a whole line (newline-ended) for name with this sha? A line a death cut
@@ -154,7 +153,7 @@ static int ledger_sync(const char *dir, const char *ledger)
 	int bad = fd < 0 || fsync(fd) != 0;
 	if (fd >= 0)
 		close(fd);
-	return bad || fsync_dir(dir) < 0 ? -EIO : 0;
+	return bad || op_segment_sync_dir(dir) < 0 ? -EIO : 0;
 }
 
 /* Append one line to the ledger and make it durable. A line cut short by an earlier death (no
@@ -197,7 +196,7 @@ static int ledger_append(const char *dir, const char *ledger, const char *line, 
 			fsync(fd);
 	}
 	close(fd);
-	if (rc == 0 && before.st_size == 0 && fsync_dir(dir) < 0) /* perhaps just created: its name too */
+	if (rc == 0 && before.st_size == 0 && op_segment_sync_dir(dir) < 0) /* perhaps just created: its name too */
 		rc = -EIO;
 	return rc;
 }
@@ -933,17 +932,6 @@ static void on_chunk(op_north *n, zmq_msg_t *id, const char *name, zmq_msg_t *f,
 	reply_u64(n, id, "ACK", name, p->offset);
 }
 
-static int fsync_dir(const char *dir)
-{
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = 0;
-	if (fd < 0)
-		return -errno;
-	if (fsync(fd) != 0)
-		rc = -errno;
-	close(fd);
-	return rc;
-}
-
 /* dir/NAME.sha256 ("SHA  NAME"), durable: written to a temporary name, synced, renamed over
  * the old one, the directory synced (a death mid-write leaves the old sidecar, not half a
  * line). */
@@ -961,7 +949,7 @@ static int write_sidecar(op_north *n, const char *name, const char *sha)
 		return -EIO;
 	}
 	close(fd);
-	if (rename(tmp, side) != 0 || fsync_dir(n->dir) < 0) {
+	if (rename(tmp, side) != 0 || op_segment_sync_dir(n->dir) < 0) {
 		unlink(tmp);
 		return -EIO;
 	}
@@ -1044,12 +1032,12 @@ static void on_commit(op_north *n, zmq_msg_t *id, const char *name)
 	close(fd);
 	snprintf(side, sizeof(side), "%s/%s.sha256", n->dir, name);
 	int rc = 0;
-	if ((unlink(side) != 0 && errno != ENOENT) || (rc = fsync_dir(n->dir)) < 0 || (rc = fsync_dir(n->pdir)) < 0 ||
+	if ((unlink(side) != 0 && errno != ENOENT) || (rc = op_segment_sync_dir(n->dir)) < 0 || (rc = op_segment_sync_dir(n->pdir)) < 0 ||
 	    (rc = rename(part, final) != 0 ? -errno : 0) < 0) {
 		reject_err(n, id, name, "cannot publish file", rc < 0 ? -rc : errno);
 		return;
 	}
-	if ((rc = fsync_dir(n->dir)) < 0 || (rc = fsync_dir(n->pdir)) < 0) {
+	if ((rc = op_segment_sync_dir(n->dir)) < 0 || (rc = op_segment_sync_dir(n->pdir)) < 0) {
 		/* renamed, not yet durable: the slot lets go of the descriptor, now the published
 		 * file's, which a later OFFER of another version would have truncated and written
 		 * into; the intent stays for recover(), and the sender offers again */

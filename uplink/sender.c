@@ -1272,11 +1272,7 @@ static void prune_sent(op_uplink *u, uint64_t now)
  */
 static void sync_dir(const char *dir)
 {
-	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd >= 0) {
-		fsync(dfd);
-		close(dfd);
-	}
+	(void)op_segment_sync_dir(dir);
 }
 
 static int sent_move(op_uplink *u, int fd, const char *path, const char *dst)
@@ -1345,11 +1341,7 @@ static void confirmed(op_uplink *u, int cls, const char *name, uint64_t size, in
 	unlink(path);
 	forget_held(u, cls, name);
 	u->stats.cls[cls].files_confirmed++;
-	int dfd = open(u->dirs[cls], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd >= 0) {
-		fsync(dfd);
-		close(dfd);
-	}
+	sync_dir(u->dirs[cls]);
 	u->stats.files_confirmed++;
 	u->stats.bytes_confirmed += size;
 }
@@ -1716,12 +1708,7 @@ int op_uplink_publish(const char *dir, const char *name, const void *data, size_
 	}
 	/* the rename, durable: if this fails the file is in place and will be sent, but a power cut
 	 * could still take it back, and the caller is told so */
-	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0)
-		return 1;
-	e = fsync(dfd) != 0 ? 1 : 0;
-	close(dfd);
-	return e;
+	return op_segment_sync_dir(dir) < 0 ? 1 : 0;
 }
 
 /* A tombstone north for an evicted file: outbox/alert/alert-tombstone-SITE-UTC-NAME.json. The
