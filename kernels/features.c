@@ -112,9 +112,9 @@ uint32_t op_features(const op_reco_event *ev, const op_reco_out *guess, uint32_t
 void op_seed_guess(op_reco_out *g, const op_reco_event *ev, float *buf)
 {
 	uint32_t nh = 0;
-	if (ev->flags)
+	if (ev->flags) /* HLC pulses the charge-weighted fit can use (one of 0 pe weighs nothing) */
 		for (uint32_t i = 0; i < ev->n; i++)
-			nh += ev->flags[i] & 1u;
+			nh += (ev->flags[i] & 1u) && ev->q_pe[i] > 0;
 	if (nh < OP_SEED_MIN_HLC) {
 		op_linefit(g, ev, OP_LINEFIT_CHARGE_WEIGHTED | OP_LINEFIT_TRIM);
 		return;
@@ -122,10 +122,14 @@ void op_seed_guess(op_reco_out *g, const op_reco_event *ev, float *buf)
 	float *x = buf, *y = buf + nh, *z = buf + 2 * (size_t)nh, *t = buf + 3 * (size_t)nh, *q = buf + 4 * (size_t)nh;
 	uint32_t k = 0;
 	for (uint32_t i = 0; i < ev->n; i++)
-		if (ev->flags[i] & 1u) {
+		if ((ev->flags[i] & 1u) && ev->q_pe[i] > 0) {
 			x[k] = ev->x_m[i], y[k] = ev->y_m[i], z[k] = ev->z_m[i], t[k] = ev->t_ns[i], q[k] = ev->q_pe[i];
 			k++;
 		}
 	op_reco_event h = {.n = k, .x_m = x, .y_m = y, .z_m = z, .t_ns = t, .q_pe = q, .flags = NULL};
 	op_linefit(g, &h, OP_LINEFIT_CHARGE_WEIGHTED | OP_LINEFIT_TRIM);
+	/* The HLC pulses give no line (all on one DOM pair's string segment, one time): the
+	 * whole event may; before, the event got no guess and the network no answer */
+	if (g->status & (OP_RECO_TOO_FEW_PULSES | OP_RECO_DEGENERATE))
+		op_linefit(g, ev, OP_LINEFIT_CHARGE_WEIGHTED | OP_LINEFIT_TRIM);
 }

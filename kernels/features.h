@@ -35,8 +35,9 @@ uint32_t op_features(const op_reco_event *ev, const op_reco_out *guess, uint32_t
 
 /*
  * The network's first guess: LineFit (trimmed, charge-weighted) on the event's hard-local-
- * coincidence pulses when it has at least OP_SEED_MIN_HLC of them — isolated dark-noise hits
- * are almost never HLC — else on all pulses. buf: room for 5·ev->n floats.
+ * coincidence pulses with charge when it has at least OP_SEED_MIN_HLC of them — isolated
+ * dark-noise hits are almost never HLC — else, or when they give no line, on all pulses.
+ * buf: room for 5·ev->n floats.
  */
 void op_seed_guess(op_reco_out *g, const op_reco_event *ev, float *buf);
 

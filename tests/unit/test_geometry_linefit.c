@@ -10,6 +10,7 @@
 
 #include "ingest/geometry.h"
 #include "ingest/simgen.h"
+#include "kernels/features.h"
 #include "kernels/linefit.h"
 #include "kernels/reco.h"
 #include "unit/check.h"
@@ -134,6 +135,34 @@ int main(void)
 	op_linefit(&o, &ev, OP_LINEFIT_CHARGE_WEIGHTED);
 	CHECK(!(o.status & OP_RECO_DEGENERATE) && o.dir[2] < -0.99f);
 	ev.n = 5;
+
+	/* The network's first guess when its HLC pulses give no line: 10 HLC pulses of 0 pe (the
+	 * charge-weighted fit cannot use them), then 10 HLC pulses on one DOM; 30 pulses on a
+	 * track besides. The guess falls back to the whole event (before: no guess, and the
+	 * network no answer for the event) */
+	{
+		enum { NS = 40 };
+		float sx[NS], sy[NS], sz[NS], st[NS], sq[NS], sbuf[5 * NS];
+		uint16_t sf[NS];
+		for (int i = 0; i < NS; i++) {
+			st[i] = (float)(i * 20);
+			sx[i] = (float)(0.36 * 0.3 * st[i]), sy[i] = (float)(-0.48 * 0.3 * st[i]);
+			sz[i] = (float)(-0.8 * 0.3 * st[i]);
+			sq[i] = 1.0f;
+			sf[i] = i < 10; /* the first 10 HLC */
+		}
+		op_reco_event se = {.n = NS, .x_m = sx, .y_m = sy, .z_m = sz, .t_ns = st, .q_pe = sq, .flags = sf};
+		for (int i = 0; i < 10; i++)
+			sq[i] = 0;
+		op_seed_guess(&o, &se, sbuf);
+		CHECK(!(o.status & (OP_RECO_TOO_FEW_PULSES | OP_RECO_DEGENERATE)) && angle_deg(o.dir, u) < 1.0);
+		for (int i = 0; i < 10; i++) {
+			sq[i] = 2.0f;
+			sx[i] = 10, sy[i] = 20, sz[i] = -300;
+		}
+		op_seed_guess(&o, &se, sbuf);
+		CHECK(!(o.status & (OP_RECO_TOO_FEW_PULSES | OP_RECO_DEGENERATE)) && isfinite(o.dir[0]));
+	}
 
 	/* registry */
 	op_reco *r = NULL;
