@@ -159,6 +159,13 @@ static int save_override(op_powerctl *p)
 	return op_segment_sync_dir(p->cfg.state_dir); /* the rename kept through a power cut */
 }
 
+/* list += "; " + text (the first item without the separator); cut at the list's size */
+static void list_add(char *list, size_t cap, const char *text)
+{
+	size_t m = strlen(list);
+	snprintf(list + m, cap - m, "%s%s", m ? "; " : "", text);
+}
+
 static void open_sensors(op_powerctl *p)
 {
 	const op_config *c = &p->cfg;
@@ -185,8 +192,7 @@ static void open_sensors(op_powerctl *p)
 		op_power_sensor *s;
 		int e = op_power_sensor_open(kind, c->power_sysfs_root, c->power_hwmon_devices, &pp, &s, err, sizeof(err));
 		if (e < 0) {
-			size_t m = strlen(p->missing);
-			snprintf(p->missing + m, sizeof(p->missing) - m, "%s%s", m ? "; " : "", err);
+			list_add(p->missing, sizeof(p->missing), err);
 			if (!is_auto) {
 				p->listed_missing = 1;
 				op_err("power.sensors lists %s, which cannot be read: %s", kind, err);
@@ -195,20 +201,17 @@ static void open_sensors(op_powerctl *p)
 				 * leaves it out and reads low, the site's meter shows more than the budget
 				 * while status shows less. Not a fail-safe (auto counts what it can); said at
 				 * start (below) and on every status. Absent sensors (-ENODEV) are normal. */
-				m = strlen(p->unread);
-				snprintf(p->unread + m, sizeof(p->unread) - m, "%s%s", m ? "; " : "", err);
+				list_add(p->unread, sizeof(p->unread), err);
 			}
 			continue;
 		}
 		const char *part = op_power_sensor_unread(s);
 		if (part[0]) { /* some of it cannot be read: counted as far as it can, and said; listed
 				* by name, the fail-safe (the site asked for all of it) */
-			size_t m = strlen(p->unread);
-			snprintf(p->unread + m, sizeof(p->unread) - m, "%s%s", m ? "; " : "", part);
+			list_add(p->unread, sizeof(p->unread), part);
 			if (!is_auto) {
 				p->listed_missing = 1;
-				m = strlen(p->missing);
-				snprintf(p->missing + m, sizeof(p->missing) - m, "%s%s", m ? "; " : "", part);
+				list_add(p->missing, sizeof(p->missing), part);
 				op_err("power.sensors lists %s, which cannot be read in full: %s", kind, part);
 			}
 		}
