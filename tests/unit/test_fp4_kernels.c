@@ -368,6 +368,53 @@ NO_VEC static void test_rungs(int rung)
 		CHECK(same);
 		op_fp4_linear_free(&L);
 	}
+	/* MXFP4 values at the ends of FP32's range, where a rung that sums otherwise than the
+	 * reference (in BF16 products, flushing subnormals, as AMX's tile unit does) would part from
+	 * it: (0) a block of activations near 1e-37 against weights near 1e-3, whose products are
+	 * subnormal; (1) activations near 1e-10 against a block of weights near 1e-30, the rest of
+	 * those rows zero; (2) a block of +2^125, +2^125, -2^125 against ones, whose exact sum is
+	 * finite though its first two terms' is not. Beside ordinary rows; every rung gives the
+	 * reference's bits. */
+	for (int round = 0; round < 3; round++) {
+		op_fp4_linear L;
+		op_fp4_tensor w;
+		enum { TM = 40, TN = 16, TK = 64 };
+		float X[TM * TK], Y0[TM * TN], Y1[TM * TN];
+		float *src = frand_array(TN * TK);
+		for (uint32_t i = 0; i < TN * TK; i++) {
+			if (round == 0)
+				src[i] *= 1e-3f;
+			if (round == 1 && i % TK < 32)
+				src[i] *= 1e-30f;
+			if (round == 2 && i % TK < 3)
+				src[i] = 1.0f;
+		}
+		CHECK(op_fp4_tensor_alloc(&w, OP_FP4_MXFP4, TN, TK) == 0);
+		CHECK(op_fp4_quantize(&w, src, TK, TK, OP_MX_SCALE_FLOOR) == 0);
+		CHECK(op_fp4_linear_init(&L, &w, TK, NULL, 0, 1.0f, OP_MX_SCALE_FLOOR) == 0);
+		free(src);
+		for (uint32_t i = 0; i < TM * TK; i++) {
+			const uint32_t m = i / TK, k = i % TK;
+			X[i] = frand();
+			if (m >= 16 && m < 32 && m % 3 == 0 && k < 32) /* the second tile, a row in three */
+				X[i] = round == 2 ? (k < 3 ? (k == 2 ? -0x1p125f : 0x1p125f) : 0.0f)
+							  : X[i] * (round == 0 ? 1e-37f : 1e-10f);
+			else if (m >= 16 && m < 32 && m % 3 == 0)
+				X[i] = 0.0f;
+		}
+		CHECK(op_fp4_gemm_rung(OP_RUNG_SCALAR, &L, OP_W4A4, X, TK, TM, Y0, TN) == 0);
+		CHECK(op_fp4_gemm_rung(rung, &L, OP_W4A4, X, TK, TM, Y1, TN) == 0);
+		int same = 1, edge = 0;
+		for (uint32_t i = 0; i < TM * TN; i++) {
+			same &= (isnan(Y0[i]) && isnan(Y1[i])) || !memcmp(&Y0[i], &Y1[i], sizeof(float));
+			edge += round == 2 ? isfinite(Y0[i]) && fabsf(Y0[i]) > 0x1p120f : Y0[i] != 0 && fabsf(Y0[i]) < 0x1p-100f;
+		}
+		if (!same)
+			fprintf(stderr, "%s differs at FP32's range ends, round %d\n", op_fp4_rung_name(rung), round);
+		CHECK(same);
+		CHECK(edge > 0); /* the case is there */
+		op_fp4_linear_free(&L);
+	}
 	/* zeros of both signs: biases of -0 and +0 under rows of X that are all zero (their sums
 	 * are +0, times a negative tensor scale -0), ReLU off and on, whole tiles and a partial one, one block and several —
 	 * the sign of every zero as the reference gives it */
