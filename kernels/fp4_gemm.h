@@ -14,14 +14,16 @@
  *          y = fma(acc, gw, bias)
  *   then ReLU when asked. GEMV (op_fp4_gemv, for large K and N) streams the 4-bit codes
  *   instead and sums in a different order: it matches the reference to rounding, not bits.
- *   Its W4A16 may carry X in 16 bits (the AVX2 GEMV when K is a multiple of 64, which the
- *   AVX-512 rung also runs when K % 128 = 64): per weight block, integers within 1/65,024 of
+ *   Its W4A16 may carry X in 16 bits (the AVX2 and AVX-512 GEMVs when K is a multiple of 64;
+ *   the AVX-512 rung runs the AVX2 one when K % 128 = 64): per weight block, integers within 1/65,024 of
  *   the block's largest |x|, so an output may differ from the FP32 sum by
  *   Σ_b max|x_b| · Σ_{k∈b} |w_k| / 65,024 beyond rounding (BF16 activations, off by up to 2^-8
  *   of each element, err about a hundred times more on well-spread data, less where a block
  *   holds an outlier). When any row of X holds a NaN or an infinity, or a block's largest |x|
- *   is neither 0 nor within [2^-40, 2^40], the whole call sums in FP32 instead (so NaN and
- *   infinities show in the outputs as in the reference).
+ *   is neither 0 nor within [2^-40, 2^40], or an MXFP4 block scale of W exceeds 2^24, the whole
+ *   call sums in FP32 instead (so NaN and infinities show in the outputs as in the reference;
+ *   the 16-bit sums, 2^32 times the true ones to keep tiny scales normal, would overflow on
+ *   outputs the reference holds).
  *
  * Rungs: scalar reference; AVX2+FMA (x86-64); AVX-512 VNNI (x86-64: its own GEMMs and GEMVs, the
  * AVX2 rung's pooling); NEON (aarch64); NEON with the dot-product instructions (aarch64: its own W4A4
@@ -36,6 +38,8 @@
 #include "kernels/fp4_tensor.h"
 
 enum op_fp4_mode { OP_W4A4 = 1, OP_W4A16 = 2 };
+/* The largest E8M0 scale code (2^24) the W4A16 GEMV with X in 16 bits takes (above). */
+#define OP_A16_MAX_SCALE_CODE 151
 enum op_rung { OP_RUNG_SCALAR = 0, OP_RUNG_AVX2 = 1, OP_RUNG_NEON = 2, OP_RUNG_AVX512 = 3, OP_RUNG_NEON_DOT = 4 };
 #define OP_RUNG_LAST OP_RUNG_NEON_DOT
 

@@ -919,6 +919,12 @@ static int gemv_w4a16_int64(const op_fp4_tensor *W, const float *X, uint32_t M, 
 	rc = gemv_a16_prepare(X, M, K, bl, xq, xcorr, xsv);
 	if (rc)
 		goto out;
+	if (!nv) /* block scales this path cannot carry (fp4_gemm.h): the FP32 path */
+		for (size_t i = (size_t)n0 * nb; i < (size_t)n1 * nb; i++)
+			if (W->scales[i] > OP_A16_MAX_SCALE_CODE) {
+				rc = 1;
+				goto out;
+			}
 	float out[4];
 	for (uint32_t m0 = 0; m0 < M; m0 += 4) {
 		uint32_t mm = M - m0 < 4 ? M - m0 : 4;

@@ -3,7 +3,8 @@
  * -mavx512vl -mavx512vnni, called only when the CPU has all of them): W4A4 and W4A16 GEMM, W4A4
  * and W4A16 GEMV; pooling, and GEMVs whose K is not a multiple of 128, are the AVX2 rung's
  * (every AVX-512 CPU has AVX2). The GEMMs are bit-exact with the reference; the GEMVs, as
- * every GEMV, equal to rounding.
+ * every GEMV, equal to rounding, the W4A16 GEMV with X carried in 16 bits (fp4_gemm.h) unless
+ * X holds what 16 bits cannot carry.
  *
  * W4A4 GEMM: lanes are outputs. The weights of 16 outputs are laid out once, at load
  * (op_fp4_layout_g16), so that one 512-bit load holds, for one k-quad, the four doubled codes of
@@ -17,6 +18,7 @@
  * as one (masked) store.
  */
 #if defined(__x86_64__)
+#include <float.h>
 #include <errno.h>
 #include <immintrin.h>
 #include <stdlib.h>
@@ -468,6 +470,20 @@ static int e8m0_has_zero(const uint8_t *sc, size_t n)
 	return 0;
 }
 
+/* The same look for the W4A16 GEMV with X in 16 bits: bit 0 a code 0, bit 1 a scale above
+ * OP_A16_MAX_SCALE_CODE (fp4_gemm.h), which that path cannot carry. */
+static int e8m0_scan(const uint8_t *sc, size_t n)
+{
+	int f = 0;
+	for (size_t i = 0; i < n; i += 64) {
+		const __mmask64 in = n - i >= 64 ? ~0ull : (1ull << (n - i)) - 1;
+		const __m512i v = _mm512_maskz_loadu_epi8(in, sc + i);
+		f |= _mm512_mask_testn_epi8_mask(in, v, _mm512_set1_epi8(-1)) ? 1 : 0;
+		f |= _mm512_mask_cmpgt_epu8_mask(in, v, _mm512_set1_epi8((char)OP_A16_MAX_SCALE_CODE)) ? 2 : 0;
+	}
+	return f;
+}
+
 /* ---- W4A4 GEMV: 128 weights per step --------------------------------------------------- */
 /*
  * One 512-bit load brings 128 codes; one vpshufb per nibble half turns them into doubled signed
@@ -481,14 +497,14 @@ static int e8m0_has_zero(const uint8_t *sc, size_t n)
 #define GV_ROWS 4 /* rows of X per pass over the weights */
 
 /*
- * Both GEMVs take the rows of X in passes of four, then the rest (M % 4) in one last pass, and
+ * The GEMVs take the rows of X in passes of four, then the rest (M % 4) in one last pass, and
  * K in chunks: once a pass's activations (step_bytes a row per 128-step) exceed 32 KiB, each
  * chunk holds as many steps as keep them in 16 KiB, so they stay in L1 while every output of the
  * range passes over them (whole rows came from L2 on every output: at K = 16,384 the W4A4 GEMV
  * ran 10-20 % slower per weight at two to five rows). The width follows the pass's rows: a
  * fixed 1,024-wide chunk cut one row's codes into 512-byte pieces a row apart, and the W4A16
- * GEMV ran at 42 % of its speed at K = 16,384. W4A16 (512 bytes a step): four rows 8 steps,
- * one 32; W4A4 (208): four rows 19, one 78.
+ * GEMV ran at 42 % of its speed at K = 16,384. W4A16 with X in 16 bits (384 bytes a step): four
+ * rows 10 steps, one 42; in FP32 (512): four rows 8, one 32; W4A4 (208): four rows 19, one 78.
  */
 /*
  * Every loop over the rows of a pass (MM, a constant per call site) is unrolled by pragma:
@@ -554,7 +570,7 @@ static inline __attribute__((always_inline)) void gemv_row(const uint8_t *codes,
 		out[m] = _mm512_reduce_add_ps(_mm512_add_ps(alo[m], ahi[m]));
 }
 
-/* ---- W4A16 GEMV: 128 weights per step, FP32 products ------------------------------------ */
+/* ---- W4A16 GEMV: 128 weights per step, FP32 products (X that 16 bits cannot carry) ------- */
 /*
  * vpermps reads the low four bits of each 32-bit index, so a step's 128 codes (64 bytes, eight
  * per 32-bit lane) become eight vectors of weights by lookups in a 16-float table of E2M1
@@ -710,14 +726,187 @@ static int gemv_w4a16(const op_fp4_tensor *W, const float *X, uint32_t M, float 
 	return 0;
 }
 
+/* ---- W4A16 GEMV with X in 16 bits: 128 weights per step, vpdpbusd ----------------------- */
+/*
+ * The AVX2 rung's 16-bit activations (fp4_gemm_avx2.c, gemv_a16_prepare: per weight block
+ * q = round(x / sx), |q| ≤ 32,512, sx = max|x| / 32,512, q = 256·h + l in signed bytes), here
+ * against a step's 128 codes: the doubled codes + 12 (unsigned bytes, by one in-lane lookup for
+ * the low nibbles and one for the high) meet l and h in four vpdpbusd a row, where the FP32 path
+ * spends eight lookups shared by the rows and eight FMAs a row (a Xeon with AVX-512, 2026-12-03,
+ * K = N = 4,096, one row: one core 25.6-26.3 G weights/s in FP32, bound by those instructions;
+ * 34.9 this way. docs/benchmarks.md, "Intel Xeon with AMX").
+ * Lane L holds elements 8L … 8L+7, of one block; its l sum starts from −12·Σq of them (the +12
+ * taken back), h's is shifted into place, and one FMA applies sx·sw. Same numbers as the AVX2
+ * rung's, summed in another order: the error bound of fp4_gemm.h.
+ */
+static int a16_prepare(const float *X, uint32_t M, uint32_t K, uint32_t bl, int8_t *xq, int32_t *xc, float *xsv)
+{
+	const uint32_t steps = K / 128;
+	const __m128i split = _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+	for (uint32_t m = 0; m < M; m++)
+		for (uint32_t G = 0; G < steps; G++) {
+			const float *v = X + (size_t)m * K + (size_t)G * 128;
+			int8_t *d = xq + ((size_t)m * steps + G) * 256; /* l evens, l odds, h evens, h odds */
+			int32_t q[128];
+			float sx[8];
+			for (uint32_t b = 0; b < 128 / bl; b++) {
+				__m512 a = _mm512_abs_ps(_mm512_loadu_ps(v + b * bl));
+				if (bl == 32)
+					a = _mm512_max_ps(a, _mm512_abs_ps(_mm512_loadu_ps(v + b * bl + 16)));
+				/* NaN and ∞ (16 bits cannot carry them) and blocks out of range: the FP32 path */
+				if (_mm512_cmp_ps_mask(a, _mm512_set1_ps(FLT_MAX), _CMP_NLE_UQ))
+					return 1;
+				const float amax = _mm512_reduce_max_ps(a);
+				if (amax != 0.0f && (amax < 0x1p-40f || amax > 0x1p40f))
+					return 1;
+				sx[b] = amax / 32512.0f; /* q rounds against the very scale it is rebuilt with */
+				const __m512d inv = _mm512_set1_pd(amax > 0.0f ? 1.0 / (double)sx[b] : 0.0);
+				const __m512d lim = _mm512_set1_pd(32512.0);
+				for (uint32_t i = 0; i < bl; i += 8) {
+					__m512d r = _mm512_roundscale_pd(_mm512_mul_pd(_mm512_cvtps_pd(_mm256_loadu_ps(v + b * bl + i)), inv),
+									 _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+					r = _mm512_min_pd(_mm512_max_pd(r, _mm512_sub_pd(_mm512_setzero_pd(), lim)), lim);
+					_mm256_storeu_si256((__m256i *)(q + b * bl + i), _mm512_cvtpd_epi32(r));
+				}
+			}
+			for (uint32_t j = 0; j < 8; j++) { /* sixteen elements: lanes 2j and 2j + 1 */
+				const __m512i qv = _mm512_loadu_si512(q + 16 * j);
+				const __m512i h = _mm512_srai_epi32(_mm512_add_epi32(qv, _mm512_set1_epi32(128)), 8);
+				const __m512i l = _mm512_sub_epi32(qv, _mm512_slli_epi32(h, 8));
+				const __m128i lb = _mm_shuffle_epi8(_mm512_cvtepi32_epi8(l), split);
+				const __m128i hb = _mm_shuffle_epi8(_mm512_cvtepi32_epi8(h), split);
+				_mm_storel_epi64((__m128i *)(d + 8 * j), lb);
+				_mm_storel_epi64((__m128i *)(d + 64 + 8 * j), _mm_unpackhi_epi64(lb, lb));
+				_mm_storel_epi64((__m128i *)(d + 128 + 8 * j), hb);
+				_mm_storel_epi64((__m128i *)(d + 192 + 8 * j), _mm_unpackhi_epi64(hb, hb));
+			}
+			for (uint32_t L = 0; L < 16; L++) {
+				int32_t s = 0;
+				for (uint32_t e = 0; e < 8; e++)
+					s += q[8 * L + e];
+				xc[((size_t)m * steps + G) * 16 + L] = -12 * s;
+				xsv[((size_t)m * steps + G) * 16 + L] = sx[8 * L / bl] * 0x1p31f;
+			}
+		}
+	return 0;
+}
+
+static inline __attribute__((always_inline)) void gemv16q_row(const uint8_t *codes, const uint8_t *sc, int nv, int z0,
+								uint32_t steps, uint32_t stride, const int8_t *xq,
+								const int32_t *xc, const float *xsv, float *out, const int MM,
+								const uint8_t *next_codes, const uint8_t *next_sc)
+{
+	const __m512i tab = _mm512_broadcast_i32x4(_mm_setr_epi8(12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0));
+	const __m512i lo4 = _mm512_set1_epi8(0x0f), zero = _mm512_setzero_si512();
+	const __m512i idx = nv ? _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7)
+			       : _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+	const __m512 two120 = _mm512_set1_ps(0x1p120f);
+	__m512 acc[GV_ROWS];
+	_Pragma("GCC unroll 4") for (int m = 0; m < MM; m++)
+		acc[m] = _mm512_setzero_ps();
+	for (uint32_t G = 0; G < steps; G++) {
+		_mm_prefetch((const char *)(next_codes + (size_t)G * 64), _MM_HINT_T0);
+		if (G * 64 < steps * (nv ? 8u : 4u))
+			_mm_prefetch((const char *)(next_sc + (size_t)G * 64), _MM_HINT_T0);
+		const __m512i c = _mm512_loadu_si512(codes + (size_t)G * 64);
+		const __m512i wl = _mm512_shuffle_epi8(tab, _mm512_and_si512(c, lo4));
+		const __m512i wh = _mm512_shuffle_epi8(tab, _mm512_and_si512(_mm512_srli_epi16(c, 4), lo4));
+		__m512 ws;
+		if (nv) { /* as gemv_row */
+			__m512i b = _mm512_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(sc + (size_t)G * 8)));
+			ws = _mm512_mul_ps(_mm512_castsi512_ps(_mm512_slli_epi32(_mm512_permutexvar_epi32(idx, b), 20)), two120);
+		} else {
+			int32_t four;
+			memcpy(&four, sc + (size_t)G * 4, 4);
+			__m512i b = _mm512_slli_epi32(_mm512_permutexvar_epi32(idx, _mm512_cvtepu8_epi32(_mm_cvtsi32_si128(four))), 23);
+			ws = _mm512_castsi512_ps(z0 ? _mm512_max_epu32(b, _mm512_set1_epi32(0x400000)) : b);
+		}
+		_Pragma("GCC unroll 4") for (int m = 0; m < MM; m++) {
+			const size_t at = (size_t)m * stride + G;
+			const int8_t *x = xq + at * 256;
+			__m512i dl = _mm512_dpbusd_epi32(_mm512_load_si512(xc + at * 16), wl, _mm512_load_si512(x));
+			dl = _mm512_dpbusd_epi32(dl, wh, _mm512_load_si512(x + 64));
+			__m512i dh = _mm512_dpbusd_epi32(zero, wl, _mm512_load_si512(x + 128));
+			dh = _mm512_dpbusd_epi32(dh, wh, _mm512_load_si512(x + 192));
+			const __m512 sv = _mm512_mul_ps(_mm512_load_ps(xsv + at * 16), ws);
+			acc[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(_mm512_slli_epi32(dh, 8), dl)), sv, acc[m]);
+		}
+	}
+	_Pragma("GCC unroll 4") for (int m = 0; m < MM; m++)
+		out[m] = _mm512_reduce_add_ps(acc[m]);
+}
+
+/* 1: X, or a block scale of W, cannot be carried this way (gemv_w4a16 then runs); else 0 or
+ * -ENOMEM. */
+static int gemv_w4a16_q(const op_fp4_tensor *W, const float *X, uint32_t M, float *Y, uint32_t n0, uint32_t n1)
+{
+	const uint32_t K = W->cols, nb = K / op_fp4_block(W->format), steps = K / 128;
+	const int nv = W->format == OP_FP4_NVFP4;
+	int8_t *xq = aligned_alloc(64, (size_t)M * steps * 256);
+	int32_t *xc = aligned_alloc(64, (size_t)M * steps * 16 * sizeof(int32_t));
+	float *xsv = aligned_alloc(64, (size_t)M * steps * 16 * sizeof(float));
+	int rc = -ENOMEM;
+	if (!xq || !xc || !xsv)
+		goto out;
+	rc = a16_prepare(X, M, K, op_fp4_block(W->format), xq, xc, xsv);
+	if (rc)
+		goto out;
+	const float g = 0x1p-32f * W->tensor_scale; /* doubled codes, sx · 2^31: exact */
+	const size_t step_bytes = 256 + 16 * (sizeof(int32_t) + sizeof(float));
+	float out[GV_ROWS];
+	for (uint32_t r0 = 0; r0 < M;) {
+		const uint32_t rows = gemv_pass_rows(M - r0), cs = gemv_chunk_steps(rows, steps, step_bytes);
+		for (uint32_t G0 = 0; G0 < steps; G0 += cs) {
+			const uint32_t gs = steps - G0 < cs ? steps - G0 : cs;
+			const uint32_t sco = G0 * (nv ? 8u : 4u);
+			for (uint32_t m0 = r0; m0 < r0 + rows; m0 += GV_ROWS) {
+				const uint32_t mm = r0 + rows - m0 < GV_ROWS ? r0 + rows - m0 : GV_ROWS;
+				const size_t at = (size_t)m0 * steps + G0;
+				const int8_t *a = xq + at * 256;
+				const int32_t *xcc = xc + at * 16;
+				const float *sv = xsv + at * 16;
+				for (uint32_t n = n0; n < n1; n++) {
+					const uint8_t *codes = W->codes + (size_t)n * K / 2 + (size_t)G0 * 64,
+						      *sc = W->scales + (size_t)n * nb + sco;
+					const uint32_t nx = n + 1 < n1 ? n + 1 : n;
+					const uint8_t *pc = W->codes + (size_t)nx * K / 2 + (size_t)G0 * 64,
+						      *ps = W->scales + (size_t)nx * nb + sco;
+					const int f = nv ? 0 : e8m0_scan(sc, (size_t)gs * 4), z0 = f & 1;
+					if (f & 2) { /* the FP32 path, for the whole call (it writes every output) */
+						rc = 1;
+						goto out;
+					}
+					switch (mm) {
+					case 4: gemv16q_row(codes, sc, nv, z0, gs, steps, a, xcc, sv, out, 4, pc, ps); break;
+					case 3: gemv16q_row(codes, sc, nv, z0, gs, steps, a, xcc, sv, out, 3, pc, ps); break;
+					case 2: gemv16q_row(codes, sc, nv, z0, gs, steps, a, xcc, sv, out, 2, pc, ps); break;
+					default: gemv16q_row(codes, sc, nv, z0, gs, steps, a, xcc, sv, out, 1, pc, ps); break;
+					}
+					for (uint32_t m = 0; m < mm; m++) {
+						float *y = &Y[(size_t)(m0 + m) * W->rows + n];
+						*y = G0 ? *y + out[m] * g : out[m] * g;
+					}
+				}
+			}
+		}
+		r0 += rows;
+	}
+	rc = 0;
+out:
+	free(xq), free(xc), free(xsv);
+	return rc;
+}
+
 int op_fp4_gemv_avx512(const op_fp4_tensor *W, int mode, float act_scale, int mx_mode, const float *X, uint32_t M,
 		       float *Y, uint32_t n0, uint32_t n1)
 {
 	const uint32_t K = W->cols, bl = op_fp4_block(W->format), nb = K / bl, steps = K / 128;
 	if (K % 128)
 		return op_fp4_gemv_avx2(W, mode, act_scale, mx_mode, X, M, Y, n0, n1);
-	if (mode == OP_W4A16)
-		return gemv_w4a16(W, X, M, Y, n0, n1);
+	if (mode == OP_W4A16) {
+		const int rc = gemv_w4a16_q(W, X, M, Y, n0, n1);
+		return rc <= 0 ? rc : gemv_w4a16(W, X, M, Y, n0, n1);
+	}
 	const int nv = W->format == OP_FP4_NVFP4;
 	int rc = -ENOMEM;
 	uint8_t *xa = aligned_alloc(64, (size_t)M * K);
