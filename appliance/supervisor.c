@@ -1485,12 +1485,14 @@ static void planned_restart(sup *s, const char *name)
  * seals what it holds; ingest resends anything unacknowledged, the store deduplicates), so no
  * event is lost. The outcome goes to the journal, status, metrics and the caller.
  */
+static void reload_step(sup *s, sbuf *reply, const char *when, const op_config *nextp, char *changed,
+			size_t changed_len);
+
 static void reload(sup *s, sbuf *reply)
 {
 	char when[32], changed[300];
 	time_t t = time(NULL);
 	struct tm tm;
-	int restart_needed = 0;
 
 	gmtime_r(&t, &tm);
 	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
@@ -1533,8 +1535,31 @@ static void reload(sup *s, sbuf *reply)
 		free(diag);
 		return;
 	}
+	/* A file that loads may still draw warnings (a number in e notation, a YAML 1.1 boolean,
+	 * an empty value): said in the journal and after the answer's first line, as at start,
+	 * whatever the reload then does. */
+	for (char *line = diag, *nl; line && *line; line = nl ? nl + 1 : NULL) {
+		nl = strchr(line, '\n');
+		if (nl)
+			*nl = 0;
+		if (strstr(line, ": warning: "))
+			op_warn("reload: %s", line);
+		if (!nl)
+			break;
+		*nl = '\n';
+	}
+	reload_step(s, reply, when, &next, changed, sizeof(changed));
+	if (diag && strstr(diag, ": warning: "))
+		sb_printf(reply, "%s", diag);
 	free(diag);
-	int n = op_config_diff(&s->cfg_now, &next, changed, sizeof(changed), &restart_needed);
+}
+
+/* reload, once the file has loaded: compare, refuse or apply (the first line of the answer). */
+static void reload_step(sup *s, sbuf *reply, const char *when, const op_config *nextp, char *changed, size_t changed_len)
+{
+	op_config next = *nextp;
+	int restart_needed = 0;
+	int n = op_config_diff(&s->cfg_now, &next, changed, changed_len, &restart_needed);
 	if (n == 0) {
 		s->config_fallback = 0; /* the file is valid again and says what runs */
 		snprintf(s->reload_last, sizeof(s->reload_last), "%s: no change", when);

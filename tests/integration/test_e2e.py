@@ -1467,11 +1467,17 @@ def test_reload(bindir):
     rc, out = a.ctl("reload", check_rc=False)
     check(rc == 1 and "infer.threads (restart)" in out, "a restart-only change: rc %d, %s" % (rc, out))
     check(a.status()["config_hash"] == hash0, "a refused reload changed the configuration")
-    # 3. good changes: applied
+    # 3. good changes: applied; a warning in the file (a number in e notation, the default's
+    #    value) is said in the answer and the journal, as at start
     with open(a.cfg, "w") as f:
-        f.write(good.replace("rotate_age: 1s", "rotate_age: 2s").replace('retry: 200ms', 'retry: 300ms'))
+        f.write(good.replace("rotate_age: 1s", "rotate_age: 2s\n  rotate_bytes: 6.7108864e7").replace('retry: 200ms', 'retry: 300ms'))
     rc, out = a.ctl("reload", check_rc=False)
-    check(rc == 0 and "store.rotate_age" in out and "uplink.retry" in out, "a good reload: rc %d, %s" % (rc, out))
+    check(rc == 0 and out.startswith("ok:") and "store.rotate_age" in out and "uplink.retry" in out and
+          "store.rotate_bytes" not in out.split("\n")[0], "a good reload: rc %d, %s" % (rc, out))
+    check("warning: 'store.rotate_bytes': '6.7108864e7' holds a number in exponent notation" in out,
+          "a reload's warning not in its answer: %s" % out)
+    a.wait(lambda: "reload: %s:" % a.cfg in a.log_text() and "holds a number in exponent notation" in a.log_text(), 5,
+           "a reload's warning in the journal")
     st = a.status()
     check(st["config_hash"] != hash0 and st["reload"]["applied"] == 1, "not applied: %s" % st["reload"])
     a.wait(lambda: a.status()["stages"]["store"]["restarts_planned"] == 1 and
