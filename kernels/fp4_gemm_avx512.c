@@ -459,19 +459,9 @@ static int gemm_w4a16(const op_fp4_linear *L, const float *X, size_t ldx, uint32
 /* Whether n scale bytes hold an E8M0 code 0 (2^-127, a subnormal): shifted into a float's
  * exponent it would read as 0. The W4A4 GEMV looks once per row and chunk and only then pays for
  * the fix-up (an instruction per step, 4-5 % at M = 1; the look costs nothing measurable there).
- * The quantizers never write code 0; a model file may hold it. */
-static int e8m0_has_zero(const uint8_t *sc, size_t n)
-{
-	for (size_t i = 0; i < n; i += 64) {
-		const __mmask64 in = n - i >= 64 ? ~0ull : (1ull << (n - i)) - 1;
-		if (_mm512_mask_testn_epi8_mask(in, _mm512_maskz_loadu_epi8(in, sc + i), _mm512_set1_epi8(-1)))
-			return 1;
-	}
-	return 0;
-}
-
-/* The same look for the W4A16 GEMV with X in 16 bits: bit 0 a code 0, bit 1 a scale above
- * OP_A16_MAX_SCALE_CODE (fp4_gemm.h), which that path cannot carry. */
+ * The quantizers never write code 0; a model file may hold it. The W4A16 GEMV with X in 16 bits
+ * also looks for a scale above OP_A16_MAX_SCALE_CODE (fp4_gemm.h), which it cannot carry.
+ * Bit 0: a code 0; bit 1: a code above that. */
 static int e8m0_scan(const uint8_t *sc, size_t n)
 {
 	int f = 0;
@@ -522,6 +512,31 @@ static inline uint32_t gemv_chunk_steps(uint32_t pass_rows, uint32_t steps, size
 {
 	const size_t rows = pass_rows < GV_ROWS ? pass_rows : GV_ROWS;
 	return rows * steps * step_bytes <= 32768 ? steps : (uint32_t)(16384 / (rows * step_bytes));
+}
+
+/* Row n's codes and scales from step G0 on, and the next row's (row n's own for the last of the
+ * range), which the row kernels prefetch. */
+typedef struct gemv_rowp {
+	const uint8_t *codes, *sc, *next_codes, *next_sc;
+} gemv_rowp;
+
+static inline gemv_rowp gemv_row_ptrs(const op_fp4_tensor *W, uint32_t n, uint32_t n1, uint32_t G0)
+{
+	const uint32_t K = W->cols, nb = K / op_fp4_block(W->format);
+	const uint32_t sco = G0 * (W->format == OP_FP4_NVFP4 ? 8u : 4u); /* step G0's first scale of a row */
+	const uint32_t nx = n + 1 < n1 ? n + 1 : n;
+	return (gemv_rowp){W->codes + (size_t)n * K / 2 + (size_t)G0 * 64, W->scales + (size_t)n * nb + sco,
+			   W->codes + (size_t)nx * K / 2 + (size_t)G0 * 64, W->scales + (size_t)nx * nb + sco};
+}
+
+/* A pass's outputs of row n, times g: written by the first chunk, added to by the others. */
+static inline void gemv_store(float *Y, const op_fp4_tensor *W, uint32_t m0, uint32_t mm, uint32_t n, uint32_t G0,
+			      const float *out, float g)
+{
+	for (uint32_t m = 0; m < mm; m++) {
+		float *y = &Y[(size_t)(m0 + m) * W->rows + n];
+		*y = G0 ? *y + out[m] * g : out[m] * g;
+	}
 }
 
 static inline __attribute__((always_inline)) void gemv_row(const uint8_t *codes, const uint8_t *sc, int nv,
@@ -673,7 +688,7 @@ static inline __attribute__((always_inline)) void gemv16_row(const uint8_t *code
 
 static int gemv_w4a16(const op_fp4_tensor *W, const float *X, uint32_t M, float *Y, uint32_t n0, uint32_t n1)
 {
-	const uint32_t K = W->cols, nb = K / op_fp4_block(W->format), steps = K / 128;
+	const uint32_t K = W->cols, steps = K / 128;
 	const int nv = W->format == OP_FP4_NVFP4;
 	float *xp = aligned_alloc(64, (size_t)M * K * sizeof(float));
 	if (!xp)
@@ -690,16 +705,12 @@ static int gemv_w4a16(const op_fp4_tensor *W, const float *X, uint32_t M, float 
 		const uint32_t rows = gemv_pass_rows(M - r0), cs = gemv_chunk_steps(rows, steps, 128 * sizeof(float));
 		for (uint32_t G0 = 0; G0 < steps; G0 += cs) {
 			const uint32_t gs = steps - G0 < cs ? steps - G0 : cs;
-			const uint32_t sco = G0 * (nv ? 8u : 4u); /* the chunk's first scale of a row */
 			for (uint32_t m0 = r0; m0 < r0 + rows; m0 += GV_ROWS) {
 				const uint32_t mm = r0 + rows - m0 < GV_ROWS ? r0 + rows - m0 : GV_ROWS;
 				const float *a = xp + (size_t)m0 * K + (size_t)G0 * 128;
 				for (uint32_t n = n0; n < n1; n++) {
-					const uint8_t *codes = W->codes + (size_t)n * K / 2 + (size_t)G0 * 64,
-						      *sc = W->scales + (size_t)n * nb + sco;
-					const uint32_t nx = n + 1 < n1 ? n + 1 : n;
-					const uint8_t *pc = W->codes + (size_t)nx * K / 2 + (size_t)G0 * 64,
-						      *ps = W->scales + (size_t)nx * nb + sco;
+					const gemv_rowp rp = gemv_row_ptrs(W, n, n1, G0);
+					const uint8_t *codes = rp.codes, *sc = rp.sc, *pc = rp.next_codes, *ps = rp.next_sc;
 					const int last = n + 1 == W->rows && G0 + gs == steps;
 #define ROW(NV, MM) gemv16_row(codes, sc, NV, gs, last, a, K, out, MM, pc, ps)
 					switch (mm * 2 + nv) {
@@ -713,10 +724,7 @@ static int gemv_w4a16(const op_fp4_tensor *W, const float *X, uint32_t M, float 
 					default: ROW(0, 1); break;
 					}
 #undef ROW
-					for (uint32_t m = 0; m < mm; m++) {
-						float *y = &Y[(size_t)(m0 + m) * W->rows + n];
-						*y = G0 ? *y + out[m] * W->tensor_scale : out[m] * W->tensor_scale;
-					}
+					gemv_store(Y, W, m0, mm, n, G0, out, W->tensor_scale);
 				}
 			}
 		}
@@ -840,7 +848,7 @@ static inline __attribute__((always_inline)) void gemv16q_row(const uint8_t *cod
  * -ENOMEM. */
 static int gemv_w4a16_q(const op_fp4_tensor *W, const float *X, uint32_t M, float *Y, uint32_t n0, uint32_t n1)
 {
-	const uint32_t K = W->cols, nb = K / op_fp4_block(W->format), steps = K / 128;
+	const uint32_t K = W->cols, steps = K / 128;
 	const int nv = W->format == OP_FP4_NVFP4;
 	int8_t *xq = aligned_alloc(64, (size_t)M * steps * 256);
 	int32_t *xc = aligned_alloc(64, (size_t)M * steps * 16 * sizeof(int32_t));
@@ -858,7 +866,6 @@ static int gemv_w4a16_q(const op_fp4_tensor *W, const float *X, uint32_t M, floa
 		const uint32_t rows = gemv_pass_rows(M - r0), cs = gemv_chunk_steps(rows, steps, step_bytes);
 		for (uint32_t G0 = 0; G0 < steps; G0 += cs) {
 			const uint32_t gs = steps - G0 < cs ? steps - G0 : cs;
-			const uint32_t sco = G0 * (nv ? 8u : 4u);
 			for (uint32_t m0 = r0; m0 < r0 + rows; m0 += GV_ROWS) {
 				const uint32_t mm = r0 + rows - m0 < GV_ROWS ? r0 + rows - m0 : GV_ROWS;
 				const size_t at = (size_t)m0 * steps + G0;
@@ -866,11 +873,8 @@ static int gemv_w4a16_q(const op_fp4_tensor *W, const float *X, uint32_t M, floa
 				const int32_t *xcc = xc + at * 16;
 				const float *sv = xsv + at * 16;
 				for (uint32_t n = n0; n < n1; n++) {
-					const uint8_t *codes = W->codes + (size_t)n * K / 2 + (size_t)G0 * 64,
-						      *sc = W->scales + (size_t)n * nb + sco;
-					const uint32_t nx = n + 1 < n1 ? n + 1 : n;
-					const uint8_t *pc = W->codes + (size_t)nx * K / 2 + (size_t)G0 * 64,
-						      *ps = W->scales + (size_t)nx * nb + sco;
+					const gemv_rowp rp = gemv_row_ptrs(W, n, n1, G0);
+					const uint8_t *codes = rp.codes, *sc = rp.sc, *pc = rp.next_codes, *ps = rp.next_sc;
 					const int f = nv ? 0 : e8m0_scan(sc, (size_t)gs * 4), z0 = f & 1;
 					if (f & 2) { /* the FP32 path, for the whole call (it writes every output) */
 						rc = 1;
@@ -882,10 +886,7 @@ static int gemv_w4a16_q(const op_fp4_tensor *W, const float *X, uint32_t M, floa
 					case 2: gemv16q_row(codes, sc, nv, z0, gs, steps, a, xcc, sv, out, 2, pc, ps); break;
 					default: gemv16q_row(codes, sc, nv, z0, gs, steps, a, xcc, sv, out, 1, pc, ps); break;
 					}
-					for (uint32_t m = 0; m < mm; m++) {
-						float *y = &Y[(size_t)(m0 + m) * W->rows + n];
-						*y = G0 ? *y + out[m] * g : out[m] * g;
-					}
+					gemv_store(Y, W, m0, mm, n, G0, out, g);
 				}
 			}
 		}
@@ -947,29 +948,22 @@ int op_fp4_gemv_avx512(const op_fp4_tensor *W, int mode, float act_scale, int mx
 		const uint32_t rows = gemv_pass_rows(M - r0), cs = gemv_chunk_steps(rows, steps, step_bytes);
 		for (uint32_t G0 = 0; G0 < steps; G0 += cs) {
 			const uint32_t gs = steps - G0 < cs ? steps - G0 : cs;
-			const uint32_t sco = G0 * (nv ? 8u : 4u); /* the chunk's first scale of a row */
 			for (uint32_t m0 = r0; m0 < r0 + rows; m0 += GV_ROWS) {
 				const uint32_t mm = r0 + rows - m0 < GV_ROWS ? r0 + rows - m0 : GV_ROWS;
 				const uint8_t *a = xa + ((size_t)m0 * steps + G0) * 128;
 				const __mmask64 *ng = xneg + ((size_t)m0 * steps + G0) * 2;
 				const float *sv = xsv + ((size_t)m0 * steps + G0) * 16;
 				for (uint32_t n = n0; n < n1; n++) {
-					const uint8_t *codes = W->codes + (size_t)n * K / 2 + (size_t)G0 * 64,
-						      *sc = W->scales + (size_t)n * nb + sco;
-					const uint32_t nx = n + 1 < n1 ? n + 1 : n;
-					const uint8_t *pc = W->codes + (size_t)nx * K / 2 + (size_t)G0 * 64,
-						      *ps = W->scales + (size_t)nx * nb + sco;
-					const int z0 = !nv && e8m0_has_zero(sc, (size_t)gs * 4);
+					const gemv_rowp rp = gemv_row_ptrs(W, n, n1, G0);
+					const uint8_t *codes = rp.codes, *sc = rp.sc, *pc = rp.next_codes, *ps = rp.next_sc;
+					const int z0 = !nv && (e8m0_scan(sc, (size_t)gs * 4) & 1);
 					switch (mm) {
 					case 4: gemv_row(codes, sc, nv, z0, gs, steps, a, ng, sv, out, 4, pc, ps); break;
 					case 3: gemv_row(codes, sc, nv, z0, gs, steps, a, ng, sv, out, 3, pc, ps); break;
 					case 2: gemv_row(codes, sc, nv, z0, gs, steps, a, ng, sv, out, 2, pc, ps); break;
 					default: gemv_row(codes, sc, nv, z0, gs, steps, a, ng, sv, out, 1, pc, ps); break;
 					}
-					for (uint32_t m = 0; m < mm; m++) {
-						float *y = &Y[(size_t)(m0 + m) * W->rows + n];
-						*y = G0 ? *y + out[m] * g : out[m] * g;
-					}
+					gemv_store(Y, W, m0, mm, n, G0, out, g);
 				}
 			}
 		}
